@@ -1,0 +1,1 @@
+"""The `rxwatch` command line: thin typer commands over the library (see docs/cli.md)."""

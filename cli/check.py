@@ -1,0 +1,52 @@
+"""`rxwatch check`: parse and verify protocols, print diagnostics, change nothing."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import List
+
+import typer
+
+from .app import app
+from .output import Status, print_diagnostics, read_text
+
+
+class DiagFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+@app.command()
+def check(
+    protocols: List[Path] = typer.Argument(..., help="Protocol files (.rxw) to check.", exists=True, dir_okay=False, readable=True),
+    format: DiagFormat = typer.Option(DiagFormat.text, "--format", "-f", help="text: one line per finding on stderr, with the source line and a caret; json: a list on stdout."),
+    strict: bool = typer.Option(False, "--strict", help="Treat warnings as errors (exit 1 when there are any)."),
+    verify: bool = typer.Option(True, "--verify/--no-verify", help="Run the static analyses (gaps, overlaps, reachability, time); see docs/verification.md."),
+) -> None:
+    """Parse and verify protocols: every error and warning of every file, located.
+
+    Exit status 0 when no file has errors (warnings may be printed), 1 when one has.
+    """
+    from rxwatch.compiler import compile_source
+
+    all_diags = []
+    errors = warnings = 0
+    for path in protocols:
+        text = read_text(path, "protocol file")
+        result = compile_source(text, str(path), verify=verify, lower=False)
+        all_diags.extend(result.diagnostics)
+        errors += sum(d.is_error for d in result.diagnostics)
+        warnings += sum(not d.is_error for d in result.diagnostics)
+        if format is DiagFormat.text:
+            print_diagnostics(result.diagnostics, text)
+    if format is DiagFormat.json:
+        json.dump([d.to_dict() for d in all_diags], sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        files = f"{len(protocols)} protocol{'s' if len(protocols) != 1 else ''}"
+        print(f"checked {files}: {errors} error{'s' if errors != 1 else ''}, {warnings} warning{'s' if warnings != 1 else ''}", file=sys.stderr)
+    if errors or (strict and warnings):
+        raise typer.Exit(int(Status.INPUT_ERROR))

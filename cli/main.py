@@ -1,0 +1,43 @@
+"""Entry point of the `rxwatch` console script.
+
+Commands live in their own modules and register on `app`; each reads its input, calls
+one library function, reports, and exits with the status of docs/cli.md. The one place
+that turns an unexpected exception into exit status 3 is `main` below.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from .app import app
+from . import check, compile  # noqa: F401  (commands register themselves on `app`)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return its exit status (usage errors are typer's: status 2)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    if debug:
+        args = [a for a in args if a != "--debug"]
+    try:
+        app(args=args, prog_name="rxwatch")
+    except SystemExit as e:  # typer ends every run, successful or not, with SystemExit
+        code = e.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    except KeyboardInterrupt:
+        print("rxwatch: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # the one place: an internal error, never the author's
+        if debug:
+            raise
+        print(f"rxwatch: internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback)", file=sys.stderr)
+        return 3
+    return 0
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

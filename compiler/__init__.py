@@ -1,0 +1,71 @@
+"""The rxwatch compiler: protocol source -> parse -> AST -> checks -> networkx graph.
+
+    from rxwatch.compiler import compile_file
+    result = compile_file("protocols/anakinra_hepatotoxicity.rxw")
+    result.diagnostics   # every finding, errors and warnings, sorted by position
+    result.graph         # the compiled state machine (None when there were errors)
+
+Each pass is its own module: `parser` (source -> AST), `checks.names`, `checks.types`,
+`checks.structure`, `verify` (static analysis of the rules), `lower` (AST -> graph).
+A pass that reports errors stops the pipeline after it; every error of that pass is kept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .diagnostics import Diagnostic, Diagnostics
+from .span import Span
+
+__all__ = ["CompileResult", "Diagnostic", "Span", "compile_file", "compile_source"]
+
+
+@dataclass
+class CompileResult:
+    path: str
+    source: str
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    module: object | None = None  # the AST (rxwatch.compiler.ast.Module)
+    graph: object | None = None  # networkx.MultiDiGraph, None when there were errors
+
+    @property
+    def ok(self) -> bool:
+        return not any(d.is_error for d in self.diagnostics)
+
+
+def compile_source(text: str, path: str = "<string>", *, verify: bool = True, lower: bool = True) -> CompileResult:
+    """Run every pass over one protocol text. Never raises for the author's mistakes."""
+    from . import parser
+    from .checks import names, structure, types
+    from .symbols import build
+
+    diags = Diagnostics()
+    result = CompileResult(path, text)
+    module = parser.parse(text, path, diags)
+    result.module = module
+    if module is not None and not diags.has_errors:
+        sym = build(module)
+        names.check(module, sym, diags)
+        let_types = types.check(module, sym, diags)
+        structure.check(module, sym, diags)
+        if not diags.has_errors:
+            graph = None
+            if lower or verify:
+                from .lower import lower as lower_graph
+
+                graph = lower_graph(module, sym, let_types)
+            if verify:
+                from . import verify as verify_pass
+
+                verify_pass.check(module, graph, diags)
+            if not diags.has_errors and lower:
+                result.graph = graph
+    result.diagnostics = diags.sorted()
+    return result
+
+
+def compile_file(path: str, **kwargs) -> CompileResult:
+    """Read and compile a protocol file. OSError and UnicodeDecodeError reach the caller."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    return compile_source(text, str(path), **kwargs)

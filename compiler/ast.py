@@ -1,0 +1,307 @@
+"""The protocol's abstract syntax tree: frozen dataclasses with a span and no behaviour.
+
+The parser builds it; the checks read it; the lowering turns it into the graph.
+Names that the author wrote keep their own span (`Name`), so a diagnostic about a
+reference points at the reference, not at the whole rule.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Union
+
+from .span import Span
+
+
+@dataclass(frozen=True, slots=True)
+class Name:
+    text: str
+    span: Span
+
+
+# ------------------------------------------------------------------ expressions
+
+
+@dataclass(frozen=True, slots=True)
+class Number:
+    value: float
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Bool:
+    value: bool
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Duration:
+    """`6 months`: amount and unit ('days', 'weeks', 'months', 'years')."""
+
+    amount: int
+    unit: str
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """A name in an expression: a lab, fact, variable, derived value or enumeration member."""
+
+    name: str
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """`max(a, b)`, `min(...)`, `uln(ALT)`, `xuln(ALT)`, `known(ALT)`, `since(action)`."""
+
+    func: Name
+    args: tuple["Expr", ...]
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Neg:
+    operand: "Expr"
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Arith:
+    op: str  # + - * /
+    left: "Expr"
+    right: "Expr"
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Compare:
+    """`a < b <= c`: a chain, true when every adjacent comparison holds."""
+
+    ops: tuple[str, ...]
+    operands: tuple["Expr", ...]
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """`indication in {stills_disease, hlh_mas}`."""
+
+    operand: "Expr"
+    members: tuple[Name, ...]
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Not:
+    operand: "Expr"
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Logic:
+    """`and` / `or` over two or more operands."""
+
+    op: str  # "and" | "or"
+    operands: tuple["Expr", ...]
+    span: Span
+
+
+Expr = Union[Number, Bool, Duration, Ref, Call, Neg, Arith, Compare, Member, Not, Logic]
+
+
+# ------------------------------------------------------------------ actions
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A due window relative to the day of the action: opens after `start`, closes after `end`."""
+
+    start: int
+    end: int
+    unit: str
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Do:
+    action: Name
+    window: Window | None
+    cite: tuple[Name, ...]
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class OneOf:
+    """Alternatives: the first option is the default."""
+
+    options: tuple[Name, ...]
+    window: Window | None
+    cite: tuple[Name, ...]
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Set:
+    var: Name
+    value: Expr
+    cite: tuple[Name, ...]
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class If:
+    cond: Expr
+    cond_text: str
+    cite: tuple[Name, ...]
+    then: tuple["Action", ...]
+    orelse: tuple["Action", ...]
+    span: Span
+
+
+Action = Union[Do, OneOf, Set, If]
+
+
+# ------------------------------------------------------------------ states
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """`when GUARD -> TARGET cite ... { actions }`; guard None is `otherwise`; target None is `stay`."""
+
+    guard: Expr | None
+    guard_text: str
+    target: Name | None
+    cite: tuple[Name, ...]
+    actions: tuple[Action, ...]
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Handler:
+    """What a state does on a trigger: 'panel', 'event', 'fact' or 'timer'."""
+
+    trigger: str
+    names: tuple[Name, ...]  # events, or facts (empty: any fact)
+    delay: Duration | None  # timers
+    since: Name | None  # timers: the action the delay counts from (None: entering the state)
+    mode: str  # 'first' (default), 'ordered' (overlaps on purpose), 'exclusive'
+    rules: tuple[Rule, ...]
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class State:
+    name: Name
+    kind: str  # 'initial', 'normal', 'terminal'
+    description: str | None
+    entry: tuple[Action, ...]
+    handlers: tuple[Handler, ...]
+    span: Span
+
+
+# ------------------------------------------------------------------ declarations
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolMeta:
+    name: Name
+    title: str | None
+    version: str | None
+    status: Name | None
+    description: str | None
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    id: Name
+    title: str | None
+    kind: Name | None
+    url: str | None
+    doi: str | None
+    note: str | None
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Lab:
+    name: Name
+    description: str | None
+    unit: str | None
+    uln: float | None
+    loinc: tuple[str, ...]
+    molar_mass: float | None
+    cite: tuple[Name, ...]
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class TypeSpec:
+    kind: str  # 'bool', 'number', 'enum'
+    unit: str | None
+    members: tuple[Name, ...]
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Literal:
+    value: bool | float | str  # str: an enumeration member
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Fact:
+    """A fact about the patient (`fact`) or a variable the protocol sets (`var`)."""
+
+    name: Name
+    description: str | None
+    type: TypeSpec
+    default: Literal | None
+    cite: tuple[Name, ...]
+    span: Span
+    is_var: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    name: Name
+    description: str | None
+    cite: tuple[Name, ...]
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class ActionDecl:
+    name: Name
+    description: str | None
+    orders: tuple[Name, ...]
+    cite: tuple[Name, ...]
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Let:
+    name: Name
+    description: str | None
+    expr: Expr
+    text: str
+    cite: tuple[Name, ...]
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Module:
+    """One protocol file, declarations in file order by kind."""
+
+    path: str
+    source: str = field(repr=False)
+    protocol: tuple[ProtocolMeta, ...]
+    sources: tuple[Source, ...]
+    labs: tuple[Lab, ...]
+    facts: tuple[Fact, ...]
+    vars: tuple[Fact, ...]
+    events: tuple[Event, ...]
+    actions: tuple[ActionDecl, ...]
+    lets: tuple[Let, ...]
+    states: tuple[State, ...]

@@ -1,0 +1,147 @@
+"""Names: duplicate declarations and references to names that are not declared (E2xx)."""
+
+from __future__ import annotations
+
+from .. import ast
+from ..diagnostics import Diagnostics, did_you_mean
+from ..span import Span
+from ..symbols import Symbols, module_exprs, walk_actions, walk_expr
+
+FUNCTIONS = {"max", "min", "uln", "xuln", "known", "since"}
+
+
+def check(module: ast.Module, sym: Symbols, diags: Diagnostics) -> None:
+    _duplicates(module, diags)
+    if len(module.protocol) == 0:
+        diags.error(Span(module.path, 1, 1, 1, 1), "E207", "the file has no 'protocol NAME' declaration; start it with one")
+    for extra in module.protocol[1:]:
+        diags.error(extra.span, "E201", f"a second 'protocol' declaration; the first is at line {module.protocol[0].span.line}")
+
+    for lab in module.labs:
+        _cites(lab.cite, sym, diags)
+    for item in (*module.facts, *module.vars, *module.events, *module.lets):
+        _cites(item.cite, sym, diags)
+    for action in module.actions:
+        _cites(action.cite, sym, diags)
+        for lab in action.orders:
+            if lab.text not in sym.labs:
+                diags.error(lab.span, "E205", f"action '{action.name.text}' orders '{lab.text}', which is not a declared lab{did_you_mean(lab.text, sym.labs)}")
+
+    for expr, _ctx in module_exprs(module):
+        for e in walk_expr(expr):
+            if isinstance(e, ast.Call):
+                _call_names(e, sym, diags)
+
+    for st in module.states:
+        _actions(st.entry, sym, diags)
+        for h in st.handlers:
+            _handler(h, sym, diags)
+            for r in h.rules:
+                _cites(r.cite, sym, diags)
+                _actions(r.actions, sym, diags)
+                if r.target is not None and r.target.text not in sym.states:
+                    diags.error(r.target.span, "E203", f"transition to '{r.target.text}', which is not a state{did_you_mean(r.target.text, sym.states)}")
+
+    _let_cycles(module, sym, diags)
+
+
+def _duplicates(module: ast.Module, diags: Diagnostics) -> None:
+    seen: dict[str, tuple[str, ast.Name]] = {}
+    for kind, items in (
+        ("lab", module.labs),
+        ("fact", module.facts),
+        ("var", module.vars),
+        ("event", module.events),
+        ("action", module.actions),
+        ("let", module.lets),
+    ):
+        for item in items:
+            n = item.name
+            if n.text in FUNCTIONS:
+                diags.error(n.span, "E201", f"'{n.text}' is a built-in function and cannot be declared as a {kind}")
+            if n.text in seen:
+                other_kind, other = seen[n.text]
+                diags.error(n.span, "E201", f"'{n.text}' is already declared as a {other_kind} at line {other.span.line}")
+            else:
+                seen[n.text] = (kind, n)
+    for what, items in (("source", [s.id for s in module.sources]), ("state", [s.name for s in module.states])):
+        first: dict[str, ast.Name] = {}
+        for n in items:
+            if n.text in first:
+                diags.error(n.span, "E201", f"{what} '{n.text}' is already declared at line {first[n.text].span.line}")
+            else:
+                first[n.text] = n
+    for fact in (*module.facts, *module.vars):
+        members: dict[str, ast.Name] = {}
+        for m in fact.type.members if fact.type else ():
+            if m.text in members:
+                diags.error(m.span, "E201", f"'{m.text}' is listed twice in the members of '{fact.name.text}'")
+            members[m.text] = m
+
+
+def _cites(cite, sym: Symbols, diags: Diagnostics) -> None:
+    for src in cite:
+        if src.text not in sym.sources:
+            diags.error(src.span, "E204", f"cites '{src.text}', which is not a declared source{did_you_mean(src.text, sym.sources)}")
+
+
+def _expect(name: ast.Name, table: dict, kind: str, sym: Symbols, diags: Diagnostics, what: str) -> None:
+    if name.text in table:
+        return
+    other = sym.kind_of(name.text)
+    if other is not None:
+        diags.error(name.span, "E206", f"{what} '{name.text}' must be a declared {kind}, but it is a {other}")
+    else:
+        diags.error(name.span, "E202", f"{what} '{name.text}' is not a declared {kind}{did_you_mean(name.text, table)}")
+
+
+def _actions(actions, sym: Symbols, diags: Diagnostics) -> None:
+    for a in walk_actions(actions):
+        if isinstance(a, ast.Do):
+            _expect(a.action, sym.actions, "action", sym, diags, "action")
+            _cites(a.cite, sym, diags)
+        elif isinstance(a, ast.OneOf):
+            for o in a.options:
+                _expect(o, sym.actions, "action", sym, diags, "option")
+            _cites(a.cite, sym, diags)
+        elif isinstance(a, ast.Set):
+            _expect(a.var, sym.vars, "var", sym, diags, "set")
+            _cites(a.cite, sym, diags)
+        elif isinstance(a, ast.If):
+            _cites(a.cite, sym, diags)
+
+
+def _handler(h: ast.Handler, sym: Symbols, diags: Diagnostics) -> None:
+    if h.trigger == "event":
+        for n in h.names:
+            _expect(n, sym.events, "event", sym, diags, "event")
+    elif h.trigger == "fact":
+        for n in h.names:
+            _expect(n, {**sym.facts, **sym.vars}, "fact", sym, diags, "fact")
+    elif h.trigger == "timer" and h.since is not None:
+        _expect(h.since, sym.actions, "action", sym, diags, "since")
+
+
+def _call_names(e: ast.Call, sym: Symbols, diags: Diagnostics) -> None:
+    f = e.func.text
+    if f not in FUNCTIONS:
+        diags.error(e.func.span, "E304", f"unknown function '{f}'{did_you_mean(f, FUNCTIONS)}; the functions are {', '.join(sorted(FUNCTIONS))}")
+
+
+def _let_cycles(module: ast.Module, sym: Symbols, diags: Diagnostics) -> None:
+    deps = {
+        let.name.text: {e.name for e in walk_expr(let.expr) if isinstance(e, ast.Ref) and e.name in sym.lets}
+        for let in module.lets
+    }
+    reported: set[str] = set()
+    for start in deps:
+        stack = [(start, [start])]
+        while stack:
+            node, path = stack.pop()
+            for nxt in deps.get(node, ()):
+                if nxt == start and start not in reported:
+                    reported.update(path)
+                    let = sym.lets[start]
+                    diags.error(let.name.span, "E208", f"'{start}' is defined in terms of itself: {' -> '.join(path + [start])}")
+                elif nxt not in path and len(path) < 50:
+                    stack.append((nxt, path + [nxt]))

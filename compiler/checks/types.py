@@ -1,0 +1,318 @@
+"""Types and units of expressions (E3xx).
+
+Every expression has a type: `bool`, `number` with a unit, `enum` (the members of a fact),
+or `duration`. A bare number literal fits any unit. Lab values have their lab's unit;
+`a / b` of the same unit is a ratio (unit "1"), which is what multiples of ULN are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .. import ast
+from ..diagnostics import Diagnostics, did_you_mean
+from ..symbols import Symbols, module_exprs
+
+ANY = "*"  # the unit of a bare number literal: it fits any unit
+RATIO = "1"
+
+
+@dataclass(frozen=True, slots=True)
+class T:
+    kind: str  # 'bool', 'number', 'enum', 'duration', 'error'
+    unit: str | None = None  # numbers
+    members: tuple[str, ...] = ()  # enums
+    owner: str = ""  # enums: the fact they belong to
+
+    def __str__(self) -> str:
+        if self.kind == "number":
+            return "a number" if self.unit in (ANY, None) else ("a ratio" if self.unit == RATIO else f"a number in {self.unit}")
+        if self.kind == "enum":
+            return f"one of the members of '{self.owner}'" if self.owner else "an enumeration"
+        return {"bool": "a boolean", "duration": "a duration"}.get(self.kind, "an invalid value")
+
+
+BOOL = T("bool")
+ERROR = T("error")
+DURATION = T("duration")
+
+
+def type_of_decl(t: ast.TypeSpec | None, owner: str) -> T:
+    if t is None:
+        return ERROR
+    if t.kind == "bool":
+        return BOOL
+    if t.kind == "number":
+        return T("number", t.unit or RATIO)
+    return T("enum", members=tuple(m.text for m in t.members), owner=owner)
+
+
+def lab_unit(lab: ast.Lab) -> str:
+    return lab.unit or RATIO
+
+
+class TypeChecker:
+    def __init__(self, sym: Symbols, diags: Diagnostics):
+        self.sym = sym
+        self.diags = diags
+        self.let_types: dict[str, T] = {}
+        self._in_progress: set[str] = set()
+
+    # -- entry points
+
+    def check_module(self, module: ast.Module) -> None:
+        for let in module.lets:
+            self.let_type(let.name.text)
+        for expr, ctx in module_exprs(module):
+            if ctx in ("let", "set"):
+                continue  # lets are typed above; sets below, against their variable
+            t = self.infer(expr)
+            if ctx == "guard" and t.kind not in ("bool", "error"):
+                self.diags.error(expr.span, "E301", f"a condition must be true or false, but this is {t}")
+        for st in module.states:
+            self._sets(st.entry)
+            for h in st.handlers:
+                for r in h.rules:
+                    self._sets(r.actions)
+        for f in (*module.facts, *module.vars):
+            self._default(f)
+
+    def _sets(self, actions) -> None:
+        from ..symbols import walk_actions
+
+        for a in walk_actions(actions):
+            if isinstance(a, ast.Set) and a.var.text in self.sym.vars:
+                var = self.sym.vars[a.var.text]
+                want = type_of_decl(var.type, var.name.text)
+                got = self.infer(a.value, expect=want)
+                if not self.compatible(want, got):
+                    self.diags.error(a.value.span, "E301", f"'{a.var.text}' holds {want}, but this is {got}")
+
+    def _default(self, f: ast.Fact) -> None:
+        if f.default is None or f.type is None:
+            return
+        v, kind = f.default.value, f.type.kind
+        ok = (
+            (kind == "bool" and isinstance(v, bool))
+            or (kind == "number" and isinstance(v, float))
+            or (kind == "enum" and isinstance(v, str) and v in {m.text for m in f.type.members})
+        )
+        if not ok:
+            if kind == "enum" and isinstance(v, str):
+                members = [m.text for m in f.type.members]
+                self.diags.error(f.default.span, "E303", f"'{v}' is not a member of '{f.name.text}'{did_you_mean(v, members)}")
+            else:
+                self.diags.error(f.default.span, "E305", f"the default of '{f.name.text}' must be {type_of_decl(f.type, f.name.text)}")
+
+    def let_type(self, name: str) -> T:
+        if name in self.let_types:
+            return self.let_types[name]
+        if name in self._in_progress:
+            return ERROR  # a cycle, reported by checks.names
+        self._in_progress.add(name)
+        t = self.infer(self.sym.lets[name].expr)
+        self._in_progress.discard(name)
+        self.let_types[name] = t
+        return t
+
+    # -- inference
+
+    @staticmethod
+    def compatible(a: T, b: T) -> bool:
+        if "error" in (a.kind, b.kind):
+            return True
+        if a.kind != b.kind:
+            return False
+        if a.kind == "number":
+            return a.unit == b.unit or ANY in (a.unit, b.unit)
+        if a.kind == "enum":
+            return a.owner == b.owner or not a.owner or not b.owner
+        return True
+
+    def infer(self, e, expect: T | None = None) -> T:
+        method = getattr(self, "_" + type(e).__name__.lower())
+        return method(e, expect)
+
+    def _number(self, e: ast.Number, expect) -> T:
+        return T("number", ANY)
+
+    def _bool(self, e: ast.Bool, expect) -> T:
+        return BOOL
+
+    def _duration(self, e: ast.Duration, expect) -> T:
+        return DURATION
+
+    def _ref(self, e: ast.Ref, expect) -> T:
+        sym = self.sym
+        if e.name in sym.labs:
+            return T("number", lab_unit(sym.labs[e.name]))
+        if e.name in sym.facts:
+            f = sym.facts[e.name]
+            return type_of_decl(f.type, f.name.text)
+        if e.name in sym.vars:
+            f = sym.vars[e.name]
+            return type_of_decl(f.type, f.name.text)
+        if e.name in sym.lets:
+            return self.let_type(e.name)
+        if expect is not None and expect.kind == "enum":
+            if e.name in expect.members:
+                return expect
+            self.diags.error(e.span, "E303", f"'{e.name}' is not a member of '{expect.owner}'{did_you_mean(e.name, expect.members)}")
+            return ERROR
+        other = sym.kind_of(e.name)
+        if other is not None:
+            self.diags.error(e.span, "E206", f"'{e.name}' is a {other}; an expression can use labs, facts, vars and lets")
+        else:
+            names = sym.values() | {m for f in (*sym.facts.values(), *sym.vars.values()) if f.type for m in (x.text for x in f.type.members)}
+            self.diags.error(e.span, "E202", f"'{e.name}' is not declared{did_you_mean(e.name, names)}")
+        return ERROR
+
+    def _neg(self, e: ast.Neg, expect) -> T:
+        t = self.infer(e.operand)
+        if t.kind not in ("number", "error"):
+            self.diags.error(e.span, "E301", f"'-' needs a number, but this is {t}")
+            return ERROR
+        return t
+
+    def _arith(self, e: ast.Arith, expect) -> T:
+        lt, rt = self.infer(e.left), self.infer(e.right)
+        if "error" in (lt.kind, rt.kind):
+            return ERROR
+        for side, t in ((e.left, lt), (e.right, rt)):
+            if t.kind != "number":
+                self.diags.error(side.span, "E301", f"'{e.op}' needs numbers, but this is {t}")
+                return ERROR
+        lu, ru = lt.unit, rt.unit
+        if e.op in "+-":
+            if lu != ru and ANY not in (lu, ru):
+                self.diags.error(e.span, "E302", f"cannot {'add' if e.op == '+' else 'subtract'} {rt} {'to' if e.op == '+' else 'from'} {lt}")
+                return ERROR
+            return T("number", lu if lu != ANY else ru)
+        if e.op == "*":
+            if lu in (ANY, RATIO):
+                return T("number", ru if lu == RATIO or ru != ANY else ANY)
+            if ru in (ANY, RATIO):
+                return T("number", lu)
+            return T("number", f"{lu}*{ru}")
+        # division
+        if lu == ru:
+            return T("number", RATIO if lu != ANY else ANY)
+        if ru in (ANY, RATIO):
+            return T("number", lu)
+        if lu == ANY:
+            return T("number", f"1/({ru})")
+        return T("number", f"{lu}/({ru})")
+
+    def _compare(self, e: ast.Compare, expect) -> T:
+        types = []
+        for i, operand in enumerate(e.operands):
+            hint = None
+            if isinstance(operand, ast.Ref) and types and types[-1].kind == "enum":
+                hint = types[-1]
+            elif isinstance(operand, ast.Ref) and i + 1 < len(e.operands) and operand.name not in self.sym.values():
+                nxt = self.infer_quiet(e.operands[i + 1])
+                hint = nxt if nxt.kind == "enum" else None
+            types.append(self.infer(operand, expect=hint))
+        for op, (a, b), (x, y) in zip(e.ops, zip(types, types[1:]), zip(e.operands, e.operands[1:])):
+            if "error" in (a.kind, b.kind):
+                continue
+            if a.kind != b.kind:
+                self.diags.error(e.span, "E301", f"cannot compare {a} with {b}")
+                continue
+            if a.kind in ("bool", "enum") and op not in ("==", "!="):
+                self.diags.error(e.span, "E301", f"'{op}' needs numbers; {a} can only be compared with == or !=")
+            elif a.kind == "number" and not self.compatible(a, b):
+                self.diags.error(e.span, "E302", f"unit mismatch: cannot compare {a} with {b}")
+        return BOOL
+
+    def infer_quiet(self, e) -> T:
+        saved = self.diags.items
+        self.diags.items = []
+        try:
+            return self.infer(e)
+        finally:
+            self.diags.items = saved
+
+    def _member(self, e: ast.Member, expect) -> T:
+        t = self.infer(e.operand)
+        if t.kind == "error":
+            return BOOL
+        if t.kind != "enum":
+            self.diags.error(e.operand.span, "E301", f"'in {{...}}' needs an enumeration, but this is {t}")
+            return BOOL
+        for m in e.members:
+            if m.text not in t.members:
+                self.diags.error(m.span, "E303", f"'{m.text}' is not a member of '{t.owner}'{did_you_mean(m.text, t.members)}")
+        return BOOL
+
+    def _not(self, e: ast.Not, expect) -> T:
+        t = self.infer(e.operand)
+        if t.kind not in ("bool", "error"):
+            self.diags.error(e.operand.span, "E301", f"'not' needs a condition, but this is {t}")
+        return BOOL
+
+    def _logic(self, e: ast.Logic, expect) -> T:
+        for operand in e.operands:
+            t = self.infer(operand)
+            if t.kind not in ("bool", "error"):
+                self.diags.error(operand.span, "E301", f"'{e.op}' needs conditions, but this is {t}")
+        return BOOL
+
+    def _call(self, e: ast.Call, expect) -> T:
+        f = e.func.text
+        args = e.args
+        if f in ("max", "min"):
+            if len(args) < 2:
+                self.diags.error(e.span, "E304", f"{f}() takes two or more arguments")
+                return ERROR
+            types = [self.infer(a) for a in args]
+            if any(t.kind == "error" for t in types):
+                return ERROR
+            unit = None
+            for a, t in zip(args, types):
+                if t.kind != "number":
+                    self.diags.error(a.span, "E301", f"{f}() needs numbers, but this is {t}")
+                    return ERROR
+                if unit is None or unit == ANY:
+                    unit = t.unit
+                elif t.unit not in (unit, ANY):
+                    self.diags.error(a.span, "E302", f"unit mismatch in {f}(): {t} among numbers in {unit}")
+                    return ERROR
+            return T("number", unit)
+        if f in ("uln", "xuln", "known"):
+            if len(args) != 1:
+                self.diags.error(e.span, "E304", f"{f}() takes one argument")
+                return ERROR
+            a = args[0]
+            if f == "known":
+                if not (isinstance(a, ast.Ref) and a.name in self.sym.values()):
+                    self.diags.error(a.span, "E304", "known() takes the name of a lab, fact, var or let")
+                    return BOOL
+                return BOOL
+            if not (isinstance(a, ast.Ref) and a.name in self.sym.labs):
+                self.diags.error(a.span, "E304", f"{f}() takes the name of a lab{self._lab_hint(a)}")
+                return ERROR
+            lab = self.sym.labs[a.name]
+            if lab.uln is None and f == "xuln":
+                pass  # a per-result ULN may still be given; unknown otherwise
+            return T("number", lab_unit(lab) if f == "uln" else RATIO)
+        if f == "since":
+            if len(args) != 1 or not (isinstance(args[0], ast.Ref) and args[0].name in self.sym.actions):
+                hint = ""
+                if len(args) == 1 and isinstance(args[0], ast.Ref):
+                    hint = did_you_mean(args[0].name, self.sym.actions)
+                self.diags.error(e.span, "E304", f"since() takes the name of an action{hint}")
+                return ERROR
+            return DURATION
+        return ERROR  # unknown function: reported by checks.names
+
+    def _lab_hint(self, a) -> str:
+        if isinstance(a, ast.Ref):
+            return did_you_mean(a.name, self.sym.labs)
+        return ""
+
+
+def check(module: ast.Module, sym: Symbols, diags: Diagnostics) -> dict[str, T]:
+    tc = TypeChecker(sym, diags)
+    tc.check_module(module)
+    return tc.let_types

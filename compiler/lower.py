@@ -1,0 +1,273 @@
+"""Lowering: the checked AST -> the compiled networkx state machine.
+
+The graph is the one model that the simulator, the renderer, the verifier and any
+exporter read (see docs/graph.md). Everything in it is JSON-like, so node-link JSON
+round-trips it exactly.
+
+- graph attributes: protocol metadata and every declaration (sources, labs, facts, vars,
+  events, actions, lets), plus `initial`, the initial state.
+- nodes: states, with `kind`, `description`, `entry` actions, `handlers`, `sources`, `span`.
+- edges (a MultiDiGraph keyed by rule id `STATE/HANDLER/RULE`): one per rule, with its
+  `trigger`, `guard` (an expression tree) and `because` (the guard as written), `actions`,
+  `windows`, `sources` and `span`. A `stay` rule is a self-loop with `stay: true`: it does
+  not re-enter its state.
+"""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from . import ast
+from .checks.structure import let_sources
+from .checks.types import ANY, RATIO
+from .symbols import Symbols, walk_actions
+
+FORMAT = "rxwatch-graph/1"
+
+
+def lower(module: ast.Module, sym: Symbols, let_types: dict) -> nx.MultiDiGraph:
+    meta = module.protocol[0]
+    g = nx.MultiDiGraph()
+    initial = next(s.name.text for s in module.states if s.kind == "initial")
+    g.graph.update(
+        {
+            "format": FORMAT,
+            "name": meta.name.text,
+            "title": meta.title or meta.name.text,
+            "version": meta.version or "",
+            "status": meta.status.text if meta.status else "draft",
+            "description": meta.description or "",
+            "path": module.path,
+            "initial": initial,
+            "sources": {
+                s.id.text: {
+                    "title": s.title or s.id.text,
+                    "kind": s.kind.text if s.kind else "",
+                    "url": s.url,
+                    "doi": s.doi,
+                    "note": s.note,
+                    "span": s.span.to_dict(),
+                }
+                for s in module.sources
+            },
+            "labs": {
+                lab.name.text: {
+                    "description": lab.description,
+                    "unit": lab.unit,
+                    "uln": lab.uln,
+                    "loinc": list(lab.loinc),
+                    "molar_mass": lab.molar_mass,
+                    "sources": _ids(lab.cite),
+                    "span": lab.span.to_dict(),
+                }
+                for lab in module.labs
+            },
+            "facts": {f.name.text: _fact(f) for f in module.facts},
+            "vars": {f.name.text: _fact(f) for f in module.vars},
+            "events": {
+                e.name.text: {"description": e.description, "sources": _ids(e.cite), "span": e.span.to_dict()}
+                for e in module.events
+            },
+            "actions": {
+                a.name.text: {
+                    "description": a.description,
+                    "orders": [n.text for n in a.orders],
+                    "sources": _ids(a.cite),
+                    "span": a.span.to_dict(),
+                }
+                for a in module.actions
+            },
+            "lets": {
+                let.name.text: {
+                    "description": let.description,
+                    "expr": expr_tree(let.expr, sym),
+                    "text": let.text,
+                    "type": let_types.get(let.name.text).kind if let.name.text in let_types else "error",
+                    "unit": _unit(let_types.get(let.name.text)),
+                    "sources": sorted(set(_ids(let.cite)) | let_sources(sym, let.expr)),
+                    "span": let.span.to_dict(),
+                }
+                for let in module.lets
+            },
+        }
+    )
+    lw = _Lowerer(sym)
+    for st in module.states:
+        entry = [lw.action(a) for a in st.entry]
+        handlers = []
+        for hi, h in enumerate(st.handlers):
+            hd = {
+                "trigger": h.trigger,
+                "events": [n.text for n in h.names] if h.trigger == "event" else [],
+                "facts": [n.text for n in h.names] if h.trigger == "fact" else [],
+                "timer": _timer(h),
+                "mode": h.mode,
+                "span": h.span.to_dict(),
+                "rules": [],
+            }
+            handlers.append(hd)
+        g.add_node(
+            st.name.text,
+            kind=st.kind,
+            description=st.description or "",
+            entry=entry,
+            handlers=handlers,
+            sources=sorted({s for a in entry for s in _action_sources(a)}),
+            span=st.span.to_dict(),
+        )
+    for st in module.states:
+        for hi, h in enumerate(st.handlers):
+            hd = g.nodes[st.name.text]["handlers"][hi]
+            for ri, r in enumerate(h.rules):
+                key = f"{st.name.text}/{hi}/{ri}"
+                hd["rules"].append(key)
+                actions = [lw.action(a) for a in r.actions]
+                target = r.target.text if r.target is not None else st.name.text
+                sources = set(_ids(r.cite))
+                if r.guard is not None:
+                    sources |= let_sources(sym, r.guard)
+                g.add_edge(
+                    st.name.text,
+                    target,
+                    key=key,
+                    id=key,
+                    trigger=h.trigger,
+                    events=hd["events"],
+                    facts=hd["facts"],
+                    timer=hd["timer"],
+                    mode=h.mode,
+                    handler=hi,
+                    order=ri,
+                    guard=expr_tree(r.guard, sym) if r.guard is not None else None,
+                    because=r.guard_text if r.guard is not None else "",
+                    otherwise=r.guard is None,
+                    stay=r.target is None,
+                    actions=actions,
+                    windows=list(_windows(actions)),
+                    sources=sorted(sources),
+                    span=r.span.to_dict(),
+                )
+    return g
+
+
+def _ids(names) -> list[str]:
+    return [n.text for n in names]
+
+
+def _unit(t) -> str | None:
+    if t is None or t.kind != "number":
+        return None
+    return None if t.unit == ANY else t.unit
+
+
+def _fact(f: ast.Fact) -> dict:
+    t = f.type
+    return {
+        "description": f.description,
+        "type": t.kind if t else "error",
+        "unit": (t.unit or RATIO) if t and t.kind == "number" else None,
+        "members": [m.text for m in t.members] if t and t.kind == "enum" else None,
+        "has_default": f.default is not None,
+        "default": f.default.value if f.default is not None else None,
+        "sources": _ids(f.cite),
+        "span": f.span.to_dict(),
+    }
+
+
+def _timer(h: ast.Handler) -> dict | None:
+    if h.trigger != "timer" or h.delay is None:
+        return None
+    return {"amount": h.delay.amount, "unit": h.delay.unit, "since": h.since.text if h.since else None}
+
+
+def _window(w: ast.Window | None) -> dict | None:
+    return None if w is None else {"start": w.start, "end": w.end, "unit": w.unit}
+
+
+def _windows(actions: list[dict], when: str = ""):
+    """The due windows of the orders among `actions`, with the condition they depend on."""
+    for a in actions:
+        if a["kind"] in ("do", "one_of") and a["window"]:
+            yield {"action": a.get("action") or a["options"][0], "window": a["window"], "when": when}
+        elif a["kind"] == "if":
+            yield from _windows(a["then"], f"{when} and {a['text']}" if when else a["text"])
+            yield from _windows(a["else"], f"{when} and not ({a['text']})" if when else f"not ({a['text']})")
+
+
+def _action_sources(a: dict):
+    yield from a.get("sources", ())
+    for sub in (*a.get("then", ()), *a.get("else", ())):
+        yield from _action_sources(sub)
+
+
+class _Lowerer:
+    def __init__(self, sym: Symbols):
+        self.sym = sym
+
+    def action(self, a) -> dict:
+        sym = self.sym
+        if isinstance(a, ast.Do):
+            decl = sym.actions.get(a.action.text)
+            return {
+                "kind": "do",
+                "action": a.action.text,
+                "orders": [n.text for n in decl.orders] if decl else [],
+                "window": _window(a.window),
+                "sources": _ids(a.cite),
+                "span": a.span.to_dict(),
+            }
+        if isinstance(a, ast.OneOf):
+            return {
+                "kind": "one_of",
+                "options": _ids(a.options),
+                "window": _window(a.window),
+                "sources": _ids(a.cite),
+                "span": a.span.to_dict(),
+            }
+        if isinstance(a, ast.Set):
+            return {
+                "kind": "set",
+                "var": a.var.text,
+                "value": expr_tree(a.value, sym),
+                "sources": _ids(a.cite),
+                "span": a.span.to_dict(),
+            }
+        return {
+            "kind": "if",
+            "cond": expr_tree(a.cond, sym),
+            "text": a.cond_text,
+            "then": [self.action(x) for x in a.then],
+            "else": [self.action(x) for x in a.orelse],
+            "sources": sorted(set(_ids(a.cite)) | let_sources(sym, a.cond)),
+            "span": a.span.to_dict(),
+        }
+
+
+def expr_tree(e, sym: Symbols) -> dict:
+    """An expression as a JSON tree: `{"op": ..., ...}` (see docs/graph.md)."""
+    if isinstance(e, ast.Number):
+        return {"op": "num", "value": e.value}
+    if isinstance(e, ast.Bool):
+        return {"op": "bool", "value": e.value}
+    if isinstance(e, ast.Duration):
+        return {"op": "duration", "amount": e.amount, "unit": e.unit}
+    if isinstance(e, ast.Ref):
+        kind = sym.kind_of(e.name)
+        if kind in ("lab", "fact", "var", "let", "action"):
+            return {"op": kind, "name": e.name}
+        return {"op": "enum", "value": e.name}
+    if isinstance(e, ast.Call):
+        return {"op": "call", "func": e.func.text, "args": [expr_tree(a, sym) for a in e.args]}
+    if isinstance(e, ast.Neg):
+        return {"op": "neg", "arg": expr_tree(e.operand, sym)}
+    if isinstance(e, ast.Arith):
+        return {"op": e.op, "args": [expr_tree(e.left, sym), expr_tree(e.right, sym)]}
+    if isinstance(e, ast.Compare):
+        return {"op": "compare", "ops": list(e.ops), "args": [expr_tree(a, sym) for a in e.operands]}
+    if isinstance(e, ast.Member):
+        return {"op": "in", "arg": expr_tree(e.operand, sym), "members": [m.text for m in e.members]}
+    if isinstance(e, ast.Not):
+        return {"op": "not", "arg": expr_tree(e.operand, sym)}
+    if isinstance(e, ast.Logic):
+        return {"op": e.op, "args": [expr_tree(a, sym) for a in e.operands]}
+    raise TypeError(f"not an expression: {e!r}")

@@ -1,0 +1,669 @@
+"""Source text -> parse tree -> AST. Lark types never leave this module.
+
+The LALR parser is built once per process and its tables are cached on disk, so a cold
+`rxwatch check` does not pay for building them. Syntax errors become `Diagnostic`s (E1xx);
+the parser recovers after each error so that an author sees all of them in one round.
+"""
+
+from __future__ import annotations
+
+import ast as pyast
+from functools import lru_cache
+from importlib import resources
+
+from lark import Lark, Token, Transformer, Tree, v_args
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+
+from . import ast
+from .diagnostics import Diagnostics
+from .span import Span
+
+MAX_SYNTAX_ERRORS = 50
+
+# How the parser's terminals read in a message.
+_PRETTY = {
+    "NAME": "a name",
+    "SOURCE_ID": "a source id",
+    "NUMBER": "a number",
+    "STRING": "a string",
+    "TIME_UNIT": "a time unit (days, weeks, months, years)",
+    "COMP_OP": "a comparison (<, <=, >, >=, ==, !=)",
+    "$END": "the end of the file",
+}
+
+_DECL_KEYWORDS = ("protocol", "source", "lab", "fact", "event", "action", "let", "var", "state", "initial", "terminal")
+
+
+@lru_cache(maxsize=1)
+def grammar_text() -> str:
+    return resources.files("rxwatch.grammar").joinpath("protocol.lark").read_text(encoding="utf-8")
+
+
+@lru_cache(maxsize=1)
+def _lark() -> Lark:
+    return Lark(
+        grammar_text(),
+        parser="lalr",
+        lexer="contextual",
+        propagate_positions=True,
+        maybe_placeholders=False,
+        cache=True,
+    )
+
+
+def parse_tree(text: str) -> Tree:
+    """The bare lark parse (no AST, no recovery): the floor that benchmarks compare against."""
+    return _lark().parse(text)
+
+
+def _term_text(name: str) -> str:
+    if name in _PRETTY:
+        return _PRETTY[name]
+    for t in _lark().terminals:
+        if t.name == name:
+            if t.pattern.type == "str":
+                return f"'{t.pattern.value}'"
+            break
+    return name.lower()
+
+
+def _expected(names) -> str:
+    pretty = sorted({_term_text(n) for n in names})
+    if len(pretty) > 8:
+        return "; expected one of " + ", ".join(pretty[:8]) + ", ..."
+    return "; expected " + (" or ".join(pretty) if len(pretty) <= 2 else "one of " + ", ".join(pretty))
+
+
+def _describe(tok: Token) -> str:
+    if tok.type == "$END":
+        return "end of file"
+    return f"'{tok.value}'" if len(tok.value) <= 30 else f"'{tok.value[:27]}...'"
+
+
+def _end_span(path: str, text: str) -> Span:
+    lines = text.splitlines() or [""]
+    line = len(lines)
+    col = len(lines[-1]) + 1
+    return Span(path, line, col, line, col)
+
+
+def _syntax_errors(path: str, text: str, diags: Diagnostics) -> Tree | None:
+    """Parse, recovering after errors; return the tree only when there were none."""
+    errors = 0
+    last_line = [-1]
+    work = text
+
+    def record(span: Span, code: str, message: str) -> None:
+        nonlocal errors
+        if span.line == last_line[0] or errors >= MAX_SYNTAX_ERRORS:
+            return
+        last_line[0] = span.line
+        errors += 1
+        diags.error(span, code, message)
+
+    def on_error(e: UnexpectedInput) -> bool:
+        if isinstance(e, UnexpectedToken):
+            tok = e.token
+            if tok.type == "$END":
+                record(_end_span(path, text), "E103", "unexpected end of file" + _expected(e.expected))
+                return False
+            span = Span(path, tok.line, tok.column, tok.end_line or tok.line, max(tok.column, (tok.end_column or tok.column + 1) - 1))
+            hint = ""
+            if tok.value in _DECL_KEYWORDS and "RBRACE" in e.expected:
+                hint = " (is a '}' missing before it?)"
+            record(span, "E101", f"unexpected {_describe(tok)}" + _expected(e.expected) + hint)
+            return errors < MAX_SYNTAX_ERRORS
+        return False
+
+    for _attempt in range(MAX_SYNTAX_ERRORS + 1):
+        try:
+            tree = _lark().parse(work, on_error=on_error)
+            return tree if errors == 0 else None
+        except UnexpectedCharacters as e:
+            ch = work[e.pos_in_stream]
+            span = Span(path, e.line, e.column, e.line, e.column)
+            if ch == '"':
+                record(span, "E102", "unterminated string; a string ends on the line where it starts (use \"\"\" for text over several lines)")
+            else:
+                record(span, "E102", f"unexpected character {ch!r}" + _expected(e.allowed or ()))
+            # blank the offending character out and try again, to find the errors after it
+            if ch == '"':
+                eol = work.find("\n", e.pos_in_stream)
+                eol = len(work) if eol < 0 else eol
+                work = work[: e.pos_in_stream] + " " * (eol - e.pos_in_stream) + work[eol:]
+            else:
+                work = work[: e.pos_in_stream] + " " + work[e.pos_in_stream + 1 :]
+        except UnexpectedEOF as e:
+            record(_end_span(path, text), "E103", "unexpected end of file" + _expected(e.expected))
+            return None
+        except UnexpectedInput as e:  # an UnexpectedToken that on_error declined to resume from
+            if isinstance(e, UnexpectedToken) and e.token.type == "$END":
+                record(_end_span(path, text), "E103", "unexpected end of file" + _expected(e.expected))
+            elif errors == 0:
+                line, col = max(getattr(e, "line", 1), 1), max(getattr(e, "column", 1), 1)
+                record(Span(path, line, col, line, col), "E101", "syntax error")
+            return None
+    return None
+
+
+# ------------------------------------------------------------------ parse tree -> AST
+
+
+class _Invalid(Exception):
+    """A literal the grammar accepts but the language does not (e.g. `1.5 weeks`)."""
+
+    def __init__(self, span: Span, message: str):
+        self.span = span
+        self.message = message
+
+
+def _unquote(tok: Token) -> str:
+    s = str(tok)
+    if s.startswith('"""'):
+        body = s[3:-3]
+        # strip the common indentation of a block string
+        lines = body.strip("\n").splitlines()
+        indent = min((len(l) - len(l.lstrip()) for l in lines if l.strip()), default=0)
+        return "\n".join(l[indent:] for l in lines).strip()
+    try:
+        return pyast.literal_eval(s)
+    except (ValueError, SyntaxError):
+        return s[1:-1]
+
+
+class _Builder(Transformer):
+    """Builds AST nodes bottom-up; every node gets the span of its tree node or token."""
+
+    def __init__(self, path: str, text: str):
+        super().__init__(visit_tokens=False)
+        self.path = path
+        self.text = text
+
+    # -- helpers
+
+    def span(self, meta) -> Span:
+        if getattr(meta, "empty", True) and not hasattr(meta, "line"):
+            return Span(self.path, 0, 0, 0, 0)
+        return Span(self.path, meta.line, meta.column, meta.end_line, max(meta.column, meta.end_column - 1) if meta.end_line == meta.line else max(1, meta.end_column - 1))
+
+    def tspan(self, tok: Token) -> Span:
+        end_col = (tok.end_column or tok.column + len(tok)) - 1
+        return Span(self.path, tok.line, tok.column, tok.end_line or tok.line, max(tok.column, end_col) if (tok.end_line or tok.line) == tok.line else end_col)
+
+    def name(self, tok: Token) -> ast.Name:
+        return ast.Name(str(tok), self.tspan(tok))
+
+    def slice(self, meta) -> str:
+        return " ".join(self.text[meta.start_pos : meta.end_pos].split())
+
+    def _float(self, tok: Token) -> float:
+        return float(tok)
+
+    def whole(self, tok: Token, what: str) -> int:
+        v = float(tok)
+        if v != int(v):
+            raise _Invalid(self.tspan(tok), f"{what} must be a whole number, not {tok}")
+        return int(v)
+
+    @staticmethod
+    def pick(children, cls):
+        return [c for c in children if isinstance(c, cls)]
+
+    @staticmethod
+    def first(children, cls, default=None):
+        for c in children:
+            if isinstance(c, cls):
+                return c
+        return default
+
+    @staticmethod
+    def tagged(children, tag):
+        for c in children:
+            if isinstance(c, tuple) and len(c) == 2 and c[0] == tag:
+                return c[1]
+        return None
+
+    @staticmethod
+    def strings(children):
+        return [c for c in children if isinstance(c, Token) and c.type == "STRING"]
+
+    # -- metadata
+
+    @v_args(inline=True)
+    def title(self, s):
+        return ("title", _unquote(s))
+
+    @v_args(inline=True)
+    def version(self, s):
+        return ("version", _unquote(s))
+
+    @v_args(inline=True)
+    def status(self, n):
+        return ("status", self.name(n))
+
+    @v_args(inline=True)
+    def description(self, s):
+        return ("description", _unquote(s))
+
+    @v_args(inline=True)
+    def kind(self, n):
+        return ("kind", self.name(n))
+
+    @v_args(inline=True)
+    def url(self, s):
+        return ("url", _unquote(s))
+
+    @v_args(inline=True)
+    def doi(self, s):
+        return ("doi", _unquote(s))
+
+    @v_args(inline=True)
+    def note(self, s):
+        return ("note", _unquote(s))
+
+    @v_args(inline=True)
+    def unit(self, s):
+        return ("unit", _unquote(s))
+
+    @v_args(inline=True)
+    def uln(self, n):
+        return ("uln", self._float(n))
+
+    @v_args(inline=True)
+    def molar_mass(self, n):
+        return ("molar_mass", self._float(n))
+
+    def loinc(self, children):
+        return ("loinc", tuple(_unquote(s) for s in children))
+
+    def cite(self, children):
+        return ("cite", tuple(self.name(t) for t in children))
+
+    def orders(self, children):
+        return ("orders", tuple(self.name(t) for t in children))
+
+    @v_args(meta=True)
+    def protocol_decl(self, meta, children):
+        return ast.ProtocolMeta(
+            name=self.name(children[0]),
+            title=self.tagged(children, "title"),
+            version=self.tagged(children, "version"),
+            status=self.tagged(children, "status"),
+            description=self.tagged(children, "description"),
+            span=self.span(meta),
+        )
+
+    @v_args(meta=True)
+    def source_decl(self, meta, children):
+        title = self.strings(children[1:])
+        return ast.Source(
+            id=self.name(children[0]),
+            title=_unquote(title[0]) if title else None,
+            kind=self.tagged(children, "kind"),
+            url=self.tagged(children, "url"),
+            doi=self.tagged(children, "doi"),
+            note=self.tagged(children, "note"),
+            span=self.span(meta),
+        )
+
+    def _desc(self, children):
+        s = self.strings(children[1:2])
+        return _unquote(s[0]) if s else None
+
+    @v_args(meta=True)
+    def lab_decl(self, meta, children):
+        return ast.Lab(
+            name=self.name(children[0]),
+            description=self._desc(children),
+            unit=self.tagged(children, "unit"),
+            uln=self.tagged(children, "uln"),
+            loinc=self.tagged(children, "loinc") or (),
+            molar_mass=self.tagged(children, "molar_mass"),
+            cite=self.tagged(children, "cite") or (),
+            span=self.span(meta),
+        )
+
+    # -- types and literals
+
+    @v_args(meta=True)
+    def bool_type(self, meta, children):
+        return ast.TypeSpec("bool", None, (), self.span(meta))
+
+    @v_args(meta=True)
+    def number_type(self, meta, children):
+        return ast.TypeSpec("number", self.tagged(children, "unit"), (), self.span(meta))
+
+    @v_args(meta=True)
+    def enum_type(self, meta, children):
+        return ast.TypeSpec("enum", None, tuple(self.name(t) for t in children), self.span(meta))
+
+    @v_args(meta=True)
+    def true(self, meta, children):
+        return self._expr(meta, ast.Bool(True, self.span(meta)))
+
+    @v_args(meta=True)
+    def false(self, meta, children):
+        return self._expr(meta, ast.Bool(False, self.span(meta)))
+
+    @v_args(meta=True)
+    def signed_number(self, meta, children):
+        tok = children[-1]
+        v = self._float(tok)
+        neg = len(children) > 1 or self.text[meta.start_pos : meta.start_pos + 1] == "-"
+        return ast.Number(-v if neg else v, self.span(meta))
+
+    @v_args(meta=True, inline=True)
+    def enum_literal(self, meta, tok):
+        return ast.Ref(str(tok), self.tspan(tok))
+
+    @v_args(meta=True, inline=True)
+    def default(self, meta, lit):
+        if isinstance(lit, ast.Bool):
+            return ("default", ast.Literal(lit.value, lit.span))
+        if isinstance(lit, ast.Number):
+            return ("default", ast.Literal(lit.value, lit.span))
+        return ("default", ast.Literal(lit.name, lit.span))
+
+    def _fact(self, meta, children, is_var):
+        return ast.Fact(
+            name=self.name(children[0]),
+            description=self._desc(children),
+            type=self.first(children, ast.TypeSpec),
+            default=self.tagged(children, "default"),
+            cite=self.tagged(children, "cite") or (),
+            span=self.span(meta),
+            is_var=is_var,
+        )
+
+    @v_args(meta=True)
+    def fact_decl(self, meta, children):
+        return self._fact(meta, children, False)
+
+    @v_args(meta=True)
+    def var_decl(self, meta, children):
+        return self._fact(meta, children, True)
+
+    @v_args(meta=True)
+    def event_decl(self, meta, children):
+        return ast.Event(self.name(children[0]), self._desc(children), self.tagged(children, "cite") or (), self.span(meta))
+
+    @v_args(meta=True)
+    def action_decl(self, meta, children):
+        return ast.ActionDecl(
+            name=self.name(children[0]),
+            description=self._desc(children),
+            orders=self.tagged(children, "orders") or (),
+            cite=self.tagged(children, "cite") or (),
+            span=self.span(meta),
+        )
+
+    @v_args(meta=True)
+    def let_decl(self, meta, children):
+        expr = children[-2] if isinstance(children[-1], tuple) else children[-1]
+        expr_tree_meta = self._expr_meta.get(id(expr))
+        return ast.Let(
+            name=self.name(children[0]),
+            description=self._desc(children),
+            expr=expr,
+            text=expr_tree_meta or "",
+            cite=self.tagged(children, "cite") or (),
+            span=self.span(meta),
+        )
+
+    # -- time
+
+    @v_args(meta=True)
+    def duration(self, meta, children):
+        amount, unit = children
+        return self._expr(meta, ast.Duration(self.whole(amount, "a duration"), _unit(unit), self.span(meta)))
+
+    @v_args(meta=True)
+    def range_window(self, meta, children):
+        a, b, unit = children
+        return ast.Window(self.whole(a, "a window bound"), self.whole(b, "a window bound"), _unit(unit), self.span(meta))
+
+    @v_args(meta=True)
+    def within_window(self, meta, children):
+        d = children[0]
+        return ast.Window(0, d.amount, d.unit, self.span(meta))
+
+    # -- actions
+
+    @v_args(meta=True)
+    def do_action(self, meta, children):
+        return ast.Do(self.name(children[0]), self.first(children, ast.Window), self.tagged(children, "cite") or (), self.span(meta))
+
+    @v_args(meta=True)
+    def one_of(self, meta, children):
+        opts = tuple(self.name(t) for t in children if isinstance(t, Token))
+        return ast.OneOf(opts, self.first(children, ast.Window), self.tagged(children, "cite") or (), self.span(meta))
+
+    @v_args(meta=True)
+    def set_action(self, meta, children):
+        return ast.Set(self.name(children[0]), children[1], self.tagged(children, "cite") or (), self.span(meta))
+
+    def action_block(self, children):
+        return ("block", tuple(children))
+
+    def else_clause(self, children):
+        c = children[0]
+        return ("else", (c,) if isinstance(c, ast.If) else c[1])
+
+    @v_args(meta=True)
+    def if_action(self, meta, children):
+        cond = children[0]
+        return ast.If(
+            cond=cond,
+            cond_text=self._expr_meta.get(id(cond), ""),
+            cite=self.tagged(children, "cite") or (),
+            then=self.tagged(children, "block") or (),
+            orelse=self.tagged(children, "else") or (),
+            span=self.span(meta),
+        )
+
+    # -- states
+
+    @v_args(meta=True)
+    def guard(self, meta, children):
+        return ("guard", (children[0], self._expr_meta.get(id(children[0]), "")))
+
+    def otherwise(self, children):
+        return ("guard", (None, ""))
+
+    @v_args(inline=True)
+    def goto(self, tok):
+        return ("target", self.name(tok))
+
+    def stay(self, children):
+        return ("target", None)
+
+    @v_args(meta=True)
+    def rule(self, meta, children):
+        guard, text = self.tagged(children, "guard")
+        return ast.Rule(
+            guard=guard,
+            guard_text=text,
+            target=self.tagged(children, "target"),
+            cite=self.tagged(children, "cite") or (),
+            actions=self.tagged(children, "block") or (),
+            span=self.span(meta),
+        )
+
+    @v_args(inline=True)
+    def handler_mode(self, tok):
+        return ("mode", str(tok))
+
+    def _handler(self, meta, trigger, children, delay=None, since=None):
+        names = tuple(self.name(t) for t in children if isinstance(t, Token))
+        if since is not None:
+            names = ()
+        return ast.Handler(
+            trigger=trigger,
+            names=names,
+            delay=delay,
+            since=since,
+            mode=self.tagged(children, "mode") or "first",
+            rules=tuple(self.pick(children, ast.Rule)),
+            span=self.span(meta),
+        )
+
+    @v_args(meta=True)
+    def panel_handler(self, meta, children):
+        return self._handler(meta, "panel", children)
+
+    @v_args(meta=True)
+    def event_handler(self, meta, children):
+        return self._handler(meta, "event", children)
+
+    @v_args(meta=True)
+    def fact_handler(self, meta, children):
+        return self._handler(meta, "fact", children)
+
+    @v_args(meta=True)
+    def timer_handler(self, meta, children):
+        delay = children[0]
+        since = next((self.name(t) for t in children if isinstance(t, Token) and t.type == "NAME"), None)
+        return self._handler(meta, "timer", children, delay=delay, since=since)
+
+    def entry(self, children):
+        return ("entry", tuple(children))
+
+    @v_args(inline=True)
+    def state_kind(self, tok):
+        return ("kind", str(tok))
+
+    @v_args(meta=True)
+    def state_decl(self, meta, children):
+        kind = self.tagged(children, "kind") or "normal"
+        toks = [c for c in children if isinstance(c, Token)]
+        name = toks[0]
+        desc = [t for t in toks[1:] if t.type == "STRING"]
+        entries = [c[1] for c in children if isinstance(c, tuple) and c[0] == "entry"]
+        return ast.State(
+            name=self.name(name),
+            kind=kind,
+            description=_unquote(desc[0]) if desc else None,
+            entry=tuple(a for e in entries for a in e),
+            handlers=tuple(self.pick(children, ast.Handler)),
+            span=self.span(meta),
+        ), len(entries)
+
+    # -- expressions
+
+    def _expr(self, meta, node):
+        self._expr_meta[id(node)] = self.slice(meta)
+        return node
+
+    @v_args(meta=True, inline=True)
+    def number(self, meta, tok):
+        return self._expr(meta, ast.Number(float(tok), self.span(meta)))
+
+    @v_args(meta=True, inline=True)
+    def ref(self, meta, tok):
+        return self._expr(meta, ast.Ref(str(tok), self.tspan(tok)))
+
+    @v_args(meta=True)
+    def call(self, meta, children):
+        return self._expr(meta, ast.Call(self.name(children[0]), tuple(c for c in children[1:] if c is not None), self.span(meta)))
+
+    @v_args(meta=True, inline=True)
+    def neg(self, meta, operand):
+        return self._expr(meta, ast.Neg(operand, self.span(meta)))
+
+    def _arith(self, op, meta, children):
+        return self._expr(meta, ast.Arith(op, children[0], children[1], self.span(meta)))
+
+    @v_args(meta=True)
+    def add(self, meta, children):
+        return self._arith("+", meta, children)
+
+    @v_args(meta=True)
+    def sub(self, meta, children):
+        return self._arith("-", meta, children)
+
+    @v_args(meta=True)
+    def mul(self, meta, children):
+        return self._arith("*", meta, children)
+
+    @v_args(meta=True)
+    def div(self, meta, children):
+        return self._arith("/", meta, children)
+
+    @v_args(meta=True)
+    def compare(self, meta, children):
+        operands = tuple(children[0::2])
+        ops = tuple(str(t) for t in children[1::2])
+        return self._expr(meta, ast.Compare(ops, operands, self.span(meta)))
+
+    @v_args(meta=True)
+    def member(self, meta, children):
+        return self._expr(meta, ast.Member(children[0], tuple(self.name(t) for t in children[1:]), self.span(meta)))
+
+    @v_args(meta=True, inline=True)
+    def not_(self, meta, operand):
+        return self._expr(meta, ast.Not(operand, self.span(meta)))
+
+    def _logic(self, op, meta, children):
+        ops = []
+        for c in children:
+            ops.extend(c.operands if isinstance(c, ast.Logic) and c.op == op and id(c) in self._flat else [c])
+        node = ast.Logic(op, tuple(ops), self.span(meta))
+        self._flat.add(id(node))
+        return self._expr(meta, node)
+
+    @v_args(meta=True)
+    def and_(self, meta, children):
+        return self._logic("and", meta, children)
+
+    @v_args(meta=True)
+    def or_(self, meta, children):
+        return self._logic("or", meta, children)
+
+    def transform(self, tree):
+        self._expr_meta: dict[int, str] = {}
+        self._flat: set[int] = set()
+        return super().transform(tree)
+
+
+def _unit(tok) -> str:
+    s = str(tok)
+    return s if s.endswith("s") else s + "s"
+
+
+def parse(text: str, path: str, diags: Diagnostics) -> ast.Module | None:
+    """Parse one protocol file; syntax errors go to `diags` and give None."""
+    tree = _syntax_errors(path, text, diags)
+    if tree is None:
+        return None
+    builder = _Builder(path, text)
+    try:
+        items = builder.transform(tree).children
+    except VisitError as e:
+        if isinstance(e.orig_exc, _Invalid):
+            diags.error(e.orig_exc.span, "E104", e.orig_exc.message)
+            return None
+        raise
+    states = []
+    for item in items:
+        if isinstance(item, tuple):
+            state, n_entries = item
+            if n_entries > 1:
+                diags.error(state.span, "E405", f"state '{state.name.text}' has {n_entries} 'on entry' blocks; merge them into one")
+            states.append(state)
+
+    def of(cls, pred=lambda x: True):
+        return tuple(i for i in items if isinstance(i, cls) and pred(i))
+
+    return ast.Module(
+        path=path,
+        source=text,
+        protocol=of(ast.ProtocolMeta),
+        sources=of(ast.Source),
+        labs=of(ast.Lab),
+        facts=of(ast.Fact, lambda f: not f.is_var),
+        vars=of(ast.Fact, lambda f: f.is_var),
+        events=of(ast.Event),
+        actions=of(ast.ActionDecl),
+        lets=of(ast.Let),
+        states=tuple(states),
+    )
