@@ -33,13 +33,14 @@ def check(
     from rxwatch.compiler import compile_source
 
     all_diags = []
-    errors = warnings = 0
+    errors = warnings = accepted = 0
     for path in protocols:
         text = read_text(path, "protocol file")
         result = compile_source(text, str(path), verify=verify, lower=False)
         all_diags.extend(result.diagnostics)
         errors += sum(d.is_error for d in result.diagnostics)
         warnings += sum(not d.is_error for d in result.diagnostics)
+        accepted += len(result.accepted)
         if format is DiagFormat.text:
             print_diagnostics(result.diagnostics, text)
     if format is DiagFormat.json:
@@ -47,6 +48,7 @@ def check(
         sys.stdout.write("\n")
     else:
         files = f"{len(protocols)} protocol{'s' if len(protocols) != 1 else ''}"
-        print(f"checked {files}: {errors} error{'s' if errors != 1 else ''}, {warnings} warning{'s' if warnings != 1 else ''}", file=sys.stderr)
+        extra = f" ({accepted} accepted in the protocol)" if accepted else ""
+        print(f"checked {files}: {errors} error{'s' if errors != 1 else ''}, {warnings} warning{'s' if warnings != 1 else ''}{extra}", file=sys.stderr)
     if errors or (strict and warnings):
         raise typer.Exit(int(Status.INPUT_ERROR))

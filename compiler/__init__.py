@@ -27,6 +27,7 @@ class CompileResult:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     module: object | None = None  # the AST (rxwatch.compiler.ast.Module)
     graph: object | None = None  # networkx.MultiDiGraph, None when there were errors
+    accepted: list = field(default_factory=list)  # (Diagnostic, ast.Accept): warnings the author accepted
 
     @property
     def ok(self) -> bool:
@@ -48,8 +49,8 @@ def compile_source(text: str, path: str = "<string>", *, verify: bool = True, lo
         names.check(module, sym, diags)
         let_types = types.check(module, sym, diags)
         structure.check(module, sym, diags)
+        graph = None
         if not diags.has_errors:
-            graph = None
             if lower or verify:
                 from .lower import lower as lower_graph
 
@@ -58,8 +59,15 @@ def compile_source(text: str, path: str = "<string>", *, verify: bool = True, lo
                 from . import verify as verify_pass
 
                 verify_pass.check(module, graph, diags)
-            if not diags.has_errors and lower:
-                result.graph = graph
+        from .checks import accepts
+
+        # an unused `accept` is only stale when every pass that could have matched it ran
+        result.accepted = accepts.apply(module, diags, report_unused=verify and graph is not None)
+        if graph is not None and not diags.has_errors and lower:
+            graph.graph["accepted"] = [
+                {"code": d.code, "message": d.message, "reason": a.reason, "span": d.span.to_dict()} for d, a in result.accepted
+            ]
+            result.graph = graph
     result.diagnostics = diags.sorted()
     return result
 

@@ -191,6 +191,15 @@ class Handler:
 
 
 @dataclass(frozen=True, slots=True)
+class Accept:
+    """`accept W605 "reason"`: a reviewed warning, for the protocol or for one state."""
+
+    code: Name
+    reason: str
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
 class State:
     name: Name
     kind: str  # 'initial', 'normal', 'terminal'
@@ -198,6 +207,7 @@ class State:
     entry: tuple[Action, ...]
     handlers: tuple[Handler, ...]
     span: Span
+    accepts: tuple[Accept, ...] = ()
 
 
 # ------------------------------------------------------------------ declarations
@@ -305,3 +315,4 @@ class Module:
     actions: tuple[ActionDecl, ...]
     lets: tuple[Let, ...]
     states: tuple[State, ...]
+    accepts: tuple[Accept, ...] = ()

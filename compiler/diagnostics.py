@@ -47,9 +47,12 @@ CODES: dict[str, str] = {
     "E404": "terminal state with handlers",
     "E405": "handler declared twice",
     "E406": "rule after `otherwise`",
+    "E407": "only warnings can be accepted",
+    "E209": "due window on an action that orders no labs",
     "W501": "rule cites no source",
     "W502": "unknown source kind",
     "W503": "invalid protocol status",
+    "W504": "`accept` that matches no warning",
 }
 
 

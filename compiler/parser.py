@@ -525,6 +525,11 @@ class _Builder(Transformer):
         since = next((self.name(t) for t in children if isinstance(t, Token) and t.type == "NAME"), None)
         return self._handler(meta, "timer", children, delay=delay, since=since)
 
+    @v_args(meta=True)
+    def accept_decl(self, meta, children):
+        code, reason = children
+        return ast.Accept(self.name(code), _unquote(reason), self.span(meta))
+
     def entry(self, children):
         return ("entry", tuple(children))
 
@@ -546,6 +551,7 @@ class _Builder(Transformer):
             entry=tuple(a for e in entries for a in e),
             handlers=tuple(self.pick(children, ast.Handler)),
             span=self.span(meta),
+            accepts=tuple(self.pick(children, ast.Accept)),
         ), len(entries)
 
     # -- expressions
@@ -666,4 +672,5 @@ def parse(text: str, path: str, diags: Diagnostics) -> ast.Module | None:
         actions=of(ast.ActionDecl),
         lets=of(ast.Let),
         states=tuple(states),
+        accepts=of(ast.Accept),
     )

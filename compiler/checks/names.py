@@ -99,16 +99,24 @@ def _actions(actions, sym: Symbols, diags: Diagnostics) -> None:
     for a in walk_actions(actions):
         if isinstance(a, ast.Do):
             _expect(a.action, sym.actions, "action", sym, diags, "action")
+            _window_needs_order(a.action, a.window, sym, diags)
             _cites(a.cite, sym, diags)
         elif isinstance(a, ast.OneOf):
             for o in a.options:
                 _expect(o, sym.actions, "action", sym, diags, "option")
+                _window_needs_order(o, a.window, sym, diags)
             _cites(a.cite, sym, diags)
         elif isinstance(a, ast.Set):
             _expect(a.var, sym.vars, "var", sym, diags, "set")
             _cites(a.cite, sym, diags)
         elif isinstance(a, ast.If):
             _cites(a.cite, sym, diags)
+
+
+def _window_needs_order(name: ast.Name, window, sym: Symbols, diags: Diagnostics) -> None:
+    decl = sym.actions.get(name.text)
+    if window is not None and decl is not None and not decl.orders:
+        diags.error(window.span, "E209", f"'{name.text}' orders no labs, so it has no result to wait for; give its declaration 'orders LAB, ...' or drop the window")
 
 
 def _handler(h: ast.Handler, sym: Symbols, diags: Diagnostics) -> None:
