@@ -1,0 +1,157 @@
+"""Lab results from a CSV file as a timeline.
+
+    date,lab,value,unit,uln
+    2025-01-06,ALT,32,U/L,
+    2025-02-03,1742-6,1362,IU/L,33
+
+A header row is required. Columns, in any order: `date`, `lab` (a declared lab name or a LOINC
+code that a lab lists) and `value` are required; `unit`, `uln` and `patient` are optional (an
+empty cell means "not given"). Blank lines and lines starting with `#` are skipped. The patient
+is the `patient` column (one patient per file) or else the file name without `.csv`; `start`
+and `until` default to the first and last panel's dates, as for a FHIR bundle.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import math
+from pathlib import Path
+from typing import Any
+
+from rxwatch.compiler.diagnostics import did_you_mean
+
+from . import units
+from .timeline import LabResult, Loc, Reader, Timeline, TimelineError, parse_date
+
+REQUIRED = ("date", "lab", "value")
+OPTIONAL = ("unit", "uln", "patient")
+
+
+def read_csv(text: str, r: Reader, *, start: Any = None, until: Any = None, facts: Any = None) -> Timeline:
+    """The Timeline of a lab CSV; raises TimelineError with `FILE:LINE: message`s."""
+    cli_start, cli_until, cli_facts = r.command_line(start, until, facts)
+    rows = _rows(text, r)
+    header_line, header = next(rows, (1, None))
+    columns = _columns(header, header_line, r)
+    if columns is None:
+        raise TimelineError(r.errors)
+
+    results: list[LabResult] = []
+    patients: dict[str, int] = {}
+    seen: dict[tuple[datetime.date, str], int] = {}
+    for line, row in rows:
+        if len(row) > len(header):
+            r.error(line, "E702", f"{len(row)} cells in a row under a header of {len(header)} columns")
+            continue
+        cells = {name: (row[i].strip() if i < len(row) else "") for name, i in columns.items()}
+        if cells.get("patient"):
+            patients.setdefault(cells["patient"], line)
+        result = _result(cells, line, r)
+        if result is None:
+            continue
+        first = seen.setdefault((result.date, result.lab), line)
+        if first != line:
+            r.error(line, "E711", f"a second {result.lab} result on {result.date} (the first is at line {first}); "
+                    "a panel holds one result per lab")
+            continue
+        results.append(result)
+
+    if len(patients) > 1:
+        (one, a), (two, b) = list(patients.items())[:2]
+        r.error(b, "E711", f"a second patient '{two}' (the file starts with '{one}' at line {a}); one patient per file")
+    patient = next(iter(patients), None) or Path(r.path).stem
+    results = r.range_filter(results, cli_start, cli_until)
+    dates = sorted({res.date for res in results})
+    if cli_start is None and not dates and not r.errors:
+        r.error(header_line, "E704", "no lab results: nothing to replay (give --start to replay it anyway)")
+    values = r.initial_facts(cli_facts, None, "give it with --fact {name}=VALUE")
+    return r.finish(patient, values, cli_start or (dates[0] if dates else datetime.date.min),
+                    cli_until or (dates[-1] if dates else None), results)
+
+
+def _rows(text: str, r: Reader):
+    """(line, cells) of every row that is not blank or a comment; a CSV syntax error is E701."""
+    reader = csv.reader(text.splitlines(keepends=True), strict=True)
+    while True:
+        line = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            r.error(reader.line_num, "E701", f"invalid CSV: {exc}")
+            return
+        if row and row[0].lstrip().startswith("#") or not any(cell.strip() for cell in row):
+            continue
+        yield line, row
+
+
+def _columns(header: list[str] | None, line: int, r: Reader) -> dict[str, int] | None:
+    if header is None:
+        r.error(1, "E701", f"the file is empty; a lab CSV starts with a header row: {','.join(REQUIRED + OPTIONAL[:2])}")
+        return None
+    names = [cell.strip().lower() for cell in header]
+    if len(names) == 1 and ";" in names[0]:
+        r.error(line, "E701", "the header has one column; separate columns with commas, not semicolons")
+        return None
+    if parse_date(names[0]) is not None:
+        r.error(line, "E704", f"the file has no header row; start it with {','.join(REQUIRED + OPTIONAL[:2])}")
+        return None
+    columns: dict[str, int] = {}
+    for index, name in enumerate(names):
+        if name not in REQUIRED + OPTIONAL:
+            r.error(line, "E703", f"unknown column '{header[index].strip()}'{did_you_mean(name, REQUIRED + OPTIONAL)}")
+        elif name in columns:
+            r.error(line, "E703", f"column '{name}' appears twice")
+        else:
+            columns[name] = index
+    missing = [name for name in REQUIRED if name not in columns]
+    if missing:
+        r.error(line, "E704", f"the header row lacks the column{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+                f"(expected {','.join(REQUIRED + OPTIONAL[:2])}); a header row is required")
+    return None if r.errors else columns
+
+
+def _number(text: str) -> float | None:
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _result(cells: dict[str, str], line: int, r: Reader) -> LabResult | None:
+    ok = True
+    date = parse_date(cells["date"])
+    if date is None:
+        r.error(line, "E705", f"date: '{cells['date']}' is not an ISO 8601 date (YYYY-MM-DD)")
+        ok = False
+    lab = r.lab_name(cells["lab"])
+    if lab is None:
+        r.error(line, "E707", r.unknown("lab", cells["lab"], r.labs) if cells["lab"] else "missing lab")
+        ok = False
+    value = _number(cells["value"])
+    if not cells["value"]:
+        r.error(line, "E704", "missing value")
+        ok = False
+    elif value is None:
+        r.error(line, "E708", f"value must be a number, not '{cells['value']}'")
+        ok = False
+    elif value < 0:
+        r.error(line, "E708", f"value {cells['value']} is negative; a lab result is never below 0")
+        ok = False
+    uln = None
+    if cells.get("uln"):
+        uln = _number(cells["uln"])
+        if uln is None or uln <= 0:
+            r.error(line, "E708", f"uln must be a number above 0, not '{cells['uln']}'")
+            ok = False
+    unit = cells.get("unit") or None
+    if not ok:
+        return None
+    try:
+        return r.lab_result(lab, value, unit, uln, date, Loc(r.path, line))
+    except units.UnitError as exc:
+        r.error(line, "E709", r.unit_problem(lab, unit, exc))
+        return None

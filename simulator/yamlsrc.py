@@ -1,0 +1,220 @@
+"""Read YAML (and JSON, which is YAML) keeping where every value came from.
+
+`load(text, path)` returns plain Python data in which every mapping is a `Map` (a dict) and
+every sequence a `Seq` (a list); both know the 1-based line and column of themselves, of each
+key and of each value or item, so a loader built on top can report `FILE:LINE: message` for a
+value of the wrong type as precisely as for a syntax error. Scalars are plain `str`, `int`,
+`float`, `bool` or `None`. Timestamps stay text (`"2025-01-06"`): the caller parses dates and
+reports a bad one where it stands, instead of the YAML library failing on `2025-13-45`.
+
+Anchors, aliases and merge keys (`<<: *base`) work; a duplicate key, a recursive alias, a
+non-scalar key or an application tag (`!foo`) is a `YamlError` with its position. ruamel.yaml
+does the parsing; none of its types escape this module.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_STR = "tag:yaml.org,2002:str"
+_MAP = "tag:yaml.org,2002:map"
+_SEQ = "tag:yaml.org,2002:seq"
+_MERGE = "tag:yaml.org,2002:merge"
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+_SCALARS = {_STR, "tag:yaml.org,2002:int", "tag:yaml.org,2002:float",
+            "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null"}
+
+Pos = tuple[int, int]
+"""(line, column), both 1-based; (0, 0) when unknown."""
+
+
+class YamlError(Exception):
+    """The text is not YAML this reader accepts; `line`/`column` are 1-based (0 when unknown)."""
+
+    def __init__(self, path: str, line: int, column: int, message: str) -> None:
+        super().__init__(f"{path}:{line}: {message}")
+        self.path = path
+        self.line = line
+        self.column = column
+        self.message = message
+
+
+class Map(dict):
+    """A YAML mapping: a dict that also knows where it, its keys and its values stand."""
+
+    __slots__ = ("pos", "_keys", "_values")
+
+    def __init__(self, pos: Pos = (0, 0)) -> None:
+        super().__init__()
+        self.pos = pos
+        self._keys: dict[Any, Pos] = {}
+        self._values: dict[Any, Pos] = {}
+
+    def key_pos(self, key: Any) -> Pos:
+        """Where `key` is written (the mapping's own position when unknown)."""
+        return self._keys.get(key, self.pos)
+
+    def value_pos(self, key: Any) -> Pos:
+        """Where the value of `key` starts (the key's position when unknown)."""
+        return self._values.get(key) or self.key_pos(key)
+
+
+class Seq(list):
+    """A YAML sequence: a list that also knows where it and each of its items stand."""
+
+    __slots__ = ("pos", "_items")
+
+    def __init__(self, pos: Pos = (0, 0)) -> None:
+        super().__init__()
+        self.pos = pos
+        self._items: list[Pos] = []
+
+    def item_pos(self, index: int) -> Pos:
+        """Where item `index` starts (the sequence's own position when unknown)."""
+        if 0 <= index < len(self._items):
+            return self._items[index]
+        return self.pos
+
+
+def pos_of(value: Any) -> Pos:
+    """The position of a `Map` or `Seq`; (0, 0) for anything else."""
+    return getattr(value, "pos", (0, 0))
+
+
+def load(text: str, path: str = "<string>") -> Any:
+    """Parse one YAML document (JSON included) from `text`; an empty document gives None.
+
+    Raises YamlError, located where the parser stopped, for anything it cannot read."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+    yaml = YAML(typ="safe", pure=True)
+    try:
+        root = yaml.compose(text)
+    except MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark is not None else (0, 0)
+        raise YamlError(path, line, column, _describe(exc)) from None
+    except YAMLError as exc:  # unmarked: e.g. a character YAML forbids
+        offset = getattr(exc, "position", None)  # ReaderError: a character offset, no mark
+        line = text.count("\n", 0, offset) + 1 if isinstance(offset, int) else 0
+        raise YamlError(path, line, 0, f"invalid YAML: {_one_line(exc)}") from None
+    except RecursionError:
+        raise YamlError(path, 0, 0, "invalid YAML: nested too deeply") from None
+    if root is None:
+        return None
+    return _Builder(yaml.constructor, path).build(root)
+
+
+def _describe(exc: Any) -> str:
+    problem = (exc.problem or "").strip() or "syntax error"
+    context = (exc.context or "").strip()
+    cmark = exc.context_mark
+    if context and cmark is not None and exc.problem_mark is not None and cmark.line != exc.problem_mark.line:
+        context = f"{context} at line {cmark.line + 1}"
+    if not context:
+        return f"invalid YAML: {problem}"
+    if context.startswith("while"):
+        return f"invalid YAML: {problem} ({context})"
+    return f"invalid YAML: {context}, {problem}"
+
+
+def _one_line(exc: Any) -> str:
+    return " ".join(str(exc).split())
+
+
+def _pos(node: Any) -> Pos:
+    mark = node.start_mark
+    return (mark.line + 1, mark.column + 1)
+
+
+class _Builder:
+    """Turns ruamel's composed node graph into Map/Seq/scalars, one node at a time."""
+
+    def __init__(self, constructor: Any, path: str) -> None:
+        self.constructor = constructor
+        self.path = path
+        self.done: dict[int, Any] = {}  # id(node) -> built value: aliases share, never re-expand
+        self.active: set[int] = set()  # nodes being built: meeting one again is a recursive alias
+
+    def fail(self, node: Any, message: str) -> YamlError:
+        line, column = _pos(node)
+        return YamlError(self.path, line, column, message)
+
+    def build(self, node: Any) -> Any:
+        key = id(node)
+        if key in self.done:
+            return self.done[key]
+        if key in self.active:
+            raise self.fail(node, "a recursive alias: this anchor refers to itself")
+        self.active.add(key)
+        try:
+            kind = type(node).__name__
+            if kind == "MappingNode":
+                value = self._mapping(node)
+            elif kind == "SequenceNode":
+                value = self._sequence(node)
+            else:
+                value = self._scalar(node)
+        except RecursionError:
+            raise self.fail(node, "nested too deeply") from None
+        finally:
+            self.active.discard(key)
+        self.done[key] = value
+        return value
+
+    def _scalar(self, node: Any) -> Any:
+        if node.tag == _TIMESTAMP:
+            return node.value
+        if node.tag not in _SCALARS:
+            raise self.fail(node, f"unsupported YAML tag '{node.tag}'")
+        try:
+            return self.constructor.construct_object(node, deep=True)
+        except (ValueError, TypeError, OverflowError, ArithmeticError) as exc:
+            raise self.fail(node, f"invalid value '{node.value}': {exc}") from None
+
+    def _sequence(self, node: Any) -> Seq:
+        if node.tag != _SEQ:
+            raise self.fail(node, f"unsupported YAML tag '{node.tag}'")
+        seq = Seq(_pos(node))
+        for item in node.value:
+            seq.append(self.build(item))
+            seq._items.append(_pos(item))
+        return seq
+
+    def _mapping(self, node: Any) -> Map:
+        if node.tag != _MAP:
+            raise self.fail(node, f"unsupported YAML tag '{node.tag}'")
+        out = Map(_pos(node))
+        merged: list[Map] = []
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE:
+                merged.extend(self._merge_sources(value_node))
+                continue
+            if type(key_node).__name__ != "ScalarNode":
+                raise self.fail(key_node, "a key must be a plain value, not a list or a mapping")
+            key = self._scalar(key_node)
+            try:
+                hash(key)
+            except TypeError:
+                raise self.fail(key_node, "a key must be a plain value") from None
+            if key in out._keys:
+                first = out._keys[key][0]
+                raise self.fail(key_node, f"duplicate key '{key}' (first at line {first})")
+            out[key] = self.build(value_node)
+            out._keys[key] = _pos(key_node)
+            out._values[key] = _pos(value_node)
+        for source in merged:  # YAML merge: keys written in this mapping win, then earlier sources
+            for key, value in source.items():
+                if key not in out:
+                    out[key] = value
+                    out._keys[key] = source.key_pos(key)
+                    out._values[key] = source.value_pos(key)
+        return out
+
+    def _merge_sources(self, node: Any) -> list[Map]:
+        value = self.build(node)
+        sources = value if isinstance(value, Seq) else [value]
+        if not all(isinstance(s, Map) for s in sources):
+            raise self.fail(node, "'<<' merges a mapping or a list of mappings")
+        return sources
