@@ -208,6 +208,7 @@ class State:
     handlers: tuple[Handler, ...]
     span: Span
     accepts: tuple[Accept, ...] = ()
+    severity: Name | None = None  # 'none', 'mild', 'moderate', 'severe'
 
 
 # ------------------------------------------------------------------ declarations

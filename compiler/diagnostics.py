@@ -48,6 +48,7 @@ CODES: dict[str, str] = {
     "E405": "handler declared twice",
     "E406": "rule after `otherwise`",
     "E407": "only warnings can be accepted",
+    "E408": "unknown state severity",
     "E209": "due window on an action that orders no labs",
     "W501": "rule cites no source",
     "W502": "unknown source kind",

@@ -109,6 +109,7 @@ def lower(module: ast.Module, sym: Symbols, let_types: dict) -> nx.MultiDiGraph:
         g.add_node(
             st.name.text,
             kind=st.kind,
+            severity=st.severity.text if st.severity else "none",
             description=st.description or "",
             entry=entry,
             handlers=handlers,

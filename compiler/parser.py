@@ -534,6 +534,10 @@ class _Builder(Transformer):
         return ("entry", tuple(children))
 
     @v_args(inline=True)
+    def severity(self, tok):
+        return ("severity", self.name(tok))
+
+    @v_args(inline=True)
     def state_kind(self, tok):
         return ("kind", str(tok))
 
@@ -552,6 +556,7 @@ class _Builder(Transformer):
             handlers=tuple(self.pick(children, ast.Handler)),
             span=self.span(meta),
             accepts=tuple(self.pick(children, ast.Accept)),
+            severity=self.tagged(children, "severity"),
         ), len(entries)
 
     # -- expressions

@@ -19,6 +19,7 @@ SOURCE_KINDS = (
     "expert-opinion",
 )
 STATUSES = ("draft", "review", "approved")
+SEVERITIES = ("none", "mild", "moderate", "severe")
 
 
 def check(module: ast.Module, sym: Symbols, diags: Diagnostics) -> None:
@@ -55,6 +56,9 @@ def _initial(module: ast.Module, diags: Diagnostics) -> None:
 
 
 def _handlers(st: ast.State, diags: Diagnostics) -> None:
+    if st.severity is not None and st.severity.text not in SEVERITIES:
+        sev = st.severity
+        diags.error(sev.span, "E408", f"severity '{sev.text}' is not one of {', '.join(SEVERITIES)}{did_you_mean(sev.text, SEVERITIES)}")
     if st.kind == "terminal" and st.handlers:
         diags.error(st.handlers[0].span, "E404", f"terminal state '{st.name.text}' ends the pathway and cannot have handlers; remove them or drop 'terminal'")
     seen: dict[tuple, ast.Handler] = {}
