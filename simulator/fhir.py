@@ -159,7 +159,7 @@ def read_bundle(text: str, scan: Scan, r: Reader, *, start: Any = None, until: A
     results: list[LabResult] = []
     seen: dict[tuple[datetime.date, str], str] = {}
     for index, (entry, span) in enumerate(zip(entries, scan.spans)):
-        line = lines.line(span[0])
+        line = lines.field("resource", span)  # the line of the entry's "resource": {
         resource = entry.get("resource") if isinstance(entry, dict) else None
         if not isinstance(entry, dict) or (resource is not None and not isinstance(resource, dict)):
             r.error(line, "E712", f"entry {index + 1} is not a Bundle entry with a resource object")
@@ -177,7 +177,7 @@ def read_bundle(text: str, scan: Scan, r: Reader, *, start: Any = None, until: A
                 if result is not None:
                     key = (result.date, result.lab)
                     if key in seen:
-                        r.warning(line, "W701", f"{_name(resource, index)}: a second {result.lab} result on "
+                        r.warning(line, "W701", f"{_name(resource, index)} ({result.lab}): a second result on "
                                   f"{result.date} ({seen[key]} is kept); left out")
                     else:
                         seen[key] = _name(resource, index)

@@ -263,9 +263,8 @@ class Reader:
         return LabResult(date, lab, float(value), None if uln is None else float(uln), loc, unit)
 
     def unit_problem(self, lab: str, unit: str, exc: units.UnitError) -> str:
-        target = self.labs[lab].get("unit")
-        declared = f"in '{target}'" if target else "without unit"
-        return f"unit '{unit}' of {lab}: {exc}; {lab} is declared {declared}"
+        without = "" if self.labs[lab].get("unit") else f"; {lab} is declared without unit"
+        return f"{lab}: {exc}{without}"
 
     def fact_value(self, name: str, value: Any, *, from_text: bool = False) -> tuple[Any, str | None]:
         """(typed value, None) or (None, why not) for fact `name`; `from_text` for --fact strings."""
