@@ -1,0 +1,34 @@
+"""Shared fixtures: where the repository and its shipped protocols are. Keep this file minimal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PROTOCOLS_DIR = REPO_ROOT / "protocols"
+ANAKINRA = PROTOCOLS_DIR / "anakinra_hepatotoxicity.rxw"
+LEFLUNOMIDE = PROTOCOLS_DIR / "leflunomide_hepatotoxicity.rxw"
+SHIPPED_PROTOCOLS = (ANAKINRA, LEFLUNOMIDE)
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def anakinra_path() -> Path:
+    return ANAKINRA
+
+
+@pytest.fixture(scope="session")
+def leflunomide_path() -> Path:
+    return LEFLUNOMIDE
+
+
+@pytest.fixture(scope="session", params=SHIPPED_PROTOCOLS, ids=lambda p: p.stem)
+def shipped_protocol(request) -> Path:
+    """Each protocol in protocols/, in turn."""
+    return request.param
