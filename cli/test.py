@@ -1,0 +1,91 @@
+"""`rxwatch test`: run scenario files (a timeline plus expectations) against a protocol."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import List
+
+import typer
+
+from .app import app
+from .output import Status, fail, load_protocol
+
+
+class TestFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+@app.command("test")
+def test_cases(
+    protocol: Path = typer.Argument(..., metavar="PROTOCOL", help="The protocol file (.rxw).", exists=True, dir_okay=False, readable=True),
+    cases: List[Path] = typer.Argument(..., metavar="CASE", help="Case files (.yaml), or folders: every *.yaml in them, sorted."),
+    coverage: bool = typer.Option(False, "--coverage", help="Report the states and transitions (rules) that no case exercised, with a percentage."),
+    format: TestFormat = typer.Option(TestFormat.text, "--format", "-f", help="text: one line per case, failures under it; json: one object on stdout for programs."),
+) -> None:
+    """Run scenario files: each replays its timeline and checks its expectations.
+
+    Exit status 0 when every case passes; 1 when one fails or is not a valid case file
+    (reported as FILE:LINE: message, nothing simulated for that file); 2 when a file is missing.
+    See docs/simulation.md, "Scenario files: rxwatch test".
+    """
+    from rxwatch.simulator.cases import case_files, run_case, SuiteResult
+    from rxwatch.simulator.coverage import coverage as measure
+
+    try:
+        paths = case_files(cases)
+    except FileNotFoundError as exc:
+        raise fail(str(exc))
+    graph = load_protocol(protocol, quiet_warnings=True).graph
+    results = []
+    for path in paths:
+        try:
+            results.append(run_case(path, graph))
+        except OSError as exc:
+            raise fail(f"{path}: cannot read: {exc.strerror or exc}")
+    suite = SuiteResult(graph.graph.get("name", ""), results)
+    report = measure(graph, suite.traces) if coverage else None
+    if format is TestFormat.json:
+        data = {"protocol": suite.protocol, "summary": suite.summary(), "cases": [c.to_dict() for c in suite.cases]}
+        if report is not None:
+            data["coverage"] = report.to_dict()
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    else:
+        _print_text(suite, report)
+    if not suite.ok:
+        raise typer.Exit(int(Status.INPUT_ERROR))
+
+
+def _print_text(suite, report) -> None:
+    out = sys.stdout
+    for case in suite.cases:
+        for w in case.warnings:
+            print(str(w), file=sys.stderr)
+        if case.status == "pass":
+            n = len(case.outcomes)
+            print(f"PASS     {case.path} ({n} expectation{'s' if n != 1 else ''})", file=out)
+        elif case.status == "fail":
+            print(f"FAIL     {case.path} ({len(case.failures)} of {len(case.outcomes)} expectations not met)", file=out)
+            if case.description:
+                print(f"  {case.description}", file=out)
+            for outcome in case.failures:
+                print(f"  {outcome}", file=out)
+        else:
+            n = len(case.errors)
+            what = "not a valid case file; nothing simulated" if case.status == "invalid" else "the simulation stopped"
+            print(f"{case.status.upper():<8} {case.path} ({what}: {n} error{'s' if n != 1 else ''})", file=out)
+            out.flush()
+            for m in case.errors:
+                print(str(m), file=sys.stderr)
+            sys.stderr.flush()
+    s = suite.summary()
+    parts = [f"{s['pass']} passed"]
+    for status, word in (("fail", "failed"), ("invalid", "invalid"), ("error", "stopped")):
+        if s[status]:
+            parts.append(f"{s[status]} {word}")
+    print(f"{s['cases']} case{'s' if s['cases'] != 1 else ''} for {suite.protocol}: {', '.join(parts)}", file=out)
+    if report is not None:
+        print(report.format_text(), file=out)
