@@ -1,0 +1,57 @@
+"""The trace (shared/contracts/trace.md) as byte-stable JSON text.
+
+`to_json(trace)` writes the keys of the trace and of each step in one fixed order (the
+contract's keys first, in the order the contract lists them, then any extension keys sorted
+by name) with a two-space indent and a final newline, so identical inputs give identical
+bytes whoever built the dict. Steps keep their order: it is the order things happened.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Mapping
+
+__all__ = ["STEP_TYPES", "TOP_KEYS", "STEP_KEYS", "canonical", "to_json"]
+
+STEP_TYPES = ("enter", "transition", "action", "deviation")
+
+TOP_KEYS = ("protocol", "patient", "start", "until", "steps", "final_state", "open_orders", "warnings")
+
+STEP_KEYS = {
+    "enter": ("date", "type", "state", "line", "withdrawn"),
+    "transition": ("date", "type", "from", "to", "trigger", "because", "sources", "rule", "line", "stay", "event", "fact"),
+    "action": ("date", "type", "action", "state", "options", "window", "sources", "line"),
+    "deviation": ("date", "type", "kind", "action", "window", "ordered", "line"),
+}
+"""The keys of each step type, in the order written: the contract's, then the extensions."""
+_OTHER = ("date", "type")
+
+ORDER_KEYS = ("action", "window", "ordered", "overdue", "line")
+WARNING_KEYS = ("date", "line", "message")
+
+
+def _ordered(d: Mapping[str, Any], keys: tuple[str, ...]) -> dict:
+    out = {k: d[k] for k in keys if k in d}
+    for k in sorted(k for k in d if k not in out):
+        out[k] = d[k]
+    return out
+
+
+def canonical(trace: Mapping[str, Any]) -> dict:
+    """A copy of `trace` with every key in its canonical place."""
+    out = _ordered(trace, TOP_KEYS)
+    if isinstance(out.get("protocol"), Mapping):
+        out["protocol"] = _ordered(out["protocol"], ("name", "version"))
+    out["steps"] = [
+        _ordered(s, STEP_KEYS.get(s.get("type"), _OTHER)) for s in trace.get("steps", ())
+    ]
+    if "open_orders" in out:
+        out["open_orders"] = [_ordered(o, ORDER_KEYS) for o in out["open_orders"]]
+    if "warnings" in out:
+        out["warnings"] = [_ordered(w, WARNING_KEYS) for w in out["warnings"]]
+    return out
+
+
+def to_json(trace: Mapping[str, Any]) -> str:
+    """The trace as JSON text: fixed key order, two-space indent, UTF-8 safe, final newline."""
+    return json.dumps(canonical(trace), indent=2, ensure_ascii=False, allow_nan=False) + "\n"

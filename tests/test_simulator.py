@@ -1,0 +1,831 @@
+"""The simulator's semantics (docs/simulation.md), rule by rule, on small protocols written
+here and on the two shipped protocols."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from rxwatch.compiler import compile_file, compile_source
+from rxwatch.simulator import yamlsrc
+from rxwatch.simulator.engine import MAX_TRANSITIONS_PER_DAY, Machine, SimulationError, simulate
+from rxwatch.simulator.expr import shift
+from rxwatch.simulator.timeline import Choice, LabResult, Loc, Timeline, parse_timeline
+from rxwatch.simulator.trace import to_json
+
+ROOT = Path(__file__).resolve().parent.parent
+ANAKINRA = ROOT / "protocols" / "anakinra_hepatotoxicity.rxw"
+LEFLUNOMIDE = ROOT / "protocols" / "leflunomide_hepatotoxicity.rxw"
+
+HEADER = """
+protocol t
+  version "0.1"
+source s "a source" kind convention
+lab ALT "alanine aminotransferase" unit "U/L" uln 40
+lab AST "aspartate aminotransferase" unit "U/L" uln 40
+lab TBIL "total bilirubin" unit "mg/dL" uln 1.2
+lab INR "international normalised ratio"
+action order_alt "order ALT" orders ALT
+action order_tbil "order TBIL" orders TBIL
+action note "a note"
+action other "another note"
+action start_drug "start"
+event bleed "a bleed"
+fact risky "a risk" bool default false
+"""
+
+
+def graph_of(body: str, header: str = HEADER):
+    result = compile_source(textwrap.dedent(header) + textwrap.dedent(body), "t.rxw", verify=False)
+    assert result.ok, [str(d) for d in result.diagnostics if d.is_error]
+    return result.graph
+
+
+_shipped: dict = {}
+
+
+def shipped(path: Path):
+    if path not in _shipped:
+        result = compile_file(str(path))
+        assert result.ok
+        _shipped[path] = result.graph
+    return _shipped[path]
+
+
+def timeline(graph, text: str, path: str = "case.yaml") -> Timeline:
+    doc = yamlsrc.load(textwrap.dedent(text), path)
+    return parse_timeline(doc, path, graph.graph)
+
+
+def run(graph, text: str, **kw) -> dict:
+    return simulate(graph, timeline(graph, text), **kw)
+
+
+def steps(trace: dict, type_: str | None = None, **match) -> list[dict]:
+    return [s for s in trace["steps"] if (type_ is None or s["type"] == type_)
+            and all(s.get(k) == v for k, v in match.items())]
+
+
+def path_of(trace: dict) -> list[str]:
+    return [s["state"] for s in trace["steps"] if s["type"] == "enter"]
+
+
+ONE_STATE = """
+initial state a "A" {
+  on entry { do order_alt due 2..4 weeks cite s }
+  on panel { when ALT > 1000 -> b cite s
+             otherwise stay cite s }
+}
+terminal state b "B"
+"""
+
+
+# ---------------------------------------------------------------------------- calendar
+
+def test_calendar_months_are_calendar_months():
+    assert shift(datetime.date(2025, 1, 31), 1, "months") == datetime.date(2025, 2, 28)
+    assert shift(datetime.date(2024, 1, 31), 1, "months") == datetime.date(2024, 2, 29)
+    assert shift(datetime.date(2024, 2, 29), 1, "years") == datetime.date(2025, 2, 28)
+    assert shift(datetime.date(2025, 1, 31), 2, "weeks") == datetime.date(2025, 2, 14)
+
+
+def test_a_window_in_months_from_the_31st_ends_on_the_last_day_of_february():
+    g = graph_of("""
+    initial state a "A" { on entry { do order_alt due 1..2 months cite s } }
+    """)
+    trace = run(g, """
+    patient: {id: p}
+    start: 2025-01-31
+    until: 2025-04-30
+    """)
+    (order,) = steps(trace, "action", action="order_alt")
+    assert order["window"] == ["2025-02-28", "2025-03-31"]
+    (late,) = steps(trace, "deviation")
+    assert late["date"] == "2025-04-01"
+
+
+# ---------------------------------------------------------------------------- orders
+
+def test_a_window_that_closes_without_a_panel_is_overdue_once_and_the_order_stays_open():
+    g = graph_of(ONE_STATE)
+    trace = run(g, """
+    patient: {id: p}
+    start: 2025-01-06
+    until: 2025-06-30
+    events:
+      - {date: 2025-03-10, event: bleed}
+    """)
+    devs = steps(trace, "deviation")
+    assert devs == [{"date": "2025-02-04", "type": "deviation", "kind": "overdue", "action": "order_alt",
+                     "window": ["2025-01-20", "2025-02-03"], "ordered": "2025-01-06", "line": devs[0]["line"]}]
+    assert trace["open_orders"][0]["action"] == "order_alt"
+    assert trace["open_orders"][0]["window"] == ["2025-01-20", "2025-02-03"]
+    assert trace["open_orders"][0]["overdue"] is True
+
+
+def test_a_late_panel_fulfils_the_overdue_order():
+    g = graph_of(ONE_STATE)
+    trace = run(g, """
+    patient: {id: p}
+    start: 2025-01-06
+    events:
+      - {date: 2025-02-20, lab: ALT, value: 30}
+    """)
+    assert len(steps(trace, "deviation")) == 1
+    # the stay rule orders nothing, so no order is left
+    assert trace["open_orders"] == []
+    assert trace["until"] == "2025-02-20"
+
+
+def test_no_deviation_after_until():
+    g = graph_of(ONE_STATE)
+    trace = run(g, """
+    patient: {id: p}
+    start: 2025-01-06
+    until: 2025-02-03
+    """)
+    assert steps(trace, "deviation") == []
+    assert trace["open_orders"][0]["overdue"] is False
+    assert all(s["date"] <= "2025-02-03" for s in trace["steps"])
+
+
+def test_a_panel_before_the_window_opens_fulfils_the_order():
+    g = graph_of(ONE_STATE)
+    trace = run(g, """
+    patient: {id: p}
+    start: 2025-01-06
+    until: 2025-06-30
+    events:
+      - {date: 2025-01-08, lab: ALT, value: 30}
+    """)
+    assert steps(trace, "deviation") == []
+    assert trace["open_orders"] == []
+
+
+def test_a_panel_without_the_ordered_labs_does_not_fulfil_the_order():
+    g = graph_of(ONE_STATE)
+    trace = run(g, """
+    patient: {id: p}
+    start: 2025-01-06
+    until: 2025-06-30
+    events:
+      - {date: 2025-01-22, lab: AST, value: 30}
+    """)
+    assert [d["date"] for d in steps(trace, "deviation")] == ["2025-02-04"]
+
+
+def test_orders_issued_by_the_panels_rules_stay_open_and_replace_the_earlier_one():
+    g = graph_of("""
+    initial state a "A" {
+      on entry { do order_alt due within 7 days cite s }
+      on panel { otherwise stay cite s { do order_alt due 4..6 weeks cite s } }
+    }
+    """)
+    trace = run(g, """
+    patient: {id: p}
+    start: 2025-01-06
+    until: 2025-01-07
+    events:
+      - {date: 2025-01-07, lab: ALT, value: 30}
+    """)
+    assert trace["open_orders"] == [{"action": "order_alt", "window": ["2025-02-04", "2025-02-18"],
+                                     "ordered": "2025-01-07", "overdue": False,
+                                     "line": trace["open_orders"][0]["line"]}]
+    # a second order of the same action before the first is fulfilled replaces it
+    g2 = graph_of("""
+    initial state a "A" {
+      on entry { do order_alt due within 7 days cite s }
+      on event bleed { otherwise stay cite s { do order_alt due 4..6 weeks cite s } }
+    }
+    """)
+    trace = run(g2, """
+    patient: {id: p}
+    start: 2025-01-06
+    until: 2025-03-31
+    events:
+      - {date: 2025-01-07, event: bleed}
+    """)
+    assert [o["window"] for o in trace["open_orders"]] == [["2025-02-04", "2025-02-18"]]
+    assert [d["window"] for d in steps(trace, "deviation")] == [["2025-02-04", "2025-02-18"]]
+
+
+def test_an_action_that_orders_no_labs_opens_no_order():
+    g = graph_of("""
+    initial state a "A" { on entry { do note cite s } }
+    """)
+    trace = run(g, """
+    patient: {id: p}
+    start: 2025-01-06
+    until: 2025-12-31
+    """)
+    assert trace["open_orders"] == [] and steps(trace, "deviation") == []
+    assert steps(trace, "action") == [{"date": "2025-01-06", "type": "action", "action": "note", "state": "a",
+                                      "sources": ["s"], "line": steps(trace, "action")[0]["line"]}]
+
+
+def test_entering_a_terminal_state_withdraws_the_open_orders():
+    g = shipped(ANAKINRA)
+    trace = run(g, """
+    patient: {id: p}
+    start: 2025-01-06
+    until: 2025-12-31
+    events:
+      - {date: 2025-01-06, lab: ALT, value: 30}
+      - {date: 2025-01-20, event: anakinra_stopped}
+    """)
+    assert path_of(trace) == ["baseline", "early_check", "off_treatment"]
+    (end,) = steps(trace, "enter", state="off_treatment")
+    assert end["withdrawn"] == ["order_lfts"]
+    assert trace["open_orders"] == [] and steps(trace, "deviation") == []
+    assert trace["final_state"] == "off_treatment"
+
+
+def test_in_a_terminal_state_nothing_reacts():
+    g = shipped(ANAKINRA)
+    trace = run(g, """
+    patient: {id: p}
+    start: 2025-01-06
+    events:
+      - {date: 2025-01-06, lab: ALT, value: 30}
+      - {date: 2025-01-20, event: anakinra_stopped}
+      - {date: 2025-02-20, lab: ALT, value: 3000}
+      - {date: 2025-02-21, event: jaundice}
+    """)
+    assert trace["steps"][-1]["state"] == "off_treatment"
+    assert trace["final_state"] == "off_treatment"
+
+
+# ---------------------------------------------------------------------------- alternatives
+
+def test_alternatives_take_the_first_option_unless_the_timeline_records_a_choice():
+    g = shipped(ANAKINRA)
+    text = textwrap.dedent("""
+    patient: {id: p}
+    start: 2025-01-06
+    events:
+      - {date: 2025-01-06, lab: ALT, value: 30}
+      - {date: 2025-02-10, lab: ALT, value: 160}
+    """)
+    (first,) = [s for s in run(g, text)["steps"] if s.get("options")]
+    assert first["action"] == "hold_anakinra"
+    assert first["options"] == ["hold_anakinra", "reduce_dose"]
+    trace = run(g, text + "  - {date: 2025-02-10, choice: reduce_dose}\n")
+    (chosen,) = [s for s in trace["steps"] if s.get("options")]
+    assert chosen["action"] == "reduce_dose" and chosen["state"] == "moderate_elevation"
+    assert chosen["options"] == ["hold_anakinra", "reduce_dose"]
+    assert trace["warnings"] == []
+
+
+def test_a_choice_that_matches_no_alternative_that_day_is_a_warning():
+    g = shipped(ANAKINRA)
+    trace = run(g, """
+    patient: {id: p}
+    start: 2025-01-06
+    events:
+      - {date: 2025-01-06, lab: ALT, value: 30}
+      - {date: 2025-02-11, choice: reduce_dose}
+      - {date: 2025-02-10, lab: ALT, value: 160}
+    """)
+    (taken,) = [s for s in trace["steps"] if s.get("options")]
+    assert taken["action"] == "hold_anakinra"  # the choice is dated the next day
+    (w,) = trace["warnings"]
+    assert w["date"] == "2025-02-11" and w["line"] == 6 and "reduce_dose" in w["message"]
+
+
+def test_a_chosen_option_with_a_window_opens_its_order():
+    g = graph_of("""
+    initial state a "A" { on entry { do one of order_alt, order_tbil due 1..2 weeks cite s } }
+    """)
+    trace = run(g, """
+    patient: {id: p}
+    start: 2025-01-06
+    until: 2025-01-06
+    events:
+      - {date: 2025-01-06, choice: order_tbil}
+    """)
+    assert [o["action"] for o in trace["open_orders"]] == ["order_tbil"]
+    (a,) = steps(trace, "action")
+    assert a["action"] == "order_tbil" and a["window"] == ["2025-01-13", "2025-01-20"]
+
+
+# ---------------------------------------------------------------------------- transitions
+
+def test_a_rules_actions_run_before_the_entry_actions_of_its_target():
+    g = graph_of("""
+    var flag "a flag" bool default false
+    initial state a "A" {
+      on event bleed { otherwise -> b cite s { do start_drug  set flag = true cite s } }
+    }
+    state b "B" {
+      on entry { if flag { do note cite s } else { do other cite s } }
+    }
+    """)
+    trace = run(g, """
+    patient: {id: p}
+    start: 2025-01-06
+    events:
+      - {date: 2025-01-07, event: bleed}
+    """)
+    types = [(s["type"], s.get("action") or s.get("state") or s.get("to")) for s in trace["steps"]]
+    assert types == [("enter", "a"), ("transition", "b"), ("enter", "b"), ("action", "start_drug"), ("action", "note")]
+    assert all(s["state"] == "b" for s in steps(trace, "action"))
+    t = steps(trace, "transition")[0]
+    assert t["trigger"] == "event" and t["event"] == "bleed" and t["because"] == ""
+
+
+def test_a_stay_rule_does_not_reenter_and_a_target_rule_to_itself_does():
+    g = graph_of("""
+    initial state a "A" {
+      on entry { do note cite s }
+      on panel { when ALT > 100 -> a cite s
+                 otherwise stay cite s { do other cite s } }
+    }
+    """)
+    trace = run(g, """
+    patient: {id: p}
+    start: 2025-01-06
+    events:
+      - {date: 2025-01-07, lab: ALT, value: 30}
+      - {date: 2025-01-08, lab: ALT, value: 300}
+    """)
+    kinds = [(s["date"][-2:], s["type"], s.get("action") or s.get("state") or s.get("to")) for s in trace["steps"]]
+    assert kinds == [
+        ("06", "enter", "a"), ("06", "action", "note"),
+        ("07", "transition", "a"), ("07", "action", "other"),
+        ("08", "transition", "a"), ("08", "enter", "a"), ("08", "action", "note"),
+    ]
+    stay, again = steps(trace, "transition")
+    assert stay["stay"] is True and stay["from"] == stay["to"] == "a" and stay["because"] == ""
+    assert "stay" not in again and again["because"] == "ALT > 100"
+
+
+def test_the_first_rule_whose_guard_holds_fires_and_none_is_nothing():
+    g = graph_of("""
+    initial state a "A" {
+      on panel {
+        when ALT > 100 -> b cite s
+        when ALT > 50 -> c cite s
+      }
+    }
+    state b "B"
+    state c "C"
+    """)
+    assert path_of(run(g, """
+    patient: {id: p}
+    start: 2025-01-06
+    events: [{date: 2025-01-07, lab: ALT, value: 300}]
+    """)) == ["a", "b"]
+    assert path_of(run(g, """
+    patient: {id: p}
+    start: 2025-01-06
+    events: [{date: 2025-01-07, lab: ALT, value: 30}]
+    """)) == ["a"]
+
+
+def test_steps_name_the_rule_and_the_protocol_line_they_come_from():
+    g = shipped(ANAKINRA)
+    lines = ANAKINRA.read_text(encoding="utf-8").splitlines()
+    trace = run(g, """
+    patient: {id: p}
+    start: 2025-01-06
+    events:
+      - {date: 2025-01-06, lab: ALT, value: 30}
+      - {date: 2025-02-10, lab: ALT, value: 300}
+    """)
+    t = [s for s in steps(trace, "transition") if s["to"] == "stopped"][0]
+    assert t["rule"] == "early_check/0/0"
+    assert lines[t["line"] - 1].strip().startswith("when severe -> stopped")
+    assert t["sources"] == ["ctcae-v5", "fda-dili-2009", "seed-review"]
+    disc = steps(trace, "action", action="discontinue_anakinra")[0]
+    assert lines[disc["line"] - 1].strip().startswith("do discontinue_anakinra")
+    assert disc["sources"] == ["seed-review", "livertox-anakinra", "canna-2009", "taylor-2016"]
+    enter = steps(trace, "enter", state="stopped")[0]
+    assert "state stopped" in lines[enter["line"] - 1]
+
+
+# ---------------------------------------------------------------------------- timers
+
+TIMED = """
+initial state a "A" {
+  on event bleed { otherwise -> a cite s }
+  on panel { when ALT > 100 -> b cite s }
+  after 2 weeks { otherwise -> c cite s }
+}
+state b "B" { on event bleed { otherwise -> a cite s } }
+terminal state c "C"
+"""
+
+
+def test_a_timer_fires_on_its_due_date_when_the_state_is_still_active():
+    g = graph_of(TIMED)
+    trace = run(g, """
+    patient: {id: p}
+    start: 2025-01-06
+    until: 2025-12-31
+    """)
+    t = steps(trace, "transition")[0]
+    assert (t["date"], t["trigger"], t["to"]) == ("2025-01-20", "timer", "c")
+
+
+def test_reentering_rearms_the_timer_and_leaving_disarms_it():
+    g = graph_of(TIMED)
+    trace = run(g, """
+    patient: {id: p}
+    start: 2025-01-06
+    until: 2025-12-31
+    events:
+      - {date: 2025-01-10, event: bleed}
+    """)
+    assert [(s["date"], s["to"]) for s in steps(trace, "transition")] == [("2025-01-10", "a"), ("2025-01-24", "c")]
+    trace = run(g, """
+    patient: {id: p}
+    start: 2025-01-06
+    until: 2025-12-31
+    events:
+      - {date: 2025-01-10, lab: ALT, value: 300}
+    """)
+    assert trace["final_state"] == "b" and not steps(trace, "transition", trigger="timer")
+
+
+def test_a_timer_since_an_action_counts_from_the_last_recommendation():
+    g = graph_of("""
+    initial state a "A" {
+      on panel { otherwise -> b cite s { do start_drug } }
+    }
+    state b "B" {
+      on event bleed { otherwise -> b cite s }
+      after 1 month since start_drug { otherwise -> c cite s }
+    }
+    terminal state c "C"
+    """)
+    trace = run(g, """
+    patient: {id: p}
+    start: 2025-01-31
+    until: 2025-12-31
+    events:
+      - {date: 2025-01-31, lab: ALT, value: 30}
+      - {date: 2025-02-10, event: bleed}
+    """)
+    # re-entering b on 02-10 re-arms the timer, still one month after start_drug (01-31)
+    (t,) = steps(trace, "transition", trigger="timer")
+    assert t["date"] == "2025-02-28" and t["to"] == "c"
+
+
+def test_a_timer_since_an_action_never_recommended_is_not_armed():
+    g = graph_of("""
+    initial state a "A" {
+      after 1 day since start_drug { otherwise -> c cite s }
+      after 1 year { otherwise -> c cite s }
+    }
+    terminal state c "C"
+    """)
+    trace = run(g, """
+    patient: {id: p}
+    start: 2025-01-06
+    until: 2026-03-01
+    """)
+    (t,) = steps(trace, "transition")
+    assert t["date"] == "2026-01-06"
+
+
+def test_a_timer_already_due_when_armed_fires_on_the_entry_day_after_entry():
+    g = graph_of("""
+    initial state a "A" {
+      on event bleed { otherwise -> b cite s }
+      on entry { do start_drug cite s }
+    }
+    state b "B" {
+      on entry { do note cite s }
+      after 1 week since start_drug { otherwise -> c cite s }
+    }
+    terminal state c "C"
+    """)
+    trace = run(g, """
+    patient: {id: p}
+    start: 2025-01-06
+    events:
+      - {date: 2025-02-01, event: bleed}
+    """)
+    kinds = [(s["date"], s["type"], s.get("action") or s.get("state") or s.get("to")) for s in trace["steps"]]
+    assert kinds[-4:] == [("2025-02-01", "enter", "b"), ("2025-02-01", "action", "note"),
+                          ("2025-02-01", "transition", "c"), ("2025-02-01", "enter", "c")]
+
+
+def test_leflunomide_moves_to_long_term_six_calendar_months_after_starting():
+    g = shipped(LEFLUNOMIDE)
+    trace = run(g, """
+    patient: {id: p}
+    start: 2024-08-31
+    until: 2025-03-15
+    events:
+      - {date: 2024-08-31, lab: ALT, value: 20}
+    """)
+    (t,) = steps(trace, "transition", trigger="timer")
+    assert t["date"] == "2025-02-28" and (t["from"], t["to"]) == ("first_six_months", "long_term")
+    assert t["rule"] == "first_six_months/0/0"
+
+
+def test_since_in_a_guard_compares_calendar_dates():
+    g = shipped(LEFLUNOMIDE)
+    base = """
+    patient: {id: p}
+    start: 2025-01-06
+    events:
+      - {date: 2025-01-06, lab: ALT, value: 20}
+      - {date: 2025-02-03, lab: ALT, value: 100}
+      - {date: %s, lab: ALT, value: 40}
+    """
+    # reduced on 02-03 (ALT 2.5xULN); normal again: back to the phase it came from
+    early = run(g, base % "2025-02-10")
+    assert path_of(early)[-2:] == ["reduced", "first_six_months"]
+    # since(start_leflunomide) < 6 months is false from 2025-07-06 on
+    assert path_of(run(g, base % "2025-07-05"))[-1] == "first_six_months"
+    late = run(g, base % "2025-07-06")
+    assert path_of(late)[-2:] == ["reduced", "long_term"]
+
+
+# ---------------------------------------------------------------------------- facts
+
+def test_a_fact_handler_acts_at_once_on_entry():
+    g = shipped(LEFLUNOMIDE)
+    trace = run(g, """
+    patient: {id: p, facts: {liver_disease: true}}
+    start: 2025-01-06
+    events:
+      - {date: 2025-01-06, lab: ALT, value: 20}
+    """)
+    kinds = [(s["type"], s.get("action") or s.get("state") or s.get("to")) for s in trace["steps"]]
+    assert kinds == [("enter", "baseline"), ("action", "order_lfts"), ("transition", "contraindicated"),
+                     ("enter", "contraindicated"), ("action", "do_not_start")]
+    t = steps(trace, "transition")[0]
+    assert t["trigger"] == "fact" and t["because"] == "liver_disease" and "fact" not in t
+    assert trace["final_state"] == "contraindicated" and trace["open_orders"] == []
+
+
+def test_a_fact_change_triggers_the_handler_that_names_it():
+    g = shipped(LEFLUNOMIDE)
+    trace = run(g, """
+    patient: {id: p}
+    start: 2025-01-06
+    events:
+      - {date: 2025-01-08, fact: liver_disease, value: true}
+    """)
+    t = steps(trace, "transition")[0]
+    assert (t["date"], t["trigger"], t["fact"], t["to"]) == ("2025-01-08", "fact", "liver_disease", "contraindicated")
+
+
+def test_a_fact_change_is_read_by_later_guards_and_unnamed_fact_handlers_hear_every_fact():
+    g = graph_of("""
+    fact weight "weight" number unit "kg" default 70
+    initial state a "A" {
+      on fact { when risky and weight > 100 -> b cite s }
+    }
+    state b "B"
+    """)
+    trace = run(g, """
+    patient: {id: p}
+    start: 2025-01-06
+    events:
+      - {date: 2025-01-07, fact: risky, value: true}
+      - {date: 2025-01-08, fact: weight, value: 120}
+    """)
+    (t,) = steps(trace, "transition")
+    assert (t["date"], t["fact"]) == ("2025-01-08", "weight")
+
+
+# ---------------------------------------------------------------------------- the day's order
+
+def test_within_a_day_deviations_then_timers_then_the_panel_then_events():
+    g = graph_of("""
+    initial state a "A" {
+      on entry { do order_tbil due within 6 days cite s }
+      after 1 week { otherwise stay cite s { do note cite s } }
+      on panel { otherwise stay cite s { do other cite s } }
+      on event bleed { otherwise stay cite s { do start_drug cite s } }
+    }
+    """)
+    trace = run(g, """
+    patient: {id: p}
+    start: 2025-01-06
+    events:
+      - {date: 2025-01-13, event: bleed}
+      - {date: 2025-01-13, lab: ALT, value: 30}
+    """)
+    day = [(s["type"], s.get("action") or s.get("trigger")) for s in trace["steps"] if s["date"] == "2025-01-13"]
+    assert day == [("deviation", "order_tbil"), ("transition", "timer"), ("action", "note"),
+                   ("transition", "panel"), ("action", "other"), ("transition", "event"), ("action", "start_drug")]
+
+
+# ---------------------------------------------------------------------------- unknown values
+
+UNKNOWN = """
+let tx "tx" = max(xuln(ALT), xuln(AST))
+let bili "bili" = xuln(TBIL)
+initial state a "A" {
+  on panel {
+    when tx > 3 and bili > 2 -> hy cite s
+    when not INR > 1.5 and ALT + AST > 0 -> sum cite s
+    when not INR > 1.5 and tx > 3 -> notinr cite s
+    when known(INR) -> inr cite s
+  }
+}
+state hy "H"
+state sum "S"
+state notinr "N"
+state inr "I"
+"""
+
+
+@pytest.mark.parametrize("labs, expected", [
+    ({"ALT": 200, "TBIL": 3}, "hy"),
+    ({"ALT": 200}, "notinr"),               # bili unknown: not Hy; ALT + AST unknown
+    ({"ALT": 200, "AST": 10}, "sum"),       # not INR > 1.5 holds with INR unknown
+    ({"AST": 200}, "notinr"),               # max ignores the unknown ALT
+    ({"ALT": 200, "INR": 2}, "inr"),
+    ({"INR": 1.0}, "inr"),                  # tx unknown: every comparison with it is false
+    ({"TBIL": 1.0}, "a"),
+])
+def test_unknown_lab_values(labs, expected):
+    g = graph_of(UNKNOWN)
+    events = "".join(f"\n      - {{date: 2025-01-07, lab: {lab}, value: {v}}}" for lab, v in labs.items())
+    trace = run(g, f"""
+    patient: {{id: p}}
+    start: 2025-01-06
+    events:{events}
+    """)
+    assert trace["final_state"] == expected
+
+
+def test_outside_a_panel_labs_are_the_most_recent_panel():
+    g = graph_of("""
+    initial state a "A" { on event bleed { when ALT > 100 -> b cite s } }
+    state b "B"
+    """)
+    trace = run(g, """
+    patient: {id: p}
+    start: 2025-01-06
+    events:
+      - {date: 2025-01-07, lab: ALT, value: 300}
+      - {date: 2025-01-08, lab: AST, value: 30}
+      - {date: 2025-01-09, event: bleed}
+    """)
+    assert trace["final_state"] == "a"  # the most recent panel (01-08) has no ALT
+    trace = run(g, """
+    patient: {id: p}
+    start: 2025-01-06
+    events:
+      - {date: 2025-01-07, lab: ALT, value: 300}
+      - {date: 2025-01-09, event: bleed}
+    """)
+    assert trace["final_state"] == "b"
+
+
+def test_a_results_own_uln_wins_over_the_declared_default():
+    g = graph_of("""
+    initial state a "A" { on panel { when xuln(ALT) > 3 -> b cite s  when uln(INR) > 0 -> c cite s } }
+    state b "B"
+    state c "C"
+    """)
+    base = """
+    patient: {{id: p}}
+    start: 2025-01-06
+    events: [{{date: 2025-01-07, lab: ALT, value: 130{uln}}}]
+    """
+    assert run(g, base.format(uln=""))["final_state"] == "b"          # 130 / 40 = 3.25
+    assert run(g, base.format(uln=", uln: 50"))["final_state"] == "a"  # 130 / 50 = 2.6
+    # INR declares no ULN: uln(INR) is unknown unless the result gives one
+    inr = """
+    patient: {{id: p}}
+    start: 2025-01-06
+    events: [{{date: 2025-01-07, lab: INR, value: 1.0{uln}}}]
+    """
+    assert run(g, inr.format(uln=""))["final_state"] == "a"
+    assert run(g, inr.format(uln=", uln: 1.2"))["final_state"] == "c"
+
+
+def test_the_example_of_the_contract_grades_by_the_results_own_uln():
+    g = shipped(ANAKINRA)
+    tl = timeline(g, """
+    patient: {id: case-07}
+    start: 2025-01-06
+    events:
+      - {date: 2025-01-06, lab: ALT, value: 32}
+      - {date: 2025-02-03, lab: ALT, value: 180, uln: 33}
+    """)
+    # 180 / 33 = 5.45xULN: severe by its own ULN (4.5x, moderate, by the default 40)
+    assert path_of(simulate(g, tl))[-1] == "stopped"
+
+
+# ---------------------------------------------------------------------------- loops and errors
+
+def test_a_zero_time_loop_ends_with_an_error_naming_its_states():
+    g = graph_of("""
+    initial state a "A" { on panel { otherwise -> b cite s } }
+    state b "B" { on fact { otherwise -> c cite s } }
+    state c "C" { on fact { when not risky -> b cite s } }
+    """)
+    tl = timeline(g, """
+    patient: {id: p}
+    start: 2025-01-06
+    events: [{date: 2025-01-09, lab: ALT, value: 1}]
+    """)
+    with pytest.raises(SimulationError) as info:
+        simulate(g, tl)
+    e = info.value
+    assert e.date == datetime.date(2025, 1, 9)
+    assert set(e.states) == {"b", "c"}
+    text = str(e)
+    assert text.startswith("t.rxw:")
+    assert "zero-time loop on 2025-01-09: b -> c -> b" in text
+    assert "b/0/0 (line 18), c/0/0 (line 19)" in text and e.line == 18
+    assert str(MAX_TRANSITIONS_PER_DAY) in text
+
+
+def test_a_self_loop_on_entry_is_a_zero_time_loop_too():
+    g = graph_of("""
+    initial state a "A" { on fact risky { when risky -> a cite s } }
+    """)
+    tl = timeline(g, """
+    patient: {id: p, facts: {risky: true}}
+    start: 2025-01-06
+    """)
+    with pytest.raises(SimulationError, match=r"a -> a"):
+        simulate(g, tl)
+
+
+# ---------------------------------------------------------------------------- the trace
+
+DEMO = ROOT / "docs" / "examples" / "anakinra-moderate.yaml"
+
+
+def test_identical_inputs_give_byte_identical_json():
+    from rxwatch.simulator.timeline import load_timeline
+
+    g = shipped(ANAKINRA)
+    first = to_json(simulate(g, load_timeline(DEMO, g.graph)))
+    again = to_json(Machine(shipped(ANAKINRA)).run(load_timeline(DEMO, g.graph)))
+    recompiled = compile_file(str(ANAKINRA)).graph
+    third = to_json(simulate(recompiled, load_timeline(DEMO, recompiled.graph)))
+    assert first == again == third
+    assert first.endswith("\n") and json.loads(first)["patient"] == "demo-ra-01"
+
+
+def test_the_trace_has_the_contract_shape():
+    from rxwatch.simulator.timeline import load_timeline
+
+    g = shipped(ANAKINRA)
+    trace = json.loads(to_json(simulate(g, load_timeline(DEMO, g.graph))))
+    assert list(trace)[:7] == ["protocol", "patient", "start", "until", "steps", "final_state", "open_orders"]
+    assert trace["protocol"] == {"name": "anakinra_hepatotoxicity", "version": "1.0.0"}
+    dates = [s["date"] for s in trace["steps"]]
+    assert dates == sorted(dates)
+    required = {"enter": {"state"}, "transition": {"from", "to", "trigger", "because", "sources"},
+                "action": {"action", "state", "sources"}, "deviation": {"kind", "action", "window"}}
+    for s in trace["steps"]:
+        assert required[s["type"]] <= set(s), s
+    for o in trace["open_orders"]:
+        assert {"action", "window"} <= set(o)
+
+
+def test_the_demo_timeline_goes_where_the_pathway_says():
+    from rxwatch.simulator.timeline import load_timeline
+
+    g = shipped(ANAKINRA)
+    trace = simulate(g, load_timeline(DEMO, g.graph))
+    assert path_of(trace) == ["baseline", "early_check", "moderate_elevation", "maintenance", "maintenance", "maintenance"]
+    assert [s["action"] for s in steps(trace, "action") if s.get("options")] == ["reduce_dose"]
+    assert steps(trace, "action", action="resume_anakinra")[0]["date"] == "2025-03-13"
+    # enhanced after recovery from a moderate elevation: 1-2 months, not 3-4
+    windows = [s["window"] for s in steps(trace, "action", action="order_lfts", state="maintenance")]
+    assert windows[0] == ["2025-04-13", "2025-05-13"]
+    (dev,) = steps(trace, "deviation")
+    assert (dev["date"], dev["window"]) == ("2025-07-07", ["2025-06-06", "2025-07-06"])
+    assert trace["final_state"] == "maintenance"
+    assert trace["open_orders"][0]["window"] == ["2025-08-21", "2025-09-21"]
+
+
+def test_until_ends_the_replay_and_leaves_later_events_out():
+    from rxwatch.simulator.timeline import load_timeline
+
+    g = shipped(ANAKINRA)
+    trace = simulate(g, load_timeline(DEMO, g.graph), until=datetime.date(2025, 3, 1))
+    assert trace["until"] == "2025-03-01" and trace["final_state"] == "moderate_elevation"
+    assert max(s["date"] for s in trace["steps"]) <= "2025-03-01"
+
+
+def test_a_timeline_built_in_code_needs_no_file():
+    g = shipped(ANAKINRA)
+    loc = Loc("<code>", 0)
+    day = datetime.date(2025, 1, 6)
+    tl = Timeline("<code>", "x", {}, day, None, (
+        LabResult(day, "ALT", 30.0, None, loc),
+        LabResult(day + datetime.timedelta(days=30), "ALT", 200.0, None, loc),
+        Choice(day + datetime.timedelta(days=30), "reduce_dose", loc),
+    ))
+    trace = Machine(g).run(tl)
+    assert trace["until"] == "2025-02-05" and trace["final_state"] == "moderate_elevation"
+    assert [s["action"] for s in steps(trace, "action") if s.get("options")] == ["reduce_dose"]
