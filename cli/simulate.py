@@ -1,0 +1,83 @@
+"""`rxwatch simulate`: replay a patient's timeline through a protocol and print the trace."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .app import app
+from .output import Status, emit, fail, load_protocol
+
+
+class TraceFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+@app.command()
+def simulate(
+    protocol: Path = typer.Argument(..., help="The protocol file (.rxw).", exists=True, dir_okay=False, readable=True),
+    timeline: Path = typer.Argument(..., help="The patient's timeline: YAML/JSON (see docs/timelines.md), a FHIR R4 Bundle, or a lab CSV.", exists=True, dir_okay=False, readable=True),
+    format: Optional[TraceFormat] = typer.Option(None, "--format", "-f", help="table: one row per step, for a person; json: the trace of contracts/trace.md, byte-stable. Default: table on a terminal, json otherwise (and with -o)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write here (whole or not at all) instead of standard output."),
+    until: Optional[str] = typer.Option(None, "--until", help="Replay up to and including this day (YYYY-MM-DD); later events are left out, with a warning."),
+    start: Optional[str] = typer.Option(None, "--start", help="Start on this day (YYYY-MM-DD) instead of the timeline's start; earlier events are left out, with a warning."),
+    fact: List[str] = typer.Option([], "--fact", help="A fact about the patient, NAME=VALUE (repeatable); wins over the timeline's."),
+) -> None:
+    """Replay a timeline through a protocol: what the protocol recommends day by day, which
+    orders are due and when, and where the care deviated from it.
+
+    Exit status 0 when replayed, 1 when the protocol or the timeline is wrong (each mistake
+    printed as FILE:LINE: message) or the protocol loops without time passing, 2 when a file
+    is missing or the output cannot be written.
+    """
+    from rxwatch.simulator.engine import Machine, SimulationError
+    from rxwatch.simulator.timeline import TimelineError, load_timeline
+    from rxwatch.simulator.trace import to_json
+
+    result = load_protocol(protocol, quiet_warnings=True)
+    graph = result.graph
+    try:
+        tl = load_timeline(timeline, graph.graph, start=start, until=until, facts=fact)
+    except TimelineError as e:
+        for m in e.messages:
+            print(m, file=sys.stderr)
+        n = sum(m.severity == "error" for m in e.messages)
+        raise fail(f"{timeline}: {n} error{'s' if n != 1 else ''}; nothing simulated", Status.INPUT_ERROR)
+    except IsADirectoryError:
+        raise fail(f"{timeline}: is a directory, not a timeline file")
+    except OSError as e:
+        raise fail(f"{timeline}: cannot read: {e.strerror or e}")
+    for w in tl.warnings:
+        print(w, file=sys.stderr)
+
+    inputs: list = []
+    try:
+        trace = Machine(graph).run(tl, inputs=inputs)
+    except SimulationError as e:
+        print(e, file=sys.stderr)
+        raise fail(f"{timeline}: simulation stopped; no trace written", Status.INPUT_ERROR)
+    for w in trace.get("warnings") or ():
+        print(f"{tl.path}:{w['line']}: warning: {w['message']}", file=sys.stderr)
+
+    fmt = format or (TraceFormat.table if output is None and sys.stdout.isatty() else TraceFormat.json)
+    if fmt is TraceFormat.json:
+        emit(to_json(trace), output, inputs=(protocol, timeline))
+        return
+    if output is None and sys.stdout.isatty():
+        from rich.console import Console
+
+        from rxwatch.simulator.table import render
+
+        Console(highlight=False).print(render(trace, graph, inputs))
+        return
+    import shutil
+
+    from rxwatch.simulator.table import to_text
+
+    width = 120 if output is not None else shutil.get_terminal_size((120, 24)).columns
+    emit(to_text(trace, graph, inputs, width=width), output, inputs=(protocol, timeline))
