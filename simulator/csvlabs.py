@@ -35,7 +35,7 @@ def read_csv(text: str, r: Reader, *, start: Any = None, until: Any = None, fact
     header_line, header = next(rows, (1, None))
     columns = _columns(header, header_line, r)
     if columns is None:
-        raise TimelineError(r.errors)
+        raise r.failure()
 
     results: list[LabResult] = []
     patients: dict[str, int] = {}

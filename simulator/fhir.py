@@ -142,18 +142,18 @@ def read_bundle(text: str, scan: Scan, r: Reader, *, start: Any = None, until: A
     if scan.error is not None:
         exc = scan.error
         r.error(exc.lineno, "E701", f"invalid JSON: {exc.msg}", exc.colno)
-        raise TimelineError(r.errors)
+        raise r.failure()
     lines = _Lines(text)
     top = scan.top
     kind = top.get("resourceType")
     if kind != "Bundle":
         r.error(lines.line(scan.keys["resourceType"]), "E712",
                 f"a FHIR timeline is a Bundle of Observations; this file holds a {kind!r} resource")
-        raise TimelineError(r.errors)
+        raise r.failure()
     entries = top.get("entry") or []
     if not isinstance(entries, list):
         r.error(lines.line(scan.keys["entry"]), "E712", "the Bundle's 'entry' must be a list")
-        raise TimelineError(r.errors)
+        raise r.failure()
 
     patients: list[tuple[str, int]] = []
     results: list[LabResult] = []
@@ -198,9 +198,11 @@ def read_bundle(text: str, scan: Scan, r: Reader, *, start: Any = None, until: A
         patient = patients[0][0]
     results = r.range_filter(results, cli_start, cli_until)
     dates = sorted({res.date for res in results})
-    if cli_start is None and not dates:
+    if cli_start is None and not dates and not r.errors:
         codes = ", ".join(f"{lab} {'/'.join(decl.get('loinc') or ()) or '(no LOINC code)'}" for lab, decl in r.labs.items())
-        r.error(1, "E712", f"no Observation in the Bundle has a LOINC code the protocol maps ({codes}); "
+        left_out = sum(w.code == "W701" for w in r.warnings)
+        why = f"the {left_out} with one are left out (see the warnings)" if left_out else f"none has a code the protocol maps ({codes})"
+        r.error(1, "E704", f"no usable lab result among the Bundle's Observations: {why}; "
                 "nothing to replay (give --start to replay it anyway)")
     values = r.initial_facts(cli_facts, None, "give it with --fact {name}=VALUE")
     return r.finish(patient, values, cli_start or (dates[0] if dates else datetime.date.min),

@@ -109,11 +109,13 @@ class Timeline:
 
 
 class TimelineError(Exception):
-    """The input is wrong; `messages` holds every error found in it."""
+    """The input is wrong: `messages` holds every error found in it; `warnings` the warnings
+    found on the way (they may explain an error: a result left out, say)."""
 
-    def __init__(self, messages: list[Message]) -> None:
+    def __init__(self, messages: list[Message], warnings: list[Message] | tuple = ()) -> None:
         super().__init__("\n".join(str(m) for m in messages))
         self.messages = messages
+        self.warnings = list(warnings)
 
 
 # ---------------------------------------------------------------------------- entry point
@@ -135,7 +137,7 @@ def load_timeline(path: str | os.PathLike, protocol: Mapping, *, start: Any = No
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         reader.error(line, "E701", f"the file is not UTF-8 text (byte {exc.start + 1})")
-        raise TimelineError(reader.errors) from None
+        raise reader.failure() from None
     if path.lower().endswith(".csv"):
         from .csvlabs import read_csv
 
@@ -149,7 +151,7 @@ def load_timeline(path: str | os.PathLike, protocol: Mapping, *, start: Any = No
         doc = yamlsrc.load(text, path)
     except yamlsrc.YamlError as exc:
         reader.error(exc.line, "E701", exc.message, exc.column)
-        raise TimelineError(reader.errors) from None
+        raise reader.failure() from None
     return _read_document(doc, reader, start, until, facts, frozenset())
 
 
@@ -233,6 +235,10 @@ class Reader:
 
     def error_at(self, pos: yamlsrc.Pos, code: str, text: str) -> None:
         self.error(pos[0], code, text, pos[1])
+
+    def failure(self) -> TimelineError:
+        """The TimelineError to raise: every error so far, and the warnings, sorted by position."""
+        return TimelineError(_sorted(self.errors), _sorted(self.warnings))
 
     # -- names
 
@@ -350,7 +356,7 @@ class Reader:
                events: list) -> Timeline:
         """The Timeline, or TimelineError with every error, sorted by position."""
         if self.errors:
-            raise TimelineError(_sorted(self.errors))
+            raise self.failure()
         ordered = tuple(sorted(events, key=lambda e: e.date))
         if until is None:
             until = ordered[-1].date if ordered else start
@@ -396,7 +402,7 @@ def _read_document(doc: Any, r: Reader, start: Any, until: Any, facts: Any, extr
         what = "is empty" if doc is None else f"holds {_describe(doc)}"
         r.error_at(yamlsrc.pos_of(doc) if doc is not None else (1, 1), "E702",
                    f"a timeline is a mapping with patient, start and events; this file {what}")
-        raise TimelineError(_sorted(r.errors))
+        raise r.failure()
     for key in doc:
         if key not in _TOP_KEYS and key not in extra_keys:
             r.error_at(doc.key_pos(key), "E703", f"unknown key '{key}'{did_you_mean(str(key), _TOP_KEYS)}")

@@ -196,7 +196,14 @@ def test_a_bundle_without_patient_or_without_mapped_results(tmp_path):
     with pytest.raises(TimelineError) as info:
         load_timeline(path, PROTOCOL)
     [message] = info.value.messages
-    assert "no Observation in the Bundle has a LOINC code the protocol maps (ALT 1742-6/1744-2/76625-3" in message.text
+    assert message.code == "E704"
+    assert "none has a code the protocol maps (ALT 1742-6/1744-2/76625-3, AST 1920-8/30239-8" in message.text
+    unusable = write(tmp_path, bundle(observation("o-1", "1742-6", None, valueString="see report")), "u.json")
+    with pytest.raises(TimelineError) as info:
+        load_timeline(unusable, PROTOCOL)
+    [message] = info.value.messages
+    assert "the 1 with one are left out (see the warnings)" in message.text
+    assert [w.code for w in info.value.warnings] == ["W701"]
     tl = load_timeline(path, PROTOCOL, start="2025-01-01")
     assert tl.events == () and tl.start == tl.until == D(2025, 1, 1)
 
