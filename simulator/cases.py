@@ -813,18 +813,21 @@ def run_case(path: str | os.PathLike, graph: Any) -> CaseResult:
 
 
 def case_files(paths: Iterable[str | os.PathLike]) -> list[str]:
-    """Expand directories into their *.yaml / *.yml files, sorted; files stay as given.
+    """Expand directories into their *.yaml / *.yml files, sorted; files stay as given; a file
+    named twice runs once.
 
     Raises FileNotFoundError for a path that does not exist or a folder with no case file."""
     out: list[str] = []
     for p in paths:
         p = os.fspath(p)
+        if p in out:
+            continue
         if os.path.isdir(p):
             found = sorted(os.path.join(p, n) for n in os.listdir(p)
                            if n.endswith((".yaml", ".yml")) and os.path.isfile(os.path.join(p, n)))
             if not found:
                 raise FileNotFoundError(f"{p}: no case files (*.yaml) in this folder")
-            out.extend(found)
+            out.extend(f for f in found if f not in out)
         elif os.path.exists(p):
             out.append(p)
         else:

@@ -49,12 +49,11 @@ class Edge:
         return f"{self.path}:{self.line}"
 
     def describe(self) -> str:
+        """`maintenance -> stopped on event jaundice, encephalopathy`, `stay stopped on panel`."""
         arrow = f"stay {self.source}" if self.stay else f"{self.source} -> {self.target}"
-        on = self.trigger
-        if self.events:
-            on = f"event {', '.join(self.events)}"
-        guard = f" when {self.because}" if self.because else " otherwise"
-        return f"{self.key}: {arrow} on {on}{guard}"
+        on = f"event {', '.join(self.events)}" if self.events else self.trigger
+        guard = f" when {self.because}" if self.because else ""
+        return f"{arrow} on {on}{guard}"
 
 
 def _pct(done: int, total: int) -> float:
@@ -129,7 +128,7 @@ class Coverage:
         for s in self.missing_states:
             lines.append(f"  {s.where}: state {s.name} never entered")
         for e in self.missing_edges:
-            lines.append(f"  {e.where}: transition {e.describe()} never taken")
+            lines.append(f"  {e.where}: rule {e.key} never fired: {e.describe()}")
         return "\n".join(lines)
 
 
