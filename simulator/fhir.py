@@ -86,6 +86,7 @@ def _scan(text: str) -> Scan:
             expect(i, ":", "':' delimiter")
             i = skip(i + 1)
             if key == "entry" and text.startswith("[", i):
+                scan.spans.clear()  # a repeated key: the last one counts, as for json.loads
                 value, i = _scan_list(text, i, decoder, skip, expect, scan.spans)
             else:
                 value, i = decoder.raw_decode(text, i)

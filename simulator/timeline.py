@@ -400,7 +400,7 @@ def _read_document(doc: Any, r: Reader, start: Any, until: Any, facts: Any, extr
     cli_start, cli_until, cli_facts = r.command_line(start, until, facts)
     if not isinstance(doc, Map):
         what = "is empty" if doc is None else f"holds {_describe(doc)}"
-        r.error_at(yamlsrc.pos_of(doc) if doc is not None else (1, 1), "E702",
+        r.error_at(yamlsrc.pos_of(doc) if isinstance(doc, Seq) else (1, 1), "E702",
                    f"a timeline is a mapping with patient, start and events; this file {what}")
         raise r.failure()
     for key in doc:
@@ -413,6 +413,8 @@ def _read_document(doc: Any, r: Reader, start: Any, until: Any, facts: Any, extr
     if file_start and file_until and file_until < file_start:
         r.error_at(doc.value_pos("until"), "E706", f"until {file_until} is before start {file_start}")
 
+    if cli_until and not cli_start and file_start and cli_until < file_start:
+        r.error(0, "E706", f"--until {cli_until} is before the timeline's start {file_start}", path=COMMAND_LINE)
     events = _read_events(doc, r, file_start, file_until)
     events = r.range_filter(events, cli_start, cli_until)
     file_facts.update(cli_facts)

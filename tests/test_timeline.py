@@ -145,6 +145,7 @@ CASES = [
     ("duplicate key", "patient: {id: p}\nstart: 2025-01-06\nstart: 2025-01-07\n", 3, "E701", "duplicate key 'start' (first at line 2)"),
     ("yaml tag", "patient: {id: p}\nstart: !!binary aGVsbG8=\n", 2, "E701", "unsupported YAML tag"),
     ("top level a list", "- patient\n- start\n", 1, "E702", "a timeline is a mapping"),
+    ("top level a text", "\n\njust words\n", 1, "E702", "this file holds the text 'just words'"),
     ("empty file", "# nothing\n", 1, "E702", "this file is empty"),
     ("unknown top-level key", "patient: {id: p}\nstart: 2025-01-06\nevnts: []\n", 3, "E703", "unknown key 'evnts'; did you mean 'events'?"),
     ("missing patient", "start: 2025-01-06\n", 1, "E704", "missing 'patient'"),
@@ -235,6 +236,8 @@ def test_command_line_mistakes(tmp_path):
     assert "did you mean 'stills_disease'?" in messages[-1].text
     [message] = errors(path, start="2025-03-01", until="2025-02-01")
     assert message.code == "E706" and str(message) == "<command line>:0: --until 2025-02-01 is before --start 2025-03-01"
+    [message] = errors(path, until="2024-12-31")
+    assert message.code == "E706" and message.text == "--until 2024-12-31 is before the timeline's start 2025-01-06"
 
 
 def test_a_file_that_is_not_utf8(tmp_path):
