@@ -21,7 +21,7 @@ class DiagFormat(str, Enum):
 
 @app.command()
 def check(
-    protocols: List[Path] = typer.Argument(..., help="Protocol files (.rxw) to check.", exists=True, dir_okay=False, readable=True),
+    protocols: List[Path] = typer.Argument(..., metavar="PROTOCOL...", help="Protocol files (.rxw) to check.", exists=True, dir_okay=False, readable=True),
     format: DiagFormat = typer.Option(DiagFormat.text, "--format", "-f", help="text: one line per finding on stderr, with the source line and a caret; json: a list on stdout."),
     strict: bool = typer.Option(False, "--strict", help="Treat warnings as errors (exit 1 when there are any)."),
     verify: bool = typer.Option(True, "--verify/--no-verify", help="Run the static analyses (gaps, overlaps, reachability, time); see docs/verification.md."),

@@ -44,6 +44,12 @@ def same_file(a: Path, b: Path) -> bool:
         return False
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_atomic(out: Path, data: str | bytes, *, inputs: tuple[Path, ...] = ()) -> None:
     """Write `out` whole or not at all: a temporary file beside it, then a rename.
 
@@ -61,6 +67,7 @@ def write_atomic(out: Path, data: str | bytes, *, inputs: tuple[Path, ...] = ())
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=parent)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; an output file follows the umask
         with os.fdopen(fd, mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as f:
             f.write(data)
         os.replace(tmp, out)

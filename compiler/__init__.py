@@ -40,6 +40,8 @@ def compile_source(text: str, path: str = "<string>", *, verify: bool = True, lo
     from .checks import names, structure, types
     from .symbols import build
 
+    if text.startswith("\ufeff"):  # a byte-order mark, as some editors save UTF-8
+        text = text[1:]
     diags = Diagnostics()
     result = CompileResult(path, text)
     module = parser.parse(text, path, diags)

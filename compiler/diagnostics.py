@@ -28,6 +28,7 @@ CODES: dict[str, str] = {
     "E102": "unexpected character",
     "E103": "unexpected end of file",
     "E104": "invalid literal",
+    "E105": "expression nested too deeply",
     "E201": "duplicate name",
     "E202": "undefined name",
     "E203": "transition to an unknown state",

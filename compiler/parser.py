@@ -19,6 +19,9 @@ from .diagnostics import Diagnostics
 from .span import Span
 
 MAX_SYNTAX_ERRORS = 50
+# Deeper parse trees would exhaust Python's recursion in the passes that walk them; no
+# clinical rule needs more than a few levels.
+MAX_NESTING = 200
 
 # How the parser's terminals read in a message.
 _PRETTY = {
@@ -128,9 +131,10 @@ def _syntax_errors(path: str, text: str, diags: Diagnostics) -> Tree | None:
                 record(span, "E102", f"unexpected character {ch!r}" + _expected(e.allowed or ()))
             # blank the offending character out and try again, to find the errors after it
             if ch == '"':
+                # close it as an empty string, so the field it belongs to stays well-formed
                 eol = work.find("\n", e.pos_in_stream)
                 eol = len(work) if eol < 0 else eol
-                work = work[: e.pos_in_stream] + " " * (eol - e.pos_in_stream) + work[eol:]
+                work = work[: e.pos_in_stream] + '""' + " " * max(0, eol - e.pos_in_stream - 2) + work[eol:]
             else:
                 work = work[: e.pos_in_stream] + " " + work[e.pos_in_stream + 1 :]
         except UnexpectedEOF as e:
@@ -641,10 +645,35 @@ def _unit(tok) -> str:
     return s if s.endswith("s") else s + "s"
 
 
+_EXPR_RULES = {"or_", "and_", "not_", "compare", "member", "add", "sub", "mul", "div", "neg", "call"}
+
+
+def _too_deep(tree: Tree, path: str, diags: Diagnostics) -> bool:
+    """Report (E105) the first subtree nested more than MAX_NESTING levels, without recursing."""
+    stack: list[tuple[Tree, int, Tree | None]] = [(tree, 1, None)]
+    while stack:
+        node, depth, expr_root = stack.pop()
+        if expr_root is None and node.data in _EXPR_RULES:
+            expr_root = node
+        if depth > MAX_NESTING:
+            where = (expr_root or node).meta
+            line, col = getattr(where, "line", 1), getattr(where, "column", 1)
+            diags.error(
+                Span(path, line, col, line, col),
+                "E105",
+                f"expression nested more than {MAX_NESTING} levels deep; split it into named 'let' values",
+            )
+            return True
+        stack.extend((c, depth + 1, expr_root) for c in node.children if isinstance(c, Tree))
+    return False
+
+
 def parse(text: str, path: str, diags: Diagnostics) -> ast.Module | None:
     """Parse one protocol file; syntax errors go to `diags` and give None."""
     tree = _syntax_errors(path, text, diags)
     if tree is None:
+        return None
+    if _too_deep(tree, path, diags):
         return None
     builder = _Builder(path, text)
     try:

@@ -279,11 +279,6 @@ def test_warnings_are_printed_and_output_written(tmp_path, capsys):
     assert nx.node_link_graph(json.loads(out_file.read_text(encoding="utf-8")), edges="edges").number_of_nodes() == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli/output.py write_atomic: tempfile.mkstemp creates the file 0600 and os.replace keeps that mode, "
-    "so every output file is unreadable by group and others whatever the umask (chmod the temporary file to 0666 & ~umask)",
-)
 def test_output_file_mode_follows_the_umask(tmp_path, capsys):
     old = os.umask(0o022)
     try:

@@ -147,13 +147,6 @@ def test_windows_and_mac_line_endings_and_tabs(name):
         pytest.param("-" * 600 + "1 > 0", id="deep-neg"),
     ],
 )
-@pytest.mark.xfail(
-    strict=True,
-    raises=RecursionError,
-    reason="compiler/parser.py: the lark Transformer (_Builder) recurses once per nesting level, "
-    "so a let or guard of ~500 operators raises RecursionError (CLI: internal error, status 3) "
-    "instead of a diagnostic",
-)
 def test_very_long_expressions_give_diagnostics_not_recursion_errors(expr):
     text = f"protocol p\nlet x = {expr}\ninitial state s\n"
     result = compile_source(text, "deep.rxw")

@@ -167,14 +167,7 @@ def test_every_source_is_declared_with_its_kind(case):
     assert {sid: g.graph["sources"].get(sid, {}).get("kind") for sid in pw.sources} == pw.sources
 
 
-UNCITED = "protocols/anakinra_hepatotoxicity.rxw declares kineret-us-pi (listed under 'ids to cite in the protocol') but no rule, entry action or let cites it"
-
-
-@pytest.mark.parametrize(
-    "doc",
-    [pytest.param(d, marks=pytest.mark.xfail(strict=True, reason=UNCITED)) if d.stem == "anakinra-hepatotoxicity" else d for d in DOCS],
-    ids=lambda p: p.stem,
-)
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.stem)
 def test_every_source_is_cited(doc):
     pw = parse_pathway(doc)
     g = compile_file(str(protocol_for(doc))).graph

@@ -58,10 +58,10 @@ def _duplicates(module: ast.Module, diags: Diagnostics) -> None:
         for item in items:
             n = item.name
             if n.text in FUNCTIONS:
-                diags.error(n.span, "E201", f"'{n.text}' is a built-in function and cannot be declared as a {kind}")
+                diags.error(n.span, "E201", f"'{n.text}' is a built-in function and cannot be declared as {_a(kind)}")
             if n.text in seen:
                 other_kind, other = seen[n.text]
-                diags.error(n.span, "E201", f"'{n.text}' is already declared as a {other_kind} at line {other.span.line}")
+                diags.error(n.span, "E201", f"'{n.text}' is already declared as {_a(other_kind)} at line {other.span.line}")
             else:
                 seen[n.text] = (kind, n)
     for what, items in (("source", [s.id for s in module.sources]), ("state", [s.name for s in module.states])):
@@ -79,6 +79,10 @@ def _duplicates(module: ast.Module, diags: Diagnostics) -> None:
             members[m.text] = m
 
 
+def _a(kind: str) -> str:
+    return ("an " if kind[0] in "aeiou" else "a ") + kind
+
+
 def _cites(cite, sym: Symbols, diags: Diagnostics) -> None:
     for src in cite:
         if src.text not in sym.sources:
@@ -90,7 +94,7 @@ def _expect(name: ast.Name, table: dict, kind: str, sym: Symbols, diags: Diagnos
         return
     other = sym.kind_of(name.text)
     if other is not None:
-        diags.error(name.span, "E206", f"{what} '{name.text}' must be a declared {kind}, but it is a {other}")
+        diags.error(name.span, "E206", f"{what} '{name.text}' must be a declared {kind}, but it is {_a(other)}")
     else:
         diags.error(name.span, "E202", f"{what} '{name.text}' is not a declared {kind}{did_you_mean(name.text, table)}")
 
@@ -133,7 +137,9 @@ def _handler(h: ast.Handler, sym: Symbols, diags: Diagnostics) -> None:
 def _call_names(e: ast.Call, sym: Symbols, diags: Diagnostics) -> None:
     f = e.func.text
     if f not in FUNCTIONS:
-        diags.error(e.func.span, "E304", f"unknown function '{f}'{did_you_mean(f, FUNCTIONS)}; the functions are {', '.join(sorted(FUNCTIONS))}")
+        hint = did_you_mean(f, FUNCTIONS)
+        listing = f"the functions are {', '.join(sorted(FUNCTIONS))}"
+        diags.error(e.func.span, "E304", f"unknown function '{f}'{hint}" if hint else f"unknown function '{f}'; {listing}")
 
 
 def _let_cycles(module: ast.Module, sym: Symbols, diags: Diagnostics) -> None:

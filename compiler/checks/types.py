@@ -161,7 +161,7 @@ class TypeChecker:
             return ERROR
         other = sym.kind_of(e.name)
         if other is not None:
-            self.diags.error(e.span, "E206", f"'{e.name}' is a {other}; an expression can use labs, facts, vars and lets")
+            self.diags.error(e.span, "E206", f"'{e.name}' is {'an' if other[0] in 'aeiou' else 'a'} {other}; an expression can use labs, facts, vars and lets")
         else:
             names = sym.values() | {m for f in (*sym.facts.values(), *sym.vars.values()) if f.type for m in (x.text for x in f.type.members)}
             self.diags.error(e.span, "E202", f"'{e.name}' is not declared{did_you_mean(e.name, names)}")
