@@ -14,7 +14,6 @@ and `until` default to the first and last panel's dates, as for a FHIR bundle.
 from __future__ import annotations
 
 import csv
-import datetime
 import math
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from typing import Any
 from rxwatch.compiler.diagnostics import did_you_mean
 
 from . import units
-from .timeline import LabResult, Loc, Reader, Timeline, TimelineError, parse_date
+from .timeline import LabResult, Loc, Reader, Timeline, parse_date
 
 REQUIRED = ("date", "lab", "value")
 OPTIONAL = ("unit", "uln", "patient")
@@ -30,7 +29,7 @@ OPTIONAL = ("unit", "uln", "patient")
 
 def read_csv(text: str, r: Reader, *, start: Any = None, until: Any = None, facts: Any = None) -> Timeline:
     """The Timeline of a lab CSV; raises TimelineError with `FILE:LINE: message`s."""
-    cli_start, cli_until, cli_facts = r.command_line(start, until, facts)
+    command_line = r.command_line(start, until, facts)
     rows = _rows(text, r)
     header_line, header = next(rows, (1, None))
     columns = _columns(header, header_line, r)
@@ -39,7 +38,6 @@ def read_csv(text: str, r: Reader, *, start: Any = None, until: Any = None, fact
 
     results: list[LabResult] = []
     patients: dict[str, int] = {}
-    seen: dict[tuple[datetime.date, str], int] = {}
     for line, row in rows:
         if len(row) > len(header):
             r.error(line, "E702", f"{len(row)} cells in a row under a header of {len(header)} columns")
@@ -50,9 +48,8 @@ def read_csv(text: str, r: Reader, *, start: Any = None, until: Any = None, fact
         result = _result(cells, line, r)
         if result is None:
             continue
-        first = seen.setdefault((result.date, result.lab), line)
-        if first != line:
-            r.error(line, "E711", f"a second {result.lab} result on {result.date} (the first is at line {first}); "
+        if (first := r.earlier_result(result)) is not result:
+            r.error(line, "E711", f"a second {result.lab} result on {result.date} (the first is at line {first.loc.line}); "
                     "a panel holds one result per lab")
             continue
         results.append(result)
@@ -61,13 +58,7 @@ def read_csv(text: str, r: Reader, *, start: Any = None, until: Any = None, fact
         (one, a), (two, b) = list(patients.items())[:2]
         r.error(b, "E711", f"a second patient '{two}' (the file starts with '{one}' at line {a}); one patient per file")
     patient = next(iter(patients), None) or Path(r.path).stem
-    results = r.range_filter(results, cli_start, cli_until)
-    dates = sorted({res.date for res in results})
-    if cli_start is None and not dates and not r.errors:
-        r.error(header_line, "E704", "no lab results: nothing to replay (give --start to replay it anyway)")
-    values = r.initial_facts(cli_facts, None, "give it with --fact {name}=VALUE")
-    return r.finish(patient, values, cli_start or (dates[0] if dates else datetime.date.min),
-                    cli_until or (dates[-1] if dates else None), results)
+    return r.finish_results(patient, results, command_line, "no lab results", header_line)
 
 
 def _rows(text: str, r: Reader):

@@ -16,7 +16,6 @@ naming its id.
 from __future__ import annotations
 
 import bisect
-import datetime
 import functools
 import json
 import math
@@ -27,7 +26,7 @@ from typing import Any
 from rxwatch.compiler.diagnostics import did_you_mean
 
 from . import units
-from .timeline import LabResult, Loc, Reader, Timeline, TimelineError, parse_date
+from .timeline import LabResult, Loc, Reader, Timeline, parse_date
 
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
@@ -139,7 +138,7 @@ class _Lines:
 def read_bundle(text: str, scan: Scan, r: Reader, *, start: Any = None, until: Any = None,
                 facts: Any = None) -> Timeline:
     """The Timeline of a FHIR R4 Bundle; raises TimelineError with located messages."""
-    cli_start, cli_until, cli_facts = r.command_line(start, until, facts)
+    command_line = r.command_line(start, until, facts)
     if scan.error is not None:
         exc = scan.error
         r.error(exc.lineno, "E701", f"invalid JSON: {exc.msg}", exc.colno)
@@ -158,7 +157,6 @@ def read_bundle(text: str, scan: Scan, r: Reader, *, start: Any = None, until: A
 
     patients: list[tuple[str, int]] = []
     results: list[LabResult] = []
-    seen: dict[tuple[datetime.date, str], str] = {}
     for index, (entry, span) in enumerate(zip(entries, scan.spans)):
         line = lines.field("resource", span)  # the line of the entry's "resource": {
         resource = entry.get("resource") if isinstance(entry, dict) else None
@@ -173,16 +171,13 @@ def read_bundle(text: str, scan: Scan, r: Reader, *, start: Any = None, until: A
                 continue
             if kind == "Patient":
                 patients.append((resource.get("id") or "", line))
+            elif (result := _observation(resource, index, line, r)) is None:
+                pass
+            elif (first := r.earlier_result(result)) is not result:
+                r.warning(line, "W701", f"{_name(resource, index)} ({result.lab}): a second result on "
+                          f"{result.date} (the one at line {first.loc.line} is kept); left out")
             else:
-                result = _observation(resource, index, line, r)
-                if result is not None:
-                    key = (result.date, result.lab)
-                    if key in seen:
-                        r.warning(line, "W701", f"{_name(resource, index)} ({result.lab}): a second result on "
-                                  f"{result.date} ({seen[key]} is kept); left out")
-                    else:
-                        seen[key] = _name(resource, index)
-                        results.append(result)
+                results.append(result)
         elif not _known_resource(kind):
             hint = did_you_mean(kind, _resource_types()) if isinstance(kind, str) else ""
             r.error(lines.field("resourceType", span), "E712",
@@ -197,17 +192,10 @@ def read_bundle(text: str, scan: Scan, r: Reader, *, start: Any = None, until: A
                 "a timeline is one patient's")
     else:
         patient = patients[0][0]
-    results = r.range_filter(results, cli_start, cli_until)
-    dates = sorted({res.date for res in results})
-    if cli_start is None and not dates and not r.errors:
-        codes = ", ".join(f"{lab} {'/'.join(decl.get('loinc') or ()) or '(no LOINC code)'}" for lab, decl in r.labs.items())
-        left_out = sum(w.code == "W701" for w in r.warnings)
-        why = f"the {left_out} with one are left out (see the warnings)" if left_out else f"none has a code the protocol maps ({codes})"
-        r.error(1, "E704", f"no usable lab result among the Bundle's Observations: {why}; "
-                "nothing to replay (give --start to replay it anyway)")
-    values = r.initial_facts(cli_facts, None, "give it with --fact {name}=VALUE")
-    return r.finish(patient, values, cli_start or (dates[0] if dates else datetime.date.min),
-                    cli_until or (dates[-1] if dates else None), results)
+    left_out = sum(w.code == "W701" for w in r.warnings)
+    codes = ", ".join(f"{lab} {'/'.join(decl.get('loinc') or ()) or '(no LOINC code)'}" for lab, decl in r.labs.items())
+    why = f"the {left_out} with one are left out (see the warnings)" if left_out else f"none has a code the protocol maps ({codes})"
+    return r.finish_results(patient, results, command_line, f"no usable lab result among the Bundle's Observations: {why}")
 
 
 def _name(resource: dict, index: int) -> str:

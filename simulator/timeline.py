@@ -224,6 +224,7 @@ class Reader:
                 self.loinc.setdefault(code, name)
         self.errors: list[Message] = []
         self.warnings: list[Message] = []
+        self._results: dict[tuple[datetime.date, str], LabResult] = {}
 
     # -- messages
 
@@ -267,6 +268,11 @@ class Reader:
             if uln is not None:
                 uln = units.convert(uln, unit, target, molar_mass)
         return LabResult(date, lab, float(value), None if uln is None else float(uln), loc, unit)
+
+    def earlier_result(self, result: LabResult) -> LabResult | None:
+        """The result already read for the same lab and day (a panel holds one per lab), if any;
+        otherwise None, and `result` is the one that counts."""
+        return self._results.setdefault((result.date, result.lab), result)
 
     def unit_problem(self, lab: str, unit: str, exc: units.UnitError) -> str:
         without = "" if self.labs[lab].get("unit") else f"; {lab} is declared without unit"
@@ -352,9 +358,22 @@ class Reader:
                          "(--start/--until) left out", path=COMMAND_LINE)
         return kept
 
-    def finish(self, patient: str, facts: dict, start: datetime.date, until: datetime.date | None,
+    def finish_results(self, patient: str, results: list, command_line: tuple, empty: str, line: int = 1) -> Timeline:
+        """`finish` for the inputs that hold only lab results (FHIR, CSV): start and until default
+        to the first and last panel's dates; no result and no --start is an error saying `empty`."""
+        start, until, facts = command_line
+        results = self.range_filter(results, start, until)
+        dates = sorted({result.date for result in results})
+        if start is None and not dates and not self.errors:
+            self.error(line, "E704", f"{empty}; nothing to replay (give --start to replay it anyway)")
+        values = self.initial_facts(facts, None, "give it with --fact {name}=VALUE")
+        return self.finish(patient, values, start or (dates[0] if dates else None),
+                           until or (dates[-1] if dates else None), results)
+
+    def finish(self, patient: str, facts: dict, start: datetime.date | None, until: datetime.date | None,
                events: list) -> Timeline:
-        """The Timeline, or TimelineError with every error, sorted by position."""
+        """The Timeline, or TimelineError with every error, sorted by position (`start` is None
+        only when an error says why)."""
         if self.errors:
             raise self.failure()
         ordered = tuple(sorted(events, key=lambda e: e.date))
@@ -489,7 +508,6 @@ def _read_events(doc: Map, r: Reader, start: datetime.date | None, until: dateti
         r.error_at(doc.value_pos("events"), "E702", f"'events' must be a list, not {_describe(items)}")
         return []
     events: list[Event] = []
-    seen_results: dict[tuple[datetime.date, str], int] = {}
     for index, item in enumerate(items):
         pos = items.item_pos(index)
         event = _read_event(item, pos, r)
@@ -499,12 +517,10 @@ def _read_events(doc: Map, r: Reader, start: datetime.date | None, until: dateti
             r.error_at(pos, "E706", f"dated {event.date}, before start ({start})")
         elif until and event.date > until:
             r.error_at(pos, "E706", f"dated {event.date}, after until ({until})")
-        if isinstance(event, LabResult):
-            first = seen_results.setdefault((event.date, event.lab), pos[0])
-            if first != pos[0]:
-                r.error_at(pos, "E711", f"a second {event.lab} result on {event.date} (the first is at line {first}); "
-                           "a panel holds one result per lab")
-                continue
+        if isinstance(event, LabResult) and (first := r.earlier_result(event)) is not event:
+            r.error_at(pos, "E711", f"a second {event.lab} result on {event.date} (the first is at line {first.loc.line}); "
+                       "a panel holds one result per lab")
+            continue
         events.append(event)
     return events
 

@@ -136,7 +136,8 @@ def test_unusable_observations_are_warnings_naming_their_id(tmp_path):
     assert "censored (<5)" in texts["o-censored"].text
     assert "no full effective date (2025-01)" in texts["o-partial"].text
     assert "status is entered-in-error" in texts["o-error"].text
-    assert "(ALT): a second result on 2025-01-06 (Observation o-first is kept)" in texts["o-second"].text
+    kept = line_of(path, '"o-first"') - 2
+    assert f"(ALT): a second result on 2025-01-06 (the one at line {kept} is kept)" in texts["o-second"].text
     assert texts["o-novalue"].line == line_of(path, '"o-novalue"') - 2  # the line of the entry's "resource": {
     assert str(texts["o-badunit"]).startswith(f"{path}:{texts['o-badunit'].line}: warning: Observation o-badunit (AST)")
 
