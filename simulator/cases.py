@@ -366,7 +366,7 @@ def _count_at(toks: list[str], at_start: bool) -> tuple[Count | None, int]:
             n = number(part[2])
             c = Count(n, None, " ".join(part)) if part[1] == "least" else Count(0, n, " ".join(part))
             return c, 4
-        if size == 2 and part[0].isdigit():
+        if size == 2:
             n = number(part[0])
             return Count(n, n, " ".join(part)), 2
     return None, 0
@@ -459,11 +459,12 @@ def _subject(toks: list[str], names: Names) -> dict:
         out = {"subject": "action", "name": _name(head, names.actions, "action")}
         out["window"], i = _window(toks, 1)
     else:
-        hint = did_you_mean(head, [*_SUBJECT_WORDS, "never", "once", "twice", *_WHEN_ONE, "between", "from"])
-        if not hint and head in names.actions:
+        if head in names.actions:
             hint = f"; to expect the action write 'action {head}'"
-        elif not hint and head in names.states:
+        elif head in names.states:
             hint = f"; to expect the state write 'state {head}'"
+        else:
+            hint = did_you_mean(head, [*_SUBJECT_WORDS, "never", "once", "twice", *_WHEN_ONE, "between", "from"])
         if hint:
             raise _Bad(E_SYNTAX, f"cannot read '{head}'{hint}")
         raise _Bad(E_SYNTAX, f"cannot read '{head}'; write one of {_GRAMMAR}, with an optional date "
@@ -560,7 +561,7 @@ def _expectations(doc: Map, path: str, names: Names, errors: list[Message]) -> l
     items = doc["expect"]
     if not isinstance(items, Seq) or not items:
         what = "empty" if items is None or items == [] else f"not a list ({_kind_of(items)})"
-        errors.append(_at(path, doc.value_pos("expect"), E_STRUCTURE,
+        errors.append(_at(path, doc.key_pos("expect") if items is None else doc.value_pos("expect"), E_STRUCTURE,
                           f"'expect' is {what}: a case needs a list of expectations, one per line, {example}"))
         return []
     out = []
