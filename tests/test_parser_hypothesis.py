@@ -157,3 +157,30 @@ def test_deeply_parenthesised_expression_is_handled():
     text = "protocol p\nlet x = " + "(" * 2000 + "1" + ")" * 2000 + " > 0\ninitial state s\n"
     result = compile_source(text, "parens.rxw")
     assert_well_formed(result, text, "parens.rxw")
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(edited_protocol())
+def test_random_edits_through_the_command_line(case):
+    """`rxwatch check` and `rxwatch compile -o` on an edited protocol: status 0 or 1, never 3;
+    a compile that fails writes nothing."""
+    import contextlib
+    import io
+    import tempfile
+    from pathlib import Path
+
+    from rxwatch.cli.main import main
+
+    name, text = case
+    with tempfile.TemporaryDirectory() as d:
+        src = Path(d) / name
+        src.write_text(text, encoding="utf-8")
+        out = Path(d) / "out.json"
+        err = io.StringIO()
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+            checked = main(["check", str(src)])
+            compiled = main(["compile", str(src), "-o", str(out)])
+        assert checked in (0, 1), err.getvalue()
+        assert compiled == checked, err.getvalue()
+        assert "internal error" not in err.getvalue() and "Traceback" not in err.getvalue()
+        assert out.exists() == (compiled == 0)
