@@ -79,7 +79,7 @@ def _print_text(suite, report) -> None:
             print(f"{case.status.upper():<8} {case.path} ({what}: {n} error{'s' if n != 1 else ''})", file=out)
             out.flush()
             for m in case.errors:
-                print(str(m), file=sys.stderr)
+                print(str(m) if m.line else f"{m.path}: {m.text}", file=sys.stderr)
             sys.stderr.flush()
     s = suite.summary()
     parts = [f"{s['pass']} passed"]
