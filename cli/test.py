@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import textwrap
 from enum import Enum
 from pathlib import Path
 from typing import List
@@ -70,7 +71,7 @@ def _print_text(suite, report) -> None:
         elif case.status == "fail":
             print(f"FAIL     {case.path} ({len(case.failures)} of {len(case.outcomes)} expectations not met)", file=out)
             if case.description:
-                print(f"  {case.description}", file=out)
+                print(textwrap.fill(case.description, 100, initial_indent="  ", subsequent_indent="  "), file=out)
             for outcome in case.failures:
                 print(f"  {outcome}", file=out)
         else:

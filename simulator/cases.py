@@ -711,14 +711,16 @@ def _explain(e: Expectation, trace: Mapping, similar: list, found: list) -> str:
         parts.append(f"{what} on {_dates(similar)}")
     elif e.subject == "action" and e.window is not None:
         same = [s for s in steps if s.get("type") == "action" and s.get("action") == e.name]
-        with_windows = [s for s in same if s.get("window")]
-        if with_windows:
-            shown = ", ".join(f"{_fmt_window(s['window'])} (on {s['date']})" for s in with_windows[:6])
-            parts.append(f"{e.name} windows {shown}")
-        elif same:
-            parts.append(f"action {e.name} without a window on {_dates(same)}")
-        else:
+        near = [s for s in same if e.when is None or e.when.holds(_day(s["date"]))]
+        shown = near or same
+        if not shown:
             parts.append(f"no action {e.name}")
+        else:
+            listed = "; ".join(f"{_describe_step(s)} on {s['date']}" for s in shown[:6])
+            more = f" and {len(shown) - 6} more" if len(shown) > 6 else ""
+            parts.append(listed + more)
+            if near:  # what was ordered on those dates is the answer; no need for the day's list
+                return "; ".join(parts)
     elif e.subject == "deviation":
         devs = [s for s in steps if s.get("type") == "deviation"]
         parts.append("deviations: " + "; ".join(f"{_describe_step(s)} on {s['date']}" for s in devs[:6]) if devs else "no deviation")

@@ -276,9 +276,14 @@ def test_check_holds(text):
     ("twice action check", "action check 4 times: on 2025-01-06, 2025-01-10, 2025-02-03, 2025-02-12"),
     ("action pause", "no action pause"),
     ("check window 2025-02-11..2025-02-17",
-     "check windows 2025-01-13..2025-01-20 (on 2025-01-06), 2025-01-17..2025-01-24 (on 2025-01-10), "
-     "2025-02-10..2025-02-17 (on 2025-02-03), 2025-02-19..2025-02-26 (on 2025-02-12)"),
-    ("action treat window 2025-02-11..2025-02-17", "action treat without a window on 2025-02-03"),
+     "action check window 2025-01-13..2025-01-20 on 2025-01-06; action check window 2025-01-17..2025-01-24 on 2025-01-10; "
+     "action check window 2025-02-10..2025-02-17 on 2025-02-03; action check window 2025-02-19..2025-02-26 on 2025-02-12"),
+    ("on 2025-02-03 check window 2025-02-11..2025-02-17", "action check window 2025-02-10..2025-02-17 on 2025-02-03"),
+    ("on 2025-02-04 check window 2025-02-11..2025-02-17",
+     "action check window 2025-01-13..2025-01-20 on 2025-01-06; action check window 2025-01-17..2025-01-24 on 2025-01-10; "
+     "action check window 2025-02-10..2025-02-17 on 2025-02-03; action check window 2025-02-19..2025-02-26 on 2025-02-12; "
+     "nothing on 2025-02-04 (state high)"),
+    ("action treat window 2025-02-11..2025-02-17", "action treat on 2025-02-03"),
     ("action pause window 2025-02-11..2025-02-17", "no action pause"),
     ("transition high -> done", "no transition high -> done"),
     ("stay high", "no stay high"),
