@@ -311,3 +311,27 @@ def test_end_to_end_relative_path_is_reported_as_given():
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == []
+
+
+def registered_commands() -> list[str]:
+    from rxwatch.cli.app import app
+
+    return sorted(c.name or c.callback.__name__ for c in app.registered_commands)
+
+
+def test_every_command_is_listed_in_the_top_level_help(capsys):
+    status, out, err = run(capsys, "--help")
+    assert {"check", "compile"} <= set(registered_commands())
+    for name in registered_commands():
+        assert re.search(rf"^\s+{re.escape(name)}\s+\S", out, flags=re.M), f"'{name}' has no line in rxwatch --help"
+
+
+@pytest.mark.parametrize("name", registered_commands())
+def test_every_command_help_explains_itself(name, capsys):
+    """Each command's --help has a description (its docstring), a usage line and its options."""
+    status, out, err = run(capsys, name, "--help")
+    assert status == 0
+    assert f"Usage: rxwatch {name}" in out
+    description = out.split("\n\n")[1].strip() if "\n\n" in out else ""
+    assert len(description) > 20, out
+    assert "--help" in out
