@@ -55,6 +55,26 @@ CODES: dict[str, str] = {
     "W502": "unknown source kind",
     "W503": "invalid protocol status",
     "W504": "`accept` that matches no warning",
+    # verification (compiler/verify, docs/verification.md)
+    "E601": "inputs that no rule handles",
+    "E602": "overlapping guards in an exclusive handler",
+    "W603": "overlapping guards: the order of the rules decides",
+    "E604": "rule shadowed by the rules above it",
+    "W605": "rule supported only by AI summaries",
+    "E606": "guard that can never hold",
+    "W607": "`otherwise` that can never fire",
+    "W609": "analysis not completed",
+    "E610": "state reachable only through rules that never fire",
+    "E611": "non-terminal state where nothing can happen",
+    "W612": "states from which the pathway never ends",
+    "E613": "states with no way out and nothing scheduled",
+    "E620": "zero-time loop",
+    "E621": "due window that closes before it opens",
+    "W622": "due window that closes on the day of the action",
+    "E623": "timer that is never armed",
+    "W630": "declaration never used",
+    "W631": "variable set but never read, or read but never set",
+    "W632": "action without a description",
 }
 
 

@@ -1,8 +1,80 @@
-"""Static analysis of a checked protocol (E6xx / W6xx): see docs/verification.md."""
+"""Static analysis of a checked protocol (E6xx / W6xx): see docs/verification.md.
+
+    from rxwatch.compiler.verify import analyse
+    for f in analyse(graph):          # graph: the compiled networkx MultiDiGraph
+        print(f.code, f.line, f.message, f.example)
+
+The passes, each its own module:
+
+- `hygiene`: unused declarations, actions without a description, AI-only support (no solver);
+- `timing.windows`, `timing.timers`: due windows, timers that are never armed (no solver);
+- `tables`: each handler as a decision table: gaps, overlaps, shadowed rules, guards that
+  never hold (z3, through `smt`, the one module that gives guards their meaning);
+- `reach`: reachability through rules that can fire, dead ends, regions that never end;
+- `timing.loops`: cycles of rules that fire on entry, in which no time passes (z3).
+
+z3 is imported only here, when the analyses run; one Solver serves every query of a protocol.
+"""
 
 from __future__ import annotations
 
+from ..diagnostics import Diagnostics
 
-def check(module, graph, diags) -> None:
+__all__ = ["analyse", "check"]
+
+
+def analyse(graph, names: dict | None = None) -> list:
+    """Every finding (prover.Finding) of the analyses over the compiled graph, in line order.
+
+    `names` maps (kind, name) to the span dict of a declaration's name, for sharper carets
+    (check() builds it from the AST); without it, findings point at whole declarations."""
+    from . import hygiene, reach, tables, timing
+    from .prover import Finding, Prover, Unknown
+    from .smt import Encoder, VerifyError
+
+    names = names or {}
+    out: list[Finding] = []
+    dead: set[str] = set()  # rules that can never fire
+    hygiene.check(graph, out, names)
+    timing.windows(graph, out)
+    timing.timers(graph, out, dead)
+    try:
+        enc = Encoder(graph, recommended=timing.recommended(graph))
+        prover = Prover(enc)
+        tables.check(graph, enc, prover, out, dead)
+        reach.check(graph, dead, out, names)
+        timing.loops(graph, enc, prover, dead, out)
+    except Unknown as e:
+        out.append(Finding("W609", _protocol_span(graph), f"the solver could not decide a question about this protocol ({e}); some analyses were not completed"))
+    except VerifyError as e:
+        out.append(Finding("W609", _protocol_span(graph), f"the verifier cannot read this protocol's graph: {e}"))
+    out.sort(key=lambda f: (f.span.get("line", 0), f.span.get("column", 0), f.code))
+    return out
+
+
+def check(module, graph, diags: Diagnostics) -> None:
     """Run every analysis over the compiled graph; findings go to `diags`."""
-    return None
+    from .prover import span_of
+
+    if graph is None:
+        return
+    for f in analyse(graph, _name_spans(module)):
+        (diags.error if f.severity == "error" else diags.warning)(span_of(f.span), f.code, f.message)
+
+
+def _name_spans(module) -> dict:
+    """(kind, name) -> the span dict of the name in its declaration (from the AST)."""
+    if module is None:
+        return {}
+    out = {}
+    for kind, items in (("lab", module.labs), ("fact", module.facts), ("var", module.vars), ("event", module.events), ("action", module.actions), ("let", module.lets), ("state", module.states)):
+        for item in items:
+            out.setdefault((kind, item.name.text), item.name.span.to_dict())
+    for s in module.sources:
+        out.setdefault(("source", s.id.text), s.id.span.to_dict())
+    return out
+
+
+def _protocol_span(graph) -> dict:
+    path = graph.graph.get("path") or ""
+    return {"path": path, "line": 1, "column": 1, "end_line": 1, "end_column": 1}

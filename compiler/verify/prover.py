@@ -1,0 +1,143 @@
+"""One z3 solver per protocol, and the findings the analyses report.
+
+Every query is `push; add; check; pop` on one Solver whose base holds the domain
+constraints of the symbols (smt.Encoder queues them as it creates symbols). A satisfiable
+query gives a model; `Prover.witness` rounds its numbers to readable values (3, 2.5, 0.1)
+whenever the rounded value still satisfies the query, so an example reads "tx = 3", not
+"tx = 2.999...". The rounding asks the solver again, so the example is still exact.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+import z3
+
+from . import smt
+
+TIMEOUT_MS = 10_000  # per query; a query that times out is reported as W609, never guessed
+
+
+@dataclass
+class Finding:
+    code: str
+    span: dict  # a span dict of the graph (path, line, column, end_line, end_column)
+    message: str
+    example: smt.Example | None = None
+    rules: tuple = ()  # the rule keys (edge keys) concerned, for tests and tools
+
+    @property
+    def severity(self) -> str:
+        return "error" if self.code.startswith("E") else "warning"
+
+    @property
+    def line(self) -> int:
+        return int(self.span.get("line", 0))
+
+
+class Unknown(Exception):
+    """z3 could not decide a query (a timeout, or non-linear arithmetic it gave up on)."""
+
+
+class Prover:
+    def __init__(self, enc: smt.Encoder) -> None:
+        self.enc = enc
+        self.solver = z3.Solver(ctx=enc.ctx)
+        self.solver.set("timeout", TIMEOUT_MS)
+        self.queries = 0
+
+    def _sync(self) -> None:
+        dom = self.enc.take_domain()
+        if dom:
+            self.solver.add(*dom)
+
+    def sat(self, *formulas) -> bool:
+        """Can all `formulas` hold at once (given the domains)? Raises Unknown."""
+        self._sync()
+        s = self.solver
+        s.push()
+        try:
+            s.add(*formulas)
+            r = s.check()
+            self.queries += 1
+        finally:
+            s.pop()
+        if r == z3.unknown:
+            raise Unknown(s.reason_unknown())
+        return r == z3.sat
+
+    def witness(self, formulas: list, ins: smt.Inputs, *, extra: list = ()) -> smt.Example | None:
+        """An example for `formulas` (None when they cannot hold), with rounded numbers."""
+        self._sync()
+        s = self.solver
+        s.push()
+        try:
+            s.add(*formulas)
+            r = s.check()
+            self.queries += 1
+            if r == z3.unknown:
+                raise Unknown(s.reason_unknown())
+            if r == z3.unsat:
+                return None
+            model = s.model()
+            for x in [*self.enc.tweakable(ins), *extra]:
+                for candidate in _round(model.eval(x, model_completion=True), self.enc):
+                    s.push()  # kept (until the final pops) when the rounded value fits
+                    s.add(x == candidate)
+                    if s.check() == z3.sat:
+                        model = s.model()
+                        break
+                    s.pop()
+            return self.enc.example(model, ins)
+        finally:
+            while s.num_scopes() > 0:
+                s.pop()
+
+
+def _round(value, enc: smt.Encoder) -> list:
+    """Rounder values to try in place of a model value: whole, halves, tenths, hundredths."""
+    if z3.is_int_value(value):
+        return []
+    try:
+        x = smt._frac(value)
+    except smt.VerifyError:
+        return []
+    out: list = []
+    for step in (Fraction(1), Fraction(1, 2), Fraction(1, 10), Fraction(1, 100)):
+        lo = (x // step) * step
+        hi = lo if lo == x else lo + step
+        for r in sorted((lo, hi), key=lambda r: (abs(r - x), r)):
+            if r != x and r not in out:
+                out.append(r)
+        if lo == x:
+            break
+    return [enc.real(r) for r in out if r >= 0 or x < 0]
+
+
+def span_of(d: dict):
+    from ..span import Span
+
+    return Span(d.get("path", ""), int(d.get("line", 0)), int(d.get("column", 0)), int(d.get("end_line", 0)), int(d.get("end_column", 0)))
+
+
+def describe(ex: smt.Example | None) -> str:
+    """'tx = 3, bili = 2.5 (ALT 120 U/L, AST missing)'."""
+    if ex is None:
+        return ""
+    derived = [f"{n} = {v}" for n, v in ex.shown if n not in ex.panel and n not in ex.facts and n not in ex.vars and not n.startswith("since(")]
+    inputs = []
+    for n, v in ex.shown:
+        if n in ex.panel:
+            inputs.append(f"{n} {v}")
+        elif n in ex.facts or n in ex.vars or n.startswith("since("):
+            inputs.append(f"{n} = {v}" if not n.startswith("since(") else (f"{n[6:-1]} {v}" if v == "never recommended" else f"{n} = {v}"))
+    if derived and inputs:
+        return f"{', '.join(derived)} ({', '.join(inputs)})"
+    return ", ".join(derived or inputs) or "any values"
+
+
+def quote_rule(edge: dict) -> str:
+    """`'when tx > 3' (line 12)`."""
+    what = "otherwise" if edge.get("otherwise") else f"when {edge.get('because', '')}"
+    return f"'{what}' (line {edge['span']['line']})"
+

@@ -1,0 +1,280 @@
+"""Time: due windows, timers that are never armed, loops in which no time passes.
+
+- E621  a due window that closes before it opens (`due 4..2 weeks`).
+- W622  a due window that closes on the day of the action (`due 0..0 days`, `due within
+        0 days`): only a panel drawn that same day, after the order, can fulfil it.
+- E623  a timer `since` an action that the protocol never recommends: it is never armed,
+        so its rules never fire.
+- E620  a zero-time loop: a cycle of rules that fire on entering their state, on the same
+        day, forever. Rules that fire on entry are `on fact` rules (tried at once on entry)
+        and timer rules whose timer is already due on entry (`after 0 days`, or `after N
+        since A` when A was recommended N or more ago). The simulator stops such a day after
+        1000 transitions; this finds the loop before any patient does.
+
+Loops are decided symbolically: the rules of a cycle are followed twice around, each guard
+evaluated on the variables as the rules' and states' actions have set them (`set`, `do A`
+restarting since(A), `if`, `one of` as a free choice), and the first-match order of the
+rules tried at entry respected. Going twice around proves the loop repeats forever when the
+actions set variables to constants (after one round they hold the same values every round);
+labs and facts cannot change within a day.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import networkx as nx
+import z3
+
+from . import smt
+from .prover import Finding, Prover, describe, quote_rule
+
+MAX_CYCLES = 200  # cycles of the zero-time graph examined; more are reported as W609
+
+
+def windows(graph, out: list[Finding]) -> None:
+    def visit(actions, where: str) -> None:
+        for a in smt.walk_actions(actions):
+            w = a.get("window")
+            if a.get("kind") not in ("do", "one_of") or not w:
+                continue
+            what = a.get("action") or "one of " + ", ".join(a.get("options") or ())
+            start, end, unit = int(w["start"]), int(w["end"]), w["unit"]
+            if start > end:
+                out.append(Finding("E621", a["span"], f"{where}: the window of '{what}' closes before it opens ({start}..{end} {unit}); write 'due {end}..{start} {unit}'"))
+            elif end == 0:
+                out.append(Finding("W622", a["span"], f"{where}: the window of '{what}' opens and closes on the day of the action: only a panel drawn that same day can fulfil it; give it time, e.g. 'due within 7 days'"))
+
+    for st, d in graph.nodes(data=True):
+        visit(d.get("entry"), f"state {st}")
+    for u, _v, d in graph.edges(data=True):
+        visit(d.get("actions"), f"state {u}")
+
+
+def recommended(graph) -> set[str]:
+    """Every action that some `do` or `do one of` of the protocol recommends."""
+    out: set[str] = set()
+    acts = [d.get("entry") for _, d in graph.nodes(data=True)] + [d.get("actions") for _, _, d in graph.edges(data=True)]
+    for actions in acts:
+        for a in smt.walk_actions(actions):
+            if a.get("kind") == "do":
+                out.add(a["action"])
+            elif a.get("kind") == "one_of":
+                out.update(a.get("options") or ())
+    return out
+
+
+def timers(graph, out: list[Finding], dead: set[str]) -> None:
+    done = recommended(graph)
+    for st, d in graph.nodes(data=True):
+        for h in d.get("handlers") or ():
+            t = h.get("timer")
+            if h.get("trigger") != "timer" or not t or not t.get("since"):
+                continue
+            if t["since"] not in done:
+                dead.update(h.get("rules") or ())
+                out.append(Finding("E623", h["span"], f"state {st}: this timer counts from '{t['since']}', which the protocol never recommends: it is never armed and its rules never fire", None, tuple(h.get("rules") or ())))
+
+
+# ---------------------------------------------------------------------------- zero-time loops
+
+
+class _Env:
+    """Variables and since() as actions have changed them: z3 terms over the base symbols."""
+
+    def __init__(self, enc: smt.Encoder) -> None:
+        self.enc = enc
+        self.vars: dict[str, tuple] = {}  # var -> (known, value)
+        self.since: dict[str, tuple] = {}  # action -> (known, days)
+
+    def copy(self) -> "_Env":
+        e = _Env(self.enc)
+        e.vars = dict(self.vars)
+        e.since = dict(self.since)
+        return e
+
+    def subst(self, f):
+        pairs = []
+        for name, (k, v) in self.vars.items():
+            s = self.enc.var(name)
+            if z3.is_const(s.known) and not z3.is_true(s.known) and not z3.is_false(s.known):
+                pairs.append((s.known, k))
+            pairs.append((s.value, v))
+        for name, (k, days) in self.since.items():
+            s = self.enc.since(name)
+            pairs.append((s.known, k))
+            pairs.append((s.days, days))
+        return z3.substitute(f, *pairs) if pairs else f
+
+
+class _Loops:
+    def __init__(self, graph, enc: smt.Encoder, prover: Prover, dead: set[str]) -> None:
+        self.graph = graph
+        self.enc = enc
+        self.prover = prover
+        self.dead = dead
+        self.edges = {k: d for _, _, k, d in graph.edges(keys=True, data=True)}
+        self.targets = {k: v for _, v, k in graph.edges(keys=True)}
+        self.side: list = []  # domain constraints of fresh choices
+
+    # -- which rules fire on entry, and when
+
+    def at_once(self, st: str) -> list[dict]:
+        """The `on fact` rules of `st`, in the order the simulator tries them on entry."""
+        out = []
+        for h in self.graph.nodes[st].get("handlers") or ():
+            if h.get("trigger") == "fact":
+                out.extend(self.edges[k] for k in h.get("rules") or ())
+        return out
+
+    def timers(self, st: str) -> list[dict]:
+        return [h for h in self.graph.nodes[st].get("handlers") or () if h.get("trigger") == "timer" and h.get("timer")]
+
+    def zero_time_edges(self):
+        """(source, target, rule) for every rule that can fire on entering its state."""
+        for st in self.graph.nodes:
+            for r in self.at_once(st):
+                if not r.get("stay") and r["id"] not in self.dead:
+                    yield st, self.edges[r["id"]]
+            for h in self.timers(st):
+                t = h["timer"]
+                if int(t.get("amount", 0)) == 0 or t.get("since"):
+                    for k in h.get("rules") or ():
+                        r = self.edges[k]
+                        if not r.get("stay") and k not in self.dead:
+                            yield st, r
+
+    def fires_on_entry(self, st: str, rule: dict, env: _Env):
+        """The condition (in `env`) under which `rule` is the one that fires on entering `st`."""
+        enc = self.enc
+        g = lambda r: env.subst(enc.guard(r.get("guard")))  # noqa: E731
+        facts = self.at_once(st)
+        if rule in facts:
+            i = facts.index(rule)
+            return self.enc.conj(g(rule), *(self.enc.neg(g(r)) for r in facts[:i]))
+        # a timer rule: no `on fact` rule moved the patient first ...
+        conds = [self.enc.neg(self._first_is_transition(facts, g))]
+        handlers = self.timers(st)
+        for h in handlers:
+            rules = [self.edges[k] for k in h.get("rules") or ()]
+            if rule in rules:
+                i = rules.index(rule)
+                conds += [self._due(h, env), g(rule), *(self.enc.neg(g(r)) for r in rules[:i])]
+                return self.enc.conj(*conds)
+            # ... and no timer before it in the list, due now, moved the patient
+            conds.append(self.enc.neg(self.enc.conj(self._due(h, env), self._first_is_transition(rules, g))))
+        return self.enc.F
+
+    def _first_is_transition(self, rules: list[dict], g):
+        terms = []
+        for i, r in enumerate(rules):
+            if not r.get("stay"):
+                terms.append(self.enc.conj(g(r), *(self.enc.neg(g(x)) for x in rules[:i])))
+        return self.enc.disj(*terms)
+
+    def _due(self, h: dict, env: _Env):
+        t = h["timer"]
+        amount = int(t.get("amount", 0))
+        if not t.get("since"):
+            return self.enc.T if amount == 0 else self.enc.F
+        s = self.enc.since(t["since"])
+        length = self.enc.duration_days(t["since"], smt.Dur(amount, t.get("unit", "days")))
+        return env.subst(self.enc.conj(s.known, s.days >= length))
+
+    # -- what a rule and the entry of its target change
+
+    def run(self, actions, env: _Env) -> _Env:
+        for a in actions or ():
+            kind = a.get("kind")
+            if kind == "do":
+                env.since[a["action"]] = (self.enc.T, self.enc.int(0))
+            elif kind == "one_of":
+                opts = list(a.get("options") or ())
+                c, dom = self.enc.fresh_choice(len(opts))
+                self.side.append(dom)
+                for i, o in enumerate(opts):
+                    k, d = env.since.get(o) or (self.enc.since(o).known, self.enc.since(o).days)
+                    env.since[o] = (z3.If(c == i, self.enc.T, k), z3.If(c == i, self.enc.int(0), d))
+            elif kind == "set":
+                val = self.enc.value(a["value"])
+                s = self.enc.var(a["var"])
+                if isinstance(val, smt.Lit):
+                    k, v = self.enc.T, self.enc.int(self.enc.code(val.name))
+                else:
+                    k, v = val.k, (val.v if isinstance(val, smt.Num) else val.b if isinstance(val, smt.Boo) else val.c)
+                env.vars[s.name] = (env.subst(k), env.subst(v))
+            elif kind == "if":
+                cond = env.subst(self.enc.guard(a["cond"]))
+                then = self.run(a.get("then"), env.copy())
+                other = self.run(a.get("else"), env.copy())
+                env = self._merge(cond, then, other)
+        return env
+
+    def _merge(self, cond, a: _Env, b: _Env) -> _Env:
+        out = _Env(self.enc)
+        for name in set(a.vars) | set(b.vars):
+            s = self.enc.var(name)
+            ka, va = a.vars.get(name, (s.known, s.value))
+            kb, vb = b.vars.get(name, (s.known, s.value))
+            out.vars[name] = (z3.If(cond, ka, kb), z3.If(cond, va, vb))
+        for name in set(a.since) | set(b.since):
+            s = self.enc.since(name)
+            ka, da = a.since.get(name, (s.known, s.days))
+            kb, db = b.since.get(name, (s.known, s.days))
+            out.since[name] = (z3.If(cond, ka, kb), z3.If(cond, da, db))
+        return out
+
+    # -- the search
+
+    def check(self, out: list[Finding]) -> None:
+        zg = nx.MultiDiGraph()
+        for st, r in self.zero_time_edges():
+            zg.add_edge(st, self.targets[r["id"]], key=r["id"], rule=r)
+        if not zg.number_of_edges():
+            return
+        seen: set[frozenset] = set()
+        examined = 0
+        for cycle in nx.simple_cycles(nx.DiGraph(zg)):
+            hops = list(zip(cycle, cycle[1:] + cycle[:1]))
+            choices = [[d["rule"] for d in zg.get_edge_data(u, v).values()] for u, v in hops]
+            for rules in itertools.product(*choices):
+                examined += 1
+                if examined > MAX_CYCLES:
+                    out.append(Finding("W609", rules[0]["span"], f"the search for zero-time loops stopped after {MAX_CYCLES} cycles; the others were not checked"))
+                    return
+                ids = frozenset(r["id"] for r in rules)
+                if ids in seen:
+                    continue
+                ex = self._loops(cycle, rules)
+                if ex is not None:
+                    seen.add(ids)
+                    first = min(rules, key=lambda r: (r["span"]["line"], r["span"]["column"]))
+                    path = " -> ".join([*cycle, cycle[0]])
+                    via = ", ".join(quote_rule(r) for r in rules)
+                    when = f"e.g. with {describe(ex)}" if ex.shown else "whatever the inputs"
+                    out.append(Finding("E620", first["span"], f"zero-time loop: {path} can repeat forever on one day (rules {via} fire on entry), {when}; make one of them wait for a panel, an event or a timer", ex, tuple(r["id"] for r in rules)))
+
+    def _loops(self, cycle: list[str], rules) -> object | None:
+        self.side = []
+        env = _Env(self.enc)
+        conds = []
+        ins = self.enc.inputs_of([])
+        for _round in range(2):
+            for st, rule in zip(cycle, rules):
+                conds.append(self.fires_on_entry(st, rule, env))
+                env = self.run(rule.get("actions"), env)
+                target = self.graph.nodes[self.targets[rule["id"]]]
+                env = self.run(target.get("entry"), env)
+        for st, rule in zip(cycle, rules):
+            ins = ins | self.enc.inputs_of([rule.get("guard"), *(r.get("guard") for r in self.at_once(st))])
+            acts = [*smt.walk_actions(rule.get("actions")), *smt.walk_actions(self.graph.nodes[self.targets[rule["id"]]].get("entry"))]
+            ins = ins | self.enc.inputs_of(a["cond"] if a.get("kind") == "if" else a["value"] for a in acts if a.get("kind") in ("if", "set"))
+            for h in self.timers(st):
+                ins = ins | self.enc.inputs_of(self.edges[k].get("guard") for k in h.get("rules") or ())
+                if h["timer"].get("since"):
+                    ins.actions.add(h["timer"]["since"])
+        return self.prover.witness([*conds, *self.side], ins)
+
+
+def loops(graph, enc: smt.Encoder, prover: Prover, dead: set[str], out: list[Finding]) -> None:
+    _Loops(graph, enc, prover, dead).check(out)
