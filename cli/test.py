@@ -33,21 +33,18 @@ def test_cases(
     (reported as FILE:LINE: message, nothing simulated for that file); 2 when a file is missing.
     See docs/simulation.md, "Scenario files: rxwatch test".
     """
-    from rxwatch.simulator.cases import case_files, run_case, SuiteResult
+    from rxwatch.simulator.cases import case_files, run_suite
     from rxwatch.simulator.coverage import coverage as measure
 
     try:
-        paths = case_files(cases)
+        paths = case_files(cases)  # first: a missing case is status 2 whatever the protocol
     except FileNotFoundError as exc:
         raise fail(str(exc))
     graph = load_protocol(protocol, quiet_warnings=True).graph
-    results = []
-    for path in paths:
-        try:
-            results.append(run_case(path, graph))
-        except OSError as exc:
-            raise fail(f"{path}: cannot read: {exc.strerror or exc}")
-    suite = SuiteResult(graph.graph.get("name", ""), results)
+    try:
+        suite = run_suite(graph, paths)
+    except OSError as exc:
+        raise fail(f"{exc.filename or ''}: cannot read: {exc.strerror or exc}")
     report = measure(graph, suite.traces) if coverage else None
     if format is TestFormat.json:
         data = {"protocol": suite.protocol, "summary": suite.summary(), "cases": [c.to_dict() for c in suite.cases]}
