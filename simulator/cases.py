@@ -261,7 +261,7 @@ def _parse(text: str, names: Names, path: str, line: int, column: int) -> Expect
     toks = _TOKEN.findall(text)
     if not toks:
         raise _Bad(E_SYNTAX, f"an expectation is empty; write one of {_GRAMMAR}")
-    when, toks = _take_when(toks)
+    when, toks = _take_when(toks, names)
     count, toks = _take_count(toks)
     if not toks:
         raise _Bad(E_SYNTAX, f"nothing to expect; write one of {_GRAMMAR}")
@@ -274,7 +274,7 @@ def _parse(text: str, names: Names, path: str, line: int, column: int) -> Expect
     return Expectation(text.strip(), path, line, column, when=when, count=count or Count(), **fields)
 
 
-def _take_when(toks: list[str]) -> tuple[When | None, list[str]]:
+def _take_when(toks: list[str], names: Names) -> tuple[When | None, list[str]]:
     """Find one date qualifier anywhere: on/by/before/after DATE, between D and D, from D to D."""
     found: When | None = None
     out: list[str] = []
@@ -305,8 +305,9 @@ def _take_when(toks: list[str]) -> tuple[When | None, list[str]]:
                 raise _Bad(E_DATE, f"'{word} {nxt} {joiner} {toks[i + 3]}' ends before it starts")
             span = (i, i + 4)
             words = " ".join(toks[i:i + 4])
-        elif word in (*_WHEN_ONE, *_WHEN_TWO) and nxt is not None and nxt not in _SUBJECT_WORDS and i == 0:
-            raise _Bad(E_DATE, f"'{word}' takes a date (YYYY-MM-DD), not '{nxt}'")
+        elif word in (*_WHEN_ONE, *_WHEN_TWO) and word not in names.states and word not in names.actions:
+            after = f", not '{nxt}'" if nxt is not None else ""
+            raise _Bad(E_DATE, f"'{word}' takes a date (YYYY-MM-DD){after}")
         else:
             out.append(word)
             i += 1
@@ -383,11 +384,7 @@ def _name(word: str, declared: Sequence[str], kind: str) -> str:
         return word
     hint = did_you_mean(word, declared)
     listing = "" if hint or len(declared) > 12 else f" (the protocol declares {', '.join(declared)})"
-    return _raise(E_NAME, f"unknown {kind} '{word}'{hint}{listing}")
-
-
-def _raise(code: str, text: str):
-    raise _Bad(code, text)
+    raise _Bad(E_NAME, f"unknown {kind} '{word}'{hint}{listing}")
 
 
 def _window(toks: list[str], i: int) -> tuple[tuple[datetime.date, datetime.date], int]:
@@ -427,11 +424,8 @@ def _subject(toks: list[str], names: Names) -> dict:
         i = 2
         if i < len(toks) and toks[i] == "window":
             out["window"], i = _window(toks, i)
-    elif head in ("state", "enter"):
+    elif head in ("state", "enter", "stay"):
         out = {"subject": head, "name": _name(_need(toks, 1, "a state", head), names.states, "state")}
-        i = 2
-    elif head == "stay":
-        out = {"subject": "stay", "name": _name(_need(toks, 1, "a state", head), names.states, "state")}
         i = 2
     elif head == "transition" or (len(toks) > 1 and toks[1] == "->"):
         j = 1 if head == "transition" else 0
