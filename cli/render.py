@@ -1,0 +1,51 @@
+"""`rxwatch render`: draw the flowchart; the format follows OUT's suffix."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .app import app
+from .output import Status, fail, load_protocol, read_text, write_atomic
+
+
+@app.command("render")
+def render_(
+    protocol: Path = typer.Argument(..., help="The protocol file (.rxw).", exists=True, dir_okay=False, readable=True),
+    output: Path = typer.Option(..., "--output", "-o", help="The file to write, whole or not at all: .svg, .png, .pdf, .dot or .html (a self-contained viewer)."),
+    trace: Optional[Path] = typer.Option(None, "--trace", help="A trace from `rxwatch simulate --format json`: draw that patient's path over the chart.", exists=True, dir_okay=False, readable=True),
+) -> None:
+    """Draw a protocol as a flowchart for clinicians (see docs/flowcharts.md).
+
+    Every format but .dot needs Graphviz's `dot` on PATH (exit status 2 without it).
+    """
+    from rxwatch.render import FORMATS, GraphvizMissing, TraceError, render
+    from rxwatch.render.trace import locate
+
+    fmt = output.suffix.lower().lstrip(".")
+    if fmt not in FORMATS:
+        raise fail(f"{output}: cannot tell the format from the suffix '{output.suffix}'; use one of {', '.join('.' + f for f in FORMATS)}")
+    result = load_protocol(protocol, verify=False, quiet_warnings=True)
+    trace_data = None
+    trace_text = ""
+    if trace is not None:
+        trace_text = read_text(trace, "trace file")
+        try:
+            trace_data = json.loads(trace_text)
+        except json.JSONDecodeError as e:
+            raise fail(f"{trace}:{e.lineno}:{e.colno}: not a JSON trace: {e.msg}", Status.INPUT_ERROR)
+    try:
+        data = render(result.graph, fmt, trace=trace_data)
+    except TraceError as e:
+        line = locate(trace_text, e.where)
+        where = f"{trace}:{line}" if line else str(trace)
+        place = e.place()
+        raise fail(f"{where}: {place + ': ' if place else ''}{e.message}", Status.INPUT_ERROR)
+    except GraphvizMissing as e:
+        raise fail(str(e))
+    write_atomic(output, data, inputs=(protocol,) + ((trace,) if trace is not None else ()))
+    print(f"rxwatch: wrote {output}", file=sys.stderr)

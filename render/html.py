@@ -1,0 +1,199 @@
+"""The self-contained HTML viewer: the SVG flowchart with pan and zoom, and a side panel.
+
+One file, no network: the SVG from `dot`, the viewer's CSS and JS (render/assets/), and the
+protocol's data as JSON in `<script type="application/json">` with `<`, `>` and `&` written
+as \\u003c, \\u003e, \\u0026. The viewer puts protocol text into the page with `textContent`
+only. A Content-Security-Policy allows no network at all and no script but the viewer's own
+(by its hash), so markup that got into the page could not run anyway.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import re
+import xml.etree.ElementTree as ET
+from html import escape
+from importlib import resources
+
+from .dot import TONE_NAMES
+from .plan import Decision, Plan
+from .trace import Overlay
+
+
+class UnsafeSvg(Exception):
+    """The SVG from `dot` holds something active (a script, an event handler): never embedded."""
+
+
+def page(graph, plan: Plan, overlay: Overlay | None, svg: bytes) -> bytes:
+    """The viewer page for `plan` (drawn as `svg`), with `overlay`'s steps when given."""
+    data = _data(graph, plan, overlay)
+    css = _asset("viewer.css")
+    js = _asset("viewer.js")
+    script_hash = base64.b64encode(hashlib.sha256(js.encode("utf-8")).digest()).decode()
+    csp = f"default-src 'none'; script-src 'sha256-{script_hash}'; style-src 'unsafe-inline'; img-src data:"
+    title = f"{plan.title} ({plan.name} {plan.version})".strip()
+    doc = f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{escape(csp)}">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
+<title>{escape(title)}</title>
+<style>
+{css}
+</style>
+</head>
+<body>
+<header id="bar">
+  <span id="title"></span>
+  <span id="tools">
+    <button type="button" id="zoom-in" title="Zoom in (+)">+</button>
+    <button type="button" id="zoom-out" title="Zoom out (-)">&#8722;</button>
+    <button type="button" id="zoom-fit" title="Fit the chart (0)">fit</button>
+  </span>
+</header>
+<main>
+  <section id="chart" tabindex="0" aria-label="Flowchart: drag to pan, wheel or +/- to zoom, click a state or an arrow">
+{_inline_svg(svg)}
+  </section>
+  <aside id="panel" aria-live="polite">
+    <div id="trace"></div>
+    <div id="details"><p class="hint">Click a state, a shared-rules box or an arrow to see its rules, actions, time windows and sources.</p></div>
+  </aside>
+</main>
+<script type="application/json" id="rxwatch-data">{_json_for_script(data)}</script>
+<script>{js}</script>
+</body>
+</html>
+"""
+    return doc.encode("utf-8")
+
+
+def _asset(name: str) -> str:
+    return resources.files(__package__).joinpath("assets", name).read_text(encoding="utf-8")
+
+
+def _json_for_script(data) -> str:
+    """JSON that cannot end its <script> element or open markup: <, >, & as \\u escapes."""
+    text = json.dumps(data, ensure_ascii=False, sort_keys=True)
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+_PROLOG = re.compile(r"^.*?(?=<svg\b)", re.S)
+
+
+def _inline_svg(svg: bytes) -> str:
+    """The SVG element of `dot`'s output, checked to hold nothing active."""
+    text = svg.decode("utf-8")
+    root = ET.fromstring(text.encode("utf-8"))
+    for el in root.iter():
+        tag = el.tag.rsplit("}", 1)[-1].lower()
+        if tag in ("script", "foreignobject", "iframe", "object", "embed"):
+            raise UnsafeSvg(f"<{tag}> in the SVG")
+        for attr, value in el.attrib.items():
+            name = attr.rsplit("}", 1)[-1].lower()
+            if name.startswith("on") or (name == "href" and value.strip().lower().startswith("javascript:")):
+                raise UnsafeSvg(f"attribute {name} in the SVG")
+    return _PROLOG.sub("", text, count=1)
+
+
+# ------------------------------------------------------------ the data the panel shows
+
+
+def _data(graph, plan: Plan, overlay: Overlay | None) -> dict:
+    L = plan.labels
+    g = graph.graph
+    edges = {k: (u, v, d) for u, v, k, d in graph.edges(keys=True, data=True)}
+
+    def lines(actions) -> list[dict]:
+        return [line.to_dict() for line in L.action_lines(actions, full=True)]
+
+    def decision(dec: Decision) -> dict:
+        rows = []
+        for row in dec.rows:
+            _, _, d = edges[row.rules[0]]
+            rows.append({
+                "number": row.number,
+                "guard": row.guard,
+                "because": d.get("because", ""),
+                "target": row.target,
+                "stay": row.stay,
+                "reenter": row.reenter,
+                "actions": lines(d.get("actions", [])),
+                "sources": list(row.sources),
+                "rules": list(row.rules),
+                "lines": [edges[k][2].get("span", {}).get("line") for k in row.rules],
+                "arrow": plan.arrow_of_rule.get(row.rules[0]),
+            })
+        return {"trigger": dec.trigger, "ordered": dec.ordered, "rows": rows}
+
+    states = {}
+    for b in plan.boxes:
+        node = graph.nodes[b.state]
+        states[b.state] = {
+            "title": b.title,
+            "kind": b.kind,
+            "tone": TONE_NAMES[b.tone],
+            "entry": lines(node.get("entry", [])),
+            "decisions": [decision(d) for d in b.decisions],
+            "group": b.group,
+            "line": node.get("span", {}).get("line"),
+        }
+    groups = {
+        grp.id: {"letter": grp.letter, "states": grp.states, "decisions": [decision(d) for d in grp.decisions]}
+        for grp in plan.groups
+    }
+    arrows = {
+        a.id: {"from": a.tail, "to": a.head, "rules": a.rules, "row": plan.row_of_rule.get(a.rules[0])}
+        for a in plan.arrows
+    }
+    rules = {}
+    for key, (u, v, d) in edges.items():
+        rules[key] = {
+            "from": u,
+            "to": v,
+            "trigger": L.trigger(d),
+            "guard": L.expr(d["guard"]) if d.get("guard") else "otherwise",
+            "because": d.get("because", ""),
+            "stay": bool(d.get("stay")),
+            "actions": lines(d.get("actions", [])),
+            "sources": list(d.get("sources", [])),
+            "line": d.get("span", {}).get("line"),
+            "arrow": plan.arrow_of_rule.get(key),
+        }
+    sources = []
+    for sid in plan.references:
+        src = g["sources"][sid]
+        mark, unreviewed = L.marks([sid])[0]
+        sources.append({
+            "id": sid,
+            "mark": mark,
+            "title": src.get("title") or sid,
+            "kind": src.get("kind") or "",
+            "kind_text": L.kind_text(sid),
+            "unreviewed": unreviewed,
+            "url": src.get("url"),
+            "doi": src.get("doi"),
+            "note": src.get("note"),
+        })
+    definitions = [
+        {"name": d.name, "description": d.description, "lines": d.lines, "sources": d.sources,
+         "text": g.get("lets", {}).get(d.name, {}).get("text", "")}
+        for d in plan.definitions
+    ]
+    return {
+        "protocol": {
+            "name": plan.name, "title": plan.title, "version": plan.version, "status": plan.status,
+            "description": plan.description, "path": g.get("path", ""),
+        },
+        "states": states,
+        "groups": groups,
+        "arrows": arrows,
+        "rules": rules,
+        "sources": sources,
+        "definitions": definitions,
+        "trace": overlay.to_dict() if overlay is not None else None,
+    }

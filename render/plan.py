@@ -1,0 +1,270 @@
+"""The drawing plan: what the flowchart shows, decided once from the compiled graph.
+
+Both writers read it: `dot` turns it into Graphviz, `html` into the viewer's data. It holds
+no markup, only clinician text (from `labels`) and the ids that tie drawn things to rules.
+
+- a **box** per state: its description, its entry actions, its tone (see `tone`), and one
+  **decision** per handler: what sets it off ("Lab results", "Event: jaundice") and its rules
+  as numbered rows, checked in order ("1 severe -> stopped", ..., "4 otherwise -> maintenance");
+- an **arrow** per rule that leads to another state, leaving from the rule's row; a rule that
+  stays (or re-enters its own state) is its row alone;
+- a handler that several states hold identically (same trigger, rules, targets, actions and
+  sources: "jaundice -> stopped" in every on-treatment state) is drawn once, in a dashed
+  **shared-rules** box (A, B, ...) that those states point to, with its own arrows;
+- **rows**: the boxes in reading order (a breadth-first walk from the initial state, the ends
+  last), cut into rows so that the chart is about twice as wide as it is tall.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+
+from .labels import Labels, Line
+from .tone import tones
+
+GROUP_MIN = 3  # states that must share a handler for it to be drawn once on a group box
+
+
+@dataclass
+class Row:
+    """One rule in a decision."""
+
+    port: str  # the row's id: arrows leave from it
+    number: str  # "1", "2", ... ("" when the handler has one rule)
+    guard: str  # clinician text; "otherwise" for the fall-through; "" for an unguarded lone rule
+    target: str
+    stay: bool  # stays without re-entering (entry actions not repeated)
+    reenter: bool  # leads back to its own state (entry actions repeat)
+    actions: list[Line]
+    sources: list[str]
+    rules: list[str]  # rule keys (several when the decision is shared by a group)
+
+
+@dataclass
+class Decision:
+    trigger: str  # "Lab results", "Event: jaundice or encephalopathy", ...
+    ordered: bool  # the first rule that holds applies
+    rows: list[Row]
+
+
+@dataclass
+class Box:
+    id: str
+    state: str
+    title: str
+    kind: str  # initial / normal / terminal
+    tone: object  # "start" / "end" / 0..3
+    entry: list[Line]
+    sources: list[str]
+    decisions: list[Decision]
+    group: str | None = None  # the letter of the shared rules it also has
+
+
+@dataclass
+class Group:
+    """Rules that several states hold identically, drawn once."""
+
+    id: str  # "shared_A"
+    letter: str  # "A"
+    states: list[str]
+    decisions: list[Decision]
+
+
+@dataclass
+class Arrow:
+    id: str
+    tail: str  # a state or a group
+    port: str  # the row it leaves from
+    head: str
+    rules: list[str]
+
+
+@dataclass
+class Definition:
+    name: str
+    description: str
+    lines: list[str]  # the definition, one alternative per line
+    sources: list[str]
+
+
+@dataclass
+class Plan:
+    name: str
+    title: str
+    version: str
+    status: str
+    description: str
+    boxes: list[Box]
+    groups: list[Group]
+    arrows: list[Arrow]
+    definitions: list[Definition]
+    references: list[str]  # source ids in citation order
+    labels: Labels
+    rows: list[list[str]] = field(default_factory=list)  # states, row by row from the top
+    arrow_of_rule: dict[str, str] = field(default_factory=dict)  # rule key -> arrow id
+    row_of_rule: dict[str, str] = field(default_factory=dict)  # rule key -> row port
+
+
+def _strip(x):
+    if isinstance(x, dict):
+        return {k: _strip(v) for k, v in x.items() if k != "span"}
+    if isinstance(x, list):
+        return [_strip(v) for v in x]
+    return x
+
+
+def build(graph) -> Plan:
+    L = Labels(graph)
+    g = graph.graph
+    edges = {k: (u, v, d) for u, v, k, d in graph.edges(keys=True, data=True)}
+    tone = tones(graph)
+
+    # handlers held identically by several states: drawn once, on a group box
+    def signature(state: str, h: dict) -> str | None:
+        rules = []
+        for key in h["rules"]:
+            _, v, d = edges[key]
+            if d["stay"] or v == state:
+                return None
+            rules.append([v, d["because"], d["guard"], _strip(d["actions"]), d["sources"]])
+        head = {k: h.get(k) for k in ("trigger", "events", "facts", "timer", "mode")}
+        return json.dumps([head, rules], sort_keys=True)
+
+    holders: dict[str, list[tuple[str, int]]] = {}
+    for state, data in graph.nodes(data=True):
+        for hi, h in enumerate(data.get("handlers", ())):
+            sig = signature(state, h) if h["rules"] else None
+            if sig is not None:
+                holders.setdefault(sig, []).append((state, hi))
+    groups: list[Group] = []
+    group_of_state: dict[str, str] = {}
+    shared: dict[tuple[str, int], tuple[Group, list[tuple[str, int]]]] = {}
+    for sig, hs in sorted(holders.items(), key=lambda kv: (-len(kv[1]), kv[1])):
+        states = [s for s, _ in hs]
+        if len(states) < GROUP_MIN or len(set(states)) != len(states):
+            continue
+        if {edges[k][1] for s, hi in hs for k in graph.nodes[s]["handlers"][hi]["rules"]} & set(states):
+            continue  # a rule leading inside the group cannot leave from its border
+        grp = next((gr for gr in groups if set(gr.states) == set(states)), None)
+        if grp is None:
+            if any(s in group_of_state for s in states):
+                continue  # overlaps another group: drawn in each state instead
+            letter = chr(ord("A") + len(groups)) if len(groups) < 26 else str(len(groups) + 1)
+            grp = Group(f"shared_{letter}", letter, states, [])
+            groups.append(grp)
+            group_of_state.update((s, grp.letter) for s in states)
+        for s, hi in hs:
+            shared[(s, hi)] = (grp, hs)
+
+    arrows: list[Arrow] = []
+    plan_rows: dict[str, str] = {}
+    arrow_of_rule: dict[str, str] = {}
+
+    def decision(owner: str, hi: int, h: dict, per_row: list[list[str]]) -> Decision:
+        rows = []
+        n = len(per_row)
+        for ri, keys in enumerate(per_row):
+            src, v, d = edges[keys[0]]
+            port = f"{owner}__{hi}_{ri}"
+            reenter = v == src and not d["stay"]
+            row = Row(
+                port=port,
+                number=str(ri + 1) if n > 1 else "",
+                guard="otherwise" if d["otherwise"] and n > 1 else "" if d["otherwise"] else L.expr(d["guard"]),
+                target=v,
+                stay=bool(d["stay"]),
+                reenter=reenter,
+                actions=L.action_lines(d["actions"], full=False),
+                sources=list(d["sources"]),
+                rules=list(keys),
+            )
+            rows.append(row)
+            for k in keys:
+                plan_rows[k] = port
+            if not row.stay and not reenter:
+                a = Arrow(f"arrow_{len(arrows)}", owner, port, v, list(keys))
+                arrows.append(a)
+                for k in keys:
+                    arrow_of_rule[k] = a.id
+        return Decision(L.trigger(h), h.get("mode") in ("ordered", "first") and n > 1, rows)
+
+    boxes: list[Box] = []
+    for state, data in graph.nodes(data=True):
+        decisions = []
+        for hi, h in enumerate(data.get("handlers", ())):
+            if not h["rules"]:
+                continue
+            if (state, hi) in shared:
+                grp, hs = shared[(state, hi)]
+                if (state, hi) == hs[0]:
+                    per_row = [list(ks) for ks in zip(*(graph.nodes[s]["handlers"][i]["rules"] for s, i in hs))]
+                    grp.decisions.append(decision(grp.id, len(grp.decisions), h, per_row))
+                continue
+            decisions.append(decision(state, hi, h, [[k] for k in h["rules"]]))
+        boxes.append(
+            Box(
+                id=state,
+                state=state,
+                title=data.get("description") or state.replace("_", " "),
+                kind=data.get("kind", "normal"),
+                tone=tone[state],
+                entry=L.action_lines(data.get("entry", []), full=False),
+                sources=list(data.get("sources", [])),
+                decisions=decisions,
+                group=group_of_state.get(state),
+            )
+        )
+
+    definitions = []
+    for name, let in g.get("lets", {}).items():
+        lines = L.disjuncts(let["expr"]) if let.get("type") == "bool" else [L.value(let["expr"])]
+        definitions.append(Definition(name, let.get("description") or "", lines, list(let.get("sources", []))))
+
+    return Plan(
+        name=g.get("name", ""),
+        title=g.get("title") or g.get("name", ""),
+        version=g.get("version", ""),
+        status=g.get("status", ""),
+        description=g.get("description", ""),
+        boxes=boxes,
+        groups=groups,
+        arrows=arrows,
+        definitions=definitions,
+        references=list(g.get("sources", {})),
+        labels=L,
+        rows=rows(graph, groups),
+        arrow_of_rule=arrow_of_rule,
+        row_of_rule=plan_rows,
+    )
+
+
+def rows(graph, groups: list[Group] = ()) -> list[list[str]]:
+    """Box ids row by row: a chart that reads from the top left and suits a landscape page.
+
+    Reading order is a breadth-first walk from the initial state (declaration order among
+    equals; unreachable states next), then the shared-rules boxes, then the terminal states.
+    It is cut into rows of `columns` boxes, about twice as many columns as rows.
+    """
+    states = list(graph.nodes)
+    initial = graph.graph.get("initial")
+    order: list[str] = []
+    seen = set()
+    frontier = [initial] if initial in graph else []
+    seen.update(frontier)
+    while frontier:
+        order.extend(frontier)
+        nxt = []
+        for s in frontier:
+            for t in sorted(set(graph.successors(s)), key=states.index):
+                if t not in seen:
+                    seen.add(t)
+                    nxt.append(t)
+        frontier = nxt
+    ends = [s for s in states if graph.nodes[s].get("kind") == "terminal"]
+    order = [s for s in order if s not in ends] + [s for s in states if s not in seen and s not in ends]
+    order += [g.id for g in groups] + ends
+    n_rows = max(1, round(math.sqrt(len(order) / 2.5)))
+    columns = math.ceil(len(order) / n_rows)
+    return [order[i : i + columns] for i in range(0, len(order), columns)]

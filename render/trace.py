@@ -1,0 +1,171 @@
+"""One patient's path over the flowchart: a trace (contracts/trace.md) checked against the graph.
+
+`overlay(graph, trace)` reads the dict that `rxwatch simulate --format json` writes and returns
+the states entered and the rules that fired, numbered in order with their dates. A trace from
+another protocol, or one naming states or rules the protocol does not have, raises TraceError
+with the place in the trace (`steps[3].to`); `locate(text, where)` turns that place into a line
+of the trace file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+STEP_TYPES = ("enter", "transition", "action", "deviation")
+
+
+class TraceError(Exception):
+    """A trace that does not fit the protocol. `where`: a path into the trace, e.g. ("steps", 3, "to")."""
+
+    def __init__(self, message: str, where: tuple = ()):
+        super().__init__(message)
+        self.message = message
+        self.where = where
+
+    def place(self) -> str:
+        out = ""
+        for part in self.where:
+            out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        return out
+
+
+@dataclass
+class Visit:
+    number: int  # 0 for the start, else the number of the transition that led here
+    date: str
+
+
+@dataclass
+class Overlay:
+    patient: str
+    start: str
+    until: str
+    final_state: str | None
+    visits: dict[str, list[Visit]] = field(default_factory=dict)  # state -> entries, in order
+    taken: dict[str, list[Visit]] = field(default_factory=dict)  # rule key -> firings, in order
+    steps: list[dict] = field(default_factory=list)  # every step, with `number` on transitions
+
+    def to_dict(self) -> dict:
+        return {
+            "patient": self.patient,
+            "start": self.start,
+            "until": self.until,
+            "final_state": self.final_state,
+            "steps": self.steps,
+        }
+
+
+def _need(obj, key, types, where, what):
+    if not isinstance(obj, dict) or key not in obj:
+        raise TraceError(f"missing '{key}' ({what})", where)
+    v = obj[key]
+    if not isinstance(v, types):
+        raise TraceError(f"'{key}' must be {what}, not {type(v).__name__}", (*where, key))
+    return v
+
+
+def overlay(graph, trace) -> Overlay:
+    """Check `trace` against `graph` and number the path it took. Raises TraceError."""
+    if not isinstance(trace, dict):
+        raise TraceError("a trace is a JSON object with 'protocol' and 'steps' (see `rxwatch simulate --format json`)")
+    proto = _need(trace, "protocol", dict, (), "an object with the protocol's name and version")
+    name = _need(proto, "name", str, ("protocol",), "a string")
+    g = graph.graph
+    if name != g.get("name"):
+        raise TraceError(f"this trace is from protocol '{name}', not '{g.get('name')}'", ("protocol", "name"))
+    version = proto.get("version")
+    if version is not None and g.get("version") and version != g.get("version"):
+        raise TraceError(f"this trace is from version {version} of '{name}', the protocol is version {g.get('version')}",
+                         ("protocol", "version"))
+    steps = _need(trace, "steps", list, (), "a list of steps")
+    edges = {k: (u, v, d) for u, v, k, d in graph.edges(keys=True, data=True)}
+    ov = Overlay(
+        patient=str(trace.get("patient", "")),
+        start=str(trace.get("start", "")),
+        until=str(trace.get("until", "")),
+        final_state=trace.get("final_state") if isinstance(trace.get("final_state"), str) else None,
+    )
+    number = 0
+    last_date = ""
+    for i, step in enumerate(steps):
+        where = ("steps", i)
+        if not isinstance(step, dict):
+            raise TraceError("a step is an object", where)
+        kind = _need(step, "type", str, where, "a string")
+        date = _need(step, "date", str, where, "an ISO date")
+        if kind not in STEP_TYPES:
+            raise TraceError(f"unknown step type '{kind}' (one of {', '.join(STEP_TYPES)})", (*where, "type"))
+        if date < last_date:
+            raise TraceError(f"dates never decrease in a trace, but {date} follows {last_date}", (*where, "date"))
+        last_date = date
+        out = dict(step)
+        if kind == "enter":
+            state = _state(graph, step, "state", where)
+            if number == 0 and not ov.visits:
+                ov.visits.setdefault(state, []).append(Visit(0, date))
+        elif kind == "transition":
+            src = _state(graph, step, "from", where)
+            dst = _state(graph, step, "to", where)
+            key = _rule(edges, step, src, dst, where)
+            number += 1
+            out["number"] = number
+            out["rule"] = key
+            ov.taken.setdefault(key, []).append(Visit(number, date))
+            if not edges[key][2].get("stay"):
+                ov.visits.setdefault(dst, []).append(Visit(number, date))
+        elif kind == "action" and "state" in step:
+            _state(graph, step, "state", where)
+        ov.steps.append(out)
+    if ov.final_state is not None and ov.final_state not in graph:
+        raise TraceError(f"'{ov.final_state}' is not a state of '{name}'", ("final_state",))
+    return ov
+
+
+def _state(graph, step: dict, key: str, where) -> str:
+    s = _need(step, key, str, where, "a state name")
+    if s not in graph:
+        raise TraceError(f"'{s}' is not a state of '{graph.graph.get('name')}'", (*where, key))
+    return s
+
+
+def _rule(edges: dict, step: dict, src: str, dst: str, where) -> str:
+    """The rule behind a transition: its `rule` key, else the one rule from `src` to `dst` that
+    matches the trigger and the guard text."""
+    key = step.get("rule")
+    if key is not None:
+        if not isinstance(key, str) or key not in edges:
+            raise TraceError(f"'{key}' is not a rule of this protocol", (*where, "rule"))
+        u, v, _ = edges[key]
+        if (u, v) != (src, dst):
+            raise TraceError(f"rule '{key}' leads from '{u}' to '{v}', not from '{src}' to '{dst}'", (*where, "rule"))
+        return key
+    cands = [k for k, (u, v, d) in edges.items() if (u, v) == (src, dst)]
+    for field_, value in (("trigger", step.get("trigger")), ("because", step.get("because"))):
+        narrower = [k for k in cands if value is None or edges[k][2].get(field_) == value]
+        cands = narrower
+    if not cands:
+        raise TraceError(f"no rule of this protocol leads from '{src}' to '{dst}' that way", where)
+    return cands[0]
+
+
+def locate(text: str, where: tuple) -> int | None:
+    """The 1-based line of the trace file at `where` (a TraceError's path), or None."""
+    if not where:
+        return None
+    try:
+        from ruamel.yaml import YAML
+
+        node = YAML(typ="rt").load(text)
+    except Exception:  # noqa: BLE001 - only a hint for the message; the JSON itself parsed
+        return None
+    line = None
+    for part in where:
+        try:
+            if isinstance(part, int):
+                line = node.lc.item(part)[0] + 1
+            else:
+                line = node.lc.key(part)[0] + 1
+            node = node[part]
+        except (AttributeError, KeyError, IndexError, TypeError):
+            break
+    return line
