@@ -75,10 +75,18 @@ class _Rule:
     stay: bool
     trigger: str
     because: str
-    sources: tuple[str, ...]
+    sources: list[str]  # shared by the steps: a trace is read, not changed
     line: int
-    guard: Callable[[Ctx], bool] | None
     actions: tuple[Program, ...]
+    to_state: "_State | None" = None  # set once every state is built
+
+
+@dataclass(slots=True)
+class _Handler:
+    """Rules tried in order, and `select(ctx)`: the index of the first whose guard holds, or -1."""
+
+    rules: tuple[_Rule, ...]
+    select: Callable[[Ctx], int]
 
 
 @dataclass(slots=True)
@@ -86,7 +94,7 @@ class _Timer:
     amount: int
     unit: str
     since: str | None
-    rules: tuple[_Rule, ...]
+    handler: _Handler
 
 
 @dataclass(slots=True)
@@ -95,42 +103,55 @@ class _State:
     terminal: bool
     line: int
     entry: tuple[Program, ...]
-    panel: tuple[_Rule, ...]
-    events: dict[str, tuple[_Rule, ...]]
-    facts: dict[str, tuple[_Rule, ...]]  # fact -> the rules that a change of it tries
-    at_once: tuple[_Rule, ...]  # every `on fact` rule, tried on entry
+    panel: _Handler | None
+    events: dict[str, _Handler]
+    facts: dict[str, _Handler]  # fact -> the rules that a change of it tries
+    at_once: _Handler | None  # every `on fact` rule, tried on entry
     timers: tuple[_Timer, ...]
 
 
-class _Order:
-    __slots__ = ("action", "start", "end", "labs", "ordered", "line", "overdue")
+class _Window:
+    """A due window opened on one day: its bounds, as dates and ISO text, and the day after."""
 
-    def __init__(self, action: str, start: datetime.date, end: datetime.date, labs: frozenset,
-                 ordered: datetime.date, line: int) -> None:
+    __slots__ = ("start", "end", "text", "late")
+
+    def __init__(self, day: datetime.date, start: int, end: int, unit: str) -> None:
+        self.start = shift(day, start, unit)
+        self.end = shift(day, end, unit)
+        self.text = (self.start.isoformat(), self.end.isoformat())
+        self.late = self.end + _ONE_DAY
+
+
+_ONE_DAY = datetime.timedelta(days=1)
+
+
+class _Order:
+    __slots__ = ("action", "window", "labs", "ordered", "line", "overdue")
+
+    def __init__(self, action: str, window: _Window, labs: frozenset, ordered: str, line: int) -> None:
         self.action = action
-        self.start = start
-        self.end = end
+        self.window = window
         self.labs = labs
-        self.ordered = ordered
+        self.ordered = ordered  # ISO date
         self.line = line
         self.overdue = False
 
     def to_dict(self) -> dict:
         return {
             "action": self.action,
-            "window": [self.start.isoformat(), self.end.isoformat()],
-            "ordered": self.ordered.isoformat(),
+            "window": list(self.window.text),
+            "ordered": self.ordered,
             "overdue": self.overdue,
             "line": self.line,
         }
 
 
 class _Armed:
-    __slots__ = ("due", "rules")
+    __slots__ = ("due", "handler")
 
-    def __init__(self, due: datetime.date, rules: tuple[_Rule, ...]) -> None:
+    def __init__(self, due: datetime.date, handler: _Handler) -> None:
         self.due = due
-        self.rules = rules
+        self.handler = handler
 
 
 def _line(span: Any) -> int:
@@ -164,22 +185,30 @@ class Machine:
         }
         self._compiler = Compiler(g)
         edges = {key: (u, v, data) for u, v, key, data in graph.edges(keys=True, data=True)}
+        self._rules: dict[str, _Rule] = {}
+        self._handlers: dict[tuple, _Handler] = {}
         self.states: dict[str, _State] = {}
         try:
             for name, data in graph.nodes(data=True):
                 self.states[name] = self._state(name, data, edges)
         except ExprError as e:
             raise SimulationError(f"cannot compile the protocol for simulation: {e}", path=self.path) from None
+        for rule in self._rules.values():
+            if rule.target not in self.states:
+                raise SimulationError(f"rule {rule.key} leads to {rule.target!r}, which is not a state", path=self.path,
+                                      line=rule.line)
+            rule.to_state = self.states[rule.target]
 
     # -- compiling the graph
 
     def _state(self, name: str, data: Mapping, edges: Mapping) -> _State:
-        panel: list[_Rule] = []
-        events: dict[str, list[_Rule]] = {}
-        fact_handlers: list[tuple[tuple[str, ...], list[_Rule]]] = []
+        panel: list = []
+        events: dict[str, list] = {}
+        fact_handlers: list[tuple[tuple[str, ...], list]] = []
         timers: list[_Timer] = []
-        for h in data.get("handlers") or ():
-            rules = [self._rule(edges[k]) for k in h.get("rules") or ()]
+        terminal = data.get("kind") == "terminal"
+        for h in () if terminal else data.get("handlers") or ():  # a terminal state reacts to nothing
+            rules = [edges[k] for k in h.get("rules") or ()]
             trigger = h.get("trigger")
             if trigger == "panel":
                 panel.extend(rules)
@@ -190,39 +219,52 @@ class Machine:
                 fact_handlers.append((tuple(h.get("facts") or ()), rules))
             elif trigger == "timer":
                 t = h.get("timer") or {}
-                timers.append(_Timer(int(t.get("amount", 0)), t.get("unit", "days"), t.get("since"), tuple(rules)))
-        facts: dict[str, tuple[_Rule, ...]] = {}
+                timers.append(_Timer(int(t.get("amount", 0)), t.get("unit", "days"), t.get("since"),
+                                     self._handler(rules, f"{name}_timer")))
+        facts = {}
         for fact in self.fact_defaults:
             rs = [r for names, rules in fact_handlers if not names or fact in names for r in rules]
             if rs:
-                facts[fact] = tuple(rs)
+                facts[fact] = self._handler(rs, f"{name}_fact_{fact}")
         return _State(
             name=name,
-            terminal=data.get("kind") == "terminal",
+            terminal=terminal,
             line=_line(data.get("span")),
             entry=self._program(data.get("entry") or ()),
-            panel=tuple(panel),
-            events={k: tuple(v) for k, v in events.items()},
+            panel=self._handler(panel, f"{name}_panel"),
+            events={k: self._handler(v, f"{name}_event_{k}") for k, v in events.items()},
             facts=facts,
-            at_once=tuple(r for _, rules in fact_handlers for r in rules),
+            at_once=self._handler([r for _, rules in fact_handlers for r in rules], f"{name}_facts"),
             timers=tuple(timers),
         )
+
+    def _handler(self, edges: list, label: str) -> _Handler | None:
+        """The rules of `edges` (graph edges, in order) and their compiled selector."""
+        if not edges:
+            return None
+        key = tuple(e[2].get("id") for e in edges)
+        cached = self._handlers.get(key)
+        if cached is None:
+            rules = tuple(self._rules[k] if k in self._rules else self._rule(e) for k, e in zip(key, edges))
+            select = self._compiler.selector([e[2].get("guard") for e in edges], label)
+            cached = self._handlers[key] = _Handler(rules, select)
+        return cached
 
     def _rule(self, edge) -> _Rule:
         u, v, d = edge
         stay = bool(d.get("stay"))
-        return _Rule(
+        rule = self._rules[d.get("id") or ""] = _Rule(
             key=d.get("id") or "",
             source=u,
             target=u if stay else v,
             stay=stay,
             trigger=d.get("trigger", ""),
             because=d.get("because") or "",
-            sources=tuple(d.get("sources") or ()),
+            sources=list(d.get("sources") or ()),
             line=_line(d.get("span")),
-            guard=self._compiler.condition(d.get("guard")),
             actions=self._program(d.get("actions") or ()),
         )
+        return rule
 
     def _program(self, actions) -> tuple[Program, ...]:
         return tuple(self._action(a) for a in actions)
@@ -242,9 +284,9 @@ class Machine:
             labs_of = {o: self.orders.get(o) or frozenset() for o in options}
             return _one_of_action(options, window, labs_of, sources, line)
         if kind == "set":
-            return _set_action(a["var"], self._compiler.compile(a["value"]))
+            return _set_action(a["var"], self._compiler.value(a["value"], f"set_{a['var']}"))
         if kind == "if":
-            return _if_action(self._compiler.condition(a["cond"]), self._program(a.get("then") or ()),
+            return _if_action(self._compiler.condition(a["cond"], "if"), self._program(a.get("then") or ()),
                               self._program(a.get("else") or ()))
         raise ExprError(f"unknown action kind {kind!r}")
 
@@ -262,44 +304,62 @@ class Machine:
 
 # ---------------------------------------------------------------------------- actions
 
+def _windows(window) -> Callable[[datetime.date], _Window] | None:
+    """The due window of an action, memoised by the day it is recommended on."""
+    if window is None:
+        return None
+    start, end, unit = window
+    memo: dict[datetime.date, _Window] = {}
+
+    def window_on(day: datetime.date) -> _Window:
+        w = memo.get(day)
+        if w is None:
+            w = memo[day] = _Window(day, start, end, unit)
+        return w
+
+    return window_on
+
+
 def _do_action(name: str, window, labs: frozenset, sources: tuple, line: int) -> Program:
+    window_on = _windows(window)
+    sources = list(sources)  # shared by the steps: a trace is read, not changed
+
     def do(r: "_Run") -> None:
         ctx = r.ctx
-        day = ctx.today
-        step = {"date": r.iso, "type": "action", "action": name, "state": r.state.name}
-        if window is not None:
-            start = shift(day, window[0], window[2])
-            end = shift(day, window[1], window[2])
-            step["window"] = [start.isoformat(), end.isoformat()]
+        if window_on is None:
+            r.steps.append({"date": r.iso, "type": "action", "action": name, "state": r.state.name,
+                            "sources": sources, "line": line})
+        else:
+            w = window_on(ctx.today)
+            r.steps.append({"date": r.iso, "type": "action", "action": name, "state": r.state.name,
+                            "window": list(w.text), "sources": sources, "line": line})
             if labs:
-                r.open_order(_Order(name, start, end, labs, day, line))
-        step["sources"] = list(sources)
-        step["line"] = line
-        r.steps.append(step)
-        ctx.last[name] = day
-        ctx.cache.clear()
+                orders = r.orders
+                orders.pop(name, None)  # a new order of the same action replaces the open one
+                orders[name] = _Order(name, w, labs, r.iso, line)
+        ctx.last[name] = ctx.today
 
     return do
 
 
 def _one_of_action(options: tuple, window, labs_of: Mapping, sources: tuple, line: int) -> Program:
+    window_on = _windows(window)
+    sources = list(sources)
+
     def one_of(r: "_Run") -> None:
         ctx = r.ctx
-        day = ctx.today
         taken = r.choose(options)
-        step = {"date": r.iso, "type": "action", "action": taken, "state": r.state.name,
-                "options": list(options)}
-        if window is not None:
-            start = shift(day, window[0], window[2])
-            end = shift(day, window[1], window[2])
-            step["window"] = [start.isoformat(), end.isoformat()]
+        step = {"date": r.iso, "type": "action", "action": taken, "state": r.state.name, "options": list(options)}
+        if window_on is not None:
+            w = window_on(ctx.today)
+            step["window"] = list(w.text)
             if labs_of[taken]:
-                r.open_order(_Order(taken, start, end, labs_of[taken], day, line))
-        step["sources"] = list(sources)
+                r.orders.pop(taken, None)
+                r.orders[taken] = _Order(taken, w, labs_of[taken], r.iso, line)
+        step["sources"] = sources
         step["line"] = line
         r.steps.append(step)
-        ctx.last[taken] = day
-        ctx.cache.clear()
+        ctx.last[taken] = ctx.today
 
     return one_of
 
@@ -308,7 +368,6 @@ def _set_action(var: str, value) -> Program:
     def set_(r: "_Run") -> None:
         ctx = r.ctx
         ctx.vars[var] = value(ctx)
-        ctx.cache.clear()
 
     return set_
 
@@ -341,128 +400,135 @@ class _Run:
         self.steps: list[dict] = []
         self.warnings: list[dict] = []
         self.orders: dict[str, _Order] = {}
-        self.timers: list[_Armed] = []
+        self.timers: list[_Armed] | tuple = ()
         self.state: _State = m.states[m.initial]
         self.pending = False  # the state just entered still has to try its `on fact` rules
         self.fired_today: list[_Rule] = []
-        self.choices: list[Choice] = []
+        self.choices: list[Choice] | tuple = ()
         self.used: set[int] = set()
         self.inputs = inputs
+        self.today_inputs: tuple = ()
 
     # -- the day loop
 
     def go(self) -> dict:
-        days = self._days()
-        ctx = self.ctx
+        events = self.tl.events  # sorted by date, file order within a day
+        n = len(events)
         i = 0
-        first = days[0] if days and days[0][0] == self.start else None
-        self.begin_day(first)
-        self.enter(self.m.states[self.m.initial], None)
-        self.settle()
-        if first is not None:
-            self.inputs_and_events(first)
-            self.end_of_day()
-            i = 1
-        else:
-            self.end_of_day()
-        until = self.until
+        start, until = self.start, self.until
+        while i < n and events[i].date < start:
+            i += 1  # a Timeline built in code may hold them; load_timeline never does
+        ctx = self.ctx
+        steps = self.steps
+        orders = self.orders
+        inputs = self.inputs
+        day = start
+        first = True
         while True:
-            day = days[i][0] if i < len(days) else None
-            for t in self.timers:
-                if day is None or t.due < day:
-                    day = t.due
-            for o in self.orders.values():
-                if not o.overdue:
-                    late = o.end + datetime.timedelta(days=1)
-                    if day is None or late < day:
-                        day = late
-            if day is None or day > until:
-                break
-            ctx.today = day
-            self.iso = day.isoformat()
-            ctx.cache.clear()
-            self.fired_today = []
-            entry = days[i] if i < len(days) and days[i][0] == day else None
-            self.begin_day(entry)
-            # (1) overdue deviations of windows whose last day was yesterday
-            for o in list(self.orders.values()):
-                if not o.overdue and o.end < day:
-                    o.overdue = True
-                    self.steps.append({"date": self.iso, "type": "deviation", "kind": "overdue",
-                                       "action": o.action, "window": [o.start.isoformat(), o.end.isoformat()],
-                                       "ordered": o.ordered.isoformat(), "line": o.line})
-            # (2) timers due today
-            self.settle()
-            # (3) the panel, (4) events and fact changes
-            if entry is not None:
-                self.inputs_and_events(entry)
-                i += 1
-            self.end_of_day()
+            if not first:
+                # the next day something happens: an input, a timer, a window that ends
+                day = events[i].date if i < n else None
+                for t in self.timers:
+                    if day is None or t.due < day:
+                        day = t.due
+                for o in orders.values():
+                    if not o.overdue and (day is None or o.window.late < day):
+                        day = o.window.late
+                if day is None or day > until:
+                    break
+                ctx.today = day
+                self.iso = day.isoformat()
+                if self.fired_today:
+                    self.fired_today = []
+            # the day's inputs: its panel, its events and fact changes, its recorded choices
+            panel = None
+            ulns = None
+            others = None
+            choices = ()
+            if i < n and events[i].date == day and day <= until:
+                panel = {}
+                j = i
+                while j < n:
+                    ev = events[j]
+                    if ev.date != day:
+                        break
+                    j += 1
+                    kind = type(ev)
+                    if kind is LabResult:
+                        panel[ev.lab] = ev.value
+                        if ev.uln is not None:
+                            if ulns is None:
+                                ulns = {}
+                            ulns[ev.lab] = ev.uln
+                    elif kind is Choice:
+                        if not choices:
+                            choices = []
+                        choices.append(ev)
+                    else:
+                        if others is None:
+                            others = []
+                        others.append(ev)
+                if inputs is not None:
+                    self.record_inputs(events[i:j], choices)
+                i = j
+            self.choices = choices
+            if first:
+                first = False
+                self.enter(self.m.states[self.m.initial], None)
+                self.settle()
+            else:
+                # (1) overdue deviations of windows whose last day was yesterday
+                for o in orders.values():
+                    if not o.overdue and o.window.late <= day:
+                        o.overdue = True
+                        steps.append({"date": self.iso, "type": "deviation", "kind": "overdue", "action": o.action,
+                                      "window": list(o.window.text), "ordered": o.ordered, "line": o.line})
+                # (2) timers due today
+                if self.timers:
+                    self.settle()
+            # (3) the panel
+            if panel:
+                if inputs is not None:
+                    inputs.append((len(steps), tuple(e for e in self.today_inputs if type(e) is LabResult)))
+                ctx.panel = panel
+                ctx.ulns = ulns or {}
+                if orders:
+                    for action in [a for a, o in orders.items() if not o.labs.isdisjoint(panel)]:
+                        del orders[action]  # fulfilled (a panel before the window opens counts too)
+                handler = self.state.panel
+                if handler is not None:
+                    self.react(handler, "panel")
+            # (4) clinical events and fact changes, in file order
+            if others is not None:
+                self.events_and_facts(others)
+            if choices:
+                self.end_of_day()
         return self.trace()
 
-    def _days(self) -> list[tuple]:
-        """[(date, labs, others, choices)] in date order, up to `until`."""
-        days: list[tuple] = []
-        for ev in self.tl.events:
-            if ev.date > self.until:
-                break
-            if ev.date < self.start:
-                continue
-            if not days or days[-1][0] != ev.date:
-                days.append((ev.date, [], [], []))
-            d = days[-1]
-            if isinstance(ev, LabResult):
-                d[1].append(ev)
-            elif isinstance(ev, Choice):
-                d[3].append(ev)
-            else:
-                d[2].append(ev)
-        return days
+    def record_inputs(self, todays, choices) -> None:
+        """For a report: the choices now, the panel and events when they are read."""
+        self.today_inputs = todays
+        for c in choices:
+            self.inputs.append((len(self.steps), c))
 
-    def begin_day(self, entry: tuple | None) -> None:
-        self.choices = entry[3] if entry else []
-        if self.inputs is not None:
-            for c in self.choices:
-                self.inputs.append((len(self.steps), c))
-
-    def inputs_and_events(self, entry: tuple) -> None:
-        _, labs, others, _ = entry
+    def events_and_facts(self, others: list) -> None:
         ctx = self.ctx
         inputs = self.inputs
-        if labs:
-            if inputs is not None:
-                inputs.append((len(self.steps), tuple(labs)))
-            panel = {}
-            ulns = {}
-            for res in labs:
-                panel[res.lab] = res.value
-                if res.uln is not None:
-                    ulns[res.lab] = res.uln
-            ctx.panel = panel
-            ctx.ulns = ulns
-            ctx.cache.clear()
-            if self.orders:
-                for action in [a for a, o in self.orders.items() if not o.labs.isdisjoint(panel)]:
-                    del self.orders[action]
-            if not self.state.terminal:
-                self.react(self.state.panel, "panel")
         for ev in others:
             if inputs is not None:
                 inputs.append((len(self.steps), ev))
-            if isinstance(ev, ClinicalEvent):
-                if not self.state.terminal:
-                    rules = self.state.events.get(ev.event)
-                    if rules:
-                        self.react(rules, "event", ev.event)
-            elif isinstance(ev, FactChange):
-                if ctx.facts.get(ev.fact) == ev.value and type(ctx.facts.get(ev.fact)) is type(ev.value):
+            if type(ev) is ClinicalEvent:
+                handler = self.state.events.get(ev.event)
+                if handler is not None:
+                    self.react(handler, "event", ev.event)
+            elif type(ev) is FactChange:
+                old = ctx.facts.get(ev.fact)
+                if old == ev.value and type(old) is type(ev.value):
                     continue  # not a change
                 ctx.facts[ev.fact] = ev.value
-                ctx.cache.clear()
-                if not self.state.terminal:
-                    rules = self.state.facts.get(ev.fact)
-                    if rules:
-                        self.react(rules, "fact", ev.fact)
+                handler = self.state.facts.get(ev.fact)
+                if handler is not None:
+                    self.react(handler, "fact", ev.fact)
 
     def end_of_day(self) -> None:
         for c in self.choices:
@@ -475,14 +541,12 @@ class _Run:
 
     # -- reacting
 
-    def react(self, rules: tuple[_Rule, ...], trigger: str, name: str | None = None) -> None:
-        ctx = self.ctx
-        for rule in rules:
-            g = rule.guard
-            if g is None or g(ctx):
-                self.fire(rule, trigger, name)
+    def react(self, handler: _Handler, trigger: str, name: str | None = None) -> None:
+        i = handler.select(self.ctx)
+        if i >= 0:
+            self.fire(handler.rules[i], trigger, name)
+            if self.pending or self.timers:
                 self.settle()
-                return
 
     def fire(self, rule: _Rule, trigger: str, name: str | None = None) -> None:
         fired = self.fired_today
@@ -490,7 +554,7 @@ class _Run:
         if len(fired) > MAX_TRANSITIONS_PER_DAY:
             raise self.loop_error()
         step = {"date": self.iso, "type": "transition", "from": rule.source, "to": rule.target,
-                "trigger": trigger, "because": rule.because, "sources": list(rule.sources),
+                "trigger": trigger, "because": rule.because, "sources": rule.sources,
                 "rule": rule.key, "line": rule.line}
         if rule.stay:
             step["stay"] = True
@@ -501,7 +565,7 @@ class _Run:
             for a in rule.actions:
                 a(self)
         else:
-            self.enter(self.m.states[rule.target], rule)
+            self.enter(rule.to_state, rule)
 
     def enter(self, st: _State, rule: _Rule | None) -> None:
         self.state = st
@@ -515,18 +579,19 @@ class _Run:
                 a(self)
         for a in st.entry:
             a(self)
-        self.timers = []
-        if st.terminal:
-            self.pending = False
+        if not st.timers:
+            self.timers = ()
+            self.pending = st.at_once is not None
             return
+        self.timers = []
         today = self.ctx.today
         for t in st.timers:
             base = today if t.since is None else self.ctx.last.get(t.since)
             if base is None:
                 continue  # the action it counts from was never recommended: not armed
             due = shift(base, t.amount, t.unit)
-            self.timers.append(_Armed(due if due > today else today, t.rules))
-        self.pending = bool(st.at_once)
+            self.timers.append(_Armed(due if due > today else today, t.handler))
+        self.pending = st.at_once is not None
 
     def settle(self) -> None:
         """Try the `on fact` rules of a state just entered, then fire the timers due today,
@@ -536,11 +601,10 @@ class _Run:
         while True:
             if self.pending:
                 self.pending = False
-                for rule in self.state.at_once:
-                    g = rule.guard
-                    if g is None or g(ctx):
-                        self.fire(rule, "fact")
-                        break
+                handler = self.state.at_once
+                i = handler.select(ctx)
+                if i >= 0:
+                    self.fire(handler.rules[i], "fact")
                 continue
             timers = self.timers
             if not timers:
@@ -551,17 +615,11 @@ class _Run:
             else:
                 return
             timers.remove(t)
-            for rule in t.rules:
-                g = rule.guard
-                if g is None or g(ctx):
-                    self.fire(rule, "timer")
-                    break
+            i = t.handler.select(ctx)
+            if i >= 0:
+                self.fire(t.handler.rules[i], "timer")
 
     # -- orders and choices
-
-    def open_order(self, order: _Order) -> None:
-        self.orders.pop(order.action, None)  # a new order of the same action replaces the open one
-        self.orders[order.action] = order
 
     def choose(self, options: tuple[str, ...]) -> str:
         for c in self.choices:

@@ -1,12 +1,16 @@
-"""Expression trees of the compiled graph -> Python closures.
+"""Expression trees of the compiled graph -> Python functions.
 
 The compiler lowers every guard, `let`, `set` value and `if` condition to a JSON tree
 (`{"op": ...}`, see compiler/lower.py `expr_tree`). The simulator evaluates them many times
-per patient, so each tree is compiled once into a closure `f(ctx) -> value` over an
-evaluation context `Ctx`.
+per patient, so `Compiler` turns them, once per protocol, into Python source and compiles that
+with `compile()`: one function per handler (`selector`: the index of the first rule whose
+guard holds), per `if` condition and per `set` value. The lets a function needs are computed at
+its start, once, in dependency order, as local variables; unknown values are handled inline
+with assignment expressions, so evaluating a guard makes no further Python calls. The source
+of every generated function is kept (`.source` on the function) for reading and debugging.
 
-Values: floats (numbers), bools, str (enumeration members), `None` (unknown) and, for time,
-`Since` (the last date an action was recommended) and `Dur` (a duration literal). The rules
+Values: floats (numbers), bools, str (enumeration members), None (unknown) and, for time,
+`Since` (the last day an action was recommended) and `Dur` (a duration literal). The rules
 for unknown values are those of docs/language.md:
 
 - arithmetic with an unknown operand is unknown (so is a division by zero);
@@ -16,7 +20,7 @@ for unknown values are those of docs/language.md:
 - `known(X)` is true when X has a value.
 
 Time: `since(A) < 6 months` compares calendar dates: `today < last(A) + 6 months`. More
-generally a comparison between durations is made on dates (`since(A) op D` is
+generally a comparison involving durations is made on dates (`since(A) op D` is
 `today op last(A) + D`; `since(A) op since(B)` is `last(B) op last(A)`), so calendar months
 stay calendar months. `since(A)` of an action never recommended is unknown.
 """
@@ -24,8 +28,9 @@ stay calendar months. `since(A)` of an action never recommended is unknown.
 from __future__ import annotations
 
 import datetime
+import functools
 import operator
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from dateutil.relativedelta import relativedelta
 
@@ -42,9 +47,13 @@ _OPS: dict[str, Callable[[Any, Any], bool]] = {
     "!=": operator.ne,
 }
 
+
+@functools.lru_cache(maxsize=1 << 16)
 def shift(day: datetime.date, amount: int, unit: str) -> datetime.date:
     """`day` + `amount` `unit`: days and weeks exactly, months and years by the calendar
-    (2025-01-31 + 1 month = 2025-02-28; 2024-02-29 + 1 year = 2025-02-28)."""
+    (2025-01-31 + 1 month = 2025-02-28; 2024-02-29 + 1 year = 2025-02-28).
+
+    Memoised: a replay asks for the same few windows from the same dates again and again."""
     if unit in ("days", "day"):
         return day + datetime.timedelta(days=amount)
     if unit in ("weeks", "week"):
@@ -90,11 +99,9 @@ class Ctx:
 
     `panel`: lab -> value of the current panel (outside a panel handler: the most recent one);
     `ulns`: lab -> the result's own ULN, for results that carry one; `facts`, `vars`: name ->
-    value; `today`: the date being replayed; `last`: action -> the date it was last
-    recommended; `cache`: values of lets, valid until the engine clears it (whenever a panel,
-    fact, var, date or recommendation changes)."""
+    value; `today`: the day being replayed; `last`: action -> the day it was last recommended."""
 
-    __slots__ = ("panel", "ulns", "facts", "vars", "today", "last", "cache")
+    __slots__ = ("panel", "ulns", "facts", "vars", "today", "last")
 
     def __init__(self, facts: dict, vars: dict, today: datetime.date) -> None:
         self.panel: dict[str, float] = {}
@@ -103,332 +110,46 @@ class Ctx:
         self.vars = vars
         self.today = today
         self.last: dict[str, datetime.date] = {}
-        self.cache: dict[str, Any] = {}
 
 
-def _const(v: Any) -> Fn:
-    return lambda c: v
+# ---------------------------------------------------------------------------- runtime helpers
 
+def _max(*xs):
+    vals = [x for x in xs if x is not None]
+    return max(vals) if vals else None
 
-class Compiler:
-    """Compiles the trees of one protocol; `lets` are compiled on first use, once."""
 
-    def __init__(self, protocol: Mapping) -> None:
-        self.labs: Mapping[str, Mapping] = protocol.get("labs") or {}
-        self.let_decls: Mapping[str, Mapping] = protocol.get("lets") or {}
-        self.lets: dict[str, Fn] = {}
-        self._compiling: set[str] = set()
+def _min(*xs):
+    vals = [x for x in xs if x is not None]
+    return min(vals) if vals else None
 
-    # ------------------------------------------------------------------ entry point
 
-    def compile(self, tree: Mapping | None) -> Fn | None:
-        """The closure of `tree`; None for None (an `otherwise` guard)."""
-        if tree is None:
-            return None
-        return self._expr(tree)
+def _max2(a, b):
+    if a is None:
+        return b
+    if b is None or a >= b:
+        return a
+    return b
 
-    def condition(self, tree: Mapping | None) -> Fn | None:
-        """A guard: a closure returning exactly True or False (unknown is False)."""
-        if tree is None:
-            return None
-        f = self._expr(tree)
-        if tree.get("op") in ("compare", "in", "not", "and", "or", "bool"):
-            return f  # these already give a bool
-        return lambda c: f(c) is True
 
-    # ------------------------------------------------------------------ trees
+def _min2(a, b):
+    if a is None:
+        return b
+    if b is None or a <= b:
+        return a
+    return b
 
-    def _expr(self, t: Mapping) -> Fn:
-        op = t.get("op")
-        method = getattr(self, "_op_" + str(op), None)
-        if method is None:
-            raise ExprError(f"unknown expression operator {op!r}")
-        return method(t)
 
-    def _op_num(self, t):
-        return _const(float(t["value"]))
+def _since(last):
+    return None if last is None else Since(last)
 
-    def _op_bool(self, t):
-        return _const(bool(t["value"]))
 
-    def _op_enum(self, t):
-        return _const(t["value"])
-
-    def _op_duration(self, t):
-        return _const(Dur(t["amount"], t["unit"]))
-
-    def _op_lab(self, t):
-        name = t["name"]
-        return lambda c: c.panel.get(name)
-
-    def _op_fact(self, t):
-        name = t["name"]
-        return lambda c: c.facts.get(name)
-
-    def _op_var(self, t):
-        name = t["name"]
-        return lambda c: c.vars.get(name)
-
-    def _op_let(self, t):
-        return self.let(t["name"])
-
-    def _op_action(self, t):
-        raise ExprError(f"action '{t['name']}' used as a value; write since({t['name']})")
-
-    def let(self, name: str) -> Fn:
-        f = self.lets.get(name)
-        if f is not None:
-            return f
-        decl = self.let_decls.get(name)
-        if decl is None:
-            raise ExprError(f"let '{name}' is not declared")
-        if name in self._compiling:
-            raise ExprError(f"let '{name}' is defined in terms of itself")
-        self._compiling.add(name)
-        # late binding: a let may refer to one compiled after it
-        holder: list[Fn] = []
-
-        def let_value(c, name=name, holder=holder):
-            cache = c.cache
-            if name in cache:
-                return cache[name]
-            v = cache[name] = holder[0](c)
-            return v
-
-        self.lets[name] = let_value
-        try:
-            holder.append(self._expr(decl["expr"]))
-        finally:
-            self._compiling.discard(name)
-        return let_value
-
-    # -- arithmetic
-
-    def _arith(self, t, fn):
-        a, b = (self._expr(x) for x in t["args"])
-
-        def f(c):
-            x = a(c)
-            if x is None:
-                return None
-            y = b(c)
-            if y is None:
-                return None
-            return fn(x, y)
-
-        return f
-
-    def _op_add(self, t):
-        return self._arith(t, operator.add)
-
-    def _op_sub(self, t):
-        return self._arith(t, operator.sub)
-
-    def _op_mul(self, t):
-        return self._arith(t, operator.mul)
-
-    def _op_div(self, t):
-        return self._arith(t, lambda x, y: None if y == 0 else x / y)
-
-    def _op_neg(self, t):
-        a = self._expr(t["arg"])
-
-        def f(c):
-            x = a(c)
-            return None if x is None else -x
-
-        return f
-
-    # -- calls
-
-    def _op_call(self, t):
-        func = t["func"]
-        args = t["args"]
-        if func in ("max", "min"):
-            fs = [self._expr(x) for x in args]
-            pick = max if func == "max" else min
-
-            def f(c):
-                vals = [v for v in (g(c) for g in fs) if v is not None]
-                return pick(vals) if vals else None
-
-            if len(fs) == 2:
-                g1, g2 = fs
-                if func == "max":
-                    def f(c):  # noqa: F811 - the common case, without a list
-                        x = g1(c)
-                        y = g2(c)
-                        if x is None:
-                            return y
-                        if y is None:
-                            return x
-                        return x if x >= y else y
-                else:
-                    def f(c):  # noqa: F811
-                        x = g1(c)
-                        y = g2(c)
-                        if x is None:
-                            return y
-                        if y is None:
-                            return x
-                        return x if x <= y else y
-            return f
-        if func in ("uln", "xuln"):
-            lab = self._lab_arg(func, args)
-            default = (self.labs.get(lab) or {}).get("uln")
-            default = None if default is None else float(default)
-
-            def uln(c):
-                own = c.ulns.get(lab)
-                return default if own is None else own
-
-            if func == "uln":
-                return uln
-
-            def xuln(c):
-                v = c.panel.get(lab)
-                if v is None:
-                    return None
-                u = c.ulns.get(lab, default)
-                if not u:
-                    return None
-                return v / u
-
-            return xuln
-        if func == "known":
-            if len(args) != 1:
-                raise ExprError("known() takes one argument")
-            g = self._expr(args[0])
-            return lambda c: g(c) is not None
-        if func == "since":
-            if len(args) != 1 or args[0].get("op") != "action":
-                raise ExprError("since() takes the name of an action")
-            action = args[0]["name"]
-
-            def since(c):
-                last = c.last.get(action)
-                return None if last is None else Since(last)
-
-            return since
-        raise ExprError(f"unknown function {func}()")
-
-    @staticmethod
-    def _lab_arg(func: str, args) -> str:
-        if len(args) != 1 or args[0].get("op") != "lab":
-            raise ExprError(f"{func}() takes the name of a lab")
-        return args[0]["name"]
-
-    # -- comparisons
-
-    def _temporal(self, t: Mapping) -> bool:
-        """Can `t` be a duration (so that its comparisons are made on dates)?"""
-        op = t.get("op")
-        if op == "duration":
-            return True
-        if op == "call" and t.get("func") == "since":
-            return True
-        if op == "let":
-            decl = self.let_decls.get(t["name"]) or {}
-            return decl.get("type") == "duration"
-        return False
-
-    def _op_compare(self, t):
-        ops = [_OPS[o] for o in t["ops"]]
-        trees = t["args"]
-        fs = [self._expr(x) for x in trees]
-        if any(self._temporal(x) for x in trees):
-            return _temporal_chain(ops, fs)
-        if len(fs) == 2:
-            (cmp,) = ops
-            a, b = fs
-            if trees[1].get("op") in ("num", "bool", "enum"):
-                k = fs[1](None)
-
-                def f(c):
-                    x = a(c)
-                    return x is not None and cmp(x, k)
-
-                return f
-            if trees[0].get("op") in ("num", "bool", "enum"):
-                k = fs[0](None)
-
-                def f(c):
-                    y = b(c)
-                    return y is not None and cmp(k, y)
-
-                return f
-
-            def f(c):
-                x = a(c)
-                if x is None:
-                    return False
-                y = b(c)
-                return y is not None and cmp(x, y)
-
-            return f
-        pairs = list(zip(ops, fs[1:]))
-        first = fs[0]
-
-        def chain(c):
-            x = first(c)
-            if x is None:
-                return False
-            for cmp, g in pairs:
-                y = g(c)
-                if y is None or not cmp(x, y):
-                    return False
-                x = y
-            return True
-
-        return chain
-
-    def _op_in(self, t):
-        a = self._expr(t["arg"])
-        members = frozenset(t["members"])
-        return lambda c: a(c) in members
-
-    # -- logic
-
-    def _op_not(self, t):
-        a = self._expr(t["arg"])
-        return lambda c: not a(c)
-
-    def _op_and(self, t):
-        fs = [self._expr(x) for x in t["args"]]
-        if len(fs) == 2:
-            a, b = fs
-            return lambda c: bool(a(c)) and bool(b(c))
-        return lambda c: all(g(c) for g in fs)
-
-    def _op_or(self, t):
-        fs = [self._expr(x) for x in t["args"]]
-        if len(fs) == 2:
-            a, b = fs
-            return lambda c: bool(a(c)) or bool(b(c))
-        return lambda c: any(g(c) for g in fs)
-
-
-# `{"op": "+", ...}`: the compiler writes arithmetic with the operator as its op.
-for _sym, _name in (("+", "add"), ("-", "sub"), ("*", "mul"), ("/", "div")):
-    setattr(Compiler, "_op_" + _sym, getattr(Compiler, "_op_" + _name))
-del _sym, _name
-
-
-def _temporal_chain(ops, fs) -> Fn:
+def _time_chain(ops: Sequence[str], values: Sequence[Any], today: datetime.date) -> bool:
     """A comparison chain with durations in it, decided on calendar dates."""
-    pairs = list(zip(ops, fs, fs[1:]))
-
-    def chain(c):
-        for cmp, a, b in pairs:
-            x = a(c)
-            y = b(c)
-            if x is None or y is None:
-                return False
-            if not _compare_time(cmp, x, y, c.today):
-                return False
-        return True
-
-    return chain
+    for op, x, y in zip(ops, values, values[1:]):
+        if x is None or y is None or not _compare_time(_OPS[op], x, y, today):
+            return False
+    return True
 
 
 def _compare_time(cmp, x, y, today: datetime.date) -> bool:
@@ -438,8 +159,278 @@ def _compare_time(cmp, x, y, today: datetime.date) -> bool:
     if isinstance(x, Dur) and isinstance(y, Since):
         return cmp(shift(y.last, x.amount, x.unit), today)
     if isinstance(x, Since) and isinstance(y, Since):
-        # the longer ago, the larger the duration
-        return cmp(y.last, x.last)
+        return cmp(y.last, x.last)  # the longer ago, the larger the duration
     if isinstance(x, Dur) and isinstance(y, Dur):
         return cmp(shift(today, x.amount, x.unit), shift(today, y.amount, y.unit))
     raise ExprError(f"cannot compare {x!r} with {y!r}")
+
+
+_RUNTIME = {
+    "_max": _max, "_min": _min, "_max2": _max2, "_min2": _min2, "_since": _since, "_time_chain": _time_chain,
+}
+
+# what a generated function binds at its start, when its code uses it
+_PRELUDE = {
+    "P": "P = c.panel",
+    "U": "U = c.ulns",
+    "F": "F = c.facts",
+    "V": "V = c.vars",
+    "T": "T = c.today",
+    "A": "A = c.last",
+}
+
+
+# ---------------------------------------------------------------------------- code generation
+
+class _Code:
+    """The expressions of one generated function: temporaries, constants, lets and names used."""
+
+    def __init__(self, owner: "Compiler", consts: dict) -> None:
+        self.owner = owner
+        self.consts = consts
+        self.temps = 0
+        self.lets: list[str] = []  # in dependency order
+        self.uses: set[str] = set()
+
+    def tmp(self) -> str:
+        self.temps += 1
+        return f"_{self.temps}"
+
+    def const(self, value: Any) -> str:
+        name = f"K{len(self.consts)}"
+        self.consts[name] = value
+        return name
+
+    def let(self, name: str, visiting: tuple = ()) -> str:
+        if name not in self.lets:
+            if name in visiting:
+                raise ExprError(f"let '{name}' is defined in terms of itself")
+            decl = self.owner.let_decls.get(name)
+            if decl is None:
+                raise ExprError(f"let '{name}' is not declared")
+            # generate its dependencies first; the let's own code is generated in `body`
+            for dep in _let_refs(decl.get("expr")):
+                self.let(dep, visiting + (name,))
+            if name not in self.lets:
+                self.lets.append(name)
+        return f"L_{name}"
+
+    # -- expressions
+
+    def gen(self, t: Mapping) -> str:
+        op = t.get("op")
+        method = getattr(self, "_" + _OP_NAMES.get(op, str(op)), None)
+        if method is None:
+            raise ExprError(f"unknown expression operator {op!r}")
+        return method(t)
+
+    def _num(self, t):
+        return repr(float(t["value"]))
+
+    def _bool(self, t):
+        return "True" if t["value"] else "False"
+
+    def _enum(self, t):
+        return repr(str(t["value"]))
+
+    def _duration(self, t):
+        return self.const(Dur(t["amount"], t["unit"]))
+
+    def _lab(self, t):
+        self.uses.add("P")
+        return f"P.get({t['name']!r})"
+
+    def _fact(self, t):
+        self.uses.add("F")
+        return f"F.get({t['name']!r})"
+
+    def _var(self, t):
+        self.uses.add("V")
+        return f"V.get({t['name']!r})"
+
+    def _let(self, t):
+        return self.let(t["name"])
+
+    def _action(self, t):
+        raise ExprError(f"action '{t['name']}' used as a value; write since({t['name']})")
+
+    def _arith(self, t, symbol: str):
+        a, b = (self.gen(x) for x in t["args"])
+        x, y = self.tmp(), self.tmp()
+        if symbol == "/":
+            return f"(None if ({x} := {a}) is None or not ({y} := {b}) else {x} / {y})"
+        return f"(None if ({x} := {a}) is None or ({y} := {b}) is None else {x} {symbol} {y})"
+
+    def _add(self, t):
+        return self._arith(t, "+")
+
+    def _sub(self, t):
+        return self._arith(t, "-")
+
+    def _mul(self, t):
+        return self._arith(t, "*")
+
+    def _div(self, t):
+        return self._arith(t, "/")
+
+    def _neg(self, t):
+        x = self.tmp()
+        return f"(None if ({x} := {self.gen(t['arg'])}) is None else -{x})"
+
+    def _call(self, t):
+        func, args = t["func"], t["args"]
+        if func in ("max", "min"):
+            if not args:
+                raise ExprError(f"{func}() needs arguments")
+            helper = f"_{func}2" if len(args) == 2 else f"_{func}"
+            return f"{helper}({', '.join(self.gen(a) for a in args)})"
+        if func in ("uln", "xuln"):
+            if len(args) != 1 or args[0].get("op") != "lab":
+                raise ExprError(f"{func}() takes the name of a lab")
+            lab = args[0]["name"]
+            default = (self.owner.labs.get(lab) or {}).get("uln")
+            default = None if default is None else float(default)
+            self.uses.add("U")
+            if func == "uln":
+                return f"U.get({lab!r}, {default!r})"
+            self.uses.add("P")
+            v, u = self.tmp(), self.tmp()
+            return f"(None if ({v} := P.get({lab!r})) is None or not ({u} := U.get({lab!r}, {default!r})) else {v} / {u})"
+        if func == "known":
+            if len(args) != 1:
+                raise ExprError("known() takes one argument")
+            return f"({self.gen(args[0])} is not None)"
+        if func == "since":
+            if len(args) != 1 or args[0].get("op") != "action":
+                raise ExprError("since() takes the name of an action")
+            self.uses.add("A")
+            return f"_since(A.get({args[0]['name']!r}))"
+        raise ExprError(f"unknown function {func}()")
+
+    def _temporal(self, t: Mapping) -> bool:
+        op = t.get("op")
+        if op == "duration" or (op == "call" and t.get("func") == "since"):
+            return True
+        if op == "let":
+            return (self.owner.let_decls.get(t["name"]) or {}).get("type") == "duration"
+        return False
+
+    def _compare(self, t):
+        ops, args = list(t["ops"]), t["args"]
+        for o in ops:
+            if o not in _OPS:
+                raise ExprError(f"unknown comparison {o!r}")
+        if len(args) != len(ops) + 1:
+            raise ExprError("a comparison needs one operand more than operators")
+        if any(self._temporal(a) for a in args):
+            self.uses.add("T")
+            return f"_time_chain({ops!r}, ({', '.join(self.gen(a) for a in args)},), T)"
+        terms = []
+        names = []
+        for a in args:
+            if a.get("op") in ("num", "bool", "enum"):
+                names.append(self.gen(a))  # a literal is never unknown
+            else:
+                x = self.tmp()
+                terms.append(f"({x} := {self.gen(a)}) is not None")
+                names.append(x)
+            if len(names) > 1:
+                terms.append(f"{names[-2]} {ops[len(names) - 2]} {names[-1]}")
+        return "(" + " and ".join(terms) + ")"
+
+    def _in(self, t):
+        members = self.const(frozenset(t["members"]))
+        return f"({self.gen(t['arg'])} in {members})"
+
+    def _not(self, t):
+        return f"(not {self.gen(t['arg'])})"
+
+    def _and(self, t):
+        return "(True if " + " and ".join(f"{self.gen(a)}" for a in t["args"]) + " else False)"
+
+    def _or(self, t):
+        return "(True if " + " or ".join(f"{self.gen(a)}" for a in t["args"]) + " else False)"
+
+
+_OP_NAMES = {"+": "add", "-": "sub", "*": "mul", "/": "div", "in": "in", "not": "not", "and": "and", "or": "or"}
+
+
+def _let_refs(tree: Any) -> list[str]:
+    """The lets `tree` refers to directly, in order of appearance."""
+    out: list[str] = []
+    stack = [tree]
+    while stack:
+        t = stack.pop()
+        if isinstance(t, Mapping):
+            if t.get("op") == "let":
+                out.append(t["name"])
+            for k in ("args", "arg"):
+                v = t.get(k)
+                if isinstance(v, list):
+                    stack.extend(reversed(v))
+                elif isinstance(v, Mapping):
+                    stack.append(v)
+    return out
+
+
+class Compiler:
+    """Generates the functions of one protocol (its `G.graph` declarations)."""
+
+    def __init__(self, protocol: Mapping) -> None:
+        self.labs: Mapping[str, Mapping] = protocol.get("labs") or {}
+        self.let_decls: Mapping[str, Mapping] = protocol.get("lets") or {}
+        self._count = 0
+
+    def selector(self, guards: Sequence[Mapping | None], name: str = "select") -> Callable[[Ctx], int]:
+        """f(ctx) -> the index of the first guard that holds (None: `otherwise`, always
+        holds), or -1 when none does."""
+        code = self._code()
+        tests = [None if g is None else code.gen(g) for g in guards]
+        lines = []
+        for i, test in enumerate(tests):
+            if test is None:
+                lines.append(f"return {i}")
+                break
+            lines.append(f"if {test}:\n        return {i}")
+        else:
+            lines.append("return -1")
+        return self._build(code, name, lines)
+
+    def condition(self, tree: Mapping | None, name: str = "cond") -> Callable[[Ctx], bool] | None:
+        """f(ctx) -> whether the condition holds (an unknown value counts as false)."""
+        if tree is None:
+            return None
+        code = self._code()
+        return self._build(code, name, [f"return True if {code.gen(tree)} else False"])
+
+    def value(self, tree: Mapping | None, name: str = "value") -> Fn | None:
+        """f(ctx) -> the value of the expression (None when unknown)."""
+        if tree is None:
+            return None
+        code = self._code()
+        return self._build(code, name, [f"return {code.gen(tree)}"])
+
+    compile = value  # the value of any tree
+
+    # -- assembling a function
+
+    def _code(self) -> _Code:
+        return _Code(self, {})
+
+    def _build(self, code: _Code, name: str, lines: list[str]) -> Callable:
+        # the lets, each computed once, in dependency order (`_Code.let` registered them so)
+        let_lines = [f"L_{let} = {code.gen(self.let_decls[let]['expr'])}" for let in list(code.lets)]
+        prelude = [_PRELUDE[k] for k in ("P", "U", "F", "V", "T", "A") if k in code.uses]
+        self._count += 1
+        fname = f"_{name}_{self._count}"
+        body = "\n    ".join([*prelude, *let_lines, *lines])
+        source = f"def {fname}(c):\n    {body}\n"
+        namespace = dict(_RUNTIME)
+        namespace.update(code.consts)
+        try:
+            exec(compile(source, f"<rxwatch {name}>", "exec"), namespace)
+        except (SyntaxError, RecursionError) as e:  # an expression too deep for Python
+            raise ExprError(f"cannot compile an expression: {e}") from None
+        fn = namespace[fname]
+        fn.source = source
+        return fn

@@ -133,7 +133,12 @@ state c { on fact { otherwise -> b cite s } }
 """
 
 
-def test_a_zero_time_loop_is_a_located_error_and_exit_1(capsys, tmp_path):
+def test_a_zero_time_loop_is_a_located_error_and_exit_1(capsys, tmp_path, monkeypatch):
+    # the verifier rejects this protocol (E620); a loop it cannot see must still end cleanly
+    import rxwatch.cli.simulate as command
+    from rxwatch.cli import output
+
+    monkeypatch.setattr(command, "load_protocol", lambda path, **kw: output.load_protocol(path, verify=False))
     proto = write(tmp_path, "loop.rxw", LOOP)
     case = write(tmp_path, "case.yaml", "patient: {id: p}\nstart: 2025-01-06\nevents:\n  - {date: 2025-01-07, lab: ALT, value: 1}\n")
     out_file = tmp_path / "trace.json"

@@ -1,0 +1,553 @@
+"""Replay throughput of the simulator, side by side with the same pathway on pytransitions.
+
+    .venv/bin/python bench/bench_simulate.py [--patients 1000] [--scale 10] [--repeat 3] [--seed 7]
+
+What is measured: replaying synthetic anakinra patients (a seeded RNG; lab panels every 2 weeks
+to 5 months graded mostly normal, some mild, moderate or severe, a missing AST now and then,
+results with their own ULN, recorded choices, clinical events, fact changes) through
+
+- rxwatch: `Machine(graph).run(timeline)`, the protocol compiled once from
+  protocols/anakinra_hepatotoxicity.rxw, and
+- the peer: the same pathway written by hand on the `transitions` library (pytransitions):
+  one Machine, one model reset per patient (the cheapest way to use it), guards as condition
+  callbacks grading each panel, entry actions as on_enter callbacks, rule actions as `before`
+  callbacks, internal transitions for `stay`, and the same day loop and order bookkeeping
+  (orders opened by windows, fulfilled by panels, overdue deviations, withdrawn at the end).
+
+Both produce steps; the script checks that the two agree step for step (date, type, state,
+action, from, to, trigger, window, options, kind) on every patient before it prints figures,
+so the peer is known to do the same work. Throughput is timeline events (each lab result,
+clinical event, fact change and choice) per second, best of --repeat runs, at N and N*scale
+patients: linear scaling shows as an unchanged rate. Figures only; nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import functools
+import gc
+import os
+import platform
+import random
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PROTOCOL = ROOT / "protocols" / "anakinra_hepatotoxicity.rxw"
+
+from rxwatch.compiler import compile_file  # noqa: E402
+from rxwatch.simulator.engine import Machine  # noqa: E402
+from rxwatch.simulator.expr import shift  # noqa: E402
+from rxwatch.simulator.timeline import ClinicalEvent, Choice, FactChange, LabResult, Loc, Timeline  # noqa: E402
+
+INDICATIONS = ["rheumatoid_arthritis", "stills_disease", "hlh_mas", "covid19", "autoinflammatory", "other"]
+GRADES = ["normal", "mild", "moderate", "severe"]
+LOC = Loc("<bench>", 0)
+
+
+# ---------------------------------------------------------------------------- synthetic patients
+
+def patients(n: int, seed: int) -> list[Timeline]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        start = datetime.date(2024, 1, 1) + datetime.timedelta(days=rng.randrange(365))
+        facts = {
+            "liver_disease": rng.random() < 0.05,
+            "hepatotoxic_comedication": rng.random() < 0.1,
+            "obesity": rng.random() < 0.2,
+            "diabetes": rng.random() < 0.1,
+            "hyperlipidemia": rng.random() < 0.1,
+            "indication": rng.choice(INDICATIONS),
+        }
+        events: list = []
+        day = start + datetime.timedelta(days=rng.randrange(0, 5))
+        for _ in range(rng.randint(8, 20)):
+            grade = rng.choices(GRADES, weights=[80, 12, 6, 2])[0]
+            lo, hi = {"normal": (10, 40), "mild": (41, 120), "moderate": (121, 200), "severe": (201, 500)}[grade]
+            alt = round(rng.uniform(lo, hi), 1)
+            own = 33.0 if rng.random() < 0.1 else None
+            events.append(LabResult(day, "ALT", alt, own, LOC))
+            if rng.random() > 0.05:
+                events.append(LabResult(day, "AST", round(alt * rng.uniform(0.6, 1.1), 1), None, LOC))
+            tbil = rng.uniform(1.5, 4.0) if grade == "severe" and rng.random() < 0.5 else rng.uniform(0.3, 1.1)
+            events.append(LabResult(day, "TBIL", round(tbil, 2), None, LOC))
+            if rng.random() < 0.3:
+                events.append(LabResult(day, "INR", round(rng.uniform(0.9, 1.8), 2), None, LOC))
+            if rng.random() < 0.5:
+                events.append(LabResult(day, "ALP", round(rng.uniform(40, 150)), None, LOC))
+            if grade == "moderate" and rng.random() < 0.5:
+                events.append(Choice(day, rng.choice(["hold_anakinra", "reduce_dose"]), LOC))
+            r = rng.random()
+            if r < 0.01:
+                events.append(ClinicalEvent(day + datetime.timedelta(days=1), "jaundice", LOC))
+            elif r < 0.02:
+                events.append(ClinicalEvent(day + datetime.timedelta(days=2), "anakinra_stopped", LOC))
+            elif r < 0.05:
+                events.append(FactChange(day + datetime.timedelta(days=3), "hepatotoxic_comedication", True, LOC))
+            day += datetime.timedelta(days=rng.choice([14, 21, 28, 42, 60, 90, 120, 150]))
+        until = events[-1].date + datetime.timedelta(days=30)
+        out.append(Timeline("<bench>", f"p{i:05d}", facts, start, until, tuple(events)))
+    return out
+
+
+# ---------------------------------------------------------------------------- the peer: pytransitions
+
+D1 = datetime.timedelta(days=1)
+LFT_LABS = frozenset(("ALT", "AST", "TBIL", "ALP", "INR"))
+ULN = {"ALT": 40.0, "AST": 40.0, "TBIL": 1.2, "ALP": 120.0}
+SR = ["seed-review"]
+GRADING = ["ctcae-v5", "fda-dili-2009", "seed-review"]
+CS = ["ctcae-v5", "seed-review"]
+STILLS = ("stills_disease", "hlh_mas")
+
+
+class PeerOrder:
+    __slots__ = ("action", "start", "end", "labs", "overdue")
+
+    def __init__(self, action, start, end, labs):
+        self.action, self.start, self.end, self.labs, self.overdue = action, start, end, labs, False
+
+
+class Patient:
+    """A pytransitions model: one patient of the anakinra pathway. Conditions, entry actions and
+    rule actions are its methods, named in the transition table as pytransitions intends."""
+
+    # (source, dest, trigger) -> (because, sources) of the transition step
+    META: dict = {}
+
+    def __init__(self, tl: Timeline) -> None:
+        self.tl = tl
+        self.facts = dict(tl.facts)
+        self.baseline_was_abnormal = self.recovered_from_moderate = self.dose_modified = False
+        self.results, self.tx, self.bili, self.inr = {}, None, None, None
+        self.orders, self.steps, self.last, self.used = {}, [], {}, set()
+        self.choices = []
+        self.trigger_kind = ""
+        self.today, self.iso = tl.start, tl.start.isoformat()
+
+    # ---- the panel and the grading (each condition reads values computed once per panel)
+    def read_panel(self, results):
+        panel = {r.lab: r for r in results}
+        self.results = panel
+        xs = []
+        for lab in ("ALT", "AST"):
+            r = panel.get(lab)
+            if r is not None:
+                xs.append(r.value / (r.uln or ULN[lab]))
+        self.tx = max(xs) if xs else None
+        t = panel.get("TBIL")
+        self.bili = t.value / (t.uln or ULN["TBIL"]) if t is not None else None
+        inr = panel.get("INR")
+        self.inr = inr.value if inr is not None else None
+
+    @staticmethod
+    def _gt(x, k):
+        return x is not None and x > k
+
+    def is_severe(self, *_):
+        tx, gt = self.tx, self._gt
+        return gt(tx, 5) or (gt(tx, 3) and gt(self.bili, 2)) or (gt(tx, 3) and gt(self.inr, 1.5))
+
+    def is_moderate(self, *_):
+        return self.tx is not None and 3 < self.tx <= 5
+
+    def is_mild(self, *_):
+        tx, bili = self.tx, self.bili
+        return (tx is not None and 1 < tx <= 3) or (bili is not None and 1 < bili and tx is not None and tx <= 3)
+
+    def is_moderate_or_mild(self, *_):
+        return self.is_moderate() or self.is_mild()
+
+    def baseline_bad(self, *_):
+        return self.is_severe() or self.is_moderate() or self._gt(self.bili, 2) or self._gt(self.inr, 1.5)
+
+    def baseline_ok(self, *_):
+        tx, bili = self.tx, self.bili
+        return tx is not None and tx <= 3 and bili is not None and bili <= 2 and not self._gt(self.inr, 1.5)
+
+    def recovered(self, *_):
+        return self.tx is not None and self.tx <= 1 and self.bili is not None and self.bili <= 1
+
+    def enhanced(self):
+        f = self.facts
+        return f["liver_disease"] or f["hepatotoxic_comedication"] or self.baseline_was_abnormal or self.recovered_from_moderate
+
+    # ---- steps and orders
+    def do(self, action, sources, window=None, options=None):
+        day = self.today
+        step = {"date": self.iso, "type": "action", "action": action, "state": self.current}
+        if options is not None:
+            step["options"] = list(options)
+        if window is not None:
+            start = shift(day, window[0], window[2])
+            end = shift(day, window[1], window[2])
+            step["window"] = [start.isoformat(), end.isoformat()]
+            if action == "order_lfts":
+                self.orders.pop(action, None)
+                self.orders[action] = PeerOrder(action, start, end, LFT_LABS)
+        step["sources"] = list(sources)
+        self.steps.append(step)
+        self.last[action] = day
+
+    def one_of(self, options, sources):
+        taken = options[0]
+        for c in self.choices:
+            if c.action in options and id(c) not in self.used:
+                self.used.add(id(c))
+                taken = c.action
+                break
+        self.do(taken, sources, options=options)
+
+    def enter_step(self, state):
+        self.current = state
+        step = {"date": self.iso, "type": "enter", "state": state}
+        self.steps.append(step)
+        if state == "off_treatment" and self.orders:
+            step["withdrawn"] = list(self.orders)
+            self.orders.clear()
+
+    def record(self, *_, source, dest, trigger):
+        because, sources = self.META[(source, dest, trigger)]
+        self.steps.append({"date": self.iso, "type": "transition", "from": source, "to": dest or source,
+                           "trigger": self.trigger_kind, "because": because, "sources": list(sources)})
+        if dest is not None:
+            self.enter_step(dest)
+
+    # ---- entry actions (on_enter)
+    def entry_baseline(self, *_):
+        self.do("order_lfts", SR, (0, 14, "days"))
+        f = self.facts
+        if f["obesity"] or f["diabetes"] or f["hyperlipidemia"]:
+            self.do("flag_metabolic_risk", SR)
+
+    def entry_baseline_abnormal(self, *_):
+        self.do("defer_initiation", SR)
+        self.do("evaluate_other_causes", SR)
+        self.do("refer_hepatology", SR)
+        self.do("order_lfts", SR, (2, 4, "weeks"))
+
+    def entry_maintenance(self, *_):
+        if self.enhanced():
+            self.do("order_lfts", ["seed-review", "rxwatch-convention"], (1, 2, "months"))
+        else:
+            self.do("order_lfts", SR, (3, 4, "months"))
+
+    def entry_mild_elevation(self, *_):
+        self.do("order_lfts", SR, (2, 4, "weeks"))
+        if self.facts["indication"] in STILLS:
+            self.do("review_clinical_picture", SR)
+
+    def entry_moderate_elevation(self, *_):
+        self.one_of(("hold_anakinra", "reduce_dose"), SR)
+        self.dose_modified = True
+        self.do("evaluate_other_causes", SR)
+        self.do("order_lfts", SR, (2, 4, "weeks"))
+
+    def entry_persistent_elevation(self, *_):
+        self.do("refer_hepatology", SR)
+        self.do("order_lfts", SR, (2, 4, "weeks"))
+
+    def entry_stopped(self, *_):
+        self.do("discontinue_anakinra", ["seed-review", "livertox-anakinra", "canna-2009", "taylor-2016"])
+        self.do("evaluate_other_causes", ["seed-review", "livertox-anakinra"])
+        self.do("refer_hepatology", ["seed-review", "livertox-anakinra"])
+        self.do("order_lfts", ["rxwatch-convention"], (1, 2, "weeks"))
+
+    # ---- rule actions (before, after the transition and enter steps)
+    def start_first_check(self, *_):
+        self.do("start_anakinra", [])
+        if self.facts["indication"] in STILLS:
+            self.do("order_lfts", ["seed-review", "kineret-eu-smpc"], (2, 4, "weeks"))
+        else:
+            self.do("order_lfts", SR, (1, 2, "months"))
+
+    def start_after_normal_baseline(self, *_):
+        if self._gt(self.tx, 1) or self._gt(self.bili, 1):
+            self.baseline_was_abnormal = True
+        self.start_first_check()
+
+    def start_after_abnormal_baseline(self, *_):
+        self.baseline_was_abnormal = True
+        self.start_first_check()
+
+    def resume_from_moderate(self, *_):
+        self.do("resume_anakinra", SR)
+        self.dose_modified = False
+        self.recovered_from_moderate = True
+
+    def resume_if_modified(self, *_):
+        if self.dose_modified:
+            self.resume_from_moderate()
+
+    def repeat_2_4_weeks(self, *_):
+        self.do("order_lfts", SR, (2, 4, "weeks"))
+
+    def repeat_1_2_weeks(self, *_):
+        self.do("order_lfts", ["rxwatch-convention"], (1, 2, "weeks"))
+
+    def specialist_review(self, *_):
+        self.do("specialist_review_before_rechallenge", SR)
+
+
+STATES = ["baseline", "baseline_abnormal", "early_check", "maintenance", "mild_elevation", "moderate_elevation",
+          "persistent_elevation", "stopped", "off_treatment"]
+ON_TREATMENT = ["early_check", "maintenance", "mild_elevation", "moderate_elevation", "persistent_elevation"]
+
+
+def transition_table() -> list[dict]:
+    """The pathway's rules, in guard order, as pytransitions transitions (`lab_panel` is the
+    panel trigger; dest None is an internal transition: rxwatch's `stay`)."""
+    rows = []
+
+    def add(trigger, source, dest, cond=None, actions=(), because="", sources=()):
+        Patient.META[(source, dest, trigger)] = (because, list(sources))
+        record = functools.partial(Patient.record, source=source, dest=dest, trigger=trigger)
+        rows.append({"trigger": trigger, "source": source, "dest": dest, "conditions": cond or [],
+                     "before": [_bound(record), *actions]})
+
+    add("lab_panel", "baseline", "baseline_abnormal", "baseline_bad", (), "severe or moderate or bili > 2 or INR > 1.5", GRADING)
+    add("lab_panel", "baseline", "early_check", None, ["start_after_normal_baseline"], "", ["kineret-eu-smpc", "seed-review"])
+    add("lab_panel", "baseline_abnormal", "early_check", "baseline_ok", ["start_after_abnormal_baseline"],
+        "tx <= 3 and bili <= 2 and not INR > 1.5", SR)
+    add("lab_panel", "baseline_abnormal", None, None, ["repeat_2_4_weeks"], "", SR)
+    for s in ("early_check", "maintenance", "mild_elevation"):
+        add("lab_panel", s, "stopped", "is_severe", (), "severe", GRADING)
+        add("lab_panel", s, "moderate_elevation", "is_moderate", (), "moderate", CS)
+        add("lab_panel", s, "persistent_elevation" if s == "mild_elevation" else "mild_elevation", "is_mild", (), "mild", CS)
+        add("lab_panel", s, "maintenance", None, (), "", SR)
+    add("lab_panel", "moderate_elevation", "stopped", "is_severe", (), "severe", GRADING)
+    add("lab_panel", "moderate_elevation", "persistent_elevation", "is_moderate_or_mild", (), "moderate or mild", CS)
+    add("lab_panel", "moderate_elevation", "maintenance", None, ["resume_from_moderate"], "", SR)
+    add("lab_panel", "persistent_elevation", "stopped", "is_severe", (), "severe", GRADING)
+    add("lab_panel", "persistent_elevation", None, "is_moderate_or_mild", ["repeat_2_4_weeks"], "moderate or mild", CS)
+    add("lab_panel", "persistent_elevation", "maintenance", None, ["resume_if_modified"], "", SR)
+    add("lab_panel", "stopped", "off_treatment", "recovered", ["specialist_review"], "tx <= 1 and bili <= 1",
+        ["canna-2009", "livertox-anakinra", "seed-review", "taylor-2016"])
+    add("lab_panel", "stopped", None, None, ["repeat_1_2_weeks"], "", ["rxwatch-convention"])
+    for s in ON_TREATMENT:
+        for ev in ("jaundice", "encephalopathy"):
+            add(ev, s, "stopped", None, (), "", SR)
+        add("anakinra_stopped", s, "off_treatment", None, (), "", SR)
+    return rows
+
+
+class _bound:
+    """A `before` callback that pytransitions calls with the model (send_event=True)."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self, event):
+        self.fn(event.model)
+
+
+PEER_MODES = {
+    "model-per-patient": "one shared Machine; each patient a model, added for its replay and removed after (add_model)",
+    "machine-per-patient": "Machine(model=patient, ...) for each patient, as pytransitions' first examples do",
+    "one-reused-model": "one Machine and one model, reset for each patient: the cheapest way to drive pytransitions",
+}
+
+
+def build_peer(mode: str = "model-per-patient"):
+    """A replay function `run(timeline) -> dict` on pytransitions, used as PEER_MODES says."""
+    from transitions import Machine as TMachine
+
+    if mode not in PEER_MODES:
+        raise ValueError(f"unknown peer mode {mode!r}")
+    states = [{"name": s, "on_enter": [f"entry_{s}"] if hasattr(Patient, f"entry_{s}") else []} for s in STATES]
+    table = transition_table()
+    options = dict(states=states, transitions=table, initial="baseline", auto_transitions=False,
+                   ignore_invalid_triggers=True, send_event=True)
+    if mode == "machine-per-patient":
+        def run(tl: Timeline) -> dict:
+            p = Patient(tl)
+            TMachine(model=p, **options)
+            return replay(p, tl)
+
+        return run
+
+    machine = TMachine(model=None, **options)
+    if mode == "model-per-patient":
+        def run(tl: Timeline) -> dict:
+            p = Patient(tl)
+            machine.add_model(p)
+            try:
+                return replay(p, tl)
+            finally:
+                machine.remove_model(p)
+
+        return run
+
+    shared = Patient(Timeline("<none>", "", {}, datetime.date(2000, 1, 1), None, ()))
+    machine.add_model(shared)
+
+    def run(tl: Timeline) -> dict:
+        shared.__init__(tl)
+        machine.set_state("baseline", model=shared)
+        return replay(shared, tl)
+
+    return run
+
+
+def replay(p: Patient, tl: Timeline) -> dict:
+    """The day loop of docs/simulation.md, driving the model's triggers."""
+    days: list = []
+    for ev in tl.events:
+        if not days or days[-1][0] != ev.date:
+            days.append((ev.date, [], [], []))
+        d = days[-1]
+        (d[1] if isinstance(ev, LabResult) else d[3] if isinstance(ev, Choice) else d[2]).append(ev)
+    p.choices = days[0][3] if days and days[0][0] == tl.start else []
+    p.enter_step("baseline")
+    p.entry_baseline()
+    i = 0
+    until = tl.until
+    while True:
+        day = days[i][0] if i < len(days) else None
+        for o in p.orders.values():
+            if not o.overdue:
+                late = o.end + D1
+                if day is None or late < day:
+                    day = late
+        if day is None or day > until:
+            break
+        p.today, p.iso = day, day.isoformat()
+        entry = days[i] if i < len(days) and days[i][0] == day else None
+        p.choices = entry[3] if entry else []
+        for o in list(p.orders.values()):
+            if not o.overdue and o.end < day:
+                o.overdue = True
+                p.steps.append({"date": p.iso, "type": "deviation", "kind": "overdue", "action": o.action,
+                                "window": [o.start.isoformat(), o.end.isoformat()]})
+        if entry is not None:
+            _, labs, others, _ = entry
+            if labs:
+                p.read_panel(labs)
+                names = p.results.keys()
+                for a in [a for a, o in p.orders.items() if not o.labs.isdisjoint(names)]:
+                    del p.orders[a]
+                if p.state != "off_treatment":
+                    p.trigger_kind = "panel"
+                    p.lab_panel()
+            for ev in others:
+                if isinstance(ev, ClinicalEvent):
+                    if p.state != "off_treatment":
+                        p.trigger_kind = "event"
+                        p.trigger(ev.event)
+                else:
+                    p.facts[ev.fact] = ev.value
+            i += 1
+    return {"steps": p.steps, "final_state": p.state,
+            "open_orders": [{"action": o.action, "window": [o.start.isoformat(), o.end.isoformat()]}
+                            for o in p.orders.values()]}
+
+
+# ---------------------------------------------------------------------------- measuring
+
+KEYS = ("date", "type", "state", "action", "from", "to", "trigger", "window", "options", "kind")
+
+
+def projection(trace: dict) -> list[tuple]:
+    return [tuple(str(s.get(k)) for k in KEYS) for s in trace["steps"]] + [("final", trace["final_state"])] + [
+        ("open", o["action"], tuple(o["window"])) for o in trace["open_orders"]]
+
+
+def timed(fn, items) -> float:
+    t0 = time.perf_counter()
+    for x in items:
+        fn(x)  # the trace is dropped at once, as a replay service would hand it on
+    return time.perf_counter() - t0
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--patients", type=int, default=1000, help="patients at 1x (default 1000)")
+    ap.add_argument("--scale", type=int, default=10, help="the second run has this many times more patients (default 10)")
+    ap.add_argument("--repeat", type=int, default=3, help="best of this many interleaved runs (default 3)")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--gc", choices=("on", "off"), default="on",
+                    help="Python's cyclic garbage collector during the timed runs (default on, as in real use)")
+    args = ap.parse_args()
+
+    import transitions
+
+    graph = compile_file(str(PROTOCOL), verify=False).graph
+    t0 = time.perf_counter()
+    machine = Machine(graph)
+    compile_ms = (time.perf_counter() - t0) * 1000
+    runners = {"rxwatch": machine.run, **{f"pytransitions {m}": build_peer(m) for m in PEER_MODES}}
+
+    print("rxwatch simulator vs the same pathway on pytransitions (bench/bench_simulate.py)")
+    print(f"  command: {' '.join([Path(sys.executable).name, *sys.argv])}")
+    print(f"  date: {datetime.date.today()}  machine: nproc {len(os.sched_getaffinity(0))}, {cpu_model()}")
+    print(f"  python {platform.python_version()}, transitions {transitions.__version__}, seed {args.seed}, "
+          f"best of {args.repeat}, gc {args.gc}")
+    print(f"  compiling the protocol into a Machine: {compile_ms:.1f} ms (once)")
+    for m, what in PEER_MODES.items():
+        print(f"  pytransitions {m}: {what}")
+
+    table = []
+    for n in (args.patients, args.patients * args.scale):
+        tls = patients(n, args.seed)
+        events = sum(len(t.events) for t in tls)
+        # the same work: every runner gives the same steps for every patient
+        reference = [projection(machine.run(t)) for t in tls]
+        steps = sum(sum(1 for p in r if len(p) == len(KEYS)) for r in reference)
+        for name, run in runners.items():
+            for t, ref in zip(tls, reference):
+                got = projection(run(t))
+                if got != ref:
+                    first = next(k for k, (x, y) in enumerate(zip(ref + [None], got + [None])) if x != y)
+                    print(f"{name} disagrees with rxwatch on patient {t.patient} at step {first}:\n"
+                          f"  rxwatch: {ref[first:first + 3]}\n  {name}: {got[first:first + 3]}", file=sys.stderr)
+                    return 1
+        # the inputs stay in memory for the whole run: keep the collector from walking them
+        gc.collect()
+        gc.freeze()
+        best = {name: float("inf") for name in runners}
+        for _ in range(args.repeat):
+            for name, run in runners.items():  # interleaved, so that a busy moment hits every runner
+                gc.collect()
+                if args.gc == "off":
+                    gc.disable()
+                try:
+                    best[name] = min(best[name], timed(run, tls))
+                finally:
+                    gc.enable()
+        gc.unfreeze()
+        table.append((n, events, steps, best))
+        del tls, reference
+
+    print(f"  every runner gave the same steps as rxwatch for every patient\n")
+    names = list(runners)
+    width = max(len(x) for x in names)
+    print(f"  {'patients':>8} {'events':>8} {'steps':>8}  {'runner':<{width}} {'time':>9} {'events/s':>10} {'time / rxwatch':>15}")
+    for n, events, steps, best in table:
+        for k, name in enumerate(names):
+            lead = f"{n:>8} {events:>8} {steps:>8}" if k == 0 else " " * 26
+            print(f"  {lead}  {name:<{width}} {best[name]:>7.3f} s {events / best[name]:>10,.0f} "
+                  f"{best[name] / best['rxwatch']:>14.1f}x")
+    (n1, e1, _, b1), (n2, e2, _, b2) = table
+    print(f"\n  scaling {n1} -> {n2} patients ({e2 / e1:.1f}x the events): time grows "
+          + ", ".join(f"{name} x{b2[name] / b1[name]:.1f}" for name in names))
+    print("  (ratio: how many times longer the pytransitions peer takes than rxwatch for the same replays)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
