@@ -274,7 +274,7 @@ class Labels:
         if f in ("max", "min") and args:
             rs = [self._ratio(a) for a in args]
             if all(r is not None and r.quant in (None, f) for r in rs):
-                labs = tuple(lab for r in rs for lab in r.labs)
+                labs = tuple(dict.fromkeys(lab for r in rs for lab in r.labs))
                 return _Ratio(labs, f if len(labs) > 1 else None)
         return None
 

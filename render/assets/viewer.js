@@ -141,11 +141,11 @@
 
   function marks(ids) {
     var out = el("span", "marks");
-    (ids || []).forEach(function (id) {
-      var s = sourcesById[id];
-      if (!s) return;
-      out.appendChild(el("span", s.unreviewed ? "mark unreviewed" : "mark", ["[" + s.mark + "]"]));
-    });
+    (ids || []).map(function (id) { return sourcesById[id]; }).filter(Boolean)
+      .sort(function (a, b) { return parseInt(a.mark, 10) - parseInt(b.mark, 10); })
+      .forEach(function (s) {
+        out.appendChild(el("span", s.unreviewed ? "mark unreviewed" : "mark", ["[" + s.mark + "]"]));
+      });
     return out;
   }
 

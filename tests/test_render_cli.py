@@ -1,0 +1,171 @@
+"""`rxwatch render PROTOCOL -o OUT [--trace TRACE.json]` (contracts/cli.md): the format follows
+OUT's suffix; without Graphviz only .dot works and the rest say how to install it (status 2);
+a trace that does not fit is located (status 1); files are written whole or not at all."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ANAKINRA, LEFLUNOMIDE
+from rxwatch.cli.main import main
+
+needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="needs Graphviz's dot (`make graphviz`)")
+RXWATCH = Path(sys.executable).with_name("rxwatch")
+
+TRACE = {
+    "protocol": {"name": "anakinra_hepatotoxicity", "version": "1.0.0"},
+    "patient": "case-07",
+    "start": "2025-01-06",
+    "until": "2025-03-30",
+    "steps": [
+        {"date": "2025-01-06", "type": "enter", "state": "baseline"},
+        {"date": "2025-01-08", "type": "transition", "from": "baseline", "to": "early_check", "trigger": "panel",
+         "because": "", "sources": [], "rule": "baseline/0/1", "line": 122},
+        {"date": "2025-01-08", "type": "enter", "state": "early_check"},
+    ],
+    "final_state": "early_check",
+    "open_orders": [],
+}
+
+
+def run(capsys, *argv) -> tuple[int, str, str]:
+    status = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def write_trace(tmp_path: Path, data, name="trace.json") -> Path:
+    p = tmp_path / name
+    p.write_text(data if isinstance(data, str) else json.dumps(data, indent=2), encoding="utf-8")
+    return p
+
+
+@needs_dot
+@pytest.mark.parametrize("suffix, magic", [
+    (".svg", b"<?xml"), (".png", b"\x89PNG"), (".pdf", b"%PDF-"), (".dot", b"digraph"), (".html", b"<!DOCTYPE html>"),
+])
+def test_each_format_follows_the_suffix(capsys, tmp_path, suffix, magic):
+    out = tmp_path / f"chart{suffix.upper() if suffix == '.svg' else suffix}"
+    status, stdout, err = run(capsys, "render", ANAKINRA, "-o", out)
+    assert status == 0, err
+    assert out.read_bytes().startswith(magic)
+    assert stdout == "" and f"wrote {out}" in err
+    assert [p.name for p in tmp_path.iterdir()] == [out.name]  # no temporary file left behind
+
+
+def test_an_unknown_suffix_lists_the_formats_and_writes_nothing(capsys, tmp_path):
+    status, _, err = run(capsys, "render", ANAKINRA, "-o", tmp_path / "chart.jpg")
+    assert status == 2
+    assert ".svg, .png, .pdf, .dot, .html" in err and "'.jpg'" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_output_is_required(capsys):
+    status, _, _ = run(capsys, "render", ANAKINRA)
+    assert status == 2
+
+
+def test_a_protocol_with_errors_is_status_1_and_draws_nothing(capsys, tmp_path):
+    bad = tmp_path / "bad.rxw"
+    bad.write_text("protocol p\ninitial state a {\n  on panel { when nothing > 1 -> b }\n}\n", encoding="utf-8")
+    out = tmp_path / "bad.dot"
+    status, _, err = run(capsys, "render", bad, "-o", out)
+    assert status == 1 and "error" in err
+    assert not out.exists()
+
+
+def test_never_writes_over_an_input(capsys, tmp_path):
+    proto = tmp_path / "p.dot"
+    proto.write_bytes(ANAKINRA.read_bytes())
+    status, _, err = run(capsys, "render", proto, "-o", proto)
+    assert status == 2 and "refusing to overwrite an input" in err
+    assert proto.read_bytes() == ANAKINRA.read_bytes()
+
+
+def run_without_dot(tmp_path: Path, suffix: str) -> subprocess.CompletedProcess:
+    """The console script with a PATH that holds no `dot`."""
+    empty = tmp_path / "bin"
+    empty.mkdir(exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k != "PATH"} | {"PATH": str(empty)}
+    return subprocess.run([str(RXWATCH), "render", str(ANAKINRA), "-o", str(tmp_path / f"chart{suffix}")],
+                          env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.skipif(not RXWATCH.exists(), reason="the rxwatch console script is not installed beside this python")
+def test_without_graphviz_dot_works_and_svg_says_how_to_install(tmp_path):
+    ok = run_without_dot(tmp_path, ".dot")
+    assert ok.returncode == 0, ok.stderr
+    assert (tmp_path / "chart.dot").read_text().startswith("digraph")
+    for suffix in (".svg", ".pdf"):
+        r = run_without_dot(tmp_path, suffix)
+        assert r.returncode == 2
+        assert "apt-get install graphviz" in r.stderr and "brew install graphviz" in r.stderr
+        assert "Traceback" not in r.stderr
+        assert not (tmp_path / f"chart{suffix}").exists()
+
+
+@needs_dot
+def test_a_trace_draws_the_patient_s_path(capsys, tmp_path):
+    out = tmp_path / "path.dot"
+    status, _, err = run(capsys, "render", ANAKINRA, "--trace", write_trace(tmp_path, TRACE), "-o", out)
+    assert status == 0, err
+    text = out.read_text()
+    assert "entered start · 2025-01-06" in text and "the path of patient case-07" in text
+    status, _, err = run(capsys, "render", ANAKINRA, "--trace", write_trace(tmp_path, TRACE), "-o", tmp_path / "path.html")
+    assert status == 0, err
+    assert '"patient": "case-07"' in (tmp_path / "path.html").read_text()
+
+
+def test_malformed_json_is_located_status_1(capsys, tmp_path):
+    trace = write_trace(tmp_path, '{\n  "protocol": {"name": "x"},\n  "steps": [\n    {"date": 1,,}\n  ]\n}\n')
+    out = tmp_path / "chart.dot"
+    status, _, err = run(capsys, "render", ANAKINRA, "--trace", trace, "-o", out)
+    assert status == 1
+    assert f"{trace}:4:" in err and "not a JSON trace" in err
+    assert not out.exists()
+
+
+def test_a_trace_from_another_protocol_is_located_status_1(capsys, tmp_path):
+    trace = write_trace(tmp_path, TRACE)
+    out = tmp_path / "chart.dot"
+    status, _, err = run(capsys, "render", LEFLUNOMIDE, "--trace", trace, "-o", out)
+    assert status == 1
+    assert f"{trace}:3: protocol.name: this trace is from protocol 'anakinra_hepatotoxicity', not 'leflunomide_hepatotoxicity'" in err
+    assert not out.exists()
+
+
+def test_a_trace_naming_an_unknown_state_points_at_its_line(capsys, tmp_path):
+    bad = json.loads(json.dumps(TRACE))
+    bad["steps"][2]["state"] = "limbo"
+    trace = write_trace(tmp_path, bad)
+    status, _, err = run(capsys, "render", ANAKINRA, "--trace", trace, "-o", tmp_path / "chart.dot")
+    line = next(i for i, l in enumerate(trace.read_text().splitlines(), 1) if '"limbo"' in l)
+    assert status == 1
+    assert f"{trace}:{line}: steps[2].state: 'limbo' is not a state of 'anakinra_hepatotoxicity'" in err
+
+
+def test_a_failed_render_leaves_an_existing_output_untouched(capsys, tmp_path):
+    out = tmp_path / "chart.dot"
+    out.write_text("previous chart")
+    bad = json.loads(json.dumps(TRACE))
+    bad["steps"][1]["rule"] = "nowhere/0/0"
+    status, _, _ = run(capsys, "render", ANAKINRA, "--trace", write_trace(tmp_path, bad), "-o", out)
+    assert status == 1
+    assert out.read_text() == "previous chart"
+
+
+def test_a_missing_or_unreadable_trace_is_status_2(capsys, tmp_path):
+    status, _, _ = run(capsys, "render", ANAKINRA, "--trace", tmp_path / "none.json", "-o", tmp_path / "c.dot")
+    assert status == 2
+    binary = tmp_path / "binary.json"
+    binary.write_bytes(b"\xff\xfe\x00garbage")
+    status, _, err = run(capsys, "render", ANAKINRA, "--trace", binary, "-o", tmp_path / "c.dot")
+    assert status == 2 and "not UTF-8" in err
+    assert not (tmp_path / "c.dot").exists()

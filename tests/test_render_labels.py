@@ -1,0 +1,150 @@
+"""Clinician text (render/labels.py): guards read like the grading, actions like orders."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import ANAKINRA, LEFLUNOMIDE
+from rxwatch.compiler import compile_file, compile_source
+from rxwatch.render.labels import Labels, duration, short, window, wrap
+
+
+@pytest.fixture(scope="module")
+def ana():
+    g = compile_file(str(ANAKINRA), verify=False).graph
+    return g, Labels(g)
+
+
+@pytest.fixture(scope="module")
+def lef():
+    g = compile_file(str(LEFLUNOMIDE), verify=False).graph
+    return g, Labels(g)
+
+
+def edge(g, key):
+    return next(d for _, _, k, d in g.edges(keys=True, data=True) if k == key)
+
+
+def let_lines(ana, name):
+    g, L = ana
+    return L.disjuncts(g.graph["lets"][name]["expr"])
+
+
+def test_the_grading_reads_like_the_guideline(ana):
+    assert let_lines(ana, "severe") == [
+        "ALT or AST > 5× ULN",
+        "ALT or AST > 3× ULN and TBIL > 2× ULN",
+        "ALT or AST > 3× ULN and INR > 1.5",
+    ]
+    assert let_lines(ana, "moderate") == ["ALT or AST > 3× ULN and both ≤ 5× ULN"]
+    assert let_lines(ana, "mild") == [
+        "ALT or AST > 1× ULN and both ≤ 3× ULN",
+        "TBIL > 1× ULN and both ALT and AST ≤ 3× ULN",
+    ]
+
+
+def test_a_boolean_let_keeps_its_name_and_facts_read_as_their_description(ana):
+    g, L = ana
+    assert L.expr(edge(g, "early_check/0/0")["guard"]) == "severe"
+    assert let_lines(ana, "enhanced")[0] == "pre-existing liver disease"
+    assert L.expr(edge(g, "baseline/0/0")["guard"]) == "severe or moderate or TBIL > 2× ULN or INR > 1.5"
+
+
+def test_downward_comparisons_say_both_and_negations_stay_faithful(ana):
+    g, L = ana
+    assert L.expr(edge(g, "baseline_abnormal/0/0")["guard"]) == (
+        "both ALT and AST ≤ 3× ULN and TBIL ≤ 2× ULN and not (INR > 1.5)"
+    )
+    assert L.expr(edge(g, "stopped/0/0")["guard"]) == "both ALT and AST ≤ 1× ULN and TBIL ≤ 1× ULN"
+
+
+def test_numeric_lets_are_defined_in_words(ana):
+    g, L = ana
+    assert L.value(g.graph["lets"]["tx"]["expr"]) == "the higher of ALT and AST, in multiples of their ULN"
+    assert L.value(g.graph["lets"]["bili"]["expr"]) == "TBIL, in multiples of its ULN"
+
+
+def test_ranges_timers_and_since(lef):
+    g, L = lef
+    assert L.expr(edge(g, "first_six_months/1/1")["guard"]) == "ALT > 2× ULN and ≤ 3× ULN"
+    assert L.expr(edge(g, "reduced/0/0")["guard"]) == "ALT ≤ 2× ULN and < 6 months since ‘Initiate leflunomide’"
+    assert L.trigger(edge(g, "first_six_months/0/0")) == "6 months after ‘Initiate leflunomide’"
+    assert L.trigger(edge(g, "baseline/0/0")) == "Change in: pre-existing liver disease"
+
+
+def test_entry_actions_read_as_orders_with_windows_and_conditions(ana):
+    g, L = ana
+    lines = L.action_lines(g.nodes["baseline"]["entry"])
+    assert lines[0].text == "Order a liver panel (ALT, AST, total bilirubin, ALP, INR), due within 14 days"
+    assert lines[0].when == "" and lines[0].sources == ["seed-review"]
+    assert lines[1].when == "if obesity or diabetes or hyperlipidemia"
+    short_lines = L.action_lines(edge(g, "baseline/0/1")["actions"], full=False)
+    assert [(x.when, x.text) for x in short_lines][-2:] == [
+        ("if indication is stills_disease or hlh_mas", "Order a liver panel, due in 2–4 weeks"),
+        ("otherwise", "Order a liver panel, due in 1–2 months"),
+    ]
+
+
+def test_alternatives_keep_their_order_first_is_the_default(ana):
+    g, L = ana
+    line = L.action_lines(g.nodes["moderate_elevation"]["entry"])[0]
+    assert line.kind == "one_of"
+    assert line.options == ["Interrupt anakinra temporarily", "Reduce the dose (e.g. 100 mg every other day)"]
+    sets = [x.text for x in L.action_lines(edge(g, "moderate_elevation/0/2")["actions"])]
+    assert sets[1:] == ["Record no longer: anakinra is held or reduced", "Record: recovered from a moderate elevation"]
+
+
+def test_citation_marks_number_sources_in_declaration_order_and_mark_ai_summaries(ana):
+    g, L = ana
+    assert L.marks(["ctcae-v5", "seed-review", "fda-dili-2009"]) == [("1†", True), ("4", False), ("5", False)]
+    assert L.marks_text(["rxwatch-convention"]) == "[9]"
+    assert L.kind_text("seed-review") == "AI summary, pending human review"
+    assert L.kind_text("kineret-us-pi") == "Drug label"
+    assert L.marks(["no-such-source"]) == []
+
+
+def test_small_helpers():
+    assert window({"start": 0, "end": 14, "unit": "days"}) == "due within 14 days"
+    assert window({"start": 2, "end": 4, "unit": "weeks"}) == "due in 2–4 weeks"
+    assert window(None) == ""
+    assert duration(1, "months") == "1 month" and duration(6, "month") == "6 months"
+    assert short("Reduce the dose (e.g. 100 mg every other day)") == "Reduce the dose"
+    assert short("Stop (now)") == "Stop (now)"  # too little would be left
+    assert wrap("a b\nc d\n\nnext", 80) == ["a b c d", "next"]
+    assert all(len(line) <= 10 for line in wrap("one two three four five six", 10))
+
+
+GENERIC = """\
+protocol g
+fact weight "body weight" number unit "kg" default 70
+fact sex "sex" one of female, male default female
+var flagged "a flag was raised" bool default false
+lab CRP "C-reactive protein" unit "mg/L"
+lab PLT "platelets" unit "10^9/L" uln 400
+action check "Check"
+let low "the lower of the ratios" = min(xuln(PLT), xuln(CRP))
+let plt "platelets" = max(xuln(PLT), xuln(PLT))
+initial state a "A" {
+  on panel {
+    when CRP > 10 and weight >= 100 -> b
+    when sex == male and not flagged -> b
+    when low <= 0.5 or known(CRP) -> b
+    when -CRP + 2 * 3 / 1 < 0 -> b
+    when plt > 1 -> b
+    otherwise stay
+  }
+}
+terminal state b
+"""
+
+
+def test_any_expression_renders_without_knowing_the_protocol():
+    g = compile_source(GENERIC, "g.rxw", verify=False).graph
+    assert g is not None
+    L = Labels(g)
+    texts = [L.expr(edge(g, f"a/0/{i}")["guard"]) for i in range(5)]
+    assert texts[0] == "CRP > 10 mg/L and weight ≥ 100 kg"
+    assert texts[1] == "sex is male and not a flag was raised"
+    assert texts[2] == "PLT or CRP ≤ 0.5× ULN; or CRP known"  # min(...) <= k: any one is low
+    assert texts[3] == "−CRP + 2 * 3 / 1 < 0"
+    assert texts[4] == "PLT > 1× ULN"  # the same lab twice is one lab

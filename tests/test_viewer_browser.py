@@ -1,0 +1,236 @@
+"""The HTML viewer in a real headless browser (Chromium driven by Selenium).
+
+The page must load with no console errors, show a state's rules and full sources when it is
+clicked, list a patient's steps and highlight the one clicked, and keep injected markup inert:
+a protocol whose text holds `<script>` and `"onmouseover=` shows that text literally and runs
+nothing. Skipped, saying why, only when no Chromium or chromedriver is installed (the Makefile's
+`browser` target installs them).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from conftest import ANAKINRA
+from rxwatch.compiler import compile_file, compile_source
+from rxwatch.render import render
+
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+BROWSER = next((p for p in (shutil.which("chromium"), shutil.which("chromium-browser"), shutil.which("google-chrome")) if p), None)
+
+pytestmark = pytest.mark.skipif(
+    not (CHROMEDRIVER.exists() and BROWSER and shutil.which("dot")),
+    reason="needs chromium, /usr/bin/chromedriver and Graphviz's dot (`make browser graphviz`, or "
+    "`apt-get install chromium chromium-driver graphviz`)",
+)
+
+INJECTED = r'''
+protocol injected
+  title "Injected <b>title</b> & co"
+  version "1"
+  status draft
+  description "A </script><script>window.__pwned=5</script> description"
+
+source s1 "A <img src=x onerror=window.__pwned=3> source"
+  kind ai-summary
+  url "javascript:window.__pwned=4"
+  note "<script>window.__pwned=6</script>"
+source s2 "A label"
+  kind label
+  url "https://example.org/label?a=1&b=2"
+
+lab ALT "alanine" unit "U/L" uln 40
+action order "Order <script>window.__pwned=1</script> labs" orders ALT
+
+initial state start "<script>window.__pwned=1</script> \"onmouseover=window.__pwned=2 x=\"" {
+  on entry { do order due within 14 days cite s1, s2 }
+  on panel {
+    when xuln(ALT) > 3 -> done cite s1
+    otherwise stay cite s2
+  }
+}
+terminal state done "done & <i>dusted</i>"
+'''
+
+TRACE = {
+    "protocol": {"name": "anakinra_hepatotoxicity", "version": "1.0.0"},
+    "patient": "case-07",
+    "start": "2025-01-06",
+    "until": "2025-03-30",
+    "steps": [
+        {"date": "2025-01-06", "type": "enter", "state": "baseline"},
+        {"date": "2025-01-06", "type": "action", "action": "order_lfts", "state": "baseline",
+         "window": ["2025-01-06", "2025-01-20"], "sources": ["seed-review"]},
+        {"date": "2025-01-08", "type": "transition", "from": "baseline", "to": "early_check", "trigger": "panel",
+         "because": "", "sources": ["seed-review"], "rule": "baseline/0/1", "line": 122},
+        {"date": "2025-01-08", "type": "enter", "state": "early_check"},
+        {"date": "2025-02-20", "type": "transition", "from": "early_check", "to": "moderate_elevation",
+         "trigger": "panel", "because": "moderate", "sources": ["seed-review"], "rule": "early_check/0/1", "line": 161},
+        {"date": "2025-02-20", "type": "enter", "state": "moderate_elevation"},
+        {"date": "2025-02-20", "type": "action", "action": "hold_anakinra", "state": "moderate_elevation",
+         "options": ["hold_anakinra", "reduce_dose"], "sources": ["seed-review"]},
+    ],
+    "final_state": "moderate_elevation",
+    "open_orders": [],
+}
+
+
+@pytest.fixture(scope="module")
+def driver():
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    profile = tempfile.mkdtemp(prefix="rxwatch-chrome-")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = BROWSER
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                f"--user-data-dir={profile}", "--window-size=1400,900"):
+        opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    try:
+        d = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=opts)
+    except Exception as e:  # noqa: BLE001 - a browser that cannot start is a reason to skip, said out loud
+        shutil.rmtree(profile, ignore_errors=True)
+        pytest.skip(f"chromium could not start: {type(e).__name__}: {e}")
+    yield d
+    d.quit()
+    shutil.rmtree(profile, ignore_errors=True)
+
+
+def open_page(driver, tmp_path: Path, page: bytes, name: str = "viewer.html"):
+    path = tmp_path / name
+    path.write_bytes(page)
+    driver.get_log("browser")  # drop what earlier pages logged
+    driver.get(path.as_uri())
+    return path
+
+
+def errors(driver) -> list[dict]:
+    return [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
+
+
+def click_state(driver, state: str):
+    from selenium.webdriver.common.by import By
+
+    # click the box's outline: an SVG <g> itself has no size of its own to click
+    el = driver.find_element(By.CSS_SELECTOR, f'g[id="state_{state}"] polygon, g[id="state_{state}"] path')
+    driver.execute_script(
+        "arguments[0].dispatchEvent(new MouseEvent('click', {bubbles: true}))", el)
+    return driver.find_element(By.ID, "details")
+
+
+@pytest.fixture(scope="module")
+def anakinra_graph():
+    return compile_file(str(ANAKINRA), verify=False).graph
+
+
+def test_the_page_loads_without_console_errors(driver, tmp_path, anakinra_graph):
+    from selenium.webdriver.common.by import By
+
+    open_page(driver, tmp_path, render(anakinra_graph, "html"))
+    assert errors(driver) == []
+    assert "Anakinra: liver monitoring" in driver.find_element(By.ID, "title").text
+    ids = set(driver.execute_script("return Array.from(document.querySelectorAll('svg g.node')).map(g => g.id)"))
+    assert {f"state_{s}" for s in anakinra_graph.nodes} <= ids
+
+
+def test_clicking_a_state_shows_its_rules_and_full_sources(driver, tmp_path, anakinra_graph):
+    from selenium.webdriver.common.by import By
+
+    open_page(driver, tmp_path, render(anakinra_graph, "html"))
+    panel = click_state(driver, "stopped")
+    text = panel.text
+    assert "Significant liver injury: anakinra stopped" in text
+    assert "Lab results" in text and "off_treatment" in text
+    assert "LiverTox (NIH, NBK548615): Anakinra" in text  # a source's full title
+    assert "Canna et al., Pediatric Rheumatology 2009;7:21" in text
+    assert "AI summary, pending human review" in text
+    unreviewed = panel.find_elements(By.CSS_SELECTOR, "ul.sources li.unreviewed")
+    assert unreviewed and "Hepatotoxicity risks associated with anakinra" in unreviewed[0].text
+    hrefs = [a.get_attribute("href") for a in panel.find_elements(By.CSS_SELECTOR, "ul.sources a")]
+    assert "https://www.ncbi.nlm.nih.gov/books/NBK548615/" in hrefs
+    assert "https://doi.org/10.1186/1546-0096-7-21" in hrefs
+    assert errors(driver) == []
+
+
+def test_clicking_an_arrow_shows_the_rule(driver, tmp_path, anakinra_graph):
+    from selenium.webdriver.common.by import By
+
+    open_page(driver, tmp_path, render(anakinra_graph, "html"))
+    arrow = driver.execute_script(
+        "var d = JSON.parse(document.getElementById('rxwatch-data').textContent);"
+        "return d.rules['early_check/0/1'].arrow;")
+    path = driver.find_element(By.CSS_SELECTOR, f'g[id="{arrow}"] path')
+    driver.execute_script("arguments[0].dispatchEvent(new MouseEvent('click', {bubbles: true}))", path)
+    text = driver.find_element(By.ID, "details").text
+    assert "early_check → moderate_elevation" in text
+    assert "as written: moderate" in text
+    assert "early_check/0/1" in text
+
+
+def test_zoom_buttons_change_the_view_and_fit_restores_it(driver, tmp_path, anakinra_graph):
+    from selenium.webdriver.common.by import By
+
+    open_page(driver, tmp_path, render(anakinra_graph, "html"))
+    box = lambda: driver.execute_script("return document.querySelector('#chart svg').getAttribute('viewBox')")  # noqa: E731
+    home = box()
+    driver.find_element(By.ID, "zoom-in").click()
+    zoomed = box()
+    assert float(zoomed.split()[2]) < float(home.split()[2])
+    driver.find_element(By.ID, "zoom-fit").click()
+    assert box() == home
+
+
+def test_injected_markup_stays_inert_and_reads_literally(driver, tmp_path):
+    from selenium.webdriver import ActionChains
+    from selenium.webdriver.common.by import By
+
+    result = compile_source(INJECTED, "injected.rxw", verify=False)
+    assert result.ok, result.diagnostics
+    open_page(driver, tmp_path, render(result.graph, "html"), "injected.html")
+    node = driver.find_element(By.CSS_SELECTOR, 'g[id="state_start"] polygon')
+    ActionChains(driver).move_to_element(node).perform()  # would fire an injected onmouseover
+    panel = click_state(driver, "start")
+    assert driver.execute_script("return window.__pwned === undefined")
+    text = panel.text
+    assert '<script>window.__pwned=1</script> "onmouseover=window.__pwned=2 x="' in text
+    assert "Order <script>window.__pwned=1</script> labs" in text
+    assert "A <img src=x onerror=window.__pwned=3> source" in text
+    assert "<script>window.__pwned=6</script>" in text  # the note, as text
+    # a javascript: URL is never a link; an https one is
+    hrefs = [a.get_attribute("href") for a in panel.find_elements(By.CSS_SELECTOR, "a")]
+    assert hrefs == ["https://example.org/label?a=1&b=2"]
+    # nothing injected became an element
+    assert driver.find_elements(By.CSS_SELECTOR, "#details script, #details img, #details b, svg script, svg img") == []
+    # the chart itself shows the text as text too
+    svg_text = driver.execute_script("return document.querySelector('#chart svg').textContent")
+    assert "<script>window.__pwned=1</script>" in svg_text
+    assert "Injected <b>title</b> & co" in driver.find_element(By.ID, "title").text
+    assert driver.execute_script("return window.__pwned === undefined")
+    assert errors(driver) == []
+
+
+def test_a_traced_patient_s_steps_are_listed_and_a_click_highlights_one(driver, tmp_path, anakinra_graph):
+    from selenium.webdriver.common.by import By
+
+    open_page(driver, tmp_path, render(anakinra_graph, "html", trace=TRACE))
+    assert errors(driver) == []
+    steps = driver.find_elements(By.CSS_SELECTOR, "#trace button.step")
+    assert len(steps) == len(TRACE["steps"])
+    assert "Patient case-07" in driver.find_element(By.ID, "trace").text
+    transition = next(s for s in steps if "early_check → moderate_elevation" in s.text)
+    transition.click()
+    arrow = driver.execute_script(
+        "var d = JSON.parse(document.getElementById('rxwatch-data').textContent);"
+        "return d.rules['early_check/0/1'].arrow;")
+    selected = driver.execute_script("return Array.from(document.querySelectorAll('g.selected')).map(g => g.id)")
+    assert arrow in selected and "state_moderate_elevation" in selected
+    assert "early_check → moderate_elevation on 2025-02-20" in driver.find_element(By.ID, "details").text
+    enter = next(s for s in steps if "enter baseline" in s.text)
+    enter.click()
+    assert driver.execute_script("return Array.from(document.querySelectorAll('g.selected')).map(g => g.id)") == ["state_baseline"]
