@@ -36,13 +36,13 @@ def simulate(
     is missing or the output cannot be written.
     """
     from rxwatch.simulator.engine import Machine, SimulationError
-    from rxwatch.simulator.timeline import TimelineError, load_timeline
+    from rxwatch.simulator.timeline import TimelineError
     from rxwatch.simulator.trace import to_json
 
     result = load_protocol(protocol, quiet_warnings=True)
     graph = result.graph
     try:
-        tl = load_timeline(timeline, graph.graph, start=start, until=until, facts=fact)
+        tl = _read_timeline(timeline, graph, start=start, until=until, facts=fact)
     except TimelineError as e:
         for m in e.messages:
             print(m, file=sys.stderr)
@@ -81,3 +81,20 @@ def simulate(
 
     width = 120 if output is not None else shutil.get_terminal_size((120, 24)).columns
     emit(to_text(trace, graph, inputs, width=width), output, inputs=(protocol, timeline))
+
+
+def _read_timeline(path: Path, graph, **options):
+    """The timeline of `path`; a scenario file of `rxwatch test` is a timeline too (its
+    `expect`, `description` and `protocol` keys are left to `rxwatch test`)."""
+    from rxwatch.simulator import yamlsrc
+    from rxwatch.simulator.cases import CASE_KEYS
+    from rxwatch.simulator.timeline import load_timeline, parse_timeline
+
+    if path.suffix.lower() in (".yaml", ".yml"):
+        try:
+            doc = yamlsrc.load(path.read_text(encoding="utf-8-sig"), str(path))
+        except (OSError, UnicodeDecodeError, yamlsrc.YamlError):
+            doc = None  # load_timeline reports it, located
+        if isinstance(doc, dict) and "expect" in doc:
+            return parse_timeline(doc, str(path), graph.graph, extra_keys=CASE_KEYS, **options)
+    return load_timeline(path, graph.graph, **options)

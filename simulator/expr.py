@@ -299,6 +299,8 @@ class _Code:
         if func == "known":
             if len(args) != 1:
                 raise ExprError("known() takes one argument")
+            if args[0].get("op") in ("num", "bool", "enum", "duration"):
+                return "True"  # a literal is always known
             return f"({self.gen(args[0])} is not None)"
         if func == "since":
             if len(args) != 1 or args[0].get("op") != "action":

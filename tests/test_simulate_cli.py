@@ -187,3 +187,16 @@ def test_the_console_script_exit_status(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and proc.stdout == ""
     assert f"{bad}:4:" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_scenario_file_is_a_timeline_too(capsys, tmp_path):
+    case = write(tmp_path, "case.yaml", "description: a case\nprotocol: anakinra_hepatotoxicity\n"
+                 "patient: {id: p}\nstart: 2025-01-06\nevents:\n  - {date: 2025-01-06, lab: ALT, value: 20}\n"
+                 "expect:\n  - final state early_check\n")
+    status, out, err = run(capsys, "simulate", ANAKINRA, case, "--format", "json")
+    assert status == 0, err
+    assert json.loads(out)["final_state"] == "early_check"
+    # in a plain timeline those keys are mistakes
+    plain = write(tmp_path, "plain.yaml", "patient: {id: p}\nstart: 2025-01-06\nexpects: []\n")
+    status, _, err = run(capsys, "simulate", ANAKINRA, plain)
+    assert status == 1 and f"{plain}:3:" in err

@@ -830,3 +830,187 @@ def test_a_timeline_built_in_code_needs_no_file():
     trace = Machine(g).run(tl)
     assert trace["until"] == "2025-02-05" and trace["final_state"] == "moderate_elevation"
     assert [s["action"] for s in steps(trace, "action") if s.get("options")] == ["reduce_dose"]
+
+
+# ---------------------------------------------------------------------------- expressions, directly
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from rxwatch.simulator.expr import Compiler, Ctx  # noqa: E402
+
+LABS = {"ALT": {"uln": 40.0}, "AST": {"uln": 40.0}, "INR": {"uln": None}}
+LETS = {
+    "tx": {"expr": {"op": "call", "func": "max", "args": [
+        {"op": "call", "func": "xuln", "args": [{"op": "lab", "name": "ALT"}]},
+        {"op": "call", "func": "xuln", "args": [{"op": "lab", "name": "AST"}]}]}, "type": "number"},
+    "high": {"expr": {"op": "compare", "ops": [">"], "args": [{"op": "let", "name": "tx"}, {"op": "num", "value": 3}]},
+             "type": "bool"},
+    "elapsed": {"expr": {"op": "call", "func": "since", "args": [{"op": "action", "name": "start"}]}, "type": "duration"},
+}
+COMPILER = Compiler({"labs": LABS, "lets": LETS})
+
+
+def ctx(panel=None, ulns=None, facts=None, vars=None, today=datetime.date(2025, 7, 1), last=None) -> Ctx:
+    c = Ctx(dict(facts or {}), dict(vars or {}), today)
+    c.panel = dict(panel or {})
+    c.ulns = dict(ulns or {})
+    c.last = dict(last or {})
+    return c
+
+
+def num(v):
+    return {"op": "num", "value": v}
+
+
+def lab(n):
+    return {"op": "lab", "name": n}
+
+
+def cmp(op, *args):
+    return {"op": "compare", "ops": [op] * (len(args) - 1) if isinstance(op, str) else op, "args": list(args)}
+
+
+def value(tree, c):
+    return COMPILER.value(tree)(c)
+
+
+def test_arithmetic_with_unknowns_and_division_by_zero():
+    c = ctx({"ALT": 80.0})
+    assert value({"op": "+", "args": [lab("ALT"), num(1)]}, c) == 81.0
+    assert value({"op": "+", "args": [lab("ALT"), lab("AST")]}, c) is None
+    assert value({"op": "/", "args": [lab("ALT"), num(0)]}, c) is None
+    assert value({"op": "neg", "arg": lab("AST")}, c) is None
+    assert value({"op": "neg", "arg": lab("ALT")}, c) == -80.0
+    assert value({"op": "call", "func": "max", "args": [lab("AST"), lab("INR"), lab("ALT")]}, c) == 80.0
+    assert value({"op": "call", "func": "min", "args": [lab("AST"), lab("INR")]}, c) is None
+
+
+def test_lets_uln_and_known():
+    assert value({"op": "let", "name": "tx"}, ctx({"ALT": 80.0}, {"ALT": 20.0})) == 4.0
+    assert value({"op": "let", "name": "high"}, ctx({"AST": 130.0})) is True
+    assert value({"op": "let", "name": "high"}, ctx({})) is False
+    assert value({"op": "call", "func": "uln", "args": [lab("INR")]}, ctx({"INR": 1.0})) is None
+    assert value({"op": "call", "func": "uln", "args": [lab("ALT")]}, ctx({})) == 40.0
+    known_tx = {"op": "call", "func": "known", "args": [{"op": "let", "name": "tx"}]}
+    assert value(known_tx, ctx({"AST": 1.0})) is True and value(known_tx, ctx({"INR": 1.0})) is False
+
+
+def test_chains_membership_and_logic():
+    chain = cmp(["<", "<="], num(1), lab("ALT"), num(3))
+    assert [value(chain, ctx({"ALT": v})) for v in (1.0, 2.0, 3.0, 4.0)] == [False, True, True, False]
+    assert value(chain, ctx({})) is False
+    assert value({"op": "not", "arg": chain}, ctx({})) is True
+    ind = {"op": "in", "arg": {"op": "fact", "name": "ind"}, "members": ["a", "b"]}
+    assert value(ind, ctx(facts={"ind": "b"})) is True and value(ind, ctx(facts={"ind": "c"})) is False
+    three = {"op": "or", "args": [cmp(">", lab("ALT"), num(5)), cmp(">", lab("AST"), num(5)), {"op": "var", "name": "v"}]}
+    assert value(three, ctx({"AST": 9.0})) is True
+    assert value(three, ctx({}, vars={"v": None})) is False
+    assert value(three, ctx({}, vars={"v": True})) is True
+    both = {"op": "and", "args": [{"op": "bool", "value": True}, {"op": "var", "name": "v"}]}
+    assert value(both, ctx(vars={"v": None})) is False
+
+
+def test_durations_compare_on_calendar_dates():
+    start = {"op": "call", "func": "since", "args": [{"op": "action", "name": "start"}]}
+    six = {"op": "duration", "amount": 6, "unit": "months"}
+    last = {"start": datetime.date(2025, 1, 31)}
+    before = ctx(today=datetime.date(2025, 7, 30), last=last)
+    on = ctx(today=datetime.date(2025, 7, 31), last=last)
+    assert value(cmp("<", start, six), before) is True and value(cmp("<", start, six), on) is False
+    assert value(cmp(">=", start, six), on) is True
+    assert value(cmp(">", six, start), before) is True          # the duration on the left
+    assert value(cmp("<", {"op": "let", "name": "elapsed"}, six), before) is True
+    assert value(cmp("<", start, six), ctx(today=on.today)) is False  # never recommended: unknown
+    other = {"op": "call", "func": "since", "args": [{"op": "action", "name": "other"}]}
+    both = ctx(today=on.today, last={"start": datetime.date(2025, 1, 1), "other": datetime.date(2025, 3, 1)})
+    assert value(cmp(">", start, other), both) is True            # started longer ago
+    assert value(cmp("<", {"op": "duration", "amount": 4, "unit": "weeks"},
+                     {"op": "duration", "amount": 1, "unit": "months"}), on) is True
+
+
+def test_a_selector_returns_the_first_guard_that_holds():
+    select = COMPILER.selector([cmp(">", lab("ALT"), num(100)), cmp(">", lab("ALT"), num(50)), None])
+    assert [select(ctx({"ALT": v})) for v in (200.0, 60.0, 10.0)] == [0, 1, 2]
+    assert select(ctx({})) == 2
+    assert COMPILER.selector([cmp(">", lab("ALT"), num(100))])(ctx({})) == -1
+
+
+# A reference evaluator, written from the rules in docs/language.md, against the generated code.
+
+def reference(t, c):
+    op = t["op"]
+    if op == "num":
+        return float(t["value"])
+    if op == "bool":
+        return t["value"]
+    if op == "lab":
+        return c.panel.get(t["name"])
+    if op == "var":
+        return c.vars.get(t["name"])
+    if op in "+-*/":
+        a, b = (reference(x, c) for x in t["args"])
+        if a is None or b is None or (op == "/" and b == 0):
+            return None
+        return {"+": a + b, "-": a - b, "*": a * b, "/": a / b if b else None}[op]
+    if op == "neg":
+        a = reference(t["arg"], c)
+        return None if a is None else -a
+    if op == "call" and t["func"] in ("max", "min"):
+        vals = [v for v in (reference(x, c) for x in t["args"]) if v is not None]
+        return (max if t["func"] == "max" else min)(vals) if vals else None
+    if op == "call" and t["func"] == "xuln":
+        name = t["args"][0]["name"]
+        v, u = c.panel.get(name), c.ulns.get(name, LABS[name]["uln"])
+        return None if v is None or not u else v / u
+    if op == "call" and t["func"] == "known":
+        return reference(t["args"][0], c) is not None
+    if op == "compare":
+        vals = [reference(x, c) for x in t["args"]]
+        ops = {"<": float.__lt__, "<=": float.__le__, ">": float.__gt__, ">=": float.__ge__,
+               "==": float.__eq__, "!=": float.__ne__}
+        return all(x is not None and y is not None and ops[o](float(x), float(y))
+                   for o, x, y in zip(t["ops"], vals, vals[1:]))
+    if op == "not":
+        return not reference(t["arg"], c)
+    if op == "and":
+        return all(reference(x, c) for x in t["args"])
+    if op == "or":
+        return any(reference(x, c) for x in t["args"])
+    raise AssertionError(op)
+
+
+numbers = st.recursive(
+    st.one_of(st.builds(num, st.sampled_from([0, 0.5, 1, 2, 3, 40])), st.builds(lab, st.sampled_from(["ALT", "AST"])),
+              st.just({"op": "call", "func": "xuln", "args": [lab("ALT")]})),
+    lambda inner: st.one_of(
+        st.builds(lambda o, a, b: {"op": o, "args": [a, b]}, st.sampled_from("+-*/"), inner, inner),
+        st.builds(lambda a: {"op": "neg", "arg": a}, inner),
+        st.builds(lambda f, xs: {"op": "call", "func": f, "args": xs}, st.sampled_from(["max", "min"]),
+                  st.lists(inner, min_size=2, max_size=3)),
+    ),
+    max_leaves=6,
+)
+conditions = st.recursive(
+    st.one_of(
+        st.builds(lambda ops, xs: {"op": "compare", "ops": ops[: len(xs) - 1], "args": xs},
+                  st.lists(st.sampled_from(["<", "<=", ">", ">=", "==", "!="]), min_size=2, max_size=2),
+                  st.lists(numbers, min_size=2, max_size=3)),
+        st.builds(lambda x: {"op": "call", "func": "known", "args": [x]}, numbers),
+        st.just({"op": "var", "name": "flag"}),
+    ),
+    lambda inner: st.one_of(
+        st.builds(lambda a: {"op": "not", "arg": a}, inner),
+        st.builds(lambda o, xs: {"op": o, "args": xs}, st.sampled_from(["and", "or"]), st.lists(inner, min_size=2, max_size=3)),
+    ),
+    max_leaves=5,
+)
+panels = st.fixed_dictionaries({}, optional={"ALT": st.sampled_from([0.0, 20.0, 40.0, 130.0]),
+                                             "AST": st.sampled_from([0.0, 35.0, 250.0])})
+
+
+@settings(max_examples=300, deadline=None)
+@given(conditions, panels, st.sampled_from([None, True, False]), st.booleans())
+def test_generated_code_agrees_with_a_reference_evaluator(tree, panel, flag, own_uln):
+    c = ctx(panel, {"ALT": 33.0} if own_uln else {}, vars={"flag": flag})
+    assert COMPILER.condition(tree)(c) == bool(reference(tree, c))
+    assert COMPILER.selector([tree, None])(c) == (0 if reference(tree, c) else 1)
