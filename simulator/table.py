@@ -1,6 +1,6 @@
 """The trace as a table for a person (`rxwatch simulate --format table`).
 
-One row per step, in order, with the day's inputs (the panel with each value in multiples of
+One row per step, in order (the state is named where it is entered), with the day's inputs (the panel with each value in multiples of
 its ULN, clinical events, fact changes, recorded choices) shown where the replay read them.
 The date is printed when it changes. Deviations stand out; a summary under the table gives
 the final state, the orders still open and any warnings.
@@ -30,11 +30,11 @@ _STYLE = {
 
 
 def _num(v: float) -> str:
-    return f"{v:.4g}" if v != int(v) or abs(v) >= 1e6 else f"{int(v)}"
+    return f"{v:.3g}" if v != int(v) or abs(v) >= 1e6 else f"{int(v)}"
 
 
 def _window(w: list[str]) -> str:
-    return f"{w[0]} .. {w[1]}"
+    return f"{w[0]}..{w[1]}"
 
 
 def _panel(results: Iterable[Any], labs: Mapping[str, Mapping]) -> str:
@@ -65,12 +65,14 @@ def _input_row(item: Any, labs: Mapping[str, Mapping]) -> tuple[str, str, str]:
 
 
 def _step_row(s: Mapping[str, Any], descriptions: Mapping[str, str]) -> tuple[str, str, str, str]:
-    """(state, what, details, sources) of one step; the state is shown where it is entered."""
+    """(state, what, details, sources) of one step."""
     t = s.get("type")
     if t == "enter":
-        details = descriptions.get(s["state"], "")
+        details = s["state"]
+        if descriptions.get(s["state"]):
+            details += f": {descriptions[s['state']]}"
         if s.get("withdrawn"):
-            details += ("; " if details else "") + "orders withdrawn: " + ", ".join(s["withdrawn"])
+            details += "; orders withdrawn: " + ", ".join(s["withdrawn"])
         return s["state"], "enter", details, ""
     if t == "transition":
         guard = s.get("because") or "otherwise"
@@ -83,14 +85,14 @@ def _step_row(s: Mapping[str, Any], descriptions: Mapping[str, str]) -> tuple[st
             what = f"stay in {s['from']}"
         else:
             what = f"{s['from']} -> {s['to']}"
-        return "", "transition", f"{what}  on {on}: {guard}", ", ".join(s.get("sources", ()))
+        return "", "transition", f"{what} on {on}: {guard}", ", ".join(s.get("sources", ()))
     if t == "action":
         details = s["action"]
         if s.get("options"):
             others = [o for o in s["options"] if o != s["action"]]
             details += f" (alternatives: {', '.join(others)})" if others else ""
         if s.get("window"):
-            details += f"  due {_window(s['window'])}"
+            details += f" due {_window(s['window'])}"
         return "", "action", details, ", ".join(s.get("sources", ()))
     if t == "deviation":
         details = f"{s.get('action')}: no result within {_window(s['window'])}"
@@ -114,7 +116,6 @@ def render(trace: Mapping[str, Any], graph=None, inputs: list | None = None) -> 
         box=box.SIMPLE_HEAD, show_lines=False, expand=True,
     )
     table.add_column("date", no_wrap=True)
-    table.add_column("state", no_wrap=True)
     table.add_column("step", no_wrap=True)
     table.add_column("details", overflow="fold", ratio=2)
     table.add_column("sources", overflow="fold", ratio=1, min_width=20)
@@ -136,14 +137,14 @@ def render(trace: Mapping[str, Any], graph=None, inputs: list | None = None) -> 
     for i in range(len(steps) + 1):
         for item in by_index.get(i, ()):
             day, what, details = _input_row(item, labs)
-            table.add_row(date_cell(day), "", Text(what, style=_STYLE["input"]),
+            table.add_row(date_cell(day), Text(what, style=_STYLE["input"]),
                           Text(details, style=_STYLE["input"]), "", "")
         if i == len(steps):
             break
         s = steps[i]
-        state, what, details, sources = _step_row(s, descriptions)
+        _, what, details, sources = _step_row(s, descriptions)
         style = _STYLE.get(s.get("type"), "")
-        table.add_row(date_cell(s.get("date", "")), state, Text(what, style=style), Text(details, style=style),
+        table.add_row(date_cell(s.get("date", "")), Text(what, style=style), Text(details, style=style),
                       sources, str(s.get("line", "")))
 
     summary = Text()

@@ -52,7 +52,7 @@ def test_the_table_shows_steps_inputs_deviations_and_the_summary(capsys):
     assert status == 0, err
     for text in ("demo-ra-01", "2025-02-20", "moderate_elevation", "reduce_dose", "hold_anakinra",
                  "ALT 160 U/L (4xULN)", "OVERDUE", "2025-07-07", "final state: maintenance",
-                 "open orders: order_lfts due 2025-08-21 .. 2025-09-21", "deviations: 1"):
+                 "open orders: order_lfts due 2025-08-21..2025-09-21", "deviations: 1"):
         assert text in out, text
     assert "\x1b[" not in out  # no colour codes when not on a terminal
 
