@@ -9,7 +9,8 @@ whenever the rounded value still satisfies the query, so an example reads "tx = 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass
 from fractions import Fraction
 import z3
 
@@ -45,11 +46,40 @@ class Prover:
         self.solver = z3.Solver(ctx=enc.ctx)
         self.solver.set("timeout", TIMEOUT_MS)
         self.queries = 0
+        self._names = 0
 
-    def _sync(self) -> None:
+    def sync(self) -> None:
+        """Give the solver the domains of the symbols created so far (at the base level)."""
         dom = self.enc.take_domain()
         if dom:
             self.solver.add(*dom)
+
+    _sync = sync
+
+    @contextmanager
+    def scope(self):
+        """A frame for one handler's definitions (`define`); translate its guards first."""
+        self.sync()
+        self.solver.push()
+        try:
+            yield self
+        finally:
+            self.solver.pop()
+
+    def define(self, formula):
+        """A fresh literal that is true exactly when `formula` holds (in the current scope)."""
+        self._names += 1
+        b = z3.Bool(f"def:{self._names}", self.enc.ctx)
+        self.solver.add(b == formula)
+        return b
+
+    def holds(self, *literals) -> bool:
+        """Can the `literals` (defined ones, or their negations) hold at once? Raises Unknown."""
+        r = self.solver.check(*literals)
+        self.queries += 1
+        if r == z3.unknown:
+            raise Unknown(self.solver.reason_unknown())
+        return r == z3.sat
 
     def sat(self, *formulas) -> bool:
         """Can all `formulas` hold at once (given the domains)? Raises Unknown."""
@@ -68,8 +98,10 @@ class Prover:
 
     def witness(self, formulas: list, ins: smt.Inputs, *, extra: list = ()) -> smt.Example | None:
         """An example for `formulas` (None when they cannot hold), with rounded numbers."""
-        self._sync()
         s = self.solver
+        level = s.num_scopes()
+        if level == 0:
+            self._sync()
         s.push()
         try:
             s.add(*formulas)
@@ -90,7 +122,7 @@ class Prover:
                     s.pop()
             return self.enc.example(model, ins)
         finally:
-            while s.num_scopes() > 0:
+            while s.num_scopes() > level:
                 s.pop()
 
 

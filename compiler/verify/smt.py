@@ -47,6 +47,8 @@ from fractions import Fraction
 from typing import Any, Iterable, Mapping
 
 import z3
+from z3 import z3core
+from z3.z3 import _to_ast_array
 
 from . import calendar
 
@@ -206,27 +208,36 @@ class Encoder:
     # -- logic that folds the constants true and false
 
     def conj(self, *xs):
-        xs = [x for x in xs if not z3.is_true(x)]
-        if any(z3.is_false(x) for x in xs):
-            return self.F
+        # the constants are folded by identity: every true/false the encoder makes is self.T/F
+        T, F = self.T, self.F
+        xs = [x for x in xs if x is not T]
+        if any(x is F for x in xs):
+            return F
         if not xs:
-            return self.T
-        return xs[0] if len(xs) == 1 else z3.And(*xs)
+            return T
+        return xs[0] if len(xs) == 1 else self._nary(z3core.Z3_mk_and, xs)
 
     def disj(self, *xs):
-        xs = [x for x in xs if not z3.is_false(x)]
-        if any(z3.is_true(x) for x in xs):
-            return self.T
+        T, F = self.T, self.F
+        xs = [x for x in xs if x is not F]
+        if any(x is T for x in xs):
+            return T
         if not xs:
-            return self.F
-        return xs[0] if len(xs) == 1 else z3.Or(*xs)
+            return F
+        return xs[0] if len(xs) == 1 else self._nary(z3core.Z3_mk_or, xs)
 
     def neg(self, x):
-        if z3.is_true(x):
+        if x is self.T:
             return self.F
-        if z3.is_false(x):
+        if x is self.F:
             return self.T
-        return z3.Not(x)
+        return z3.BoolRef(z3core.Z3_mk_not(self.ctx.ref(), x.as_ast()), self.ctx)
+
+    def _nary(self, mk, xs):
+        # z3.And/z3.Or check and coerce every argument (~75 us each); the terms here are
+        # already Booleans of this context, so the C API is called directly (~12 us)
+        arr, n = _to_ast_array(xs)
+        return z3.BoolRef(mk(self.ctx.ref(), n, arr), self.ctx)
 
     def real(self, x):
         return z3.RealVal(_fraction(x), self.ctx)
@@ -591,6 +602,8 @@ class Encoder:
                         ex.ulns[name] = float(u)
                 elif s.default is None:
                     ex.ulns[name] = 1.0
+            if value is None:  # only known(L) reads it: any value will do
+                value = Fraction(1)
             ex.panel[name] = float(value)
         for name in sorted(ins.facts, key=list(self.facts).index):
             ex.facts[name] = self._concrete(self.fact(name), ev)

@@ -22,8 +22,10 @@ from __future__ import annotations
 
 import json
 
+import z3
+
 from . import smt
-from .prover import Finding, Prover, describe, quote_rule
+from .prover import Finding, Prover, Unknown, describe, quote_rule
 
 
 def check(graph, enc: smt.Encoder, prover: Prover, out: list[Finding], dead: set[str]) -> None:
@@ -41,7 +43,11 @@ def check(graph, enc: smt.Encoder, prover: Prover, out: list[Finding], dead: set
             key = (trigger, h.get("mode"), tuple(json.dumps(r.get("guard"), sort_keys=True) for r in rules))
             verdicts = cache.get(key)
             if verdicts is None:
-                verdicts = cache[key] = _analyse(enc, prover, rules, ctx, trigger, h.get("mode") or "first")
+                try:
+                    verdicts = cache[key] = _analyse(enc, prover, rules, ctx, trigger, h.get("mode") or "first")
+                except Unknown as e:
+                    out.append(Finding("W609", h["span"], f"state {state}: the solver could not decide the questions about this handler ({e}); its gaps and overlaps were not checked"))
+                    continue
             for kind, i, j, ex in verdicts:
                 _report(out, dead, state, h, rules, kind, i, j, ex)
 
@@ -57,36 +63,41 @@ def _panel_context(enc: smt.Encoder):
 def _analyse(enc: smt.Encoder, prover: Prover, rules: list, ctx, trigger: str, mode: str) -> list:
     guards = [enc.guard(r.get("guard")) for r in rules]
     ins = enc.inputs_of(r.get("guard") for r in rules)
+    with prover.scope():
+        # each guard once, as a literal; every question is then a check under assumptions
+        c = prover.define(ctx)
+        lit = [prover.define(g) for g in guards]
+        nlit = [z3.Not(x) for x in lit]
+        return _questions(prover, rules, ins, c, lit, nlit, trigger, mode)
+
+
+def _questions(prover: Prover, rules, ins, c, lit, nlit, trigger: str, mode: str) -> list:
     verdicts = []
     live: list[int] = []
-    earlier = []  # not G1 .. not Gi-1
     has_otherwise = False
-    for i, (r, g) in enumerate(zip(rules, guards)):
+    for i, r in enumerate(rules):
         if r.get("otherwise"):
             has_otherwise = True
-            if i > 0 and not prover.sat(ctx, *earlier):
+            if i > 0 and not prover.holds(c, *nlit[:i]):
                 verdicts.append(("dead-otherwise", i, None, None))
             break
-        if not prover.sat(ctx, g):
+        if not prover.holds(c, lit[i]):
             verdicts.append(("never", i, None, None))
             continue
-        if earlier and not prover.sat(ctx, g, *earlier):
+        if i and not prover.holds(c, lit[i], *nlit[:i]):
             verdicts.append(("shadowed", i, None, None))
-            earlier.append(enc.neg(g))
             continue
         live.append(i)
-        earlier.append(enc.neg(g))
     if mode != "ordered":
         for a, i in enumerate(live):
-            before = [enc.neg(guards[k]) for k in range(i)] if mode == "first" else []
+            before = nlit[:i] if mode == "first" else []
             for j in live[a + 1:]:
-                ex = prover.witness([ctx, guards[i], guards[j], *before], ins)
-                if ex is not None:
-                    verdicts.append(("overlap", i, j, ex))
+                if prover.holds(c, lit[i], lit[j], *before):
+                    verdicts.append(("overlap", i, j, prover.witness([c, lit[i], lit[j], *before], ins)))
     if not has_otherwise and trigger != "fact":
-        ex = prover.witness([ctx, *[enc.neg(g) for g in guards]], ins)
-        if ex is not None:
-            verdicts.append(("gap", None, None, ex))
+        gap = [x for x, r in zip(nlit, rules) if not r.get("otherwise")]
+        if prover.holds(c, *gap):
+            verdicts.append(("gap", None, None, prover.witness([c, *gap], ins)))
     return verdicts
 
 

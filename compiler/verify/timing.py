@@ -27,7 +27,7 @@ import networkx as nx
 import z3
 
 from . import smt
-from .prover import Finding, Prover, describe, quote_rule
+from .prover import Finding, Prover, Unknown, describe, quote_rule
 
 MAX_CYCLES = 200  # cycles of the zero-time graph examined; more are reported as W609
 
@@ -245,7 +245,11 @@ class _Loops:
                 ids = frozenset(r["id"] for r in rules)
                 if ids in seen:
                     continue
-                ex = self._loops(cycle, rules)
+                try:
+                    ex = self._loops(cycle, rules)
+                except Unknown as e:
+                    out.append(Finding("W609", rules[0]["span"], f"the solver could not decide whether {' -> '.join([*cycle, cycle[0]])} loops without time passing ({e})"))
+                    continue
                 if ex is not None:
                     seen.add(ids)
                     first = min(rules, key=lambda r: (r["span"]["line"], r["span"]["column"]))
