@@ -1,6 +1,6 @@
 """Replay throughput of the simulator, side by side with the same pathway on pytransitions.
 
-    .venv/bin/python bench/bench_simulate.py [--patients 1000] [--scale 10] [--repeat 3] [--seed 7]
+    .venv/bin/python bench/bench_simulate.py [--patients 1000] [--scale 10] [--repeat 3] [--seed 7] [--gc on|off]
 
 What is measured: replaying synthetic anakinra patients (a seeded RNG; lab panels every 2 weeks
 to 5 months graded mostly normal, some mild, moderate or severe, a missing AST now and then,
@@ -9,16 +9,21 @@ results with their own ULN, recorded choices, clinical events, fact changes) thr
 - rxwatch: `Machine(graph).run(timeline)`, the protocol compiled once from
   protocols/anakinra_hepatotoxicity.rxw, and
 - the peer: the same pathway written by hand on the `transitions` library (pytransitions):
-  one Machine, one model reset per patient (the cheapest way to use it), guards as condition
-  callbacks grading each panel, entry actions as on_enter callbacks, rule actions as `before`
-  callbacks, internal transitions for `stay`, and the same day loop and order bookkeeping
-  (orders opened by windows, fulfilled by panels, overdue deviations, withdrawn at the end).
+  the patient is the model, guards are condition methods grading the panel (tx, bili and INR
+  computed once per panel), entry actions are on_enter callbacks, rule actions `before`
+  callbacks, `stay` rules internal transitions, with the same day loop and order bookkeeping
+  (orders opened by windows, fulfilled by panels, overdue deviations, withdrawn at the end) and
+  the same steps. It runs in three ways (PEER_MODES): a model per patient on one shared
+  Machine (the main comparison), a Machine per patient, and one model reset for every patient.
 
-Both produce steps; the script checks that the two agree step for step (date, type, state,
-action, from, to, trigger, window, options, kind) on every patient before it prints figures,
-so the peer is known to do the same work. Throughput is timeline events (each lab result,
-clinical event, fact change and choice) per second, best of --repeat runs, at N and N*scale
-patients: linear scaling shows as an unchanged rate. Figures only; nothing is asserted.
+Before timing, the script checks that every runner gives the same steps as rxwatch (date,
+type, state, action, from, to, trigger, window, options, kind), the final state and the open
+orders, for every patient, so the peer is known to do the same work. Throughput is timeline
+events (each lab result, clinical event, fact change and choice) per CPU second of the process
+(`time.process_time`, so that other work on a shared machine counts less), best of --repeat
+interleaved runs, at N and N*scale patients: linear scaling shows as an unchanged rate. The
+inputs are built first and frozen out of the garbage collector's way (`gc.freeze`); the
+collector stays on during the runs unless --gc off. Figures only; nothing is asserted.
 """
 
 from __future__ import annotations
@@ -458,10 +463,11 @@ def projection(trace: dict) -> list[tuple]:
 
 
 def timed(fn, items) -> float:
-    t0 = time.perf_counter()
+    """CPU seconds of this process (other work on a shared machine does not count)."""
+    t0 = time.process_time()
     for x in items:
         fn(x)  # the trace is dropped at once, as a replay service would hand it on
-    return time.perf_counter() - t0
+    return time.process_time() - t0
 
 
 def cpu_model() -> str:
@@ -536,7 +542,7 @@ def main() -> int:
     print(f"  every runner gave the same steps as rxwatch for every patient\n")
     names = list(runners)
     width = max(len(x) for x in names)
-    print(f"  {'patients':>8} {'events':>8} {'steps':>8}  {'runner':<{width}} {'time':>9} {'events/s':>10} {'time / rxwatch':>15}")
+    print(f"  {'patients':>8} {'events':>8} {'steps':>8}  {'runner':<{width}} {'CPU time':>9} {'events/s':>10} {'time / rxwatch':>15}")
     for n, events, steps, best in table:
         for k, name in enumerate(names):
             lead = f"{n:>8} {events:>8} {steps:>8}" if k == 0 else " " * 26

@@ -327,12 +327,12 @@ def _do_action(name: str, window, labs: frozenset, sources: tuple, line: int) ->
     def do(r: "_Run") -> None:
         ctx = r.ctx
         if window_on is None:
-            r.steps.append({"date": r.iso, "type": "action", "action": name, "state": r.state.name,
-                            "sources": sources, "line": line})
+            r.emit({"date": r.iso, "type": "action", "action": name, "state": r.state.name,
+                    "sources": sources, "line": line})
         else:
             w = window_on(ctx.today)
-            r.steps.append({"date": r.iso, "type": "action", "action": name, "state": r.state.name,
-                            "window": list(w.text), "sources": sources, "line": line})
+            r.emit({"date": r.iso, "type": "action", "action": name, "state": r.state.name,
+                    "window": list(w.text), "sources": sources, "line": line})
             if labs:
                 orders = r.orders
                 orders.pop(name, None)  # a new order of the same action replaces the open one
@@ -358,7 +358,7 @@ def _one_of_action(options: tuple, window, labs_of: Mapping, sources: tuple, lin
                 r.orders[taken] = _Order(taken, w, labs_of[taken], r.iso, line)
         step["sources"] = sources
         step["line"] = line
-        r.steps.append(step)
+        r.emit(step)
         ctx.last[taken] = ctx.today
 
     return one_of
@@ -398,6 +398,7 @@ class _Run:
         self.ctx = Ctx(facts, dict(m.var_defaults), self.start)
         self.iso = self.start.isoformat()
         self.steps: list[dict] = []
+        self.emit = self.steps.append
         self.warnings: list[dict] = []
         self.orders: dict[str, _Order] = {}
         self.timers: list[_Armed] | tuple = ()
@@ -436,6 +437,9 @@ class _Run:
                         day = o.window.late
                 if day is None or day > until:
                     break
+                if day <= ctx.today:
+                    raise ValueError(f"{self.tl.path}: timeline events are not in date order "
+                                     f"({day} after {ctx.today}); load_timeline sorts them")
                 ctx.today = day
                 self.iso = day.isoformat()
                 if self.fired_today:
@@ -481,8 +485,8 @@ class _Run:
                 for o in orders.values():
                     if not o.overdue and o.window.late <= day:
                         o.overdue = True
-                        steps.append({"date": self.iso, "type": "deviation", "kind": "overdue", "action": o.action,
-                                      "window": list(o.window.text), "ordered": o.ordered, "line": o.line})
+                        self.emit({"date": self.iso, "type": "deviation", "kind": "overdue", "action": o.action,
+                                   "window": list(o.window.text), "ordered": o.ordered, "line": o.line})
                 # (2) timers due today
                 if self.timers:
                     self.settle()
@@ -560,7 +564,7 @@ class _Run:
             step["stay"] = True
         if name is not None:
             step[trigger] = name
-        self.steps.append(step)
+        self.emit(step)
         if rule.stay:
             for a in rule.actions:
                 a(self)
@@ -570,7 +574,7 @@ class _Run:
     def enter(self, st: _State, rule: _Rule | None) -> None:
         self.state = st
         step = {"date": self.iso, "type": "enter", "state": st.name, "line": st.line}
-        self.steps.append(step)
+        self.emit(step)
         if st.terminal and self.orders:
             step["withdrawn"] = [o.action for o in self.orders.values()]
             self.orders.clear()

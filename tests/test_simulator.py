@@ -1014,3 +1014,15 @@ def test_generated_code_agrees_with_a_reference_evaluator(tree, panel, flag, own
     c = ctx(panel, {"ALT": 33.0} if own_uln else {}, vars={"flag": flag})
     assert COMPILER.condition(tree)(c) == bool(reference(tree, c))
     assert COMPILER.selector([tree, None])(c) == (0 if reference(tree, c) else 1)
+
+
+def test_a_timeline_built_out_of_date_order_is_refused():
+    g = shipped(ANAKINRA)
+    loc = Loc("<code>", 0)
+    day = datetime.date(2025, 1, 6)
+    tl = Timeline("<code>", "x", {}, day, day + datetime.timedelta(days=60), (
+        LabResult(day + datetime.timedelta(days=30), "ALT", 30.0, None, loc),
+        LabResult(day + datetime.timedelta(days=10), "ALT", 30.0, None, loc),
+    ))
+    with pytest.raises(ValueError, match="not in date order"):
+        simulate(g, tl)
