@@ -540,6 +540,58 @@ class Encoder:
             return cmp(self.duration_days(TODAY, a), self.duration_days(TODAY, b))
         raise VerifyError("a duration can only be compared with a duration")
 
+    # -- what actions change (the zero-time loop analysis follows rules symbolically)
+
+    def env(self) -> "Env":
+        """Variables and since() as they stand before any action: the base symbols."""
+        return Env(self)
+
+    def run(self, actions, env: "Env", side: list) -> "Env":
+        """`env` after `actions`, as the simulator runs them: `set` stores its expression's
+        value (known or not); `do A` makes since(A) 0 days, known; `if` takes the branch its
+        condition picks; `do one of` is a free choice among its options (its constraint goes
+        to `side`). Windows and orders do not change what guards read."""
+        for a in actions or ():
+            kind = a.get("kind")
+            if kind == "do":
+                env.since[a["action"]] = (self.T, self.int(0))
+            elif kind == "one_of":
+                opts = list(a.get("options") or ())
+                c, dom = self.fresh_choice(len(opts))
+                side.append(dom)
+                for i, o in enumerate(opts):
+                    k, d = env.since.get(o) or (self.since(o).known, self.since(o).days)
+                    env.since[o] = (z3.If(c == i, self.T, k), z3.If(c == i, self.int(0), d))
+            elif kind == "set":
+                val = self.value(a["value"])
+                if isinstance(val, Lit):
+                    k, v = self.T, self.int(self.code(val.name))
+                elif isinstance(val, (Num, Boo, Enm)):
+                    k, v = val.k, (val.v if isinstance(val, Num) else val.b if isinstance(val, Boo) else val.c)
+                else:
+                    raise VerifyError(f"'{a['var']}' cannot hold a duration")
+                env.vars[self.var(a["var"]).name] = (env.subst(k), env.subst(v))
+            elif kind == "if":
+                cond = env.subst(self.guard(a["cond"]))
+                then = self.run(a.get("then"), env.copy(), side)
+                other = self.run(a.get("else"), env.copy(), side)
+                env = self._merge(cond, then, other)
+        return env
+
+    def _merge(self, cond, a: "Env", b: "Env") -> "Env":
+        out = Env(self)
+        for name in set(a.vars) | set(b.vars):
+            s = self.var(name)
+            ka, va = a.vars.get(name, (s.known, s.value))
+            kb, vb = b.vars.get(name, (s.known, s.value))
+            out.vars[name] = (z3.If(cond, ka, kb), z3.If(cond, va, vb))
+        for name in set(a.since) | set(b.since):
+            s = self.since(name)
+            ka, da = a.since.get(name, (s.known, s.days))
+            kb, db = b.since.get(name, (s.known, s.days))
+            out.since[name] = (z3.If(cond, ka, kb), z3.If(cond, da, db))
+        return out
+
     # -- what a formula is about, and examples
 
     def inputs_of(self, trees: Iterable[Mapping | None]) -> "Inputs":
@@ -685,6 +737,38 @@ class Encoder:
             if name in self._since:
                 out.append(self._since[name].days)
         return out
+
+
+class Env:
+    """Variables and since() after some actions: z3 terms over the base symbols.
+    `subst(f)` rewrites a formula over the base symbols to read these values instead.
+    (Labs and facts cannot change within a day, so they are not part of it.)"""
+
+    def __init__(self, enc: Encoder) -> None:
+        self.enc = enc
+        self.vars: dict[str, tuple] = {}  # var -> (known, value)
+        self.since: dict[str, tuple] = {}  # action -> (known, days)
+
+    def copy(self) -> "Env":
+        e = Env(self.enc)
+        e.vars = dict(self.vars)
+        e.since = dict(self.since)
+        return e
+
+    def subst(self, f):
+        enc = self.enc
+        pairs = []
+        for name, (k, v) in self.vars.items():
+            s = enc.var(name)
+            if s.known is not enc.T and s.known is not enc.F:
+                pairs.append((s.known, k))
+            pairs.append((s.value, v))
+        for name, (k, days) in self.since.items():
+            s = enc.since(name)
+            if s.known is not enc.T and s.known is not enc.F:
+                pairs.append((s.known, k))
+            pairs.append((s.days, days))
+        return z3.substitute(f, *pairs) if pairs else f
 
 
 @dataclass

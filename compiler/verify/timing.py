@@ -24,7 +24,6 @@ from __future__ import annotations
 import itertools
 
 import networkx as nx
-import z3
 
 from . import smt
 from .prover import Finding, Prover, Unknown, describe, quote_rule
@@ -79,34 +78,6 @@ def timers(graph, out: list[Finding], dead: set[str]) -> None:
 # ---------------------------------------------------------------------------- zero-time loops
 
 
-class _Env:
-    """Variables and since() as actions have changed them: z3 terms over the base symbols."""
-
-    def __init__(self, enc: smt.Encoder) -> None:
-        self.enc = enc
-        self.vars: dict[str, tuple] = {}  # var -> (known, value)
-        self.since: dict[str, tuple] = {}  # action -> (known, days)
-
-    def copy(self) -> "_Env":
-        e = _Env(self.enc)
-        e.vars = dict(self.vars)
-        e.since = dict(self.since)
-        return e
-
-    def subst(self, f):
-        pairs = []
-        for name, (k, v) in self.vars.items():
-            s = self.enc.var(name)
-            if z3.is_const(s.known) and not z3.is_true(s.known) and not z3.is_false(s.known):
-                pairs.append((s.known, k))
-            pairs.append((s.value, v))
-        for name, (k, days) in self.since.items():
-            s = self.enc.since(name)
-            pairs.append((s.known, k))
-            pairs.append((s.days, days))
-        return z3.substitute(f, *pairs) if pairs else f
-
-
 class _Loops:
     def __init__(self, graph, enc: smt.Encoder, prover: Prover, dead: set[str]) -> None:
         self.graph = graph
@@ -144,7 +115,7 @@ class _Loops:
                         if not r.get("stay") and k not in self.dead:
                             yield st, r
 
-    def fires_on_entry(self, st: str, rule: dict, env: _Env):
+    def fires_on_entry(self, st: str, rule: dict, env: smt.Env):
         """The condition (in `env`) under which `rule` is the one that fires on entering `st`."""
         enc = self.enc
         g = lambda r: env.subst(enc.guard(r.get("guard")))  # noqa: E731
@@ -172,7 +143,7 @@ class _Loops:
                 terms.append(self.enc.conj(g(r), *(self.enc.neg(g(x)) for x in rules[:i])))
         return self.enc.disj(*terms)
 
-    def _due(self, h: dict, env: _Env):
+    def _due(self, h: dict, env: smt.Env):
         t = h["timer"]
         amount = int(t.get("amount", 0))
         if not t.get("since"):
@@ -180,49 +151,6 @@ class _Loops:
         s = self.enc.since(t["since"])
         length = self.enc.duration_days(t["since"], smt.Dur(amount, t.get("unit", "days")))
         return env.subst(self.enc.conj(s.known, s.days >= length))
-
-    # -- what a rule and the entry of its target change
-
-    def run(self, actions, env: _Env) -> _Env:
-        for a in actions or ():
-            kind = a.get("kind")
-            if kind == "do":
-                env.since[a["action"]] = (self.enc.T, self.enc.int(0))
-            elif kind == "one_of":
-                opts = list(a.get("options") or ())
-                c, dom = self.enc.fresh_choice(len(opts))
-                self.side.append(dom)
-                for i, o in enumerate(opts):
-                    k, d = env.since.get(o) or (self.enc.since(o).known, self.enc.since(o).days)
-                    env.since[o] = (z3.If(c == i, self.enc.T, k), z3.If(c == i, self.enc.int(0), d))
-            elif kind == "set":
-                val = self.enc.value(a["value"])
-                s = self.enc.var(a["var"])
-                if isinstance(val, smt.Lit):
-                    k, v = self.enc.T, self.enc.int(self.enc.code(val.name))
-                else:
-                    k, v = val.k, (val.v if isinstance(val, smt.Num) else val.b if isinstance(val, smt.Boo) else val.c)
-                env.vars[s.name] = (env.subst(k), env.subst(v))
-            elif kind == "if":
-                cond = env.subst(self.enc.guard(a["cond"]))
-                then = self.run(a.get("then"), env.copy())
-                other = self.run(a.get("else"), env.copy())
-                env = self._merge(cond, then, other)
-        return env
-
-    def _merge(self, cond, a: _Env, b: _Env) -> _Env:
-        out = _Env(self.enc)
-        for name in set(a.vars) | set(b.vars):
-            s = self.enc.var(name)
-            ka, va = a.vars.get(name, (s.known, s.value))
-            kb, vb = b.vars.get(name, (s.known, s.value))
-            out.vars[name] = (z3.If(cond, ka, kb), z3.If(cond, va, vb))
-        for name in set(a.since) | set(b.since):
-            s = self.enc.since(name)
-            ka, da = a.since.get(name, (s.known, s.days))
-            kb, db = b.since.get(name, (s.known, s.days))
-            out.since[name] = (z3.If(cond, ka, kb), z3.If(cond, da, db))
-        return out
 
     # -- the search
 
@@ -260,15 +188,15 @@ class _Loops:
 
     def _loops(self, cycle: list[str], rules) -> object | None:
         self.side = []
-        env = _Env(self.enc)
+        env = self.enc.env()
         conds = []
         ins = self.enc.inputs_of([])
         for _round in range(2):
             for st, rule in zip(cycle, rules):
                 conds.append(self.fires_on_entry(st, rule, env))
-                env = self.run(rule.get("actions"), env)
+                env = self.enc.run(rule.get("actions"), env, self.side)
                 target = self.graph.nodes[self.targets[rule["id"]]]
-                env = self.run(target.get("entry"), env)
+                env = self.enc.run(target.get("entry"), env, self.side)
         for st, rule in zip(cycle, rules):
             ins = ins | self.enc.inputs_of([rule.get("guard"), *(r.get("guard") for r in self.at_once(st))])
             acts = [*smt.walk_actions(rule.get("actions")), *smt.walk_actions(self.graph.nodes[self.targets[rule["id"]]].get("entry"))]
