@@ -260,6 +260,13 @@ def test_a_panel_has_at_least_one_result():
     assert table(rules) == []
 
 
+def test_without_labs_no_panel_arrives_and_nothing_is_asked():
+    text = small("when flag -> b\notherwise stay")
+    text = re.sub(r"^lab .*\n", "", text, flags=re.M).replace("orders ALT, AST, INR", "").replace("do order due 1..2 weeks cite s ", "")
+    text = re.sub(r"^let .*\n", "", text, flags=re.M)
+    assert [f.code for f in findings(text) if f.code.startswith("E6")] == []
+
+
 def test_max_ignores_unknown_operands():
     # tx is the ALT ratio when AST is missing: 'tx > 3' holds with ALT alone
     assert table("when tx > 3 -> b\nwhen tx <= 3 stay\nwhen not known(ALT) and not known(AST) stay") == []

@@ -40,6 +40,8 @@ def check(graph, enc: smt.Encoder, prover: Prover, out: list[Finding], dead: set
                 continue
             trigger = h.get("trigger")
             ctx = panel_ctx if trigger == "panel" else enc.T
+            if ctx is enc.F:
+                continue  # no labs declared: no panel can arrive, there is nothing to ask
             key = (trigger, h.get("mode"), tuple(json.dumps(r.get("guard"), sort_keys=True) for r in rules))
             verdicts = cache.get(key)
             if verdicts is None:
