@@ -20,13 +20,13 @@ class TraceFormat(str, Enum):
 
 @app.command()
 def simulate(
-    protocol: Path = typer.Argument(..., help="The protocol file (.rxw).", exists=True, dir_okay=False, readable=True),
-    timeline: Path = typer.Argument(..., help="The patient's timeline: YAML/JSON (see docs/timelines.md), a FHIR R4 Bundle, or a lab CSV.", exists=True, dir_okay=False, readable=True),
-    format: Optional[TraceFormat] = typer.Option(None, "--format", "-f", help="table: one row per step, for a person; json: the trace of contracts/trace.md, byte-stable. Default: table on a terminal, json otherwise (and with -o)."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write here (whole or not at all) instead of standard output."),
-    until: Optional[str] = typer.Option(None, "--until", help="Replay up to and including this day (YYYY-MM-DD); later events are left out, with a warning."),
-    start: Optional[str] = typer.Option(None, "--start", help="Start on this day (YYYY-MM-DD) instead of the timeline's start; earlier events are left out, with a warning."),
-    fact: List[str] = typer.Option([], "--fact", help="A fact about the patient, NAME=VALUE (repeatable); wins over the timeline's."),
+    protocol: Path = typer.Argument(..., metavar="PROTOCOL", help="The protocol file (.rxw).", exists=True, dir_okay=False, readable=True),
+    timeline: Path = typer.Argument(..., metavar="TIMELINE", help="The patient's timeline: YAML/JSON (see docs/timelines.md), a FHIR R4 Bundle, or a lab CSV.", exists=True, dir_okay=False, readable=True),
+    format: Optional[TraceFormat] = typer.Option(None, "--format", "-f", metavar="table|json", help="table: one row per step, for a person; json: the trace of contracts/trace.md, byte-stable. Default: table on a terminal, json otherwise (and with -o)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="OUT", help="Write here (whole or not at all) instead of standard output."),
+    until: Optional[str] = typer.Option(None, "--until", metavar="DATE", help="Replay up to and including this day (YYYY-MM-DD); later events are left out, with a warning."),
+    start: Optional[str] = typer.Option(None, "--start", metavar="DATE", help="Start on this day (YYYY-MM-DD) instead of the timeline's start; earlier events are left out, with a warning."),
+    fact: List[str] = typer.Option([], "--fact", metavar="NAME=VALUE", help="A fact about the patient, NAME=VALUE (repeatable); wins over the timeline's."),
 ) -> None:
     """Replay a timeline through a protocol: what the protocol recommends day by day, which
     orders are due and when, and where the care deviated from it.
