@@ -15,6 +15,8 @@ results with their own ULN, recorded choices, clinical events, fact changes) thr
   (orders opened by windows, fulfilled by panels, overdue deviations, withdrawn at the end) and
   the same steps. It runs in three ways (PEER_MODES): a model per patient on one shared
   Machine (the main comparison), a Machine per patient, and one model reset for every patient.
+- for reference, the peer's own code (model, callbacks, day loop) with its transitions dispatched
+  by a dict instead of pytransitions: the part of the peer's time that is not the library.
 
 Before timing, the script checks that every runner gives the same steps as rxwatch (date,
 type, state, action, from, to, trigger, window, options, kind), the final state and the open
@@ -399,6 +401,57 @@ def build_peer(mode: str = "model-per-patient"):
     return run
 
 
+class _Event:
+    """What pytransitions hands to a callback (send_event=True): the model."""
+
+    __slots__ = ("model",)
+
+    def __init__(self, model) -> None:
+        self.model = model
+
+
+def build_by_hand():
+    """The same model, callbacks and day loop with the transitions dispatched by a few lines of
+    plain Python instead of pytransitions: what the peer costs without the library."""
+    table: dict = {}
+    for row in transition_table():
+        table.setdefault((row["source"], row["trigger"]), []).append(row)
+    entries = {s: getattr(Patient, f"entry_{s}", None) for s in STATES}
+
+    class ByHand(Patient):
+        def _fire(self, trigger: str) -> bool:
+            for row in table.get((self.state, trigger), ()):
+                cond = row["conditions"]
+                if cond and not getattr(self, cond)():
+                    continue
+                event = _Event(self)
+                for cb in row["before"]:
+                    if isinstance(cb, str):
+                        getattr(self, cb)()
+                    else:
+                        cb(event)
+                if row["dest"] is not None:
+                    self.state = row["dest"]
+                    entry = entries[self.state]
+                    if entry is not None:
+                        entry(self)
+                return True
+            return False
+
+        def lab_panel(self) -> bool:
+            return self._fire("lab_panel")
+
+        def trigger(self, name: str) -> bool:
+            return self._fire(name)
+
+    def run(tl: Timeline) -> dict:
+        p = ByHand(tl)
+        p.state = "baseline"
+        return replay(p, tl)
+
+    return run
+
+
 def replay(p: Patient, tl: Timeline) -> dict:
     """The day loop of docs/simulation.md, driving the model's triggers."""
     days: list = []
@@ -496,7 +549,8 @@ def main() -> int:
     t0 = time.perf_counter()
     machine = Machine(graph)
     compile_ms = (time.perf_counter() - t0) * 1000
-    runners = {"rxwatch": machine.run, **{f"pytransitions {m}": build_peer(m) for m in PEER_MODES}}
+    runners = {"rxwatch": machine.run, **{f"pytransitions {m}": build_peer(m) for m in PEER_MODES},
+               "python by hand, no library": build_by_hand()}
 
     print("rxwatch simulator vs the same pathway on pytransitions (bench/bench_simulate.py)")
     print(f"  command: {' '.join([Path(sys.executable).name, *sys.argv])}")
@@ -506,6 +560,8 @@ def main() -> int:
     print(f"  compiling the protocol into a Machine: {compile_ms:.1f} ms (once)")
     for m, what in PEER_MODES.items():
         print(f"  pytransitions {m}: {what}")
+    print("  python by hand, no library: the peer's model, callbacks and day loop, transitions dispatched by "
+          "a dict (what the peer's own code costs without pytransitions)")
 
     table = []
     for n in (args.patients, args.patients * args.scale):
