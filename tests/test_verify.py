@@ -379,6 +379,17 @@ def test_month_thresholds_and_day_thresholds_together():
     assert (last + relativedelta(months=1) - last).days == 28  # e.g. 1 February, or 31 January
 
 
+def test_month_lengths_from_a_few_start_years_are_those_of_the_whole_cycle():
+    from rxwatch.compiler.verify.calendar import month_spans, month_spans_full, span_days
+
+    for ms in [(1,), (6,), (1, 2), (6, 12), (3, 6, 9), (11, 13), (24,), (48,), (1, 12, 36), (59, 61)]:
+        spans = month_spans(ms)
+        assert set(spans) == set(month_spans_full(ms)), ms
+        for lengths, start in spans.items():  # each start date really gives its lengths
+            assert tuple(span_days(start, m) for m in ms) == lengths
+            assert tuple((start + relativedelta(months=m) - start).days for m in ms) == lengths
+
+
 def test_since_an_action_never_recommended_is_unknown():
     text = small("when since(never) < 6 months -> b\notherwise stay").replace('action start "start"', 'action start "start"\naction never "never done"')
     got = {f.code for f in findings(text)}

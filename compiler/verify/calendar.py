@@ -10,8 +10,10 @@ come from the same L, so they are not independent (len_L(1) = 28 goes with len_L
 `month_spans((m1, m2, ...))` gives every tuple (len_L(m1), len_L(m2), ...) that some real
 date L produces, with one such L for each: the verifier constrains the lengths to exactly
 these tuples, which is exact. The Gregorian calendar repeats every 400 years (4800 months),
-so trying every start date of one cycle is exhaustive; and a start day from 1 to 28 is never
-clamped, so it behaves like day 1: only days 1, 29, 30 and 31 of each month need trying.
+so trying every start date of one cycle is exhaustive (`month_spans_full`); a start day from
+1 to 28 is never clamped, so it behaves like day 1: only days 1, 29, 30 and 31 of each month
+need trying; and the start years can be narrowed to those that show every leap-year pattern
+the spans can meet (`_start_years`; tests/test_verify.py checks both give the same tuples).
 """
 
 from __future__ import annotations
@@ -27,17 +29,17 @@ def _is_leap(y: int) -> bool:
     return y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
 
 
-def _month_len(i: int) -> int:
-    """Days in the month `i` months after January of _BASE_YEAR."""
-    y, m = _BASE_YEAR + i // 12, i % 12 + 1
-    if m == 2:
-        return 29 if _is_leap(y) else 28
-    return 30 if m in (4, 6, 9, 11) else 31
-
-
 @lru_cache(maxsize=None)
 def _tables(horizon: int) -> tuple[list[int], list[int]]:
-    lens = [_month_len(i) for i in range(_CYCLE_MONTHS + horizon + 1)]
+    """Month lengths from January of _BASE_YEAR over the cycle and `horizon` months more, and
+    their running sums (days from the cycle's start to the start of each month)."""
+    normal = [31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31]
+    lens: list[int] = []
+    for k in range((_CYCLE_MONTHS + horizon) // 12 + 1):
+        y = _BASE_YEAR + k
+        lens.extend(normal)
+        if _is_leap(y):
+            lens[-11] = 29
     cum = [0]
     for n in lens:
         cum.append(cum[-1] + n)
@@ -51,15 +53,38 @@ def month_spans(months: tuple[int, ...]) -> dict[tuple[int, ...], datetime.date]
         return {(): datetime.date(_BASE_YEAR, 1, 1)}
     if min(months) < 0:
         raise ValueError("month counts are whole numbers >= 0")
+    return _spans(months, _start_years(max(months)))
+
+
+def month_spans_full(months: tuple[int, ...]) -> dict[tuple[int, ...], datetime.date]:
+    """The same, from every start date of the 400-year cycle (the reference, for tests)."""
+    return _spans(months, range(_BASE_YEAR, _BASE_YEAR + 400))
+
+
+def _start_years(max_months: int):
+    """Start years whose spans show every leap-year pattern a span of `max_months` can meet.
+
+    A span covers at most `years` calendar years. Away from the century years that are not
+    leap years (2100, 2200, 2300), leap years come every 4 years, so 2001..2004 show every
+    phase; 2100 - years - 1 .. 2100 put 2100 at every place in the span. Longer spans, which
+    can meet two such centuries, use the whole cycle."""
+    years = max_months // 12 + 2
+    if years > 90:
+        return range(_BASE_YEAR, _BASE_YEAR + 400)
+    return [*range(2001, 2005), *range(2100 - years - 1, 2101)]
+
+
+def _spans(months: tuple[int, ...], start_years) -> dict[tuple[int, ...], datetime.date]:
     lens, cum = _tables(max(months))
     out: dict[tuple[int, ...], datetime.date] = {}
-    for i in range(_CYCLE_MONTHS):
-        for d in (1, 29, 30, 31):
-            if d > lens[i]:
-                continue
-            key = tuple(cum[i + m] - cum[i] + min(d, lens[i + m]) - d for m in months)
-            if key not in out:
-                out[key] = datetime.date(_BASE_YEAR + i // 12, i % 12 + 1, d)
+    for y in start_years:
+        for i in range((y - _BASE_YEAR) * 12, (y - _BASE_YEAR + 1) * 12):
+            for d in (1, 29, 30, 31):
+                if d > lens[i]:
+                    continue
+                key = tuple(cum[i + m] - cum[i] + min(d, lens[i + m]) - d for m in months)
+                if key not in out:
+                    out[key] = datetime.date(_BASE_YEAR + i // 12, i % 12 + 1, d)
     return out
 
 
