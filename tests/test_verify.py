@@ -472,6 +472,22 @@ def test_findings_are_deterministic():
     assert a == b
 
 
+def test_findings_do_not_depend_on_the_hash_seed(tmp_path):
+    """networkx and Python sets iterate in hash order: the findings must not."""
+    import os
+    import subprocess
+    import sys
+
+    files = [str(CORPUS / n) for n in ("E620-zero-time-loop-timers.rxw", "W603-order-decides.rxw", "E613-stuck.rxw")]
+    script = ("import sys\nfrom rxwatch.compiler import compile_file\n"
+              "for f in sys.argv[1:]:\n    for d in compile_file(f).diagnostics: print(d.code, d.span.line, d.message)\n")
+    outs = set()
+    for seed in ("1", "2", "3"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        outs.add(subprocess.run([sys.executable, "-c", script, *files], env=env, capture_output=True, text=True, check=True).stdout)
+    assert len(outs) == 1
+
+
 def test_json_output_of_check_carries_the_codes(capsys):
     from rxwatch.cli.main import main
 

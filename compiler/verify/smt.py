@@ -580,12 +580,12 @@ class Encoder:
 
     def _merge(self, cond, a: "Env", b: "Env") -> "Env":
         out = Env(self)
-        for name in set(a.vars) | set(b.vars):
+        for name in sorted(set(a.vars) | set(b.vars)):
             s = self.var(name)
             ka, va = a.vars.get(name, (s.known, s.value))
             kb, vb = b.vars.get(name, (s.known, s.value))
             out.vars[name] = (z3.If(cond, ka, kb), z3.If(cond, va, vb))
-        for name in set(a.since) | set(b.since):
+        for name in sorted(set(a.since) | set(b.since)):
             s = self.since(name)
             ka, da = a.since.get(name, (s.known, s.days))
             kb, db = b.since.get(name, (s.known, s.days))
@@ -722,14 +722,14 @@ class Encoder:
     def tweakable(self, ins: "Inputs") -> list:
         """Numeric symbols of `ins`, in display order: the ones worth rounding in examples."""
         out = []
-        for name in ins.labs:
+        for name in sorted(ins.labs, key=list(self.labs).index):
             s = self.lab(name)
             out += [x for x in (s.ratio, s.value, s.uln) if x is not None]
-        for name in ins.facts:
+        for name in sorted(ins.facts, key=list(self.facts).index):
             s = self.fact(name)
             if s.kind == "number":
                 out.append(s.value)
-        for name in ins.vars:
+        for name in sorted(ins.vars, key=list(self.vars).index):
             s = self.var(name)
             if s.kind == "number":
                 out.append(s.value)

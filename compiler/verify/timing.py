@@ -162,9 +162,17 @@ class _Loops:
             return
         seen: set[frozenset] = set()
         examined = 0
-        for cycle in nx.simple_cycles(nx.DiGraph(zg)):
+        # networkx finds the cycles in an order (and rotation) that depends on hashing: put
+        # each at its first state in the file, and take them in that order, for stable output
+        line = {st: (d["span"]["line"], d["span"]["column"]) for st, d in self.graph.nodes(data=True)}
+        found = []
+        for cycle in itertools.islice(nx.simple_cycles(nx.DiGraph(zg)), MAX_CYCLES + 1):
+            k = min(range(len(cycle)), key=lambda i: line[cycle[i]])
+            found.append(cycle[k:] + cycle[:k])
+        found.sort(key=lambda c: [line[s] for s in c])
+        for cycle in found:
             hops = list(zip(cycle, cycle[1:] + cycle[:1]))
-            choices = [[d["rule"] for d in zg.get_edge_data(u, v).values()] for u, v in hops]
+            choices = [sorted((d["rule"] for d in zg.get_edge_data(u, v).values()), key=lambda r: (r["span"]["line"], r["span"]["column"])) for u, v in hops]
             for rules in itertools.product(*choices):
                 examined += 1
                 if examined > MAX_CYCLES:
