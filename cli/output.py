@@ -61,6 +61,15 @@ def write_atomic(out: Path, data: str | bytes, *, inputs: tuple[Path, ...] = ())
     parent = out.parent if str(out.parent) else Path(".")
     if out.exists() and out.is_dir():
         raise fail(f"{out}: is a directory")
+    if out.exists() and not out.is_file():
+        # a pipe or a device (`-o /dev/stdout`): write into it, never replace the node
+        binary = isinstance(data, bytes)
+        try:
+            with open(out, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
+                f.write(data)
+        except OSError as e:
+            raise fail(f"{out}: cannot write: {e.strerror or e}")
+        return
     if not parent.is_dir():
         raise fail(f"{out}: cannot write: folder {parent} does not exist")
     mode = "wb" if isinstance(data, bytes) else "w"

@@ -337,12 +337,6 @@ def test_end_to_end_compile_to_file(tmp_path):
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
-@pytest.mark.xfail(
-    strict=True,
-    reason="cli/output.py write_atomic renames its temporary file over OUT whatever OUT is: `-o` naming a pipe "
-    "or a device replaces the node with a regular file (as root, `-o /dev/null` or `-o /dev/stdout` destroys "
-    "them); OUT that exists and is not a regular file should be written directly",
-)
 def test_output_to_a_named_pipe_writes_into_the_pipe(tmp_path, capsys):
     """`-o /dev/stdout`, `-o /dev/null` or a pipe are written to, not replaced (tested on a FIFO)."""
     import threading
