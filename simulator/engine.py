@@ -7,8 +7,8 @@
 
 The simulator reads the compiled graph only (compiler/lower.py defines it), never the parse
 tree. `Machine(graph)` turns the graph into plain Python structures once: states with their
-rules grouped by trigger, expression trees compiled to closures (expr.py), action lists to
-closures. `Machine.run` then replays a `Timeline` (timeline.py) as discrete events over
+rules grouped by trigger, each group with a generated function that picks the rule that fires
+(expr.py), action lists as closures. `Machine.run` then replays a `Timeline` (timeline.py) as discrete events over
 calendar dates. The semantics, with worked examples, are in docs/simulation.md; in short:
 
 - On `start` the initial state is entered. The replay ends after `until`.
@@ -154,6 +154,12 @@ class _Armed:
         self.handler = handler
 
 
+def _default(decl: Mapping) -> Any:
+    """A fact's or var's declared default (numbers as floats); None when it has none."""
+    v = decl.get("default")
+    return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+
 def _line(span: Any) -> int:
     return int(span.get("line", 0)) if isinstance(span, Mapping) else 0
 
@@ -172,14 +178,8 @@ class Machine:
         self.initial: str = g.get("initial", "")
         if self.initial not in graph.nodes:
             raise SimulationError(f"the graph has no initial state {self.initial!r}", path=self.path)
-        self.fact_defaults = {
-            name: (float(d["default"]) if isinstance(d.get("default"), int) and not isinstance(d.get("default"), bool) else d.get("default"))
-            for name, d in (g.get("facts") or {}).items()
-        }
-        self.var_defaults = {
-            name: (float(d["default"]) if isinstance(d.get("default"), int) and not isinstance(d.get("default"), bool) else d.get("default"))
-            for name, d in (g.get("vars") or {}).items()
-        }
+        self.fact_defaults = {name: _default(d) for name, d in (g.get("facts") or {}).items()}
+        self.var_defaults = {name: _default(d) for name, d in (g.get("vars") or {}).items()}
         self.orders: dict[str, frozenset] = {
             name: frozenset(d.get("orders") or ()) for name, d in (g.get("actions") or {}).items()
         }
@@ -193,6 +193,8 @@ class Machine:
                 self.states[name] = self._state(name, data, edges)
         except ExprError as e:
             raise SimulationError(f"cannot compile the protocol for simulation: {e}", path=self.path) from None
+        except (KeyError, TypeError, ValueError) as e:  # a graph not made by compiler/lower.py
+            raise SimulationError(f"not a compiled protocol graph: {type(e).__name__}: {e}", path=self.path) from None
         for rule in self._rules.values():
             if rule.target not in self.states:
                 raise SimulationError(f"rule {rule.key} leads to {rule.target!r}, which is not a state", path=self.path,

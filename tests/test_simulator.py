@@ -1026,3 +1026,14 @@ def test_a_timeline_built_out_of_date_order_is_refused():
     ))
     with pytest.raises(ValueError, match="not in date order"):
         simulate(g, tl)
+
+
+def test_a_graph_that_is_not_a_compiled_protocol_is_a_simulation_error():
+    import networkx as nx
+
+    g = nx.MultiDiGraph(name="x", initial="a", path="x.rxw")
+    g.add_node("a", kind="initial", handlers=[{"trigger": "panel", "rules": ["a/0/0"]}], entry=[])
+    with pytest.raises(SimulationError, match="not a compiled protocol graph"):
+        Machine(g)
+    with pytest.raises(SimulationError, match="no initial state"):
+        Machine(nx.MultiDiGraph(name="x", initial="nowhere"))
