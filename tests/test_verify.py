@@ -449,7 +449,6 @@ def test_analysis_that_the_solver_cannot_finish_is_reported(monkeypatch):
     def gives_up(self, *formulas):
         raise prover.Unknown("timeout")
 
-    monkeypatch.setattr(prover.Prover, "sat", gives_up)
     monkeypatch.setattr(prover.Prover, "holds", gives_up)
     fs = findings(small("when alt > 3 -> b\nwhen alt <= 3 stay"))
     assert [f.code for f in fs if f.code == "W609"] == ["W609"]

@@ -156,21 +156,27 @@ def reported(fs, n: int) -> set:
     return out
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(handlers)
-def test_table_verdicts_agree_with_brute_force(h):
-    guards, otherwise, mode = h
+def handler_of(head: str, guards: list, otherwise: bool, mode: str):
+    """Compile `head` with these rules in its panel handler: (graph, guard trees, findings)."""
     rules = [f"    when {g} stay cite s" for g in guards] + (["    otherwise stay cite s"] if otherwise else [])
-    text = HEAD.replace("MODE", mode).replace("RULES", "\n".join(rules))
+    text = head.replace("MODE", mode).replace("RULES", "\n".join(rules))
     result = compile_source(text, "prop.rxw", verify=False)
     assert result.ok, [(d.code, d.message) for d in result.diagnostics]
     graph = result.graph
     edges = {k: d for _, _, k, d in graph.edges(keys=True, data=True)}
     trees = [edges[f"s0/0/{i}"]["guard"] for i in range(len(guards))]
-    names = read_by(graph, trees)
     fs = [f for f in analyse(graph) if f.code in ("E601", "E602", "W603", "E604", "E606", "W607")]
+    return graph, trees, fs
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(handlers)
+def test_table_verdicts_agree_with_brute_force(h):
+    guards, otherwise, mode = h
+    graph, trees, fs = handler_of(HEAD, guards, otherwise, mode)
+    names = read_by(graph, trees)
     rows = brute_force(graph, trees, names)
-    assert reported(fs, len(guards)) == expected_verdicts(rows, len(guards), otherwise, mode), text
+    assert reported(fs, len(guards)) == expected_verdicts(rows, len(guards), otherwise, mode), (guards, otherwise, mode)
     for f in fs:
         replay(graph, f)
 
@@ -211,14 +217,9 @@ time_expr = st.one_of(
 @given(st.tuples(st.lists(time_expr, min_size=1, max_size=3), st.booleans(), st.sampled_from(["", "exclusive"])))
 def test_calendar_verdicts_agree_with_brute_force(h):
     guards, otherwise, mode = h
-    rules = [f"    when {g} stay cite s" for g in guards] + (["    otherwise stay cite s"] if otherwise else [])
-    text = TIME_HEAD.replace("MODE", mode).replace("RULES", "\n".join(rules))
-    result = compile_source(text, "time.rxw", verify=False)
-    assert result.ok, [(d.code, d.message) for d in result.diagnostics]
-    graph = result.graph
-    edges = {k: d for _, _, k, d in graph.edges(keys=True, data=True)}
+    graph, trees, fs = handler_of(TIME_HEAD, guards, otherwise, mode)
     comp = Compiler(graph.graph)
-    fns = [comp.condition(edges[f"s0/0/{i}"]["guard"]) for i in range(len(guards))]
+    fns = [comp.condition(t) for t in trees]
     rows = set()
     never = Ctx({"f": False, "e": "x"}, {}, datetime.date(2025, 1, 1))
     rows.add(tuple(bool(fn(never)) for fn in fns))  # start never recommended
@@ -227,7 +228,6 @@ def test_calendar_verdicts_agree_with_brute_force(h):
             ctx = Ctx({"f": False, "e": "x"}, {}, last + datetime.timedelta(days=days))
             ctx.last = {"start": last}
             rows.add(tuple(bool(fn(ctx)) for fn in fns))
-    fs = [f for f in analyse(graph) if f.code in ("E601", "E602", "W603", "E604", "E606", "W607")]
-    assert reported(fs, len(guards)) == expected_verdicts(sorted(rows), len(guards), otherwise, mode), text
+    assert reported(fs, len(guards)) == expected_verdicts(sorted(rows), len(guards), otherwise, mode), (guards, otherwise, mode)
     for f in fs:
         replay(graph, f)

@@ -17,7 +17,7 @@
 from __future__ import annotations
 
 from .prover import Finding
-from .smt import all_trees, walk_actions
+from .smt import all_action_lists, all_trees, walk_actions
 
 
 def check(graph, out: list[Finding], names: dict) -> None:
@@ -81,8 +81,7 @@ def _used(graph) -> dict[str, set]:
     for table in ("labs", "facts", "vars", "events", "actions", "lets"):
         for decl in (g.get(table) or {}).values():
             used["source"].update(decl.get("sources") or ())
-    action_lists = [d.get("entry") for _, d in graph.nodes(data=True)] + [d.get("actions") for _, _, d in graph.edges(data=True)]
-    for acts in action_lists:
+    for acts in all_action_lists(graph):
         for a in walk_actions(acts):
             used["source"].update(a.get("sources") or ())
             if a.get("kind") == "do":

@@ -1,7 +1,9 @@
 """One z3 solver per protocol, and the findings the analyses report.
 
-Every query is `push; add; check; pop` on one Solver whose base holds the domain
-constraints of the symbols (smt.Encoder queues them as it creates symbols). A satisfiable
+One Solver per protocol; its base holds the domain constraints of the symbols (smt.Encoder
+queues them as it creates symbols, `sync` hands them over). A handler's guards are defined
+once as literals in a frame of their own (`scope`, `define`), and each question about them is
+a check under assumptions (`holds`); other questions push their formulas and pop them. A satisfiable
 query gives a model; `Prover.witness` rounds its numbers to readable values (3, 2.5, 0.1)
 whenever the rounded value still satisfies the query, so an example reads "tx = 3", not
 "tx = 2.999...". The rounding asks the solver again, so the example is still exact.
@@ -54,7 +56,6 @@ class Prover:
         if dom:
             self.solver.add(*dom)
 
-    _sync = sync
 
     @contextmanager
     def scope(self):
@@ -81,27 +82,12 @@ class Prover:
             raise Unknown(self.solver.reason_unknown())
         return r == z3.sat
 
-    def sat(self, *formulas) -> bool:
-        """Can all `formulas` hold at once (given the domains)? Raises Unknown."""
-        self._sync()
-        s = self.solver
-        s.push()
-        try:
-            s.add(*formulas)
-            r = s.check()
-            self.queries += 1
-        finally:
-            s.pop()
-        if r == z3.unknown:
-            raise Unknown(s.reason_unknown())
-        return r == z3.sat
-
-    def witness(self, formulas: list, ins: smt.Inputs, *, extra: list = ()) -> smt.Example | None:
+    def witness(self, formulas: list, ins: smt.Inputs) -> smt.Example | None:
         """An example for `formulas` (None when they cannot hold), with rounded numbers."""
         s = self.solver
         level = s.num_scopes()
         if level == 0:
-            self._sync()
+            self.sync()
         s.push()
         try:
             s.add(*formulas)
@@ -112,7 +98,7 @@ class Prover:
             if r == z3.unsat:
                 return None
             model = s.model()
-            for x in [*self.enc.tweakable(ins), *extra]:
+            for x in self.enc.tweakable(ins):
                 for candidate in _round(model.eval(x, model_completion=True), self.enc):
                     s.push()  # kept (until the final pops) when the rounded value fits
                     s.add(x == candidate)

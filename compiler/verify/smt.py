@@ -838,17 +838,23 @@ def walk_actions(actions):
             yield from walk_actions(a.get("else"))
 
 
+def all_action_lists(graph):
+    """Every list of actions of the graph: the states' entries and the rules' actions."""
+    for _, data in graph.nodes(data=True):
+        yield data.get("entry") or []
+    for _, _, data in graph.edges(data=True):
+        yield data.get("actions") or []
+
+
 def all_trees(graph):
     """Every expression tree of the graph: lets, guards, `if` conditions, `set` values."""
     for decl in (graph.graph.get("lets") or {}).values():
         yield decl["expr"]
-    for _, data in graph.nodes(data=True):
-        for a in walk_actions(data.get("entry")):
-            yield from _action_trees(a)
     for _, _, data in graph.edges(data=True):
         if data.get("guard") is not None:
             yield data["guard"]
-        for a in walk_actions(data.get("actions")):
+    for actions in all_action_lists(graph):
+        for a in walk_actions(actions):
             yield from _action_trees(a)
 
 
@@ -882,7 +888,7 @@ def _var_domains(graph) -> dict[str, tuple]:
     known (no default and never set), or 'free')."""
     decls = graph.graph.get("vars") or {}
     sets: dict[str, list] = {name: [] for name in decls}
-    for acts in [d.get("entry") for _, d in graph.nodes(data=True)] + [d.get("actions") for _, _, d in graph.edges(data=True)]:
+    for acts in all_action_lists(graph):
         for a in walk_actions(acts):
             if a.get("kind") == "set" and a.get("var") in sets:
                 sets[a["var"]].append(a["value"])

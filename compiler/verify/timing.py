@@ -53,8 +53,7 @@ def windows(graph, out: list[Finding]) -> None:
 def recommended(graph) -> set[str]:
     """Every action that some `do` or `do one of` of the protocol recommends."""
     out: set[str] = set()
-    acts = [d.get("entry") for _, d in graph.nodes(data=True)] + [d.get("actions") for _, _, d in graph.edges(data=True)]
-    for actions in acts:
+    for actions in smt.all_action_lists(graph):
         for a in smt.walk_actions(actions):
             if a.get("kind") == "do":
                 out.add(a["action"])
