@@ -4,10 +4,11 @@ Each state is one box: its description, its entry actions, then its decisions, o
 rule, numbered in the order they are checked; arrows leave from the rows. No arrow carries a
 label, so Graphviz keeps the chart compact (a labelled edge doubles every rank in `dot`).
 
-Every piece of protocol text goes through `esc` into Graphviz HTML-like labels. Colours follow
-a state's tone (see `tone`) on a ramp that also reads in greyscale (white, light, mid, dark),
-backed by the border width and the tone's name printed in the box. With an overlay (one
-patient's trace) the path is drawn thick and numbered, and the rest fades.
+Every piece of protocol text goes through `esc` into Graphviz HTML-like labels. The fill
+follows a state's severity (see `tone`) on a ramp that also reads in greyscale (white, light,
+mid, dark), backed by the border width and the severity's name printed in the box; the
+initial state has a start mark and a bold border, terminal states a double one. With an
+overlay (one patient's trace) the path is drawn thick and numbered, and the rest fades.
 """
 
 from __future__ import annotations
@@ -29,24 +30,26 @@ FADED_INK = "#a0a0a0"
 FADED_LINE = "#c4c4c4"
 DECISION_BG = "#ffffff"
 
-# tone -> (fill, border width); the fills darken with severity in greyscale too
-TONES = {
-    "start": ("#ffffff", 2.2),
+# severity -> (fill, border width); the fills darken with severity in greyscale too
+SEVERITY = {
     0: ("#ffffff", 1.0),
     1: ("#fce59a", 1.6),
     2: ("#f4b06b", 2.2),
     3: ("#d9685f", 3.0),
-    "end": ("#e6e6e6", 1.2),
 }
-TONE_NAMES = {"start": "start", "end": "end", **dict(enumerate(LEVELS))}
-TONE_MEANING = {
-    "start": "the pathway starts here (●)",
+SEVERITY_MEANING = {
+    0: "nothing abnormal to act on",
+    1: "a mild finding",
+    2: "a moderate finding",
+    3: "a severe finding",
+}
+DERIVED_MEANING = {  # when the protocol declares no severity, what the derived levels mean
     0: "routine monitoring",
     1: "a milder finding (checked late in a graded list)",
     2: "a serious finding (checked early in a graded list)",
     3: "every way out ends the pathway",
-    "end": "the pathway ends (double border)",
 }
+INITIAL_PEN = 2.2
 
 # one printed page, A4 or Letter, landscape, less 0.6 inch margins (inches)
 PAGE_SIZE = "10.6,7.6"
@@ -206,7 +209,7 @@ def _box_label(ink: _Ink, b: Box) -> str:
     if ink.tracing and ink.ov.final_state == b.state:
         left.append(f'<TR><TD ALIGN="LEFT">{_font("<B>" + esc(f"here at the end ({ink.ov.until})") + "</B>", 8.5, PATH)}</TD></TR>')
     left.append(f'<TR><TD ALIGN="LEFT" BALIGN="LEFT">{_font("<B>" + _lines(b.title, TITLE_WIDTH) + "</B>", 11, ink.text(on))}</TD></TR>')
-    tag = f"{b.state} · {TONE_NAMES[b.tone]}" + (f" · + shared rules {b.group}" if b.group else "")
+    tag = f"{b.state} · {LEVELS[b.severity]}" + (f" · + shared rules {b.group}" if b.group else "")
     left.append(f'<TR><TD ALIGN="LEFT">{_font(esc(tag), 7.5, ink.muted(on))}</TD></TR>')
     if b.entry:
         body = _font("On entry:", 7.5, ink.muted(on)) + BR + ink.actions(b.entry, ENTRY_WIDTH, 9, on)
@@ -246,26 +249,33 @@ def _title(plan: Plan) -> str:
 
 def _legend(plan: Plan, ink: _Ink) -> str:
     """How to read the chart: the colours on the left, the signs on the right."""
-    tones = [TABLE, f'<TR><TD COLSPAN="2" ALIGN="LEFT">{_font("<B>How to read this chart</B>", 10)}</TD></TR>']
-    for t in ("start", 0, 1, 2, 3, "end"):
-        if any(b.tone == t for b in plan.boxes):
-            fill, pen = TONES[t]
-            tones.append(
-                f'<TR><TD BGCOLOR="{fill}" BORDER="{max(1, round(pen))}" COLOR="{INK}">{_font(esc(TONE_NAMES[t]), 7.5)}</TD>'
-                f'<TD ALIGN="LEFT">{_font(esc(TONE_MEANING[t]), 8)}</TD></TR>'
-            )
+    how = "as the protocol declares it" if plan.severity_declared else "derived from the rules: the protocol declares none"
+    tones = [TABLE, f'<TR><TD COLSPAN="2" ALIGN="LEFT">{_font("<B>How to read this chart</B>", 10)}</TD></TR>',
+             f'<TR><TD COLSPAN="2" ALIGN="LEFT">{_font(esc(f"Severity, {how}:"), 8)}</TD></TR>']
+    meaning = SEVERITY_MEANING if plan.severity_declared else DERIVED_MEANING
+    for level in sorted({b.severity for b in plan.boxes}):
+        fill, pen = SEVERITY[level]
+        tones.append(
+            f'<TR><TD BGCOLOR="{fill}" BORDER="{max(1, round(pen))}" COLOR="{INK}">{_font(esc(LEVELS[level]), 7.5)}</TD>'
+            f'<TD ALIGN="LEFT">{_font(esc(meaning[level]), 8)}</TD></TR>'
+        )
     tones.append("</TABLE>")
-    items = [
-        ("◇", "a decision: its rules are checked in order"),
-        ("→", "where a rule leads (its arrow leaves from the rule)"),
-        ("stay", "no change: entry actions are not repeated"),
-        ("again", "re-entered: entry actions repeat"),
-        ("OR", "alternatives: the first is the default"),
-        ("[n]", "the sources behind a rule or an action"),
-        (UNREVIEWED_MARK, "AI summary, pending human review"),
+    rows = [r for b in plan.boxes for d in b.decisions for r in d.rows] + [r for g in plan.groups for d in g.decisions for r in d.rows]
+    lines = [x for b in plan.boxes for x in b.entry] + [x for r in rows for x in r.actions]
+    cited = {s for b in plan.boxes for s in b.sources} | {s for r in rows for s in r.sources} | {s for x in lines for s in x.sources}
+    items = [  # the signs this chart uses
+        ("●", "the pathway starts here (bold border)", any(b.kind == "initial" for b in plan.boxes)),
+        ("═", "the pathway ends here (double border)", any(b.kind == "terminal" for b in plan.boxes)),
+        ("◇", "a decision: its rules are checked in order", bool(rows)),
+        ("→", "where a rule leads (its arrow leaves from the rule)", bool(plan.arrows)),
+        ("A", "shared rules, drawn once for the states marked A", bool(plan.groups)),
+        ("stay", "no change: entry actions are not repeated", any(r.stay for r in rows)),
+        ("again", "re-entered: entry actions repeat", any(r.reenter for r in rows)),
+        ("OR", "alternatives: the first is the default", any(x.kind == "one_of" for x in lines)),
+        ("[n]", "the sources behind a rule or an action", bool(cited)),
+        (UNREVIEWED_MARK, "AI summary, pending human review", any(plan.labels.unreviewed(s) for s in cited)),
     ]
-    if plan.groups:
-        items.insert(2, ("A", "shared rules, drawn once for the states marked A"))
+    items = [(sym, text) for sym, text, used in items if used]
     if ink.tracing:
         items.insert(0, ("━", f"the path of patient {ink.ov.patient}, numbered, with dates"))
     half = (len(items) + 1) // 2
@@ -342,7 +352,6 @@ def digraph(plan: Plan, overlay: Overlay | None = None) -> graphviz.Digraph:
         labeljust="l",
         fontname=FONT,
         rankdir="TB",
-        compound="true",
         newrank="true",
         nodesep="0.25",
         ranksep="0.3",
@@ -354,8 +363,10 @@ def digraph(plan: Plan, overlay: Overlay | None = None) -> graphviz.Digraph:
     dot.attr("node", fontname=FONT, fontcolor=INK, color=INK, margin="0.06,0.04")
     dot.attr("edge", fontname=FONT, color=INK, arrowsize="0.8")
 
-    def box(dg, b: Box) -> None:
-        fill, pen = TONES[b.tone]
+    def box(b: Box) -> None:
+        fill, pen = SEVERITY[b.severity]
+        if b.kind == "initial":
+            pen = max(pen, INITIAL_PEN)
         on = ink.state_on(b.state)
         attrs = dict(
             id=f"state_{b.state}",
@@ -371,23 +382,21 @@ def digraph(plan: Plan, overlay: Overlay | None = None) -> graphviz.Digraph:
             attrs.update(color=PATH, penwidth=f"{max(pen, 3):g}")
         elif ink.tracing:
             attrs.update(color=FADED_LINE)
-        dg.node(b.id, **attrs)
+        dot.node(b.id, **attrs)
 
-    with dot.subgraph(name="cluster_chart") as chart:
-        chart.attr(id="chart", label="", peripheries="0", margin="4")
-        for b in plan.boxes:
-            box(chart, b)
-        for grp in plan.groups:
-            on = ink.rules_on(k for d in grp.decisions for r in d.rows for k in r.rules)
-            chart.node(grp.id, id=grp.id, shape="box", style="dashed,rounded,filled", fillcolor="#ffffff",
-                       color=PATH if ink.tracing and on else FADED_LINE if ink.tracing else "#555555",
-                       penwidth="1.4", label=_group_label(ink, grp))
-        initial = next((b for b in plan.boxes if b.kind == "initial"), None)
-        if initial is not None:
-            color = PATH if ink.tracing else INK
-            chart.node("__start__", id="start", label="", shape="circle", style="filled", fillcolor=color, color=color,
-                       width="0.16", fixedsize="true")
-            chart.edge("__start__", initial.id, id="start_arrow", color=color, penwidth="2.5" if ink.tracing else "1.2")
+    for b in plan.boxes:
+        box(b)
+    for grp in plan.groups:
+        on = ink.rules_on(k for d in grp.decisions for r in d.rows for k in r.rules)
+        dot.node(grp.id, id=grp.id, shape="box", style="dashed,rounded,filled", fillcolor="#ffffff",
+                 color=PATH if ink.tracing and on else FADED_LINE if ink.tracing else "#555555",
+                 penwidth="1.4", label=_group_label(ink, grp))
+    initial = next((b for b in plan.boxes if b.kind == "initial"), None)
+    if initial is not None:
+        color = PATH if ink.tracing else INK
+        dot.node("__start__", id="start", label="", shape="circle", style="filled", fillcolor=color, color=color,
+                 width="0.16", fixedsize="true")
+        dot.edge("__start__", initial.id, id="start_arrow", color=color, penwidth="2.5" if ink.tracing else "1.2")
 
     # rows: each a rank, in order; the rules' arrows do not move boxes between rows
     for i, row in enumerate(plan.rows):
@@ -407,10 +416,11 @@ def digraph(plan: Plan, overlay: Overlay | None = None) -> graphviz.Digraph:
         dot.edge(plan.rows[-1][len(plan.rows[-1]) // 2], "__key__", style="invis", weight="10")
 
     column = {node: i for row in plan.rows for i, node in enumerate(row)}
+    shared = {grp.id for grp in plan.groups}
     for a in plan.arrows:
         attrs = {"id": a.id, "constraint": "false"}
         side = "w" if column.get(a.head, 0) < column.get(a.tail, 0) else "e"
-        if a.tail.startswith("shared_"):
+        if a.tail in shared:
             attrs["style"] = "dashed"
         if ink.tracing and ink.rules_on(a.rules):
             attrs.update(color=PATH, penwidth="3")

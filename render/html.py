@@ -17,8 +17,8 @@ import xml.etree.ElementTree as ET
 from html import escape
 from importlib import resources
 
-from .dot import TONE_NAMES
 from .plan import Decision, Plan
+from .tone import LEVELS
 from .trace import Overlay
 
 
@@ -136,7 +136,7 @@ def _data(graph, plan: Plan, overlay: Overlay | None) -> dict:
         states[b.state] = {
             "title": b.title,
             "kind": b.kind,
-            "tone": TONE_NAMES[b.tone],
+            "severity": LEVELS[b.severity],
             "entry": lines(node.get("entry", [])),
             "decisions": [decision(d) for d in b.decisions],
             "group": b.group,
@@ -188,6 +188,7 @@ def _data(graph, plan: Plan, overlay: Overlay | None) -> dict:
         "protocol": {
             "name": plan.name, "title": plan.title, "version": plan.version, "status": plan.status,
             "description": plan.description, "path": g.get("path", ""),
+            "severity_declared": plan.severity_declared,
         },
         "states": states,
         "groups": groups,

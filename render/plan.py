@@ -3,7 +3,7 @@
 Both writers read it: `dot` turns it into Graphviz, `html` into the viewer's data. It holds
 no markup, only clinician text (from `labels`) and the ids that tie drawn things to rules.
 
-- a **box** per state: its description, its entry actions, its tone (see `tone`), and one
+- a **box** per state: its description, its entry actions, its severity (see `tone`), and one
   **decision** per handler: what sets it off ("Lab results", "Event: jaundice") and its rules
   as numbered rows, checked in order ("1 severe -> stopped", ..., "4 otherwise -> maintenance");
 - an **arrow** per rule that leads to another state, leaving from the rule's row; a rule that
@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass, field
 
 from .labels import Labels, Line
-from .tone import tones
+from .tone import declared, tones
 
 GROUP_MIN = 3  # states that must share a handler for it to be drawn once on a group box
 
@@ -55,7 +55,7 @@ class Box:
     state: str
     title: str
     kind: str  # initial / normal / terminal
-    tone: object  # "start" / "end" / 0..3
+    severity: int  # 0..3: none, mild, moderate, severe (see `tone`)
     entry: list[Line]
     sources: list[str]
     decisions: list[Decision]
@@ -101,6 +101,7 @@ class Plan:
     arrows: list[Arrow]
     definitions: list[Definition]
     references: list[str]  # source ids in citation order
+    severity_declared: bool  # the protocol says how serious its states are; else derived
     labels: Labels
     rows: list[list[str]] = field(default_factory=list)  # states, row by row from the top
     arrow_of_rule: dict[str, str] = field(default_factory=dict)  # rule key -> arrow id
@@ -119,7 +120,7 @@ def build(graph) -> Plan:
     L = Labels(graph)
     g = graph.graph
     edges = {k: (u, v, d) for u, v, k, d in graph.edges(keys=True, data=True)}
-    tone = tones(graph)
+    severity = tones(graph)
 
     # handlers held identically by several states: drawn once, on a group box
     def signature(state: str, h: dict) -> str | None:
@@ -209,7 +210,7 @@ def build(graph) -> Plan:
                 state=state,
                 title=data.get("description") or state.replace("_", " "),
                 kind=data.get("kind", "normal"),
-                tone=tone[state],
+                severity=severity[state],
                 entry=L.action_lines(data.get("entry", []), full=False),
                 sources=list(data.get("sources", [])),
                 decisions=decisions,
@@ -233,6 +234,7 @@ def build(graph) -> Plan:
         arrows=arrows,
         definitions=definitions,
         references=list(g.get("sources", {})),
+        severity_declared=declared(graph),
         labels=L,
         rows=rows(graph, groups),
         arrow_of_rule=arrow_of_rule,

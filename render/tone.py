@@ -1,47 +1,48 @@
-"""How serious each state is, derived from the compiled graph alone (no state names).
+"""How serious each state is: the flowchart's colour ramp, from the compiled graph alone.
 
-A state's tone is one of: "start" (the initial state), "end" (a terminal state), or a level
-0-3 that the flowchart shows as a colour ramp readable in greyscale print:
+Levels 0-3 read as the language's severities: none, mild, moderate, severe.
 
-- a state node that carries an integer `severity` attribute uses it (clamped to 0-3): room for a
-  language addition (`state x "..." severity 2`) that would let authors say it outright;
-- otherwise the level is derived from the rules:
-  3 "stop": every way out of the state ends the pathway (each rule that leaves it leads to a
+- **Declared**: a state's `severity` (the language's `state x "..." severity moderate`), when
+  the protocol declares one on any of its states; the states it leaves out are `none`.
+- **Derived** when it declares none, from the rules, never from state names:
+  severe: every way out of the state ends the pathway (each rule that leaves it leads to a
     terminal state): treatment is being ended;
-  2/1 from rule order: in an `ordered` handler the overlaps are on purpose and the first rule
-    that holds applies, so the rules are graded worst first (the grading of a panel). A rule's
-    escalation is its rank from the bottom, (n-1-i)/(n-1); a state's escalation is the lowest
-    over the rules that lead into it (a single-rule handler, a timer, an event or an
-    unordered handler counts 0). Above 1/2 is level 2 "act", above 0 level 1 "watch";
-  0 "routine": everything else.
+  moderate / mild from rule order: in an `ordered` handler the overlaps are on purpose and the
+    first rule that holds applies, so the rules are graded worst first (the grading of a
+    panel). A rule's escalation is its rank from the bottom, (n-1-i)/(n-1); a state's is the
+    lowest over the rules that lead into it (a single-rule handler, a timer, an event or an
+    unordered handler counts 0). Above 1/2 is moderate, above 0 mild;
+  none: the initial state, terminal states, and everything else.
 """
 
 from __future__ import annotations
 
-LEVELS = ("routine", "watch", "act", "stop")
+LEVELS = ("none", "mild", "moderate", "severe")
 
 
-def tones(graph) -> dict[str, object]:
-    """State name -> "start" | "end" | 0..3."""
+def declared(graph) -> bool:
+    """Whether the protocol says how serious its states are (any severity but `none`)."""
+    return any(d.get("severity", "none") != "none" for _, d in graph.nodes(data=True))
+
+
+def tones(graph) -> dict[str, int]:
+    """State name -> level 0..3 (an index into LEVELS)."""
+    if declared(graph):
+        return {s: LEVELS.index(d.get("severity")) if d.get("severity") in LEVELS else 0 for s, d in graph.nodes(data=True)}
     escalation: dict[str, float] = {}
     for state, data in graph.nodes(data=True):
         for h in data.get("handlers", ()):
-            rules = [graph.edges[state, tgt, key] | {"_to": tgt} for key, tgt in _targets(graph, state, h)]
-            n = len(rules)
-            for i, r in enumerate(rules):
-                if r["stay"] or r["_to"] == state:
+            targets = list(_targets(graph, state, h))
+            n = len(targets)
+            for i, (key, target) in enumerate(targets):
+                if target == state or graph.edges[state, target, key].get("stay"):
                     continue
                 e = (n - 1 - i) / (n - 1) if h.get("mode") == "ordered" and n > 1 else 0.0
-                escalation[r["_to"]] = min(escalation.get(r["_to"], e), e)
-    out: dict[str, object] = {}
+                escalation[target] = min(escalation.get(target, e), e)
+    out: dict[str, int] = {}
     for state, data in graph.nodes(data=True):
-        explicit = data.get("severity")
-        if isinstance(explicit, int) and not isinstance(explicit, bool):
-            out[state] = max(0, min(3, explicit))
-        elif data.get("kind") == "initial":
-            out[state] = "start"
-        elif data.get("kind") == "terminal":
-            out[state] = "end"
+        if data.get("kind") in ("initial", "terminal"):
+            out[state] = 0
         elif _exits_only(graph, state):
             out[state] = 3
         else:

@@ -191,32 +191,46 @@ def test_decisions_number_their_rules_in_order(ana):
 # ------------------------------------------------------------ tones
 
 
-def test_tones_come_from_the_graph_not_the_names(ana, lef):
+def test_declared_severities_colour_the_states(ana, lef):
     assert tones(ana) == {
-        "baseline": "start", "baseline_abnormal": 2, "early_check": 0, "maintenance": 0, "mild_elevation": 1,
-        "moderate_elevation": 2, "persistent_elevation": 1, "stopped": 3, "off_treatment": "end",
+        "baseline": 0, "baseline_abnormal": 2, "early_check": 0, "maintenance": 0, "mild_elevation": 1,
+        "moderate_elevation": 2, "persistent_elevation": 2, "stopped": 3, "off_treatment": 0,
     }
     assert tones(lef) == {
-        "baseline": "start", "contraindicated": "end", "first_six_months": 0, "long_term": 0, "reduced": 2,
-        "interrupted": 3, "recovered": "end",
+        "baseline": 0, "contraindicated": 2, "first_six_months": 0, "long_term": 0, "reduced": 2,
+        "interrupted": 3, "recovered": 0,
     }
+    assert rplan.build(ana).severity_declared
 
 
-def test_renaming_states_changes_no_tone(ana):
+def without_severity(g):
+    g = copy.deepcopy(g)
+    for _, d in g.nodes(data=True):
+        d["severity"] = "none"
+    return g
+
+
+def test_without_declared_severities_they_come_from_the_rules_not_the_names(ana, lef):
+    assert tones(without_severity(ana)) == {
+        "baseline": 0, "baseline_abnormal": 2, "early_check": 0, "maintenance": 0, "mild_elevation": 1,
+        "moderate_elevation": 2, "persistent_elevation": 1, "stopped": 3, "off_treatment": 0,
+    }
+    assert tones(without_severity(lef)) == {
+        "baseline": 0, "contraindicated": 0, "first_six_months": 0, "long_term": 0, "reduced": 2,
+        "interrupted": 3, "recovered": 0,
+    }
+    p = rplan.build(without_severity(ana))
+    assert not p.severity_declared
+    assert "derived from the rules: the protocol declares none" in rdot.digraph(p).source
+
+
+def test_renaming_states_changes_no_derived_severity(ana):
     import networkx as nx
 
-    names = {s: f"s{i}" for i, s in enumerate(ana.nodes)}
-    renamed = nx.relabel_nodes(ana, names)  # rule keys stay as they were: tones must not read them
-    before, after = tones(ana), tones(renamed)
-    assert {names[s]: t for s, t in before.items()} == after
-
-
-def test_an_explicit_severity_on_a_state_wins(ana):
-    g = copy.deepcopy(ana)
-    g.nodes["maintenance"]["severity"] = 7
-    g.nodes["stopped"]["severity"] = 1
-    t = tones(g)
-    assert t["maintenance"] == 3 and t["stopped"] == 1
+    plain = without_severity(ana)
+    names = {s: f"s{i}" for i, s in enumerate(plain.nodes)}
+    renamed = nx.relabel_nodes(plain, names)  # rule keys stay as they were: tones must not read them
+    assert {names[s]: t for s, t in tones(plain).items()} == tones(renamed)
 
 
 # ------------------------------------------------------------ escaping

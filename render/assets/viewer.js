@@ -225,8 +225,9 @@
     if (!s) return;
     var collect = [];
     clear(details);
-    details.appendChild(el("h2", "tone-" + s.tone, [s.title]));
-    details.appendChild(el("p", "meta", [name + " · " + s.tone + (s.kind !== "normal" ? " · " + s.kind : ""), " ", where(s.line)]));
+    details.appendChild(el("h2", "severity-" + s.severity, [s.title]));
+    details.appendChild(el("p", "meta", [name + " · severity " + s.severity + (p.severity_declared ? "" : " (derived)") +
+      (s.kind !== "normal" ? " · " + s.kind : ""), " ", where(s.line)]));
     if (s.entry.length) {
       details.appendChild(el("h3", null, ["On entry"]));
       details.appendChild(actionList(s.entry));
