@@ -79,14 +79,17 @@ class _Rule:
     line: int
     actions: tuple[Program, ...]
     to_state: "_State | None" = None  # set once every state is built
+    program: tuple[Program, ...] = ()  # what firing runs: its actions, then the target's entry actions
 
 
 @dataclass(slots=True)
 class _Handler:
-    """Rules tried in order, and `select(ctx)`: the index of the first whose guard holds, or -1."""
+    """Rules tried in order, and `select(ctx)`: the index of the first whose guard holds, or -1.
+    `steps[i]`: the `transition` step of rule i fired by this handler (its date left to fill)."""
 
     rules: tuple[_Rule, ...]
     select: Callable[[Ctx], int]
+    steps: tuple[dict, ...]
 
 
 @dataclass(slots=True)
@@ -108,40 +111,36 @@ class _State:
     facts: dict[str, _Handler]  # fact -> the rules that a change of it tries
     at_once: _Handler | None  # every `on fact` rule, tried on entry
     timers: tuple[_Timer, ...]
-
-
-class _Window:
-    """A due window opened on one day: its bounds, as dates and ISO text, and the day after."""
-
-    __slots__ = ("start", "end", "text", "late")
-
-    def __init__(self, day: datetime.date, start: int, end: int, unit: str) -> None:
-        self.start = shift(day, start, unit)
-        self.end = shift(day, end, unit)
-        self.text = (self.start.isoformat(), self.end.isoformat())
-        self.late = self.end + _ONE_DAY
+    step: dict  # its `enter` step (the date left to fill)
 
 
 _ONE_DAY = datetime.timedelta(days=1)
 
 
 class _Order:
-    __slots__ = ("action", "window", "labs", "ordered", "line", "overdue")
+    """An order opened on one day by one action of the protocol: the same for every patient
+    that day, so it is made once (per action and day) and shared. Whether it is overdue is
+    the replay's business (`_Run.overdue`)."""
 
-    def __init__(self, action: str, window: _Window, labs: frozenset, ordered: str, line: int) -> None:
+    __slots__ = ("action", "text", "labs", "ordered", "line", "late", "deviation")
+
+    def __init__(self, action: str, text: list, late: datetime.date, labs: frozenset, ordered: str,
+                 line: int) -> None:
         self.action = action
-        self.window = window
+        self.text = text  # [from, to]: ISO dates, shared by the steps
         self.labs = labs
         self.ordered = ordered  # ISO date
         self.line = line
-        self.overdue = False
+        self.late = late  # the day after the window's last day: the day it becomes overdue
+        self.deviation = {"date": None, "type": "deviation", "kind": "overdue", "action": action,
+                          "window": text, "ordered": ordered, "line": line}
 
-    def to_dict(self) -> dict:
+    def to_dict(self, overdue: bool) -> dict:
         return {
             "action": self.action,
-            "window": list(self.window.text),
+            "window": list(self.text),
             "ordered": self.ordered,
-            "overdue": self.overdue,
+            "overdue": overdue,
             "line": self.line,
         }
 
@@ -183,9 +182,11 @@ class Machine:
         self.orders: dict[str, frozenset] = {
             name: frozenset(d.get("orders") or ()) for name, d in (g.get("actions") or {}).items()
         }
+        self.isos: dict[datetime.date, str] = {}  # day -> its ISO text, for every replay of this Machine
         self._compiler = Compiler(g)
         edges = {key: (u, v, data) for u, v, key, data in graph.edges(keys=True, data=True)}
         self._rules: dict[str, _Rule] = {}
+        self._selectors: dict[tuple, Callable[[Ctx], int]] = {}
         self._handlers: dict[tuple, _Handler] = {}
         self.states: dict[str, _State] = {}
         try:
@@ -200,6 +201,7 @@ class Machine:
                 raise SimulationError(f"rule {rule.key} leads to {rule.target!r}, which is not a state", path=self.path,
                                       line=rule.line)
             rule.to_state = self.states[rule.target]
+            rule.program = rule.actions if rule.stay else rule.actions + rule.to_state.entry
 
     # -- compiling the graph
 
@@ -222,56 +224,74 @@ class Machine:
             elif trigger == "timer":
                 t = h.get("timer") or {}
                 timers.append(_Timer(int(t.get("amount", 0)), t.get("unit", "days"), t.get("since"),
-                                     self._handler(rules, f"{name}_timer")))
+                                     self._handler(rules, f"{name}_timer", "timer")))
         facts = {}
         for fact in self.fact_defaults:
             rs = [r for names, rules in fact_handlers if not names or fact in names for r in rules]
             if rs:
-                facts[fact] = self._handler(rs, f"{name}_fact_{fact}")
+                facts[fact] = self._handler(rs, f"{name}_fact_{fact}", "fact", fact)
+        line = _line(data.get("span"))
         return _State(
             name=name,
             terminal=terminal,
-            line=_line(data.get("span")),
-            entry=self._program(data.get("entry") or ()),
-            panel=self._handler(panel, f"{name}_panel"),
-            events={k: self._handler(v, f"{name}_event_{k}") for k, v in events.items()},
+            line=line,
+            entry=self._program(data.get("entry") or (), name),
+            panel=self._handler(panel, f"{name}_panel", "panel"),
+            events={k: self._handler(v, f"{name}_event_{k}", "event", k) for k, v in events.items()},
             facts=facts,
-            at_once=self._handler([r for _, rules in fact_handlers for r in rules], f"{name}_facts"),
+            at_once=self._handler([r for _, rules in fact_handlers for r in rules], f"{name}_facts", "fact"),
             timers=tuple(timers),
+            step={"date": None, "type": "enter", "state": name, "line": line},
         )
 
-    def _handler(self, edges: list, label: str) -> _Handler | None:
-        """The rules of `edges` (graph edges, in order) and their compiled selector."""
+    def _handler(self, edges: list, label: str, trigger: str, name: str | None = None) -> _Handler | None:
+        """The rules of `edges` (graph edges, in order), their compiled selector and the
+        transition steps they give when `trigger` (`name`: the event or fact) fires them."""
         if not edges:
             return None
         key = tuple(e[2].get("id") for e in edges)
-        cached = self._handlers.get(key)
+        cached = self._handlers.get((key, trigger, name))
         if cached is None:
             rules = tuple(self._rules[k] if k in self._rules else self._rule(e) for k, e in zip(key, edges))
-            select = self._compiler.selector([e[2].get("guard") for e in edges], label)
-            cached = self._handlers[key] = _Handler(rules, select)
+            select = self._selectors.get(key)
+            if select is None:
+                select = self._selectors[key] = self._compiler.selector([e[2].get("guard") for e in edges], label)
+            steps = []
+            for rule in rules:
+                step = {"date": None, "type": "transition", "from": rule.source, "to": rule.target,
+                        "trigger": trigger, "because": rule.because, "sources": rule.sources,
+                        "rule": rule.key, "line": rule.line}
+                if rule.stay:
+                    step["stay"] = True
+                if name is not None:
+                    step[trigger] = name
+                steps.append(step)
+            cached = self._handlers[(key, trigger, name)] = _Handler(rules, select, tuple(steps))
         return cached
 
     def _rule(self, edge) -> _Rule:
         u, v, d = edge
         stay = bool(d.get("stay"))
+        target = u if stay else v
         rule = self._rules[d.get("id") or ""] = _Rule(
             key=d.get("id") or "",
             source=u,
-            target=u if stay else v,
+            target=target,
             stay=stay,
             trigger=d.get("trigger", ""),
             because=d.get("because") or "",
             sources=list(d.get("sources") or ()),
             line=_line(d.get("span")),
-            actions=self._program(d.get("actions") or ()),
+            # a rule's actions run in its target state (entered first; a stay rule stays)
+            actions=self._program(d.get("actions") or (), target),
         )
         return rule
 
-    def _program(self, actions) -> tuple[Program, ...]:
-        return tuple(self._action(a) for a in actions)
+    def _program(self, actions, state: str) -> tuple[Program, ...]:
+        """The actions, run in `state` (the state their steps name)."""
+        return tuple(self._action(a, state) for a in actions)
 
-    def _action(self, a: Mapping) -> Program:
+    def _action(self, a: Mapping, state: str) -> Program:
         kind = a.get("kind")
         line = _line(a.get("span"))
         sources = tuple(a.get("sources") or ())
@@ -281,15 +301,15 @@ class Machine:
             if kind == "do":
                 name = a["action"]
                 labs = self.orders.get(name) or frozenset()
-                return _do_action(name, window, labs, sources, line)
+                return _do_action(name, state, window, labs, sources, line, self.isos)
             options = tuple(a.get("options") or ())
             labs_of = {o: self.orders.get(o) or frozenset() for o in options}
-            return _one_of_action(options, window, labs_of, sources, line)
+            return _one_of_action(options, state, window, labs_of, sources, line, self.isos)
         if kind == "set":
             return _set_action(a["var"], self._compiler.value(a["value"], f"set_{a['var']}"))
         if kind == "if":
-            return _if_action(self._compiler.condition(a["cond"], "if"), self._program(a.get("then") or ()),
-                              self._program(a.get("else") or ()))
+            return _if_action(self._compiler.condition(a["cond"], "if"), self._program(a.get("then") or (), state),
+                              self._program(a.get("else") or (), state))
         raise ExprError(f"unknown action kind {kind!r}")
 
     # -- replay
@@ -300,67 +320,91 @@ class Machine:
         `until` overrides the timeline's end (events after it are not replayed). `inputs`, if
         given, receives `(step_index, item)` for every input as it is replayed (`item` is a
         tuple of the LabResults of a panel, a ClinicalEvent, a FactChange or a Choice), so a
-        report can show the inputs among the steps. Raises SimulationError."""
+        report can show the inputs among the steps. Raises SimulationError.
+
+        The steps of a trace share what does not change between them (the lists of `sources`,
+        `options` and `window`): a trace is read, not changed."""
         return _Run(self, timeline, until, inputs).go()
 
 
 # ---------------------------------------------------------------------------- actions
 
-def _windows(window) -> Callable[[datetime.date], _Window] | None:
-    """The due window of an action, memoised by the day it is recommended on."""
+def _iso(isos: dict, day: datetime.date) -> str:
+    text = isos.get(day)
+    if text is None:
+        text = isos[day] = day.isoformat()
+    return text
+
+
+def _on_day(action: str, step: dict, window, labs: frozenset, line: int, isos: dict):
+    """What the action does on one day, made the first time and kept (per action and day):
+    its `action` step, whose window is that day's, and the order it opens (None if it opens none)."""
     if window is None:
         return None
     start, end, unit = window
-    memo: dict[datetime.date, _Window] = {}
+    memo: dict[datetime.date, tuple[dict, _Order | None]] = {}
 
-    def window_on(day: datetime.date) -> _Window:
-        w = memo.get(day)
-        if w is None:
-            w = memo[day] = _Window(day, start, end, unit)
-        return w
+    def on(day: datetime.date) -> tuple[dict, _Order | None]:
+        hit = memo.get(day)
+        if hit is None:
+            last = shift(day, end, unit)
+            text = [shift(day, start, unit).isoformat(), last.isoformat()]
+            iso = _iso(isos, day)
+            s = {k: v for k, v in step.items() if k not in ("sources", "line")}
+            s["date"] = iso
+            s["window"] = text  # before the sources, as the contract lists them
+            s["sources"] = step["sources"]
+            s["line"] = line
+            hit = memo[day] = (s, _Order(action, text, last + _ONE_DAY, labs, iso, line) if labs else None)
+        return hit
 
-    return window_on
-
-
-def _do_action(name: str, window, labs: frozenset, sources: tuple, line: int) -> Program:
-    window_on = _windows(window)
-    sources = list(sources)  # shared by the steps: a trace is read, not changed
-
-    def do(r: "_Run") -> None:
-        ctx = r.ctx
-        if window_on is None:
-            r.emit({"date": r.iso, "type": "action", "action": name, "state": r.state.name,
-                    "sources": sources, "line": line})
-        else:
-            w = window_on(ctx.today)
-            r.emit({"date": r.iso, "type": "action", "action": name, "state": r.state.name,
-                    "window": list(w.text), "sources": sources, "line": line})
-            if labs:
-                orders = r.orders
-                orders.pop(name, None)  # a new order of the same action replaces the open one
-                orders[name] = _Order(name, w, labs, r.iso, line)
-        ctx.last[name] = ctx.today
-
-    return do
+    return on
 
 
-def _one_of_action(options: tuple, window, labs_of: Mapping, sources: tuple, line: int) -> Program:
-    window_on = _windows(window)
-    sources = list(sources)
+def _do_action(name: str, state: str, window, labs: frozenset, sources: tuple, line: int, isos: dict) -> Program:
+    step = {"date": None, "type": "action", "action": name, "state": state, "sources": list(sources), "line": line}
+
+    if window is None:
+        def do(r: "_Run") -> None:
+            s = step.copy()
+            s["date"] = r.iso
+            r.emit(s)
+            r.ctx.last[name] = r.ctx.today
+
+        return do
+
+    on = _on_day(name, step, window, labs, line, isos)
+
+    def do_window(r: "_Run") -> None:
+        today = r.ctx.today
+        s, order = on(today)
+        r.emit(s.copy())
+        if order is not None:
+            r.open(order)
+        r.ctx.last[name] = today
+
+    return do_window
+
+
+def _one_of_action(options: tuple, state: str, window, labs_of: Mapping, sources: tuple, line: int,
+                   isos: dict) -> Program:
+    shown = list(options)
+    steps = {o: {"date": None, "type": "action", "action": o, "state": state, "options": shown,
+                 "sources": list(sources), "line": line} for o in options}
+    ons = {o: _on_day(o, steps[o], window, labs_of[o], line, isos) for o in options} if window else None
 
     def one_of(r: "_Run") -> None:
         ctx = r.ctx
         taken = r.choose(options)
-        step = {"date": r.iso, "type": "action", "action": taken, "state": r.state.name, "options": list(options)}
-        if window_on is not None:
-            w = window_on(ctx.today)
-            step["window"] = list(w.text)
-            if labs_of[taken]:
-                r.orders.pop(taken, None)
-                r.orders[taken] = _Order(taken, w, labs_of[taken], r.iso, line)
-        step["sources"] = sources
-        step["line"] = line
-        r.emit(step)
+        if ons is None:
+            s = steps[taken].copy()
+            s["date"] = r.iso
+            r.emit(s)
+        else:
+            s, order = ons[taken](ctx.today)
+            r.emit(s.copy())
+            if order is not None:
+                r.open(order)
         ctx.last[taken] = ctx.today
 
     return one_of
@@ -398,11 +442,12 @@ class _Run:
         facts = dict(m.fact_defaults)
         facts.update(tl.facts)
         self.ctx = Ctx(facts, dict(m.var_defaults), self.start)
-        self.iso = self.start.isoformat()
+        self.iso = _iso(m.isos, self.start)
         self.steps: list[dict] = []
         self.emit = self.steps.append
         self.warnings: list[dict] = []
-        self.orders: dict[str, _Order] = {}
+        self.orders: dict[str, _Order] = {}  # action -> its open order, oldest first
+        self.overdue: set[str] = set()  # the actions whose open order is overdue
         self.timers: list[_Armed] | tuple = ()
         self.state: _State = m.states[m.initial]
         self.pending = False  # the state just entered still has to try its `on fact` rules
@@ -423,8 +468,11 @@ class _Run:
             i += 1  # a Timeline built in code may hold them; load_timeline never does
         ctx = self.ctx
         steps = self.steps
+        emit = self.emit
         orders = self.orders
+        overdue = self.overdue
         inputs = self.inputs
+        isos = self.m.isos
         day = start
         first = True
         while True:
@@ -435,15 +483,19 @@ class _Run:
                     if day is None or t.due < day:
                         day = t.due
                 for o in orders.values():
-                    if not o.overdue and (day is None or o.window.late < day):
-                        day = o.window.late
+                    late = o.late
+                    if (day is None or late < day) and o.action not in overdue:
+                        day = late
                 if day is None or day > until:
                     break
                 if day <= ctx.today:
                     raise ValueError(f"{self.tl.path}: timeline events are not in date order "
                                      f"({day} after {ctx.today}); load_timeline sorts them")
                 ctx.today = day
-                self.iso = day.isoformat()
+                iso = isos.get(day)
+                if iso is None:
+                    iso = isos[day] = day.isoformat()
+                self.iso = iso
                 if self.fired_today:
                     self.fired_today = []
             # the day's inputs: its panel, its events and fact changes, its recorded choices
@@ -484,11 +536,13 @@ class _Run:
                 self.settle()
             else:
                 # (1) overdue deviations of windows whose last day was yesterday
-                for o in orders.values():
-                    if not o.overdue and o.window.late <= day:
-                        o.overdue = True
-                        self.emit({"date": self.iso, "type": "deviation", "kind": "overdue", "action": o.action,
-                                   "window": list(o.window.text), "ordered": o.ordered, "line": o.line})
+                if orders:
+                    for o in orders.values():
+                        if o.late <= day and o.action not in overdue:
+                            overdue.add(o.action)
+                            s = o.deviation.copy()
+                            s["date"] = self.iso
+                            emit(s)
                 # (2) timers due today
                 if self.timers:
                     self.settle()
@@ -501,9 +555,10 @@ class _Run:
                 if orders:
                     for action in [a for a, o in orders.items() if not o.labs.isdisjoint(panel)]:
                         del orders[action]  # fulfilled (a panel before the window opens counts too)
+                        overdue.discard(action)
                 handler = self.state.panel
                 if handler is not None:
-                    self.react(handler, "panel")
+                    self.react(handler)
             # (4) clinical events and fact changes, in file order
             if others is not None:
                 self.events_and_facts(others)
@@ -526,7 +581,7 @@ class _Run:
             if type(ev) is ClinicalEvent:
                 handler = self.state.events.get(ev.event)
                 if handler is not None:
-                    self.react(handler, "event", ev.event)
+                    self.react(handler)
             elif type(ev) is FactChange:
                 old = ctx.facts.get(ev.fact)
                 if old == ev.value and type(old) is type(ev.value):
@@ -534,7 +589,7 @@ class _Run:
                 ctx.facts[ev.fact] = ev.value
                 handler = self.state.facts.get(ev.fact)
                 if handler is not None:
-                    self.react(handler, "fact", ev.fact)
+                    self.react(handler)
 
     def end_of_day(self) -> None:
         for c in self.choices:
@@ -547,43 +602,37 @@ class _Run:
 
     # -- reacting
 
-    def react(self, handler: _Handler, trigger: str, name: str | None = None) -> None:
+    def react(self, handler: _Handler) -> None:
         i = handler.select(self.ctx)
         if i >= 0:
-            self.fire(handler.rules[i], trigger, name)
+            self.fire(handler.rules[i], handler.steps[i])
             if self.pending or self.timers:
                 self.settle()
 
-    def fire(self, rule: _Rule, trigger: str, name: str | None = None) -> None:
+    def fire(self, rule: _Rule, step: dict) -> None:
         fired = self.fired_today
         fired.append(rule)
         if len(fired) > MAX_TRANSITIONS_PER_DAY:
             raise self.loop_error()
-        step = {"date": self.iso, "type": "transition", "from": rule.source, "to": rule.target,
-                "trigger": trigger, "because": rule.because, "sources": rule.sources,
-                "rule": rule.key, "line": rule.line}
-        if rule.stay:
-            step["stay"] = True
-        if name is not None:
-            step[trigger] = name
+        step = step.copy()
+        step["date"] = self.iso
         self.emit(step)
         if rule.stay:
-            for a in rule.actions:
+            for a in rule.program:
                 a(self)
         else:
             self.enter(rule.to_state, rule)
 
     def enter(self, st: _State, rule: _Rule | None) -> None:
         self.state = st
-        step = {"date": self.iso, "type": "enter", "state": st.name, "line": st.line}
+        step = st.step.copy()
+        step["date"] = self.iso
         self.emit(step)
         if st.terminal and self.orders:
-            step["withdrawn"] = [o.action for o in self.orders.values()]
+            step["withdrawn"] = list(self.orders)
             self.orders.clear()
-        if rule is not None:
-            for a in rule.actions:
-                a(self)
-        for a in st.entry:
+            self.overdue.clear()
+        for a in (st.entry if rule is None else rule.program):  # the rule's actions, then the entry actions
             a(self)
         if not st.timers:
             self.timers = ()
@@ -610,7 +659,7 @@ class _Run:
                 handler = self.state.at_once
                 i = handler.select(ctx)
                 if i >= 0:
-                    self.fire(handler.rules[i], "fact")
+                    self.fire(handler.rules[i], handler.steps[i])
                 continue
             timers = self.timers
             if not timers:
@@ -623,9 +672,18 @@ class _Run:
             timers.remove(t)
             i = t.handler.select(ctx)
             if i >= 0:
-                self.fire(t.handler.rules[i], "timer")
+                self.fire(t.handler.rules[i], t.handler.steps[i])
 
     # -- orders and choices
+
+    def open(self, order: _Order) -> None:
+        """Open `order`; it replaces the open order of the same action (which then goes last)."""
+        action = order.action
+        orders = self.orders
+        if action in orders:
+            del orders[action]
+            self.overdue.discard(action)
+        orders[action] = order
 
     def choose(self, options: tuple[str, ...]) -> str:
         for c in self.choices:
@@ -656,6 +714,7 @@ class _Run:
         )
 
     def trace(self) -> dict:
+        overdue = self.overdue
         return {
             "protocol": {"name": self.m.name, "version": self.m.version},
             "patient": self.tl.patient,
@@ -663,7 +722,7 @@ class _Run:
             "until": self.until.isoformat(),
             "steps": self.steps,
             "final_state": self.state.name,
-            "open_orders": [o.to_dict() for o in self.orders.values()],
+            "open_orders": [o.to_dict(a in overdue) for a, o in self.orders.items()],
             "warnings": self.warnings,
         }
 
