@@ -13,6 +13,7 @@ overlay (one patient's trace) the path is drawn thick and numbered, and the rest
 
 from __future__ import annotations
 
+from functools import lru_cache
 from html import escape
 
 import graphviz
@@ -58,6 +59,7 @@ TITLE_WIDTH = 32  # characters per line of a state's description
 ENTRY_WIDTH = 42  # ... of an entry action
 GUARD_WIDTH = 30  # ... of a rule's condition
 BR = '<BR ALIGN="LEFT"/>'
+NBSP = "&#160;"
 
 
 def esc(text: str) -> str:
@@ -69,8 +71,10 @@ def esc(text: str) -> str:
     return escape(text, quote=True).replace("&#x27;", "&#39;").replace("]", "&#93;")
 
 
+@lru_cache(maxsize=8192)
 def _lines(text: str, width: int) -> str:
-    """Wrapped, escaped, each line ending in a left-aligned break."""
+    """Wrapped, escaped, each line ending in a left-aligned break (protocols repeat their texts:
+    "Order a liver panel, due in 2–4 weeks" is wrapped once)."""
     return "".join(esc(line) + BR for line in wrap(text, width))
 
 
@@ -131,17 +135,18 @@ class _Ink:
             if line.when and line.when != when:  # a condition once over the actions it governs
                 out.append(_font(f"<I>{_lines(line.when + ':', width)}</I>", size, self.muted(on)))
             when = line.when
-            indent = "   " if line.when else ""
+            # indents are no-break spaces: SVG collapses a text run's leading spaces
+            indent = NBSP * 3 if line.when else ""
             if line.kind == "one_of":
                 first, *rest = line.options
-                body = _lines(f"{indent}• {first} (default)", width)
+                body = indent + _lines(f"• {first} (default)", width)
                 for opt in rest:
-                    body += f"{indent}   <B>OR</B> " + _lines(opt, width - 6)
+                    body += f"{indent}{NBSP * 3}<B>OR</B>{NBSP}" + _lines(opt, width - 6)
                 tail = line.text[len(" OR ".join(line.options)) :].lstrip(", ")
                 if tail:
-                    body += _lines(f"{indent}   {tail}", width)
+                    body += indent + NBSP * 3 + _lines(tail, width)
             else:
-                body = _lines(f"{indent}• {line.text}", width)
+                body = indent + _lines(f"• {line.text}", width)
             out.append(_font(_append(body, self.marks(line.sources, on)), size, self.text(on)))
         return "".join(out)
 
@@ -307,7 +312,7 @@ def _key_label(plan: Plan, ink: _Ink) -> str:
         head = f"<B>{esc(d.name)}</B>" + (f": {esc(d.description)}" if d.description else "")
         body = _append(head, ink.marks(d.sources)) + BR
         for i, line in enumerate(d.lines):
-            body += _font(_lines(("= " if i == 0 else "   or ") + line, 60), 8, MUTED)
+            body += _font(("" if i == 0 else NBSP * 3) + _lines(("= " if i == 0 else "or ") + line, 60), 8, MUTED)
         entries.append((body.count("<BR") + 1, f'<TR><TD ALIGN="LEFT" BALIGN="LEFT">{_font(body, 8)}</TD></TR>'))
     # two columns of about the same height, in order
     total = sum(n for n, _ in entries)
