@@ -60,6 +60,7 @@ ENTRY_WIDTH = 42  # ... of an entry action
 GUARD_WIDTH = 30  # ... of a rule's condition
 BR = '<BR ALIGN="LEFT"/>'
 NBSP = "&#160;"
+BOX_TABLE = '<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="2">'
 
 
 def esc(text: str) -> str:
@@ -205,37 +206,38 @@ def _rule_row(ink: _Ink, owner_on: bool, row: Row, ports: bool) -> str:
     return out
 
 
+def _wide(markup: str) -> str:
+    """A table row across a box's three columns (number, rule, target)."""
+    return f'<TR><TD COLSPAN="3" ALIGN="LEFT" BALIGN="LEFT">{markup}</TD></TR>'
+
+
 def _box_label(ink: _Ink, b: Box) -> str:
     """A state: what it is, what it does on entry, then its decisions."""
     on = ink.state_on(b.state)
-    left = []
+    rows = []
     if ink.tracing and b.state in ink.ov.visits:
-        left.append(f'<TR><TD ALIGN="LEFT">{_visits(ink.ov.visits[b.state], "entered")}</TD></TR>')
+        rows.append(_wide(_visits(ink.ov.visits[b.state], "entered")))
     if ink.tracing and ink.ov.final_state == b.state:
-        left.append(f'<TR><TD ALIGN="LEFT">{_font("<B>" + esc(f"here at the end ({ink.ov.until})") + "</B>", 8.5, PATH)}</TD></TR>')
-    left.append(f'<TR><TD ALIGN="LEFT" BALIGN="LEFT">{_font("<B>" + _lines(b.title, TITLE_WIDTH) + "</B>", 11, ink.text(on))}</TD></TR>')
+        rows.append(_wide(_font("<B>" + esc(f"here at the end ({ink.ov.until})") + "</B>", 8.5, PATH)))
+    rows.append(_wide(_font("<B>" + _lines(b.title, TITLE_WIDTH) + "</B>", 11, ink.text(on))))
     tag = f"{b.state} · {LEVELS[b.severity]}" + (f" · + shared rules {b.group}" if b.group else "")
-    left.append(f'<TR><TD ALIGN="LEFT">{_font(esc(tag), 7.5, ink.muted(on))}</TD></TR>')
+    rows.append(_wide(_font(esc(tag), 7.5, ink.muted(on))))
     if b.entry:
-        body = _font("On entry:", 7.5, ink.muted(on)) + BR + ink.actions(b.entry, ENTRY_WIDTH, 9, on)
-        left.append(f'<TR><TD ALIGN="LEFT" BALIGN="LEFT">{body}</TD></TR>')
-    rows = [r.replace("<TD ", '<TD COLSPAN="3" ', 1) for r in left]
+        rows.append(_wide(_font("On entry:", 7.5, ink.muted(on)) + BR + ink.actions(b.entry, ENTRY_WIDTH, 9, on)))
     for dec in b.decisions:
         rows.extend(_decision_rows(ink, on, dec, ports=True))
-    return _label('<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="2">' + "".join(rows) + "</TABLE>")
+    return _label(BOX_TABLE + "".join(rows) + "</TABLE>")
 
 
 def _group_label(ink: _Ink, grp: Group) -> str:
     """Shared rules: drawn once, for every state marked with the group's letter."""
     on = not ink.tracing or any(ink.rules_on(r.rules) for d in grp.decisions for r in d.rows)
-    table = '<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="2">'
     head = f"<B>{esc(grp.letter)} · shared rules</B>"
     who = _lines("in every state marked " + grp.letter + ": " + ", ".join(grp.states), ENTRY_WIDTH)
-    rows = [f'<TR><TD COLSPAN="3" ALIGN="LEFT" BALIGN="LEFT">{_font(head, 11, ink.text(on))}<BR ALIGN="LEFT"/>'
-            f'{_font(who, 7.5, ink.muted(on))}</TD></TR>']
+    rows = [_wide(_font(head, 11, ink.text(on)) + BR + _font(who, 7.5, ink.muted(on)))]
     for dec in grp.decisions:
         rows.extend(_decision_rows(ink, on, dec, ports=True))
-    return _label(f"{table}{''.join(rows)}</TABLE>")
+    return _label(BOX_TABLE + "".join(rows) + "</TABLE>")
 
 
 TABLE = '<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="1">'

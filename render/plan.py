@@ -236,13 +236,13 @@ def build(graph) -> Plan:
         references=list(g.get("sources", {})),
         severity_declared=declared(graph),
         labels=L,
-        rows=rows(graph, groups),
+        rows=layout_rows(graph, groups),
         arrow_of_rule=arrow_of_rule,
         row_of_rule=plan_rows,
     )
 
 
-def rows(graph, groups: list[Group] = ()) -> list[list[str]]:
+def layout_rows(graph, groups: list[Group] = ()) -> list[list[str]]:
     """Box ids row by row: a chart that reads from the top left and suits a landscape page.
 
     Reading order is a breadth-first walk from the initial state (declaration order among
