@@ -64,7 +64,7 @@ class SimulationError(Exception):
 
 # ---------------------------------------------------------------------------- compiled model
 
-Program = Callable[["_Run"], None]
+Fire = Callable[["_Run", dict], None]
 
 
 @dataclass(slots=True)
@@ -77,19 +77,21 @@ class _Rule:
     because: str
     sources: list[str]  # shared by the steps: a trace is read, not changed
     line: int
-    actions: tuple[Program, ...]
+    actions: tuple  # of _Do, _OneOf, _Set, _If
     to_state: "_State | None" = None  # set once every state is built
-    program: tuple[Program, ...] = ()  # what firing runs: its actions, then the target's entry actions
+    fire: Fire | None = None  # fire(run, step): generated once every state is built
 
 
 @dataclass(slots=True)
 class _Handler:
     """Rules tried in order, and `select(ctx)`: the index of the first whose guard holds, or -1.
-    `steps[i]`: the `transition` step of rule i fired by this handler (its date left to fill)."""
+    `steps[i]`: the `transition` step of rule i fired by this handler (its date left to fill);
+    `fires[i]`: rule i's fire function."""
 
     rules: tuple[_Rule, ...]
     select: Callable[[Ctx], int]
     steps: tuple[dict, ...]
+    fires: tuple[Fire, ...] = ()
 
 
 @dataclass(slots=True)
@@ -105,13 +107,43 @@ class _State:
     name: str
     terminal: bool
     line: int
-    entry: tuple[Program, ...]
+    entry: tuple  # of _Do, _OneOf, _Set, _If
     panel: _Handler | None
     events: dict[str, _Handler]
     facts: dict[str, _Handler]  # fact -> the rules that a change of it tries
     at_once: _Handler | None  # every `on fact` rule, tried on entry
     timers: tuple[_Timer, ...]
     step: dict  # its `enter` step (the date left to fill)
+    enter: Callable[["_Run"], None] | None = None  # entering it other than by a rule (the initial state)
+
+
+# the actions of the protocol, compiled: `_Program` turns lists of them into Python code
+
+@dataclass(slots=True)
+class _Do:
+    name: str
+    step: dict  # its `action` step (the date left to fill); with a window: see `on`
+    on: "Callable[[datetime.date], tuple[dict, _Order | None]] | None"  # the step and order of a day
+    memo: dict | None  # what `on` has made so far, by day
+    opens: bool  # it opens an order
+
+
+@dataclass(slots=True)
+class _OneOf:
+    run: Callable[["_Run"], None]
+
+
+@dataclass(slots=True)
+class _Set:
+    var: str
+    value: Callable[[Ctx], Any]
+
+
+@dataclass(slots=True)
+class _If:
+    cond: Callable[[Ctx], bool]
+    then: tuple
+    orelse: tuple
 
 
 _ONE_DAY = datetime.timedelta(days=1)
@@ -201,7 +233,17 @@ class Machine:
                 raise SimulationError(f"rule {rule.key} leads to {rule.target!r}, which is not a state", path=self.path,
                                       line=rule.line)
             rule.to_state = self.states[rule.target]
-            rule.program = rule.actions if rule.stay else rule.actions + rule.to_state.entry
+        # the code that fires each rule and enters each state
+        gen = _Program()
+        try:
+            for rule in self._rules.values():
+                rule.fire = gen.fire(rule)
+            for st in self.states.values():
+                st.enter = gen.enter(st)
+        except ExprError as e:
+            raise SimulationError(f"cannot compile the protocol for simulation: {e}", path=self.path) from None
+        for h in self._handlers.values():
+            h.fires = tuple(rule.fire for rule in h.rules)
 
     # -- compiling the graph
 
@@ -287,29 +329,34 @@ class Machine:
         )
         return rule
 
-    def _program(self, actions, state: str) -> tuple[Program, ...]:
+    def _program(self, actions, state: str) -> tuple:
         """The actions, run in `state` (the state their steps name)."""
         return tuple(self._action(a, state) for a in actions)
 
-    def _action(self, a: Mapping, state: str) -> Program:
+    def _action(self, a: Mapping, state: str):
         kind = a.get("kind")
         line = _line(a.get("span"))
-        sources = tuple(a.get("sources") or ())
+        sources = list(a.get("sources") or ())  # shared by the steps: a trace is read, not changed
         if kind in ("do", "one_of"):
             w = a.get("window")
             window = (int(w["start"]), int(w["end"]), w["unit"]) if w else None
             if kind == "do":
                 name = a["action"]
                 labs = self.orders.get(name) or frozenset()
-                return _do_action(name, state, window, labs, sources, line, self.isos)
+                step = {"date": None, "type": "action", "action": name, "state": state, "sources": sources,
+                        "line": line}
+                if window is None:
+                    return _Do(name, step, None, None, False)
+                memo: dict = {}
+                return _Do(name, step, _on_day(step, window, labs, self.isos, memo), memo, bool(labs))
             options = tuple(a.get("options") or ())
             labs_of = {o: self.orders.get(o) or frozenset() for o in options}
-            return _one_of_action(options, state, window, labs_of, sources, line, self.isos)
+            return _OneOf(_one_of_action(options, state, window, labs_of, sources, line, self.isos))
         if kind == "set":
-            return _set_action(a["var"], self._compiler.value(a["value"], f"set_{a['var']}"))
+            return _Set(a["var"], self._compiler.value(a["value"], f"set_{a['var']}"))
         if kind == "if":
-            return _if_action(self._compiler.condition(a["cond"], "if"), self._program(a.get("then") or (), state),
-                              self._program(a.get("else") or (), state))
+            return _If(self._compiler.condition(a["cond"], "if"), self._program(a.get("then") or (), state),
+                       self._program(a.get("else") or (), state))
         raise ExprError(f"unknown action kind {kind!r}")
 
     # -- replay
@@ -336,13 +383,13 @@ def _iso(isos: dict, day: datetime.date) -> str:
     return text
 
 
-def _on_day(action: str, step: dict, window, labs: frozenset, line: int, isos: dict):
-    """What the action does on one day, made the first time and kept (per action and day):
-    its `action` step, whose window is that day's, and the order it opens (None if it opens none)."""
-    if window is None:
-        return None
+def _on_day(step: dict, window: tuple, labs: frozenset, isos: dict, memo: dict):
+    """on(day): what an action with a due window does on `day`, made the first time and kept
+    in `memo` (per action and day): its `action` step (`step` with that day's date and window)
+    and the order it opens (None if it opens none)."""
     start, end, unit = window
-    memo: dict[datetime.date, tuple[dict, _Order | None]] = {}
+    action = step["action"]
+    line = step["line"]
 
     def on(day: datetime.date) -> tuple[dict, _Order | None]:
         hit = memo.get(day)
@@ -361,37 +408,12 @@ def _on_day(action: str, step: dict, window, labs: frozenset, line: int, isos: d
     return on
 
 
-def _do_action(name: str, state: str, window, labs: frozenset, sources: tuple, line: int, isos: dict) -> Program:
-    step = {"date": None, "type": "action", "action": name, "state": state, "sources": list(sources), "line": line}
-
-    if window is None:
-        def do(r: "_Run") -> None:
-            s = step.copy()
-            s["date"] = r.iso
-            r.emit(s)
-            r.ctx.last[name] = r.ctx.today
-
-        return do
-
-    on = _on_day(name, step, window, labs, line, isos)
-
-    def do_window(r: "_Run") -> None:
-        today = r.ctx.today
-        s, order = on(today)
-        r.emit(s.copy())
-        if order is not None:
-            r.open(order)
-        r.ctx.last[name] = today
-
-    return do_window
-
-
-def _one_of_action(options: tuple, state: str, window, labs_of: Mapping, sources: tuple, line: int,
-                   isos: dict) -> Program:
+def _one_of_action(options: tuple, state: str, window, labs_of: Mapping, sources: list, line: int,
+                   isos: dict) -> Callable[["_Run"], None]:
     shown = list(options)
     steps = {o: {"date": None, "type": "action", "action": o, "state": state, "options": shown,
-                 "sources": list(sources), "line": line} for o in options}
-    ons = {o: _on_day(o, steps[o], window, labs_of[o], line, isos) for o in options} if window else None
+                 "sources": sources, "line": line} for o in options}
+    ons = {o: _on_day(steps[o], window, labs_of[o], isos, {}) for o in options} if window else None
 
     def one_of(r: "_Run") -> None:
         ctx = r.ctx
@@ -410,20 +432,147 @@ def _one_of_action(options: tuple, state: str, window, labs_of: Mapping, sources
     return one_of
 
 
-def _set_action(var: str, value) -> Program:
-    def set_(r: "_Run") -> None:
-        ctx = r.ctx
-        ctx.vars[var] = value(ctx)
+class _Program:
+    """Writes, for every rule, the Python function that fires it, and for every state the one
+    that enters it: the transition and enter steps, the actions in order (the rule's, then the
+    target's entry actions) with their conditions, the timers armed. Compiled with `compile()`,
+    like the expressions (expr.py); the source is kept as `.source` on the function.
 
-    return set_
+    The generated code names its objects (step templates, memos, compiled conditions) as
+    constants K0, K1, ...; in it `r` is the replay, `c` its Ctx, `today`, `iso` the day."""
+
+    MAX_DEPTH = 12  # `if`s nested deeper go into a function of their own (Python limits nesting)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def fire(self, rule: _Rule) -> Fire:
+        out = _Source(self, "fire", f"{rule.key} (line {rule.line})")
+        out.add(1, f"fired = r.fired_today")
+        out.add(1, f"fired.append({out.const(rule)})")
+        out.add(1, f"if len(fired) > {MAX_TRANSITIONS_PER_DAY}:")
+        out.add(2, "raise r.loop_error()")
+        out.add(1, "iso = r.iso")
+        out.add(1, "emit = r.emit")
+        out.add(1, "s = step.copy()")
+        out.add(1, "s['date'] = iso")
+        out.add(1, "emit(s)")
+        if rule.stay:  # no re-entry: the actions only
+            self.actions(out, rule.actions, 1)
+        else:
+            self.entering(out, rule.to_state, rule.actions)
+        return out.build("r, step")
+
+    def enter(self, st: _State) -> Callable[["_Run"], None]:
+        out = _Source(self, "enter", st.name)
+        out.add(1, "iso = r.iso")
+        out.add(1, "emit = r.emit")
+        self.entering(out, st, ())
+        return out.build("r")
+
+    def program(self, actions: tuple) -> Callable[["_Run"], None]:
+        out = _Source(self, "program", "actions")
+        out.add(1, "iso = r.iso")
+        out.add(1, "emit = r.emit")
+        self.actions(out, actions, 1)
+        return out.build("r")
+
+    def entering(self, out: "_Source", st: _State, first: tuple) -> None:
+        """Enter `st`: its step, the actions `first` (a rule's), its entry actions, its timers."""
+        out.add(1, f"r.state = {out.const(st)}")
+        out.add(1, f"s = {out.const(st.step)}.copy()")
+        out.add(1, "s['date'] = iso")
+        out.add(1, "emit(s)")
+        if st.terminal:  # the pathway has ended: its open orders are withdrawn
+            out.add(1, "if r.orders:")
+            out.add(2, "s['withdrawn'] = list(r.orders)")
+            out.add(2, "r.orders.clear()")
+            out.add(2, "r.overdue.clear()")
+        self.actions(out, first + st.entry, 1)
+        out.add(1, f"r.arm({out.const(st)})" if st.timers else "r.timers = ()")
+        out.add(1, f"r.pending = {st.at_once is not None}")
+
+    def actions(self, out: "_Source", actions: tuple, depth: int) -> None:
+        if not actions:
+            return
+        if not out.bound:
+            out.bound = True
+            out.add(depth, "c = r.ctx")
+            out.add(depth, "today = c.today")
+            out.add(depth, "last = c.last")
+            out.add(depth, "orders = r.orders")
+        self.block(out, actions, depth)
+
+    def block(self, out: "_Source", actions: tuple, depth: int) -> None:
+        if not actions:
+            out.add(depth, "pass")
+        for a in actions:
+            if type(a) is _Do:
+                if a.on is None:
+                    out.add(depth, f"s = {out.const(a.step)}.copy()")
+                    out.add(depth, "s['date'] = iso")
+                    out.add(depth, "emit(s)")
+                else:
+                    out.add(depth, f"h = {out.const(a.memo)}.get(today)")
+                    out.add(depth, "if h is None:")
+                    out.add(depth + 1, f"h = {out.const(a.on)}(today)")
+                    out.add(depth, "emit(h[0].copy())")
+                    if a.opens:  # a new order of the same action replaces the open one
+                        name = repr(a.name)
+                        out.add(depth, f"if {name} in orders:")
+                        out.add(depth + 1, f"del orders[{name}]")
+                        out.add(depth + 1, f"r.overdue.discard({name})")
+                        out.add(depth, f"orders[{name}] = h[1]")
+                out.add(depth, f"last[{a.name!r}] = today")
+            elif type(a) is _OneOf:
+                out.add(depth, f"{out.const(a.run)}(r)")
+            elif type(a) is _Set:
+                out.add(depth, f"c.vars[{a.var!r}] = {out.const(a.value)}(c)")
+            elif type(a) is _If:
+                if depth >= self.MAX_DEPTH:
+                    out.add(depth, f"{out.const(self.program((a,)))}(r)")
+                    continue
+                out.add(depth, f"if {out.const(a.cond)}(c):")
+                self.block(out, a.then, depth + 1)
+                if a.orelse:
+                    out.add(depth, "else:")
+                    self.block(out, a.orelse, depth + 1)
+            else:
+                raise ExprError(f"unknown action {a!r}")
 
 
-def _if_action(cond, then: tuple, orelse: tuple) -> Program:
-    def if_(r: "_Run") -> None:
-        for a in (then if cond(r.ctx) else orelse):
-            a(r)
+class _Source:
+    """The source of one generated function and the objects it names."""
 
-    return if_
+    def __init__(self, owner: _Program, kind: str, label: str) -> None:
+        owner.count += 1
+        self.name = f"_{kind}_{owner.count}"
+        self.label = f"<rxwatch {kind} {label}>"
+        self.lines: list[str] = []
+        self.consts: dict[str, Any] = {}
+        self.ids: dict[int, str] = {}
+        self.bound = False  # c, today, last, orders are bound
+
+    def add(self, depth: int, text: str) -> None:
+        self.lines.append("    " * depth + text)
+
+    def const(self, value: Any) -> str:
+        name = self.ids.get(id(value))
+        if name is None:
+            name = self.ids[id(value)] = f"K{len(self.consts)}"
+            self.consts[name] = value
+        return name
+
+    def build(self, params: str) -> Callable:
+        source = f"def {self.name}({params}):\n" + "\n".join(self.lines) + "\n"
+        namespace = dict(self.consts)
+        try:
+            exec(compile(source, self.label, "exec"), namespace)
+        except (SyntaxError, RecursionError, MemoryError) as e:  # a protocol too large for one function
+            raise ExprError(f"cannot compile the actions of {self.label}: {e}") from None
+        fn = namespace[self.name]
+        fn.source = source
+        return fn
 
 
 # ---------------------------------------------------------------------------- one replay
@@ -431,18 +580,21 @@ def _if_action(cond, then: tuple, orelse: tuple) -> Program:
 class _Run:
     """The state of one replay: the current state, open orders, armed timers, the steps."""
 
+    __slots__ = ("m", "tl", "start", "until", "ctx", "iso", "steps", "emit", "warnings", "orders", "overdue",
+                 "timers", "state", "pending", "fired_today", "choices", "used", "inputs", "today_inputs")
+
     def __init__(self, m: Machine, tl: Timeline, until: datetime.date | None, inputs: list | None) -> None:
         self.m = m
         self.tl = tl
-        self.start = tl.start
-        last_event = tl.events[-1].date if tl.events else tl.start
-        self.until = until or tl.until or max(last_event, tl.start)
-        if self.until < self.start:
-            raise ValueError(f"until {self.until} is before start {self.start}")
+        start = self.start = tl.start
+        events = tl.events
+        self.until = until or tl.until or (max(events[-1].date, start) if events else start)
+        if self.until < start:
+            raise ValueError(f"until {self.until} is before start {start}")
         facts = dict(m.fact_defaults)
         facts.update(tl.facts)
-        self.ctx = Ctx(facts, dict(m.var_defaults), self.start)
-        self.iso = _iso(m.isos, self.start)
+        self.ctx = Ctx(facts, dict(m.var_defaults), start)
+        self.iso = _iso(m.isos, start)
         self.steps: list[dict] = []
         self.emit = self.steps.append
         self.warnings: list[dict] = []
@@ -479,9 +631,10 @@ class _Run:
             if not first:
                 # the next day something happens: an input, a timer, a window that ends
                 day = events[i].date if i < n else None
-                for t in self.timers:
-                    if day is None or t.due < day:
-                        day = t.due
+                if self.timers:
+                    for t in self.timers:
+                        if day is None or t.due < day:
+                            day = t.due
                 for o in orders.values():
                     late = o.late
                     if (day is None or late < day) and o.action not in overdue:
@@ -532,7 +685,7 @@ class _Run:
             self.choices = choices
             if first:
                 first = False
-                self.enter(self.m.states[self.m.initial], None)
+                self.m.states[self.m.initial].enter(self)
                 self.settle()
             else:
                 # (1) overdue deviations of windows whose last day was yesterday
@@ -553,12 +706,24 @@ class _Run:
                 ctx.panel = panel
                 ctx.ulns = ulns or {}
                 if orders:
-                    for action in [a for a, o in orders.items() if not o.labs.isdisjoint(panel)]:
-                        del orders[action]  # fulfilled (a panel before the window opens counts too)
-                        overdue.discard(action)
+                    done = None
+                    for a, o in orders.items():
+                        if not o.labs.isdisjoint(panel):
+                            if done is None:
+                                done = [a]
+                            else:
+                                done.append(a)
+                    if done is not None:
+                        for a in done:
+                            del orders[a]  # fulfilled (a panel before the window opens counts too)
+                            overdue.discard(a)
                 handler = self.state.panel
                 if handler is not None:
-                    self.react(handler)
+                    k = handler.select(ctx)
+                    if k >= 0:
+                        handler.fires[k](self, handler.steps[k])
+                        if self.pending or self.timers:
+                            self.settle()
             # (4) clinical events and fact changes, in file order
             if others is not None:
                 self.events_and_facts(others)
@@ -605,48 +770,20 @@ class _Run:
     def react(self, handler: _Handler) -> None:
         i = handler.select(self.ctx)
         if i >= 0:
-            self.fire(handler.rules[i], handler.steps[i])
+            handler.fires[i](self, handler.steps[i])
             if self.pending or self.timers:
                 self.settle()
 
-    def fire(self, rule: _Rule, step: dict) -> None:
-        fired = self.fired_today
-        fired.append(rule)
-        if len(fired) > MAX_TRANSITIONS_PER_DAY:
-            raise self.loop_error()
-        step = step.copy()
-        step["date"] = self.iso
-        self.emit(step)
-        if rule.stay:
-            for a in rule.program:
-                a(self)
-        else:
-            self.enter(rule.to_state, rule)
-
-    def enter(self, st: _State, rule: _Rule | None) -> None:
-        self.state = st
-        step = st.step.copy()
-        step["date"] = self.iso
-        self.emit(step)
-        if st.terminal and self.orders:
-            step["withdrawn"] = list(self.orders)
-            self.orders.clear()
-            self.overdue.clear()
-        for a in (st.entry if rule is None else rule.program):  # the rule's actions, then the entry actions
-            a(self)
-        if not st.timers:
-            self.timers = ()
-            self.pending = st.at_once is not None
-            return
-        self.timers = []
+    def arm(self, st: _State) -> None:
+        """Arm the timers of `st`, just entered."""
+        timers = self.timers = []
         today = self.ctx.today
         for t in st.timers:
             base = today if t.since is None else self.ctx.last.get(t.since)
             if base is None:
                 continue  # the action it counts from was never recommended: not armed
             due = shift(base, t.amount, t.unit)
-            self.timers.append(_Armed(due if due > today else today, t.handler))
-        self.pending = st.at_once is not None
+            timers.append(_Armed(due if due > today else today, t.handler))
 
     def settle(self) -> None:
         """Try the `on fact` rules of a state just entered, then fire the timers due today,
@@ -659,7 +796,7 @@ class _Run:
                 handler = self.state.at_once
                 i = handler.select(ctx)
                 if i >= 0:
-                    self.fire(handler.rules[i], handler.steps[i])
+                    handler.fires[i](self, handler.steps[i])
                 continue
             timers = self.timers
             if not timers:
@@ -672,7 +809,7 @@ class _Run:
             timers.remove(t)
             i = t.handler.select(ctx)
             if i >= 0:
-                self.fire(t.handler.rules[i], t.handler.steps[i])
+                t.handler.fires[i](self, t.handler.steps[i])
 
     # -- orders and choices
 

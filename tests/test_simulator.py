@@ -832,6 +832,80 @@ def test_a_timeline_built_in_code_needs_no_file():
     assert [s["action"] for s in steps(trace, "action") if s.get("options")] == ["reduce_dose"]
 
 
+# ---------------------------------------------------------------------------- one Machine, many patients
+
+def test_patients_replayed_on_one_machine_do_not_share_what_is_theirs():
+    # the steps and orders of one action on one day are made once and shared by every patient;
+    # being overdue, fulfilled or replaced stays with the patient
+    g = graph_of(ONE_STATE)
+    m = Machine(g)
+    day = datetime.date(2025, 1, 6)
+    loc = Loc("<code>", 0)
+    late = Timeline("<code>", "late", {}, day, datetime.date(2025, 3, 1), ())
+    on_time = Timeline("<code>", "on-time", {}, day, datetime.date(2025, 3, 1),
+                       (LabResult(datetime.date(2025, 1, 25), "ALT", 30.0, None, loc),))
+    first = m.run(late)
+    second = m.run(on_time)
+    third = m.run(late)
+    assert [o["overdue"] for o in first["open_orders"]] == [True] and steps(first, "deviation")
+    assert second["open_orders"] == [] and not steps(second, "deviation")
+    assert to_json(first) == to_json(third)
+    # every step is the patient's own dict: changing one changes no other trace
+    first["steps"][1]["date"] = "changed"
+    first["open_orders"][0]["window"].append("changed")
+    assert to_json(m.run(late)) == to_json(third)
+    assert steps(second, "action")[0]["date"] == "2025-01-06"
+
+
+def test_an_overdue_order_replaced_by_a_new_one_is_no_longer_overdue():
+    g = graph_of("""
+    initial state a "A" {
+      on entry { do order_alt due 1..2 weeks cite s }
+      on event bleed { otherwise -> a cite s }
+    }
+    """)
+    trace = run(g, """
+    patient: {id: p}
+    start: 2025-01-06
+    until: 2025-02-10
+    events:
+      - {date: 2025-02-01, event: bleed}
+    """)
+    assert [s["date"] for s in steps(trace, "deviation")] == ["2025-01-21"]
+    (order,) = trace["open_orders"]
+    assert (order["window"], order["ordered"], order["overdue"]) == (["2025-02-08", "2025-02-15"], "2025-02-01", False)
+
+
+@pytest.mark.parametrize("depth", [1, 11, 12, 13, 40])
+def test_deeply_nested_ifs_run_the_branch_their_conditions_choose(depth):
+    # the actions of a rule are generated as Python code; `if`s nested deeper than Python
+    # likes go into functions of their own
+    body = "do note cite s\n"
+    for k in range(depth):
+        body = f"if risky {{\n{textwrap.indent(body, '  ')}}} else {{\n  do other cite s\n}}\n"
+    g = graph_of(f"""
+    initial state a "A" {{
+      on entry {{
+    {textwrap.indent(body, "    " * 2)}
+      }}
+      on event bleed {{
+        otherwise stay cite s {{
+    {textwrap.indent(body, "    " * 3)}
+        }}
+      }}
+    }}
+    """)
+    for risky, expected in (("true", "note"), ("false", "other")):
+        trace = run(g, f"""
+        patient: {{id: p, facts: {{risky: {risky}}}}}
+        start: 2025-01-06
+        events:
+          - {{date: 2025-01-07, event: bleed}}
+        """)
+        assert [(s["date"], s["action"]) for s in steps(trace, "action")] == [
+            ("2025-01-06", expected), ("2025-01-07", expected)]
+
+
 # ---------------------------------------------------------------------------- expressions, directly
 
 from hypothesis import given, settings, strategies as st  # noqa: E402
