@@ -109,7 +109,15 @@ def test_svg_is_xml_and_shows_every_state(path):
 
 @needs_dot
 def test_pdf_png_and_html_are_whole_files(ana):
-    assert render(ana, "pdf").startswith(b"%PDF-")
+    pdf = render(ana, "pdf")
+    assert pdf.startswith(b"%PDF-")
+    # one page that prints on A4 (842 x 595 pt) and Letter (792 x 612 pt) landscape
+    import re
+
+    boxes = re.findall(rb"/MediaBox \[\s*0 0 ([\d.]+) ([\d.]+)\s*\]", pdf)
+    assert len(boxes) == 1
+    w, h = map(float, boxes[0])
+    assert w <= 792 and h <= 595 and w > h
     png = render(ana, "png")
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
     page = render(ana, "html").decode("utf-8")
