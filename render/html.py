@@ -106,7 +106,7 @@ def _inline_svg(svg: bytes) -> str:
 def _data(graph, plan: Plan, overlay: Overlay | None) -> dict:
     L = plan.labels
     g = graph.graph
-    edges = {k: (u, v, d) for u, v, k, d in graph.edges(keys=True, data=True)}
+    edges = plan.edges
 
     def lines(actions) -> list[dict]:
         return [line.to_dict() for line in L.action_lines(actions, full=True)]

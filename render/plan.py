@@ -103,6 +103,7 @@ class Plan:
     references: list[str]  # source ids in citation order
     severity_declared: bool  # the protocol says how serious its states are; else derived
     labels: Labels
+    edges: dict[str, tuple] = field(default_factory=dict)  # rule key -> (from, to, the edge's data)
     rows: list[list[str]] = field(default_factory=list)  # states, row by row from the top
     arrow_of_rule: dict[str, str] = field(default_factory=dict)  # rule key -> arrow id
     row_of_rule: dict[str, str] = field(default_factory=dict)  # rule key -> row port
@@ -236,6 +237,7 @@ def build(graph) -> Plan:
         references=list(g.get("sources", {})),
         severity_declared=declared(graph),
         labels=L,
+        edges=edges,
         rows=layout_rows(graph, groups),
         arrow_of_rule=arrow_of_rule,
         row_of_rule=plan_rows,

@@ -150,22 +150,19 @@ def _rule(edges: dict, step: dict, src: str, dst: str, where) -> str:
 
 def locate(text: str, where: tuple) -> int | None:
     """The 1-based line of the trace file at `where` (a TraceError's path), or None."""
-    if not where:
-        return None
-    try:
-        from ruamel.yaml import YAML
+    from rxwatch.simulator.yamlsrc import Map, Seq, YamlError, load
 
-        node = YAML(typ="rt").load(text)
-    except Exception:  # noqa: BLE001 - only a hint for the message; the JSON itself parsed
+    try:
+        node = load(text)  # JSON is YAML: the project's reader that keeps positions
+    except YamlError:
         return None
     line = None
     for part in where:
-        try:
-            if isinstance(part, int):
-                line = node.lc.item(part)[0] + 1
-            else:
-                line = node.lc.key(part)[0] + 1
-            node = node[part]
-        except (AttributeError, KeyError, IndexError, TypeError):
+        if isinstance(node, Seq) and isinstance(part, int) and 0 <= part < len(node):
+            line = node.item_pos(part)[0]
+        elif isinstance(node, Map) and part in node:
+            line = node.key_pos(part)[0]
+        else:
             break
-    return line
+        node = node[part]
+    return line or None
