@@ -29,8 +29,10 @@ calendar dates. The semantics, with worked examples, are in docs/simulation.md; 
 from __future__ import annotations
 
 import datetime
+import operator
 import weakref
 from dataclasses import dataclass
+from itertools import groupby
 from typing import Any, Callable, Mapping
 
 from .expr import Compiler, Ctx, ExprError, shift
@@ -147,6 +149,7 @@ class _If:
 
 
 _ONE_DAY = datetime.timedelta(days=1)
+_DATE = operator.attrgetter("date")
 
 
 class _Order:
@@ -612,12 +615,11 @@ class _Run:
     # -- the day loop
 
     def go(self) -> dict:
-        events = self.tl.events  # sorted by date, file order within a day
-        n = len(events)
-        i = 0
         start, until = self.start, self.until
-        while i < n and events[i].date < start:
-            i += 1  # a Timeline built in code may hold them; load_timeline never does
+        days = groupby(self.tl.events, _DATE)  # sorted by date, file order within a day
+        nxt = next(days, None)  # the next day with inputs: (date, its events)
+        while nxt is not None and nxt[0] < start:
+            nxt = next(days, None)  # a Timeline built in code may hold them; load_timeline never does
         ctx = self.ctx
         steps = self.steps
         emit = self.emit
@@ -626,19 +628,22 @@ class _Run:
         inputs = self.inputs
         isos = self.m.isos
         day = start
+        late = None  # the first day an open order becomes overdue (None: none will)
         first = True
         while True:
             if not first:
                 # the next day something happens: an input, a timer, a window that ends
-                day = events[i].date if i < n else None
+                day = nxt[0] if nxt is not None else None
                 if self.timers:
                     for t in self.timers:
                         if day is None or t.due < day:
                             day = t.due
+                late = None
                 for o in orders.values():
-                    late = o.late
-                    if (day is None or late < day) and o.action not in overdue:
-                        day = late
+                    if (late is None or o.late < late) and o.action not in overdue:
+                        late = o.late
+                if late is not None and (day is None or late < day):
+                    day = late
                 if day is None or day > until:
                     break
                 if day <= ctx.today:
@@ -656,22 +661,17 @@ class _Run:
             ulns = None
             others = None
             choices = ()
-            if i < n and events[i].date == day and day <= until:
+            if nxt is not None and nxt[0] == day:
+                todays = nxt[1] if inputs is None else tuple(nxt[1])
                 panel = {}
-                j = i
-                while j < n:
-                    ev = events[j]
-                    if ev.date != day:
-                        break
-                    j += 1
-                    kind = type(ev)
-                    if kind is LabResult:
+                for ev in todays:
+                    if type(ev) is LabResult:
                         panel[ev.lab] = ev.value
                         if ev.uln is not None:
                             if ulns is None:
                                 ulns = {}
                             ulns[ev.lab] = ev.uln
-                    elif kind is Choice:
+                    elif type(ev) is Choice:
                         if not choices:
                             choices = []
                         choices.append(ev)
@@ -680,8 +680,8 @@ class _Run:
                             others = []
                         others.append(ev)
                 if inputs is not None:
-                    self.record_inputs(events[i:j], choices)
-                i = j
+                    self.record_inputs(todays, choices)
+                nxt = next(days, None)
             self.choices = choices
             if first:
                 first = False
@@ -689,7 +689,7 @@ class _Run:
                 self.settle()
             else:
                 # (1) overdue deviations of windows whose last day was yesterday
-                if orders:
+                if late is not None and late <= day:
                     for o in orders.values():
                         if o.late <= day and o.action not in overdue:
                             overdue.add(o.action)
@@ -706,15 +706,8 @@ class _Run:
                 ctx.panel = panel
                 ctx.ulns = ulns or {}
                 if orders:
-                    done = None
-                    for a, o in orders.items():
+                    for a, o in tuple(orders.items()):
                         if not o.labs.isdisjoint(panel):
-                            if done is None:
-                                done = [a]
-                            else:
-                                done.append(a)
-                    if done is not None:
-                        for a in done:
                             del orders[a]  # fulfilled (a panel before the window opens counts too)
                             overdue.discard(a)
                 handler = self.state.panel
