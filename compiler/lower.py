@@ -91,6 +91,14 @@ def lower(module: ast.Module, sym: Symbols, let_types: dict) -> nx.MultiDiGraph:
             },
         }
     )
+    # what the author accepts, with the reasons, whether or not the verifier ran
+    g.graph["accepts"] = [
+        {"code": a.code.text, "reason": a.reason, "state": None, "span": a.span.to_dict()} for a in module.accepts
+    ] + [
+        {"code": a.code.text, "reason": a.reason, "state": st.name.text, "span": a.span.to_dict()}
+        for st in module.states
+        for a in st.accepts
+    ]
     lw = _Lowerer(sym)
     for st in module.states:
         entry = [lw.action(a) for a in st.entry]
