@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import datetime
 import operator
+import re
 import weakref
 from dataclasses import dataclass
 from itertools import groupby
@@ -150,12 +151,14 @@ class _If:
 
 _ONE_DAY = datetime.timedelta(days=1)
 _DATE = operator.attrgetter("date")
+_NO_ULNS: dict = {}  # the ULNs of a panel whose results carry none (read only)
 
 
 class _Order:
     """An order opened on one day by one action of the protocol: the same for every patient
     that day, so it is made once (per action and day) and shared. Whether it is overdue is
-    the replay's business (`_Run.overdue`)."""
+    the replay's business (`_Run.overdue`, a set of orders: an order is opened on one day
+    only and overdue on later days only, so a new order is never one already overdue)."""
 
     __slots__ = ("action", "text", "labs", "ordered", "line", "late", "deviation")
 
@@ -237,7 +240,8 @@ class Machine:
                                       line=rule.line)
             rule.to_state = self.states[rule.target]
         # the code that fires each rule and enters each state
-        gen = _Program()
+        gen = _Program(any(st.timers for st in self.states.values()),
+                       any(st.at_once is not None for st in self.states.values()))
         try:
             for rule in self._rules.values():
                 rule.fire = gen.fire(rule)
@@ -419,18 +423,17 @@ def _one_of_action(options: tuple, state: str, window, labs_of: Mapping, sources
     ons = {o: _on_day(steps[o], window, labs_of[o], isos, {}) for o in options} if window else None
 
     def one_of(r: "_Run") -> None:
-        ctx = r.ctx
         taken = r.choose(options)
         if ons is None:
             s = steps[taken].copy()
             s["date"] = r.iso
             r.emit(s)
         else:
-            s, order = ons[taken](ctx.today)
+            s, order = ons[taken](r.today)
             r.emit(s.copy())
             if order is not None:
                 r.open(order)
-        ctx.last[taken] = ctx.today
+        r.last[taken] = r.today
 
     return one_of
 
@@ -442,12 +445,15 @@ class _Program:
     like the expressions (expr.py); the source is kept as `.source` on the function.
 
     The generated code names its objects (step templates, memos, compiled conditions) as
-    constants K0, K1, ...; in it `r` is the replay, `c` its Ctx, `today`, `iso` the day."""
+    constants K0, K1, ...; in it `r` is the replay (the Ctx its expressions read), `today`,
+    `iso` the day."""
 
     MAX_DEPTH = 12  # `if`s nested deeper go into a function of their own (Python limits nesting)
 
-    def __init__(self) -> None:
+    def __init__(self, timers: bool, at_once: bool) -> None:
         self.count = 0
+        self.timers = timers  # some state has timers (else no replay ever arms one)
+        self.at_once = at_once  # some state has `on fact` rules (else nothing is ever pending)
 
     def fire(self, rule: _Rule) -> Fire:
         out = _Source(self, "fire", f"{rule.key} (line {rule.line})")
@@ -490,21 +496,26 @@ class _Program:
             out.add(1, "if r.orders:")
             out.add(2, "s['withdrawn'] = list(r.orders)")
             out.add(2, "r.orders.clear()")
-            out.add(2, "r.overdue.clear()")
         self.actions(out, first + st.entry, 1)
-        out.add(1, f"r.arm({out.const(st)})" if st.timers else "r.timers = ()")
-        out.add(1, f"r.pending = {st.at_once is not None}")
+        if st.timers:
+            out.add(1, f"r.arm({out.const(st)})")
+        elif self.timers:
+            out.add(1, "r.timers = ()")  # the timers of the state left
+        if self.at_once:
+            out.add(1, f"r.pending = {st.at_once is not None}")
 
     def actions(self, out: "_Source", actions: tuple, depth: int) -> None:
+        """The code of `actions`, after the names it reads (once per function)."""
         if not actions:
             return
-        if not out.bound:
-            out.bound = True
-            out.add(depth, "c = r.ctx")
-            out.add(depth, "today = c.today")
-            out.add(depth, "last = c.last")
-            out.add(depth, "orders = r.orders")
+        lines, out.lines = out.lines, []
         self.block(out, actions, depth)
+        body, out.lines = out.lines, lines
+        text = "\n".join(body)
+        for name in ("today", "last", "orders"):
+            if re.search(rf"\b{name}\b", text):
+                out.add(depth, f"{name} = r.{name}")
+        out.lines.extend(body)
 
     def block(self, out: "_Source", actions: tuple, depth: int) -> None:
         if not actions:
@@ -520,22 +531,19 @@ class _Program:
                     out.add(depth, "if h is None:")
                     out.add(depth + 1, f"h = {out.const(a.on)}(today)")
                     out.add(depth, "emit(h[0].copy())")
-                    if a.opens:  # a new order of the same action replaces the open one
-                        name = repr(a.name)
-                        out.add(depth, f"if {name} in orders:")
-                        out.add(depth + 1, f"del orders[{name}]")
-                        out.add(depth + 1, f"r.overdue.discard({name})")
-                        out.add(depth, f"orders[{name}] = h[1]")
+                    if a.opens:  # a new order of the same action replaces the open one (and goes last)
+                        out.add(depth, f"orders.pop({a.name!r}, None)")
+                        out.add(depth, f"orders[{a.name!r}] = h[1]")
                 out.add(depth, f"last[{a.name!r}] = today")
             elif type(a) is _OneOf:
                 out.add(depth, f"{out.const(a.run)}(r)")
             elif type(a) is _Set:
-                out.add(depth, f"c.vars[{a.var!r}] = {out.const(a.value)}(c)")
+                out.add(depth, f"r.vars[{a.var!r}] = {out.const(a.value)}(r)")
             elif type(a) is _If:
                 if depth >= self.MAX_DEPTH:
                     out.add(depth, f"{out.const(self.program((a,)))}(r)")
                     continue
-                out.add(depth, f"if {out.const(a.cond)}(c):")
+                out.add(depth, f"if {out.const(a.cond)}(r):")
                 self.block(out, a.then, depth + 1)
                 if a.orelse:
                     out.add(depth, "else:")
@@ -554,7 +562,6 @@ class _Source:
         self.lines: list[str] = []
         self.consts: dict[str, Any] = {}
         self.ids: dict[int, str] = {}
-        self.bound = False  # c, today, last, orders are bound
 
     def add(self, depth: int, text: str) -> None:
         self.lines.append("    " * depth + text)
@@ -580,10 +587,11 @@ class _Source:
 
 # ---------------------------------------------------------------------------- one replay
 
-class _Run:
-    """The state of one replay: the current state, open orders, armed timers, the steps."""
+class _Run(Ctx):
+    """The state of one replay: the current state, open orders, armed timers, the steps; and,
+    as a Ctx, what the protocol's expressions read (the panel, facts, vars, the day...)."""
 
-    __slots__ = ("m", "tl", "start", "until", "ctx", "iso", "steps", "emit", "warnings", "orders", "overdue",
+    __slots__ = ("m", "tl", "start", "until", "iso", "steps", "emit", "warnings", "orders", "overdue",
                  "timers", "state", "pending", "fired_today", "choices", "used", "inputs", "today_inputs")
 
     def __init__(self, m: Machine, tl: Timeline, until: datetime.date | None, inputs: list | None) -> None:
@@ -594,15 +602,19 @@ class _Run:
         self.until = until or tl.until or (max(events[-1].date, start) if events else start)
         if self.until < start:
             raise ValueError(f"until {self.until} is before start {start}")
-        facts = dict(m.fact_defaults)
+        facts = self.facts = dict(m.fact_defaults)
         facts.update(tl.facts)
-        self.ctx = Ctx(facts, dict(m.var_defaults), start)
+        self.vars = dict(m.var_defaults)
+        self.today = start
+        self.panel = {}
+        self.ulns = {}
+        self.last = {}
         self.iso = _iso(m.isos, start)
         self.steps: list[dict] = []
         self.emit = self.steps.append
         self.warnings: list[dict] = []
         self.orders: dict[str, _Order] = {}  # action -> its open order, oldest first
-        self.overdue: set[str] = set()  # the actions whose open order is overdue
+        self.overdue: set[_Order] = set()  # the open orders that are overdue (and maybe some no longer open)
         self.timers: list[_Armed] | tuple = ()
         self.state: _State = m.states[m.initial]
         self.pending = False  # the state just entered still has to try its `on fact` rules
@@ -620,7 +632,7 @@ class _Run:
         nxt = next(days, None)  # the next day with inputs: (date, its events)
         while nxt is not None and nxt[0] < start:
             nxt = next(days, None)  # a Timeline built in code may hold them; load_timeline never does
-        ctx = self.ctx
+        ctx = self  # what expressions read
         steps = self.steps
         emit = self.emit
         orders = self.orders
@@ -640,7 +652,7 @@ class _Run:
                             day = t.due
                 late = None
                 for o in orders.values():
-                    if (late is None or o.late < late) and o.action not in overdue:
+                    if (late is None or o.late < late) and o not in overdue:
                         late = o.late
                 if late is not None and (day is None or late < day):
                     day = late
@@ -656,11 +668,10 @@ class _Run:
                 self.iso = iso
                 if self.fired_today:
                     self.fired_today = []
-            # the day's inputs: its panel, its events and fact changes, its recorded choices
+            # the day's inputs: its panel; its recorded choices, clinical events and fact changes
             panel = None
             ulns = None
-            others = None
-            choices = ()
+            extra = None
             if nxt is not None and nxt[0] == day:
                 todays = nxt[1] if inputs is None else tuple(nxt[1])
                 panel = {}
@@ -671,18 +682,17 @@ class _Run:
                             if ulns is None:
                                 ulns = {}
                             ulns[ev.lab] = ev.uln
-                    elif type(ev) is Choice:
-                        if not choices:
-                            choices = []
-                        choices.append(ev)
+                    elif extra is None:
+                        extra = [ev]
                     else:
-                        if others is None:
-                            others = []
-                        others.append(ev)
-                if inputs is not None:
-                    self.record_inputs(todays, choices)
+                        extra.append(ev)
                 nxt = next(days, None)
-            self.choices = choices
+                if extra is not None:
+                    choices = [ev for ev in extra if type(ev) is Choice]
+                    if choices:
+                        self.choices = choices  # until the end of the day
+                if inputs is not None:
+                    self.record_inputs(todays, self.choices)
             if first:
                 first = False
                 self.m.states[self.m.initial].enter(self)
@@ -691,8 +701,8 @@ class _Run:
                 # (1) overdue deviations of windows whose last day was yesterday
                 if late is not None and late <= day:
                     for o in orders.values():
-                        if o.late <= day and o.action not in overdue:
-                            overdue.add(o.action)
+                        if o.late <= day and o not in overdue:
+                            overdue.add(o)
                             s = o.deviation.copy()
                             s["date"] = self.iso
                             emit(s)
@@ -704,12 +714,11 @@ class _Run:
                 if inputs is not None:
                     inputs.append((len(steps), tuple(e for e in self.today_inputs if type(e) is LabResult)))
                 ctx.panel = panel
-                ctx.ulns = ulns or {}
+                ctx.ulns = _NO_ULNS if ulns is None else ulns
                 if orders:
                     for a, o in tuple(orders.items()):
                         if not o.labs.isdisjoint(panel):
                             del orders[a]  # fulfilled (a panel before the window opens counts too)
-                            overdue.discard(a)
                 handler = self.state.panel
                 if handler is not None:
                     k = handler.select(ctx)
@@ -718,10 +727,11 @@ class _Run:
                         if self.pending or self.timers:
                             self.settle()
             # (4) clinical events and fact changes, in file order
-            if others is not None:
-                self.events_and_facts(others)
-            if choices:
-                self.end_of_day()
+            if extra is not None:
+                self.events_and_facts(extra)
+                if self.choices:
+                    self.end_of_day()
+                    self.choices = ()
         return self.trace()
 
     def record_inputs(self, todays, choices) -> None:
@@ -730,10 +740,12 @@ class _Run:
         for c in choices:
             self.inputs.append((len(self.steps), c))
 
-    def events_and_facts(self, others: list) -> None:
-        ctx = self.ctx
+    def events_and_facts(self, extra: list) -> None:
+        ctx = self
         inputs = self.inputs
-        for ev in others:
+        for ev in extra:
+            if type(ev) is Choice:
+                continue  # read before the day's steps
             if inputs is not None:
                 inputs.append((len(self.steps), ev))
             if type(ev) is ClinicalEvent:
@@ -761,7 +773,7 @@ class _Run:
     # -- reacting
 
     def react(self, handler: _Handler) -> None:
-        i = handler.select(self.ctx)
+        i = handler.select(self)
         if i >= 0:
             handler.fires[i](self, handler.steps[i])
             if self.pending or self.timers:
@@ -770,9 +782,9 @@ class _Run:
     def arm(self, st: _State) -> None:
         """Arm the timers of `st`, just entered."""
         timers = self.timers = []
-        today = self.ctx.today
+        today = self.today
         for t in st.timers:
-            base = today if t.since is None else self.ctx.last.get(t.since)
+            base = today if t.since is None else self.last.get(t.since)
             if base is None:
                 continue  # the action it counts from was never recommended: not armed
             due = shift(base, t.amount, t.unit)
@@ -781,8 +793,8 @@ class _Run:
     def settle(self) -> None:
         """Try the `on fact` rules of a state just entered, then fire the timers due today,
         until nothing more happens today."""
-        ctx = self.ctx
-        today = ctx.today
+        ctx = self
+        today = self.today
         while True:
             if self.pending:
                 self.pending = False
@@ -808,12 +820,8 @@ class _Run:
 
     def open(self, order: _Order) -> None:
         """Open `order`; it replaces the open order of the same action (which then goes last)."""
-        action = order.action
-        orders = self.orders
-        if action in orders:
-            del orders[action]
-            self.overdue.discard(action)
-        orders[action] = order
+        self.orders.pop(order.action, None)
+        self.orders[order.action] = order
 
     def choose(self, options: tuple[str, ...]) -> str:
         for c in self.choices:
@@ -837,14 +845,15 @@ class _Run:
         states = [cycle[0].source] + [r.target for r in cycle]
         rules = ", ".join(f"{r.key} (line {r.line})" for r in cycle)
         return SimulationError(
-            f"zero-time loop on {self.ctx.today}: {' -> '.join(states)} keeps firing without time "
+            f"zero-time loop on {self.today}: {' -> '.join(states)} keeps firing without time "
             f"passing (more than {MAX_TRANSITIONS_PER_DAY} transitions in one day); the rules in the "
             f"loop: {rules}",
-            path=self.m.path, line=cycle[0].line, date=self.ctx.today, states=tuple(dict.fromkeys(states)),
+            path=self.m.path, line=cycle[0].line, date=self.today, states=tuple(dict.fromkeys(states)),
         )
 
     def trace(self) -> dict:
         overdue = self.overdue
+        orders = self.orders
         return {
             "protocol": {"name": self.m.name, "version": self.m.version},
             "patient": self.tl.patient,
@@ -852,7 +861,7 @@ class _Run:
             "until": self.until.isoformat(),
             "steps": self.steps,
             "final_state": self.state.name,
-            "open_orders": [o.to_dict(a in overdue) for a, o in self.orders.items()],
+            "open_orders": [o.to_dict(o in overdue) for o in orders.values()] if orders else [],
             "warnings": self.warnings,
         }
 
