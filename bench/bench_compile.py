@@ -315,7 +315,7 @@ def main(argv=None) -> int:
             )
         print()
 
-    print("## The garbage collector during one `compile` (gc on)")
+    print("## The garbage collector during one `compile` (as the command runs it: compile_source may pause it itself)")
     print(f"{'case':>10} | {'gen0':>7} {'gen1':>6} {'gen2':>5} | {'time in gc':>12} {'share':>6} | {'gc-off saves':>12}")
     for r in rows:
         c = r["gc_collections"]
@@ -325,7 +325,7 @@ def main(argv=None) -> int:
         )
     print()
 
-    print("## Where one compile's time goes, by pass (one run, gc on)")
+    print("## Where one compile's time goes, by pass (one run)")
     labels = [p[0] for p in PASSES] + ["to_json", "(whole compile_source)"]
     print(f"{'pass':>38} | " + " ".join(f"{r['case']:>10}" for r in rows))
     for label in labels:
@@ -383,7 +383,7 @@ def main(argv=None) -> int:
 
     if not args.no_profile:
         name, text, _ = cases[-1]
-        print(f"## cProfile of one compile_source of {name} (gc on; profiler overhead inflates small calls)")
+        print(f"## cProfile of one compile_source of {name} (profiler overhead inflates small calls: read it for proportions)")
         pr = cProfile.Profile()
         gc.collect()
         pr.enable()
