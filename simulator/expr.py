@@ -196,6 +196,14 @@ class _Code:
         self.temps += 1
         return f"_{self.temps}"
 
+    def named(self, code: str) -> tuple[str, str]:
+        """(ref, first): `first` evaluates `code` and leaves its value in the name `ref`,
+        which later uses read. A let's local is already a name."""
+        if code.isidentifier():
+            return code, code
+        x = self.tmp()
+        return x, f"({x} := {code})"
+
     def const(self, value: Any) -> str:
         name = f"K{len(self.consts)}"
         self.consts[name] = value
@@ -255,11 +263,10 @@ class _Code:
         raise ExprError(f"action '{t['name']}' used as a value; write since({t['name']})")
 
     def _arith(self, t, symbol: str):
-        a, b = (self.gen(x) for x in t["args"])
-        x, y = self.tmp(), self.tmp()
+        (x, a), (y, b) = (self.named(self.gen(arg)) for arg in t["args"])
         if symbol == "/":
-            return f"(None if ({x} := {a}) is None or not ({y} := {b}) else {x} / {y})"
-        return f"(None if ({x} := {a}) is None or ({y} := {b}) is None else {x} {symbol} {y})"
+            return f"(None if {a} is None or not {b} else {x} / {y})"
+        return f"(None if {a} is None or {b} is None else {x} {symbol} {y})"
 
     def _add(self, t):
         return self._arith(t, "+")
@@ -274,16 +281,19 @@ class _Code:
         return self._arith(t, "/")
 
     def _neg(self, t):
-        x = self.tmp()
-        return f"(None if ({x} := {self.gen(t['arg'])}) is None else -{x})"
+        x, a = self.named(self.gen(t["arg"]))
+        return f"(None if {a} is None else -{x})"
 
     def _call(self, t):
         func, args = t["func"], t["args"]
         if func in ("max", "min"):
             if not args:
                 raise ExprError(f"{func}() needs arguments")
-            helper = f"_{func}2" if len(args) == 2 else f"_{func}"
-            return f"{helper}({', '.join(self.gen(a) for a in args)})"
+            if len(args) == 2:  # inline: the larger (smaller) of the known ones, both evaluated
+                (x, a), (y, b) = (self.named(self.gen(arg)) for arg in args)
+                keep = ">=" if func == "max" else "<="
+                return f"({y} if ({b} is None or True) and {a} is None else {x} if {y} is None or {x} {keep} {y} else {y})"
+            return f"_{func}({', '.join(self.gen(a) for a in args)})"
         if func in ("uln", "xuln"):
             if len(args) != 1 or args[0].get("op") != "lab":
                 raise ExprError(f"{func}() takes the name of a lab")
@@ -333,8 +343,8 @@ class _Code:
             if a.get("op") in ("num", "bool", "enum"):
                 names.append(self.gen(a))  # a literal is never unknown
             else:
-                x = self.tmp()
-                terms.append(f"({x} := {self.gen(a)}) is not None")
+                x, first = self.named(self.gen(a))
+                terms.append(f"{first} is not None")
                 names.append(x)
             if len(names) > 1:
                 terms.append(f"{names[-2]} {ops[len(names) - 2]} {names[-1]}")
