@@ -182,6 +182,24 @@ class _Builder(Transformer):
         super().__init__(visit_tokens=False)
         self.path = path
         self.text = text
+        self._methods: dict[str, object] = {}
+
+    def _call_userfunc(self, tree, new_children=None):
+        # lark re-wraps a v_args method on every lookup; look each one up once per file
+        children = tree.children if new_children is None else new_children
+        f = self._methods.get(tree.data)
+        if f is None:
+            f = getattr(self, tree.data, None)
+            if f is None:  # a rule with no method of its own (`start`)
+                return self.__default__(tree.data, children, tree.meta)
+            self._methods[tree.data] = f
+        try:
+            wrapper = getattr(f, "visit_wrapper", None)
+            if wrapper is not None:
+                return wrapper(f, tree.data, children, tree.meta)
+            return f(children)
+        except _Invalid as e:
+            raise VisitError(tree.data, tree, e)
 
     # -- helpers
 
@@ -404,7 +422,7 @@ class _Builder(Transformer):
     @v_args(meta=True)
     def let_decl(self, meta, children):
         expr = children[-2] if isinstance(children[-1], tuple) else children[-1]
-        expr_tree_meta = self._expr_meta.get(id(expr))
+        expr_tree_meta = self.expr_text(expr)
         return ast.Let(
             name=self.name(children[0]),
             description=self._desc(children),
@@ -458,7 +476,7 @@ class _Builder(Transformer):
         cond = children[0]
         return ast.If(
             cond=cond,
-            cond_text=self._expr_meta.get(id(cond), ""),
+            cond_text=self.expr_text(cond),
             cite=self.tagged(children, "cite") or (),
             then=self.tagged(children, "block") or (),
             orelse=self.tagged(children, "else") or (),
@@ -469,7 +487,7 @@ class _Builder(Transformer):
 
     @v_args(meta=True)
     def guard(self, meta, children):
-        return ("guard", (children[0], self._expr_meta.get(id(children[0]), "")))
+        return ("guard", (children[0], self.expr_text(children[0])))
 
     def otherwise(self, children):
         return ("guard", (None, ""))
@@ -566,8 +584,14 @@ class _Builder(Transformer):
     # -- expressions
 
     def _expr(self, meta, node):
-        self._expr_meta[id(node)] = self.slice(meta)
+        # positions only: the text is cut out for the few roots that keep it (expr_text)
+        self._expr_meta[id(node)] = (meta.start_pos, meta.end_pos)
         return node
+
+    def expr_text(self, node) -> str:
+        """The expression as the author wrote it, on one line."""
+        pos = self._expr_meta.get(id(node))
+        return " ".join(self.text[pos[0] : pos[1]].split()) if pos else ""
 
     @v_args(meta=True, inline=True)
     def number(self, meta, tok):
@@ -635,7 +659,7 @@ class _Builder(Transformer):
         return self._logic("or", meta, children)
 
     def transform(self, tree):
-        self._expr_meta: dict[int, str] = {}
+        self._expr_meta: dict[int, tuple[int, int]] = {}
         self._flat: set[int] = set()
         return super().transform(tree)
 

@@ -17,6 +17,8 @@ class Symbols:
     lets: dict[str, ast.Let] = field(default_factory=dict)
     sources: dict[str, ast.Source] = field(default_factory=dict)
     states: dict[str, ast.State] = field(default_factory=dict)
+    # memo: let name -> the sources it rests on, its own and those of the lets it uses
+    let_sources: dict[str, frozenset[str]] = field(default_factory=dict)
 
     def kind_of(self, name: str) -> str | None:
         for kind in ("labs", "facts", "vars", "lets", "events", "actions"):

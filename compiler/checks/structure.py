@@ -104,16 +104,29 @@ def _reachability(module: ast.Module, sym: Symbols, diags: Diagnostics) -> None:
 def let_sources(sym: Symbols, expr) -> set[str]:
     """Sources cited by the lets an expression uses, transitively."""
     out: set[str] = set()
-    seen: set[str] = set()
-    stack = [expr]
-    while stack:
-        for e in walk_expr(stack.pop()):
-            if isinstance(e, ast.Ref) and e.name in sym.lets and e.name not in seen:
-                seen.add(e.name)
-                let = sym.lets[e.name]
-                out.update(c.text for c in let.cite)
-                stack.append(let.expr)
+    for e in walk_expr(expr):
+        if isinstance(e, ast.Ref) and e.name in sym.lets:
+            out |= _sources_of_let(sym, e.name)
     return out
+
+
+def _sources_of_let(sym: Symbols, name: str) -> frozenset[str]:
+    """A let's own citations and those of every let it uses (memoised on the table)."""
+    memo = sym.let_sources
+    if name not in memo:
+        memo[name] = frozenset()  # a cycle (E208) ends here
+        out: set[str] = set()
+        seen = {name}
+        stack = [sym.lets[name].expr]
+        out.update(c.text for c in sym.lets[name].cite)
+        while stack:
+            for e in walk_expr(stack.pop()):
+                if isinstance(e, ast.Ref) and e.name in sym.lets and e.name not in seen:
+                    seen.add(e.name)
+                    out.update(c.text for c in sym.lets[e.name].cite)
+                    stack.append(sym.lets[e.name].expr)
+        memo[name] = frozenset(out)
+    return memo[name]
 
 
 def _citations(module: ast.Module, sym: Symbols, diags: Diagnostics) -> None:
