@@ -58,6 +58,8 @@ def write_atomic(out: Path, data: str | bytes, *, inputs: tuple[Path, ...] = ())
     for i in inputs:
         if same_file(out, i):
             raise fail(f"{out}: refusing to overwrite an input file")
+    if out.is_symlink():  # write where the link points, and keep the link
+        out = Path(os.path.realpath(out))
     parent = out.parent if str(out.parent) else Path(".")
     if out.exists() and out.is_dir():
         raise fail(f"{out}: is a directory")
