@@ -67,9 +67,6 @@ class SimulationError(Exception):
 
 # ---------------------------------------------------------------------------- compiled model
 
-Fire = Callable[["_Run", dict], None]
-
-
 @dataclass(slots=True)
 class _Rule:
     key: str
@@ -82,19 +79,19 @@ class _Rule:
     line: int
     actions: tuple  # of _Do, _OneOf, _Set, _If
     to_state: "_State | None" = None  # set once every state is built
-    fire: Fire | None = None  # fire(run, step): generated once every state is built
 
 
 @dataclass(slots=True)
 class _Handler:
-    """Rules tried in order, and `select(ctx)`: the index of the first whose guard holds, or -1.
-    `steps[i]`: the `transition` step of rule i fired by this handler (its date left to fill);
-    `fires[i]`: rule i's fire function."""
+    """Rules tried in order: `react(run)` fires the first whose guard holds and says whether
+    one did (generated once every state is built). `steps[i]`: the `transition` step of rule
+    i fired by this handler (its date left to fill)."""
 
     rules: tuple[_Rule, ...]
-    select: Callable[[Ctx], int]
+    guards: list
     steps: tuple[dict, ...]
-    fires: tuple[Fire, ...] = ()
+    label: str
+    react: Callable[["_Run"], bool] | None = None
 
 
 @dataclass(slots=True)
@@ -224,7 +221,6 @@ class Machine:
         self._compiler = Compiler(g)
         edges = {key: (u, v, data) for u, v, key, data in graph.edges(keys=True, data=True)}
         self._rules: dict[str, _Rule] = {}
-        self._selectors: dict[tuple, Callable[[Ctx], int]] = {}
         self._handlers: dict[tuple, _Handler] = {}
         self.states: dict[str, _State] = {}
         try:
@@ -239,18 +235,16 @@ class Machine:
                 raise SimulationError(f"rule {rule.key} leads to {rule.target!r}, which is not a state", path=self.path,
                                       line=rule.line)
             rule.to_state = self.states[rule.target]
-        # the code that fires each rule and enters each state
+        # the code that reacts (tries the rules, fires one) and that enters each state
         gen = _Program(any(st.timers for st in self.states.values()),
                        any(st.at_once is not None for st in self.states.values()))
         try:
-            for rule in self._rules.values():
-                rule.fire = gen.fire(rule)
+            for h in self._handlers.values():
+                h.react = gen.react(self._compiler, h)
             for st in self.states.values():
                 st.enter = gen.enter(st)
         except ExprError as e:
             raise SimulationError(f"cannot compile the protocol for simulation: {e}", path=self.path) from None
-        for h in self._handlers.values():
-            h.fires = tuple(rule.fire for rule in h.rules)
 
     # -- compiling the graph
 
@@ -294,17 +288,14 @@ class Machine:
         )
 
     def _handler(self, edges: list, label: str, trigger: str, name: str | None = None) -> _Handler | None:
-        """The rules of `edges` (graph edges, in order), their compiled selector and the
-        transition steps they give when `trigger` (`name`: the event or fact) fires them."""
+        """The rules of `edges` (graph edges, in order), their guards and the transition steps
+        they give when `trigger` (`name`: the event or fact) fires them."""
         if not edges:
             return None
         key = tuple(e[2].get("id") for e in edges)
         cached = self._handlers.get((key, trigger, name))
         if cached is None:
             rules = tuple(self._rules[k] if k in self._rules else self._rule(e) for k, e in zip(key, edges))
-            select = self._selectors.get(key)
-            if select is None:
-                select = self._selectors[key] = self._compiler.selector([e[2].get("guard") for e in edges], label)
             steps = []
             for rule in rules:
                 step = {"date": None, "type": "transition", "from": rule.source, "to": rule.target,
@@ -315,7 +306,8 @@ class Machine:
                 if name is not None:
                     step[trigger] = name
                 steps.append(step)
-            cached = self._handlers[(key, trigger, name)] = _Handler(rules, select, tuple(steps))
+            cached = self._handlers[(key, trigger, name)] = _Handler(rules, [e[2].get("guard") for e in edges],
+                                                                     tuple(steps), label)
         return cached
 
     def _rule(self, edge) -> _Rule:
@@ -439,14 +431,15 @@ def _one_of_action(options: tuple, state: str, window, labs_of: Mapping, sources
 
 
 class _Program:
-    """Writes, for every rule, the Python function that fires it, and for every state the one
-    that enters it: the transition and enter steps, the actions in order (the rule's, then the
-    target's entry actions) with their conditions, the timers armed. Compiled with `compile()`,
-    like the expressions (expr.py); the source is kept as `.source` on the function.
+    """Writes, for every handler, the Python code that fires its rules (expr.py's dispatcher
+    puts each after the guard that chooses it), and for every state the function that enters
+    it: the transition and enter steps, the actions in order (the rule's, then the target's
+    entry actions) with their conditions, the timers armed. Compiled with `compile()`, like the
+    expressions; the source is kept as `.source` on the function.
 
     The generated code names its objects (step templates, memos, compiled conditions) as
-    constants K0, K1, ...; in it `r` is the replay (the Ctx its expressions read), `today`,
-    `iso` the day."""
+    constants (K0, K1, ... or E0, E1, ...); in it `r` is the replay (the Ctx its expressions
+    read), `today`, `iso` the day."""
 
     MAX_DEPTH = 12  # `if`s nested deeper go into a function of their own (Python limits nesting)
 
@@ -455,28 +448,37 @@ class _Program:
         self.timers = timers  # some state has timers (else no replay ever arms one)
         self.at_once = at_once  # some state has `on fact` rules (else nothing is ever pending)
 
-    def fire(self, rule: _Rule) -> Fire:
-        out = _Source(self, "fire", f"{rule.key} (line {rule.line})")
-        out.add(1, f"fired = r.fired_today")
-        out.add(1, f"fired.append({out.const(rule)})")
-        out.add(1, f"if len(fired) > {MAX_TRANSITIONS_PER_DAY}:")
-        out.add(2, "raise r.loop_error()")
-        out.add(1, "iso = r.iso")
-        out.add(1, "emit = r.emit")
-        out.add(1, "s = step.copy()")
-        out.add(1, "s['date'] = iso")
-        out.add(1, "emit(s)")
+    def react(self, compiler: Compiler, handler: _Handler) -> Callable[["_Run"], bool]:
+        out = _Source(self, "react", handler.label, prefix="E")
+        branches = []
+        for rule, step in zip(handler.rules, handler.steps):
+            out.lines = []
+            self.firing(out, rule, step)
+            branches.append(out.lines)
+        return compiler.dispatcher(handler.guards, branches, out.consts, handler.label)
+
+    def firing(self, out: "_Source", rule: _Rule, step: dict) -> None:
+        """Fire `rule`: its transition step (`step`), then enter its target (or, for a stay
+        rule, its actions only)."""
+        out.add(0, "fired = r.fired_today")
+        out.add(0, f"fired.append({out.const(rule)})  # {rule.key} (line {rule.line})")
+        out.add(0, f"if len(fired) > {MAX_TRANSITIONS_PER_DAY}:")
+        out.add(1, "raise r.loop_error()")
+        out.add(0, "iso = r.iso")
+        out.add(0, "emit = r.emit")
+        out.add(0, f"s = {out.const(step)}.copy()")
+        out.add(0, "s['date'] = iso")
+        out.add(0, "emit(s)")
         if rule.stay:  # no re-entry: the actions only
-            self.actions(out, rule.actions, 1)
+            self.actions(out, rule.actions, 0)
         else:
-            self.entering(out, rule.to_state, rule.actions)
-        return out.build("r, step")
+            self.entering(out, rule.to_state, rule.actions, 0)
 
     def enter(self, st: _State) -> Callable[["_Run"], None]:
         out = _Source(self, "enter", st.name)
         out.add(1, "iso = r.iso")
         out.add(1, "emit = r.emit")
-        self.entering(out, st, ())
+        self.entering(out, st, (), 1)
         return out.build("r")
 
     def program(self, actions: tuple) -> Callable[["_Run"], None]:
@@ -486,23 +488,23 @@ class _Program:
         self.actions(out, actions, 1)
         return out.build("r")
 
-    def entering(self, out: "_Source", st: _State, first: tuple) -> None:
+    def entering(self, out: "_Source", st: _State, first: tuple, d: int) -> None:
         """Enter `st`: its step, the actions `first` (a rule's), its entry actions, its timers."""
-        out.add(1, f"r.state = {out.const(st)}")
-        out.add(1, f"s = {out.const(st.step)}.copy()")
-        out.add(1, "s['date'] = iso")
-        out.add(1, "emit(s)")
+        out.add(d, f"r.state = {out.const(st)}")
+        out.add(d, f"s = {out.const(st.step)}.copy()")
+        out.add(d, "s['date'] = iso")
+        out.add(d, "emit(s)")
         if st.terminal:  # the pathway has ended: its open orders are withdrawn
-            out.add(1, "if r.orders:")
-            out.add(2, "s['withdrawn'] = list(r.orders)")
-            out.add(2, "r.orders.clear()")
-        self.actions(out, first + st.entry, 1)
+            out.add(d, "if r.orders:")
+            out.add(d + 1, "s['withdrawn'] = list(r.orders)")
+            out.add(d + 1, "r.orders.clear()")
+        self.actions(out, first + st.entry, d)
         if st.timers:
-            out.add(1, f"r.arm({out.const(st)})")
+            out.add(d, f"r.arm({out.const(st)})")
         elif self.timers:
-            out.add(1, "r.timers = ()")  # the timers of the state left
+            out.add(d, "r.timers = ()")  # the timers of the state left
         if self.at_once:
-            out.add(1, f"r.pending = {st.at_once is not None}")
+            out.add(d, f"r.pending = {st.at_once is not None}")
 
     def actions(self, out: "_Source", actions: tuple, depth: int) -> None:
         """The code of `actions`, after the names it reads (once per function)."""
@@ -540,7 +542,7 @@ class _Program:
             elif type(a) is _Set:
                 out.add(depth, f"r.vars[{a.var!r}] = {out.const(a.value)}(r)")
             elif type(a) is _If:
-                if depth >= self.MAX_DEPTH:
+                if depth >= self.MAX_DEPTH - 2:
                     out.add(depth, f"{out.const(self.program((a,)))}(r)")
                     continue
                 out.add(depth, f"if {out.const(a.cond)}(r):")
@@ -555,10 +557,11 @@ class _Program:
 class _Source:
     """The source of one generated function and the objects it names."""
 
-    def __init__(self, owner: _Program, kind: str, label: str) -> None:
+    def __init__(self, owner: _Program, kind: str, label: str, prefix: str = "K") -> None:
         owner.count += 1
         self.name = f"_{kind}_{owner.count}"
         self.label = f"<rxwatch {kind} {label}>"
+        self.prefix = prefix
         self.lines: list[str] = []
         self.consts: dict[str, Any] = {}
         self.ids: dict[int, str] = {}
@@ -569,7 +572,7 @@ class _Source:
     def const(self, value: Any) -> str:
         name = self.ids.get(id(value))
         if name is None:
-            name = self.ids[id(value)] = f"K{len(self.consts)}"
+            name = self.ids[id(value)] = f"{self.prefix}{len(self.consts)}"
             self.consts[name] = value
         return name
 
@@ -720,12 +723,8 @@ class _Run(Ctx):
                         if not o.labs.isdisjoint(panel):
                             del orders[a]  # fulfilled (a panel before the window opens counts too)
                 handler = self.state.panel
-                if handler is not None:
-                    k = handler.select(ctx)
-                    if k >= 0:
-                        handler.fires[k](self, handler.steps[k])
-                        if self.pending or self.timers:
-                            self.settle()
+                if handler is not None and handler.react(self) and (self.pending or self.timers):
+                    self.settle()
             # (4) clinical events and fact changes, in file order
             if extra is not None:
                 self.events_and_facts(extra)
@@ -773,11 +772,8 @@ class _Run(Ctx):
     # -- reacting
 
     def react(self, handler: _Handler) -> None:
-        i = handler.select(self)
-        if i >= 0:
-            handler.fires[i](self, handler.steps[i])
-            if self.pending or self.timers:
-                self.settle()
+        if handler.react(self) and (self.pending or self.timers):
+            self.settle()
 
     def arm(self, st: _State) -> None:
         """Arm the timers of `st`, just entered."""
@@ -793,15 +789,11 @@ class _Run(Ctx):
     def settle(self) -> None:
         """Try the `on fact` rules of a state just entered, then fire the timers due today,
         until nothing more happens today."""
-        ctx = self
         today = self.today
         while True:
             if self.pending:
                 self.pending = False
-                handler = self.state.at_once
-                i = handler.select(ctx)
-                if i >= 0:
-                    handler.fires[i](self, handler.steps[i])
+                self.state.at_once.react(self)
                 continue
             timers = self.timers
             if not timers:
@@ -812,9 +804,7 @@ class _Run(Ctx):
             else:
                 return
             timers.remove(t)
-            i = t.handler.select(ctx)
-            if i >= 0:
-                t.handler.fires[i](self, t.handler.steps[i])
+            t.handler.react(self)
 
     # -- orders and choices
 

@@ -408,6 +408,32 @@ class Compiler:
             lines.append("return -1")
         return self._build(code, name, lines)
 
+    def dispatcher(self, guards: Sequence[Mapping | None], branches: Sequence[Sequence[str]], env: Mapping[str, Any],
+                   name: str = "react") -> Callable[[Ctx], bool]:
+        """f(ctx) -> True after running the branch of the first guard that holds (None:
+        `otherwise`, always holds), False when none does: a selector that acts at once.
+
+        A branch is lines of Python indented from column 0; it reads the ctx as `r` and the
+        objects `env` names (names that start with "E" and a digit, so as not to clash with
+        the generated code's own)."""
+        code = self._code()
+        tests = [None if g is None else code.gen(g) for g in guards]
+        for key in env:
+            if not (key[:1] == "E" and key[1:].isdigit()):
+                raise ExprError(f"a dispatcher's objects are named E0, E1, ...: not {key!r}")
+        lines = ["r = c"]
+        for test, branch in zip(tests, branches):
+            if test is None:
+                lines.extend(branch)
+                lines.append("return True")
+                break
+            lines.append(f"if {test}:")
+            lines.extend("    " + line for line in branch)
+            lines.append("    return True")
+        else:
+            lines.append("return False")
+        return self._build(code, name, lines, env)
+
     def condition(self, tree: Mapping | None, name: str = "cond") -> Callable[[Ctx], bool] | None:
         """f(ctx) -> whether the condition holds (an unknown value counts as false)."""
         if tree is None:
@@ -429,7 +455,7 @@ class Compiler:
     def _code(self) -> _Code:
         return _Code(self, {})
 
-    def _build(self, code: _Code, name: str, lines: list[str]) -> Callable:
+    def _build(self, code: _Code, name: str, lines: list[str], env: Mapping[str, Any] | None = None) -> Callable:
         # the lets, each computed once, in dependency order (`_Code.let` registered them so)
         let_lines = [f"L_{let} = {code.gen(self.let_decls[let]['expr'])}" for let in list(code.lets)]
         prelude = [_PRELUDE[k] for k in ("P", "U", "F", "V", "T", "A") if k in code.uses]
@@ -439,6 +465,8 @@ class Compiler:
         source = f"def {fname}(c):\n    {body}\n"
         namespace = dict(_RUNTIME)
         namespace.update(code.consts)
+        if env:
+            namespace.update(env)
         try:
             exec(compile(source, f"<rxwatch {name}>", "exec"), namespace)
         except (SyntaxError, RecursionError) as e:  # an expression too deep for Python

@@ -910,7 +910,7 @@ def test_deeply_nested_ifs_run_the_branch_their_conditions_choose(depth):
 
 from hypothesis import given, settings, strategies as st  # noqa: E402
 
-from rxwatch.simulator.expr import Compiler, Ctx  # noqa: E402
+from rxwatch.simulator.expr import Compiler, Ctx, ExprError  # noqa: E402
 
 LABS = {"ALT": {"uln": 40.0}, "AST": {"uln": 40.0}, "INR": {"uln": None}}
 LETS = {
@@ -1007,6 +1007,18 @@ def test_a_selector_returns_the_first_guard_that_holds():
     assert [select(ctx({"ALT": v})) for v in (200.0, 60.0, 10.0)] == [0, 1, 2]
     assert select(ctx({})) == 2
     assert COMPILER.selector([cmp(">", lab("ALT"), num(100))])(ctx({})) == -1
+
+
+def test_a_dispatcher_runs_the_branch_of_the_first_guard_that_holds():
+    seen: list = []
+    react = COMPILER.dispatcher([cmp(">", {"op": "let", "name": "tx"}, num(3)), None],
+                                [["E0.append(('high', r.panel['ALT']))"], ["E0.append('otherwise')"]], {"E0": seen})
+    assert react(ctx({"ALT": 200.0})) is True and react(ctx({"ALT": 20.0})) is True
+    assert seen == [("high", 200.0), "otherwise"]
+    only = COMPILER.dispatcher([cmp(">", lab("ALT"), num(100))], [["E0.append('high')"]], {"E0": seen})
+    assert only(ctx({"ALT": 1.0})) is False and only(ctx({})) is False and len(seen) == 2
+    with pytest.raises(ExprError):
+        COMPILER.dispatcher([None], [["pass"]], {"K0": 1})  # would clash with the expression's constants
 
 
 # A reference evaluator, written from the rules in docs/language.md, against the generated code.
