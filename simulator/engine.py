@@ -148,7 +148,7 @@ class _If:
 
 _ONE_DAY = datetime.timedelta(days=1)
 _DATE = operator.attrgetter("date")
-_NO_ULNS: dict = {}  # the ULNs of a panel whose results carry none (read only)
+_NOTHING: dict = {}  # no panel, no ULNs (never written: expressions only read a panel)
 
 
 class _Order:
@@ -609,8 +609,7 @@ class _Run(Ctx):
         facts.update(tl.facts)
         self.vars = dict(m.var_defaults)
         self.today = start
-        self.panel = {}
-        self.ulns = {}
+        self.panel = self.ulns = _NOTHING  # no panel yet
         self.last = {}
         self.iso = _iso(m.isos, start)
         self.steps: list[dict] = []
@@ -623,7 +622,7 @@ class _Run(Ctx):
         self.pending = False  # the state just entered still has to try its `on fact` rules
         self.fired_today: list[_Rule] = []
         self.choices: list[Choice] | tuple = ()
-        self.used: set[int] = set()
+        self.used: set[int] | None = None  # the choices taken (their ids), once there is one
         self.inputs = inputs
         self.today_inputs: tuple = ()
 
@@ -717,7 +716,7 @@ class _Run(Ctx):
                 if inputs is not None:
                     inputs.append((len(steps), tuple(e for e in self.today_inputs if type(e) is LabResult)))
                 ctx.panel = panel
-                ctx.ulns = _NO_ULNS if ulns is None else ulns
+                ctx.ulns = _NOTHING if ulns is None else ulns
                 if orders:
                     for a, o in tuple(orders.items()):
                         if not o.labs.isdisjoint(panel):
@@ -761,8 +760,9 @@ class _Run(Ctx):
                     self.react(handler)
 
     def end_of_day(self) -> None:
+        used = self.used or ()
         for c in self.choices:
-            if id(c) not in self.used:
+            if id(c) not in used:
                 self.warnings.append({
                     "date": c.date.isoformat(), "line": c.loc.line,
                     "message": f"the choice of {c.action} on {c.date} was not used: the protocol offered "
@@ -815,7 +815,9 @@ class _Run(Ctx):
 
     def choose(self, options: tuple[str, ...]) -> str:
         for c in self.choices:
-            if c.action in options and id(c) not in self.used:
+            if c.action in options and (self.used is None or id(c) not in self.used):
+                if self.used is None:
+                    self.used = set()
                 self.used.add(id(c))
                 return c.action
         return options[0]
@@ -847,8 +849,8 @@ class _Run(Ctx):
         return {
             "protocol": {"name": self.m.name, "version": self.m.version},
             "patient": self.tl.patient,
-            "start": self.start.isoformat(),
-            "until": self.until.isoformat(),
+            "start": _iso(self.m.isos, self.start),
+            "until": _iso(self.m.isos, self.until),
             "steps": self.steps,
             "final_state": self.state.name,
             "open_orders": [o.to_dict(o in overdue) for o in orders.values()] if orders else [],
