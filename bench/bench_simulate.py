@@ -1,6 +1,7 @@
 """Replay throughput of the simulator, side by side with the same pathway on pytransitions.
 
-    .venv/bin/python bench/bench_simulate.py [--patients 1000] [--scale 10] [--repeat 3] [--seed 7] [--gc on|off]
+    .venv/bin/python bench/bench_simulate.py [--patients 1000] [--scale 10] [--repeat 5] [--seed 7] [--gc on|off]
+                                             [--big 100]
 
 What is measured: replaying synthetic anakinra patients (a seeded RNG; lab panels every 2 weeks
 to 5 months graded mostly normal, some mild, moderate or severe, a missing AST now and then,
@@ -26,6 +27,12 @@ events (each lab result, clinical event, fact change and choice) per CPU second 
 interleaved runs, at N and N*scale patients: linear scaling shows as an unchanged rate. The
 inputs are built first and frozen out of the garbage collector's way (`gc.freeze`); the
 collector stays on during the runs unless --gc off. Figures only; nothing is asserted.
+
+Then, untimed, rxwatch's memory (tracemalloc, on the N patients): the inputs, what a replay
+needs beyond them, what the Machine keeps (windows and orders made once per action and
+calendar day, shared by every patient) and what a kept trace weighs. With --big K, rxwatch
+alone replays N*K patients (the peers would take minutes), generated and replayed in batches
+of N*scale so that the inputs never all sit in memory: the rate should not move.
 """
 
 from __future__ import annotations
@@ -38,7 +45,9 @@ import os
 import platform
 import random
 import sys
+import resource
 import time
+import tracemalloc
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -537,10 +546,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--patients", type=int, default=1000, help="patients at 1x (default 1000)")
     ap.add_argument("--scale", type=int, default=10, help="the second run has this many times more patients (default 10)")
-    ap.add_argument("--repeat", type=int, default=3, help="best of this many interleaved runs (default 3)")
+    ap.add_argument("--repeat", type=int, default=5, help="best of this many interleaved runs (default 5)")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--gc", choices=("on", "off"), default="on",
                     help="Python's cyclic garbage collector during the timed runs (default on, as in real use)")
+    ap.add_argument("--big", type=int, default=0, metavar="K",
+                    help="also replay PATIENTS*K patients through rxwatch alone, in batches (default: no)")
     args = ap.parse_args()
 
     import transitions
@@ -608,7 +619,83 @@ def main() -> int:
     print(f"\n  scaling {n1} -> {n2} patients ({e2 / e1:.1f}x the events): time grows "
           + ", ".join(f"{name} x{b2[name] / b1[name]:.1f}" for name in names))
     print("  (ratio: how many times longer the pytransitions peer takes than rxwatch for the same replays)")
+    print(f"\n  rxwatch throughput / peer throughput, at {n1} and {n2} patients (the issue's target: at least 5x "
+          f"pytransitions):")
+    for name in names[1:]:
+        print(f"    {name:<{width}} {b1[name] / b1['rxwatch']:>5.1f}x {b2[name] / b2['rxwatch']:>5.1f}x")
+
+    memory(graph, args.patients, args.seed)
+    if args.big:
+        big(graph, args, e2 / b2["rxwatch"])
     return 0
+
+
+def memory(graph, n: int, seed: int) -> None:
+    """rxwatch's memory on n patients, measured with tracemalloc (untimed)."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        m = Machine(graph)
+        base = tracemalloc.get_traced_memory()[0]
+        tls = patients(n, seed)
+        inputs = tracemalloc.get_traced_memory()[0] - base
+        tracemalloc.reset_peak()
+        before = tracemalloc.get_traced_memory()[0]
+        for t in tls:
+            m.run(t)  # traces dropped
+        after, peak = tracemalloc.get_traced_memory()
+        kept = after - before  # what the Machine made once and keeps (per action and calendar day)
+        tracemalloc.reset_peak()
+        for t in tls:
+            m.run(t)  # again: everything is made already
+        again, peak_again = tracemalloc.get_traced_memory()
+        traces = [m.run(t) for t in tls]
+        held = tracemalloc.get_traced_memory()[0] - again
+        del traces
+    finally:
+        tracemalloc.stop()
+    print(f"\n  memory (tracemalloc, rxwatch, {n} patients; untimed):")
+    print(f"    inputs (the timelines): {inputs / n / 1e3:.1f} KB a patient")
+    print(f"    kept by the Machine (windows, orders, ISO dates of {len(m.isos)} calendar days, shared by every "
+          f"patient): {kept / 1e6:.2f} MB after the first pass, +{(again - after) / 1e3:.0f} KB after the second")
+    print(f"    one replay beyond that (peak of the second pass, traces dropped): {(peak_again - again) / 1e3:.0f} KB")
+    print(f"    a trace kept: {held / n / 1e3:.1f} KB a patient")
+
+
+def big(graph, args, rate_at_scale: float) -> None:
+    """rxwatch alone on patients*big patients, generated and replayed in batches (untimed
+    generation; best of --repeat per batch, summed)."""
+    batch = args.patients * args.scale
+    total = args.patients * args.big
+    m = Machine(graph)
+    seconds = 0.0
+    events = 0
+    done = 0
+    k = 0
+    while done < total:
+        n = min(batch, total - done)
+        tls = patients(n, args.seed + 1000 + k)  # other patients than the table's, drawn the same way
+        events += sum(len(t.events) for t in tls)
+        gc.collect()
+        gc.freeze()
+        best = float("inf")
+        for _ in range(args.repeat):
+            gc.collect()
+            if args.gc == "off":
+                gc.disable()
+            try:
+                best = min(best, timed(m.run, tls))
+            finally:
+                gc.enable()
+        gc.unfreeze()
+        seconds += best
+        done += n
+        k += 1
+        del tls
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e3
+    print(f"\n  rxwatch alone, {total} patients in batches of {batch}: {events} events in {seconds:.2f} s CPU, "
+          f"{events / seconds:,.0f} events/s ({events / seconds / rate_at_scale:.2f} of the rate at "
+          f"{batch} patients); peak RSS of the whole run {rss:.0f} MB")
 
 
 if __name__ == "__main__":

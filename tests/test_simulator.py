@@ -108,6 +108,29 @@ def test_a_window_in_months_from_the_31st_ends_on_the_last_day_of_february():
     assert late["date"] == "2025-04-01"
 
 
+@pytest.mark.parametrize("window, amounts", [("1..12 months", (1, 12)), ("1..2 years", (12, 24))])
+def test_windows_made_once_per_day_are_right_at_month_ends_and_in_leap_years(window, amounts):
+    # a Machine makes an action's window (and its order) once per day and shares it between
+    # patients: days at month ends, on 29 February and in century years, asked twice each
+    from dateutil.relativedelta import relativedelta
+
+    m = Machine(graph_of(f"""
+    initial state a "A" {{ on entry {{ do order_alt due {window} cite s }} }}
+    """))
+    days = ["2024-01-31", "2024-02-29", "2025-01-31", "2023-12-31", "2024-03-31", "2028-02-29", "2100-02-28",
+            "2099-12-31", "2000-02-29"]
+    for _ in range(2):
+        for text in days:
+            day = datetime.date.fromisoformat(text)  # a new date object each time
+            first, last = (day + relativedelta(months=k) for k in amounts)
+            trace = m.run(Timeline("<code>", text, {}, day, last + datetime.timedelta(days=1), ()))
+            (action,) = steps(trace, "action")
+            assert action["window"] == [first.isoformat(), last.isoformat()], text
+            (late,) = steps(trace, "deviation")
+            assert late["date"] == (last + datetime.timedelta(days=1)).isoformat(), text
+            assert shift(day, amounts[1], "months") == last
+
+
 # ---------------------------------------------------------------------------- orders
 
 def test_a_window_that_closes_without_a_panel_is_overdue_once_and_the_order_stays_open():
