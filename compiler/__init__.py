@@ -37,7 +37,7 @@ class CompileResult:
 
 
 @contextmanager
-def _collector_paused():
+def collector_paused():
     """Pause the cyclic garbage collector while the passes build their trees.
 
     Parse trees, AST nodes and graph attributes are acyclic and all alive until the end:
@@ -55,7 +55,7 @@ def _collector_paused():
 
 def compile_source(text: str, path: str = "<string>", *, verify: bool = True, lower: bool = True) -> CompileResult:
     """Run every pass over one protocol text. Never raises for the author's mistakes."""
-    with _collector_paused():
+    with collector_paused():
         return _compile(text, path, verify=verify, lower=lower)
 
 

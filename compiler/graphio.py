@@ -9,9 +9,12 @@ import networkx as nx
 
 def to_json(g: nx.MultiDiGraph) -> str:
     """Node-link JSON that `networkx.node_link_graph(data, edges="edges")` reads back."""
-    data = nx.node_link_data(g, edges="edges")
-    # compact: an indent makes the json module fall back to its pure-Python encoder, 10x slower
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False) + "\n"
+    from . import collector_paused
+
+    with collector_paused():  # millions of small dicts, none of them garbage
+        data = nx.node_link_data(g, edges="edges")
+        # compact: an indent makes the json module fall back to its pure-Python encoder, 10x slower
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=False) + "\n"
 
 
 def from_json(text: str) -> nx.MultiDiGraph:
