@@ -656,8 +656,9 @@ def memory(graph, n: int, seed: int) -> None:
         tracemalloc.stop()
     print(f"\n  memory (tracemalloc, rxwatch, {n} patients; untimed):")
     print(f"    inputs (the timelines): {inputs / n / 1e3:.1f} KB a patient")
-    print(f"    kept by the Machine (windows, orders, ISO dates of {len(m.isos)} calendar days, shared by every "
-          f"patient): {kept / 1e6:.2f} MB after the first pass, +{(again - after) / 1e3:.0f} KB after the second")
+    days = len(getattr(m, "isos", ()))  # the days it has met (an rxwatch Machine keeps their ISO text)
+    print(f"    kept by the Machine (windows, orders, ISO dates{f' of {days} calendar days' if days else ''}, shared by "
+          f"every patient): {kept / 1e6:.2f} MB after the first pass, +{(again - after) / 1e3:.0f} KB after the second")
     print(f"    one replay beyond that (peak of the second pass, traces dropped): {(peak_again - again) / 1e3:.0f} KB")
     print(f"    a trace kept: {held / n / 1e3:.1f} KB a patient")
 
