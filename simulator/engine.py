@@ -114,7 +114,7 @@ class _State:
     at_once: _Handler | None  # every `on fact` rule, tried on entry
     timers: tuple[_Timer, ...]
     step: dict  # its `enter` step (the date left to fill)
-    enter: Callable[["_Run"], None] | None = None  # entering it other than by a rule (the initial state)
+    enter: Callable[["_Run"], None] | None = None  # entering it other than by a rule (made for the initial state)
 
 
 # the actions of the protocol, compiled: `_Program` turns lists of them into Python code
@@ -241,8 +241,8 @@ class Machine:
         try:
             for h in self._handlers.values():
                 h.react = gen.react(self._compiler, h)
-            for st in self.states.values():
-                st.enter = gen.enter(st)
+            initial = self.states[self.initial]  # the one state entered other than by a rule
+            initial.enter = gen.enter(initial)
         except ExprError as e:
             raise SimulationError(f"cannot compile the protocol for simulation: {e}", path=self.path) from None
 
