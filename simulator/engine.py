@@ -6,10 +6,11 @@
     trace = machine.run(timeline, until=None)
 
 The simulator reads the compiled graph only (compiler/lower.py defines it), never the parse
-tree. `Machine(graph)` turns the graph into plain Python structures once: states with their
-rules grouped by trigger, each group with a generated function that picks the rule that fires
-(expr.py), action lists as closures. `Machine.run` then replays a `Timeline` (timeline.py) as discrete events over
-calendar dates. The semantics, with worked examples, are in docs/simulation.md; in short:
+tree. `Machine(graph)` turns the graph into Python once: states with their rules grouped by
+trigger, and for each group one generated function that tries the guards (expr.py) and fires
+the rule they choose: its steps, its actions and the target's entry actions (`_Program`).
+`Machine.run` then replays a `Timeline` (timeline.py) as discrete events over calendar dates.
+The semantics, with worked examples, are in docs/simulation.md; in short:
 
 - On `start` the initial state is entered. The replay ends after `until`.
 - Within one day D: (1) overdue deviations of windows whose last day was D-1; (2) timers due

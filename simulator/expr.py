@@ -3,8 +3,9 @@
 The compiler lowers every guard, `let`, `set` value and `if` condition to a JSON tree
 (`{"op": ...}`, see compiler/lower.py `expr_tree`). The simulator evaluates them many times
 per patient, so `Compiler` turns them, once per protocol, into Python source and compiles that
-with `compile()`: one function per handler (`selector`: the index of the first rule whose
-guard holds), per `if` condition and per `set` value. The lets a function needs are computed at
+with `compile()`: one function per handler (`dispatcher`: it runs the code the engine gives
+for the first rule whose guard holds; `selector`: the index of that rule), per `if` condition
+and per `set` value. The lets a function needs are computed at
 its start, once, in dependency order, as local variables; unknown values are handled inline
 with assignment expressions, so evaluating a guard makes no further Python calls. The source
 of every generated function is kept (`.source` on the function) for reading and debugging.
