@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import datetime as dt
 import gc
 import io
 import os
-import platform
 import pstats
 import re
 import statistics
@@ -242,22 +240,12 @@ def fmt_s(x: float) -> str:
 
 
 def machine() -> str:
-    cpu = platform.processor() or "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     import lark
     import networkx
 
-    return (
-        f"date {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}; nproc {os.cpu_count()}; CPU {cpu}; "
-        f"Python {platform.python_version()}; lark {lark.__version__}; networkx {networkx.__version__}; "
-        f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}"
-    )
+    from machine import describe
+
+    return describe(lark=lark.__version__, networkx=networkx.__version__)
 
 
 def main(argv=None) -> int:

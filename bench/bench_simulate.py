@@ -606,7 +606,7 @@ def main() -> int:
         table.append((n, events, steps, best))
         del tls, reference
 
-    print(f"  every runner gave the same steps as rxwatch for every patient\n")
+    print("  every runner gave the same steps as rxwatch for every patient\n")
     names = list(runners)
     width = max(len(x) for x in names)
     print(f"  {'patients':>8} {'events':>8} {'steps':>8}  {'runner':<{width}} {'CPU time':>9} {'events/s':>10} {'time / rxwatch':>15}")

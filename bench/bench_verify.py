@@ -20,10 +20,7 @@ Prints figures and ratios; asserts nothing. What it measures:
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import gc
-import os
-import platform
 import random
 import statistics
 import subprocess
@@ -144,18 +141,12 @@ def counted_analyse(graph):
 
 
 def machine() -> str:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     import z3
 
-    return (f"{dt.datetime.now().isoformat(timespec='seconds')}; {platform.node()}; {cpu}, {os.cpu_count()} cores; "
-            f"Python {platform.python_version()}; z3 {z3.get_version_string()}")
+    sys.path.insert(0, str(HERE))
+    from machine import describe
+
+    return describe(z3=z3.get_version_string())
 
 
 def main() -> int:

@@ -20,7 +20,7 @@ import networkx as nx
 from . import ast
 from .checks.structure import let_sources
 from .checks.types import ANY, RATIO
-from .symbols import Symbols, walk_actions
+from .symbols import Symbols
 
 FORMAT = "rxwatch-graph/1"
 
