@@ -7,7 +7,7 @@ the parser recovers after each error so that an author sees all of them in one r
 
 from __future__ import annotations
 
-import ast as pyast
+import re
 from functools import lru_cache
 from importlib import resources
 
@@ -169,10 +169,13 @@ def _unquote(tok: Token) -> str:
         lines = body.strip("\n").splitlines()
         indent = min((len(l) - len(l.lstrip()) for l in lines if l.strip()), default=0)
         return "\n".join(l[indent:] for l in lines).strip()
-    try:
-        return pyast.literal_eval(s)
-    except (ValueError, SyntaxError):
-        return s[1:-1]
+    # `\"` is a quote, `\\` a backslash, `\n` and `\t` a new line and a tab; any other
+    # backslash stands for itself (a Windows path in a note stays as written)
+    return _ESCAPE.sub(lambda m: _ESCAPES.get(m.group(1), m.group(0)), s[1:-1])
+
+
+_ESCAPE = re.compile(r"\\(.)", re.S)
+_ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t"}
 
 
 class _Builder(Transformer):
