@@ -196,5 +196,10 @@ def _data(graph, plan: Plan, overlay: Overlay | None) -> dict:
         "rules": rules,
         "sources": sources,
         "definitions": definitions,
+        # the warnings the authors reviewed and accepted, with their reasons (`accept CODE "..."`)
+        "accepts": [
+            {"code": a["code"], "reason": a["reason"], "state": a.get("state"), "line": a.get("span", {}).get("line")}
+            for a in g.get("accepts", [])
+        ],
         "trace": overlay.to_dict() if overlay is not None else None,
     }

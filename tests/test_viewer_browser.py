@@ -234,3 +234,22 @@ def test_a_traced_patient_s_steps_are_listed_and_a_click_highlights_one(driver, 
     enter = next(s for s in steps if "enter baseline" in s.text)
     enter.click()
     assert driver.execute_script("return Array.from(document.querySelectorAll('g.selected')).map(g => g.id)") == ["state_baseline"]
+
+
+def test_a_state_shows_the_warnings_the_protocol_accepts_with_their_reasons(driver, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    text = (Path(__file__).resolve().parents[1] / "protocols" / "anakinra_hepatotoxicity.rxw").read_text(encoding="utf-8")
+    text = text.replace('initial state baseline "Baseline liver tests before the first dose" {',
+                        'initial state baseline "Baseline liver tests before the first dose" {\n'
+                        '  accept W630 "<b>reviewed</b> for this state"', 1)
+    graph = compile_source(text, "acc.rxw", verify=False).graph
+    open_page(driver, tmp_path, render(graph, "html"))
+    panel = click_state(driver, "baseline")
+    items = [li.text for li in panel.find_elements(By.CSS_SELECTOR, "section.accepts li")]
+    assert any(t.startswith("W605 The pathway (v1) cites only seed-review") for t in items)  # the whole protocol's
+    assert any(t.startswith("W630 <b>reviewed</b> for this state") for t in items)  # this state's, as text
+    assert not panel.find_elements(By.CSS_SELECTOR, "section.accepts b")
+    other = click_state(driver, "maintenance")
+    assert not any("W630" in li.text for li in other.find_elements(By.CSS_SELECTOR, "section.accepts li"))
+    assert errors(driver) == []

@@ -244,6 +244,19 @@
     }
     var src = sourceList(collect);
     if (src) details.appendChild(src);
+    var acc = acceptedList(name);
+    if (acc) details.appendChild(acc);
+  }
+
+  // warnings of the verifier that the protocol accepts, for this state or the whole protocol
+  function acceptedList(state) {
+    var items = (data.accepts || []).filter(function (a) { return a.state === null || a.state === state; });
+    if (!items.length) return null;
+    var ul = el("ul", "accepts");
+    items.forEach(function (a) {
+      ul.appendChild(el("li", null, [el("strong", null, [a.code]), " " + a.reason + " ", where(a.line)]));
+    });
+    return el("section", "accepts", [el("h3", null, ["Reviewed warnings (accepted in the protocol)"]), ul]);
   }
 
   function showGroup(id) {
