@@ -23,10 +23,7 @@ disturbed). Prints figures and ratios; asserts nothing.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import gc
-import os
-import platform
 import subprocess
 import sys
 import time
@@ -37,6 +34,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
 from genproto import generate  # noqa: E402
+from machine import describe  # noqa: E402
 
 from rxwatch.compiler import compile_file, compile_source  # noqa: E402
 from rxwatch.render import plan as rplan  # noqa: E402
@@ -117,9 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     dot_version = subprocess.run(["dot", "-V"], capture_output=True, text=True).stderr.strip()
-    print(f"date: {dt.datetime.now().isoformat(timespec='seconds')}")
-    print(f"machine: {platform.machine()} {platform.processor() or ''} {os.cpu_count()} cpus; "
-          f"{platform.system()} {platform.release()}; Python {platform.python_version()}; {dot_version}")
+    print(f"machine: {describe(graphviz=dot_version)}")
     print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
 
     cases = []

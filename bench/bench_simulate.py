@@ -41,8 +41,6 @@ import argparse
 import datetime
 import functools
 import gc
-import os
-import platform
 import random
 import sys
 import resource
@@ -53,6 +51,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PROTOCOL = ROOT / "protocols" / "anakinra_hepatotoxicity.rxw"
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import describe  # noqa: E402
 from rxwatch.compiler import compile_file  # noqa: E402
 from rxwatch.simulator.engine import Machine  # noqa: E402
 from rxwatch.simulator.expr import shift  # noqa: E402
@@ -532,16 +532,6 @@ def timed(fn, items) -> float:
     return time.process_time() - t0
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--patients", type=int, default=1000, help="patients at 1x (default 1000)")
@@ -565,9 +555,8 @@ def main() -> int:
 
     print("rxwatch simulator vs the same pathway on pytransitions (bench/bench_simulate.py)")
     print(f"  command: {' '.join([Path(sys.executable).name, *sys.argv])}")
-    print(f"  date: {datetime.date.today()}  machine: nproc {len(os.sched_getaffinity(0))}, {cpu_model()}")
-    print(f"  python {platform.python_version()}, transitions {transitions.__version__}, seed {args.seed}, "
-          f"best of {args.repeat}, gc {args.gc}")
+    print(f"  {describe(transitions=transitions.__version__)}")
+    print(f"  seed {args.seed}, best of {args.repeat}, gc {args.gc}")
     print(f"  compiling the protocol into a Machine: {compile_ms:.1f} ms (once)")
     for m, what in PEER_MODES.items():
         print(f"  pytransitions {m}: {what}")
