@@ -8,6 +8,7 @@ reference points at the reference, not at the whole rule.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Union
 
 from .span import Span
@@ -24,7 +25,9 @@ class Name:
 
 @dataclass(frozen=True, slots=True)
 class Number:
-    value: float
+    """A number literal, exactly as written: an int, or a Fraction for a decimal (`1.2` is 6/5)."""
+
+    value: int | Fraction
     span: Span
 
 
@@ -48,6 +51,13 @@ class Ref:
     """A name in an expression: a lab, fact, variable, derived value or enumeration member."""
 
     name: str
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class SinceEntry:
+    """`since entry`: the time since the current state was entered (a duration)."""
+
     span: Span
 
 
@@ -107,7 +117,7 @@ class Logic:
     span: Span
 
 
-Expr = Union[Number, Bool, Duration, Ref, Call, Neg, Arith, Compare, Member, Not, Logic]
+Expr = Union[Number, Bool, Duration, Ref, SinceEntry, Call, Neg, Arith, Compare, Member, Not, Logic]
 
 
 # ------------------------------------------------------------------ actions
@@ -240,11 +250,12 @@ class Lab:
     name: Name
     description: str | None
     unit: str | None
-    uln: float | None
+    uln: int | Fraction | None
     loinc: tuple[str, ...]
-    molar_mass: float | None
+    molar_mass: int | Fraction | None
     cite: tuple[Name, ...]
     span: Span
+    lln: int | Fraction | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,7 +268,7 @@ class TypeSpec:
 
 @dataclass(frozen=True, slots=True)
 class Literal:
-    value: bool | float | str  # str: an enumeration member
+    value: bool | int | Fraction | str  # str: an enumeration member
     span: Span
 
 
@@ -289,6 +300,20 @@ class ActionDecl:
     orders: tuple[Name, ...]
     cite: tuple[Name, ...]
     span: Span
+    # `fulfilled by ALT or AST`: alternatives, each a set of labs that must all have results
+    # (None: every lab it orders)
+    fulfilled_by: tuple[tuple[Name, ...], ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    """A protocol-wide duration: `results valid for 3 days` (kind 'results') or
+    `reminders every 4 weeks` (kind 'reminders')."""
+
+    kind: str
+    duration: Duration
+    cite: tuple[Name, ...]
+    span: Span
 
 
 @dataclass(frozen=True, slots=True)
@@ -317,3 +342,4 @@ class Module:
     lets: tuple[Let, ...]
     states: tuple[State, ...]
     accepts: tuple[Accept, ...] = ()
+    settings: tuple[Setting, ...] = ()

@@ -51,6 +51,7 @@ CODES: dict[str, str] = {
     "E407": "only warnings can be accepted",
     "E408": "unknown state severity",
     "E209": "due window on an action that orders no labs",
+    "E210": "order fulfilled by a lab it does not order",
     "W501": "rule cites no source",
     "W502": "unknown source kind",
     "W503": "invalid protocol status",

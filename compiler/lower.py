@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import networkx as nx
 
-from . import ast
+from . import ast, ir
 from .checks.structure import let_sources
 from .checks.types import ANY, RATIO
 from .symbols import Symbols
 
-FORMAT = "rxwatch-graph/1"
+FORMAT = "rxwatch-graph/2"
+"""Format 2: numbers are exact decimals (ir.exact); results, reminders, lln, fulfilled_by, since_entry."""
 
 
 def lower(module: ast.Module, sym: Symbols, let_types: dict) -> nx.MultiDiGraph:
@@ -39,6 +40,10 @@ def lower(module: ast.Module, sym: Symbols, let_types: dict) -> nx.MultiDiGraph:
             "description": meta.description or "",
             "path": module.path,
             "initial": initial,
+            # `results valid for D`: how long a result stays valid (None: the same day only)
+            "results_valid": _setting(module, "results"),
+            # `reminders every D`: how often an overdue order is flagged again (None: once)
+            "reminders": _setting(module, "reminders"),
             "sources": {
                 s.id.text: {
                     "title": s.title or s.id.text,
@@ -54,9 +59,10 @@ def lower(module: ast.Module, sym: Symbols, let_types: dict) -> nx.MultiDiGraph:
                 lab.name.text: {
                     "description": lab.description,
                     "unit": lab.unit,
-                    "uln": lab.uln,
+                    "uln": _num(lab.uln),
+                    "lln": _num(lab.lln),
                     "loinc": list(lab.loinc),
-                    "molar_mass": lab.molar_mass,
+                    "molar_mass": _num(lab.molar_mass),
                     "sources": _ids(lab.cite),
                     "span": lab.span.to_dict(),
                 }
@@ -72,6 +78,9 @@ def lower(module: ast.Module, sym: Symbols, let_types: dict) -> nx.MultiDiGraph:
                 a.name.text: {
                     "description": a.description,
                     "orders": [n.text for n in a.orders],
+                    # alternatives, each a list of labs that must all have results
+                    "fulfilled_by": [[n.text for n in alt] for alt in a.fulfilled_by] if a.fulfilled_by
+                    else ([[n.text for n in a.orders]] if a.orders else []),
                     "sources": _ids(a.cite),
                     "span": a.span.to_dict(),
                 }
@@ -159,6 +168,18 @@ def lower(module: ast.Module, sym: Symbols, let_types: dict) -> nx.MultiDiGraph:
     return g
 
 
+def _setting(module: ast.Module, kind: str) -> dict | None:
+    for s in module.settings:
+        if s.kind == kind:
+            return {"amount": s.duration.amount, "unit": s.duration.unit, "sources": _ids(s.cite),
+                    "span": s.span.to_dict()}
+    return None
+
+
+def _num(v):
+    return None if v is None else ir.to_json_number(v)
+
+
 def _ids(names) -> list[str]:
     return [n.text for n in names]
 
@@ -177,10 +198,14 @@ def _fact(f: ast.Fact) -> dict:
         "unit": (t.unit or RATIO) if t and t.kind == "number" else None,
         "members": [m.text for m in t.members] if t and t.kind == "enum" else None,
         "has_default": f.default is not None,
-        "default": f.default.value if f.default is not None else None,
+        "default": _literal(f.default.value) if f.default is not None else None,
         "sources": _ids(f.cite),
         "span": f.span.to_dict(),
     }
+
+
+def _literal(v):
+    return v if isinstance(v, (bool, str)) else ir.to_json_number(v)
 
 
 def _timer(h: ast.Handler) -> dict | None:
@@ -255,7 +280,9 @@ class _Lowerer:
 def expr_tree(e, sym: Symbols) -> dict:
     """An expression as a JSON tree: `{"op": ..., ...}` (see docs/graph.md)."""
     if isinstance(e, ast.Number):
-        return {"op": "num", "value": e.value}
+        return {"op": "num", "value": ir.to_json_number(e.value)}
+    if isinstance(e, ast.SinceEntry):
+        return {"op": "since_entry"}
     if isinstance(e, ast.Bool):
         return {"op": "bool", "value": e.value}
     if isinstance(e, ast.Duration):

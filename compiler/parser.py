@@ -8,6 +8,7 @@ the parser recovers after each error so that an author sees all of them in one r
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 from functools import lru_cache
 from importlib import resources
 
@@ -22,6 +23,8 @@ MAX_SYNTAX_ERRORS = 50
 # Deeper parse trees would exhaust Python's recursion in the passes that walk them; no
 # clinical rule needs more than a few levels.
 MAX_NESTING = 200
+# A number literal's length: exact arithmetic on longer ones buys nothing.
+MAX_DIGITS = 40
 
 # How the parser's terminals read in a message.
 _PRETTY = {
@@ -34,7 +37,8 @@ _PRETTY = {
     "$END": "the end of the file",
 }
 
-_DECL_KEYWORDS = ("protocol", "source", "lab", "fact", "event", "action", "let", "var", "state", "initial", "terminal")
+_DECL_KEYWORDS = ("protocol", "source", "lab", "fact", "event", "action", "let", "var", "state", "initial", "terminal",
+                  "results", "reminders")
 
 
 @lru_cache(maxsize=1)
@@ -221,8 +225,13 @@ class _Builder(Transformer):
     def slice(self, meta) -> str:
         return " ".join(self.text[meta.start_pos : meta.end_pos].split())
 
-    def _float(self, tok: Token) -> float:
-        return float(tok)
+    def _float(self, tok: Token) -> int | Fraction:
+        """A number literal, exactly: `40` is 40, `1.2` is Fraction(6, 5), never a binary float."""
+        text = str(tok)
+        if len(text) > MAX_DIGITS:
+            raise _Invalid(self.tspan(tok), f"a number of more than {MAX_DIGITS} characters ({text[:12]}...)")
+        q = Fraction(text)
+        return q.numerator if q.denominator == 1 else q
 
     def whole(self, tok: Token, what: str) -> int:
         v = float(tok)
@@ -295,6 +304,10 @@ class _Builder(Transformer):
         return ("uln", self._float(n))
 
     @v_args(inline=True)
+    def lln(self, n):
+        return ("lln", self._float(n))
+
+    @v_args(inline=True)
     def molar_mass(self, n):
         return ("molar_mass", self._float(n))
 
@@ -346,6 +359,7 @@ class _Builder(Transformer):
             molar_mass=self.tagged(children, "molar_mass"),
             cite=self.tagged(children, "cite") or (),
             span=self.span(meta),
+            lln=self.tagged(children, "lln"),
         )
 
     # -- types and literals
@@ -420,7 +434,39 @@ class _Builder(Transformer):
             orders=self.tagged(children, "orders") or (),
             cite=self.tagged(children, "cite") or (),
             span=self.span(meta),
+            fulfilled_by=self.tagged(children, "fulfilled_by"),
         )
+
+    def fulfilled_by(self, children):
+        return ("fulfilled_by", children[0])
+
+    def lab_any(self, children):
+        # alternatives (or), each a conjunction (and): flattened to a disjunctive normal form
+        out: list[tuple[ast.Name, ...]] = []
+        for c in children:
+            for alt in c:
+                if alt not in out:
+                    out.append(alt)
+        return tuple(out)
+
+    def lab_all(self, children):
+        # each child: a lab name, or the alternatives of a parenthesised `lab_any`
+        alts: list[tuple[ast.Name, ...]] = [()]
+        for c in children:
+            options = [(self.name(c),)] if isinstance(c, Token) else list(c)
+            alts = [a + o for a in alts for o in options]
+        return tuple(alts)
+
+    def _setting(self, kind, meta, children):
+        return ast.Setting(kind, children[0], self.tagged(children, "cite") or (), self.span(meta))
+
+    @v_args(meta=True)
+    def results_decl(self, meta, children):
+        return self._setting("results", meta, children)
+
+    @v_args(meta=True)
+    def reminders_decl(self, meta, children):
+        return self._setting("reminders", meta, children)
 
     @v_args(meta=True)
     def let_decl(self, meta, children):
@@ -598,7 +644,16 @@ class _Builder(Transformer):
 
     @v_args(meta=True, inline=True)
     def number(self, meta, tok):
-        return self._expr(meta, ast.Number(float(tok), self.span(meta)))
+        return self._expr(meta, ast.Number(self._float(tok), self.span(meta)))
+
+    @v_args(meta=True)
+    def since_entry(self, meta, children):
+        return self._expr(meta, ast.SinceEntry(self.span(meta)))
+
+    @v_args(meta=True)
+    def since_call(self, meta, children):
+        name = ast.Name("since", Span(self.path, meta.line, meta.column, meta.line, meta.column + 4))
+        return self._expr(meta, ast.Call(name, tuple(c for c in children if c is not None), self.span(meta)))
 
     @v_args(meta=True, inline=True)
     def ref(self, meta, tok):
@@ -672,7 +727,7 @@ def _unit(tok) -> str:
     return s if s.endswith("s") else s + "s"
 
 
-_EXPR_RULES = {"or_", "and_", "not_", "compare", "member", "add", "sub", "mul", "div", "neg", "call"}
+_EXPR_RULES = {"or_", "and_", "not_", "compare", "member", "add", "sub", "mul", "div", "neg", "call", "since_call"}
 
 
 def _too_deep(tree: Tree, path: str, diags: Diagnostics) -> bool:
@@ -734,4 +789,5 @@ def parse(text: str, path: str, diags: Diagnostics) -> ast.Module | None:
         lets=of(ast.Let),
         states=tuple(states),
         accepts=of(ast.Accept),
+        settings=of(ast.Setting),
     )

@@ -97,6 +97,7 @@ CASES = [
         ("'alt'", "alt -> beta -> alt"),
     ),
     Case("E209", edit("do order due 1..2 weeks", "do start §due 1..2 weeks"), ("'start' orders no labs", "orders LAB")),
+    Case("E210", edit("orders ALT, TBIL", "orders ALT, TBIL fulfilled by ALT or §AST"), ("fulfilled by 'AST', which it does not order",)),
     # ---------------------------------------------------------------- types and units
     Case("E301", edit("when alt > 3", "when alt > 3 and §4"), ("'and' needs conditions", "a number")),
     Case("E301", edit("when alt > 3", "when §weight"), ("condition must be true or false",)),

@@ -7,7 +7,7 @@ from ..diagnostics import Diagnostics, did_you_mean
 from ..span import Span
 from ..symbols import Symbols, module_exprs, walk_actions, walk_expr
 
-FUNCTIONS = {"max", "min", "uln", "xuln", "known", "since"}
+FUNCTIONS = {"max", "min", "uln", "xuln", "known", "since", "fulfilled"}
 
 
 def check(module: ast.Module, sym: Symbols, diags: Diagnostics) -> None:
@@ -26,6 +26,20 @@ def check(module: ast.Module, sym: Symbols, diags: Diagnostics) -> None:
         for lab in action.orders:
             if lab.text not in sym.labs:
                 diags.error(lab.span, "E205", f"action '{action.name.text}' orders '{lab.text}', which is not a declared lab{did_you_mean(lab.text, sym.labs)}")
+        ordered = {n.text for n in action.orders}
+        for alt in action.fulfilled_by or ():
+            for lab in alt:
+                if lab.text not in ordered:
+                    hint = did_you_mean(lab.text, ordered)
+                    diags.error(lab.span, "E210", f"'{action.name.text}' is fulfilled by '{lab.text}', which it does not order{hint}" if hint
+                                else f"'{action.name.text}' is fulfilled by '{lab.text}', which it does not order; it orders {', '.join(sorted(ordered)) or 'no labs'}")
+    first: dict[str, ast.Setting] = {}
+    for setting in module.settings:
+        _cites(setting.cite, sym, diags)
+        if setting.kind in first:
+            diags.error(setting.span, "E201", f"a second '{_SETTING_WORDS[setting.kind]}' declaration; the first is at line {first[setting.kind].span.line}")
+        else:
+            first[setting.kind] = setting
 
     for expr, _ctx in module_exprs(module):
         for e in walk_expr(expr):
@@ -43,6 +57,9 @@ def check(module: ast.Module, sym: Symbols, diags: Diagnostics) -> None:
                     diags.error(r.target.span, "E203", f"transition to '{r.target.text}', which is not a state{did_you_mean(r.target.text, sym.states)}")
 
     _let_cycles(module, sym, diags)
+
+
+_SETTING_WORDS = {"results": "results valid for", "reminders": "reminders every"}
 
 
 def _duplicates(module: ast.Module, diags: Diagnostics) -> None:

@@ -7,6 +7,8 @@ or `duration`. A bare number literal fits any unit. Lab values have their lab's 
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 from dataclasses import dataclass
 
 from .. import ast
@@ -94,7 +96,7 @@ class TypeChecker:
         v, kind = f.default.value, f.type.kind
         ok = (
             (kind == "bool" and isinstance(v, bool))
-            or (kind == "number" and isinstance(v, float))
+            or (kind == "number" and isinstance(v, (int, Fraction)) and not isinstance(v, bool))
             or (kind == "enum" and isinstance(v, str) and v in {m.text for m in f.type.members})
         )
         if not ok:
@@ -140,6 +142,9 @@ class TypeChecker:
         return BOOL
 
     def _duration(self, e: ast.Duration, expect) -> T:
+        return DURATION
+
+    def _sinceentry(self, e: ast.SinceEntry, expect) -> T:
         return DURATION
 
     def _ref(self, e: ast.Ref, expect) -> T:
@@ -296,14 +301,17 @@ class TypeChecker:
             if lab.uln is None and f == "xuln":
                 pass  # a per-result ULN may still be given; unknown otherwise
             return T("number", lab_unit(lab) if f == "uln" else RATIO)
-        if f == "since":
+        if f in ("since", "fulfilled"):
             if len(args) != 1 or not (isinstance(args[0], ast.Ref) and args[0].name in self.sym.actions):
                 hint = ""
                 if len(args) == 1 and isinstance(args[0], ast.Ref):
                     hint = did_you_mean(args[0].name, self.sym.actions)
-                self.diags.error(e.span, "E304", f"since() takes the name of an action{hint}")
+                self.diags.error(e.span, "E304", f"{f}() takes the name of an action{hint}")
                 return ERROR
-            return DURATION
+            if f == "fulfilled" and not self.sym.actions[args[0].name].orders:
+                self.diags.error(args[0].span, "E304", f"fulfilled() takes an order, and '{args[0].name}' orders no labs")
+                return ERROR
+            return DURATION if f == "since" else BOOL
         return ERROR  # unknown function: reported by checks.names
 
     def _lab_hint(self, a) -> str:
