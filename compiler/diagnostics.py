@@ -1,26 +1,46 @@
-"""Diagnostics: located, coded messages, collected per pass and printed ruff-style.
+"""Diagnostics: the one module for every located, coded message rxwatch prints.
 
-Codes are stable and grouped (see docs/diagnostics.md):
+One position type (`Span`), one message type (`Diagnostic`), one text printer
+(`format_text`: `PATH:LINE:COL: SEVERITY[CODE]: MESSAGE`, then the source line with a caret
+under the span when the source is at hand) and one JSON printer (`format_json`), for the
+compiler, the verifier, timeline and scenario input, compiled graph files and the
+simulator's runtime errors alike.
+
+Codes are stable and grouped (each has an entry in docs/diagnostics.md):
 
 - E1xx: syntax (the parser)
 - E2xx: names (declarations and references)
 - E3xx: types and units
-- E4xx / W4xx: structure of the state machine
-- W5xx: hygiene (citations, sources)
+- E4xx / W5xx: structure of the state machine; hygiene (citations, sources)
 - E6xx / W6xx: verification (gaps, overlaps, reachability, time)
+- E7xx / W7xx: timeline input (YAML/JSON timelines, FHIR bundles, lab CSVs, options)
+- E8xx: scenario case files
+- E9xx / W9xx: compiled graph files, the simulator at run time, traces given to `render`
+
+Modules that have their own message type convert at one place: `as_diagnostic(x)` takes a
+`Diagnostic`, or anything shaped like the timeline's `Message` (`path`, `line`, `text`,
+`severity`, `code`, `column`), or an object with a `diagnostic()` method; a subclass of
+`Diagnostic` with a `Message`-style constructor is also one (see `Diagnostic.at`).
 """
 
 from __future__ import annotations
 
 import difflib
 import json
+import re
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Any, Iterable, Mapping
 
-from .span import Span
+from .span import COMMAND_LINE, NOWHERE, Span
+
+__all__ = [
+    "CODES", "ERROR", "WARNING", "GROUPS", "Diagnostic", "Diagnostics", "COMMAND_LINE", "NOWHERE", "Span",
+    "as_diagnostic", "did_you_mean", "format_json", "format_text", "group_of", "sanitize",
+]
 
 ERROR = "error"
 WARNING = "warning"
+SEVERITIES = (ERROR, WARNING)
 
 # code -> one-line title; the full entry for each is in docs/diagnostics.md.
 CODES: dict[str, str] = {
@@ -37,6 +57,8 @@ CODES: dict[str, str] = {
     "E206": "name of the wrong kind",
     "E207": "missing protocol declaration",
     "E208": "derived value defined in terms of itself",
+    "E209": "due window on an action that orders no labs",
+    "E210": "order fulfilled by a lab it does not order",
     "E301": "type mismatch",
     "E302": "unit mismatch",
     "E303": "unknown enumeration member",
@@ -50,8 +72,6 @@ CODES: dict[str, str] = {
     "E406": "rule after `otherwise`",
     "E407": "only warnings can be accepted",
     "E408": "unknown state severity",
-    "E209": "due window on an action that orders no labs",
-    "E210": "order fulfilled by a lab it does not order",
     "W501": "rule cites no source",
     "W502": "unknown source kind",
     "W503": "invalid protocol status",
@@ -76,19 +96,113 @@ CODES: dict[str, str] = {
     "W630": "declaration never used",
     "W631": "variable set but never read, or read but never set",
     "W632": "action without a description",
+    # timeline input (simulator/timeline.py, fhir.py, csvlabs.py; docs/timelines.md)
+    "E701": "the file cannot be read",
+    "E702": "the wrong shape",
+    "E703": "an unknown key or column",
+    "E704": "something required is missing",
+    "E705": "not a date",
+    "E706": "a date out of range",
+    "E707": "an unknown name",
+    "E708": "a value of the wrong kind",
+    "E709": "a unit that does not convert",
+    "E710": "a fact with no default and no value",
+    "E711": "conflicting data",
+    "E712": "not a usable FHIR bundle",
+    "W701": "a FHIR result left out",
+    "W702": "entries outside --start/--until left out",
+    # scenario case files (simulator/cases.py, docs/scenarios.md)
+    "E801": "case file of the wrong shape",
+    "E802": "expectation that does not read",
+    "E803": "name the protocol does not declare",
+    "E804": "date that the expectation cannot use",
+    "E805": "case written for another protocol",
+    "E806": "simulation stopped",
+    # the simulator at run time (simulator/engine.py)
+    "E901": "zero-time loop while replaying",
+    "E902": "graph the simulator cannot run",
+    "W903": "recorded choice that the protocol did not offer",
+    # compiled graph files (compiler/graphio.py)
+    "E910": "not a compiled graph",
+    "E911": "unknown graph format",
+    "E912": "invalid name in a graph",
+    "E913": "invalid expression in a graph",
+    "E914": "broken reference in a graph",
+    "E915": "graph field of the wrong type",
+    # traces given to `rxwatch render --trace` (render/trace.py)
+    "E920": "trace that does not fit the protocol",
 }
+
+GROUPS: tuple[tuple[str, str, str], ...] = (
+    ("E1", "syntax", "compiler/parser.py"),
+    ("E2", "names", "compiler/checks/names.py"),
+    ("E3", "types and units", "compiler/checks/types.py"),
+    ("E4", "structure", "compiler/checks/structure.py, compiler/checks/accepts.py"),
+    ("W5", "hygiene", "compiler/checks/structure.py, compiler/checks/accepts.py"),
+    ("6", "verification", "compiler/verify/"),
+    ("7", "timeline input", "simulator/timeline.py, fhir.py, csvlabs.py"),
+    ("8", "scenario case files", "simulator/cases.py"),
+    ("E90", "the simulator at run time", "simulator/engine.py"),
+    ("W90", "the simulator at run time", "simulator/engine.py"),
+    ("E91", "compiled graph files", "compiler/graphio.py"),
+    ("E92", "traces given to render", "render/trace.py"),
+)
+"""(code prefix, group, module) for docs/diagnostics.md's table; a prefix without a letter
+matches both severities."""
+
+
+def group_of(code: str) -> str:
+    """The group a code belongs to ('syntax', 'timeline input', ...)."""
+    for prefix, name, _ in GROUPS:
+        if (code[1:] if prefix[0].isdigit() else code).startswith(prefix):
+            return name
+    raise KeyError(code)
 
 
 @dataclass(frozen=True, slots=True)
 class Diagnostic:
+    """A located, coded message. `span` is where; `severity` 'error' or 'warning'; `code` a
+    key of CODES ('' only for a message that has none yet); `message` what is wrong."""
+
     span: Span
     severity: str
     code: str
     message: str
 
+    @classmethod
+    def at(cls, path: str, line: int = 0, text: str = "", severity: str = ERROR, code: str = "",
+           column: int = 0) -> "Diagnostic":
+        """A diagnostic from the arguments of the timeline's `Message(path, line, text,
+        severity, code, column)`, in that order: a one-point span (0: unknown)."""
+        return cls(Span.point(path, line, column), severity, code, text)
+
+    # the fields of the timeline's Message, read from the span: code written against Message
+    # reads a Diagnostic unchanged
+
+    @property
+    def path(self) -> str:
+        return self.span.path
+
+    @property
+    def line(self) -> int:
+        return self.span.line
+
+    @property
+    def column(self) -> int:
+        return self.span.column
+
+    @property
+    def text(self) -> str:
+        return self.message
+
     @property
     def is_error(self) -> bool:
         return self.severity == ERROR
+
+    @property
+    def title(self) -> str:
+        """The code's one-line title ('' for an unknown code)."""
+        return CODES.get(self.code, "")
 
     def to_dict(self) -> dict:
         s = self.span
@@ -103,12 +217,48 @@ class Diagnostic:
             "message": self.message,
         }
 
+    def __str__(self) -> str:
+        return format_head(self)
+
+
+def as_diagnostic(x: Any) -> Diagnostic:
+    """The one conversion: a Diagnostic as it is; an object with a `diagnostic()` method, its
+    answer; anything with the fields of the timeline's Message (`path`, `line`, `text` or
+    `message`, `severity`, `code`, `column`) as a Diagnostic at that point."""
+    if isinstance(x, Diagnostic):
+        return x
+    convert = getattr(x, "diagnostic", None)
+    if callable(convert):
+        d = convert()
+        if isinstance(d, Diagnostic):
+            return d
+    text = getattr(x, "text", None)
+    if text is None:
+        text = getattr(x, "message", None)
+    if text is None:
+        raise TypeError(f"not a diagnostic: {x!r}")
+    return Diagnostic.at(
+        str(getattr(x, "path", "") or ""),
+        _int(getattr(x, "line", 0)),
+        str(text),
+        getattr(x, "severity", ERROR) or ERROR,
+        getattr(x, "code", "") or "",
+        _int(getattr(x, "column", 0)),
+    )
+
+
+def _int(v: Any) -> int:
+    return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else 0
+
 
 class Diagnostics:
     """A pass's collector: passes add to it and never raise for the author's mistakes."""
 
     def __init__(self) -> None:
         self.items: list[Diagnostic] = []
+
+    def add(self, diag: Diagnostic) -> None:
+        self.items.append(diag)
 
     def error(self, span: Span, code: str, message: str) -> None:
         self.items.append(Diagnostic(span, ERROR, code, message))
@@ -124,12 +274,17 @@ class Diagnostics:
         return any(d.is_error for d in self.items)
 
     def sorted(self) -> list[Diagnostic]:
-        return sorted(self.items, key=lambda d: (d.span.path, d.span.line, d.span.column, d.code))
+        return sorted(self.items, key=sort_key)
+
+
+def sort_key(d: Diagnostic) -> tuple:
+    return (d.span.path, d.span.line, d.span.column, d.code)
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     """'; did you mean 'ALT'?' for the nearest candidate, or ''."""
-    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    candidates = list(candidates)
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
     if not close:
         lowered = {c.lower(): c for c in candidates}
         if name.lower() in lowered:
@@ -137,24 +292,79 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str:
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
+# ---------------------------------------------------------------------------- printers
+
+# C0 and C1 controls but tab and newline, DEL, line/paragraph separators and the bidirectional
+# overrides and isolates (which can make a terminal show text other than what is there)
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def sanitize(text: str, *, newlines: bool = True) -> str:
+    """`text` safe to print on a terminal: every control character (but tab, and newline when
+    `newlines`) shown as an escape such as `\\x1b`."""
+    out = _UNSAFE.sub(lambda m: _escape(m.group()), text)
+    return out if newlines else out.replace("\n", "\\n")
+
+
+def _escape(ch: str) -> str:
+    n = ord(ch)
+    return f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}"
+
+
+def format_head(diag: Diagnostic) -> str:
+    """`path:line:col: severity[code]: message` (unknown line or column left out)."""
+    code = f"[{diag.code}]" if diag.code else ""
+    return f"{sanitize(str(diag.span), newlines=False)}: {diag.severity}{code}: {sanitize(diag.message)}"
+
+
 def format_text(diag: Diagnostic, source: str | None) -> str:
-    """`path:line:col: severity[code]: message`, then the source line with a caret under the span."""
+    """`path:line:col: severity[code]: message`, then the source line with a caret under the
+    span (only the line when the column is unknown; nothing when the source is not at hand)."""
     s = diag.span
-    head = f"{s.path}:{s.line}:{s.column}: {diag.severity}[{diag.code}]: {diag.message}"
+    head = format_head(diag)
     if not source or s.line <= 0:
         return head
     lines = source.splitlines()
     if s.line > len(lines):
         return head
-    text = lines[s.line - 1].expandtabs(1)
+    raw = lines[s.line - 1]
+    gutter = f"{s.line:>4} | "
+    if s.column <= 0:
+        return f"{head}\n{gutter}{_cut(sanitize(raw.expandtabs(1), newlines=False), 0)[0]}"
+    # the caret stands under the column even when escapes widened the text before it
+    before = sanitize(raw[: s.column - 1].expandtabs(1), newlines=False)
+    after = sanitize(raw[s.column - 1:].expandtabs(1), newlines=False)
+    text, shift = _cut(before + after, len(before))
     width = 1
     if s.end_line == s.line and s.end_column >= s.column:
         width = s.end_column - s.column + 1
-    width = max(1, min(width, len(text) - s.column + 2))
-    gutter = f"{s.line:>4} | "
+    width = max(1, min(width, len(text) - (len(before) - shift) + 1, MAX_SHOWN // 2))
     pad = " " * (len(gutter) - 2) + "| "
-    return f"{head}\n{gutter}{text}\n{pad}{' ' * (s.column - 1)}{'^' * width}"
+    return f"{head}\n{gutter}{text}\n{pad}{' ' * (len(before) - shift)}{'^' * width}"
+
+
+MAX_SHOWN = 160
+"""Characters of a source line shown at most (a compact JSON file is one long line)."""
+
+
+def _cut(text: str, at: int) -> tuple[str, int]:
+    """`text` cut to about MAX_SHOWN characters around offset `at`, with '...' where cut; and
+    how many characters the cut removed before `at` (net of the '...')."""
+    if len(text) <= MAX_SHOWN:
+        return text, 0
+    start = max(0, min(at - MAX_SHOWN // 2, len(text) - MAX_SHOWN))
+    end = start + MAX_SHOWN
+    head = "..." if start > 0 else ""
+    tail = "..." if end < len(text) else ""
+    return head + text[start:end] + tail, start - len(head)
 
 
 def format_json(diags: Iterable[Diagnostic]) -> str:
-    return json.dumps([d.to_dict() for d in diags], indent=2)
+    """A JSON list of `{path, line, column, end_line, end_column, severity, code, message}`."""
+    return json.dumps([as_diagnostic(d).to_dict() for d in diags], indent=2)
+
+
+def format_all(diags: Iterable[Any], sources: Mapping[str, str] | None = None) -> str:
+    """Every diagnostic as `format_text`, each with its file's source from `sources` (by path)."""
+    sources = sources or {}
+    return "\n".join(format_text(d, sources.get(d.span.path)) for d in map(as_diagnostic, diags))
