@@ -12,7 +12,16 @@ clinician knows, while meaning exactly what the protocol says:
 - such numeric lets are written out where they are used; boolean lets (`severe`) keep their
   name and are defined once in the chart's key;
 - facts and variables that are conditions read as their description ("pre-existing liver
-  disease"); enums read "indication is stills_disease or hlh_mas".
+  disease"); enums read "indication is stills_disease or hlh_mas";
+- time reads in words: `since entry >= 14 days` -> "at least 14 days after entering this
+  state", `since(start) < 6 months` -> "less than 6 months after ‘Initiate leflunomide’";
+- `fulfilled(order_lfts)` -> "the order for a liver panel is fulfilled";
+- numbers are the exact decimals of the graph (`ir.exact`), printed as written: `2.4`, never
+  `2.4000000000000004` or `1e-05`; five digits and more before the point are grouped by
+  thousands (`12,000.5`).
+
+Expression trees are read by `Phrases`, a visitor of the IR (`rxwatch.compiler.ir.Visitor`):
+each node becomes a `Phrase`, its text with what a parent needs to phrase around it.
 """
 
 from __future__ import annotations
@@ -20,10 +29,16 @@ from __future__ import annotations
 import re
 import textwrap
 from dataclasses import dataclass, field
+from fractions import Fraction
+
+from rxwatch.compiler import ir
 
 OPS = {">": ">", ">=": "≥", "<": "<", "<=": "≤", "==": "=", "!=": "≠"}
 FLIP = {">": "<", ">=": "<=", "<": ">", "<=": ">=", "==": "==", "!=": "!="}
 UP = {">", ">="}  # comparisons that ask "is it high?"
+# a time compared with a duration, in words: `since entry >= 14 days` -> "at least 14 days after ..."
+TIME_WORDS = {">": "more than", ">=": "at least", "<": "less than", "<=": "at most", "==": "exactly", "!=": "not exactly"}
+GROUP_FROM = 10_000  # numbers from here on are grouped by thousands: 12,000 (1200 stays 1200)
 
 # How each source kind reads in the reference list. Kinds not listed read as written.
 SOURCE_KINDS = {
@@ -41,10 +56,17 @@ UNREVIEWED_MARK = "†"
 
 
 def number(v) -> str:
-    """5.0 -> "5", 1.5 -> "1.5"."""
-    if isinstance(v, float) and v.is_integer():
-        return str(int(v))
-    return str(v)
+    """A number of the graph as its exact decimal: 5.0 -> "5", 2.4 -> "2.4", 1e-05 ->
+    "0.00001", "0.1234567890123456789" as written, 12000.5 -> "12,000.5"."""
+    q = ir.exact(v)
+    text = ir.decimal_text(Fraction(q)) if not isinstance(q, int) else str(q)
+    if text is None:  # no finite decimal (never a literal): a fraction, exactly
+        return f"{q.numerator}/{q.denominator}"
+    sign, digits = ("-", text[1:]) if text.startswith("-") else ("", text)
+    whole, dot, frac = digits.partition(".")
+    if abs(q) >= GROUP_FROM:
+        whole = f"{int(whole):,}"
+    return sign + whole + dot + frac
 
 
 def duration(amount, unit: str) -> str:
@@ -89,6 +111,223 @@ class _Ratio:
     quant: str | None
 
 
+# how tightly a phrase binds, for parentheses: or 1, and 2, not 3, comparison 4, + - 5, * / 6,
+# unary minus 7, a name or a number 8
+OR, AND, NOT, CMP, SUM, PRODUCT, UNARY, ATOM = range(1, 9)
+
+
+@dataclass(frozen=True)
+class Phrase:
+    """An expression as clinician text, with what its parent needs to phrase around it."""
+
+    text: str
+    prec: int = ATOM
+    const: bool = False  # a literal: the threshold side of a comparison
+    ratio: _Ratio | None = None  # lab values in multiples of ULN
+    unit: str = ""  # what a threshold compared with it is in: "× ULN", " U/L"
+    since: str | None = None  # a time since something: "entering this state", "‘Initiate anakinra’"
+    enum: bool = False  # an enumeration member
+    atom: bool = False  # a condition by name: `not` reads "not X", without parentheses
+    negated: str | None = None  # its negation in words: "TBIL not known"
+    alternatives: tuple[str, ...] = ()  # an `or`: its alternatives
+    truth: bool | None = None  # a `true` / `false` literal
+
+    def at(self, prec: int) -> str:
+        """The text where a phrase binding at least `prec` tightly is needed."""
+        return f"({self.text})" if self.prec < prec else self.text
+
+
+class Phrases(ir.Visitor):
+    """The chart-text back end of the expression IR: a tree -> a `Phrase`."""
+
+    def __init__(self, labels: Labels):
+        self.L = labels
+        self._lets: dict[str, Phrase] = {}
+
+    # ---------------------------------------------------------- leaves
+
+    def visit_num(self, t):
+        return Phrase(number(t["value"]), const=True)
+
+    def visit_bool(self, t):
+        return Phrase("yes" if t["value"] else "no", const=True, atom=True, truth=bool(t["value"]))
+
+    def visit_enum(self, t):
+        return Phrase(t["value"], const=True, enum=True)
+
+    def visit_duration(self, t):
+        return Phrase(duration(t["amount"], t["unit"]), const=True)
+
+    def visit_lab(self, t):
+        unit = (self.L.labs.get(t["name"]) or {}).get("unit")
+        return Phrase(t["name"], unit=f" {unit}" if unit else "")
+
+    def visit_fact(self, t):
+        return self._condition_or_value(t["name"], self.L.facts.get(t["name"]) or {})
+
+    def visit_var(self, t):
+        return self._condition_or_value(t["name"], self.L.vars.get(t["name"]) or {})
+
+    def _condition_or_value(self, name: str, decl: dict) -> Phrase:
+        if decl.get("type") == "bool":
+            return Phrase(self.L.fact_text(name), atom=True)
+        unit = decl.get("unit")
+        return Phrase(humanise(name), unit=f" {unit}" if unit and unit != "1" else "")
+
+    def visit_let(self, t):
+        name = t["name"]
+        if name not in self._lets:
+            let = self.L.lets.get(name) or {}
+            ratio = None
+            if let.get("type") == "number" and let.get("expr") is not None:
+                ratio = self.visit(let["expr"]).ratio
+            if ratio is not None:
+                self._lets[name] = Phrase(_standalone(ratio), ratio=ratio, unit="× ULN")
+            else:  # a condition keeps its name, defined once in the key
+                self._lets[name] = Phrase(name, atom=True)
+        return self._lets[name]
+
+    def visit_action(self, t):
+        return Phrase(self.L.action_text(t["name"], full=False))
+
+    def visit_since_entry(self, t):
+        return Phrase("the time since entering this state", since="entering this state")
+
+    # ---------------------------------------------------------- calls
+
+    def visit_call(self, t):
+        f, args = t["func"], t["args"]
+        ps = [self.visit(a) for a in args]
+        if f == "xuln":
+            ratio = _Ratio((ps[0].text,), None)
+            return Phrase(_standalone(ratio), ratio=ratio, unit="× ULN")
+        if f in ("max", "min") and ps:
+            rs = [p.ratio for p in ps]
+            if all(r is not None and r.quant in (None, f) for r in rs):
+                labs = tuple(dict.fromkeys(lab for r in rs for lab in r.labs))
+                ratio = _Ratio(labs, f if len(labs) > 1 else None)
+                return Phrase(_standalone(ratio), ratio=ratio, unit="× ULN")
+            which = "higher" if f == "max" else "lower"
+            return Phrase(f"the {which} of " + ", ".join(p.text for p in ps), unit=ps[0].unit)
+        if f == "known":
+            subject = ps[0].at(SUM)
+            return Phrase(f"{subject} known", CMP, negated=f"{subject} not known")
+        if f == "uln":
+            return Phrase(f"ULN of {ps[0].at(SUM)}", unit=ps[0].unit)
+        if f == "since":
+            what = f"‘{ps[0].text}’"
+            return Phrase(f"the time since {what}", since=what)
+        if f == "fulfilled":
+            order = self.L.order_noun(args[0]["name"])
+            return Phrase(f"{order} is fulfilled", CMP, negated=f"{order} is not fulfilled")
+        return Phrase(f"{f}({', '.join(p.text for p in ps)})")  # a function ir.FUNCTIONS adds later
+
+    # ---------------------------------------------------------- arithmetic
+
+    def visit_neg(self, t):
+        p = self.visit(t["arg"])
+        return Phrase(f"−{p.at(UNARY)}", UNARY, const=p.const, unit=p.unit)
+
+    def _arith(self, t, prec: int) -> Phrase:
+        a, b = (self.visit(x) for x in t["args"])
+        unit = "" if t["op"] in ("*", "/") else (a.unit or b.unit)
+        return Phrase(f"{a.at(prec)} {t['op']} {b.at(prec + 1)}", prec, const=a.const and b.const, unit=unit)
+
+    def visit_add(self, t):
+        return self._arith(t, SUM)
+
+    def visit_sub(self, t):
+        return self._arith(t, SUM)
+
+    def visit_mul(self, t):
+        return self._arith(t, PRODUCT)
+
+    def visit_div(self, t):
+        return self._arith(t, PRODUCT)
+
+    # ---------------------------------------------------------- conditions
+
+    def visit_compare(self, t):
+        ops = t["ops"]
+        ps = [self.visit(a) for a in t["args"]]
+        # the one operand that is not a constant is the subject; the others are thresholds
+        movers = [i for i, p in enumerate(ps) if not p.const]
+        if len(movers) != 1:
+            return Phrase(" ".join([ps[0].at(SUM)] + [f"{OPS[o]} {p.at(SUM)}" for o, p in zip(ops, ps[1:])]), CMP)
+        i = movers[0]
+        subj = ps[i]
+        # every comparison as "subject OP constant", in the order written
+        pairs: list[tuple[str, Phrase]] = []
+        for j, o in enumerate(ops):
+            if j + 1 == i:
+                pairs.append((FLIP[o], ps[j]))
+            elif j == i:
+                pairs.append((o, ps[j + 1]))
+        pairs.sort(key=lambda pair: 0 if pair[0] in UP else 1)  # "> low" before "≤ high"
+        if subj.since is not None:
+            # since entry >= 14 days -> "at least 14 days after entering this state"
+            words = " and ".join(f"{TIME_WORDS[o]} {k.at(SUM)}" for o, k in pairs)
+            return Phrase(f"{words} after {subj.since}", CMP)
+        r = subj.ratio
+        out = []
+        for n, (o, k) in enumerate(pairs):
+            val = f"{k.at(SUM)}{subj.unit}"
+            if k.enum:
+                out.append(f"{subj.at(SUM)} {'is' if o == '==' else 'is not' if o == '!=' else OPS[o]} {val}")
+            elif r is not None and r.quant is not None:
+                # max(...) > k: any is above; max(...) <= k: all are at or below (min: the reverse)
+                anyone = (o in UP) == (r.quant == "max")
+                if n == 0:
+                    out.append(f"{_subject(r, 'any' if anyone else 'all')} {OPS[o]} {val}")
+                else:
+                    word = "any" if anyone else ("both" if len(r.labs) == 2 else "all")
+                    out.append(f"{word} {OPS[o]} {val}")
+            elif n == 0:
+                out.append(f"{subj.at(SUM)} {OPS[o]} {val}")
+            else:
+                out.append(f"{OPS[o]} {val}")
+        return Phrase(" and ".join(out), CMP)
+
+    def visit_in(self, t):
+        subj = self.visit(t["arg"])
+        return Phrase(f"{subj.at(SUM)} is {' or '.join(t['members'])}", CMP)
+
+    def visit_not(self, t):
+        p = self.visit(t["arg"])
+        if p.negated is not None:
+            return Phrase(p.negated, p.prec, negated=p.text)
+        return Phrase(f"not {p.text}" if p.atom else f"not ({p.text})", NOT, negated=p.text)
+
+    def visit_and(self, t):
+        parts = [self.visit(a).at(NOT) for a in t["args"]]
+        return Phrase(" and ".join(parts), AND)
+
+    def visit_or(self, t):
+        parts = [self.visit(a).at(OR) for a in t["args"]]
+        # "ALT or AST > 5× ULN" already holds an "or": separate alternatives more strongly
+        sep = "; or " if any(" or " in p or " and " in p for p in parts) else " or "
+        alternatives = tuple(self.visit(a).at(AND) for a in t["args"])
+        return Phrase(sep.join(parts), OR, alternatives=alternatives)
+
+
+def _standalone(r: _Ratio) -> str:
+    """Lab ratios outside a comparison: "ALT", "the higher of ALT and AST"."""
+    if r.quant is None:
+        return r.labs[0]
+    which = "higher" if r.quant == "max" else "lower"
+    return f"the {which} of {', '.join(r.labs[:-1])} and {r.labs[-1]}"
+
+
+def _subject(r: _Ratio, mode: str) -> str:
+    """Lab names: "ALT", "ALT or AST" (any one of them), "both ALT and AST" (all of them)."""
+    if len(r.labs) == 1:
+        return r.labs[0]
+    if mode == "any":
+        return " or ".join(r.labs)
+    head = "both " if len(r.labs) == 2 else "all of "
+    return head + ", ".join(r.labs[:-1]) + " and " + r.labs[-1]
+
+
 @dataclass
 class Line:
     """One action as a clinician reads it."""
@@ -117,6 +356,7 @@ class Labels:
         self.sources = g.get("sources", {})
         # citation numbers: declaration order, 1-based
         self.cite_no = {sid: i for i, sid in enumerate(self.sources, 1)}
+        self._phrases = Phrases(self)
 
     # ------------------------------------------------------------ sources
 
@@ -144,6 +384,13 @@ class Labels:
 
     def event_text(self, name: str) -> str:
         return (self.events.get(name) or {}).get("description") or humanise(name)
+
+    def order_noun(self, name: str) -> str:
+        """An order as a noun: "Order a liver panel (...)" -> "the order for a liver panel";
+        other descriptions -> "the order ‘Total bilirubin and INR now’"."""
+        text = self.action_text(name, full=False)
+        m = re.match(r"(?i)order\s+(.+)", text)
+        return f"the order for {m.group(1)}" if m else f"the order ‘{text}’"
 
     def fact_text(self, name: str) -> str:
         decl = self.facts.get(name) or self.vars.get(name) or {}
@@ -175,182 +422,26 @@ class Labels:
 
     # ------------------------------------------------------------ expressions
 
+    def phrase(self, e: dict) -> Phrase:
+        return self._phrases.visit(e)
+
     def expr(self, e: dict | None) -> str:
         """An expression tree as one line of clinician text."""
         if e is None:
             return "otherwise"
-        return self._e(e, 0)
+        return self.phrase(e).text
 
     def disjuncts(self, e: dict) -> list[str]:
         """A top-level `or` as its alternatives (one per line in the key), else one line."""
-        if e.get("op") == "or":
-            return [self._e(a, 2) for a in e["args"]]
-        return [self._e(e, 0)]
+        p = self.phrase(e)
+        return list(p.alternatives) if p.alternatives else [p.text]
 
     def value(self, e: dict) -> str:
         """A numeric expression on its own (a numeric let's definition in the key)."""
-        r = self._ratio(e)
-        if r is not None:
-            return f"{self._standalone(r)}, in multiples of {'its' if r.quant is None else 'their'} ULN"
-        return self._e(e, 0)
-
-    # precedence: or 1, and 2, not 3, comparison 4, + - 5, * / 6, unary 7
-    def _e(self, e: dict, prec: int) -> str:
-        op = e["op"]
-        if op in ("or", "and"):
-            mine = 1 if op == "or" else 2
-            parts = [self._e(a, mine + 1 if op == "and" else mine) for a in e["args"]]
-            # "ALT or AST > 5× ULN" already holds an "or": separate alternatives more strongly
-            sep = "; or " if op == "or" and any(" or " in p or " and " in p for p in parts) else f" {op} "
-            s = sep.join(parts)
-            return f"({s})" if prec > mine else s
-        if op == "not":
-            inner = self._e(e["arg"], 3)
-            s = f"not {inner}" if e["arg"]["op"] in ("fact", "var", "let", "bool") else f"not ({self._e(e['arg'], 0)})"
-            return f"({s})" if prec > 3 else s
-        if op == "compare":
-            s = self._compare(e)
-            return f"({s})" if prec > 4 else s
-        if op == "in":
-            subj = self._e(e["arg"], 5)
-            return f"{subj} is {' or '.join(e['members'])}"
-        if op in ("+", "-", "*", "/"):
-            mine = 5 if op in "+-" else 6
-            a, b = e["args"]
-            s = f"{self._e(a, mine)} {op} {self._e(b, mine + 1)}"
-            return f"({s})" if prec > mine else s
-        if op == "neg":
-            return f"−{self._e(e['arg'], 7)}"
-        if op == "num":
-            return number(e["value"])
-        if op == "bool":
-            return "yes" if e["value"] else "no"
-        if op == "duration":
-            return duration(e["amount"], e["unit"])
-        if op == "enum":
-            return e["value"]
-        if op == "lab":
-            return e["name"]
-        if op == "let":
-            r = self._ratio(e)
-            return self._standalone(r) if r is not None else e["name"]
-        if op in ("fact", "var"):
-            decl = (self.facts if op == "fact" else self.vars).get(e["name"]) or {}
-            return self.fact_text(e["name"]) if decl.get("type") == "bool" else humanise(e["name"])
-        if op == "action":
-            return self.action_text(e["name"], full=False)
-        if op == "call":
-            return self._call(e)
-        return op  # unknown node: its operator, never a crash
-
-    def _call(self, e: dict) -> str:
-        f, args = e["func"], e["args"]
-        r = self._ratio(e)
-        if r is not None:
-            return self._standalone(r)
-        if f == "known" and args:
-            return f"{self._e(args[0], 5)} known"
-        if f == "uln" and args:
-            return f"ULN of {self._e(args[0], 5)}"
-        if f == "since" and args:
-            name = args[0].get("name", "")
-            return f"time since ‘{self.action_text(name, full=False)}’"
-        if f in ("max", "min"):
-            which = "higher" if f == "max" else "lower"
-            return f"the {which} of " + ", ".join(self._e(a, 0) for a in args)
-        return f"{f}({', '.join(self._e(a, 0) for a in args)})"
-
-    def _ratio(self, e: dict) -> _Ratio | None:
-        """`e` as lab values in multiples of ULN (xuln, max/min of them, a let of them), or None."""
-        op = e.get("op")
-        if op == "let":
-            let = self.lets.get(e["name"])
-            return self._ratio(let["expr"]) if let and let.get("type") == "number" else None
-        if op != "call":
-            return None
-        f, args = e["func"], e["args"]
-        if f == "xuln" and len(args) == 1 and args[0].get("op") == "lab":
-            return _Ratio((args[0]["name"],), None)
-        if f in ("max", "min") and args:
-            rs = [self._ratio(a) for a in args]
-            if all(r is not None and r.quant in (None, f) for r in rs):
-                labs = tuple(dict.fromkeys(lab for r in rs for lab in r.labs))
-                return _Ratio(labs, f if len(labs) > 1 else None)
-        return None
-
-    @staticmethod
-    def _standalone(r: _Ratio) -> str:
-        """Lab ratios outside a comparison: "ALT", "the higher of ALT and AST"."""
-        if r.quant is None:
-            return r.labs[0]
-        which = "higher" if r.quant == "max" else "lower"
-        return f"the {which} of {', '.join(r.labs[:-1])} and {r.labs[-1]}"
-
-    @staticmethod
-    def _subject(r: _Ratio, mode: str) -> str:
-        """Lab names: "ALT", "ALT or AST" (any one of them), "both ALT and AST" (all of them)."""
-        if len(r.labs) == 1:
-            return r.labs[0]
-        if mode == "any":
-            return " or ".join(r.labs)
-        head = "both " if len(r.labs) == 2 else "all of "
-        return head + ", ".join(r.labs[:-1]) + " and " + r.labs[-1]
-
-    def _compare(self, e: dict) -> str:
-        args, ops = e["args"], e["ops"]
-        # the one operand that is not a constant is the subject; the others are thresholds
-        movers = [i for i, a in enumerate(args) if a["op"] not in ("num", "duration", "enum", "bool")]
-        if len(movers) != 1:
-            return " ".join([self._e(args[0], 5)] + [f"{OPS[o]} {self._e(a, 5)}" for o, a in zip(ops, args[1:])])
-        i = movers[0]
-        subj = args[i]
-        # every comparison as "subject OP constant", in the order written
-        pairs: list[tuple[str, dict]] = []
-        for j, o in enumerate(ops):
-            left, right = args[j], args[j + 1]
-            if j + 1 == i:
-                pairs.append((FLIP[o], left))
-            elif j == i:
-                pairs.append((o, right))
-        pairs.sort(key=lambda p: 0 if p[0] in UP else 1)  # "> low" before "≤ high"
-        r = self._ratio(subj)
-        out = []
-        for n, (o, k) in enumerate(pairs):
-            unit = self._unit(subj, r)
-            val = f"{self._e(k, 5)}{unit}"
-            if subj["op"] == "call" and subj["func"] == "since" and subj["args"]:
-                # since(a) < 6 months -> "< 6 months since ‘Initiate leflunomide’"
-                act = self.action_text(subj["args"][0].get("name", ""), full=False)
-                out.append(f"{OPS[o]} {val} since ‘{act}’")
-                continue
-            if k["op"] == "enum":
-                out.append(f"{self._e(subj, 5)} {'is' if o == '==' else 'is not' if o == '!=' else OPS[o]} {val}")
-                continue
-            if r is not None and r.quant is not None:
-                # max(...) > k: any is above; max(...) <= k: all are at or below (min: the reverse)
-                anyone = (o in UP) == (r.quant == "max")
-                if n == 0:
-                    out.append(f"{self._subject(r, 'any' if anyone else 'all')} {OPS[o]} {val}")
-                else:
-                    word = ("any" if anyone else ("both" if len(r.labs) == 2 else "all"))
-                    out.append(f"{word} {OPS[o]} {val}")
-            elif n == 0:
-                out.append(f"{self._e(subj, 5)} {OPS[o]} {val}")
-            else:
-                out.append(f"{OPS[o]} {val}")
-        return " and ".join(out)
-
-    def _unit(self, subj: dict, r: _Ratio | None) -> str:
-        if r is not None:
-            return "× ULN"
-        if subj["op"] == "lab":
-            unit = (self.labs.get(subj["name"]) or {}).get("unit")
-            return f" {unit}" if unit else ""
-        if subj["op"] in ("fact", "var"):
-            decl = (self.facts if subj["op"] == "fact" else self.vars).get(subj["name"]) or {}
-            unit = decl.get("unit")
-            return f" {unit}" if unit and unit != "1" else ""
-        return ""
+        p = self.phrase(e)
+        if p.ratio is not None:
+            return f"{p.text}, in multiples of {'its' if p.ratio.quant is None else 'their'} ULN"
+        return p.text
 
     # ------------------------------------------------------------ actions
 
@@ -386,7 +477,7 @@ class Labels:
         name = a["var"]
         decl = self.vars.get(name) or {}
         what = decl.get("description") or humanise(name)
-        v = a["value"]
-        if v.get("op") == "bool":
-            return f"Record: {what}" if v["value"] else f"Record no longer: {what}"
-        return f"Set {humanise(name)} to {self.expr(v)}"
+        v = self.phrase(a["value"])
+        if v.truth is not None:
+            return f"Record: {what}" if v.truth else f"Record no longer: {what}"
+        return f"Set {humanise(name)} to {v.text}"

@@ -67,7 +67,7 @@ def test_numeric_lets_are_defined_in_words(ana):
 def test_ranges_timers_and_since(lef):
     g, L = lef
     assert L.expr(edge(g, "first_six_months/1/1")["guard"]) == "ALT > 2× ULN and ≤ 3× ULN"
-    assert L.expr(edge(g, "reduced/0/0")["guard"]) == "ALT ≤ 2× ULN and < 6 months since ‘Initiate leflunomide’"
+    assert L.expr(edge(g, "reduced/0/0")["guard"]) == "ALT ≤ 2× ULN and less than 6 months after ‘Initiate leflunomide’"
     assert L.trigger(edge(g, "first_six_months/0/0")) == "6 months after ‘Initiate leflunomide’"
     assert L.trigger(edge(g, "baseline/0/0")) == "Change in: pre-existing liver disease"
 
@@ -146,5 +146,82 @@ def test_any_expression_renders_without_knowing_the_protocol():
     assert texts[0] == "CRP > 10 mg/L and weight ≥ 100 kg"
     assert texts[1] == "sex is male and not a flag was raised"
     assert texts[2] == "PLT or CRP ≤ 0.5× ULN; or CRP known"  # min(...) <= k: any one is low
-    assert texts[3] == "−CRP + 2 * 3 / 1 < 0"
+    assert texts[3] == "−CRP + 2 * 3 / 1 < 0 mg/L"  # a sum of CRP and a number is in CRP's unit
     assert texts[4] == "PLT > 1× ULN"  # the same lab twice is one lab
+
+
+# ------------------------------------------------------------ v2: the IR's visitor, new ops, exact numbers
+
+V2 = """\
+protocol v2
+lab ALT unit "U/L" uln 40
+lab TBIL unit "mg/dL" uln 1.2
+lab PLT unit "10^9/L" uln 400
+action order_lfts "Order a liver panel (ALT, TBIL)" orders ALT, TBIL fulfilled by ALT or TBIL
+action repeat "Total bilirubin now" orders TBIL
+initial state a "A" {
+  on entry { do order_lfts due within 14 days }
+  on panel {
+    when since entry >= 14 days and xuln(ALT) > 2.4 -> b
+    when 14 days <= since entry < 4 weeks and ALT > 12000.5 -> b
+    when fulfilled(order_lfts) and not fulfilled(repeat) -> b
+    when known(TBIL) and xuln(TBIL) > 0.1234567890123456789 -> b
+    when not known(TBIL) and PLT < 0.00001 -> b
+    when ALT > 1200 and ALT < 123456789 -> b
+    when since(order_lfts) >= 6 months -> b
+    otherwise stay
+  }
+}
+terminal state b
+"""
+
+
+@pytest.fixture(scope="module")
+def v2():
+    result = compile_source(V2, "v2.rxw", verify=False)
+    assert result.graph is not None, result.diagnostics
+    return result.graph, Labels(result.graph)
+
+
+def test_chart_text_is_a_visitor_of_the_ir_with_a_handler_for_every_op():
+    from rxwatch.compiler import ir
+    from rxwatch.render.labels import Phrases
+
+    assert issubclass(Phrases, ir.Visitor)
+    assert set(Phrases._dispatch) == set(ir.OPS)
+
+
+def test_since_entry_and_since_read_in_words(v2):
+    g, L = v2
+    assert L.expr(edge(g, "a/0/0")["guard"]) == "at least 14 days after entering this state and ALT > 2.4× ULN"
+    assert L.expr(edge(g, "a/0/1")["guard"]).startswith(
+        "at least 14 days and less than 4 weeks after entering this state and ALT > ")
+    assert L.expr(edge(g, "a/0/6")["guard"]) == "at least 6 months after ‘Order a liver panel’"
+    assert L.expr({"op": "since_entry"}) == "the time since entering this state"
+
+
+def test_fulfilled_reads_as_the_order_and_negations_read_naturally(v2):
+    g, L = v2
+    assert L.expr(edge(g, "a/0/2")["guard"]) == (
+        "the order for a liver panel is fulfilled and the order ‘Total bilirubin now’ is not fulfilled")
+    assert L.expr(edge(g, "a/0/4")["guard"]).startswith("TBIL not known and PLT < ")
+
+
+def test_numbers_print_exactly_as_written(v2):
+    g, L = v2
+    assert L.expr(edge(g, "a/0/1")["guard"]).endswith("ALT > 12,000.5 U/L")
+    assert L.expr(edge(g, "a/0/3")["guard"]) == "TBIL known and TBIL > 0.1234567890123456789× ULN"
+    assert L.expr(edge(g, "a/0/4")["guard"]) == "TBIL not known and PLT < 0.00001 10^9/L"
+    assert L.expr(edge(g, "a/0/5")["guard"]) == "ALT > 1200 U/L and ALT < 123,456,789 U/L"
+
+
+@pytest.mark.parametrize("value, text", [
+    (5.0, "5"), (2.4, "2.4"), (1e-05, "0.00001"), (1e22, "10,000,000,000,000,000,000,000"), (0.1 + 0.2, "0.30000000000000004"),
+    ("24.000", "24"), ("0.1234567890123456789", "0.1234567890123456789"), (-12345.25, "-12,345.25"), (9999, "9999"),
+    (10000, "10,000"), (0, "0"),
+])
+def test_number_is_the_exact_decimal_of_the_graph(value, text):
+    from rxwatch.render.labels import number
+
+    assert number(value) == text
+
