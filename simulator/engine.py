@@ -30,6 +30,8 @@ The semantics, with worked examples, are in docs/simulation.md; in short:
 from __future__ import annotations
 
 import datetime
+import linecache
+from fractions import Fraction
 import operator
 import re
 import weakref
@@ -37,7 +39,9 @@ from dataclasses import dataclass
 from itertools import groupby
 from typing import Any, Callable, Mapping
 
-from .expr import Compiler, Ctx, ExprError, shift
+from rxwatch.compiler import ir
+
+from .expr import _NO_ORDERS, MAX_DATE, Compiler, Ctx, ExprError, protocol_line, register, shift
 from .timeline import ClinicalEvent, Choice, FactChange, LabResult, Timeline
 
 __all__ = ["MAX_TRANSITIONS_PER_DAY", "Machine", "SimulationError", "simulate"]
@@ -92,6 +96,9 @@ class _Handler:
     guards: list
     steps: tuple[dict, ...]
     label: str
+    trigger: str = ""
+    name: str | None = None  # the event or fact
+    exclusive: bool = False  # the verifier proves the guards disjoint: a true one fires whatever the others are
     react: Callable[["_Run"], bool] | None = None
 
 
@@ -158,13 +165,16 @@ class _Order:
     the replay's business (`_Run.overdue`, a set of orders: an order is opened on one day
     only and overdue on later days only, so a new order is never one already overdue)."""
 
-    __slots__ = ("action", "text", "labs", "ordered", "line", "late", "deviation")
+    __slots__ = ("action", "text", "labs", "fulfil", "opens", "ordered", "line", "late", "deviation")
 
     def __init__(self, action: str, text: list, late: datetime.date, labs: frozenset, ordered: str,
-                 line: int) -> None:
+                 line: int, opens: datetime.date | None = None, fulfil: tuple = ()) -> None:
         self.action = action
         self.text = text  # [from, to]: ISO dates, shared by the steps
         self.labs = labs
+        # what fulfils it: alternatives, each a set of labs that must all have results
+        self.fulfil: tuple[frozenset, ...] = fulfil or (labs,)
+        self.opens = opens  # the window's first day: results before it do not fulfil
         self.ordered = ordered  # ISO date
         self.line = line
         self.late = late  # the day after the window's last day: the day it becomes overdue
@@ -218,9 +228,20 @@ class Machine:
         self.orders: dict[str, frozenset] = {
             name: frozenset(d.get("orders") or ()) for name, d in (g.get("actions") or {}).items()
         }
+        # action -> what fulfils its order: alternatives, each a set of labs
+        self.fulfil: dict[str, tuple[frozenset, ...]] = {
+            name: tuple(frozenset(alt) for alt in (d.get("fulfilled_by") or ()) if alt) or (self.orders[name],)
+            for name, d in (g.get("actions") or {}).items()
+        }
+        self.labs: dict = dict(g.get("labs") or {})
+        self.uln_defaults = {name: ir.exact(d["uln"]) for name, d in self.labs.items()
+                             if isinstance(d, Mapping) and d.get("uln") is not None}
+        self.lookback = _setting_days(g.get("results_valid"))  # (amount, unit) or None: the same day
+        self.reminders = _setting_days(g.get("reminders"))  # (amount, unit) or None: no reminders
         self.isos: dict[datetime.date, str] = {}  # day -> its ISO text, for every replay of this Machine
         self._compiler = Compiler(g)
         edges = {key: (u, v, data) for u, v, key, data in graph.edges(keys=True, data=True)}
+        _validate_trees(graph, self.path)  # a graph read from a file is untrusted
         self._rules: dict[str, _Rule] = {}
         self._handlers: dict[tuple, _Handler] = {}
         self.states: dict[str, _State] = {}
@@ -240,8 +261,9 @@ class Machine:
         gen = _Program(any(st.timers for st in self.states.values()),
                        any(st.at_once is not None for st in self.states.values()))
         try:
+            lets = g.get("lets") or {}
             for h in self._handlers.values():
-                h.react = gen.react(self._compiler, h)
+                h.react = gen.react(self._compiler, h, lets)
             initial = self.states[self.initial]  # the one state entered other than by a rule
             initial.enter = gen.enter(initial)
         except ExprError as e:
@@ -307,8 +329,9 @@ class Machine:
                 if name is not None:
                     step[trigger] = name
                 steps.append(step)
+            exclusive = all(e[2].get("mode") == "exclusive" for e in edges)
             cached = self._handlers[(key, trigger, name)] = _Handler(rules, [e[2].get("guard") for e in edges],
-                                                                     tuple(steps), label)
+                                                                     tuple(steps), label, trigger, name, exclusive)
         return cached
 
     def _rule(self, edge) -> _Rule:
@@ -348,9 +371,10 @@ class Machine:
                 if window is None:
                     return _Do(name, step, None, None, False)
                 memo: dict = {}
-                return _Do(name, step, _on_day(step, window, labs, self.isos, memo), memo, bool(labs))
+                return _Do(name, step, _on_day(step, window, labs, self.fulfil.get(name, ()), self.isos, memo), memo,
+                           bool(labs))
             options = tuple(a.get("options") or ())
-            labs_of = {o: self.orders.get(o) or frozenset() for o in options}
+            labs_of = {o: (self.orders.get(o) or frozenset(), self.fulfil.get(o, ())) for o in options}
             return _OneOf(_one_of_action(options, state, window, labs_of, sources, line, self.isos))
         if kind == "set":
             return _Set(a["var"], self._compiler.value(a["value"], f"set_{a['var']}"))
@@ -358,6 +382,27 @@ class Machine:
             return _If(self._compiler.condition(a["cond"], "if"), self._program(a.get("then") or (), state),
                        self._program(a.get("else") or (), state))
         raise ExprError(f"unknown action kind {kind!r}")
+
+    def result_dict(self, res: LabResult, day: datetime.date) -> dict:
+        """A result as a trace's `panel` step shows it: the value in the lab's unit, its ULN and
+        its multiple of the ULN; the exact value as text where the number is not whole."""
+        d: dict[str, Any] = {"lab": res.lab}
+        put_number(d, "value", res.value)
+        lab = self.labs.get(res.lab)
+        unit = lab.get("unit") if lab else None
+        if unit:
+            d["unit"] = unit
+        uln = res.uln if res.uln is not None else self.uln_defaults.get(res.lab)
+        if uln is not None:
+            put_number(d, "uln", uln)
+            if uln:
+                put_number(d, "xuln", Fraction(res.value) / uln)
+        if res.date != day:
+            d["from"] = _iso(self.isos, res.date)
+        time = getattr(res, "time", None)
+        if time is not None:
+            d["time"] = time
+        return d
 
     # -- replay
 
@@ -371,7 +416,14 @@ class Machine:
 
         The steps of a trace share what does not change between them (the lists of `sources`,
         `options` and `window`): a trace is read, not changed."""
-        return _Run(self, timeline, until, inputs).go()
+        run = _Run(self, timeline, until, inputs)
+        try:
+            return run.go()
+        except (TypeError, ArithmeticError, AttributeError, KeyError, IndexError, ExprError) as e:
+            # the protocol's own code failed (a graph written by hand): name its line
+            line = protocol_line(e.__traceback__) or run.state.line
+            raise SimulationError(f"the protocol cannot be evaluated on {run.today}: {type(e).__name__}: {e}",
+                                  path=self.path, line=line, date=run.today) from None
 
 
 # ---------------------------------------------------------------------------- actions
@@ -383,7 +435,64 @@ def _iso(isos: dict, day: datetime.date) -> str:
     return text
 
 
-def _on_day(step: dict, window: tuple, labs: frozenset, isos: dict, memo: dict):
+def _exact_result(res: LabResult) -> LabResult:
+    import dataclasses
+
+    return dataclasses.replace(res, value=ir.exact(res.value),
+                               uln=None if res.uln is None else ir.exact(res.uln))
+
+
+def put_number(d: dict, key: str, q) -> None:
+    """d[key] = q as JSON: an int as it is; otherwise the nearest float, and the exact value as
+    text under `<key>_exact` (a decimal, or p/q when it has no finite decimal expansion)."""
+    if isinstance(q, int) or q.denominator == 1:
+        d[key] = int(q)
+        return
+    d[key] = float(q)
+    d[key + "_exact"] = ir.decimal_text(q) or f"{q.numerator}/{q.denominator}"
+
+
+def _validate_trees(graph, path: str) -> None:
+    """Every expression tree of the graph is a valid IR tree over declared names (ir.validate),
+    before any code is generated from it."""
+    g = graph.graph
+    names = {kind: set(g.get(key) or ()) for kind, key in
+             (("lab", "labs"), ("fact", "facts"), ("var", "vars"), ("let", "lets"), ("action", "actions"))}
+
+    def actions(items, where):
+        for i, a in enumerate(items or ()):
+            if not isinstance(a, Mapping):
+                raise SimulationError(f"not a compiled protocol graph: {where}[{i}] is not an action", path=path)
+            for key in ("value", "cond"):
+                if a.get(key) is not None:
+                    check(a[key], f"{where}[{i}].{key}", _line(a.get("span")))
+            actions(a.get("then"), f"{where}[{i}].then")
+            actions(a.get("else"), f"{where}[{i}].else")
+
+    def check(tree, where, line):
+        try:
+            ir.validate(tree, names)
+        except ir.IRError as e:
+            raise SimulationError(f"not a compiled protocol graph: {where}: {e}", path=path, line=line) from None
+
+    for name, d in (g.get("lets") or {}).items():
+        if isinstance(d, Mapping):
+            check(d.get("expr"), f"let {name!r}", _line(d.get("span")))
+    for name, data in graph.nodes(data=True):
+        actions(data.get("entry"), f"state {name!r} entry")
+    for u, v, key, data in graph.edges(keys=True, data=True):
+        if data.get("guard") is not None:
+            check(data["guard"], f"rule {key!r}", _line(data.get("span")))
+        actions(data.get("actions"), f"rule {key!r} actions")
+
+
+def _setting_days(d: Any) -> tuple[int, str] | None:
+    if not isinstance(d, Mapping):
+        return None
+    return int(d["amount"]), str(d["unit"])
+
+
+def _on_day(step: dict, window: tuple, labs: frozenset, fulfil: tuple, isos: dict, memo: dict):
     """on(day): what an action with a due window does on `day`, made the first time and kept
     in `memo` (per action and day): its `action` step (`step` with that day's date and window)
     and the order it opens (None if it opens none)."""
@@ -395,14 +504,16 @@ def _on_day(step: dict, window: tuple, labs: frozenset, isos: dict, memo: dict):
         hit = memo.get(day)
         if hit is None:
             last = shift(day, end, unit)
-            text = [shift(day, start, unit).isoformat(), last.isoformat()]
+            opens = shift(day, start, unit)
+            text = [opens.isoformat(), last.isoformat()]
             iso = _iso(isos, day)
             s = {k: v for k, v in step.items() if k not in ("sources", "line")}
             s["date"] = iso
             s["window"] = text  # before the sources, as the contract lists them
             s["sources"] = step["sources"]
             s["line"] = line
-            hit = memo[day] = (s, _Order(action, text, last + _ONE_DAY, labs, iso, line) if labs else None)
+            late = last + _ONE_DAY if last < MAX_DATE else last
+            hit = memo[day] = (s, _Order(action, text, late, labs, iso, line, opens, fulfil) if labs else None)
         return hit
 
     return on
@@ -413,7 +524,7 @@ def _one_of_action(options: tuple, state: str, window, labs_of: Mapping, sources
     shown = list(options)
     steps = {o: {"date": None, "type": "action", "action": o, "state": state, "options": shown,
                  "sources": sources, "line": line} for o in options}
-    ons = {o: _on_day(steps[o], window, labs_of[o], isos, {}) for o in options} if window else None
+    ons = {o: _on_day(steps[o], window, *labs_of[o], isos, {}) for o in options} if window else None
 
     def one_of(r: "_Run") -> None:
         taken = r.choose(options)
@@ -429,6 +540,33 @@ def _one_of_action(options: tuple, state: str, window, labs_of: Mapping, sources
         r.last[taken] = r.today
 
     return one_of
+
+
+def _unassessable(handler: _Handler, lets: Mapping) -> Callable[["_Run", tuple], None]:
+    """What a handler does when a guard it needs is unknown: nothing, but a step
+    `unassessable` that names the labs the undecided guards read and that have no value."""
+    reads = [tuple(ir.labs_read(g, lets)) if g is not None else () for g in handler.guards]
+    template = {"date": None, "type": "unassessable", "trigger": handler.trigger}
+    if handler.name is not None:
+        template[handler.trigger] = handler.name
+
+    def unassessable(r: "_Run", undecided: tuple) -> None:
+        panel = r.panel
+        missing: dict[str, None] = {}
+        for i in undecided:
+            for lab in reads[i]:
+                if panel.get(lab) is None:
+                    missing[lab] = None
+        s = template.copy()
+        s["date"] = r.iso
+        s["missing"] = list(missing)
+        s["state"] = r.state.name
+        rule = handler.rules[undecided[0]]
+        s["rule"] = rule.key
+        s["line"] = rule.line
+        r.emit(s)
+
+    return unassessable
 
 
 class _Program:
@@ -449,20 +587,23 @@ class _Program:
         self.timers = timers  # some state has timers (else no replay ever arms one)
         self.at_once = at_once  # some state has `on fact` rules (else nothing is ever pending)
 
-    def react(self, compiler: Compiler, handler: _Handler) -> Callable[["_Run"], bool]:
+    def react(self, compiler: Compiler, handler: _Handler, lets: Mapping) -> Callable[["_Run"], bool]:
         out = _Source(self, "react", handler.label, prefix="E")
         branches = []
         for rule, step in zip(handler.rules, handler.steps):
             out.lines = []
             self.firing(out, rule, step)
             branches.append(out.lines)
-        return compiler.dispatcher(handler.guards, branches, out.consts, handler.label)
+        unknown = out.const(_unassessable(handler, lets))
+        return compiler.dispatcher(handler.guards, branches, out.consts, handler.label,
+                                   exclusive=handler.exclusive, on_unknown=unknown,
+                                   line=handler.rules[0].line if handler.rules else 0)
 
     def firing(self, out: "_Source", rule: _Rule, step: dict) -> None:
         """Fire `rule`: its transition step (`step`), then enter its target (or, for a stay
         rule, its actions only)."""
         out.add(0, "fired = r.fired_today")
-        out.add(0, f"fired.append({out.const(rule)})  # {rule.key} (line {rule.line})")
+        out.add(0, f"fired.append({out.const(rule)})")
         out.add(0, f"if len(fired) > {MAX_TRANSITIONS_PER_DAY}:")
         out.add(1, "raise r.loop_error()")
         out.add(0, "iso = r.iso")
@@ -477,6 +618,7 @@ class _Program:
 
     def enter(self, st: _State) -> Callable[["_Run"], None]:
         out = _Source(self, "enter", st.name)
+        out.line = st.line
         out.add(1, "iso = r.iso")
         out.add(1, "emit = r.emit")
         self.entering(out, st, (), 1)
@@ -492,6 +634,7 @@ class _Program:
     def entering(self, out: "_Source", st: _State, first: tuple, d: int) -> None:
         """Enter `st`: its step, the actions `first` (a rule's), its entry actions, its timers."""
         out.add(d, f"r.state = {out.const(st)}")
+        out.add(d, "r.entered = r.today")
         out.add(d, f"s = {out.const(st.step)}.copy()")
         out.add(d, "s['date'] = iso")
         out.add(d, "emit(s)")
@@ -499,6 +642,7 @@ class _Program:
             out.add(d, "if r.orders:")
             out.add(d + 1, "s['withdrawn'] = list(r.orders)")
             out.add(d + 1, "r.orders.clear()")
+            out.add(d + 1, "r.alarms.clear()")
         self.actions(out, first + st.entry, d)
         if st.timers:
             out.add(d, f"r.arm({out.const(st)})")
@@ -515,7 +659,7 @@ class _Program:
         self.block(out, actions, depth)
         body, out.lines = out.lines, lines
         text = "\n".join(body)
-        for name in ("today", "last", "orders"):
+        for name in ("today", "last"):
             if re.search(rf"\b{name}\b", text):
                 out.add(depth, f"{name} = r.{name}")
         out.lines.extend(body)
@@ -535,13 +679,12 @@ class _Program:
                     out.add(depth + 1, f"h = {out.const(a.on)}(today)")
                     out.add(depth, "emit(h[0].copy())")
                     if a.opens:  # a new order of the same action replaces the open one (and goes last)
-                        out.add(depth, f"orders.pop({a.name!r}, None)")
-                        out.add(depth, f"orders[{a.name!r}] = h[1]")
-                out.add(depth, f"last[{a.name!r}] = today")
+                        out.add(depth, "r.open(h[1])")
+                out.add(depth, f"last[{out.const(a.name)}] = today")
             elif type(a) is _OneOf:
                 out.add(depth, f"{out.const(a.run)}(r)")
             elif type(a) is _Set:
-                out.add(depth, f"r.vars[{a.var!r}] = {out.const(a.value)}(r)")
+                out.add(depth, f"r.vars[{out.const(a.var)}] = {out.const(a.value)}(r)")
             elif type(a) is _If:
                 if depth >= self.MAX_DEPTH - 2:
                     out.add(depth, f"{out.const(self.program((a,)))}(r)")
@@ -560,9 +703,11 @@ class _Source:
 
     def __init__(self, owner: _Program, kind: str, label: str, prefix: str = "K") -> None:
         owner.count += 1
-        self.name = f"_{kind}_{owner.count}"
-        self.label = f"<rxwatch {kind} {label}>"
+        number = next(Compiler._files)
+        self.name = f"_{kind}_{owner.count}"  # kind: one of the engine's own words, never a name from the graph
+        self.label = f"<rxwatch-generated {number}>"
         self.prefix = prefix
+        self.line = 0  # the protocol line it is made from
         self.lines: list[str] = []
         self.consts: dict[str, Any] = {}
         self.ids: dict[int, str] = {}
@@ -583,7 +728,8 @@ class _Source:
         try:
             exec(compile(source, self.label, "exec"), namespace)
         except (SyntaxError, RecursionError, MemoryError) as e:  # a protocol too large for one function
-            raise ExprError(f"cannot compile the actions of {self.label}: {e}") from None
+            raise ExprError(f"cannot compile the protocol's actions: {type(e).__name__}") from None
+        register(self.label, source, self.line)
         fn = namespace[self.name]
         fn.source = source
         return fn
@@ -595,8 +741,8 @@ class _Run(Ctx):
     """The state of one replay: the current state, open orders, armed timers, the steps; and,
     as a Ctx, what the protocol's expressions read (the panel, facts, vars, the day...)."""
 
-    __slots__ = ("m", "tl", "start", "until", "iso", "steps", "emit", "warnings", "orders", "overdue",
-                 "timers", "state", "pending", "fired_today", "choices", "used", "inputs", "today_inputs")
+    __slots__ = ("m", "tl", "start", "until", "iso", "steps", "emit", "warnings", "orders", "overdue", "alarms",
+                 "recent", "replaced", "timers", "state", "pending", "fired_today", "choices", "used", "inputs", "today_inputs")
 
     def __init__(self, m: Machine, tl: Timeline, until: datetime.date | None, inputs: list | None) -> None:
         self.m = m
@@ -618,6 +764,11 @@ class _Run(Ctx):
         self.warnings: list[dict] = []
         self.orders: dict[str, _Order] = {}  # action -> its open order, oldest first
         self.overdue: set[_Order] = set()  # the open orders that are overdue (and maybe some no longer open)
+        self.alarms: dict[str, datetime.date] = {}  # action -> the day its open order's next deviation is due
+        self.recent: dict[str, LabResult] = {}  # lab -> its latest result (with a lookback, or once read)
+        self.entered = start
+        self.fulfilled = _NO_ORDERS
+        self.replaced: list | None = None  # the results today's later ones replaced
         self.timers: list[_Armed] | tuple = ()
         self.state: _State = m.states[m.initial]
         self.pending = False  # the state just entered still has to try its `on fact` rules
@@ -631,7 +782,7 @@ class _Run(Ctx):
 
     def go(self) -> dict:
         start, until = self.start, self.until
-        days = groupby(self.tl.events, _DATE)  # sorted by date, file order within a day
+        days = groupby(self.tl.events, _DATE)  # sorted by date, then time or file order within a day
         nxt = next(days, None)  # the next day with inputs: (date, its events)
         while nxt is not None and nxt[0] < start:
             nxt = next(days, None)  # a Timeline built in code may hold them; load_timeline never does
@@ -639,26 +790,24 @@ class _Run(Ctx):
         steps = self.steps
         emit = self.emit
         orders = self.orders
-        overdue = self.overdue
+        alarms = self.alarms
         inputs = self.inputs
         isos = self.m.isos
+        lookback = self.m.lookback
         day = start
-        late = None  # the first day an open order becomes overdue (None: none will)
         first = True
         while True:
             if not first:
-                # the next day something happens: an input, a timer, a window that ends
+                # the next day something happens: an input, a timer, an order's deviation
                 day = nxt[0] if nxt is not None else None
                 if self.timers:
                     for t in self.timers:
                         if day is None or t.due < day:
                             day = t.due
-                late = None
-                for o in orders.values():
-                    if (late is None or o.late < late) and o not in overdue:
-                        late = o.late
-                if late is not None and (day is None or late < day):
-                    day = late
+                if alarms:
+                    soonest = min(alarms.values())
+                    if day is None or soonest < day:
+                        day = soonest
                 if day is None or day > until:
                     break
                 if day <= ctx.today:
@@ -671,20 +820,19 @@ class _Run(Ctx):
                 self.iso = iso
                 if self.fired_today:
                     self.fired_today = []
-            # the day's inputs: its panel; its recorded choices, clinical events and fact changes
-            panel = None
-            ulns = None
+                if ctx.fulfilled:
+                    ctx.fulfilled = _NO_ORDERS
+            # the day's inputs: its results; its recorded choices, clinical events and fact changes
+            todays_results = None
             extra = None
             if nxt is not None and nxt[0] == day:
                 todays = nxt[1] if inputs is None else tuple(nxt[1])
-                panel = {}
                 for ev in todays:
                     if type(ev) is LabResult:
-                        panel[ev.lab] = ev.value
-                        if ev.uln is not None:
-                            if ulns is None:
-                                ulns = {}
-                            ulns[ev.lab] = ev.uln
+                        if todays_results is None:
+                            todays_results = [ev]
+                        else:
+                            todays_results.append(ev)
                     elif extra is None:
                         extra = [ev]
                     else:
@@ -701,37 +849,138 @@ class _Run(Ctx):
                 self.m.states[self.m.initial].enter(self)
                 self.settle()
             else:
-                # (1) overdue deviations of windows whose last day was yesterday
-                if late is not None and late <= day:
-                    for o in orders.values():
-                        if o.late <= day and o not in overdue:
-                            overdue.add(o)
-                            s = o.deviation.copy()
-                            s["date"] = self.iso
-                            emit(s)
+                # (1) deviations of orders overdue today (the day after the window, then reminders)
+                if alarms:
+                    self.deviations(day)
                 # (2) timers due today
                 if self.timers:
                     self.settle()
-            # (3) the panel
-            if panel:
+            # (3) the panel: today's results, with the still valid earlier ones
+            if todays_results is not None:
+                panel, ulns, dated = self.assemble(todays_results, day, lookback)
                 if inputs is not None:
                     inputs.append((len(steps), tuple(e for e in self.today_inputs if type(e) is LabResult)))
                 ctx.panel = panel
-                ctx.ulns = _NOTHING if ulns is None else ulns
+                ctx.ulns = ulns
                 if orders:
-                    for a, o in tuple(orders.items()):
-                        if not o.labs.isdisjoint(panel):
-                            del orders[a]  # fulfilled (a panel before the window opens counts too)
+                    self.fulfil(dated, day)
                 handler = self.state.panel
+                n = len(steps)
                 if handler is not None and handler.react(self) and (self.pending or self.timers):
                     self.settle()
-            # (4) clinical events and fact changes, in file order
+                if self.replaced is not None:
+                    self.note_replaced(n)
+            # (4) clinical events and fact changes, in time (else file) order
             if extra is not None:
                 self.events_and_facts(extra)
                 if self.choices:
                     self.end_of_day()
                     self.choices = ()
         return self.trace()
+
+    def assemble(self, results: list, day: datetime.date, lookback) -> tuple[dict, dict, dict]:
+        """The panel of `day`: each lab's most recent valid result (today's: the last of the
+        day, by time, else file order; the earlier ones are kept in `self.replaced`), its own
+        ULNs, and each lab's result date."""
+        recent = self.recent
+        replaced = None
+        seen: dict[str, LabResult] = {}
+        for res in results:
+            if type(res.value) is float or type(res.uln) is float:  # a Timeline built in code: floats are decimals
+                res = _exact_result(res)
+            old = seen.get(res.lab)
+            if old is not None:
+                if replaced is None:
+                    replaced = []
+                replaced.append(old)
+            seen[res.lab] = res
+        if lookback is None and not recent:
+            # the same day only: today's results are the panel
+            panel = {lab: res.value for lab, res in seen.items()}
+            ulns = {lab: res.uln for lab, res in seen.items() if res.uln is not None} or _NOTHING
+            dated = {lab: day for lab in seen}
+            shown = list(seen.values())
+        else:
+            recent.update(seen)
+            oldest = day if lookback is None else shift(day, -lookback[0], lookback[1])
+            panel, ulns, dated, shown = {}, {}, {}, []
+            for lab, res in list(recent.items()):
+                if res.date < oldest:
+                    del recent[lab]  # no longer valid
+                    continue
+                panel[lab] = res.value
+                if res.uln is not None:
+                    ulns[lab] = res.uln
+                dated[lab] = res.date
+                shown.append(res)
+            ulns = ulns or _NOTHING
+        self.replaced = None if replaced is None else [self.m.result_dict(r, day) for r in replaced]
+        return panel, ulns, dated
+
+    def note_replaced(self, n: int) -> None:
+        """List the day's replaced results on the step its panel gave (a transition or an
+        `unassessable` step), or, when it gave none, as a warning."""
+        replaced, self.replaced = self.replaced, None
+        for s in self.steps[n:]:
+            if s.get("trigger") == "panel" and s["type"] in ("transition", "unassessable"):
+                s["replaced"] = replaced
+                return
+        for r in replaced:
+            self.warnings.append({"date": self.iso, "line": 0,
+                                  "message": f"a result of {r['lab']} was replaced by a later one of the same day"})
+
+    def fulfil(self, dated: dict, day: datetime.date) -> None:
+        """Today's results fulfil the open orders they answer (before the panel's rules run):
+        the labs of one of the order's alternatives have valid results dated on or after the
+        window opened, one of them dated today. A result before the window is acted on, but
+        the order stays open; one in or after the window that fulfils nothing is `incomplete`."""
+        orders = self.orders
+        fulfilled = None
+        for action, o in tuple(orders.items()):
+            opens = o.opens
+            if opens is not None and day < opens:
+                continue  # too early: evaluated and acted on, the order stays open
+            fresh = {lab for lab, d in dated.items() if opens is None or d >= opens}
+            today_labs = {lab for lab, d in dated.items() if d == day}
+            if today_labs.isdisjoint(o.labs):
+                continue  # nothing today for this order
+            for alt in o.fulfil:
+                if alt <= fresh and not alt.isdisjoint(today_labs):
+                    del orders[action]
+                    self.alarms.pop(action, None)
+                    if fulfilled is None:
+                        fulfilled = set()
+                    fulfilled.add(action)
+                    break
+            else:
+                self.emit({"date": self.iso, "type": "deviation", "kind": "incomplete", "action": action,
+                           "window": o.text, "ordered": o.ordered, "line": o.line,
+                           "missing": sorted(set().union(*o.fulfil) - fresh)})
+        if fulfilled is not None:
+            self.fulfilled = fulfilled
+
+    def deviations(self, day: datetime.date) -> None:
+        """The `overdue` deviation of each order whose window ended yesterday, and the
+        `still_overdue` reminders due today (every `reminders` interval while it stays open)."""
+        reminders = self.m.reminders
+        for action, due in tuple(self.alarms.items()):
+            if due > day:
+                continue
+            o = self.orders.get(action)
+            if o is None:
+                del self.alarms[action]
+                continue
+            s = o.deviation.copy()
+            s["date"] = self.iso
+            if o in self.overdue:
+                s["kind"] = "still_overdue"
+            else:
+                self.overdue.add(o)
+            self.emit(s)
+            if reminders is None:
+                del self.alarms[action]
+            else:
+                self.alarms[action] = shift(day, reminders[0], reminders[1])
 
     def record_inputs(self, todays, choices) -> None:
         """For a report: the choices now, the panel and events when they are read."""
@@ -813,6 +1062,7 @@ class _Run(Ctx):
         """Open `order`; it replaces the open order of the same action (which then goes last)."""
         self.orders.pop(order.action, None)
         self.orders[order.action] = order
+        self.alarms[order.action] = order.late
 
     def choose(self, options: tuple[str, ...]) -> str:
         for c in self.choices:

@@ -1,41 +1,59 @@
-"""Expression trees of the compiled graph -> Python functions.
+"""Expression trees of the compiled graph -> Python functions: the simulator's back end of
+the expression IR (compiler/ir.py).
 
-The compiler lowers every guard, `let`, `set` value and `if` condition to a JSON tree
-(`{"op": ...}`, see compiler/lower.py `expr_tree`). The simulator evaluates them many times
-per patient, so `Compiler` turns them, once per protocol, into Python source and compiles that
-with `compile()`: one function per handler (`dispatcher`: it runs the code the engine gives
-for the first rule whose guard holds; `selector`: the index of that rule), per `if` condition
-and per `set` value. The lets a function needs are computed at
-its start, once, in dependency order, as local variables; unknown values are handled inline
-with assignment expressions, so evaluating a guard makes no further Python calls. The source
-of every generated function is kept (`.source` on the function) for reading and debugging.
+Every guard, `let`, `set` value and `if` condition is an IR tree. The simulator evaluates
+them many times per patient, so `Compiler` turns them, once per protocol, into Python source
+(`_Code`, an `ir.Visitor`: one method per op) and compiles it: one function per handler
+(`dispatcher`: it runs the branch of the rule that fires), per `if` condition and per `set`
+value. The lets a function needs are computed at its start, once, in dependency order, as
+local variables. The generated code never contains a name from the graph: names, numbers
+and members are constants (`K0`, `K1`...), locals are numbered (`L0`, `_1`...); each source
+is registered with `linecache` under its own `<rxwatch-generated N>` file name, so a
+traceback shows it, and the engine turns any runtime failure into an error that names the
+protocol line.
 
-Values: floats (numbers), bools, str (enumeration members), None (unknown) and, for time,
-`Since` (the last day an action was recommended) and `Dur` (a duration literal). The rules
-for unknown values are those of docs/language.md:
+Values: exact numbers (`int` or `fractions.Fraction`: never floats, so the unit a result
+came in can never change a decision), bools, str (enumeration members), None (unknown) and,
+for time, `Since` (the day an action was last recommended, or the state entered) and `Dur`
+(a duration literal). The semantics are those of docs/language.md ("Unknown values"),
+three-valued as in CQL and Kleene's logic:
 
 - arithmetic with an unknown operand is unknown (so is a division by zero);
 - `max`/`min` ignore unknown operands, and are unknown when all are;
-- a comparison with an unknown operand is false; in a chain, any unknown link makes it false;
-- `not`/`and`/`or` are ordinary two-valued logic over those results (unknown counts as false);
-- `known(X)` is true when X has a value.
+- a comparison with an unknown operand is unknown; a chain is false when a known link is
+  false, else unknown when a link is unknown, else true;
+- `not`/`and`/`or` are Kleene's: `false and unknown` is false, `true or unknown` is true,
+  `not unknown` is unknown; `x in {...}` with x unknown is unknown;
+- `known(X)` and `fulfilled(ACTION)` are never unknown.
+
+Rule choice (`dispatcher`): strict first match. Rule i fires when its guard is true and every
+earlier guard is false; `otherwise` when every earlier guard is false. A guard that is unknown
+before any rule fired makes the handler *unassessable*: nothing fires, and the dispatcher calls
+`on_unknown(ctx, undecided guard indices)`. In an `exclusive` handler (the verifier proves its
+guards disjoint) a true guard fires whatever the others are.
 
 Time: `since(A) < 6 months` compares calendar dates: `today < last(A) + 6 months`. More
 generally a comparison involving durations is made on dates (`since(A) op D` is
 `today op last(A) + D`; `since(A) op since(B)` is `last(B) op last(A)`), so calendar months
-stay calendar months. `since(A)` of an action never recommended is unknown.
+stay calendar months. `since(A)` of an action never recommended is unknown. `since entry` is
+the time since the current state was entered.
 """
 
 from __future__ import annotations
 
 import datetime
 import functools
+import itertools
+import linecache
 import operator
+from fractions import Fraction
 from typing import Any, Callable, Mapping, Sequence
 
 from dateutil.relativedelta import relativedelta
 
-__all__ = ["Ctx", "Dur", "Since", "ExprError", "Compiler", "shift"]
+from rxwatch.compiler import ir
+
+__all__ = ["Ctx", "Dur", "Since", "ExprError", "Compiler", "shift", "MAX_DATE"]
 
 Fn = Callable[["Ctx"], Any]
 
@@ -48,21 +66,27 @@ _OPS: dict[str, Callable[[Any, Any], bool]] = {
     "!=": operator.ne,
 }
 
+MAX_DATE = datetime.date(9999, 12, 31)
+
 
 @functools.lru_cache(maxsize=1 << 16)
 def shift(day: datetime.date, amount: int, unit: str) -> datetime.date:
     """`day` + `amount` `unit`: days and weeks exactly, months and years by the calendar
-    (2025-01-31 + 1 month = 2025-02-28; 2024-02-29 + 1 year = 2025-02-28).
+    (2025-01-31 + 1 month = 2025-02-28; 2024-02-29 + 1 year = 2025-02-28). A date past the
+    calendar's end is the calendar's last day (9999-12-31).
 
     Memoised: a replay asks for the same few windows from the same dates again and again."""
-    if unit in ("days", "day"):
-        return day + datetime.timedelta(days=amount)
-    if unit in ("weeks", "week"):
-        return day + datetime.timedelta(days=7 * amount)
-    if unit in ("months", "month"):
-        return day + relativedelta(months=amount)
-    if unit in ("years", "year"):
-        return day + relativedelta(years=amount)
+    try:
+        if unit in ("days", "day"):
+            return day + datetime.timedelta(days=amount)
+        if unit in ("weeks", "week"):
+            return day + datetime.timedelta(days=7 * amount)
+        if unit in ("months", "month"):
+            return day + relativedelta(months=amount)
+        if unit in ("years", "year"):
+            return day + relativedelta(years=amount)
+    except (OverflowError, ValueError):
+        return MAX_DATE if amount >= 0 else datetime.date.min
     raise ValueError(f"unknown time unit {unit!r}")
 
 
@@ -84,7 +108,7 @@ class Dur:
 
 
 class Since:
-    """`since(ACTION)`: the time elapsed since `last`, the day ACTION was last recommended."""
+    """`since(ACTION)` or `since entry`: the time elapsed since the day `last`."""
 
     __slots__ = ("last",)
 
@@ -95,22 +119,29 @@ class Since:
         return f"Since({self.last})"
 
 
+_NO_ORDERS: frozenset = frozenset()
+
+
 class Ctx:
     """What an expression reads. The engine owns one per replay and updates it in place.
 
-    `panel`: lab -> value of the current panel (outside a panel handler: the most recent one);
-    `ulns`: lab -> the result's own ULN, for results that carry one; `facts`, `vars`: name ->
-    value; `today`: the day being replayed; `last`: action -> the day it was last recommended."""
+    `panel`: lab -> value (exact) of the current panel (outside a panel handler: the most
+    recent one); `ulns`: lab -> the result's own ULN, for results that carry one; `facts`,
+    `vars`: name -> value; `today`: the day being replayed; `last`: action -> the day it was
+    last recommended; `entered`: the day the current state was entered; `fulfilled`: the
+    actions whose open order today's results fulfilled."""
 
-    __slots__ = ("panel", "ulns", "facts", "vars", "today", "last")
+    __slots__ = ("panel", "ulns", "facts", "vars", "today", "last", "entered", "fulfilled")
 
     def __init__(self, facts: dict, vars: dict, today: datetime.date) -> None:
-        self.panel: dict[str, float] = {}
-        self.ulns: dict[str, float] = {}
+        self.panel: dict[str, Any] = {}
+        self.ulns: dict[str, Any] = {}
         self.facts = facts
         self.vars = vars
         self.today = today
         self.last: dict[str, datetime.date] = {}
+        self.entered = today
+        self.fulfilled: frozenset | set = _NO_ORDERS
 
 
 # ---------------------------------------------------------------------------- runtime helpers
@@ -125,32 +156,22 @@ def _min(*xs):
     return min(vals) if vals else None
 
 
-def _max2(a, b):
-    if a is None:
-        return b
-    if b is None or a >= b:
-        return a
-    return b
-
-
-def _min2(a, b):
-    if a is None:
-        return b
-    if b is None or a <= b:
-        return a
-    return b
-
-
 def _since(last):
     return None if last is None else Since(last)
 
 
-def _time_chain(ops: Sequence[str], values: Sequence[Any], today: datetime.date) -> bool:
-    """A comparison chain with durations in it, decided on calendar dates."""
+def _kleene_and(values: Sequence[Any]) -> bool | None:
+    if any(v is False for v in values):
+        return False
+    return None if any(v is None for v in values) else True
+
+
+def _time_chain(ops: Sequence[str], values: Sequence[Any], today: datetime.date) -> bool | None:
+    """A comparison chain with durations in it, decided on calendar dates (three-valued)."""
+    links = []
     for op, x, y in zip(ops, values, values[1:]):
-        if x is None or y is None or not _compare_time(_OPS[op], x, y, today):
-            return False
-    return True
+        links.append(None if x is None or y is None else _compare_time(_OPS[op], x, y, today))
+    return _kleene_and(links)
 
 
 def _compare_time(cmp, x, y, today: datetime.date) -> bool:
@@ -166,9 +187,8 @@ def _compare_time(cmp, x, y, today: datetime.date) -> bool:
     raise ExprError(f"cannot compare {x!r} with {y!r}")
 
 
-_RUNTIME = {
-    "_max": _max, "_min": _min, "_max2": _max2, "_min2": _min2, "_since": _since, "_time_chain": _time_chain,
-}
+_RUNTIME = {"_max": _max, "_min": _min, "_since": _since, "_Since": Since, "_time_chain": _time_chain,
+            "_Q": Fraction}
 
 # what a generated function binds at its start, when its code uses it
 _PRELUDE = {
@@ -180,15 +200,38 @@ _PRELUDE = {
     "A": "A = c.last",
 }
 
+_LITERALS = ("num", "bool", "enum")
+
+GENERATED: dict[str, int] = {}
+"""The file name of each generated function -> the protocol line it was made from (0: unknown),
+so that a failure inside generated code can name the line (`protocol_line`)."""
+
+
+def register(filename: str, source: str, line: int) -> None:
+    """Make generated `source` readable by tracebacks (linecache) and map it to `line`."""
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    GENERATED[filename] = line
+
+
+def protocol_line(tb) -> int:
+    """The protocol line of the innermost generated function in traceback `tb` (0: none)."""
+    line = 0
+    while tb is not None:
+        line = GENERATED.get(tb.tb_frame.f_code.co_filename, line) or line
+        tb = tb.tb_next
+    return line
+
 
 # ---------------------------------------------------------------------------- code generation
 
-class _Code:
-    """The expressions of one generated function: temporaries, constants, lets and names used."""
+class _Code(ir.Visitor):
+    """The expressions of one generated function: temporaries, constants, lets and names used.
+    Each `visit_<op>` returns Python expression text whose value is the op's (None: unknown)."""
 
     def __init__(self, owner: "Compiler", consts: dict) -> None:
         self.owner = owner
         self.consts = consts
+        self.const_ids: dict[tuple, str] = {}
         self.temps = 0
         self.lets: list[str] = []  # in dependency order
         self.uses: set[str] = set()
@@ -199,93 +242,100 @@ class _Code:
 
     def named(self, code: str) -> tuple[str, str]:
         """(ref, first): `first` evaluates `code` and leaves its value in the name `ref`,
-        which later uses read. A let's local is already a name."""
+        which later uses read. A let's local or a constant is already a name."""
         if code.isidentifier():
             return code, code
         x = self.tmp()
         return x, f"({x} := {code})"
 
     def const(self, value: Any) -> str:
-        name = f"K{len(self.consts)}"
-        self.consts[name] = value
+        """A constant of the generated code: the code names it `K<n>`, never spells it."""
+        key = (type(value), value) if isinstance(value, (str, int, Fraction, bool, frozenset)) else (id(value),)
+        name = self.const_ids.get(key)
+        if name is None:
+            name = self.const_ids[key] = f"K{len(self.consts)}"
+            self.consts[name] = value
         return name
 
     def let(self, name: str, visiting: tuple = ()) -> str:
+        local = self.owner.let_local(name)
         if name not in self.lets:
             if name in visiting:
-                raise ExprError(f"let '{name}' is defined in terms of itself")
-            decl = self.owner.let_decls.get(name)
-            if decl is None:
-                raise ExprError(f"let '{name}' is not declared")
-            # generate its dependencies first; the let's own code is generated in `body`
-            for dep in _let_refs(decl.get("expr")):
+                raise ExprError("a let is defined in terms of itself")
+            decl = self.owner.let_decls[name]
+            # generate its dependencies first; the let's own code is generated in `_build`
+            for dep in ir.let_refs(decl.get("expr")):
                 self.let(dep, visiting + (name,))
             if name not in self.lets:
                 self.lets.append(name)
-        return f"L_{name}"
-
-    # -- expressions
+        return local
 
     def gen(self, t: Mapping) -> str:
-        op = t.get("op")
-        method = getattr(self, "_" + _OP_NAMES.get(op, str(op)), None)
-        if method is None:
-            raise ExprError(f"unknown expression operator {op!r}")
-        return method(t)
+        try:
+            return self.visit(t)
+        except (ir.IRError, KeyError, TypeError, AttributeError) as e:
+            raise ExprError(f"not an expression the simulator can read: {type(e).__name__}: {e}") from None
 
-    def _num(self, t):
-        return repr(float(t["value"]))
+    # -- literals and names
 
-    def _bool(self, t):
+    def visit_num(self, t):
+        return self.const(ir.exact(t["value"]))
+
+    def visit_bool(self, t):
         return "True" if t["value"] else "False"
 
-    def _enum(self, t):
-        return repr(str(t["value"]))
+    def visit_enum(self, t):
+        return self.const(str(t["value"]))
 
-    def _duration(self, t):
+    def visit_duration(self, t):
         return self.const(Dur(t["amount"], t["unit"]))
 
-    def _lab(self, t):
+    def visit_lab(self, t):
         self.uses.add("P")
-        return f"P.get({t['name']!r})"
+        return f"P.get({self.const(t['name'])})"
 
-    def _fact(self, t):
+    def visit_fact(self, t):
         self.uses.add("F")
-        return f"F.get({t['name']!r})"
+        return f"F.get({self.const(t['name'])})"
 
-    def _var(self, t):
+    def visit_var(self, t):
         self.uses.add("V")
-        return f"V.get({t['name']!r})"
+        return f"V.get({self.const(t['name'])})"
 
-    def _let(self, t):
+    def visit_let(self, t):
         return self.let(t["name"])
 
-    def _action(self, t):
-        raise ExprError(f"action '{t['name']}' used as a value; write since({t['name']})")
+    def visit_action(self, t):
+        raise ExprError("an action used as a value; write since(ACTION)")
+
+    def visit_since_entry(self, t):
+        return "_Since(c.entered)"
+
+    # -- arithmetic
 
     def _arith(self, t, symbol: str):
         (x, a), (y, b) = (self.named(self.gen(arg)) for arg in t["args"])
-        if symbol == "/":
-            return f"(None if {a} is None or not {b} else {x} / {y})"
+        if symbol == "/":  # exact: int / int would be a float
+            return f"(None if {a} is None or {b} is None or not {y} else _Q({x}) / {y})"
         return f"(None if {a} is None or {b} is None else {x} {symbol} {y})"
 
-    def _add(self, t):
+    def visit_add(self, t):
         return self._arith(t, "+")
 
-    def _sub(self, t):
+    def visit_sub(self, t):
         return self._arith(t, "-")
 
-    def _mul(self, t):
+    def visit_mul(self, t):
         return self._arith(t, "*")
 
-    def _div(self, t):
+    def visit_div(self, t):
         return self._arith(t, "/")
 
-    def _neg(self, t):
+    def visit_neg(self, t):
         x, a = self.named(self.gen(t["arg"]))
         return f"(None if {a} is None else -{x})"
 
-    def _call(self, t):
+    def visit_call(self, t):
         func, args = t["func"], t["args"]
         if func in ("max", "min"):
             if not args:
@@ -298,15 +348,15 @@ class _Code:
         if func in ("uln", "xuln"):
             if len(args) != 1 or args[0].get("op") != "lab":
                 raise ExprError(f"{func}() takes the name of a lab")
-            lab = args[0]["name"]
-            default = (self.owner.labs.get(lab) or {}).get("uln")
-            default = None if default is None else float(default)
+            lab = self.const(args[0]["name"])
+            default = (self.owner.labs.get(args[0]["name"]) or {}).get("uln")
+            default = "None" if default is None else self.const(ir.exact(default))
             self.uses.add("U")
             if func == "uln":
-                return f"U.get({lab!r}, {default!r})"
+                return f"U.get({lab}, {default})"
             self.uses.add("P")
             v, u = self.tmp(), self.tmp()
-            return f"(None if ({v} := P.get({lab!r})) is None or not ({u} := U.get({lab!r}, {default!r})) else {v} / {u})"
+            return f"(None if ({v} := P.get({lab})) is None or not ({u} := U.get({lab}, {default})) else _Q({v}, {u}))"
         if func == "known":
             if len(args) != 1:
                 raise ExprError("known() takes one argument")
@@ -317,130 +367,188 @@ class _Code:
             if len(args) != 1 or args[0].get("op") != "action":
                 raise ExprError("since() takes the name of an action")
             self.uses.add("A")
-            return f"_since(A.get({args[0]['name']!r}))"
-        raise ExprError(f"unknown function {func}()")
+            return f"_since(A.get({self.const(args[0]['name'])}))"
+        if func == "fulfilled":
+            if len(args) != 1 or args[0].get("op") != "action":
+                raise ExprError("fulfilled() takes the name of an action")
+            return f"({self.const(args[0]['name'])} in c.fulfilled)"
+        raise ExprError("unknown function")
+
+    # -- comparisons and logic (three-valued)
 
     def _temporal(self, t: Mapping) -> bool:
         op = t.get("op")
-        if op == "duration" or (op == "call" and t.get("func") == "since"):
+        if op in ("duration", "since_entry") or (op == "call" and t.get("func") == "since"):
             return True
         if op == "let":
             return (self.owner.let_decls.get(t["name"]) or {}).get("type") == "duration"
         return False
 
-    def _compare(self, t):
+    def visit_compare(self, t):
         ops, args = list(t["ops"]), t["args"]
         for o in ops:
             if o not in _OPS:
-                raise ExprError(f"unknown comparison {o!r}")
+                raise ExprError("unknown comparison")
         if len(args) != len(ops) + 1:
             raise ExprError("a comparison needs one operand more than operators")
         if any(self._temporal(a) for a in args):
             self.uses.add("T")
-            return f"_time_chain({ops!r}, ({', '.join(self.gen(a) for a in args)},), T)"
-        terms = []
-        names = []
+            return f"_time_chain({self.const(tuple(ops))}, ({', '.join(self.gen(a) for a in args)},), T)"
+        names, firsts, unknown = [], [], []
         for a in args:
-            if a.get("op") in ("num", "bool", "enum"):
-                names.append(self.gen(a))  # a literal is never unknown
+            code = self.gen(a)
+            if a.get("op") in _LITERALS:
+                names.append(code)
+                firsts.append(code)
             else:
-                x, first = self.named(self.gen(a))
-                terms.append(f"{first} is not None")
+                x, first = self.named(code)
                 names.append(x)
-            if len(names) > 1:
-                terms.append(f"{names[-2]} {ops[len(names) - 2]} {names[-1]}")
-        return "(" + " and ".join(terms) + ")"
+                firsts.append(first)
+                unknown.append(x)
+        links = [f"{names[i]} {op} {names[i + 1]}" for i, op in enumerate(ops)]
+        if len(ops) == 1:
+            if not unknown:
+                return f"({links[0]})"
+            tests = " or ".join(f"{f} is None" for f, a in zip(firsts, args) if a.get("op") not in _LITERALS)
+            return f"(None if {tests} else {links[0]})"
+        # a chain: evaluate every operand, then false if a known link is false, else unknown
+        # if a link is unknown, else true
+        evals = ", ".join(firsts)
+        link_vals = []
+        for i in range(len(ops)):
+            maybe = [n for n in (names[i], names[i + 1]) if n in unknown]
+            cond = " or ".join(f"{n} is None" for n in maybe)
+            link_vals.append(f"(None if {cond} else {links[i]})" if maybe else f"({links[i]})")
+        return f"([{evals}] and {self._and_of(link_vals)})"
 
-    def _in(self, t):
+    def _and_of(self, codes: list[str]) -> str:
+        temps = [self.tmp() for _ in codes]
+        false_tests = " or ".join(f"({x} := {c}) is False" for x, c in zip(temps, codes))
+        unknown = " or ".join(f"{x} is None" for x in temps)
+        return f"(False if {false_tests} else None if {unknown} else True)"
+
+    def _or_of(self, codes: list[str]) -> str:
+        temps = [self.tmp() for _ in codes]
+        true_tests = " or ".join(f"({x} := {c}) is True" for x, c in zip(temps, codes))
+        unknown = " or ".join(f"{x} is None" for x in temps)
+        return f"(True if {true_tests} else None if {unknown} else False)"
+
+    def visit_in(self, t):
         members = self.const(frozenset(t["members"]))
-        return f"({self.gen(t['arg'])} in {members})"
+        x, a = self.named(self.gen(t["arg"]))
+        return f"(None if {a} is None else {x} in {members})"
 
-    def _not(self, t):
-        return f"(not {self.gen(t['arg'])})"
+    def visit_not(self, t):
+        x, a = self.named(self.gen(t["arg"]))
+        return f"(None if {a} is None else not {x})"
 
-    def _and(self, t):
-        return "(True if " + " and ".join(f"{self.gen(a)}" for a in t["args"]) + " else False)"
+    def visit_and(self, t):
+        return self._and_of([self.gen(a) for a in t["args"]])
 
-    def _or(self, t):
-        return "(True if " + " or ".join(f"{self.gen(a)}" for a in t["args"]) + " else False)"
-
-
-_OP_NAMES = {"+": "add", "-": "sub", "*": "mul", "/": "div", "in": "in", "not": "not", "and": "and", "or": "or"}
-
-
-def _let_refs(tree: Any) -> list[str]:
-    """The lets `tree` refers to directly, in order of appearance."""
-    out: list[str] = []
-    stack = [tree]
-    while stack:
-        t = stack.pop()
-        if isinstance(t, Mapping):
-            if t.get("op") == "let":
-                out.append(t["name"])
-            for k in ("args", "arg"):
-                v = t.get(k)
-                if isinstance(v, list):
-                    stack.extend(reversed(v))
-                elif isinstance(v, Mapping):
-                    stack.append(v)
-    return out
+    def visit_or(self, t):
+        return self._or_of([self.gen(a) for a in t["args"]])
 
 
 class Compiler:
     """Generates the functions of one protocol (its `G.graph` declarations)."""
 
+    _files = itertools.count()
+
     def __init__(self, protocol: Mapping) -> None:
         self.labs: Mapping[str, Mapping] = protocol.get("labs") or {}
         self.let_decls: Mapping[str, Mapping] = protocol.get("lets") or {}
+        self._let_locals: dict[str, str] = {}
         self._count = 0
 
-    def selector(self, guards: Sequence[Mapping | None], name: str = "select") -> Callable[[Ctx], int]:
-        """f(ctx) -> the index of the first guard that holds (None: `otherwise`, always
-        holds), or -1 when none does."""
-        code = self._code()
-        tests = [None if g is None else code.gen(g) for g in guards]
-        lines = []
-        for i, test in enumerate(tests):
-            if test is None:
-                lines.append(f"return {i}")
-                break
-            lines.append(f"if {test}:\n        return {i}")
-        else:
-            lines.append("return -1")
-        return self._build(code, name, lines)
+    def let_local(self, name: str) -> str:
+        """The local variable that holds let `name` in a generated function: `L<n>`."""
+        local = self._let_locals.get(name)
+        if local is None:
+            if name not in self.let_decls:
+                raise ExprError("a let that is not declared")
+            local = self._let_locals[name] = f"L{len(self._let_locals)}"
+        return local
 
     def dispatcher(self, guards: Sequence[Mapping | None], branches: Sequence[Sequence[str]], env: Mapping[str, Any],
-                   name: str = "react") -> Callable[[Ctx], bool]:
-        """f(ctx) -> True after running the branch of the first guard that holds (None:
-        `otherwise`, always holds), False when none does: a selector that acts at once.
+                   name: str = "react", *, exclusive: bool = False, on_unknown: str | None = None,
+                   line: int = 0) -> Callable[[Ctx], bool]:
+        """f(ctx) -> True after running the branch of the rule that fires (None guard:
+        `otherwise`), False when none does (see the module's rule choice).
 
         A branch is lines of Python indented from column 0; it reads the ctx as `r` and the
         objects `env` names (names that start with "E" and a digit, so as not to clash with
-        the generated code's own)."""
+        the generated code's own). `on_unknown`, an `env` name, is called as
+        `on_unknown(r, (i, ...))` with the undecided guards' indices when the handler is
+        unassessable (then f returns False)."""
         code = self._code()
         tests = [None if g is None else code.gen(g) for g in guards]
         for key in env:
             if not (key[:1] == "E" and key[1:].isdigit()):
                 raise ExprError(f"a dispatcher's objects are named E0, E1, ...: not {key!r}")
+        if on_unknown is not None and on_unknown not in env:
+            raise ExprError("on_unknown must name an object of env")
         lines = ["r = c"]
-        for test, branch in zip(tests, branches):
-            if test is None:
-                lines.extend(branch)
-                lines.append("return True")
-                break
-            lines.append(f"if {test}:")
-            lines.extend("    " + line for line in branch)
-            lines.append("    return True")
+        if exclusive:
+            # every guard is evaluated; a true one fires (the guards are disjoint)
+            for i, test in enumerate(tests):
+                if test is not None:
+                    lines.append(f"g{i} = {test}")
+            for i, (test, branch) in enumerate(zip(tests, branches)):
+                if test is None:
+                    continue
+                lines.append(f"if g{i} is True:")
+                lines.extend("    " + line for line in branch)
+                lines.append("    return True")
+            undecided = [f"g{i}" for i, t in enumerate(tests) if t is not None]
+            if undecided:
+                lines.append(f"u = tuple(i for i, g in enumerate(({', '.join(undecided)},)) if g is None)")
+                index = self.const_of(code, tuple(i for i, t in enumerate(tests) if t is not None))
+                lines.append("if u:")
+                if on_unknown is not None:
+                    lines.append(f"    {on_unknown}(r, tuple({index}[i] for i in u))")
+                lines.append("    return False")
+            for test, branch in zip(tests, branches):
+                if test is None:
+                    lines.extend(branch)
+                    lines.append("return True")
+                    break
+            else:
+                lines.append("return False")
         else:
-            lines.append("return False")
-        return self._build(code, name, lines, env)
+            for i, (test, branch) in enumerate(zip(tests, branches)):
+                if test is None:
+                    lines.extend(branch)
+                    lines.append("return True")
+                    break
+                lines.append(f"g = {test}")
+                lines.append("if g is True:")
+                lines.extend("    " + line for line in branch)
+                lines.append("    return True")
+                lines.append("if g is None:")
+                if on_unknown is not None:
+                    lines.append(f"    {on_unknown}(r, ({i},))")
+                lines.append("    return False")
+            else:
+                lines.append("return False")
+        return self._build(code, name, lines, env, line)
 
-    def condition(self, tree: Mapping | None, name: str = "cond") -> Callable[[Ctx], bool] | None:
-        """f(ctx) -> whether the condition holds (an unknown value counts as false)."""
+    @staticmethod
+    def const_of(code: _Code, value: Any) -> str:
+        return code.const(value)
+
+    def truth(self, tree: Mapping | None, name: str = "truth") -> Callable[[Ctx], bool | None] | None:
+        """f(ctx) -> True, False or None (unknown)."""
         if tree is None:
             return None
         code = self._code()
-        return self._build(code, name, [f"return True if {code.gen(tree)} else False"])
+        return self._build(code, name, [f"return {code.gen(tree)}"])
+
+    def condition(self, tree: Mapping | None, name: str = "cond") -> Callable[[Ctx], bool] | None:
+        """f(ctx) -> whether the condition is true (an `if`: unknown takes the `else`)."""
+        if tree is None:
+            return None
+        code = self._code()
+        return self._build(code, name, [f"return {code.gen(tree)} is True"])
 
     def value(self, tree: Mapping | None, name: str = "value") -> Fn | None:
         """f(ctx) -> the value of the expression (None when unknown)."""
@@ -456,22 +564,29 @@ class Compiler:
     def _code(self) -> _Code:
         return _Code(self, {})
 
-    def _build(self, code: _Code, name: str, lines: list[str], env: Mapping[str, Any] | None = None) -> Callable:
-        # the lets, each computed once, in dependency order (`_Code.let` registered them so)
-        let_lines = [f"L_{let} = {code.gen(self.let_decls[let]['expr'])}" for let in list(code.lets)]
+    def _build(self, code: _Code, name: str, lines: list[str], env: Mapping[str, Any] | None = None,
+               line: int = 0) -> Callable:
+        try:
+            # the lets, each computed once, in dependency order (`_Code.let` registered them so)
+            let_lines = [f"{self.let_local(let)} = {code.gen(self.let_decls[let]['expr'])}" for let in list(code.lets)]
+        except (ir.IRError, KeyError, TypeError) as e:
+            raise ExprError(f"cannot compile an expression: {e}") from None
         prelude = [_PRELUDE[k] for k in ("P", "U", "F", "V", "T", "A") if k in code.uses]
         self._count += 1
-        fname = f"_{name}_{self._count}"
+        number = next(Compiler._files)
+        fname = f"_f{number}"
         body = "\n    ".join([*prelude, *let_lines, *lines])
         source = f"def {fname}(c):\n    {body}\n"
+        filename = f"<rxwatch-generated {number}>"
         namespace = dict(_RUNTIME)
         namespace.update(code.consts)
         if env:
             namespace.update(env)
         try:
-            exec(compile(source, f"<rxwatch {name}>", "exec"), namespace)
-        except (SyntaxError, RecursionError) as e:  # an expression too deep for Python
-            raise ExprError(f"cannot compile an expression: {e}") from None
+            exec(compile(source, filename, "exec"), namespace)
+        except (SyntaxError, RecursionError, MemoryError) as e:  # an expression too deep for Python
+            raise ExprError(f"cannot compile an expression: {type(e).__name__}") from None
+        register(filename, source, line)
         fn = namespace[fname]
         fn.source = source
         return fn

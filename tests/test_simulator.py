@@ -176,7 +176,7 @@ def test_no_deviation_after_until():
     assert all(s["date"] <= "2025-02-03" for s in trace["steps"])
 
 
-def test_a_panel_before_the_window_opens_fulfils_the_order():
+def test_a_panel_before_the_window_opens_is_acted_on_but_leaves_the_order_open():
     g = graph_of(ONE_STATE)
     trace = run(g, """
     patient: {id: p}
@@ -185,8 +185,145 @@ def test_a_panel_before_the_window_opens_fulfils_the_order():
     events:
       - {date: 2025-01-08, lab: ALT, value: 30}
     """)
-    assert steps(trace, "deviation") == []
-    assert trace["open_orders"] == []
+    assert steps(trace, "transition", date="2025-01-08")  # evaluated and acted on
+    (late,) = steps(trace, "deviation")  # but the order (due 2025-01-20..02-03) stays open
+    assert late["kind"] == "overdue" and late["date"] == "2025-02-04"
+    assert trace["open_orders"][0]["overdue"] is True
+
+
+V2 = """
+results valid for 3 days cite s
+reminders every 4 weeks cite s
+action order_liver "liver panel" orders ALT, AST, TBIL, INR fulfilled by ALT or AST
+let tx "tx" = max(xuln(ALT), xuln(AST))
+let bili "bili" = xuln(TBIL)
+initial state a "A" {
+  on entry { do order_liver due 2..4 weeks cite s }
+  on panel {
+    when tx >= 3 and not known(TBIL) stay cite s { do note }
+    when tx >= 3 and bili > 2 -> hy cite s
+    when tx >= 3 -> high cite s
+    when since entry >= 14 days and fulfilled(order_liver) -> a cite s
+    otherwise stay cite s
+  }
+}
+state high "H" { on panel { when tx <= 1 -> a cite s  otherwise stay cite s } }
+state hy "Hy"
+"""
+
+
+def test_results_of_a_split_panel_combine_within_the_lookback():
+    g = graph_of(V2)
+    trace = run(g, """
+    patient: {id: p}
+    start: 2025-01-06
+    events:
+      - {date: 2025-01-27, lab: ALT, value: 160}
+      - {date: 2025-01-28, lab: TBIL, value: 3.0}
+    """)
+    # Monday: tx 4 without bilirubin: the partial-panel rule; Tuesday: Monday's ALT is still valid
+    assert steps(trace, "action", date="2025-01-27", action="note")
+    assert path_of(trace) == ["a", "hy"]
+    (t,) = steps(trace, "transition", to="hy")
+    assert t["date"] == "2025-01-28"
+
+
+def test_a_result_older_than_the_lookback_is_not_in_the_panel():
+    g = graph_of(V2)
+    trace = run(g, """
+    patient: {id: p}
+    start: 2025-01-06
+    events:
+      - {date: 2025-01-27, lab: ALT, value: 160}
+      - {date: 2025-01-31, lab: TBIL, value: 3.0}
+    """)
+    # 4 days later: ALT is no longer valid, tx is unknown: nothing is decided
+    assert "hy" not in path_of(trace)
+    (u,) = steps(trace, "unassessable", date="2025-01-31")
+    assert u["missing"] == ["ALT", "AST"]
+
+
+def test_only_the_fulfilling_labs_inside_the_window_fulfil_an_order():
+    g = graph_of(V2)
+    trace = run(g, """
+    patient: {id: p}
+    start: 2025-01-06
+    until: 2025-04-30
+    events:
+      - {date: 2025-01-08, lab: ALT, value: 20}
+      - {date: 2025-01-22, lab: INR, value: 1.0}
+      - {date: 2025-01-23, lab: TBIL, value: 0.5}
+    """)
+    devs = [(d["date"], d["kind"]) for d in steps(trace, "deviation")]
+    # day 2 ALT: before the window; INR and TBIL alone: incomplete; then overdue and reminders
+    assert devs == [("2025-01-22", "incomplete"), ("2025-01-23", "incomplete"), ("2025-02-04", "overdue"),
+                    ("2025-03-04", "still_overdue"), ("2025-04-01", "still_overdue"),
+                    ("2025-04-29", "still_overdue")]
+    inc = steps(trace, "deviation", kind="incomplete")[0]
+    assert inc["action"] == "order_liver" and inc["window"] == ["2025-01-20", "2025-02-03"]
+    assert inc["missing"] == ["ALT", "AST"]
+    assert trace["open_orders"][0]["overdue"] is True
+
+
+def test_a_late_result_fulfils_and_stops_the_reminders():
+    g = graph_of(V2)
+    trace = run(g, """
+    patient: {id: p}
+    start: 2025-01-06
+    until: 2025-03-20
+    events:
+      - {date: 2025-03-10, lab: AST, value: 20}
+    """)
+    devs = [(d["date"], d["kind"]) for d in steps(trace, "deviation")]
+    assert devs == [("2025-02-04", "overdue"), ("2025-03-04", "still_overdue")]
+    # fulfilled, and at least 14 days in the state: re-entered, with a new order
+    assert steps(trace, "transition", date="2025-03-10", to="a")
+
+
+def test_since_entry_and_fulfilled_decide_together():
+    g = graph_of(V2)
+    trace = run(g, """
+    patient: {id: p}
+    start: 2025-01-06
+    until: 2025-02-10
+    events:
+      - {date: 2025-01-15, lab: ALT, value: 20}
+      - {date: 2025-01-22, lab: ALT, value: 20}
+    """)
+    stays = steps(trace, "transition", date="2025-01-15")
+    assert stays[0]["stay"] is True  # day 9: before the window and before 14 days
+    (re,) = steps(trace, "transition", date="2025-01-22")
+    assert re["to"] == "a" and not re.get("stay")  # day 16, fulfilled: re-entered
+
+
+def test_two_results_of_one_lab_on_one_day_the_later_counts():
+    g = graph_of(V2)
+    trace = run(g, """
+    patient: {id: p}
+    start: 2025-01-06
+    events:
+      - {date: 2025-01-27T14:00, lab: ALT, value: 20}
+      - {date: 2025-01-27T08:00, lab: ALT, value: 200}
+      - {date: 2025-01-27, lab: TBIL, value: 0.5}
+    """)
+    # by time: the 14:00 result (20) counts; the 08:00 one (200) is replaced
+    assert "high" not in path_of(trace)
+    (t,) = steps(trace, "transition", date="2025-01-27")
+    assert [r["value"] for r in t["replaced"]] == [200]
+
+
+def test_the_unit_a_result_came_in_never_changes_a_decision():
+    g = graph_of("""
+    initial state a "A" { on panel { when xuln(TBIL) >= 2 -> b cite s  otherwise stay cite s } }
+    state b "B"
+    """)
+    for value, unit in (("2.4", "mg/dL"), ("24", "mg/L"), ("0.024", "g/L")):
+        trace = run(g, f"""
+        patient: {{id: p}}
+        start: 2025-01-06
+        events: [{{date: 2025-01-07, lab: TBIL, value: {value}, unit: {unit}}}]
+        """)
+        assert trace["final_state"] == "b", unit
 
 
 def test_a_panel_without_the_ordered_labs_does_not_fulfil_the_order():
@@ -666,12 +803,13 @@ state inr "I"
 
 @pytest.mark.parametrize("labs, expected", [
     ({"ALT": 200, "TBIL": 3}, "hy"),
-    ({"ALT": 200}, "notinr"),               # bili unknown: not Hy; ALT + AST unknown
-    ({"ALT": 200, "AST": 10}, "sum"),       # not INR > 1.5 holds with INR unknown
-    ({"AST": 200}, "notinr"),               # max ignores the unknown ALT
-    ({"ALT": 200, "INR": 2}, "inr"),
-    ({"INR": 1.0}, "inr"),                  # tx unknown: every comparison with it is false
-    ({"TBIL": 1.0}, "a"),
+    ({"ALT": 200}, "a"),                    # bili unknown with tx > 3: Hy's law undecided: unassessable
+    ({"ALT": 20}, "a"),                     # tx > 3 false, so the first guard is false; then INR unknown: unassessable
+    ({"ALT": 20, "AST": 10, "INR": 1}, "sum"),
+    ({"AST": 200, "TBIL": 1, "INR": 1}, "a"),   # ALT + AST unknown: the second guard is undecided
+    ({"AST": 200, "ALT": 10, "TBIL": 1, "INR": 1}, "sum"),
+    ({"ALT": 200, "TBIL": 1, "INR": 2}, "inr"),
+    ({"INR": 1.0}, "a"),                    # tx unknown: the first guard is undecided
 ])
 def test_unknown_lab_values(labs, expected):
     g = graph_of(UNKNOWN)
@@ -682,6 +820,25 @@ def test_unknown_lab_values(labs, expected):
     events:{events}
     """)
     assert trace["final_state"] == expected
+    if expected == "a":  # nothing fired: the panel is not assessable, and the trace says why
+        (step,) = steps(trace, "unassessable")
+        assert step["trigger"] == "panel" and step["state"] == "a" and step["missing"]
+        assert set(step["missing"]) <= {"TBIL", "INR", "ALT", "AST"} - set(labs)
+
+
+def test_an_unassessable_panel_names_the_missing_labs_and_changes_nothing():
+    g = graph_of(UNKNOWN)
+    trace = run(g, """
+    patient: {id: p}
+    start: 2025-01-06
+    events:
+      - {date: 2025-01-07, lab: ALT, value: 200}
+    """)
+    (step,) = steps(trace, "unassessable")
+    # the labs the undecided guard reads that have no result (AST too: tx reads it)
+    assert step == {"date": "2025-01-07", "type": "unassessable", "trigger": "panel", "missing": ["AST", "TBIL"],
+                    "state": "a", "rule": "a/0/0", "line": step["line"]}
+    assert steps(trace, "transition") == []
 
 
 def test_outside_a_panel_labs_are_the_most_recent_panel():
@@ -725,7 +882,7 @@ def test_a_results_own_uln_wins_over_the_declared_default():
     inr = """
     patient: {{id: p}}
     start: 2025-01-06
-    events: [{{date: 2025-01-07, lab: INR, value: 1.0{uln}}}]
+    events: [{{date: 2025-01-07, lab: ALT, value: 10}}, {{date: 2025-01-07, lab: INR, value: 1.0{uln}}}]
     """
     assert run(g, inr.format(uln=""))["final_state"] == "a"
     assert run(g, inr.format(uln=", uln: 1.2"))["final_state"] == "c"
@@ -935,7 +1092,7 @@ from hypothesis import given, settings, strategies as st  # noqa: E402
 
 from rxwatch.simulator.expr import Compiler, Ctx, ExprError  # noqa: E402
 
-LABS = {"ALT": {"uln": 40.0}, "AST": {"uln": 40.0}, "INR": {"uln": None}}
+LABS = {"ALT": {"uln": 40}, "AST": {"uln": 40}, "INR": {"uln": None}}
 LETS = {
     "tx": {"expr": {"op": "call", "func": "max", "args": [
         {"op": "call", "func": "xuln", "args": [{"op": "lab", "name": "ALT"}]},
@@ -972,39 +1129,45 @@ def value(tree, c):
 
 
 def test_arithmetic_with_unknowns_and_division_by_zero():
-    c = ctx({"ALT": 80.0})
-    assert value({"op": "+", "args": [lab("ALT"), num(1)]}, c) == 81.0
+    c = ctx({"ALT": 80})
+    assert value({"op": "+", "args": [lab("ALT"), num(1)]}, c) == 81
     assert value({"op": "+", "args": [lab("ALT"), lab("AST")]}, c) is None
     assert value({"op": "/", "args": [lab("ALT"), num(0)]}, c) is None
     assert value({"op": "neg", "arg": lab("AST")}, c) is None
-    assert value({"op": "neg", "arg": lab("ALT")}, c) == -80.0
-    assert value({"op": "call", "func": "max", "args": [lab("AST"), lab("INR"), lab("ALT")]}, c) == 80.0
+    assert value({"op": "neg", "arg": lab("ALT")}, c) == -80
+    assert value({"op": "call", "func": "max", "args": [lab("AST"), lab("INR"), lab("ALT")]}, c) == 80
     assert value({"op": "call", "func": "min", "args": [lab("AST"), lab("INR")]}, c) is None
 
 
 def test_lets_uln_and_known():
-    assert value({"op": "let", "name": "tx"}, ctx({"ALT": 80.0}, {"ALT": 20.0})) == 4.0
-    assert value({"op": "let", "name": "high"}, ctx({"AST": 130.0})) is True
-    assert value({"op": "let", "name": "high"}, ctx({})) is False
-    assert value({"op": "call", "func": "uln", "args": [lab("INR")]}, ctx({"INR": 1.0})) is None
-    assert value({"op": "call", "func": "uln", "args": [lab("ALT")]}, ctx({})) == 40.0
+    assert value({"op": "let", "name": "tx"}, ctx({"ALT": 80}, {"ALT": 20})) == 4
+    assert value({"op": "let", "name": "high"}, ctx({"AST": 130})) is True
+    assert value({"op": "let", "name": "high"}, ctx({})) is None
+    assert value({"op": "call", "func": "uln", "args": [lab("INR")]}, ctx({"INR": 1})) is None
+    assert value({"op": "call", "func": "uln", "args": [lab("ALT")]}, ctx({})) == 40
     known_tx = {"op": "call", "func": "known", "args": [{"op": "let", "name": "tx"}]}
-    assert value(known_tx, ctx({"AST": 1.0})) is True and value(known_tx, ctx({"INR": 1.0})) is False
+    assert value(known_tx, ctx({"AST": 1})) is True and value(known_tx, ctx({"INR": 1})) is False
 
 
 def test_chains_membership_and_logic():
     chain = cmp(["<", "<="], num(1), lab("ALT"), num(3))
-    assert [value(chain, ctx({"ALT": v})) for v in (1.0, 2.0, 3.0, 4.0)] == [False, True, True, False]
-    assert value(chain, ctx({})) is False
-    assert value({"op": "not", "arg": chain}, ctx({})) is True
+    assert [value(chain, ctx({"ALT": v})) for v in (1, 2, 3, 4)] == [False, True, True, False]
+    assert value(chain, ctx({})) is None
+    assert value({"op": "not", "arg": chain}, ctx({})) is None
+    assert value(chain, ctx({"ALT": 0})) is False
     ind = {"op": "in", "arg": {"op": "fact", "name": "ind"}, "members": ["a", "b"]}
     assert value(ind, ctx(facts={"ind": "b"})) is True and value(ind, ctx(facts={"ind": "c"})) is False
     three = {"op": "or", "args": [cmp(">", lab("ALT"), num(5)), cmp(">", lab("AST"), num(5)), {"op": "var", "name": "v"}]}
-    assert value(three, ctx({"AST": 9.0})) is True
-    assert value(three, ctx({}, vars={"v": None})) is False
-    assert value(three, ctx({}, vars={"v": True})) is True
+    assert value(three, ctx({"AST": 9})) is True
+    assert value(three, ctx({}, vars={"v": None})) is None      # Kleene: unknown or unknown
+    assert value(three, ctx({"ALT": 1, "AST": 1}, vars={"v": False})) is False
+    assert value(three, ctx({}, vars={"v": True})) is True      # true or unknown is true
     both = {"op": "and", "args": [{"op": "bool", "value": True}, {"op": "var", "name": "v"}]}
-    assert value(both, ctx(vars={"v": None})) is False
+    assert value(both, ctx(vars={"v": None})) is None
+    assert value({"op": "and", "args": [{"op": "bool", "value": False}, {"op": "var", "name": "v"}]},
+                 ctx(vars={"v": None})) is False                # false and unknown is false
+    assert value({"op": "not", "arg": {"op": "var", "name": "v"}}, ctx(vars={"v": None})) is None
+    assert value(ind, ctx(facts={})) is None
 
 
 def test_durations_compare_on_calendar_dates():
@@ -1017,7 +1180,7 @@ def test_durations_compare_on_calendar_dates():
     assert value(cmp(">=", start, six), on) is True
     assert value(cmp(">", six, start), before) is True          # the duration on the left
     assert value(cmp("<", {"op": "let", "name": "elapsed"}, six), before) is True
-    assert value(cmp("<", start, six), ctx(today=on.today)) is False  # never recommended: unknown
+    assert value(cmp("<", start, six), ctx(today=on.today)) is None  # never recommended: unknown
     other = {"op": "call", "func": "since", "args": [{"op": "action", "name": "other"}]}
     both = ctx(today=on.today, last={"start": datetime.date(2025, 1, 1), "other": datetime.date(2025, 3, 1)})
     assert value(cmp(">", start, other), both) is True            # started longer ago
@@ -1025,31 +1188,77 @@ def test_durations_compare_on_calendar_dates():
                      {"op": "duration", "amount": 1, "unit": "months"}), on) is True
 
 
-def test_a_selector_returns_the_first_guard_that_holds():
-    select = COMPILER.selector([cmp(">", lab("ALT"), num(100)), cmp(">", lab("ALT"), num(50)), None])
-    assert [select(ctx({"ALT": v})) for v in (200.0, 60.0, 10.0)] == [0, 1, 2]
-    assert select(ctx({})) == 2
-    assert COMPILER.selector([cmp(">", lab("ALT"), num(100))])(ctx({})) == -1
+def choose(guards, c, *, exclusive=False):
+    """Which branch a dispatcher runs: the rule's index, None (nothing), or ('unknown', indices)."""
+    seen: list = []
+    branches = [[f"E0.append({i})"] for i in range(len(guards))]
+    react = COMPILER.dispatcher(guards, branches, {"E0": seen, "E1": lambda r, u: seen.append(("unknown", u))},
+                                exclusive=exclusive, on_unknown="E1")
+    fired = react(c)
+    assert fired is (bool(seen) and not isinstance(seen[0], tuple))
+    return seen[0] if seen else None
+
+
+def test_a_dispatcher_fires_the_first_true_guard_after_false_ones_only():
+    g = [cmp(">", lab("ALT"), num(100)), cmp(">", lab("ALT"), num(50)), None]
+    assert [choose(g, ctx({"ALT": v})) for v in (200, 60, 10)] == [0, 1, 2]
+    assert choose(g, ctx({})) == ("unknown", (0,))          # otherwise never stands for "not measured"
+    assert choose([cmp(">", lab("ALT"), num(100))], ctx({"ALT": 1})) is None
+    # an earlier guard undecided: a later true one does not fire (strict first match)
+    g2 = [cmp(">", lab("AST"), num(100)), cmp(">", lab("ALT"), num(50))]
+    assert choose(g2, ctx({"ALT": 60})) == ("unknown", (0,))
+    # in an exclusive handler the guards are disjoint: a true one fires whatever the others are
+    assert choose(g2, ctx({"ALT": 60}), exclusive=True) == 1
+    assert choose(g2, ctx({"ALT": 10}), exclusive=True) == ("unknown", (0,))
+    assert choose(g2, ctx({"ALT": 10, "AST": 10}), exclusive=True) is None
 
 
 def test_a_dispatcher_runs_the_branch_of_the_first_guard_that_holds():
     seen: list = []
     react = COMPILER.dispatcher([cmp(">", {"op": "let", "name": "tx"}, num(3)), None],
                                 [["E0.append(('high', r.panel['ALT']))"], ["E0.append('otherwise')"]], {"E0": seen})
-    assert react(ctx({"ALT": 200.0})) is True and react(ctx({"ALT": 20.0})) is True
-    assert seen == [("high", 200.0), "otherwise"]
+    assert react(ctx({"ALT": 200})) is True and react(ctx({"ALT": 20})) is True
+    assert seen == [("high", 200), "otherwise"]
     only = COMPILER.dispatcher([cmp(">", lab("ALT"), num(100))], [["E0.append('high')"]], {"E0": seen})
-    assert only(ctx({"ALT": 1.0})) is False and only(ctx({})) is False and len(seen) == 2
+    assert only(ctx({"ALT": 1})) is False and only(ctx({})) is False and len(seen) == 2
     with pytest.raises(ExprError):
         COMPILER.dispatcher([None], [["pass"]], {"K0": 1})  # would clash with the expression's constants
 
 
+def test_generated_code_holds_no_name_from_the_graph():
+    weird = {"labs": {"ALT_x": {"uln": 40}}, "lets": {"t_y": {"expr": {"op": "call", "func": "xuln",
+                                                                          "args": [lab("ALT_x")]}}}}
+    fn = Compiler(weird).truth(cmp(">", {"op": "let", "name": "t_y"}, num(3)))
+    assert "ALT_x" not in fn.source and "t_y" not in fn.source
+    assert fn(ctx({"ALT_x": 160})) is True
+    import linecache
+    assert linecache.getlines(fn.__code__.co_filename) == fn.source.splitlines(True)
+
+
+def test_numbers_are_exact_whatever_the_unit():
+    tbil = {"labs": {"TBIL": {"uln": 1.2}}, "lets": {}}
+    at_two = cmp(">", {"op": "call", "func": "xuln", "args": [lab("TBIL")]}, num(2))
+    exactly = cmp("==", {"op": "call", "func": "xuln", "args": [lab("TBIL")]}, num(2))
+    f, e = Compiler(tbil).truth(at_two), Compiler(tbil).truth(exactly)
+    from fractions import Fraction
+    for v in (Fraction("2.4"), Fraction(24, 10), Fraction(240, 100)):
+        assert f(ctx({"TBIL": v})) is False and e(ctx({"TBIL": v})) is True
+
+
 # A reference evaluator, written from the rules in docs/language.md, against the generated code.
 
+def _kleene_and(vals):
+    if any(v is False for v in vals):
+        return False
+    return None if any(v is None for v in vals) else True
+
+
 def reference(t, c):
+    """Three-valued (Kleene) and exact, literally as docs/language.md states it."""
+    from fractions import Fraction
     op = t["op"]
     if op == "num":
-        return float(t["value"])
+        return Fraction(repr(t["value"])) if isinstance(t["value"], float) else t["value"]
     if op == "bool":
         return t["value"]
     if op == "lab":
@@ -1060,7 +1269,7 @@ def reference(t, c):
         a, b = (reference(x, c) for x in t["args"])
         if a is None or b is None or (op == "/" and b == 0):
             return None
-        return {"+": a + b, "-": a - b, "*": a * b, "/": a / b if b else None}[op]
+        return {"+": a + b, "-": a - b, "*": a * b, "/": Fraction(a) / b if b else None}[op]
     if op == "neg":
         a = reference(t["arg"], c)
         return None if a is None else -a
@@ -1070,21 +1279,26 @@ def reference(t, c):
     if op == "call" and t["func"] == "xuln":
         name = t["args"][0]["name"]
         v, u = c.panel.get(name), c.ulns.get(name, LABS[name]["uln"])
-        return None if v is None or not u else v / u
+        return None if v is None or not u else Fraction(v) / u
     if op == "call" and t["func"] == "known":
         return reference(t["args"][0], c) is not None
     if op == "compare":
+        import operator
         vals = [reference(x, c) for x in t["args"]]
-        ops = {"<": float.__lt__, "<=": float.__le__, ">": float.__gt__, ">=": float.__ge__,
-               "==": float.__eq__, "!=": float.__ne__}
-        return all(x is not None and y is not None and ops[o](float(x), float(y))
-                   for o, x, y in zip(t["ops"], vals, vals[1:]))
+        ops = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+               "==": operator.eq, "!=": operator.ne}
+        return _kleene_and([None if x is None or y is None else ops[o](x, y)
+                            for o, x, y in zip(t["ops"], vals, vals[1:])])
     if op == "not":
-        return not reference(t["arg"], c)
+        v = reference(t["arg"], c)
+        return None if v is None else not v
     if op == "and":
-        return all(reference(x, c) for x in t["args"])
+        return _kleene_and([reference(x, c) for x in t["args"]])
     if op == "or":
-        return any(reference(x, c) for x in t["args"])
+        vals = [reference(x, c) for x in t["args"]]
+        if any(v is True for v in vals):
+            return True
+        return None if any(v is None for v in vals) else False
     raise AssertionError(op)
 
 
@@ -1113,16 +1327,18 @@ conditions = st.recursive(
     ),
     max_leaves=5,
 )
-panels = st.fixed_dictionaries({}, optional={"ALT": st.sampled_from([0.0, 20.0, 40.0, 130.0]),
-                                             "AST": st.sampled_from([0.0, 35.0, 250.0])})
+panels = st.fixed_dictionaries({}, optional={"ALT": st.sampled_from([0, 20, 40, 130]),
+                                             "AST": st.sampled_from([0, 35, 250])})
 
 
 @settings(max_examples=300, deadline=None)
 @given(conditions, panels, st.sampled_from([None, True, False]), st.booleans())
 def test_generated_code_agrees_with_a_reference_evaluator(tree, panel, flag, own_uln):
-    c = ctx(panel, {"ALT": 33.0} if own_uln else {}, vars={"flag": flag})
-    assert COMPILER.condition(tree)(c) == bool(reference(tree, c))
-    assert COMPILER.selector([tree, None])(c) == (0 if reference(tree, c) else 1)
+    c = ctx(panel, {"ALT": 33} if own_uln else {}, vars={"flag": flag})
+    expected = reference(tree, c)
+    assert COMPILER.truth(tree)(c) is expected
+    assert COMPILER.condition(tree)(c) is (expected is True)
+    assert choose([tree, None], c) == (0 if expected is True else 1 if expected is False else ("unknown", (0,)))
 
 
 def test_a_timeline_built_out_of_date_order_is_refused():
@@ -1146,3 +1362,44 @@ def test_a_graph_that_is_not_a_compiled_protocol_is_a_simulation_error():
         Machine(g)
     with pytest.raises(SimulationError, match="no initial state"):
         Machine(nx.MultiDiGraph(name="x", initial="nowhere"))
+
+
+def test_a_hostile_graph_is_refused_before_any_code_is_made_from_it(tmp_path):
+    g = graph_of(ONE_STATE)
+    marker = tmp_path / "pwned"
+    payload = f"x')\nopen({str(marker)!r}, 'w')\n#"
+    bad = g.copy()
+    (u, v, k, d), = [e for e in bad.edges(keys=True, data=True)][:1]
+    d["guard"] = {"op": "compare", "ops": [">"], "args": [{"op": "lab", "name": payload}, {"op": "num", "value": 1}]}
+    with pytest.raises(SimulationError, match="not a compiled protocol graph"):
+        Machine(bad)
+    d["guard"] = {"op": "__import__", "args": []}
+    with pytest.raises(SimulationError, match="unknown expression operator"):
+        Machine(bad)
+    assert not marker.exists()
+
+
+def test_a_rule_id_with_code_in_it_never_reaches_the_generated_code(tmp_path):
+    import networkx as nx
+    g = graph_of(ONE_STATE)
+    marker = tmp_path / "pwned"
+    evil = f"a/0/0\nopen({str(marker)!r}, 'w')\n"
+    h = nx.MultiDiGraph()
+    h.graph.update(g.graph)
+    for n, data in g.nodes(data=True):
+        h.add_node(n, **{**data, "handlers": [{**hd, "rules": [evil if r == "a/0/0" else r for r in hd["rules"]]}
+                                             for hd in data["handlers"]]})
+    for u, v, k, d in g.edges(keys=True, data=True):
+        key = evil if k == "a/0/0" else k
+        h.add_edge(u, v, key=key, **{**d, "id": key})
+    m = Machine(h)
+    for st in m.states.values():
+        for handler in (st.panel, *st.events.values()):
+            if handler is not None:
+                assert "open(" not in handler.react.source
+    run_trace = m.run(timeline(h, """
+    patient: {id: p}
+    start: 2025-01-06
+    events: [{date: 2025-01-07, lab: ALT, value: 30}]
+    """))
+    assert run_trace["steps"] and not marker.exists()
