@@ -4,7 +4,9 @@
 every sequence a `Seq` (a list); both know the 1-based line and column of themselves, of each
 key and of each value or item, so a loader built on top can report `FILE:LINE: message` for a
 value of the wrong type as precisely as for a syntax error. Scalars are plain `str`, `int`,
-`float`, `bool` or `None`. Timestamps stay text (`"2025-01-06"`): the caller parses dates and
+`bool` or `None`, and floats are `Float`s: a float that keeps the text it was written as
+(`2.4`, `1e400`, `.nan`), so that a reader can take the exact decimal the file shows
+(`units.exact`) rather than the nearest binary float. Timestamps stay text (`"2025-01-06"`): the caller parses dates and
 reports a bad one where it stands, instead of the YAML library failing on `2025-13-45`.
 
 Anchors, aliases and merge keys (`<<: *base`) work; a duplicate key, a recursive alias, a
@@ -17,11 +19,12 @@ from __future__ import annotations
 from typing import Any
 
 _STR = "tag:yaml.org,2002:str"
+_FLOAT = "tag:yaml.org,2002:float"
 _MAP = "tag:yaml.org,2002:map"
 _SEQ = "tag:yaml.org,2002:seq"
 _MERGE = "tag:yaml.org,2002:merge"
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
-_SCALARS = {_STR, "tag:yaml.org,2002:int", "tag:yaml.org,2002:float",
+_SCALARS = {_STR, "tag:yaml.org,2002:int", _FLOAT,
             "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null"}
 
 Pos = tuple[int, int]
@@ -37,6 +40,23 @@ class YamlError(Exception):
         self.line = line
         self.column = column
         self.message = message
+
+
+class Float(float):
+    """A float that remembers the text it was read from (`Float("2.4").text == "2.4"`).
+
+    It is a float in every way (arithmetic gives plain floats); `units.exact` reads `.text`,
+    so that `2.4` is exactly 12/5 and `1e400` is 10**400, not infinity."""
+
+    __slots__ = ("text",)
+
+    def __new__(cls, text: str, value: float | None = None) -> "Float":
+        self = super().__new__(cls, float(text) if value is None else value)
+        self.text = text
+        return self
+
+    def __reduce__(self) -> tuple:
+        return (Float, (self.text, float(self)))
 
 
 class Map(dict):
@@ -169,9 +189,12 @@ class _Builder:
         if node.tag not in _SCALARS:
             raise self.fail(node, f"unsupported YAML tag '{node.tag}'")
         try:
-            return self.constructor.construct_object(node, deep=True)
+            value = self.constructor.construct_object(node, deep=True)
         except (ValueError, TypeError, OverflowError, ArithmeticError) as exc:
             raise self.fail(node, f"invalid value '{node.value}': {exc}") from None
+        if node.tag == _FLOAT and isinstance(value, float):
+            return Float(node.value, value)
+        return value
 
     def _sequence(self, node: Any) -> Seq:
         if node.tag != _SEQ:
