@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from enum import Enum
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import List
 import typer
 
 from .app import app
-from .output import Status, print_diagnostics, read_text
+from .output import Status, looks_like_graph_file, print_diagnostics, read_text
 
 
 class DiagFormat(str, Enum):
@@ -21,7 +20,7 @@ class DiagFormat(str, Enum):
 
 @app.command()
 def check(
-    protocols: List[Path] = typer.Argument(..., metavar="PROTOCOL...", help="Protocol files (.rxw) to check.", exists=True, dir_okay=False, readable=True),
+    protocols: List[Path] = typer.Argument(..., metavar="PROTOCOL...", help="Protocol files (.rxw) to check; a compiled graph file (.json) is validated as `simulate` would read it.", exists=True, dir_okay=False, readable=True),
     format: DiagFormat = typer.Option(DiagFormat.text, "--format", "-f", help="text: one line per finding on stderr, with the source line and a caret; json: a list on stdout."),
     strict: bool = typer.Option(False, "--strict", help="Treat warnings as errors (exit 1 when there are any)."),
     verify: bool = typer.Option(True, "--verify/--no-verify", help="Run the static analyses (gaps, overlaps, reachability, time); see docs/verification.md."),
@@ -30,22 +29,30 @@ def check(
 
     Exit status 0 when no file has errors (warnings may be printed), 1 when one has.
     """
-    from rxwatch.compiler import compile_source
+    from rxwatch.compiler import compile_source, graphio
+    from rxwatch.compiler.diagnostics import format_json
 
     all_diags = []
     errors = warnings = accepted = 0
     for path in protocols:
         text = read_text(path, "protocol file")
-        result = compile_source(text, str(path), verify=verify, lower=False)
-        all_diags.extend(result.diagnostics)
-        errors += sum(d.is_error for d in result.diagnostics)
-        warnings += sum(not d.is_error for d in result.diagnostics)
-        accepted += len(result.accepted)
+        if looks_like_graph_file(path, text):
+            try:
+                graphio.from_json(text, str(path))
+                diags = []
+            except graphio.GraphError as e:
+                diags = e.diagnostics
+        else:
+            result = compile_source(text, str(path), verify=verify, lower=False)
+            diags = result.diagnostics
+            accepted += len(result.accepted)
+        all_diags.extend(diags)
+        errors += sum(d.is_error for d in diags)
+        warnings += sum(not d.is_error for d in diags)
         if format is DiagFormat.text:
-            print_diagnostics(result.diagnostics, text)
+            print_diagnostics(diags, text)
     if format is DiagFormat.json:
-        json.dump([d.to_dict() for d in all_diags], sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        sys.stdout.write(format_json(all_diags) + "\n")
     else:
         files = f"{len(protocols)} protocol{'s' if len(protocols) != 1 else ''}"
         extra = f" ({accepted} accepted in the protocol)" if accepted else ""

@@ -99,18 +99,116 @@ def emit(data: str, out: Path | None, *, inputs: tuple[Path, ...] = ()) -> None:
         write_atomic(out, data, inputs=inputs)
 
 
-def print_diagnostics(diags, source: str | None) -> None:
-    from rxwatch.compiler.diagnostics import format_text
+class Sources:
+    """The text of the files a command read, by path, for the source line under a diagnostic.
 
-    for d in diags:
+    Only files the command was given are ever read (`allow`): a path inside an untrusted
+    input (a graph file names its protocol) is never opened to show a line of it."""
+
+    MAX_BYTES = 50_000_000
+
+    def __init__(self) -> None:
+        self.texts: dict[str, str | None] = {}
+        self.allowed: set[str] = set()
+
+    def add(self, path: Path | str, text: str) -> None:
+        self.texts[str(path)] = text
+
+    def allow(self, *paths: Path | str) -> None:
+        self.allowed.update(str(p) for p in paths)
+
+    def get(self, path: str) -> str | None:
+        if path not in self.texts:
+            text = None
+            if path in self.allowed:
+                try:
+                    p = Path(path)
+                    if p.is_file() and p.stat().st_size <= self.MAX_BYTES:
+                        text = p.read_text(encoding="utf-8-sig", errors="replace")
+                except OSError:
+                    text = None
+            self.texts[path] = text
+        return self.texts[path]
+
+
+def print_diagnostics(diags, sources: "Sources | str | None" = None) -> None:
+    """Every diagnostic, one shape (`PATH:LINE:COL: SEVERITY[CODE]: MESSAGE`, the source line,
+    a caret), on standard error. `diags`: Diagnostics or anything `as_diagnostic` converts
+    (the timeline's Message). `sources`: the text of every diagnostic's file, or a Sources."""
+    from rxwatch.compiler.diagnostics import as_diagnostic, format_text
+
+    for d in map(as_diagnostic, diags):
+        source = sources.get(d.span.path) if isinstance(sources, Sources) else sources
         print(format_text(d, source), file=sys.stderr)
+    sys.stderr.flush()
+
+
+def diagnostics_of(exc: BaseException) -> list:
+    """The one place where the library's error types become Diagnostics: a timeline's or a
+    case file's messages, a graph file's faults, a simulation that stopped, a trace that does
+    not fit. Anything with a `diagnostic()` or `diagnostics` of its own is taken as it is."""
+    from rxwatch.compiler.diagnostics import ERROR, Diagnostic, as_diagnostic
+
+    own = getattr(exc, "diagnostics", None)
+    if isinstance(own, list):
+        return [as_diagnostic(d) for d in own]
+    if callable(getattr(exc, "diagnostic", None)):
+        return [as_diagnostic(exc)]
+    messages = getattr(exc, "messages", None)
+    if isinstance(messages, list):  # TimelineError, CaseError
+        return [as_diagnostic(m) for m in messages]
+    from rxwatch.simulator.engine import SimulationError
+
+    if isinstance(exc, SimulationError):
+        # a zero-time loop happens on a day of the replay; a graph the simulator cannot run, before
+        code = getattr(exc, "code", "") or ("E901" if exc.date is not None else "E902")
+        return [Diagnostic.at(exc.path or "<protocol>", exc.line, exc.message, ERROR, code)]
+    raise TypeError(f"no diagnostics for {type(exc).__name__}") from exc
+
+
+def count(diags, what: str = "error") -> str:
+    n = sum(getattr(d, "severity", "error") == what for d in diags)
+    return f"{n} {what}{'s' if n != 1 else ''}"
+
+
+def looks_like_graph_file(path: Path, text: str) -> bool:
+    """A PROTOCOL argument that is a compiled graph: by content (a JSON object with nodes and
+    edges, or an rxwatch format stamp), or by a `.json` name (then reported as a graph file,
+    whatever it holds)."""
+    from rxwatch.compiler import graphio
+
+    return path.suffix.lower() == ".json" or graphio.looks_like_graph(text)
+
+
+def load_graph(path: Path, *, verify: bool = True, quiet_warnings: bool = False, sources: Sources | None = None):
+    """The compiled graph of a PROTOCOL argument for a command that runs it: a protocol (.rxw)
+    compiled, or a compiled graph file (`rxwatch compile -o X.json`) read and validated
+    whole. Exit 1 on errors, printing them."""
+    from rxwatch.compiler import graphio
+
+    text = read_text(path, "protocol file")
+    if sources is not None:
+        sources.add(path, text)
+    if looks_like_graph_file(path, text):
+        try:
+            return graphio.from_json(text, str(path))
+        except graphio.GraphError as e:
+            print_diagnostics(e.diagnostics, text)
+            raise fail(f"{path}: {count(e.diagnostics)}; not a compiled graph rxwatch can run", Status.INPUT_ERROR)
+    return _compiled(path, text, verify=verify, quiet_warnings=quiet_warnings).graph
 
 
 def load_protocol(path: Path, *, verify: bool = True, quiet_warnings: bool = False):
     """Compile a protocol for a command that needs its graph; exit 1 on errors, printing them."""
+    text = read_text(path, "protocol file")
+    if looks_like_graph_file(path, text):
+        raise fail(f"{path}: a compiled graph, not a protocol (.rxw): there is nothing to compile", Status.INPUT_ERROR)
+    return _compiled(path, text, verify=verify, quiet_warnings=quiet_warnings)
+
+
+def _compiled(path: Path, text: str, *, verify: bool, quiet_warnings: bool):
     from rxwatch.compiler import compile_source
 
-    text = read_text(path, "protocol file")
     result = compile_source(text, str(path), verify=verify)
     shown = [d for d in result.diagnostics if d.is_error or not quiet_warnings]
     print_diagnostics(shown, text)

@@ -10,12 +10,12 @@ from typing import Optional
 import typer
 
 from .app import app
-from .output import Status, fail, load_protocol, read_text, write_atomic
+from .output import Status, count, fail, load_graph, print_diagnostics, read_text, write_atomic
 
 
 @app.command("render")
 def render_(
-    protocol: Path = typer.Argument(..., help="The protocol file (.rxw).", exists=True, dir_okay=False, readable=True),
+    protocol: Path = typer.Argument(..., help="The protocol file (.rxw), or a compiled graph file (.json from `rxwatch compile`).", exists=True, dir_okay=False, readable=True),
     output: Path = typer.Option(..., "--output", "-o", help="The file to write, whole or not at all: .svg, .png, .pdf, .dot or .html (a self-contained viewer)."),
     trace: Optional[Path] = typer.Option(None, "--trace", help="A trace from `rxwatch simulate --format json`: draw that patient's path over the chart.", exists=True, dir_okay=False, readable=True),
 ) -> None:
@@ -23,13 +23,14 @@ def render_(
 
     Every format but .dot needs Graphviz's `dot` on PATH (exit status 2 without it).
     """
+    from rxwatch.compiler.diagnostics import ERROR, Diagnostic
     from rxwatch.render import FORMATS, GraphvizMissing, TraceError, render
     from rxwatch.render.trace import locate
 
     fmt = output.suffix.lower().lstrip(".")
     if fmt not in FORMATS:
         raise fail(f"{output}: cannot tell the format from the suffix '{output.suffix}'; use one of {', '.join('.' + f for f in FORMATS)}")
-    result = load_protocol(protocol, verify=False, quiet_warnings=True)
+    graph = load_graph(protocol, verify=False, quiet_warnings=True)
     trace_data = None
     trace_text = ""
     if trace is not None:
@@ -37,14 +38,17 @@ def render_(
         try:
             trace_data = json.loads(trace_text)
         except json.JSONDecodeError as e:
-            raise fail(f"{trace}:{e.lineno}:{e.colno}: not a JSON trace: {e.msg}", Status.INPUT_ERROR)
+            bad = Diagnostic.at(str(trace), e.lineno, f"not a JSON trace: {e.msg}", ERROR, "E920", e.colno)
+            print_diagnostics([bad], trace_text)
+            raise fail(f"{trace}: 1 error; nothing drawn", Status.INPUT_ERROR)
     try:
-        data = render(result.graph, fmt, trace=trace_data)
+        data = render(graph, fmt, trace=trace_data)
     except TraceError as e:
         line = locate(trace_text, e.where)
-        where = f"{trace}:{line}" if line else str(trace)
         place = e.place()
-        raise fail(f"{where}: {place + ': ' if place else ''}{e.message}", Status.INPUT_ERROR)
+        bad = Diagnostic.at(str(trace), line or 0, f"{place + ': ' if place else ''}{e.message}", ERROR, "E920")
+        print_diagnostics([bad], trace_text)
+        raise fail(f"{trace}: {count([bad])}; nothing drawn", Status.INPUT_ERROR)
     except GraphvizMissing as e:
         raise fail(str(e))
     write_atomic(output, data, inputs=(protocol,) + ((trace,) if trace is not None else ()))

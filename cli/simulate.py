@@ -10,7 +10,7 @@ from typing import List, Optional
 import typer
 
 from .app import app
-from .output import Status, emit, fail, load_protocol
+from .output import Sources, Status, count, diagnostics_of, emit, fail, load_graph, print_diagnostics
 
 
 class TraceFormat(str, Enum):
@@ -20,7 +20,7 @@ class TraceFormat(str, Enum):
 
 @app.command()
 def simulate(
-    protocol: Path = typer.Argument(..., metavar="PROTOCOL", help="The protocol file (.rxw).", exists=True, dir_okay=False, readable=True),
+    protocol: Path = typer.Argument(..., metavar="PROTOCOL", help="The protocol file (.rxw), or a compiled graph file (.json from `rxwatch compile`).", exists=True, dir_okay=False, readable=True),
     timeline: Path = typer.Argument(..., metavar="TIMELINE", help="The patient's timeline: YAML/JSON (see docs/timelines.md), a FHIR R4 Bundle, or a lab CSV.", exists=True, dir_okay=False, readable=True),
     format: Optional[TraceFormat] = typer.Option(None, "--format", "-f", metavar="table|json", help="table: one row per step, for a person; json: the trace of contracts/trace.md, byte-stable. Default: table on a terminal, json otherwise (and with -o)."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="OUT", help="Write here (whole or not at all) instead of standard output."),
@@ -31,38 +31,37 @@ def simulate(
     """Replay a timeline through a protocol: what the protocol recommends day by day, which
     orders are due and when, and where the care deviated from it.
 
-    Exit status 0 when replayed, 1 when the protocol or the timeline is wrong (each mistake
-    printed as FILE:LINE: message) or the protocol loops without time passing, 2 when a file
-    is missing or the output cannot be written.
+    Exit status 0 when replayed, 1 when the protocol (or graph file) or the timeline is wrong
+    (each mistake printed as PATH:LINE:COL: error[CODE]: message) or the protocol loops
+    without time passing, 2 when a file is missing or the output cannot be written.
     """
+    from rxwatch.compiler.diagnostics import WARNING, Diagnostic
     from rxwatch.simulator.engine import Machine, SimulationError
     from rxwatch.simulator.timeline import TimelineError
     from rxwatch.simulator.trace import to_json
 
-    result = load_protocol(protocol, quiet_warnings=True)
-    graph = result.graph
+    sources = Sources()
+    sources.allow(timeline)
+    graph = load_graph(protocol, quiet_warnings=True, sources=sources)
     try:
         tl = _read_timeline(timeline, graph, start=start, until=until, facts=fact)
     except TimelineError as e:
-        for m in e.messages:
-            print(m, file=sys.stderr)
-        n = sum(m.severity == "error" for m in e.messages)
-        raise fail(f"{timeline}: {n} error{'s' if n != 1 else ''}; nothing simulated", Status.INPUT_ERROR)
+        print_diagnostics(sorted([*e.warnings, *e.messages], key=lambda m: (m.path != str(timeline), m.line, m.column)), sources)
+        raise fail(f"{timeline}: {count(e.messages)}; nothing simulated", Status.INPUT_ERROR)
     except IsADirectoryError:
         raise fail(f"{timeline}: is a directory, not a timeline file")
     except OSError as e:
         raise fail(f"{timeline}: cannot read: {e.strerror or e}")
-    for w in tl.warnings:
-        print(w, file=sys.stderr)
+    print_diagnostics(tl.warnings, sources)
 
     inputs: list = []
     try:
         trace = Machine(graph).run(tl, inputs=inputs)
     except SimulationError as e:
-        print(e, file=sys.stderr)
+        print_diagnostics(diagnostics_of(e), sources)
         raise fail(f"{timeline}: simulation stopped; no trace written", Status.INPUT_ERROR)
-    for w in trace.get("warnings") or ():
-        print(f"{tl.path}:{w['line']}: warning: {w['message']}", file=sys.stderr)
+    print_diagnostics([Diagnostic.at(tl.path, w.get("line", 0), w["message"], WARNING, w.get("code") or "W903")
+                       for w in trace.get("warnings") or ()], sources)
 
     fmt = format or (TraceFormat.table if output is None and sys.stdout.isatty() else TraceFormat.json)
     if fmt is TraceFormat.json:

@@ -12,7 +12,7 @@ from typing import List
 import typer
 
 from .app import app
-from .output import Status, fail, load_protocol
+from .output import Sources, Status, fail, load_graph, print_diagnostics
 
 
 class TestFormat(str, Enum):
@@ -22,7 +22,7 @@ class TestFormat(str, Enum):
 
 @app.command("test")
 def test_cases(
-    protocol: Path = typer.Argument(..., metavar="PROTOCOL", help="The protocol file (.rxw).", exists=True, dir_okay=False, readable=True),
+    protocol: Path = typer.Argument(..., metavar="PROTOCOL", help="The protocol file (.rxw), or a compiled graph file (.json from `rxwatch compile`).", exists=True, dir_okay=False, readable=True),
     cases: List[Path] = typer.Argument(..., metavar="CASE", help="Case files (.yaml), or folders: every *.yaml in them, sorted."),
     coverage: bool = typer.Option(False, "--coverage", help="Report the states and transitions (rules) that no case exercised, with a percentage."),
     format: TestFormat = typer.Option(TestFormat.text, "--format", "-f", help="text: one line per case, failures under it; json: one object on stdout for programs."),
@@ -30,7 +30,8 @@ def test_cases(
     """Run scenario files: each replays its timeline and checks its expectations.
 
     Exit status 0 when every case passes; 1 when one fails or is not a valid case file
-    (reported as FILE:LINE: message, nothing simulated for that file); 2 when a file is missing.
+    (reported as PATH:LINE:COL: error[CODE]: message, nothing simulated for that file); 2 when
+    a file is missing.
     See docs/simulation.md, "Scenario files: rxwatch test".
     """
     from rxwatch.simulator.cases import case_files, run_suite
@@ -40,7 +41,7 @@ def test_cases(
         paths = case_files(cases)  # first: a missing case is status 2 whatever the protocol
     except FileNotFoundError as exc:
         raise fail(str(exc))
-    graph = load_protocol(protocol, quiet_warnings=True).graph
+    graph = load_graph(protocol, quiet_warnings=True)
     try:
         suite = run_suite(graph, paths)
     except OSError as exc:
@@ -52,16 +53,17 @@ def test_cases(
             data["coverage"] = report.to_dict()
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
     else:
-        _print_text(suite, report)
+        sources = Sources()
+        sources.allow(*paths)
+        _print_text(suite, report, sources)
     if not suite.ok:
         raise typer.Exit(int(Status.INPUT_ERROR))
 
 
-def _print_text(suite, report) -> None:
+def _print_text(suite, report, sources: Sources) -> None:
     out = sys.stdout
     for case in suite.cases:
-        for w in case.warnings:
-            print(str(w), file=sys.stderr)
+        print_diagnostics(case.warnings, sources)
         if case.status == "pass":
             n = len(case.outcomes)
             print(f"PASS     {case.path} ({n} expectation{'s' if n != 1 else ''})", file=out)
@@ -76,9 +78,7 @@ def _print_text(suite, report) -> None:
             what = "not a valid case file; nothing simulated" if case.status == "invalid" else "the simulation stopped"
             print(f"{case.status.upper():<8} {case.path} ({what}: {n} error{'s' if n != 1 else ''})", file=out)
             out.flush()
-            for m in case.errors:
-                print(str(m) if m.line else f"{m.path}: {m.text}", file=sys.stderr)
-            sys.stderr.flush()
+            print_diagnostics(case.errors, sources)
     s = suite.summary()
     parts = [f"{s['pass']} passed"]
     for status, word in (("fail", "failed"), ("invalid", "invalid"), ("error", "stopped")):

@@ -1,11 +1,70 @@
-"""Writing and reading the compiled graph: networkx node-link JSON, and GraphML."""
+"""Writing and reading the compiled graph: networkx node-link JSON, and GraphML.
+
+A graph read from a file is untrusted: anyone can edit a JSON file, and the simulator
+generates Python code from the graph. `from_json` therefore validates the whole document
+before it builds anything from it (python-statemachine's document loaders: a trusted /
+untrusted boundary): the format stamp, every name (state names, rule ids, declarations,
+references), every expression tree (`ir.validate`: known ops, known functions, declared
+names, bounded depth), every reference between parts (edges' endpoints, the rules each
+handler lists, the actions, labs, events and sources named), the type of every field, and
+no control character in any text. Every fault is reported, each located twice: by its JSON
+path in the message (`edges[3].guard.args[0]: unknown expression operator ...`) and by its
+line and column in the file. See docs/graph.md, "Reading a graph file".
+"""
 
 from __future__ import annotations
 
 import json
+import re
+from json.decoder import scanstring
+from typing import Any, Iterator, Mapping
 
 import networkx as nx
 
+from . import ir
+from .diagnostics import ERROR, Diagnostic
+from .lower import FORMAT
+from .span import Span
+
+__all__ = ["FORMATS", "GraphError", "MAX_DEPTH", "from_json", "looks_like_graph", "to_graphml", "to_json",
+           "validate"]
+
+FORMATS: tuple[str, ...] = tuple(dict.fromkeys(("rxwatch-graph/1", "rxwatch-graph/2", FORMAT)))
+"""The format stamps a graph file may carry: the one `rxwatch compile` writes (lower.FORMAT)
+and the earlier one (format 1: numbers are read the same way, the newer keys are absent)."""
+
+MAX_DEPTH = 250
+"""How deeply expressions (and `if` actions) may nest in a graph file: above anything the
+compiler makes (it stops at 200 levels of the source, E105), far below Python's stack."""
+
+MAX_PROBLEMS = 100
+"""Faults reported at most (a file that is something else entirely would give thousands)."""
+
+NAME = ir.IDENTIFIER  # state, lab, fact, var, event, action and let names; the protocol's name
+SOURCE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_]*(?:[-.][A-Za-z0-9_]+)*\Z")  # grammar/protocol.lark SOURCE_ID
+RULE_ID = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)/(0|[1-9][0-9]{0,5})/(0|[1-9][0-9]{0,5})\Z")  # STATE/HANDLER/RULE
+CODE = re.compile(r"[EW][0-9]{3}\Z")
+MAX_NAME = 200
+_RULES = {
+    NAME.pattern: "letters, digits and _, not starting with a digit",
+    SOURCE_ID.pattern: "letters, digits and _, parts joined by - or .",
+    RULE_ID.pattern: "STATE/HANDLER/RULE: a state name, the handler's number and the rule's",
+}
+
+# text may hold tabs and newlines; no other control character, no line or paragraph separator,
+# no bidirectional override or isolate (they make text read other than it is)
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_KEY_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")  # keys: not even tab or newline
+
+KINDS = ("initial", "normal", "terminal")
+SEVERITIES = ("none", "mild", "moderate", "severe")
+TRIGGERS = ("panel", "event", "fact", "timer")
+MODES = ("first", "ordered", "exclusive")
+FACT_TYPES = ("bool", "number", "enum")
+DECLARATIONS = ("labs", "facts", "vars", "events", "actions", "lets")
+
+
+# ---------------------------------------------------------------------------- writing
 
 def to_json(g: nx.MultiDiGraph) -> str:
     """Node-link JSON that `networkx.node_link_graph(data, edges="edges")` reads back."""
@@ -15,12 +74,6 @@ def to_json(g: nx.MultiDiGraph) -> str:
         data = nx.node_link_data(g, edges="edges")
         # compact: an indent makes the json module fall back to its pure-Python encoder, 10x slower
         return json.dumps(data, separators=(",", ":"), ensure_ascii=False) + "\n"
-
-
-def from_json(text: str) -> nx.MultiDiGraph:
-    data = json.loads(text)
-    key = "edges" if "edges" in data else "links"
-    return nx.node_link_graph(data, directed=True, multigraph=True, edges=key)
 
 
 def to_graphml(g: nx.MultiDiGraph) -> str:
@@ -40,3 +93,815 @@ def _scalar(v):
     if isinstance(v, (bool, int, float, str)):
         return v
     return json.dumps(v, sort_keys=True, ensure_ascii=False)
+
+
+# ---------------------------------------------------------------------------- reading
+
+class GraphError(ValueError):
+    """A graph file that is not a valid compiled protocol. `diagnostics`: every fault found
+    (codes E910-E915), each located in the file, its JSON path at the start of its message."""
+
+    def __init__(self, diagnostics: list[Diagnostic]) -> None:
+        self.diagnostics = diagnostics
+        first = diagnostics[0] if diagnostics else None
+        more = f" (and {len(diagnostics) - 1} more)" if len(diagnostics) > 1 else ""
+        super().__init__(f"{first}{more}" if first else "not a valid graph")
+
+
+def looks_like_graph(text: str) -> bool:
+    """Whether `text` is meant as a compiled graph file: a JSON object with "nodes" and
+    "edges" (or "links"), or one whose "graph" carries an rxwatch format stamp. A protocol
+    (.rxw) never starts with '{'; anything that is not a JSON object is not a graph."""
+    body = text.lstrip("\ufeff \t\r\n")
+    if not body.startswith("{"):
+        return False
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return False
+    if not isinstance(data, dict):
+        return False
+    if "nodes" in data and ("edges" in data or "links" in data):
+        return True
+    g = data.get("graph")
+    return isinstance(g, dict) and isinstance(g.get("format"), str) and g["format"].startswith("rxwatch-graph/")
+
+
+def from_json(text: str, path: str = "<graph>") -> nx.MultiDiGraph:
+    """The graph of a compiled-graph file (`rxwatch compile -o X.json`), validated whole
+    first; raises GraphError listing every fault, located in `path`."""
+    offset = 1 if text.startswith("\ufeff") else 0
+    body = text[offset:]
+    duplicates: list[str] = []
+    try:
+        data = json.loads(body, parse_constant=_no_constant, object_pairs_hook=_pairs(duplicates))
+    except json.JSONDecodeError as e:
+        raise GraphError([_diag(path, e.lineno, e.colno + (offset if e.lineno == 1 else 0), "E910",
+                                f"not JSON: {e.msg}")]) from None
+    except RecursionError:
+        raise GraphError([_diag(path, 1, 1, "E910", "not a compiled graph: JSON nested too deeply")]) from None
+    except ValueError as e:  # NaN/Infinity, an integer of thousands of digits
+        raise GraphError([_diag(path, 1, 1, "E910", f"not JSON this reader accepts: {e}")]) from None
+    problems = validate(data)
+    for key in dict.fromkeys(duplicates):
+        problems.append(((), "E910", f"the key {_show(key)} appears twice in one object", False))
+    if problems:
+        diags = []
+        for where, code, message, at_key in problems[:MAX_PROBLEMS]:
+            line, column = _position(body, where, at_key)
+            if line == 1 and column:
+                column += offset
+            diags.append(_diag(path, line, column, code, f"{_jsonpath(where)}: {message}" if where else message))
+        diags.sort(key=lambda d: (d.span.line, d.span.column))
+        if len(problems) > MAX_PROBLEMS:
+            diags.append(_diag(path, 0, 0, "E910", f"{len(problems) - MAX_PROBLEMS} more faults not shown"))
+        raise GraphError(diags)
+    edges = "edges" if "edges" in data else "links"
+    return nx.node_link_graph(data, directed=True, multigraph=True, edges=edges)
+
+
+def _diag(path: str, line: int, column: int, code: str, message: str) -> Diagnostic:
+    return Diagnostic(Span.point(path, line, column), ERROR, code, message)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number")
+
+
+def _pairs(duplicates: list[str]):
+    def hook(pairs: list[tuple[str, Any]]) -> dict:
+        out = dict(pairs)
+        if len(out) != len(pairs):
+            seen: set[str] = set()
+            duplicates.extend(k for k, _ in pairs if k in seen or seen.add(k))
+        return out
+
+    return hook
+
+
+# ---------------------------------------------------------------------------- validation
+
+Where = tuple  # a JSON path: keys and indices
+Problem = tuple  # (Where, code, message, at_key): at_key when the fault is the key at Where, not its value
+
+
+def validate(data: Any) -> list[Problem]:
+    """Every fault of a parsed graph document, as (JSON path, code, message, at_key); [] when valid."""
+    return _Checker(data).run()
+
+
+class _Checker:
+    def __init__(self, data: Any) -> None:
+        self.data = data
+        self.problems: list[Problem] = []
+        self.flagged: set[Where] = set()
+        self.declared: dict[str, set[str]] = {}
+        self.states: set[str] = set()
+        self.edge_keys: dict[str, tuple[str, int]] = {}  # rule id -> (source state, index in edges)
+        self.nodes: dict[str, dict] = {}  # state name -> its node
+
+    # -- reporting
+
+    def fail(self, where: Where, code: str, message: str, *, key: bool = False) -> None:
+        """A fault at `where` (at the key itself, not its value, when `key`): one per place."""
+        if where in self.flagged:
+            return
+        self.flagged.add(where)
+        self.problems.append((where, code, message, key))
+
+    def type(self, where: Where, value: Any, expected: str) -> None:
+        self.fail(where, "E915", f"must be {expected}, not {_describe(value)}")
+
+    # -- typed readers: each checks one value and says whether it can be read further
+
+    def mapping(self, where: Where, value: Any) -> bool:
+        if isinstance(value, dict):
+            return True
+        self.type(where, value, "an object")
+        return False
+
+    def seq(self, where: Where, value: Any) -> bool:
+        if isinstance(value, list):
+            return True
+        self.type(where, value, "a list")
+        return False
+
+    def text(self, where: Where, value: Any, *, optional: bool = False) -> bool:
+        if value is None and optional:
+            return False
+        if isinstance(value, str):
+            return True
+        self.type(where, value, "a text" + (" or null" if optional else ""))
+        return False
+
+    def boolean(self, where: Where, value: Any) -> None:
+        if not isinstance(value, bool):
+            self.type(where, value, "true or false")
+
+    def whole(self, where: Where, value: Any, *, minimum: int = 0, optional: bool = False) -> bool:
+        if value is None and optional:
+            return False
+        if isinstance(value, int) and not isinstance(value, bool) and minimum <= value < 10**9:
+            return True
+        self.type(where, value, f"a whole number >= {minimum}" + (" or null" if optional else ""))
+        return False
+
+    def number(self, where: Where, value: Any, *, positive: bool = False, optional: bool = True) -> None:
+        if value is None and optional:
+            return
+        try:
+            q = ir.exact(value)
+        except ir.IRError:
+            self.type(where, value, "a finite number" + (" or null" if optional else ""))
+            return
+        if positive and q <= 0:
+            self.fail(where, "E915", f"must be a number above 0, not {_show(value)}")
+
+    def one_of(self, where: Where, value: Any, allowed: tuple[str, ...]) -> bool:
+        if isinstance(value, str) and value in allowed:
+            return True
+        self.fail(where, "E915", f"must be one of {', '.join(allowed)}, not {_show(value)}")
+        return False
+
+    def name(self, where: Where, value: Any, pattern: re.Pattern = NAME, what: str = "a name", *,
+             key: bool = False) -> bool:
+        """`value` matches `pattern` (`key`: it is the key of an object, not a value)."""
+        if isinstance(value, str) and len(value) <= MAX_NAME and pattern.match(value):
+            return True
+        if not isinstance(value, str):
+            self.type(where, value, what)
+        else:
+            self.fail(where, "E912", f"{_show(value)} is not {what} ({_RULES[pattern.pattern]})", key=key)
+        return False
+
+    def ref(self, where: Where, value: Any, kind: str) -> None:
+        """A reference to a declared lab/fact/var/event/action/source, or to a state."""
+        pattern = SOURCE_ID if kind == "sources" else NAME
+        if not self.name(where, value, pattern, "a source id" if kind == "sources" else "a name"):
+            return
+        known = self.states if kind == "states" else self.declared.get(kind, set())
+        if value not in known:
+            what = {"states": "state", "sources": "source"}.get(kind, kind[:-1])
+            self.fail(where, "E914", f"{what} {_show(value)} is not declared in the graph")
+
+    def refs(self, where: Where, value: Any, kind: str) -> None:
+        if self.seq(where, value):
+            for i, v in enumerate(value):
+                self.ref(where + (i,), v, kind)
+
+    def span(self, where: Where, value: Any) -> None:
+        if value is None:
+            return
+        if not self.mapping(where, value):
+            return
+        if "path" in value:
+            self.text(where + ("path",), value["path"])
+        for key in ("line", "column", "end_line", "end_column"):
+            if key in value:
+                self.whole(where + (key,), value[key])
+
+    def required(self, where: Where, obj: Mapping, keys: tuple[str, ...]) -> None:
+        for key in keys:
+            if key not in obj:
+                self.fail(where + (key,), "E915", f"missing (a compiled graph always has '{key}')")
+
+    def expr(self, where: Where, value: Any, *, optional: bool = False) -> None:
+        if value is None and optional:
+            return
+        depth = _depth(value)
+        if depth > MAX_DEPTH:
+            self.fail(where, "E913", f"expression nested {depth} levels deep; at most {MAX_DEPTH}")
+            return
+        try:
+            ir.validate(value, self.names_for_ir)
+        except ir.IRError as e:
+            inner = _parse_ir_path(e.path)
+            self.fail(where + inner, "E913", e.message)
+
+    # -- the document
+
+    def run(self) -> list[Problem]:
+        data = self.data
+        if not isinstance(data, dict):
+            self.fail((), "E910", f"a compiled graph is a JSON object with graph, nodes and edges, not {_describe(data)}")
+            return self.problems
+        edges_key = "edges" if "edges" in data else "links"
+        missing = [k for k in ("graph", "nodes") if k not in data] + ([] if edges_key in data else ["edges"])
+        if missing:
+            self.fail((), "E910", f"not a compiled graph: no {', '.join(repr(k) for k in missing)} "
+                                   "(write one with `rxwatch compile PROTOCOL -o FILE.json`)")
+            return self.problems
+        for key in ("directed", "multigraph"):
+            if key in data and data[key] is not True:
+                self.fail((key,), "E915", f"must be true (a compiled protocol is a directed multigraph), not {_show(data[key])}")
+        g = data["graph"]
+        if not self.mapping(("graph",), g):
+            return self.problems
+        stamp = g.get("format")
+        if stamp not in FORMATS:
+            what = "no format stamp" if stamp is None else f"format {_show(stamp)}"
+            self.fail(("graph", "format"), "E911", f"{what}; this rxwatch reads {' and '.join(FORMATS)}")
+            return self.problems
+        nodes, edges = data["nodes"], data[edges_key]
+        nodes_ok = self.seq(("nodes",), nodes)
+        edges_ok = self.seq((edges_key,), edges)
+        self.declarations(g)
+        if nodes_ok:
+            self.collect_states(nodes)
+        if edges_ok:
+            self.collect_edges(edges_key, edges)
+        self.graph_attrs(g)
+        if nodes_ok:
+            for i, node in enumerate(nodes):
+                if isinstance(node, dict):
+                    self.node((("nodes", i)), node)
+        if edges_ok:
+            for i, edge in enumerate(edges):
+                if isinstance(edge, dict):
+                    self.edge((edges_key, i), edge)
+        self.control_characters((), data)
+        return self.problems
+
+    def declarations(self, g: dict) -> None:
+        """The declared names (checked as names here, their bodies in `graph_attrs`)."""
+        for kind in ("sources",) + DECLARATIONS:
+            where = ("graph", kind)
+            decls = g.get(kind)
+            if kind not in g:
+                self.fail(where, "E915", f"missing (a compiled graph always has '{kind}')")
+                decls = {}
+            elif not self.mapping(where, decls):
+                decls = {}
+            names = set()
+            for name in decls:
+                if self.name(where + (name,), name, SOURCE_ID if kind == "sources" else NAME,
+                             "a source id" if kind == "sources" else "a name", key=True):
+                    names.add(name)
+            self.declared[kind] = names
+        self.names_for_ir = {"lab": self.declared["labs"], "fact": self.declared["facts"],
+                             "var": self.declared["vars"], "let": self.declared["lets"],
+                             "action": self.declared["actions"]}
+
+    def collect_states(self, nodes: list) -> None:
+        for i, node in enumerate(nodes):
+            where = ("nodes", i)
+            if not self.mapping(where, node):
+                continue
+            if "id" not in node:
+                self.fail(where + ("id",), "E915", "missing: every node has an 'id', the state's name")
+                continue
+            name = node["id"]
+            if not self.name(where + ("id",), name, NAME, "a state name"):
+                continue
+            if name in self.states:
+                self.fail(where + ("id",), "E914", f"state {_show(name)} appears twice")
+            self.states.add(name)
+            self.nodes.setdefault(name, node)
+
+    def collect_edges(self, key: str, edges: list) -> None:
+        for i, edge in enumerate(edges):
+            where = (key, i)
+            if not self.mapping(where, edge):
+                continue
+            for end in ("source", "target"):
+                if end not in edge:
+                    self.fail(where + (end,), "E915", f"missing: every edge has a '{end}' state")
+                else:
+                    self.ref(where + (end,), edge[end], "states")
+            if "key" not in edge:
+                self.fail(where + ("key",), "E915", "missing: every edge has a 'key', its rule id STATE/HANDLER/RULE")
+                continue
+            rule = edge["key"]
+            if not self.name(where + ("key",), rule, RULE_ID, "a rule id"):
+                continue
+            if rule in self.edge_keys:
+                self.fail(where + ("key",), "E914", f"rule {_show(rule)} appears twice")
+                continue
+            source = edge.get("source")
+            if isinstance(source, str) and RULE_ID.match(rule).group(1) != source:
+                self.fail(where + ("key",), "E914", f"rule {_show(rule)} is not a rule of its source state {_show(source)}")
+            self.edge_keys[rule] = (source, i)
+
+    def graph_attrs(self, g: dict) -> None:
+        w = ("graph",)
+        self.required(w, g, ("name", "initial"))
+        if "name" in g:
+            self.name(w + ("name",), g["name"], NAME, "a protocol name")
+        if "initial" in g:
+            self.ref(w + ("initial",), g["initial"], "states")
+        for key in ("title", "version", "status", "description", "path"):
+            if key in g:
+                self.text(w + (key,), g[key], optional=True)
+        for key in ("results_valid", "reminders"):
+            setting = g.get(key)
+            if setting is not None and self.mapping(w + (key,), setting):
+                self.duration(w + (key,), setting)
+                if "sources" in setting:
+                    self.refs(w + (key, "sources"), setting["sources"], "sources")
+                self.span(w + (key, "span"), setting.get("span"))
+        for kind in ("sources",) + DECLARATIONS:
+            decls = g.get(kind)
+            if not isinstance(decls, dict):
+                continue
+            for name, decl in decls.items():
+                where = w + (kind, name)
+                if self.mapping(where, decl):
+                    getattr(self, "decl_" + kind)(where, decl)
+                    self.span(where + ("span",), decl.get("span"))
+                    if kind != "sources" and "sources" in decl:
+                        self.refs(where + ("sources",), decl["sources"], "sources")
+        self.let_cycles(g.get("lets"))
+        for key in ("accepts", "accepted"):
+            items = g.get(key)
+            if items is None or not self.seq(w + (key,), items):
+                continue
+            for i, a in enumerate(items):
+                where = w + (key, i)
+                if not self.mapping(where, a):
+                    continue
+                if self.text(where + ("code",), a.get("code")) and not CODE.match(a["code"]):
+                    self.fail(where + ("code",), "E912", f"{_show(a['code'])} is not a diagnostic code such as W501")
+                for field in ("reason", "message"):
+                    if field in a:
+                        self.text(where + (field,), a[field], optional=True)
+                if a.get("state") is not None:
+                    self.ref(where + ("state",), a["state"], "states")
+                self.span(where + ("span",), a.get("span"))
+
+    def duration(self, where: Where, d: Mapping) -> None:
+        self.whole(where + ("amount",), d.get("amount"))
+        self.one_of(where + ("unit",), d.get("unit"), ir.TIME_UNITS)
+
+    # the declarations, one kind each
+
+    def decl_sources(self, where: Where, d: dict) -> None:
+        for key in ("title", "url", "doi", "note"):
+            if key in d:
+                self.text(where + (key,), d[key], optional=True)
+        kind = d.get("kind")
+        if kind:
+            self.name(where + ("kind",), kind, SOURCE_ID, "a source kind")
+
+    def decl_labs(self, where: Where, d: dict) -> None:
+        for key in ("description", "unit"):
+            if key in d:
+                self.text(where + (key,), d[key], optional=True)
+        for key in ("uln", "lln", "molar_mass"):
+            if key in d:
+                self.number(where + (key,), d[key], positive=key != "lln")
+        if "loinc" in d and self.seq(where + ("loinc",), d["loinc"]):
+            for i, code in enumerate(d["loinc"]):
+                if self.text(where + ("loinc", i), code) and not re.fullmatch(r"[0-9]{1,8}-[0-9]", code):
+                    self.fail(where + ("loinc", i), "E912", f"{_show(code)} is not a LOINC code such as 1742-6")
+
+    def decl_facts(self, where: Where, d: dict) -> None:
+        for key in ("description", "unit"):
+            if key in d:
+                self.text(where + (key,), d[key], optional=True)
+        self.required(where, d, ("type",))
+        kind = d.get("type")
+        if "type" in d and not self.one_of(where + ("type",), kind, FACT_TYPES):
+            return
+        members: list = []
+        if kind == "enum":
+            if self.seq(where + ("members",), d.get("members")):
+                for i, m in enumerate(d["members"]):
+                    if self.name(where + ("members", i), m, NAME, "a member name"):
+                        members.append(m)
+        if "has_default" in d:
+            self.boolean(where + ("has_default",), d["has_default"])
+        default = d.get("default")
+        if default is None:
+            return
+        dw = where + ("default",)
+        if kind == "bool":
+            self.boolean(dw, default)
+        elif kind == "number":
+            self.number(dw, default, optional=False)
+        elif kind == "enum" and self.name(dw, default, NAME, "a member name") and default not in members:
+            self.fail(dw, "E914", f"{_show(default)} is not a member of this fact")
+
+    decl_vars = decl_facts
+
+    def decl_events(self, where: Where, d: dict) -> None:
+        if "description" in d:
+            self.text(where + ("description",), d["description"], optional=True)
+
+    def decl_actions(self, where: Where, d: dict) -> None:
+        if "description" in d:
+            self.text(where + ("description",), d["description"], optional=True)
+        orders = d.get("orders", [])
+        self.refs(where + ("orders",), orders, "labs")
+        ordered = set(orders) if isinstance(orders, list) else set()
+        fulfilled = d.get("fulfilled_by")
+        if fulfilled is not None and self.seq(where + ("fulfilled_by",), fulfilled):
+            for i, alt in enumerate(fulfilled):
+                aw = where + ("fulfilled_by", i)
+                if not self.seq(aw, alt):
+                    continue
+                for j, lab in enumerate(alt):
+                    self.ref(aw + (j,), lab, "labs")
+                    if isinstance(lab, str) and lab in self.declared["labs"] and lab not in ordered:
+                        self.fail(aw + (j,), "E914", f"lab {_show(lab)} fulfils the order but the action does not order it")
+
+    def decl_lets(self, where: Where, d: dict) -> None:
+        self.required(where, d, ("expr",))
+        if "expr" in d:
+            self.expr(where + ("expr",), d["expr"])
+        for key in ("description", "text", "unit"):
+            if key in d:
+                self.text(where + (key,), d[key], optional=True)
+        if "type" in d:
+            self.name(where + ("type",), d["type"], NAME, "a type name")
+
+    def let_cycles(self, lets: Any) -> None:
+        """A let defined in terms of itself (through others) would never finish evaluating."""
+        if not isinstance(lets, dict):
+            return
+        uses = {}
+        for name, decl in lets.items():
+            if isinstance(decl, dict) and ("graph", "lets", name, "expr") not in self.flagged:
+                uses[name] = [n for n in ir.let_refs(decl.get("expr")) if n in lets]
+        state: dict[str, int] = {}  # 1: on the path, 2: done
+        for start in uses:
+            if state.get(start):
+                continue
+            stack: list[tuple[str, Iterator[str]]] = [(start, iter(uses[start]))]
+            state[start] = 1
+            while stack:
+                name, it = stack[-1]
+                nxt = next(it, None)
+                if nxt is None:
+                    state[name] = 2
+                    stack.pop()
+                elif state.get(nxt) == 1:
+                    cycle = [n for n, _ in stack][[n for n, _ in stack].index(nxt):] + [nxt]
+                    self.fail(("graph", "lets", nxt, "expr"), "E913",
+                              f"let {_show(nxt)} is defined in terms of itself: {' -> '.join(cycle)}")
+                elif not state.get(nxt) and nxt in uses:
+                    state[nxt] = 1
+                    stack.append((nxt, iter(uses[nxt])))
+
+    # -- states and rules
+
+    def node(self, where: Where, node: dict) -> None:
+        self.required(where, node, ("kind", "entry", "handlers"))
+        state = node.get("id")
+        if "kind" in node:
+            self.one_of(where + ("kind",), node["kind"], KINDS)
+        if "severity" in node:
+            self.one_of(where + ("severity",), node["severity"], SEVERITIES)
+        if "description" in node:
+            self.text(where + ("description",), node["description"], optional=True)
+        if "sources" in node:
+            self.refs(where + ("sources",), node["sources"], "sources")
+        self.span(where + ("span",), node.get("span"))
+        if "entry" in node:
+            self.actions(where + ("entry",), node["entry"])
+        handlers = node.get("handlers", [])
+        if not self.seq(where + ("handlers",), handlers):
+            return
+        for hi, h in enumerate(handlers):
+            hw = where + ("handlers", hi)
+            if not self.mapping(hw, h):
+                continue
+            self.required(hw, h, ("trigger", "rules"))
+            self.trigger(hw, h)
+            self.span(hw + ("span",), h.get("span"))
+            rules = h.get("rules", [])
+            if not self.seq(hw + ("rules",), rules):
+                continue
+            for ri, rule in enumerate(rules):
+                rw = hw + ("rules", ri)
+                if not self.name(rw, rule, RULE_ID, "a rule id"):
+                    continue
+                if rule not in self.edge_keys:
+                    self.fail(rw, "E914", f"rule {_show(rule)} is not an edge of the graph")
+                elif self.edge_keys[rule][0] != state:
+                    self.fail(rw, "E914", f"rule {_show(rule)} leaves another state than {_show(state)}")
+
+    def trigger(self, where: Where, h: Mapping) -> None:
+        """The fields a handler and each of its rules (edges) share."""
+        if "trigger" in h:
+            self.one_of(where + ("trigger",), h["trigger"], TRIGGERS)
+        if "mode" in h:
+            self.one_of(where + ("mode",), h["mode"], MODES)
+        if "events" in h:
+            self.refs(where + ("events",), h["events"], "events")
+        if "facts" in h:
+            self.refs(where + ("facts",), h["facts"], "facts")
+        timer = h.get("timer")
+        if timer is not None and self.mapping(where + ("timer",), timer):
+            self.duration(where + ("timer",), timer)
+            if timer.get("since") is not None:
+                self.ref(where + ("timer", "since"), timer["since"], "actions")
+        if h.get("trigger") == "timer" and timer is None:
+            self.fail(where + ("timer",), "E915", "a timer handler needs its 'timer' {amount, unit, since}")
+
+    def edge(self, where: Where, e: dict) -> None:
+        self.required(where, e, ("id", "trigger", "guard", "stay", "actions"))
+        rule = e.get("key")
+        if "id" in e and e["id"] != rule and self.name(where + ("id",), e["id"], RULE_ID, "a rule id"):
+            self.fail(where + ("id",), "E914", f"the id {_show(e['id'])} differs from the edge's key {_show(rule)}")
+        self.trigger(where, e)
+        for key in ("handler", "order"):
+            if key in e:
+                self.whole(where + (key,), e[key])
+        for key in ("otherwise", "stay"):
+            if key in e:
+                self.boolean(where + (key,), e[key])
+        if e.get("stay") is True and e.get("source") != e.get("target"):
+            self.fail(where + ("target",), "E914", "a stay rule leads back to its own state")
+        if "because" in e:
+            self.text(where + ("because",), e["because"], optional=True)
+        if "guard" in e:
+            self.expr(where + ("guard",), e["guard"], optional=True)
+        if e.get("otherwise") is True and e.get("guard") is not None:
+            self.fail(where + ("guard",), "E915", "an 'otherwise' rule has no guard")
+        if "sources" in e:
+            self.refs(where + ("sources",), e["sources"], "sources")
+        self.span(where + ("span",), e.get("span"))
+        if "actions" in e:
+            self.actions(where + ("actions",), e["actions"])
+        windows = e.get("windows")
+        if windows is not None and self.seq(where + ("windows",), windows):
+            for i, w in enumerate(windows):
+                ww = where + ("windows", i)
+                if self.mapping(ww, w):
+                    self.ref(ww + ("action",), w.get("action"), "actions")
+                    self.window(ww + ("window",), w.get("window"))
+                    if "when" in w:
+                        self.text(ww + ("when",), w["when"], optional=True)
+        # the rule is where its handler lists it
+        state, rule_ok = e.get("source"), isinstance(rule, str) and RULE_ID.match(rule)
+        if rule_ok and state in self.states and isinstance(e.get("handler"), int) and isinstance(e.get("order"), int):
+            handlers = self.nodes.get(state, {}).get("handlers")
+            try:
+                listed = handlers[e["handler"]]["rules"][e["order"]]
+            except (IndexError, KeyError, TypeError):
+                listed = None
+            if listed != rule:
+                self.fail(where + ("handler",), "E914",
+                          f"rule {_show(rule)} is not rule {e['order']} of handler {e['handler']} of state {_show(state)}")
+
+    def window(self, where: Where, w: Any) -> None:
+        if w is None or not self.mapping(where, w):
+            return
+        ok = self.whole(where + ("start",), w.get("start")) & self.whole(where + ("end",), w.get("end"))
+        self.one_of(where + ("unit",), w.get("unit"), ir.TIME_UNITS)
+        if ok and w["end"] < w["start"]:
+            self.fail(where, "E915", f"the window closes ({w['end']}) before it opens ({w['start']})")
+
+    def actions(self, where: Where, actions: Any) -> None:
+        """A list of actions, `if` blocks nested to any depth below MAX_DEPTH (no recursion)."""
+        stack: list[tuple[Where, Any, int]] = [(where, actions, 0)]
+        while stack:
+            w, items, depth = stack.pop()
+            if depth > MAX_DEPTH:
+                self.fail(w, "E913", f"actions nested more than {MAX_DEPTH} levels deep")
+                continue
+            if not self.seq(w, items):
+                continue
+            for i, a in enumerate(items):
+                aw = w + (i,)
+                if not self.mapping(aw, a):
+                    continue
+                kind = a.get("kind")
+                if not self.one_of(aw + ("kind",), kind, ("do", "one_of", "set", "if")):
+                    continue
+                if "sources" in a:
+                    self.refs(aw + ("sources",), a["sources"], "sources")
+                self.span(aw + ("span",), a.get("span"))
+                if kind == "do":
+                    self.ref(aw + ("action",), a.get("action"), "actions")
+                    if "orders" in a:
+                        self.refs(aw + ("orders",), a["orders"], "labs")
+                    self.window(aw + ("window",), a.get("window"))
+                elif kind == "one_of":
+                    options = a.get("options")
+                    self.refs(aw + ("options",), options, "actions")
+                    if isinstance(options, list) and not options:
+                        self.fail(aw + ("options",), "E915", "one_of needs at least one option")
+                    self.window(aw + ("window",), a.get("window"))
+                elif kind == "set":
+                    self.ref(aw + ("var",), a.get("var"), "vars")
+                    self.expr(aw + ("value",), a.get("value"))
+                else:
+                    self.expr(aw + ("cond",), a.get("cond"))
+                    if "text" in a:
+                        self.text(aw + ("text",), a["text"], optional=True)
+                    stack.append((aw + ("else",), a.get("else", []), depth + 1))
+                    stack.append((aw + ("then",), a.get("then", []), depth + 1))
+
+    # -- text anywhere
+
+    def control_characters(self, where: Where, data: Any) -> None:
+        """No control character in any key or text of the document (tab and newline allowed
+        in text; names were checked, more strictly, above)."""
+        stack: list[tuple[Where, Any]] = [(where, data)]
+        while stack:
+            w, v = stack.pop()
+            if isinstance(v, str):
+                m = _CONTROL.search(v)
+                if m:
+                    self.fail(w, "E915", f"text holds the control character {_escape(m.group())}")
+            elif isinstance(v, dict):
+                for k, x in v.items():
+                    if _KEY_CONTROL.search(k):
+                        self.fail(w + (k,), "E912", f"the key {_show(k)} holds a control character", key=True)
+                    stack.append((w + (k,), x))
+            elif isinstance(v, list):
+                stack.extend((w + (i,), x) for i, x in enumerate(v))
+
+
+# ---------------------------------------------------------------------------- helpers
+
+def _depth(t: Any) -> int:
+    """How deeply `t`'s objects and lists nest (iterative; stops counting past MAX_DEPTH)."""
+    deepest = 0
+    stack = [(t, 1)]
+    while stack:
+        v, d = stack.pop()
+        if d > deepest:
+            deepest = d
+            if deepest > MAX_DEPTH:
+                return deepest
+        if isinstance(v, dict):
+            stack.extend((x, d + 1) for x in v.values() if isinstance(x, (dict, list)))
+        elif isinstance(v, list):
+            stack.extend((x, d) for x in v if isinstance(x, (dict, list)))
+    return deepest
+
+
+_IR_PART = re.compile(r"\.?([A-Za-z_]+)|\[(\d+)\]")
+
+
+def _parse_ir_path(path: str) -> Where:
+    """`args[1].arg` (an IRError's path) as ('args', 1, 'arg')."""
+    out: list = []
+    for m in _IR_PART.finditer(path or ""):
+        out.append(m.group(1) if m.group(1) is not None else int(m.group(2)))
+    return tuple(out)
+
+
+def _jsonpath(where: Where) -> str:
+    """('edges', 3, 'guard') as `edges[3].guard`; a key that is not a plain name in brackets,
+    JSON-quoted (so no control character of the file reaches a message)."""
+    out = ""
+    for part in where:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", part):
+            out += f".{part}" if out else part
+        else:
+            out += f"[{json.dumps(part)}]"
+    return out
+
+
+def _show(v: Any) -> str:
+    """A value quoted for a message: JSON text (escapes for control characters), cut short."""
+    try:
+        text = json.dumps(v, ensure_ascii=True)
+    except (TypeError, ValueError):
+        text = repr(v)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _escape(ch: str) -> str:
+    n = ord(ch)
+    return f"U+{n:04X}"
+
+
+def _describe(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return f"the number {_show(v)}"
+    if isinstance(v, str):
+        return f"the text {_show(v)}"
+    if isinstance(v, list):
+        return "a list"
+    if isinstance(v, dict):
+        return "an object"
+    return type(v).__name__
+
+
+# ---------------------------------------------------------------------------- positions in the file
+
+_WS = re.compile(r"[ \t\r\n]*")
+_SCALAR = re.compile(r"-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][-+]?\d+)?|true|false|null")
+
+
+def _position(text: str, where: Where, at_key: bool = False) -> tuple[int, int]:
+    """The 1-based line and column of the value at `where` in the JSON `text` (of its key
+    when `at_key`); as deep as the path can be followed (the last duplicate key wins, as in
+    json.loads); (1, 1) for the document."""
+    try:
+        i = _offset(text, where, at_key)
+    except (IndexError, ValueError):
+        i = 0
+    line = text.count("\n", 0, i) + 1
+    return line, i - (text.rfind("\n", 0, i) + 1) + 1
+
+
+def _offset(text: str, where: Where, at_key: bool) -> int:
+    i = _WS.match(text, 0).end()
+    for n, part in enumerate(where):
+        last = n == len(where) - 1
+        ch = text[i]
+        if ch == "{" and isinstance(part, str):
+            found = None
+            j = _WS.match(text, i + 1).end()
+            while text[j] != "}":
+                key, k = scanstring(text, j + 1)
+                colon = _WS.match(text, k).end()
+                value = _WS.match(text, colon + 1).end()
+                if key == part:
+                    found = (j, value)
+                j = _WS.match(text, _skip(text, value)).end()
+                if text[j] == ",":
+                    j = _WS.match(text, j + 1).end()
+            if found is None:
+                return i
+            i = found[0] if last and at_key else found[1]
+        elif ch == "[" and isinstance(part, int):
+            j = _WS.match(text, i + 1).end()
+            index = 0
+            while text[j] != "]" and index < part:
+                j = _WS.match(text, _skip(text, j)).end()
+                if text[j] == ",":
+                    j = _WS.match(text, j + 1).end()
+                index += 1
+            if text[j] == "]":
+                return i
+            i = j
+        else:
+            return i
+    return i
+
+
+def _skip(text: str, i: int) -> int:
+    """The offset just after the JSON value starting at `i` (iterative: any depth)."""
+    ch = text[i]
+    if ch == '"':
+        return scanstring(text, i + 1)[1]
+    if ch not in "[{":
+        m = _SCALAR.match(text, i)
+        if not m:
+            raise ValueError(f"no JSON value at {i}")
+        return m.end()
+    depth = 0
+    while True:
+        ch = text[i]
+        if ch == '"':
+            i = scanstring(text, i + 1)[1]
+            continue
+        if ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
