@@ -2,29 +2,30 @@
 
     date,lab,value,unit,uln
     2025-01-06,ALT,32,U/L,
-    2025-02-03,1742-6,1362,IU/L,33
+    2025-02-03T08:30,1742-6,1362,IU/L,33
 
-A header row is required. Columns, in any order: `date`, `lab` (a declared lab name or a LOINC
-code that a lab lists) and `value` are required; `unit`, `uln` and `patient` are optional (an
-empty cell means "not given"). Blank lines and lines starting with `#` are skipped. The patient
-is the `patient` column (one patient per file) or else the file name without `.csv`; `start`
-and `until` default to the first and last panel's dates, as for a FHIR bundle.
+A header row is required. Columns, in any order: `date` (a date or a date-time), `lab` (a
+declared lab name or a LOINC code that a lab lists) and `value` are required; `unit`, `uln`,
+`lln`, `time` and `patient` are optional (an empty cell means "not given"). Numbers are read
+exactly from their text. Blank lines and lines starting with `#` are skipped. The patient is
+the `patient` column (one patient per file) or else the file name without `.csv`; `start` and
+`until` default to the first and last panel's dates, as for a FHIR bundle. Two results of one
+lab on one day are both kept (the timeline's order says which counts).
 """
 
 from __future__ import annotations
 
 import csv
-import math
 from pathlib import Path
 from typing import Any
 
 from rxwatch.compiler.diagnostics import did_you_mean
 
 from . import units
-from .timeline import LabResult, Loc, Reader, Timeline, parse_date
+from .timeline import LabResult, Loc, Reader, Timeline, ValueProblem, parse_date, parse_date_time, parse_time
 
 REQUIRED = ("date", "lab", "value")
-OPTIONAL = ("unit", "uln", "patient")
+OPTIONAL = ("unit", "uln", "patient", "lln", "time")
 
 
 def read_csv(text: str, r: Reader, *, start: Any = None, until: Any = None, facts: Any = None) -> Timeline:
@@ -46,13 +47,8 @@ def read_csv(text: str, r: Reader, *, start: Any = None, until: Any = None, fact
         if cells.get("patient"):
             patients.setdefault(cells["patient"], line)
         result = _result(cells, line, r)
-        if result is None:
-            continue
-        if (first := r.earlier_result(result)) is not result:
-            r.error(line, "E711", f"a second {result.lab} result on {result.date} (the first is at line {first.loc.line}); "
-                    "a panel holds one result per lab")
-            continue
-        results.append(result)
+        if result is not None:
+            results.append(result)
 
     if len(patients) > 1:
         (one, a), (two, b) = list(patients.items())[:2]
@@ -104,45 +100,45 @@ def _columns(header: list[str] | None, line: int, r: Reader) -> dict[str, int] |
     return None if r.errors else columns
 
 
-def _number(text: str) -> float | None:
-    try:
-        number = float(text)
-    except ValueError:
-        return None
-    return number if math.isfinite(number) else None
-
-
 def _result(cells: dict[str, str], line: int, r: Reader) -> LabResult | None:
     ok = True
-    date = parse_date(cells["date"])
-    if date is None:
-        r.error(line, "E705", f"date: '{cells['date']}' is not an ISO 8601 date (YYYY-MM-DD)")
+    when = parse_date_time(cells["date"])
+    date, time = when if when is not None else (None, None)
+    if when is None:
+        r.error(line, "E705", f"date: '{cells['date']}' is not an ISO 8601 date (YYYY-MM-DD) or date-time (YYYY-MM-DDThh:mm)")
         ok = False
+    if cells.get("time"):
+        if time is not None:
+            r.error(line, "E702", f"the time is given twice: in date ({time}) and in time; write it once")
+            ok = False
+        elif parse_time(cells["time"]) is None:
+            r.error(line, "E705", f"time: '{cells['time']}' is not an ISO 8601 time of day (hh:mm, hh:mm:ss, with a zone or not)")
+            ok = False
+        else:
+            time = cells["time"]
     lab = r.lab_name(cells["lab"])
     if lab is None:
         r.error(line, "E707", r.unknown("lab", cells["lab"], r.labs) if cells["lab"] else "missing lab")
         ok = False
-    value = _number(cells["value"])
     if not cells["value"]:
         r.error(line, "E704", "missing value")
         ok = False
-    elif value is None:
-        r.error(line, "E708", f"value must be a number, not '{cells['value']}'")
-        ok = False
-    elif value < 0:
-        r.error(line, "E708", f"value {cells['value']} is negative; a lab result is never below 0")
-        ok = False
-    uln = None
-    if cells.get("uln"):
-        uln = _number(cells["uln"])
-        if uln is None or uln <= 0:
-            r.error(line, "E708", f"uln must be a number above 0, not '{cells['uln']}'")
-            ok = False
+    given = {key: cells.get(key) or None for key in ("value", "uln", "lln")}
+    for key, text in given.items():
+        if text is not None:
+            try:
+                r.number(key, text)
+            except ValueProblem as exc:
+                r.error(line, "E708", exc.message)
+                ok = False
     unit = cells.get("unit") or None
     if not ok:
         return None
     try:
-        return r.lab_result(lab, value, unit, uln, date, Loc(r.path, line))
+        return r.lab_result(lab, given["value"], unit, given["uln"], date, Loc(r.path, line), lln=given["lln"],
+                            time=time, order=r.order(date, time))
     except units.UnitError as exc:
         r.error(line, "E709", r.unit_problem(lab, unit, exc))
-        return None
+    except ValueProblem as exc:
+        r.error(line, "E708", exc.message)
+    return None

@@ -7,10 +7,13 @@ are validated against the fhir.resources R4B models (R4B reads R4 JSON); the oth
 known resourceType. Validating the whole Bundle with the models would cost about 0.7 s more on
 the 3.6 MB Wendell_Lesch bundle for resources nothing here reads (figures in docs/timelines.md).
 
-Each Observation with a LOINC code that a lab of the protocol lists becomes a LabResult; one with
-a mapped code but no usable value (no valueQuantity, a comparator, a unit that does not convert,
-no date, a second result for a lab and day, entered-in-error) is left out with a warning W701
-naming its id.
+Each Observation with a LOINC code that a lab of the protocol lists becomes a LabResult: the date
+and time of day from `effectiveDateTime` (as written, zone kept), the value and the reference
+range's high (ULN) and low (LLN) read exactly from their JSON text. One with a mapped code but
+no usable value (no valueQuantity, a comparator, a unit that does not convert, no date, a value
+or limit that is not finite or out of range, entered-in-error) is left out with a warning W701
+naming its id. Two results of one lab on one day are both kept (the timeline's order says
+which counts).
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ from __future__ import annotations
 import bisect
 import functools
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +28,8 @@ from typing import Any
 from rxwatch.compiler.diagnostics import did_you_mean
 
 from . import units
-from .timeline import LabResult, Loc, Reader, Timeline, parse_date
+from .timeline import LabResult, Loc, Reader, Timeline, ValueProblem, parse_date_time
+from .yamlsrc import Float
 
 LOINC = "http://loinc.org"
 UCUM = "http://unitsofmeasure.org"
@@ -59,8 +62,11 @@ def sniff(text: str) -> Scan | None:
 
 
 def _scan(text: str) -> Scan:
-    """json.loads for an object, also noting where each top-level key and each entry starts."""
-    decoder = json.JSONDecoder()
+    """json.loads for an object, also noting where each top-level key and each entry starts.
+
+    A JSON number with a fraction or an exponent becomes a `Float` that keeps its text, so
+    that `units.exact` reads the decimal the file shows."""
+    decoder = json.JSONDecoder(parse_float=Float)
     scan = Scan(top={})
 
     def skip(i: int) -> int:
@@ -171,12 +177,7 @@ def read_bundle(text: str, scan: Scan, r: Reader, *, start: Any = None, until: A
                 continue
             if kind == "Patient":
                 patients.append((resource.get("id") or "", line))
-            elif (result := _observation(resource, index, line, r)) is None:
-                pass
-            elif (first := r.earlier_result(result)) is not result:
-                r.warning(line, "W701", f"{_name(resource, index)} ({result.lab}): a second result on "
-                          f"{result.date} (the one at line {first.loc.line} is kept); left out")
-            else:
+            elif (result := _observation(resource, index, line, r)) is not None:
                 results.append(result)
         elif not _known_resource(kind):
             hint = did_you_mean(kind, _resource_types()) if isinstance(kind, str) else ""
@@ -220,30 +221,53 @@ def _observation(obs: dict, index: int, line: int, r: Reader) -> LabResult | Non
     if status in _LEFT_OUT_STATUS:
         return left_out(f"status is {status}")
     raw_date = obs.get("effectiveDateTime") or obs.get("effectiveInstant") or (obs.get("effectivePeriod") or {}).get("start")
-    date = parse_date(raw_date)
-    if date is None:
+    when = parse_date_time(raw_date)
+    if when is None:
         return left_out(f"no full effective date ({raw_date})" if raw_date else "no effective date")
+    date, time = when
     quantity = obs.get("valueQuantity")
     if not isinstance(quantity, dict) or quantity.get("value") is None:
         other = next((k for k in obs if k.startswith("value") or k == "dataAbsentReason"), None)
         return left_out(f"no valueQuantity value (it has {other})" if other else "no value")
     if quantity.get("comparator"):
-        return left_out(f"the value is censored ({quantity['comparator']}{quantity['value']})")
-    value = float(quantity["value"])
-    if not math.isfinite(value) or value < 0:
-        return left_out(f"value {quantity['value']} is not a lab value")
+        return left_out(f"the value is censored ({quantity['comparator']}{_text(quantity['value'])})")
     unit = _unit(quantity)
-    uln, uln_unit = None, unit
+    limits = {"uln": None, "lln": None}
     ranges = obs.get("referenceRange") or ()
-    high = ranges[0].get("high") if ranges else None
-    if isinstance(high, dict) and high.get("value") is not None:
-        uln, uln_unit = float(high["value"]), _unit(high) or unit
+    first = ranges[0] if isinstance(ranges, list) and ranges and isinstance(ranges[0], dict) else {}
+    for key, side in (("uln", "high"), ("lln", "low")):
+        bound = first.get(side)
+        if isinstance(bound, dict) and bound.get("value") is not None:
+            limits[key] = (bound["value"], _unit(bound) or unit)
+    if limits["lln"] is not None and _is_zero(limits["lln"][0]):
+        limits["lln"] = None  # a low of 0 ("0-40 U/L") is no lower limit
     try:
-        if uln is not None and uln_unit != unit:
-            uln = units.convert(uln, uln_unit, unit, r.labs[lab].get("molar_mass"))
-        return r.lab_result(lab, value, unit, uln if uln is None or uln > 0 else None, date, Loc(r.path, line))
+        given = {}
+        for key, limit in limits.items():  # a limit in its own unit is first put in the value's
+            if limit is None:
+                given[key] = None
+                continue
+            raw, limit_unit = limit
+            x = r.number(key, raw)
+            given[key] = x if limit_unit == unit else units.convert(x, limit_unit, unit, r.labs[lab].get("molar_mass"))
+        return r.lab_result(lab, quantity["value"], unit, given["uln"], date, Loc(r.path, line), lln=given["lln"],
+                            time=time, order=r.order(date, time))
     except units.UnitError as exc:
         return left_out(r.unit_problem(lab, unit, exc))
+    except ValueProblem as exc:
+        return left_out(exc.message)
+
+
+def _text(number: Any) -> str:
+    text = getattr(number, "text", None)
+    return text if isinstance(text, str) else str(number)
+
+
+def _is_zero(number: Any) -> bool:
+    try:
+        return units.exact(number) == 0
+    except ValueError:
+        return False
 
 
 def _unit(quantity: dict) -> str | None:

@@ -5,29 +5,44 @@ The format is a contract (shared/contracts/timeline.md, documented in docs/timel
 (csvlabs.py) against a compiled protocol's declarations and returns a `Timeline`, or raises
 `TimelineError` with every mistake of the input as a located `Message`. A missing or
 unreadable file is a plain OSError.
+
+Numbers are exact (`units.exact`: an int, or a Fraction read from the decimal the file shows),
+results are converted exactly to their lab's unit, and every value and limit is checked to be
+finite and in range after the conversion. Results and events may carry a time of day; within
+a day, `Timeline.events` is ordered by `Event.order` (see `_Clock`). Two results of one lab
+on one day are both kept: `latest_results` tells which counts.
 """
 
 from __future__ import annotations
 
 import datetime
-import math
 import os
+import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from fractions import Fraction
 from typing import Any, Union
 
 from rxwatch.compiler.diagnostics import did_you_mean
 
 from . import units, yamlsrc
+from .units import Number
 from .yamlsrc import Map, Seq
 
 __all__ = [
     "Loc", "LabResult", "ClinicalEvent", "FactChange", "Choice", "Event", "Message", "Timeline",
-    "TimelineError", "COMMAND_LINE", "load_timeline", "parse_timeline", "parse_date",
+    "TimelineError", "COMMAND_LINE", "MAX_VALUE", "MIN_LIMIT", "load_timeline", "parse_timeline",
+    "parse_date", "parse_date_time", "parse_time", "latest_results", "recency",
 ]
 
 COMMAND_LINE = "<command line>"
 """The path of messages about `--fact`, `--start` and `--until`."""
+
+MAX_VALUE = 10**15
+"""The largest lab value, limit or number fact accepted, after conversion to the lab's unit."""
+
+MIN_LIMIT = Fraction(1, 10**15)
+"""The smallest ULN or LLN accepted, after conversion (so that value/limit stays below 10^30)."""
 
 
 # ---------------------------------------------------------------------------- the data model
@@ -38,18 +53,30 @@ class Loc:
     line: int  # 1-based; 0 when unknown
 
 
+Order = tuple
+"""An event's place within its day: `(clock, index)`, a `datetime.time` without zone and the
+event's index in its file; `()` for an event made in code (it sorts first). See `_Clock`."""
+
+
 @dataclass(frozen=True, slots=True)
 class LabResult:
-    """A result; `value` and `uln` are in the lab's declared unit, `unit` is as written.
+    """A result; `value`, `uln` and `lln` are exact (int or Fraction) and in the lab's declared
+    unit, `unit` is as written.
 
-    `uln` is None when the input gives none: the protocol's default ULN for the lab applies."""
+    `uln` (`lln`) is None when the input gives none: the protocol's default applies. `time` is
+    the time of day as written (`"08:30"`, `"08:30:00+01:00"`), None when none was given.
+    `order` places the result within its day (not compared by ==); `recency(result)` is
+    `(date, order)`, the key for "the most recent result"."""
 
     date: datetime.date
     lab: str
-    value: float
-    uln: float | None
+    value: Number
+    uln: Number | None
     loc: Loc
     unit: str | None = None
+    lln: Number | None = None
+    time: str | None = None
+    order: Order = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,16 +84,20 @@ class ClinicalEvent:
     date: datetime.date
     event: str
     loc: Loc
+    time: str | None = None
+    order: Order = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)
 class FactChange:
-    """A fact takes `value` from `date` on."""
+    """A fact takes `value` from `date` on (a number fact's value is exact: int or Fraction)."""
 
     date: datetime.date
     fact: str
-    value: bool | float | str
+    value: bool | Number | str
     loc: Loc
+    time: str | None = None
+    order: Order = field(default=(), compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +107,8 @@ class Choice:
     date: datetime.date
     action: str
     loc: Loc
+    time: str | None = None
+    order: Order = field(default=(), compare=False)
 
 
 Event = Union[LabResult, ClinicalEvent, FactChange, Choice]
@@ -104,8 +137,31 @@ class Timeline:
     facts: dict  # every declared fact: its value at `start`
     start: datetime.date
     until: datetime.date | None  # load_timeline always sets it
-    events: tuple  # of Event, sorted stably by date (input order kept within a date)
+    events: tuple  # of Event, sorted by (date, order): within a day by time, see _Clock
     warnings: tuple[Message, ...] = ()
+
+
+def recency(event: Event) -> tuple:
+    """`(date, order)`: the later of two results is the one with the greater recency (by date,
+    then by time as `_Clock` orders a day, then by file order)."""
+    return (event.date, event.order)
+
+
+def latest_results(results: Iterable[LabResult]) -> tuple[dict[str, LabResult], list[LabResult]]:
+    """The result that counts for each lab among `results` (the most recent by `recency`;
+    between equals, the later given), and the others, which it replaces, in the order given.
+
+    For one day's results of `Timeline.events` (already in order) this is "the last of each
+    lab"; it also serves a lookback over several days."""
+    kept: dict[str, LabResult] = {}
+    order: list[LabResult] = []
+    for result in results:
+        order.append(result)
+        held = kept.get(result.lab)
+        if held is None or recency(result) >= recency(held):
+            kept[result.lab] = result
+    winners = {id(r) for r in kept.values()}
+    return kept, [r for r in order if id(r) not in winners]
 
 
 class TimelineError(Exception):
@@ -186,6 +242,77 @@ def parse_date(value: Any) -> datetime.date | None:
         return None
 
 
+_DATE_TIME = re.compile(r"(\d{4}-\d{2}-\d{2})[Tt ](.*)")
+_TIME = re.compile(r"\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|z|[+-]\d{2}(?::?\d{2})?)?")
+
+
+def parse_time(value: Any) -> datetime.time | None:
+    """The clock time of an ISO 8601 time of day (`08:30`, `08:30:15.5`, `08:30+01:00`,
+    `08:30Z`), without its zone; None if `value` is not one."""
+    if not isinstance(value, str) or not _TIME.fullmatch(text := value.strip()):
+        return None
+    try:
+        return datetime.time.fromisoformat(text.upper()).replace(tzinfo=None)
+    except ValueError:
+        return None
+
+
+def parse_date_time(value: Any) -> tuple[datetime.date, str | None] | None:
+    """`(date, time as written or None)` of an ISO 8601 date or date-time; None if neither.
+
+    `2025-01-06T08:30:00+01:00` gives (2025-01-06, "08:30:00+01:00"): the date and the time as
+    written, zone kept, nothing shifted to UTC. A date-time in a form other than
+    `YYYY-MM-DDThh:mm...` that Python reads gives its time in ISO form."""
+    if isinstance(value, datetime.datetime):
+        return value.date(), value.timetz().isoformat()
+    if isinstance(value, datetime.date):
+        return value, None
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    m = _DATE_TIME.fullmatch(text)
+    if m is not None:
+        day = parse_date(m[1])
+        return (day, m[2]) if day is not None and parse_time(m[2]) is not None else None
+    try:
+        return datetime.date.fromisoformat(text), None
+    except ValueError:
+        pass
+    try:
+        stamp = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return stamp.date(), stamp.timetz().isoformat()
+
+
+class _Clock:
+    """Places events within their day, in the order they are read from the file.
+
+    An event with a time sorts by that clock time (its zone, kept in `time`, is not used: the
+    date is the one written, and so is the clock). An event without a time is taken to be as
+    late as the latest time written on an event above it in the file on the same day (00:00
+    when there is none), and after it: so it follows everything written above it. Ties go by
+    file order. `order` is `(clock, index)`; sorting a day by it gives:
+
+    - results that all carry a time: by time, equal times in file order;
+    - results that carry none: file order;
+    - mixed: a timed event after an untimed one in the file sorts by its time against the
+      latest time above the untimed one (`08:00, -, 07:00` gives `07:00, 08:00, -`)."""
+
+    def __init__(self) -> None:
+        self.index = 0
+        self.latest: dict[datetime.date, datetime.time] = {}
+
+    def order(self, date: datetime.date, clock: datetime.time | None) -> Order:
+        self.index += 1
+        latest = self.latest.get(date, datetime.time.min)
+        if clock is None:
+            clock = latest
+        elif clock > latest:
+            self.latest[date] = clock
+        return (clock, self.index)
+
+
 def _describe(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -201,7 +328,22 @@ def _describe(value: Any) -> str:
 
 
 def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, (int, float, Fraction)) and not isinstance(value, bool)
+
+
+def _shown(value: Any) -> str:
+    """A number as the file wrote it (a yamlsrc/FHIR Float keeps its text)."""
+    text = getattr(value, "text", None)
+    return text if isinstance(text, str) else str(value)
+
+
+class ValueProblem(ValueError):
+    """A lab value or limit that is not usable; `key` is the field (value, uln or lln)."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+        self.message = message
 
 
 def _names(names: Iterable[Any]) -> list[str]:
@@ -224,7 +366,7 @@ class Reader:
                 self.loinc.setdefault(code, name)
         self.errors: list[Message] = []
         self.warnings: list[Message] = []
-        self._results: dict[tuple[datetime.date, str], LabResult] = {}
+        self.clock = _Clock()
 
     # -- messages
 
@@ -257,22 +399,59 @@ class Reader:
 
     # -- values
 
-    def lab_result(self, lab: str, value: float, unit: str | None, uln: float | None,
-                   date: datetime.date, loc: Loc) -> LabResult:
-        """Convert `value` and `uln` from `unit` to the lab's unit; raises units.UnitError."""
+    def order(self, date: datetime.date, time: str | None) -> Order:
+        """The `order` of the next event read (events are read in file order)."""
+        return self.clock.order(date, None if time is None else parse_time(time))
+
+    def number(self, key: str, raw: Any) -> Number:
+        """A lab value (key "value") or limit ("uln", "lln") as written, exact; raises
+        ValueProblem: not a number, not finite, too long, negative, a limit not above 0."""
+        limit = key != "value"
+        try:
+            x = units.exact(raw)
+        except ValueError as exc:
+            why = str(exc)
+            if why == "not a number":
+                above = " above 0" if limit else ""
+                raise ValueProblem(key, f"{key} must be a number{above}, not {_describe(raw)}") from None
+            if why == "not finite":
+                raise ValueProblem(key, f"{key} must be a finite number, not {_shown(raw)}") from None
+            shown = _shown(raw)
+            raise ValueProblem(key, f"{key} {shown[:20] + '...' if len(shown) > 20 else shown} is {why}") from None
+        if limit and x <= 0:
+            raise ValueProblem(key, f"{key} must be a number above 0, not {_shown(raw)}")
+        if x < 0:
+            raise ValueProblem(key, f"value {_shown(raw)} is negative; a lab result is never below 0")
+        return x
+
+    def lab_result(self, lab: str, value: Any, unit: str | None, uln: Any, date: datetime.date, loc: Loc,
+                   *, lln: Any = None, time: str | None = None, order: Order = ()) -> LabResult:
+        """The LabResult: `value`, `uln`, `lln` (as written: int, float, Float, text, or exact)
+        read exactly by `number` and converted exactly from `unit` to the lab's unit, then
+        checked to lie in range (0..MAX_VALUE; a limit MIN_LIMIT..MAX_VALUE, an LLN below the
+        ULN). Raises units.UnitError (the unit) or ValueProblem (a number)."""
         decl = self.labs[lab]
         target = decl.get("unit")
         molar_mass = decl.get("molar_mass")
-        if unit is not None:
-            value = units.convert(value, unit, target, molar_mass)
-            if uln is not None:
-                uln = units.convert(uln, unit, target, molar_mass)
-        return LabResult(date, lab, float(value), None if uln is None else float(uln), loc, unit)
-
-    def earlier_result(self, result: LabResult) -> LabResult | None:
-        """The result already read for the same lab and day (a panel holds one per lab), if any;
-        otherwise None, and `result` is the one that counts."""
-        return self._results.setdefault((result.date, result.lab), result)
+        given = {"value": value, "uln": uln, "lln": lln}
+        out: dict[str, Number | None] = {}
+        for key, raw in given.items():
+            if raw is None:
+                out[key] = None
+                continue
+            x = self.number(key, raw)
+            if unit is not None:
+                x = units.convert(x, unit, target, molar_mass)
+            low, high = (0, MAX_VALUE) if key == "value" else (MIN_LIMIT, MAX_VALUE)
+            if not low <= x <= high:
+                converted = f" is {units.describe(x)} {target or ''}".rstrip() if unit is not None and not units.same_unit(unit, target) else ""
+                what = "a lab value is at most 10^15" if key == "value" else "a limit lies between 10^-15 and 10^15"
+                raise ValueProblem(key, f"{key} {_shown(raw)}{' ' + unit if unit else ''}{converted}, "
+                                   f"out of range ({what} in the lab's unit)")
+            out[key] = x
+        if out["lln"] is not None and out["uln"] is not None and out["lln"] >= out["uln"]:
+            raise ValueProblem("lln", f"lln {_shown(lln)} is not below uln {_shown(uln)}")
+        return LabResult(date, lab, out["value"], out["uln"], loc, unit, out["lln"], time, order)
 
     def unit_problem(self, lab: str, unit: str, exc: units.UnitError) -> str:
         without = "" if self.labs[lab].get("unit") else f"; {lab} is declared without unit"
@@ -289,10 +468,18 @@ class Reader:
                 return value, None
             return None, f"fact '{name}' is true or false, not {_describe(value)}"
         if kind == "number":
-            if _is_number(value) and math.isfinite(value):
-                return float(value), None
             unit = decl.get("unit")
             in_unit = f" (in {unit})" if unit else ""
+            if _is_number(value):
+                try:
+                    x = units.exact(value)
+                except ValueError as exc:
+                    if str(exc) == "not finite":
+                        return None, f"fact '{name}' is a finite number{in_unit}, not {_shown(value)}"
+                    return None, f"fact '{name}' is a number{in_unit}: {_shown(value)[:20]} is {exc}"
+                if abs(x) > MAX_VALUE:
+                    return None, f"fact '{name}' is a number{in_unit} of at most 10^15, not {units.describe(x)}"
+                return x, None
             return None, f"fact '{name}' is a number{in_unit}, not {_describe(value)}"
         members = _names(decl.get("members") or ())
         if isinstance(value, str) and value in members:
@@ -339,7 +526,7 @@ class Reader:
                 values[name] = given[name]
             elif decl.get("has_default"):
                 default = decl.get("default")
-                values[name] = float(default) if _is_number(default) else default
+                values[name] = _exact_default(default)
             else:
                 text = f"fact '{name}' has no default and no value: {hint.format(name=name)}"
                 if where is None:
@@ -376,7 +563,7 @@ class Reader:
         only when an error says why)."""
         if self.errors:
             raise self.failure()
-        ordered = tuple(sorted(events, key=lambda e: e.date))
+        ordered = tuple(sorted(events, key=recency))
         if until is None:
             until = ordered[-1].date if ordered else start
         return Timeline(self.path, patient, facts, start, until, ordered, tuple(_sorted(self.warnings)))
@@ -396,10 +583,20 @@ def _typed_from_text(kind: Any, text: str) -> Any:
         return {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}.get(text.lower(), text)
     if kind == "number":
         try:
-            return float(text)
+            return units.exact(text)
         except ValueError:
             return text
     return text
+
+
+def _exact_default(default: Any) -> Any:
+    """A fact's default from the compiled graph: a JSON number is the decimal it shows."""
+    if _is_number(default):
+        try:
+            return units.exact(default)
+        except ValueError:
+            return default
+    return default
 
 
 # ---------------------------------------------------------------------------- YAML/JSON timelines
@@ -408,10 +605,10 @@ _TOP_KEYS = ("patient", "start", "until", "events")
 _PATIENT_KEYS = ("id", "facts")
 _KINDS = ("lab", "event", "fact", "choice")
 _ENTRY_KEYS = {
-    "lab": ("date", "lab", "value", "unit", "uln"),
-    "event": ("date", "event"),
-    "fact": ("date", "fact", "value"),
-    "choice": ("date", "choice"),
+    "lab": ("date", "time", "lab", "value", "unit", "uln", "lln"),
+    "event": ("date", "time", "event"),
+    "fact": ("date", "time", "fact", "value"),
+    "choice": ("date", "time", "choice"),
 }
 
 
@@ -517,10 +714,6 @@ def _read_events(doc: Map, r: Reader, start: datetime.date | None, until: dateti
             r.error_at(pos, "E706", f"dated {event.date}, before start ({start})")
         elif until and event.date > until:
             r.error_at(pos, "E706", f"dated {event.date}, after until ({until})")
-        if isinstance(event, LabResult) and (first := r.earlier_result(event)) is not event:
-            r.error_at(pos, "E711", f"a second {event.lab} result on {event.date} (the first is at line {first.loc.line}); "
-                       "a panel holds one result per lab")
-            continue
         events.append(event)
     return events
 
@@ -534,7 +727,7 @@ def _read_event(item: Any, pos: yamlsrc.Pos, r: Reader) -> Event | None:
         if kinds:
             r.error_at(pos, "E702", f"an event has exactly one of lab, event, fact or choice; this one has {' and '.join(kinds)}")
         else:
-            unknown = [str(k) for k in item if k not in ("date", "value", "unit", "uln")]
+            unknown = [str(k) for k in item if k not in ("date", "time", "value", "unit", "uln", "lln")]
             hint = did_you_mean(unknown[0], _KINDS) if unknown else ""
             r.error_at(pos, "E702", f"an event needs one of lab, event, fact or choice{hint}")
         return None
@@ -544,15 +737,11 @@ def _read_event(item: Any, pos: yamlsrc.Pos, r: Reader) -> Event | None:
         if key not in _ENTRY_KEYS[kind]:
             r.error_at(item.key_pos(key), "E703", f"unknown key '{key}' in a {kind} entry{did_you_mean(str(key), _ENTRY_KEYS[kind])}")
             ok = False
-    if "date" not in item:
-        r.error_at(pos, "E704", f"missing 'date' in a {kind} entry")
-        date = None
-    else:
-        date = _date_at(item, "date", r, "date")
+    date, time = _when(item, pos, kind, r)
     loc = Loc(r.path, pos[0])
     name = item[kind]
     if kind == "lab":
-        result = _read_lab(item, r, date, loc)
+        result = _read_lab(item, r, date, time, loc)
         return result if ok and date else None
     declared = {"event": r.events, "fact": r.facts, "choice": r.actions}[kind]
     if not isinstance(name, str) or name not in declared:
@@ -568,33 +757,60 @@ def _read_event(item: Any, pos: yamlsrc.Pos, r: Reader) -> Event | None:
             return None
     if not (ok and date):
         return None
+    order = r.order(date, time)
     if kind == "event":
-        return ClinicalEvent(date, name, loc)
+        return ClinicalEvent(date, name, loc, time, order)
     if kind == "fact":
-        return FactChange(date, name, value, loc)
-    return Choice(date, name, loc)
+        return FactChange(date, name, value, loc, time, order)
+    return Choice(date, name, loc, time, order)
 
 
-def _read_lab(item: Map, r: Reader, date: datetime.date | None, loc: Loc) -> LabResult | None:
+def _when(item: Map, pos: yamlsrc.Pos, kind: str, r: Reader) -> tuple[datetime.date | None, str | None]:
+    """An entry's date and time of day (as written): `date` is a date or a date-time, `time`
+    an optional time of day (not both times)."""
+    if "date" not in item:
+        r.error_at(pos, "E704", f"missing 'date' in a {kind} entry")
+        return None, None
+    raw = item["date"]
+    when = parse_date_time(raw)
+    if when is None:
+        r.error_at(item.value_pos("date"), "E705", f"date: {_describe(raw)} is not an ISO 8601 date (YYYY-MM-DD) "
+                   "or date-time (YYYY-MM-DDThh:mm)")
+        return None, None
+    date, time = when
+    if "time" in item:
+        given = item["time"]
+        if time is not None:
+            r.error_at(item.key_pos("time"), "E702", f"the time is given twice: in date ({time}) and in time; write it once")
+            return None, None
+        if parse_time(given) is None:
+            hint = ' (write it in quotes: time: "08:30")' if not isinstance(given, str) else ""
+            r.error_at(item.value_pos("time"), "E705", f"time: {_describe(given)} is not an ISO 8601 time of day "
+                       f"(hh:mm, hh:mm:ss, with a zone or not){hint}")
+            return None, None
+        time = given.strip()
+    return date, time
+
+
+def _read_lab(item: Map, r: Reader, date: datetime.date | None, time: str | None, loc: Loc) -> LabResult | None:
     raw = item["lab"]
     lab = r.lab_name(raw) if isinstance(raw, str) else None
     if lab is None:
         r.error_at(item.value_pos("lab"), "E707", r.unknown("lab", raw, r.labs))
     ok = lab is not None
-    value = item.get("value")
     if "value" not in item:
         r.error_at(item.pos, "E704", f"missing 'value' for lab {raw}")
         ok = False
-    elif not _is_number(value) or not math.isfinite(value):
-        r.error_at(item.value_pos("value"), "E708", f"value must be a number, not {_describe(value)}")
-        ok = False
-    elif value < 0:
-        r.error_at(item.value_pos("value"), "E708", f"value {value} is negative; a lab result is never below 0")
-        ok = False
-    uln = item.get("uln")
-    if "uln" in item and (not _is_number(uln) or not math.isfinite(uln) or uln <= 0):
-        r.error_at(item.value_pos("uln"), "E708", f"uln must be a number above 0, not {_describe(uln)}")
-        ok = False
+    for key in ("value", "uln", "lln"):
+        if key in item:
+            try:
+                if not _is_number(item[key]):  # a text is not read as a number in YAML
+                    raise ValueProblem(key, f"{key} must be a number{' above 0' if key != 'value' else ''}, "
+                                       f"not {_describe(item[key])}")
+                r.number(key, item[key])
+            except ValueProblem as exc:
+                r.error_at(item.value_pos(key), "E708", exc.message)
+                ok = False
     unit = item.get("unit")
     if "unit" in item:
         if _is_number(unit):
@@ -604,9 +820,12 @@ def _read_lab(item: Map, r: Reader, date: datetime.date | None, loc: Loc) -> Lab
             ok = False
     if not ok:
         return None
-    try:
-        result = r.lab_result(lab, value, unit, uln, date, loc)
+    try:  # without a date (already reported) the unit is still checked: every mistake at once
+        result = r.lab_result(lab, item["value"], unit, item.get("uln"), date or datetime.date.min, loc,
+                              lln=item.get("lln"), time=time, order=r.order(date, time) if date else ())
+        return result if date is not None else None
     except units.UnitError as exc:
         r.error_at(item.value_pos("unit"), "E709", r.unit_problem(lab, unit, exc))
-        return None
-    return result if date is not None else None
+    except ValueProblem as exc:
+        r.error_at(item.value_pos(exc.key), "E708", exc.message)
+    return None

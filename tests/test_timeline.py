@@ -5,17 +5,16 @@ from __future__ import annotations
 import copy
 import datetime
 import json
-import subprocess
-import sys
 import textwrap
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
 
 from rxwatch.simulator import units, yamlsrc
 from rxwatch.simulator.timeline import (
-    COMMAND_LINE, Choice, ClinicalEvent, FactChange, LabResult, Message, Timeline, TimelineError,
-    load_timeline, parse_timeline,
+    COMMAND_LINE, Choice, ClinicalEvent, FactChange, LabResult, Loc, Message, Timeline, TimelineError,
+    latest_results, load_timeline, parse_timeline, recency,
 )
 
 DATA = Path(__file__).parent / "data" / "timelines"
@@ -58,9 +57,12 @@ def test_the_contract_example_loads():
     # sorted stably: within 2025-01-06 the file order ALT, AST, then INR (written last) is kept
     assert [(e.lab, e.loc.line) for e in tl.events[:3]] == [("ALT", 10), ("AST", 11), ("INR", 17)]
     alt = tl.events[3]
-    assert alt == LabResult(D(2025, 2, 3), "ALT", 1362.0, 33.0, alt.loc, None)
+    assert alt == LabResult(D(2025, 2, 3), "ALT", 1362, 33, alt.loc, None)
+    assert type(alt.value) is int and type(alt.uln) is int and alt.lln is None and alt.time is None
     tbil = tl.events[4]
-    assert tbil.lab == "TBIL" and tbil.unit == "umol/L" and tbil.value == pytest.approx(60 / 17.1, rel=1e-3)
+    # 60 umol/L at 584.66 g/mol, exactly: 60e-6 mol/L * 584.66 g/mol = 0.0350796 g/L = 3.50796 mg/dL
+    assert tbil.lab == "TBIL" and tbil.unit == "umol/L" and tbil.value == Fraction("3.50796")
+    assert tl.events[2].value == Fraction(11, 10)  # INR 1.1, written last: the decimal, not the float
     assert tl.events[5] == Choice(D(2025, 2, 3), "reduce_dose", tl.events[5].loc)
     assert tl.events[6] == ClinicalEvent(D(2025, 2, 10), "jaundice", tl.events[6].loc)
     assert tl.events[7] == FactChange(D(2025, 3, 1), "hepatotoxic_comedication", True, tl.events[7].loc)
@@ -69,7 +71,8 @@ def test_the_contract_example_loads():
 
 def test_json_timeline_with_a_date_time_and_until_defaulting_to_the_last_event():
     tl = load_timeline(DATA / "case-07.json", PROTOCOL)
-    assert tl.events[-1] == ClinicalEvent(D(2025, 2, 10), "jaundice", tl.events[-1].loc)
+    # the date-time gives the date and the time as written, zone kept
+    assert tl.events[-1] == ClinicalEvent(D(2025, 2, 10), "jaundice", tl.events[-1].loc, "09:30:00+01:00")
     assert tl.events[-1].loc.line == 7
     assert tl.until == D(2025, 2, 10)
     assert tl.facts["indication"] == "stills_disease"
@@ -84,7 +87,9 @@ def test_command_line_facts_override_the_file():
     tl = load_timeline(DATA / "case-07.yaml", PROTOCOL,
                        facts={"indication": "covid19", "liver_disease": "yes", "crcl": "25"})
     assert tl.facts["indication"] == "covid19" and tl.facts["liver_disease"] is True
-    assert tl.facts["crcl"] == 25.0
+    assert tl.facts["crcl"] == 25 and type(tl.facts["crcl"]) is int
+    tl = load_timeline(DATA / "case-07.yaml", PROTOCOL, facts={"crcl": "25.1"})
+    assert tl.facts["crcl"] == Fraction(251, 10)  # exact from the text
     tl = load_timeline(DATA / "case-07.yaml", PROTOCOL, facts=["liver_disease=true"])
     assert tl.facts["liver_disease"] is True
 
@@ -169,7 +174,29 @@ CASES = [
     ("missing value", HEAD + "  - {date: 2025-01-06, lab: ALT}\n", 4, "E704", "missing 'value' for lab ALT"),
     ("value not a number", HEAD + "  - {date: 2025-01-06, lab: ALT, value: '32'}\n", 4, "E708", "value must be a number, not the text '32'"),
     ("value a bool", HEAD + "  - {date: 2025-01-06, lab: ALT, value: true}\n", 4, "E708", "value must be a number, not true"),
-    ("value not finite", HEAD + "  - {date: 2025-01-06, lab: ALT, value: .nan}\n", 4, "E708", "value must be a number"),
+    ("value nan", HEAD + "  - {date: 2025-01-06, lab: ALT, value: .nan}\n", 4, "E708", "value must be a finite number, not .nan"),
+    ("value inf", HEAD + "  - {date: 2025-01-06, lab: ALT, value: -.inf}\n", 4, "E708", "value must be a finite number, not -.inf"),
+    ("value 1e400", HEAD + "  - {date: 2025-01-06, lab: ALT, value: 1e400}\n", 4, "E708", "value 1e400, out of range (a lab value is at most 10^15"),
+    ("value exponent", HEAD + "  - {date: 2025-01-06, lab: ALT, value: 1e999999999}\n", 4, "E708", "value 1e999999999 is out of range (a decimal exponent beyond 400)"),
+    ("value too long", HEAD + "  - {date: 2025-01-06, lab: ALT, value: 1." + "1" * 70 + "}\n", 4, "E708", "is written with 72 characters (at most 64)"),
+    ("value 400 digits", HEAD + "  - {date: 2025-01-06, lab: ALT, value: " + "9" * 400 + "}\n", 4, "E708", "out of range (a lab value is at most 10^15"),
+    ("inf after conversion", HEAD + "  - {date: 2025-01-06, lab: ALT, value: 1e308, unit: kU/L}\n", 4, "E708",
+     "value 1e308 kU/L is about 10^311 U/L, out of range (a lab value is at most 10^15 in the lab's unit)"),
+    ("uln inf", HEAD + "  - {date: 2025-01-06, lab: ALT, value: 3, uln: .inf}\n", 4, "E708", "uln must be a finite number, not .inf"),
+    ("uln negative", HEAD + "  - {date: 2025-01-06, lab: ALT, value: 3, uln: -40}\n", 4, "E708", "uln must be a number above 0, not -40"),
+    ("uln tiny after conversion", HEAD + "  - {date: 2025-01-06, lab: ALT, value: 3, unit: pU/L, uln: 1e-5}\n", 4, "E708",
+     "uln 1e-5 pU/L is 1e-17 U/L, out of range (a limit lies between 10^-15 and 10^15"),
+    ("uln huge after conversion", HEAD + "  - {date: 2025-01-06, lab: ALT, value: 3, unit: kU/L, uln: 1e13}\n", 4, "E708",
+     "uln 1e13 kU/L is 1e+16 U/L, out of range (a limit lies between 10^-15 and 10^15 in the lab's unit)"),
+    ("lln zero", HEAD + "  - {date: 2025-01-06, lab: ALT, value: 3, lln: 0}\n", 4, "E708", "lln must be a number above 0, not 0"),
+    ("lln nan", HEAD + "  - {date: 2025-01-06, lab: ALT, value: 3, lln: .nan}\n", 4, "E708", "lln must be a finite number, not .nan"),
+    ("lln a text", HEAD + "  - {date: 2025-01-06, lab: ALT, value: 3, lln: low}\n", 4, "E708", "lln must be a number above 0, not the text 'low'"),
+    ("lln not below uln", HEAD + "  - {date: 2025-01-06, lab: ALT, value: 3, lln: 40, uln: 40}\n", 4, "E708", "lln 40 is not below uln 40"),
+    ("bad date-time", HEAD + "  - {date: 2025-01-06T25:00, lab: ALT, value: 3}\n", 4, "E705", "'2025-01-06T25:00' is not an ISO 8601 date (YYYY-MM-DD) or date-time"),
+    ("bad time", HEAD + "  - {date: 2025-01-06, time: '8h30', lab: ALT, value: 3}\n", 4, "E705", "time: the text '8h30' is not an ISO 8601 time of day"),
+    ("time a number", HEAD + "  - {date: 2025-01-06, time: 830, lab: ALT, value: 3}\n", 4, "E705", 'write it in quotes: time: "08:30"'),
+    ("time twice", HEAD + "  - {date: 2025-01-06T08:00, time: '08:30', event: jaundice}\n", 4, "E702", "the time is given twice: in date (08:00) and in time"),
+    ("long unit", HEAD + "  - {date: 2025-01-06, lab: ALT, value: 3, unit: '" + "U" * 65 + "'}\n", 4, "E709", "a unit of 65 characters is too long (at most 64)"),
     ("negative value", HEAD + "  - {date: 2025-01-06, lab: ALT, value: -3}\n", 4, "E708", "value -3 is negative"),
     ("bad uln", HEAD + "  - {date: 2025-01-06, lab: ALT, value: 3, uln: 0}\n", 4, "E708", "uln must be a number above 0"),
     ("unknown lab", HEAD + "  - {date: 2025-01-06, lab: ALTT, value: 32}\n", 4, "E707", "unknown lab 'ALTT'; did you mean 'ALT'?"),
@@ -187,7 +214,6 @@ CASES = [
     ("unknown unit", HEAD + "  - {date: 2025-01-06, lab: ALT, value: 3, unit: bogus/L}\n", 4, "E709", "ALT: unknown unit 'bogus' in 'bogus/L'"),
     ("a unit for a lab without unit", HEAD + "  - {date: 2025-01-06, lab: INR, value: 1.1, unit: '%'}\n", 4, "E709", "INR is declared without unit"),
     ("molar unit without molar mass", HEAD + "  - {date: 2025-01-06, lab: ALT, value: 3, unit: umol/L}\n", 4, "E709", "does not convert"),
-    ("two results for a lab on a day", HEAD + "  - {date: 2025-01-06, lab: ALT, value: 3}\n  - {date: 2025-01-06, lab: ALT, value: 4}\n", 5, "E711", "a second ALT result on 2025-01-06 (the first is at line 4)"),
 ]
 
 
@@ -247,54 +273,6 @@ def test_a_file_that_is_not_utf8(tmp_path):
     assert (message.line, message.code) == (3, "E701")
 
 
-# ---------------------------------------------------------------------------- units
-
-@pytest.mark.parametrize("spelling", ["U/L", "IU/L", "[iU]/L", "U/l", "iu/L", "[IU]/L", "IU/l"])
-def test_enzyme_activity_spellings_are_the_same_unit(spelling):
-    assert units.same_unit(spelling, "U/L")
-    assert units.convert(42, spelling, "U/L") == 42.0
-
-
-@pytest.mark.parametrize("spelling", [None, "", "1", "{ratio}", "{INR}", "ratio", "INR"])
-def test_no_unit_spellings(spelling):
-    assert units.convert(1.4, spelling, None) == 1.4
-
-
-def test_conversions():
-    assert units.convert(60, "umol/L", "mg/dL", molar_mass=584.66) == pytest.approx(3.508, abs=1e-3)
-    assert units.convert(1, "mg/dL", "umol/L", molar_mass=584.66) == pytest.approx(17.1, abs=0.01)
-    assert units.convert(1, "mg/dL", "g/L") == pytest.approx(0.01)
-    assert units.convert(10, "mg/L", "mg/dL") == pytest.approx(1.0)
-    assert units.convert(1, "ukat/L", "U/L") == pytest.approx(60, rel=1e-3)
-    assert units.convert(5, "10*9/L", "10*3/uL") == pytest.approx(5)
-
-
-@pytest.mark.parametrize("source,target,molar_mass", [
-    ("umol/L", "mg/dL", None), ("U/L", "mg/dL", 584.66), ("%", None, None), ("U/L", None, None),
-    ("mg//dL", "mg/dL", None), ("[foo]/L", "U/L", None), ("xyz/L", "U/L", None), ("10*99/L", "U/L", None),
-])
-def test_what_does_not_convert(source, target, molar_mass):
-    with pytest.raises(units.UnitError):
-        units.convert(1, source, target, molar_mass)
-
-
-def test_pint_is_imported_only_when_a_unit_differs():
-    code = textwrap.dedent(f"""
-        import json, sys
-        from rxwatch.simulator.timeline import load_timeline
-        protocol = json.load(open({str(DATA / 'protocol.json')!r}))
-        from rxwatch.simulator import yamlsrc
-        from rxwatch.simulator.timeline import parse_timeline
-        load_timeline({str(DATA / 'case-07.json')!r}, protocol)
-        text = "patient: {{id: p}}\\nstart: 2025-01-06\\nevents: [{{date: 2025-01-06, lab: ALT, value: 3, unit: IU/L}}]"
-        assert parse_timeline(yamlsrc.load(text), "t", protocol).events[0].value == 3
-        assert 'pint' not in sys.modules, 'pint imported for same units'
-        load_timeline({str(DATA / 'case-07.yaml')!r}, protocol)  # TBIL in umol/L
-        assert 'pint' in sys.modules
-    """)
-    subprocess.run([sys.executable, "-c", code], check=True)
-
-
 # ---------------------------------------------------------------------------- CSV
 
 def test_csv_happy_path():
@@ -310,7 +288,7 @@ def test_csv_happy_path():
 def test_csv_patient_column_and_column_order(tmp_path):
     path = write(tmp_path, "patient,value,lab,date\nc-1,32,ALT,2025-01-06\nc-1,1.1,INR,2025-01-08\n", "x.csv")
     tl = load_timeline(path, PROTOCOL)
-    assert tl.patient == "c-1" and [e.value for e in tl.events] == [32.0, 1.1]
+    assert tl.patient == "c-1" and [e.value for e in tl.events] == [32, Fraction(11, 10)]
 
 
 CSV_CASES = [
@@ -322,13 +300,20 @@ CSV_CASES = [
     ("bad date", "date,lab,value\n2025-01-06,ALT,32\n06/01/2025,ALT,32\n", 3, "E705", "'06/01/2025' is not an ISO 8601 date"),
     ("unknown lab", "date,lab,value\n2025-01-06,ALTT,32\n", 2, "E707", "did you mean 'ALT'?"),
     ("missing value", "date,lab,value\n2025-01-06,ALT,\n", 2, "E704", "missing value"),
-    ("value not a number", "date,lab,value\n2025-01-06,ALT,high\n", 2, "E708", "value must be a number, not 'high'"),
-    ("value nan", "date,lab,value\n2025-01-06,ALT,nan\n", 2, "E708", "value must be a number"),
+    ("value not a number", "date,lab,value\n2025-01-06,ALT,high\n", 2, "E708", "value must be a number, not the text 'high'"),
+    ("value nan", "date,lab,value\n2025-01-06,ALT,nan\n", 2, "E708", "value must be a finite number, not nan"),
+    ("value inf", "date,lab,value\n2025-01-06,ALT,-Infinity\n", 2, "E708", "value must be a finite number, not -Infinity"),
+    ("inf after conversion", "date,lab,value,unit\n2025-01-06,ALT,1e308,kU/L\n", 2, "E708", "value 1e308 kU/L is about 10^311 U/L, out of range"),
+    ("lln nan", "date,lab,value,lln\n2025-01-06,ALT,1,NaN\n", 2, "E708", "lln must be a finite number, not NaN"),
+    ("lln not below uln", "date,lab,value,uln,lln\n2025-01-06,ALT,1,40,41\n", 2, "E708", "lln 41 is not below uln 40"),
+    ("uln after conversion", "date,lab,value,uln,unit\n2025-01-06,ALT,1,1e13,kU/L\n", 2, "E708", "uln 1e13 kU/L is 1e+16 U/L, out of range"),
+    ("bad time", "date,lab,value,time\n2025-01-06,ALT,1,8.30\n", 2, "E705", "time: '8.30' is not an ISO 8601 time of day"),
+    ("time twice", "date,lab,value,time\n2025-01-06T08:00,ALT,1,08:30\n", 2, "E702", "the time is given twice"),
+    ("bad date-time", "date,lab,value\n2025-01-06T8:00,ALT,1\n", 2, "E705", "not an ISO 8601 date (YYYY-MM-DD) or date-time"),
     ("negative value", "date,lab,value\n2025-01-06,ALT,-1\n", 2, "E708", "negative"),
     ("bad uln", "date,lab,value,uln\n2025-01-06,ALT,1,x\n", 2, "E708", "uln must be a number above 0"),
     ("bad unit", "date,lab,value,unit\n2025-01-06,ALT,1,mg/dL\n", 2, "E709", "does not convert to 'U/L'"),
     ("too many cells", "date,lab,value\n2025-01-06,ALT,1,U/L\n", 2, "E702", "4 cells"),
-    ("duplicate", "date,lab,value\n2025-01-06,ALT,1\n2025-01-06,1742-6,2\n", 3, "E711", "the first is at line 2"),
     ("two patients", "patient,date,lab,value\na,2025-01-06,ALT,1\nb,2025-01-07,ALT,1\n", 3, "E711", "a second patient 'b'"),
     ("unterminated quote", 'date,lab,value\n2025-01-06,ALT,1\n2025-01-07,"ALT,1\n', 3, "E701", "invalid CSV"),
     ("header only", "date,lab,value\n", 1, "E704", "no lab results"),
@@ -353,3 +338,186 @@ def test_csv_with_a_start_given_and_no_rows(tmp_path):
     path = write(tmp_path, "date,lab,value\n", "l.csv")
     tl = load_timeline(path, PROTOCOL, start="2025-01-01")
     assert tl.events == () and tl.until == tl.start == D(2025, 1, 1)
+
+
+# ---------------------------------------------------------------------------- exact values (v2)
+
+def test_24_mg_per_litre_is_exactly_2_4_mg_per_decilitre(tmp_path):
+    """Issue 9: bilirubin 24 mg/L is exactly 2.0x the ULN of 1.2 mg/dL, like 2.4 mg/dL."""
+    path = write(tmp_path, HEAD + "  - {date: 2025-01-06, lab: TBIL, value: 24, unit: mg/L}\n"
+                 "  - {date: 2025-01-07, lab: TBIL, value: 2.4}\n"
+                 "  - {date: 2025-01-08, lab: TBIL, value: 2.4, unit: mg/dL}\n")
+    a, b, c = load_timeline(path, PROTOCOL).events
+    assert a.value == b.value == c.value == Fraction(12, 5)
+    assert a.value / units.exact(PROTOCOL["labs"]["TBIL"]["uln"]) == 2  # exactly 2.0x the default ULN, 1.2
+    assert all(type(e.value) is Fraction for e in (a, b, c))
+    csv = write(tmp_path, "date,lab,value,unit\n2025-01-06,TBIL,24,mg/L\n2025-01-07,TBIL,2.4,mg/dL\n", "l.csv")
+    assert [e.value for e in load_timeline(csv, PROTOCOL).events] == [Fraction(12, 5)] * 2
+
+
+def test_values_and_limits_are_read_from_their_text(tmp_path):
+    path = write(tmp_path, HEAD + "  - {date: 2025-01-06, lab: ALT, value: 0.30000000000000001, uln: 33.0, lln: 7.5}\n"
+                 "  - {date: 2025-01-06, lab: TBIL, value: 41.04, unit: umol/L, uln: 20.5, lln: 3.4}\n"
+                 "  - {date: 2025-01-06, lab: INR, value: 1.1}\n")
+    alt, tbil, inr = load_timeline(path, PROTOCOL).events
+    # the decimal written, not the nearest float (which is 0.3 = 0.299999999999999988898...)
+    assert alt.value == Fraction(30000000000000001, 10**17)
+    assert alt.uln == 33 and type(alt.uln) is int and alt.lln == Fraction(15, 2)
+    mm = Fraction("584.66")
+    assert tbil.value == Fraction("41.04") * mm / 10_000  # umol/L -> mg/dL: x 1e-6 mol/L x M g/mol / (1e-2 g/dL)
+    assert tbil.uln == Fraction("20.5") * mm / 10_000 and tbil.lln == Fraction("3.4") * mm / 10_000
+    assert inr.value == Fraction(11, 10) and inr.value != 1.1  # not the binary float
+
+
+def test_json_numbers_are_exact_too():
+    tl = load_timeline(DATA / "case-07.json", PROTOCOL)
+    assert [type(e.value) for e in tl.events[:2]] == [int, int] and tl.events[1].uln == 33
+
+
+def test_number_facts_are_exact(tmp_path):
+    path = write(tmp_path, "patient:\n  id: p\n  facts: {crcl: 29.9}\nstart: 2025-01-06\nevents:\n"
+                 "  - {date: 2025-01-07, fact: crcl, value: 30.1}\n")
+    tl = load_timeline(path, PROTOCOL)
+    assert tl.facts["crcl"] == Fraction(299, 10) and tl.events[0].value == Fraction(301, 10)
+    bad = write(tmp_path, "patient:\n  id: p\n  facts: {crcl: .nan}\nstart: 2025-01-06\n", "bad.yaml")
+    [message] = errors(bad)
+    assert message.code == "E708" and "fact 'crcl' is a finite number (in mL/min), not .nan" in message.text
+    protocol = copy.deepcopy(PROTOCOL)
+    protocol["facts"]["crcl"]["default"] = 90.1  # a JSON number in the graph: the decimal it shows
+    assert load_timeline(DATA / "labs.csv", protocol).facts["crcl"] == Fraction(901, 10)
+
+
+def test_csv_values_are_exact():
+    tl = load_timeline(DATA / "labs.csv", PROTOCOL)
+    tbil = tl.events[2]
+    assert tbil.value == Fraction("17.1") * Fraction("584.66") / 10_000 and tbil.uln == Fraction("20.5") * Fraction("584.66") / 10_000
+    assert tl.events[4].value == Fraction(8, 5)
+
+
+# ---------------------------------------------------------------------------- times (v2)
+
+def test_a_date_time_gives_the_date_and_the_time_as_written(tmp_path):
+    path = write(tmp_path, HEAD + "  - {date: 2025-01-06T08:30, lab: ALT, value: 1}\n"
+                 "  - {date: '2025-01-06T09:00:00+01:00', lab: AST, value: 2}\n"
+                 "  - {date: 2025-01-06 10:15:30Z, lab: ALP, value: 3}\n"
+                 "  - {date: 2025-01-06, time: '11:00', event: jaundice}\n"
+                 "  - {date: 2025-01-06, time: '12:00-05:00', fact: liver_disease, value: true}\n"
+                 "  - {date: 2025-01-06, time: '13:00', choice: reduce_dose}\n"
+                 "  - {date: 2025-01-07, lab: INR, value: 1}\n")
+    events = load_timeline(path, PROTOCOL).events
+    assert [e.time for e in events] == ["08:30", "09:00:00+01:00", "10:15:30Z", "11:00", "12:00-05:00", "13:00", None]
+    assert [e.date for e in events] == [D(2025, 1, 6)] * 6 + [D(2025, 1, 7)]
+
+
+def test_within_a_day_events_go_by_time_then_file_order(tmp_path):
+    path = write(tmp_path, HEAD.replace("2025-01-06", "2025-01-05") +
+                 "  - {date: 2025-01-06, time: '18:00', lab: ALT, value: 1}\n"      # line 4
+                 "  - {date: 2025-01-06, time: '07:00', lab: AST, value: 2}\n"      # line 5
+                 "  - {date: 2025-01-06T09:00+01:00, event: jaundice}\n"          # line 6: 09:00 as written
+                 "  - {date: 2025-01-05T23:00, lab: ALP, value: 3}\n"              # line 7, the day before
+                 "  - {date: 2025-01-06, time: '07:00', lab: INR, value: 1}\n")     # line 8: ties go by file order
+    tl = load_timeline(path, PROTOCOL)
+    assert [e.loc.line for e in tl.events] == [7, 5, 8, 6, 4]
+
+
+def test_an_event_without_time_follows_everything_written_above_it(tmp_path):
+    path = write(tmp_path, HEAD +
+                 "  - {date: 2025-01-06, lab: ALT, value: 1}\n"                  # 4: none above: 00:00
+                 "  - {date: 2025-01-06, time: '08:00', lab: AST, value: 2}\n"   # 5
+                 "  - {date: 2025-01-06, lab: ALP, value: 3}\n"                  # 6: after 08:00 (line 5)
+                 "  - {date: 2025-01-06, time: '07:00', lab: TBIL, value: 1}\n"  # 7
+                 "  - {date: 2025-01-06, event: jaundice}\n"                     # 8: after 08:00, and after line 6
+                 "  - {date: 2025-01-06, time: '08:00', lab: INR, value: 1}\n")  # 9: 08:00, after lines 5, 6, 8
+    tl = load_timeline(path, PROTOCOL)
+    assert [e.loc.line for e in tl.events] == [4, 7, 5, 6, 8, 9]
+    assert [e.order[0] for e in tl.events] == [datetime.time(0), datetime.time(7), *[datetime.time(8)] * 4]
+
+
+def test_sorting_keeps_file_order_when_nothing_has_a_time():
+    tl = load_timeline(DATA / "case-07.yaml", PROTOCOL)
+    assert [e.loc.line for e in tl.events if e.date == D(2025, 2, 3)] == [12, 13, 14]
+
+
+# ---------------------------------------------------------------------------- duplicates (v2)
+
+def test_two_results_of_a_lab_on_a_day_are_both_kept_in_order(tmp_path):
+    path = write(tmp_path, HEAD +
+                 "  - {date: 2025-01-06, lab: ALT, value: 300}\n"
+                 "  - {date: 2025-01-06, lab: AST, value: 30}\n"
+                 "  - {date: 2025-01-06, lab: '1742-6', value: 30, unit: IU/L}\n")
+    tl = load_timeline(path, PROTOCOL)
+    assert [(e.lab, e.value, e.loc.line) for e in tl.events] == [("ALT", 300, 4), ("AST", 30, 5), ("ALT", 30, 6)]
+    kept, replaced = latest_results(tl.events)
+    assert kept["ALT"].loc.line == 6 and kept["AST"].loc.line == 5
+    assert [r.loc.line for r in replaced] == [4]
+
+
+def test_the_later_by_time_counts_whatever_the_file_order(tmp_path):
+    path = write(tmp_path, HEAD +
+                 "  - {date: 2025-01-06T20:00, lab: ALT, value: 30}\n"
+                 "  - {date: 2025-01-06T08:00, lab: ALT, value: 300}\n"
+                 "  - {date: 2025-01-06, time: '08:00', lab: ALT, value: 3000}\n")
+    tl = load_timeline(path, PROTOCOL)
+    assert [e.value for e in tl.events] == [300, 3000, 30]
+    kept, replaced = latest_results(tl.events)
+    assert kept["ALT"].value == 30 and kept["ALT"].time == "20:00"
+    assert [r.value for r in replaced] == [300, 3000]
+
+
+def test_latest_results_across_days_uses_recency():
+    loc = Loc("t", 1)
+    monday = LabResult(D(2025, 1, 6), "ALT", 1, None, loc, order=(datetime.time(9), 9))
+    tuesday = LabResult(D(2025, 1, 7), "ALT", 2, None, loc, order=(datetime.time(8), 1))
+    tbil = LabResult(D(2025, 1, 6), "TBIL", 1, None, loc)
+    kept, replaced = latest_results([tuesday, tbil, monday])  # any order given
+    assert kept == {"ALT": tuesday, "TBIL": tbil} and replaced == [monday]
+    assert recency(tuesday) > recency(monday) > recency(tbil)
+
+
+def test_csv_and_fhir_readers_keep_duplicates_and_times(tmp_path):
+    path = write(tmp_path, "date,time,lab,value,lln\n2025-01-06,18:00,ALT,50,7\n2025-01-06T08:00,,ALT,500,\n"
+                 "2025-01-06,,AST,30,\n", "l.csv")
+    tl = load_timeline(path, PROTOCOL)
+    assert [(e.lab, e.value, e.time, e.lln) for e in tl.events] == [
+        ("ALT", 500, "08:00", None), ("ALT", 50, "18:00", 7), ("AST", 30, None, None)]
+    assert latest_results(tl.events)[0]["ALT"].value == 50
+
+
+def test_labresult_keeps_its_positional_construction():
+    loc = Loc("t", 1)
+    result = LabResult(D(2025, 1, 6), "ALT", 30, 40, loc, "U/L")
+    assert (result.lln, result.time, result.order) == (None, None, ())
+    assert result == LabResult(D(2025, 1, 6), "ALT", 30, 40, loc, "U/L", order=(datetime.time(8), 3))  # order not compared
+
+
+def test_a_number_fact_out_of_range(tmp_path):
+    [message] = errors(DATA / "case-07.yaml", facts={"crcl": "1e20"})
+    assert message.code == "E708" and "fact 'crcl' is a number (in mL/min) of at most 10^15, not 1e+20" in message.text
+
+
+# ---------------------------------------------------------------------------- counts (v2: ANC)
+
+def with_anc() -> dict:
+    protocol = copy.deepcopy(PROTOCOL)
+    protocol["labs"]["ANC"] = {"description": "absolute neutrophil count", "unit": "10*9/L", "uln": None,
+                               "loinc": ["751-8"], "molar_mass": None}
+    return protocol
+
+
+@pytest.mark.parametrize("unit,value,expected", [
+    ("10*9/L", "1.5", Fraction(3, 2)), ("10*3/uL", "1.5", Fraction(3, 2)), ("K/uL", "1.5", Fraction(3, 2)),
+    ("10*3/mm3", "0.499", Fraction(499, 1000)), ("/mm3", "1500", Fraction(3, 2)), ("cells/uL", "999", Fraction(999, 1000)),
+    ("{cells}/uL", "500", Fraction(1, 2)), ("10^9/L", "1", 1),
+])
+def test_neutrophil_counts_convert_exactly(tmp_path, unit, value, expected):
+    path = write(tmp_path, HEAD + f"  - {{date: 2025-01-06, lab: ANC, value: {value}, unit: '{unit}', lln: {value}}}\n")
+    [result] = load_timeline(path, with_anc()).events
+    assert result.value == expected and result.lln == expected and result.unit == unit
+    csv = write(tmp_path, f"date,lab,value,unit\n2025-01-06,751-8,{value},{unit}\n", "anc.csv")
+    assert load_timeline(csv, with_anc()).events[0].value == expected
+
+
+def test_a_count_unit_that_is_not_a_count(tmp_path):
+    path = write(tmp_path, HEAD + "  - {date: 2025-01-06, lab: ANC, value: 1, unit: 'mg/dL'}\n")
+    [message] = errors(path, with_anc())
+    assert message.code == "E709" and "ANC: 'mg/dL' does not convert to '10*9/L'" in message.text

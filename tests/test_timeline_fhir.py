@@ -5,11 +5,12 @@ from __future__ import annotations
 import copy
 import datetime
 import json
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
 
-from rxwatch.simulator.timeline import COMMAND_LINE, LabResult, TimelineError, load_timeline
+from rxwatch.simulator.timeline import COMMAND_LINE, LabResult, TimelineError, latest_results, load_timeline
 
 HERE = Path(__file__).parent / "data"
 FHIR = HERE / "fhir-r4"
@@ -99,10 +100,11 @@ def test_reference_range_high_becomes_the_uln_in_the_labs_unit(tmp_path):
     alt = observation("o-alt", "1742-6", 99, "IU/L", referenceRange=[{"high": {"value": 33}}])
     tl = load_timeline(write(tmp_path, bundle(tbil, alt)), PROTOCOL)
     by_lab = {e.lab: e for e in tl.events}
-    assert by_lab["TBIL"].value == pytest.approx(3.508, abs=1e-3)
-    assert by_lab["TBIL"].uln == pytest.approx(1.199, abs=1e-3)
+    mm = Fraction("584.66") / 10_000  # umol/L -> mg/dL, exactly
+    assert by_lab["TBIL"].value == 60 * mm
+    assert by_lab["TBIL"].uln == Fraction("20.5") * mm and by_lab["TBIL"].lln == Fraction("3.4") * mm
     assert by_lab["TBIL"].unit == "umol/L"
-    assert (by_lab["ALT"].value, by_lab["ALT"].uln) == (99.0, 33.0)  # high without unit: the value's unit
+    assert (by_lab["ALT"].value, by_lab["ALT"].uln) == (99, 33)  # high without unit: the value's unit
     assert tl.patient == "p-1" and tl.start == tl.until == D(2025, 1, 6)
 
 
@@ -122,22 +124,26 @@ def test_unusable_observations_are_warnings_naming_their_id(tmp_path):
     censored["valueQuantity"]["comparator"] = "<"
     partial = observation("o-partial", "6301-6", 1.1, "{INR}", date="2025-01")
     wrong = observation("o-error", "1975-2", 1.0, "mg/dL", status="entered-in-error")
-    second = observation("o-second", "1744-2", 7, date="2025-01-06T20:00:00Z")
+    huge = observation("o-huge", "1742-6", 1e308, "kU/L")
+    zero_uln = observation("o-zero-uln", "1742-6", 3, referenceRange=[{"high": {"value": 0}}])
+    inverted = observation("o-inverted", "1742-6", 3, referenceRange=[{"low": {"value": 50}, "high": {"value": 40}}])
     first = observation("o-first", "1742-6", 8)
     other = observation("o-other", "2345-7", 5.5, "mmol/L")  # glucose: not mapped, ignored
-    path = write(tmp_path, bundle(first, no_value, bad_unit, censored, partial, wrong, second, other))
+    path = write(tmp_path, bundle(first, no_value, bad_unit, censored, partial, wrong, huge, zero_uln, inverted, other))
     tl = load_timeline(path, PROTOCOL)
-    assert [(e.lab, e.value) for e in tl.events] == [("ALT", 8.0)]
+    assert [(e.lab, e.value) for e in tl.events] == [("ALT", 8)]
     texts = {w.text.split(" ")[1]: w for w in tl.warnings}
-    assert set(texts) == {"o-novalue", "o-badunit", "o-censored", "o-partial", "o-error", "o-second"}
+    assert set(texts) == {"o-novalue", "o-badunit", "o-censored", "o-partial", "o-error", "o-huge",
+                          "o-zero-uln", "o-inverted"}
     assert all(w.code == "W701" and w.severity == "warning" and w.text.endswith("left out") for w in tl.warnings)
     assert "no valueQuantity value (it has valueString)" in texts["o-novalue"].text
     assert "'mg/dL' does not convert to 'U/L'" in texts["o-badunit"].text
     assert "censored (<5)" in texts["o-censored"].text
     assert "no full effective date (2025-01)" in texts["o-partial"].text
     assert "status is entered-in-error" in texts["o-error"].text
-    kept = line_of(path, '"o-first"') - 2
-    assert f"(ALT): a second result on 2025-01-06 (the one at line {kept} is kept)" in texts["o-second"].text
+    assert "value 1e+308 kU/L is about 10^311 U/L, out of range" in texts["o-huge"].text
+    assert "uln must be a number above 0, not 0; left out" in texts["o-zero-uln"].text
+    assert "lln 50 is not below uln 40" in texts["o-inverted"].text
     assert texts["o-novalue"].line == line_of(path, '"o-novalue"') - 2  # the line of the entry's "resource": {
     assert str(texts["o-badunit"]).startswith(f"{path}:{texts['o-badunit'].line}: warning: Observation o-badunit (AST)")
 
@@ -228,3 +234,50 @@ def test_a_fact_without_default_is_asked_for_on_the_command_line(tmp_path):
     assert (message.path, message.line, message.code) == (COMMAND_LINE, 0, "E710")
     assert "--fact weight=VALUE" in message.text
     assert load_timeline(path, protocol, facts={"weight": "71.5"}).facts["weight"] == 71.5
+
+
+# ---------------------------------------------------------------------------- v2: times, duplicates, exact values
+
+def test_two_results_of_a_lab_on_a_day_are_kept_with_their_times(tmp_path):
+    late = observation("o-late", "1742-6", 30, date="2025-01-06T20:00:00Z")
+    early = observation("o-early", "1744-2", 300, date="2025-01-06T08:30:00+01:00")
+    ast = observation("o-ast", "1920-8", 40, date="2025-01-06")
+    tl = load_timeline(write(tmp_path, bundle(late, early, ast)), PROTOCOL)
+    assert tl.warnings == ()
+    # by time; the AST without a time follows what is above it in the file (docs/timelines.md)
+    assert [(e.lab, e.value, e.time) for e in tl.events] == [
+        ("ALT", 300, "08:30:00+01:00"), ("ALT", 30, "20:00:00Z"), ("AST", 40, None)]
+    kept, replaced = latest_results(tl.events)
+    assert kept["ALT"].value == 30 and [r.value for r in replaced] == [300]
+
+
+def test_values_are_read_from_the_json_text(tmp_path):
+    text = json.dumps(bundle(observation("o-1", "14631-6", 123.0, "mg/L"), observation("o-2", "6301-6", 1.1, "{INR}")), indent=2)
+    text = text.replace("123.0", "24.0000000000000001")  # more digits than a float keeps
+    tl = load_timeline(write(tmp_path, text), PROTOCOL)
+    tbil, inr = tl.events
+    assert tbil.value == Fraction("2.40000000000000001") and inr.value == Fraction(11, 10)
+
+
+def test_a_low_of_zero_is_no_lower_limit(tmp_path):
+    alt = observation("o-1", "1742-6", 50, referenceRange=[{"low": {"value": 0}, "high": {"value": 40}}])
+    ast = observation("o-2", "1920-8", 50, referenceRange=[{"low": {"value": 7.5, "unit": "U/L"}}])
+    tl = load_timeline(write(tmp_path, bundle(alt, ast)), PROTOCOL)
+    assert [(e.lln, e.uln) for e in tl.events] == [(None, 40), (Fraction(15, 2), None)]
+    assert tl.warnings == ()
+
+
+def test_24_mg_per_litre_from_fhir_is_2_4_mg_per_decilitre(tmp_path):
+    tl = load_timeline(write(tmp_path, bundle(observation("o-1", "1975-2", 24, "mg/L"))), PROTOCOL)
+    assert tl.events[0].value == Fraction(12, 5)
+
+
+def test_a_value_that_is_not_finite_is_a_located_error(tmp_path):
+    """JSON has no NaN, but Python writes one: the R4 model refuses it, at the line of the field."""
+    path = write(tmp_path, bundle(observation("o-nan", "1742-6", float("nan")), observation("o-inf", "1920-8", float("inf"))))
+    with pytest.raises(TimelineError) as info:
+        load_timeline(path, PROTOCOL)
+    messages = info.value.messages
+    assert [m.code for m in messages] == ["E712", "E712"]
+    assert "Observation o-nan is not valid FHIR R4: valueQuantity.value" in messages[0].text
+    assert messages[0].line == line_of(path, "NaN") - 1  # the line of "valueQuantity"

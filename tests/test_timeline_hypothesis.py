@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import json
 import tempfile
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,10 @@ def check(folder: Path, text: str, name: str, **options) -> None:
     event("loaded" if timeline.events else "loaded, no events")
     dates = [e.date for e in timeline.events]
     assert dates == sorted(dates)
+    for e in timeline.events:
+        if isinstance(e, LabResult):  # exact, finite and in range, whatever the input
+            for x in (e.value, e.uln, e.lln):
+                assert x is None or type(x) in (int, Fraction) and 0 <= x <= 10**15
     assert timeline.until is not None and timeline.start <= timeline.until or not timeline.events
 
 
@@ -149,10 +154,15 @@ UNITS_OF = {"ALT": ["U/L", "IU/L", "[iU]/L", "U/l", None], "AST": ["iu/L", None]
             "TBIL": ["mg/dL", "umol/L", "g/L", "mg/L", None], "INR": ["{INR}", "1", "ratio", None]}
 
 
+clock_times = st.times().map(lambda t: t.isoformat(timespec="minutes"))
+
+
 @st.composite
 def well_formed_lab(draw):
     lab = draw(st.sampled_from(sorted(UNITS_OF)))
     entry = {"date": draw(days), "lab": lab, "value": draw(numbers)}
+    if draw(st.booleans()):
+        entry["time"] = draw(clock_times)
     unit = draw(st.sampled_from(UNITS_OF[lab]))
     if unit is not None:
         entry["unit"] = unit
@@ -171,8 +181,7 @@ well_formed = st.fixed_dictionaries({
     "patient": st.fixed_dictionaries({"id": st.text(alphabet="abc-07 ", min_size=1, max_size=5).filter(str.strip)}, optional={"facts": st.fixed_dictionaries(
         {}, optional={"liver_disease": st.booleans(), "crcl": numbers, "indication": st.sampled_from(["hlh_mas", "other"])})}),
     "start": st.just("2025-01-01"),
-    "events": st.lists(st.one_of(well_formed_lab(), good_others), max_size=12,
-                       unique_by=lambda e: (e["date"], e.get("lab", id(e)))),
+    "events": st.lists(st.one_of(well_formed_lab(), good_others), max_size=12),  # duplicates allowed (v2)
 })
 
 
@@ -184,15 +193,24 @@ def test_well_formed_timelines_load(folder, doc):
     timeline = load_timeline(path, PROTOCOL)
     assert len(timeline.events) == len(doc["events"]) and timeline.warnings == ()
     assert timeline.until == max([timeline.start] + [e.date for e in timeline.events])
-    for day in {e.date for e in timeline.events}:  # file order within a date
-        lines = [e.loc.line for e in timeline.events if e.date == day]
-        assert lines == sorted(lines)
-    for result in timeline.events:
+    for day in {e.date for e in timeline.events}:  # within a date (docs/timelines.md#order-within-a-day):
+        todays = [e for e in timeline.events if e.date == day]
+        timed = [e.time for e in todays if e.time is not None]
+        assert timed == sorted(timed)  # timed events by time (zero-padded HH:MM texts sort as times)
+        for i, e in enumerate(todays):
+            if e.time is None:  # an event without time follows everything written above it
+                assert all(x.loc.line > e.loc.line for x in todays[i + 1:])
+        for a, b in zip(todays, todays[1:]):  # equal times, or none: file order
+            if a.time == b.time:
+                assert a.loc.line < b.loc.line
+    # every entry is kept: in file order, the events are the entries written (duplicates too)
+    for result, written in zip(sorted(timeline.events, key=lambda e: e.loc.line), doc["events"]):
+        assert result.date == datetime.date.fromisoformat(written["date"]) and result.time == written.get("time")
         if isinstance(result, LabResult):
-            written = next(e for e in doc["events"] if e["date"] == str(result.date) and e.get("lab") == result.lab)
-            assert result.unit == written.get("unit")
+            assert result.unit == written.get("unit") and result.lab == written["lab"]
+            assert type(result.value) in (int, Fraction)
             if units.same_unit(result.unit, PROTOCOL["labs"][result.lab]["unit"]):
-                assert result.value == written["value"]
+                assert result.value == units.exact(written["value"])  # the decimal the JSON shows
 
 
 quantities = mostly(
@@ -239,4 +257,16 @@ def test_units_raise_only_unit_error(source, target, value, molar_mass):
         result = units.convert(value, source, target, molar_mass)
     except units.UnitError:
         return
-    assert isinstance(result, float)
+    assert type(result) in (int, Fraction)
+    # exact both ways: converting back gives the value written, to the last digit
+    assert units.convert(result, target, source, molar_mass) == units.exact(value)
+
+
+count_units = st.sampled_from(["10*9/L", "10^9/L", "10*3/uL", "K/uL", "10*3/mm3", "/mm3", "cells/uL", "{cells}/uL", "/uL"])
+
+
+@SETTINGS
+@given(a=count_units, b=count_units, c=count_units, value=st.fractions(0, 10**6))
+def test_count_conversions_are_exact_and_compose(a, b, c, value):
+    """Converting a count through any chain of spellings is the direct conversion, exactly."""
+    assert units.convert(units.convert(value, a, b), b, c) == units.convert(value, a, c)
