@@ -9,6 +9,9 @@ A case file is a timeline (shared/contracts/timeline.md, the same YAML) with one
       - by 2025-03-01 state stopped
       - never action refer_hepatology
       - deviation overdue for order_lfts on 2025-04-02
+      - deviation still_overdue for order_lfts on 2025-04-30
+      - unassessable on 2025-05-12 missing ALT, AST
+      - replaced ALT on 2025-05-19
       - order_lfts window 2025-04-06..2025-05-06
       - final state maintenance
 
@@ -46,7 +49,7 @@ __all__ = [
 CASE_KEYS = ("expect", "description", "protocol")
 """Top-level keys a case file has beyond a timeline's."""
 
-DEVIATION_KINDS = ("overdue",)
+DEVIATION_KINDS = ("overdue", "still_overdue", "incomplete")
 
 # Codes of scenario-file mistakes (timeline mistakes keep their E7xx codes).
 E_STRUCTURE = "E801"  # `expect` missing, not a list, an item that is not text; a bad description/protocol
@@ -92,8 +95,10 @@ class Expectation:
     """One line of `expect`.
 
     `subject` is one of: action, enter, state, transition, stay, rule, deviation,
-    final_state, final_order. `name` is the action, state, rule id or (for a deviation) the
-    action it concerns; `target` the destination of a transition; `kind` a deviation's kind.
+    unassessable, replaced, final_state, final_order. `name` is the action, state, rule id,
+    (for a deviation) the action it concerns or (for `replaced`) the lab; `target` the
+    destination of a transition; `kind` a deviation's kind; `labs` the labs an `unassessable`
+    step must name as missing.
     """
 
     text: str
@@ -105,6 +110,7 @@ class Expectation:
     target: str | None = None
     kind: str | None = None
     window: tuple[datetime.date, datetime.date] | None = None
+    labs: tuple[str, ...] = ()
     when: When | None = None
     count: Count = Count()
 
@@ -207,12 +213,13 @@ def _message_dict(m: Message) -> dict:
 _TOKEN = re.compile(r"->|\.\.|(?:[^\s.\-]|-(?!>)|\.(?!\.))+")
 _WHEN_ONE = ("on", "by", "before", "after")
 _WHEN_TWO = {"between": "and", "from": "to"}
-_SUBJECT_WORDS = ("action", "state", "enter", "transition", "stay", "rule", "deviation", "final")
+_SUBJECT_WORDS = ("action", "state", "enter", "transition", "stay", "rule", "deviation", "unassessable",
+                  "replaced", "final")
 _NUMBERS = {"once": 1, "twice": 2}
 
 _GRAMMAR = ("action ACTION, ACTION window FROM..TO, state STATE, enter STATE, transition STATE -> STATE, "
-            "stay STATE, rule RULE-ID, deviation [overdue] [for ACTION], final state STATE "
-            "or final order ACTION")
+            "stay STATE, rule RULE-ID, deviation [KIND] [for ACTION], unassessable [missing LAB, ...], "
+            "replaced LAB, final state STATE or final order ACTION")
 
 
 class _Bad(Exception):
@@ -224,17 +231,19 @@ class _Bad(Exception):
 
 @dataclass(frozen=True)
 class Names:
-    """What an expectation may name: the compiled protocol's states, actions and rule ids."""
+    """What an expectation may name: the compiled protocol's states, actions, rule ids and labs."""
 
     states: tuple[str, ...]
     actions: tuple[str, ...]
     rules: tuple[str, ...]
+    labs: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, graph: Any) -> "Names":
         actions = tuple((graph.graph.get("actions") or {}).keys())
         rules = tuple(k for _, _, k in graph.edges(keys=True))
-        return cls(tuple(graph.nodes), actions, rules)
+        labs = tuple((graph.graph.get("labs") or {}).keys())
+        return cls(tuple(graph.nodes), actions, rules, labs)
 
 
 def _date(word: str) -> datetime.date:
@@ -400,6 +409,15 @@ def _window(toks: list[str], i: int) -> tuple[tuple[datetime.date, datetime.date
     return (a, b), i + 4
 
 
+def _labs(toks: list[str], i: int, names: Names) -> tuple[tuple[str, ...], int]:
+    """`LAB, LAB, ...`: the rest of the expectation from toks[i] (dates and counts are already
+    taken out); returns (labs, the index after them)."""
+    words = [w for w in re.split(r"[\s,]+", " ".join(toks[i:])) if w]
+    if not words:
+        raise _Bad(E_SYNTAX, "'missing' needs lab names, such as 'missing ALT, AST'")
+    return tuple(_name(w, names.labs, "lab") for w in words), len(toks)
+
+
 def _subject(toks: list[str], names: Names) -> dict:
     head = toks[0]
     i = 1
@@ -449,6 +467,13 @@ def _subject(toks: list[str], names: Names) -> dict:
             i += 2
         if i < len(toks) and toks[i] == "window":
             out["window"], i = _window(toks, i)
+    elif head == "unassessable":
+        out = {"subject": "unassessable"}
+        if i < len(toks) and toks[i] == "missing":
+            out["labs"], i = _labs(toks, i + 1, names)
+    elif head == "replaced":
+        out = {"subject": "replaced", "name": _name(_need(toks, 1, "a lab", head).rstrip(","), names.labs, "lab")}
+        i = 2
     elif len(toks) > 1 and toks[1] == "window":
         out = {"subject": "action", "name": _name(head, names.actions, "action")}
         out["window"], i = _window(toks, 1)
@@ -634,6 +659,10 @@ def _step_matches(e: Expectation, step: Mapping) -> bool:
         return (t == "deviation" and (e.kind is None or step.get("kind") == e.kind)
                 and (e.name is None or step.get("action") == e.name)
                 and (e.window is None or _win(step.get("window")) == e.window))
+    if s == "unassessable":
+        return t == "unassessable" and set(e.labs) <= set(step.get("missing") or ())
+    if s == "replaced":
+        return any(isinstance(r, Mapping) and r.get("lab") == e.name for r in step.get("replaced") or ())
     return False
 
 
@@ -650,6 +679,13 @@ def _describe_step(step: Mapping) -> str:
         return f"transition {step.get('from')} -> {step.get('to')}"
     if t == "deviation":
         return f"deviation {step.get('kind')} for {step.get('action')} window {_fmt_window(step.get('window') or ('?', '?'))}"
+    if t == "unassessable":
+        missing = ", ".join(step.get("missing") or ())
+        return f"unassessable {step.get('trigger')} in {step.get('state')}" + (f" (missing {missing})" if missing else "")
+    if t == "panel":
+        labs = ", ".join(str(r.get("lab")) for r in step.get("results") or () if isinstance(r, Mapping))
+        gone = ", ".join(str(r.get("lab")) for r in step.get("replaced") or () if isinstance(r, Mapping))
+        return f"panel {labs}" + (f" (replaced {gone})" if gone else "")
     return str(t)
 
 
@@ -715,9 +751,13 @@ def _explain(e: Expectation, trace: Mapping, similar: list, found: list) -> str:
             parts.append(listed + more)
             if near:  # what was ordered on those dates is the answer; no need for the day's list
                 return "; ".join(parts)
-    elif e.subject == "deviation":
-        devs = [s for s in steps if s.get("type") == "deviation"]
-        parts.append("deviations: " + "; ".join(f"{_describe_step(s)} on {s['date']}" for s in devs[:6]) if devs else "no deviation")
+    elif e.subject in ("deviation", "unassessable"):
+        kind = e.subject
+        devs = [s for s in steps if s.get("type") == kind]
+        listed = "; ".join(f"{_describe_step(s)} on {s['date']}" for s in devs[:6])
+        more = f" and {len(devs) - 6} more" if len(devs) > 6 else ""
+        label = "deviations" if kind == "deviation" else "unassessable steps"
+        parts.append(f"{label}: {listed}{more}" if devs else f"no {kind}")
     else:
         parts.append(f"no {what}")
     if e.when is not None and e.when.first == e.when.last:
@@ -747,6 +787,10 @@ def _subject_text(e: Expectation) -> str:
         if e.window:
             bits.append(f"window {_fmt_window(e.window)}")
         return " ".join(bits)
+    if e.subject == "unassessable":
+        return "unassessable" + (f" missing {', '.join(e.labs)}" if e.labs else "")
+    if e.subject == "replaced":
+        return f"replaced {e.name}"
     return f"{e.subject} {e.name}"
 
 

@@ -6,9 +6,16 @@ an edge of the compiled graph, one per rule, keyed "STATE/HANDLER/RULE", when so
 the compiled graph and on traces as the simulator returns them (shared/contracts/trace.md with
 the `rule` extension key); it knows nothing about any particular protocol.
 
+Steps that fire no rule count for nothing: an `unassessable` step (a panel or event that
+decided nothing because results were missing) leaves its state and rules as they were, and
+`panel` and `deviation` steps are not rules. Unassessable steps are tallied apart, per state
+and trigger (`report.unassessable`), so that a suite shows it exercises the missing-result
+paths; they do not change the percentage.
+
     report = coverage(graph, [trace1, trace2])
     report.percent                # 94.1 (states and transitions together)
     report.missing_edges          # [Edge(key="maintenance/2/0", ...), ...]
+    report.unassessable           # {("baseline", "panel"): 2, ...}
 """
 
 from __future__ import annotations
@@ -68,6 +75,7 @@ class Coverage:
     covered_states: set[str] = field(default_factory=set)
     covered_edges: set[str] = field(default_factory=set)
     traces: int = 0
+    unassessable: dict[tuple[str, str], int] = field(default_factory=dict)  # (state, trigger) -> steps
 
     @property
     def missing_states(self) -> list[State]:
@@ -115,7 +123,16 @@ class Coverage:
                     for e in self.missing_edges
                 ],
             },
+            "unassessable": [
+                {"state": state, "trigger": trigger, "steps": n}
+                for (state, trigger), n in sorted(self.unassessable.items(), key=self._state_order)
+            ],
         }
+
+    def _state_order(self, item: tuple[tuple[str, str], int]) -> tuple:
+        names = [s.name for s in self.states]
+        (state, trigger), _ = item
+        return (names.index(state) if state in names else len(names), state, trigger)
 
     def format_text(self) -> str:
         n_states, n_edges = len(self.states), len(self.edges)
@@ -125,6 +142,11 @@ class Coverage:
             f"transitions {n_edges - len(self.missing_edges)}/{n_edges}; {self.traces} "
             f"trace{'s' if self.traces != 1 else ''})"
         ]
+        if self.unassessable:
+            shown = ", ".join(f"{trigger} in {state} {n}"
+                              for (state, trigger), n in sorted(self.unassessable.items(), key=self._state_order))
+            total = sum(self.unassessable.values())
+            lines.append(f"  unassessable (results missing): {total} step{'s' if total != 1 else ''}: {shown}")
         for s in self.missing_states:
             lines.append(f"  {s.where}: state {s.name} never entered")
         for e in self.missing_edges:
@@ -163,4 +185,7 @@ def coverage(graph: Any, traces: Iterable[Mapping]) -> Coverage:
                     rule = keys[0] if len(keys) == 1 else None
                 if rule is not None:
                     report.covered_edges.add(rule)
+            elif kind == "unassessable":
+                key = (str(step.get("state")), str(step.get("trigger")))
+                report.unassessable[key] = report.unassessable.get(key, 0) + 1
     return report

@@ -87,6 +87,7 @@ NAMES = Names(
     states=("watch", "high", "done"),
     actions=("check", "treat", "pause", "order_lfts", "hold_anakinra"),
     rules=("watch/0/0", "watch/0/1", "high/0/0"),
+    labs=("ALT", "AST", "TBIL"),
 )
 
 
@@ -127,6 +128,16 @@ def parse(text: str):
     ("watch->high on 2025-01-06", dict(subject="transition", name="watch", target="high")),
     ("stay high", dict(subject="stay", name="high")),
     ("rule watch/0/0", dict(subject="rule", name="watch/0/0")),
+    ("deviation still_overdue for check on 2025-02-21", dict(subject="deviation", kind="still_overdue", name="check",
+                                                             first=D("2025-02-21"))),
+    ("deviation incomplete for check", dict(subject="deviation", kind="incomplete", name="check")),
+    ("3 times deviation still_overdue", dict(subject="deviation", kind="still_overdue", low=3, high=3)),
+    ("unassessable on 2025-02-03", dict(subject="unassessable", labs=(), first=D("2025-02-03"))),
+    ("unassessable missing ALT, AST on 2025-02-03", dict(subject="unassessable", labs=("ALT", "AST"))),
+    ("on 2025-02-03 unassessable missing ALT,AST", dict(subject="unassessable", labs=("ALT", "AST"))),
+    ("unassessable missing ALT twice", dict(subject="unassessable", labs=("ALT",), low=2, high=2)),
+    ("never unassessable", dict(subject="unassessable", labs=(), low=0, high=0)),
+    ("replaced ALT on 2025-02-03", dict(subject="replaced", name="ALT", first=D("2025-02-03"))),
     ("  on   2025-02-03   action   treat  ", dict(subject="action", name="treat")),
 ])
 def test_parse(text, fields):
@@ -136,7 +147,7 @@ def test_parse(text, fields):
     got = {
         "subject": e.subject, "name": e.name, "target": e.target, "kind": e.kind, "window": e.window,
         "first": e.when.first if e.when else None, "last": e.when.last if e.when else None,
-        "low": e.count.low, "high": e.count.high,
+        "low": e.count.low, "high": e.count.high, "labs": e.labs,
     }
     for key, value in fields.items():
         assert got[key] == value, (key, got)
@@ -172,6 +183,13 @@ def test_parse(text, fields):
     ("qqq", "cannot read 'qqq'; write one of action ACTION"),
     ("action treat extra words", "unexpected 'extra words' after 'action treat'"),
     ("deviation late", "unknown deviation kind 'late'"),
+    ("deviation still_ovredue", "unknown deviation kind 'still_ovredue'; did you mean 'still_overdue'?"),
+    ("unassessable missing", "'missing' needs lab names, such as 'missing ALT, AST'"),
+    ("unassessable missing ALT, ATS", "unknown lab 'ATS'; did you mean 'AST'?"),
+    ("unassessable ALT", "unexpected 'ALT' after 'unassessable'"),
+    ("replaced", "'replaced' needs a lab"),
+    ("replaced ALTT", "unknown lab 'ALTT'; did you mean 'ALT'?"),
+    ("replaced ALT AST", "unexpected 'AST' after 'replaced ALT'"),
     ("rule watch/9/9", "unknown rule 'watch/9/9'"),
     ("rule watch/0/2", "unknown rule 'watch/0/2'; did you mean 'watch/0/1'?"),
     ("transition watch high", "write 'transition watch -> STATE'"),
@@ -304,6 +322,75 @@ def test_check_fails_and_says_what_the_trace_shows(text, shows):
     assert not o.ok
     assert o.shows == shows
     assert str(o) == f"case.yaml:7: expected {text}; the trace shows {shows}"
+
+
+# A v2 trace: panels, replaced results, an unassessable panel, incomplete and repeated overdue orders.
+TRACE_V2 = {
+    "protocol": {"name": "demo", "version": "0.2"},
+    "patient": "p",
+    "start": "2025-01-06",
+    "until": "2025-03-31",
+    "steps": [
+        {"date": "2025-01-06", "type": "enter", "state": "watch"},
+        {"date": "2025-01-06", "type": "action", "action": "check", "state": "watch",
+         "window": ["2025-01-13", "2025-01-20"], "sources": ["s"]},
+        {"date": "2025-01-15", "type": "panel", "results": [{"lab": "TBIL", "value": 0.8}], "replaced": []},
+        {"date": "2025-01-15", "type": "deviation", "kind": "incomplete", "action": "check",
+         "window": ["2025-01-13", "2025-01-20"]},
+        {"date": "2025-01-15", "type": "unassessable", "trigger": "panel", "missing": ["ALT", "AST"], "state": "watch"},
+        {"date": "2025-01-21", "type": "deviation", "kind": "overdue", "action": "check",
+         "window": ["2025-01-13", "2025-01-20"]},
+        {"date": "2025-02-18", "type": "deviation", "kind": "still_overdue", "action": "check",
+         "window": ["2025-01-13", "2025-01-20"]},
+        {"date": "2025-03-03", "type": "panel",
+         "results": [{"lab": "ALT", "value": 30, "time": "14:00"}],
+         "replaced": [{"lab": "ALT", "value": 130, "time": "08:30"}]},
+        {"date": "2025-03-03", "type": "transition", "from": "watch", "to": "watch", "trigger": "panel",
+         "because": "", "sources": ["s"], "rule": "watch/0/1", "line": 17, "stay": True},
+        {"date": "2025-03-03", "type": "action", "action": "check", "state": "watch",
+         "window": ["2025-03-10", "2025-03-17"], "sources": ["s"]},
+    ],
+    "final_state": "watch",
+    "open_orders": [{"action": "check", "window": ["2025-03-10", "2025-03-17"]}],
+}
+
+
+@pytest.mark.parametrize("text", [
+    "on 2025-01-15 deviation incomplete for check",
+    "deviation incomplete for check window 2025-01-13..2025-01-20",
+    "once deviation overdue",
+    "on 2025-02-18 deviation still_overdue for check window 2025-01-13..2025-01-20",
+    "never deviation still_overdue after 2025-02-18",
+    "3 times deviation for check",
+    "on 2025-01-15 unassessable",
+    "unassessable missing ALT, AST",
+    "unassessable missing AST",
+    "once unassessable",
+    "never unassessable after 2025-01-15",
+    "never unassessable missing TBIL",
+    "on 2025-03-03 replaced ALT",
+    "never replaced TBIL",
+    "once replaced ALT",
+])
+def test_check_v2_steps_hold(text):
+    o = outcome(text, TRACE_V2)
+    assert o.ok, o.shows
+
+
+@pytest.mark.parametrize("text, shows", [
+    ("on 2025-01-16 unassessable", "unassessable on 2025-01-15; nothing on 2025-01-16 (state watch)"),
+    ("unassessable missing TBIL", "unassessable steps: unassessable panel in watch (missing ALT, AST) on 2025-01-15"),
+    ("never unassessable", "unassessable once: on 2025-01-15"),
+    ("on 2025-01-15 deviation overdue", "deviation overdue on 2025-01-21; on 2025-01-15: panel TBIL, "
+     "deviation incomplete for check window 2025-01-13..2025-01-20, unassessable panel in watch (missing ALT, AST)"),
+    ("twice deviation still_overdue", "deviation still_overdue once: on 2025-02-18"),
+    ("on 2025-03-03 replaced TBIL", "no replaced TBIL; on 2025-03-03: panel ALT (replaced ALT), stay watch, "
+     "action check window 2025-03-10..2025-03-17"),
+])
+def test_check_v2_steps_fail_and_say_what_the_trace_shows(text, shows):
+    o = outcome(text, TRACE_V2)
+    assert not o.ok
+    assert o.shows == shows
 
 
 def test_check_on_an_empty_trace():
@@ -531,3 +618,16 @@ def test_coverage_without_rule_ids_matches_by_shape(demo):
     step = {"type": "transition", "from": "high", "to": "watch", "trigger": "panel", "because": "x <= 1"}
     report = coverage(demo, [{"steps": [step]}])
     assert report.covered_edges == {"high/0/0"}
+
+
+def test_coverage_tallies_unassessable_steps_apart(demo):
+    """An unassessable step fires no rule and enters no state: it changes no percentage, and
+    is counted per state and trigger so that the missing-result paths show in the report."""
+    report = coverage(demo, [TRACE_V2, TRACE_V2])
+    assert report.covered_states == {"watch"} and report.covered_edges == {"watch/0/1"}
+    assert report.unassessable == {("watch", "panel"): 2}
+    assert report.to_dict()["unassessable"] == [{"state": "watch", "trigger": "panel", "steps": 2}]
+    lines = report.format_text().splitlines()
+    assert lines[0] == "coverage of demo: 22.2% (states 1/3, transitions 1/6; 2 traces)"
+    assert lines[1] == "  unassessable (results missing): 2 steps: panel in watch 2"
+    assert coverage(demo, [TRACE]).unassessable == {} and "unassessable" not in coverage(demo, [TRACE]).format_text()

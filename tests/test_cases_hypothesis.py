@@ -31,10 +31,11 @@ SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[Heal
 
 WORDS = ["on", "by", "before", "after", "between", "and", "from", "to", "never", "no", "once", "twice",
          "times", "at", "least", "most", "final", "action", "state", "enter", "transition", "stay", "rule",
-         "deviation", "overdue", "for", "window", "order", "->", "..", "3", "0", "x"]
+         "deviation", "overdue", "still_overdue", "incomplete", "for", "window", "order", "->", "..", "3", "0", "x",
+         "unassessable", "missing", "replaced", "ALT,", ",", "AST"]
 DATES = ["2025-01-06", "2025-02-03", "2025-13-01", "2025-02-30", "20250203", "2025-2-3", "0001-01-01",
          "9999-12-31", "1999-01-01", "2030-01-01"]
-NAMES_ALL = [*NAMES.states, *NAMES.actions, *NAMES.rules, "stoped", "order_lft", "ALT", "maintenance/9/9"]
+NAMES_ALL = [*NAMES.states, *NAMES.actions, *NAMES.rules, *NAMES.labs, "stoped", "order_lft", "ALTT", "maintenance/9/9"]
 tokens = st.one_of(st.sampled_from(WORDS), st.sampled_from(DATES), st.sampled_from(NAMES_ALL),
                    st.text(alphabet="abc-_./>0123456789 ", max_size=8))
 
@@ -67,6 +68,8 @@ def test_random_expectation_lines(words, joiner):
 
 states = st.sampled_from(NAMES.states)
 actions = st.sampled_from(NAMES.actions)
+labs = st.lists(st.sampled_from(NAMES.labs), min_size=1, max_size=3)
+kinds = st.sampled_from(["overdue", "still_overdue", "incomplete"])
 days = st.dates(min_value=datetime.date(2025, 1, 6), max_value=datetime.date(2025, 12, 31))
 
 
@@ -78,8 +81,9 @@ def documented_forms(draw) -> str:
         f"action {draw(actions)}", f"action {draw(actions)} {window}", f"{draw(actions)} {window}",
         f"state {draw(states)}", f"enter {draw(states)}", f"stay {draw(states)}",
         f"transition {draw(states)} -> {draw(states)}", f"{draw(states)} -> {draw(states)}",
-        f"rule {draw(st.sampled_from(NAMES.rules))}", "deviation", "deviation overdue",
-        f"deviation overdue for {draw(actions)}", f"deviation for {draw(actions)} {window}",
+        f"rule {draw(st.sampled_from(NAMES.rules))}", "deviation", f"deviation {draw(kinds)}",
+        f"deviation {draw(kinds)} for {draw(actions)}", f"deviation for {draw(actions)} {window}",
+        "unassessable", f"unassessable missing {', '.join(draw(labs))}", f"replaced {draw(labs)[0]}",
     ]))
     when = draw(st.sampled_from(["", f"on {d1}", f"by {d1}", f"before {d1}", f"after {d1}",
                                  f"between {d1} and {d2}", f"from {d1} to {d2}"]))
