@@ -128,7 +128,8 @@ def test_malformed_json_is_located_status_1(capsys, tmp_path):
     out = tmp_path / "chart.dot"
     status, _, err = run(capsys, "render", ANAKINRA, "--trace", trace, "-o", out)
     assert status == 1
-    assert f"{trace}:4:" in err and "not a JSON trace" in err
+    assert f"{trace}:4:16: error[E920]: not a JSON trace" in err
+    assert '    {"date": 1,,}' in err  # the line, with a caret under the fault
     assert not out.exists()
 
 
@@ -137,7 +138,7 @@ def test_a_trace_from_another_protocol_is_located_status_1(capsys, tmp_path):
     out = tmp_path / "chart.dot"
     status, _, err = run(capsys, "render", LEFLUNOMIDE, "--trace", trace, "-o", out)
     assert status == 1
-    assert f"{trace}:3: protocol.name: this trace is from protocol 'anakinra_hepatotoxicity', not 'leflunomide_hepatotoxicity'" in err
+    assert f"{trace}:3: error[E920]: protocol.name: this trace is from protocol 'anakinra_hepatotoxicity', not 'leflunomide_hepatotoxicity'" in err
     assert not out.exists()
 
 
@@ -148,7 +149,7 @@ def test_a_trace_naming_an_unknown_state_points_at_its_line(capsys, tmp_path):
     status, _, err = run(capsys, "render", ANAKINRA, "--trace", trace, "-o", tmp_path / "chart.dot")
     line = next(i for i, l in enumerate(trace.read_text().splitlines(), 1) if '"limbo"' in l)
     assert status == 1
-    assert f"{trace}:{line}: steps[2].state: 'limbo' is not a state of 'anakinra_hepatotoxicity'" in err
+    assert f"{trace}:{line}: error[E920]: steps[2].state: 'limbo' is not a state of 'anakinra_hepatotoxicity'" in err
 
 
 def test_a_failed_render_leaves_an_existing_output_untouched(capsys, tmp_path):

@@ -1,7 +1,8 @@
 """`rxwatch test PROTOCOL CASE... [--coverage] [--format text|json]` (contracts/cli.md).
 
-Exit 0 when every case passes; 1 for a failing case, an invalid case file (FILE:LINE: message
-on stderr, nothing simulated) or a protocol with errors; 2 for a missing file or folder.
+Exit 0 when every case passes; 1 for a failing case, an invalid case file (PATH:LINE:COL:
+error[CODE]: message on stderr, nothing simulated) or a protocol with errors; 2 for a missing
+file or folder.
 """
 
 from __future__ import annotations
@@ -70,9 +71,14 @@ def test_an_invalid_case_file_is_located_and_not_simulated(capsys, tmp_path):
     assert status == 1
     assert out.splitlines()[1] == f"INVALID  {case} (not a valid case file; nothing simulated: 2 errors)"
     assert out.splitlines()[-1] == "2 cases for demo: 1 passed, 1 invalid"
+    # one shape for every diagnostic (docs/diagnostics.md): code, line, column, the line, a caret
     assert err.splitlines() == [
-        f"{case}:10: unknown lab 'ATL'; did you mean 'ALT'?",
-        f"{case}:15: expectation 'on 2025-01-10 stay wacth': unknown state 'wacth'; did you mean 'watch'?",
+        f"{case}:10:29: error[E707]: unknown lab 'ATL'; did you mean 'ALT'?",
+        "  10 |   - {date: 2025-02-03, lab: ATL, value: 100}",
+        "     |                             ^",
+        f"{case}:15:5: error[E803]: expectation 'on 2025-01-10 stay wacth': unknown state 'wacth'; did you mean 'watch'?",
+        "  15 |   - on 2025-01-10 stay wacth",
+        "     |     ^",
     ]
     assert "Traceback" not in out + err
 
@@ -149,7 +155,7 @@ def test_a_simulation_that_stops_is_reported_not_raised(capsys, tmp_path, monkey
     status, out, err = run(capsys, "test", demo(tmp_path), case)
     assert status == 1
     assert out.splitlines()[0] == f"ERROR    {case} (the simulation stopped: 1 error)"
-    assert err.strip() == f"{case}: the simulation stopped: demo.rxw:16: zero-time loop: watch -> high -> watch on 2025-01-06"
+    assert err.strip() == f"{case}: error[E806]: the simulation stopped: demo.rxw:16: zero-time loop: watch -> high -> watch on 2025-01-06"
     assert "Traceback" not in err
 
 
