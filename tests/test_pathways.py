@@ -1,35 +1,69 @@
-"""Every state, action, source, lab and event of each pathway document is in its compiled protocol.
+"""Every state, action, source, lab, fact and event of each pathway document is in its compiled
+protocol, and every name the document writes in `backticks` is one the protocol declares.
 
 The documents (copied into tests/data/pathways/, see the README there) are what the clinical
 authors hand over; their tables and lists are parsed here, not retyped, so that a change in a
 document shows up as a failing test until the protocol follows.
+
+Not yet encoded, on purpose (each named below, so nothing is skipped silently):
+- anakinra part B (neutrophils: the `ANC` lab, `order_anc`, `evaluate_infection_risk` and the
+  `neutrophils_*`/`neutropenia_*` states) runs as a parallel track, which the language gets in
+  issue 11;
+- the tocilizumab pathway needs three parallel tracks and dose levels (issue 11): its
+  document is copied here so that the copies match ../shared, but it has no protocol yet.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
 
 from conftest import PROTOCOLS_DIR, REPO_ROOT
 from rxwatch.compiler import compile_file
+from rxwatch.compiler.ir import exact
 
 PATHWAYS = Path(__file__).parent / "data" / "pathways"
-DOCS = sorted(p for p in PATHWAYS.glob("*.md") if p.name != "README.md")
+ALL_DOCS = sorted(p for p in PATHWAYS.glob("*.md") if p.name != "README.md")
+
+# Documents whose protocol comes with a later issue (see the module docstring).
+LATER = {"tocilizumab-monitoring": "issue 11: three parallel tracks and dose levels"}
+DOCS = [p for p in ALL_DOCS if p.stem not in LATER]
+
+# Sections of a document that belong to a later issue: left out before parsing.
+LATER_SECTIONS = {"anakinra-hepatotoxicity": {"Part B: neutrophils, a parallel track (v2)": "issue 11"}}
+# Words a document writes in backticks that are not names the protocol declares.
+NOT_NAMES = {
+    "anakinra-hepatotoxicity": {
+        "otherwise": "the language's keyword, in 'neither does `otherwise`'",
+        "incomplete": "a deviation kind of the trace",
+    },
+    "leflunomide-hepatotoxicity": {
+        "recovered": "v1's name of `stopped_for_good` ('v2 renamed from `recovered`')",
+        "incomplete": "a deviation kind of the trace",
+    },
+}
 
 
 @dataclass
 class Pathway:
     name: str
+    text: str = ""
     sources: dict[str, str] = field(default_factory=dict)  # id -> kind
-    actions: list[str] = field(default_factory=list)
-    labs: dict[str, float | None] = field(default_factory=dict)  # name -> default ULN (None: none given)
+    actions: list[str] = field(default_factory=list)  # as listed in an Actions section (if any)
+    labs: dict[str, dict] = field(default_factory=dict)  # name -> {"unit", "uln", "molar_mass"} as written
+    facts: dict[str, object] = field(default_factory=dict)  # name -> default
+    members: dict[str, list[str]] = field(default_factory=dict)  # enumeration fact -> members
     events: list[str] = field(default_factory=list)
     states: list[str] = field(default_factory=list)
     initial: list[str] = field(default_factory=list)
     terminal: list[str] = field(default_factory=list)
+    fulfilled_by: dict[str, list[list[str]]] = field(default_factory=dict)  # action -> labs that fulfil it
+    lookback_days: int | None = None
+    reminder_weeks: int | None = None
 
 
 def sections(text: str) -> dict[str, str]:
@@ -39,6 +73,10 @@ def sections(text: str) -> dict[str, str]:
         heading, _, body = part.partition("\n")
         out[heading.strip()] = body
     return out
+
+
+def section(sec: dict[str, str], prefix: str) -> str:
+    return next((body for heading, body in sec.items() if heading.startswith(prefix)), "")
 
 
 def table(body: str, first_header: str) -> list[list[str]]:
@@ -63,38 +101,86 @@ def ticked(text: str) -> list[str]:
     return re.findall(r"`([A-Za-z0-9_.\-]+)`", text)
 
 
+def _number(text: str) -> Fraction:
+    return Fraction(text)
+
+
 def parse_pathway(path: Path) -> Pathway:
     text = path.read_text(encoding="utf-8")
+    for heading in LATER_SECTIONS.get(path.stem, {}):
+        body = sections(text)[heading]
+        text = text.replace(f"## {heading}\n{body}", "")
+    text = "".join(line for line in text.splitlines(keepends=True) if not ("part B" in line and line.startswith("|")))
     sec = sections(text)
-    pw = Pathway(path.stem)
-    for row in table(sec["Sources" if "Sources" in sec else next(k for k in sec if k.startswith("Sources"))], "id"):
-        (sid,) = ticked(row[0])
-        pw.sources[sid] = row[2]
-    for row in table(sec["Actions" if "Actions" in sec else next(k for k in sec if k.startswith("Actions"))], "action"):
-        pw.actions.extend(ticked(row[0]))
+    pw = Pathway(path.stem, text)
+    for row in table(section(sec, "Sources"), "id"):
+        for sid in ticked(row[0]):
+            pw.sources[sid] = row[2]
+    pw.actions = [a for a in ticked(section(sec, "Actions")) if a not in NOT_NAMES.get(path.stem, {})]
     inputs = sec["Inputs"]
     lab_rows = table(inputs, "lab")
-    if lab_rows:
+    if lab_rows:  # | `ALT`, `AST` | meaning | U/L | ULN 40 |
         for row in lab_rows:
-            (name,) = ticked(row[0])
-            uln = row[3].split()[0]
-            pw.labs[name] = None if uln == "none" else float(uln)
-    else:
-        m = re.search(r"^Labs: (.+?)\.(?:\s|$)", inputs, flags=re.M)
-        pw.labs = {name: None for name in ticked(m.group(1))}
-    m = re.search(r"[Ee]vents: (.+?\.)(?:\s|$)", inputs)
-    pw.events = ticked(m.group(1))
-    states = next(body for heading, body in sec.items() if heading.startswith("States"))
-    for item in re.split(r"^(?=\d+\. )", states, flags=re.M):
-        m = re.match(r"\d+\. `(\w+)`", item)
-        if not m:
-            continue
+            unit = None if row[2] == "none" else row[2].split()[0]
+            mass = re.search(r"molar mass ([\d.]+)", row[2])
+            uln = re.match(r"ULN ([\d.]+)", row[3])
+            for name in ticked(row[0]):
+                pw.labs[name] = {"unit": unit, "uln": uln and _number(uln.group(1)),
+                                 "molar_mass": mass and _number(mass.group(1))}
+    else:  # Labs: `ALT`, `AST` (U/L, ULN 40), `TBIL` (mg/dL, ULN 1.2).
+        m = re.search(r"^Labs: (.+?\))\.(?:\s|$)", inputs, flags=re.M | re.S)
+        pending: list[str] = []
+        for tick, unit, uln in re.findall(r"`(\w+)`|\(([^,()]+), ULN ([\d.]+)\)", m.group(1)):
+            if tick:
+                pending.append(tick)
+                continue
+            for name in pending:
+                pw.labs[name] = {"unit": unit.strip(), "uln": _number(uln), "molar_mass": None}
+            pending = []
+    _parse_facts(pw, re.search(r"Facts\b(.*?)Events:", inputs, flags=re.S).group(1))
+    pw.events = ticked(re.search(r"Events: (.+?\.)(?:\s|$)", inputs, flags=re.S).group(1))
+    states = section(sec, "States")
+    # "1. `baseline` (initial). ...", also two on one line: "3. `early_check`, 4. `maintenance`: ..."
+    items = list(re.finditer(r"(?:^|, )\d+\. `(\w+)`", states, flags=re.M))
+    for m, nxt in zip(items, [*items[1:], None]):
+        item = states[m.end():nxt.start() if nxt else len(states)]
         pw.states.append(m.group(1))
-        if "(initial" in item:
+        if item.startswith(" (initial"):
             pw.initial.append(m.group(1))
-        if "(terminal" in item:
+        if item.startswith(" (terminal"):
             pw.terminal.append(m.group(1))
+    for action, first, second in re.findall(r"`(\w+)`[^`]*?fulfilled by an? (\w+)(?: or (\w+))? result", text):
+        pw.fulfilled_by[action] = [[first]] + ([[second]] if second else [])
+    m = re.search(r"fulfils the liver order:\*\* a result of (\w+) or (\w+)", text) or re.search(
+        r"liver order fulfilled by a result of (\w+) or (\w+)", text)
+    if m:
+        pw.fulfilled_by["(liver order)"] = [[m.group(1)], [m.group(2)]]
+    m = re.search(r"most recent result within the last (\d+) days", text)
+    pw.lookback_days = int(m.group(1)) if m else None
+    m = re.search(r"again every (\d+) weeks", text) or re.search(r"repeated every (\d+) weeks", text)
+    pw.reminder_weeks = int(m.group(1)) if m else None
     return pw
+
+
+def _parse_facts(pw: Pathway, body: str) -> None:
+    """`name` ... [default], `a`, `b` [all false]; `e` one of `x`, `y` [x]."""
+    pending: list[str] = []
+    enum: str | None = None
+    for tick, default, one_of in re.findall(r"`(\w+)`|\[([^\]]+)\]|(one of)", body):
+        if one_of:
+            enum = pending.pop()
+            pw.members[enum] = []
+        elif tick:
+            (pw.members[enum] if enum else pending).append(tick)
+        elif default == "default":
+            continue  # the heading's "[default]"
+        elif enum:
+            pw.facts[enum] = default
+            enum = None
+        else:
+            value = {"false": False, "true": True}[default.removeprefix("all ")]
+            pw.facts.update({name: value for name in pending})
+            pending = []
 
 
 def protocol_for(doc: Path) -> Path:
@@ -104,7 +190,8 @@ def protocol_for(doc: Path) -> Path:
 @pytest.fixture(scope="module", params=DOCS, ids=lambda p: p.stem)
 def case(request):
     doc = request.param
-    result = compile_file(str(protocol_for(doc)))
+    # names only: whether the protocol verifies is `rxwatch check`'s and test_scenarios' question
+    result = compile_file(str(protocol_for(doc)), verify=False)
     assert result.ok, [d.message for d in result.diagnostics if d.is_error]
     return parse_pathway(doc), result.graph
 
@@ -139,14 +226,40 @@ def cited_sources(g) -> set[str]:
     return found
 
 
+def declared_names(g) -> set[str]:
+    gg = g.graph
+    names = set(g.nodes)
+    for key in ("sources", "labs", "facts", "vars", "events", "actions", "lets"):
+        names.update(gg[key])
+    for fact in gg["facts"].values():
+        names.update(fact.get("members") or ())
+    return names
+
+
 def test_the_documents_were_parsed():
     """Guards the parser above: an empty list would make every other test pass vacuously."""
     assert len(DOCS) >= 2
     for doc in DOCS:
         pw = parse_pathway(doc)
-        assert len(pw.sources) >= 3 and len(pw.actions) >= 5 and len(pw.states) >= 5, pw
-        assert pw.labs and pw.events and len(pw.initial) == 1 and pw.terminal, pw
+        assert len(pw.sources) >= 3 and len(pw.states) >= 5, pw
+        assert pw.labs and pw.events and pw.facts and len(pw.initial) == 1 and pw.terminal, pw
+        assert "(liver order)" in pw.fulfilled_by and pw.reminder_weeks, pw
         assert protocol_for(doc).exists(), f"{doc.name} has no protocol {protocol_for(doc).name}"
+    anakinra = parse_pathway(PATHWAYS / "anakinra-hepatotoxicity.md")
+    assert anakinra.members["indication"][:2] == ["rheumatoid_arthritis", "stills_disease"]
+    assert anakinra.facts["gilbert_syndrome"] is False and anakinra.facts["indication"] == "other"
+    assert anakinra.labs["TBIL"] == {"unit": "mg/dL", "uln": Fraction(6, 5), "molar_mass": Fraction("584.66")}
+    assert anakinra.labs["INR"] == {"unit": None, "uln": None, "molar_mass": None}
+    assert len(anakinra.states) == 10 and anakinra.terminal == ["off_treatment"]
+    assert "ANC" not in anakinra.labs and "order_anc" not in anakinra.text  # part B: issue 11
+    assert anakinra.fulfilled_by["order_bilirubin_inr"] == [["TBIL"], ["INR"]] and anakinra.lookback_days == 3
+    leflunomide = parse_pathway(PATHWAYS / "leflunomide-hepatotoxicity.md")
+    assert leflunomide.labs["AST"] == {"unit": "U/L", "uln": 40, "molar_mass": None}
+    assert leflunomide.facts == {"liver_disease": False, "mtx_or_immunosuppressant": False}
+    assert "no_washout" in leflunomide.actions and "incomplete" not in leflunomide.actions
+    assert len(leflunomide.states) == 11 and leflunomide.terminal == ["contraindicated", "stopped_for_good"]
+    # every document without a protocol is one a later issue brings, by name
+    assert {p.stem for p in ALL_DOCS if not protocol_for(p).exists()} == set(LATER)
 
 
 def test_every_state_is_a_node(case):
@@ -156,10 +269,46 @@ def test_every_state_is_a_node(case):
     assert set(pw.terminal) <= {n for n, k in g.nodes(data="kind") if k == "terminal"}
 
 
+def test_every_name_in_the_document_is_declared(case):
+    """Every `name` the document writes is a state, action, lab, fact (or member), event,
+    source, let or var of the protocol; the few words that are not are listed in NOT_NAMES."""
+    pw, g = case
+    exceptions = NOT_NAMES.get(pw.name, {})
+    undeclared = set(ticked(pw.text)) - declared_names(g) - set(exceptions)
+    assert undeclared == set()
+    assert set(exceptions) & declared_names(g) == set(), "an exception the protocol now declares"
+
+
 def test_every_action_is_declared_and_used(case):
     pw, g = case
-    assert set(pw.actions) <= set(g.graph["actions"])
-    assert set(pw.actions) - used_actions(g) == set()
+    # the Actions section's list; a document without one names its actions in its text
+    named = set(pw.actions) if pw.actions else set(ticked(pw.text)) & set(g.graph["actions"])
+    assert named <= set(g.graph["actions"])
+    assert named - used_actions(g) == set()
+    assert len(named) >= 10
+
+
+def test_orders_are_fulfilled_as_the_document_says(case):
+    pw, g = case
+    actions = g.graph["actions"]
+    liver = [a for a, attrs in actions.items() if "ALT" in (attrs.get("orders") or ())]
+    assert liver
+    for name in liver:  # "the liver order is fulfilled by a result of ALT or AST"
+        assert sorted(actions[name]["fulfilled_by"]) == sorted(pw.fulfilled_by["(liver order)"]), name
+    for name, labs in pw.fulfilled_by.items():
+        if name != "(liver order)":
+            assert sorted(actions[name]["fulfilled_by"]) == sorted(labs), name
+
+
+def test_lookback_and_reminders(case):
+    """Results valid for N days and reminders every N weeks; leflunomide takes the anakinra
+    pathway's rules on missing, early, split and duplicate results."""
+    pw, g = case
+    anakinra = parse_pathway(PATHWAYS / "anakinra-hepatotoxicity.md")
+    days = pw.lookback_days or anakinra.lookback_days
+    assert g.graph["results_valid"]["amount"] == days and g.graph["results_valid"]["unit"] in ("day", "days")
+    assert g.graph["reminders"]["amount"] == pw.reminder_weeks and g.graph["reminders"]["unit"] in ("week", "weeks")
+    assert "rxwatch-convention" in g.graph["results_valid"]["sources"] + g.graph["reminders"]["sources"]
 
 
 def test_every_source_is_declared_with_its_kind(case):
@@ -170,16 +319,30 @@ def test_every_source_is_declared_with_its_kind(case):
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.stem)
 def test_every_source_is_cited(doc):
     pw = parse_pathway(doc)
-    g = compile_file(str(protocol_for(doc))).graph
+    g = compile_file(str(protocol_for(doc)), verify=False).graph
     assert set(pw.sources) - cited_sources(g) == set()
 
 
-def test_every_lab_is_declared_with_its_default_uln(case):
+def test_every_lab_is_declared_with_its_unit_and_limit(case):
     pw, g = case
     assert set(pw.labs) <= set(g.graph["labs"])
-    for name, uln in pw.labs.items():
-        if uln is not None:
-            assert g.graph["labs"][name]["uln"] == uln, name
+    for name, want in pw.labs.items():
+        lab = g.graph["labs"][name]
+        assert lab.get("unit") == want["unit"], name
+        if want["uln"] is not None:
+            assert exact(lab["uln"]) == want["uln"], name
+        if want["molar_mass"] is not None:
+            assert exact(lab["molar_mass"]) == want["molar_mass"], name
+
+
+def test_every_fact_is_declared_with_its_default(case):
+    pw, g = case
+    facts = g.graph["facts"]
+    assert set(pw.facts) <= set(facts)
+    for name, default in pw.facts.items():
+        assert facts[name]["default"] == default, name
+    for name, members in pw.members.items():
+        assert facts[name]["members"] == members, name
 
 
 def test_every_event_is_declared_and_handled(case):
@@ -195,6 +358,6 @@ def test_copies_match_shared():
     if not shared.is_dir():
         pytest.skip("../shared/pathways is not beside the project (a fresh clone): nothing to compare")
     originals = sorted(shared.glob("*.md"))
-    assert [p.name for p in originals] == [p.name for p in DOCS]
+    assert [p.name for p in originals] == [p.name for p in ALL_DOCS]
     for p in originals:
         assert (PATHWAYS / p.name).read_text(encoding="utf-8") == p.read_text(encoding="utf-8"), p.name
