@@ -1,6 +1,6 @@
 """Timelines: one patient's history as a protocol sees it.
 
-The format is a contract (shared/contracts/timeline.md, documented in docs/timelines.md).
+The format is a contract, described in full in docs/timelines.md.
 `load_timeline` reads a YAML/JSON timeline, a FHIR R4 Bundle (fhir.py) or a lab CSV
 (csvlabs.py) against a compiled protocol's declarations and returns a `Timeline`, or raises
 `TimelineError` with every mistake of the input as a located `Message`. A missing or

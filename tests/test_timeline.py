@@ -521,3 +521,13 @@ def test_a_count_unit_that_is_not_a_count(tmp_path):
     path = write(tmp_path, HEAD + "  - {date: 2025-01-06, lab: ANC, value: 1, unit: 'mg/dL'}\n")
     [message] = errors(path, with_anc())
     assert message.code == "E709" and "ANC: 'mg/dL' does not convert to '10*9/L'" in message.text
+
+
+def test_the_mixed_day_of_the_docs(tmp_path):
+    """docs/timelines.md, order within a day: `12:00 AST`, `ALT`, `09:00 ALT`."""
+    path = write(tmp_path, HEAD + "  - {date: 2025-01-06, time: '12:00', lab: AST, value: 1}\n"
+                 "  - {date: 2025-01-06, lab: ALT, value: 2}\n"
+                 "  - {date: 2025-01-06, time: '09:00', lab: ALT, value: 3}\n")
+    events = load_timeline(path, PROTOCOL).events
+    assert [(e.lab, e.time) for e in events] == [("ALT", "09:00"), ("AST", "12:00"), ("ALT", None)]
+    assert latest_results(events)[0]["ALT"].value == 2
