@@ -160,8 +160,9 @@ def diagnostics_of(exc: BaseException) -> list:
     from rxwatch.simulator.engine import SimulationError
 
     if isinstance(exc, SimulationError):
-        # a zero-time loop happens on a day of the replay; a graph the simulator cannot run, before
-        code = getattr(exc, "code", "") or ("E901" if exc.date is not None else "E902")
+        # a zero-time loop names the states that loop; anything else is a graph the simulator
+        # cannot run (on reading it, or a failure while evaluating it on a day)
+        code = getattr(exc, "code", "") or ("E901" if exc.states else "E902")
         return [Diagnostic.at(exc.path or "<protocol>", exc.line, exc.message, ERROR, code)]
     raise TypeError(f"no diagnostics for {type(exc).__name__}") from exc
 

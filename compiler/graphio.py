@@ -199,6 +199,7 @@ class _Checker:
         self.states: set[str] = set()
         self.edge_keys: dict[str, tuple[str, int]] = {}  # rule id -> (source state, index in edges)
         self.nodes: dict[str, dict] = {}  # state name -> its node
+        self.trees: list[tuple[Where, Any, str | None]] = []  # well-formed trees, to type once all are read
 
     # -- reporting
 
@@ -305,18 +306,34 @@ class _Checker:
             if key not in obj:
                 self.fail(where + (key,), "E915", f"missing (a compiled graph always has '{key}')")
 
-    def expr(self, where: Where, value: Any, *, optional: bool = False) -> None:
+    def expr(self, where: Where, value: Any, *, optional: bool = False, want: str | None = None) -> None:
+        """An expression tree: its form now (ir.validate), its types once every let is read
+        (`want`: the kind it must have, 'bool' for a guard)."""
         if value is None and optional:
             return
         depth = _depth(value)
         if depth > MAX_DEPTH:
-            self.fail(where, "E913", f"expression nested {depth} levels deep; at most {MAX_DEPTH}")
+            self.fail(where, "E913", f"expression nested more than {MAX_DEPTH} levels deep")
             return
         try:
             ir.validate(value, self.names_for_ir)
         except ir.IRError as e:
             inner = _parse_ir_path(e.path)
             self.fail(where + inner, "E913", e.message)
+            return
+        self.trees.append((where, value, want))
+
+    def types(self, g: dict) -> None:
+        """Every well-formed tree has the kinds of value its ops need (what the compiler's
+        type checker ensures, E301, but for units): a graph that passes runs without a
+        type error in the simulator."""
+        lets = g.get("lets") if isinstance(g.get("lets"), dict) else {}
+        bad_lets = {name for name in lets if ("graph", "lets", name, "expr") in self.flagged}
+        checker = _Types(g, lets, bad_lets, self.fail)
+        for where, tree, want in self.trees:
+            kind = checker.infer(where, tree)
+            if want is not None and kind is not None and kind != want:
+                self.fail(where, "E913", f"must be {_KIND[want]}, but this is {_KIND[kind]}")
 
     # -- the document
 
@@ -359,6 +376,7 @@ class _Checker:
             for i, edge in enumerate(edges):
                 if isinstance(edge, dict):
                     self.edge((edges_key, i), edge)
+        self.types(g)
         self.control_characters((), data)
         return self.problems
 
@@ -655,7 +673,7 @@ class _Checker:
         if "because" in e:
             self.text(where + ("because",), e["because"], optional=True)
         if "guard" in e:
-            self.expr(where + ("guard",), e["guard"], optional=True)
+            self.expr(where + ("guard",), e["guard"], optional=True, want="bool")
         if e.get("otherwise") is True and e.get("guard") is not None:
             self.fail(where + ("guard",), "E915", "an 'otherwise' rule has no guard")
         if "sources" in e:
@@ -687,10 +705,10 @@ class _Checker:
     def window(self, where: Where, w: Any) -> None:
         if w is None or not self.mapping(where, w):
             return
-        ok = self.whole(where + ("start",), w.get("start")) & self.whole(where + ("end",), w.get("end"))
+        # (a window that closes before it opens is the verifier's E621: meaning, not form)
+        self.whole(where + ("start",), w.get("start"))
+        self.whole(where + ("end",), w.get("end"))
         self.one_of(where + ("unit",), w.get("unit"), ir.TIME_UNITS)
-        if ok and w["end"] < w["start"]:
-            self.fail(where, "E915", f"the window closes ({w['end']}) before it opens ({w['start']})")
 
     def actions(self, where: Where, actions: Any) -> None:
         """A list of actions, `if` blocks nested to any depth below MAX_DEPTH (no recursion)."""
@@ -725,9 +743,11 @@ class _Checker:
                     self.window(aw + ("window",), a.get("window"))
                 elif kind == "set":
                     self.ref(aw + ("var",), a.get("var"), "vars")
-                    self.expr(aw + ("value",), a.get("value"))
+                    var = self.data["graph"]["vars"].get(a.get("var")) if a.get("var") in self.declared["vars"] else None
+                    want = var.get("type") if isinstance(var, dict) and var.get("type") in FACT_TYPES else None
+                    self.expr(aw + ("value",), a.get("value"), want=want)
                 else:
-                    self.expr(aw + ("cond",), a.get("cond"))
+                    self.expr(aw + ("cond",), a.get("cond"), want="bool")
                     if "text" in a:
                         self.text(aw + ("text",), a["text"], optional=True)
                     stack.append((aw + ("else",), a.get("else", []), depth + 1))
@@ -752,6 +772,111 @@ class _Checker:
                     stack.append((w + (k,), x))
             elif isinstance(v, list):
                 stack.extend((w + (i,), x) for i, x in enumerate(v))
+
+
+# ---------------------------------------------------------------------------- types
+
+_KIND = {"bool": "true or false", "number": "a number", "enum": "a member of an enumeration",
+         "duration": "a duration", "action": "an action"}
+
+
+class _Types:
+    """The kind of value of each well-formed tree: bool, number, enum, duration (units are
+    the compiler's business: they change no kind). Reports through `fail` (E913), at the
+    sub-tree at fault; None for a tree whose kind cannot be told (a fault already reported)."""
+
+    def __init__(self, g: Mapping, lets: Mapping, bad_lets: set[str], fail) -> None:
+        self.g = g
+        self.lets = lets
+        self.let_kinds: dict[str, str | None] = {name: None for name in bad_lets}
+        self.busy: set[str] = set()
+        self.fail = fail
+
+    def declared(self, kind: str, name: str) -> str | None:
+        decl = (self.g.get(kind) or {}).get(name)
+        t = decl.get("type") if isinstance(decl, dict) else None
+        return t if t in FACT_TYPES else None
+
+    def let(self, name: str) -> str | None:
+        if name not in self.let_kinds:
+            if name in self.busy:  # a cycle: reported by let_cycles
+                return None
+            self.busy.add(name)
+            decl = self.lets.get(name)
+            self.let_kinds[name] = self.infer(("graph", "lets", name, "expr"), decl.get("expr")) if isinstance(decl, dict) else None
+            self.busy.discard(name)
+        return self.let_kinds[name]
+
+    def infer(self, where: Where, t: Mapping) -> str | None:
+        op = t["op"]
+        if op in ("num",):
+            return "number"
+        if op == "bool":
+            return "bool"
+        if op == "enum":
+            return "enum"
+        if op in ("duration", "since_entry"):
+            return "duration"
+        if op == "lab":
+            return "number"
+        if op in ("fact", "var"):
+            return self.declared(op + "s", t["name"])
+        if op == "let":
+            return self.let(t["name"])
+        if op == "action":
+            self.fail(where, "E913", f"the action {_show(t['name'])} is not a value; since() and fulfilled() take it")
+            return None
+        if op == "call":
+            return self.call(where, t)
+        if op == "neg":
+            return self.need(where + ("arg",), t["arg"], "number", "'-'")
+        if op in ir.ARITH_OPS:
+            kinds = [self.need(where + ("args", i), a, "number", f"'{op}'") for i, a in enumerate(t["args"])]
+            return "number" if None not in kinds else None
+        if op == "compare":
+            kinds = [self.infer(where + ("args", i), a) for i, a in enumerate(t["args"])]
+            for i, o in enumerate(t["ops"]):
+                a, b = kinds[i], kinds[i + 1]
+                if a is None or b is None:
+                    continue
+                if a != b:
+                    self.fail(where, "E913", f"cannot compare {_KIND[a]} with {_KIND[b]}")
+                elif a in ("bool", "enum") and o not in ("==", "!="):
+                    self.fail(where, "E913", f"'{o}' needs numbers or durations; {_KIND[a]} is compared with == or !=")
+            return "bool"
+        if op == "in":
+            self.need(where + ("arg",), t["arg"], "enum", "'in'")
+            return "bool"
+        if op == "not":
+            self.need(where + ("arg",), t["arg"], "bool", "'not'")
+            return "bool"
+        if op in ("and", "or"):
+            for i, a in enumerate(t["args"]):
+                self.need(where + ("args", i), a, "bool", f"'{op}'")
+            return "bool"
+        return None
+
+    def need(self, where: Where, t: Mapping, kind: str, who: str) -> str | None:
+        got = self.infer(where, t)
+        if got is not None and got != kind:
+            self.fail(where, "E913", f"{who} needs {_KIND[kind]}, but this is {_KIND[got]}")
+            return None
+        return got
+
+    def call(self, where: Where, t: Mapping) -> str | None:
+        func, args = t["func"], t["args"]
+        if func in ("max", "min"):
+            kinds = [self.need(where + ("args", i), a, "number", f"{func}()") for i, a in enumerate(args)]
+            return "number" if None not in kinds else None
+        if func in ("uln", "xuln"):
+            return "number"
+        if func == "known":
+            if args[0].get("op") not in ("lab", "fact", "var", "let"):
+                self.fail(where + ("args", 0), "E913", "known() takes the name of a lab, fact, var or let")
+            return "bool"
+        if func == "since":
+            return "duration"
+        return "bool"  # fulfilled
 
 
 # ---------------------------------------------------------------------------- helpers

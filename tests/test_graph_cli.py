@@ -270,7 +270,10 @@ FAULTS = [
     ("action-ref", lambda d: d["nodes"][0]["entry"][0].update(action="order"), "E914", 'action "order" is not declared'),
     ("field-type", lambda d: d["edges"][0].update(stay="yes"), "E915", "edges[0].stay: must be true or false"),
     ("number", lambda d: d["graph"]["labs"]["ALT"].update(uln="forty"), "E915", "graph.labs.ALT.uln: must be a finite number"),
-    ("window", lambda d: d["nodes"][0]["entry"][0].update(window={"start": 3, "end": 1, "unit": "weeks"}), "E915", "closes (1) before it opens (3)"),
+    ("window", lambda d: d["nodes"][0]["entry"][0].update(window={"start": 1, "end": 2, "unit": "fortnights"}), "E915", "window.unit: must be one of days, weeks"),
+    ("guard-type", lambda d: d["edges"][0].update(guard={"op": "+", "args": [{"op": "num", "value": 1}, {"op": "num", "value": 2}]}), "E913", "edges[0].guard: must be true or false, but this is a number"),
+    ("compare-kinds", lambda d: d["edges"][0].update(guard={"op": "compare", "ops": ["<"], "args": [{"op": "enum", "value": "a"}, {"op": "num", "value": 1}]}), "E913", "cannot compare a member of an enumeration with a number"),
+    ("action-value", lambda d: d["graph"]["lets"]["x"].update(expr={"op": "action", "name": "check"}), "E913", "the action \"check\" is not a value"),
     ("kind", lambda d: d["nodes"][0].update(kind="start"), "E915", "must be one of initial, normal, terminal"),
     ("missing", lambda d: d["nodes"][0].pop("handlers"), "E915", "nodes[0].handlers: missing"),
 ]
@@ -358,6 +361,19 @@ def test_a_graph_that_loops_without_time_stops_with_e901(capsys, tmp_path):
     assert status == 1 and out == ""
     assert "error[E901]: zero-time loop on 2025-01-07" in err
     assert err.splitlines()[0].startswith(("small.rxw:6:", "small.rxw:7:"))
+
+
+def test_every_protocol_of_the_repository_compiles_to_a_valid_graph(repo_root):
+    """What the compiler makes, the validator reads: every protocol in the repository that
+    compiles (the verifier aside: its findings are about meaning, not form)."""
+    paths = sorted((repo_root / "protocols").glob("*.rxw")) + sorted((repo_root / "tests").rglob("*.rxw"))
+    compiled = 0
+    for path in paths:
+        result = compile_source(path.read_text(encoding="utf-8"), str(path), verify=False)
+        if result.ok:
+            graphio.from_json(graphio.to_json(result.graph), f"{path}.json")
+            compiled += 1
+    assert compiled >= 20
 
 
 def test_validation_leaves_a_valid_graph_unchanged():
