@@ -21,6 +21,7 @@ from __future__ import annotations
 import bisect
 import functools
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,8 +66,9 @@ def _scan(text: str) -> Scan:
     """json.loads for an object, also noting where each top-level key and each entry starts.
 
     A JSON number with a fraction or an exponent becomes a `Float` that keeps its text, so
-    that `units.exact` reads the decimal the file shows."""
-    decoder = json.JSONDecoder(parse_float=Float)
+    that `units.exact` reads the decimal the file shows; an integer too long for int() (over
+    4,300 digits) becomes an infinite `Float` keeping its text (refused where it is read)."""
+    decoder = json.JSONDecoder(parse_float=Float, parse_int=_integer)
     scan = Scan(top={})
 
     def skip(i: int) -> int:
@@ -105,6 +107,13 @@ def _scan(text: str) -> Scan:
     if i != len(text):
         raise json.JSONDecodeError("Extra data", text, i)
     return scan
+
+
+def _integer(text: str) -> int | Float:
+    try:
+        return int(text)
+    except ValueError:  # beyond sys.get_int_max_str_digits(): keep the text, never crash
+        return Float(text, math.inf)
 
 
 def _scan_list(text, i, decoder, skip, expect, spans) -> tuple[list, int]:

@@ -332,9 +332,13 @@ def _is_number(value: Any) -> bool:
 
 
 def _shown(value: Any) -> str:
-    """A number as the file wrote it (a yamlsrc/FHIR Float keeps its text)."""
+    """A number as the file wrote it (a yamlsrc/FHIR Float keeps its text), cut to 24
+    characters for a message."""
     text = getattr(value, "text", None)
-    return text if isinstance(text, str) else str(value)
+    text = text if isinstance(text, str) else str(value) if not isinstance(value, int) or abs(value) < 10**24 else None
+    if text is None:  # a huge int: str() of it is slow and long
+        return f"a number of about {value.bit_length() * 30103 // 100000 + 1} digits"
+    return text if len(text) <= 24 else f"{text[:20]}... ({len(text)} characters)"
 
 
 class ValueProblem(ValueError):
@@ -416,8 +420,7 @@ class Reader:
                 raise ValueProblem(key, f"{key} must be a number{above}, not {_describe(raw)}") from None
             if why == "not finite":
                 raise ValueProblem(key, f"{key} must be a finite number, not {_shown(raw)}") from None
-            shown = _shown(raw)
-            raise ValueProblem(key, f"{key} {shown[:20] + '...' if len(shown) > 20 else shown} is {why}") from None
+            raise ValueProblem(key, f"{key} {_shown(raw)} is {why}") from None
         if limit and x <= 0:
             raise ValueProblem(key, f"{key} must be a number above 0, not {_shown(raw)}")
         if x < 0:
@@ -476,7 +479,7 @@ class Reader:
                 except ValueError as exc:
                     if str(exc) == "not finite":
                         return None, f"fact '{name}' is a finite number{in_unit}, not {_shown(value)}"
-                    return None, f"fact '{name}' is a number{in_unit}: {_shown(value)[:20]} is {exc}"
+                    return None, f"fact '{name}' is a number{in_unit}: {_shown(value)} is {exc}"
                 if abs(x) > MAX_VALUE:
                     return None, f"fact '{name}' is a number{in_unit} of at most 10^15, not {units.describe(x)}"
                 return x, None

@@ -191,7 +191,8 @@ class _Builder:
         try:
             value = self.constructor.construct_object(node, deep=True)
         except (ValueError, TypeError, OverflowError, ArithmeticError) as exc:
-            raise self.fail(node, f"invalid value '{node.value}': {exc}") from None
+            shown = node.value if len(node.value) <= 40 else f"{node.value[:40]}... ({len(node.value)} characters)"
+            raise self.fail(node, f"invalid value '{shown}': {exc}") from None
         if node.tag == _FLOAT and isinstance(value, float):
             return Float(node.value, value)
         return value

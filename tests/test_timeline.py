@@ -531,3 +531,13 @@ def test_the_mixed_day_of_the_docs(tmp_path):
     events = load_timeline(path, PROTOCOL).events
     assert [(e.lab, e.time) for e in events] == [("ALT", "09:00"), ("AST", "12:00"), ("ALT", None)]
     assert latest_results(events)[0]["ALT"].value == 2
+
+
+def test_a_5000_digit_number_is_a_short_located_error(tmp_path):
+    path = write(tmp_path, HEAD + "  - {date: 2025-01-06, lab: ALT, value: " + "9" * 5000 + "}\n")
+    message = only_error(path)
+    assert (message.line, message.code) == (4, "E701") and "(5000 characters)" in message.text
+    assert len(message.text) < 300
+    csv = write(tmp_path, "date,lab,value\n2025-01-06,ALT," + "9" * 5000 + "\n", "l.csv")
+    message = only_error(csv)
+    assert (message.line, message.code) == (2, "E708") and "is written with 5000 characters (at most 64)" in message.text

@@ -281,3 +281,20 @@ def test_a_value_that_is_not_finite_is_a_located_error(tmp_path):
     assert [m.code for m in messages] == ["E712", "E712"]
     assert "Observation o-nan is not valid FHIR R4: valueQuantity.value" in messages[0].text
     assert messages[0].line == line_of(path, "NaN") - 1  # the line of "valueQuantity"
+
+
+@pytest.mark.parametrize("digits,code", [(400, "W701"), (5000, "E712")])
+def test_a_number_of_hundreds_of_digits_is_located_not_a_crash(tmp_path, digits, code):
+    """Issue 10 item 11: a 400-digit value was an OverflowError; 5,000 digits pass int()'s limit."""
+    text = json.dumps(bundle(observation("o-1", "1742-6", 12345), observation("o-2", "1920-8", 30)), indent=2)
+    tl_or_error = None
+    path = write(tmp_path, text.replace("12345", "9" * digits))
+    try:
+        tl_or_error = load_timeline(path, PROTOCOL)
+        found = list(tl_or_error.warnings)
+        assert [e.lab for e in tl_or_error.events] == ["AST"]
+    except TimelineError as exc:
+        found = exc.messages
+    [message] = [m for m in found if m.code == code]
+    assert message.line == line_of(path, '"o-1"') - 2 or "valueQuantity" in message.text
+    assert len(message.text) < 300
