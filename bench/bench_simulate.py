@@ -8,7 +8,9 @@ to 5 months graded mostly normal, some mild, moderate or severe, a missing AST n
 results with their own ULN, recorded choices, clinical events, fact changes) through
 
 - rxwatch: `Machine(graph).run(timeline)`, the protocol compiled once from
-  protocols/anakinra_hepatotoxicity.rxw, and
+  bench/anakinra_v1.rxw (the first release's anakinra pathway, which the peer encodes by hand;
+  the shipped protocol is v2), with exact numbers: every value is a `Fraction` or an int, as
+  the timeline readers give them, and so is all the arithmetic of the guards, and
 - the peer: the same pathway written by hand on the `transitions` library (pytransitions):
   the patient is the model, guards are condition methods grading the panel (tx, bili and INR
   computed once per panel), entry actions are on_enter callbacks, rule actions `before`
@@ -49,13 +51,15 @@ import tracemalloc
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PROTOCOL = ROOT / "protocols" / "anakinra_hepatotoxicity.rxw"
+# The first release's anakinra pathway (v1), which the peer below encodes by hand (see its header).
+PROTOCOL = ROOT / "bench" / "anakinra_v1.rxw"
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe  # noqa: E402
 from rxwatch.compiler import compile_file  # noqa: E402
 from rxwatch.simulator.engine import Machine  # noqa: E402
 from rxwatch.simulator.expr import shift  # noqa: E402
+from rxwatch.compiler.ir import exact  # noqa: E402
 from rxwatch.simulator.timeline import ClinicalEvent, Choice, FactChange, LabResult, Loc, Timeline  # noqa: E402
 
 INDICATIONS = ["rheumatoid_arthritis", "stills_disease", "hlh_mas", "covid19", "autoinflammatory", "other"]
@@ -84,14 +88,14 @@ def patients(n: int, seed: int) -> list[Timeline]:
             grade = rng.choices(GRADES, weights=[80, 12, 6, 2])[0]
             lo, hi = {"normal": (10, 40), "mild": (41, 120), "moderate": (121, 200), "severe": (201, 500)}[grade]
             alt = round(rng.uniform(lo, hi), 1)
-            own = 33.0 if rng.random() < 0.1 else None
-            events.append(LabResult(day, "ALT", alt, own, LOC))
+            own = 33 if rng.random() < 0.1 else None
+            events.append(LabResult(day, "ALT", exact(alt), own, LOC))
             if rng.random() > 0.05:
-                events.append(LabResult(day, "AST", round(alt * rng.uniform(0.6, 1.1), 1), None, LOC))
+                events.append(LabResult(day, "AST", exact(round(alt * rng.uniform(0.6, 1.1), 1)), None, LOC))
             tbil = rng.uniform(1.5, 4.0) if grade == "severe" and rng.random() < 0.5 else rng.uniform(0.3, 1.1)
-            events.append(LabResult(day, "TBIL", round(tbil, 2), None, LOC))
+            events.append(LabResult(day, "TBIL", exact(round(tbil, 2)), None, LOC))
             if rng.random() < 0.3:
-                events.append(LabResult(day, "INR", round(rng.uniform(0.9, 1.8), 2), None, LOC))
+                events.append(LabResult(day, "INR", exact(round(rng.uniform(0.9, 1.8), 2)), None, LOC))
             if rng.random() < 0.5:
                 events.append(LabResult(day, "ALP", round(rng.uniform(40, 150)), None, LOC))
             if grade == "moderate" and rng.random() < 0.5:
@@ -113,6 +117,7 @@ def patients(n: int, seed: int) -> list[Timeline]:
 
 D1 = datetime.timedelta(days=1)
 LFT_LABS = frozenset(("ALT", "AST", "TBIL", "ALP", "INR"))
+FULFIL = frozenset(("ALT", "AST"))
 ULN = {"ALT": 40.0, "AST": 40.0, "TBIL": 1.2, "ALP": 120.0}
 SR = ["seed-review"]
 GRADING = ["ctcae-v5", "fda-dili-2009", "seed-review"]
@@ -151,13 +156,13 @@ class Patient:
         xs = []
         for lab in ("ALT", "AST"):
             r = panel.get(lab)
-            if r is not None:
-                xs.append(r.value / (r.uln or ULN[lab]))
+            if r is not None:  # the peer computes in floats, as hand-written code would
+                xs.append(float(r.value) / (r.uln or ULN[lab]))
         self.tx = max(xs) if xs else None
         t = panel.get("TBIL")
-        self.bili = t.value / (t.uln or ULN["TBIL"]) if t is not None else None
+        self.bili = float(t.value) / (t.uln or ULN["TBIL"]) if t is not None else None
         inr = panel.get("INR")
-        self.inr = inr.value if inr is not None else None
+        self.inr = float(inr.value) if inr is not None else None
 
     @staticmethod
     def _gt(x, k):
@@ -496,7 +501,8 @@ def replay(p: Patient, tl: Timeline) -> dict:
             if labs:
                 p.read_panel(labs)
                 names = p.results.keys()
-                for a in [a for a, o in p.orders.items() if not o.labs.isdisjoint(names)]:
+                # v2: ALT or AST fulfils the liver order, on or after its window opens
+                for a in [a for a, o in p.orders.items() if o.start <= day and not FULFIL.isdisjoint(names)]:
                     del p.orders[a]
                 if p.state != "off_treatment":
                     p.trigger_kind = "panel"

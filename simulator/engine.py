@@ -41,7 +41,7 @@ from typing import Any, Callable, Mapping
 
 from rxwatch.compiler import ir
 
-from .expr import _NO_ORDERS, MAX_DATE, Compiler, Ctx, ExprError, protocol_line, register, shift
+from .expr import _NO_ORDERS, MAX_DATE, Q, Compiler, Ctx, ExprError, protocol_line, register, shift
 from .timeline import ClinicalEvent, Choice, FactChange, LabResult, Timeline
 
 __all__ = ["MAX_TRANSITIONS_PER_DAY", "Machine", "SimulationError", "simulate"]
@@ -795,6 +795,7 @@ class _Run(Ctx):
         isos = self.m.isos
         lookback = self.m.lookback
         day = start
+        soonest = None
         first = True
         while True:
             if not first:
@@ -804,6 +805,7 @@ class _Run(Ctx):
                     for t in self.timers:
                         if day is None or t.due < day:
                             day = t.due
+                soonest = None
                 if alarms:
                     soonest = min(alarms.values())
                     if day is None or soonest < day:
@@ -850,7 +852,7 @@ class _Run(Ctx):
                 self.settle()
             else:
                 # (1) deviations of orders overdue today (the day after the window, then reminders)
-                if alarms:
+                if soonest is not None and soonest <= day:
                     self.deviations(day)
                 # (2) timers due today
                 if self.timers:
@@ -863,7 +865,7 @@ class _Run(Ctx):
                 ctx.panel = panel
                 ctx.ulns = ulns
                 if orders:
-                    self.fulfil(dated, day)
+                    self.fulfil(panel, dated, day)
                 handler = self.state.panel
                 n = len(steps)
                 if handler is not None and handler.react(self) and (self.pending or self.timers):
@@ -878,44 +880,51 @@ class _Run(Ctx):
                     self.choices = ()
         return self.trace()
 
-    def assemble(self, results: list, day: datetime.date, lookback) -> tuple[dict, dict, dict]:
+    def assemble(self, results: list, day: datetime.date, lookback) -> tuple[dict, dict, dict | None]:
         """The panel of `day`: each lab's most recent valid result (today's: the last of the
         day, by time, else file order; the earlier ones are kept in `self.replaced`), its own
-        ULNs, and each lab's result date."""
-        recent = self.recent
+        ULNs, and each lab's result date (None: every result is today's)."""
+        panel: dict = {}
+        ulns = None
         replaced = None
-        seen: dict[str, LabResult] = {}
         for res in results:
-            if type(res.value) is float or type(res.uln) is float:  # a Timeline built in code: floats are decimals
-                res = _exact_result(res)
-            old = seen.get(res.lab)
-            if old is not None:
+            lab = res.lab
+            if lab in panel:  # a second result of the lab today: the later counts
                 if replaced is None:
                     replaced = []
-                replaced.append(old)
-            seen[res.lab] = res
-        if lookback is None and not recent:
-            # the same day only: today's results are the panel
-            panel = {lab: res.value for lab, res in seen.items()}
-            ulns = {lab: res.uln for lab, res in seen.items() if res.uln is not None} or _NOTHING
-            dated = {lab: day for lab in seen}
-            shown = list(seen.values())
-        else:
-            recent.update(seen)
-            oldest = day if lookback is None else shift(day, -lookback[0], lookback[1])
-            panel, ulns, dated, shown = {}, {}, {}, []
-            for lab, res in list(recent.items()):
-                if res.date < oldest:
-                    del recent[lab]  # no longer valid
-                    continue
-                panel[lab] = res.value
-                if res.uln is not None:
-                    ulns[lab] = res.uln
-                dated[lab] = res.date
-                shown.append(res)
-            ulns = ulns or _NOTHING
+                replaced.append(next(r for r in reversed(results[:results.index(res)]) if r.lab == lab))
+            v = res.value
+            if type(v) is float:  # a Timeline built in code: a float stands for its decimal
+                v = ir.exact(v)
+            panel[lab] = Q(v)
+            if res.uln is not None:
+                if ulns is None:
+                    ulns = {}
+                ulns[lab] = Q(ir.exact(res.uln) if type(res.uln) is float else res.uln)
+            elif ulns is not None:
+                ulns.pop(lab, None)
         self.replaced = None if replaced is None else [self.m.result_dict(r, day) for r in replaced]
-        return panel, ulns, dated
+        if lookback is None:
+            return panel, ulns or _NOTHING, None
+        # earlier results still valid today join the panel
+        recent = self.recent
+        for res in results:
+            recent[res.lab] = res
+        oldest = shift(day, -lookback[0], lookback[1])
+        dated = {}
+        for lab, res in list(recent.items()):
+            if res.date < oldest:
+                del recent[lab]  # no longer valid
+                continue
+            dated[lab] = res.date
+            if lab not in panel:
+                v = res.value
+                panel[lab] = Q(ir.exact(v) if type(v) is float else v)
+                if res.uln is not None:
+                    if ulns is None:
+                        ulns = {}
+                    ulns[lab] = Q(ir.exact(res.uln) if type(res.uln) is float else res.uln)
+        return panel, ulns or _NOTHING, dated
 
     def note_replaced(self, n: int) -> None:
         """List the day's replaced results on the step its panel gave (a transition or an
@@ -929,23 +938,24 @@ class _Run(Ctx):
             self.warnings.append({"date": self.iso, "line": 0,
                                   "message": f"a result of {r['lab']} was replaced by a later one of the same day"})
 
-    def fulfil(self, dated: dict, day: datetime.date) -> None:
+    def fulfil(self, panel: dict, dated: dict | None, day: datetime.date) -> None:
         """Today's results fulfil the open orders they answer (before the panel's rules run):
         the labs of one of the order's alternatives have valid results dated on or after the
         window opened, one of them dated today. A result before the window is acted on, but
-        the order stays open; one in or after the window that fulfils nothing is `incomplete`."""
+        the order stays open; one in or after the window that fulfils nothing is `incomplete`.
+        `dated`: each lab's result date (None: all are today's)."""
         orders = self.orders
         fulfilled = None
+        today_labs = panel if dated is None else {lab for lab, d in dated.items() if d == day}
         for action, o in tuple(orders.items()):
             opens = o.opens
             if opens is not None and day < opens:
                 continue  # too early: evaluated and acted on, the order stays open
-            fresh = {lab for lab, d in dated.items() if opens is None or d >= opens}
-            today_labs = {lab for lab, d in dated.items() if d == day}
-            if today_labs.isdisjoint(o.labs):
+            if o.labs.isdisjoint(today_labs):
                 continue  # nothing today for this order
+            fresh = panel if dated is None else {lab for lab, d in dated.items() if opens is None or d >= opens}
             for alt in o.fulfil:
-                if alt <= fresh and not alt.isdisjoint(today_labs):
+                if alt.issubset(fresh) and not alt.isdisjoint(today_labs):
                     del orders[action]
                     self.alarms.pop(action, None)
                     if fulfilled is None:
@@ -955,7 +965,7 @@ class _Run(Ctx):
             else:
                 self.emit({"date": self.iso, "type": "deviation", "kind": "incomplete", "action": action,
                            "window": o.text, "ordered": o.ordered, "line": o.line,
-                           "missing": sorted(set().union(*o.fulfil) - fresh)})
+                           "missing": sorted(set().union(*o.fulfil) - set(fresh))})
         if fulfilled is not None:
             self.fulfilled = fulfilled
 
