@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -33,18 +34,26 @@ def test_every_panel_of_a_real_bundle_is_replayed(capsys, bundle, panels):
 
 
 @pytest.mark.parametrize("bundle", [WENDELL, THANH], ids=["wendell", "thanh"])
-def test_yearly_panels_on_the_anakinra_protocol_are_overdue(capsys, bundle):
-    """Synthea's patients have a liver panel once a year; the protocol asks for one within months."""
+def test_yearly_panels_on_the_anakinra_protocol_are_overdue_then_still_overdue(capsys, bundle):
+    """Synthea's patients have a liver panel once a year; the protocol asks for one within months.
+
+    v2 (issue 9): an open order is overdue the day after its window, then still_overdue every
+    4 weeks (the protocol's `reminders every 4 weeks`) until a result fulfils it."""
     status, out, err = simulate(capsys, bundle)
     assert status == 0, err
     trace = json.loads(out)
-    overdue = [s for s in trace["steps"] if s["type"] == "deviation"]
-    assert overdue and all(s["kind"] == "overdue" and s["action"] == "order_lfts" for s in overdue)
-    # each deviation is dated the day after its window's last day, and never twice for one window
-    windows = [tuple(s["window"]) for s in overdue]
-    assert len(windows) == len(set(windows))
-    for s in overdue:
-        assert s["date"] > s["window"][1]
+    deviations = [s for s in trace["steps"] if s["type"] == "deviation"]
+    assert deviations and all(s["action"] == "order_lfts" for s in deviations)
+    by_window: dict[tuple, list] = {}
+    for s in deviations:
+        by_window.setdefault(tuple(s["window"]), []).append(s)
+    for (_, last), steps in by_window.items():
+        first, *reminders = steps
+        assert first["kind"] == "overdue" and first["date"] == str(date.fromisoformat(last) + timedelta(days=1))
+        assert all(s["kind"] == "still_overdue" for s in reminders)
+        dates = [date.fromisoformat(s["date"]) for s in steps]
+        assert all(b - a == timedelta(weeks=4) for a, b in zip(dates, dates[1:]))
+    assert sum(s["kind"] == "still_overdue" for s in deviations) > len(by_window)  # reminders, not one flag
 
 
 def test_iu_per_litre_results_are_read_as_u_per_litre(capsys):
@@ -106,3 +115,30 @@ def test_a_lab_csv_export_is_a_timeline(capsys, tmp_path):
     trace = json.loads(out)
     assert trace["start"] == "2025-01-06"
     assert [s["to"] for s in trace["steps"] if s["type"] == "transition"] == ["early_check", "moderate_elevation"]
+
+
+def test_two_results_of_a_lab_on_a_day_the_later_counts(capsys, tmp_path):
+    """v2 (issue 9): a real feed with two ALT results on one day is replayed, not rejected."""
+    csv = tmp_path / "labs.csv"
+    csv.write_text("date,time,lab,value,unit\n2025-01-06,08:00,ALT,400,U/L\n2025-01-06,18:00,1742-6,30,IU/L\n"
+                   "2025-01-06,,AST,30,U/L\n", encoding="utf-8")
+    status, out, err = simulate(capsys, csv)
+    assert status == 0, err
+    steps = json.loads(out)["steps"]
+    [panel] = [s for s in steps if s.get("trigger") == "panel" or s["type"] == "unassessable"]
+    assert panel["to"] == "early_check"  # ALT 30 (the 18:00 result) is normal; 400 would not be
+    assert [(r["lab"], r["value"], r.get("time")) for r in panel["replaced"]] == [("ALT", 400, "08:00")]
+
+
+def test_the_unit_of_a_result_never_changes_the_decision(capsys, tmp_path):
+    """Issue 9: bilirubin 24 mg/L was 2.4000000000000004 mg/dL, and deferred the drug."""
+    moves = []
+    for value, unit in (("2.4", "mg/dL"), ("24", "mg/L"), ("0.024", "g/L"), ("2400", "ug/dL")):
+        csv = tmp_path / f"tbil-{unit.replace('/', '-')}.csv"
+        csv.write_text(f"date,lab,value,unit\n2025-01-06,ALT,30,U/L\n2025-01-06,AST,30,U/L\n2025-01-06,TBIL,{value},{unit}\n"
+                       "2025-01-20,ALT,150,U/L\n2025-01-20,AST,40,U/L\n", encoding="utf-8")
+        status, out, err = simulate(capsys, csv)
+        assert status == 0, err
+        moves.append([(s["date"], s["type"], s.get("to"), s.get("action")) for s in json.loads(out)["steps"]
+                      if s["type"] in ("transition", "action", "unassessable")])
+    assert moves[1:] == moves[:1] * 3
