@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from ..diagnostics import Diagnostics
 
-__all__ = ["analyse", "check"]
+__all__ = ["analyse", "check", "explain", "explain_text"]
 
 
 def analyse(graph, names: dict | None = None) -> list:
@@ -50,6 +50,44 @@ def analyse(graph, names: dict | None = None) -> list:
         out.append(Finding("W609", _protocol_span(graph), f"the verifier cannot read this protocol's graph: {e}"))
     out.sort(key=lambda f: (f.span.get("line", 0), f.span.get("column", 0), f.code))
     return out
+
+
+def explain(graph, limit: int | None = None) -> list:
+    """The handlers of the compiled graph that can be unassessable (a guard unknown before any
+    rule fires: nothing happens, and the trace says `unassessable`), each with every region of
+    inputs where it is (tables.Unassessable: `.lines()`, `.to_dict()`), in line order.
+
+    These are not errors: missing results are a fact of life, and the protocol may mean to
+    wait for them. `rxwatch check --explain` prints them (`explain_text`)."""
+    from . import regions, tables, timing
+    from .prover import Prover
+    from .smt import Encoder
+
+    enc = Encoder(graph, recommended=timing.recommended(graph))
+    out = tables.unassessable(graph, enc, Prover(enc), regions.LIMIT if limit is None else limit)
+    out.sort(key=lambda u: u.line)
+    return out
+
+
+def explain_text(graph, limit: int | None = None) -> str:
+    """The report of `rxwatch check --explain` for one protocol (see docs/verification.md)."""
+    from .prover import Unknown
+    from .smt import VerifyError
+
+    path = graph.graph.get("path") or graph.graph.get("name") or "protocol"
+    try:
+        items = explain(graph, limit)
+    except (Unknown, VerifyError) as e:
+        return f"{path}: the unassessable inputs were not worked out ({e})"
+    if not items:
+        return f"{path}: no handler can be unassessable: every guard is decided on every input it can get"
+    regions = sum(len(u.regions.regions) for u in items)
+    lines = [f"{path}: {len(items)} handler{'s' if len(items) != 1 else ''} can be unassessable "
+             f"(a guard unknown before any rule fires: no transition, no actions, the trace says 'unassessable'); "
+             f"{regions} region{'s' if regions != 1 else ''}:"]
+    for u in items:
+        lines.extend(u.lines())
+    return "\n".join(lines)
 
 
 def check(module, graph, diags: Diagnostics) -> None:

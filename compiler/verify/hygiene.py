@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+from .. import ir
 from .prover import Finding
 from .smt import all_action_lists, all_trees, walk_actions
 
@@ -67,15 +68,8 @@ def _used(graph) -> dict[str, set]:
     g = graph.graph
     used = {w: set() for w in ("lab", "fact", "event", "action", "source", "var", "let", "set")}
     for t in all_trees(graph):
-        stack = [t]
-        while stack:
-            e = stack.pop()
-            op = e.get("op")
-            if op in ("lab", "fact", "var", "let", "action"):
-                used[op].add(e["name"])
-            stack.extend(e.get("args") or ())
-            if "arg" in e:
-                stack.append(e["arg"])
+        for op in ("lab", "fact", "var", "let", "action"):
+            used[op].update(ir.refs(t, op))
     for decl in (g.get("actions") or {}).values():
         used["lab"].update(decl.get("orders") or ())
     for table in ("labs", "facts", "vars", "events", "actions", "lets"):

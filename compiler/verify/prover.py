@@ -28,6 +28,7 @@ class Finding:
     message: str
     example: smt.Example | None = None
     rules: tuple = ()  # the rule keys (edge keys) concerned, for tests and tools
+    regions: object = None  # E601: regions.Regions, every region of the gap
 
     @property
     def severity(self) -> str:
@@ -82,8 +83,17 @@ class Prover:
             raise Unknown(self.solver.reason_unknown())
         return r == z3.sat
 
-    def witness(self, formulas: list, ins: smt.Inputs) -> smt.Example | None:
-        """An example for `formulas` (None when they cannot hold), with rounded numbers."""
+    def model(self, *literals):
+        """A model of the `literals`, or None when they cannot hold. Raises Unknown."""
+        r = self.solver.check(*literals)
+        self.queries += 1
+        if r == z3.unknown:
+            raise Unknown(self.solver.reason_unknown())
+        return self.solver.model() if r == z3.sat else None
+
+    def witness(self, formulas: list, ins: smt.Inputs, probes: list = ()) -> smt.Example | None:
+        """An example for `formulas` (None when they cannot hold), with rounded numbers;
+        `probes`: formulas whose truth in the example's model goes to `Example.probes`."""
         s = self.solver
         level = s.num_scopes()
         if level == 0:
@@ -106,7 +116,7 @@ class Prover:
                         model = s.model()
                         break
                     s.pop()
-            return self.enc.example(model, ins)
+            return self.enc.example(model, ins, probes)
         finally:
             while s.num_scopes() > level:
                 s.pop()
@@ -138,20 +148,26 @@ def span_of(d: dict):
     return Span(d.get("path", ""), int(d.get("line", 0)), int(d.get("column", 0)), int(d.get("end_line", 0)), int(d.get("end_column", 0)))
 
 
-def describe(ex: smt.Example | None) -> str:
-    """'tx = 3, bili = 2.5 (ALT 120 U/L, AST missing)'."""
+def _is_input(ex: smt.Example, name: str) -> bool:
+    return name in ex.panel or name in ex.facts or name in ex.vars or name.startswith(("since(", "fulfilled(")) or name == "since entry"
+
+
+def describe(ex: smt.Example | None, derived: bool = True) -> str:
+    """'tx = 3, bili = 2.5 (ALT 120 U/L, AST missing)'; the inputs alone without `derived`."""
     if ex is None:
         return ""
-    derived = [f"{n} = {v}" for n, v in ex.shown if n not in ex.panel and n not in ex.facts and n not in ex.vars and not n.startswith("since(")]
+    values = [f"{n} = {v}" for n, v in ex.shown if not _is_input(ex, n)] if derived else []
     inputs = []
     for n, v in ex.shown:
         if n in ex.panel:
             inputs.append(f"{n} {v}")
-        elif n in ex.facts or n in ex.vars or n.startswith("since("):
-            inputs.append(f"{n} = {v}" if not n.startswith("since(") else (f"{n[6:-1]} {v}" if v == "never recommended" else f"{n} = {v}"))
-    if derived and inputs:
-        return f"{', '.join(derived)} ({', '.join(inputs)})"
-    return ", ".join(derived or inputs) or "any values"
+        elif n.startswith("since(") and v == "never recommended":
+            inputs.append(f"{n[6:-1]} {v}")
+        elif _is_input(ex, n):
+            inputs.append(f"{n} = {v}")
+    if values and inputs:
+        return f"{', '.join(values)} ({', '.join(inputs)})"
+    return ", ".join(values or inputs) or "any values"
 
 
 def quote_rule(edge: dict) -> str:

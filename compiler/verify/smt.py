@@ -1,8 +1,16 @@
 """Expression trees of the compiled graph -> z3 formulas: the run-time meaning of guards.
 
-This module is the verifier's whole semantics; read it next to simulator/expr.py and
-docs/language.md ("Unknown values"), which it must match exactly. Everything else in
-compiler/verify asks questions in terms of the formulas built here.
+This module is the verifier's whole semantics, and its back end of the expression IR
+(`Encoder` is an `rxwatch.compiler.ir.Visitor`: one `visit_<op>` per op). Read it next to
+simulator/expr.py and docs/language.md ("Unknown values"), which it must match exactly.
+Everything else in compiler/verify asks questions in terms of the formulas built here.
+
+Values are three-valued, exactly as at run time: every sub-expression has a `known` part and
+a value. A boolean is encoded "dual rail", as two z3 Bools `t` (it is known and true) and `f`
+(it is known and false), never both; unknown is `not t and not f`. Kleene's logic is then
+plain Boolean algebra on the rails: `not` swaps them; `a and b` is true when both are true
+and false when either is false; `or` dually. Numbers are Num(known, Real), enumeration
+values Enm(known, Int code).
 
 Inputs, and their domains (one symbol each, shared by every guard of a query):
 
@@ -21,19 +29,20 @@ Inputs, and their domains (one symbol each, shared by every guard of a query):
   recommendation). A duration of N months after L is `len_L(N)` days, an Int whose possible
   values (and joint values, for several N with one action) come from calendar.month_spans:
   exact. Weeks are 7 days; years are 12 months (dateutil clamps both alike).
-
-Values (what a sub-expression means): Num(known, real), Boo(known, bool), Enm(known, code),
-Lit(member name, typed by what it is compared with), Dur(amount, unit), Since(action).
+- `since entry`: like since(A) for an anchor `ENTRY` (the day the current state was
+  entered) that is always known.
+- `fulfilled(A)`: an always-known Bool per action; false when no `do` recommends A (no order
+  of it is ever open). In a panel handler it implies that the labs of one of A's `fulfilled
+  by` alternatives have results (tables.panel_context).
 
 Rules (as the simulator's): arithmetic with an unknown operand is unknown, and so is a
-division by zero; max/min ignore unknown operands and are unknown when all are; every link
-of a comparison chain needs both operands known, else the comparison is false; `x in {...}`
-with x unknown is false; `not`/`and`/`or` are two-valued over their operands' truth (an
-unknown boolean is not true); `known(X)` is X's `known`; a guard holds when its value is a
-known `true`. Durations compare on dates: `since(A) op D` is `today op last(A) + D`,
-`since(A) op since(B)` is `last(B) op last(A)`, `D1 op D2` is `today + D1 op today + D2`.
-Numbers in the protocol are exact decimals (the simulator uses floats: they can differ only
-exactly on a boundary such as 0.1 + 0.2 == 0.3).
+division by zero; max/min ignore unknown operands and are unknown when all are; a
+comparison link with an unknown operand is unknown, and a chain is false when a known link is
+false, else unknown when a link is unknown, else true; `x in {...}` with x unknown is
+unknown; `not`/`and`/`or` are Kleene's; `known(X)` and `fulfilled(A)` are never unknown. A
+guard holds when it is (known) true. Durations compare on dates: `since(A) op D` is
+`today op last(A) + D`, `since(A) op since(B)` is `last(B) op last(A)`, `D1 op D2` is
+`today + D1 op today + D2`. Numbers are exact (`ir.exact`): the decimal the graph shows.
 
 `Encoder.example(model)` turns a model back into concrete inputs (an `Example`) that the
 simulator's evaluator gives the same verdict on: tests/test_verify.py checks it.
@@ -50,9 +59,11 @@ import z3
 from z3 import z3core
 from z3.z3 import _to_ast_array
 
+from .. import ir
 from . import calendar
 
 TODAY = "@today"  # the anchor of durations compared with durations
+ENTRY = "@entry"  # the anchor of `since entry`: the day the current state was entered
 
 
 class VerifyError(Exception):
@@ -70,8 +81,10 @@ class Num:
 
 @dataclass(frozen=True, slots=True)
 class Boo:
-    k: Any
-    b: Any  # z3 Bool
+    """A three-valued boolean, dual rail: `t` known and true, `f` known and false."""
+
+    t: Any
+    f: Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +106,7 @@ class Dur:
 
 @dataclass(frozen=True, slots=True)
 class Since:
-    action: str
+    action: str  # an action, or ENTRY
 
 
 _CMP = {
@@ -105,9 +118,7 @@ _CMP = {
     "!=": lambda a, b: a != b,
 }
 
-
-def _fraction(x) -> Fraction:
-    return Fraction(repr(float(x))) if isinstance(x, float) else Fraction(x)
+FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
 
 
 def _days(amount: int, unit: str) -> int | None:
@@ -128,13 +139,20 @@ def _months(amount: int, unit: str) -> int:
     raise VerifyError(f"unknown time unit {unit!r}")
 
 
+def _exact(v) -> int | Fraction:
+    try:
+        return ir.exact(v)
+    except ir.IRError as e:
+        raise VerifyError(str(e)) from None
+
+
 # ---------------------------------------------------------------------------- symbols
 
 
 @dataclass
 class LabSyms:
     name: str
-    default: Fraction | None  # the declared ULN
+    default: int | Fraction | None  # the declared ULN
     known: Any
     value: Any = None  # Real >= 0, when the raw value (or uln) is used
     ratio: Any = None  # Real >= 0, when xuln is used
@@ -160,21 +178,24 @@ class SinceSyms:
 
 @dataclass
 class Example:
-    """Concrete inputs that witness a finding, in the simulator's terms."""
+    """Concrete inputs that witness a finding, in the simulator's terms (numbers exact)."""
 
-    panel: dict = field(default_factory=dict)  # lab -> value in the lab's unit, or None (no result)
+    panel: dict = field(default_factory=dict)  # lab -> value in the lab's unit (int or Fraction), or None (no result)
     ulns: dict = field(default_factory=dict)  # lab -> the result's own ULN (absent: the default applies)
     facts: dict = field(default_factory=dict)
     vars: dict = field(default_factory=dict)  # var -> value, or None (unknown)
     last: dict = field(default_factory=dict)  # action -> date last recommended, or None (never)
+    fulfilled: dict = field(default_factory=dict)  # action -> did today's results fulfil its open order
     today: datetime.date = datetime.date(2025, 1, 1)
+    entered: datetime.date | None = None  # the day the current state was entered (when read)
     shown: list = field(default_factory=list)  # [(name, text)] what the message shows, in order
+    probes: list = field(default_factory=list)  # truth of the formulas a caller asked about, in the model
 
 
 # ---------------------------------------------------------------------------- the encoder
 
 
-class Encoder:
+class Encoder(ir.Visitor):
     """Translates one protocol's trees; symbols and their domains are shared by all queries."""
 
     def __init__(self, graph, recommended: set[str] | None = None) -> None:
@@ -189,6 +210,7 @@ class Encoder:
         self.facts: Mapping[str, Mapping] = g.get("facts") or {}
         self.vars: Mapping[str, Mapping] = g.get("vars") or {}
         self.lets: Mapping[str, Mapping] = g.get("lets") or {}
+        self.actions: Mapping[str, Mapping] = g.get("actions") or {}
         self.codes: dict[str, int] = {}
         for decl in (*self.facts.values(), *self.vars.values()):
             for m in decl.get("members") or ():
@@ -198,6 +220,7 @@ class Encoder:
         self._fact: dict[str, VarSyms] = {}
         self._var: dict[str, VarSyms] = {}
         self._since: dict[str, SinceSyms] = {}
+        self._fulfilled: dict[str, Any] = {}
         self._let: dict[str, Any] = {}
         self._let_busy: set[str] = set()
         self._cache: dict[int, Any] = {}
@@ -240,13 +263,29 @@ class Encoder:
         return z3.BoolRef(mk(self.ctx.ref(), n, arr), self.ctx)
 
     def real(self, x):
-        return z3.RealVal(_fraction(x), self.ctx)
+        return z3.RealVal(Fraction(_exact(x)), self.ctx)
 
     def int(self, n: int):
         return z3.IntVal(n, self.ctx)
 
     def bool(self, b: bool):
         return self.T if b else self.F
+
+    def boo(self, k, b) -> Boo:
+        """The three-valued boolean that is known when `k`, with value `b`."""
+        if k is self.T:
+            return Boo(b, self.neg(b))
+        return Boo(self.conj(k, b), self.conj(k, self.neg(b)))
+
+    def known_of(self, val) -> Any:
+        """When a value is known (a z3 Bool)."""
+        if isinstance(val, Boo):
+            return self.disj(val.t, val.f)
+        if isinstance(val, (Num, Enm)):
+            return val.k
+        if isinstance(val, Since):
+            return self.since(val.action).known
+        return self.T  # literals and durations
 
     # -- symbols (created on first use; their domain constraints are queued)
 
@@ -258,7 +297,7 @@ class Encoder:
             raise VerifyError(f"lab '{name}' is not declared")
         decl = self.labs[name]
         default = decl.get("uln")
-        s = LabSyms(name, None if default is None else Fraction(repr(float(default))), z3.Bool(f"known:{name}", self.ctx))
+        s = LabSyms(name, None if default is None else _exact(default), z3.Bool(f"known:{name}", self.ctx))
         use = self._usage.get(name, set())
         if "raw" in use or "uln" in use:
             s.value = z3.Real(f"lab:{name}", self.ctx)
@@ -330,17 +369,46 @@ class Encoder:
             self.codes[member] = len(self.codes)
         return self.codes[member]
 
+    def member(self, code: int) -> str:
+        return next((m for m, c in self.codes.items() if c == code), f"#{code}")
+
     def since(self, action: str) -> SinceSyms:
         s = self._since.get(action)
         if s is None:
             if action == TODAY:
                 s = SinceSyms(action, self.T, self.int(0))
+            elif action == ENTRY:
+                s = SinceSyms(action, self.T, z3.Int("days-since-entry", self.ctx))
+                self._domain.append(s.days >= 0)
             else:
                 never = self.recommended is not None and action not in self.recommended
                 s = SinceSyms(action, self.F if never else z3.Bool(f"recommended:{action}", self.ctx), z3.Int(f"days-since:{action}", self.ctx))
                 self._domain.append(s.days >= 0)
             self._since[action] = s
         return s
+
+    def fulfilled(self, action: str):
+        """The Bool `fulfilled(action)`: false when no order of the action is ever open."""
+        f = self._fulfilled.get(action)
+        if f is None:
+            if action not in self.actions:
+                raise VerifyError(f"action '{action}' is not declared")
+            never = (self.recommended is not None and action not in self.recommended) or not self.actions[action].get("orders")
+            f = self._fulfilled[action] = self.F if never else z3.Bool(f"fulfilled:{action}", self.ctx)
+        return f
+
+    def fulfilment_implies(self):
+        """In a panel: each fulfilled(A) used implies that the labs of one of A's `fulfilled
+        by` alternatives have results."""
+        out = []
+        for action, f in self._fulfilled.items():
+            if f is self.F:
+                continue
+            decl = self.actions[action]
+            alts = decl.get("fulfilled_by") or ([decl.get("orders")] if decl.get("orders") else [])
+            need = self.disj(*(self.conj(*(self.lab(lab).known for lab in alt if lab in self.labs)) for alt in alts)) if alts else self.T
+            out.append(z3.Implies(f, need))
+        return out
 
     def month_len(self, anchor: str, months: int):
         """Days from last(anchor) to last(anchor) + `months` months (an Int, or a number)."""
@@ -373,15 +441,19 @@ class Encoder:
 
     # -- translation
 
-    def guard(self, tree: Mapping | None):
-        """The z3 Bool that holds exactly when the guard holds (None: `otherwise`)."""
+    def cond(self, tree: Mapping | None) -> Boo:
+        """The three-valued truth of a guard or condition (None: `otherwise`, always true)."""
         if tree is None:
-            return self.T
-        return self.truth(self.value(tree))
+            return Boo(self.T, self.F)
+        return self.boolean(self.value(tree))
 
-    def truth(self, val) -> Any:
+    def guard(self, tree: Mapping | None):
+        """The z3 Bool that holds exactly when the guard is true (None: `otherwise`)."""
+        return self.cond(tree).t
+
+    def boolean(self, val) -> Boo:
         if isinstance(val, Boo):
-            return self.conj(val.k, val.b)
+            return val
         raise VerifyError(f"a condition must be true or false, not {type(val).__name__}")
 
     def value(self, t: Mapping):
@@ -389,88 +461,87 @@ class Encoder:
         hit = self._cache.get(key)
         if hit is not None and hit[0] is t:
             return hit[1]
-        v = self._value(t)
+        try:
+            v = self.visit(t)
+        except ir.IRError as e:
+            raise VerifyError(str(e)) from None
+        except RecursionError:
+            raise VerifyError("an expression nested too deeply for the verifier") from None
         self._cache[key] = (t, v)
         return v
 
-    def _value(self, t: Mapping):
-        op = t.get("op")
-        if op == "num":
-            return Num(self.T, self.real(t["value"]))
-        if op == "bool":
-            return Boo(self.T, self.bool(bool(t["value"])))
-        if op == "enum":
-            return Lit(t["value"])
-        if op == "duration":
-            return Dur(int(t["amount"]), t["unit"])
-        if op == "lab":
-            s = self.lab(t["name"])
-            if s.value is None:
-                raise VerifyError(f"lab '{t['name']}' used as a value but not scanned as one")
+    # literals and names
+
+    def visit_num(self, t):
+        return Num(self.T, self.real(t["value"]))
+
+    def visit_bool(self, t):
+        b = bool(t["value"])
+        return Boo(self.bool(b), self.bool(not b))
+
+    def visit_enum(self, t):
+        return Lit(t["value"])
+
+    def visit_duration(self, t):
+        return Dur(int(t["amount"]), t["unit"])
+
+    def visit_lab(self, t):
+        s = self.lab(t["name"])
+        if s.value is None:
+            raise VerifyError(f"lab '{t['name']}' used as a value but not scanned as one")
+        return Num(s.known, s.value)
+
+    def visit_fact(self, t):
+        return self._named(self.fact(t["name"]))
+
+    def visit_var(self, t):
+        return self._named(self.var(t["name"]))
+
+    def _named(self, s: VarSyms):
+        if s.kind == "bool":
+            return self.boo(s.known, s.value)
+        if s.kind == "number":
             return Num(s.known, s.value)
-        if op in ("fact", "var"):
-            s = self.fact(t["name"]) if op == "fact" else self.var(t["name"])
-            return {"bool": Boo, "number": Num, "enum": Enm}[s.kind](s.known, s.value)
-        if op == "let":
-            return self.let(t["name"])
-        if op == "action":
-            raise VerifyError(f"action '{t['name']}' used as a value")
-        if op == "call":
-            return self._call(t["func"], t.get("args") or [])
-        if op == "neg":
-            a = self._num(self.value(t["arg"]))
-            return Num(a.k, -a.v)
-        if op in ("+", "-", "*", "/"):
-            a, b = (self._num(self.value(x)) for x in t["args"])
-            if op == "+":
-                return Num(self.conj(a.k, b.k), a.v + b.v)
-            if op == "-":
-                return Num(self.conj(a.k, b.k), a.v - b.v)
-            if op == "*":
-                return Num(self.conj(a.k, b.k), a.v * b.v)
-            return Num(self.conj(a.k, b.k, b.v != 0), a.v / b.v)
-        if op == "compare":
-            vals = [self.value(x) for x in t["args"]]
-            links = [self._link(o, a, b) for o, a, b in zip(t["ops"], vals, vals[1:])]
-            return Boo(self.T, self.conj(*links))
-        if op == "in":
-            a = self.value(t["arg"])
-            if isinstance(a, Lit):
-                return Boo(self.T, self.bool(a.name in t["members"]))
-            if not isinstance(a, Enm):
-                raise VerifyError("'in' needs an enumeration value")
-            return Boo(self.T, self.conj(a.k, self.disj(*(a.c == self.code(m) for m in t["members"]))))
-        if op == "not":
-            return Boo(self.T, self.neg(self.truth(self.value(t["arg"]))))
-        if op == "and":
-            return Boo(self.T, self.conj(*(self.truth(self.value(x)) for x in t["args"])))
-        if op == "or":
-            return Boo(self.T, self.disj(*(self.truth(self.value(x)) for x in t["args"])))
-        raise VerifyError(f"unknown expression operator {op!r}")
+        return Enm(s.known, s.value)
 
-    def let(self, name: str):
-        v = self._let.get(name)
-        if v is not None:
-            return v
-        decl = self.lets.get(name)
-        if decl is None:
-            raise VerifyError(f"let '{name}' is not declared")
-        if name in self._let_busy:
-            raise VerifyError(f"let '{name}' is defined in terms of itself")
-        self._let_busy.add(name)
-        try:
-            v = self._let[name] = self.value(decl["expr"])
-        finally:
-            self._let_busy.discard(name)
-        return v
+    def visit_let(self, t):
+        return self.let(t["name"])
 
-    @staticmethod
-    def _num(v) -> Num:
-        if isinstance(v, Num):
-            return v
-        raise VerifyError(f"arithmetic needs numbers, not {type(v).__name__}")
+    def visit_action(self, t):
+        raise VerifyError(f"action '{t['name']}' used as a value")
 
-    def _call(self, func: str, args: list):
+    def visit_since_entry(self, t):
+        self.since(ENTRY)
+        return Since(ENTRY)
+
+    # arithmetic
+
+    def _operands(self, t) -> tuple[Num, Num]:
+        a, b = (self._num(self.value(x)) for x in t["args"])
+        return a, b
+
+    def visit_neg(self, t):
+        a = self._num(self.value(t["arg"]))
+        return Num(a.k, -a.v)
+
+    def visit_add(self, t):
+        a, b = self._operands(t)
+        return Num(self.conj(a.k, b.k), a.v + b.v)
+
+    def visit_sub(self, t):
+        a, b = self._operands(t)
+        return Num(self.conj(a.k, b.k), a.v - b.v)
+
+    def visit_mul(self, t):
+        a, b = self._operands(t)
+        return Num(self.conj(a.k, b.k), a.v * b.v)
+
+    def visit_div(self, t):
+        a, b = self._operands(t)
+        return Num(self.conj(a.k, b.k, b.v != 0), a.v / b.v)
+
+    def visit_call(self, t):
+        func, args = t["func"], t.get("args") or []
         if func in ("max", "min"):
             vals = [self._num(self.value(a)) for a in args]
             acc = vals[0]
@@ -494,50 +565,104 @@ class Encoder:
             if len(args) != 1:
                 raise VerifyError("known() takes one argument")
             a = args[0]
-            if a.get("op") == "lab":
-                return Boo(self.T, self.lab(a["name"]).known)
-            v = self.value(a)
-            if isinstance(v, (Lit, Dur)):
-                return Boo(self.T, self.T)
-            if isinstance(v, Since):
-                return Boo(self.T, self.since(v.action).known)
-            return Boo(self.T, v.k)
-        if func == "since":
+            k = self.lab(a["name"]).known if a.get("op") == "lab" else self.known_of(self.value(a))
+            return Boo(k, self.neg(k))
+        if func in ("since", "fulfilled"):
             if len(args) != 1 or args[0].get("op") != "action":
-                raise VerifyError("since() takes the name of an action")
-            self.since(args[0]["name"])
-            return Since(args[0]["name"])
+                raise VerifyError(f"{func}() takes the name of an action")
+            name = args[0]["name"]
+            if func == "since":
+                self.since(name)
+                return Since(name)
+            f = self.fulfilled(name)
+            return Boo(f, self.neg(f))
         raise VerifyError(f"unknown function {func}()")
 
-    def _link(self, op: str, a, b):
+    @staticmethod
+    def _num(v) -> Num:
+        if isinstance(v, Num):
+            return v
+        raise VerifyError(f"arithmetic needs numbers, not {type(v).__name__}")
+
+    # comparisons and logic
+
+    def visit_compare(self, t):
+        vals = [self.value(x) for x in t["args"]]
+        links = [self.link(o, a, b) for o, a, b in zip(t["ops"], vals, vals[1:])]
+        # false when a known link is false, else unknown when a link is unknown, else true
+        return Boo(self.conj(*(x.t for x in links)), self.disj(*(x.f for x in links)))
+
+    def visit_in(self, t):
+        a = self.value(t["arg"])
+        if isinstance(a, Lit):
+            b = a.name in t["members"]
+            return Boo(self.bool(b), self.bool(not b))
+        if not isinstance(a, Enm):
+            raise VerifyError("'in' needs an enumeration value")
+        return self.boo(a.k, self.disj(*(a.c == self.code(m) for m in t["members"])))
+
+    def visit_not(self, t):
+        a = self.boolean(self.value(t["arg"]))
+        return Boo(a.f, a.t)
+
+    def visit_and(self, t):
+        xs = [self.boolean(self.value(x)) for x in t["args"]]
+        return Boo(self.conj(*(x.t for x in xs)), self.disj(*(x.f for x in xs)))
+
+    def visit_or(self, t):
+        xs = [self.boolean(self.value(x)) for x in t["args"]]
+        return Boo(self.disj(*(x.t for x in xs)), self.conj(*(x.f for x in xs)))
+
+    def let(self, name: str):
+        v = self._let.get(name)
+        if v is not None:
+            return v
+        decl = self.lets.get(name)
+        if decl is None:
+            raise VerifyError(f"let '{name}' is not declared")
+        if name in self._let_busy:
+            raise VerifyError(f"let '{name}' is defined in terms of itself")
+        self._let_busy.add(name)
+        try:
+            v = self._let[name] = self.value(decl["expr"])
+        finally:
+            self._let_busy.discard(name)
+        return v
+
+    def link(self, op: str, a, b) -> Boo:
+        """One link `a op b` of a comparison chain, on values: unknown when an operand is."""
         cmp = _CMP.get(op)
         if cmp is None:
             raise VerifyError(f"unknown comparison {op!r}")
         if isinstance(a, (Dur, Since)) or isinstance(b, (Dur, Since)):
             return self._time_link(cmp, a, b)
         if isinstance(a, Lit) and isinstance(b, Lit):
-            return self.bool(cmp(a.name, b.name))
+            r = cmp(a.name, b.name)
+            return Boo(self.bool(r), self.bool(not r))
         if isinstance(a, Lit):
             a = Enm(self.T, self.int(self.code(a.name)))
         if isinstance(b, Lit):
             b = Enm(self.T, self.int(self.code(b.name)))
         if type(a) is not type(b):
             raise VerifyError(f"cannot compare {type(a).__name__} with {type(b).__name__}")
-        x, y = (a.v, b.v) if isinstance(a, Num) else ((a.b, b.b) if isinstance(a, Boo) else (a.c, b.c))
-        return self.conj(a.k, b.k, cmp(x, y))
+        if isinstance(a, Boo):
+            return self.boo(self.conj(self.known_of(a), self.known_of(b)), cmp(a.t, b.t))
+        x, y = (a.v, b.v) if isinstance(a, Num) else (a.c, b.c)
+        return self.boo(self.conj(a.k, b.k), cmp(x, y))
 
-    def _time_link(self, cmp, a, b):
+    def _time_link(self, cmp, a, b) -> Boo:
         if isinstance(a, Since) and isinstance(b, Dur):
             s = self.since(a.action)
-            return self.conj(s.known, cmp(s.days, self.duration_days(a.action, b)))
+            return self.boo(s.known, cmp(s.days, self.duration_days(a.action, b)))
         if isinstance(a, Dur) and isinstance(b, Since):
             s = self.since(b.action)
-            return self.conj(s.known, cmp(self.duration_days(b.action, a), s.days))
+            return self.boo(s.known, cmp(self.duration_days(b.action, a), s.days))
         if isinstance(a, Since) and isinstance(b, Since):
             sa, sb = self.since(a.action), self.since(b.action)
-            return self.conj(sa.known, sb.known, cmp(sa.days, sb.days))
+            return self.boo(self.conj(sa.known, sb.known), cmp(sa.days, sb.days))
         if isinstance(a, Dur) and isinstance(b, Dur):
-            return cmp(self.duration_days(TODAY, a), self.duration_days(TODAY, b))
+            r = cmp(self.duration_days(TODAY, a), self.duration_days(TODAY, b))
+            return Boo(r, self.neg(r)) if not isinstance(r, bool) else Boo(self.bool(r), self.bool(not r))
         raise VerifyError("a duration can only be compared with a duration")
 
     # -- what actions change (the zero-time loop analysis follows rules symbolically)
@@ -548,9 +673,10 @@ class Encoder:
 
     def run(self, actions, env: "Env", side: list) -> "Env":
         """`env` after `actions`, as the simulator runs them: `set` stores its expression's
-        value (known or not); `do A` makes since(A) 0 days, known; `if` takes the branch its
-        condition picks; `do one of` is a free choice among its options (its constraint goes
-        to `side`). Windows and orders do not change what guards read."""
+        value (known or not); `do A` makes since(A) 0 days, known; `if` takes its `then` when
+        its condition is true, else (false or unknown) its `else`; `do one of` is a free
+        choice among its options (its constraint goes to `side`). Windows and orders do not
+        change what guards read."""
         for a in actions or ():
             kind = a.get("kind")
             if kind == "do":
@@ -566,8 +692,10 @@ class Encoder:
                 val = self.value(a["value"])
                 if isinstance(val, Lit):
                     k, v = self.T, self.int(self.code(val.name))
-                elif isinstance(val, (Num, Boo, Enm)):
-                    k, v = val.k, (val.v if isinstance(val, Num) else val.b if isinstance(val, Boo) else val.c)
+                elif isinstance(val, Boo):
+                    k, v = self.disj(val.t, val.f), val.t
+                elif isinstance(val, (Num, Enm)):
+                    k, v = val.k, (val.v if isinstance(val, Num) else val.c)
                 else:
                     raise VerifyError(f"'{a['var']}' cannot hold a duration")
                 env.vars[self.var(a["var"]).name] = (env.subst(k), env.subst(v))
@@ -595,36 +723,36 @@ class Encoder:
     # -- what a formula is about, and examples
 
     def inputs_of(self, trees: Iterable[Mapping | None]) -> "Inputs":
-        """The labs, facts, vars, lets and actions that `trees` read, lets followed."""
+        """The labs, facts, vars, lets, actions (since), `since entry` and fulfilled() that
+        `trees` read, lets followed."""
         ins = Inputs()
         seen: set[str] = set()
         stack = [t for t in trees if t is not None]
         while stack:
-            t = stack.pop()
-            op = t.get("op")
-            if op == "lab":
-                ins.labs.add(t["name"])
-            elif op == "fact":
-                ins.facts.add(t["name"])
-            elif op == "var":
-                ins.vars.add(t["name"])
-            elif op == "action":
-                ins.actions.add(t["name"])
-            elif op == "let":
-                name = t["name"]
-                if name not in seen and name in self.lets:
-                    seen.add(name)
-                    ins.lets.append(name)
-                    stack.append(self.lets[name]["expr"])
-            for key in ("args",):
-                stack.extend(t.get(key) or ())
-            if "arg" in t:
-                stack.append(t["arg"])
+            for t in ir.walk(stack.pop()):
+                op = t.get("op")
+                if op == "lab":
+                    ins.labs.add(t["name"])
+                elif op == "fact":
+                    ins.facts.add(t["name"])
+                elif op == "var":
+                    ins.vars.add(t["name"])
+                elif op == "since_entry":
+                    ins.entry = True
+                elif op == "call" and t.get("func") in ("since", "fulfilled"):
+                    name = t["args"][0]["name"]
+                    (ins.actions if t["func"] == "since" else ins.fulfilled).add(name)
+                elif op == "let":
+                    name = t["name"]
+                    if name not in seen and name in self.lets:
+                        seen.add(name)
+                        ins.lets.append(name)
+                        stack.append(self.lets[name]["expr"])
         order = list(self.lets)
         ins.lets.sort(key=order.index)
         return ins
 
-    def example(self, model, ins: "Inputs", *, panel_context: bool = True) -> Example:
+    def example(self, model, ins: "Inputs", probes: Iterable = ()) -> Example:
         """Concrete inputs read from `model`, for the names in `ins`; `shown` for messages."""
         ex = Example()
         ev = lambda x: model.eval(x, model_completion=True)  # noqa: E731
@@ -638,31 +766,34 @@ class Encoder:
             if "uln" in self._usage.get(name, ()):
                 # uln(L) is used: the model has the ULN itself (and r * uln = value)
                 if own:
-                    ex.ulns[name] = float(_frac(ev(s.uln)))
+                    ex.ulns[name] = _norm(_frac(ev(s.uln)))
             elif s.ratio is not None:
                 r = _frac(ev(s.ratio))
                 if s.default is None and not own:
                     value = value if value is not None else Fraction(1)  # xuln(L) is unknown: no ULN
                 elif value is None:
-                    u = _frac(ev(s.uln)) if own else s.default
+                    u = _frac(ev(s.uln)) if own else Fraction(s.default)
                     value = r * u
                     if own:
-                        ex.ulns[name] = float(u)
+                        ex.ulns[name] = _norm(u)
                 elif r != 0:
                     u = value / r  # value = r * uln for some uln > 0: the default when it fits
                     if u != s.default:
-                        ex.ulns[name] = float(u)
+                        ex.ulns[name] = _norm(u)
                 elif s.default is None:
-                    ex.ulns[name] = 1.0
+                    ex.ulns[name] = 1
             if value is None:  # only known(L) reads it: any value will do
                 value = Fraction(1)
-            ex.panel[name] = float(value)
+            ex.panel[name] = _norm(value)
         for name in sorted(ins.facts, key=list(self.facts).index):
             ex.facts[name] = self._concrete(self.fact(name), ev)
         for name in sorted(ins.vars, key=list(self.vars).index):
             ex.vars[name] = self._concrete(self.var(name), ev)
+        for name in sorted(ins.fulfilled):
+            ex.fulfilled[name] = z3.is_true(ev(self.fulfilled(name)))
         anchors: dict[str, tuple[int, tuple, tuple]] = {}
-        for name in sorted(ins.actions):
+        names = sorted(ins.actions) + ([ENTRY] if ins.entry else [])
+        for name in names:
             if name not in self._since:
                 continue
             s = self._since[name]
@@ -675,8 +806,13 @@ class Encoder:
         today_t = tuple(int(ev(self._since[TODAY].months[m]).as_long()) for m in today_ms)
         ex.today = _pick_today(anchors, today_ms, today_t)
         for name, (days, _ms, _t) in anchors.items():
-            ex.last[name] = ex.today - datetime.timedelta(days=days)
+            day = ex.today - datetime.timedelta(days=days)
+            if name == ENTRY:
+                ex.entered = day
+            else:
+                ex.last[name] = day
         ex.shown = self._shown(ex, ins, ev)
+        ex.probes = [z3.is_true(ev(p)) for p in probes]
         return ex
 
     def _concrete(self, s: VarSyms, ev):
@@ -686,9 +822,8 @@ class Encoder:
         if s.kind == "bool":
             return z3.is_true(v)
         if s.kind == "number":
-            return float(_frac(v))
-        code = v.as_long()
-        return next((m for m, c in self.codes.items() if c == code), f"#{code}")
+            return _norm(_frac(v))
+        return self.member(v.as_long())
 
     def _shown(self, ex: Example, ins: "Inputs", ev) -> list:
         shown = []
@@ -697,27 +832,27 @@ class Encoder:
             if isinstance(v, Num):
                 shown.append((name, fmt(_frac(ev(v.v))) if z3.is_true(ev(v.k)) else "unknown"))
             elif isinstance(v, Enm):
-                shown.append((name, self._member(ev, v) if z3.is_true(ev(v.k)) else "unknown"))
+                shown.append((name, self.member(ev(v.c).as_long()) if z3.is_true(ev(v.k)) else "unknown"))
         for name, value in ex.panel.items():
             if value is None:
                 shown.append((name, "missing"))
                 continue
             unit = self.labs[name].get("unit")
-            text = fmt(Fraction(repr(value))) + (f" {unit}" if unit else "")
+            text = fmt(Fraction(value)) + (f" {unit}" if unit else "")
             if name in ex.ulns:
-                text += f" (ULN {fmt(Fraction(repr(ex.ulns[name])))})"
+                text += f" (ULN {fmt(Fraction(ex.ulns[name]))})"
             shown.append((name, text))
         for table in (ex.facts, ex.vars):
             for name, value in table.items():
-                shown.append((name, "unknown" if value is None else (str(value).lower() if isinstance(value, bool) else (fmt(Fraction(repr(value))) if isinstance(value, float) else str(value)))))
+                shown.append((name, "unknown" if value is None else (str(value).lower() if isinstance(value, bool) else (fmt(Fraction(value)) if isinstance(value, (int, Fraction)) else str(value)))))
+        for name, value in ex.fulfilled.items():
+            shown.append((f"fulfilled({name})", str(value).lower()))
         for name in sorted(ex.last):
             last = ex.last[name]
             shown.append((f"since({name})", "never recommended" if last is None else f"{(ex.today - last).days} days"))
+        if ex.entered is not None:
+            shown.append(("since entry", f"{(ex.today - ex.entered).days} days"))
         return shown
-
-    def _member(self, ev, v: Enm) -> str:
-        code = ev(v.c).as_long()
-        return next((m for m, c in self.codes.items() if c == code), f"#{code}")
 
     def tweakable(self, ins: "Inputs") -> list:
         """Numeric symbols of `ins`, in display order: the ones worth rounding in examples."""
@@ -733,7 +868,7 @@ class Encoder:
             s = self.var(name)
             if s.kind == "number":
                 out.append(s.value)
-        for name in sorted(ins.actions):
+        for name in sorted(ins.actions) + ([ENTRY] if ins.entry else []):
             if name in self._since:
                 out.append(self._since[name].days)
         return out
@@ -742,12 +877,12 @@ class Encoder:
 class Env:
     """Variables and since() after some actions: z3 terms over the base symbols.
     `subst(f)` rewrites a formula over the base symbols to read these values instead.
-    (Labs and facts cannot change within a day, so they are not part of it.)"""
+    (Labs, facts and fulfilled() cannot change within a day, so they are not part of it.)"""
 
     def __init__(self, enc: Encoder) -> None:
         self.enc = enc
         self.vars: dict[str, tuple] = {}  # var -> (known, value)
-        self.since: dict[str, tuple] = {}  # action -> (known, days)
+        self.since: dict[str, tuple] = {}  # action (or ENTRY) -> (known, days)
 
     def copy(self) -> "Env":
         e = Env(self.enc)
@@ -777,11 +912,14 @@ class Inputs:
     facts: set = field(default_factory=set)
     vars: set = field(default_factory=set)
     lets: list = field(default_factory=list)
-    actions: set = field(default_factory=set)
+    actions: set = field(default_factory=set)  # read by since()
+    fulfilled: set = field(default_factory=set)  # read by fulfilled()
+    entry: bool = False  # `since entry` is read
 
     def __or__(self, other: "Inputs") -> "Inputs":
         lets = list(dict.fromkeys([*self.lets, *other.lets]))
-        return Inputs(self.labs | other.labs, self.facts | other.facts, self.vars | other.vars, lets, self.actions | other.actions)
+        return Inputs(self.labs | other.labs, self.facts | other.facts, self.vars | other.vars, lets,
+                      self.actions | other.actions, self.fulfilled | other.fulfilled, self.entry or other.entry)
 
 
 def _frac(v) -> Fraction:
@@ -794,10 +932,20 @@ def _frac(v) -> Fraction:
     raise VerifyError(f"not a number: {v}")
 
 
+def _norm(q: Fraction) -> int | Fraction:
+    """An exact value as the simulator holds it: int when whole."""
+    q = Fraction(q)
+    return q.numerator if q.denominator == 1 else q
+
+
 def fmt(x: Fraction) -> str:
-    """A readable decimal: 3, 2.5, 0.3333."""
+    """A readable decimal: 3, 2.5, 0.3333 (exact when the decimal is short)."""
+    x = Fraction(x)
     if x.denominator == 1:
         return str(x.numerator)
+    text = ir.decimal_text(x)
+    if text is not None and len(text) <= 10:
+        return text
     text = f"{float(x):.4g}"
     if "e" in text:
         text = f"{float(x):.6f}".rstrip("0").rstrip(".")
@@ -805,9 +953,9 @@ def fmt(x: Fraction) -> str:
 
 
 def _pick_today(anchors: dict, today_ms: tuple, today_t: tuple) -> datetime.date:
-    """A date `today` such that each action's last recommendation (today - days) gives the
-    month lengths of the model, and today's own month lengths too (durations compared with
-    durations). Exact for one anchor with months; searched for several."""
+    """A date `today` such that each anchor's day (today - days) gives the month lengths of
+    the model, and today's own month lengths too (durations compared with durations). Exact
+    for one anchor with months; searched for several."""
     need = [(days, ms, t) for days, ms, t in anchors.values() if ms]
     if today_ms:
         need.append((0, today_ms, today_t))
@@ -827,10 +975,11 @@ def _pick_today(anchors: dict, today_ms: tuple, today_t: tuple) -> datetime.date
     return first
 
 
-# ---------------------------------------------------------------------------- scans
+# ---------------------------------------------------------------------------- scans of the graph
 
 
 def walk_actions(actions):
+    """Every action of a list, the branches of `if`s included (actions, not expressions)."""
     for a in actions or ():
         yield a
         if a.get("kind") == "if":
@@ -855,31 +1004,26 @@ def all_trees(graph):
             yield data["guard"]
     for actions in all_action_lists(graph):
         for a in walk_actions(actions):
-            yield from _action_trees(a)
-
-
-def _action_trees(a):
-    if a.get("kind") == "if":
-        yield a["cond"]
-    elif a.get("kind") == "set":
-        yield a["value"]
+            if a.get("kind") == "if":
+                yield a["cond"]
+            elif a.get("kind") == "set":
+                yield a["value"]
 
 
 def _lab_usage(graph) -> dict[str, set]:
     """lab -> how expressions use it: 'raw' (its value), 'uln' (uln(L)), 'xuln', 'known'."""
     use: dict[str, set] = {}
-    stack = list(all_trees(graph))
-    while stack:
-        t = stack.pop()
-        op = t.get("op")
-        if op == "lab":
-            use.setdefault(t["name"], set()).add("raw")
-        elif op == "call" and t.get("func") in ("uln", "xuln", "known") and len(t.get("args") or ()) == 1 and t["args"][0].get("op") == "lab":
-            use.setdefault(t["args"][0]["name"], set()).add(t["func"])
-            continue
-        stack.extend(t.get("args") or ())
-        if "arg" in t:
-            stack.append(t["arg"])
+    for tree in all_trees(graph):
+        named: set[int] = set()  # lab nodes that name the lab of a call (not its value)
+        for t in ir.walk(tree):
+            op = t.get("op")
+            if op == "call" and t.get("func") in ("uln", "xuln", "known"):
+                args = t.get("args") or ()
+                if len(args) == 1 and args[0].get("op") == "lab":
+                    use.setdefault(args[0]["name"], set()).add(t["func"])
+                    named.add(id(args[0]))
+            elif op == "lab" and id(t) not in named:
+                use.setdefault(t["name"], set()).add("raw")
     return use
 
 
@@ -901,7 +1045,7 @@ def _var_domains(graph) -> dict[str, tuple]:
             if op in ("num", "bool", "enum"):
                 values.append(tree["value"])
             elif op == "neg" and tree["arg"].get("op") == "num":
-                values.append(-tree["arg"]["value"])
+                values.append(-_exact(tree["arg"]["value"]))
             else:
                 const = False
         if not const:
@@ -909,5 +1053,9 @@ def _var_domains(graph) -> dict[str, tuple]:
         elif not values:
             out[name] = (None, "never")  # no default and never set: always unknown
         else:
-            out[name] = (list(dict.fromkeys(values)), "always" if decl.get("has_default") else "free")
+            uniq: list = []
+            for v in values:
+                if v not in uniq:
+                    uniq.append(v)
+            out[name] = (uniq, "always" if decl.get("has_default") else "free")
     return out

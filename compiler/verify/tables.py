@@ -1,18 +1,27 @@
-"""Each handler as a decision table: gaps, overlaps, shadowed rules, guards that never hold.
+"""Each handler as a decision table: gaps, overlaps, shadowed rules, guards that never hold,
+and the inputs on which it is unassessable.
 
-A handler's rules are tried top to bottom on the same inputs; the first whose guard holds
-fires. For the guards G1..Gn of one handler (in a panel handler: on a panel, i.e. with at
-least one lab result; elsewhere labs are those of the most recent panel, if any):
+A handler's guards are three-valued (smt.py): each is true, false or unknown. Rule choice is
+strict first match (DMN's first hit): rule i fires when its guard is true and every earlier
+guard is false; `otherwise` fires when every earlier guard is false; in an `exclusive`
+handler a true guard fires whatever the others are (the first true one, should two be). When
+a guard is unknown before any rule fires, nothing fires: the handler is *unassessable* there.
+For the guards G1..Gn of one handler (in a panel handler: on a panel, i.e. with at least one
+lab result; elsewhere labs are those of the most recent panel, if any):
 
-- E606  Gi can never hold.
-- E604  Gi can hold, but never when G1..Gi-1 all fail: the rules above take all its cases.
-- W607  `otherwise` can never fire: G1..Gn-1 together cover every case.
-- E601  no otherwise, and not G1 and ... and not Gn can hold: inputs that no rule handles
+- E606  Gi can never be true.
+- E604  Gi can be true, but rule i never fires: the rules above it are true, or unknown,
+        whenever it is.
+- W607  `otherwise` can never fire: G1..Gn-1 are never all false together.
+- E601  no otherwise, and G1..Gn can all be false together: inputs that no rule handles
         (not for `on fact` handlers, which watch for a condition: "nothing happens" is what
-        they do until it holds).
-- W603  mode first (the default): Gi and Gj (i < j) can both hold where G1..Gi-1 fail, so
-        the order of the rules decides; silent when the handler says `ordered`.
-- E602  mode exclusive: Gi and Gj can both hold, although the author said they cannot.
+        they do until it holds). Every region of such inputs is listed (regions.py).
+- W603  mode first (the default): Gi and Gj (i < j) can both be true where G1..Gi-1 are
+        false, so the order of the rules decides; silent when the handler says `ordered`.
+- E602  mode exclusive: Gi and Gj can both be true, although the author said they cannot.
+
+Inputs where a guard is unknown and nothing fires are not errors: `unassessable` lists their
+regions for `rxwatch check --explain`.
 
 Every finding that is about inputs comes with an example (smt.Example), checked by z3.
 Identical handlers (same trigger, mode and guards) are analysed once per protocol.
@@ -21,89 +30,171 @@ Identical handlers (same trigger, mode and guards) are analysed once per protoco
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 
 import z3
 
-from . import smt
+from . import regions, smt
 from .prover import Finding, Prover, Unknown, describe, quote_rule
 
 
-def check(graph, enc: smt.Encoder, prover: Prover, out: list[Finding], dead: set[str]) -> None:
+def check(graph, enc: smt.Encoder, prover: Prover, out: list[Finding], dead: set[str], limit: int = regions.LIMIT) -> None:
     """Append findings to `out`; add the keys of rules that can never fire to `dead`."""
-    edges = {k: d for _, _, k, d in graph.edges(keys=True, data=True)}
-    panel_ctx = _panel_context(enc)
     cache: dict[tuple, list] = {}
+    for state, h, rules in handlers(graph):
+        trigger = h.get("trigger")
+        if trigger == "panel" and not enc.labs:
+            continue  # no labs declared: no panel can arrive, there is nothing to ask
+        key = _key(h, rules)
+        verdicts = cache.get(key)
+        if verdicts is None:
+            try:
+                verdicts = cache[key] = _analyse(enc, prover, rules, trigger, h.get("mode") or "first", limit)
+            except Unknown as e:
+                out.append(Finding("W609", h["span"], f"state {state}: the solver could not decide the questions about this handler ({e}); its gaps and overlaps were not checked"))
+                continue
+        for v in verdicts:
+            _report(out, dead, state, h, rules, v)
+
+
+def handlers(graph):
+    """(state, handler, its rules) for every handler with a rule that has a guard."""
+    edges = {k: d for _, _, k, d in graph.edges(keys=True, data=True)}
     for state, data in graph.nodes(data=True):
+        if data.get("kind") == "terminal":
+            continue
         for h in data.get("handlers") or ():
             rules = [edges[k] for k in h.get("rules") or ()]
             if not rules or (len(rules) == 1 and rules[0].get("otherwise")):
                 continue
-            trigger = h.get("trigger")
-            ctx = panel_ctx if trigger == "panel" else enc.T
-            if ctx is enc.F:
-                continue  # no labs declared: no panel can arrive, there is nothing to ask
-            key = (trigger, h.get("mode"), tuple(json.dumps(r.get("guard"), sort_keys=True) for r in rules))
-            verdicts = cache.get(key)
-            if verdicts is None:
-                try:
-                    verdicts = cache[key] = _analyse(enc, prover, rules, ctx, trigger, h.get("mode") or "first")
-                except Unknown as e:
-                    out.append(Finding("W609", h["span"], f"state {state}: the solver could not decide the questions about this handler ({e}); its gaps and overlaps were not checked"))
-                    continue
-            for kind, i, j, ex in verdicts:
-                _report(out, dead, state, h, rules, kind, i, j, ex)
+            yield state, h, rules
 
 
-def _panel_context(enc: smt.Encoder):
-    """A panel has at least one result (of any declared lab)."""
+def _key(h: dict, rules: list) -> tuple:
+    return (h.get("trigger"), h.get("mode"), tuple(json.dumps(r.get("guard"), sort_keys=True) for r in rules))
+
+
+def panel_context(enc: smt.Encoder):
+    """A panel has at least one result (of any declared lab), and an order it fulfils has
+    results for the labs of one of its `fulfilled by` alternatives."""
     labs = list(enc.labs)
     if not labs:
         return enc.F
-    return enc.disj(*(enc.lab(name).known for name in labs))
+    return enc.conj(enc.disj(*(enc.lab(name).known for name in labs)), *enc.fulfilment_implies())
 
 
-def _analyse(enc: smt.Encoder, prover: Prover, rules: list, ctx, trigger: str, mode: str) -> list:
-    guards = [enc.guard(r.get("guard")) for r in rules]
-    ins = enc.inputs_of(r.get("guard") for r in rules)
+@dataclass
+class Verdict:
+    kind: str  # never, shadowed, dead-otherwise, overlap, gap
+    i: int | None = None
+    j: int | None = None
+    example: smt.Example | None = None
+    blocked_by: list = field(default_factory=list)  # rules above that are unknown in the example
+    unknown_above: bool = False  # dead otherwise: a rule above can be unknown where none is true
+    regions: regions.Regions | None = None
+
+
+class Table:
+    """One handler's guards as literals of the prover's current scope: `t[i]` guard i is
+    true, `f[i]` it is false (`otherwise`: true, never false); `c` the context."""
+
+    def __init__(self, enc: smt.Encoder, prover: Prover, rules: list, trigger: str, mode: str) -> None:
+        self.enc, self.prover, self.rules, self.mode = enc, prover, rules, mode
+        self.conds = [enc.cond(r.get("guard")) for r in rules]
+        self.ins = enc.inputs_of(r.get("guard") for r in rules)
+        self.ctx = panel_context(enc) if trigger == "panel" else enc.T
+
+    def define(self) -> None:
+        """Define the literals (call inside `prover.scope()`)."""
+        p = self.prover
+        self.c = p.define(self.ctx)
+        self.t = [p.define(x.t) for x in self.conds]
+        self.f = [p.define(x.f) for x in self.conds]
+
+    def before(self, i: int) -> list:
+        """The literals for 'rule i fires when its guard is true' (first hit; exclusive)."""
+        if self.mode == "exclusive" and not self.rules[i].get("otherwise"):
+            return [z3.Not(x) for x in self.t[:i]]
+        return self.f[:i]
+
+    def unknown(self, i: int):
+        return z3.And(z3.Not(self.t[i]), z3.Not(self.f[i]))
+
+    def guards(self) -> range:
+        """The indices of the rules with guards (all but a final `otherwise`)."""
+        n = len(self.rules)
+        return range(n - 1 if n and self.rules[-1].get("otherwise") else n)
+
+    def unassessable(self):
+        """The formula: nothing fires because a guard is unknown."""
+        idx = self.guards()
+        if not idx:
+            return self.enc.F
+        if self.mode == "exclusive":
+            return z3.And(*[z3.Not(self.t[i]) for i in idx], z3.Or(*[z3.Not(self.f[i]) for i in idx]))
+        return z3.Or(*[z3.And(self.unknown(i), *self.f[:i]) for i in idx])
+
+    def undecided(self) -> list:
+        """[(i, literal)]: where guard i is the (or, exclusive, an) unknown one that stops the handler."""
+        p = self.prover
+        if self.mode == "exclusive":
+            return [(i, p.define(self.unknown(i))) for i in self.guards()]
+        return [(i, p.define(z3.And(self.unknown(i), *self.f[:i]))) for i in self.guards()]
+
+
+def _analyse(enc: smt.Encoder, prover: Prover, rules: list, trigger: str, mode: str, limit: int) -> list[Verdict]:
+    tab = Table(enc, prover, rules, trigger, mode)
     with prover.scope():
-        # each guard once, as a literal; every question is then a check under assumptions
-        c = prover.define(ctx)
-        lit = [prover.define(g) for g in guards]
-        nlit = [z3.Not(x) for x in lit]
-        return _questions(prover, rules, ins, c, lit, nlit, trigger, mode)
+        # each guard once, as two literals; every question is then a check under assumptions
+        tab.define()
+        return _questions(tab, trigger, limit)
 
 
-def _questions(prover: Prover, rules, ins, c, lit, nlit, trigger: str, mode: str) -> list:
+def _questions(tab: Table, trigger: str, limit: int) -> list[Verdict]:
+    p, c, t, f, rules, mode = tab.prover, tab.c, tab.t, tab.f, tab.rules, tab.mode
     verdicts = []
     live: list[int] = []
     has_otherwise = False
     for i, r in enumerate(rules):
         if r.get("otherwise"):
             has_otherwise = True
-            if i > 0 and not prover.holds(c, *nlit[:i]):
-                verdicts.append(("dead-otherwise", i, None, None))
+            if i > 0 and not p.holds(c, *f[:i]):
+                blocked = p.holds(c, *[z3.Not(x) for x in t[:i]])  # no rule above true, yet not all false
+                verdicts.append(Verdict("dead-otherwise", i, unknown_above=blocked))
             break
-        if not prover.holds(c, lit[i]):
-            verdicts.append(("never", i, None, None))
+        if not p.holds(c, t[i]):
+            verdicts.append(Verdict("never", i))
             continue
-        if i and not prover.holds(c, lit[i], *nlit[:i]):
-            verdicts.append(("shadowed", i, None, None))
+        if i and not p.holds(c, t[i], *tab.before(i)):
+            v = Verdict("shadowed", i)
+            none_above = [z3.Not(x) for x in t[:i]]
+            if mode != "exclusive" and p.holds(c, t[i], *none_above):
+                # no rule above is true, but one is unknown: the handler stops there
+                ex = p.witness([c, t[i], *none_above], tab.ins, probes=[tab.unknown(j) for j in range(i)])
+                v.example = ex
+                v.blocked_by = [j for j in range(i) if ex.probes[j]]
+            verdicts.append(v)
             continue
         live.append(i)
     if mode != "ordered":
         for a, i in enumerate(live):
-            before = nlit[:i] if mode == "first" else []
+            before = tab.before(i) if mode == "first" else []
             for j in live[a + 1:]:
-                if prover.holds(c, lit[i], lit[j], *before):
-                    verdicts.append(("overlap", i, j, prover.witness([c, lit[i], lit[j], *before], ins)))
+                if p.holds(c, t[i], t[j], *before):
+                    verdicts.append(Verdict("overlap", i, j, p.witness([c, t[i], t[j], *before], tab.ins)))
     if not has_otherwise and trigger != "fact":
-        gap = [x for x, r in zip(nlit, rules) if not r.get("otherwise")]
-        if prover.holds(c, *gap):
-            verdicts.append(("gap", None, None, prover.witness([c, *gap], ins)))
+        if p.holds(c, *f):
+            phi = p.define(z3.And(*f)) if len(f) > 1 else f[0]
+            subs = regions.subjects(tab.enc, [r.get("guard") for r in rules])
+            found = regions.search(tab.enc, p, c, phi, subs, tab.ins, limit)
+            verdicts.append(Verdict("gap", example=found.regions[0].example, regions=found))
     return verdicts
 
 
-def _what(h: dict) -> str:
+# ---------------------------------------------------------------------------- messages
+
+
+def what(h: dict) -> str:
     """What the handler reacts to, as the subject of 'no rule handles ...'."""
     trigger = h.get("trigger")
     if trigger == "panel":
@@ -119,8 +210,26 @@ def _what(h: dict) -> str:
     return f"a change of {', '.join(facts)}" if facts else "a change of a fact"
 
 
-def _report(out, dead, state, h, rules, kind, i, j, ex) -> None:
+def example_of(r: regions.Region, lead: str) -> str:
+    """`lead` + the region's example, or '' when the region's text already says it all."""
+    ex = describe(r.example, derived=False)
+    conds = set(r.text.replace("(", "").replace(")", "").split(" and "))
+    if all(part in conds for part in ex.split(", ")):
+        return ""
+    return lead + ex
+
+
+def region_lines(found: regions.Regions, indent: str = "  ") -> list[str]:
+    """'tx in (3, 5] and bili unknown, e.g. ALT 160 U/L, AST missing, TBIL missing' per region."""
+    lines = [f"{indent}{r.text}{example_of(r, ', e.g. ')}" for r in found.regions]
+    if not found.complete:
+        lines.append(f"{indent}(and more: only the first {len(found.regions)} regions are listed)")
+    return lines
+
+
+def _report(out, dead, state, h, rules, v: Verdict) -> None:
     where = f"state {state}"
+    kind, i, j = v.kind, v.i, v.j
     if kind == "never":
         r = rules[i]
         dead.add(r["id"])
@@ -128,26 +237,43 @@ def _report(out, dead, state, h, rules, kind, i, j, ex) -> None:
     elif kind == "shadowed":
         r = rules[i]
         dead.add(r["id"])
-        above = ", ".join(quote_rule(x) for x in rules[:i])
-        out.append(Finding("E604", r["span"], f"{where}: this rule can never fire: whenever '{r.get('because')}' holds, a rule above it ({above}) fires first", None, (r["id"],)))
+        if v.blocked_by:
+            above = ", ".join(quote_rule(rules[x]) for x in v.blocked_by)
+            msg = (f"{where}: this rule can never fire: whenever '{r.get('because')}' holds, a rule above it fires first "
+                   f"or is unknown (and then the handler is unassessable): with {describe(v.example)}, {above} is unknown; "
+                   f"move this rule up, or write the rule above as 'known(...) and ...'")
+            out.append(Finding("E604", r["span"], msg, v.example, (r["id"], *(rules[x]["id"] for x in v.blocked_by))))
+        else:
+            above = ", ".join(quote_rule(x) for x in rules[:i])
+            out.append(Finding("E604", r["span"], f"{where}: this rule can never fire: whenever '{r.get('because')}' holds, a rule above it ({above}) fires first", None, (r["id"],)))
     elif kind == "dead-otherwise":
         r = rules[i]
         dead.add(r["id"])
-        out.append(Finding("W607", r["span"], f"{where}: 'otherwise' can never fire: the rules above cover every case", None, (r["id"],)))
+        why = "the rules above are never all false: in every case one is true or unknown" if v.unknown_above else "the rules above cover every case"
+        out.append(Finding("W607", r["span"], f"{where}: 'otherwise' can never fire: {why}", None, (r["id"],)))
     elif kind == "overlap":
         a, b = rules[i], rules[j]
         mode = h.get("mode") or "first"
         if mode == "exclusive":
-            msg = f"{where}: the handler is 'exclusive', but {quote_rule(a)} and {quote_rule(b)} both hold for {describe(ex)}"
-            out.append(Finding("E602", b["span"], msg, ex, (a["id"], b["id"])))
+            msg = f"{where}: the handler is 'exclusive', but {quote_rule(a)} and {quote_rule(b)} both hold for {describe(v.example)}"
+            out.append(Finding("E602", b["span"], msg, v.example, (a["id"], b["id"])))
         else:
-            msg = (f"{where}: {quote_rule(a)} and {quote_rule(b)} both hold for {describe(ex)}; the first one fires. "
+            msg = (f"{where}: {quote_rule(a)} and {quote_rule(b)} both hold for {describe(v.example)}; the first one fires. "
                    f"If the order is intended, say so: '{_ordered_header(h)}'")
-            out.append(Finding("W603", b["span"], msg, ex, (a["id"], b["id"])))
+            out.append(Finding("W603", b["span"], msg, v.example, (a["id"], b["id"])))
     elif kind == "gap":
-        recent = " (labs of the most recent panel)" if h.get("trigger") != "panel" and ex is not None and ex.panel else ""
-        msg = f"{where}: no rule handles {_what(h)} with {describe(ex)}{recent}; add a rule for it, or 'otherwise'"
-        out.append(Finding("E601", h["span"], msg, ex, tuple(r["id"] for r in rules)))
+        found = v.regions
+        recent = " (labs of the most recent panel)" if h.get("trigger") != "panel" and any(r.example.panel for r in found.regions) else ""
+        if len(found.regions) == 1 and found.complete:
+            r = found.regions[0]
+            msg = f"{where}: no rule handles {what(h)}{recent} with {r.text} (every guard is false{example_of(r, '; e.g. ')}); add a rule for it, or 'otherwise'"
+        else:
+            count = f"{len(found.regions)}" if found.complete else f"more than {len(found.regions)}"
+            msg = "\n".join([f"{where}: no rule handles {what(h)}{recent} in {count} regions (every guard is false); add rules for them, or 'otherwise':",
+                             *region_lines(found, "    ")])
+        f = Finding("E601", h["span"], msg, v.example, tuple(r["id"] for r in rules))
+        f.regions = found
+        out.append(f)
 
 
 def _ordered_header(h: dict) -> str:
@@ -162,3 +288,87 @@ def _ordered_header(h: dict) -> str:
         since = f" since {t['since']}" if t.get("since") else ""
         return f"after {t.get('amount')} {t.get('unit')}{since} ordered"
     return "on panel ordered"
+
+
+# ---------------------------------------------------------------------------- unassessable inputs
+
+
+@dataclass
+class Unassessable:
+    """A handler that can be unassessable, and every region of inputs where it is."""
+
+    state: str
+    handler: dict
+    rules: list
+    regions: regions.Regions
+
+    @property
+    def line(self) -> int:
+        return int(self.handler["span"].get("line", 0))
+
+    def lines(self) -> list[str]:
+        h = self.handler
+        head = f"state {self.state}, {_handler_name(h)} (line {self.line}): unassessable"
+        out = [head + (f" in {len(self.regions.regions)} region{'s' if len(self.regions.regions) != 1 else ''}:" if self.regions.complete else f" in more than {len(self.regions.regions)} regions:")]
+        for r in self.regions.regions:
+            out.append(f"  - {r.text}")
+            undecided = ", ".join(quote_rule(self.rules[i]) for i in r.undecided)
+            if undecided:
+                out.append(f"      undecided: {undecided}")
+            eg = example_of(r, "e.g. ")
+            if eg:
+                out.append(f"      {eg}")
+        if not self.regions.complete:
+            out.append(f"  (and more: only the first {len(self.regions.regions)} regions are listed)")
+        return out
+
+    def to_dict(self) -> dict:
+        return {
+            "state": self.state,
+            "line": self.line,
+            "handler": _handler_name(self.handler),
+            "complete": self.regions.complete,
+            "regions": [
+                {"where": r.text, "missing": list(r.missing), "undecided": [self.rules[i]["id"] for i in r.undecided],
+                 "example": describe(r.example, derived=False)}
+                for r in self.regions.regions
+            ],
+        }
+
+
+def _handler_name(h: dict) -> str:
+    trigger = h.get("trigger")
+    if trigger == "panel":
+        return "on panel"
+    if trigger == "event":
+        return "on event " + ", ".join(h.get("events") or [])
+    if trigger == "fact":
+        return ("on fact " + ", ".join(h.get("facts") or [])).rstrip()
+    t = h.get("timer") or {}
+    since = f" since {t['since']}" if t.get("since") else ""
+    return f"after {t.get('amount')} {t.get('unit')}{since}"
+
+
+def unassessable(graph, enc: smt.Encoder, prover: Prover, limit: int = regions.LIMIT) -> list[Unassessable]:
+    """Every handler that can be unassessable (a guard unknown before any rule fires), with
+    the regions of inputs where it is."""
+    out = []
+    cache: dict[tuple, regions.Regions | None] = {}
+    for state, h, rules in handlers(graph):
+        trigger = h.get("trigger")
+        if trigger == "panel" and not enc.labs:
+            continue
+        key = _key(h, rules)
+        if key not in cache:
+            tab = Table(enc, prover, rules, trigger, h.get("mode") or "first")
+            with prover.scope():
+                tab.define()
+                phi = prover.define(tab.unassessable())
+                found = None
+                if prover.holds(tab.c, phi):
+                    subs = regions.subjects(enc, [r.get("guard") for r in rules])
+                    found = regions.search(enc, prover, tab.c, phi, subs, tab.ins, limit, tab.undecided())
+            cache[key] = found
+        if cache[key] is not None:
+            out.append(Unassessable(state, h, rules, cache[key]))
+    return out

@@ -117,30 +117,44 @@ class _Loops:
     def fires_on_entry(self, st: str, rule: dict, env: smt.Env):
         """The condition (in `env`) under which `rule` is the one that fires on entering `st`."""
         enc = self.enc
-        g = lambda r: env.subst(enc.guard(r.get("guard")))  # noqa: E731
+        g = lambda r: self._cond(r, env)  # noqa: E731
         facts = self.at_once(st)
+        mode = self.at_once_mode(st)
         if rule in facts:
             i = facts.index(rule)
-            return self.enc.conj(g(rule), *(self.enc.neg(g(r)) for r in facts[:i]))
+            return self._fires(facts, i, mode, g)
         # a timer rule: no `on fact` rule moved the patient first ...
-        conds = [self.enc.neg(self._first_is_transition(facts, g))]
+        conds = [enc.neg(self._first_is_transition(facts, mode, g))]
         handlers = self.timers(st)
         for h in handlers:
             rules = [self.edges[k] for k in h.get("rules") or ()]
+            hmode = h.get("mode") or "first"
             if rule in rules:
-                i = rules.index(rule)
-                conds += [self._due(h, env), g(rule), *(self.enc.neg(g(r)) for r in rules[:i])]
-                return self.enc.conj(*conds)
+                conds += [self._due(h, env), self._fires(rules, rules.index(rule), hmode, g)]
+                return enc.conj(*conds)
             # ... and no timer before it in the list, due now, moved the patient
-            conds.append(self.enc.neg(self.enc.conj(self._due(h, env), self._first_is_transition(rules, g))))
-        return self.enc.F
+            conds.append(enc.neg(enc.conj(self._due(h, env), self._first_is_transition(rules, hmode, g))))
+        return enc.F
 
-    def _first_is_transition(self, rules: list[dict], g):
-        terms = []
-        for i, r in enumerate(rules):
-            if not r.get("stay"):
-                terms.append(self.enc.conj(g(r), *(self.enc.neg(g(x)) for x in rules[:i])))
-        return self.enc.disj(*terms)
+    def at_once_mode(self, st: str) -> str:
+        """The simulator tries every `on fact` rule of a state as one handler: exclusive when
+        every one of its handlers is."""
+        modes = [h.get("mode") or "first" for h in self.graph.nodes[st].get("handlers") or () if h.get("trigger") == "fact"]
+        return "exclusive" if modes and all(m == "exclusive" for m in modes) else "first"
+
+    def _cond(self, rule: dict, env: smt.Env) -> smt.Boo:
+        b = self.enc.cond(rule.get("guard"))
+        return smt.Boo(env.subst(b.t), env.subst(b.f))
+
+    def _fires(self, rules: list[dict], i: int, mode: str, g):
+        """Rule i of `rules` fires (three-valued first hit; exclusive: a true guard fires)."""
+        enc = self.enc
+        if mode == "exclusive" and not rules[i].get("otherwise"):
+            return enc.conj(g(rules[i]).t, *(enc.neg(g(r).t) for r in rules[:i]))
+        return enc.conj(g(rules[i]).t, *(g(r).f for r in rules[:i]))
+
+    def _first_is_transition(self, rules: list[dict], mode: str, g):
+        return self.enc.disj(*(self._fires(rules, i, mode, g) for i, r in enumerate(rules) if not r.get("stay")))
 
     def _due(self, h: dict, env: smt.Env):
         t = h["timer"]
@@ -196,6 +210,8 @@ class _Loops:
     def _loops(self, cycle: list[str], rules) -> object | None:
         self.side = []
         env = self.enc.env()
+        entered = (self.enc.T, self.enc.int(0))
+        env.since[smt.ENTRY] = entered  # every rule here fires on the day its state is entered
         conds = []
         ins = self.enc.inputs_of([])
         for _round in range(2):
@@ -203,6 +219,7 @@ class _Loops:
                 conds.append(self.fires_on_entry(st, rule, env))
                 env = self.enc.run(rule.get("actions"), env, self.side)
                 target = self.graph.nodes[self.targets[rule["id"]]]
+                env.since[smt.ENTRY] = entered
                 env = self.enc.run(target.get("entry"), env, self.side)
         for st, rule in zip(cycle, rules):
             ins = ins | self.enc.inputs_of([rule.get("guard"), *(r.get("guard") for r in self.at_once(st))])
