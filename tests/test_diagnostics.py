@@ -346,10 +346,313 @@ def test_unterminated_string_is_one_error():
     assert [d.code for d in compile_source(text, "t.rxw").diagnostics] == ["E102"]
 
 
-def test_every_front_end_code_is_documented(repo_root):
-    """docs/diagnostics.md has a `## CODE: title` entry for each code, with the title of CODES."""
+# ---------------------------------------------------------------- every other code, from the command line
+#
+# The codes of inputs other than the protocol (E7xx/W7xx timelines, E8xx case files, E9xx graph
+# files and the simulator at run time, E920 traces) are each triggered here through `rxwatch`,
+# and each must print in the one shape: `PATH:LINE[:COL]: SEVERITY[CODE]: MESSAGE`.
+
+import json  # noqa: E402
+import textwrap  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Callable  # noqa: E402
+
+from rxwatch.cli.main import main  # noqa: E402
+from rxwatch.compiler import graphio  # noqa: E402
+from rxwatch.compiler.diagnostics import Diagnostic, as_diagnostic, group_of  # noqa: E402
+from rxwatch.compiler.span import COMMAND_LINE, Span  # noqa: E402
+
+META = textwrap.dedent("""\
+    protocol meta
+      version "1.0"
+    source s "A source" kind label
+    lab ALT "alanine aminotransferase" unit "U/L" uln 40 loinc "1742-6"
+    event stop "treatment ended"
+    action check "order ALT" orders ALT
+    action treat "treat"
+    action pause "pause"
+    let x "ALT in multiples of ULN" = xuln(ALT)
+
+    initial state watch "watching" {
+      on entry { do check due 1..2 weeks cite s }
+      on panel {
+        when known(ALT) and x > 2 -> high cite s
+        otherwise stay cite s { do check due 1..2 weeks cite s }
+      }
+      on event stop { otherwise -> done cite s }
+    }
+
+    state high "raised" {
+      on entry {
+        do one of treat, pause cite s
+        do check due 1..2 weeks cite s
+      }
+      on panel {
+        when known(ALT) and x <= 1 -> watch cite s
+        otherwise stay cite s
+      }
+      on event stop { otherwise -> done cite s }
+    }
+
+    terminal state done "ended"
+""")
+
+LOOP = textwrap.dedent("""\
+    protocol loop
+    source s "S" kind label
+    lab ALT unit "U/L" uln 40
+    fact risky "a risk" bool default false
+    initial state a { on panel { otherwise -> b cite s } }
+    state b { on fact { otherwise -> c cite s } }
+    state c { on fact { otherwise -> b cite s } }
+""")
+
+HEAD = "patient: {id: p}\nstart: 2025-01-06\n"
+EVENTS = HEAD + "events:\n"
+
+
+def _obs(ident: str, value: dict | None) -> dict:
+    obs = {"resourceType": "Observation", "id": ident, "status": "final",
+           "code": {"coding": [{"system": "http://loinc.org", "code": "1742-6"}]},
+           "subject": {"reference": "Patient/p"}, "effectiveDateTime": "2025-01-06"}
+    if value is not None:
+        obs["valueQuantity"] = value
+    return obs
+
+
+def _bundle(*resources: dict) -> str:
+    return json.dumps({"resourceType": "Bundle", "type": "collection",
+                       "entry": [{"resource": r} for r in resources]}, indent=1)
+
+
+PATIENT = {"resourceType": "Patient", "id": "p"}
+
+
+@dataclass
+class CliCase:
+    code: str
+    files: dict[str, str]  # name -> text, written to a temporary folder
+    argv: tuple[str, ...]  # file names stand for their paths
+    where: tuple[str, int]  # (file name or COMMAND_LINE, line; 0: any)
+    says: str = ""
+    setup: Callable | None = None  # (tmp_path, monkeypatch) -> None, before the run
+
+
+def _loop_graph(tmp_path: Path, monkeypatch) -> None:
+    result = compile_source(LOOP, "loop.rxw", verify=False)  # the verifier would refuse it (E620)
+    (tmp_path / "loop.json").write_text(graphio.to_json(result.graph), encoding="utf-8")
+
+
+def _graph(mutate: Callable[[dict], None]) -> Callable:
+    def setup(tmp_path: Path, monkeypatch) -> None:
+        data = json.loads(graphio.to_json(compile_source(META, "meta.rxw", verify=False).graph))
+        mutate(data)
+        (tmp_path / "g.json").write_text(json.dumps(data, indent=1), encoding="utf-8")
+
+    return setup
+
+
+def _engine_defect(tmp_path: Path, monkeypatch) -> None:
+    """E902 cannot come from a graph that passed validation unless the simulator has a defect:
+    stand in for one (a SimulationError that is no loop)."""
+    from rxwatch.simulator import engine
+
+    def broken(self, graph):
+        raise engine.SimulationError("cannot compile the protocol for simulation: a defect", path=graph.graph["path"])
+
+    monkeypatch.setattr(engine.Machine, "__init__", broken)
+
+
+CASE_OK = EVENTS + "  - {date: 2025-01-10, lab: ALT, value: 30}\nexpect:\n"
+
+CLI_CASES = [
+    # ---------------------------------------------------------------- timelines (E7xx/W7xx)
+    CliCase("E701", {"t.yaml": "patient: {id: p\n"}, ("simulate", "meta.rxw", "t.yaml"), ("t.yaml", 0), "YAML"),
+    CliCase("E702", {"t.yaml": "- 1\n"}, ("simulate", "meta.rxw", "t.yaml"), ("t.yaml", 1)),
+    CliCase("E703", {"t.yaml": HEAD + "evnts: []\n"}, ("simulate", "meta.rxw", "t.yaml"), ("t.yaml", 3), "did you mean 'events'?"),
+    CliCase("E704", {"t.yaml": "start: 2025-01-06\n"}, ("simulate", "meta.rxw", "t.yaml"), ("t.yaml", 1), "patient"),
+    CliCase("E705", {"t.yaml": "patient: {id: p}\nstart: 2025-02-30\n"}, ("simulate", "meta.rxw", "t.yaml"), ("t.yaml", 2), "ISO 8601"),
+    CliCase("E706", {"t.yaml": HEAD + "until: 2025-01-01\n"}, ("simulate", "meta.rxw", "t.yaml"), ("t.yaml", 3), "before start"),
+    CliCase("E707", {"t.yaml": EVENTS + "  - {date: 2025-01-06, lab: ALTT, value: 32}\n"}, ("simulate", "meta.rxw", "t.yaml"), ("t.yaml", 4), "did you mean 'ALT'?"),
+    CliCase("E708", {"t.yaml": EVENTS + "  - {date: 2025-01-06, lab: ALT, value: '32'}\n"}, ("simulate", "meta.rxw", "t.yaml"), ("t.yaml", 4), "number"),
+    CliCase("E709", {"t.yaml": EVENTS + "  - {date: 2025-01-06, lab: ALT, value: 3, unit: mg/dL}\n"}, ("simulate", "meta.rxw", "t.yaml"), ("t.yaml", 4), "mg/dL"),
+    CliCase("E710", {"t.yaml": HEAD, "fact.rxw": LOOP.replace("bool default false", "number unit \"kg\"")},
+            ("simulate", "--no-check", "fact.rxw", "t.yaml"), ("", 0), "no default and no value"),
+    CliCase("E711", {"labs.csv": "date,lab,value,patient\n2025-01-06,ALT,30,p\n2025-01-07,ALT,31,q\n"},
+            ("simulate", "meta.rxw", "labs.csv"), ("labs.csv", 3), "a second patient"),
+    CliCase("E712", {"b.json": json.dumps(PATIENT, indent=1)}, ("simulate", "meta.rxw", "b.json"), ("b.json", 0), "Bundle"),
+    CliCase("W701", {"b.json": _bundle(PATIENT, _obs("o1", {"value": 30, "unit": "U/L"}), _obs("o2", None))},
+            ("simulate", "meta.rxw", "b.json"), ("b.json", 0), "o2"),
+    CliCase("W702", {"t.yaml": EVENTS + "  - {date: 2025-01-10, lab: ALT, value: 30}\n"},
+            ("simulate", "meta.rxw", "t.yaml", "--until", "2025-01-07"), (COMMAND_LINE, 0), "left out"),
+    # ---------------------------------------------------------------- case files (E8xx)
+    CliCase("E801", {"c.yaml": CASE_OK.replace("expect:\n", "")}, ("test", "meta.rxw", "c.yaml"), ("c.yaml", 0), "expect"),
+    CliCase("E802", {"c.yaml": CASE_OK + "  - on 2025-01-10 stya watch\n"}, ("test", "meta.rxw", "c.yaml"), ("c.yaml", 6), "stya"),
+    CliCase("E803", {"c.yaml": CASE_OK + "  - final state nowhere\n"}, ("test", "meta.rxw", "c.yaml"), ("c.yaml", 6), "nowhere"),
+    CliCase("E804", {"c.yaml": CASE_OK + "  - on 2025-13-01 stay watch\n"}, ("test", "meta.rxw", "c.yaml"), ("c.yaml", 6), "2025-13-01"),
+    CliCase("E805", {"c.yaml": "protocol: other\n" + CASE_OK + "  - final state watch\n"}, ("test", "meta.rxw", "c.yaml"), ("c.yaml", 1), "other"),
+    CliCase("E806", {"c.yaml": CASE_OK.replace("lab: ALT, value: 30", "lab: ALT, value: 1") + "  - final state a\n"},
+            ("test", "loop.json", "c.yaml"), ("c.yaml", 0), "zero-time loop", setup=_loop_graph),
+    # ---------------------------------------------------------------- the simulator at run time (E90x)
+    CliCase("E901", {"t.yaml": EVENTS + "  - {date: 2025-01-07, lab: ALT, value: 1}\n"}, ("simulate", "loop.json", "t.yaml"),
+            ("loop.rxw", 0), "zero-time loop on 2025-01-07", setup=_loop_graph),
+    CliCase("E902", {"t.yaml": HEAD}, ("simulate", "meta.rxw", "t.yaml"), ("meta.rxw", 0), "a defect", setup=_engine_defect),
+    CliCase("W903", {"t.yaml": EVENTS + "  - {date: 2025-01-06, lab: ALT, value: 20}\n  - {date: 2025-01-07, choice: pause}\n"},
+            ("simulate", "meta.rxw", "t.yaml"), ("t.yaml", 5), "the choice of pause on 2025-01-07 was not used"),
+    # ---------------------------------------------------------------- graph files (E91x)
+    CliCase("E910", {"g.json": "[1, 2]\n", "t.yaml": HEAD}, ("simulate", "g.json", "t.yaml"), ("g.json", 1), "JSON object"),
+    CliCase("E911", {"t.yaml": HEAD}, ("simulate", "g.json", "t.yaml"), ("g.json", 0), "rxwatch-graph/0",
+            setup=_graph(lambda d: d["graph"].update(format="rxwatch-graph/0"))),
+    CliCase("E912", {"t.yaml": HEAD}, ("simulate", "g.json", "t.yaml"), ("g.json", 0), "is not a state name",
+            setup=_graph(lambda d: d["nodes"][2].update(id="done\nimport os"))),
+    CliCase("E913", {"t.yaml": HEAD}, ("simulate", "g.json", "t.yaml"), ("g.json", 0), "unknown expression operator",
+            setup=_graph(lambda d: d["edges"][0].update(guard={"op": "exec"}))),
+    CliCase("E914", {"t.yaml": HEAD}, ("simulate", "g.json", "t.yaml"), ("g.json", 0), "is not declared in the graph",
+            setup=_graph(lambda d: d["edges"][0].update(target="elsewhere"))),
+    CliCase("E915", {"t.yaml": HEAD}, ("simulate", "g.json", "t.yaml"), ("g.json", 0), "must be true or false",
+            setup=_graph(lambda d: d["edges"][0].update(stay=1))),
+    # ---------------------------------------------------------------- traces given to render (E920)
+    CliCase("E920", {"trace.json": '{"protocol": {"name": "meta"},\n "steps": [,]}\n'},
+            ("render", "meta.rxw", "--trace", "trace.json", "-o", "chart.dot"), ("trace.json", 2), "not a JSON trace"),
+]
+
+HEAD_LINE = re.compile(r"^(?P<path>.+?)(?::(?P<line>\d+))?(?::(?P<col>\d+))?: (?P<sev>error|warning)\[(?P<code>[EW]\d{3})\]: (?P<msg>.*)$")
+
+
+def run_cli_case(case: CliCase, tmp_path: Path, monkeypatch) -> int:
+    """Run `case` in `tmp_path` (the working folder: paths print as written, relative)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "meta.rxw").write_text(META, encoding="utf-8")
+    for name, text in case.files.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    if case.setup is not None:
+        case.setup(tmp_path, monkeypatch)
+    argv = [a for a in case.argv if a != "--no-check"]
+    if "--no-check" in case.argv:  # a protocol that the verifier would stop before the timeline is read
+        import rxwatch.cli.simulate as command
+        from rxwatch.cli import output
+
+        monkeypatch.setattr(command, "load_graph", lambda path, **kw: output.load_graph(path, **{**kw, "verify": False}))
+    status = main(argv)
+    return status
+
+
+@pytest.mark.parametrize("case", CLI_CASES, ids=lambda c: c.code)
+def test_each_input_code_is_printed_in_the_one_shape(case: CliCase, tmp_path, capsys, monkeypatch):
+    status = run_cli_case(case, tmp_path, monkeypatch)
+    err = capsys.readouterr().err
+    expected_status = 0 if case.code.startswith("W") else 1
+    assert status == expected_status, err
+    heads = [m for m in map(HEAD_LINE.match, err.splitlines()) if m and m["code"] == case.code]
+    assert heads, f"{case.code} not printed:\n{err}"
+    m = heads[0]
+    file, line = case.where
+    if file == COMMAND_LINE:
+        assert m["path"] == COMMAND_LINE and m["line"] is None
+    elif file:
+        assert m["path"] == file, err
+    if line:
+        assert m["line"] == str(line), err
+    assert m["sev"] == ("warning" if case.code.startswith("W") else "error")
+    assert case.says in m["msg"], err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("case", CLI_CASES, ids=lambda c: c.code)
+def test_the_documented_output_is_what_rxwatch_prints(case: CliCase, tmp_path, capsys, monkeypatch, repo_root):
+    """Each E7xx-E9xx entry of docs/diagnostics.md quotes the first line rxwatch prints for it."""
+    run_cli_case(case, tmp_path, monkeypatch)
+    err = capsys.readouterr().err
+    head = next(line for line in err.splitlines() if f"[{case.code}]: " in line)
+    doc = (repo_root / "docs" / "diagnostics.md").read_text(encoding="utf-8")
+    entry = doc.split(f"## {case.code}: ", 1)[1].split("\n## ", 1)[0]
+    assert head in entry.splitlines(), f"docs/diagnostics.md, {case.code}: quote\n{head}"
+
+
+def test_every_input_code_has_a_command_line_case():
+    """A new timeline, case-file, graph or simulator code needs a case above."""
+    others = {c for c in CODES if not re.fullmatch(r"[EW][1-6]\d\d", c)}
+    assert others == {c.code for c in CLI_CASES}
+
+
+def test_every_code_the_source_uses_is_in_the_table(repo_root):
+    """A code written anywhere in the package is in CODES (so it is documented and tested)."""
+    used = set()
+    for folder in ("compiler", "simulator", "render", "cli"):
+        for path in (repo_root / folder).rglob("*.py"):
+            used |= set(re.findall(r"""["']([EW]\d{3})["']""", path.read_text(encoding="utf-8")))
+    assert used - set(CODES) == set(), sorted(used - set(CODES))
+
+
+def test_every_code_is_documented(repo_root):
+    """docs/diagnostics.md has a `## CODE: title` entry for every code, with real output, but
+    for the verifier's (E6xx/W6xx), which it lists with their titles and which
+    docs/verification.md explains (tests/test_verify.py checks those entries)."""
     doc = (repo_root / "docs" / "diagnostics.md").read_text(encoding="utf-8")
     headings = dict(re.findall(r"^## ([EW]\d{3}): (.+)$", doc, flags=re.M))
     for code, title in CODES.items():
-        if re.fullmatch(r"[EW][1-5]\d\d", code):
-            assert headings.get(code) == title, code
+        if code[1] == "6":
+            assert re.search(rf"^\| \[{code}\]\(verification\.md#[^)]+\) \| {re.escape(title)} \|$", doc, flags=re.M), code
+            continue
+        assert headings.get(code) == title, code
+        entry = doc.split(f"## {code}: ", 1)[1].split("\n## ", 1)[0]
+        assert f"[{code}]" in entry, f"{code}: the entry shows no real output"
+    assert set(headings) <= set(CODES)
+
+
+def test_every_code_has_a_group():
+    for code in CODES:
+        assert group_of(code)
+
+
+# ---------------------------------------------------------------- the one type
+
+
+def test_a_message_shaped_object_converts_at_one_place():
+    class Message:  # the timeline's Message, field for field
+        def __init__(self, path, line, text, severity="error", code="", column=0):
+            self.path, self.line, self.text, self.severity, self.code, self.column = path, line, text, severity, code, column
+
+    d = as_diagnostic(Message("t.yaml", 4, "unknown lab 'ALTT'", "error", "E707", 19))
+    assert d == Diagnostic(Span("t.yaml", 4, 19, 4, 19), "error", "E707", "unknown lab 'ALTT'")
+    assert (d.path, d.line, d.column, d.text) == ("t.yaml", 4, 19, "unknown lab 'ALTT'")
+    assert str(d) == "t.yaml:4:19: error[E707]: unknown lab 'ALTT'"
+    assert as_diagnostic(d) is d
+    assert Diagnostic.at("t.yaml", 4, "x", "error", "E707", 19) == d.__class__(d.span, "error", "E707", "x")
+
+
+def test_message_can_be_a_subclass_of_diagnostic():
+    """How simulator/timeline.py's Message can become a Diagnostic: its constructor kept."""
+
+    class Message(Diagnostic):
+        __slots__ = ()
+
+        def __init__(self, path, line, text, severity="error", code="", column=0):
+            Diagnostic.__init__(self, Span.point(path, line, column), severity, code, text)
+
+    m = Message("t.yaml", 4, "unknown lab", "error", "E707")
+    assert isinstance(m, Diagnostic) and as_diagnostic(m) is m
+    assert (m.path, m.line, m.column, m.text, m.code) == ("t.yaml", 4, 0, "unknown lab", "E707")
+    assert format_text(m, "a\nb\nc\nlab: ALTT\n").splitlines() == ["t.yaml:4: error[E707]: unknown lab", "   4 | lab: ALTT"]
+
+
+def test_unknown_parts_of_a_position_are_left_out():
+    assert str(Diagnostic.at(COMMAND_LINE, 0, "--fact x: unknown fact", "error", "E707")) == "<command line>: error[E707]: --fact x: unknown fact"
+    assert str(Diagnostic.at("labs.csv", 3, "a second patient", "error", "E711")) == "labs.csv:3: error[E711]: a second patient"
+    assert format_text(Diagnostic.at("labs.csv", 3, "x", "error", "E711"), None) == "labs.csv:3: error[E711]: x"
+
+
+def test_control_characters_never_reach_the_terminal():
+    d = Diagnostic.at("t.yaml", 1, "unknown key 'a\x1b[2Jb'", "error", "E703", 3)
+    head, src, caret = format_text(d, "x:\x1b[2J y\n").splitlines()
+    assert "\x1b" not in head + src and "\\x1b" in head and "\\x1b" in src
+    assert src.endswith("x:\\x1b[2J y")
+    assert caret.index("^") == src.index("\\x1b")  # under the character it stands for
+
+
+def test_a_long_line_is_cut_around_the_caret():
+    line = "a" * 500 + "XYZ" + "b" * 500
+    d = Diagnostic(Span("g.json", 1, 501, 1, 503), "error", "E913", "here")
+    head, src, caret = format_text(d, line).splitlines()
+    assert len(src) < 200 and "..." in src
+    assert src[caret.index("^"):].startswith("XYZ") and caret.strip(" |") == "^^^"
