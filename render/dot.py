@@ -18,7 +18,9 @@ from html import escape
 
 import graphviz
 
+from . import layout
 from .labels import UNREVIEWED_MARK, Line, wrap
+from .missing import blocking_text
 from .plan import Box, Decision, Group, Plan, Row
 from .tone import LEVELS
 from .trace import Overlay, Visit
@@ -27,6 +29,8 @@ FONT = "Arial"  # metric-compatible Liberation Sans on Linux: the SVG's text fit
 INK = "#1a1a1a"
 MUTED = "#4d4d4d"
 PATH = "#1f4e9e"  # one patient's path
+DEVIATION = "#a01010"  # an order overdue or incomplete on that path
+DEVIATION_WORDS = {"overdue": "overdue", "still_overdue": "still overdue", "incomplete": "incomplete"}
 FADED_INK = "#a0a0a0"
 FADED_LINE = "#c4c4c4"
 DECISION_BG = "#ffffff"
@@ -54,10 +58,16 @@ INITIAL_PEN = 2.2
 
 # one printed page, A4 or Letter, landscape, less 0.6 inch margins (inches)
 PAGE_SIZE = "10.6,7.6"
+NODESEP = 0.25  # between boxes in a row (inches)
+RANKSEP = 0.3  # between rows (inches)
+NODE_MARGIN = "0.06,0.04"  # inside a box, around its table (inches)
+START_WIDTH = 11.52  # the start mark (points)
+KEY_COLUMNS = (1, 2, 3)  # the key's definitions in this many columns: `layout` picks
 
 TITLE_WIDTH = 32  # characters per line of a state's description
 ENTRY_WIDTH = 42  # ... of an entry action
 GUARD_WIDTH = 30  # ... of a rule's condition
+LEGEND_WIDTH = 50  # ... of a sign's meaning in the legend
 BR = '<BR ALIGN="LEFT"/>'
 NBSP = "&#160;"
 BOX_TABLE = '<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="2">'
@@ -86,7 +96,7 @@ def _label(table: str) -> str:
 
 def _font(markup: str, size: float | None = None, color: str | None = None) -> str:
     attrs = (f' POINT-SIZE="{size:g}"' if size else "") + (f' COLOR="{color}"' if color else "")
-    return f"<FONT{attrs}>{markup}</FONT>" if attrs else markup
+    return f"<FONT{attrs}>{markup}</FONT>" if attrs and markup else markup  # Graphviz refuses an empty FONT
 
 
 def _append(markup: str, extra: str) -> str:
@@ -160,6 +170,23 @@ def _visits(visits: list[Visit], what: str) -> str:
     return _font(f"<B>{esc(text)}</B>", 8.5, PATH)
 
 
+def _deviations(ink: _Ink, devs) -> str:
+    """"! Order a liver panel: overdue 2025-07-07; still overdue 2025-08-04, 2025-09-01": the
+    deviations while the patient was in a state, by order and kind, the first few dates each."""
+    by_action: dict[str, dict[str, list[str]]] = {}
+    for d in devs:
+        by_action.setdefault(d.action, {}).setdefault(d.kind, []).append(d.date)
+    out = ""
+    for action, kinds in by_action.items():
+        parts = []
+        for kind, dates in kinds.items():
+            more = f" (+{len(dates) - 3} more)" if len(dates) > 3 else ""
+            parts.append(f"{DEVIATION_WORDS.get(kind, kind.replace('_', ' '))} {', '.join(dates[:3])}{more}")
+        text = f"! {ink.plan.labels.action_text(action, full=False)}: " + "; ".join(parts)
+        out += _lines(text, ENTRY_WIDTH)
+    return _font(f"<B>{out}</B>", 8.5, DEVIATION)
+
+
 def _decision_rows(ink: _Ink, owner_on: bool, dec: Decision, ports: bool) -> list[str]:
     """A decision as table rows: its trigger, then one row per rule."""
     rows = []
@@ -168,7 +195,37 @@ def _decision_rows(ink: _Ink, owner_on: bool, dec: Decision, ports: bool) -> lis
                 f'{_font("<B>" + _lines(head, ENTRY_WIDTH + 4) + "</B>", 8.5, ink.text(owner_on))}</TD></TR>')
     for row in dec.rows:
         rows.append(_rule_row(ink, owner_on, row, ports))
+    rows.append(_missing_row(ink, owner_on, dec))
     return rows
+
+
+def _missing_row(ink: _Ink, owner_on: bool, dec: Decision) -> str:
+    """Under the rules: the missing results that can leave the decision not assessable
+    ("? results missing: both ALT and AST -> not assessable"), or that the rules handle; with
+    a trace, the days it was not assessable for the patient. "" when there is nothing to say."""
+    m = dec.missing
+    days = [u for h in dec.handlers for u in (ink.ov.unassessed.get(h, ()) if ink.tracing else ())]
+    days.sort(key=lambda u: u.date)
+    if not days and (m is None or (m.blocking == () and not m.checked)):
+        return ""
+    on = owner_on and (not ink.tracing or bool(days))
+    color = ink.muted(on)
+    cell = f'BGCOLOR="{DECISION_BG}"'
+    body, target = "", ""
+    if days:
+        shown = [f"{u.date} (no {', '.join(u.missing)})" if u.missing else u.date for u in days[:3]]
+        more = f" (+{len(days) - 3} more)" if len(days) > 3 else ""
+        body += _font(f"<B>{_lines('not assessable · ' + ', '.join(shown) + more, GUARD_WIDTH + 4)}</B>", 8.5, PATH)
+    if m is None:
+        pass
+    elif m.blocking == ():
+        body += _font(_lines("results missing: decided by the rules, which check for them", GUARD_WIDTH), 8, color)
+    else:
+        body += _font(_lines(f"results missing: {blocking_text(m)}", GUARD_WIDTH), 8, color)
+        target = "<I>not assessable</I>"
+    return (f'<TR><TD ALIGN="RIGHT" VALIGN="TOP" {cell}>{_font("<B>?</B>", 9, PATH if days else color)}</TD>'
+            f'<TD ALIGN="LEFT" VALIGN="TOP" BALIGN="LEFT" {cell}>{body}</TD>'
+            f'<TD ALIGN="LEFT" VALIGN="TOP" {cell}>{_font(target, 8, color)}</TD></TR>')
 
 
 def _rule_row(ink: _Ink, owner_on: bool, row: Row, ports: bool) -> str:
@@ -217,6 +274,8 @@ def _box_label(ink: _Ink, b: Box) -> str:
     rows = []
     if ink.tracing and b.state in ink.ov.visits:
         rows.append(_wide(_visits(ink.ov.visits[b.state], "entered")))
+    if ink.tracing and b.state in ink.ov.deviations:
+        rows.append(_wide(_deviations(ink, ink.ov.deviations[b.state])))
     if ink.tracing and ink.ov.final_state == b.state:
         rows.append(_wide(_font("<B>" + esc(f"here at the end ({ink.ov.until})") + "</B>", 8.5, PATH)))
     rows.append(_wide(_font("<B>" + _lines(b.title, TITLE_WIDTH) + "</B>", 11, ink.text(on))))
@@ -251,6 +310,9 @@ def _title(plan: Plan) -> str:
     ]
     if plan.description:
         rows.append(f'<TR><TD ALIGN="LEFT" BALIGN="LEFT">{_font(_lines(plan.description, 72), 9.5)}</TD></TR>')
+    for st in plan.settings:  # protocol-wide: how long results count, how often overdue orders are flagged
+        body = _append(_lines(st.text, 80), _Ink(plan, None).marks(st.sources))
+        rows.append(f'<TR><TD ALIGN="LEFT" BALIGN="LEFT">{_font("<B>" + body + "</B>" if st.declared else body, 9)}</TD></TR>')
     return TABLE + "".join(rows) + "</TABLE>"
 
 
@@ -267,7 +329,8 @@ def _legend(plan: Plan, ink: _Ink) -> str:
             f'<TD ALIGN="LEFT">{_font(esc(meaning[level]), 8)}</TD></TR>'
         )
     tones.append("</TABLE>")
-    rows = [r for b in plan.boxes for d in b.decisions for r in d.rows] + [r for g in plan.groups for d in g.decisions for r in d.rows]
+    decisions = [d for b in plan.boxes for d in b.decisions] + [d for g in plan.groups for d in g.decisions]
+    rows = [r for d in decisions for r in d.rows]
     lines = [x for b in plan.boxes for x in b.entry] + [x for r in rows for x in r.actions]
     cited = {s for b in plan.boxes for s in b.sources} | {s for r in rows for s in r.sources} | {s for x in lines for s in x.sources}
     items = [  # the signs this chart uses
@@ -277,6 +340,7 @@ def _legend(plan: Plan, ink: _Ink) -> str:
         ("→", "where a rule leads (its arrow leaves from the rule)", bool(plan.arrows)),
         ("A", "shared rules, drawn once for the states marked A", bool(plan.groups)),
         ("stay", "no change: entry actions are not repeated", any(r.stay for r in rows)),
+        ("?", "results missing: if a rule needs them before one holds, nothing changes: not assessable", any(d.missing is not None and d.missing.blocking != () for d in decisions)),
         ("again", "re-entered: entry actions repeat", any(r.reenter for r in rows)),
         ("OR", "alternatives: the first is the default", any(x.kind == "one_of" for x in lines)),
         ("[n]", "the sources behind a rule or an action", bool(cited)),
@@ -285,14 +349,16 @@ def _legend(plan: Plan, ink: _Ink) -> str:
     items = [(sym, text) for sym, text, used in items if used]
     if ink.tracing:
         items.insert(0, ("━", f"the path of patient {ink.ov.patient}, numbered, with dates"))
+        if ink.ov.deviations:
+            items.insert(1, ("!", "an order overdue, still overdue or incomplete on that path"))
     half = (len(items) + 1) // 2
     cols = []
     for part in (items[:half], items[half:]):
         signs = [TABLE, '<TR><TD COLSPAN="2"> </TD></TR>']
         for sym, text in part:
-            color = PATH if sym == "━" else INK
-            signs.append(f'<TR><TD ALIGN="CENTER">{_font("<B>" + esc(sym) + "</B>", 8.5, color)}</TD>'
-                         f'<TD ALIGN="LEFT">{_font(esc(text), 8)}</TD></TR>')
+            color = PATH if sym == "━" else DEVIATION if sym == "!" else INK
+            signs.append(f'<TR><TD ALIGN="CENTER" VALIGN="TOP">{_font("<B>" + esc(sym) + "</B>", 8.5, color)}</TD>'
+                         f'<TD ALIGN="LEFT" VALIGN="TOP" BALIGN="LEFT">{_font(_lines(text, LEGEND_WIDTH), 8)}</TD></TR>')
         signs.append("</TABLE>")
         cols.append("".join(signs))
     cells = "".join(f'<TD VALIGN="TOP">{c}</TD><TD WIDTH="12"> </TD>' for c in ["".join(tones)] + cols)
@@ -306,46 +372,71 @@ def _header_label(plan: Plan, ink: _Ink) -> str:
             f'<TD ALIGN="LEFT" VALIGN="TOP">{_legend(plan, ink)}</TD></TR></TABLE>')
 
 
-def _key_label(plan: Plan, ink: _Ink) -> str:
-    """Under the chart, side by side: the definitions and the references."""
+def _key_label(plan: Plan, ink: _Ink, def_columns: int = 2) -> str:
+    """Side by side: the definitions (in `def_columns` columns), the orders and the references.
+
+    Each column is one cell of text lines, not a nested table: Graphviz stretches a nested
+    table's rows to the height of the tallest column, which would spread a short column out."""
     L = plan.labels
+    gap = _font(" " + BR, 4)  # a little space between entries
     entries = []
     for d in plan.definitions:
         head = f"<B>{esc(d.name)}</B>" + (f": {esc(d.description)}" if d.description else "")
-        body = _append(head, ink.marks(d.sources)) + BR
+        body = _append(head + BR, ink.marks(d.sources))
         for i, line in enumerate(d.lines):
             body += _font(("" if i == 0 else NBSP * 3) + _lines(("= " if i == 0 else "or ") + line, 60), 8, MUTED)
-        entries.append((body.count("<BR") + 1, f'<TR><TD ALIGN="LEFT" BALIGN="LEFT">{_font(body, 8)}</TD></TR>'))
-    # two columns of about the same height, in order
+        entries.append((body.count("<BR"), _font(body, 8) + gap))
+    # columns of about the same height, in order
     total = sum(n for n, _ in entries)
     columns: list[list[str]] = [[]]
     height = 0
     for n, entry in entries:
-        if columns[-1] and height + n / 2 > total / 2 * len(columns) and len(columns) < 2:
+        if columns[-1] and height + n / 2 > total / def_columns * len(columns) and len(columns) < def_columns:
             columns.append([])
         columns[-1].append(entry)
         height += n
-    defs = [
-        [TABLE, f'<TR><TD ALIGN="LEFT">{_font("<B>Definitions</B>" if i == 0 else " ", 10)}</TD></TR>', *col, "</TABLE>"]
-        for i, col in enumerate(columns)
-        if col
-    ]
-    refs = [TABLE, f'<TR><TD COLSPAN="2" ALIGN="LEFT">{_font("<B>References</B>", 10)}</TD></TR>']
+    cells = [_font("<B>Definitions</B>" if i == 0 else " ", 10) + BR + gap + "".join(col)
+             for i, col in enumerate(columns) if col] if plan.definitions else []
+    refs = ""
+    if plan.orders:  # what each order asks for, and which results fulfil it
+        refs += _font("<B>Orders</B>", 10) + BR + gap
+        for o in plan.orders:
+            body = _append(_lines(o.description, 84), ink.marks(o.sources))
+            body += _font(NBSP * 3 + _lines(f"fulfilled by {o.fulfilled_by}", 80), 8, MUTED)
+            refs += _font(body, 8) + gap
+        refs += gap
+    refs += _font("<B>References</B>", 10) + BR + gap
     for sid in plan.references:
         src = L.sources[sid]
         mark, unrev = L.marks([sid])[0]
         where = src.get("url") or (f"doi:{src['doi']}" if src.get("doi") else "")
         text = (src.get("title") or sid) + (f" ({where})" if where else "")
         kind = esc(L.kind_text(sid))
-        body = _append(_lines(text, 84), "— " + (f"<B>{kind}</B>" if unrev else kind))
-        if unrev:
-            body = f"<I>{body}</I>"
-        refs.append(f'<TR><TD ALIGN="RIGHT" VALIGN="TOP">{_font(esc(f"[{mark}]"), 8)}</TD>'
-                    f'<TD ALIGN="LEFT" BALIGN="LEFT">{_font(body, 8)}</TD></TR>')
-    refs.append("</TABLE>")
-    cols = (defs if plan.definitions else []) + [refs]
+        lines = wrap(f"[{mark}] {text}", 90)
+        body = "".join((NBSP * 4 if i else "") + esc(line) + BR for i, line in enumerate(lines))
+        body = _append(body, "— " + (f"<B>{kind}</B>" if unrev else kind))
+        refs += _font(f"<I>{body}</I>" if unrev else body, 8)
+    cells.append(refs)
     return _label('<TABLE BORDER="1" COLOR="#9a9a9a" CELLBORDER="0" CELLSPACING="8" CELLPADDING="0"><TR>'
-                  + "".join('<TD ALIGN="LEFT" VALIGN="TOP">' + "".join(c) + "</TD>" for c in cols) + "</TR></TABLE>")
+                  + "".join(f'<TD ALIGN="LEFT" VALIGN="TOP" BALIGN="LEFT">{c}</TD>' for c in cells) + "</TR></TABLE>")
+
+
+def arrangement(plan: Plan) -> layout.Arrangement:
+    """The rows and the key's place and shape that draw `plan` largest on the page (see
+    `layout`), from the chart without a patient's path: a trace never moves a box."""
+    plain = _Ink(plan, None)
+    mx, my = (float(v) * 72 for v in NODE_MARGIN.split(","))
+    sizes = {}
+    for b in plan.boxes:
+        w, h = layout.size(_box_label(plain, b))
+        sizes[b.id] = (w + 2 * mx + (START_WIDTH + NODESEP * 72 if b.kind == "initial" else 0), h + 2 * my)
+    for grp in plan.groups:
+        w, h = layout.size(_group_label(plain, grp))
+        sizes[grp.id] = (w + 2 * mx, h + 2 * my)
+    header = layout.size(_header_label(plan, plain))
+    keys = [layout.size(_key_label(plan, plain, n)) for n in KEY_COLUMNS]
+    page = tuple(float(v) * 72 for v in PAGE_SIZE.split(","))
+    return layout.arrange(plan.order, sizes, header, keys, page, (NODESEP * 72, RANKSEP * 72))
 
 
 def digraph(plan: Plan, overlay: Overlay | None = None) -> graphviz.Digraph:
@@ -360,14 +451,14 @@ def digraph(plan: Plan, overlay: Overlay | None = None) -> graphviz.Digraph:
         fontname=FONT,
         rankdir="TB",
         newrank="true",
-        nodesep="0.25",
-        ranksep="0.3",
+        nodesep=f"{NODESEP:g}",
+        ranksep=f"{RANKSEP:g}",
         size=PAGE_SIZE,
         pad="0.15",
         margin="0",
         bgcolor="white",
     )
-    dot.attr("node", fontname=FONT, fontcolor=INK, color=INK, margin="0.06,0.04")
+    dot.attr("node", fontname=FONT, fontcolor=INK, color=INK, margin=NODE_MARGIN)
     dot.attr("edge", fontname=FONT, color=INK, arrowsize="0.8")
 
     def box(b: Box) -> None:
@@ -402,11 +493,15 @@ def digraph(plan: Plan, overlay: Overlay | None = None) -> graphviz.Digraph:
     if initial is not None:
         color = PATH if ink.tracing else INK
         dot.node("__start__", id="start", label="", shape="circle", style="filled", fillcolor=color, color=color,
-                 width="0.16", fixedsize="true")
+                 width=f"{START_WIDTH / 72:g}", fixedsize="true")
         dot.edge("__start__", initial.id, id="start_arrow", color=color, penwidth="2.5" if ink.tracing else "1.2")
 
     # rows: each a rank, in order; the rules' arrows do not move boxes between rows
-    for i, row in enumerate(plan.rows):
+    arr = arrangement(plan)
+    rows = [list(row) for row in arr.rows]
+    if arr.key_in_row and rows:
+        rows[-1].append("__key__")
+    for i, row in enumerate(rows):
         if initial is not None and initial.id in row:  # the start mark beside the initial state
             row = row[: row.index(initial.id)] + ["__start__"] + row[row.index(initial.id) :]
         with dot.subgraph(name=f"row_{i}") as rg:
@@ -415,14 +510,14 @@ def digraph(plan: Plan, overlay: Overlay | None = None) -> graphviz.Digraph:
                 rg.node(node)
             for left, right in zip(row, row[1:]):  # in reading order, left to right
                 rg.edge(left, right, style="invis")
-    for upper, lower in zip(plan.rows, plan.rows[1:]):
+    for upper, lower in zip(rows, rows[1:]):
         dot.edge(upper[0], lower[0], style="invis", weight="10")
-    # definitions and references: under the chart
-    dot.node("__key__", id="key", shape="plaintext", margin="0", label=_key_label(plan, ink))
-    if plan.rows:
-        dot.edge(plan.rows[-1][len(plan.rows[-1]) // 2], "__key__", style="invis", weight="10")
+    # definitions, orders and references: under the chart, or at the end of its last row
+    dot.node("__key__", id="key", shape="plaintext", margin="0", label=_key_label(plan, ink, KEY_COLUMNS[arr.key]))
+    if rows and not arr.key_in_row:
+        dot.edge(rows[-1][len(rows[-1]) // 2], "__key__", style="invis", weight="10")
 
-    column = {node: i for row in plan.rows for i, node in enumerate(row)}
+    column = {node: i for row in rows for i, node in enumerate(row)}
     shared = {grp.id for grp in plan.groups}
     for a in plan.arrows:
         attrs = {"id": a.id, "constraint": "false"}

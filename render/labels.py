@@ -310,6 +310,13 @@ class Phrases(ir.Visitor):
         return Phrase(sep.join(parts), OR, alternatives=alternatives)
 
 
+def _all_of(labs: list[str]) -> str:
+    """Labs that must all have results: "ALT", "TBIL and INR", "all of ALT, AST, TBIL and INR"."""
+    if len(labs) <= 2:
+        return " and ".join(labs)
+    return "all of " + ", ".join(labs[:-1]) + " and " + labs[-1]
+
+
 def _standalone(r: _Ratio) -> str:
     """Lab ratios outside a comparison: "ALT", "the higher of ALT and AST"."""
     if r.quant is None:
@@ -337,9 +344,12 @@ class Line:
     sources: list[str] = field(default_factory=list)
     options: list[str] = field(default_factory=list)  # alternatives; the first is the default
     kind: str = "do"  # do / one_of / set
+    fulfilled_by: str = ""  # an order: the results that fulfil it ("ALT or AST")
+    action: str = ""  # the action's name (`do`), or "" (alternatives, `set`)
 
     def to_dict(self) -> dict:
-        return {"text": self.text, "when": self.when, "sources": self.sources, "options": self.options, "kind": self.kind}
+        return {"text": self.text, "when": self.when, "sources": self.sources, "options": self.options, "kind": self.kind,
+                "fulfilled_by": self.fulfilled_by}
 
 
 class Labels:
@@ -384,6 +394,19 @@ class Labels:
 
     def event_text(self, name: str) -> str:
         return (self.events.get(name) or {}).get("description") or humanise(name)
+
+    def fulfilled_by(self, name: str) -> str:
+        """What fulfils an order of `name`: "ALT or AST", "TBIL and INR", "ALT and AST, or
+        TBIL"; "" for an action that orders nothing."""
+        decl = self.actions.get(name) or {}
+        alts = [list(alt) for alt in decl.get("fulfilled_by") or () if alt]
+        if not decl.get("orders") or not alts:
+            return ""
+        if len(alts) == 1:
+            return _all_of(alts[0])
+        texts = [" and ".join(alt) for alt in alts]
+        sep = ", or " if any(len(alt) > 1 for alt in alts) else " or "
+        return sep.join(texts[:-1]) + sep + texts[-1] if len(texts) == 2 else ", ".join(texts[:-1]) + sep + texts[-1]
 
     def order_noun(self, name: str) -> str:
         """An order as a noun: "Order a liver panel (...)" -> "the order for a liver panel";
@@ -458,7 +481,8 @@ class Labels:
             if k == "do":
                 text = self.action_text(a["action"], full)
                 w = window(a.get("window"))
-                out.append(Line(f"{text}, {w}" if w else text, when, list(a.get("sources", ())), [], "do"))
+                out.append(Line(f"{text}, {w}" if w else text, when, list(a.get("sources", ())), [], "do",
+                                self.fulfilled_by(a["action"]), a["action"]))
             elif k == "one_of":
                 opts = [self.action_text(o, full) for o in a["options"]]
                 w = window(a.get("window"))

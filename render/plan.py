@@ -11,17 +11,17 @@ no markup, only clinician text (from `labels`) and the ids that tie drawn things
 - a handler that several states hold identically (same trigger, rules, targets, actions and
   sources: "jaundice -> stopped" in every on-treatment state) is drawn once, in a dashed
   **shared-rules** box (A, B, ...) that those states point to, with its own arrows;
-- **rows**: the boxes in reading order (a breadth-first walk from the initial state, the ends
-  last), cut into rows so that the chart is about twice as wide as it is tall.
+- the boxes' **reading order**: a breadth-first walk from the initial state, the ends last
+  (`layout` cuts it into rows to fit the page).
 """
 
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 
-from .labels import Labels, Line
+from .labels import Labels, Line, duration
+from .missing import Missing, analyse
 from .tone import declared, tones
 
 GROUP_MIN = 3  # states that must share a handler for it to be drawn once on a group box
@@ -47,6 +47,8 @@ class Decision:
     trigger: str  # "Lab results", "Event: jaundice or encephalopathy", ...
     ordered: bool  # the first rule that holds applies
     rows: list[Row]
+    missing: Missing | None = None  # what missing results do to it (None: its rules read no lab)
+    handlers: list[tuple[str, int]] = field(default_factory=list)  # the (state, handler index) it draws
 
 
 @dataclass
@@ -90,6 +92,26 @@ class Definition:
 
 
 @dataclass
+class Order:
+    """An action that orders labs, and what fulfils it."""
+
+    name: str
+    description: str
+    labs: list[str]
+    fulfilled_by: str  # "ALT or AST"
+    sources: list[str]
+
+
+@dataclass
+class Setting:
+    """A protocol-wide setting the chart states in its header."""
+
+    text: str  # "Results valid for 3 days: a result counts on its day and the 3 days after"
+    sources: list[str]
+    declared: bool  # written in the protocol (else the language's default)
+
+
+@dataclass
 class Plan:
     name: str
     title: str
@@ -103,8 +125,10 @@ class Plan:
     references: list[str]  # source ids in citation order
     severity_declared: bool  # the protocol says how serious its states are; else derived
     labels: Labels
+    settings: list[Setting] = field(default_factory=list)
+    orders: list[Order] = field(default_factory=list)  # the ordering actions the chart uses
     edges: dict[str, tuple] = field(default_factory=dict)  # rule key -> (from, to, the edge's data)
-    rows: list[list[str]] = field(default_factory=list)  # states, row by row from the top
+    order: list[str] = field(default_factory=list)  # boxes in reading order (`layout` cuts it into rows)
     arrow_of_rule: dict[str, str] = field(default_factory=dict)  # rule key -> arrow id
     row_of_rule: dict[str, str] = field(default_factory=dict)  # rule key -> row port
 
@@ -164,7 +188,7 @@ def build(graph) -> Plan:
     plan_rows: dict[str, str] = {}
     arrow_of_rule: dict[str, str] = {}
 
-    def decision(owner: str, hi: int, h: dict, per_row: list[list[str]]) -> Decision:
+    def decision(owner: str, hi: int, h: dict, per_row: list[list[str]], handlers: list[tuple[str, int]]) -> Decision:
         rows = []
         n = len(per_row)
         for ri, keys in enumerate(per_row):
@@ -190,7 +214,9 @@ def build(graph) -> Plan:
                 arrows.append(a)
                 for k in keys:
                     arrow_of_rule[k] = a.id
-        return Decision(L.trigger(h), h.get("mode") in ("ordered", "first") and n > 1, rows)
+        guards = [edges[keys[0]][2]["guard"] for keys in per_row]
+        return Decision(L.trigger(h), h.get("mode") in ("ordered", "first") and n > 1, rows,
+                        analyse(graph, guards, h.get("mode")), handlers)
 
     boxes: list[Box] = []
     for state, data in graph.nodes(data=True):
@@ -202,9 +228,9 @@ def build(graph) -> Plan:
                 grp, hs = shared[(state, hi)]
                 if (state, hi) == hs[0]:
                     per_row = [list(ks) for ks in zip(*(graph.nodes[s]["handlers"][i]["rules"] for s, i in hs))]
-                    grp.decisions.append(decision(grp.id, len(grp.decisions), h, per_row))
+                    grp.decisions.append(decision(grp.id, len(grp.decisions), h, per_row, list(hs)))
                 continue
-            decisions.append(decision(state, hi, h, [[k] for k in h["rules"]]))
+            decisions.append(decision(state, hi, h, [[k] for k in h["rules"]], [(state, hi)]))
         boxes.append(
             Box(
                 id=state,
@@ -237,20 +263,60 @@ def build(graph) -> Plan:
         references=list(g.get("sources", {})),
         severity_declared=declared(graph),
         labels=L,
+        settings=settings(g),
+        orders=orders(graph, L),
         edges=edges,
-        rows=layout_rows(graph, groups),
+        order=reading_order(graph, groups),
         arrow_of_rule=arrow_of_rule,
         row_of_rule=plan_rows,
     )
 
 
-def layout_rows(graph, groups: list[Group] = ()) -> list[list[str]]:
-    """Box ids row by row: a chart that reads from the top left and suits a landscape page.
+def orders(graph, L: Labels) -> list[Order]:
+    """The actions that order labs and that the protocol recommends (declaration order)."""
+    todo = [a for _, d in graph.nodes(data=True) for a in d.get("entry", ())]
+    todo += [a for _, _, d in graph.edges(data=True) for a in d.get("actions", ())]
+    used: set[str] = set()
+    while todo:
+        a = todo.pop()
+        if a["kind"] == "do":
+            used.add(a["action"])
+        elif a["kind"] == "one_of":
+            used.update(a["options"])
+        elif a["kind"] == "if":
+            todo += list(a["then"]) + list(a["else"])
+    out = []
+    for name, decl in graph.graph.get("actions", {}).items():
+        if decl.get("orders") and name in used:
+            out.append(Order(name, L.action_text(name), list(decl["orders"]), L.fulfilled_by(name),
+                             list(decl.get("sources", []))))
+    return out
 
-    Reading order is a breadth-first walk from the initial state (declaration order among
-    equals; unreachable states next), then the shared-rules boxes, then the terminal states.
-    It is cut into rows of `columns` boxes, about twice as many columns as rows.
-    """
+
+def settings(g: dict) -> list[Setting]:
+    """How long results stay valid and how often an overdue order is flagged again."""
+    out = []
+    valid = g.get("results_valid")
+    if valid and valid.get("amount"):
+        d = duration(valid["amount"], valid["unit"])
+        out.append(Setting(f"Results valid for {d}: a result counts on its day and the {d} after",
+                           list(valid.get("sources", [])), True))
+    else:
+        out.append(Setting("Results count on their own day only: a panel is one day's results",
+                           list((valid or {}).get("sources", [])), bool(valid)))
+    reminders = g.get("reminders")
+    if reminders and reminders.get("amount"):
+        out.append(Setting(f"Overdue orders flagged again every {duration(reminders['amount'], reminders['unit'])}",
+                           list(reminders.get("sources", [])), True))
+    else:
+        out.append(Setting("Overdue orders flagged once", [], False))
+    return out
+
+
+def reading_order(graph, groups: list[Group] = ()) -> list[str]:
+    """Box ids in the order the chart reads, from the top left (`layout` cuts it into rows):
+    a breadth-first walk from the initial state (declaration order among equals; unreachable
+    states next), then the shared-rules boxes, then the terminal states."""
     states = list(graph.nodes)
     initial = graph.graph.get("initial")
     order: list[str] = []
@@ -268,7 +334,4 @@ def layout_rows(graph, groups: list[Group] = ()) -> list[list[str]]:
         frontier = nxt
     ends = [s for s in states if graph.nodes[s].get("kind") == "terminal"]
     order = [s for s in order if s not in ends] + [s for s in states if s not in seen and s not in ends]
-    order += [g.id for g in groups] + ends
-    n_rows = max(1, round(math.sqrt(len(order) / 2.5)))
-    columns = math.ceil(len(order) / n_rows)
-    return [order[i : i + columns] for i in range(0, len(order), columns)]
+    return order + [g.id for g in groups] + ends

@@ -1,17 +1,19 @@
 """One patient's path over the flowchart: a trace (contracts/trace.md) checked against the graph.
 
 `overlay(graph, trace)` reads the dict that `rxwatch simulate --format json` writes and returns
-the states entered and the rules that fired, numbered in order with their dates. A trace from
-another protocol, or one naming states or rules the protocol does not have, raises TraceError
-with the place in the trace (`steps[3].to`); `locate(text, where)` turns that place into a line
-of the trace file.
+the states entered and the rules that fired, numbered in order with their dates; the days a
+decision was not assessable (step `unassessable`, with the missing labs) and the deviations
+(`overdue`, `still_overdue`, `incomplete`), each under the state the patient was in. A trace
+from another protocol, or one naming states, rules or labs the protocol does not have, raises
+TraceError with the place in the trace (`steps[3].to`); `locate(text, where)` turns that place
+into a line of the trace file.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-STEP_TYPES = ("enter", "transition", "action", "deviation")
+STEP_TYPES = ("enter", "transition", "action", "deviation", "panel", "unassessable")
 
 
 class TraceError(Exception):
@@ -36,6 +38,21 @@ class Visit:
 
 
 @dataclass
+class Unassessed:
+    """A day a decision could not be decided for lack of results."""
+
+    date: str
+    missing: list[str]
+
+
+@dataclass
+class Deviation:
+    date: str
+    kind: str  # overdue / still_overdue / incomplete (a later trace may add kinds)
+    action: str
+
+
+@dataclass
 class Overlay:
     patient: str
     start: str
@@ -44,6 +61,9 @@ class Overlay:
     visits: dict[str, list[Visit]] = field(default_factory=dict)  # state -> entries, in order
     taken: dict[str, list[Visit]] = field(default_factory=dict)  # rule key -> firings, in order
     steps: list[dict] = field(default_factory=list)  # every step, with `number` on transitions
+    # (state, handler index) -> the days that decision was not assessable
+    unassessed: dict[tuple[str, int], list[Unassessed]] = field(default_factory=dict)
+    deviations: dict[str, list[Deviation]] = field(default_factory=dict)  # state -> deviations while in it
 
     def to_dict(self) -> dict:
         return {
@@ -87,6 +107,8 @@ def overlay(graph, trace) -> Overlay:
     )
     number = 0
     last_date = ""
+    current: str | None = None  # the state the patient is in
+    labs = g.get("labs", {})
     for i, step in enumerate(steps):
         where = ("steps", i)
         if not isinstance(step, dict):
@@ -101,6 +123,7 @@ def overlay(graph, trace) -> Overlay:
         out = dict(step)
         if kind == "enter":
             state = _state(graph, step, "state", where)
+            current = state
             if number == 0 and not ov.visits:
                 ov.visits.setdefault(state, []).append(Visit(0, date))
         elif kind == "transition":
@@ -113,12 +136,65 @@ def overlay(graph, trace) -> Overlay:
             ov.taken.setdefault(key, []).append(Visit(number, date))
             if not edges[key][2].get("stay"):
                 ov.visits.setdefault(dst, []).append(Visit(number, date))
-        elif kind == "action" and "state" in step:
-            _state(graph, step, "state", where)
+            current = dst
+        elif kind == "action":
+            if "state" in step:
+                _state(graph, step, "state", where)
+            options = step.get("options")
+            if options is not None and not (isinstance(options, list) and all(isinstance(o, str) for o in options)):
+                raise TraceError("'options' must be a list of action names", (*where, "options"))
+        elif kind == "unassessable":
+            state = _state(graph, step, "state", where)
+            missing = _need(step, "missing", list, where, "a list of lab names")
+            for j, lab in enumerate(missing):
+                if not isinstance(lab, str) or lab not in labs:
+                    raise TraceError(f"{_show(lab)} is not a lab of '{name}'", (*where, "missing", j))
+            hi = _handler(graph, edges, step, state, where)
+            ov.unassessed.setdefault((state, hi), []).append(Unassessed(date, list(missing)))
+        elif kind == "deviation":
+            dev = _need(step, "kind", str, where, "a string (overdue, still_overdue, incomplete)")
+            action = _need(step, "action", str, where, "an action name")
+            if action not in g.get("actions", {}):
+                raise TraceError(f"'{action}' is not an action of '{name}'", (*where, "action"))
+            if current is not None:
+                ov.deviations.setdefault(current, []).append(Deviation(date, dev, action))
+        elif kind == "panel":
+            for key in ("results", "replaced"):
+                results = step.get(key, [])
+                if not isinstance(results, list):
+                    raise TraceError(f"'{key}' must be a list of results", (*where, key))
+                for j, res in enumerate(results):
+                    if not isinstance(res, dict) or not isinstance(res.get("lab"), str):
+                        raise TraceError("a result is an object with a 'lab'", (*where, key, j))
         ov.steps.append(out)
     if ov.final_state is not None and ov.final_state not in graph:
         raise TraceError(f"'{ov.final_state}' is not a state of '{name}'", ("final_state",))
     return ov
+
+
+def _show(v) -> str:
+    text = repr(v) if not isinstance(v, str) else f"'{v}'"
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _handler(graph, edges: dict, step: dict, state: str, where) -> int:
+    """The handler an `unassessable` step is about: the one holding its `rule`, else the
+    state's first handler for its trigger (and event or fact)."""
+    key = step.get("rule")
+    if key is not None:
+        if not isinstance(key, str) or key not in edges or edges[key][0] != state:
+            raise TraceError(f"{_show(key)} is not a rule of state '{state}'", (*where, "rule"))
+        return edges[key][2]["handler"]
+    trigger = _need(step, "trigger", str, where, "a string (panel, event, timer or fact)")
+    for hi, h in enumerate(graph.nodes[state].get("handlers", ())):
+        if h["trigger"] != trigger:
+            continue
+        if trigger == "event" and step.get("event") not in (None, *h.get("events", ())):
+            continue
+        if trigger == "fact" and step.get("fact") not in (None, *h.get("facts", ())):
+            continue
+        return hi
+    raise TraceError(f"state '{state}' has no {trigger} rules to be unassessable", (*where, "trigger"))
 
 
 def _state(graph, step: dict, key: str, where) -> str:

@@ -1,0 +1,181 @@
+"""Where the boxes go: rows that make the chart as large as the printed page allows.
+
+`dot` lays out each row of boxes side by side (one rank) and the rows one under the other,
+under the title block; the key (definitions, orders, references) goes under the last row or
+at its end. Graphviz then scales the whole drawing down to the page (`size`), so the text is
+as large as the page allows when the drawing's shape is close to the page's. `arrange` tries
+the ways to cut the boxes, in reading order, into rows, with the key under the rows or at the
+end of the last one and its definitions in one to three columns, and keeps the one that is
+scaled least.
+
+It needs the size of each box before Graphviz draws it: `size` estimates the width and height
+of a Graphviz HTML-like label from its text, font sizes, line breaks and table cells (within
+about 10% of what `dot` draws for the shipped protocols; the same error for every box, so the
+comparison between arrangements holds). No Graphviz is run: the DOT text stays the same with
+or without it.
+"""
+
+from __future__ import annotations
+
+import html
+import itertools
+import math
+import re
+from dataclasses import dataclass
+
+CHAR = 0.5  # the average width of a character of Arial, in ems
+LEAD = 1.1  # line height, in ems
+DEFAULT_SIZE = 14.0  # Graphviz's default font size (points)
+MAX_ROWS = 4
+TOKEN = re.compile(r"<[^>]*>|[^<]+")
+_NUM = {key: re.compile(rf'(?<![A-Z-]){key}="([\d.]+)"')
+        for key in ("BORDER", "CELLPADDING", "CELLSPACING", "COLSPAN", "WIDTH", "POINT-SIZE")}
+EXHAUSTIVE = 5000  # at most this many ways to cut the boxes into rows are tried one by one
+
+
+def _attr(tag: str, key: str, default: float) -> float:
+    m = _NUM[key].search(tag)
+    return float(m.group(1)) if m else default
+
+
+def size(label: str) -> tuple[float, float]:
+    """The estimated (width, height), in points, of a Graphviz HTML-like label `<<TABLE ...>>`."""
+    toks = TOKEN.findall(label.strip()[1:-1])
+    start = next((i for i, t in enumerate(toks) if t.startswith("<TABLE")), None)
+    if start is None:
+        return 0.0, 0.0
+    _, w, h = _table(toks, start, DEFAULT_SIZE)
+    return w, h
+
+
+def _table(toks: list[str], i: int, font: float) -> tuple[int, float, float]:
+    """A TABLE starting at toks[i]: (index after it, width, height)."""
+    pad = _attr(toks[i], "CELLPADDING", 2)
+    gap = _attr(toks[i], "CELLSPACING", 2)
+    border = _attr(toks[i], "BORDER", 1)
+    i += 1
+    rows: list[list[tuple[int, float, float]]] = []
+    while i < len(toks) and not toks[i].startswith("</TABLE"):
+        t = toks[i]
+        if t.startswith("<TR"):
+            rows.append([])
+            i += 1
+        elif t.startswith("<TD") and rows:
+            span = int(_attr(t, "COLSPAN", 1))
+            fixed = _attr(t, "WIDTH", 0)
+            i, w, h = _cell(toks, i + 1, font)
+            rows[-1].append((span, max(w, fixed) + 2 * pad, h + 2 * pad))
+        else:
+            i += 1
+    ncol = max((sum(s for s, _, _ in r) for r in rows), default=0)
+    colw = [0.0] * ncol
+    for r in rows:
+        c = 0
+        for span, w, _ in r:
+            if span == 1:
+                colw[c] = max(colw[c], w)
+            c += span
+    width = sum(colw) + gap * (ncol + 1)
+    for r in rows:  # a cell across columns can be wider than they are
+        c, rw = 0, gap
+        for span, w, _ in r:
+            rw += (w if span > 1 else colw[c]) + gap
+            c += span
+        width = max(width, rw)
+    height = sum(max((h for _, _, h in r), default=0.0) for r in rows) + gap * (len(rows) + 1)
+    return i + 1, width + 2 * border, height + 2 * border
+
+
+def _cell(toks: list[str], i: int, font: float) -> tuple[int, float, float]:
+    """The content of a TD starting at toks[i]: (index after the TD, width, height)."""
+    fonts = [font]
+    widths: list[float] = []
+    line_w = line_h = total_h = 0.0
+    while i < len(toks) and not toks[i].startswith("</TD"):
+        t = toks[i]
+        if t.startswith("<TABLE"):
+            i, w, h = _table(toks, i, fonts[-1])
+            line_w += w
+            line_h = max(line_h, h)
+            continue
+        if t.startswith("<FONT"):
+            fonts.append(_attr(t, "POINT-SIZE", fonts[-1]))
+        elif t.startswith("</FONT"):
+            if len(fonts) > 1:
+                fonts.pop()
+        elif t.startswith("<BR"):
+            widths.append(line_w)
+            total_h += line_h or fonts[-1] * LEAD
+            line_w = line_h = 0.0
+        elif not t.startswith("<"):
+            line_w += len(html.unescape(t)) * fonts[-1] * CHAR
+            line_h = max(line_h, fonts[-1] * LEAD)
+        i += 1
+    if line_w or line_h:
+        widths.append(line_w)
+        total_h += line_h
+    return i + 1, max(widths, default=0.0), total_h
+
+
+@dataclass(frozen=True)
+class Arrangement:
+    rows: list[list[str]]  # node ids, row by row from the top
+    key_in_row: bool  # the key ends the last row (else it is under the rows)
+    key: int  # the index of the key's label among those offered
+    scale: float  # the page's size over the estimated drawing's (Graphviz shrinks it when below 1)
+
+
+def arrange(order: list[str], sizes: dict[str, tuple[float, float]], header: tuple[float, float],
+            keys: list[tuple[float, float]], page: tuple[float, float], gaps: tuple[float, float]) -> Arrangement:
+    """The rows of `order` (box ids in reading order) and the place and shape of the key that
+    leave the drawing largest on `page` (width, height in points). `sizes`: each box's size;
+    `header`: the title block's; `keys`: the key's size for each label on offer; `gaps`: the
+    space between boxes in a row and between rows."""
+    across, down = gaps
+    n = len(order)
+    best: Arrangement | None = None
+    for bounds in _cuts(n):
+        rows = [order[a:b] for a, b in zip(bounds, bounds[1:])]
+        widths = [sum(sizes[x][0] for x in row) + across * (len(row) - 1) for row in rows]
+        heights = [max((sizes[x][1] for x in row), default=0.0) for row in rows]
+        for k, (kw, kh) in enumerate(keys):
+            for in_row in (False, True):
+                ws, hs = list(widths), list(heights)
+                if in_row:
+                    ws[-1] += across + kw
+                    hs[-1] = max(hs[-1], kh)
+                else:
+                    ws.append(kw)
+                    hs.append(kh)
+                w = max([header[0], *ws])
+                h = header[1] + sum(hs) + down * len(hs)
+                scale = min(page[0] / w, page[1] / h)
+                if best is None or scale > best.scale + 1e-9:
+                    best = Arrangement([list(row) for row in rows], in_row, k, scale)
+    if best is None:
+        return Arrangement([], False, 0, 1.0)
+    return best
+
+
+def _cuts(n: int):
+    """Ways to cut n boxes in order into rows, as the bounds of the rows: every way into at
+    most MAX_ROWS rows when they are few; else rows of equal count, any number of rows."""
+    if n == 0:
+        return
+    ways = sum(_choose(n - 1, r - 1) for r in range(1, min(MAX_ROWS, n) + 1))
+    if ways <= EXHAUSTIVE:
+        for r in range(1, min(MAX_ROWS, n) + 1):
+            for cuts in itertools.combinations(range(1, n), r - 1):
+                yield (0, *cuts, n)
+        return
+    seen = set()
+    for r in range(1, n + 1):
+        columns = -(-n // r)
+        bounds = tuple(range(0, n, columns)) + (n,)
+        if bounds not in seen:
+            seen.add(bounds)
+            yield bounds
+
+
+def _choose(n: int, k: int) -> int:
+    return math.comb(n, k)
