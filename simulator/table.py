@@ -1,14 +1,26 @@
 """The trace as a table for a person (`rxwatch simulate --format table`).
 
-One row per step, in order (the state is named where it is entered), with the day's inputs (the panel with each value in multiples of
-its ULN, clinical events, fact changes, recorded choices) shown where the replay read them.
-The date is printed when it changes. Deviations stand out; a summary under the table gives
-the final state, the orders still open and any warnings.
+One row per step, in order (the state is named where it is entered). A day's results show as
+its `panel` step: each value with its unit and its exact multiple of the ULN, where it came
+from an earlier day (a lookback) or a time of day, and the results a later one of the same
+day replaced. Clinical events, fact changes and recorded choices show where the replay read
+them. The date is printed when it changes. Deviations (`OVERDUE`, `STILL OVERDUE`,
+`INCOMPLETE`) and `UNASSESSABLE` steps (no rule could decide because results were missing)
+stand out; a summary under the table gives the final state, the orders still open, the
+counts and any warnings.
+
+Numbers are shown exactly: whole numbers and finite decimals as they are, with thousands
+separators (`1,234,567.25`), never in scientific notation; a value without a finite decimal
+expansion (a ratio such as 100/33) as its fraction and a rounded decimal (`100/33 ≈ 3.03`).
+A trace's JSON numbers are read with their exact text (`"value_exact": "12/5"`, or
+`"exact"`) when the step has one.
 """
 
 from __future__ import annotations
 
 import io
+from decimal import Decimal, localcontext
+from fractions import Fraction
 from typing import Any, Iterable, Mapping
 
 from rich import box
@@ -18,53 +30,159 @@ from rich.text import Text
 
 from .timeline import Choice, ClinicalEvent, FactChange
 
-__all__ = ["render", "to_text"]
+__all__ = ["exact_text", "render", "to_text"]
 
 _STYLE = {
     "enter": "bold",
     "transition": "cyan",
     "action": "green",
     "deviation": "bold red",
+    "unassessable": "bold yellow",
+    "panel": "",
     "input": "dim",
 }
 
+_DEVIATION = {
+    "overdue": "OVERDUE",
+    "still_overdue": "STILL OVERDUE",
+    "incomplete": "INCOMPLETE",
+}
 
-def _num(v: float) -> str:
-    return f"{v:.3g}" if v != int(v) or abs(v) >= 1e6 else f"{int(v)}"
+
+# ---------------------------------------------------------------------------- numbers
+
+def _fraction(v: Any) -> Fraction | None:
+    """`v` as an exact Fraction: ints, Fractions and other rationals (gmpy2's mpq) as they
+    are; a float as the decimal its repr shows; a text as a decimal or `p/q`."""
+    if isinstance(v, bool) or v is None:
+        return None
+    if isinstance(v, int):
+        return Fraction(v)
+    if isinstance(v, Fraction):
+        return v
+    if isinstance(v, float):
+        if v != v or v in (float("inf"), float("-inf")):
+            return None
+        return Fraction(repr(v))
+    if isinstance(v, str):
+        try:
+            return Fraction(v.strip())
+        except (ValueError, ZeroDivisionError):
+            return None
+    num, den = getattr(v, "numerator", None), getattr(v, "denominator", None)
+    if num is not None and den:
+        return Fraction(int(num), int(den))
+    return None
+
+
+def _decimal(q: Fraction) -> str | None:
+    """`q` as a finite decimal (no exponent), or None when it has none."""
+    d = q.denominator
+    places = 0
+    while d % 10 == 0:
+        d //= 10
+        places += 1
+    while d % 2 == 0 or d % 5 == 0:
+        d //= 2 if d % 2 == 0 else 5
+        places += 1
+    if d != 1:
+        return None
+    scaled = abs(q.numerator) * 10 ** places // q.denominator
+    text = f"{scaled:,}" if not places else f"{scaled // 10 ** places:,}.{scaled % 10 ** places:0{places}d}"
+    return ("-" if q < 0 else "") + text
+
+
+def exact_text(v: Any, exact: str | None = None) -> str:
+    """A number for a person: exact, thousands separated, never in scientific notation.
+    `exact`, when given, is the value's exact text (from a trace) and wins over `v`."""
+    q = _fraction(exact) if exact else None
+    if q is None:
+        q = _fraction(v)
+    if q is None:
+        return str(v)
+    text = _decimal(q)
+    if text is not None:
+        return text
+    with localcontext() as ctx:
+        ctx.prec = 3
+        approx = Decimal(q.numerator) / Decimal(q.denominator)
+    return f"{q.numerator:,}/{q.denominator:,} ≈ {approx:,f}"
+
+
+def _number(d: Mapping, key: str) -> str | None:
+    if d.get(key) is None:
+        return None
+    exact = d.get(f"{key}_exact") or (d.get("exact") if key == "value" else None)
+    return exact_text(d[key], exact)
 
 
 def _window(w: list[str]) -> str:
     return f"{w[0]}..{w[1]}"
 
 
-def _panel(results: Iterable[Any], labs: Mapping[str, Mapping]) -> str:
+# ---------------------------------------------------------------------------- results
+
+def _result(r: Mapping, labs: Mapping[str, Mapping]) -> str:
+    """One result of a `panel` step: `ALT 96 U/L (2.4xULN; own ULN 40) from 2025-02-01 08:30`."""
+    decl = labs.get(r.get("lab")) or {}
+    unit = r.get("unit", decl.get("unit"))
+    text = f"{r.get('lab')} {_number(r, 'value')}" + (f" {unit}" if unit else "")
+    multiple = _number(r, "xuln")
+    if multiple is None and r.get("uln"):
+        q, uln = _fraction(r.get("value_exact") or r.get("exact") or r.get("value")), _fraction(r.get("uln_exact") or r["uln"])
+        multiple = exact_text(q / uln) if q is not None and uln else None
+    if multiple is not None:
+        own = ""
+        if r.get("uln") is not None and _fraction(r.get("uln_exact") or r["uln"]) != _fraction(decl.get("uln")):
+            own = f"; ULN {_number(r, 'uln')}"
+        text += f" ({multiple}xULN{own})"
+    earlier, time = r.get("date") or r.get("from"), r.get("time")
+    if earlier:  # a result of an earlier day, still valid (`results valid for`)
+        text += f" from {earlier}" + (f" {time}" if time else "")
+    elif time:
+        text += f" at {time}"
+    return text
+
+
+def _results(results: Iterable[Mapping], labs: Mapping[str, Mapping]) -> str:
+    return ", ".join(_result(r, labs) for r in results)
+
+
+def _panel_inputs(results: Iterable[Any], labs: Mapping[str, Mapping]) -> str:
+    """A panel as the replay read it (LabResults, for a trace without `panel` steps)."""
     parts = []
     for r in results:
         decl = labs.get(r.lab) or {}
         unit = decl.get("unit")
         uln = r.uln if r.uln is not None else decl.get("uln")
-        text = f"{r.lab} {_num(r.value)}" + (f" {unit}" if unit else "")
-        if uln:
-            text += f" ({r.value / uln:.3g}xULN)"
+        text = f"{r.lab} {exact_text(r.value)}" + (f" {unit}" if unit else "")
+        q, u = _fraction(r.value), _fraction(uln)
+        if q is not None and u:
+            own = f"; ULN {exact_text(u)}" if r.uln is not None and u != _fraction(decl.get("uln")) else ""
+            text += f" ({exact_text(q / u)}xULN{own})"
+        if getattr(r, "time", None):
+            text += f" at {r.time}"
         parts.append(text)
     return ", ".join(parts)
 
 
 def _input_row(item: Any, labs: Mapping[str, Mapping]) -> tuple[str, str, str]:
     if isinstance(item, tuple):
-        return item[0].date.isoformat(), "panel", _panel(item, labs)
+        return item[0].date.isoformat(), "panel", _panel_inputs(item, labs)
     if isinstance(item, ClinicalEvent):
         return item.date.isoformat(), "event", item.event
     if isinstance(item, FactChange):
         v = item.value
-        shown = ("true" if v else "false") if isinstance(v, bool) else (_num(v) if isinstance(v, float) else str(v))
+        shown = ("true" if v else "false") if isinstance(v, bool) else (str(v) if isinstance(v, str) else exact_text(v))
         return item.date.isoformat(), "fact", f"{item.fact} = {shown}"
     if isinstance(item, Choice):
         return item.date.isoformat(), "choice", f"the clinician chose {item.action}"
     return "", "input", str(item)
 
 
-def _step_row(s: Mapping[str, Any], descriptions: Mapping[str, str]) -> tuple[str, str, str, str]:
+# ---------------------------------------------------------------------------- steps
+
+def _step_row(s: Mapping[str, Any], descriptions: Mapping[str, str], labs: Mapping[str, Mapping]) -> tuple[str, str, str, str]:
     """(state, what, details, sources) of one step."""
     t = s.get("type")
     if t == "enter":
@@ -74,6 +192,11 @@ def _step_row(s: Mapping[str, Any], descriptions: Mapping[str, str]) -> tuple[st
         if s.get("withdrawn"):
             details += "; orders withdrawn: " + ", ".join(s["withdrawn"])
         return s["state"], "enter", details, ""
+    if t == "panel":
+        details = _results(s.get("results") or (), labs) or "no results"
+        if s.get("replaced"):
+            details += "; replaced by a later result of the day: " + _results(s["replaced"], labs)
+        return "", "panel", details, ""
     if t == "transition":
         guard = s.get("because") or "otherwise"
         on = s.get("trigger", "")
@@ -81,11 +204,22 @@ def _step_row(s: Mapping[str, Any], descriptions: Mapping[str, str]) -> tuple[st
             on += f" {s['event']}"
         elif s.get("fact"):
             on += f" {s['fact']}"
-        if s.get("stay"):
-            what = f"stay in {s['from']}"
-        else:
-            what = f"{s['from']} -> {s['to']}"
-        return "", "transition", f"{what} on {on}: {guard}", ", ".join(s.get("sources", ()))
+        what = f"stay in {s['from']}" if s.get("stay") else f"{s['from']} -> {s['to']}"
+        details = f"{what} on {on}: {guard}"
+        if s.get("replaced"):
+            details += "; replaced by a later result of the day: " + _results(s["replaced"], labs)
+        return "", "transition", details, ", ".join(s.get("sources", ()))
+    if t == "unassessable":
+        on = s.get("trigger", "")
+        if s.get("event") or s.get("fact"):
+            on += f" {s.get('event') or s.get('fact')}"
+        missing = s.get("missing") or []
+        details = (f"no rule of {s.get('state', '')} on {on} could decide"
+                   + (f": no result for {', '.join(missing)}" if missing else "")
+                   + "; nothing done, orders unchanged")
+        if s.get("replaced"):
+            details += "; replaced by a later result of the day: " + _results(s["replaced"], labs)
+        return "", "UNASSESSABLE", details, ""
     if t == "action":
         details = s["action"]
         if s.get("options"):
@@ -95,10 +229,20 @@ def _step_row(s: Mapping[str, Any], descriptions: Mapping[str, str]) -> tuple[st
             details += f" due {_window(s['window'])}"
         return "", "action", details, ", ".join(s.get("sources", ()))
     if t == "deviation":
-        details = f"{s.get('action')}: no result within {_window(s['window'])}"
+        kind = s.get("kind", "deviation")
+        action, window = s.get("action"), _window(s["window"]) if s.get("window") else "?"
+        if kind == "still_overdue":
+            details = f"{action}: still no result; it was due {window}"
+        elif kind == "incomplete":
+            missing = s.get("missing") or []
+            details = f"{action}: results came, but not the ones that fulfil the order"
+            details += f" (missing {', '.join(missing)})" if missing else ""
+            details += f"; due {window}"
+        else:
+            details = f"{action}: no result within {window}"
         if s.get("ordered"):
             details += f" (ordered {s['ordered']})"
-        return "", s.get("kind", "deviation").upper(), details, ""
+        return "", _DEVIATION.get(kind, kind.upper().replace("_", " ")), details, ""
     return "", str(t), "", ""
 
 
@@ -121,8 +265,12 @@ def render(trace: Mapping[str, Any], graph=None, inputs: list | None = None) -> 
     table.add_column("sources", overflow="fold", ratio=1, min_width=20)
     table.add_column("line", justify="right", no_wrap=True)
 
+    steps = trace.get("steps", [])
+    has_panels = any(s.get("type") == "panel" for s in steps)
     by_index: dict[int, list] = {}
     for index, item in inputs or ():
+        if has_panels and isinstance(item, tuple):
+            continue  # the trace's own panel steps show the results
         by_index.setdefault(index, []).append(item)
     shown_date = None
 
@@ -133,7 +281,6 @@ def render(trace: Mapping[str, Any], graph=None, inputs: list | None = None) -> 
         shown_date = day
         return day
 
-    steps = trace.get("steps", [])
     for i in range(len(steps) + 1):
         for item in by_index.get(i, ()):
             day, what, details = _input_row(item, labs)
@@ -142,10 +289,10 @@ def render(trace: Mapping[str, Any], graph=None, inputs: list | None = None) -> 
         if i == len(steps):
             break
         s = steps[i]
-        _, what, details, sources = _step_row(s, descriptions)
+        _, what, details, sources = _step_row(s, descriptions, labs)
         style = _STYLE.get(s.get("type"), "")
         table.add_row(date_cell(s.get("date", "")), Text(what, style=style), Text(details, style=style),
-                      sources, str(s.get("line", "")))
+                      sources, str(s.get("line") or ""))
 
     summary = Text()
     summary.append("final state: ", style="bold")
@@ -157,11 +304,22 @@ def render(trace: Mapping[str, Any], graph=None, inputs: list | None = None) -> 
             f"{o['action']} due {_window(o['window'])}" + (" (overdue)" if o.get("overdue") else "") for o in orders))
     else:
         summary.append("none")
-    deviations = sum(1 for s in steps if s.get("type") == "deviation")
+    kinds: dict[str, int] = {}
+    for s in steps:
+        if s.get("type") == "deviation":
+            kinds[s.get("kind", "deviation")] = kinds.get(s.get("kind", "deviation"), 0) + 1
+    deviations = sum(kinds.values())
     summary.append("\ndeviations: ", style="bold")
     summary.append(str(deviations), style="bold red" if deviations else "")
+    if len(kinds) > 1 or (kinds and "overdue" not in kinds):
+        summary.append(" (" + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in kinds.items()) + ")")
+    unassessable = sum(1 for s in steps if s.get("type") == "unassessable")
+    if unassessable:
+        summary.append("\nunassessable: ", style="bold")
+        summary.append(f"{unassessable} (results missing: no rule could decide)", style="bold yellow")
     for w in trace.get("warnings") or ():
-        summary.append(f"\nwarning (timeline line {w.get('line')}): {w.get('message')}", style="yellow")
+        where = f"timeline line {w.get('line')}" if w.get("line") else f"{w.get('date', '')}"
+        summary.append(f"\nwarning ({where}): {w.get('message')}", style="yellow")
     return Group(table, summary)
 
 

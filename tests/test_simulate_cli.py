@@ -202,3 +202,87 @@ def test_a_scenario_file_is_a_timeline_too(capsys, tmp_path):
     plain = write(tmp_path, "plain.yaml", "patient: {id: p}\nstart: 2025-01-06\nexpects: []\n")
     status, _, err = run(capsys, "simulate", ANAKINRA, plain)
     assert status == 1 and f"{plain}:3:" in err
+
+
+# ---------------------------------------------------------------- the table of a v2 trace
+
+from fractions import Fraction  # noqa: E402
+
+from rxwatch.simulator.table import exact_text, to_text  # noqa: E402
+
+V2_TRACE = {
+    "protocol": {"name": "p", "version": "2"},
+    "patient": "x", "start": "2025-01-06", "until": "2025-06-30",
+    "steps": [
+        {"date": "2025-01-06", "type": "enter", "state": "watch", "line": 3},
+        {"date": "2025-02-03", "type": "panel", "line": 0,
+         "results": [{"lab": "ALT", "value": 96, "unit": "U/L", "uln": 40, "xuln": 2.4, "xuln_exact": "2.4", "time": "14:00"},
+                     {"lab": "TBIL", "value": 2.4, "value_exact": "2.4", "unit": "mg/dL", "uln": 1.2, "xuln": 2,
+                      "from": "2025-02-01"},
+                     {"lab": "AST", "value": 100, "unit": "U/L", "uln": 33, "xuln": 3.0303030303030303,
+                      "xuln_exact": "100/33"}],
+         "replaced": [{"lab": "ALT", "value": 100, "unit": "U/L", "uln": 40, "xuln": 2.5, "time": "08:00"}]},
+        {"date": "2025-02-10", "type": "unassessable", "trigger": "panel", "missing": ["ALT", "AST"],
+         "state": "watch", "rule": "watch/0/0", "line": 7},
+        {"date": "2025-03-01", "type": "deviation", "kind": "overdue", "action": "check",
+         "window": ["2025-02-10", "2025-02-28"], "ordered": "2025-02-03", "line": 5},
+        {"date": "2025-03-29", "type": "deviation", "kind": "still_overdue", "action": "check",
+         "window": ["2025-02-10", "2025-02-28"], "ordered": "2025-02-03", "line": 5},
+        {"date": "2025-04-02", "type": "deviation", "kind": "incomplete", "action": "check",
+         "window": ["2025-03-30", "2025-04-13"], "ordered": "2025-03-29", "missing": ["TBIL"], "line": 5},
+        {"date": "2025-04-03", "type": "panel", "line": 0,
+         "results": [{"lab": "ALT", "value": 1234567.25, "value_exact": "1234567.25", "unit": "U/L", "uln": 40,
+                      "xuln": 30864.18125}]},
+    ],
+    "final_state": "watch", "open_orders": [], "warnings": [],
+}
+
+
+def v2_graph():
+    import networkx as nx
+
+    g = nx.MultiDiGraph()
+    g.graph["labs"] = {"ALT": {"unit": "U/L", "uln": 40}, "AST": {"unit": "U/L", "uln": 40},
+                       "TBIL": {"unit": "mg/dL", "uln": 1.2}}
+    g.add_node("watch", description="watching")
+    return g
+
+
+def test_the_table_shows_panels_with_exact_multiples_and_replaced_results():
+    text = to_text(V2_TRACE, v2_graph(), width=400)
+    panel = next(line for line in text.splitlines() if "2025-02-03" in line)
+    assert "ALT 96 U/L (2.4xULN) at 14:00" in panel
+    assert "TBIL 2.4 mg/dL (2xULN) from 2025-02-01" in panel  # a lookback result, its day named
+    assert "AST 100 U/L (100/33 ≈ 3.03xULN; ULN 33)" in panel  # exact, never 3.0303030303030303; its own ULN
+    assert "replaced by a later result of the day: ALT 100 U/L (2.5xULN) at 08:00" in panel
+    assert "ALT 1,234,567.25 U/L (30,864.18125xULN)" in text  # thousands separated, no exponent
+    assert "e+" not in text and "E+" not in text
+    assert not any(line.rstrip().endswith(" 0") for line in text.splitlines())  # a panel has no protocol line
+
+
+def test_the_table_shows_unassessable_steps_and_the_v2_deviations():
+    lines = to_text(V2_TRACE, v2_graph(), width=400).splitlines()
+
+    def row(date: str) -> str:
+        return next(line for line in lines if date in line)
+
+    assert "UNASSESSABLE" in row("2025-02-10")
+    assert "no rule of watch on panel could decide: no result for ALT, AST; nothing done, orders unchanged" in row("2025-02-10")
+    assert "OVERDUE" in row("2025-03-01") and "check: no result within 2025-02-10..2025-02-28 (ordered 2025-02-03)" in row("2025-03-01")
+    assert "STILL OVERDUE" in row("2025-03-29") and "check: still no result; it was due 2025-02-10..2025-02-28" in row("2025-03-29")
+    assert "INCOMPLETE" in row("2025-04-02")
+    assert "check: results came, but not the ones that fulfil the order (missing TBIL); due 2025-03-30..2025-04-13" in row("2025-04-02")
+    summary = "\n".join(lines[-4:])
+    assert "deviations: 3 (1 overdue, 1 still overdue, 1 incomplete)" in summary
+    assert "unassessable: 1 (results missing: no rule could decide)" in summary
+
+
+def test_numbers_are_exact_and_never_in_scientific_notation():
+    assert exact_text(Fraction(12, 5)) == "2.4"
+    assert exact_text(2.4000000000000004, "12/5") == "2.4"  # the trace's exact text wins
+    assert exact_text(1234567) == "1,234,567"
+    assert exact_text(1e22) == "10,000,000,000,000,000,000,000"
+    assert exact_text(Fraction(1, 1024)) == "0.0009765625"
+    assert exact_text(Fraction(100, 33)) == "100/33 ≈ 3.03"
+    assert exact_text(Fraction(-7, 4)) == "-1.75"
+    assert exact_text(0.1) == "0.1"  # a float is the decimal it shows
