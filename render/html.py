@@ -17,6 +17,7 @@ import xml.etree.ElementTree as ET
 from html import escape
 from importlib import resources
 
+from .missing import blocking_text
 from .plan import Decision, Plan
 from .tone import LEVELS
 from .trace import Overlay
@@ -49,6 +50,7 @@ def page(graph, plan: Plan, overlay: Overlay | None, svg: bytes) -> bytes:
 <body>
 <header id="bar">
   <span id="title"></span>
+  <span id="settings"></span>
   <span id="tools">
     <button type="button" id="zoom-in" title="Zoom in (+)">+</button>
     <button type="button" id="zoom-out" title="Zoom out (-)">&#8722;</button>
@@ -128,7 +130,11 @@ def _data(graph, plan: Plan, overlay: Overlay | None) -> dict:
                 "lines": [edges[k][2].get("span", {}).get("line") for k in row.rules],
                 "arrow": plan.arrow_of_rule.get(row.rules[0]),
             })
-        return {"trigger": dec.trigger, "ordered": dec.ordered, "rows": rows}
+        out = {"trigger": dec.trigger, "ordered": dec.ordered, "rows": rows, "missing": None}
+        if dec.missing is not None:
+            m = dec.missing
+            out["missing"] = {**m.to_dict(), "text": blocking_text(m) if m.blocking != () else ""}
+        return out
 
     states = {}
     for b in plan.boxes:
@@ -189,7 +195,14 @@ def _data(graph, plan: Plan, overlay: Overlay | None) -> dict:
             "name": plan.name, "title": plan.title, "version": plan.version, "status": plan.status,
             "description": plan.description, "path": g.get("path", ""),
             "severity_declared": plan.severity_declared,
+            # protocol-wide: how long results stay valid, how often overdue orders are flagged again
+            "settings": [{"text": st.text, "sources": st.sources, "declared": st.declared} for st in plan.settings],
         },
+        "orders": [
+            {"name": o.name, "description": o.description, "labs": o.labs, "fulfilled_by": o.fulfilled_by,
+             "sources": o.sources}
+            for o in plan.orders
+        ],
         "states": states,
         "groups": groups,
         "arrows": arrows,

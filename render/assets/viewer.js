@@ -45,6 +45,12 @@
   document.getElementById("title").appendChild(
     el("span", null, [el("strong", null, [p.title]), " · version " + (p.version || "?") + " · status: " + (p.status || "?")])
   );
+  // protocol-wide settings: how long results stay valid, how often overdue orders are flagged again
+  var settingsBox = document.getElementById("settings");
+  (p.settings || []).forEach(function (st, i) {
+    if (i) settingsBox.appendChild(document.createTextNode(" · "));
+    settingsBox.appendChild(el("span", st.declared ? "setting declared" : "setting", [st.text]));
+  });
 
   // ------------------------------------------------------------ pan and zoom
 
@@ -165,6 +171,7 @@
       } else {
         li.appendChild(el("span", null, [line.text]));
       }
+      if (line.fulfilled_by) li.appendChild(el("span", "fulfil", [" — fulfilled by " + line.fulfilled_by]));
       li.appendChild(marks(line.sources));
       ul.appendChild(li);
     });
@@ -217,7 +224,31 @@
       row.actions.forEach(function (a) { a.sources.forEach(function (s) { collect.push(s); }); });
       ol.appendChild(li);
     });
-    return el("section", "decision", [el("h3", null, ["◇ " + dec.trigger + (dec.ordered ? " — in order, the first that holds applies" : "")]), ol]);
+    var section = el("section", "decision", [el("h3", null, ["◇ " + dec.trigger + (dec.ordered ? " — in order, the first that holds applies" : "")]), ol]);
+    var miss = missingBlock(dec.missing);
+    if (miss) section.appendChild(miss);
+    return section;
+  }
+
+  // what missing results do to a decision: the smallest sets that can leave it not assessable,
+  // the labs its rules read, and those they check for themselves (known)
+  function missingBlock(m) {
+    if (!m) return null;
+    var box = el("div", "missing");
+    if (m.blocking === null) {
+      box.appendChild(el("p", null, [el("strong", null, ["? Results missing: "]),
+        "these rules read many labs (" + m.reads.join(", ") + "); a missing one can leave them not assessable."]));
+    } else if (m.blocking.length) {
+      box.appendChild(el("p", null, [el("strong", null, ["? Results missing: " + m.text + " → not assessable"])]));
+      box.appendChild(el("p", "explain", ["Without these results, a rule that needs them cannot be decided: unless a rule " +
+        "before it holds, nothing changes (no move, no action) and the patient's record names the missing labs."]));
+    } else {
+      box.appendChild(el("p", null, [el("strong", null, ["? Results missing: "]), "always decided: the rules check for them."]));
+    }
+    var reads = "The rules read " + m.reads.join(", ");
+    reads += m.checked.length ? "; they check for results of " + m.checked.join(", ") + " themselves (known)." : ".";
+    box.appendChild(el("p", "explain", [reads]));
+    return box;
   }
 
   function showState(name) {
@@ -325,17 +356,53 @@
 
   // ------------------------------------------------------------ one patient's steps
 
+  function isList(x) { return Array.isArray(x); }
+  function isPair(x) { return Array.isArray(x) && x.length === 2; }
+
+  // one result of a panel step: "ALT 160 U/L (4× ULN)", "TBIL 1.1 mg/dL (0.92× ULN) from 2025-03-01"
+  function exactText(r, key) {
+    var exact = r[key + "_exact"];
+    if (typeof exact === "string" && exact.length <= 8) return exact;
+    var v = r[key];
+    if (typeof v !== "number") return exact !== undefined ? String(exact) : "?";
+    return exact !== undefined ? "≈" + (Math.round(v * 100) / 100) : String(v);
+  }
+
+  function resultText(r) {
+    if (!r || typeof r !== "object") return "?";
+    var t = String(r.lab) + " " + exactText(r, "value") + (r.unit ? " " + r.unit : "");
+    if (r.xuln !== undefined) t += " (" + exactText(r, "xuln") + "× ULN)";
+    var from = r.from || r.date;
+    if (from) t += " from " + from;
+    return t;
+  }
+
   function stepText(s) {
     if (s.type === "enter") return "enter " + s.state;
     if (s.type === "transition") return s.from + " → " + s.to + (s.because ? " (" + s.because + ")" : "") + " · " + s.trigger;
     if (s.type === "action") {
       var t = "do " + s.action + " in " + s.state;
-      if (s.options) t += " (one of " + s.options.join(", ") + ")";
-      if (s.window) t += ", due " + s.window[0] + " to " + s.window[1];
+      if (isList(s.options)) t += " (one of " + s.options.join(", ") + ")";
+      if (isPair(s.window)) t += ", due " + s.window[0] + " to " + s.window[1];
       return t;
     }
-    if (s.type === "deviation") return (s.kind || "deviation") + ": " + s.action + (s.window ? " (window " + s.window[0] + " to " + s.window[1] + ")" : "");
-    return s.type;
+    if (s.type === "deviation") {
+      var kind = { overdue: "overdue", still_overdue: "still overdue", incomplete: "incomplete" }[s.kind] || String(s.kind || "deviation");
+      var d = kind + ": " + s.action + (isPair(s.window) ? " (window " + s.window[0] + " to " + s.window[1] + ")" : "");
+      if (isList(s.missing) && s.missing.length) d += ", no " + s.missing.join(", ");
+      return d;
+    }
+    if (s.type === "unassessable") {
+      return "not assessable in " + s.state + " (" + (s.trigger === "panel" ? "lab results" : s.trigger) + ")" +
+        (isList(s.missing) && s.missing.length ? ": no " + s.missing.join(", ") : "") + "; nothing changes";
+    }
+    if (s.type === "panel") {
+      var res = (isList(s.results) ? s.results : []).map(resultText);
+      var t2 = "results: " + (res.length ? res.join(", ") : "none");
+      if (isList(s.replaced) && s.replaced.length) t2 += " (replaced: " + s.replaced.map(resultText).join(", ") + ")";
+      return t2;
+    }
+    return String(s.type);
   }
 
   function highlightStep(s) {
@@ -355,6 +422,16 @@
     } else {
       select([]);
     }
+  }
+
+  // before anything is clicked: what each order asks for and what fulfils it
+  if ((data.orders || []).length) {
+    var ul = el("ul", "orders");
+    data.orders.forEach(function (o) {
+      ul.appendChild(el("li", null, [el("span", null, [o.description]), " ", marks(o.sources),
+        el("div", "fulfil", ["orders " + o.labs.join(", ") + "; fulfilled by " + o.fulfilled_by])]));
+    });
+    details.appendChild(el("section", "orders", [el("h3", null, ["Orders"]), ul]));
   }
 
   if (data.trace) {
