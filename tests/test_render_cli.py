@@ -19,20 +19,32 @@ from rxwatch.cli.main import main
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="needs Graphviz's dot (`make graphviz`)")
 RXWATCH = Path(sys.executable).with_name("rxwatch")
 
-TRACE = {
-    "protocol": {"name": "anakinra_hepatotoxicity", "version": "1.0.0"},
-    "patient": "case-07",
-    "start": "2025-01-06",
-    "until": "2025-03-30",
-    "steps": [
-        {"date": "2025-01-06", "type": "enter", "state": "baseline"},
-        {"date": "2025-01-08", "type": "transition", "from": "baseline", "to": "early_check", "trigger": "panel",
-         "because": "", "sources": [], "rule": "baseline/0/1", "line": 122},
-        {"date": "2025-01-08", "type": "enter", "state": "early_check"},
-    ],
-    "final_state": "early_check",
-    "open_orders": [],
-}
+def _anakinra_trace() -> dict:
+    """A short trace of the shipped anakinra protocol: its version, and a rule of it that
+    leads from the initial state to another (what a trace of `rxwatch simulate` holds)."""
+    from rxwatch.compiler import compile_file
+
+    g = compile_file(str(ANAKINRA), verify=False).graph
+    initial = g.graph["initial"]
+    u, v, key, data = next((u, v, k, d) for u, v, k, d in g.out_edges(initial, keys=True, data=True)
+                           if v != initial and d["trigger"] == "panel")
+    return {
+        "protocol": {"name": g.graph["name"], "version": g.graph["version"]},
+        "patient": "case-07",
+        "start": "2025-01-06",
+        "until": "2025-03-30",
+        "steps": [
+            {"date": "2025-01-06", "type": "enter", "state": initial},
+            {"date": "2025-01-08", "type": "transition", "from": u, "to": v, "trigger": "panel",
+             "because": data["because"], "sources": data["sources"], "rule": key, "line": data["span"]["line"]},
+            {"date": "2025-01-08", "type": "enter", "state": v},
+        ],
+        "final_state": v,
+        "open_orders": [],
+    }
+
+
+TRACE = _anakinra_trace()
 
 
 def run(capsys, *argv) -> tuple[int, str, str]:
