@@ -41,7 +41,7 @@ from typing import Any, Callable, Mapping
 
 from rxwatch.compiler import ir
 
-from .expr import _NO_ORDERS, MAX_DATE, Q, Compiler, Ctx, ExprError, protocol_line, register, shift
+from .expr import _NO_ORDERS, MAX_DATE, Compiler, Ctx, ExprError, exact_q, protocol_line, register, shift
 from .timeline import ClinicalEvent, Choice, FactChange, LabResult, Timeline
 
 __all__ = ["MAX_TRANSITIONS_PER_DAY", "Machine", "SimulationError", "simulate"]
@@ -893,14 +893,11 @@ class _Run(Ctx):
                 if replaced is None:
                     replaced = []
                 replaced.append(next(r for r in reversed(results[:results.index(res)]) if r.lab == lab))
-            v = res.value
-            if type(v) is float:  # a Timeline built in code: a float stands for its decimal
-                v = ir.exact(v)
-            panel[lab] = Q(v)
+            panel[lab] = exact_q(res.value)  # a float (a Timeline built in code) stands for its decimal
             if res.uln is not None:
                 if ulns is None:
                     ulns = {}
-                ulns[lab] = Q(ir.exact(res.uln) if type(res.uln) is float else res.uln)
+                ulns[lab] = exact_q(res.uln)
             elif ulns is not None:
                 ulns.pop(lab, None)
         self.replaced = None if replaced is None else [self.m.result_dict(r, day) for r in replaced]
@@ -918,12 +915,11 @@ class _Run(Ctx):
                 continue
             dated[lab] = res.date
             if lab not in panel:
-                v = res.value
-                panel[lab] = Q(ir.exact(v) if type(v) is float else v)
+                panel[lab] = exact_q(res.value)
                 if res.uln is not None:
                     if ulns is None:
                         ulns = {}
-                    ulns[lab] = Q(ir.exact(res.uln) if type(res.uln) is float else res.uln)
+                    ulns[lab] = exact_q(res.uln)
         return panel, ulns or _NOTHING, dated
 
     def note_replaced(self, n: int) -> None:
@@ -946,6 +942,17 @@ class _Run(Ctx):
         `dated`: each lab's result date (None: all are today's)."""
         orders = self.orders
         fulfilled = None
+        if dated is None and len(orders) == 1:
+            # the usual day: one open order, every result today's
+            (action, o), = orders.items()
+            if (o.opens is not None and day < o.opens) or o.labs.isdisjoint(panel):
+                return
+            for alt in o.fulfil:
+                if alt.issubset(panel):
+                    orders.clear()
+                    self.alarms.pop(action, None)
+                    self.fulfilled = {action}
+                    return
         today_labs = panel if dated is None else {lab for lab, d in dated.items() if d == day}
         for action, o in tuple(orders.items()):
             opens = o.opens

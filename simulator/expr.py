@@ -58,6 +58,20 @@ try:  # GMP's rationals: exact like fractions.Fraction, and about ten times fast
 except ImportError:  # pragma: no cover - gmpy2 is a dependency; Fraction gives the same results, slower
     Q = Fraction
 
+
+def exact_q(v) -> Any:
+    """An input number (int, Fraction, or a float standing for its decimal) as the runtime's
+    exact rational. Fraction's own fields are read directly: `Q(fraction)` goes through its
+    properties and costs three times as much, once per result."""
+    t = type(v)
+    if t is int:
+        return Q(v)
+    if t is Fraction:
+        return Q(v._numerator, v._denominator)
+    if t is float:
+        return Q(ir.exact(v))
+    return Q(v)
+
 __all__ = ["Ctx", "Dur", "Since", "ExprError", "Compiler", "shift", "MAX_DATE", "Q"]
 
 Fn = Callable[["Ctx"], Any]
@@ -239,7 +253,9 @@ class _Code(ir.Visitor):
         self.const_ids: dict[tuple, str] = {}
         self.temps = 0
         self.lets: list[str] = []  # in dependency order
+        self.let_lines: list[str] = []  # their assignments, in the same order
         self.uses: set[str] = set()
+        self.sure: set[str] = {"True", "False"}  # code that is never unknown (no None test needed)
 
     def tmp(self) -> str:
         self.temps += 1
@@ -260,6 +276,7 @@ class _Code(ir.Visitor):
         if name is None:
             name = self.const_ids[key] = f"K{len(self.consts)}"
             self.consts[name] = value
+            self.sure.add(name)
         return name
 
     def let(self, name: str, visiting: tuple = ()) -> str:
@@ -268,12 +285,21 @@ class _Code(ir.Visitor):
             if name in visiting:
                 raise ExprError("a let is defined in terms of itself")
             decl = self.owner.let_decls[name]
-            # generate its dependencies first; the let's own code is generated in `_build`
+            # its dependencies first (their assignments come before its own)
             for dep in ir.let_refs(decl.get("expr")):
                 self.let(dep, visiting + (name,))
             if name not in self.lets:
+                code = self.gen(decl["expr"])
                 self.lets.append(name)
+                self.let_lines.append(f"{local} = {code}")
+                if code in self.sure:
+                    self.sure.add(local)
         return local
+
+    def certain(self, code: str) -> str:
+        """Mark `code` as never unknown."""
+        self.sure.add(code)
+        return code
 
     def gen(self, t: Mapping) -> str:
         try:
@@ -301,7 +327,7 @@ class _Code(ir.Visitor):
 
     def visit_fact(self, t):
         self.uses.add("F")
-        return f"F.get({self.const(t['name'])})"
+        return f"F.get({self.const(t['name'])})"  # None only for a fact with no value (a timeline gives every fact one)
 
     def visit_var(self, t):
         self.uses.add("V")
@@ -314,7 +340,7 @@ class _Code(ir.Visitor):
         raise ExprError("an action used as a value; write since(ACTION)")
 
     def visit_since_entry(self, t):
-        return "_Since(c.entered)"
+        return self.certain("_Since(c.entered)")
 
     # -- arithmetic
 
@@ -367,7 +393,7 @@ class _Code(ir.Visitor):
                 raise ExprError("known() takes one argument")
             if args[0].get("op") in ("num", "bool", "enum", "duration"):
                 return "True"  # a literal is always known
-            return f"({self.gen(args[0])} is not None)"
+            return self.certain(f"({self.gen(args[0])} is not None)")
         if func == "since":
             if len(args) != 1 or args[0].get("op") != "action":
                 raise ExprError("since() takes the name of an action")
@@ -376,7 +402,7 @@ class _Code(ir.Visitor):
         if func == "fulfilled":
             if len(args) != 1 or args[0].get("op") != "action":
                 raise ExprError("fulfilled() takes the name of an action")
-            return f"({self.const(args[0]['name'])} in c.fulfilled)"
+            return self.certain(f"({self.const(args[0]['name'])} in c.fulfilled)")
         raise ExprError("unknown function")
 
     # -- comparisons and logic (three-valued)
@@ -402,7 +428,7 @@ class _Code(ir.Visitor):
         names, firsts, unknown = [], [], []
         for a in args:
             code = self.gen(a)
-            if a.get("op") in _LITERALS:
+            if code in self.sure:
                 names.append(code)
                 firsts.append(code)
             else:
@@ -411,10 +437,10 @@ class _Code(ir.Visitor):
                 firsts.append(first)
                 unknown.append(x)
         links = [f"{names[i]} {op} {names[i + 1]}" for i, op in enumerate(ops)]
+        if not unknown:
+            return self.certain(f"({' and '.join(links)})")
         if len(ops) == 1:
-            if not unknown:
-                return f"({links[0]})"
-            tests = " or ".join(f"{f} is None" for f, a in zip(firsts, args) if a.get("op") not in _LITERALS)
+            tests = " or ".join(f"{f} is None" for f, x in zip(firsts, names) if x in unknown)
             return f"(None if {tests} else {links[0]})"
         # a chain: evaluate every operand, then false if a known link is false, else unknown
         # if a link is unknown, else true
@@ -424,19 +450,39 @@ class _Code(ir.Visitor):
             maybe = [n for n in (names[i], names[i + 1]) if n in unknown]
             cond = " or ".join(f"{n} is None" for n in maybe)
             link_vals.append(f"(None if {cond} else {links[i]})" if maybe else f"({links[i]})")
+        if all(f == n for f, n in zip(firsts, names)):  # plain names: nothing to evaluate first
+            return self._and_of(link_vals)
         return f"([{evals}] and {self._and_of(link_vals)})"
 
     def _and_of(self, codes: list[str]) -> str:
-        temps = [self.tmp() for _ in codes]
-        false_tests = " or ".join(f"({x} := {c}) is False" for x, c in zip(temps, codes))
-        unknown = " or ".join(f"{x} is None" for x in temps)
-        return f"(False if {false_tests} else None if {unknown} else True)"
+        """Kleene's and: false if one is false, else unknown if one is unknown, else true."""
+        if all(c in self.sure for c in codes):
+            return self.certain("(" + " and ".join(codes) + ")")
+        tests, unsure = [], []
+        for c in codes:
+            if c in self.sure:
+                tests.append(f"not {c}")
+            else:
+                x, first = self.named(c)
+                tests.append(f"{first} is False")
+                unsure.append(x)
+        unknown = " or ".join(f"{x} is None" for x in unsure)
+        return f"(False if {' or '.join(tests)} else None if {unknown} else True)"
 
     def _or_of(self, codes: list[str]) -> str:
-        temps = [self.tmp() for _ in codes]
-        true_tests = " or ".join(f"({x} := {c}) is True" for x, c in zip(temps, codes))
-        unknown = " or ".join(f"{x} is None" for x in temps)
-        return f"(True if {true_tests} else None if {unknown} else False)"
+        """Kleene's or: true if one is true, else unknown if one is unknown, else false."""
+        if all(c in self.sure for c in codes):
+            return self.certain("(" + " or ".join(codes) + ")")
+        tests, unsure = [], []
+        for c in codes:
+            if c in self.sure:
+                tests.append(c)
+            else:
+                x, first = self.named(c)
+                tests.append(f"{first} is True")
+                unsure.append(x)
+        unknown = " or ".join(f"{x} is None" for x in unsure)
+        return f"(True if {' or '.join(tests)} else None if {unknown} else False)"
 
     def visit_in(self, t):
         members = self.const(frozenset(t["members"]))
@@ -444,7 +490,10 @@ class _Code(ir.Visitor):
         return f"(None if {a} is None else {x} in {members})"
 
     def visit_not(self, t):
-        x, a = self.named(self.gen(t["arg"]))
+        code = self.gen(t["arg"])
+        if code in self.sure:
+            return self.certain(f"(not {code})")
+        x, a = self.named(code)
         return f"(None if {a} is None else not {x})"
 
     def visit_and(self, t):
@@ -486,7 +535,14 @@ class Compiler:
         `on_unknown(r, (i, ...))` with the undecided guards' indices when the handler is
         unassessable (then f returns False)."""
         code = self._code()
-        tests = [None if g is None else code.gen(g) for g in guards]
+        tests, lets_before = [], []
+        for g in guards:  # the lets a guard needs first are computed just before it
+            n = len(code.let_lines)
+            tests.append(None if g is None else code.gen(g))
+            lets_before.append(code.let_lines[n:])
+        if exclusive:
+            lets_before = [[line for block in lets_before for line in block]] + [[] for _ in guards[1:]]
+        code.let_lines = []  # placed by the rules below, not at the top
         for key in env:
             if not (key[:1] == "E" and key[1:].isdigit()):
                 raise ExprError(f"a dispatcher's objects are named E0, E1, ...: not {key!r}")
@@ -495,6 +551,7 @@ class Compiler:
         lines = ["r = c"]
         if exclusive:
             # every guard is evaluated; a true one fires (the guards are disjoint)
+            lines.extend(lets_before[0] if lets_before else ())
             for i, test in enumerate(tests):
                 if test is not None:
                     lines.append(f"g{i} = {test}")
@@ -525,6 +582,7 @@ class Compiler:
                     lines.extend(branch)
                     lines.append("return True")
                     break
+                lines.extend(lets_before[i])
                 lines.append(f"g = {test}")
                 lines.append("if g is True:")
                 lines.extend("    " + line for line in branch)
@@ -571,11 +629,7 @@ class Compiler:
 
     def _build(self, code: _Code, name: str, lines: list[str], env: Mapping[str, Any] | None = None,
                line: int = 0) -> Callable:
-        try:
-            # the lets, each computed once, in dependency order (`_Code.let` registered them so)
-            let_lines = [f"{self.let_local(let)} = {code.gen(self.let_decls[let]['expr'])}" for let in list(code.lets)]
-        except (ir.IRError, KeyError, TypeError) as e:
-            raise ExprError(f"cannot compile an expression: {e}") from None
+        let_lines = code.let_lines  # each let once, in dependency order, before the code that reads it
         prelude = [_PRELUDE[k] for k in ("P", "U", "F", "V", "T", "A") if k in code.uses]
         self._count += 1
         number = next(Compiler._files)
