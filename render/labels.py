@@ -170,7 +170,7 @@ class Phrases(ir.Visitor):
 
     def _condition_or_value(self, name: str, decl: dict) -> Phrase:
         if decl.get("type") == "bool":
-            return Phrase(self.L.fact_text(name), atom=True)
+            return Phrase(short(self.L.fact_text(name)), atom=True)  # without its parenthetical
         unit = decl.get("unit")
         return Phrase(humanise(name), unit=f" {unit}" if unit and unit != "1" else "")
 

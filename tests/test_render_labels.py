@@ -33,29 +33,36 @@ def let_lines(ana, name):
 def test_the_grading_reads_like_the_guideline(ana):
     assert let_lines(ana, "severe") == [
         "ALT or AST > 5× ULN",
-        "ALT or AST > 3× ULN and TBIL > 2× ULN",
-        "ALT or AST > 3× ULN and INR > 1.5",
+        "ALT or AST ≥ 3× ULN and TBIL known and TBIL > 2× ULN",
+        "ALT or AST ≥ 3× ULN and inr_high",
+        "bili_severe",
     ]
     assert let_lines(ana, "moderate") == ["ALT or AST > 3× ULN and both ≤ 5× ULN"]
-    assert let_lines(ana, "mild") == [
-        "ALT or AST > 1× ULN and both ≤ 3× ULN",
-        "TBIL > 1× ULN and both ALT and AST ≤ 3× ULN",
-    ]
+    assert let_lines(ana, "mild") == ["ALT or AST > 1× ULN and both ≤ 3× ULN"]
 
 
 def test_a_boolean_let_keeps_its_name_and_facts_read_as_their_description(ana):
     g, L = ana
-    assert L.expr(edge(g, "early_check/0/0")["guard"]) == "severe"
-    assert let_lines(ana, "enhanced")[0] == "pre-existing liver disease"
-    assert L.expr(edge(g, "baseline/0/0")["guard"]) == "severe or moderate or TBIL > 2× ULN or INR > 1.5"
+    assert L.expr(edge(g, "early_check/0/2")["guard"]) == "severe"
+    assert let_lines(ana, "enhanced")[:2] == ["pre-existing liver disease", "hepatotoxic co-medication"]  # no parenthetical
+    assert L.expr(edge(g, "baseline/0/0")["guard"]) == "indication is stills_disease or hlh_mas and abnormal_baseline"
 
 
-def test_downward_comparisons_say_both_and_negations_stay_faithful(ana):
+def test_downward_comparisons_say_both_and_known_reads_as_a_result(ana):
     g, L = ana
     assert L.expr(edge(g, "baseline_abnormal/0/0")["guard"]) == (
-        "both ALT and AST ≤ 3× ULN and TBIL ≤ 2× ULN and not (INR > 1.5)"
+        "both ALT and AST < 1.5× ULN and TBIL known and TBIL ≤ 2× ULN and not inr_high"
     )
-    assert L.expr(edge(g, "stopped/0/0")["guard"]) == "both ALT and AST ≤ 1× ULN and TBIL ≤ 1× ULN"
+    assert L.expr(edge(g, "baseline_abnormal/0/1")["guard"]) == "has_transaminases and TBIL not known"
+    assert let_lines(ana, "no_transaminases") == ["ALT not known and AST not known"]
+    assert let_lines(ana, "confirm_needed") == [
+        "ALT or AST ≥ 3× ULN and (TBIL not known; or not on anticoagulation and INR not known)"]
+
+
+def test_persistence_and_fulfilment_read_in_words(ana):
+    g, L = ana
+    assert L.expr(edge(g, "mild_elevation/0/5")["guard"]) == "(mild or side_rise) and at least 14 days after entering this state"
+    assert L.expr(edge(g, "early_check/0/6")["guard"]) == "the order for a liver panel is fulfilled"
 
 
 def test_numeric_lets_are_defined_in_words(ana):
@@ -66,32 +73,36 @@ def test_numeric_lets_are_defined_in_words(ana):
 
 def test_ranges_timers_and_since(lef):
     g, L = lef
-    assert L.expr(edge(g, "first_six_months/1/1")["guard"]) == "ALT > 2× ULN and ≤ 3× ULN"
-    assert L.expr(edge(g, "reduced/0/0")["guard"]) == "ALT ≤ 2× ULN and less than 6 months after ‘Initiate leflunomide’"
+    assert let_lines(lef, "reduce_band") == ["ALT or AST > 2× ULN and both ≤ 3× ULN"]
+    assert let_lines(lef, "first_phase") == ["less than 6 months after ‘Initiate leflunomide’"]
+    assert L.expr(edge(g, "reduced/0/2")["guard"]) == "ALT or AST > 2× ULN and at least 14 days after entering this state"
     assert L.trigger(edge(g, "first_six_months/0/0")) == "6 months after ‘Initiate leflunomide’"
     assert L.trigger(edge(g, "baseline/0/0")) == "Change in: pre-existing liver disease"
 
 
-def test_entry_actions_read_as_orders_with_windows_and_conditions(ana):
+def test_entry_actions_read_as_orders_with_windows_conditions_and_what_fulfils_them(ana):
     g, L = ana
     lines = L.action_lines(g.nodes["baseline"]["entry"])
     assert lines[0].text == "Order a liver panel (ALT, AST, total bilirubin, ALP, INR), due within 14 days"
     assert lines[0].when == "" and lines[0].sources == ["seed-review"]
-    assert lines[1].when == "if obesity or diabetes or hyperlipidemia"
-    short_lines = L.action_lines(edge(g, "baseline/0/1")["actions"], full=False)
+    assert lines[0].fulfilled_by == "ALT or AST" and lines[0].action == "order_lfts"
+    assert lines[1].when == "if obesity or diabetes or hyperlipidemia" and lines[1].fulfilled_by == ""
+    short_lines = L.action_lines(edge(g, "baseline/0/2")["actions"], full=False)
     assert [(x.when, x.text) for x in short_lines][-2:] == [
-        ("if indication is stills_disease or hlh_mas", "Order a liver panel, due in 2–4 weeks"),
+        ("if early_first_check", "Order a liver panel, due in 2–4 weeks"),
         ("otherwise", "Order a liver panel, due in 1–2 months"),
     ]
+    assert L.fulfilled_by("order_bilirubin_inr") == "TBIL or INR"
+    assert L.fulfilled_by("start_anakinra") == ""
 
 
 def test_alternatives_keep_their_order_first_is_the_default(ana):
     g, L = ana
     line = L.action_lines(g.nodes["moderate_elevation"]["entry"])[0]
     assert line.kind == "one_of"
-    assert line.options == ["Interrupt anakinra temporarily", "Reduce the dose (e.g. 100 mg every other day)"]
-    sets = [x.text for x in L.action_lines(edge(g, "moderate_elevation/0/2")["actions"])]
-    assert sets[1:] == ["Record no longer: anakinra is held or reduced", "Record: recovered from a moderate elevation"]
+    assert line.options == ["Interrupt anakinra temporarily", "Reduce the dose, e.g. every other day"]
+    sets = [x.text for x in L.action_lines(edge(g, "mild_elevation/0/7")["actions"])]
+    assert sets == ["Record: the patient has recovered from an elevation (maintenance entered from it)"]
 
 
 def test_citation_marks_number_sources_in_declaration_order_and_mark_ai_summaries(ana):
@@ -225,3 +236,20 @@ def test_number_is_the_exact_decimal_of_the_graph(value, text):
 
     assert number(value) == text
 
+
+
+def test_what_fulfils_an_order_reads_as_written():
+    text = V2.replace('action repeat "Total bilirubin now" orders TBIL', (
+        'action repeat "Total bilirubin now" orders TBIL\n'
+        'action all3 "Order three" orders ALT, TBIL, PLT\n'
+        'action pair "Order two" orders ALT, TBIL\n'
+        'action mixed "Order mixed" orders ALT, TBIL, PLT fulfilled by (ALT and TBIL) or PLT\n'))
+    text = text.replace("on entry { do order_lfts due within 14 days }",
+                        "on entry { do order_lfts due within 14 days do all3 do pair do mixed }")
+    result = compile_source(text, "v2.rxw", verify=False)
+    assert result.graph is not None, result.diagnostics
+    L = Labels(result.graph)
+    assert L.fulfilled_by("order_lfts") == "ALT or TBIL"
+    assert L.fulfilled_by("all3") == "all of ALT, TBIL and PLT"  # the default: every lab it orders
+    assert L.fulfilled_by("pair") == "ALT and TBIL"
+    assert L.fulfilled_by("mixed") == "ALT and TBIL, or PLT"
