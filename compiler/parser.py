@@ -25,6 +25,9 @@ MAX_SYNTAX_ERRORS = 50
 MAX_NESTING = 200
 # A number literal's length: exact arithmetic on longer ones buys nothing.
 MAX_DIGITS = 40
+# The longest duration a protocol may name, in each unit (durations, windows, timers).
+MAX_DURATION_YEARS = 100
+MAX_DURATION = {"days": 36_525, "weeks": 5_218, "months": 1_200, "years": MAX_DURATION_YEARS}
 
 # How the parser's terminals read in a message.
 _PRETTY = {
@@ -234,10 +237,22 @@ class _Builder(Transformer):
         return q.numerator if q.denominator == 1 else q
 
     def whole(self, tok: Token, what: str) -> int:
-        v = float(tok)
-        if v != int(v):
+        text = str(tok)
+        if len(text) > MAX_DIGITS:
+            raise _Invalid(self.tspan(tok), f"{what} of more than {MAX_DIGITS} characters ({text[:12]}...)")
+        v = Fraction(text)
+        if v.denominator != 1:
             raise _Invalid(self.tspan(tok), f"{what} must be a whole number, not {tok}")
-        return int(v)
+        return v.numerator
+
+    def bounded(self, tok: Token, amount: int, unit: str, what: str) -> int:
+        """A duration's amount, at most MAX_DURATION_YEARS years in its unit (a protocol speaks of
+        weeks and months; a longer one is a typo, and would run past the calendar)."""
+        limit = MAX_DURATION[unit]
+        if amount > limit:
+            raise _Invalid(self.tspan(tok), f"{what} of {amount} {unit} is longer than {MAX_DURATION_YEARS} years "
+                                            f"(at most {limit:,} {unit})")
+        return amount
 
     @staticmethod
     def pick(children, cls):
@@ -486,12 +501,16 @@ class _Builder(Transformer):
     @v_args(meta=True)
     def duration(self, meta, children):
         amount, unit = children
-        return self._expr(meta, ast.Duration(self.whole(amount, "a duration"), _unit(unit), self.span(meta)))
+        n = self.bounded(amount, self.whole(amount, "a duration"), _unit(unit), "a duration")
+        return self._expr(meta, ast.Duration(n, _unit(unit), self.span(meta)))
 
     @v_args(meta=True)
     def range_window(self, meta, children):
         a, b, unit = children
-        return ast.Window(self.whole(a, "a window bound"), self.whole(b, "a window bound"), _unit(unit), self.span(meta))
+        u = _unit(unit)
+        start = self.bounded(a, self.whole(a, "a window bound"), u, "a window bound")
+        end = self.bounded(b, self.whole(b, "a window bound"), u, "a window bound")
+        return ast.Window(start, end, u, self.span(meta))
 
     @v_args(meta=True)
     def within_window(self, meta, children):

@@ -269,3 +269,46 @@ def test_the_compiler_does_not_know_the_shipped_drugs(folder):
                 if word in text:
                     offenders.append(f"{path.relative_to(REPO_ROOT)}: {word}")
     assert offenders == []
+
+
+@pytest.mark.parametrize("text, message", [
+    ("do order_alt due 1..10000 years", "a window bound of 10000 years is longer than 100 years"),
+    ("do order_alt due within 36526 days", "a duration of 36526 days is longer than 100 years"),
+    ("do order_alt due 1..1201 months", "a window bound of 1201 months is longer than 100 years"),
+])
+def test_durations_are_bounded(text, message):
+    src = f"""
+protocol t
+  status draft
+source s "s" kind convention
+lab ALT "alt" unit "U/L" uln 40
+action order_alt "o" orders ALT
+initial state a "a" {{ on entry {{ {text} cite s }} }}
+"""
+    result = compile_source(src, "t.rxw")
+    assert [d.code for d in result.diagnostics if d.is_error] == ["E104"]
+    assert message in result.diagnostics[0].message
+
+
+def test_a_guard_on_a_century_is_fine_and_a_longer_one_is_refused():
+    base = """
+protocol t
+  status draft
+source s "s" kind convention
+lab ALT "alt" unit "U/L" uln 40
+action order_alt "o" orders ALT
+initial state a "a" {{ on entry {{ do order_alt due within 14 days cite s }}
+  on panel {{ when since(order_alt) < {d} stay cite s  otherwise stay cite s }} }}
+"""
+    assert compile_source(base.format(d="100 years"), "t.rxw").ok
+    bad = compile_source(base.format(d="99999999 years"), "t.rxw")
+    assert [d.code for d in bad.diagnostics] == ["E104"]
+
+
+def test_number_literals_are_exact_and_bounded():
+    from fractions import Fraction
+    ok = compile_source(SMALL.replace("uln 40", "uln 1.2"), "s.rxw")
+    assert ok.module.labs[0].uln == Fraction(6, 5)
+    assert ok.graph.graph["labs"]["ALT"]["uln"] == 1.2
+    long = compile_source(SMALL.replace("uln 40", "uln " + "9" * 41), "s.rxw")
+    assert [d.code for d in long.diagnostics] == ["E104"]
