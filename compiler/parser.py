@@ -8,6 +8,7 @@ the parser recovers after each error so that an author sees all of them in one r
 from __future__ import annotations
 
 import re
+import sys
 from fractions import Fraction
 from functools import lru_cache
 from importlib import resources
@@ -749,24 +750,42 @@ def _unit(tok) -> str:
 _EXPR_RULES = {"or_", "and_", "not_", "compare", "member", "add", "sub", "mul", "div", "neg", "call", "since_call"}
 
 
-def _too_deep(tree: Tree, path: str, diags: Diagnostics) -> bool:
-    """Report (E105) the first subtree nested more than MAX_NESTING levels, without recursing."""
-    stack: list[tuple[Tree, int, Tree | None]] = [(tree, 1, None)]
+# Operators whose chains (`a or b or c ...`) are one level of nesting, however long: the
+# AST flattens them.
+_CHAINS = {"or_", "and_", "add", "sub", "mul", "div"}
+MAX_CHAIN = 1000  # terms in one chain
+
+
+def _too_deep(tree: Tree, path: str, diags: Diagnostics) -> int | None:
+    """Report (E105) the first subtree nested more than MAX_NESTING levels, or a chain of more
+    than MAX_CHAIN terms, without recursing; else return the tree's raw depth (a chain counts
+    once toward the nesting, but each of its links is a level of the parse tree)."""
+    stack: list[tuple[Tree, int, int, int, Tree | None]] = [(tree, 1, 1, 1, None)]
+    deepest = 1
     while stack:
-        node, depth, expr_root = stack.pop()
+        node, depth, raw, chain, expr_root = stack.pop()
+        deepest = max(deepest, raw)
         if expr_root is None and node.data in _EXPR_RULES:
             expr_root = node
+        where = (expr_root or node).meta
+        line, col = getattr(where, "line", 1), getattr(where, "column", 1)
         if depth > MAX_NESTING:
-            where = (expr_root or node).meta
-            line, col = getattr(where, "line", 1), getattr(where, "column", 1)
             diags.error(
                 Span(path, line, col, line, col),
                 "E105",
                 f"expression nested more than {MAX_NESTING} levels deep; split it into named 'let' values",
             )
-            return True
-        stack.extend((c, depth + 1, expr_root) for c in node.children if isinstance(c, Tree))
-    return False
+            return None
+        if chain > MAX_CHAIN:
+            word = {"or_": "'or'", "and_": "'and'"}.get(node.data, "arithmetic")
+            diags.error(Span(path, line, col, line, col), "E105",
+                        f"an {word} chain of more than {MAX_CHAIN} terms; split it into named 'let' values")
+            return None
+        for c in node.children:
+            if isinstance(c, Tree):
+                same = c.data == node.data and c.data in _CHAINS
+                stack.append((c, depth if same else depth + 1, raw + 1, chain + 1 if same else 1, expr_root))
+    return deepest
 
 
 def parse(text: str, path: str, diags: Diagnostics) -> ast.Module | None:
@@ -774,9 +793,13 @@ def parse(text: str, path: str, diags: Diagnostics) -> ast.Module | None:
     tree = _syntax_errors(path, text, diags)
     if tree is None:
         return None
-    if _too_deep(tree, path, diags):
+    depth = _too_deep(tree, path, diags)
+    if depth is None:
         return None
     builder = _Builder(path, text)
+    # lark's Transformer recurses, a few frames a level: room for the deepest tree allowed
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 6 * depth + 500))
     try:
         items = builder.transform(tree).children
     except VisitError as e:
@@ -784,6 +807,8 @@ def parse(text: str, path: str, diags: Diagnostics) -> ast.Module | None:
             diags.error(e.orig_exc.span, "E104", e.orig_exc.message)
             return None
         raise
+    finally:
+        sys.setrecursionlimit(limit)
     states = []
     for item in items:
         if isinstance(item, tuple):

@@ -279,21 +279,38 @@ class _Code(ir.Visitor):
             self.sure.add(name)
         return name
 
-    def let(self, name: str, visiting: tuple = ()) -> str:
+    def let(self, name: str) -> str:
+        """The local that holds let `name`; its assignment (and first those of the lets it
+        reads, in dependency order) is generated the first time. Iterative: a chain of lets
+        may be longer than Python's recursion allows."""
         local = self.owner.let_local(name)
-        if name not in self.lets:
-            if name in visiting:
-                raise ExprError("a let is defined in terms of itself")
-            decl = self.owner.let_decls[name]
-            # its dependencies first (their assignments come before its own)
-            for dep in ir.let_refs(decl.get("expr")):
-                self.let(dep, visiting + (name,))
-            if name not in self.lets:
-                code = self.gen(decl["expr"])
-                self.lets.append(name)
-                self.let_lines.append(f"{local} = {code}")
+        if name in self.lets:
+            return local
+        stack = [(name, False)]
+        visiting: set[str] = set()
+        while stack:
+            n, ready = stack.pop()
+            if n in self.lets:
+                continue
+            decl = self.owner.let_decls[n]
+            if ready:
+                visiting.discard(n)
+                code = self.gen(decl["expr"])  # its dependencies are generated: no recursion into lets
+                self.lets.append(n)
+                loc = self.owner.let_local(n)
+                self.let_lines.append(f"{loc} = {code}")
                 if code in self.sure:
-                    self.sure.add(local)
+                    self.sure.add(loc)
+                continue
+            if n in visiting:
+                raise ExprError("a let is defined in terms of itself")
+            visiting.add(n)
+            stack.append((n, True))
+            for dep in reversed(ir.let_refs(decl.get("expr"))):
+                if dep not in self.lets:
+                    if dep in visiting:
+                        raise ExprError("a let is defined in terms of itself")
+                    stack.append((dep, False))
         return local
 
     def certain(self, code: str) -> str:

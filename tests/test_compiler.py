@@ -312,3 +312,21 @@ def test_number_literals_are_exact_and_bounded():
     assert ok.graph.graph["labs"]["ALT"]["uln"] == 1.2
     long = compile_source(SMALL.replace("uln 40", "uln " + "9" * 41), "s.rxw")
     assert [d.code for d in long.diagnostics] == ["E104"]
+
+
+def test_long_or_chains_and_let_chains_compile_without_recursion_errors():
+    from rxwatch.simulator.engine import Machine
+
+    head = 'protocol t\n  status draft\nsource s "s" kind convention\nlab ALT "alt" unit "U/L" uln 40\n'
+    chain = " or ".join(f"ALT > {i}" for i in range(300))
+    flat = compile_source(head + f'initial state a "a" {{ on panel {{ when {chain} stay cite s otherwise stay cite s }} }}\n',
+                          "t.rxw", verify=False)
+    assert flat.ok and not any(d.code == "E105" for d in flat.diagnostics)
+    lets = "".join(f'let a{i} "x" = {"ALT" if i == 0 else f"a{i - 1}"} + 1\n' for i in range(1500))
+    deep = compile_source(head + lets + 'initial state a "a" { on panel { when a1499 > 3 stay cite s otherwise stay cite s } }\n',
+                          "t.rxw", verify=False)
+    assert deep.ok
+    Machine(deep.graph)  # 1,500 lets, each read by the next: no RecursionError
+    too_long = " or ".join(f"ALT > {i}" for i in range(1002))
+    bad = compile_source(head + f'initial state a "a" {{ on panel {{ when {too_long} stay cite s }} }}\n', "t.rxw")
+    assert [d.code for d in bad.diagnostics] == ["E105"] and "chain of more than 1000 terms" in bad.diagnostics[0].message
