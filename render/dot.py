@@ -62,6 +62,7 @@ NODESEP = 0.25  # between boxes in a row (inches)
 RANKSEP = 0.3  # between rows (inches)
 NODE_MARGIN = "0.06,0.04"  # inside a box, around its table (inches)
 START_WIDTH = 11.52  # the start mark (points)
+PERIPHERY_GAP = 4  # between a terminal state's two borders (points; Graphviz's own)
 KEY_COLUMNS = (1, 2, 3)  # the key's definitions in this many columns: `layout` picks
 
 TITLE_WIDTH = 32  # characters per line of a state's description
@@ -421,22 +422,31 @@ def _key_label(plan: Plan, ink: _Ink, def_columns: int = 2) -> str:
                   + "".join(f'<TD ALIGN="LEFT" VALIGN="TOP" BALIGN="LEFT">{c}</TD>' for c in cells) + "</TR></TABLE>")
 
 
-def arrangement(plan: Plan) -> layout.Arrangement:
-    """The rows and the key's place and shape that draw `plan` largest on the page (see
-    `layout`), from the chart without a patient's path: a trace never moves a box."""
+def box_sizes(plan: Plan) -> dict[str, tuple[float, float]]:
+    """Each box's estimated size as `dot` draws it (points): its label (`layout.size`), the
+    node's margins, a terminal state's second border, the start mark beside the initial one."""
     plain = _Ink(plan, None)
     mx, my = (float(v) * 72 for v in NODE_MARGIN.split(","))
     sizes = {}
     for b in plan.boxes:
         w, h = layout.size(_box_label(plain, b))
-        sizes[b.id] = (w + 2 * mx + (START_WIDTH + NODESEP * 72 if b.kind == "initial" else 0), h + 2 * my)
+        extra = 2 * PERIPHERY_GAP if b.kind == "terminal" else 0
+        start = START_WIDTH + NODESEP * 72 if b.kind == "initial" else 0
+        sizes[b.id] = (w + 2 * mx + extra + start, h + 2 * my + extra)
     for grp in plan.groups:
         w, h = layout.size(_group_label(plain, grp))
         sizes[grp.id] = (w + 2 * mx, h + 2 * my)
+    return sizes
+
+
+def arrangement(plan: Plan) -> layout.Arrangement:
+    """The rows and the key's place and shape that draw `plan` largest on the page (see
+    `layout`), from the chart without a patient's path: a trace never moves a box."""
+    plain = _Ink(plan, None)
     header = layout.size(_header_label(plan, plain))
     keys = [layout.size(_key_label(plan, plain, n)) for n in KEY_COLUMNS]
     page = tuple(float(v) * 72 for v in PAGE_SIZE.split(","))
-    return layout.arrange(plan.order, sizes, header, keys, page, (NODESEP * 72, RANKSEP * 72))
+    return layout.arrange(plan.order, box_sizes(plan), header, keys, page, (NODESEP * 72, RANKSEP * 72))
 
 
 def digraph(plan: Plan, overlay: Overlay | None = None) -> graphviz.Digraph:

@@ -45,26 +45,78 @@ def trace_for(graph, steps, **extra) -> dict:
             "start": steps[0]["date"] if steps else "2025-01-01", "until": "2025-12-31", "steps": steps, **extra}
 
 
-ANA_STEPS = [
-    {"date": "2025-01-06", "type": "enter", "state": "baseline"},
-    {"date": "2025-01-08", "type": "transition", "from": "baseline", "to": "early_check", "trigger": "panel",
-     "because": "", "sources": [], "rule": "baseline/0/1"},
-    {"date": "2025-01-08", "type": "enter", "state": "early_check"},
-    {"date": "2025-02-20", "type": "transition", "from": "early_check", "to": "moderate_elevation", "trigger": "panel",
-     "because": "moderate", "sources": [], "rule": "early_check/0/1"},
-    {"date": "2025-02-20", "type": "enter", "state": "moderate_elevation"},
-    {"date": "2025-03-13", "type": "transition", "from": "moderate_elevation", "to": "maintenance", "trigger": "panel",
-     "because": "", "sources": [], "rule": "moderate_elevation/0/2"},
-    {"date": "2025-03-13", "type": "enter", "state": "maintenance"},
-    {"date": "2025-06-13", "type": "transition", "from": "maintenance", "to": "maintenance", "trigger": "panel",
-     "because": "", "sources": [], "rule": "maintenance/0/3"},
-    {"date": "2025-06-13", "type": "enter", "state": "maintenance"},
-    {"date": "2025-07-01", "type": "transition", "from": "maintenance", "to": "stopped", "trigger": "event",
-     "because": "", "sources": [], "rule": "maintenance/1/0"},
-    {"date": "2025-07-01", "type": "enter", "state": "stopped"},
-    {"date": "2025-07-10", "type": "transition", "from": "stopped", "to": "stopped", "trigger": "panel",
-     "because": "", "sources": [], "rule": "stopped/0/1"},
-]
+# A small protocol with the v2 settings, and a real trace of it (the simulator's): an
+# incomplete result, an unassessable panel, an overdue order and its reminder, then the path on.
+TRACKED = """\
+protocol trk
+  title "Tracking"
+  version "1"
+results valid for 3 days
+reminders every 4 weeks
+lab ALT unit "U/L" uln 40
+lab AST unit "U/L" uln 40
+lab TBIL unit "mg/dL" uln 1.2
+action order "Order ALT and AST" orders ALT, AST, TBIL fulfilled by ALT or AST
+action stop "Stop the drug"
+let tx = max(xuln(ALT), xuln(AST))
+event jaundice "jaundice"
+initial state watch "Watching" {
+  on entry { do order due within 14 days }
+  on panel ordered {
+    when tx > 3 -> high
+    when known(TBIL) and xuln(TBIL) > 2 -> high
+    when fulfilled(order) -> watch
+    otherwise stay
+  }
+  on event jaundice { otherwise -> stopped }
+}
+state high "High" severity moderate {
+  on entry { do order due within 7 days }
+  on panel {
+    when tx <= 1 -> watch
+    otherwise stay
+  }
+  on event jaundice { otherwise -> stopped }
+}
+terminal state stopped "Stopped" severity severe { on entry { do stop } }
+"""
+
+TRACKED_TIMELINE = """\
+patient: {id: trk-1}
+start: 2025-01-06
+until: 2025-03-31
+events:
+  - {date: 2025-01-08, lab: TBIL, value: 1.0, unit: mg/dL}
+  - {date: 2025-01-10, lab: ALT, value: 160, unit: U/L}
+  - {date: 2025-03-01, lab: ALT, value: 30, unit: U/L}
+  - {date: 2025-03-05, event: jaundice}
+"""
+
+
+@pytest.fixture(scope="module")
+def trk():
+    result = compile_source(TRACKED, "trk.rxw", verify=False)
+    assert result.graph is not None, result.diagnostics
+    return result.graph
+
+
+@pytest.fixture(scope="module")
+def trk_trace(trk):
+    from rxwatch.simulator import yamlsrc
+    from rxwatch.simulator.engine import simulate
+    from rxwatch.simulator.timeline import parse_timeline
+
+    doc = yamlsrc.load(TRACKED_TIMELINE, "trk.yaml")
+    trace = simulate(trk, parse_timeline(doc, "trk.yaml", trk.graph))
+    # the contract's panel step (v2), as a trace may carry it: before the day's panel rules
+    panel = {"date": "2025-01-10", "type": "panel", "results": [
+        {"lab": "ALT", "value": 160, "unit": "U/L", "uln": 40, "xuln": 4},
+        {"lab": "TBIL", "value": 1, "unit": "mg/dL", "uln": 1.2, "xuln": 0.8333333333333334, "xuln_exact": "5/6",
+         "from": "2025-01-08"}], "replaced": []}
+    steps = trace["steps"]
+    at = next(i for i, st in enumerate(steps) if st["date"] == "2025-01-10")
+    trace["steps"] = steps[:at] + [panel] + steps[at:]
+    return trace
 
 
 # ------------------------------------------------------------ golden DOT
@@ -163,37 +215,143 @@ def test_rules_every_on_treatment_state_shares_are_drawn_once(ana):
         ("A", ["early_check", "maintenance", "mild_elevation", "moderate_elevation", "persistent_elevation"])
     ]
     shared = p.groups[0]
-    assert [d.trigger for d in shared.decisions] == ["Event: jaundice or encephalopathy", "Event: anakinra ended for any other reason"]
-    assert [len(r.rules) for d in shared.decisions for r in d.rows] == [5, 5]
+    assert [d.trigger for d in shared.decisions] == ["Event: jaundice or encephalopathy"]
+    assert [len(r.rules) for d in shared.decisions for r in d.rows] == [5]
+    assert shared.decisions[0].handlers == [(s, 1) for s in shared.states]
     for b in p.boxes:
         assert (b.group == "A") == (b.state in shared.states)
-        assert all(not d.trigger.startswith("Event") for d in b.decisions)
+        assert all(d.trigger != "Event: jaundice or encephalopathy" for d in b.decisions) or b.group is None
 
 
-def test_rows_read_from_the_initial_state_to_the_ends(ana, lef):
+def test_the_reading_order_runs_from_the_initial_state_to_the_ends(ana, lef):
     for g in (ana, lef):
         p = rplan.build(g)
-        flat = [n for row in p.rows for n in row]
-        assert sorted(flat) == sorted(list(g.nodes) + [grp.id for grp in p.groups])
-        assert p.rows[0][0] == g.graph["initial"]
+        assert sorted(p.order) == sorted(list(g.nodes) + [grp.id for grp in p.groups])
+        assert p.order[0] == g.graph["initial"]
         ends = [s for s, d in g.nodes(data=True) if d["kind"] == "terminal"]
-        assert flat[-len(ends):] == ends
-        assert len(p.rows) == 2  # a landscape page
+        assert p.order[-len(ends):] == ends
 
 
 def test_decisions_number_their_rules_in_order(ana):
     p = rplan.build(ana)
     box = next(b for b in p.boxes if b.state == "early_check")
-    (dec,) = box.decisions
+    dec = box.decisions[0]
     assert dec.ordered and dec.trigger == "Lab results"
     assert [(r.number, r.guard, r.target) for r in dec.rows] == [
-        ("1", "severe", "stopped"), ("2", "moderate", "moderate_elevation"),
-        ("3", "mild", "mild_elevation"), ("4", "otherwise", "maintenance"),
+        ("1", "no_transaminases and bili_severe", "stopped"),
+        ("2", "no_transaminases and side_finding", "mild_elevation"),
+        ("3", "severe", "stopped"), ("4", "moderate", "moderate_elevation"),
+        ("5", "side_rise", "mild_elevation"), ("6", "mild", "mild_elevation"),
+        ("7", "the order for a liver panel is fulfilled", "maintenance"), ("8", "otherwise", "early_check"),
     ]
-    stay = next(b for b in p.boxes if b.state == "persistent_elevation").decisions[0].rows[1]
-    assert stay.stay and not stay.reenter
-    again = next(b for b in p.boxes if b.state == "maintenance").decisions[0].rows[3]
+    assert dec.rows[7].stay and not dec.rows[7].reenter
+    again = next(b for b in p.boxes if b.state == "mild_elevation").decisions[0].rows[1]
     assert again.reenter and not again.stay
+
+
+def test_every_panel_decision_says_what_missing_results_do(ana):
+    p = rplan.build(ana)
+    for b in p.boxes:
+        for d in b.decisions:
+            if d.trigger == "Lab results":
+                # the v2 rules check bilirubin, ALP and INR with known(): only a panel without any
+                # transaminase can leave them undecided
+                assert d.missing is not None and d.missing.blocking == (("ALT", "AST"),), b.state
+            else:
+                assert d.missing is None, (b.state, d.trigger)
+
+
+def test_protocol_settings_and_orders_are_stated(ana, trk):
+    p = rplan.build(ana)
+    assert [(st.text, st.sources, st.declared) for st in p.settings] == [
+        ("Results valid for 3 days: a result counts on its day and the 3 days after", ["rxwatch-convention"], True),
+        ("Overdue orders flagged again every 4 weeks", ["rxwatch-convention"], True),
+    ]
+    assert [(o.name, o.fulfilled_by) for o in p.orders] == [("order_lfts", "ALT or AST"), ("order_bilirubin_inr", "TBIL or INR")]
+    text = " ".join(render(ana, "dot").decode().replace('<BR ALIGN="LEFT"/>', " ").split())
+    assert "Results valid for 3 days: a result counts on its day and the 3 days after" in text
+    assert "Overdue orders flagged again every 4 weeks" in text
+    assert "fulfilled by ALT or AST" in text and "fulfilled by TBIL or INR" in text
+    # a protocol that declares neither: the language's defaults, said as plainly
+    plain = compile_source(TRACKED.replace("results valid for 3 days\n", "").replace("reminders every 4 weeks\n", ""),
+                           "t.rxw", verify=False).graph
+    assert [st.text for st in rplan.build(plain).settings] == [
+        "Results count on their own day only: a panel is one day's results", "Overdue orders flagged once"]
+
+
+# ------------------------------------------------------------ layout
+
+
+def test_arrange_keeps_the_largest_drawing_on_the_page():
+    from rxwatch.render.layout import arrange
+
+    sizes = {c: (100.0, 100.0) for c in "abcdefgh"}
+    # a wide page: one row of eight boxes beats two rows of four, the key under them
+    wide = arrange(list("abcdefgh"), sizes, (100.0, 10.0), [(100.0, 20.0)], page=(1000.0, 150.0), gaps=(0.0, 0.0))
+    assert wide.rows == [list("abcdefgh")] and not wide.key_in_row
+    # a square page: rows of about equal width, in reading order
+    square = arrange(list("abcdefgh"), sizes, (100.0, 10.0), [(100.0, 20.0)], page=(300.0, 300.0), gaps=(0.0, 0.0))
+    assert [len(r) for r in square.rows] in ([3, 3, 2], [3, 2, 3], [2, 3, 3]) and sum(square.rows, []) == list("abcdefgh")
+    # a key as wide as the page goes under the rows; a narrow one can end the last row
+    assert not arrange(list("ab"), sizes, (10.0, 10.0), [(400.0, 50.0)], page=(400.0, 300.0), gaps=(0.0, 0.0)).key_in_row
+    tall_key = arrange(list("abcd"), sizes, (10.0, 10.0), [(100.0, 100.0), (300.0, 40.0)], page=(500.0, 130.0), gaps=(0.0, 0.0))
+    assert tall_key.key_in_row and tall_key.rows == [list("abcd")] and tall_key.key == 0
+
+
+def test_arrange_stays_quick_for_a_hundred_boxes():
+    import time
+
+    from rxwatch.render.layout import arrange
+
+    order = [f"s{i}" for i in range(100)]
+    started = time.perf_counter()
+    a = arrange(order, {x: (200.0, 150.0) for x in order}, (500.0, 100.0), [(800.0, 300.0)], (763.0, 547.0), (18.0, 21.6))
+    assert time.perf_counter() - started < 2
+    assert sum(a.rows, []) == order and 5 <= len(a.rows) <= 12
+
+
+@needs_dot
+@pytest.mark.parametrize("path", SHIPPED_PROTOCOLS, ids=lambda p: p.stem)
+def test_label_sizes_are_estimated_close_to_what_dot_draws(path):
+    import json
+    import subprocess
+
+    plan = rplan.build(graph_of(path))
+    source = rdot.digraph(plan).source.replace(f'size="{rdot.PAGE_SIZE}"', 'size="1000,1000"')
+    drawn = json.loads(subprocess.run(["dot", "-Tjson"], input=source.encode(), capture_output=True, check=True).stdout)
+    real = {o["name"]: (float(o["width"]) * 72, float(o["height"]) * 72) for o in drawn["objects"] if "width" in o}
+    for box, (w, h) in rdot.box_sizes(plan).items():
+        if box == plan.order[0]:
+            w -= rdot.START_WIDTH + rdot.NODESEP * 72  # the start mark is a node of its own
+        assert 0.8 < real[box][0] / w < 1.25 and 0.8 < real[box][1] / h < 1.25, (box, (w, h), real[box])
+
+
+@needs_dot
+def test_the_arrangement_draws_the_anakinra_chart_larger_than_two_fixed_rows(ana):
+    """The page scales the drawing down; the chosen rows leave it larger than the old cut into
+    two rows of equal count with the key under them."""
+    import json
+    import subprocess
+
+    plan = rplan.build(ana)
+
+    def scale(source: str) -> float:
+        source = source.replace(f'size="{rdot.PAGE_SIZE}"', 'size="1000,1000"')
+        bb = json.loads(subprocess.run(["dot", "-Tjson"], input=source.encode(), capture_output=True, check=True).stdout)["bb"]
+        w, h = (float(v) for v in bb.split(",")[2:])
+        return min(10.6 * 72 / w, 7.6 * 72 / h)
+
+    chosen = scale(rdot.digraph(plan).source)
+    fixed = rdot.arrangement
+    half = (len(plan.order) + 1) // 2
+    try:
+        from rxwatch.render import layout
+
+        rdot.arrangement = lambda p: layout.Arrangement([p.order[:half], p.order[half:]], False, 1, 0.0)
+        old = scale(rdot.digraph(plan).source)
+    finally:
+        rdot.arrangement = fixed
+    assert chosen > old * 1.05, (chosen, old)
 
 
 # ------------------------------------------------------------ tones
@@ -202,11 +360,11 @@ def test_decisions_number_their_rules_in_order(ana):
 def test_declared_severities_colour_the_states(ana, lef):
     assert tones(ana) == {
         "baseline": 0, "baseline_abnormal": 2, "early_check": 0, "maintenance": 0, "mild_elevation": 1,
-        "moderate_elevation": 2, "persistent_elevation": 2, "stopped": 3, "off_treatment": 0,
+        "moderate_elevation": 2, "persistent_elevation": 2, "stopped": 3, "off_treatment_followup": 1, "off_treatment": 0,
     }
     assert tones(lef) == {
-        "baseline": 0, "contraindicated": 2, "first_six_months": 0, "long_term": 0, "reduced": 2,
-        "interrupted": 3, "recovered": 0,
+        "baseline": 0, "contraindicated": 2, "first_six_months": 0, "long_term": 0, "confirm_reduce": 1, "reduced": 2,
+        "interrupted": 3, "other_cause": 1, "washout": 3, "stopped_for_good": 0, "washout_followup": 1,
     }
     assert rplan.build(ana).severity_declared
 
@@ -220,12 +378,12 @@ def without_severity(g):
 
 def test_without_declared_severities_they_come_from_the_rules_not_the_names(ana, lef):
     assert tones(without_severity(ana)) == {
-        "baseline": 0, "baseline_abnormal": 2, "early_check": 0, "maintenance": 0, "mild_elevation": 1,
-        "moderate_elevation": 2, "persistent_elevation": 1, "stopped": 3, "off_treatment": 0,
+        "baseline": 0, "baseline_abnormal": 0, "early_check": 0, "maintenance": 0, "mild_elevation": 1,
+        "moderate_elevation": 1, "persistent_elevation": 1, "stopped": 3, "off_treatment_followup": 3, "off_treatment": 0,
     }
     assert tones(without_severity(lef)) == {
-        "baseline": 0, "contraindicated": 0, "first_six_months": 0, "long_term": 0, "reduced": 2,
-        "interrupted": 3, "recovered": 0,
+        "baseline": 0, "contraindicated": 0, "first_six_months": 0, "long_term": 0, "confirm_reduce": 2, "reduced": 2,
+        "interrupted": 0, "other_cause": 0, "washout": 3, "stopped_for_good": 0, "washout_followup": 3,
     }
     p = rplan.build(without_severity(ana))
     assert not p.severity_declared
@@ -283,49 +441,86 @@ def test_protocol_text_is_text_in_svg_and_html():
 # ------------------------------------------------------------ one patient's path
 
 
-def test_the_overlay_numbers_the_path_with_dates(ana):
-    ov = overlay(ana, trace_for(ana, ANA_STEPS, final_state="stopped"))
-    assert [(v.number, v.date) for v in ov.visits["baseline"]] == [(0, "2025-01-06")]
-    assert [(v.number, v.date) for v in ov.visits["maintenance"]] == [(3, "2025-03-13"), (4, "2025-06-13")]
-    assert [v.number for v in ov.taken["maintenance/1/0"]] == [5]
-    assert "stopped" in ov.visits and [v.number for v in ov.taken["stopped/0/1"]] == [6]
-    assert "stopped/0/1" not in [k for k, vs in ov.taken.items() if any(v.number == 0 for v in vs)]
-    assert [s.get("number") for s in ov.steps if s["type"] == "transition"] == [1, 2, 3, 4, 5, 6]
+def test_the_overlay_numbers_the_path_with_dates(trk, trk_trace):
+    ov = overlay(trk, trk_trace)
+    assert [(v.number, v.date) for v in ov.visits["watch"]] == [(0, "2025-01-06"), (2, "2025-03-01")]
+    assert [(v.number, v.date) for v in ov.visits["high"]] == [(1, "2025-01-10")]
+    assert [v.number for v in ov.taken["watch/1/0"]] == [3] and ov.final_state == "stopped"
+    assert [s.get("number") for s in ov.steps if s["type"] == "transition"] == [1, 2, 3]
 
 
-def test_without_rule_keys_the_transition_is_matched_by_its_guard(ana):
-    steps = [dict(s) for s in ANA_STEPS[:5]]
-    for s in steps:
+def test_the_overlay_keeps_unassessable_days_and_deviations_where_they_happened(trk, trk_trace):
+    ov = overlay(trk, trk_trace)
+    assert [(u.date, u.missing) for u in ov.unassessed[("watch", 0)]] == [("2025-01-08", ["ALT", "AST"])]
+    assert [(d.date, d.kind) for d in ov.deviations["watch"]] == [("2025-01-08", "incomplete")]
+    assert [(d.date, d.kind) for d in ov.deviations["high"]] == [("2025-01-18", "overdue"), ("2025-02-15", "still_overdue")]
+    text = " ".join(render(trk, "dot", trace=trk_trace).decode().replace('<BR ALIGN="LEFT"/>', " ").split())
+    assert "not assessable · 2025-01-08 (no ALT, AST)" in text
+    assert "! Order ALT and AST: overdue 2025-01-18; still overdue 2025-02-15" in text
+    assert "! Order ALT and AST: incomplete 2025-01-08" in text
+    assert "an order overdue, still overdue or incomplete on that path" in text  # the legend
+    assert rdot.DEVIATION in text
+
+
+def test_an_unassessable_step_without_its_rule_is_placed_by_its_trigger(trk, trk_trace):
+    t = copy.deepcopy(trk_trace)
+    step = next(s for s in t["steps"] if s["type"] == "unassessable")
+    del step["rule"]
+    assert set(overlay(trk, t).unassessed) == {("watch", 0)}
+
+
+def test_without_rule_keys_the_transition_is_matched_by_its_guard(trk, trk_trace):
+    t = copy.deepcopy(trk_trace)
+    for s in t["steps"]:
         s.pop("rule", None)
-    ov = overlay(ana, trace_for(ana, steps))
-    assert set(ov.taken) == {"baseline/0/1", "early_check/0/1"}
+    ov = overlay(trk, t)
+    assert set(ov.taken) == {"watch/0/0", "high/0/0", "watch/1/0"}
+
+
+def step_of(t, kind):
+    return next(i for i, s in enumerate(t["steps"]) if s["type"] == kind)
 
 
 @pytest.mark.parametrize("mutate, message, where", [
-    (lambda t: t["protocol"].update(name="leflunomide_hepatotoxicity"), "this trace is from protocol 'leflunomide_hepatotoxicity'", ("protocol", "name")),
+    (lambda t: t["protocol"].update(name="other"), "this trace is from protocol 'other'", ("protocol", "name")),
     (lambda t: t["protocol"].update(version="0.9"), "version 0.9", ("protocol", "version")),
     (lambda t: t.pop("steps"), "missing 'steps'", ()),
     (lambda t: t.update(steps={"a": 1}), "'steps' must be a list of steps", ("steps",)),
-    (lambda t: t["steps"][2].update(state="nowhere"), "'nowhere' is not a state", ("steps", 2, "state")),
-    (lambda t: t["steps"][1].update(rule="baseline/9/9"), "'baseline/9/9' is not a rule", ("steps", 1, "rule")),
-    (lambda t: t["steps"][1].update(rule="early_check/0/0"), "leads from 'early_check' to 'stopped'", ("steps", 1, "rule")),
+    (lambda t: t["steps"][0].update(state="nowhere"), "'nowhere' is not a state", ("steps", 0, "state")),
+    (lambda t: t["steps"][step_of(t, "transition")].update(rule="watch/9/9"), "'watch/9/9' is not a rule", None),
+    (lambda t: t["steps"][step_of(t, "transition")].update(rule="high/0/0"), "leads from 'high' to 'watch'", None),
     (lambda t: t["steps"][3].update(date="2024-01-01"), "dates never decrease", ("steps", 3, "date")),
     (lambda t: t["steps"][0].update(type="jump"), "unknown step type 'jump'", ("steps", 0, "type")),
     (lambda t: t["steps"].__setitem__(0, "enter"), "a step is an object", ("steps", 0)),
     (lambda t: t.update(final_state="limbo"), "'limbo' is not a state", ("final_state",)),
+    # the v2 steps
+    (lambda t: t["steps"][step_of(t, "unassessable")].update(missing=["ALT", "XYZ"]), "'XYZ' is not a lab", None),
+    (lambda t: t["steps"][step_of(t, "unassessable")].update(missing="ALT"), "'missing' must be a list of lab names", None),
+    (lambda t: t["steps"][step_of(t, "unassessable")].update(state="limbo"), "'limbo' is not a state", None),
+    (lambda t: t["steps"][step_of(t, "unassessable")].update(rule="high/0/0"), "'high/0/0' is not a rule of state 'watch'", None),
+    (lambda t: (t["steps"][step_of(t, "unassessable")].pop("rule"), t["steps"][step_of(t, "unassessable")].update(trigger="timer")),
+     "state 'watch' has no timer rules", None),
+    (lambda t: t["steps"][step_of(t, "deviation")].update(action="nothing"), "'nothing' is not an action", None),
+    (lambda t: t["steps"][step_of(t, "deviation")].pop("kind"), "missing 'kind'", None),
+    (lambda t: t["steps"][step_of(t, "panel")].update(results=[{"value": 3}]), "a result is an object with a 'lab'", None),
+    (lambda t: t["steps"][step_of(t, "panel")].update(replaced="ALT"), "'replaced' must be a list of results", None),
+    (lambda t: t["steps"][step_of(t, "action")].update(options="order"), "'options' must be a list of action names", None),
 ])
-def test_a_trace_that_does_not_fit_says_where(ana, mutate, message, where):
-    t = copy.deepcopy(trace_for(ana, ANA_STEPS))
+def test_a_trace_that_does_not_fit_says_where(trk, trk_trace, mutate, message, where):
+    t = copy.deepcopy(trk_trace)
     mutate(t)
     with pytest.raises(TraceError) as e:
-        render(ana, "dot", trace=t)
+        render(trk, "dot", trace=t)
     assert message in e.value.message
-    assert e.value.where == where
+    if where is not None:
+        assert e.value.where == where
+    else:
+        assert e.value.where[:1] == ("steps",)
 
 
-def test_a_trace_that_is_not_an_object_is_refused(ana):
+def test_a_trace_that_is_not_an_object_is_refused(trk):
     with pytest.raises(TraceError):
-        overlay(ana, ["steps"])
+        overlay(trk, ["steps"])
 
 
 def test_locate_finds_the_line_of_a_step():
@@ -336,12 +531,37 @@ def test_locate_finds_the_line_of_a_step():
     assert locate("not json at all: [", ("steps", 0)) is None
 
 
-def test_the_traced_chart_draws_the_path_and_fades_the_rest(ana):
-    plain = render(ana, "dot").decode()
-    traced = render(ana, "dot", trace=trace_for(ana, ANA_STEPS, final_state="stopped")).decode()
+def test_the_traced_chart_draws_the_path_and_fades_the_rest(trk, trk_trace):
+    plain = render(trk, "dot").decode()
+    traced = render(trk, "dot", trace=trk_trace).decode()
     assert rdot.PATH not in plain and rdot.FADED_LINE not in plain
-    assert rdot.PATH in traced and rdot.FADED_LINE in traced
-    assert "entered start · 2025-01-06" in traced
-    assert "entered 3 · 2025-03-13, 4 · 2025-06-13" in traced
-    assert "here at the end (2025-12-31)" in traced
-    assert "the path of patient p1" in traced
+    assert rdot.PATH in traced
+    assert "entered start · 2025-01-06, 2 · 2025-03-01" in traced
+    assert "here at the end (2025-03-31)" in traced
+    assert "the path of patient trk-1" in traced
+    # a trace never moves a box: the rows are the plain chart's
+    rows = lambda src: [line for line in src.splitlines() if "rank=same" in line or line.strip().startswith("subgraph")]  # noqa: E731
+    assert rows(plain) == rows(traced)
+
+
+def test_a_real_trace_of_a_shipped_protocol_draws(ana):
+    from rxwatch.simulator import yamlsrc
+    from rxwatch.simulator.engine import simulate
+    from rxwatch.simulator.timeline import parse_timeline
+
+    timeline = """\
+patient: {id: p2, facts: {indication: rheumatoid_arthritis}}
+start: 2025-01-06
+until: 2025-06-30
+events:
+  - {date: 2025-01-08, lab: TBIL, value: 0.5, unit: mg/dL}
+  - {date: 2025-01-09, lab: ALT, value: 28, unit: U/L}
+  - {date: 2025-01-09, lab: AST, value: 25, unit: U/L}
+  - {date: 2025-01-09, lab: TBIL, value: 0.5, unit: mg/dL}
+  - {date: 2025-01-09, lab: INR, value: 1.0}
+"""
+    trace = simulate(ana, parse_timeline(yamlsrc.load(timeline, "p2.yaml"), "p2.yaml", ana.graph))
+    kinds = {s["type"] for s in trace["steps"]} | {s.get("kind") for s in trace["steps"]}
+    assert {"unassessable", "incomplete", "overdue", "still_overdue"} <= kinds
+    text = " ".join(render(ana, "dot", trace=trace).decode().replace('<BR ALIGN="LEFT"/>', " ").split())
+    assert "not assessable · 2025-01-08" in text and "still overdue" in text
