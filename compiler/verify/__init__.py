@@ -9,9 +9,13 @@ The passes, each its own module:
 - `hygiene`: unused declarations, actions without a description, AI-only support (no solver);
 - `timing.windows`, `timing.timers`: due windows, timers that are never armed (no solver);
 - `tables`: each handler as a decision table: gaps, overlaps, shadowed rules, guards that
-  never hold (z3, through `smt`, the one module that gives guards their meaning);
+  never hold (z3, through `smt`, the one module that gives guards their meaning, a visitor
+  of the expression IR); every region of a gap (`regions`);
 - `reach`: reachability through rules that can fire, dead ends, regions that never end;
 - `timing.loops`: cycles of rules that fire on entry, in which no time passes (z3).
+
+`explain(graph)` (for `rxwatch check --explain`) lists, for each handler that can be
+unassessable (a guard unknown before any rule fires), every region of inputs where it is.
 
 z3 is imported only here, when the analyses run; one Solver serves every query of a protocol.
 """
@@ -23,12 +27,13 @@ from ..diagnostics import Diagnostics
 __all__ = ["analyse", "check", "explain", "explain_text"]
 
 
-def analyse(graph, names: dict | None = None) -> list:
+def analyse(graph, names: dict | None = None, limit: int | None = None) -> list:
     """Every finding (prover.Finding) of the analyses over the compiled graph, in line order.
 
     `names` maps (kind, name) to the span dict of a declaration's name, for sharper carets
-    (check() builds it from the AST); without it, findings point at whole declarations."""
-    from . import hygiene, reach, tables, timing
+    (check() builds it from the AST); without it, findings point at whole declarations.
+    `limit`: the gap regions listed per handler (default regions.LIMIT)."""
+    from . import hygiene, reach, regions, tables, timing
     from .prover import Finding, Prover, Unknown
     from .smt import Encoder, VerifyError
 
@@ -41,7 +46,7 @@ def analyse(graph, names: dict | None = None) -> list:
     try:
         enc = Encoder(graph, recommended=timing.recommended(graph))
         prover = Prover(enc)
-        tables.check(graph, enc, prover, out, dead)
+        tables.check(graph, enc, prover, out, dead, regions.LIMIT if limit is None else limit)
         reach.check(graph, dead, out, names)
         timing.loops(graph, enc, prover, dead, out)
     except Unknown as e:

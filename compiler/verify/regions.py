@@ -127,6 +127,7 @@ class Subject:
     v: Any = None  # num: Real (None when only known() reads the lab); time: Int days; enum: Int code
     boo: smt.Boo | None = None  # atoms
     lab: str | None = None  # the lab, when the subject is a lab's raw value
+    alias: str | None = None  # a lab whose result the subject is known exactly with (bili: TBIL)
     anchor: str | None = None  # time: the action, or smt.ENTRY
     thresholds: list = field(default_factory=list)  # num: exact values; time: smt.Dur; enum: members
     lens: list = field(default_factory=list)  # time: the thresholds in days (z3 Int terms)
@@ -178,6 +179,13 @@ def subjects(enc: smt.Encoder, trees: Iterable[Mapping | None]) -> list[Subject]
         elif op in ("fact", "var") and isinstance(enc.value(t), smt.Boo):
             _atom(enc, out, t, enc.value(t))
     result = list(out.values())
+    # a lab read only as known(L), whose knownness is that of a value compared with numbers
+    # (known(TBIL) and bili = xuln(TBIL)), is that value's "unknown": one subject, not two
+    for lab in [s for s in result if s.lab and not s.thresholds]:
+        twin = next((s for s in result if s.kind == "num" and not s.lab and s.thresholds and s.k.eq(lab.k)), None)
+        if twin is not None:
+            twin.alias = lab.lab
+            result.remove(lab)
     for s in result:
         if s.kind == "num":
             s.thresholds.sort()
@@ -296,6 +304,30 @@ class Cond:
         if s.kind == "time":
             return not self.rels
         return self.members is None or set(self.members) >= set(s.thresholds)
+
+
+def admits(s: Subject, c: Cond, value) -> bool:
+    """Is a concrete value of the subject inside `c`? `value`: None when unknown; a number,
+    a member, a truth value (atoms); for time, (days, [each threshold in days])."""
+    if s.kind == "atom":
+        return value in c.values
+    if value is None:
+        return c.unknown
+    if not c.known:
+        return False
+    if s.kind == "num":
+        if c.lo is not None and (value < c.lo[0] or (value == c.lo[0] and not c.lo[1])):
+            return False
+        return c.hi is None or value < c.hi[0] or (value == c.hi[0] and c.hi[1])
+    if s.kind == "time":
+        days, lens = value
+        ok = {"<": days.__lt__, "<=": days.__le__, "==": days.__eq__, ">=": days.__ge__, ">": days.__gt__}
+        return all(ok[rel](lens[i]) for i, rel in c.rels)
+    return c.members is None or value in c.members
+
+
+def _bounds(c: Cond) -> int:
+    return (c.lo is not None) + (c.hi is not None) + len(c.rels)
 
 
 def _valued(c: Cond) -> bool:
@@ -454,6 +486,10 @@ def describe(s: Subject, c: Cond) -> str:
         text = f"{s.text} {' or '.join(words)}".replace(" or = ", " or ").replace(" or is ", " or ")
         return f"({text})" if len(words) > 1 else text
     missing = "missing" if s.lab else "unknown"
+    if not c.known and s.alias:
+        return f"{s.alias} missing"
+    if s.alias:
+        missing = f"{s.alias} missing"
     if not c.known:
         if s.kind == "time" and s.anchor != smt.ENTRY:
             return f"{s.anchor} never recommended"
@@ -468,7 +504,9 @@ def describe(s: Subject, c: Cond) -> str:
         ms = [m for m in s.thresholds if m in c.members]
         what = f"{s.text} = {ms[0]}" if len(ms) == 1 else f"{s.text} in {{{', '.join(ms)}}}"
     if c.unknown and s.can_be_unknown:
-        return f"({what} or {missing})" if s.kind != "time" else f"({what} or {s.anchor} never recommended)"
+        if s.kind == "time":
+            return f"({what} or {s.anchor} never recommended)"
+        return f"({what} or {s.alias} missing)" if s.alias else f"({what} or {missing})"
     return what
 
 
@@ -511,7 +549,7 @@ class Region:
     @property
     def text(self) -> str:
         parts = [describe(s, c) for s, c in self.conds]
-        shown = {s.lab for s, c in self.conds if s.lab and not c.known}
+        shown = {s.lab or s.alias for s, c in self.conds if (s.lab or s.alias) and not c.known}
         extra = [lab for lab in self.missing if lab not in shown]
         body = " and ".join(parts) if parts else "any values"
         if extra:
@@ -540,17 +578,25 @@ def search(enc: smt.Encoder, prover, ctx_lit, phi_lit, subs: list[Subject], ins:
             return Regions(found, model is None)
         box = {s.key: cell(s, model, enc) for s in subs}
 
-        def inside(trial: dict) -> bool:
-            lit = prover.define(enc.conj(*(formula(enc, s, trial[s.key]) for s in subs if s.key in trial)))
-            return not prover.holds(ctx_lit, lit, z3.Not(phi_lit))
+        def lit(b: dict):
+            return prover.define(enc.conj(*(formula(enc, s, b[s.key]) for s in subs if s.key in b)))
 
-        # drop the subjects that do not matter (those with a value in the model first: the
-        # unknown ones are the likelier cause), then widen the others
-        for s in sorted(subs, key=lambda s: not _valued(box[s.key])):
+        def inside(trial: dict) -> bool:
+            return not prover.holds(ctx_lit, lit(trial), z3.Not(phi_lit))
+
+        def grows(trial: dict, old: dict) -> bool:
+            """Does `trial` take in inputs that `old` leaves out (and that can happen)?"""
+            return prover.holds(ctx_lit, phi_lit, lit(trial), z3.Not(lit(old)))
+
+        # drop the subjects that do not matter: first those with a value in the model, then the
+        # unknown ones without thresholds (keeping those whose intervals can widen)
+        for s in sorted(subs, key=lambda s: (not _valued(box[s.key]), bool(s.thresholds))):
             trial = dict(box)
             del trial[s.key]
             if inside(trial):
                 box = trial
+        # then widen the others, one way at a time, while the region stays inside and grows
+        # (or gets simpler: a bound fewer)
         for s in subs:
             if s.key not in box:
                 continue
@@ -566,6 +612,8 @@ def search(enc: smt.Encoder, prover, ctx_lit, phi_lit, subs: list[Subject], ins:
                         trial[s.key] = wider
                     if not inside(trial):
                         break
+                    if not (s.key not in trial or _bounds(wider) < _bounds(box[s.key]) or grows(trial, box)):
+                        break
                     box = trial
         conds = [(s, box[s.key]) for s in subs if s.key in box]
         box_lit = prover.define(enc.conj(*(formula(enc, s, c) for s, c in conds)))
@@ -573,8 +621,8 @@ def search(enc: smt.Encoder, prover, ctx_lit, phi_lit, subs: list[Subject], ins:
         for lab, k in lab_known:
             if not prover.holds(ctx_lit, phi_lit, box_lit, k):
                 region.missing.append(lab)
-        for i, lit in undecided or ():
-            if prover.holds(ctx_lit, phi_lit, box_lit, lit):
+        for i, where in undecided or ():
+            if prover.holds(ctx_lit, phi_lit, box_lit, where):
                 region.undecided.append(i)
         region.example = prover.witness([ctx_lit, phi_lit, box_lit], ins)
         found.append(region)

@@ -36,20 +36,23 @@ import z3
 
 from . import regions, smt
 from .prover import Finding, Prover, Unknown, describe, quote_rule
+from .timing import must_recommended
 
 
 def check(graph, enc: smt.Encoder, prover: Prover, out: list[Finding], dead: set[str], limit: int = regions.LIMIT) -> None:
     """Append findings to `out`; add the keys of rules that can never fire to `dead`."""
     cache: dict[tuple, list] = {}
+    must = must_recommended(graph)
     for state, h, rules in handlers(graph):
         trigger = h.get("trigger")
         if trigger == "panel" and not enc.labs:
             continue  # no labs declared: no panel can arrive, there is nothing to ask
-        key = _key(h, rules)
+        known = _known_since(enc, h, rules, must.get(state, set()))
+        key = (*_key(h, rules), known)
         verdicts = cache.get(key)
         if verdicts is None:
             try:
-                verdicts = cache[key] = _analyse(enc, prover, rules, trigger, h.get("mode") or "first", limit)
+                verdicts = cache[key] = _analyse(Table(enc, prover, rules, h, known), trigger, limit)
             except Unknown as e:
                 out.append(Finding("W609", h["span"], f"state {state}: the solver could not decide the questions about this handler ({e}); its gaps and overlaps were not checked"))
                 continue
@@ -71,7 +74,16 @@ def handlers(graph):
 
 
 def _key(h: dict, rules: list) -> tuple:
-    return (h.get("trigger"), h.get("mode"), tuple(json.dumps(r.get("guard"), sort_keys=True) for r in rules))
+    return (h.get("trigger"), h.get("mode"), json.dumps(h.get("timer"), sort_keys=True),
+            tuple(json.dumps(r.get("guard"), sort_keys=True) for r in rules))
+
+
+def _known_since(enc: smt.Encoder, h: dict, rules: list, must: set[str]) -> tuple[str, ...]:
+    """The actions whose since() the guards read and that are known in this handler: every
+    way into the state recommended them, or the handler's timer counts from them."""
+    read = enc.inputs_of(r.get("guard") for r in rules).actions
+    timer = (h.get("timer") or {}).get("since") if h.get("trigger") == "timer" else None
+    return tuple(sorted(a for a in read if a in must or a == timer))
 
 
 def panel_context(enc: smt.Encoder):
@@ -98,11 +110,11 @@ class Table:
     """One handler's guards as literals of the prover's current scope: `t[i]` guard i is
     true, `f[i]` it is false (`otherwise`: true, never false); `c` the context."""
 
-    def __init__(self, enc: smt.Encoder, prover: Prover, rules: list, trigger: str, mode: str) -> None:
-        self.enc, self.prover, self.rules, self.mode = enc, prover, rules, mode
+    def __init__(self, enc: smt.Encoder, prover: Prover, rules: list, h: dict, known: tuple[str, ...] = ()) -> None:
+        self.enc, self.prover, self.rules, self.mode = enc, prover, rules, h.get("mode") or "first"
         self.conds = [enc.cond(r.get("guard")) for r in rules]
         self.ins = enc.inputs_of(r.get("guard") for r in rules)
-        self.ctx = panel_context(enc) if trigger == "panel" else enc.T
+        self.ctx = enc.conj(panel_context(enc) if h.get("trigger") == "panel" else enc.T, *handler_context(enc, h, self.ins, known))
 
     def define(self) -> None:
         """Define the literals (call inside `prover.scope()`)."""
@@ -142,8 +154,18 @@ class Table:
         return [(i, p.define(z3.And(self.unknown(i), *self.f[:i]))) for i in self.guards()]
 
 
-def _analyse(enc: smt.Encoder, prover: Prover, rules: list, trigger: str, mode: str, limit: int) -> list[Verdict]:
-    tab = Table(enc, prover, rules, trigger, mode)
+def handler_context(enc: smt.Encoder, h: dict, ins: smt.Inputs, known: tuple[str, ...]) -> list:
+    """What is known of the inputs when this handler runs: since() of the actions in `known`
+    is known; a timer `after N unit` (since the state was entered) fires N or more after entry."""
+    out = [enc.since(a).known for a in known]
+    t = h.get("timer") or {}
+    if h.get("trigger") == "timer" and not t.get("since") and ins.entry:
+        out.append(enc.link(">=", smt.Since(smt.ENTRY), smt.Dur(int(t.get("amount", 0)), t.get("unit", "days"))).t)
+    return out
+
+
+def _analyse(tab: "Table", trigger: str, limit: int) -> list[Verdict]:
+    prover = tab.prover
     with prover.scope():
         # each guard once, as two literals; every question is then a check under assumptions
         tab.define()
@@ -213,7 +235,7 @@ def what(h: dict) -> str:
 def example_of(r: regions.Region, lead: str) -> str:
     """`lead` + the region's example, or '' when the region's text already says it all."""
     ex = describe(r.example, derived=False)
-    conds = set(r.text.replace("(", "").replace(")", "").split(" and "))
+    conds = {regions.describe(s, c) for s, c in r.conds} | {f"{lab} missing" for lab in r.missing}
     if all(part in conds for part in ex.split(", ")):
         return ""
     return lead + ex
@@ -354,13 +376,15 @@ def unassessable(graph, enc: smt.Encoder, prover: Prover, limit: int = regions.L
     the regions of inputs where it is."""
     out = []
     cache: dict[tuple, regions.Regions | None] = {}
+    must = must_recommended(graph)
     for state, h, rules in handlers(graph):
         trigger = h.get("trigger")
         if trigger == "panel" and not enc.labs:
             continue
-        key = _key(h, rules)
+        known = _known_since(enc, h, rules, must.get(state, set()))
+        key = (*_key(h, rules), known)
         if key not in cache:
-            tab = Table(enc, prover, rules, trigger, h.get("mode") or "first")
+            tab = Table(enc, prover, rules, h, known)
             with prover.scope():
                 tab.define()
                 phi = prover.define(tab.unassessable())

@@ -62,6 +62,30 @@ def recommended(graph) -> set[str]:
     return out
 
 
+def must_recommended(graph) -> dict[str, set[str]]:
+    """state -> the actions that every way into it has recommended (a `do` of a rule on the
+    way, or of a state's entry; not inside an `if`, not a `do one of`): in that state,
+    since(A) of such an action is always known. A must-analysis to a fixed point."""
+    def done(actions) -> set[str]:
+        return {a["action"] for a in actions or () if a.get("kind") == "do"}
+
+    initial = graph.graph.get("initial")
+    every = set(graph.graph.get("actions") or ())
+    must = {st: set(every) for st in graph.nodes}
+    if initial in must:
+        must[initial] = done(graph.nodes[initial].get("entry"))
+    edges = [(u, v, d) for u, v, d in graph.edges(data=True) if not d.get("stay") and v != initial]
+    changed = True
+    while changed:
+        changed = False
+        for u, v, d in edges:
+            came = must[u] | done(d.get("actions")) | done(graph.nodes[v].get("entry"))
+            if not must[v] <= came:
+                must[v] &= came
+                changed = True
+    return must
+
+
 def timers(graph, out: list[Finding], dead: set[str]) -> None:
     done = recommended(graph)
     for st, d in graph.nodes(data=True):
