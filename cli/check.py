@@ -24,6 +24,7 @@ def check(
     format: DiagFormat = typer.Option(DiagFormat.text, "--format", "-f", help="text: one line per finding on stderr, with the source line and a caret; json: a list on stdout."),
     strict: bool = typer.Option(False, "--strict", help="Treat warnings as errors (exit 1 when there are any)."),
     verify: bool = typer.Option(True, "--verify/--no-verify", help="Run the static analyses (gaps, overlaps, reachability, time); see docs/verification.md."),
+    explain: bool = typer.Option(False, "--explain", help="Also print (on stdout) every region of inputs on which a handler is unassessable: a guard unknown before any rule fires; which labs are missing, which value ranges. Text only; see docs/verification.md."),
 ) -> None:
     """Parse and verify protocols: every error and warning of every file, located.
 
@@ -32,13 +33,16 @@ def check(
     from rxwatch.compiler import compile_source, graphio
     from rxwatch.compiler.diagnostics import format_json
 
+    if explain and format is DiagFormat.json:
+        raise typer.BadParameter("--explain prints text: use it without --format json", param_hint="--explain")
     all_diags = []
     errors = warnings = accepted = 0
     for path in protocols:
         text = read_text(path, "protocol file")
+        graph = None
         if looks_like_graph_file(path, text):
             try:
-                graphio.from_json(text, str(path))
+                graph = graphio.from_json(text, str(path))
                 diags = []
             except graphio.GraphError as e:
                 diags = e.diagnostics
@@ -51,6 +55,12 @@ def check(
         warnings += sum(not d.is_error for d in diags)
         if format is DiagFormat.text:
             print_diagnostics(diags, text)
+        if explain:
+            from rxwatch.compiler.verify import explain_text
+
+            if not looks_like_graph_file(path, text):  # the graph, even when the analyses found errors
+                graph = compile_source(text, str(path), verify=False).graph
+            print(explain_text(graph) if graph is not None else f"{path}: not explained: the protocol has errors")
     if format is DiagFormat.json:
         sys.stdout.write(format_json(all_diags) + "\n")
     else:
