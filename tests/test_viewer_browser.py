@@ -56,27 +56,32 @@ initial state start "<script>window.__pwned=1</script> \"onmouseover=window.__pw
 terminal state done "done & <i>dusted</i>"
 '''
 
-TRACE = {
-    "protocol": {"name": "anakinra_hepatotoxicity", "version": "1.0.0"},
-    "patient": "case-07",
-    "start": "2025-01-06",
-    "until": "2025-03-30",
-    "steps": [
-        {"date": "2025-01-06", "type": "enter", "state": "baseline"},
-        {"date": "2025-01-06", "type": "action", "action": "order_lfts", "state": "baseline",
-         "window": ["2025-01-06", "2025-01-20"], "sources": ["seed-review"]},
-        {"date": "2025-01-08", "type": "transition", "from": "baseline", "to": "early_check", "trigger": "panel",
-         "because": "", "sources": ["seed-review"], "rule": "baseline/0/1", "line": 122},
-        {"date": "2025-01-08", "type": "enter", "state": "early_check"},
-        {"date": "2025-02-20", "type": "transition", "from": "early_check", "to": "moderate_elevation",
-         "trigger": "panel", "because": "moderate", "sources": ["seed-review"], "rule": "early_check/0/1", "line": 161},
-        {"date": "2025-02-20", "type": "enter", "state": "moderate_elevation"},
-        {"date": "2025-02-20", "type": "action", "action": "hold_anakinra", "state": "moderate_elevation",
-         "options": ["hold_anakinra", "reduce_dose"], "sources": ["seed-review"]},
-    ],
-    "final_state": "moderate_elevation",
-    "open_orders": [],
-}
+# One patient on the shipped protocol, replayed by the simulator: a baseline day with bilirubin
+# only (an incomplete result, a panel not assessable), a normal baseline the next day, a
+# moderate elevation at the first check, then no result: overdue, and reminders every 4 weeks.
+TIMELINE = """\
+patient: {id: case-07, facts: {indication: rheumatoid_arthritis}}
+start: 2025-01-06
+until: 2025-06-30
+events:
+  - {date: 2025-01-08, lab: TBIL, value: 0.5, unit: mg/dL}
+  - {date: 2025-01-09, lab: ALT, value: 28, unit: U/L}
+  - {date: 2025-01-09, lab: AST, value: 25, unit: U/L}
+  - {date: 2025-01-09, lab: TBIL, value: 0.5, unit: mg/dL}
+  - {date: 2025-01-09, lab: INR, value: 1.0}
+  - {date: 2025-02-20, lab: ALT, value: 160, unit: U/L}
+  - {date: 2025-02-20, lab: AST, value: 130, unit: U/L}
+  - {date: 2025-02-20, lab: TBIL, value: 0.9, unit: mg/dL}
+  - {date: 2025-02-20, lab: INR, value: 1.1}
+"""
+
+
+def replayed(graph) -> dict:
+    from rxwatch.simulator import yamlsrc
+    from rxwatch.simulator.engine import simulate
+    from rxwatch.simulator.timeline import parse_timeline
+
+    return simulate(graph, parse_timeline(yamlsrc.load(TIMELINE, "case-07.yaml"), "case-07.yaml", graph.graph))
 
 
 @pytest.fixture(scope="module")
@@ -164,13 +169,13 @@ def test_clicking_an_arrow_shows_the_rule(driver, tmp_path, anakinra_graph):
     open_page(driver, tmp_path, render(anakinra_graph, "html"))
     arrow = driver.execute_script(
         "var d = JSON.parse(document.getElementById('rxwatch-data').textContent);"
-        "return d.rules['early_check/0/1'].arrow;")
+        "return d.rules['early_check/0/3'].arrow;")
     path = driver.find_element(By.CSS_SELECTOR, f'g[id="{arrow}"] path')
     driver.execute_script("arguments[0].dispatchEvent(new MouseEvent('click', {bubbles: true}))", path)
     text = driver.find_element(By.ID, "details").text
     assert "early_check → moderate_elevation" in text
     assert "as written: moderate" in text
-    assert "early_check/0/1" in text
+    assert "early_check/0/3" in text
 
 
 def test_zoom_buttons_change_the_view_and_fit_restores_it(driver, tmp_path, anakinra_graph):
@@ -218,22 +223,79 @@ def test_injected_markup_stays_inert_and_reads_literally(driver, tmp_path):
 def test_a_traced_patient_s_steps_are_listed_and_a_click_highlights_one(driver, tmp_path, anakinra_graph):
     from selenium.webdriver.common.by import By
 
-    open_page(driver, tmp_path, render(anakinra_graph, "html", trace=TRACE))
+    trace = replayed(anakinra_graph)
+    open_page(driver, tmp_path, render(anakinra_graph, "html", trace=trace))
     assert errors(driver) == []
     steps = driver.find_elements(By.CSS_SELECTOR, "#trace button.step")
-    assert len(steps) == len(TRACE["steps"])
+    assert len(steps) == len(trace["steps"])
     assert "Patient case-07" in driver.find_element(By.ID, "trace").text
     transition = next(s for s in steps if "early_check → moderate_elevation" in s.text)
     transition.click()
+    rule = next(s["rule"] for s in trace["steps"] if s["type"] == "transition" and s["to"] == "moderate_elevation")
     arrow = driver.execute_script(
         "var d = JSON.parse(document.getElementById('rxwatch-data').textContent);"
-        "return d.rules['early_check/0/1'].arrow;")
+        f"return d.rules['{rule}'].arrow;")
     selected = driver.execute_script("return Array.from(document.querySelectorAll('g.selected')).map(g => g.id)")
     assert arrow in selected and "state_moderate_elevation" in selected
     assert "early_check → moderate_elevation on 2025-02-20" in driver.find_element(By.ID, "details").text
     enter = next(s for s in steps if "enter baseline" in s.text)
     enter.click()
     assert driver.execute_script("return Array.from(document.querySelectorAll('g.selected')).map(g => g.id)") == ["state_baseline"]
+
+
+def test_the_v2_steps_read_in_words_and_an_unassessable_day_shows_what_was_missing(driver, tmp_path, anakinra_graph):
+    from selenium.webdriver.common.by import By
+
+    trace = replayed(anakinra_graph)
+    # the contract's panel step (v2), as a trace may carry it
+    at = next(i for i, s in enumerate(trace["steps"]) if s["date"] == "2025-01-09")
+    trace["steps"].insert(at, {"date": "2025-01-09", "type": "panel", "results": [
+        {"lab": "ALT", "value": 28, "unit": "U/L", "uln": 40, "xuln": 0.7, "xuln_exact": "0.7"},
+        {"lab": "TBIL", "value": 0.5, "unit": "mg/dL", "uln": 1.2, "xuln": 0.4166666666666667, "xuln_exact": "5/12",
+         "from": "2025-01-08"}],
+        "replaced": [{"lab": "ALT", "value": 30, "unit": "U/L"}]})
+    open_page(driver, tmp_path, render(anakinra_graph, "html", trace=trace))
+    assert errors(driver) == []
+    texts = [s.text for s in driver.find_elements(By.CSS_SELECTOR, "#trace button.step")]
+    assert any("incomplete: order_lfts" in t and "no ALT, AST" in t for t in texts)
+    assert any(t.startswith("2025-01-08 not assessable in baseline (lab results): no ALT, AST") for t in texts)
+    assert any("results: ALT 28 U/L (0.7× ULN), TBIL 0.5 mg/dL (≈0.42× ULN) from 2025-01-08 (replaced: ALT 30 U/L)" in t
+               for t in texts)
+    assert any("overdue: order_lfts" in t for t in texts) and any("still overdue: order_lfts" in t for t in texts)
+    step = next(s for s in driver.find_elements(By.CSS_SELECTOR, "#trace button.step-unassessable"))
+    step.click()
+    assert driver.execute_script("return Array.from(document.querySelectorAll('g.selected')).map(g => g.id)") == ["state_baseline"]
+    missing = driver.find_elements(By.CSS_SELECTOR, "#details div.missing")
+    assert missing and "Results missing: both ALT and AST → not assessable" in missing[0].text
+    assert "they check for results of TBIL" in missing[0].text
+    assert errors(driver) == []
+
+
+def test_the_settings_and_what_fulfils_each_order_are_shown(driver, tmp_path, anakinra_graph):
+    from selenium.webdriver.common.by import By
+
+    open_page(driver, tmp_path, render(anakinra_graph, "html"))
+    settings = driver.find_element(By.ID, "settings").text
+    assert "Results valid for 3 days" in settings and "Overdue orders flagged again every 4 weeks" in settings
+    orders = driver.find_element(By.CSS_SELECTOR, "#details section.orders").text
+    assert "Order a liver panel (ALT, AST, total bilirubin, ALP, INR)" in orders
+    assert "orders ALT, AST, TBIL, ALP, INR; fulfilled by ALT or AST" in orders
+    panel = click_state(driver, "baseline")
+    assert "fulfilled by ALT or AST" in panel.find_element(By.CSS_SELECTOR, "ul.actions").text
+    assert errors(driver) == []
+
+
+def test_a_malformed_trace_field_never_breaks_the_viewer(driver, tmp_path, anakinra_graph):
+    """A trace from elsewhere can carry odd shapes where the viewer does not check them: the
+    page still lists every step."""
+    from selenium.webdriver.common.by import By
+
+    trace = replayed(anakinra_graph)
+    trace["steps"].append({"date": "2025-06-30", "type": "deviation", "kind": "incomplete", "action": "order_lfts",
+                           "window": "soon", "missing": "ALT"})
+    open_page(driver, tmp_path, render(anakinra_graph, "html", trace=trace))
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#trace button.step")) == len(trace["steps"])
+    assert errors(driver) == []
 
 
 def test_a_state_shows_the_warnings_the_protocol_accepts_with_their_reasons(driver, tmp_path):
@@ -247,7 +309,7 @@ def test_a_state_shows_the_warnings_the_protocol_accepts_with_their_reasons(driv
     open_page(driver, tmp_path, render(graph, "html"))
     panel = click_state(driver, "baseline")
     items = [li.text for li in panel.find_elements(By.CSS_SELECTOR, "section.accepts li")]
-    assert any(t.startswith("W605 The pathway (v1) cites only seed-review") for t in items)  # the whole protocol's
+    assert any(t.startswith("W605 The pathway (v2) cites only seed-review") for t in items)  # the whole protocol's
     assert any(t.startswith("W630 <b>reviewed</b> for this state") for t in items)  # this state's, as text
     assert not panel.find_elements(By.CSS_SELECTOR, "section.accepts b")
     other = click_state(driver, "maintenance")

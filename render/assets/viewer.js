@@ -362,7 +362,8 @@
   // one result of a panel step: "ALT 160 U/L (4× ULN)", "TBIL 1.1 mg/dL (0.92× ULN) from 2025-03-01"
   function exactText(r, key) {
     var exact = r[key + "_exact"];
-    if (typeof exact === "string" && exact.length <= 8) return exact;
+    // a short decimal as it is; a fraction (5/12) or a long decimal, rounded
+    if (typeof exact === "string" && exact.length <= 8 && exact.indexOf("/") < 0) return exact;
     var v = r[key];
     if (typeof v !== "number") return exact !== undefined ? String(exact) : "?";
     return exact !== undefined ? "≈" + (Math.round(v * 100) / 100) : String(v);
