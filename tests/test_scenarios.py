@@ -3,7 +3,8 @@
 Each suite runs through the `rxwatch test` command (main(argv), JSON output): every case must
 pass and together they must exercise every state and every rule of their protocol. Then the
 suites must notice when the protocol is changed in a way the pathway forbids (a threshold, a
-window, a timer): each mutation below makes at least the named case fail.
+window, a timer, a v2 rule on missing, split, early or duplicate results): each mutation below
+makes at least the named case fail.
 """
 
 from __future__ import annotations
@@ -54,38 +55,67 @@ def test_every_case_says_what_it_is_about_and_for_which_protocol(path: Path):
 
 # (protocol, text in the protocol, replacement, a case that must then fail)
 MUTATIONS = [
+    # grades and their exact boundaries
     (ANAKINRA, "= tx > 5 or", "= tx >= 5 or", "14-exact-grade-boundaries"),
     (ANAKINRA, "= 3 < tx <= 5", "= 3 <= tx <= 5", "14-exact-grade-boundaries"),
-    (ANAKINRA, "= 1 < tx <= 3 or", "= 1 <= tx <= 3 or", "14-exact-grade-boundaries"),
-    (ANAKINRA, "(tx > 3 and bili > 2)", "(tx > 3 and bili > 3)", "16-hys-law-with-bilirubin"),
-    (ANAKINRA, "(tx > 3 and INR > 1.5)", "(tx > 3 and INR > 2)", "17-tx4-without-bilirubin-then-inr"),
-    (ANAKINRA, "when severe or moderate or bili > 2 or INR > 1.5 -> baseline_abnormal",
-     "when severe or moderate or INR > 1.5 -> baseline_abnormal", "06-baseline-bilirubin-and-inr"),
-    (ANAKINRA, "or baseline_was_abnormal or recovered_from_moderate", "or recovered_from_moderate",
-     "05-baseline-mild-enhanced"),
-    (ANAKINRA, "hepatotoxic_comedication or baseline_was_abnormal", "baseline_was_abnormal",
-     "09-comedication-from-a-date"),
-    (ANAKINRA, "or baseline_was_abnormal or recovered_from_moderate", "or baseline_was_abnormal",
-     "10-moderate-hold-then-resume"),
-    (ANAKINRA, "if indication in {stills_disease, hlh_mas} {\n        do order_lfts due 2..4 weeks",
-     "if indication in {stills_disease} {\n        do order_lfts due 2..4 weeks", "03-hlh-mas-jaundice-then-recovery"),
-    (ANAKINRA, "when moderate or mild stay cite seed-review", "when moderate or mild -> persistent_elevation cite seed-review",
-     "11-moderate-reduce-then-persistent"),
-    (ANAKINRA, "do one of hold_anakinra, reduce_dose", "do one of reduce_dose, hold_anakinra",
-     "10-moderate-hold-then-resume"),
-    (ANAKINRA, "when tx <= 1 and bili <= 1 -> off_treatment", "when tx <= 1 -> off_treatment",
-     "15-severe-at-first-check-recovery-needs-bilirubin"),
+    (ANAKINRA, "= 1 < tx <= 3", "= 1 <= tx <= 3", "14-exact-grade-boundaries"),
+    (ANAKINRA, "(tx >= 3 and known(TBIL) and bili > 2)", "(tx > 3 and known(TBIL) and bili > 2)", "35-exact-boundaries-v2"),
+    (ANAKINRA, "(tx >= 3 and known(TBIL) and bili > 2)", "(tx >= 3 and known(TBIL) and bili > 3)", "16-hys-law-with-bilirubin"),
+    (ANAKINRA, "known(INR) and INR > 1.5", "known(INR) and INR > 2", "17-tx4-without-bilirubin-then-inr"),
+    (ANAKINRA, "= not anticoagulated and known(INR)", "= known(INR)", "52-anticoagulated-inr-not-read"),
+    (ANAKINRA, "bili > 1.5 and not gilbert_exempt", "bili >= 1.5 and not gilbert_exempt", "19-bilirubin-alone-mild-then-encephalopathy"),
+    (ANAKINRA, "bili > 3 and not gilbert_exempt", "bili > 4 and not gilbert_exempt", "50-maintenance-bilirubin-alone-severe"),
+    (ANAKINRA, "known(ALP) and alp > 2.5", "known(ALP) and alp >= 2.5", "43-cholestatic-rise-at-first-check"),
+    (ANAKINRA, "gilbert_syndrome and known(DBIL) and", "gilbert_syndrome and", "51-gilbert-syndrome"),
+    (ANAKINRA, "= bili_rise or alp_rise or inr_high", "= bili_rise or inr_high", "40-side-rise-without-transaminases"),
+    # missing, split, early and duplicate results; orders and reminders
+    (ANAKINRA, "results valid for 3 days", "results valid for 0 days", "29-split-panel-hys-law"),
+    (ANAKINRA, "fulfilled by ALT or AST", "fulfilled by ALT or AST or INR", "32-inr-only-anticoagulation-clinic"),
+    (ANAKINRA, "reminders every 4 weeks", "reminders every 5 weeks", "28-baseline-overdue-still-open"),
+    (ANAKINRA, "when fulfilled(order_lfts) -> maintenance cite seed-review\n    otherwise stay cite rxwatch-convention",
+     "otherwise -> maintenance cite seed-review", "30-early-result-stills"),
+    (ANAKINRA, "= tx >= 3 and (not known(TBIL)", "= tx >= 4 and (not known(TBIL)", "17-tx4-without-bilirubin-then-inr"),
+    (ANAKINRA, "when tx <= 1 and known(TBIL) and bili <= 1", "when tx <= 1 and bili <= 1", "15-severe-at-first-check-recovery-needs-bilirubin"),
+    # baseline and schedules
+    (ANAKINRA, "= tx >= 1.5 or severe", "= tx > 1.5 or severe", "35-exact-boundaries-v2"),
+    (ANAKINRA, "when indication in {stills_disease, hlh_mas} and abnormal_baseline",
+     "when indication in {stills_disease} and abnormal_baseline", "39-hlh-abnormal-baseline-starts"),
+    (ANAKINRA, "= indication in {stills_disease, hlh_mas} or liver_disease", "= indication in {stills_disease} or liver_disease",
+     "03-hlh-mas-jaundice-then-recovery"),
+    (ANAKINRA, "or (baseline_was_abnormal and since(start_anakinra) < 6 months)",
+     "or (baseline_was_abnormal and since(start_anakinra) < 7 months)", "05-baseline-mild-enhanced"),
+    (ANAKINRA, "= liver_disease or hepatotoxic_comedication\n", "= liver_disease\n", "09-comedication-from-a-date"),
+    (ANAKINRA, "or (recovered and since entry < 6 months)", "", "12-mild-persistent-no-resume"),
     (ANAKINRA, "do order_lfts due 3..4 months", "do order_lfts due 2..4 months", "01-routine-normal-panels"),
+    (ANAKINRA, "set urgent_panel = true", "set urgent_panel = false", "21-jaundice-in-maintenance"),
+    # elevations
+    (ANAKINRA, "(mild or side_rise) and since entry >= 14 days", "(mild or side_rise) and since entry >= 7 days",
+     "36-persistence-needs-14-days"),
+    (ANAKINRA, "when moderate and resumed -> stopped", "when moderate and dose_modified -> stopped",
+     "37-positive-rechallenge-in-maintenance"),
+    (ANAKINRA, "do one of hold_anakinra, reduce_dose", "do one of reduce_dose, hold_anakinra", "10-moderate-hold-then-resume"),
     (LEFLUNOMIDE, "after 6 months since start_leflunomide", "after 26 weeks since start_leflunomide",
      "08-six-months-by-the-calendar"),
-    (LEFLUNOMIDE, "since(start_leflunomide) < 6 months", "since(start_leflunomide) < 7 months",
-     "07-reduced-to-long-term-calendar"),
-    (LEFLUNOMIDE, "when alt > 2 -> contraindicated", "when alt >= 2 -> contraindicated",
-     "05-exact-thresholds-and-mild-rise"),
+    (LEFLUNOMIDE, "since(start_leflunomide) < 6 months", "since(start_leflunomide) < 7 months", "07-reduced-to-long-term-calendar"),
+    (LEFLUNOMIDE, "when alt > 2 -> contraindicated", "when alt >= 2 -> contraindicated", "05-exact-thresholds-and-mild-rise"),
     (LEFLUNOMIDE, "when liver_disease -> contraindicated", "when liver_disease and alt > 2 -> contraindicated",
      "02-liver-disease-contraindicated-at-once"),
-    (LEFLUNOMIDE, "when 2 < alt <= 3 -> reduced", "when 2 <= alt < 3 -> reduced", "06-reduced-back-to-first-six-months"),
-    (LEFLUNOMIDE, "when alt <= 1 -> recovered", "when alt < 1 -> recovered", "09-reduced-persistent-interrupted-recovered"),
+    (LEFLUNOMIDE, "= 2 < alt <= 3", "= 2 <= alt < 3", "06-confirm-reduce-late-repeat"),
+    (LEFLUNOMIDE, "when reduce_band stay cite rxwatch-convention", "when reduce_band -> reduced cite rxwatch-convention",
+     "16-confirm-reduce-reread-then-interrupt"),
+    (LEFLUNOMIDE, "= max(xuln(ALT), xuln(AST))", "= xuln(ALT)", "14-ast-without-alt-interrupts"),
+    (LEFLUNOMIDE, "= alt >= 3 and known(TBIL) and bili > 2", "= alt > 3 and known(TBIL) and bili > 2", "15-hys-law-in-first-six-months"),
+    (LEFLUNOMIDE, "alt > 2 and since entry >= 14 days", "alt > 2 and since entry >= 7 days", "07-reduced-to-long-term-calendar"),
+    (LEFLUNOMIDE, "when alt <= 1 and since entry >= 14 days -> washout", "when alt <= 1 -> washout",
+     "09-reduced-persistent-interrupted-washout"),
+    (LEFLUNOMIDE, "when alt > 3 and fulfilled(order_lfts) -> washout", "when alt > 3 -> washout",
+     "21-reduced-severe-second-weekly-panel"),
+    (LEFLUNOMIDE, "if mtx_or_immunosuppressant {", "if not mtx_or_immunosuppressant {", "19-methotrexate-throughout"),
+    (LEFLUNOMIDE, "when has_transaminases and alt <= 1 -> stopped_for_good", "when has_transaminases and alt <= 2 -> stopped_for_good",
+     "27-ended-otherwise-in-watch-band"),
+    (LEFLUNOMIDE, "do one of cholestyramine_washout, no_washout", "do one of no_washout, cholestyramine_washout",
+     "12-ended-otherwise-while-reduced"),
+    (LEFLUNOMIDE, "reminders every 4 weeks", "reminders every 5 weeks", "13-first-panel-overdue"),
 ]
 
 
