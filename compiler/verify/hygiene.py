@@ -68,8 +68,10 @@ def _used(graph) -> dict[str, set]:
     g = graph.graph
     used = {w: set() for w in ("lab", "fact", "event", "action", "source", "var", "let", "set")}
     for t in all_trees(graph):
-        for op in ("lab", "fact", "var", "let", "action"):
-            used[op].update(ir.refs(t, op))
+        for node in ir.walk(t):
+            op = node.get("op")
+            if op in ("lab", "fact", "var", "let", "action"):
+                used[op].add(node["name"])
     for decl in (g.get("actions") or {}).values():
         used["lab"].update(decl.get("orders") or ())
     for table in ("labs", "facts", "vars", "events", "actions", "lets"):

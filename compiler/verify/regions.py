@@ -589,8 +589,8 @@ def search(enc: smt.Encoder, prover, ctx_lit, phi_lit, subs: list[Subject], ins:
             return prover.holds(ctx_lit, phi_lit, lit(trial), z3.Not(lit(old)))
 
         # drop the subjects that do not matter: first those with a value in the model, then the
-        # unknown ones without thresholds (keeping those whose intervals can widen)
-        for s in sorted(subs, key=lambda s: (not _valued(box[s.key]), bool(s.thresholds))):
+        # unknown ones derived from labs (keeping a missing lab, the likelier cause)
+        for s in sorted(subs, key=lambda s: (not _valued(box[s.key]), bool(s.lab or s.alias))):
             trial = dict(box)
             del trial[s.key]
             if inside(trial):
