@@ -42,7 +42,7 @@ from typing import Any, Callable, Mapping
 from rxwatch.compiler import ir
 
 from .expr import _NO_ORDERS, MAX_DATE, Compiler, Ctx, ExprError, exact_q, protocol_line, register, shift
-from .timeline import ClinicalEvent, Choice, FactChange, LabResult, Timeline
+from .timeline import ClinicalEvent, Choice, FactChange, LabResult, Timeline, latest_results
 
 __all__ = ["MAX_TRANSITIONS_PER_DAY", "Machine", "SimulationError", "simulate"]
 
@@ -433,13 +433,6 @@ def _iso(isos: dict, day: datetime.date) -> str:
     if text is None:
         text = isos[day] = day.isoformat()
     return text
-
-
-def _exact_result(res: LabResult) -> LabResult:
-    import dataclasses
-
-    return dataclasses.replace(res, value=ir.exact(res.value),
-                               uln=None if res.uln is None else ir.exact(res.uln))
 
 
 def put_number(d: dict, key: str, q) -> None:
@@ -887,12 +880,10 @@ class _Run(Ctx):
         panel: dict = {}
         ulns = None
         replaced = None
-        for res in results:
+        for res in results:  # in the day's order (timeline.py): a later result of a lab replaces an earlier one
             lab = res.lab
-            if lab in panel:  # a second result of the lab today: the later counts
-                if replaced is None:
-                    replaced = []
-                replaced.append(next(r for r in reversed(results[:results.index(res)]) if r.lab == lab))
+            if lab in panel and replaced is None:
+                replaced = latest_results(results)[1]
             panel[lab] = exact_q(res.value)  # a float (a Timeline built in code) stands for its decimal
             if res.uln is not None:
                 if ulns is None:
