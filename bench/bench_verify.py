@@ -9,7 +9,7 @@ Prints figures and ratios; asserts nothing. What it measures:
    analyses and with `--no-verify` (the peer run), and the cost of `import z3` alone.
    Target (issue 5): under 1 s wall time with the analyses.
 2. in process: analyse() on each shipped protocol after compiling it, and the number of
-   solver queries.
+   solver queries; explain() (what `rxwatch check --explain` adds), and its regions.
 3. size: generated protocols of N states (N = 100, 1000 by default). Two shapes:
    'distinct': every state's guards have their own thresholds, so no handler's analysis can
    be reused (the worst case); 'repeated': every state grades panels alike, as real protocols
@@ -140,6 +140,15 @@ def counted_analyse(graph):
         prover.Prover.__init__ = init
 
 
+def timed_explain(graph):
+    from rxwatch.compiler.verify import explain
+
+    gc.collect()
+    t0 = time.perf_counter()
+    items = explain(graph)
+    return time.perf_counter() - t0, items
+
+
 def machine() -> str:
     import z3
 
@@ -165,8 +174,10 @@ def main() -> int:
     cmd = [str(RXWATCH), "check", str(ANAKINRA)]
     nov = wall(cmd[:2] + ["--no-verify"] + cmd[2:], args.runs)
     ver = wall(cmd, args.runs)
+    exp = wall(cmd[:2] + ["--explain"] + cmd[2:], args.runs)
     print(f"rxwatch check --no-verify anakinra       {fmt(nov)}")
     print(f"rxwatch check anakinra                   {fmt(ver)}  (target < 1 s)")
+    print(f"rxwatch check --explain anakinra         {fmt(exp)}")
     print(f"ratio with/without the analyses          {min(ver) / min(nov):.2f}x (best runs), +{min(ver) - min(nov):.3f} s")
 
     print("\n# 2. in process: analyse() after compile_source(verify=False)")
@@ -182,6 +193,12 @@ def main() -> int:
             ta, q, fs = counted_analyse(r.graph)
             times.append(ta)
         print(f"{path.name:34} compile {tc:.3f} s; analyse best {min(times) * 1000:.1f} ms ({q} solver queries, {len(fs)} findings)")
+        times = []
+        for _ in range(3):
+            te, items = timed_explain(r.graph)
+            times.append(te)
+        regions = sum(len(u.regions.regions) for u in items)
+        print(f"{'':34} explain best {min(times) * 1000:.1f} ms ({len(items)} handlers can be unassessable, {regions} regions)")
 
     print("\n# 3. generated protocols")
     for n in (int(x) for x in args.sizes.split(",")):

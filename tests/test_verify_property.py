@@ -233,9 +233,9 @@ def grid(graph, names: set) -> list[Inputs]:
     at least one result (D, never read, is there when nothing else is), and an order fulfilled
     only by results of A or C."""
     axes = [
-        QUARTERS if "A" in names else [None],
+        QUARTERS if "A" in names else ([None, 1] if "order" in names else [None]),  # A or C fulfil the order
         QUARTERS if "B" in names else [None],
-        HALVES if "C" in names else ([None, 1] if "order" in names else [None]),  # C can fulfil the order
+        HALVES if "C" in names else ([None, 1] if "order" in names else [None]),
         [False, True] if "f" in names else [False],
         ["x", "y", "z"] if "e" in names else ["x"],
         [False, True] if "order" in names else [False],

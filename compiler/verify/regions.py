@@ -146,38 +146,9 @@ def subjects(enc: smt.Encoder, trees: Iterable[Mapping | None]) -> list[Subject]
             if t.get("op") == "let" and t["name"] not in seen and t["name"] in enc.lets:
                 seen.add(t["name"])
                 stack.append(enc.lets[t["name"]]["expr"])
+    finder = _Finder(enc, out)
     for t in nodes:
-        op = t.get("op")
-        if op == "compare":
-            vals = [enc.value(a) for a in t["args"]]
-            for i, o in enumerate(t["ops"]):
-                _link(enc, out, t, i, o, t["args"][i], t["args"][i + 1], vals[i], vals[i + 1])
-        elif op == "in":
-            a = enc.value(t["arg"])
-            if isinstance(a, smt.Enm) and t["arg"].get("op") in ("fact", "var"):
-                s = _subject(enc, out, t["arg"], "enum")
-                for m in t["members"]:
-                    _add(s.thresholds, m)
-            elif isinstance(a, smt.Enm):
-                _atom(enc, out, t, enc.value(t))
-        elif op == "call" and t.get("func") == "known":
-            a = t["args"][0]
-            if a.get("op") == "lab":
-                _subject(enc, out, a, "num")
-            else:
-                v = enc.value(a)
-                if isinstance(v, smt.Num):
-                    _subject(enc, out, a, "num")
-                elif isinstance(v, smt.Enm) and a.get("op") in ("fact", "var"):
-                    _subject(enc, out, a, "enum")
-                elif isinstance(v, smt.Since):
-                    _time_subject(enc, out, v.action)
-                elif not isinstance(v, (smt.Lit, smt.Dur)):
-                    _atom(enc, out, t, enc.value(t))
-        elif op == "call" and t.get("func") == "fulfilled":
-            _atom(enc, out, t, enc.value(t))
-        elif op in ("fact", "var") and isinstance(enc.value(t), smt.Boo):
-            _atom(enc, out, t, enc.value(t))
+        finder.visit(t)
     result = list(out.values())
     # a lab read only as known(L), whose knownness is that of a value compared with numbers
     # (known(TBIL) and bili = xuln(TBIL)), is that value's "unknown": one subject, not two
@@ -197,12 +168,68 @@ def subjects(enc: smt.Encoder, trees: Iterable[Mapping | None]) -> list[Subject]
     return result
 
 
+class _Finder(ir.Visitor):
+    """Registers the subjects a node makes (a node at a time: `subjects` walks the trees)."""
+
+    def __init__(self, enc: smt.Encoder, out: dict) -> None:
+        self.enc, self.out = enc, out
+
+    def _nothing(self, t):
+        return None
+
+    visit_num = visit_bool = visit_enum = visit_duration = visit_lab = visit_let = visit_action = _nothing
+    visit_since_entry = visit_neg = visit_add = visit_sub = visit_mul = visit_div = _nothing
+    visit_not = visit_and = visit_or = _nothing
+
+    def visit_compare(self, t):
+        enc = self.enc
+        vals = [enc.value(a) for a in t["args"]]
+        for i, o in enumerate(t["ops"]):
+            _link(enc, self.out, o, t["args"][i], t["args"][i + 1], vals[i], vals[i + 1])
+
+    def visit_in(self, t):
+        enc, out = self.enc, self.out
+        a = enc.value(t["arg"])
+        if isinstance(a, smt.Enm) and t["arg"].get("op") in ("fact", "var"):
+            s = _subject(enc, out, t["arg"], "enum")
+            for m in t["members"]:
+                _add(s.thresholds, m)
+        elif isinstance(a, smt.Enm):
+            _atom(enc, out, t, enc.value(t))
+
+    def visit_call(self, t):
+        enc, out = self.enc, self.out
+        if t["func"] == "fulfilled":
+            _atom(enc, out, t, enc.value(t))
+        if t["func"] != "known":
+            return
+        a = t["args"][0]
+        if a.get("op") == "lab":
+            _subject(enc, out, a, "num")
+            return
+        v = enc.value(a)
+        if isinstance(v, smt.Num):
+            _subject(enc, out, a, "num")
+        elif isinstance(v, smt.Enm) and a.get("op") in ("fact", "var"):
+            _subject(enc, out, a, "enum")
+        elif isinstance(v, smt.Since):
+            _time_subject(enc, out, v.action)
+        elif not isinstance(v, (smt.Lit, smt.Dur)):
+            _atom(enc, out, t, enc.value(t))
+
+    def _named(self, t):
+        if isinstance(self.enc.value(t), smt.Boo):
+            _atom(self.enc, self.out, t, self.enc.value(t))
+
+    visit_fact = visit_var = _named
+
+
 def _add(xs: list, x) -> None:
     if x not in xs:
         xs.append(x)
 
 
-def _link(enc, out, node, i, op, a, b, va, vb) -> None:
+def _link(enc, out, op, a, b, va, vb) -> None:
     if isinstance(va, smt.Num) and isinstance(vb, smt.Num):
         ca, cb = _constant(a, va), _constant(b, vb)
         if ca is None and cb is not None:

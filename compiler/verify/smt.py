@@ -662,7 +662,7 @@ class Encoder(ir.Visitor):
             return self.boo(self.conj(sa.known, sb.known), cmp(sa.days, sb.days))
         if isinstance(a, Dur) and isinstance(b, Dur):
             r = cmp(self.duration_days(TODAY, a), self.duration_days(TODAY, b))
-            return Boo(r, self.neg(r)) if not isinstance(r, bool) else Boo(self.bool(r), self.bool(not r))
+            return Boo(r, self.neg(r))
         raise VerifyError("a duration can only be compared with a duration")
 
     # -- what actions change (the zero-time loop analysis follows rules symbolically)

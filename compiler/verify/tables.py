@@ -43,12 +43,14 @@ def check(graph, enc: smt.Encoder, prover: Prover, out: list[Finding], dead: set
     """Append findings to `out`; add the keys of rules that can never fire to `dead`."""
     cache: dict[tuple, list] = {}
     must = must_recommended(graph)
+    reads: dict[tuple, set] = {}
     for state, h, rules in handlers(graph):
         trigger = h.get("trigger")
         if trigger == "panel" and not enc.labs:
             continue  # no labs declared: no panel can arrive, there is nothing to ask
-        known = _known_since(enc, h, rules, must.get(state, set()))
-        key = (*_key(h, rules), known)
+        base = _key(h, rules)
+        known = _known_since(enc, h, rules, must.get(state, set()), reads, base)
+        key = (*base, known)
         verdicts = cache.get(key)
         if verdicts is None:
             try:
@@ -78,10 +80,13 @@ def _key(h: dict, rules: list) -> tuple:
             tuple(json.dumps(r.get("guard"), sort_keys=True) for r in rules))
 
 
-def _known_since(enc: smt.Encoder, h: dict, rules: list, must: set[str]) -> tuple[str, ...]:
+def _known_since(enc: smt.Encoder, h: dict, rules: list, must: set[str], reads: dict, key: tuple) -> tuple[str, ...]:
     """The actions whose since() the guards read and that are known in this handler: every
-    way into the state recommended them, or the handler's timer counts from them."""
-    read = enc.inputs_of(r.get("guard") for r in rules).actions
+    way into the state recommended them, or the handler's timer counts from them. (`reads`
+    caches the actions read by the guards of handler `key`.)"""
+    read = reads.get(key)
+    if read is None:
+        read = reads[key] = enc.inputs_of(r.get("guard") for r in rules).actions
     timer = (h.get("timer") or {}).get("since") if h.get("trigger") == "timer" else None
     return tuple(sorted(a for a in read if a in must or a == timer))
 
@@ -377,12 +382,14 @@ def unassessable(graph, enc: smt.Encoder, prover: Prover, limit: int = regions.L
     out = []
     cache: dict[tuple, regions.Regions | None] = {}
     must = must_recommended(graph)
+    reads: dict[tuple, set] = {}
     for state, h, rules in handlers(graph):
         trigger = h.get("trigger")
         if trigger == "panel" and not enc.labs:
             continue
-        known = _known_since(enc, h, rules, must.get(state, set()))
-        key = (*_key(h, rules), known)
+        base = _key(h, rules)
+        known = _known_since(enc, h, rules, must.get(state, set()), reads, base)
+        key = (*base, known)
         if key not in cache:
             tab = Table(enc, prover, rules, h, known)
             with prover.scope():
