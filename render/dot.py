@@ -422,36 +422,47 @@ def _key_label(plan: Plan, ink: _Ink, def_columns: int = 2) -> str:
                   + "".join(f'<TD ALIGN="LEFT" VALIGN="TOP" BALIGN="LEFT">{c}</TD>' for c in cells) + "</TR></TABLE>")
 
 
-def box_sizes(plan: Plan) -> dict[str, tuple[float, float]]:
-    """Each box's estimated size as `dot` draws it (points): its label (`layout.size`), the
-    node's margins, a terminal state's second border, the start mark beside the initial one."""
+def plain_labels(plan: Plan) -> dict[str, str]:
+    """Every box's and shared-rules box's label, without a patient's path."""
     plain = _Ink(plan, None)
+    out = {b.id: _box_label(plain, b) for b in plan.boxes}
+    out.update((grp.id, _group_label(plain, grp)) for grp in plan.groups)
+    return out
+
+
+def box_sizes(plan: Plan, labels: dict[str, str] | None = None) -> dict[str, tuple[float, float]]:
+    """Each box's estimated size as `dot` draws it (points): its label (`layout.size`; `labels`
+    from `plain_labels`), the node's margins, a terminal state's second border, the start mark
+    beside the initial one."""
+    labels = plain_labels(plan) if labels is None else labels
     mx, my = (float(v) * 72 for v in NODE_MARGIN.split(","))
     sizes = {}
     for b in plan.boxes:
-        w, h = layout.size(_box_label(plain, b))
+        w, h = layout.size(labels[b.id])
         extra = 2 * PERIPHERY_GAP if b.kind == "terminal" else 0
         start = START_WIDTH + NODESEP * 72 if b.kind == "initial" else 0
         sizes[b.id] = (w + 2 * mx + extra + start, h + 2 * my + extra)
     for grp in plan.groups:
-        w, h = layout.size(_group_label(plain, grp))
+        w, h = layout.size(labels[grp.id])
         sizes[grp.id] = (w + 2 * mx, h + 2 * my)
     return sizes
 
 
-def arrangement(plan: Plan) -> layout.Arrangement:
+def arrangement(plan: Plan, labels: dict[str, str] | None = None) -> layout.Arrangement:
     """The rows and the key's place and shape that draw `plan` largest on the page (see
-    `layout`), from the chart without a patient's path: a trace never moves a box."""
+    `layout`), from the chart without a patient's path (`labels`: `plain_labels`): a trace
+    never moves a box."""
     plain = _Ink(plan, None)
     header = layout.size(_header_label(plan, plain))
     keys = [layout.size(_key_label(plan, plain, n)) for n in KEY_COLUMNS]
     page = tuple(float(v) * 72 for v in PAGE_SIZE.split(","))
-    return layout.arrange(plan.order, box_sizes(plan), header, keys, page, (NODESEP * 72, RANKSEP * 72))
+    return layout.arrange(plan.order, box_sizes(plan, labels), header, keys, page, (NODESEP * 72, RANKSEP * 72))
 
 
 def digraph(plan: Plan, overlay: Overlay | None = None) -> graphviz.Digraph:
     """The flowchart as a graphviz.Digraph (its `.source` is the DOT text)."""
     ink = _Ink(plan, overlay)
+    plain = plain_labels(plan)  # the labels without a path: they size the boxes
     dot = graphviz.Digraph(name=plan.name or "protocol")
     dot.attr(
         "graph",
@@ -482,7 +493,7 @@ def digraph(plan: Plan, overlay: Overlay | None = None) -> graphviz.Digraph:
             style="rounded,filled" if b.kind == "terminal" else "filled",
             fillcolor=fill if on or not ink.tracing else _fade(fill),
             penwidth=f"{pen:g}",
-            label=_box_label(ink, b),
+            label=_box_label(ink, b) if ink.tracing else plain[b.id],
         )
         if b.kind == "terminal":
             attrs["peripheries"] = "2"
@@ -498,7 +509,7 @@ def digraph(plan: Plan, overlay: Overlay | None = None) -> graphviz.Digraph:
         on = ink.rules_on(k for d in grp.decisions for r in d.rows for k in r.rules)
         dot.node(grp.id, id=grp.id, shape="box", style="dashed,rounded,filled", fillcolor="#ffffff",
                  color=PATH if ink.tracing and on else FADED_LINE if ink.tracing else "#555555",
-                 penwidth="1.4", label=_group_label(ink, grp))
+                 penwidth="1.4", label=_group_label(ink, grp) if ink.tracing else plain[grp.id])
     initial = next((b for b in plan.boxes if b.kind == "initial"), None)
     if initial is not None:
         color = PATH if ink.tracing else INK
@@ -507,7 +518,7 @@ def digraph(plan: Plan, overlay: Overlay | None = None) -> graphviz.Digraph:
         dot.edge("__start__", initial.id, id="start_arrow", color=color, penwidth="2.5" if ink.tracing else "1.2")
 
     # rows: each a rank, in order; the rules' arrows do not move boxes between rows
-    arr = arrangement(plan)
+    arr = arrangement(plan, plain)
     rows = [list(row) for row in arr.rows]
     if arr.key_in_row and rows:
         rows[-1].append("__key__")

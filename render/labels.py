@@ -303,11 +303,11 @@ class Phrases(ir.Visitor):
         return Phrase(" and ".join(parts), AND)
 
     def visit_or(self, t):
-        parts = [self.visit(a).at(OR) for a in t["args"]]
+        ps = [self.visit(a) for a in t["args"]]
+        parts = [p.at(OR) for p in ps]
         # "ALT or AST > 5× ULN" already holds an "or": separate alternatives more strongly
         sep = "; or " if any(" or " in p or " and " in p for p in parts) else " or "
-        alternatives = tuple(self.visit(a).at(AND) for a in t["args"])
-        return Phrase(sep.join(parts), OR, alternatives=alternatives)
+        return Phrase(sep.join(parts), OR, alternatives=tuple(p.at(AND) for p in ps))
 
 
 def _all_of(labs: list[str]) -> str:

@@ -17,7 +17,6 @@ or without it.
 
 from __future__ import annotations
 
-import html
 import itertools
 import math
 import re
@@ -28,6 +27,7 @@ LEAD = 1.1  # line height, in ems
 DEFAULT_SIZE = 14.0  # Graphviz's default font size (points)
 MAX_ROWS = 4
 TOKEN = re.compile(r"<[^>]*>|[^<]+")
+_ENTITY = re.compile(r"&(?:#\d+|#x[0-9a-fA-F]+|\w+);")
 _NUM = {key: re.compile(rf'(?<![A-Z-]){key}="([\d.]+)"')
         for key in ("BORDER", "CELLPADDING", "CELLSPACING", "COLSPAN", "WIDTH", "POINT-SIZE")}
 EXHAUSTIVE = 5000  # at most this many ways to cut the boxes into rows are tried one by one
@@ -108,7 +108,8 @@ def _cell(toks: list[str], i: int, font: float) -> tuple[int, float, float]:
             total_h += line_h or fonts[-1] * LEAD
             line_w = line_h = 0.0
         elif not t.startswith("<"):
-            line_w += len(html.unescape(t)) * fonts[-1] * CHAR
+            stripped, entities = _ENTITY.subn("", t)  # &amp; &#160; ... are one character each
+            line_w += (len(stripped) + entities) * fonts[-1] * CHAR
             line_h = max(line_h, fonts[-1] * LEAD)
         i += 1
     if line_w or line_h:

@@ -8,10 +8,10 @@ missing results can leave it not assessable, and which results the rules check f
 themselves (`known(TBIL) and bili > 2`).
 
 `analyse(graph, guards, mode)` answers for one handler. For every set of missing labs among
-those its guards read (through lets, `ir.labs_read`), it evaluates each guard over the
+those its guards read (through lets, as `ir.labs_read` reads them), it evaluates each guard over the
 *possible* values: true, false, unknown, or a known number. A lab in the set is unknown, any
 other lab is a known number of any value; facts are always known; a variable is known unless
-a `set` gives it a value that is not a literal; `known(X)` follows the set exactly;
+a `set` gives it a value that can be unknown; `known(X)` follows the set exactly;
 `fulfilled(ACTION)` may be either. The handler can be not assessable for that set when some
 guard can be unknown while every earlier one can be false (first match), or, in an
 `exclusive` handler, while none has to be true. The result lists the smallest such sets:
@@ -57,52 +57,100 @@ class Missing:
                 "blocking": None if self.blocking is None else [list(s) for s in self.blocking]}
 
 
+class Analyser:
+    """`analyse` for every handler of one graph: what holds for the whole graph (the variables
+    that can be unknown) is worked out once."""
+
+    def __init__(self, graph):
+        self.graph = graph
+        self.g = graph.graph
+        self.lets = self.g.get("lets", {})
+        self.unknown_vars = _unknown_vars(graph)
+        # missing labs -> the possible values of each let then (lets are shared by the handlers)
+        self._lets: dict[frozenset[str], dict[str, frozenset]] = {}
+        self._reads = _Reads(self.lets)
+
+    def __call__(self, guards: list[Mapping | None], mode: str | None) -> Missing | None:
+        """What missing results do to the handler whose rules have `guards` (None: `otherwise`
+        or an unguarded rule), in order; None when its guards read no lab."""
+        reads: dict[str, None] = {}
+        checked: dict[str, None] = {}
+        for t in guards:
+            if t is not None:
+                r, c = self._reads.visit(t)
+                reads.update(dict.fromkeys(r))
+                checked.update(dict.fromkeys(c))
+        if not reads:
+            return None
+        labs = tuple(reads)
+        if len(labs) > MAX_LABS:
+            return Missing(labs, tuple(checked), None)
+        found: list[frozenset[str]] = []
+        for size in range(len(labs) + 1):
+            for combo in itertools.combinations(labs, size):
+                missing = frozenset(combo)
+                if any(f <= missing for f in found):
+                    continue  # a smaller set already blocks: only the smallest are listed
+                values = _Possible(self.g, missing, self.unknown_vars, self._lets.setdefault(missing, {}))
+                possible = [values.visit(t) if t is not None else None for t in guards]
+                if _can_block(possible, mode):
+                    found.append(missing)
+        blocking = tuple(tuple(lab for lab in labs if lab in f) for f in found)
+        return Missing(labs, tuple(checked), blocking)
+
+
 def analyse(graph, guards: list[Mapping | None], mode: str | None) -> Missing | None:
-    """What missing results do to the handler whose rules have `guards` (None: `otherwise` or
-    an unguarded rule), in order; None when its guards read no lab."""
-    g = graph.graph
-    lets = g.get("lets", {})
-    trees = [t for t in guards if t is not None]
-    reads: dict[str, None] = {}
-    checked: dict[str, None] = {}
-    for t in trees:
-        for node in _nodes(t, lets):
-            if node.get("op") == "call" and node.get("func") == "known":
-                for lab in ir.refs(node, "lab"):
-                    checked.setdefault(lab, None)
-                    reads.setdefault(lab, None)
-        reads.update(dict.fromkeys(ir.labs_read(t, lets)))
-    if not reads:
-        return None
-    labs = tuple(reads)
-    if len(labs) > MAX_LABS:
-        return Missing(labs, tuple(checked), None)
-    unknown_vars = _unknown_vars(graph)
-    found: list[frozenset[str]] = []
-    for size in range(len(labs) + 1):
-        for combo in itertools.combinations(labs, size):
-            missing = frozenset(combo)
-            if any(f <= missing for f in found):
-                continue  # a smaller set already blocks: only the smallest are listed
-            values = _Possible(g, missing, unknown_vars)
-            possible = [values.visit(t) if t is not None else None for t in guards]
-            if _can_block(possible, mode):
-                found.append(missing)
-    blocking = tuple(tuple(lab for lab in labs if lab in f) for f in found)
-    return Missing(labs, tuple(checked), blocking)
+    """What missing results do to one handler of `graph` (see `Analyser`)."""
+    return Analyser(graph)(guards, mode)
 
 
-def _nodes(t: Mapping, lets: Mapping):
-    """Every node of `t` and of the lets it uses, each let once (ir.walk, ir.let_refs)."""
-    seen: set[str] = set()
-    todo = [t]
-    while todo:
-        tree = todo.pop()
-        yield from ir.walk(tree)
-        for name in ir.let_refs(tree):
-            if name not in seen and (lets.get(name) or {}).get("expr") is not None:
-                seen.add(name)
-                todo.append(lets[name]["expr"])
+class _Reads(ir.Visitor):
+    """The labs an expression reads (as `ir.labs_read`: through the lets it uses, `known(X)`
+    reading none) and, apart, the labs it tests with `known()`: (reads, checked), each in order
+    of first use, the checked ones among the reads too. A let's answer is kept: lets are shared."""
+
+    def __init__(self, lets: Mapping):
+        self.lets = lets
+        self._memo: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
+
+    def _none(self, t):
+        return (), ()
+
+    visit_num = visit_bool = visit_enum = visit_duration = visit_fact = visit_var = _none
+    visit_action = visit_since_entry = _none
+
+    def visit_lab(self, t):
+        return (t["name"],), ()
+
+    def visit_let(self, t):
+        name = t["name"]
+        if name not in self._memo:
+            self._memo[name] = (), ()  # a cycle (never in a checked graph) reads nothing more
+            expr = (self.lets.get(name) or {}).get("expr")
+            self._memo[name] = self.visit(expr) if expr is not None else ((), ())
+        return self._memo[name]
+
+    def _union(self, parts) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        reads: dict[str, None] = {}
+        checked: dict[str, None] = {}
+        for r, c in parts:
+            reads.update(dict.fromkeys(r))
+            checked.update(dict.fromkeys(c))
+        return tuple(reads), tuple(checked)
+
+    def visit_call(self, t):
+        if t["func"] == "fulfilled":
+            return (), ()
+        if t["func"] == "known":  # reads no value, but tells which results the rule checks for
+            labs = tuple(dict.fromkeys(lab for a in t["args"] for lab in self.visit(a)[0]))
+            return labs, labs
+        return self._union(self.visit(a) for a in t["args"])
+
+    def _children(self, t):
+        return self._union(self.visit(c) for c in ir.children(t))
+
+    visit_neg = visit_add = visit_sub = visit_mul = visit_div = _children
+    visit_compare = visit_in = visit_not = visit_and = visit_or = _children
 
 
 def _can_block(possible: list[frozenset | None], mode: str | None) -> bool:
@@ -121,19 +169,28 @@ def _can_block(possible: list[frozenset | None], mode: str | None) -> bool:
 
 
 def _unknown_vars(graph) -> set[str]:
-    """Variables that a `set` can make unknown: those given a value that is not a literal."""
-    out: set[str] = set()
+    """Variables that a `set` can make unknown: those given a value that can be unknown when
+    results are missing (or that reads such a variable), found by repeating until nothing
+    changes."""
+    g = graph.graph
+    sets: list[tuple[str, dict]] = []
     todo = [a for _, d in graph.nodes(data=True) for a in d.get("entry", ())]
     todo += [a for _, _, d in graph.edges(data=True) for a in d.get("actions", ())]
     while todo:
         a = todo.pop()
         kind = a.get("kind")
-        if kind == "set" and a.get("value", {}).get("op") not in ("num", "bool", "enum"):
-            out.add(a["var"])
+        if kind == "set" and a.get("value") is not None:
+            sets.append((a["var"], a["value"]))
         elif kind == "if":
             todo.extend(a.get("then", ()))
             todo.extend(a.get("else", ()))
-    return out
+    every_lab = frozenset(g.get("labs", {}))
+    out: set[str] = set()
+    while True:
+        grown = {var for var, value in sets if var not in out and U in _Possible(g, every_lab, out).visit(value)}
+        if not grown:
+            return out
+        out |= grown
 
 
 def _and(sets) -> frozenset:
@@ -164,11 +221,12 @@ def _value(p: frozenset) -> frozenset:
 class _Possible(ir.Visitor):
     """The possible values of an expression when exactly the labs in `missing` have no result."""
 
-    def __init__(self, g: Mapping, missing: frozenset[str], unknown_vars: set[str]):
+    def __init__(self, g: Mapping, missing: frozenset[str], unknown_vars: set[str],
+                 lets: dict[str, frozenset] | None = None):
         self.g = g
         self.missing = missing
         self.unknown_vars = unknown_vars
-        self._lets: dict[str, frozenset] = {}
+        self._lets: dict[str, frozenset] = {} if lets is None else lets  # let -> its possible values
 
     def visit_num(self, t):
         return ANY_NUMBER

@@ -21,7 +21,7 @@ import json
 from dataclasses import dataclass, field
 
 from .labels import Labels, Line, duration
-from .missing import Missing, analyse
+from .missing import Analyser, Missing
 from .tone import declared, tones
 
 GROUP_MIN = 3  # states that must share a handler for it to be drawn once on a group box
@@ -146,6 +146,7 @@ def build(graph) -> Plan:
     g = graph.graph
     edges = {k: (u, v, d) for u, v, k, d in graph.edges(keys=True, data=True)}
     severity = tones(graph)
+    analyse = Analyser(graph)
 
     # handlers held identically by several states: drawn once, on a group box
     def signature(state: str, h: dict) -> str | None:
@@ -216,7 +217,7 @@ def build(graph) -> Plan:
                     arrow_of_rule[k] = a.id
         guards = [edges[keys[0]][2]["guard"] for keys in per_row]
         return Decision(L.trigger(h), h.get("mode") in ("ordered", "first") and n > 1, rows,
-                        analyse(graph, guards, h.get("mode")), handlers)
+                        analyse(guards, h.get("mode")), handlers)
 
     boxes: list[Box] = []
     for state, data in graph.nodes(data=True):

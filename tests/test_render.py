@@ -347,7 +347,7 @@ def test_the_arrangement_draws_the_anakinra_chart_larger_than_two_fixed_rows(ana
     try:
         from rxwatch.render import layout
 
-        rdot.arrangement = lambda p: layout.Arrangement([p.order[:half], p.order[half:]], False, 1, 0.0)
+        rdot.arrangement = lambda p, labels=None: layout.Arrangement([p.order[:half], p.order[half:]], False, 1, 0.0)
         old = scale(rdot.digraph(plan).source)
     finally:
         rdot.arrangement = fixed

@@ -239,3 +239,21 @@ def test_every_set_the_chart_names_can_really_leave_the_panel_not_assessable(pat
                     found = True
                     break
             assert found, f"{path.stem}: {state}: no panel without {b} was found not assessable"
+
+
+@pytest.mark.parametrize("path", [ANAKINRA, LEFLUNOMIDE], ids=lambda p: p.stem)
+def test_the_labs_a_rule_reads_are_those_of_ir_labs_read(path):
+    """The analysis keeps each let's labs once (a visitor of the IR); they must be exactly what
+    `ir.labs_read` finds, which the simulator uses to name the missing labs."""
+    from rxwatch.compiler import ir
+    from rxwatch.render.missing import _Reads
+
+    g = compile_file(str(path), verify=False).graph
+    lets = g.graph["lets"]
+    reads = _Reads(lets)
+    trees = [d["guard"] for _, _, d in g.edges(data=True) if d["guard"] is not None]
+    trees += [d["expr"] for d in lets.values()]
+    for t in trees:
+        r, checked = reads.visit(t)
+        assert set(r) == set(ir.labs_read(t, lets)) | set(checked)
+        assert set(r) - set(checked) <= set(ir.labs_read(t, lets))
