@@ -751,8 +751,8 @@ _EXPR_RULES = {"or_", "and_", "not_", "compare", "member", "add", "sub", "mul", 
 
 
 # Operators whose chains (`a or b or c ...`) are one level of nesting, however long: the
-# AST flattens them.
-_CHAINS = {"or_", "and_", "add", "sub", "mul", "div"}
+# AST flattens them (arithmetic stays binary in the AST, so its chains count as nesting).
+_CHAINS = {"or_", "and_"}
 MAX_CHAIN = 1000  # terms in one chain
 
 
@@ -777,7 +777,7 @@ def _too_deep(tree: Tree, path: str, diags: Diagnostics) -> int | None:
             )
             return None
         if chain > MAX_CHAIN:
-            word = {"or_": "'or'", "and_": "'and'"}.get(node.data, "arithmetic")
+            word = "'or'" if node.data == "or_" else "'and'"
             diags.error(Span(path, line, col, line, col), "E105",
                         f"an {word} chain of more than {MAX_CHAIN} terms; split it into named 'let' values")
             return None

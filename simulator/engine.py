@@ -41,7 +41,7 @@ from typing import Any, Callable, Mapping
 
 from rxwatch.compiler import ir
 
-from .expr import _NO_ORDERS, MAX_DATE, Compiler, Ctx, ExprError, exact_q, protocol_line, register, shift
+from .expr import _NO_ORDERS, MAX_DATE, Compiler, Ctx, ExprError, Q, exact_q, protocol_line, register, shift
 from .timeline import ClinicalEvent, Choice, FactChange, LabResult, Timeline, latest_results
 
 __all__ = ["MAX_TRANSITIONS_PER_DAY", "Machine", "SimulationError", "simulate"]
@@ -535,21 +535,46 @@ def _one_of_action(options: tuple, state: str, window, labs_of: Mapping, sources
     return one_of
 
 
-def _unassessable(handler: _Handler, lets: Mapping) -> Callable[["_Run", tuple], None]:
+_PROBES = (Q(0), Q(10) ** 9)
+"""Values tried in place of a missing result, to tell whether its absence is what leaves a
+guard undecided: one far below and one far above any threshold a protocol states."""
+
+
+def _unassessable(handler: _Handler, lets: Mapping, compiler: Compiler) -> Callable[["_Run", tuple], None]:
     """What a handler does when a guard it needs is unknown: nothing, but a step
-    `unassessable` that names the labs the undecided guards read and that have no value."""
+    `unassessable` that names the missing labs that leave the undecided guards undecided.
+
+    A lab counts when the guard reads it (through its lets too), it has no result, and some
+    value of it would decide the guard, the other missing labs staying missing; when no one
+    lab decides it alone, every missing lab it reads is named. `known(TBIL) and bili > 2` is
+    false without a TBIL: its absence is no reason."""
     reads = [tuple(ir.labs_read(g, lets)) if g is not None else () for g in handler.guards]
+    truths: dict[int, Callable] = {}  # made on the first unassessable day, not for every protocol
     template = {"date": None, "type": "unassessable", "trigger": handler.trigger}
     if handler.name is not None:
         template[handler.trigger] = handler.name
 
+    def deciders(r: "_Run", i: int) -> list[str]:
+        absent = [lab for lab in reads[i] if r.panel.get(lab) is None]
+        truth = truths.get(i)
+        if truth is None:
+            truth = truths[i] = compiler.truth(handler.guards[i])
+        probe = Ctx(r.facts, r.vars, r.today)
+        probe.ulns, probe.last, probe.entered, probe.fulfilled = r.ulns, r.last, r.entered, r.fulfilled
+        found = []
+        for lab in absent:
+            for v in _PROBES:
+                probe.panel = {**r.panel, lab: v}
+                if truth(probe) is not None:
+                    found.append(lab)
+                    break
+        return found or absent
+
     def unassessable(r: "_Run", undecided: tuple) -> None:
-        panel = r.panel
         missing: dict[str, None] = {}
         for i in undecided:
-            for lab in reads[i]:
-                if panel.get(lab) is None:
-                    missing[lab] = None
+            for lab in deciders(r, i):
+                missing[lab] = None
         s = template.copy()
         s["date"] = r.iso
         s["missing"] = list(missing)
@@ -587,7 +612,7 @@ class _Program:
             out.lines = []
             self.firing(out, rule, step)
             branches.append(out.lines)
-        unknown = out.const(_unassessable(handler, lets))
+        unknown = out.const(_unassessable(handler, lets, compiler))
         return compiler.dispatcher(handler.guards, branches, out.consts, handler.label,
                                    exclusive=handler.exclusive, on_unknown=unknown,
                                    line=handler.rules[0].line if handler.rules else 0)
@@ -961,9 +986,10 @@ class _Run(Ctx):
                     fulfilled.add(action)
                     break
             else:
+                # missing: the fulfilling labs that no result of today's gave
                 self.emit({"date": self.iso, "type": "deviation", "kind": "incomplete", "action": action,
                            "window": o.text, "ordered": o.ordered, "line": o.line,
-                           "missing": sorted(set().union(*o.fulfil) - set(fresh))})
+                           "missing": sorted(set().union(*o.fulfil).difference(today_labs))})
         if fulfilled is not None:
             self.fulfilled = fulfilled
 
