@@ -345,7 +345,6 @@ class Line:
     options: list[str] = field(default_factory=list)  # alternatives; the first is the default
     kind: str = "do"  # do / one_of / set
     fulfilled_by: str = ""  # an order: the results that fulfil it ("ALT or AST")
-    action: str = ""  # the action's name (`do`), or "" (alternatives, `set`)
 
     def to_dict(self) -> dict:
         return {"text": self.text, "when": self.when, "sources": self.sources, "options": self.options, "kind": self.kind,
@@ -482,7 +481,7 @@ class Labels:
                 text = self.action_text(a["action"], full)
                 w = window(a.get("window"))
                 out.append(Line(f"{text}, {w}" if w else text, when, list(a.get("sources", ())), [], "do",
-                                self.fulfilled_by(a["action"]), a["action"]))
+                                self.fulfilled_by(a["action"])))
             elif k == "one_of":
                 opts = [self.action_text(o, full) for o in a["options"]]
                 w = window(a.get("window"))
