@@ -7,9 +7,9 @@ step names the missing labs. The chart shows, under each decision that reads res
 missing results can leave it not assessable, and which results the rules check for
 themselves (`known(TBIL) and bili > 2`).
 
-`analyse(graph, guards, mode)` answers for one handler. For every set of missing labs among
-those its guards read (through lets, as `ir.labs_read` reads them), it evaluates each guard over the
-*possible* values: true, false, unknown, or a known number. A lab in the set is unknown, any
+`Analyser(graph)(guards, mode)` answers for one handler. For every set of missing labs among
+those its guards read (through lets, as `ir.labs_read` reads them), it evaluates each guard
+over the *possible* values: true, false, unknown, or a known number. A lab in the set is unknown, any
 other lab is a known number of any value; facts are always known; a variable is known unless
 a `set` gives it a value that can be unknown; `known(X)` follows the set exactly;
 `fulfilled(ACTION)` may be either. The handler can be not assessable for that set when some
