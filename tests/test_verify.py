@@ -19,7 +19,7 @@ from dateutil.relativedelta import relativedelta
 from conftest import ANAKINRA, LEFLUNOMIDE, REPO_ROOT
 from rxwatch.compiler import compile_file, compile_source, ir
 from rxwatch.compiler.diagnostics import CODES
-from rxwatch.compiler.verify import analyse, explain
+from rxwatch.compiler.verify import analyse, explain, explain_text
 from rxwatch.simulator.expr import Compiler, Ctx
 
 CORPUS = REPO_ROOT / "tests" / "verify_corpus"
@@ -694,3 +694,15 @@ def test_json_output_of_check_carries_the_codes(capsys):
 def test_dates_of_examples_are_real_dates():
     (f,) = table("when since(start) < 6 months -> b\nwhen since(start) >= 183 days stay\notherwise stay")
     assert isinstance(f.example.today, datetime.date) and isinstance(f.example.last["start"], datetime.date)
+
+
+def test_an_expression_too_deep_for_the_verifier_is_a_warning_not_a_crash():
+    graph = graph_of(small("when alt > 3 -> b\nwhen alt <= 3 stay"))
+    deep = {"op": "num", "value": 1}
+    for _ in range(5000):
+        deep = {"op": "+", "args": [deep, {"op": "num", "value": 1}]}
+    edges = {k: d for _, _, k, d in graph.edges(keys=True, data=True)}
+    edges["a/0/0"]["guard"] = {"op": "compare", "ops": [">"], "args": [{"op": "let", "name": "alt"}, deep]}
+    fs = analyse(graph)
+    assert [f.code for f in fs if f.code == "W609"] == ["W609"]
+    assert "too deep" in explain_text(graph) or "nested too deeply" in explain_text(graph)

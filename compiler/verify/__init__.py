@@ -53,6 +53,8 @@ def analyse(graph, names: dict | None = None, limit: int | None = None) -> list:
         out.append(Finding("W609", _protocol_span(graph), f"the solver could not decide a question about this protocol ({e}); some analyses were not completed"))
     except VerifyError as e:
         out.append(Finding("W609", _protocol_span(graph), f"the verifier cannot read this protocol's graph: {e}"))
+    except RecursionError:
+        out.append(Finding("W609", _protocol_span(graph), "an expression is nested too deeply for the verifier; some analyses were not completed"))
     out.sort(key=lambda f: (f.span.get("line", 0), f.span.get("column", 0), f.code))
     return out
 
@@ -84,6 +86,8 @@ def explain_text(graph, limit: int | None = None) -> str:
         items = explain(graph, limit)
     except (Unknown, VerifyError) as e:
         return f"{path}: the unassessable inputs were not worked out ({e})"
+    except RecursionError:
+        return f"{path}: the unassessable inputs were not worked out (an expression is nested too deeply)"
     if not items:
         return f"{path}: no handler can be unassessable: every guard is decided on every input it can get"
     regions = sum(len(u.regions.regions) for u in items)
