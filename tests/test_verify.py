@@ -675,9 +675,10 @@ def test_findings_do_not_depend_on_the_hash_seed(tmp_path):
     import subprocess
     import sys
 
-    files = [str(CORPUS / n) for n in ("E620-zero-time-loop-timers.rxw", "W603-order-decides.rxw", "E613-stuck.rxw")]
-    script = ("import sys\nfrom rxwatch.compiler import compile_file\n"
-              "for f in sys.argv[1:]:\n    for d in compile_file(f).diagnostics: print(d.code, d.span.line, d.message)\n")
+    files = [str(CORPUS / n) for n in ("E620-zero-time-loop-timers.rxw", "W603-order-decides.rxw", "E613-stuck.rxw", "E601-gap-regions.rxw")]
+    script = ("import sys\nfrom rxwatch.compiler import compile_file\nfrom rxwatch.compiler.verify import explain_text\n"
+              "for f in sys.argv[1:]:\n    for d in compile_file(f).diagnostics: print(d.code, d.span.line, d.message)\n"
+              "    print(explain_text(compile_file(f, verify=False).graph))\n")
     outs = set()
     for seed in ("1", "2", "3"):
         env = {**os.environ, "PYTHONHASHSEED": seed}
@@ -708,3 +709,26 @@ def test_an_expression_too_deep_for_the_verifier_is_a_warning_not_a_crash():
     fs = analyse(graph)
     assert [f.code for f in fs if f.code == "W609"] == ["W609"]
     assert "too deep" in explain_text(graph) or "nested too deeply" in explain_text(graph)
+
+
+def test_a_loop_on_entry_reads_since_entry_as_zero_days():
+    # rules tried at entry run on the day the state is entered: since entry is 0 days there
+    text = small("otherwise stay").replace(
+        "  on event ev { otherwise -> b cite s }",
+        "  on event ev { otherwise -> b cite s }\n  on fact { when since entry < 1 days -> a cite s }",
+    )
+    (f,) = [f for f in findings(text) if f.code == "E620"]
+    assert "a -> a" in f.message
+    waits = text.replace("when since entry < 1 days -> a", "when since entry >= 1 days -> a")
+    assert "E620" not in {c for c, _ in codes(waits)}
+
+
+def test_a_loop_takes_the_else_of_an_unknown_condition():
+    # flag2 has no default and is set from ALT: unknown without ALT, so `if flag2` takes the
+    # else, which keeps the loop going
+    text = small("otherwise stay").replace(
+        "  on event ev { otherwise -> b cite s }",
+        "  on event ev { otherwise -> b cite s }\n  on fact { when not flag -> a cite s { set flag2 = alt > 1 if flag2 { set flag = true } } }",
+    ).replace('var flag "a flag" bool default false', 'var flag "a flag" bool default false\nvar flag2 "another" bool')
+    (f,) = [f for f in findings(text) if f.code == "E620"]
+    assert f.example.panel["ALT"] is None or f.example.panel["ALT"] <= 40
