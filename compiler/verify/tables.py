@@ -241,7 +241,7 @@ def example_of(r: regions.Region, lead: str) -> str:
     """`lead` + the region's example, or '' when the region's text already says it all."""
     ex = describe(r.example, derived=False)
     conds = {regions.describe(s, c) for s, c in r.conds} | {f"{lab} missing" for lab in r.missing}
-    if all(part in conds for part in ex.split(", ")):
+    if ex == "any values" or all(part in conds for part in ex.split(", ")):
         return ""
     return lead + ex
 
