@@ -56,6 +56,36 @@ _RULES = {
 _CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _KEY_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")  # keys: not even tab or newline
 
+# the keys every compiled graph has, by kind of object (compiler/lower.py writes them all);
+# V2_ONLY: the keys format 1 did not have
+FIELDS: dict[str, tuple[str, ...]] = {
+    "graph": ("format", "name", "title", "version", "status", "description", "path", "initial", "results_valid",
+              "reminders", "sources", "labs", "facts", "vars", "events", "actions", "lets", "accepts"),
+    "setting": ("amount", "unit", "sources", "span"),
+    "sources": ("title", "kind", "url", "doi", "note", "span"),
+    "labs": ("description", "unit", "uln", "lln", "loinc", "molar_mass", "sources", "span"),
+    "facts": ("description", "type", "unit", "members", "has_default", "default", "sources", "span"),
+    "events": ("description", "sources", "span"),
+    "actions": ("description", "orders", "fulfilled_by", "sources", "span"),
+    "lets": ("description", "expr", "text", "type", "unit", "sources", "span"),
+    "accepts": ("code", "reason", "state", "span"),
+    "accepted": ("code", "message", "reason", "span"),
+    "node": ("kind", "severity", "description", "entry", "handlers", "sources", "span"),
+    "handler": ("trigger", "events", "facts", "timer", "mode", "span", "rules"),
+    "edge": ("id", "trigger", "events", "facts", "timer", "mode", "handler", "order", "guard", "because", "otherwise",
+             "stay", "actions", "windows", "sources", "span"),
+    "timer": ("amount", "unit", "since"),
+    "do": ("kind", "action", "orders", "window", "sources", "span"),
+    "one_of": ("kind", "options", "window", "sources", "span"),
+    "set": ("kind", "var", "value", "sources", "span"),
+    "if": ("kind", "cond", "text", "then", "else", "sources", "span"),
+    "windows": ("action", "window", "when"),
+    "window": ("start", "end", "unit"),
+    "span": ("path", "line", "column", "end_line", "end_column"),
+}
+FIELDS["vars"] = FIELDS["facts"]
+V2_ONLY = frozenset({"results_valid", "reminders", "lln", "fulfilled_by"})
+
 KINDS = ("initial", "normal", "terminal")
 SEVERITIES = ("none", "mild", "moderate", "severe")
 TRIGGERS = ("panel", "event", "fact", "timer")
@@ -200,6 +230,8 @@ class _Checker:
         self.edge_keys: dict[str, tuple[str, int]] = {}  # rule id -> (source state, index in edges)
         self.nodes: dict[str, dict] = {}  # state name -> its node
         self.trees: list[tuple[Where, Any, str | None]] = []  # well-formed trees, to type once all are read
+        self.format1 = False  # a graph of format 1 lacks the keys of V2_ONLY
+        self.valid: set[Where] = set()  # where the trees that passed ir.validate are
 
     # -- reporting
 
@@ -291,19 +323,19 @@ class _Checker:
                 self.ref(where + (i,), v, kind)
 
     def span(self, where: Where, value: Any) -> None:
-        if value is None:
-            return
         if not self.mapping(where, value):
             return
+        self.required(where, value, "span")
         if "path" in value:
             self.text(where + ("path",), value["path"])
         for key in ("line", "column", "end_line", "end_column"):
             if key in value:
                 self.whole(where + (key,), value[key])
 
-    def required(self, where: Where, obj: Mapping, keys: tuple[str, ...]) -> None:
-        for key in keys:
-            if key not in obj:
+    def required(self, where: Where, obj: Mapping, kind: str) -> None:
+        """Every key that a compiled graph's object of this kind has (FIELDS) is there."""
+        for key in FIELDS[kind]:
+            if key not in obj and not (self.format1 and key in V2_ONLY):
                 self.fail(where + (key,), "E915", f"missing (a compiled graph always has '{key}')")
 
     def expr(self, where: Where, value: Any, *, optional: bool = False, want: str | None = None) -> None:
@@ -322,13 +354,14 @@ class _Checker:
             self.fail(where + inner, "E913", e.message)
             return
         self.trees.append((where, value, want))
+        self.valid.add(where)
 
     def types(self, g: dict) -> None:
         """Every well-formed tree has the kinds of value its ops need (what the compiler's
         type checker ensures, E301, but for units): a graph that passes runs without a
         type error in the simulator."""
         lets = g.get("lets") if isinstance(g.get("lets"), dict) else {}
-        bad_lets = {name for name in lets if ("graph", "lets", name, "expr") in self.flagged}
+        bad_lets = {name for name in lets if ("graph", "lets", name, "expr") not in self.valid}
         checker = _Types(g, lets, bad_lets, self.fail)
         for where, tree, want in self.trees:
             kind = checker.infer(where, tree)
@@ -355,6 +388,7 @@ class _Checker:
         if not self.mapping(("graph",), g):
             return self.problems
         stamp = g.get("format")
+        self.format1 = stamp == "rxwatch-graph/1"
         if stamp not in FORMATS:
             what = "no format stamp" if stamp is None else f"format {_show(stamp)}"
             self.fail(("graph", "format"), "E911", f"{what}; this rxwatch reads {' and '.join(FORMATS)}")
@@ -442,7 +476,7 @@ class _Checker:
 
     def graph_attrs(self, g: dict) -> None:
         w = ("graph",)
-        self.required(w, g, ("name", "initial"))
+        self.required(w, g, "graph")
         if "name" in g:
             self.name(w + ("name",), g["name"], NAME, "a protocol name")
         if "initial" in g:
@@ -453,9 +487,11 @@ class _Checker:
         for key in ("results_valid", "reminders"):
             setting = g.get(key)
             if setting is not None and self.mapping(w + (key,), setting):
+                self.required(w + (key,), setting, "setting")
                 self.duration(w + (key,), setting)
-                if "sources" in setting:
-                    self.refs(w + (key, "sources"), setting["sources"], "sources")
+                if key == "reminders" and setting.get("amount") == 0:  # (the compiler should refuse it too)
+                    self.fail(w + (key, "amount"), "E915", "reminders every 0 days would flag an order again and again on one day")
+                self.refs(w + (key, "sources"), setting.get("sources"), "sources")
                 self.span(w + (key, "span"), setting.get("span"))
         for kind in ("sources",) + DECLARATIONS:
             decls = g.get(kind)
@@ -464,19 +500,21 @@ class _Checker:
             for name, decl in decls.items():
                 where = w + (kind, name)
                 if self.mapping(where, decl):
+                    self.required(where, decl, kind)
                     getattr(self, "decl_" + kind)(where, decl)
                     self.span(where + ("span",), decl.get("span"))
-                    if kind != "sources" and "sources" in decl:
-                        self.refs(where + ("sources",), decl["sources"], "sources")
+                    if kind != "sources":
+                        self.refs(where + ("sources",), decl.get("sources"), "sources")
         self.let_cycles(g.get("lets"))
         for key in ("accepts", "accepted"):
             items = g.get(key)
-            if items is None or not self.seq(w + (key,), items):
-                continue
+            if (items is None and key == "accepted") or not self.seq(w + (key,), items):
+                continue  # `accepted`: only when the verifier ran
             for i, a in enumerate(items):
                 where = w + (key, i)
                 if not self.mapping(where, a):
                     continue
+                self.required(where, a, key)
                 if self.text(where + ("code",), a.get("code")) and not CODE.match(a["code"]):
                     self.fail(where + ("code",), "E912", f"{_show(a['code'])} is not a diagnostic code such as W501")
                 for field in ("reason", "message"):
@@ -497,7 +535,7 @@ class _Checker:
             if key in d:
                 self.text(where + (key,), d[key], optional=True)
         kind = d.get("kind")
-        if kind:
+        if self.text(where + ("kind",), kind) and kind:  # "" when the protocol gives none (W502)
             self.name(where + ("kind",), kind, SOURCE_ID, "a source kind")
 
     def decl_labs(self, where: Where, d: dict) -> None:
@@ -516,7 +554,6 @@ class _Checker:
         for key in ("description", "unit"):
             if key in d:
                 self.text(where + (key,), d[key], optional=True)
-        self.required(where, d, ("type",))
         kind = d.get("type")
         if "type" in d and not self.one_of(where + ("type",), kind, FACT_TYPES):
             return
@@ -526,6 +563,8 @@ class _Checker:
                 for i, m in enumerate(d["members"]):
                     if self.name(where + ("members", i), m, NAME, "a member name"):
                         members.append(m)
+        if kind != "enum" and d.get("members") is not None:
+            self.type(where + ("members",), d["members"], "null (only an enumeration has members)")
         if "has_default" in d:
             self.boolean(where + ("has_default",), d["has_default"])
         default = d.get("default")
@@ -548,9 +587,9 @@ class _Checker:
     def decl_actions(self, where: Where, d: dict) -> None:
         if "description" in d:
             self.text(where + ("description",), d["description"], optional=True)
-        orders = d.get("orders", [])
+        orders = d.get("orders")
         self.refs(where + ("orders",), orders, "labs")
-        ordered = set(orders) if isinstance(orders, list) else set()
+        ordered = {x for x in orders if isinstance(x, str)} if isinstance(orders, list) else set()
         fulfilled = d.get("fulfilled_by")
         if fulfilled is not None and self.seq(where + ("fulfilled_by",), fulfilled):
             for i, alt in enumerate(fulfilled):
@@ -563,7 +602,6 @@ class _Checker:
                         self.fail(aw + (j,), "E914", f"lab {_show(lab)} fulfils the order but the action does not order it")
 
     def decl_lets(self, where: Where, d: dict) -> None:
-        self.required(where, d, ("expr",))
         if "expr" in d:
             self.expr(where + ("expr",), d["expr"])
         for key in ("description", "text", "unit"):
@@ -578,7 +616,7 @@ class _Checker:
             return
         uses = {}
         for name, decl in lets.items():
-            if isinstance(decl, dict) and ("graph", "lets", name, "expr") not in self.flagged:
+            if ("graph", "lets", name, "expr") in self.valid:
                 uses[name] = [n for n in ir.let_refs(decl.get("expr")) if n in lets]
         state: dict[str, int] = {}  # 1: on the path, 2: done
         for start in uses:
@@ -603,30 +641,27 @@ class _Checker:
     # -- states and rules
 
     def node(self, where: Where, node: dict) -> None:
-        self.required(where, node, ("kind", "entry", "handlers"))
+        self.required(where, node, "node")
         state = node.get("id")
-        if "kind" in node:
-            self.one_of(where + ("kind",), node["kind"], KINDS)
-        if "severity" in node:
-            self.one_of(where + ("severity",), node["severity"], SEVERITIES)
-        if "description" in node:
-            self.text(where + ("description",), node["description"], optional=True)
-        if "sources" in node:
-            self.refs(where + ("sources",), node["sources"], "sources")
+        if not isinstance(state, str):
+            return  # reported by collect_states
+        self.one_of(where + ("kind",), node.get("kind"), KINDS)
+        self.one_of(where + ("severity",), node.get("severity"), SEVERITIES)
+        self.text(where + ("description",), node.get("description"), optional=True)
+        self.refs(where + ("sources",), node.get("sources"), "sources")
         self.span(where + ("span",), node.get("span"))
-        if "entry" in node:
-            self.actions(where + ("entry",), node["entry"])
-        handlers = node.get("handlers", [])
+        self.actions(where + ("entry",), node.get("entry"))
+        handlers = node.get("handlers")
         if not self.seq(where + ("handlers",), handlers):
             return
         for hi, h in enumerate(handlers):
             hw = where + ("handlers", hi)
             if not self.mapping(hw, h):
                 continue
-            self.required(hw, h, ("trigger", "rules"))
+            self.required(hw, h, "handler")
             self.trigger(hw, h)
             self.span(hw + ("span",), h.get("span"))
-            rules = h.get("rules", [])
+            rules = h.get("rules")
             if not self.seq(hw + ("rules",), rules):
                 continue
             for ri, rule in enumerate(rules):
@@ -640,16 +675,13 @@ class _Checker:
 
     def trigger(self, where: Where, h: Mapping) -> None:
         """The fields a handler and each of its rules (edges) share."""
-        if "trigger" in h:
-            self.one_of(where + ("trigger",), h["trigger"], TRIGGERS)
-        if "mode" in h:
-            self.one_of(where + ("mode",), h["mode"], MODES)
-        if "events" in h:
-            self.refs(where + ("events",), h["events"], "events")
-        if "facts" in h:
-            self.refs(where + ("facts",), h["facts"], "facts")
+        self.one_of(where + ("trigger",), h.get("trigger"), TRIGGERS)
+        self.one_of(where + ("mode",), h.get("mode"), MODES)
+        self.refs(where + ("events",), h.get("events"), "events")
+        self.refs(where + ("facts",), h.get("facts"), "facts")
         timer = h.get("timer")
         if timer is not None and self.mapping(where + ("timer",), timer):
+            self.required(where + ("timer",), timer, "timer")
             self.duration(where + ("timer",), timer)
             if timer.get("since") is not None:
                 self.ref(where + ("timer", "since"), timer["since"], "actions")
@@ -657,42 +689,40 @@ class _Checker:
             self.fail(where + ("timer",), "E915", "a timer handler needs its 'timer' {amount, unit, since}")
 
     def edge(self, where: Where, e: dict) -> None:
-        self.required(where, e, ("id", "trigger", "guard", "stay", "actions"))
+        self.required(where, e, "edge")
         rule = e.get("key")
         if "id" in e and e["id"] != rule and self.name(where + ("id",), e["id"], RULE_ID, "a rule id"):
             self.fail(where + ("id",), "E914", f"the id {_show(e['id'])} differs from the edge's key {_show(rule)}")
         self.trigger(where, e)
         for key in ("handler", "order"):
-            if key in e:
-                self.whole(where + (key,), e[key])
+            self.whole(where + (key,), e.get(key))
         for key in ("otherwise", "stay"):
-            if key in e:
-                self.boolean(where + (key,), e[key])
+            self.boolean(where + (key,), e.get(key))
         if e.get("stay") is True and e.get("source") != e.get("target"):
             self.fail(where + ("target",), "E914", "a stay rule leads back to its own state")
-        if "because" in e:
-            self.text(where + ("because",), e["because"], optional=True)
+        self.text(where + ("because",), e.get("because"))
         if "guard" in e:
             self.expr(where + ("guard",), e["guard"], optional=True, want="bool")
         if e.get("otherwise") is True and e.get("guard") is not None:
             self.fail(where + ("guard",), "E915", "an 'otherwise' rule has no guard")
-        if "sources" in e:
-            self.refs(where + ("sources",), e["sources"], "sources")
+        if e.get("otherwise") is False and "guard" in e and e["guard"] is None:
+            self.fail(where + ("guard",), "E915", "a rule that is not 'otherwise' has a guard")
+        self.refs(where + ("sources",), e.get("sources"), "sources")
         self.span(where + ("span",), e.get("span"))
-        if "actions" in e:
-            self.actions(where + ("actions",), e["actions"])
+        self.actions(where + ("actions",), e.get("actions"))
         windows = e.get("windows")
-        if windows is not None and self.seq(where + ("windows",), windows):
+        if self.seq(where + ("windows",), windows):
             for i, w in enumerate(windows):
                 ww = where + ("windows", i)
                 if self.mapping(ww, w):
+                    self.required(ww, w, "windows")
                     self.ref(ww + ("action",), w.get("action"), "actions")
                     self.window(ww + ("window",), w.get("window"))
-                    if "when" in w:
-                        self.text(ww + ("when",), w["when"], optional=True)
+                    self.text(ww + ("when",), w.get("when"))
         # the rule is where its handler lists it
         state, rule_ok = e.get("source"), isinstance(rule, str) and RULE_ID.match(rule)
-        if rule_ok and state in self.states and isinstance(e.get("handler"), int) and isinstance(e.get("order"), int):
+        if rule_ok and isinstance(state, str) and state in self.states and isinstance(e.get("handler"), int) \
+                and isinstance(e.get("order"), int):
             handlers = self.nodes.get(state, {}).get("handlers")
             try:
                 listed = handlers[e["handler"]]["rules"][e["order"]]
@@ -705,6 +735,7 @@ class _Checker:
     def window(self, where: Where, w: Any) -> None:
         if w is None or not self.mapping(where, w):
             return
+        self.required(where, w, "window")
         # (a window that closes before it opens is the verifier's E621: meaning, not form)
         self.whole(where + ("start",), w.get("start"))
         self.whole(where + ("end",), w.get("end"))
@@ -727,13 +758,12 @@ class _Checker:
                 kind = a.get("kind")
                 if not self.one_of(aw + ("kind",), kind, ("do", "one_of", "set", "if")):
                     continue
-                if "sources" in a:
-                    self.refs(aw + ("sources",), a["sources"], "sources")
+                self.required(aw, a, kind)
+                self.refs(aw + ("sources",), a.get("sources"), "sources")
                 self.span(aw + ("span",), a.get("span"))
                 if kind == "do":
                     self.ref(aw + ("action",), a.get("action"), "actions")
-                    if "orders" in a:
-                        self.refs(aw + ("orders",), a["orders"], "labs")
+                    self.refs(aw + ("orders",), a.get("orders"), "labs")
                     self.window(aw + ("window",), a.get("window"))
                 elif kind == "one_of":
                     options = a.get("options")
@@ -743,15 +773,15 @@ class _Checker:
                     self.window(aw + ("window",), a.get("window"))
                 elif kind == "set":
                     self.ref(aw + ("var",), a.get("var"), "vars")
-                    var = self.data["graph"]["vars"].get(a.get("var")) if a.get("var") in self.declared["vars"] else None
+                    name = a.get("var")
+                    var = self.data["graph"]["vars"].get(name) if isinstance(name, str) and name in self.declared["vars"] else None
                     want = var.get("type") if isinstance(var, dict) and var.get("type") in FACT_TYPES else None
                     self.expr(aw + ("value",), a.get("value"), want=want)
                 else:
                     self.expr(aw + ("cond",), a.get("cond"), want="bool")
-                    if "text" in a:
-                        self.text(aw + ("text",), a["text"], optional=True)
-                    stack.append((aw + ("else",), a.get("else", []), depth + 1))
-                    stack.append((aw + ("then",), a.get("then", []), depth + 1))
+                    self.text(aw + ("text",), a.get("text"))
+                    stack.append((aw + ("else",), a.get("else"), depth + 1))
+                    stack.append((aw + ("then",), a.get("then"), depth + 1))
 
     # -- text anywhere
 

@@ -381,3 +381,156 @@ def test_validation_leaves_a_valid_graph_unchanged():
     before = copy.deepcopy(data)
     assert graphio.validate(data) == []
     assert data == before
+
+
+# ---------------------------------------------------------------- any edit of a graph: rejected, or it runs
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+RICH = textwrap.dedent("""\
+    protocol rich
+      version "1.0"
+    results valid for 3 days
+    reminders every 2 weeks
+    source s "A source" kind label
+    lab ALT "alanine aminotransferase" unit "U/L" uln 40
+    lab TBIL "total bilirubin" unit "mg/dL" uln 1.2
+    fact indication "why" one of ra, stills default ra
+    fact liver "liver disease" bool default false
+    var held "drug held" bool default false
+    event stop "treatment ended"
+    action check "order a panel" orders ALT, TBIL fulfilled by ALT
+    action treat "treat"
+    action pause "pause"
+    let x "ALT in multiples of ULN" = xuln(ALT)
+
+    initial state watch "watching" {
+      on entry {
+        if indication in {stills} { do check due 2..4 weeks cite s } else { do check due 1..2 weeks cite s }
+      }
+      on panel {
+        when known(ALT) and x > 2 -> high cite s
+        otherwise stay cite s { do check due 1..2 weeks cite s }
+      }
+      on fact liver { when liver -> done cite s }
+      on event stop { otherwise -> done cite s }
+    }
+
+    state high "raised" {
+      on entry {
+        do one of treat, pause cite s
+        set held = not held cite s
+        do check due 1..2 weeks cite s
+      }
+      on panel {
+        when known(ALT) and x <= 1 and since entry >= 14 days -> watch cite s
+        otherwise stay cite s
+      }
+      after 8 weeks since check { otherwise -> watch cite s }
+      on event stop { otherwise -> done cite s }
+    }
+
+    terminal state done "ended"
+""")
+
+RICH_TIMELINE = textwrap.dedent("""\
+    patient: {id: p1, facts: {indication: stills}}
+    start: 2025-01-06
+    until: 2025-12-31
+    events:
+      - {date: 2025-01-10, lab: ALT, value: 30.5, uln: 33}
+      - {date: 2025-02-03T08:00, lab: ALT, value: 100}
+      - {date: 2025-02-03, choice: pause}
+      - {date: 2025-02-03T14:00, lab: ALT, value: 96}
+      - {date: 2025-03-12, lab: ALT, value: 12}
+      - {date: 2025-04-01, fact: liver, value: true}
+""")
+
+_RICH = graph_data(RICH, verify=False)
+
+
+def _paths(d, p=()):
+    yield p
+    if isinstance(d, dict):
+        for k, v in d.items():
+            yield from _paths(v, p + (k,))
+    elif isinstance(d, list):
+        for i, v in enumerate(d):
+            yield from _paths(v, p + (i,))
+
+
+_PATHS = [p for p in _paths(_RICH) if p]
+_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(-2, 10**12), st.floats(allow_nan=False), st.text(max_size=12),
+    st.sampled_from(["ALT", "watch", "high/0/0", "days", "panel", "timer", "check", "stop", "liver", "x", "s", "ra"]),
+    st.just([]), st.just({}), st.just({"op": "num", "value": 1}), st.just({"op": "lab", "name": "ALT"}),
+)
+
+
+_NAMES = ["ALT", "TBIL", "watch", "high", "done", "check", "treat", "stop", "liver", "indication", "held", "x", "s",
+          "ra", "stills", "high/0/0", "watch/1/0", "days", "weeks", "panel", "timer", "fact", "event", "first", ""]
+
+
+def _similar(draw, old):
+    """A value of the same type as `old`: the edits a person makes by hand, most likely to pass."""
+    if isinstance(old, bool):
+        return not old
+    if isinstance(old, int):
+        return draw(st.integers(-1, 400))
+    if isinstance(old, float):
+        return draw(st.floats(0, 1000))
+    if isinstance(old, str):
+        return draw(st.sampled_from(_NAMES))
+    if isinstance(old, list):
+        return old[1:] + old[:1] if old else []
+    if isinstance(old, dict) and "op" in old:
+        return draw(st.sampled_from([{"op": "num", "value": 3}, {"op": "lab", "name": "ALT"}, {"op": "bool", "value": True},
+                                     {"op": "let", "name": "x"}, {"op": "duration", "amount": 2, "unit": "weeks"}]))
+    return old
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_any_edit_of_a_graph_is_rejected_or_runs(tmp_path_factory, data):
+    """An edited graph is either refused (GraphError: exit 1) or simulated and drawn without
+    an internal error: the validator lets nothing through that the simulator or the renderer
+    cannot take."""
+    from rxwatch.render import render
+    from rxwatch.simulator.engine import Machine, SimulationError
+    from rxwatch.simulator.timeline import TimelineError, load_timeline
+
+    graph = copy.deepcopy(_RICH)
+    for _ in range(data.draw(st.integers(1, 3))):
+        path = data.draw(st.sampled_from(_PATHS))
+        how = data.draw(st.sampled_from(["similar", "similar", "set", "delete"]))
+        parent = graph
+        try:
+            for k in path[:-1]:
+                parent = parent[k]
+            if how == "delete":
+                del parent[path[-1]]
+            elif how == "set":
+                parent[path[-1]] = copy.deepcopy(data.draw(_VALUES))
+            else:
+                parent[path[-1]] = _similar(data.draw, copy.deepcopy(parent[path[-1]]))
+        except (KeyError, IndexError, TypeError):
+            continue
+    try:
+        g = graphio.from_json(json.dumps(graph), "edited.json")
+    except graphio.GraphError as e:
+        assert e.diagnostics and all(d.code in ("E910", "E911", "E912", "E913", "E914", "E915") for d in e.diagnostics)
+        return
+    folder = tmp_path_factory.mktemp("tl")
+    timeline = folder / "t.yaml"
+    timeline.write_text(RICH_TIMELINE, encoding="utf-8")
+    try:
+        tl = load_timeline(timeline, g.graph)
+    except TimelineError:
+        tl = None
+    if tl is not None:
+        try:
+            Machine(g).run(tl)
+        except SimulationError as e:
+            assert e.states, f"only a zero-time loop may stop a validated graph: {e}"
+    render(g, "dot")
