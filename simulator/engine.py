@@ -199,10 +199,18 @@ class _Armed:
         self.handler = handler
 
 
+def _value(v: Any) -> Any:
+    """A fact's value as expressions read it: numbers as the runtime's exact rationals."""
+    return v if isinstance(v, (bool, str)) or v is None else exact_q(v)
+
+
 def _default(decl: Mapping) -> Any:
-    """A fact's or var's declared default (numbers as floats); None when it has none."""
+    """A fact's or var's declared default (numbers exact, as the runtime's rationals); None when
+    it has none."""
     v = decl.get("default")
-    return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)) or (isinstance(v, str) and decl.get("type") != "number"):
+        return v
+    return exact_q(ir.exact(v))
 
 
 def _line(span: Any) -> int:
@@ -771,7 +779,7 @@ class _Run(Ctx):
         if self.until < start:
             raise ValueError(f"until {self.until} is before start {start}")
         facts = self.facts = dict(m.fact_defaults)
-        facts.update(tl.facts)
+        facts.update((k, _value(v)) for k, v in tl.facts.items())
         self.vars = dict(m.var_defaults)
         self.today = start
         self.panel = self.ulns = _NOTHING  # no panel yet
@@ -842,17 +850,34 @@ class _Run(Ctx):
                     self.fired_today = []
                 if ctx.fulfilled:
                     ctx.fulfilled = _NO_ORDERS
-            # the day's inputs: its results; its recorded choices, clinical events and fact changes
-            todays_results = None
+            # the day's inputs: its results (the panel, read as they come: a later result of a
+            # lab replaces an earlier one); its recorded choices, clinical events and fact changes
+            panel = None
+            ulns = None
+            dup = False
             extra = None
             if nxt is not None and nxt[0] == day:
-                todays = nxt[1] if inputs is None else tuple(nxt[1])
+                todays = nxt[1] if inputs is None or lookback is not None else tuple(nxt[1])
+                if lookback is not None:
+                    todays = tuple(todays)
                 for ev in todays:
                     if type(ev) is LabResult:
-                        if todays_results is None:
-                            todays_results = [ev]
+                        v = ev.value
+                        t = type(v)
+                        q = Q(v) if t is int else Q(v._numerator, v._denominator) if t is Fraction else exact_q(v)
+                        lab = ev.lab
+                        if panel is None:
+                            panel = {lab: q}
                         else:
-                            todays_results.append(ev)
+                            if lab in panel:
+                                dup = True
+                            panel[lab] = q
+                        if ev.uln is not None:
+                            if ulns is None:
+                                ulns = {}
+                            ulns[lab] = exact_q(ev.uln)
+                        elif ulns is not None:
+                            ulns.pop(lab, None)
                     elif extra is None:
                         extra = [ev]
                     else:
@@ -876,14 +901,36 @@ class _Run(Ctx):
                 if self.timers:
                     self.settle()
             # (3) the panel: today's results, with the still valid earlier ones
-            if todays_results is not None:
-                panel, ulns, dated = self.assemble(todays_results, day, lookback)
+            if panel is not None:
+                dated = None  # every result is today's
+                if dup:
+                    self.replaced = [self.m.result_dict(r, day) for r in
+                                     latest_results([e for e in todays if type(e) is LabResult])[1]]
+                if lookback is not None:
+                    dated, ulns = self.lookback(panel, ulns, [e for e in todays if type(e) is LabResult], day, lookback)
                 if inputs is not None:
                     inputs.append((len(steps), tuple(e for e in self.today_inputs if type(e) is LabResult)))
                 ctx.panel = panel
-                ctx.ulns = ulns
+                ctx.ulns = _NOTHING if ulns is None else ulns
                 if orders:
-                    self.fulfil(panel, dated, day)
+                    if dated is None and len(orders) == 1:
+                        # the usual day: one open order, every result today's
+                        for action, o in orders.items():
+                            pass
+                        if (o.opens is None or day >= o.opens) and not o.labs.isdisjoint(panel):
+                            for alt in o.fulfil:  # (frozenset.issubset would copy the panel into a set)
+                                for lab in alt:
+                                    if lab not in panel:
+                                        break
+                                else:
+                                    orders.clear()
+                                    alarms.pop(action, None)
+                                    ctx.fulfilled = {action}
+                                    break
+                            else:
+                                self.fulfil(panel, dated, day)  # not fulfilled: say what was missing
+                    else:
+                        self.fulfil(panel, dated, day)
                 handler = self.state.panel
                 n = len(steps)
                 if handler is not None and handler.react(self) and (self.pending or self.timers):
@@ -898,30 +945,13 @@ class _Run(Ctx):
                     self.choices = ()
         return self.trace()
 
-    def assemble(self, results: list, day: datetime.date, lookback) -> tuple[dict, dict, dict | None]:
-        """The panel of `day`: each lab's most recent valid result (today's: the last of the
-        day, by time, else file order; the earlier ones are kept in `self.replaced`), its own
-        ULNs, and each lab's result date (None: every result is today's)."""
-        panel: dict = {}
-        ulns = None
-        replaced = None
-        for res in results:  # in the day's order (timeline.py): a later result of a lab replaces an earlier one
-            lab = res.lab
-            if lab in panel and replaced is None:
-                replaced = latest_results(results)[1]
-            panel[lab] = exact_q(res.value)  # a float (a Timeline built in code) stands for its decimal
-            if res.uln is not None:
-                if ulns is None:
-                    ulns = {}
-                ulns[lab] = exact_q(res.uln)
-            elif ulns is not None:
-                ulns.pop(lab, None)
-        self.replaced = None if replaced is None else [self.m.result_dict(r, day) for r in replaced]
-        if lookback is None:
-            return panel, ulns or _NOTHING, None
-        # earlier results still valid today join the panel
+    def lookback(self, panel: dict, ulns: dict | None, results: list, day: datetime.date,
+                 lookback) -> tuple[dict, dict | None]:
+        """Add to today's `panel` (and `ulns`) the earlier results still valid today: each lab's
+        most recent result within the protocol's `results valid for`. Return each lab's result
+        date, and the ULNs."""
         recent = self.recent
-        for res in results:
+        for res in results:  # in the day's order: the later replaces the earlier
             recent[res.lab] = res
         oldest = shift(day, -lookback[0], lookback[1])
         dated = {}
@@ -936,7 +966,7 @@ class _Run(Ctx):
                     if ulns is None:
                         ulns = {}
                     ulns[lab] = exact_q(res.uln)
-        return panel, ulns or _NOTHING, dated
+        return dated, ulns
 
     def note_replaced(self, n: int) -> None:
         """List the day's replaced results on the step its panel gave (a transition or an
@@ -958,17 +988,6 @@ class _Run(Ctx):
         `dated`: each lab's result date (None: all are today's)."""
         orders = self.orders
         fulfilled = None
-        if dated is None and len(orders) == 1:
-            # the usual day: one open order, every result today's
-            (action, o), = orders.items()
-            if (o.opens is not None and day < o.opens) or o.labs.isdisjoint(panel):
-                return
-            for alt in o.fulfil:
-                if alt.issubset(panel):
-                    orders.clear()
-                    self.alarms.pop(action, None)
-                    self.fulfilled = {action}
-                    return
         today_labs = panel if dated is None else {lab for lab, d in dated.items() if d == day}
         for action, o in tuple(orders.items()):
             opens = o.opens
@@ -978,7 +997,7 @@ class _Run(Ctx):
                 continue  # nothing today for this order
             fresh = panel if dated is None else {lab for lab, d in dated.items() if opens is None or d >= opens}
             for alt in o.fulfil:
-                if alt.issubset(fresh) and not alt.isdisjoint(today_labs):
+                if all(lab in fresh for lab in alt) and not alt.isdisjoint(today_labs):
                     del orders[action]
                     self.alarms.pop(action, None)
                     if fulfilled is None:
@@ -1036,9 +1055,10 @@ class _Run(Ctx):
                     self.react(handler)
             elif type(ev) is FactChange:
                 old = ctx.facts.get(ev.fact)
-                if old == ev.value and type(old) is type(ev.value):
+                new = _value(ev.value)
+                if old == new and type(old) is type(new):
                     continue  # not a change
-                ctx.facts[ev.fact] = ev.value
+                ctx.facts[ev.fact] = new
                 handler = self.state.facts.get(ev.fact)
                 if handler is not None:
                     self.react(handler)
