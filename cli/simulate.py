@@ -60,7 +60,7 @@ def simulate(
     except SimulationError as e:
         print_diagnostics(diagnostics_of(e), sources)
         raise fail(f"{timeline}: simulation stopped; no trace written", Status.INPUT_ERROR)
-    print_diagnostics([Diagnostic.at(tl.path, w.get("line", 0), w["message"], WARNING, w.get("code") or "W903")
+    print_diagnostics([Diagnostic.at(tl.path, w.get("line", 0), w["message"], WARNING, _warning_code(w))
                        for w in trace.get("warnings") or ()], sources)
 
     fmt = format or (TraceFormat.table if output is None and sys.stdout.isatty() else TraceFormat.json)
@@ -80,6 +80,14 @@ def simulate(
 
     width = 120 if output is not None else shutil.get_terminal_size((120, 24)).columns
     emit(to_text(trace, graph, inputs, width=width), output, inputs=(protocol, timeline))
+
+
+def _warning_code(w: dict) -> str:
+    """The code of a warning of the trace: its own `code`, else W903 for an unused choice (the
+    only warning the simulator gave before warnings carried codes); '' when none applies."""
+    if w.get("code"):
+        return str(w["code"])
+    return "W903" if str(w.get("message", "")).startswith("the choice of ") else ""
 
 
 def _read_timeline(path: Path, graph, **options):
