@@ -862,9 +862,7 @@ class _Run(Ctx):
                     todays = tuple(todays)
                 for ev in todays:
                     if type(ev) is LabResult:
-                        v = ev.value
-                        t = type(v)
-                        q = Q(v) if t is int else Q(v._numerator, v._denominator) if t is Fraction else exact_q(v)
+                        q = ev.q  # the value as an exact rational, made when the result was read
                         lab = ev.lab
                         if panel is None:
                             panel = {lab: q}
@@ -875,7 +873,7 @@ class _Run(Ctx):
                         if ev.uln is not None:
                             if ulns is None:
                                 ulns = {}
-                            ulns[lab] = exact_q(ev.uln)
+                            ulns[lab] = ev.uln_q
                         elif ulns is not None:
                             ulns.pop(lab, None)
                     elif extra is None:
@@ -961,11 +959,11 @@ class _Run(Ctx):
                 continue
             dated[lab] = res.date
             if lab not in panel:
-                panel[lab] = exact_q(res.value)
+                panel[lab] = res.q
                 if res.uln is not None:
                     if ulns is None:
                         ulns = {}
-                    ulns[lab] = exact_q(res.uln)
+                    ulns[lab] = res.uln_q
         return dated, ulns
 
     def note_replaced(self, n: int) -> None:

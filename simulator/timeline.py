@@ -26,6 +26,7 @@ from typing import Any, Union
 from rxwatch.compiler.diagnostics import did_you_mean
 
 from . import units, yamlsrc
+from .expr import exact_q
 from .units import Number
 from .yamlsrc import Map, Seq
 
@@ -66,7 +67,8 @@ class LabResult:
     `uln` (`lln`) is None when the input gives none: the protocol's default applies. `time` is
     the time of day as written (`"08:30"`, `"08:30:00+01:00"`), None when none was given.
     `order` places the result within its day (not compared by ==); `recency(result)` is
-    `(date, order)`, the key for "the most recent result"."""
+    `(date, order)`, the key for "the most recent result". `q` and `uln_q` are `value` and
+    `uln` as the simulator's exact rationals (expr.Q), made once when the result is read."""
 
     date: datetime.date
     lab: str
@@ -77,6 +79,13 @@ class LabResult:
     lln: Number | None = None
     time: str | None = None
     order: Order = field(default=(), compare=False)
+    q: Any = field(default=None, init=False, compare=False, repr=False)
+    uln_q: Any = field(default=None, init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "q", exact_q(self.value))
+        if self.uln is not None:
+            object.__setattr__(self, "uln_q", exact_q(self.uln))
 
 
 @dataclass(frozen=True, slots=True)
