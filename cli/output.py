@@ -143,10 +143,13 @@ def print_diagnostics(diags, sources: "Sources | str | None" = None) -> None:
     sys.stderr.flush()
 
 
-def diagnostics_of(exc: BaseException) -> list:
+def diagnostics_of(exc: BaseException, *, path: Path | str = "", text: str = "") -> list:
     """The one place where the library's error types become Diagnostics: a timeline's or a
     case file's messages, a graph file's faults, a simulation that stopped, a trace that does
-    not fit. Anything with a `diagnostic()` or `diagnostics` of its own is taken as it is."""
+    not fit (render's TraceError, or a JSONDecodeError, of the trace file `path` whose `text`
+    locates it). Anything with a `diagnostic()` or `diagnostics` of its own is taken as it is."""
+    import json
+
     from rxwatch.compiler.diagnostics import ERROR, Diagnostic, as_diagnostic
 
     own = getattr(exc, "diagnostics", None)
@@ -164,6 +167,15 @@ def diagnostics_of(exc: BaseException) -> list:
         # cannot run (on reading it, or a failure while evaluating it on a day)
         code = getattr(exc, "code", "") or ("E901" if exc.states else "E902")
         return [Diagnostic.at(exc.path or "<protocol>", exc.line, exc.message, ERROR, code)]
+    if isinstance(exc, json.JSONDecodeError):  # a trace file that is not JSON
+        return [Diagnostic.at(str(path), exc.lineno, f"not a JSON trace: {exc.msg}", ERROR, "E920", exc.colno)]
+    from rxwatch.render import TraceError
+    from rxwatch.render.trace import locate
+
+    if isinstance(exc, TraceError):
+        place = exc.place()
+        return [Diagnostic.at(str(path), locate(text, exc.where) or 0, f"{place + ': ' if place else ''}{exc.message}",
+                              ERROR, "E920")]
     raise TypeError(f"no diagnostics for {type(exc).__name__}") from exc
 
 

@@ -10,7 +10,7 @@ from typing import Optional
 import typer
 
 from .app import app
-from .output import Status, count, fail, load_graph, print_diagnostics, read_text, write_atomic
+from .output import Status, count, diagnostics_of, fail, load_graph, print_diagnostics, read_text, write_atomic
 
 
 @app.command("render")
@@ -23,9 +23,7 @@ def render_(
 
     Every format but .dot needs Graphviz's `dot` on PATH (exit status 2 without it).
     """
-    from rxwatch.compiler.diagnostics import ERROR, Diagnostic
     from rxwatch.render import FORMATS, GraphvizMissing, TraceError, render
-    from rxwatch.render.trace import locate
 
     fmt = output.suffix.lower().lstrip(".")
     if fmt not in FORMATS:
@@ -33,22 +31,15 @@ def render_(
     graph = load_graph(protocol, verify=False, quiet_warnings=True)
     trace_data = None
     trace_text = ""
-    if trace is not None:
-        trace_text = read_text(trace, "trace file")
-        try:
-            trace_data = json.loads(trace_text)
-        except json.JSONDecodeError as e:
-            bad = Diagnostic.at(str(trace), e.lineno, f"not a JSON trace: {e.msg}", ERROR, "E920", e.colno)
-            print_diagnostics([bad], trace_text)
-            raise fail(f"{trace}: 1 error; nothing drawn", Status.INPUT_ERROR)
     try:
+        if trace is not None:
+            trace_text = read_text(trace, "trace file")
+            trace_data = json.loads(trace_text)
         data = render(graph, fmt, trace=trace_data)
-    except TraceError as e:
-        line = locate(trace_text, e.where)
-        place = e.place()
-        bad = Diagnostic.at(str(trace), line or 0, f"{place + ': ' if place else ''}{e.message}", ERROR, "E920")
-        print_diagnostics([bad], trace_text)
-        raise fail(f"{trace}: {count([bad])}; nothing drawn", Status.INPUT_ERROR)
+    except (json.JSONDecodeError, TraceError) as e:
+        bad = diagnostics_of(e, path=trace, text=trace_text)
+        print_diagnostics(bad, trace_text)
+        raise fail(f"{trace}: {count(bad)}; nothing drawn", Status.INPUT_ERROR)
     except GraphvizMissing as e:
         raise fail(str(e))
     write_atomic(output, data, inputs=(protocol,) + ((trace,) if trace is not None else ()))
