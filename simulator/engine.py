@@ -685,7 +685,7 @@ class _Program:
         self.block(out, actions, depth)
         body, out.lines = out.lines, lines
         text = "\n".join(body)
-        for name in ("today", "last"):
+        for name in ("today", "last", "orders"):
             if re.search(rf"\b{name}\b", text):
                 out.add(depth, f"{name} = r.{name}")
         out.lines.extend(body)
@@ -705,7 +705,11 @@ class _Program:
                     out.add(depth + 1, f"h = {out.const(a.on)}(today)")
                     out.add(depth, "emit(h[0].copy())")
                     if a.opens:  # a new order of the same action replaces the open one (and goes last)
-                        out.add(depth, "r.open(h[1])")
+                        name = out.const(a.name)
+                        out.add(depth, f"o = h[1]")
+                        out.add(depth, f"orders.pop({name}, None)")
+                        out.add(depth, f"orders[{name}] = o")
+                        out.add(depth, f"r.alarms[{name}] = o.late")
                 out.add(depth, f"last[{out.const(a.name)}] = today")
             elif type(a) is _OneOf:
                 out.add(depth, f"{out.const(a.run)}(r)")
