@@ -810,7 +810,7 @@ _KIND = {"bool": "true or false", "number": "a number", "enum": "a member of an 
          "duration": "a duration", "action": "an action"}
 
 
-class _Types:
+class _Types(ir.Visitor):
     """The kind of value of each well-formed tree: bool, number, enum, duration (units are
     the compiler's business: they change no kind). Reports through `fail` (E913), at the
     sub-tree at fault; None for a tree whose kind cannot be told (a fault already reported)."""
@@ -821,6 +821,7 @@ class _Types:
         self.let_kinds: dict[str, str | None] = {name: None for name in bad_lets}
         self.busy: set[str] = set()
         self.fail = fail
+        self.where: Where = ()
 
     def declared(self, kind: str, name: str) -> str | None:
         decl = (self.g.get(kind) or {}).get(name)
@@ -838,53 +839,84 @@ class _Types:
         return self.let_kinds[name]
 
     def infer(self, where: Where, t: Mapping) -> str | None:
-        op = t["op"]
-        if op in ("num",):
-            return "number"
-        if op == "bool":
-            return "bool"
-        if op == "enum":
-            return "enum"
-        if op in ("duration", "since_entry"):
-            return "duration"
-        if op == "lab":
-            return "number"
-        if op in ("fact", "var"):
-            return self.declared(op + "s", t["name"])
-        if op == "let":
-            return self.let(t["name"])
-        if op == "action":
-            self.fail(where, "E913", f"the action {_show(t['name'])} is not a value; since() and fulfilled() take it")
-            return None
-        if op == "call":
-            return self.call(where, t)
-        if op == "neg":
-            return self.need(where + ("arg",), t["arg"], "number", "'-'")
-        if op in ir.ARITH_OPS:
-            kinds = [self.need(where + ("args", i), a, "number", f"'{op}'") for i, a in enumerate(t["args"])]
-            return "number" if None not in kinds else None
-        if op == "compare":
-            kinds = [self.infer(where + ("args", i), a) for i, a in enumerate(t["args"])]
-            for i, o in enumerate(t["ops"]):
-                a, b = kinds[i], kinds[i + 1]
-                if a is None or b is None:
-                    continue
-                if a != b:
-                    self.fail(where, "E913", f"cannot compare {_KIND[a]} with {_KIND[b]}")
-                elif a in ("bool", "enum") and o not in ("==", "!="):
-                    self.fail(where, "E913", f"'{o}' needs numbers or durations; {_KIND[a]} is compared with == or !=")
-            return "bool"
-        if op == "in":
-            self.need(where + ("arg",), t["arg"], "enum", "'in'")
-            return "bool"
-        if op == "not":
-            self.need(where + ("arg",), t["arg"], "bool", "'not'")
-            return "bool"
-        if op in ("and", "or"):
-            for i, a in enumerate(t["args"]):
-                self.need(where + ("args", i), a, "bool", f"'{op}'")
-            return "bool"
+        saved, self.where = self.where, where
+        try:
+            return self.visit(t)
+        finally:
+            self.where = saved
+
+    # one method per op of the IR (ir.Visitor checks that none is missing)
+
+    def visit_num(self, t):
+        return "number"
+
+    def visit_bool(self, t):
+        return "bool"
+
+    def visit_enum(self, t):
+        return "enum"
+
+    def visit_duration(self, t):
+        return "duration"
+
+    visit_since_entry = visit_duration
+
+    def visit_lab(self, t):
+        return "number"
+
+    def visit_fact(self, t):
+        return self.declared("facts", t["name"])
+
+    def visit_var(self, t):
+        return self.declared("vars", t["name"])
+
+    def visit_let(self, t):
+        return self.let(t["name"])
+
+    def visit_action(self, t):
+        self.fail(self.where, "E913", f"the action {_show(t['name'])} is not a value; since() and fulfilled() take it")
         return None
+
+    def visit_call(self, t):
+        return self.call(self.where, t)
+
+    def visit_neg(self, t):
+        return self.need(self.where + ("arg",), t["arg"], "number", "'-'")
+
+    def _arith(self, t):
+        op = t["op"]
+        kinds = [self.need(self.where + ("args", i), a, "number", f"'{op}'") for i, a in enumerate(t["args"])]
+        return "number" if None not in kinds else None
+
+    visit_add = visit_sub = visit_mul = visit_div = _arith
+
+    def visit_compare(self, t):
+        where = self.where
+        kinds = [self.infer(where + ("args", i), a) for i, a in enumerate(t["args"])]
+        for i, o in enumerate(t["ops"]):
+            a, b = kinds[i], kinds[i + 1]
+            if a is None or b is None:
+                continue
+            if a != b:
+                self.fail(where, "E913", f"cannot compare {_KIND[a]} with {_KIND[b]}")
+            elif a in ("bool", "enum") and o not in ("==", "!="):
+                self.fail(where, "E913", f"'{o}' needs numbers or durations; {_KIND[a]} is compared with == or !=")
+        return "bool"
+
+    def visit_in(self, t):
+        self.need(self.where + ("arg",), t["arg"], "enum", "'in'")
+        return "bool"
+
+    def visit_not(self, t):
+        self.need(self.where + ("arg",), t["arg"], "bool", "'not'")
+        return "bool"
+
+    def _logic(self, t):
+        for i, a in enumerate(t["args"]):
+            self.need(self.where + ("args", i), a, "bool", f"'{t['op']}'")
+        return "bool"
+
+    visit_and = visit_or = _logic
 
     def need(self, where: Where, t: Mapping, kind: str, who: str) -> str | None:
         got = self.infer(where, t)
