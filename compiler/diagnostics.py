@@ -122,6 +122,7 @@ CODES: dict[str, str] = {
     "E901": "zero-time loop while replaying",
     "E902": "graph the simulator cannot run",
     "W903": "recorded choice that the protocol did not offer",
+    "W904": "a replaced result that no step shows",
     # compiled graph files (compiler/graphio.py)
     "E910": "not a compiled graph",
     "E911": "unknown graph format",

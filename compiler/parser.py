@@ -474,7 +474,10 @@ class _Builder(Transformer):
         return tuple(alts)
 
     def _setting(self, kind, meta, children):
-        return ast.Setting(kind, children[0], self.tagged(children, "cite") or (), self.span(meta))
+        d = children[0]
+        if kind == "reminders" and d.amount == 0:
+            raise _Invalid(d.span, "reminders every 0 days would flag an order again on the same day; give a duration of 1 day or more")
+        return ast.Setting(kind, d, self.tagged(children, "cite") or (), self.span(meta))
 
     @v_args(meta=True)
     def results_decl(self, meta, children):

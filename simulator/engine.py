@@ -56,9 +56,11 @@ class SimulationError(Exception):
     day of the replay it happened on (None for a bad graph); `states` the states involved."""
 
     def __init__(self, message: str, *, path: str = "", line: int = 0,
-                 date: datetime.date | None = None, states: tuple[str, ...] = ()) -> None:
+                 date: datetime.date | None = None, states: tuple[str, ...] = (), code: str = "") -> None:
         super().__init__(message)
         self.message = message
+        # E901: a zero-time loop; E902: a graph the simulator cannot run (docs/diagnostics.md)
+        self.code = code or ("E901" if states else "E902")
         self.path = path
         self.line = line
         self.date = date
@@ -410,6 +412,8 @@ class Machine:
         time = getattr(res, "time", None)
         if time is not None:
             d["time"] = time
+        if res.loc.line:
+            d["line"] = res.loc.line  # where the result stands in the input
         return d
 
     # -- replay
@@ -979,7 +983,7 @@ class _Run(Ctx):
                 s["replaced"] = replaced
                 return
         for r in replaced:
-            self.warnings.append({"date": self.iso, "line": 0,
+            self.warnings.append({"date": self.iso, "line": r.get("line", 0), "code": "W904",
                                   "message": f"a result of {r['lab']} was replaced by a later one of the same day"})
 
     def fulfil(self, panel: dict, dated: dict | None, day: datetime.date) -> None:
@@ -1070,7 +1074,7 @@ class _Run(Ctx):
         for c in self.choices:
             if id(c) not in used:
                 self.warnings.append({
-                    "date": c.date.isoformat(), "line": c.loc.line,
+                    "date": c.date.isoformat(), "line": c.loc.line, "code": "W903",
                     "message": f"the choice of {c.action} on {c.date} was not used: the protocol offered "
                                f"no alternatives with {c.action} among them that day",
                 })

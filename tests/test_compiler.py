@@ -330,3 +330,10 @@ def test_long_or_chains_and_let_chains_compile_without_recursion_errors():
     too_long = " or ".join(f"ALT > {i}" for i in range(1002))
     bad = compile_source(head + f'initial state a "a" {{ on panel {{ when {too_long} stay cite s }} }}\n', "t.rxw")
     assert [d.code for d in bad.diagnostics] == ["E105"] and "chain of more than 1000 terms" in bad.diagnostics[0].message
+
+
+def test_reminders_every_zero_is_refused():
+    src = SMALL.replace("source s", "reminders every 0 weeks\nsource s")
+    result = compile_source(src, "s.rxw")
+    assert [d.code for d in result.diagnostics] == ["E104"] and "reminders every 0" in result.diagnostics[0].message
+    assert compile_source(SMALL.replace("source s", "reminders every 1 day\nsource s"), "s.rxw").ok

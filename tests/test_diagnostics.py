@@ -499,6 +499,9 @@ CLI_CASES = [
     CliCase("E902", {"t.yaml": HEAD}, ("simulate", "meta.rxw", "t.yaml"), ("meta.rxw", 0), "a defect", setup=_engine_defect),
     CliCase("W903", {"t.yaml": EVENTS + "  - {date: 2025-01-06, lab: ALT, value: 20}\n  - {date: 2025-01-07, choice: pause}\n"},
             ("simulate", "meta.rxw", "t.yaml"), ("t.yaml", 5), "the choice of pause on 2025-01-07 was not used"),
+    CliCase("W904", {"t.yaml": EVENTS + "  - {date: 2025-01-06, event: stop}\n  - {date: 2025-01-08, lab: ALT, value: 20}\n"
+                                         "  - {date: 2025-01-08, lab: ALT, value: 21}\n"},
+            ("simulate", "meta.rxw", "t.yaml"), ("t.yaml", 5), "a result of ALT was replaced by a later one of the same day"),
     # ---------------------------------------------------------------- graph files (E91x)
     CliCase("E910", {"g.json": "[1, 2]\n", "t.yaml": HEAD}, ("simulate", "g.json", "t.yaml"), ("g.json", 1), "JSON object"),
     CliCase("E911", {"t.yaml": HEAD}, ("simulate", "g.json", "t.yaml"), ("g.json", 0), "rxwatch-graph/0",
