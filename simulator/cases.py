@@ -204,8 +204,7 @@ class SuiteResult:
 
 
 def _message_dict(m: Message) -> dict:
-    return {"path": m.path, "line": m.line, "column": m.column, "severity": m.severity,
-            "code": m.code, "message": m.text}
+    return m.to_dict()  # the one JSON shape of a diagnostic, as `rxwatch check --format json` writes it
 
 
 # ---------------------------------------------------------------------------- the expectation language

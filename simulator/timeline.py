@@ -26,6 +26,9 @@ from typing import Any, Union
 from rxwatch.compiler.diagnostics import did_you_mean
 
 from . import units, yamlsrc
+from rxwatch.compiler.diagnostics import Diagnostic
+from rxwatch.compiler.span import Span
+
 from .expr import exact_q
 from .units import Number
 from .yamlsrc import Map, Seq
@@ -123,20 +126,16 @@ class Choice:
 Event = Union[LabResult, ClinicalEvent, FactChange, Choice]
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
-    """A located diagnostic about an input; `code` is stable (E7xx/W7xx, see docs/timelines.md)."""
+class Message(Diagnostic):
+    """A located diagnostic about an input (E7xx/W7xx, docs/diagnostics.md): the project's one
+    Diagnostic, made from the input's point of view: `Message(path, line, text, severity,
+    code, column)`; `path`, `line`, `column` and `text` read as before."""
 
-    path: str
-    line: int
-    text: str
-    severity: str = "error"
-    code: str = ""
-    column: int = 0  # 1-based; 0 when unknown
+    __slots__ = ()
 
-    def __str__(self) -> str:
-        where = f"{self.path}:{self.line}:"
-        return f"{where} {self.text}" if self.severity == "error" else f"{where} {self.severity}: {self.text}"
+    def __init__(self, path: str, line: int, text: str, severity: str = "error", code: str = "",
+                 column: int = 0) -> None:
+        Diagnostic.__init__(self, Span.point(path, line, column), severity, code, text)
 
 
 @dataclass(frozen=True, slots=True)

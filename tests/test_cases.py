@@ -203,7 +203,7 @@ def test_parse_errors(text, message):
     assert (m.path, m.line, m.column, m.severity) == ("case.yaml", 7, 5, "error")
     assert m.code.startswith("E80")
     assert message in m.text, m.text
-    assert str(m).startswith("case.yaml:7: expectation ")
+    assert str(m).startswith("case.yaml:7:5: error[E80") and m.text.startswith("expectation ")
 
 
 # ---------------------------------------------------------------------------- checking a trace
@@ -471,15 +471,14 @@ def errors_of(tmp_path, demo, text: str) -> list[str]:
     p = write(tmp_path, text)
     with pytest.raises(CaseError) as info:
         load_case(p, demo)
-    prefix = f"{p}:"
     out = []
     for m in info.value.messages:
-        assert str(m).startswith(prefix)
-        out.append(str(m)[len(prefix):])
+        assert str(m).startswith(f"{p}:{m.line}") and m.path == str(p)
+        out.append(f"{m.line}: {m.text}")
     # run_case reports the same and simulates nothing
     result = run_case(p, demo)
     assert result.status == "invalid" and result.trace is None and not result.outcomes
-    assert [str(m)[len(prefix):] for m in result.errors] == out
+    assert [f"{m.line}: {m.text}" for m in result.errors] == out
     return out
 
 
@@ -528,7 +527,7 @@ def test_not_utf8(tmp_path, demo):
     p.write_bytes(b"patient: {id: p}\nstart: 2025-01-06\n# \xff\n")
     with pytest.raises(CaseError) as info:
         load_case(p, demo)
-    assert str(info.value.messages[0]) == f"{p}:3: the file is not UTF-8 text (byte 38)"
+    assert str(info.value.messages[0]) == f"{p}:3: error[E701]: the file is not UTF-8 text (byte 38)"
 
 
 def test_missing_file_is_an_oserror(tmp_path, demo):

@@ -45,7 +45,7 @@ def assert_located(messages, path: str) -> None:
     for m in messages:
         assert isinstance(m, Message) and m.severity == "error" and m.text
         assert isinstance(m.line, int) and m.line >= 0
-        assert str(m).startswith(f"{path}:{m.line}: ")
+        assert located(str(m), path, m.line)
 
 
 @SETTINGS
@@ -217,3 +217,10 @@ def test_run_case_never_raises(folder, name, data):
         assert result.trace is None and not result.outcomes
     else:
         assert result.trace is not None and len(result.outcomes) >= 1
+
+
+def located(text: str, path, line: int) -> bool:
+    """`text` is the one diagnostic shape: PATH[:LINE[:COL]]: SEVERITY[CODE]: (no line when unknown)."""
+    import re as _re
+    where = _re.escape(str(path)) + (rf":{line}(?::\d+)?" if line else "")
+    return _re.match(where + r": (?:error|warning)\[[EW]\d{3}\]: ", text) is not None

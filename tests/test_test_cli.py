@@ -99,7 +99,7 @@ def test_json_for_programs(capsys, tmp_path):
         {"line": 18, "text": "action treat", "ok": False, "shows": "no action treat"}]
     assert three["status"] == "invalid" and three["expectations"] == []
     assert three["errors"] == [{
-        "path": str(invalid), "line": 18, "column": 5, "severity": "error", "code": "E803",
+        "path": str(invalid), "line": 18, "column": 5, "end_line": 18, "end_column": 5, "severity": "error", "code": "E803",
         "message": "expectation 'never action traet': unknown action 'traet'; did you mean 'treat'?"}]
 
 

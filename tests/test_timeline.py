@@ -100,7 +100,7 @@ def test_command_line_start_and_until_leave_out_what_is_outside_with_a_warning()
     assert {e.date for e in tl.events} == {D(2025, 2, 3), D(2025, 2, 10)}
     [warning] = tl.warnings
     assert warning.code == "W702" and warning.path == COMMAND_LINE and "4 entries" in warning.text
-    assert str(warning).startswith("<command line>:0: warning: ")
+    assert str(warning).startswith("<command line>: warning[W702]: ")
 
 
 def test_anchors_and_merge_keys(tmp_path):
@@ -131,8 +131,9 @@ def test_a_lab_may_be_named_by_a_loinc_code(tmp_path):
 
 
 def test_message_format():
-    assert str(Message("t.yaml", 3, "unknown lab 'X'")) == "t.yaml:3: unknown lab 'X'"
-    assert str(Message("t.yaml", 3, "odd", "warning")) == "t.yaml:3: warning: odd"
+    assert str(Message("t.yaml", 3, "unknown lab 'X'", code="E707")) == "t.yaml:3: error[E707]: unknown lab 'X'"
+    assert str(Message("t.yaml", 3, "odd", "warning", "W701")) == "t.yaml:3: warning[W701]: odd"
+    assert str(Message("t.yaml", 0, "odd", "warning", "W701")) == "t.yaml: warning[W701]: odd"
 
 
 def test_a_missing_file_is_an_oserror(tmp_path):
@@ -223,7 +224,7 @@ def test_each_mistake_is_located(tmp_path, text, line, code, words):
     message = only_error(path)
     assert (message.path, message.line, message.code) == (str(path), line, code), str(message)
     assert words in message.text
-    assert str(message).startswith(f"{path}:{line}: ")
+    assert located(str(message), path, line)
 
 
 def test_a_fact_with_no_default_and_no_value(tmp_path):
@@ -261,7 +262,7 @@ def test_command_line_mistakes(tmp_path):
     assert [m.code for m in messages] == ["E705", "E708", "E707", "E702", "E708"]
     assert "did you mean 'stills_disease'?" in messages[-1].text
     [message] = errors(path, start="2025-03-01", until="2025-02-01")
-    assert message.code == "E706" and str(message) == "<command line>:0: --until 2025-02-01 is before --start 2025-03-01"
+    assert message.code == "E706" and str(message) == "<command line>: error[E706]: --until 2025-02-01 is before --start 2025-03-01"
     [message] = errors(path, until="2024-12-31")
     assert message.code == "E706" and message.text == "--until 2024-12-31 is before the timeline's start 2025-01-06"
 
@@ -541,3 +542,10 @@ def test_a_5000_digit_number_is_a_short_located_error(tmp_path):
     csv = write(tmp_path, "date,lab,value\n2025-01-06,ALT," + "9" * 5000 + "\n", "l.csv")
     message = only_error(csv)
     assert (message.line, message.code) == (2, "E708") and "is written with 5000 characters (at most 64)" in message.text
+
+
+def located(text: str, path, line: int) -> bool:
+    """`text` is the one diagnostic shape: PATH[:LINE[:COL]]: SEVERITY[CODE]: (no line when unknown)."""
+    import re as _re
+    where = _re.escape(str(path)) + (rf":{line}(?::\d+)?" if line else "")
+    return _re.match(where + r": (?:error|warning)\[[EW]\d{3}\]: ", text) is not None

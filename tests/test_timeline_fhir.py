@@ -145,7 +145,7 @@ def test_unusable_observations_are_warnings_naming_their_id(tmp_path):
     assert "uln must be a number above 0, not 0; left out" in texts["o-zero-uln"].text
     assert "lln 50 is not below uln 40" in texts["o-inverted"].text
     assert texts["o-novalue"].line == line_of(path, '"o-novalue"') - 2  # the line of the entry's "resource": {
-    assert str(texts["o-badunit"]).startswith(f"{path}:{texts['o-badunit'].line}: warning: Observation o-badunit (AST)")
+    assert str(texts["o-badunit"]).startswith(f"{path}:{texts['o-badunit'].line}: warning[W701]: Observation o-badunit (AST)")
 
 
 def test_truncated_json(tmp_path):
