@@ -5,7 +5,7 @@
     result.diagnostics   # every finding, errors and warnings, sorted by position
     result.graph         # the compiled state machine (None when there were errors)
 
-Each pass is its own module: `parser` (source -> AST), `checks.names`, `checks.types`,
+Each pass is its own module: `parser` (source -> AST) with `checks.text`, `checks.names`, `checks.types`,
 `checks.structure`, `verify` (static analysis of the rules), `lower` (AST -> graph).
 A pass that reports errors stops the pipeline after it; every error of that pass is kept.
 """
@@ -70,6 +70,10 @@ def _compile(text: str, path: str, *, verify: bool, lower: bool) -> CompileResul
     result = CompileResult(path, text)
     module = parser.parse(text, path, diags)
     result.module = module
+    if module is not None:  # with the syntax pass: control characters in strings, long names
+        from .checks import text as texts
+
+        texts.check(module, text, diags)
     if module is not None and not diags.has_errors:
         sym = build(module)
         names.check(module, sym, diags)

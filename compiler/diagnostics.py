@@ -49,6 +49,8 @@ CODES: dict[str, str] = {
     "E103": "unexpected end of file",
     "E104": "invalid literal",
     "E105": "expression nested too deeply",
+    "E110": "control character in a string",
+    "E111": "name too long",
     "E201": "duplicate name",
     "E202": "undefined name",
     "E203": "transition to an unknown state",
@@ -295,14 +297,15 @@ def did_you_mean(name: str, candidates: Iterable[str]) -> str:
 
 # ---------------------------------------------------------------------------- printers
 
-# C0 and C1 controls but tab and newline, DEL, line/paragraph separators and the bidirectional
-# overrides and isolates (which can make a terminal show text other than what is there)
-_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# C0 and C1 controls but tab and newline, DEL, line/paragraph separators, the bidirectional
+# overrides and isolates (which can make a terminal show text other than what is there), and
+# lone surrogates (from an undecodable file name or a JSON `\ud800`: no encoding can print them)
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 def sanitize(text: str, *, newlines: bool = True) -> str:
     """`text` safe to print on a terminal: every control character (but tab, and newline when
-    `newlines`) shown as an escape such as `\\x1b`."""
+    `newlines`) shown as an escape such as `\\x1b`, a lone surrogate as `\\udc80`."""
     out = _UNSAFE.sub(lambda m: _escape(m.group()), text)
     return out if newlines else out.replace("\n", "\\n")
 
@@ -325,10 +328,10 @@ def format_text(diag: Diagnostic, source: str | None) -> str:
     head = format_head(diag)
     if not source or s.line <= 0:
         return head
-    lines = source.splitlines()
+    lines = source.split("\n")  # lines as the readers count them (not splitlines: \x0c, \x85...)
     if s.line > len(lines):
         return head
-    raw = lines[s.line - 1]
+    raw = lines[s.line - 1].removesuffix("\r")
     gutter = f"{s.line:>4} | "
     if s.column <= 0:
         return f"{head}\n{gutter}{_cut(sanitize(raw.expandtabs(1), newlines=False), 0)[0]}"
