@@ -30,7 +30,9 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # the one place: an internal error, never the author's
         if debug:
             raise
-        print(f"rxwatch: internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback)", file=sys.stderr)
+        from .output import say
+
+        say(f"internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback)")
         return 3
     return 0
 

@@ -18,9 +18,17 @@ class Status(IntEnum):
     INTERNAL = 3
 
 
+def say(message: str) -> None:
+    """Print `rxwatch: message` to stderr, every control character and lone surrogate (a file
+    name that is not UTF-8) shown as an escape: no input can change what the terminal shows."""
+    from rxwatch.compiler.diagnostics import sanitize
+
+    print(f"rxwatch: {sanitize(message, newlines=False)}", file=sys.stderr)
+
+
 def fail(message: str, status: Status = Status.CANNOT_RUN) -> typer.Exit:
-    """Print `rxwatch: message` to stderr and return the Exit to raise."""
-    print(f"rxwatch: {message}", file=sys.stderr)
+    """Print `rxwatch: message` to stderr (as `say`) and return the Exit to raise."""
+    say(message)
     return typer.Exit(int(status))
 
 

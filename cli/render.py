@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
 from .app import app
-from .output import Status, count, diagnostics_of, fail, load_graph, print_diagnostics, read_text, write_atomic
+from .output import Status, count, diagnostics_of, fail, load_graph, print_diagnostics, read_text, say, write_atomic
 
 
 @app.command("render")
@@ -23,7 +22,8 @@ def render_(
 
     Every format but .dot needs Graphviz's `dot` on PATH (exit status 2 without it).
     """
-    from rxwatch.render import FORMATS, GraphvizMissing, TraceError, render
+    from rxwatch.render import FORMATS, DotFailed, GraphvizMissing, TraceError, render
+    from rxwatch.render.trace import read as read_trace
 
     fmt = output.suffix.lower().lstrip(".")
     if fmt not in FORMATS:
@@ -34,7 +34,7 @@ def render_(
     try:
         if trace is not None:
             trace_text = read_text(trace, "trace file")
-            trace_data = json.loads(trace_text)
+            trace_data = read_trace(trace_text)  # untrusted: read defensively, then checked whole
         data = render(graph, fmt, trace=trace_data)
     except (json.JSONDecodeError, TraceError) as e:
         bad = diagnostics_of(e, path=trace, text=trace_text)
@@ -42,5 +42,7 @@ def render_(
         raise fail(f"{trace}: {count(bad)}; nothing drawn", Status.INPUT_ERROR)
     except GraphvizMissing as e:
         raise fail(str(e))
+    except DotFailed as e:  # a chart of a valid protocol that Graphviz refuses: nothing written
+        raise fail(f"{protocol}: {e}; nothing written")
     write_atomic(output, data, inputs=(protocol,) + ((trace,) if trace is not None else ()))
-    print(f"rxwatch: wrote {output}", file=sys.stderr)
+    say(f"wrote {output}")

@@ -19,7 +19,7 @@ from . import dot as _dot
 from . import plan as _plan
 from .trace import TraceError, overlay
 
-__all__ = ["FORMATS", "GraphvizMissing", "RenderError", "TraceError", "render"]
+__all__ = ["FORMATS", "DotFailed", "GraphvizMissing", "RenderError", "TraceError", "render"]
 
 FORMATS = ("svg", "png", "pdf", "dot", "html")
 PNG_DPI = "200"  # the one-page chart as a picture sharp enough to read
@@ -61,8 +61,20 @@ def render(graph, fmt: str, trace: dict | None = None) -> bytes:
     return out
 
 
+class DotFailed(RenderError):
+    """Graphviz's `dot` ran and failed (or closed its input early): its own first message."""
+
+    def __init__(self, fmt: str, why: str):
+        super().__init__(f"Graphviz's `dot` could not draw the .{fmt}: {why}")
+
+
 def _pipe(dg: graphviz.Digraph, fmt: str) -> bytes:
     try:
         return dg.pipe(format=fmt, quiet=True)
     except graphviz.ExecutableNotFound:
         raise GraphvizMissing(fmt) from None
+    except graphviz.CalledProcessError as e:
+        lines = (e.stderr or b"").decode("utf-8", "replace").strip().splitlines()
+        raise DotFailed(fmt, (lines[0][:300] if lines else f"exit status {e.returncode}")) from None
+    except BrokenPipeError:  # dot stopped reading its input (it met a label it refuses)
+        raise DotFailed(fmt, "it stopped reading its input") from None

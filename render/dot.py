@@ -18,6 +18,8 @@ from html import escape
 
 import graphviz
 
+from rxwatch.compiler.diagnostics import sanitize
+
 from . import layout
 from .labels import UNREVIEWED_MARK, Line, wrap
 from .missing import blocking_text
@@ -78,9 +80,11 @@ def esc(text: str) -> str:
     """Protocol text, safe inside a Graphviz HTML-like label.
 
     `]` is written as a character reference too: Graphviz 2.43 rejects a label where `]`
-    follows a closing tag (`<I>1</I>]`).
+    follows a closing tag (`<I>1</I>]`). A control character or a lone surrogate (which
+    Graphviz's XML reader refuses even as a character reference) is shown as its escape
+    (`\\x01`), as on a terminal.
     """
-    return escape(text, quote=True).replace("&#x27;", "&#39;").replace("]", "&#93;")
+    return escape(sanitize(text, newlines=False), quote=True).replace("&#x27;", "&#39;").replace("]", "&#93;")
 
 
 @lru_cache(maxsize=8192)

@@ -17,6 +17,8 @@ import xml.etree.ElementTree as ET
 from html import escape
 from importlib import resources
 
+from rxwatch.compiler.diagnostics import sanitize
+
 from .missing import blocking_text
 from .plan import Decision, Plan
 from .tone import LEVELS
@@ -42,7 +44,7 @@ def page(graph, plan: Plan, overlay: Overlay | None, svg: bytes) -> bytes:
 <meta http-equiv="Content-Security-Policy" content="{escape(csp)}">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <link rel="icon" href="data:,">
-<title>{escape(title)}</title>
+<title>{escape(sanitize(title, newlines=False))}</title>
 <style>
 {css}
 </style>
@@ -79,8 +81,9 @@ def _asset(name: str) -> str:
 
 
 def _json_for_script(data) -> str:
-    """JSON that cannot end its <script> element or open markup: <, >, & as \\u escapes."""
-    text = json.dumps(data, ensure_ascii=False, sort_keys=True)
+    """JSON that cannot end its <script> element or open markup: <, >, & as \\u escapes, and
+    every character outside ASCII too (a lone surrogate of a graph file included)."""
+    text = json.dumps(data, ensure_ascii=True, sort_keys=True)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 

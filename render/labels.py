@@ -93,12 +93,20 @@ def short(text: str) -> str:
     return m.group(1) if m and len(m.group(1)) >= 12 else text
 
 
+LONG_WORD = 200
+"""A word longer than this (characters) is broken across lines: Graphviz refuses an HTML-like
+label with a run of text of more than 16,384 characters, and nothing readable is that long."""
+
+
 def wrap(text: str, width: int) -> list[str]:
-    """Lines of at most `width` characters (longer words stay whole). A single newline is a
-    space (text reflows); an empty line separates paragraphs."""
+    """Lines of at most `width` characters (longer words stay whole, up to LONG_WORD characters,
+    beyond which they are broken). A single newline is a space (text reflows); an empty line
+    separates paragraphs."""
     out: list[str] = []
     paras = [" ".join(p.split()) for p in re.split(r"\n\s*\n", text)]
     for para in paras or [""]:
+        if len(para) > LONG_WORD and any(len(w) > LONG_WORD for w in para.split(" ")):
+            para = " ".join(w[i:i + LONG_WORD] for w in para.split(" ") for i in range(0, max(len(w), 1), LONG_WORD))
         out.extend(textwrap.wrap(para, width, break_long_words=False, break_on_hyphens=False) or [""])
     return out
 

@@ -11,7 +11,18 @@ into a line of the trace file.
 
 from __future__ import annotations
 
+import datetime
+import json
+import re
 from dataclasses import dataclass, field
+
+MAX_DEPTH = 32
+"""Levels of objects and lists a trace nests at most (a trace of `rxwatch simulate` has 5)."""
+
+MAX_DIGITS = 40
+"""Digits of a JSON number in a trace at most (as a protocol's numbers, compiler/parser.py)."""
+
+_SURROGATE = re.compile("[\ud800-\udfff]")  # not text (`\\ud800` in JSON): refused; control characters are escaped where shown
 
 STEP_TYPES = ("enter", "transition", "action", "deviation", "panel", "unassessable")
 
@@ -75,6 +86,63 @@ class Overlay:
         }
 
 
+def read(text: str):
+    """The JSON of a trace file, read defensively (the file is untrusted): NaN and Infinity,
+    a number of more than MAX_DIGITS digits, nesting deeper than MAX_DEPTH, and a text holding
+    a lone surrogate (`\\ud800`, which is not text) raise TraceError, located by its place in the
+    trace where there is one; text that is not JSON raises json.JSONDecodeError. (A control
+    character is kept: every output escapes it where it shows.)"""
+    def number(token: str):
+        if len(token.lstrip("-").replace(".", "").split("e")[0].split("E")[0]) > MAX_DIGITS or len(token) > 2 * MAX_DIGITS:
+            raise TraceError(f"a number of {len(token):,} characters (a trace's numbers have at most {MAX_DIGITS} digits)")
+        return token
+
+    def constant(name: str):
+        raise TraceError(f"{name} is not a number a trace holds")
+
+    try:
+        data = json.loads(text, parse_int=lambda t: int(number(t)), parse_float=lambda t: float(number(t)),
+                          parse_constant=constant)
+    except RecursionError:
+        raise TraceError(f"nested more than {MAX_DEPTH} levels deep (a trace nests 5)") from None
+    _texts(data)
+    return data
+
+
+def _texts(data) -> None:
+    """TraceError at the first key or text with a lone surrogate, or
+    at a list or object nested deeper than MAX_DEPTH."""
+    stack: list[tuple[tuple, object]] = [((), data)]
+    while stack:
+        where, value = stack.pop()
+        if len(where) > MAX_DEPTH:
+            raise TraceError(f"nested more than {MAX_DEPTH} levels deep (a trace nests 5)", where[:MAX_DEPTH])
+        if isinstance(value, str):
+            m = _SURROGATE.search(value)
+            if m:
+                raise TraceError(f"a text holds the character \\u{ord(m.group()):04x}, which no trace has", where)
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                if _SURROGATE.search(k):
+                    raise TraceError(f"a key holds the character \\u{ord(_SURROGATE.search(k).group()):04x}, which no trace has", where)
+                stack.append(((*where, k), v))
+        elif isinstance(value, list):
+            stack.extend(((*where, i), v) for i, v in enumerate(value))
+
+
+def _iso(value, where, what: str) -> str:
+    """An ISO date of the trace contract (a date the calendar has: 0001-01-01..9999-12-31)."""
+    if not isinstance(value, str):
+        raise TraceError(f"{what} must be an ISO date (YYYY-MM-DD), not {type(value).__name__}", where)
+    try:
+        if len(value) != 10:
+            raise ValueError
+        datetime.date.fromisoformat(value)
+    except ValueError:
+        raise TraceError(f"{what} must be an ISO date (YYYY-MM-DD), not {_show(value)}", where) from None
+    return value
+
+
 def _need(obj, key, types, where, what):
     if not isinstance(obj, dict) or key not in obj:
         raise TraceError(f"missing '{key}' ({what})", where)
@@ -98,6 +166,17 @@ def overlay(graph, trace) -> Overlay:
         raise TraceError(f"this trace is from version {version} of '{name}', the protocol is version {g.get('version')}",
                          ("protocol", "version"))
     steps = _need(trace, "steps", list, (), "a list of steps")
+    # the contract's other top-level keys, where present, are of their types
+    for key in ("start", "until"):
+        if key in trace:
+            _iso(trace[key], (key,), f"'{key}'")
+    if "patient" in trace and not isinstance(trace["patient"], str):
+        raise TraceError(f"'patient' must be text, not {type(trace['patient']).__name__}", ("patient",))
+    for key in ("open_orders", "warnings"):
+        if key in trace and not isinstance(trace[key], list):
+            raise TraceError(f"'{key}' must be a list, not {type(trace[key]).__name__}", (key,))
+    if trace.get("final_state") is not None and not isinstance(trace["final_state"], str):
+        raise TraceError("'final_state' must be a state name", ("final_state",))
     edges = {k: (u, v, d) for u, v, k, d in graph.edges(keys=True, data=True)}
     ov = Overlay(
         patient=str(trace.get("patient", "")),
@@ -114,7 +193,16 @@ def overlay(graph, trace) -> Overlay:
         if not isinstance(step, dict):
             raise TraceError("a step is an object", where)
         kind = _need(step, "type", str, where, "a string")
-        date = _need(step, "date", str, where, "an ISO date")
+        date = _iso(_need(step, "date", str, where, "an ISO date"), (*where, "date"), "'date'")
+        for key in ("window", "sources"):
+            if key in step and step[key] is not None and not (
+                    isinstance(step[key], list) and all(isinstance(x, str) for x in step[key])):
+                raise TraceError(f"'{key}' must be a list of texts", (*where, key))
+        if isinstance(step.get("window"), list):
+            if len(step["window"]) != 2:
+                raise TraceError("'window' must be [from, to]", (*where, "window"))
+            for j, day in enumerate(step["window"]):
+                _iso(day, (*where, "window", j), "a window's date")
         if kind not in STEP_TYPES:
             raise TraceError(f"unknown step type '{kind}' (one of {', '.join(STEP_TYPES)})", (*where, "type"))
         if date < last_date:

@@ -28,6 +28,8 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from rxwatch.compiler.diagnostics import sanitize
+
 from .timeline import Choice, ClinicalEvent, FactChange
 
 __all__ = ["exact_text", "render", "to_text"]
@@ -47,6 +49,12 @@ _DEVIATION = {
     "still_overdue": "STILL OVERDUE",
     "incomplete": "INCOMPLETE",
 }
+
+
+def _text(value: Any, style: str = "") -> Text:
+    """A cell: text from a protocol, timeline or trace shown as it is, never read as Rich
+    markup (`[red]` stays `[red]`), every control character shown as an escape (`\\x1b`)."""
+    return Text(sanitize(str(value), newlines=False), style=style)
 
 
 # ---------------------------------------------------------------------------- numbers
@@ -256,7 +264,7 @@ def render(trace: Mapping[str, Any], graph=None, inputs: list | None = None) -> 
     proto = trace.get("protocol") or {}
     title = f"{proto.get('name', '')} {proto.get('version', '')}".strip()
     table = Table(
-        title=f"{title}: patient {trace.get('patient', '')}, {trace.get('start')} to {trace.get('until')}",
+        title=_text(f"{title}: patient {trace.get('patient', '')}, {trace.get('start')} to {trace.get('until')}"),
         box=box.SIMPLE_HEAD, show_lines=False, expand=True,
     )
     table.add_column("date", no_wrap=True)
@@ -274,34 +282,34 @@ def render(trace: Mapping[str, Any], graph=None, inputs: list | None = None) -> 
         by_index.setdefault(index, []).append(item)
     shown_date = None
 
-    def date_cell(day: str) -> str:
+    def date_cell(day: str) -> Text:
         nonlocal shown_date
         if day == shown_date:
-            return ""
+            return Text("")
         shown_date = day
-        return day
+        return _text(day)
 
     for i in range(len(steps) + 1):
         for item in by_index.get(i, ()):
             day, what, details = _input_row(item, labs)
-            table.add_row(date_cell(day), Text(what, style=_STYLE["input"]),
-                          Text(details, style=_STYLE["input"]), "", "")
+            table.add_row(date_cell(day), _text(what, _STYLE["input"]),
+                          _text(details, _STYLE["input"]), "", "")
         if i == len(steps):
             break
         s = steps[i]
         _, what, details, sources = _step_row(s, descriptions, labs)
         style = _STYLE.get(s.get("type"), "")
-        table.add_row(date_cell(s.get("date", "")), Text(what, style=style), Text(details, style=style),
-                      sources, str(s.get("line") or ""))
+        table.add_row(date_cell(s.get("date", "")), _text(what, style), _text(details, style),
+                      _text(sources), _text(s.get("line") or ""))
 
     summary = Text()
     summary.append("final state: ", style="bold")
-    summary.append(str(trace.get("final_state", "")))
+    summary.append(_text(trace.get("final_state", "")))
     orders = trace.get("open_orders") or []
     summary.append("\nopen orders: ", style="bold")
     if orders:
-        summary.append("; ".join(
-            f"{o['action']} due {_window(o['window'])}" + (" (overdue)" if o.get("overdue") else "") for o in orders))
+        summary.append(_text("; ".join(
+            f"{o['action']} due {_window(o['window'])}" + (" (overdue)" if o.get("overdue") else "") for o in orders)))
     else:
         summary.append("none")
     kinds: dict[str, int] = {}
@@ -312,14 +320,15 @@ def render(trace: Mapping[str, Any], graph=None, inputs: list | None = None) -> 
     summary.append("\ndeviations: ", style="bold")
     summary.append(str(deviations), style="bold red" if deviations else "")
     if len(kinds) > 1 or (kinds and "overdue" not in kinds):
-        summary.append(" (" + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in kinds.items()) + ")")
+        summary.append(_text(" (" + ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in kinds.items()) + ")"))
     unassessable = sum(1 for s in steps if s.get("type") == "unassessable")
     if unassessable:
         summary.append("\nunassessable: ", style="bold")
         summary.append(f"{unassessable} (results missing: no rule could decide)", style="bold yellow")
     for w in trace.get("warnings") or ():
         where = f"timeline line {w.get('line')}" if w.get("line") else f"{w.get('date', '')}"
-        summary.append(f"\nwarning ({where}): {w.get('message')}", style="yellow")
+        summary.append("\n")
+        summary.append(_text(f"warning ({where}): {w.get('message')}", "yellow"))
     return Group(table, summary)
 
 
