@@ -36,7 +36,6 @@ import operator
 import re
 import weakref
 from dataclasses import dataclass
-from itertools import groupby
 from typing import Any, Callable, Mapping
 
 from rxwatch.compiler import ir
@@ -787,7 +786,8 @@ class _Run(Ctx):
         if self.until < start:
             raise ValueError(f"until {self.until} is before start {start}")
         facts = self.facts = dict(m.fact_defaults)
-        facts.update((k, _value(v)) for k, v in tl.facts.items())
+        for k, v in tl.facts.items():
+            facts[k] = v if type(v) is bool or type(v) is str else _value(v)
         self.vars = dict(m.var_defaults)
         self.today = start
         self.panel = self.ulns = _NOTHING  # no panel yet
@@ -816,7 +816,7 @@ class _Run(Ctx):
 
     def go(self) -> dict:
         start, until = self.start, self.until
-        days = groupby(self.tl.events, _DATE)  # sorted by date, then time or file order within a day
+        days = iter(self.tl.days)  # (date, its events): by date, then time or file order within a day
         nxt = next(days, None)  # the next day with inputs: (date, its events)
         while nxt is not None and nxt[0] < start:
             nxt = next(days, None)  # a Timeline built in code may hold them; load_timeline never does
@@ -846,6 +846,8 @@ class _Run(Ctx):
                         day = soonest
                 if day is None or day > until:
                     break
+                if day <= ctx.today and ctx.today == MAX_DATE:
+                    break  # a timer or deviation due past the calendar's last day never comes
                 if day <= ctx.today:
                     raise ValueError(f"{self.tl.path}: timeline events are not in date order "
                                      f"({day} after {ctx.today}); load_timeline sorts them")
@@ -865,9 +867,7 @@ class _Run(Ctx):
             dup = False
             extra = None
             if nxt is not None and nxt[0] == day:
-                todays = nxt[1] if inputs is None or lookback is not None else tuple(nxt[1])
-                if lookback is not None:
-                    todays = tuple(todays)
+                todays = nxt[1]
                 for ev in todays:
                     if type(ev) is LabResult:
                         q = ev.q  # the value as an exact rational, made when the result was read

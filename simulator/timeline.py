@@ -16,6 +16,8 @@ on one day are both kept: `latest_results` tells which counts.
 from __future__ import annotations
 
 import datetime
+import itertools
+import operator
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -147,6 +149,12 @@ class Timeline:
     until: datetime.date | None  # load_timeline always sets it
     events: tuple  # of Event, sorted by (date, order): within a day by time, see _Clock
     warnings: tuple[Message, ...] = ()
+    # the events grouped by day, as the simulator replays them: ((date, (event, ...)), ...)
+    days: tuple = field(default=(), init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "days", tuple((day, tuple(group)) for day, group in
+                                               itertools.groupby(self.events, operator.attrgetter("date"))))
 
 
 def recency(event: Event) -> tuple:
@@ -642,6 +650,8 @@ def _read_document(doc: Any, r: Reader, start: Any, until: Any, facts: Any, extr
 
     if cli_until and not cli_start and file_start and cli_until < file_start:
         r.error(0, "E706", f"--until {cli_until} is before the timeline's start {file_start}", path=COMMAND_LINE)
+    if cli_start and not cli_until and file_until and file_until < cli_start:
+        r.error(0, "E706", f"--start {cli_start} is after the timeline's until {file_until}", path=COMMAND_LINE)
     events = _read_events(doc, r, file_start, file_until)
     events = r.range_filter(events, cli_start, cli_until)
     file_facts.update(cli_facts)
