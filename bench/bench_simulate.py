@@ -469,11 +469,11 @@ def build_by_hand():
 def replay(p: Patient, tl: Timeline) -> dict:
     """The day loop of docs/simulation.md, driving the model's triggers."""
     days: list = []
-    for ev in tl.events:
-        if not days or days[-1][0] != ev.date:
-            days.append((ev.date, [], [], []))
-        d = days[-1]
-        (d[1] if isinstance(ev, LabResult) else d[3] if isinstance(ev, Choice) else d[2]).append(ev)
+    for date, events in tl.days:  # the timeline's days, as rxwatch reads them too
+        d = (date, [], [], [])
+        days.append(d)
+        for ev in events:
+            (d[1] if isinstance(ev, LabResult) else d[3] if isinstance(ev, Choice) else d[2]).append(ev)
     p.choices = days[0][3] if days and days[0][0] == tl.start else []
     p.enter_step("baseline")
     p.entry_baseline()

@@ -46,6 +46,7 @@ import functools
 import itertools
 import linecache
 import operator
+import re
 from fractions import Fraction
 from typing import Any, Callable, Mapping, Sequence
 
@@ -295,7 +296,8 @@ class _Code(ir.Visitor):
             decl = self.owner.let_decls[n]
             if ready:
                 visiting.discard(n)
-                code = self.gen(decl["expr"])  # its dependencies are generated: no recursion into lets
+                # its dependencies are generated: no recursion into lets
+                code = self.fast(decl["expr"]) if decl.get("type") == "bool" else self.gen(decl["expr"])
                 self.lets.append(n)
                 loc = self.owner.let_local(n)
                 self.let_lines.append(f"{loc} = {code}")
@@ -312,6 +314,73 @@ class _Code(ir.Visitor):
                         raise ExprError("a let is defined in terms of itself")
                     stack.append((dep, False))
         return local
+
+    # -- the two-valued fast path
+
+    def fast(self, t: Mapping) -> str:
+        """The three-valued code of condition `t`, led by a two-valued fast path: when the
+        values it reads are all known (the usual panel), plain Python `and`/`or`/`not` decide it
+        with no unknown-tests; otherwise the three-valued code does. (`known(X) and ...` needs no
+        X: the right-hand side is only read when X is known.)"""
+        kleene = self.gen(t)
+        if kleene in self.sure:
+            return kleene
+        plain = self._plain(t)
+        if plain is None:
+            return kleene
+        code, needs = plain
+        if not needs or code == kleene:
+            return code
+        cond = " and ".join(f"{n} is not None" for n in sorted(needs))
+        return f"({code} if {cond} else {kleene})"
+
+    _GET = re.compile(r"[PFV]\.get\(K\d+\)\Z")
+
+    def _operand(self, t: Mapping) -> str | None:
+        """A value's code to read twice (a name, a constant or a dict read), or None."""
+        code = self.gen(t)
+        if code in self.sure or code.isidentifier() or self._GET.match(code):
+            return code
+        return None
+
+    def _plain(self, t: Mapping) -> tuple[str, set[str]] | None:
+        """(two-valued code of condition `t`, the value codes it needs known), or None."""
+        op = t.get("op")
+        if op == "bool":
+            return ("True" if t["value"] else "False"), set()
+        if op == "call" and t.get("func") in ("known", "fulfilled"):
+            return self.gen(t), set()
+        if op in ("let", "fact", "var"):
+            code = self.gen(t)
+            return code, (set() if code in self.sure else {code})
+        if op == "not":
+            inner = self._plain(t["arg"])
+            return None if inner is None else (f"(not {inner[0]})", inner[1])
+        if op == "in":
+            x = self._operand(t["arg"])
+            if x is None:
+                return None
+            return f"({x} in {self.const(frozenset(t['members']))})", (set() if x in self.sure else {x})
+        if op == "compare":
+            if any(self._temporal(a) for a in t["args"]):
+                return None
+            xs = [self._operand(a) for a in t["args"]]
+            if None in xs:
+                return None
+            links = [f"{xs[i]} {o} {xs[i + 1]}" for i, o in enumerate(t["ops"])]
+            return f"({' and '.join(links)})", {x for x in xs if x not in self.sure}
+        if op in ("and", "or"):
+            codes, needs, guarded = [], set(), set()
+            for a in t["args"]:
+                part = self._plain(a)
+                if part is None:
+                    return None
+                codes.append(part[0])
+                needs |= part[1] - guarded
+                if op == "and" and a.get("op") == "call" and a.get("func") == "known":
+                    guarded.add(self.gen(a["args"][0]))  # what it makes known, for what follows
+            return "(" + f" {op} ".join(codes) + ")", needs
+        return None
 
     def certain(self, code: str) -> str:
         """Mark `code` as never unknown."""
@@ -555,7 +624,7 @@ class Compiler:
         tests, lets_before = [], []
         for g in guards:  # the lets a guard needs first are computed just before it
             n = len(code.let_lines)
-            tests.append(None if g is None else code.gen(g))
+            tests.append(None if g is None else code.fast(g))
             lets_before.append(code.let_lines[n:])
         if exclusive:
             lets_before = [[line for block in lets_before for line in block]] + [[] for _ in guards[1:]]
