@@ -58,11 +58,58 @@ def _umask() -> int:
     return mask
 
 
+TEMP_PREFIX = ".rxwatch-"
+"""Temporary files are `.rxwatch-PID-RANDOM.tmp` beside the output: a short name whatever the
+output's (an output name of 255 characters still works), and the writer's process id, so that
+a temporary file left by a killed rxwatch (SIGKILL between the write and the rename) is removed
+by the next rxwatch that writes into that folder; it is never read."""
+
+
+def output_path(raw: str | None) -> Path | None:
+    """The `-o` option as a path; a name ending in a separator (`out.json/`) names a folder and
+    is refused (exit 2), rather than written as `out.json`."""
+    if raw is None:
+        return None
+    if raw == "" or raw.endswith(("/", os.sep)):
+        raise fail(f"{raw or '(empty)'}: -o names a folder, not a file; give the file's name")
+    return Path(raw)
+
+
+def _clean_stale(parent: Path) -> None:
+    """Remove the temporary files of rxwatch processes that no longer run (killed mid-write)."""
+    try:
+        names = [e.name for e in os.scandir(parent) if e.name.startswith(TEMP_PREFIX) and e.name.endswith(".tmp")]
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(TEMP_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # that writer still runs (or the pid is another process's now): left alone
+        except ProcessLookupError:
+            pass
+        except (PermissionError, OverflowError, OSError):
+            continue
+        try:
+            os.unlink(parent / name)
+        except OSError:
+            pass
+
+
 def write_atomic(out: Path, data: str | bytes, *, inputs: tuple[Path, ...] = ()) -> None:
     """Write `out` whole or not at all: a temporary file beside it, then a rename.
 
     Refuses to overwrite any of `inputs`. Raises typer.Exit(2) when it cannot write.
     """
+    try:
+        _write_atomic(out, data, inputs)
+    except OSError as e:  # a name too long, a folder that vanished, a full disk...
+        raise fail(f"{out}: cannot write: {e.strerror or e}")
+
+
+def _write_atomic(out: Path, data: str | bytes, inputs: tuple[Path, ...]) -> None:
     for i in inputs:
         if same_file(out, i):
             raise fail(f"{out}: refusing to overwrite an input file")
@@ -74,25 +121,21 @@ def write_atomic(out: Path, data: str | bytes, *, inputs: tuple[Path, ...] = ())
     if out.exists() and not out.is_file():
         # a pipe or a device (`-o /dev/stdout`): write into it, never replace the node
         binary = isinstance(data, bytes)
-        try:
-            with open(out, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
-                f.write(data)
-        except OSError as e:
-            raise fail(f"{out}: cannot write: {e.strerror or e}")
+        with open(out, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
+            f.write(data)
         return
     if not parent.is_dir():
         raise fail(f"{out}: cannot write: folder {parent} does not exist")
+    _clean_stale(parent)
     mode = "wb" if isinstance(data, bytes) else "w"
     tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=parent)
+        fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=".tmp", dir=parent)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; an output file follows the umask
         with os.fdopen(fd, mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as f:
             f.write(data)
         os.replace(tmp, out)
         tmp = None
-    except OSError as e:
-        raise fail(f"{out}: cannot write: {e.strerror or e}")
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)

@@ -9,19 +9,20 @@ from typing import Optional
 import typer
 
 from .app import app
-from .output import Status, count, diagnostics_of, fail, load_graph, print_diagnostics, read_text, say, write_atomic
+from .output import output_path, Status, count, diagnostics_of, fail, load_graph, print_diagnostics, read_text, say, write_atomic
 
 
 @app.command("render")
 def render_(
     protocol: Path = typer.Argument(..., help="The protocol file (.rxw), or a compiled graph file (.json from `rxwatch compile`).", exists=True, dir_okay=False, readable=True),
-    output: Path = typer.Option(..., "--output", "-o", help="The file to write, whole or not at all: .svg, .png, .pdf, .dot or .html (a self-contained viewer)."),
+    output_: str = typer.Option(..., "--output", "-o", metavar="OUT", help="The file to write, whole or not at all: .svg, .png, .pdf, .dot or .html (a self-contained viewer)."),
     trace: Optional[Path] = typer.Option(None, "--trace", help="A trace from `rxwatch simulate --format json`: draw that patient's path over the chart.", exists=True, dir_okay=False, readable=True),
 ) -> None:
     """Draw a protocol as a flowchart for clinicians (see docs/flowcharts.md).
 
     Every format but .dot needs Graphviz's `dot` on PATH (exit status 2 without it).
     """
+    output = output_path(output_)
     from rxwatch.render import FORMATS, DotFailed, GraphvizMissing, TraceError, render
     from rxwatch.render.trace import read as read_trace
 

@@ -10,7 +10,7 @@ from typing import List, Optional
 import typer
 
 from .app import app
-from .output import Sources, Status, count, diagnostics_of, emit, fail, load_graph, print_diagnostics
+from .output import output_path, Sources, Status, count, diagnostics_of, emit, fail, load_graph, print_diagnostics
 
 
 class TraceFormat(str, Enum):
@@ -23,7 +23,7 @@ def simulate(
     protocol: Path = typer.Argument(..., metavar="PROTOCOL", help="The protocol file (.rxw), or a compiled graph file (.json from `rxwatch compile`).", exists=True, dir_okay=False, readable=True),
     timeline: Path = typer.Argument(..., metavar="TIMELINE", help="The patient's timeline: YAML/JSON (see docs/timelines.md), a FHIR R4 Bundle, or a lab CSV.", exists=True, dir_okay=False, readable=True),
     format: Optional[TraceFormat] = typer.Option(None, "--format", "-f", metavar="table|json", help="table: one row per step, for a person; json: the trace of contracts/trace.md, byte-stable. Default: table on a terminal, json otherwise (and with -o)."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", metavar="OUT", help="Write here (whole or not at all) instead of standard output."),
+    output_: Optional[str] = typer.Option(None, "--output", "-o", metavar="OUT", help="Write here (whole or not at all) instead of standard output."),
     until: Optional[str] = typer.Option(None, "--until", metavar="DATE", help="Replay up to and including this day (YYYY-MM-DD); later events are left out, with a warning."),
     start: Optional[str] = typer.Option(None, "--start", metavar="DATE", help="Start on this day (YYYY-MM-DD) instead of the timeline's start; earlier events are left out, with a warning."),
     fact: List[str] = typer.Option([], "--fact", metavar="NAME=VALUE", help="A fact about the patient, NAME=VALUE (repeatable); wins over the timeline's."),
@@ -35,6 +35,7 @@ def simulate(
     (each mistake printed as PATH:LINE:COL: error[CODE]: message) or the protocol loops
     without time passing, 2 when a file is missing or the output cannot be written.
     """
+    output = output_path(output_)
     from rxwatch.compiler.diagnostics import WARNING, Diagnostic
     from rxwatch.simulator.engine import Machine, SimulationError
     from rxwatch.simulator.timeline import TimelineError
