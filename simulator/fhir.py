@@ -200,6 +200,8 @@ def read_bundle(text: str, scan: Scan, r: Reader, *, start: Any = None, until: A
         where = ", ".join(str(line) for _, line in patients)
         r.error(patients[1][1], "E712", f"the Bundle holds {len(patients)} Patient resources (lines {where}); "
                 "a timeline is one patient's")
+    elif not patients[0][0]:  # as a YAML timeline's missing patient id (issue 10 item 15)
+        r.error(patients[0][1], "E704", "the Patient resource has no 'id': whose timeline is it?")
     else:
         patient = patients[0][0]
     left_out = sum(w.code == "W701" for w in r.warnings)
