@@ -317,7 +317,7 @@ class _Builder(Transformer):
 
     @v_args(inline=True)
     def uln(self, n):
-        return ("uln", self._float(n))
+        return ("uln", self._positive(n, "a ULN"))
 
     @v_args(inline=True)
     def lln(self, n):
@@ -325,7 +325,15 @@ class _Builder(Transformer):
 
     @v_args(inline=True)
     def molar_mass(self, n):
-        return ("molar_mass", self._float(n))
+        return ("molar_mass", self._positive(n, "a molar mass"))
+
+    def _positive(self, tok: Token, what: str) -> int | Fraction:
+        """A ULN or molar mass: above 0 (0 would make every multiple of the ULN, or every
+        conversion through the molar mass, meaningless; issue 10 item 3)."""
+        v = self._float(tok)
+        if v <= 0:
+            raise _Invalid(self.tspan(tok), f"{what} must be above 0, not {tok}")
+        return v
 
     def loinc(self, children):
         return ("loinc", tuple(_unquote(s) for s in children))

@@ -80,6 +80,8 @@ CASES = [
     Case("E104", edit("due 1..2 weeks", "due §1.5..2 weeks"), ("whole number", "1.5")),
     Case("E104", edit("on event ev {", "after §2.5 days {"), ("whole number", "2.5")),
     Case("E105", edit("let alt \"ALT in multiples of ULN\" = xuln(ALT)", "let alt = §" + "-" * 205 + "xuln(ALT)"), ("nested more than 200 levels", "let")),
+    Case("E104", edit('uln 40', 'uln §0'), ("a ULN must be above 0",)),
+    Case("E104", edit('uln 1.2', 'uln 1.2 molar_mass §0.0'), ("a molar mass must be above 0",)),
     Case("E110", edit('title "A small protocol"', 'title "A small §\x1b[2Jprotocol"'), ("control character \\x1b",)),
     Case("E110", edit('event ev "an event"', 'event ev "an §\u202eevent"'), ("control character \\u202e",)),
     Case("E111", edit('terminal state b "the end"', 'terminal state b "the end"\nstate §' + "q" * 201), ("201 characters", "at most 200")),
