@@ -248,7 +248,7 @@ class Machine:
         self.lookback = _setting_days(g.get("results_valid"))  # (amount, unit) or None: the same day
         self.reminders = _setting_days(g.get("reminders"))  # (amount, unit) or None: no reminders
         self.isos: dict[datetime.date, str] = {}  # day -> its ISO text, for every replay of this Machine
-        self._compiler = Compiler(g)
+        self._compiler = Compiler(g, rational_inputs=True)  # the replay puts only runtime rationals (Q) in its panels
         edges = {key: (u, v, data) for u, v, key, data in graph.edges(keys=True, data=True)}
         _validate_trees(graph, self.path)  # a graph read from a file is untrusted
         self._rules: dict[str, _Rule] = {}
@@ -921,8 +921,7 @@ class _Run(Ctx):
                 if orders:
                     if dated is None and len(orders) == 1:
                         # the usual day: one open order, every result today's
-                        for action, o in orders.items():
-                            pass
+                        (action, o), = orders.items()
                         if (o.opens is None or day >= o.opens) and not o.labs.isdisjoint(panel):
                             for alt in o.fulfil:  # (frozenset.issubset would copy the panel into a set)
                                 for lab in alt:
@@ -938,10 +937,11 @@ class _Run(Ctx):
                     else:
                         self.fulfil(panel, dated, day)
                 handler = self.state.panel
-                n = len(steps)
+                if dup:
+                    n = len(steps)
                 if handler is not None and handler.react(self) and (self.pending or self.timers):
                     self.settle()
-                if self.replaced is not None:
+                if dup:
                     self.note_replaced(n)
             # (4) clinical events and fact changes, in time (else file) order
             if extra is not None:

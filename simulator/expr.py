@@ -473,7 +473,8 @@ class _Code(ir.Visitor):
                 return f"U.get({lab}, {default})"
             self.uses.add("P")
             v, u = self.tmp(), self.tmp()
-            return f"(None if ({v} := P.get({lab})) is None or not ({u} := U.get({lab}, {default})) else _Q({v}, {u}))"
+            div = f"{v} / {u}" if self.owner.rational_inputs else f"_Q({v}, {u})"
+            return f"(None if ({v} := P.get({lab})) is None or not ({u} := U.get({lab}, {default})) else {div})"
         if func == "known":
             if len(args) != 1:
                 raise ExprError("known() takes one argument")
@@ -594,7 +595,11 @@ class Compiler:
 
     _files = itertools.count()
 
-    def __init__(self, protocol: Mapping) -> None:
+    def __init__(self, protocol: Mapping, *, rational_inputs: bool = False) -> None:
+        # rational_inputs: the ctx's panel values and ULNs are always runtime rationals (Q), as
+        # the engine makes them, so `v / u` is exact; otherwise (any ints or Fractions) the
+        # generated code makes them rationals first
+        self.rational_inputs = rational_inputs
         self.labs: Mapping[str, Mapping] = protocol.get("labs") or {}
         self.let_decls: Mapping[str, Mapping] = protocol.get("lets") or {}
         self._let_locals: dict[str, str] = {}
