@@ -25,7 +25,9 @@ Modules that have their own message type convert at one place: `as_diagnostic(x)
 
 from __future__ import annotations
 
+import bisect
 import difflib
+import functools
 import json
 import re
 from dataclasses import dataclass
@@ -285,14 +287,66 @@ def sort_key(d: Diagnostic) -> tuple:
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:
-    """'; did you mean 'ALT'?' for the nearest candidate, or ''."""
-    candidates = list(candidates)
-    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    """'; did you mean 'ALT'?' for the nearest candidate, or ''.
+
+    Near-linear in the number of calls: a name is compared with at most SUGGEST_EXACT_LIMIT
+    candidates. Up to that many, every candidate is compared (difflib, cutoff 0.6, then a
+    match ignoring case); beyond it, only the candidates nearest the name in sorted order by
+    prefix and by suffix, and one that matches ignoring case (an index of the candidates is
+    built once per candidate set). Answers are kept per name and candidate set."""
+    names = tuple(candidates)
+    names = _SETS.setdefault(names, names)  # one copy of each candidate set held by the caches
+    if len(_SETS) > 64:
+        _SETS.clear()
+    return _suggestion(name, names)
+
+
+_SETS: dict[tuple, tuple] = {}
+
+
+SUGGEST_EXACT_LIMIT = 300
+"""Up to this many candidates, `did_you_mean` compares the name with every one."""
+
+_NEIGHBOURS = 16  # beyond the limit: candidates taken on each side of the name, by prefix and by suffix
+
+
+@functools.lru_cache(maxsize=4096)
+def _suggestion(name: str, candidates: tuple[str, ...]) -> str:
+    pool: Iterable[str] = candidates
+    if len(candidates) > SUGGEST_EXACT_LIMIT:
+        pool = _near(name, _index(candidates))
+    close = difflib.get_close_matches(name, pool, n=1, cutoff=0.6)
     if not close:
-        lowered = {c.lower(): c for c in candidates}
+        lowered = _index(candidates).lowered if len(candidates) > SUGGEST_EXACT_LIMIT else {c.lower(): c for c in candidates}
         if name.lower() in lowered:
             close = [lowered[name.lower()]]
     return f"; did you mean '{close[0]}'?" if close else ""
+
+
+@dataclass(frozen=True)
+class _Names:
+    by_prefix: list[str]
+    by_suffix: list[tuple[str, str]]  # (reversed name, name)
+    lowered: dict[str, str]
+
+
+@functools.lru_cache(maxsize=16)
+def _index(candidates: tuple[str, ...]) -> _Names:
+    names = sorted(set(candidates))
+    return _Names(names, sorted((c[::-1], c) for c in names), {c.lower(): c for c in candidates})
+
+
+def _near(name: str, index: _Names) -> list[str]:
+    """The candidates next to `name` in sorted order, by prefix and by suffix (a bounded pool)."""
+    k = _NEIGHBOURS
+    i = bisect.bisect_left(index.by_prefix, name)
+    pool = set(index.by_prefix[max(0, i - k): i + k])
+    j = bisect.bisect_left(index.by_suffix, (name[::-1], ""))
+    pool.update(c for _, c in index.by_suffix[max(0, j - k): j + k])
+    same = index.lowered.get(name.lower())
+    if same is not None:
+        pool.add(same)
+    return sorted(pool)
 
 
 # ---------------------------------------------------------------------------- printers
@@ -328,7 +382,7 @@ def format_text(diag: Diagnostic, source: str | None) -> str:
     head = format_head(diag)
     if not source or s.line <= 0:
         return head
-    lines = source.split("\n")  # lines as the readers count them (not splitlines: \x0c, \x85...)
+    lines = _lines(source)
     if s.line > len(lines):
         return head
     raw = lines[s.line - 1].removesuffix("\r")
@@ -345,6 +399,18 @@ def format_text(diag: Diagnostic, source: str | None) -> str:
     width = max(1, min(width, len(text) - (len(before) - shift) + 1, MAX_SHOWN // 2))
     pad = " " * (len(gutter) - 2) + "| "
     return f"{head}\n{gutter}{text}\n{pad}{' ' * (len(before) - shift)}{'^' * width}"
+
+
+_split: list = [None, []]  # the last source split into lines, and its lines
+
+
+def _lines(source: str) -> list[str]:
+    """`source` split into lines as the readers count them (not splitlines: \\x0c, \\x85...);
+    the last source's lines are kept, so that printing N messages about one file splits it
+    once rather than N times."""
+    if _split[0] is not source:
+        _split[0], _split[1] = source, source.split("\n")
+    return _split[1]
 
 
 MAX_SHOWN = 160

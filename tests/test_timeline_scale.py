@@ -1,0 +1,113 @@
+"""Big inputs and many mistakes: the work grows about linearly (issue 10, item 13).
+
+No timed assertions: the tests count the work done (names compared, lines split) or just
+run sizes that took minutes when the work was quadratic."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import random
+import string
+from pathlib import Path
+
+import pytest
+
+from rxwatch.compiler import compile_source, diagnostics
+from rxwatch.compiler.diagnostics import Diagnostic, did_you_mean, format_text
+from rxwatch.simulator.timeline import TimelineError, load_timeline
+
+DATA = Path(__file__).parent / "data" / "timelines"
+PROTOCOL = json.loads((DATA / "protocol.json").read_text())
+
+
+def reference(name: str, candidates) -> str:
+    """did_you_mean as it was: difflib over every candidate, then a match ignoring case."""
+    candidates = list(candidates)
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    if not close:
+        lowered = {c.lower(): c for c in candidates}
+        if name.lower() in lowered:
+            close = [lowered[name.lower()]]
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
+def test_did_you_mean_is_unchanged_for_small_candidate_sets():
+    rng = random.Random(3)
+    for _ in range(300):
+        size = rng.randrange(0, diagnostics.SUGGEST_EXACT_LIMIT + 1)
+        words = ["".join(rng.choices(string.ascii_letters[:8] + "_", k=rng.randrange(1, 8))) for _ in range(size)]
+        name = rng.choice(words + ["ALT", "alt", "xyz"]) if words else "ALT"
+        if rng.random() < 0.5:
+            name = name[:-1] + rng.choice("abc") if name else name
+        assert did_you_mean(name, words) == reference(name, words), (name, words)
+    assert did_you_mean("ALR", {"ALT": 1, "INR": 2}) == "; did you mean 'ALT'?"
+    assert did_you_mean("tbil", ["TBIL"]) == "; did you mean 'TBIL'?"
+    assert did_you_mean("QQQ", ["ALT"]) == ""
+
+
+def test_did_you_mean_compares_a_bounded_number_of_candidates(monkeypatch):
+    compared = []
+    real = difflib.get_close_matches
+
+    def counting(word, possibilities, *args, **kwargs):
+        possibilities = list(possibilities)
+        compared.append(len(possibilities))
+        return real(word, possibilities, *args, **kwargs)
+
+    monkeypatch.setattr(difflib, "get_close_matches", counting)
+    states = {f"state_{i}": i for i in range(20_000)}
+    for i in range(2_000):
+        hint = did_you_mean(f"state_{i}x", states)
+        assert hint.startswith("; did you mean 'state_")
+    assert did_you_mean("STATE_7", states) == "; did you mean 'state_7'?"  # ignoring case, found by the index
+    assert len(compared) == 2_001
+    assert max(compared) <= 4 * 16 + 1  # never the 20,000
+
+
+def test_did_you_mean_answers_once_per_name():
+    calls = diagnostics._suggestion.cache_info().misses
+    labs = [f"LAB{i}" for i in range(50)]
+    for _ in range(1_000):
+        did_you_mean("LBA7", labs)
+    assert diagnostics._suggestion.cache_info().misses - calls <= 1
+
+
+def test_printing_many_messages_about_one_file_splits_it_once(monkeypatch):
+    source = "".join(f"line {i}\n" for i in range(50_000))
+    splits = []
+
+    class Text(str):
+        def split(self, *args):
+            splits.append(args)
+            return str.split(self, *args)
+
+    text = Text(source)
+    for line in range(1, 50_001, 10):
+        out = format_text(Diagnostic.at("f.csv", line, "unknown lab", "error", "E707"), text)
+        assert out.endswith(f"line {line - 1}")
+    assert len(splits) == 1
+
+
+def test_five_thousand_undeclared_targets_are_checked(tmp_path):
+    """56 s in `check` when every name was compared with every state."""
+    states = "\n".join(
+        f"{'initial ' if i == 0 else ''}state s{i} \"s\" {{\n  on panel {{ when ALT > 1 -> gone{i}x cite c\n  otherwise -> s{(i + 1) % 5000} cite c }}\n}}"
+        for i in range(5000))
+    text = ('protocol p\n  title "t"\n  version "1"\n  status draft\n  description "d"\n'
+            'source c "c" kind convention\nlab ALT "a" unit "U/L" uln 40\n' + states)
+    result = compile_source(text, "big.rxw", verify=False, lower=False)
+    e203 = [d for d in result.diagnostics if d.code == "E203"]
+    assert len(e203) == 5000
+    assert all("which is not a state" in d.message for d in e203)
+
+
+def test_two_hundred_thousand_unknown_labs_are_each_reported(tmp_path):
+    """149 s end to end when each message split the file again."""
+    path = tmp_path / "many.csv"
+    path.write_text("date,lab,value\n" + "".join(f"2025-01-06,XLAB{i % 1000},1\n" for i in range(200_000)))
+    with pytest.raises(TimelineError) as info:
+        load_timeline(path, PROTOCOL)
+    messages = info.value.messages
+    assert len(messages) == 200_000 and {m.code for m in messages} == {"E707"}
+    assert messages[-1].line == 200_001
