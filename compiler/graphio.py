@@ -299,7 +299,9 @@ class _Checker:
     def name(self, where: Where, value: Any, pattern: re.Pattern = NAME, what: str = "a name", *,
              key: bool = False) -> bool:
         """`value` matches `pattern` (`key`: it is the key of an object, not a value)."""
-        if isinstance(value, str) and len(value) <= MAX_NAME and pattern.match(value):
+        # a rule id is a state name (at most MAX_NAME) and two numbers of at most 6 digits each
+        limit = MAX_NAME + 14 if pattern is RULE_ID else MAX_NAME
+        if isinstance(value, str) and len(value) <= limit and pattern.match(value):
             return True
         if not isinstance(value, str):
             self.type(where, value, what)
