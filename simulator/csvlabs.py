@@ -16,6 +16,9 @@ lab on one day are both kept (the timeline's order says which counts).
 from __future__ import annotations
 
 import csv
+import io
+import re
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +33,40 @@ OPTIONAL = ("unit", "uln", "patient", "lln", "time")
 
 def read_csv(text: str, r: Reader, *, start: Any = None, until: Any = None, facts: Any = None) -> Timeline:
     """The Timeline of a lab CSV; raises TimelineError with `FILE:LINE: message`s."""
+    return _read(_lines(text), r, start, until, facts)
+
+
+def read_csv_file(path: str, r: Reader, *, start: Any = None, until: Any = None, facts: Any = None) -> Timeline:
+    """`read_csv` of the file at `path`, read row by row (the text is never held whole: a
+    100 MB file costs its results, not its text and its rows as well). Raises
+    UnicodeDecodeError when the file is not UTF-8 (the caller locates it), OSError."""
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        return _read(_file_lines(f), r, start, until, facts)
+
+
+# the line ends str.splitlines knows beyond \n, \r and \r\n (which a file read with newline=""
+# splits at): the lines of a streamed file are cut at these too, so that line numbers are the same
+_OTHER_ENDS = re.compile("[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
+
+
+def _file_lines(f: Iterable[str]) -> Iterator[str]:
+    """The lines of a file opened with newline="", cut exactly as `str.splitlines(keepends=True)`."""
+    search = _OTHER_ENDS.search
+    for line in f:
+        if search(line) is None:
+            yield line
+        else:
+            yield from line.splitlines(keepends=True)
+
+
+def _lines(text: str) -> Iterator[str]:
+    """`text.splitlines(keepends=True)`, one line at a time (no list of every line)."""
+    return _file_lines(io.StringIO(text, newline=""))
+
+
+def _read(lines: Iterable[str], r: Reader, start: Any, until: Any, facts: Any) -> Timeline:
     command_line = r.command_line(start, until, facts)
-    rows = _rows(text, r)
+    rows = _rows(lines, r)
     header_line, header = next(rows, (1, None))
     columns = _columns(header, header_line, r)
     if columns is None:
@@ -57,9 +92,9 @@ def read_csv(text: str, r: Reader, *, start: Any = None, until: Any = None, fact
     return r.finish_results(patient, results, command_line, "no lab results", header_line)
 
 
-def _rows(text: str, r: Reader):
+def _rows(lines: Iterable[str], r: Reader):
     """(line, cells) of every row that is not blank or a comment; a CSV syntax error is E701."""
-    reader = csv.reader(text.splitlines(keepends=True), strict=True)
+    reader = csv.reader(lines, strict=True)
     while True:
         line = reader.line_num + 1
         try:
@@ -102,7 +137,11 @@ def _columns(header: list[str] | None, line: int, r: Reader) -> dict[str, int] |
 
 def _result(cells: dict[str, str], line: int, r: Reader) -> LabResult | None:
     ok = True
-    when = parse_date_time(cells["date"])
+    when = r.dates.get(cells["date"])
+    if when is None:
+        when = parse_date_time(cells["date"])
+        if when is not None and len(r.dates) < 100_000:
+            r.dates[cells["date"]] = when  # one date object per day, not per row
     date, time = when if when is not None else (None, None)
     if when is None:
         r.error(line, "E705", f"date: '{cells['date']}' is not an ISO 8601 date (YYYY-MM-DD) or date-time (YYYY-MM-DDThh:mm)")
@@ -124,19 +163,21 @@ def _result(cells: dict[str, str], line: int, r: Reader) -> LabResult | None:
         r.error(line, "E704", "missing value")
         ok = False
     given = {key: cells.get(key) or None for key in ("value", "uln", "lln")}
+    unit = cells.get("unit") or None
+    if unit is not None and len(r.strings) < 100_000:
+        unit = r.strings.setdefault(unit, unit)  # one string per unit written, not per row
     for key, text in given.items():
-        if text is not None:
+        if text is not None and (key, lab, unit, str, text) not in r.converted:  # else read before, fine
             try:
                 r.number(key, text)
             except ValueProblem as exc:
                 r.error(line, "E708", exc.message)
                 ok = False
-    unit = cells.get("unit") or None
     if not ok:
         return None
-    try:
+    try:  # the line is the result's place in the file: one int for its Loc and its order
         return r.lab_result(lab, given["value"], unit, given["uln"], date, Loc(r.path, line), lln=given["lln"],
-                            time=time, order=r.order(date, time))
+                            time=time, order=r.order(date, time, line))
     except units.UnitError as exc:
         r.error(line, "E709", r.unit_problem(lab, unit, exc))
     except ValueProblem as exc:

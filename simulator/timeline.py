@@ -15,6 +15,7 @@ on one day are both kept: `latest_results` tells which counts.
 
 from __future__ import annotations
 
+import codecs
 import datetime
 import itertools
 import operator
@@ -28,6 +29,7 @@ from typing import Any, Union
 from rxwatch.compiler.diagnostics import did_you_mean
 
 from . import units, yamlsrc
+from rxwatch.compiler import collector_paused
 from rxwatch.compiler.diagnostics import Diagnostic
 from rxwatch.compiler.span import Span
 
@@ -88,9 +90,24 @@ class LabResult:
     uln_q: Any = field(default=None, init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "q", exact_q(self.value))
+        object.__setattr__(self, "q", _shared_q(self.value))
         if self.uln is not None:
-            object.__setattr__(self, "uln_q", exact_q(self.uln))
+            object.__setattr__(self, "uln_q", _shared_q(self.uln))
+
+
+_QS: dict = {}
+_SHARED_MAX = 100_000  # entries kept per cache of shared values (then new values are not kept)
+
+
+def _shared_q(value: Number) -> Any:
+    """`exact_q(value)`, one object for equal values (lab values repeat: a big timeline holds
+    few distinct ones), up to _SHARED_MAX of them."""
+    q = _QS.get(value)
+    if q is None:
+        q = exact_q(value)
+        if len(_QS) < _SHARED_MAX:
+            _QS[value] = q
+    return q
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,30 +218,55 @@ def load_timeline(path: str | os.PathLike, protocol: Mapping, *, start: Any = No
     `until` (dates or ISO strings) and `facts` ({NAME: VALUE} or ["NAME=VALUE", ...]) come from
     the command line and win over the file. Raises OSError or TimelineError."""
     path = os.fspath(path)
-    with open(path, "rb") as f:
-        data = f.read()
-    reader = Reader(path, protocol)
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        reader.error(line, "E701", f"the file is not UTF-8 text (byte {exc.start + 1})")
-        raise reader.failure() from None
-    if path.lower().endswith(".csv"):
-        from .csvlabs import read_csv
+    with collector_paused():  # every object read stays alive: a collection can free nothing
+        if path.lower().endswith(".csv"):
+            from .csvlabs import read_csv_file
 
-        return read_csv(text, reader, start=start, until=until, facts=facts)
-    from . import fhir
+            try:  # streamed, row by row: the text is never held whole
+                return read_csv_file(path, Reader(path, protocol), start=start, until=until, facts=facts)
+            except UnicodeDecodeError:
+                pass  # located below, from the bytes
+            except TimelineError:
+                if _is_utf8(path):  # else the one error is that (below), as when the file is read whole
+                    raise
+        with open(path, "rb") as f:
+            data = f.read()
+        reader = Reader(path, protocol)
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            line = data.count(b"\n", 0, exc.start) + 1
+            reader.error(line, "E701", f"the file is not UTF-8 text (byte {exc.start + 1})")
+            raise reader.failure() from None
+        del data
+        if path.lower().endswith(".csv"):
+            from .csvlabs import read_csv
 
-    bundle = fhir.sniff(text)
-    if bundle is not None:
-        return fhir.read_bundle(text, bundle, reader, start=start, until=until, facts=facts)
+            return read_csv(text, reader, start=start, until=until, facts=facts)
+        from . import fhir
+
+        bundle = fhir.sniff(text)
+        if bundle is not None:
+            return fhir.read_bundle(text, bundle, reader, start=start, until=until, facts=facts)
+        try:
+            doc = yamlsrc.load(text, path)
+        except yamlsrc.YamlError as exc:
+            reader.error(exc.line, "E701", exc.message, exc.column)
+            raise reader.failure() from None
+        return _read_document(doc, reader, start, until, facts, frozenset())
+
+
+def _is_utf8(path: str) -> bool:
+    """The file is UTF-8 text (read a megabyte at a time)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
     try:
-        doc = yamlsrc.load(text, path)
-    except yamlsrc.YamlError as exc:
-        reader.error(exc.line, "E701", exc.message, exc.column)
-        raise reader.failure() from None
-    return _read_document(doc, reader, start, until, facts, frozenset())
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                decoder.decode(chunk)
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def parse_timeline(doc: Any, path: str, protocol: Mapping, *, start: Any = None, until: Any = None,
@@ -319,8 +361,12 @@ class _Clock:
         self.index = 0
         self.latest: dict[datetime.date, datetime.time] = {}
 
-    def order(self, date: datetime.date, clock: datetime.time | None) -> Order:
+    def order(self, date: datetime.date, clock: datetime.time | None, index: int | None = None) -> Order:
+        """`index`: the event's place in the file when the caller has one that grows with the
+        file order (a CSV's line number); else the count of events so far."""
         self.index += 1
+        if index is not None:
+            self.index = index
         latest = self.latest.get(date, datetime.time.min)
         if clock is None:
             clock = latest
@@ -380,6 +426,7 @@ class Reader:
         self.facts: Mapping[str, Mapping] = protocol.get("facts") or {}
         self.events: Mapping[str, Any] = protocol.get("events") or {}
         self.actions: Mapping[str, Any] = protocol.get("actions") or {}
+        self.lab_names = {name: name for name in self.labs}  # the declaration's own string, shared
         self.loinc: dict[str, str] = {}
         for name, lab in self.labs.items():
             for code in lab.get("loinc") or ():
@@ -387,6 +434,11 @@ class Reader:
         self.errors: list[Message] = []
         self.warnings: list[Message] = []
         self.clock = _Clock()
+        # (key, lab, unit, the number's text) -> the value read, converted and checked: a big
+        # timeline repeats few values, read once each and then shared
+        self.converted: dict[tuple, Number] = {}
+        self.dates: dict[str, Any] = {}  # a date's text -> what it reads as (readers that repeat dates)
+        self.strings: dict[str, str] = {}  # texts that repeat (units): one copy each
 
     # -- messages
 
@@ -407,7 +459,7 @@ class Reader:
 
     def lab_name(self, name: str) -> str | None:
         """A declared lab's name from its name or from a LOINC code that it lists."""
-        return name if name in self.labs else self.loinc.get(name)
+        return self.lab_names.get(name) or self.loinc.get(name)
 
     def unknown(self, kind: str, name: Any, declared: Iterable[str]) -> str:
         declared = _names(declared)
@@ -419,9 +471,10 @@ class Reader:
 
     # -- values
 
-    def order(self, date: datetime.date, time: str | None) -> Order:
-        """The `order` of the next event read (events are read in file order)."""
-        return self.clock.order(date, None if time is None else parse_time(time))
+    def order(self, date: datetime.date, time: str | None, index: int | None = None) -> Order:
+        """The `order` of the next event read (events are read in file order); `index`, when
+        given, grows with the file order (see _Clock.order)."""
+        return self.clock.order(date, None if time is None else parse_time(time), index)
 
     def number(self, key: str, raw: Any) -> Number:
         """A lab value (key "value") or limit ("uln", "lln") as written, exact; raises
@@ -454,9 +507,15 @@ class Reader:
         molar_mass = decl.get("molar_mass")
         given = {"value": value, "uln": uln, "lln": lln}
         out: dict[str, Number | None] = {}
+        known = self.converted
         for key, raw in given.items():
             if raw is None:
                 out[key] = None
+                continue
+            memo = _memo_key(key, lab, unit, raw)
+            x = known.get(memo) if memo is not None else None
+            if x is not None:
+                out[key] = x
                 continue
             x = self.number(key, raw)
             if unit is not None:
@@ -468,6 +527,8 @@ class Reader:
                 raise ValueProblem(key, f"{key} {_shown(raw)}{' ' + unit if unit else ''}{converted}, "
                                    f"out of range ({what} in the lab's unit)")
             out[key] = x
+            if memo is not None and len(known) < _SHARED_MAX:
+                known[memo] = x
         if out["lln"] is not None and out["uln"] is not None and out["lln"] >= out["uln"]:
             raise ValueProblem("lln", f"lln {_shown(lln)} is not below uln {_shown(uln)}")
         return LabResult(date, lab, out["value"], out["uln"], loc, unit, out["lln"], time, order)
@@ -556,6 +617,8 @@ class Reader:
 
     def range_filter(self, events: list, start: datetime.date | None, until: datetime.date | None) -> list:
         """Leave out, with one warning, the events outside the command line's --start/--until."""
+        if start is None and until is None:
+            return events
         kept = [e for e in events if (start is None or e.date >= start) and (until is None or e.date <= until)]
         if len(kept) < len(events):
             left_out = len(events) - len(kept)
@@ -582,14 +645,40 @@ class Reader:
         only when an error says why)."""
         if self.errors:
             raise self.failure()
-        ordered = tuple(sorted(events, key=recency))
+        if not _in_order(events):
+            events = sorted(events, key=recency)
+        ordered = tuple(events)
         if until is None:
             until = ordered[-1].date if ordered else start
         return Timeline(self.path, patient, facts, start, until, ordered, tuple(_sorted(self.warnings)))
 
 
+def _in_order(events: list) -> bool:
+    """True when `events` are already sorted by `recency` (as a file in date order gives
+    them): no sort, and no key tuple per event held at once."""
+    prev = None
+    for event in events:
+        key = (event.date, event.order)
+        if prev is not None and key < prev:
+            return False
+        prev = key
+    return True
+
+
 def _sorted(messages: list[Message]) -> list[Message]:
     return sorted(messages, key=lambda m: (m.path != COMMAND_LINE, m.path, m.line, m.column))
+
+
+def _memo_key(key: str, lab: str, unit: str | None, raw: Any) -> tuple | None:
+    """The key under which a value read from `raw` is kept (None: not kept): the text of a
+    number as written, with its type, since messages about it differ by type."""
+    kind = type(raw)
+    if kind is str or kind is int:
+        return (key, lab, unit, kind, raw)
+    text = getattr(raw, "text", None)
+    if isinstance(raw, float) and isinstance(text, str):
+        return (key, lab, unit, kind, text)
+    return None
 
 
 def _split_fact(text: Any) -> tuple[str | None, Any]:

@@ -111,3 +111,57 @@ def test_two_hundred_thousand_unknown_labs_are_each_reported(tmp_path):
     messages = info.value.messages
     assert len(messages) == 200_000 and {m.code for m in messages} == {"E707"}
     assert messages[-1].line == 200_001
+
+
+def _outcome(call):
+    try:
+        tl = call()
+    except TimelineError as exc:
+        return [(m.line, m.column, m.code, m.message) for m in exc.messages]
+    return [(e.loc.line, e.lab, e.value, e.unit, e.order) for e in tl.events]
+
+
+@pytest.mark.parametrize("text", [
+    "date,lab,value\n2025-01-06,ALT,32\n2025-01-07,XXX,1\n",
+    "date,lab,value\r\n2025-01-06,ALT,32\r\n2025-01-07,ALT,x\r\n",
+    "date,lab,value\r2025-01-06,ALT,32\r2025-01-07,ALT,-1\r",
+    "date,lab,value\n2025-01-06,ALT,32\x0c2025-01-07,ALT,1\n2025-01-08,XXX,1\n",
+    "date,lab,value\n2025-01-06,ALT,32\u20282025-01-07,XXX,1\x852025-01-08,ALT,z\n",
+    'date,lab,value\n2025-01-06,"AL\nT",32\n2025-01-07,ALT,q\n',
+    "date,lab,value\n2025-01-06,ALT,\"32\n",
+    "\ufeffdate,lab,value\n2025-01-06,ALT,32\n",
+    "# a comment\n\ndate,lab,value,unit\n2025-01-06,ALT,32,IU/L\n2025-01-06,ALT,32,IU/L\n",
+])
+def test_a_streamed_csv_reads_as_the_whole_text_does(tmp_path, text):
+    from rxwatch.simulator.csvlabs import read_csv
+    from rxwatch.simulator.timeline import Reader
+
+    path = tmp_path / "t.csv"
+    path.write_bytes(text.encode("utf-8"))
+    streamed = _outcome(lambda: load_timeline(path, PROTOCOL, start="2025-01-01"))
+    whole = _outcome(lambda: read_csv(text.removeprefix("\ufeff"), Reader(str(path), PROTOCOL), start="2025-01-01"))
+    assert streamed == whole
+
+
+def test_a_csv_that_is_not_utf8_is_that_one_error_even_after_a_bad_header(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_bytes(b"when,lab,value\n" + b"2025-01-06,ALT,32\n" * 1000 + b"2025-01-07,ALT,\xff\n")
+    with pytest.raises(TimelineError) as info:
+        load_timeline(path, PROTOCOL)
+    assert [(m.line, m.code) for m in info.value.messages] == [(1002, "E701")]
+    assert "not UTF-8" in info.value.messages[0].message
+
+
+def test_a_big_csv_shares_what_repeats(tmp_path):
+    """A result holds its own place in the file, and shares its date, lab, unit and numbers
+    with the results that repeat them (a 100 MB file costs its results, not copies)."""
+    path = tmp_path / "big.csv"
+    rows = [f"2025-{1 + i % 12:02d}-{1 + i % 28:02d},{('ALT', 'AST')[i % 2]},{30 + i % 7}.5,IU/L,40\n"
+            for i in range(30_000)]
+    path.write_text("date,lab,value,unit,uln\n" + "".join(rows))
+    results = load_timeline(path, PROTOCOL).events
+    assert len(results) == 30_000
+    for attribute in ("date", "lab", "unit", "value", "uln", "q", "uln_q"):
+        assert len({id(getattr(r, attribute)) for r in results}) <= 7 * 2 * 28 * 12, attribute
+    assert len({id(r.value) for r in results}) <= 14
+    assert all(r.order[1] is r.loc.line for r in results)
