@@ -248,6 +248,12 @@ def load_timeline(path: str | os.PathLike, protocol: Mapping, *, start: Any = No
         bundle = fhir.sniff(text)
         if bundle is not None:
             return fhir.read_bundle(text, bundle, reader, start=start, until=until, facts=facts)
+        doc = yamlsrc.load_json(text, path)  # the json module: fast, located in part
+        if doc is not None:
+            try:
+                return _read_document(doc, reader, start, until, facts, frozenset())
+            except TimelineError:
+                reader = Reader(path, protocol)  # a mistake: read again, every position kept
         try:
             doc = yamlsrc.load(text, path)
         except yamlsrc.YamlError as exc:

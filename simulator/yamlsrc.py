@@ -16,6 +16,8 @@ does the parsing; none of its types escape this module.
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 _STR = "tag:yaml.org,2002:str"
@@ -242,3 +244,140 @@ class _Builder:
         if not all(isinstance(s, Map) for s in sources):
             raise self.fail(node, "'<<' merges a mapping or a list of mappings")
         return sources
+
+
+# ---------------------------------------------------------------------------- JSON, fast
+
+class _NotHere(Exception):
+    """The fast JSON reader declines: the text is for `load` (which reads or refuses it)."""
+
+
+# what makes the fast reader decline, so that it accepts only texts `load` reads the same way:
+# a character the YAML reader refuses, a line break other than \n and \r\n (lines would count
+# differently), a long run of white space (a key and its ':' more than 1024 characters apart is
+# not YAML)
+_DECLINE = re.compile(
+    "[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]|[\x85\u2028\u2029]|\r(?!\n)|\\s{256,}")
+_MAX_KEY = 512  # a longer key: declined (YAML caps an implicit key at 1024 characters)
+_JSON_WS = re.compile(r"[ \t\n\r]*")
+
+
+def load_json(text: str, path: str = "<string>", *, list_key: str = "events") -> Map | None:
+    """A JSON object read by the json module, as `load` would read it, or None when it is not
+    one (or holds something `load` reads differently): then call `load`.
+
+    Fast, and located only in part: the top-level mapping, its keys and values, the list under
+    `list_key` and each of its items know where they stand; the mappings inside know nothing
+    (their positions are the top-level mapping's). For a reader that needs positions only to
+    report mistakes: when it finds one, it reads the text again with `load` and reports from
+    that. Numbers are as `load` gives them (a float keeps its text)."""
+    start = _JSON_WS.match(text).end()
+    if not text.startswith("{", start) or _DECLINE.search(text):
+        return None
+    decoder = json.JSONDecoder(object_pairs_hook=_json_map, parse_float=Float, parse_int=_json_int,
+                               parse_constant=_json_constant)
+    where = _Where(text)
+    try:
+        return _json_top(text, start, decoder, where, list_key)
+    except (_NotHere, ValueError, RecursionError):  # JSONDecodeError is a ValueError
+        return None
+
+
+class _Where:
+    """Offsets to (line, column), for offsets asked in increasing order (O(1) memory)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.offset = 0
+        self.line = 1
+        self.line_start = 0
+
+    def __call__(self, offset: int) -> Pos:
+        if offset < self.offset:
+            raise _NotHere
+        breaks = self.text.count("\n", self.offset, offset)
+        if breaks:
+            self.line += breaks
+            self.line_start = self.text.rfind("\n", self.offset, offset) + 1
+        self.offset = offset
+        return (self.line, offset - self.line_start + 1)
+
+
+def _json_top(text: str, i: int, decoder: json.JSONDecoder, where: _Where, list_key: str) -> Map:
+    skip = _JSON_WS.match
+    top = Map(where(i))
+    i = skip(text, i + 1).end()
+    if text.startswith("}", i):
+        i += 1
+    else:
+        while True:
+            if not text.startswith('"', i):
+                raise _NotHere
+            key_pos = where(i)
+            key, i = decoder.raw_decode(text, i)
+            if len(key) > _MAX_KEY or key in top:
+                raise _NotHere
+            i = skip(text, i).end()
+            if not text.startswith(":", i):
+                raise _NotHere
+            i = skip(text, i + 1).end()
+            value_pos = where(i)
+            if key == list_key and text.startswith("[", i):
+                value, i = _json_list(text, i, decoder, where, value_pos)
+            else:
+                value, i = decoder.raw_decode(text, i)
+                value = _json_seq(value) if type(value) is list else value
+            top[key] = value
+            top._keys[key] = key_pos
+            top._values[key] = value_pos
+            i = skip(text, i).end()
+            if text.startswith("}", i):
+                i += 1
+                break
+            if not text.startswith(",", i):
+                raise _NotHere
+            i = skip(text, i + 1).end()
+    if skip(text, i).end() != len(text):
+        raise _NotHere
+    return top
+
+
+def _json_list(text: str, i: int, decoder: json.JSONDecoder, where: _Where, pos: Pos) -> tuple[Seq, int]:
+    skip = _JSON_WS.match
+    seq = Seq(pos)
+    i = skip(text, i + 1).end()
+    if text.startswith("]", i):
+        return seq, i + 1
+    while True:
+        seq._items.append(where(i))
+        value, i = decoder.raw_decode(text, i)
+        seq.append(_json_seq(value) if type(value) is list else value)
+        i = skip(text, i).end()
+        if text.startswith("]", i):
+            return seq, i + 1
+        if not text.startswith(",", i):
+            raise _NotHere
+        i = skip(text, i + 1).end()
+
+
+def _json_map(pairs: list) -> Map:
+    out = Map()
+    for key, value in pairs:
+        if key in out or len(key) > _MAX_KEY:
+            raise _NotHere  # a duplicate key: `load` says where
+        out[key] = _json_seq(value) if type(value) is list else value
+    return out
+
+
+def _json_seq(items: list) -> Seq:
+    out = Seq()
+    out.extend(_json_seq(v) if type(v) is list else v for v in items)
+    return out
+
+
+def _json_int(text: str) -> int:
+    return int(text)  # over 4,300 digits: ValueError, and `load` reports it
+
+
+def _json_constant(text: str) -> Any:
+    raise _NotHere  # NaN, Infinity: not JSON, and text to YAML

@@ -165,3 +165,90 @@ def test_a_big_csv_shares_what_repeats(tmp_path):
         assert len({id(getattr(r, attribute)) for r in results}) <= 7 * 2 * 28 * 12, attribute
     assert len({id(r.value) for r in results}) <= 14
     assert all(r.order[1] is r.loc.line for r in results)
+
+
+def _shape(value):
+    """A value with its types, a float's text, and where each event of a timeline stands."""
+    from rxwatch.simulator import yamlsrc
+
+    if isinstance(value, dict):
+        return ("map", {k: _shape(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return ("seq", [_shape(v) for v in value])
+    return (type(value).__name__, getattr(value, "text", value))
+
+
+def _random_json(rng: random.Random, depth: int = 0):
+    kind = rng.randrange(8 if depth < 3 else 5)
+    if kind == 0:
+        return rng.choice([0, -0, 7, -12, 10**25, 2**64])
+    if kind == 1:
+        return rng.choice([1.5, -0.0, 2.4, 1e-7, 1e300, 12.0])
+    if kind == 2:
+        return rng.choice(["", "ALT", "é\u00a0\\/\"", "2025-01-06", "08:30", "\ud800", "yes", "1.5", "#x"])
+    if kind == 3:
+        return rng.choice([True, False, None])
+    if kind == 4:
+        return "x" * rng.randrange(0, 40)
+    if kind == 5:
+        return [_random_json(rng, depth + 1) for _ in range(rng.randrange(4))]
+    return {rng.choice(["a", "b", "lab", "value", "é", "k" * 30]) + str(i): _random_json(rng, depth + 1)
+            for i in range(rng.randrange(4))}
+
+
+def test_the_fast_json_reader_reads_as_the_yaml_reader_does():
+    from rxwatch.simulator import yamlsrc
+
+    rng = random.Random(11)
+    for n in range(400):
+        doc = {"patient": _random_json(rng), "events": [_random_json(rng) for _ in range(rng.randrange(5))],
+               "start": _random_json(rng)}
+        text = json.dumps(doc, ensure_ascii=rng.random() < 0.5, indent=rng.choice([None, 1, 2, "\t"]))
+        if rng.random() < 0.3:
+            text = text.replace("\n", "\r\n")
+        fast = yamlsrc.load_json(text, "t.json")
+        try:
+            full = yamlsrc.load(text, "t.json")
+        except yamlsrc.YamlError:
+            assert fast is None, text  # what the YAML reader refuses, the fast one declines
+            continue
+        assert fast is not None, text
+        assert _shape(fast) == _shape(full), text
+        assert [fast["events"].item_pos(i) for i in range(len(full["events"]))] == \
+               [full["events"].item_pos(i) for i in range(len(full["events"]))], text
+        for key in full:
+            assert (fast.key_pos(key), fast.value_pos(key)) == (full.key_pos(key), full.value_pos(key)), text
+
+
+@pytest.mark.parametrize("text", [
+    '{"a": 1, "a": 2}',                 # a duplicate key: load says where
+    '{"a": {"b": 1, "b": 2}}',
+    '{"a": NaN}',
+    '{"a": 1} x',
+    '# a comment\n{"a": 1}',
+    '{"a": "\x85"}',                     # a line break the YAML reader counts
+    '{"a": 1}\r{"b": 2}',
+    '{"a": 1' + " " * 300 + '}',
+    '{"' + "k" * 600 + '": 1}',
+    '{"a": ' + "9" * 5000 + "}",
+    '[1, 2]',
+    'patient: {id: x}',
+])
+def test_the_fast_json_reader_declines_what_the_yaml_reader_reads_otherwise(text):
+    from rxwatch.simulator import yamlsrc
+
+    assert yamlsrc.load_json(text, "t.json") is None
+
+
+def test_a_mistake_in_a_json_timeline_is_located_as_before(tmp_path):
+    events = [{"date": "2025-01-06", "lab": "ALT", "value": 32}] * 50
+    events[30] = {"date": "2025-01-06", "lab": "ALT", "value": 32, "unti": "U/L"}
+    doc = {"patient": {"id": "p1", "facts": {}}, "start": "2025-01-01", "events": events}
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(doc, indent=2))
+    with pytest.raises(TimelineError) as info:
+        load_timeline(path, PROTOCOL)
+    [message] = info.value.messages
+    line = path.read_text().splitlines().index('      "unti": "U/L"') + 1
+    assert (message.line, message.column, message.code) == (line, 7, "E703")
+    assert message.message == "unknown key 'unti' in a lab entry; did you mean 'unit'?"
