@@ -252,3 +252,83 @@ def test_a_mistake_in_a_json_timeline_is_located_as_before(tmp_path):
     line = path.read_text().splitlines().index('      "unti": "U/L"') + 1
     assert (message.line, message.column, message.code) == (line, 7, "E703")
     assert message.message == "unknown key 'unti' in a lab entry; did you mean 'unit'?"
+
+
+def _located(value):
+    """`_shape` with every position a Map or Seq knows."""
+    from rxwatch.simulator import yamlsrc
+
+    if isinstance(value, yamlsrc.Map):
+        return ("map", value.pos, {k: (value.key_pos(k), value.value_pos(k), _located(v)) for k, v in value.items()})
+    if isinstance(value, yamlsrc.Seq):
+        return ("seq", value.pos, [(value.item_pos(i), _located(v)) for i, v in enumerate(value)])
+    return _shape(value)
+
+
+def _both_ways(text, monkeypatch):
+    """(through libyaml, through ruamel alone): each a document or the YamlError's text."""
+    from rxwatch.simulator import yamlsrc
+
+    def read():
+        try:
+            return _located(yamlsrc.load(text, "t.yaml"))
+        except yamlsrc.YamlError as exc:
+            return str(exc)
+
+    fast = read()
+    with monkeypatch.context() as m:
+        m.setattr(yamlsrc, "_c_loader_class", lambda: None)
+        slow = read()
+    return fast, slow
+
+
+YAML_TEXTS = [
+    "patient: {id: p1}\nstart: 2025-01-06\nevents:\n  - {date: 2025-01-08, lab: ALT, value: 28, unit: U/L}\n",
+    "a: yes\nb: 08:30\nc: 0o17\nd: 017\ne: 1_000\nf: .5\ng: 1e3\nh: -.inf\ni: .NaN\nj: ~\nk: Null\nl: 0x1F\nm: 2025-13-45\n",
+    "base: &b {x: 1, y: 2.50}\nuse:\n  <<: *b\n  y: 3\nlist: [*b, *b]\n",
+    "a: 1\na: 2\n",
+    "a: !foo 1\n",
+    "a: &x [*x]\n",
+    "? [a]\n: 1\n",
+    "a:\n\t- 1\n",
+    "a: 'it''s'\nb: \"\\u00e9\\t\"\nc: |\n  two\n  lines\nd: >-\n  folded\n  text\n",
+    "%YAML 1.1\n---\na: yes\n",
+    "a: b: c\n",
+    "é: \"ü\"\nlist:\n- x: 1\n  y: [1,  2 ,3]\n-   z: {q: 'w'}\n",
+    "a: 1\r\nb:\r\n  - 2\r\n",
+    "a: 1\rb: 2\n",
+    "a: \"\x85\"\n",
+    "",
+    "# only a comment\n",
+    "- 1\n- [2, 3]\n",
+    "a: " + "9" * 5000 + "\n",
+    "a: 1.0\nb: -0.0\nc: 007\nd: +5\ne: 12345678901234567890123\n",
+]
+
+
+@pytest.mark.parametrize("text", YAML_TEXTS)
+def test_libyaml_reads_as_ruamel_does(text, monkeypatch):
+    pytest.importorskip("yaml")
+    fast, slow = _both_ways(text, monkeypatch)
+    assert fast == slow
+
+
+def test_libyaml_reads_the_project_files_as_ruamel_does(monkeypatch):
+    pytest.importorskip("yaml")
+    root = Path(__file__).parent.parent
+    files = sorted([*root.glob("tests/**/*.yaml"), *root.glob("docs/**/*.yaml")])
+    assert len(files) > 20
+    for path in files:
+        text = path.read_text(encoding="utf-8-sig", errors="replace")
+        fast, slow = _both_ways(text, monkeypatch)
+        assert fast == slow, path
+
+
+def test_yaml_is_read_by_libyaml_when_pyyaml_has_it(monkeypatch):
+    yaml = pytest.importorskip("yaml")
+    if not yaml.__with_libyaml__:
+        pytest.skip("PyYAML without libyaml")
+    from rxwatch.simulator import yamlsrc
+
+    assert yamlsrc._load_c("a: 1\n", "t.yaml") == {"a": 1}
+    assert yamlsrc._load_c("a: 1\na: 2\n", "t.yaml") is yamlsrc._DECLINED  # ruamel says where
