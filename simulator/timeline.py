@@ -775,6 +775,8 @@ def _read_patient(doc: Map, r: Reader) -> tuple[str, dict, yamlsrc.Pos]:
     elif not isinstance(ident, str) or not ident.strip():
         hint = f'; write it in quotes: id: "{ident}"' if _is_number(ident) else ""
         r.error_at(patient.value_pos("id"), "E708", f"patient id must be a non-empty text, not {_describe(ident)}{hint}")
+    elif any("\ud800" <= ch <= "\udfff" for ch in ident):  # a JSON "\ud800": no output could encode it
+        r.error_at(patient.value_pos("id"), "E708", "patient id holds a lone surrogate (a JSON \\ud800 escape), which is not text")
     where = doc.key_pos("patient")
     if "facts" in patient:
         where = patient.key_pos("facts")
