@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import weakref
 from typing import Any
 
 _STR = "tag:yaml.org,2002:str"
@@ -68,7 +69,7 @@ class Float(float):
 class Map(dict):
     """A YAML mapping: a dict that also knows where it, its keys and its values stand."""
 
-    __slots__ = ("pos", "_keys", "_values")
+    __slots__ = ("pos", "_keys", "_values", "__weakref__")
 
     def __init__(self, pos: Pos = (0, 0)) -> None:
         super().__init__()
@@ -110,10 +111,17 @@ def pos_of(value: Any) -> Pos:
 def load(text: str, path: str = "<string>") -> Any:
     """Parse one YAML document (JSON included) from `text`; an empty document gives None.
 
-    Raises YamlError, located where the parser stopped, for anything it cannot read."""
+    Raises YamlError, located where the parser stopped, for anything it cannot read.
+
+    The same text read again from the same path while the mapping read the first time is still
+    held gives that mapping (a command that looks into a file, then hands the file to a reader,
+    parses it once). Callers read documents and never change them."""
+    held = _held(path, text)
+    if held is not None:
+        return held
     fast = _load_c(text, path)
     if fast is not _DECLINED:
-        return fast
+        return _hold(path, text, fast)
     from ruamel.yaml import YAML
     from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
@@ -132,7 +140,22 @@ def load(text: str, path: str = "<string>") -> Any:
         raise YamlError(path, 0, 0, "invalid YAML: nested too deeply") from None
     if root is None:
         return None
-    return _Builder(yaml.constructor, path).build(root)
+    return _hold(path, text, _Builder(yaml.constructor, path).build(root))
+
+
+_last: list = []  # [path, text, weakref to the Map read from it] while that Map is alive
+
+
+def _held(path: str, text: str) -> Map | None:
+    if _last and _last[0] == path and _last[1] == text:
+        return _last[2]()
+    return None
+
+
+def _hold(path: str, text: str, doc: Any) -> Any:
+    if isinstance(doc, Map):
+        _last[:] = [path, text, weakref.ref(doc, lambda _: _last.clear())]
+    return doc
 
 
 _DECLINED = object()

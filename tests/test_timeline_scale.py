@@ -332,3 +332,21 @@ def test_yaml_is_read_by_libyaml_when_pyyaml_has_it(monkeypatch):
 
     assert yamlsrc._load_c("a: 1\n", "t.yaml") == {"a": 1}
     assert yamlsrc._load_c("a: 1\na: 2\n", "t.yaml") is yamlsrc._DECLINED  # ruamel says where
+
+
+def test_a_yaml_text_read_again_while_its_document_is_held_is_parsed_once(monkeypatch):
+    from rxwatch.simulator import yamlsrc
+
+    text = "a: 1\nb: [1, 2]\n"
+    first = yamlsrc.load(text, "t.yaml")
+    composed = []
+    real = yamlsrc._load_c
+    monkeypatch.setattr(yamlsrc, "_load_c", lambda *a: composed.append(a) or real(*a))
+    assert yamlsrc.load(text, "t.yaml") is first
+    assert composed == []
+    assert yamlsrc.load(text + "c: 2\n", "t.yaml") is not first  # another text
+    assert yamlsrc.load(text, "u.yaml") is not first  # another file
+    del first
+    again = yamlsrc.load(text, "t.yaml")  # nothing held: read anew
+    assert again == {"a": 1, "b": [1, 2]}
+    assert len(composed) == 3
