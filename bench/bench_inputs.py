@@ -221,6 +221,11 @@ def main() -> int:
     peer_file = work / "peer.py"
     peer_file.write_text(PEER)
     try:
+        floor = work / "one.csv"
+        write_csv(floor, 1)
+        wall, peak = best(simulate_cmd("csv", floor, out), args.repeat)
+        print(f"floor: rxwatch simulate on a one-panel CSV (start-up, compiling the protocol, writing): "
+              f"{wall:.2f} s, {peak:.0f} MB")
         print()
         print("| format | panels (results) | file | rxwatch simulate: wall, peak RSS | hand-written peer: wall, peak RSS | ratio |")
         print("|---|---|---|---|---|---|")
