@@ -121,7 +121,7 @@ TERMINAL = [
 UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 """What must never reach a terminal (tab and newline may)."""
 
-LOCATED = re.compile(r"^(?:\S.*?|<command line>)(?::\d+(?::\d+)?)?: error\[E\d{3}\]: ", re.M)
+LOCATED = re.compile(r"^.+?(?::\d+(?::\d+)?)?: error\[E\d{3}\]: ", re.M)
 
 
 # ---------------------------------------------------------------------------- cases
@@ -141,6 +141,7 @@ class Case:
     expect: dict = field(default_factory=dict)  # a regression's declared expectations (see `declared`)
     repeat: int = 1  # run this many times; the outputs must be identical (determinism)
     fail_ok: bool = False  # exit 1 without a diagnostic is right (a failing scenario prints FAIL)
+    links: dict = field(default_factory=dict)  # symbolic links to make: name -> what it points to
 
     def to_json(self) -> str:
         files = {}
@@ -232,24 +233,39 @@ def run(case: Case, folder: Path) -> tuple[str, str, Outcome]:
     kind one of "refused", "accepted", "failure"."""
     folder.mkdir(parents=True, exist_ok=True)
     _write(folder, case.files)
+    for name, target in case.links.items():
+        os.symlink(target, folder / name)
     before = _snapshot(folder)
     outcomes = [invoke(case.argv, folder)]
+    written = [_outputs(case, folder)]
+    reason = classify(case, outcomes[0], before)
     for _ in range(case.repeat - 1):
         for o in case.outputs:
             with contextlib.suppress(OSError):
                 os.unlink(os.path.join(os.fsencode(folder), os.fsencode(o)))
         outcomes.append(invoke(case.argv, folder))
+        written.append(_outputs(case, folder))
     o = outcomes[0]
-    reason = classify(case, o, before)
     if not reason and case.repeat > 1:
-        first = (o.status, o.stdout, o.stderr)
-        for other in outcomes[1:]:
-            if (other.status, other.stdout, other.stderr) != first:
-                reason = "not deterministic: another run printed something else"
+        first = (o.status, o.stdout, o.stderr, written[0])
+        for other, files in zip(outcomes[1:], written[1:]):
+            if (other.status, other.stdout, other.stderr, files) != first:
+                reason = "not deterministic: another run printed or wrote something else"
                 break
     if reason:
         return "failure", reason, o
     return ("accepted" if o.status == 0 else "refused"), "", o
+
+
+def _outputs(case: Case, folder: Path) -> dict:
+    """The bytes of the case's outputs as they are now (None for one not there)."""
+    out = {}
+    for name in case.outputs:
+        try:
+            out[name] = (folder / name).read_bytes()
+        except OSError:
+            out[name] = None
+    return out
 
 
 def classify(case: Case, o: Outcome, before: dict) -> str:
@@ -264,7 +280,7 @@ def classify(case: Case, o: Outcome, before: dict) -> str:
             return f"the control character {m.group()!r} reached {stream}"
     after = _snapshot(o.folder)
     for name, digest in before.items():
-        if name not in case.outputs and after.get(name) != digest:
+        if os.fsdecode(name) not in case.outputs and after.get(name) != digest:
             return f"the input {name!r} was changed or removed"
     stray = [n for n in after if n not in before and os.fsdecode(n) not in case.outputs]
     if stray:
