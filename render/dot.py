@@ -82,9 +82,17 @@ def esc(text: str) -> str:
     `]` is written as a character reference too: Graphviz 2.43 rejects a label where `]`
     follows a closing tag (`<I>1</I>]`). A control character or a lone surrogate (which
     Graphviz's XML reader refuses even as a character reference) is shown as its escape
-    (`\\x01`), as on a terminal.
+    (`\\x01`), as on a terminal. A text longer than MAX_TEXT characters (a title of 200,000,
+    say) is cut there with `...`: Graphviz refuses a run of text of more than 16,384 characters
+    in a label, and the chart is for reading (the viewer's panel keeps the whole text).
     """
+    if len(text) > MAX_TEXT:
+        text = text[:MAX_TEXT] + "..."
     return escape(sanitize(text, newlines=False), quote=True).replace("&#x27;", "&#39;").replace("]", "&#93;")
+
+
+MAX_TEXT = 2000
+"""Characters of one text in a chart label at most (escaped, at most 6 times as many)."""
 
 
 @lru_cache(maxsize=8192)

@@ -182,3 +182,46 @@ def test_a_missing_or_unreadable_trace_is_status_2(capsys, tmp_path):
     status, _, err = run(capsys, "render", ANAKINRA, "--trace", binary, "-o", tmp_path / "c.dot")
     assert status == 2 and "not UTF-8" in err
     assert not (tmp_path / "c.dot").exists()
+
+
+# ---------------------------------------------------------------- a failing dot (issue 10 items 7, 9)
+
+
+@pytest.mark.parametrize("failure", ["exit", "closed"])
+def test_a_failing_dot_is_a_message_with_status_2_and_writes_nothing(capsys, tmp_path, monkeypatch, failure):
+    """dot refusing a label (it prints why, exits 1) or closing its input early (BrokenPipe,
+    which click turned into a silent exit 1) is one `rxwatch:` line naming the protocol."""
+    import graphviz
+
+    def broken(self, *args, **kwargs):
+        if failure == "exit":
+            raise graphviz.CalledProcessError(1, ["dot"], stderr=b"Error: syntax error in line 5 scanning a HTML string\nmore\n")
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(graphviz.Digraph, "pipe", broken)
+    out = tmp_path / "chart.svg"
+    assert main(["render", str(ANAKINRA), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"rxwatch: {ANAKINRA}: Graphviz's `dot` could not draw the .svg: ")
+    assert ("syntax error in line 5" in err) if failure == "exit" else ("stopped reading its input" in err)
+    assert err.count("\n") == 1 and not out.exists() and list(tmp_path.iterdir()) == []
+
+
+@needs_dot
+def test_a_word_longer_than_dot_takes_is_drawn(capsys, tmp_path):
+    """A 200,000-character word made dot refuse the label (longer than 16,384): words over 200
+    characters are broken across lines."""
+    text = ANAKINRA.read_text(encoding="utf-8").replace('title "Anakinra: liver monitoring"', 'title "' + "x" * 200_000 + '"')
+    src = tmp_path / "long.rxw"
+    src.write_text(text, encoding="utf-8")
+    out = tmp_path / "long.svg"
+    assert main(["render", str(src), "-o", str(out)]) == 0, capsys.readouterr().err
+    assert out.read_bytes().startswith(b"<?xml")
+
+
+def test_control_characters_and_surrogates_in_labels_are_escapes(tmp_path):
+    """Everything handed to dot is escaped: a control character or a lone surrogate (from a graph
+    file: a protocol refuses them, E110) shows as its escape, never reaches dot raw."""
+    from rxwatch.render.dot import esc
+
+    assert esc("a\x1b[2Jb\ud800<&>]") == "a\\x1b[2Jb\\ud800&lt;&amp;&gt;&#93;"
