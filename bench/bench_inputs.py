@@ -55,15 +55,17 @@ FIRST_DAY = datetime.date(2000, 1, 3)
 
 # ---------------------------------------------------------------------------- generated inputs
 
-def panels(n: int, seed: int = 1):
+def panels(n: int, seed: int = 1, normal: bool = False):
     """(day, [(lab, value text, unit, uln, loinc), ...]) for n days: values 0.3-1.4 x ULN, one
-    decimal, now and then higher."""
+    decimal, now and then higher (the patient is taken off treatment within a few years; the
+    later panels are read and checked, and give no step); `normal`: 0.3-0.95 x ULN always (the
+    patient stays in monitoring: a step for every panel)."""
     rng = random.Random(seed)
     for i in range(n):
         day = FIRST_DAY + datetime.timedelta(days=i)
         rows = []
         for lab, unit, uln, loinc in LABS:
-            factor = rng.uniform(0.3, 1.4) if rng.random() > 0.02 else rng.uniform(1.5, 6)
+            factor = rng.uniform(0.3, 0.95) if normal else rng.uniform(0.3, 1.4) if rng.random() > 0.02 else rng.uniform(1.5, 6)
             rows.append((lab, f"{factor * uln:.1f}", unit, uln, loinc))
         yield day, rows
 
@@ -88,10 +90,10 @@ def write_json(path: Path, n: int) -> None:
         f.write("\n]}\n")
 
 
-def write_csv(path: Path, n: int) -> None:
+def write_csv(path: Path, n: int, normal: bool = False) -> None:
     with open(path, "w") as f:
         f.write("date,lab,value,unit,uln\n")
-        for day, rows in panels(n):
+        for day, rows in panels(n, normal=normal):
             f.write("".join(f"{day},{lab},{value},{unit},{uln}\n" for lab, value, unit, uln, _ in rows))
 
 
@@ -208,6 +210,8 @@ def main() -> int:
     ap.add_argument("--panels", default="5000,34000", help="comma-separated panel counts (3 results each)")
     ap.add_argument("--formats", default="yaml,json,csv,fhir")
     ap.add_argument("--csv-mb", type=float, default=100, help="then a CSV of about this size (0: skip)")
+    ap.add_argument("--csv-normal", action="store_true",
+                    help="the big CSV's patient stays in monitoring (a step a panel) instead of stopping treatment")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--keep", type=Path, help="write the inputs here (default: a temporary folder)")
     args = ap.parse_args()
@@ -243,17 +247,19 @@ def main() -> int:
         if args.csv_mb > 0:
             n = int(args.csv_mb * 1e6 / 85)  # about 85 bytes a panel (3 rows)
             path = work / "big.csv"
-            write_csv(path, n)
+            write_csv(path, n, normal=args.csv_normal)
             size = path.stat().st_size / 1e6
-            print(f"\nA {size:.0f} MB CSV, one patient, {n:,} panels ({3 * n:,} results), once each:")
+            course = "in monitoring throughout" if args.csv_normal else "taken off treatment within a few years"
+            print(f"\nA {size:.0f} MB CSV, one patient ({course}), {n:,} panels ({3 * n:,} results), once each:")
             read = ("import sys; from rxwatch.compiler import compile_file; from rxwatch.simulator.timeline import load_timeline; "
                     "g = compile_file(sys.argv[1]).graph; tl = load_timeline(sys.argv[2], g.graph, facts=[sys.argv[3]]); "
                     "print(len(tl.events))")
             wall, peak = measure([sys.executable, "-c", read, str(PROTOCOL), str(path), FACT])
             print(f"- reading it (load_timeline, the compiled protocol included): {wall:.1f} s, peak RSS {peak:,.0f} MB")
             wall, peak = measure(simulate_cmd("csv", path, out))
+            trace = json.loads(out.read_text())
             print(f"- rxwatch simulate ... -o trace.json: {wall:.1f} s, peak RSS {peak:,.0f} MB; "
-                  f"trace {out.stat().st_size / 1e6:.0f} MB")
+                  f"trace {out.stat().st_size / 1e6:.1f} MB, {len(trace['steps']):,} steps, final state {trace['final_state']}")
             path.unlink()
     finally:
         if args.keep is None:
