@@ -60,8 +60,24 @@ def test_cases(
         raise typer.Exit(int(Status.INPUT_ERROR))
 
 
+class _Escaped:
+    """Standard output with every control character shown as an escape (`\\x1b`): a case
+    file's description, path or expectation text cannot reach the terminal raw."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> None:
+        from rxwatch.compiler.diagnostics import sanitize
+
+        self.stream.write(sanitize(text))
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
 def _print_text(suite, report, sources: Sources) -> None:
-    out = sys.stdout
+    out = _Escaped(sys.stdout)
     for case in suite.cases:
         print_diagnostics(case.warnings, sources)
         if case.status == "pass":

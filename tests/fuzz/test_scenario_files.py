@@ -34,6 +34,22 @@ def mutate_line(rng, line: str) -> str:
     return " ".join(words)
 
 
+def _with_description(lines: list, text: str) -> list:
+    """`lines` with their description (a block of indented lines too) replaced by `text`, as a
+    YAML double-quoted string with escapes."""
+    out, skipping = [], False
+    for line in lines:
+        if line.startswith("description:"):
+            skipping = True
+            continue
+        if skipping and (line.startswith(" ") or not line):
+            continue
+        skipping = False
+        out.append(line)
+    quoted = "".join(c if c.isprintable() and c not in '"\\' else f"\\u{ord(c):04x}" for c in text)
+    return [f'description: "{quoted}"'] + out
+
+
 def generate(rng, i: int) -> Case:
     folder = pick(rng, sorted(PROTOCOLS))
     paths = sorted((REPO / "tests" / "scenarios" / folder).glob("*.yaml"))
@@ -44,6 +60,8 @@ def generate(rng, i: int) -> Case:
         if expect:
             k = pick(rng, expect)
             lines[k] = "  - " + mutate_line(rng, lines[k][4:]).replace('"', "")
+    if rng.random() < 0.3:  # terminal text in the description, printed under a FAIL line
+        lines = _with_description(lines, "".join(pick(rng, TERMINAL) for _ in range(2)))
     if rng.random() < 0.1:
         lines = [line for line in lines if not line.startswith(pick(rng, ["expect:", "patient:", "start:"]))]
     files = {"p.rxw": PROTOCOLS[folder].read_text(encoding="utf-8"), "c.yaml": "\n".join(lines)}
