@@ -53,8 +53,9 @@ _DEVIATION = {
 
 def _text(value: Any, style: str = "") -> Text:
     """A cell: text from a protocol, timeline or trace shown as it is, never read as Rich
-    markup (`[red]` stays `[red]`), every control character shown as an escape (`\\x1b`)."""
-    return Text(sanitize(str(value), newlines=False), style=style)
+    markup (`[red]` stays `[red]`), every control character shown as an escape (`\\x1b`), a
+    tab too (`\\t`: a cell would show it as spaces, and an id must read as it is written)."""
+    return Text(sanitize(str(value), newlines=False).replace("\t", "\\t"), style=style)
 
 
 # ---------------------------------------------------------------------------- numbers

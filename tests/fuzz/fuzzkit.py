@@ -415,7 +415,8 @@ def shows(text: str, where: str) -> str:
     """'' when `text` appears in `where` as written or with its control characters escaped."""
     from rxwatch.compiler.diagnostics import sanitize
 
-    return "" if sanitize(text, newlines=False) in where or text in where else f"{text!r} is not shown as written"
+    shown = sanitize(text, newlines=False).replace("\t", "\\t")
+    return "" if shown in where or text in where else f"{text!r} is not shown as written"
 
 
 def no_script(markup: str, html: bool) -> str:

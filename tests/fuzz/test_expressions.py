@@ -6,6 +6,8 @@ simulates without a crash."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -67,7 +69,7 @@ guards = st.recursive(
 )
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=int(os.environ.get("RXWATCH_HYPOTHESIS_EXAMPLES", 8)), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(guard=guards, i=st.integers(0, 1))
 def test_hypothesis_guards(tmp_path_factory, guard, i):
     kind, reason, _ = run(case_of(guard, i, "hypothesis"), tmp_path_factory.mktemp("g"))

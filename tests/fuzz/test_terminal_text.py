@@ -7,9 +7,13 @@ reaching the terminal (the harness checks every byte of both streams)."""
 
 from __future__ import annotations
 
-import pytest
+import os
 
-from fuzzkit import PROTOCOL, TERMINAL, Case, Family, UNSAFE, pick, shows, slow_seed
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fuzzkit import PROTOCOL, TERMINAL, UNSAFE, Case, Family, pick, run, shows, slow_seed
 
 
 def _yaml(text: str) -> str:
@@ -18,8 +22,9 @@ def _yaml(text: str) -> str:
     for ch in text:
         if ch in '"\\':
             out.append("\\" + ch)
-        elif UNSAFE.search(ch) or ch == "\t":
-            out.append(f"\\u{ord(ch):04x}" if ord(ch) > 0xff else f"\\x{ord(ch):02x}")
+        elif UNSAFE.search(ch) or ch in "\t\n" or not ch.isprintable():
+            n = ord(ch)
+            out.append(f"\\U{n:08x}" if n > 0xffff else f"\\u{n:04x}" if n > 0xff else f"\\x{n:02x}")
         else:
             out.append(ch)
     return '"' + "".join(out) + '"'
@@ -69,3 +74,16 @@ def test_sample(tmp_path):
 @pytest.mark.slow
 def test_budget(tmp_path):
     FAMILY.assert_clean(tmp_path, seed=slow_seed(), n=FAMILY.count)
+
+
+@settings(max_examples=int(os.environ.get("RXWATCH_HYPOTHESIS_EXAMPLES", 10)), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ident=st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12).filter(str.strip))
+def test_hypothesis_any_patient_id_is_shown_as_written(tmp_path_factory, ident):
+    """Any text as a patient id: the table shows it as written (escapes for control characters)."""
+    timeline = f"patient: {{id: {_yaml(ident)}}}\nstart: 2025-01-06\nevents: []\n"
+    case = Case("terminal text", "hypothesis", {"p.rxw": PROTOCOL, "t.yaml": timeline},
+                ["simulate", "p.rxw", "t.yaml", "-f", "table"])
+    kind, reason, o = run(case, tmp_path_factory.mktemp("t"))
+    assert kind != "failure", f"{ident!r}: {reason}"
+    if kind == "accepted":
+        assert not shows(ident, o.out), f"{ident!r} not shown: {o.out[:300]}"

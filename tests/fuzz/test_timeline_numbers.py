@@ -6,9 +6,13 @@ exact numbers (a value given as 2.4 shows as 2.4)."""
 
 from __future__ import annotations
 
-import pytest
+import os
 
-from fuzzkit import PROTOCOL, Case, Family, pick, slow_seed
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fuzzkit import PROTOCOL, Case, Family, pick, run, slow_seed
 
 NUMBERS = ["0", "-0", "-1", "0.1", "2.4", "1e308", "1e-308", "1e999", "-1e999", ".nan", ".inf", "-.inf", "NaN",
            "9" * 400, "1" + "0" * 15, "1" + "0" * 16, "0." + "0" * 40 + "1", "123456789.123456789", "1_000",
@@ -46,3 +50,13 @@ def test_sample(tmp_path):
 @pytest.mark.slow
 def test_budget(tmp_path):
     FAMILY.assert_clean(tmp_path, seed=slow_seed(), n=FAMILY.count)
+
+
+@settings(max_examples=int(os.environ.get("RXWATCH_HYPOTHESIS_EXAMPLES", 10)), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=st.decimals(allow_nan=True, allow_infinity=True) | st.integers(-10**40, 10**40))
+def test_hypothesis_any_decimal_value(tmp_path_factory, value):
+    """Any decimal or integer as a lab value: refused (E708) or replayed with its exact value."""
+    text = f"patient: {{id: p}}\nstart: 2025-01-06\nevents:\n  - {{date: 2025-01-06, lab: ALT, value: {value}}}\n"
+    case = Case("numbers", "hypothesis", {"p.rxw": PROTOCOL, "t.yaml": text}, ["simulate", "p.rxw", "t.yaml", "-f", "json"])
+    kind, reason, o = run(case, tmp_path_factory.mktemp("n"))
+    assert kind != "failure", f"{value!r}: {reason}"
