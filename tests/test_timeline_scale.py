@@ -350,3 +350,29 @@ def test_a_yaml_text_read_again_while_its_document_is_held_is_parsed_once(monkey
     again = yamlsrc.load(text, "t.yaml")  # nothing held: read anew
     assert again == {"a": 1, "b": [1, 2]}
     assert len(composed) == 3
+
+
+@pytest.mark.parametrize("indent", [None, 2])
+def test_a_json_timeline_read_fast_is_the_timeline_read_with_every_position(tmp_path, indent):
+    from rxwatch.simulator import yamlsrc
+    from rxwatch.simulator.timeline import parse_timeline
+
+    rng = random.Random(5)
+    events = []
+    for day in range(1, 29):
+        for lab in ("ALT", "AST"):
+            event = {"date": f"2025-02-{day:02d}", "lab": lab, "value": round(rng.uniform(5, 90), rng.choice([0, 1, 2]))}
+            if rng.random() < 0.3:
+                event["time"] = f"{rng.randrange(24):02d}:30"
+            if rng.random() < 0.3:
+                event["uln"] = 40.0
+            events.append(event)
+    doc = {"patient": {"id": "p1", "facts": {}}, "start": "2025-02-01", "events": events}
+    path = tmp_path / "t.json"
+    text = json.dumps(doc, indent=indent)
+    path.write_text(text)
+    fast = load_timeline(path, PROTOCOL)
+    full = parse_timeline(yamlsrc.load(text + " ", str(path)), str(path), PROTOCOL)  # another text: no shortcut
+    shape = lambda tl: [(e.loc, e.date, e.lab, e.value, type(e.value), e.uln, e.time, e.order) for e in tl.events]
+    assert shape(fast) == shape(full)
+    assert len({e.loc.line for e in fast.events}) == (len(events) if indent else 1)
