@@ -19,6 +19,16 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in args
     if debug:
         args = [a for a in args if a != "--debug"]
+    import warnings
+
+    from .output import say
+
+    def show(message, category, *rest, **kw) -> None:
+        # a library's warning (ruamel's ReusedAnchorWarning quotes the file) is one escaped line
+        first = next((line for line in str(message).splitlines() if line.strip()), "")
+        say(f"warning: {category.__name__}: {first.strip()}")
+
+    warnings.showwarning = show
     try:
         app(args=args, prog_name="rxwatch")
     except SystemExit as e:  # typer ends every run, successful or not, with SystemExit
@@ -30,8 +40,6 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # the one place: an internal error, never the author's
         if debug:
             raise
-        from .output import say
-
         say(f"internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback)")
         return 3
     return 0

@@ -349,7 +349,7 @@ class Family:
     name: str
     generate: Callable[[random.Random, int], Case]
     count: int
-    sample: int = 6
+    sample: int = 20
 
     def cases(self, seed: int, n: int) -> list[Case]:
         rng = random.Random(f"{self.name}:{seed}")

@@ -40,7 +40,7 @@ def generate(rng, i: int) -> Case:
     return Case("injection", f"payload {i}", files, argv, must="accept", outputs=(f"o.{fmt}",), check=check)
 
 
-FAMILY = Family("injection", generate, count=100, sample=4)
+FAMILY = Family("injection", generate, count=100, sample=8)
 
 
 def test_sample(tmp_path):

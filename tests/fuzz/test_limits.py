@@ -35,7 +35,7 @@ def generate(rng, i: int) -> Case:
     return Case("limits", f"limit {i} ({kind}, {n})", {"p.rxw": source}, argv)
 
 
-FAMILY = Family("limits", generate, count=60, sample=3)
+FAMILY = Family("limits", generate, count=60, sample=6)
 
 
 def test_sample(tmp_path):

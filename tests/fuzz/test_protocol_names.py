@@ -50,7 +50,7 @@ def _reads_back(o) -> str:
     return "" if back.status == 0 else f"the compiled graph does not read back: {back.err.strip()[:200]}"
 
 
-FAMILY = Family("protocol names", generate, count=120, sample=4)
+FAMILY = Family("protocol names", generate, count=120, sample=8)
 
 
 def test_sample(tmp_path):

@@ -69,7 +69,7 @@ def generate(rng, i: int) -> Case:
     return Case("scenario files", f"case {i}", files, ["test", "p.rxw", "c.yaml", "--format", fmt], fail_ok=True)
 
 
-FAMILY = Family("scenario files", generate, count=260, sample=4)
+FAMILY = Family("scenario files", generate, count=260, sample=6)
 
 
 def test_sample(tmp_path):
