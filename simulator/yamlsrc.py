@@ -168,7 +168,7 @@ def _load_c(text: str, path: str) -> Any:
     (directives, line breaks other than \\n and \\r\\n), or on any error (ruamel then reads
     the text again, to report it as it always has)."""
     loader_class = _c_loader_class()
-    if loader_class is None or "%" in text[:1] or "\n%" in text or _DECLINE.search(text):
+    if loader_class is None or "%" in text[:1] or "\n%" in text or _DECLINE.search(text) or _deep(text):
         return _DECLINED
     try:
         loader = loader_class(text)
@@ -181,6 +181,28 @@ def _load_c(text: str, path: str) -> Any:
         return _Builder(_ruamel_constructor(), path, c_nodes=True).build(root)
     except Exception:  # noqa: BLE001 - anything at all: ruamel reads it and says what it is
         return _DECLINED
+
+
+_MAX_FLOW_DEPTH = 100
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def _deep(text: str) -> bool:
+    """Flow collections may nest deeper than _MAX_FLOW_DEPTH (brackets in quoted text count too:
+    a cautious bound). PyYAML's C composer recurses on the C stack without a limit: a text of
+    100,000 `[` would crash the process, where ruamel says "nested too deeply". Block
+    collections nest only as deep as their indentation, which _DECLINE bounds."""
+    if text.count("[") + text.count("{") <= _MAX_FLOW_DEPTH:
+        return False
+    depth = 0
+    for m in _BRACKETS.finditer(text):
+        if m.group() in "[{":
+            depth += 1
+            if depth > _MAX_FLOW_DEPTH:
+                return True
+        elif depth:
+            depth -= 1
+    return False
 
 
 @functools.cache

@@ -376,3 +376,24 @@ def test_a_json_timeline_read_fast_is_the_timeline_read_with_every_position(tmp_
     shape = lambda tl: [(e.loc, e.date, e.lab, e.value, type(e.value), e.uln, e.time, e.order) for e in tl.events]
     assert shape(fast) == shape(full)
     assert len({e.loc.line for e in fast.events}) == (len(events) if indent else 1)
+
+
+@pytest.mark.parametrize("text", [
+    "a: " + "[" * 200_000 + "]" * 200_000 + "\n",
+    "a: " + "{b: " * 50_000 + "1" + "}" * 50_000 + "\n",
+    "a: [" + "[1], " * 20_000 + "[" * 150 + "]" * 150 + "]\n",
+])
+def test_deep_flow_nesting_is_left_to_ruamel_which_reports_it(text, monkeypatch):
+    """PyYAML's C composer recurses on the C stack: a deep text must never reach it."""
+    pytest.importorskip("yaml")
+    from rxwatch.simulator import yamlsrc
+
+    assert yamlsrc._deep(text)
+    assert yamlsrc._load_c(text, "t.yaml") is yamlsrc._DECLINED
+
+
+def test_many_shallow_flow_collections_go_to_libyaml():
+    from rxwatch.simulator import yamlsrc
+
+    text = "events:\n" + "".join(f"  - {{date: 2025-01-{1 + i % 28:02d}, lab: ALT, value: [{i}]}}\n" for i in range(5_000))
+    assert not yamlsrc._deep(text)
