@@ -52,9 +52,10 @@ _RULES = {
 }
 
 # text may hold tabs and newlines; no other control character, no line or paragraph separator,
-# no bidirectional override or isolate (they make text read other than it is)
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
-_KEY_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")  # keys: not even tab or newline
+# no bidirectional override or isolate (they make text read other than it is), no lone surrogate
+# (a JSON "\\ud800": no output could encode it)
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_KEY_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")  # keys: not even tab or newline
 
 # the keys every compiled graph has, by kind of object (compiler/lower.py writes them all);
 # V2_ONLY: the keys format 1 did not have
