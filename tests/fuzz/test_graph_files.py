@@ -52,7 +52,7 @@ def generate(rng, i: int) -> Case:
     files = {"g.json": text.encode("utf-8", "surrogatepass") if "\ud800" in text else text, "t.yaml": TIMELINE}
     command = i % 3
     if command == 0:
-        argv, outputs = ["simulate", "g.json", "t.yaml", "-f", "table"], ()
+        argv, outputs = ["simulate", "g.json", "t.yaml", "-f", pick(rng, ["table", "json"])], ()
     elif command == 1:
         argv, outputs = ["render", "g.json", "-o", "o.svg"], ("o.svg",)
     else:

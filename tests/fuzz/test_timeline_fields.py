@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from fuzzkit import PROTOCOL, TERMINAL, Case, Family, pick, slow_seed
+from fuzzkit import PROTOCOL, TERMINAL, TIMELINE, Case, Family, pick, slow_seed
 
 KEYS = ["lab", "value", "unit", "uln", "lln", "time", "event", "fact", "choice", "date", "extra"]
 VALUES = ["ALT", "ALTT", "CREA", "stop", "liver_disease", "treat", "32", "-1", "0", "1e999", ".nan", "null", "[]",
@@ -24,7 +24,21 @@ def event(rng) -> str:
     return "  - {" + ", ".join(f"{k}: {v}" for k, v in keys.items()) + "}"
 
 
+def mild(rng) -> str:
+    """The base timeline with one value of one line changed (most such edits still replay)."""
+    lines = TIMELINE.rstrip("\n").split("\n")
+    k = rng.randrange(len(lines))
+    head, sep, value = lines[k].rpartition(": ")
+    if sep:
+        value = pick(rng, VALUES + ["45", "2025-02-01", "ra", "stills", "p-2", "U/L", "08:30"])
+        lines[k] = f"{head}: {value}" + ("}" if head.count("{") > head.count("}") else "")
+    return "\n".join(lines) + "\n"
+
+
 def generate(rng, i: int) -> Case:
+    if i % 3 == 0:
+        return Case("timeline fields", f"timeline {i}", {"p.rxw": PROTOCOL, "t.yaml": mild(rng)},
+                    ["simulate", "p.rxw", "t.yaml", "-f", pick(rng, ["json", "table"])])
     patient = pick(rng, ["{id: p-1}", "{id: 12}", "{}", "[]", "{id: p, facts: {liver_disease: maybe}}",
                          "{id: p, facts: {indication: stills, weight: 80}}", "{id: p, extra: 1}", "p",
                          "{id: ''}", "{id: p, facts: {nope: 1}}", "{id: p, facts: []}"])
