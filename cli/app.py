@@ -10,7 +10,7 @@ app = typer.Typer(
         "Write, verify, simulate and draw drug-monitoring protocols.\n\n"
         "Exit status: 0 done (warnings may be printed); 1 the input is wrong (a protocol with "
         "errors, an invalid timeline, a failing scenario); 2 the command cannot run (bad usage, "
-        "a missing or unreadable file, an output that cannot be written, Graphviz missing); "
+        "a missing or unreadable file, an output that cannot be written, Graphviz missing or failing); "
         "3 an internal error (add --debug for the traceback)."
     ),
     no_args_is_help=True,
