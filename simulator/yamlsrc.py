@@ -301,6 +301,8 @@ class _Builder:
             return node.value
         if node.tag not in _SCALARS:
             raise self.fail(node, f"unsupported YAML tag '{node.tag}'")
+        if self.c_nodes and not node.value and not node.style:
+            raise _NotHere  # an empty value: libyaml places it after the ':', ruamel at what follows
         if node.tag == _STR:
             return node.value
         if node.tag == _FLOAT and _PLAIN_FLOAT.fullmatch(node.value):

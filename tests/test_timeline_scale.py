@@ -303,6 +303,8 @@ YAML_TEXTS = [
     "- 1\n- [2, 3]\n",
     "a: " + "9" * 5000 + "\n",
     "a: 1.0\nb: -0.0\nc: 007\nd: +5\ne: 12345678901234567890123\n",
+    "a:\nb: 1\nc:\n  d:\n  e: ''\n",  # empty values: libyaml and ruamel place them differently
+    "events:\n  - date: 2025-01-06\n    lab: ALT\n    value:\n    unit: U/L\n",
 ]
 
 
@@ -397,3 +399,43 @@ def test_many_shallow_flow_collections_go_to_libyaml():
 
     text = "events:\n" + "".join(f"  - {{date: 2025-01-{1 + i % 28:02d}, lab: ALT, value: [{i}]}}\n" for i in range(5_000))
     assert not yamlsrc._deep(text)
+
+
+_PLAIN = ["yes", "No", "on", "08:30", "12:30:45", "0x1F", "0o17", "017", "1_000", "~", "null", "NULL", ".inf",
+          "-.INF", ".nan", "2025-01-06", "2025-01-06T08:30", "-.5", "+1", "1e3", "1E+3", "3.", "=", "<<x",
+          "true", "FALSE", "12", "-0", "1.50", "0.1e-2", "ALT", "U/L", "a b", "é", "2025-13-45"]
+
+
+def test_libyaml_reads_random_documents_as_ruamel_does(monkeypatch):
+    """Random documents in block and flow style, with the plain scalars that YAML 1.1 and 1.2
+    read differently: libyaml with ruamel's resolution gives ruamel's document."""
+    pytest.importorskip("yaml")
+    from ruamel.yaml import YAML
+    import io
+
+    rng = random.Random(17)
+
+    def value(depth=0):
+        kind = rng.randrange(6 if depth < 3 else 3)
+        if kind == 0:
+            return rng.choice(_PLAIN)
+        if kind == 1:
+            return rng.choice([1, -7, 2.5, True, None, "it's", 'say "hi"', "x: y", "# not a comment", "- item"])
+        if kind == 2:
+            return rng.choice(_PLAIN) + rng.choice(["", " ", "z"])
+        if kind == 3:
+            return [value(depth + 1) for _ in range(rng.randrange(4))]
+        return {rng.choice(["a", "b", "lab", "é", "1", "yes", "2025-01-06"]) + str(i): value(depth + 1)
+                for i in range(rng.randrange(4))}
+
+    for n in range(200):
+        yaml = YAML(typ="rt")
+        yaml.default_flow_style = rng.choice([False, True, None])
+        buffer = io.StringIO()
+        yaml.dump({"k": value(), "events": [value() for _ in range(3)]}, buffer)
+        text = buffer.getvalue()
+        # plain scalars written unquoted, as people write them
+        for word in rng.sample(_PLAIN, 5):
+            text = text.replace(f"'{word}'", word)
+        fast, slow = _both_ways(text, monkeypatch)
+        assert fast == slow, text
