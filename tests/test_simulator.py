@@ -1407,3 +1407,23 @@ def test_a_rule_id_with_code_in_it_never_reaches_the_generated_code(tmp_path):
     events: [{date: 2025-01-07, lab: ALT, value: 30}]
     """))
     assert run_trace["steps"] and not marker.exists()
+
+
+def test_the_json_trace_is_written_in_pieces_byte_for_byte_as_whole():
+    from rxwatch.simulator.trace import canonical, to_json_chunks
+
+    g = shipped(ANAKINRA)
+    trace = run(g, """
+    patient: {id: p}
+    start: 2025-01-06
+    events:
+      - {date: 2025-01-07, lab: INR, value: 1.1}
+      - {date: 2025-03-01, lab: ALT, value: 30}
+    """)
+    whole = json.dumps(canonical(trace), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    pieces = list(to_json_chunks(trace))
+    assert len(pieces) > 10 and "".join(pieces) == whole == to_json(trace)
+    assert steps(trace, "unassessable")  # the new step type keeps the contract's keys first
+    u = json.loads(whole)["steps"]
+    first = next(s for s in u if s["type"] == "unassessable")
+    assert list(first)[:5] == ["date", "type", "trigger", "missing", "state"]
