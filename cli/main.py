@@ -28,9 +28,11 @@ def main(argv: list[str] | None = None) -> int:
         first = next((line for line in str(message).splitlines() if line.strip()), "")
         say(f"warning: {category.__name__}: {first.strip()}")
 
-    warnings.showwarning = show
     try:
-        app(args=args, prog_name="rxwatch")
+        with warnings.catch_warnings():  # each run shows its warnings (a fresh registry), as its own process would
+            warnings.simplefilter("default")
+            warnings.showwarning = show
+            app(args=args, prog_name="rxwatch")
     except SystemExit as e:  # typer ends every run, successful or not, with SystemExit
         code = e.code
         return code if isinstance(code, int) else (0 if code is None else 1)

@@ -156,14 +156,16 @@ class Case:
                     files[k] = {"base64": base64.b64encode(v.encode("utf-8", "surrogatepass")).decode()}
         return json.dumps({"family": self.family, "name": self.name, "files": files, "argv": self.argv,
                            "must": self.must, "outputs": list(self.outputs), "expect": self.expect,
-                           **({"fail_ok": True} if self.fail_ok else {})}, indent=1,
+                           **({"fail_ok": True} if self.fail_ok else {}),
+                           **({"repeat": self.repeat} if self.repeat > 1 else {})}, indent=1,
                           ensure_ascii=True)
 
     @classmethod
     def from_json(cls, data: dict) -> "Case":
         files = {k: base64.b64decode(v["base64"]) if isinstance(v, dict) else v for k, v in data["files"].items()}
         return cls(data["family"], data["name"], files, list(data["argv"]), data.get("must"),
-                   tuple(data.get("outputs") or ()), expect=data.get("expect") or {}, fail_ok=bool(data.get("fail_ok")))
+                   tuple(data.get("outputs") or ()), expect=data.get("expect") or {}, fail_ok=bool(data.get("fail_ok")),
+                   repeat=int(data.get("repeat") or 1))
 
 
 @dataclass
