@@ -286,13 +286,21 @@ def test_the_settings_and_what_fulfils_each_order_are_shown(driver, tmp_path, an
 
 
 def test_a_malformed_trace_field_never_breaks_the_viewer(driver, tmp_path, anakinra_graph):
-    """A trace from elsewhere can carry odd shapes where the viewer does not check them: the
-    page still lists every step."""
+    """A trace from elsewhere is checked against the trace contract before anything is drawn (a
+    window that is not two dates is refused), and the shapes the contract leaves open (extension
+    keys) never break the page: it still lists every step."""
     from selenium.webdriver.common.by import By
 
+    from rxwatch.render.trace import TraceError
+
     trace = replayed(anakinra_graph)
+    bad = {"date": "2025-06-30", "type": "deviation", "kind": "incomplete", "action": "order_lfts",
+           "window": "soon", "missing": "ALT"}
+    with pytest.raises(TraceError, match="'window' must be"):
+        render(anakinra_graph, "html", trace={**trace, "steps": trace["steps"] + [bad]})
     trace["steps"].append({"date": "2025-06-30", "type": "deviation", "kind": "incomplete", "action": "order_lfts",
-                           "window": "soon", "missing": "ALT"})
+                           "window": ["2025-06-01", "2025-06-29"], "note": {"odd": [1, {"x": None}]},
+                           "ordered": 12})
     open_page(driver, tmp_path, render(anakinra_graph, "html", trace=trace))
     assert len(driver.find_elements(By.CSS_SELECTOR, "#trace button.step")) == len(trace["steps"])
     assert errors(driver) == []
