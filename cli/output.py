@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Iterable
+
 import os
 import sys
 import tempfile
@@ -98,8 +100,9 @@ def _clean_stale(parent: Path) -> None:
             pass
 
 
-def write_atomic(out: Path, data: str | bytes, *, inputs: tuple[Path, ...] = ()) -> None:
-    """Write `out` whole or not at all: a temporary file beside it, then a rename.
+def write_atomic(out: Path, data: str | bytes | Iterable[str], *, inputs: tuple[Path, ...] = ()) -> None:
+    """Write `out` whole or not at all: a temporary file beside it, then a rename. `data` may
+    be text made in pieces (an iterable of str), written as they come.
 
     Refuses to overwrite any of `inputs`. Raises typer.Exit(2) when it cannot write.
     """
@@ -109,7 +112,15 @@ def write_atomic(out: Path, data: str | bytes, *, inputs: tuple[Path, ...] = ())
         raise fail(f"{out}: cannot write: {e.strerror or e}")
 
 
-def _write_atomic(out: Path, data: str | bytes, inputs: tuple[Path, ...]) -> None:
+def _write(f, data) -> None:
+    if isinstance(data, (str, bytes)):
+        f.write(data)
+    else:
+        for piece in data:
+            f.write(piece)
+
+
+def _write_atomic(out: Path, data: str | bytes | Iterable[str], inputs: tuple[Path, ...]) -> None:
     for i in inputs:
         if same_file(out, i):
             raise fail(f"{out}: refusing to overwrite an input file")
@@ -122,7 +133,7 @@ def _write_atomic(out: Path, data: str | bytes, inputs: tuple[Path, ...]) -> Non
         # a pipe or a device (`-o /dev/stdout`): write into it, never replace the node
         binary = isinstance(data, bytes)
         with open(out, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
-            f.write(data)
+            _write(f, data)
         return
     if not parent.is_dir():
         raise fail(f"{out}: cannot write: folder {parent} does not exist")
@@ -133,7 +144,7 @@ def _write_atomic(out: Path, data: str | bytes, inputs: tuple[Path, ...]) -> Non
         fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=".tmp", dir=parent)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; an output file follows the umask
         with os.fdopen(fd, mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as f:
-            f.write(data)
+            _write(f, data)
         os.replace(tmp, out)
         tmp = None
     finally:
@@ -141,10 +152,10 @@ def _write_atomic(out: Path, data: str | bytes, inputs: tuple[Path, ...]) -> Non
             os.unlink(tmp)
 
 
-def emit(data: str, out: Path | None, *, inputs: tuple[Path, ...] = ()) -> None:
-    """Results to standard output, or whole to `out`."""
+def emit(data: str | Iterable[str], out: Path | None, *, inputs: tuple[Path, ...] = ()) -> None:
+    """Results to standard output, or whole to `out`; text made in pieces is written as it comes."""
     if out is None:
-        sys.stdout.write(data)
+        _write(sys.stdout, data)
         sys.stdout.flush()
     else:
         write_atomic(out, data, inputs=inputs)

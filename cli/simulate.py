@@ -39,7 +39,7 @@ def simulate(
     from rxwatch.compiler.diagnostics import WARNING, Diagnostic
     from rxwatch.simulator.engine import Machine, SimulationError
     from rxwatch.simulator.timeline import TimelineError
-    from rxwatch.simulator.trace import to_json
+    from rxwatch.simulator.trace import to_json_chunks
 
     sources = Sources()
     sources.allow(timeline)
@@ -66,7 +66,7 @@ def simulate(
 
     fmt = format or (TraceFormat.table if output is None and sys.stdout.isatty() else TraceFormat.json)
     if fmt is TraceFormat.json:
-        emit(to_json(trace), output, inputs=(protocol, timeline))
+        emit(to_json_chunks(trace), output, inputs=(protocol, timeline))
         return
     if output is None and sys.stdout.isatty():
         from rich.console import Console
