@@ -268,7 +268,8 @@ class Machine:
             rule.to_state = self.states[rule.target]
         # the code that reacts (tries the rules, fires one) and that enters each state
         gen = _Program(any(st.timers for st in self.states.values()),
-                       any(st.at_once is not None for st in self.states.values()))
+                       any(st.at_once is not None for st in self.states.values()),
+                       _reads_since_entry(graph))
         try:
             lets = g.get("lets") or {}
             for h in self._handlers.values():
@@ -456,6 +457,26 @@ def put_number(d: dict, key: str, q) -> None:
     d[key + "_exact"] = ir.decimal_text(q) or f"{q.numerator}/{q.denominator}"
 
 
+def _reads_since_entry(graph) -> bool:
+    """Whether any expression of the graph reads `since entry`."""
+    g = graph.graph
+    trees = [d.get("expr") for d in (g.get("lets") or {}).values() if isinstance(d, Mapping)]
+    trees += [d.get("guard") for _, _, d in graph.edges(data=True)]
+
+    def action_trees(actions):
+        for a in actions or ():
+            yield a.get("value")
+            yield a.get("cond")
+            yield from action_trees(a.get("then"))
+            yield from action_trees(a.get("else"))
+
+    for _, data in graph.nodes(data=True):
+        trees += action_trees(data.get("entry"))
+    for _, _, data in graph.edges(data=True):
+        trees += action_trees(data.get("actions"))
+    return any(n.get("op") == "since_entry" for t in trees if t is not None for n in ir.walk(t))
+
+
 def _validate_trees(graph, path: str) -> None:
     """Every expression tree of the graph is a valid IR tree over declared names (ir.validate),
     before any code is generated from it."""
@@ -611,10 +632,11 @@ class _Program:
 
     MAX_DEPTH = 12  # `if`s nested deeper go into a function of their own (Python limits nesting)
 
-    def __init__(self, timers: bool, at_once: bool) -> None:
+    def __init__(self, timers: bool, at_once: bool, since_entry: bool = True) -> None:
         self.count = 0
         self.timers = timers  # some state has timers (else no replay ever arms one)
         self.at_once = at_once  # some state has `on fact` rules (else nothing is ever pending)
+        self.since_entry = since_entry  # some expression reads `since entry` (else the day of entry is never read)
 
     def react(self, compiler: Compiler, handler: _Handler, lets: Mapping) -> Callable[["_Run"], bool]:
         out = _Source(self, "react", handler.label, prefix="E")
@@ -663,7 +685,8 @@ class _Program:
     def entering(self, out: "_Source", st: _State, first: tuple, d: int) -> None:
         """Enter `st`: its step, the actions `first` (a rule's), its entry actions, its timers."""
         out.add(d, f"r.state = {out.const(st)}")
-        out.add(d, "r.entered = r.today")
+        if self.since_entry:
+            out.add(d, "r.entered = r.today")
         out.add(d, f"s = {out.const(st.step)}.copy()")
         out.add(d, "s['date'] = iso")
         out.add(d, "emit(s)")
