@@ -864,7 +864,11 @@ class _Run(Ctx):
                             day = t.due
                 soonest = None
                 if alarms:
-                    soonest = min(alarms.values())
+                    if len(alarms) == 1:  # the usual case: one open order
+                        for soonest in alarms.values():
+                            pass
+                    else:
+                        soonest = min(alarms.values())
                     if day is None or soonest < day:
                         day = soonest
                 if day is None or day > until:
