@@ -16,7 +16,7 @@ from importlib import resources
 from lark import Lark, Token, Transformer, Tree, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 
-from . import ast
+from . import ast, ir
 from .diagnostics import Diagnostics
 from .span import Span
 
@@ -24,8 +24,8 @@ MAX_SYNTAX_ERRORS = 50
 # Deeper parse trees would exhaust Python's recursion in the passes that walk them; no
 # clinical rule needs more than a few levels.
 MAX_NESTING = 200
-# A number literal's length: exact arithmetic on longer ones buys nothing.
-MAX_DIGITS = 40
+# A number literal's length: exact arithmetic on longer ones buys nothing (the IR's own bound).
+MAX_DIGITS = ir.MAX_DIGITS
 # The longest duration a protocol may name, in each unit (durations, windows, timers).
 MAX_DURATION_YEARS = 100
 MAX_DURATION = {"days": 36_525, "weeks": 5_218, "months": 1_200, "years": MAX_DURATION_YEARS}

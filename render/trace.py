@@ -16,15 +16,19 @@ import json
 import re
 from dataclasses import dataclass, field
 
+from rxwatch.compiler import ir
+from rxwatch.simulator.trace import STEP_TYPES as SIMULATOR_STEP_TYPES
+
 MAX_DEPTH = 32
 """Levels of objects and lists a trace nests at most (a trace of `rxwatch simulate` has 5)."""
 
-MAX_DIGITS = 40
-"""Digits of a JSON number in a trace at most (as a protocol's numbers, compiler/parser.py)."""
+MAX_DIGITS = ir.MAX_DIGITS
+"""Digits of a JSON number in a trace at most (as a protocol's numbers)."""
 
 _SURROGATE = re.compile("[\ud800-\udfff]")  # not text (`\\ud800` in JSON): refused; control characters are escaped where shown
 
-STEP_TYPES = ("enter", "transition", "action", "deviation", "panel", "unassessable")
+# the simulator's step types, and `panel` (a day's results), which other producers may write
+STEP_TYPES = (*SIMULATOR_STEP_TYPES, "panel")
 
 
 class TraceError(Exception):

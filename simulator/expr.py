@@ -655,7 +655,7 @@ class Compiler:
             undecided = [f"g{i}" for i, t in enumerate(tests) if t is not None]
             if undecided:
                 lines.append(f"u = tuple(i for i, g in enumerate(({', '.join(undecided)},)) if g is None)")
-                index = self.const_of(code, tuple(i for i, t in enumerate(tests) if t is not None))
+                index = code.const(tuple(i for i, t in enumerate(tests) if t is not None))
                 lines.append("if u:")
                 if on_unknown is not None:
                     lines.append(f"    {on_unknown}(r, tuple({index}[i] for i in u))")
@@ -685,10 +685,6 @@ class Compiler:
             else:
                 lines.append("return False")
         return self._build(code, name, lines, env, line)
-
-    @staticmethod
-    def const_of(code: _Code, value: Any) -> str:
-        return code.const(value)
 
     def truth(self, tree: Mapping | None, name: str = "truth") -> Callable[[Ctx], bool | None] | None:
         """f(ctx) -> True, False or None (unknown)."""
