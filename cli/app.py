@@ -18,3 +18,26 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            number = version("rxwatch")
+        except PackageNotFoundError:  # run from a source tree that was never installed
+            number = "unknown (not installed)"
+        from ..compiler.lower import FORMAT
+
+        typer.echo(f"rxwatch {number} (compiles to {FORMAT})")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print rxwatch's version and exit."
+    ),
+) -> None:
+    """Write, verify, simulate and draw drug-monitoring protocols."""

@@ -168,6 +168,14 @@ def test_installed_wheel_runs_check_from_outside_the_repo(venv, tmp_path):
     assert "checked 1 protocol: 0 errors" in proc.stderr
 
 
+def test_installed_wheel_prints_its_version(venv, tmp_path):
+    proc = subprocess.run([str(venv / "bin" / "rxwatch"), "--version"], capture_output=True, text=True, cwd=tmp_path,
+                          env=clean_env(), timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    version = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]["version"]
+    assert proc.stdout.startswith(f"rxwatch {version} (compiles to rxwatch-graph/")
+
+
 def test_installed_wheel_compiles_and_reports_errors(venv, tmp_path):
     out = tmp_path / "g.json"
     proc = subprocess.run(
