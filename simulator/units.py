@@ -8,8 +8,8 @@ an `int` (when integral) or a `fractions.Fraction`, never through a binary float
 A unit string is read here into a canonical form: an exact factor times powers of five base
 dimensions, gram `g`, mole `mol`, metre `m`, second `s` (and nothing for counts). The UCUM
 spellings and their everyday variants of one unit come out equal (`U/L`, `IU/L`, `[iU]/L`,
-`U/l` and `iu/L` are all enzyme activity per litre; `10*9/L`, `10*3/uL`, `K/uL` and `10*3/mm3`
-are one count per volume; `{ratio}`, `1`, `ratio`, `INR` and no unit at all are all "no
+`U/l` and `iu/L` are all enzyme activity per litre; `10*9/L`, `10*3/uL`, `K/uL`, `10*3/mm3`,
+`x10E9/L` and `G/L` are one count per volume, and `/mm3`, `/uL`, `cells/uL` a thousandth of it; `{ratio}`, `1`, `ratio`, `INR` and no unit at all are all "no
 unit"). Two units with the same dimensions convert by the ratio of their factors; an amount
 and a mass concentration convert through a lab's molar mass. Every factor is an exact
 rational, so a conversion is too:
@@ -17,6 +17,10 @@ rational, so a conversion is too:
     convert(24, "mg/L", "mg/dL")                       # Fraction(12, 5): 2.4 exactly
     convert(60, "umol/L", "mg/dL", molar_mass=584.66)  # Fraction(87699, 25000) (bilirubin)
     convert(42, "IU/L", "U/L")                         # 42
+    factor("10*9/L", "/mm3")                           # 1000 (None: no constant factor)
+
+This is the one unit table of rxwatch: the compiler's type checker asks `same_unit`,
+`same_dimension` and `factor` too.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from fractions import Fraction
 from typing import Any, Union
 
 __all__ = ["UnitError", "Number", "MAX_UNIT_LENGTH", "MAX_NUMBER_LENGTH", "exact", "canonical",
-           "same_unit", "convert", "describe"]
+           "same_unit", "same_dimension", "factor", "convert", "describe"]
 
 Number = Union[int, Fraction]
 """An exact number: an int, or a Fraction whose denominator is not 1."""
@@ -135,7 +139,13 @@ _UNITS: dict[str, tuple[Fraction, dict[str, int]]] = {
     "kat": (_F(1), {"mol": 1, "s": -1}),
     "U": _ENZYME, "IU": _ENZYME, "iu": _ENZYME, "Iu": _ENZYME, "[iU]": _ENZYME, "[IU]": _ENZYME,
     "cells": (_F(1), {}), "cell": (_F(1), {}),  # counts: `cells/uL` is `/uL`
-    "K": (_F(1000), {}),  # thousands, as in `K/uL` (lab usage; not the kelvin)
+    # Counts as lab feeds write them (never as UCUM means the letters): thousands in `K/uL`,
+    # `k/uL`, `thou/uL` (not the kelvin); millions in `mill/uL`; the French `G/L` (giga, 10^9/L)
+    # and `T/L` (tera, 10^12/L); `cmm` and `cumm` are the cubic millimetre (`cells/cmm`).
+    "K": (_F(1000), {}), "k": (_F(1000), {}), "thou": (_F(1000), {}),
+    "mill": (_F(10**6), {}), "mil": (_F(10**6), {}),
+    "G": (_F(10**9), {}), "T": (_F(10**12), {}),
+    "cmm": (_F(1, 10**9), {"m": 3}), "cumm": (_F(1, 10**9), {"m": 3}),
 }
 # Atoms that take an SI prefix (`mg`, `dL`, `umol`, `mm`, `ukat`, `mU`, `kIU`, `m[iU]`).
 _PREFIXABLE = {"g", "mol", "m", "L", "l", "s", "kat", "U", "IU", "iu", "Iu", "[iU]", "[IU]"}
@@ -153,6 +163,12 @@ _TOKEN = re.compile(
     r"|(?P<atom>\[[^\[\]]+\]|[A-Za-z%]+)(?P<exp>[+-]?\d{1,2})?(?![\d])"
 )
 _ANNOTATION = re.compile(r"\{[^{}]*\}")
+# A power of ten as EHR exports write it: `x10E9`, `x10^9`, `X10*9`, `\u00d710\u2079`, `10E9`,
+# `10**9` and `10e3` all mean UCUM's `10*9`; the leading `x` (times) says nothing more.
+_SUPERSCRIPTS = str.maketrans("\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079\u207a\u207b", "0123456789+-")
+_TIMES = r"(?:(?<![A-Za-z\d\]])[xX\u00d7])?(?<!\d)10"
+_TEN_POWER = re.compile(_TIMES + r"(?:\*\*|[eE^*])(?P<sign>[+-]?)(?P<digits>\d{1,2})(?!\d)")
+_TEN_SUPERSCRIPT = re.compile(_TIMES + r"(?P<power>[\u207a\u207b]?[\u2070\u00b9\u00b2\u00b3\u2074-\u2079]{1,2})(?![\u2070\u00b9\u00b2\u00b3\u2074-\u2079])")
 
 
 @functools.lru_cache(maxsize=512)
@@ -164,6 +180,9 @@ def canonical(unit: str | None) -> Canonical:
     shown = text
     text = text.replace("\u00b5", "u").replace("\u03bc", "u").replace(" ", "")
     text = _ANNOTATION.sub("", text)  # UCUM annotations mean nothing: {ratio} is 1, {cells}/uL is /uL
+    if "10" in text:
+        text = _TEN_SUPERSCRIPT.sub(lambda m: "10*" + m["power"].translate(_SUPERSCRIPTS), text)
+        text = _TEN_POWER.sub(lambda m: f"10*{m['sign']}{m['digits']}", text)
     if text.lower() in _NO_UNIT_WORDS:
         return DIMENSIONLESS
     factor = Fraction(1)
@@ -226,6 +245,24 @@ def same_unit(a: str | None, b: str | None) -> bool:
         return canonical(a) == canonical(b)
     except UnitError:
         return False
+
+
+def same_dimension(a: str | None, b: str | None) -> bool:
+    """True when a value in unit `a` converts to unit `b` by an exact constant factor (no molar
+    mass needed): `10*9/L` and `/mm3`, `mg/dL` and `g/L`. False when they do not, or when either
+    cannot be read. "No unit" converts only to its own spellings (never to `%`)."""
+    return factor(a, b) is not None
+
+
+def factor(a: str | None, b: str | None) -> Number | None:
+    """The exact number a value in unit `a` is multiplied by to be in unit `b` (an int or a
+    Fraction: `factor("10*9/L", "/mm3") == 1000`, `factor("/uL", "K/uL") == Fraction(1, 1000)`,
+    `factor("K/uL", "10*9/L") == 1`), None when the units do not convert by a constant factor
+    or when either cannot be read. `convert(x, a, b) == x * factor(a, b)` whenever it is not None."""
+    try:
+        return convert(1, a, b)
+    except UnitError:
+        return None
 
 
 # ---------------------------------------------------------------------------- converting
