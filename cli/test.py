@@ -26,6 +26,10 @@ def test_cases(
     cases: List[Path] = typer.Argument(..., metavar="CASE", help="Case files (.yaml), or folders: every *.yaml in them, sorted."),
     coverage: bool = typer.Option(False, "--coverage", help="Report the states and transitions (rules) that no case exercised, with a percentage."),
     format: TestFormat = typer.Option(TestFormat.text, "--format", "-f", help="text: one line per case, failures under it; json: one object on stdout for programs."),
+    mutants: bool = typer.Option(False, "--mutants", help="Mutation testing: run the cases against every small edit of the protocol (a threshold nudged, a comparison flipped, a window bound moved, a target swapped, an action or rule left out, ...) and report the mutation score: the edits the suite catches (docs/scenarios.md, \"Mutants\")."),
+    jobs: int = typer.Option(0, "--jobs", "-j", min=0, help="With --mutants: worker processes (0: one per core)."),
+    sample: int = typer.Option(1, "--sample", min=1, help="With --mutants: keep every Nth mutant only (a quick run)."),
+    fail_under: float = typer.Option(None, "--fail-under", min=0, max=100, help="With --mutants: exit 1 when the mutation score is below this percentage."),
 ) -> None:
     """Run scenario files: each replays its timeline and checks its expectations.
 
@@ -47,17 +51,52 @@ def test_cases(
     except OSError as exc:
         raise fail(f"{exc.filename or ''}: cannot read: {exc.strerror or exc}")
     report = measure(graph, suite.traces) if coverage else None
+    mutation = None
+    if mutants and suite.ok:  # a suite that fails on the protocol itself scores nothing
+        mutation = _mutants(protocol, graph, paths, jobs, sample, quiet=format is TestFormat.json)
     if format is TestFormat.json:
         data = {"protocol": suite.protocol, "summary": suite.summary(), "cases": [c.to_dict() for c in suite.cases]}
         if report is not None:
             data["coverage"] = report.to_dict()
+        if mutation is not None:
+            data["mutation"] = mutation.to_dict()
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
     else:
         sources = Sources()
         sources.allow(*paths)
         _print_text(suite, report, sources)
+        if mutation is not None:
+            print(mutation.format_text(), file=_Escaped(sys.stdout))
+        elif mutants:
+            print("no mutation run: the cases must pass on the protocol itself first", file=_Escaped(sys.stdout))
     if not suite.ok:
         raise typer.Exit(int(Status.INPUT_ERROR))
+    if mutation is not None and fail_under is not None and (mutation.score or 0) * 100 < fail_under:
+        raise typer.Exit(int(Status.INPUT_ERROR))
+
+
+def _mutants(protocol: Path, graph, paths: list[str], jobs: int, sample: int, quiet: bool):
+    """Run the mutation testing of the suite at `paths`, with a progress bar on a terminal."""
+    from rxwatch.compiler import compile_source
+    from rxwatch.suite.mutation import run_mutants
+
+    from .output import looks_like_graph_file, read_text
+
+    text = read_text(protocol, "protocol file")
+    if looks_like_graph_file(protocol, text):
+        raise fail(f"{protocol}: --mutants edits the protocol's text: give the .rxw file, not a compiled graph")
+    module = compile_source(text, str(protocol), verify=False).module
+    show = sys.stderr.isatty() and not quiet
+    if not show:
+        return run_mutants(str(protocol), text, module, graph, paths, jobs=jobs or None, sample=sample)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("mutants"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("mutants", total=None)
+        return run_mutants(str(protocol), text, module, graph, paths, jobs=jobs or None, sample=sample,
+                           progress=lambda done, total: bar.update(task, completed=done, total=total))
 
 
 class _Escaped:

@@ -1,0 +1,225 @@
+"""Is a mutant equivalent to its protocol? The verifier's semantics decide (compiler/verify/smt.py).
+
+Two protocols *decide the same* when, in every state, every handler picks the same behaviour
+for every input: the same rule (by what it does: its target and actions, so that two swapped
+rules that do the same count as the same), or both nothing, or both unassessable, given strict
+first match (DMN first hit) or the handler's `exclusive` mode, three-valued as at run time;
+and every `if` of the actions takes the same branch. That is asked of z3 for every handler
+whose guards, or the derived values they read, the mutant changed: unsatisfiable everywhere
+means equivalent; a model is a concrete input on which the two differ, which the report shows.
+
+Only edits inside conditions are decided this way (`mutants.GUARD_OPERATORS`); for the other
+operators `witness` finds an input on which the mutated rule fires (the mutant's difference
+shows there), or proves that it never fires (then the mutant is equivalent).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import z3
+
+from rxwatch.compiler.verify import smt
+from rxwatch.compiler.verify.prover import describe
+from rxwatch.compiler.verify.tables import panel_context
+
+TIMEOUT_MS = 10_000
+"""One question's budget: a mutant z3 cannot decide in it counts as not equivalent (survived)."""
+
+
+@dataclass
+class Verdict:
+    equivalent: bool
+    witness: str = ""  # an input on which the two differ (or on which the mutated rule fires)
+
+
+def _strip(x: Any) -> Any:
+    """A tree without its spans and source ids: what a rule does, not where it is written."""
+    if isinstance(x, Mapping):
+        return {k: _strip(v) for k, v in x.items() if k not in ("span", "sources", "citations")}
+    if isinstance(x, list):
+        return [_strip(v) for v in x]
+    return x
+
+
+def _does(edge: Mapping) -> str:
+    return json.dumps([edge.get("stay"), edge.get("_target"), _strip(edge.get("actions"))], sort_keys=True)
+
+
+def _handlers(graph) -> dict:
+    """(state, handler index) -> (handler, its rule edges in order, each with `_target`)."""
+    edges = {}
+    for u, v, k, d in graph.edges(keys=True, data=True):
+        e = dict(d)
+        e["_target"] = v
+        edges[k] = e
+    out = {}
+    for state, data in graph.nodes(data=True):
+        for i, h in enumerate(data.get("handlers") or ()):
+            out[(state, i)] = (h, [edges[k] for k in h.get("rules") or () if k in edges])
+    return out
+
+
+def _ifs(actions, prefix=()) -> list:
+    out = []
+    for i, a in enumerate(actions or ()):
+        if a.get("kind") == "if":
+            out.append(((*prefix, i), a))
+            out += _ifs(a.get("then"), (*prefix, i, "then"))
+            out += _ifs(a.get("else"), (*prefix, i, "else"))
+    return out
+
+
+def _decisions(enc: smt.Encoder, h: Mapping, rules: list) -> tuple[dict, Any]:
+    """{what a rule does: the formula 'it fires'}, and the formula 'unassessable'."""
+    conds = [enc.cond(r.get("guard")) for r in rules]
+    exclusive = h.get("mode") == "exclusive"
+    fires: dict[str, list] = {}
+    stuck = []
+    for i, (r, c) in enumerate(zip(rules, conds)):
+        if r.get("otherwise"):
+            before = [x.f for x in conds[:i]]
+        elif exclusive:
+            before = [z3.Not(x.t) for x in conds[:i]]
+        else:
+            before = [x.f for x in conds[:i]]
+        fires.setdefault(_does(r), []).append(z3.And(c.t, *before) if before else c.t)
+        if not r.get("otherwise"):
+            unknown = z3.And(z3.Not(c.t), z3.Not(c.f))
+            stuck.append(z3.And(unknown, *before) if before and not exclusive else unknown)
+    any_fires = z3.Or(*[z3.Or(*fs) for fs in fires.values()]) if fires else enc.F
+    unassessable = z3.And(z3.Not(any_fires), z3.Or(*stuck)) if stuck else enc.F
+    return {k: z3.Or(*v) for k, v in fires.items()}, unassessable
+
+
+class _Pair:
+    """The protocol and a mutant encoded over one set of z3 symbols."""
+
+    def __init__(self, original, mutant) -> None:
+        self.a = smt.Encoder(original)
+        self.b = smt.Encoder(mutant)
+        # one context: a lab, fact or var is the same symbol in both (symbols are named)
+        self.b.ctx, self.b.T, self.b.F = self.a.ctx, self.a.T, self.a.F
+        self.b.codes = self.a.codes
+
+    def _expanded(self, enc: smt.Encoder, trees) -> str:
+        ins = enc.inputs_of(trees)
+        return json.dumps([[_strip(t) for t in trees], [(n, _strip(enc.lets[n]["expr"])) for n in ins.lets]], sort_keys=True)
+
+    def solver(self) -> z3.Solver:
+        s = z3.Solver(ctx=self.a.ctx)
+        s.set("timeout", TIMEOUT_MS)
+        return s
+
+    def differ(self, original, mutant, ifs: bool = True) -> Verdict:
+        ha, hb = _handlers(original), _handlers(mutant)
+        for key, (h, rules_a) in ha.items():
+            if key not in hb:
+                return Verdict(False, f"state {key[0]}: a handler is missing")
+            _, rules_b = hb[key]
+            trees_a = [r.get("guard") for r in rules_a]
+            trees_b = [r.get("guard") for r in rules_b]
+            if ([_does(r) for r in rules_a] == [_does(r) for r in rules_b]
+                    and self._expanded(self.a, trees_a) == self._expanded(self.b, trees_b)):
+                continue  # the same handler, word for word
+            fa, ua = _decisions(self.a, h, rules_a)
+            fb, ub = _decisions(self.b, h, rules_b)
+            diffs = [ua != ub]
+            for does in set(fa) | set(fb):
+                diffs.append(fa.get(does, self.a.F) != fb.get(does, self.a.F))
+            found = self._ask(z3.Or(*diffs), h, trees_a + trees_b)
+            if found is not None:
+                return Verdict(False, f"state {key[0]}, {_trigger(h)}: {found}")
+        # the conditions of `if`, in entries and in rules (rules moved or left out: compared above)
+        for (state, where, acts_a, acts_b) in (_action_lists(original, mutant) if ifs else ()):
+            ifs_a, ifs_b = _ifs(acts_a), _ifs(acts_b)
+            if [p for p, _ in ifs_a] != [p for p, _ in ifs_b]:
+                return Verdict(False, f"state {state}: {where} changed")
+            for (_, x), (_, y) in zip(ifs_a, ifs_b):
+                if self._expanded(self.a, [x["cond"]]) == self._expanded(self.b, [y["cond"]]):
+                    continue
+                found = self._ask(self.a.cond(x["cond"]).t != self.b.cond(y["cond"]).t, {}, [x["cond"], y["cond"]])
+                if found is not None:
+                    return Verdict(False, f"state {state}, {where}: `if {x.get('text', '')}`: {found}")
+        return Verdict(True)
+
+    def _ask(self, question, h: Mapping, trees) -> str | None:
+        s = self.solver()
+        s.add(*self.a.take_domain(), *self.b.take_domain())
+        if h.get("trigger") == "panel":
+            s.add(panel_context(self.a))
+            s.add(*self.a.take_domain())
+        s.add(question)
+        verdict = s.check()
+        if verdict == z3.unsat:
+            return None
+        if verdict == z3.unknown:
+            return "the solver could not decide (counted as different)"
+        ins = self.a.inputs_of(trees)
+        return describe(self.a.example(s.model(), ins)) or "any input"
+
+
+def _trigger(h: Mapping) -> str:
+    t = h.get("trigger")
+    if t == "event":
+        return "on event " + ", ".join(h.get("events") or ())
+    if t == "fact":
+        return "on fact " + ", ".join(h.get("facts") or ()) if h.get("facts") else "on fact"
+    if t == "timer":
+        timer = h.get("timer") or {}
+        return f"after {timer.get('amount')} {timer.get('unit')}"
+    return "on panel"
+
+
+def _action_lists(a, b):
+    for state, data in a.nodes(data=True):
+        if state in b.nodes:
+            yield state, "on entry", data.get("entry") or [], b.nodes[state].get("entry") or []
+    ea = {(u, d.get("handler"), d.get("order")): d for u, _, d in a.edges(data=True)}
+    eb = {(u, d.get("handler"), d.get("order")): d for u, _, d in b.edges(data=True)}
+    for key, d in ea.items():
+        if key in eb:
+            yield key[0], f"the rule at line {d['span']['line']}", d.get("actions") or [], eb[key].get("actions") or []
+
+
+def equivalent(original, mutant, *, moved_rules: bool = False) -> Verdict:
+    """Do the two compiled protocols decide the same on every input (guards and conditions)?
+    `moved_rules`: the mutant moved or left out a rule (its `if`s are then compared as part of
+    what each rule does, not position by position)."""
+    return _Pair(original, mutant).differ(original, mutant, ifs=not moved_rules)
+
+
+def witness(graph, line: int) -> Verdict:
+    """For an edit at `line` outside a condition: an input on which the rule written there
+    fires (the mutant acts differently there), or, when it never fires, equivalence."""
+    enc = smt.Encoder(graph)
+    for state, (h, rules) in _handlers(graph).items():
+        for i, r in enumerate(rules):
+            span = r.get("span") or {}
+            if not (span.get("line", 0) <= line <= span.get("end_line", 0)):
+                continue
+            fa, _ = _decisions(enc, h, rules[: i + 1])
+            fire = fa.get(_does(r))
+            s = z3.Solver(ctx=enc.ctx)
+            s.set("timeout", TIMEOUT_MS)
+            s.add(*enc.take_domain())
+            if h.get("trigger") == "panel":
+                s.add(panel_context(enc))
+                s.add(*enc.take_domain())
+            s.add(fire)
+            verdict = s.check()
+            if verdict == z3.unsat:
+                return Verdict(True, f"the rule at line {line} never fires")
+            where = f"state {state[0]}, {_trigger(h)}"
+            if verdict == z3.unknown:
+                return Verdict(False, f"{where}: whenever the rule at line {line} fires")
+            ex = enc.example(s.model(), enc.inputs_of(x.get("guard") for x in rules[: i + 1]))
+            return Verdict(False, f"{where}: {describe(ex) or 'any input'} (the rule at line {line} fires)")
+    for state, data in graph.nodes(data=True):
+        for a in data.get("entry") or ():
+            span = a.get("span") or {}
+            if span.get("line", 0) <= line <= span.get("end_line", 0):
+                return Verdict(False, f"entering state {state}")
+    return Verdict(False, "")

@@ -1,0 +1,215 @@
+"""Mutation testing (`rxwatch test ... --mutants`): the operators, equivalence, the score."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rxwatch.cli.main import main
+from rxwatch.compiler import compile_source
+from rxwatch.suite import equivalence
+from rxwatch.suite.mutants import OPERATORS, mutants
+from rxwatch.suite.mutation import run_mutants
+
+PROTOCOL = """\
+protocol grading
+source s "a source"
+lab ALT unit "U/L" uln 40
+fact frail bool default false
+action order_alt "ALT" orders ALT
+action hold "Hold the drug"
+let tx = xuln(ALT)
+initial state watch {
+  on entry { do order_alt due 2..4 weeks cite s }
+  on panel {
+    when tx > 5 -> stopped cite s
+    when 3 < tx <= 5 -> held cite s { do hold cite s }
+    when tx > 1 and frail stay cite s { do order_alt due within 7 days cite s }
+    otherwise stay cite s
+  }
+}
+state held {
+  on entry { do order_alt due 1..2 weeks cite s }
+  on panel {
+    when tx <= 1 -> watch cite s
+    otherwise stay cite s
+  }
+}
+terminal state stopped
+"""
+
+CASE = """\
+protocol: grading
+patient: {{id: p}}
+start: 2025-01-06
+events:
+{events}
+expect:
+{expect}
+"""
+
+
+def compiled(text: str = PROTOCOL):
+    r = compile_source(text, "grading.rxw", verify=False)
+    assert r.ok, [str(d) for d in r.diagnostics]
+    return r
+
+
+def edits(text: str = PROTOCOL) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for m in mutants(compiled(text).module, text):
+        out.setdefault(m.operator, []).append(m.edit)
+    return out
+
+
+def test_every_operator_makes_mutants_at_the_place_it_names():
+    found = edits()
+    assert set(found) == set(OPERATORS)
+    assert "`tx > 5` -> `tx > 6`" in found["threshold-up"]
+    assert "`tx > 5` -> `tx > 4`" in found["threshold-down"]
+    assert "`tx > 5` -> `tx >= 5`" in found["flip"]
+    assert "`3 < tx <= 5` -> `3 < tx < 5`" in found["flip"]
+    assert "`due 2..4 weeks` -> `due 1..4 weeks`" in found["window"]
+    assert "`due 2..4 weeks` -> `due 2..5 weeks`" in found["window"]
+    assert "`due within 7 days` -> `due within 6 days`" in found["window"]
+    assert "`tx > 5 -> stopped` -> `tx > 5 stay`" in found["target"]
+    assert "`frail default false` -> `frail default true`" in found["default"]
+    assert "`tx > 1 and frail` -> `tx > 1 or frail`" in found["and-or"]
+    assert any(e.startswith("`do hold cite s`") for e in found["drop-action"])
+
+
+def test_each_mutant_is_one_edit_of_the_text_and_all_differ():
+    r = compiled()
+    made = mutants(r.module, PROTOCOL)
+    texts = [m.text for m in made]
+    assert len(set(texts)) == len(texts) and PROTOCOL not in texts
+    for m in made:
+        # the text before the edit's line is untouched
+        before = "\n".join(PROTOCOL.splitlines()[: m.span.line - 1])
+        assert m.text.startswith(before)
+    assert [m.number for m in made] == list(range(1, len(made) + 1))
+
+
+def test_decimal_thresholds_move_by_their_last_place():
+    text = PROTOCOL.replace("tx > 5 ->", "tx > 5.25 ->")
+    found = edits(text)
+    assert "`tx > 5.25` -> `tx > 5.26`" in found["threshold-up"]
+    assert "`tx > 5.25` -> `tx > 5.24`" in found["threshold-down"]
+
+
+def _mutant(operator: str, edit: str, text: str = PROTOCOL):
+    r = compiled(text)
+    return next(m for m in mutants(r.module, text) if m.operator == operator and m.edit == edit)
+
+
+def test_raising_a_bound_shadowed_by_first_match_is_equivalent():
+    # `tx > 5` fires first, so the moderate rule's upper bound 5 -> 6 changes nothing
+    m = _mutant("threshold-up", "`3 < tx <= 5` -> `3 < tx <= 6`")
+    v = equivalence.equivalent(compiled().graph, compiled(m.text).graph)
+    assert v.equivalent
+
+
+def test_a_flipped_boundary_is_not_equivalent_and_the_witness_is_on_it():
+    m = _mutant("flip", "`tx > 5` -> `tx >= 5`")
+    v = equivalence.equivalent(compiled().graph, compiled(m.text).graph)
+    assert not v.equivalent
+    assert "ALT 200 U/L" in v.witness  # exactly 5 x ULN (40): the one input where they differ
+    assert v.witness.startswith("state watch, on panel:")
+
+
+def test_a_changed_if_condition_is_compared_too():
+    text = PROTOCOL.replace("on entry { do order_alt due 1..2 weeks cite s }",
+                            "on entry { if frail { do order_alt due 1..2 weeks cite s } }")
+    m = _mutant("default", "`frail default false` -> `frail default true`", text)
+    assert m  # defaults are not conditions: never proven equivalent by the verifier
+    swapped = text.replace("if frail {", "if not frail {")
+    v = equivalence.equivalent(compiled(text).graph, compiled(swapped).graph)
+    assert not v.equivalent and "if" in v.witness
+
+
+def _suite(tmp_path: Path, cases: list[tuple[str, str]]) -> list[str]:
+    paths = []
+    for i, (events, expect) in enumerate(cases):
+        p = tmp_path / f"c{i}.yaml"
+        p.write_text(CASE.format(events=events, expect=expect), encoding="utf-8")
+        paths.append(str(p))
+    return paths
+
+
+def _report(tmp_path, cases, jobs=1):
+    r = compiled()
+    return run_mutants("grading.rxw", PROTOCOL, r.module, r.graph, _suite(tmp_path, cases), jobs=jobs)
+
+
+WEAK = [("  - {date: 2025-01-20, lab: ALT, value: 400}",
+         "  - on 2025-01-20 transition watch -> stopped\n  - on 2025-01-06 action order_alt window 2025-01-20..2025-02-03")]
+
+
+def test_a_weak_suite_lets_boundary_mutants_survive_with_their_witness(tmp_path):
+    report = _report(tmp_path, WEAK)
+    by_edit = {r.mutant.edit: r for r in report.results}
+    flipped = by_edit["`tx > 5` -> `tx >= 5`"]
+    assert flipped.status == "survived" and "ALT 200 U/L" in flipped.witness
+    assert by_edit["`due 2..4 weeks` -> `due 1..4 weeks`"].status == "killed"
+    assert by_edit["`tx > 5 -> stopped` -> `tx > 5 stay`"].status == "stillborn"  # `stopped` unreachable: the checker refuses it
+    assert by_edit["`3 < tx <= 5` -> `3 < tx <= 6`"].status == "equivalent"
+    s = report.summary()
+    assert s["killed"] + s["survived"] + s["equivalent"] + s["stillborn"] == s["mutants"]
+    assert 0 < report.score < 1
+
+
+def test_a_case_on_the_boundary_kills_the_flip(tmp_path):
+    cases = WEAK + [("  - {date: 2025-01-20, lab: ALT, value: 200}", "  - on 2025-01-20 transition watch -> held")]
+    by_edit = {r.mutant.edit: r for r in _report(tmp_path, cases).results}
+    killed = by_edit["`tx > 5` -> `tx >= 5`"]
+    assert killed.status == "killed" and "transition watch -> held" in killed.killed_by
+
+
+def test_parallel_and_serial_runs_agree(tmp_path):
+    a = _report(tmp_path, WEAK, jobs=1).to_dict()
+    b = _report(tmp_path, WEAK, jobs=2).to_dict()
+    for d in (a, b):
+        d["summary"].pop("seconds"), d["summary"].pop("jobs")
+    assert a == b
+
+
+def test_cli_mutants_json_and_fail_under(tmp_path, capsys):
+    proto = tmp_path / "grading.rxw"
+    proto.write_text(PROTOCOL, encoding="utf-8")
+    (case,) = _suite(tmp_path, WEAK)
+    status = main(["test", str(proto), case, "--mutants", "--format", "json", "--jobs", "1"])
+    out, _ = capsys.readouterr()
+    data = json.loads(out)
+    assert status == 0
+    m = data["mutation"]
+    assert m["summary"]["mutants"] == len(m["mutants"]) > 20
+    survivor = next(x for x in m["mutants"] if x["status"] == "survived")
+    assert {"line", "column", "edit", "operator", "witness"} <= set(survivor)
+    status = main(["test", str(proto), case, "--mutants", "--jobs", "1", "--fail-under", "100"])
+    out, _ = capsys.readouterr()
+    assert status == 1
+    assert "SURVIVED " + str(proto) in out and "mutation score of grading:" in out
+
+
+def test_a_failing_suite_is_not_mutated(tmp_path, capsys):
+    proto = tmp_path / "grading.rxw"
+    proto.write_text(PROTOCOL, encoding="utf-8")
+    (case,) = _suite(tmp_path, [("  - {date: 2025-01-20, lab: ALT, value: 400}", "  - final state watch")])
+    status = main(["test", str(proto), case, "--mutants", "--jobs", "1"])
+    out, _ = capsys.readouterr()
+    assert status == 1 and "no mutation run" in out
+
+
+@pytest.mark.parametrize("protocol,folder", [("leflunomide_hepatotoxicity", "leflunomide")])
+def test_shipped_suite_sample_runs(repo_root, protocol, folder):
+    path = repo_root / "protocols" / f"{protocol}.rxw"
+    text = path.read_text(encoding="utf-8")
+    r = compile_source(text, str(path), verify=False)
+    from rxwatch.simulator.cases import case_files
+
+    report = run_mutants(str(path), text, r.module, r.graph, case_files([repo_root / "tests" / "scenarios" / folder]),
+                         sample=25)
+    assert report.count("killed") > 0
+    assert all(x.status in ("killed", "survived", "equivalent", "stillborn") for x in report.results)
