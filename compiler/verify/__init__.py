@@ -34,21 +34,23 @@ def analyse(graph, names: dict | None = None, limit: int | None = None) -> list:
     (check() builds it from the AST); without it, findings point at whole declarations.
     `limit`: the gap regions listed per handler (default regions.LIMIT)."""
     from . import hygiene, reach, regions, tables, timing
+    from .chart import Chart
     from .prover import Finding, Prover, Unknown
     from .smt import Encoder, VerifyError
 
     names = names or {}
     out: list[Finding] = []
     dead: set[str] = set()  # rules that can never fire
+    chart = Chart(graph)
     hygiene.check(graph, out, names)
     timing.windows(graph, out)
     timing.timers(graph, out, dead)
     try:
         enc = Encoder(graph, recommended=timing.recommended(graph))
         prover = Prover(enc)
-        tables.check(graph, enc, prover, out, dead, regions.LIMIT if limit is None else limit)
-        reach.check(graph, dead, out, names)
-        timing.loops(graph, enc, prover, dead, out)
+        tables.check(graph, enc, prover, out, dead, regions.LIMIT if limit is None else limit, chart)
+        reach.check(graph, dead, out, names, chart)
+        timing.loops(graph, enc, prover, dead, out, chart)
     except Unknown as e:
         out.append(Finding("W609", _protocol_span(graph), f"the solver could not decide a question about this protocol ({e}); some analyses were not completed"))
     except VerifyError as e:

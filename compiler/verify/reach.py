@@ -21,60 +21,103 @@ from __future__ import annotations
 
 import networkx as nx
 
+from .chart import Chart
 from .prover import Finding
 from .smt import walk_actions
 
 
-def live_graph(graph, dead: set[str]) -> nx.DiGraph:
+def reached(chart: Chart, ok) -> set[str]:
+    """Every node (state or track) a patient can be in, from the start, through the rules for
+    which `ok(edge)` holds: a rule tried in an atomic state (its own or inherited) enters its
+    target, the target's ancestors, and what entering them enters (chart.py)."""
+    seen = set(chart.initial_entered())
+    work = [n for n in seen if chart.type[n] == "atomic"]
+    while work:
+        s = work.pop()
+        for r in chart.rules_in(s):
+            for e, target in chart.alternatives(r):
+                if e.get("stay") or not ok(e):
+                    continue
+                tr = chart.transition(e, target=target)
+                for n in [*chart.ancestors(target), *tr.entered]:
+                    if n not in seen:
+                        seen.add(n)
+                        if chart.type[n] == "atomic":
+                            work.append(n)
+    return seen
+
+
+def live_graph(chart: Chart, dead: set[str], among: set[str] | None = None) -> nx.DiGraph:
+    """Atomic states, and an edge s -> a when a rule that can fire in s enters a. In a parallel
+    state, a rule of any of its states that leaves it counts for every state inside it (one
+    track can end the parallel state for all)."""
     g = nx.DiGraph()
-    g.add_nodes_from(graph.nodes)
-    for u, v, k, d in graph.edges(keys=True, data=True):
-        if k in dead or d.get("stay"):
-            continue
-        g.add_edge(u, v)
+    atoms = [s for s in chart.atomic if among is None or s in among]
+    g.add_nodes_from(atoms)
+    leaving: dict[str, set] = {}  # parallel state -> atomic states its leaving rules enter
+    for s in atoms:
+        for r in chart.rules_in(s):
+            for e, target in chart.alternatives(r):
+                if e.get("stay") or e["id"] in dead:
+                    continue
+                tr = chart.transition(e, target=target)
+                for a in tr.atomic:
+                    g.add_edge(s, a)
+                out_of = chart.exits(tr.domain)
+                for p in chart.ancestors(s):
+                    if chart.type[p] == "parallel" and p in out_of:
+                        leaving.setdefault(p, set()).update(tr.atomic)
+    for p, targets in leaving.items():
+        for s in chart.states_of(p):
+            if s in g:
+                g.add_edges_from((s, a) for a in targets)
     return g
 
 
-def check(graph, dead: set[str], out: list[Finding], names: dict | None = None) -> None:
+def check(graph, dead: set[str], out: list[Finding], names: dict | None = None, chart: Chart | None = None) -> None:
     names = names or {}
+    chart = chart or Chart(graph)
     span = lambda st: names.get(("state", st)) or _name_span(graph.nodes[st])  # noqa: E731
     initial = graph.graph.get("initial")
     if initial not in graph:
         return
-    live = live_graph(graph, dead)
-    reached = nx.descendants(live, initial) | {initial}
-    structural = nx.descendants(nx.DiGraph(graph), initial) | {initial}
+    reached_ = reached(chart, lambda e: e["id"] not in dead)
+    structural = reached(chart, lambda e: True)
     nodes = graph.nodes
+    lost = {st for st in graph.nodes if st in structural and st not in reached_}
     for st in graph.nodes:
-        if st in structural and st not in reached:
-            via = [d for u, v, k, d in graph.in_edges(st, keys=True, data=True) if u != v]
-            lines = ", ".join(str(d["span"]["line"]) for d in sorted(via, key=lambda d: d["span"]["line"]))
-            out.append(Finding("E610", span(st), f"state '{st}' cannot be reached: the rules that lead to it (line {lines}) can never fire", None, tuple(d["id"] for d in via)))
-    terminal = {s for s, d in nodes(data=True) if d.get("kind") == "terminal"}
-    rules_of = {s: [] for s in graph.nodes}
-    for u, _v, k, d in graph.edges(keys=True, data=True):
-        if k not in dead:
-            rules_of[u].append(d)
+        if st not in lost or chart.type[st] == "track" or any(a in lost for a in chart.ancestors(st)):
+            continue  # reported at the outermost state that cannot be reached
+        inside = set(chart.exits(st)) | {st}
+        via = [d for u, v, k, d in graph.edges(keys=True, data=True) if v in inside and u not in inside]
+        lines = ", ".join(str(d["span"]["line"]) for d in sorted(via, key=lambda d: d["span"]["line"]))
+        what = "lead to it" if len(inside) == 1 else "lead to it or into it"
+        out.append(Finding("E610", span(st), f"state '{st}' cannot be reached: the rules that {what} (line {lines}) can never fire", None, tuple(d["id"] for d in via)))
+    terminal = {s for s in chart.atomic if nodes[s].get("kind") == "terminal"}
+    rules_of = {s: [r for r in chart.rules_in(s) if r["id"] not in dead] for s in chart.atomic}
     dead_ends = set()
-    for st, d in nodes(data=True):
-        if st in terminal or st not in reached:
+    for st in chart.atomic:
+        if st in terminal or st not in reached_:
             continue
         if not rules_of[st]:
             dead_ends.add(st)
-            why = "it has no rules" if not any(h.get("rules") for h in d.get("handlers") or ()) else "none of its rules can ever fire"
+            why = "it has no rules" if not chart.rules_in(st) else "none of its rules can ever fire"
             out.append(Finding("E611", span(st), f"state '{st}' is not terminal, but nothing can ever happen in it ({why}): a patient who gets there stays forever; add rules, or mark it 'terminal'"))
+    live = live_graph(chart, dead, reached_)
     can_end = set(terminal)
     for t in terminal:
-        can_end |= nx.ancestors(live, t)
-    sub = live.subgraph(s for s in reached if s not in can_end)
+        if t in live:
+            can_end |= nx.ancestors(live, t)
+    sub = live.subgraph(s for s in chart.atomic if s in reached_ and s not in can_end)
     cond = nx.condensation(sub)
+    order = chart.order
     for c in cond.nodes:
         if cond.out_degree(c):
             continue
-        members = sorted(cond.nodes[c]["members"], key=lambda s: nodes[s]["span"]["line"])
+        members = sorted(cond.nodes[c]["members"], key=lambda s: order[s])
         if len(members) == 1 and members[0] in dead_ends:
             continue
-        scheduled = any(_schedules(graph, s, rules_of[s]) for s in members)
+        scheduled = any(_schedules(graph, chart, s, rules_of[s]) for s in _company(chart, members, reached_))
         listed = ", ".join(f"'{s}'" for s in members)
         first = members[0]
         them = f"state {listed}" if len(members) == 1 else f"states {listed}"
@@ -84,14 +127,26 @@ def check(graph, dead: set[str], out: list[Finding], names: dict | None = None) 
             out.append(Finding("W612", span(first), f"once in {them}, no rule leads to a terminal state: the pathway can never end (monitoring goes on forever); add a way out if the pathway should end"))
 
 
-def _schedules(graph, st: str, rules: list) -> bool:
-    """Does state `st` (its entry, or a rule that can fire in it) order labs or have a timer?"""
-    data = graph.nodes[st]
+def _company(chart: Chart, members: list, reached_: set) -> list:
+    """`members` and the states that can be active beside them (the other tracks of their
+    parallel states): a panel one track orders reaches every track."""
+    out = list(members)
+    for s in members:
+        for p in chart.ancestors(s):
+            if chart.type[p] == "parallel":
+                out.extend(a for a in chart.states_of(p) if a in reached_ and a not in out)
+    return out
+
+
+def _schedules(graph, chart: Chart, st: str, rules: list) -> bool:
+    """Does atomic state `st` (its entry or its ancestors', or a rule that can fire in it)
+    order labs or have a timer?"""
     actions = graph.graph.get("actions") or {}
-    if any(h.get("trigger") == "timer" and h.get("rules") for h in data.get("handlers") or ()):
-        if any(r.get("trigger") == "timer" for r in rules):
-            return True
-    acts = list(walk_actions(data.get("entry")))
+    for n in chart.chain(st):
+        if any(h.get("trigger") == "timer" and h.get("rules") for h in graph.nodes[n].get("handlers") or ()):
+            if any(r.get("trigger") == "timer" for r in rules):
+                return True
+    acts = [a for n in chart.chain(st) for a in walk_actions(graph.nodes[n].get("entry"))]
     for r in rules:
         acts.extend(walk_actions(r.get("actions")))
     for a in acts:

@@ -671,18 +671,39 @@ class Encoder(ir.Visitor):
         """Variables and since() as they stand before any action: the base symbols."""
         return Env(self)
 
-    def run(self, actions, env: "Env", side: list) -> "Env":
+    def run(self, actions, env: "Env", side: list, choose: int | None = None) -> "Env":
         """`env` after `actions`, as the simulator runs them: `set` stores its expression's
         value (known or not); `do A` makes since(A) 0 days, known; `if` takes its `then` when
         its condition is true, else (false or unknown) its `else`; `do one of` is a free
-        choice among its options (its constraint goes to `side`). Windows and orders do not
-        change what guards read."""
+        choice among its options (its constraint goes to `side`), each alternative's own
+        actions run when it is the one chosen; `choose`: the alternative taken by a choice
+        of this list (an edge of one alternative). Windows and orders do not change what
+        guards read."""
         for a in actions or ():
             kind = a.get("kind")
             if kind == "do":
                 env.since[a["action"]] = (self.T, self.int(0))
             elif kind == "one_of":
                 opts = list(a.get("options") or ())
+                alts = a.get("alternatives") or [{"action": o, "actions": []} for o in opts]
+                if choose is not None and a.get("alternatives"):
+                    alt = alts[choose]
+                    env.since[alt["action"]] = (self.T, self.int(0))
+                    env = self.run(alt.get("actions"), env, side)
+                    continue
+                if any(alt.get("actions") for alt in alts):
+                    c, dom = self.fresh_choice(len(alts))
+                    side.append(dom)
+                    branches = []
+                    for alt in alts:
+                        b = env.copy()
+                        b.since[alt["action"]] = (self.T, self.int(0))
+                        branches.append(self.run(alt.get("actions"), b, side))
+                    merged = branches[-1]
+                    for i in range(len(branches) - 2, -1, -1):
+                        merged = self._merge(c == i, branches[i], merged)
+                    env = merged
+                    continue
                 c, dom = self.fresh_choice(len(opts))
                 side.append(dom)
                 for i, o in enumerate(opts):
@@ -979,12 +1000,17 @@ def _pick_today(anchors: dict, today_ms: tuple, today_t: tuple) -> datetime.date
 
 
 def walk_actions(actions):
-    """Every action of a list, the branches of `if`s included (actions, not expressions)."""
+    """Every action of a list, the branches of `if`s and the actions of a choice's
+    alternatives included (actions, not expressions)."""
     for a in actions or ():
         yield a
-        if a.get("kind") == "if":
+        kind = a.get("kind")
+        if kind == "if":
             yield from walk_actions(a.get("then"))
             yield from walk_actions(a.get("else"))
+        elif kind == "one_of":
+            for alt in a.get("alternatives") or ():
+                yield from walk_actions(alt.get("actions"))
 
 
 def all_action_lists(graph):

@@ -36,48 +36,125 @@ import z3
 
 from . import regions, smt
 from .prover import Finding, Prover, Unknown, describe, quote_rule
+from .chart import Chart, Effective
 from .timing import must_recommended
 
 
-def check(graph, enc: smt.Encoder, prover: Prover, out: list[Finding], dead: set[str], limit: int = regions.LIMIT) -> None:
-    """Append findings to `out`; add the keys of rules that can never fire to `dead`."""
+def check(graph, enc: smt.Encoder, prover: Prover, out: list[Finding], dead: set[str], limit: int = regions.LIMIT,
+          chart: Chart | None = None) -> None:
+    """Append findings to `out`; add the keys of rules that can never fire to `dead`.
+
+    Each atomic state's effective lists are analysed (chart.py); a list that several states
+    share (the same handlers, the same context) is analysed once. A finding about one rule
+    (E606, E604, W607) is reported once, at the rule, when the rule can fire in none of the
+    states it applies to (an inherited rule, or one of a rule block, may be shadowed in one
+    state and fire in another: that is what child-wins is for); an overlap once per pair of
+    rules; a gap once per list, naming the states it applies to."""
+    chart = chart or Chart(graph)
     cache: dict[tuple, list] = {}
-    must = must_recommended(graph)
-    reads: dict[tuple, set] = {}
-    for state, h, rules in handlers(graph):
-        trigger = h.get("trigger")
-        if trigger == "panel" and not enc.labs:
+    occurrences: dict[str, list] = {}  # edge id -> [(state, verdict killing it there, or None)]
+    overlaps: dict[tuple, tuple] = {}  # (rule, rule) -> (where, handler, rules, verdict, states)
+    for eff, states in groups(chart, enc, must_recommended(graph, chart)):
+        if eff.trigger == "panel" and not enc.labs:
             continue  # no labs declared: no panel can arrive, there is nothing to ask
-        base = _key(h, rules)
-        known = _known_since(enc, h, rules, must.get(state, set()), reads, base)
-        key = (*base, known)
+        key = (*_key(eff), eff.known)
         verdicts = cache.get(key)
         if verdicts is None:
             try:
-                verdicts = cache[key] = _analyse(Table(enc, prover, rules, h, known), trigger, limit)
+                verdicts = cache[key] = _analyse(Table(enc, prover, eff.rules, eff.as_handler(), eff.known, eff), eff.trigger, limit)
             except Unknown as e:
-                out.append(Finding("W609", h["span"], f"state {state}: the solver could not decide the questions about this handler ({e}); its gaps and overlaps were not checked"))
+                out.append(Finding("W609", eff.handler["span"], f"{where(chart, eff, states)}: the solver could not decide the questions about this handler ({e}); its gaps and overlaps were not checked"))
+                for r in eff.rules:
+                    occurrences.setdefault(r["id"], []).extend((s, None) for s in states)
                 continue
+        killed: dict[int, tuple] = {}
         for v in verdicts:
-            _report(out, dead, state, h, rules, v)
-
-
-def handlers(graph):
-    """(state, handler, its rules) for every handler with a rule that has a guard."""
-    edges = {k: d for _, _, k, d in graph.edges(keys=True, data=True)}
-    for state, data in graph.nodes(data=True):
-        if data.get("kind") == "terminal":
+            if v.kind in ("never", "shadowed", "dead-otherwise"):
+                killed[v.i] = (v, eff)
+            elif v.kind == "overlap":
+                pair = (canonical(eff.rules[v.i]), canonical(eff.rules[v.j]))
+                if pair in overlaps:
+                    overlaps[pair][4].extend(s for s in states if s not in overlaps[pair][4])
+                else:
+                    overlaps[pair] = (eff, eff.handlers[eff.segment[v.j]][1], eff.rules, v, list(states))
+            elif v.kind == "gap":
+                _report(out, where(chart, eff, states), eff.as_handler(), eff.rules, v)
+        for i, r in enumerate(eff.rules):
+            occurrences.setdefault(r["id"], []).extend((s, killed.get(i)) for s in states)
+    # rules that can fire in none of the states they apply to
+    by_rule: dict[str, list] = {}
+    for rid, occ in occurrences.items():
+        if all(v is not None for _, v in occ):
+            dead.add(rid)
+        by_rule.setdefault(canonical(chart.edges[rid][2]), []).append(rid)
+    for crule, rids in by_rule.items():
+        occ = [o for rid in rids for o in occurrences[rid]]
+        if not all(v is not None for _, v in occ):
             continue
-        for h in data.get("handlers") or ():
-            rules = [edges[k] for k in h.get("rules") or ()]
+        occ.sort(key=lambda o: chart.order[o[0]])
+        v, eff = occ[0][1]
+        states = list(dict.fromkeys(s for s, _ in occ))
+        _report(out, rule_where(chart, eff.rules[v.i], states), eff.as_handler(), eff.rules, v)
+    for eff, h, rules, v, states in overlaps.values():
+        _report(out, rule_where(chart, rules[v.j], states), h, rules, v)
+
+
+def groups(chart: Chart, enc: smt.Encoder, must: dict) -> list:
+    """[(effective list, the atomic states it is theirs in)] for every list with a rule that
+    has a guard, those with the same handlers and the same known since() taken together."""
+    reads: dict[tuple, set] = {}
+    out: dict[tuple, tuple] = {}
+    for s in chart.atomic:
+        if chart.terminal(s):
+            continue
+        for eff in chart.effective(s):
+            rules = eff.rules
             if not rules or (len(rules) == 1 and rules[0].get("otherwise")):
                 continue
-            yield state, h, rules
+            base = _key(eff)
+            eff.known = _known_since(enc, eff.as_handler(), rules, must.get(s, set()), reads, base)
+            k = (eff.chain_key(), eff.known)
+            if k in out:
+                out[k][1].append(s)
+            else:
+                out[k] = (eff, [s])
+    return list(out.values())
 
 
-def _key(h: dict, rules: list) -> tuple:
-    return (h.get("trigger"), h.get("mode"), json.dumps(h.get("timer"), sort_keys=True),
-            tuple(json.dumps(r.get("guard"), sort_keys=True) for r in rules))
+def canonical(rule: dict) -> str:
+    """A rule's canonical id: the same for every state using a block (`BLOCK#i`)."""
+    return rule.get("rule") or rule["id"]
+
+
+def where(chart: Chart, eff: Effective, states: list) -> str:
+    """'state S', or 'state P (for its states a, b)' when the list is P's and applies to
+    states inside P."""
+    if states == [eff.owner]:
+        return f"state {eff.owner}"
+    return f"state {eff.owner} ({_for(states)})"
+
+
+def rule_where(chart: Chart, rule: dict, states: list) -> str:
+    """Where a rule is: 'state S', 'state P (for its states a, b)' for an inherited rule,
+    'rule block B (in states a, b)' for a block's rule."""
+    u = chart.edges[rule["id"]][0]
+    if rule.get("block"):
+        return f"rule block {rule['block']} ({_for(states, 'used in')})"
+    if states == [u]:
+        return f"state {u}"
+    return f"state {u} ({_for(states)})"
+
+
+def _for(states: list, verb: str = "for") -> str:
+    return f"{verb} state {states[0]}" if len(states) == 1 else f"{verb} states {', '.join(states)}"
+
+
+def _key(eff: Effective) -> tuple:
+    """What decides a list's verdicts: the trigger, the handlers' modes and timer, the guards
+    and which handler each rule belongs to."""
+    h = eff.handler
+    return (eff.trigger, tuple(x.get("mode") for _, x in eff.handlers), json.dumps(h.get("timer"), sort_keys=True),
+            tuple(json.dumps(r.get("guard"), sort_keys=True) for r in eff.rules), tuple(eff.segment))
 
 
 def _known_since(enc: smt.Encoder, h: dict, rules: list, must: set[str], reads: dict, key: tuple) -> tuple[str, ...]:
@@ -115,8 +192,12 @@ class Table:
     """One handler's guards as literals of the prover's current scope: `t[i]` guard i is
     true, `f[i]` it is false (`otherwise`: true, never false); `c` the context."""
 
-    def __init__(self, enc: smt.Encoder, prover: Prover, rules: list, h: dict, known: tuple[str, ...] = ()) -> None:
+    def __init__(self, enc: smt.Encoder, prover: Prover, rules: list, h: dict, known: tuple[str, ...] = (),
+                 eff: Effective | None = None) -> None:
         self.enc, self.prover, self.rules, self.mode = enc, prover, rules, h.get("mode") or "first"
+        # the handler each rule belongs to (an effective list joins a state's and its ancestors')
+        self.segment = list(eff.segment) if eff is not None else [0] * len(rules)
+        self.seg_modes = [x.get("mode") or "first" for _, x in eff.handlers] if eff is not None else [self.mode]
         self.conds = [enc.cond(r.get("guard")) for r in rules]
         self.ins = enc.inputs_of(r.get("guard") for r in rules)
         self.ctx = enc.conj(panel_context(enc) if h.get("trigger") == "panel" else enc.T, *handler_context(enc, h, self.ins, known))
@@ -203,12 +284,18 @@ def _questions(tab: Table, trigger: str, limit: int) -> list[Verdict]:
             verdicts.append(v)
             continue
         live.append(i)
-    if mode != "ordered":
-        for a, i in enumerate(live):
-            before = tab.before(i) if mode == "first" else []
-            for j in live[a + 1:]:
-                if p.holds(c, t[i], t[j], *before):
-                    verdicts.append(Verdict("overlap", i, j, p.witness([c, t[i], t[j], *before], tab.ins)))
+    # overlaps within one handler: a child's rule before an inherited one is meant to win
+    seg = tab.segment
+    for a, i in enumerate(live):
+        m = tab.seg_modes[seg[i]]
+        if m == "ordered":
+            continue
+        before = tab.before(i) if m == "first" else f[:seg.index(seg[i])]
+        for j in live[a + 1:]:
+            if seg[j] != seg[i]:
+                continue
+            if p.holds(c, t[i], t[j], *before):
+                verdicts.append(Verdict("overlap", i, j, p.witness([c, t[i], t[j], *before], tab.ins)))
     if not has_otherwise and trigger != "fact":
         if p.holds(c, *f):
             phi = p.define(z3.And(*f)) if len(f) > 1 else f[0]
@@ -254,16 +341,13 @@ def region_lines(found: regions.Regions, indent: str = "  ") -> list[str]:
     return lines
 
 
-def _report(out, dead, state, h, rules, v: Verdict) -> None:
-    where = f"state {state}"
+def _report(out, where: str, h, rules, v: Verdict) -> None:
     kind, i, j = v.kind, v.i, v.j
     if kind == "never":
         r = rules[i]
-        dead.add(r["id"])
         out.append(Finding("E606", r["span"], f"{where}: the guard '{r.get('because')}' can never hold, so this rule never fires", None, (r["id"],)))
     elif kind == "shadowed":
         r = rules[i]
-        dead.add(r["id"])
         if v.blocked_by:
             above = ", ".join(quote_rule(rules[x]) for x in v.blocked_by)
             msg = (f"{where}: this rule can never fire: whenever '{r.get('because')}' holds, a rule above it fires first "
@@ -275,7 +359,6 @@ def _report(out, dead, state, h, rules, v: Verdict) -> None:
             out.append(Finding("E604", r["span"], f"{where}: this rule can never fire: whenever '{r.get('because')}' holds, a rule above it ({above}) fires first", None, (r["id"],)))
     elif kind == "dead-otherwise":
         r = rules[i]
-        dead.add(r["id"])
         why = "the rules above are never all false: in every case one is true or unknown" if v.unknown_above else "the rules above cover every case"
         out.append(Finding("W607", r["span"], f"{where}: 'otherwise' can never fire: {why}", None, (r["id"],)))
     elif kind == "overlap":
@@ -324,10 +407,12 @@ def _ordered_header(h: dict) -> str:
 class Unassessable:
     """A handler that can be unassessable, and every region of inputs where it is."""
 
-    state: str
+    state: str  # the state declaring the (innermost) handler
     handler: dict
-    rules: list
+    rules: list  # the effective list: the state's rules, then those it inherits
     regions: regions.Regions
+    where: str = ""  # 'state S', or 'state P (for its states a, b)'
+    states: list = field(default_factory=list)  # the atomic states the list is theirs in
 
     @property
     def line(self) -> int:
@@ -335,7 +420,7 @@ class Unassessable:
 
     def lines(self) -> list[str]:
         h = self.handler
-        head = f"state {self.state}, {_handler_name(h)} (line {self.line}): unassessable"
+        head = f"{self.where or 'state ' + self.state}, {_handler_name(h)} (line {self.line}): unassessable"
         out = [head + (f" in {len(self.regions.regions)} region{'s' if len(self.regions.regions) != 1 else ''}:" if self.regions.complete else f" in more than {len(self.regions.regions)} regions:")]
         for r in self.regions.regions:
             out.append(f"  - {r.text}")
@@ -352,6 +437,7 @@ class Unassessable:
     def to_dict(self) -> dict:
         return {
             "state": self.state,
+            "states": list(self.states or [self.state]),
             "line": self.line,
             "handler": _handler_name(self.handler),
             "complete": self.regions.complete,
@@ -376,30 +462,26 @@ def _handler_name(h: dict) -> str:
     return f"after {t.get('amount')} {t.get('unit')}{since}"
 
 
-def unassessable(graph, enc: smt.Encoder, prover: Prover, limit: int = regions.LIMIT) -> list[Unassessable]:
-    """Every handler that can be unassessable (a guard unknown before any rule fires), with
-    the regions of inputs where it is."""
+def unassessable(graph, enc: smt.Encoder, prover: Prover, limit: int = regions.LIMIT, chart: Chart | None = None) -> list[Unassessable]:
+    """Every effective list that can be unassessable (a guard unknown before any rule fires),
+    with the regions of inputs where it is; a list several states share, once."""
+    chart = chart or Chart(graph)
     out = []
     cache: dict[tuple, regions.Regions | None] = {}
-    must = must_recommended(graph)
-    reads: dict[tuple, set] = {}
-    for state, h, rules in handlers(graph):
-        trigger = h.get("trigger")
-        if trigger == "panel" and not enc.labs:
+    for eff, states in groups(chart, enc, must_recommended(graph, chart)):
+        if eff.trigger == "panel" and not enc.labs:
             continue
-        base = _key(h, rules)
-        known = _known_since(enc, h, rules, must.get(state, set()), reads, base)
-        key = (*base, known)
+        key = (*_key(eff), eff.known)
         if key not in cache:
-            tab = Table(enc, prover, rules, h, known)
+            tab = Table(enc, prover, eff.rules, eff.as_handler(), eff.known, eff)
             with prover.scope():
                 tab.define()
                 phi = prover.define(tab.unassessable())
                 found = None
                 if prover.holds(tab.c, phi):
-                    subs = regions.subjects(enc, [r.get("guard") for r in rules])
+                    subs = regions.subjects(enc, [r.get("guard") for r in eff.rules])
                     found = regions.search(enc, prover, tab.c, phi, subs, tab.ins, limit, tab.undecided())
             cache[key] = found
         if cache[key] is not None:
-            out.append(Unassessable(state, h, rules, cache[key]))
+            out.append(Unassessable(eff.owner, eff.as_handler(), eff.rules, cache[key], where(chart, eff, states), states))
     return out

@@ -62,27 +62,47 @@ def recommended(graph) -> set[str]:
     return out
 
 
-def must_recommended(graph) -> dict[str, set[str]]:
-    """state -> the actions that every way into it has recommended (a `do` of a rule on the
-    way, or of a state's entry; not inside an `if`, not a `do one of`): in that state,
-    since(A) of such an action is always known. A must-analysis to a fixed point."""
+def must_recommended(graph, chart=None) -> dict[str, set[str]]:
+    """atomic state -> the actions that every way into it has recommended (a `do` of a rule on
+    the way, or of the entry of a state entered with it; not inside an `if`, not a `do one
+    of`): in that state, since(A) of such an action is always known. A must-analysis to a
+    fixed point over the transitions between atomic states (chart.py): a rule tried in an
+    atomic state enters the atomic states of its target's completion."""
+    from .chart import Chart
+
+    chart = chart or Chart(graph)
+
     def done(actions) -> set[str]:
         return {a["action"] for a in actions or () if a.get("kind") == "do"}
 
-    initial = graph.graph.get("initial")
     every = set(graph.graph.get("actions") or ())
-    must = {st: set(every) for st in graph.nodes}
-    if initial in must:
-        must[initial] = done(graph.nodes[initial].get("entry"))
-    edges = [(u, v, d) for u, v, d in graph.edges(data=True) if not d.get("stay") and v != initial]
+    must = {st: set(every) for st in chart.atomic}
+    entry = {n: done(graph.nodes[n].get("entry")) for n in graph.nodes}
+    start = chart.initial_entered()
+    at_start = set().union(*(entry[n] for n in start)) if start else set()
+    for n in start:
+        if n in must:
+            must[n] = set(at_start)
+    moves = []  # (from atomic, actions done on the way, atomic states entered)
+    for s in chart.atomic:
+        for r in chart.rules_in(s):
+            for e, target in chart.alternatives(r):
+                if e.get("stay"):
+                    continue
+                tr = chart.transition(e, target=target)
+                if s not in chart.exits(tr.domain):
+                    continue  # an internal rule of an ancestor that leaves `s` where it is
+                on_way = done(e.get("actions")) | chart.chosen_done(e) | set().union(*(entry[n] for n in tr.entered))
+                moves.append((s, on_way, tr.atomic))
     changed = True
     while changed:
         changed = False
-        for u, v, d in edges:
-            came = must[u] | done(d.get("actions")) | done(graph.nodes[v].get("entry"))
-            if not must[v] <= came:
-                must[v] &= came
-                changed = True
+        for u, on_way, targets in moves:
+            came = must[u] | on_way
+            for v in targets:
+                if not must[v] <= came:
+                    must[v] &= came
+                    changed = True
     return must
 
 
@@ -102,45 +122,52 @@ def timers(graph, out: list[Finding], dead: set[str]) -> None:
 
 
 class _Loops:
-    def __init__(self, graph, enc: smt.Encoder, prover: Prover, dead: set[str]) -> None:
+    def __init__(self, graph, enc: smt.Encoder, prover: Prover, dead: set[str], chart=None) -> None:
+        from .chart import Chart
+
         self.graph = graph
+        self.chart = chart or Chart(graph)
         self.enc = enc
         self.prover = prover
         self.dead = dead
         self.edges = {k: d for _, _, k, d in graph.edges(keys=True, data=True)}
-        self.targets = {k: v for _, v, k in graph.edges(keys=True)}
         self.side: list = []  # domain constraints of fresh choices
 
     # -- which rules fire on entry, and when
 
     def at_once(self, st: str) -> list[dict]:
-        """The `on fact` rules of `st`, in the order the simulator tries them on entry."""
-        out = []
-        for h in self.graph.nodes[st].get("handlers") or ():
-            if h.get("trigger") == "fact":
-                out.extend(self.edges[k] for k in h.get("rules") or ())
-        return out
+        """The `on fact` rules of atomic state `st` (its own, then those it inherits), in the
+        order the simulator tries them on entry."""
+        return [r for eff in self.chart.effective(st) if eff.trigger == "fact" for r in eff.rules]
 
     def timers(self, st: str) -> list[dict]:
-        return [h for h in self.graph.nodes[st].get("handlers") or () if h.get("trigger") == "timer" and h.get("timer")]
+        return [h for n in self.chart.chain(st) for h in self.graph.nodes[n].get("handlers") or () if h.get("trigger") == "timer" and h.get("timer")]
 
     def zero_time_edges(self):
-        """(source, target, rule) for every rule that can fire on entering its state."""
-        for st in self.graph.nodes:
-            for r in self.at_once(st):
-                if not r.get("stay") and r["id"] not in self.dead:
-                    yield st, self.edges[r["id"]]
+        """(atomic state, atomic state entered, the rule's edge) for every rule that can fire on
+        entering its state (a choice's alternatives each with its own edge)."""
+        ch = self.chart
+        for st in ch.atomic:
+            rules = [r for r in self.at_once(st)]
             for h in self.timers(st):
                 t = h["timer"]
                 if int(t.get("amount", 0)) == 0 or t.get("since"):
-                    for k in h.get("rules") or ():
-                        r = self.edges[k]
-                        if not r.get("stay") and k not in self.dead:
-                            yield st, r
+                    rules.extend(self.edges[k] for k in h.get("rules") or () if not self.edges[k].get("alternative"))
+            for r in rules:
+                for e, target in ch.alternatives(r):
+                    if e.get("stay") or e["id"] in self.dead:
+                        continue
+                    for a in ch.transition(e, target=target).atomic:
+                        yield st, a, e
+
+    def base(self, edge: dict) -> dict:
+        """The rule an alternative's edge belongs to (its guard, its place in the handler)."""
+        return self.edges[edge["id"].split("@", 1)[0]] if edge.get("alternative") else edge
 
     def fires_on_entry(self, st: str, rule: dict, env: smt.Env):
         """The condition (in `env`) under which `rule` is the one that fires on entering `st`."""
         enc = self.enc
+        rule = self.base(rule)
         g = lambda r: self._cond(r, env)  # noqa: E731
         facts = self.at_once(st)
         mode = self.at_once_mode(st)
@@ -163,7 +190,7 @@ class _Loops:
     def at_once_mode(self, st: str) -> str:
         """The simulator tries every `on fact` rule of a state as one handler: exclusive when
         every one of its handlers is."""
-        modes = [h.get("mode") or "first" for h in self.graph.nodes[st].get("handlers") or () if h.get("trigger") == "fact"]
+        modes = [h.get("mode") or "first" for n in self.chart.chain(st) for h in self.graph.nodes[n].get("handlers") or () if h.get("trigger") == "fact"]
         return "exclusive" if modes and all(m == "exclusive" for m in modes) else "first"
 
     def _cond(self, rule: dict, env: smt.Env) -> smt.Boo:
@@ -193,8 +220,8 @@ class _Loops:
 
     def check(self, out: list[Finding]) -> None:
         zg = nx.MultiDiGraph()
-        for st, r in self.zero_time_edges():
-            zg.add_edge(st, self.targets[r["id"]], key=r["id"], rule=r)
+        for st, a, r in self.zero_time_edges():
+            zg.add_edge(st, a, key=r["id"], rule=r)
         if not zg.number_of_edges():
             return
         seen: set[frozenset] = set()
@@ -209,7 +236,7 @@ class _Loops:
         found.sort(key=lambda c: [line[s] for s in c])
         for cycle in found:
             hops = list(zip(cycle, cycle[1:] + cycle[:1]))
-            choices = [sorted((d["rule"] for d in zg.get_edge_data(u, v).values()), key=lambda r: (r["span"]["line"], r["span"]["column"])) for u, v in hops]
+            choices = [sorted((d["rule"] for d in zg.get_edge_data(u, v).values()), key=lambda r: (r["span"]["line"], r["span"]["column"], r["id"])) for u, v in hops]
             for rules in itertools.product(*choices):
                 examined += 1
                 if examined > MAX_CYCLES:
@@ -238,16 +265,19 @@ class _Loops:
         env.since[smt.ENTRY] = entered  # every rule here fires on the day its state is entered
         conds = []
         ins = self.enc.inputs_of([])
+        ch = self.chart
         for _round in range(2):
             for st, rule in zip(cycle, rules):
                 conds.append(self.fires_on_entry(st, rule, env))
-                env = self.enc.run(rule.get("actions"), env, self.side)
-                target = self.graph.nodes[self.targets[rule["id"]]]
+                env = self.enc.run(rule.get("actions"), env, self.side, rule.get("alternative"))
                 env.since[smt.ENTRY] = entered
-                env = self.enc.run(target.get("entry"), env, self.side)
+                for n in ch.transition(rule).entered:  # entries of what the rule enters, outermost first
+                    env = self.enc.run(self.graph.nodes[n].get("entry"), env, self.side)
         for st, rule in zip(cycle, rules):
-            ins = ins | self.enc.inputs_of([rule.get("guard"), *(r.get("guard") for r in self.at_once(st))])
-            acts = [*smt.walk_actions(rule.get("actions")), *smt.walk_actions(self.graph.nodes[self.targets[rule["id"]]].get("entry"))]
+            ins = ins | self.enc.inputs_of([self.base(rule).get("guard"), *(r.get("guard") for r in self.at_once(st))])
+            acts = [*smt.walk_actions(rule.get("actions"))]
+            for n in ch.transition(rule).entered:
+                acts.extend(smt.walk_actions(self.graph.nodes[n].get("entry")))
             ins = ins | self.enc.inputs_of(a["cond"] if a.get("kind") == "if" else a["value"] for a in acts if a.get("kind") in ("if", "set"))
             for h in self.timers(st):
                 ins = ins | self.enc.inputs_of(self.edges[k].get("guard") for k in h.get("rules") or ())
@@ -256,5 +286,5 @@ class _Loops:
         return self.prover.witness([*conds, *self.side], ins)
 
 
-def loops(graph, enc: smt.Encoder, prover: Prover, dead: set[str], out: list[Finding]) -> None:
-    _Loops(graph, enc, prover, dead).check(out)
+def loops(graph, enc: smt.Encoder, prover: Prover, dead: set[str], out: list[Finding], chart=None) -> None:
+    _Loops(graph, enc, prover, dead, chart).check(out)
