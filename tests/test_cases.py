@@ -176,7 +176,7 @@ def test_parse(text, fields):
     ("final state done on 2025-01-01", "'final' is the end of the replay; it takes no 'on 2025-01-01'"),
     ("twice final state done", "'twice' does not apply to 'final state'"),
     ("final", "'final' needs 'state STATE' or 'order ACTION'"),
-    ("final countdown", "'final' is followed by 'state STATE' or 'order ACTION', not 'countdown'"),
+    ("final countdown", "'final' is followed by 'state STATE', 'states STATE, ...' or 'order ACTION', not 'countdown'"),
     ("actoin treat", "cannot read 'actoin'; did you mean 'action'?"),
     ("treat", "to expect the action write 'action treat'"),
     ("high", "to expect the state write 'state high'"),
