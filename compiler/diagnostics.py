@@ -122,6 +122,11 @@ CODES: dict[str, str] = {
     "E804": "date that the expectation cannot use",
     "E805": "case written for another protocol",
     "E806": "simulation stopped",
+    "E807": "value that does not fit",
+    "E808": "value at a point in time counted or dated as a range",
+    "E809": "unknown drug status or dose level",
+    "E810": "track given for a subject without tracks",
+    "E811": "final states naming a state that is not atomic",
     # the simulator at run time (simulator/engine.py)
     "E901": "zero-time loop while replaying",
     "E902": "graph the simulator cannot run",

@@ -138,7 +138,10 @@ def _run_one(i: int) -> tuple[int, str, str, int, float]:
         for e in case.expectations:
             if not check(e, trace).ok:
                 return i, "killed", f"{e.where}: {e.text}", run, time.perf_counter() - t0
-    return i, "survived", "", run, time.perf_counter() - t0
+    # survived every case: equivalent, or an input on which it differs (judged here, in parallel)
+    r = MutantResult(m, "survived")
+    _judge(r, _WORK["path"], _WORK["graph"], graph)
+    return i, r.status, r.witness, run, time.perf_counter() - t0
 
 
 def run_mutants(path: str, text: str, module, graph, case_paths: Sequence[str], *, jobs: int | None = None,
@@ -156,7 +159,7 @@ def run_mutants(path: str, text: str, module, graph, case_paths: Sequence[str], 
         made = made[::sample]
     cases = [(p, load_case(p, graph)) for p in case_paths]
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(made) or 1))
-    _WORK.update(mutants=made, path=path, cases=cases)
+    _WORK.update(mutants=made, path=path, cases=cases, graph=graph)
     raw: list = [None] * len(made)
     done = 0
     try:
@@ -182,21 +185,17 @@ def run_mutants(path: str, text: str, module, graph, case_paths: Sequence[str], 
         r = MutantResult(m, status, cases_run=run, seconds=seconds)
         if status == "killed":
             r.killed_by = detail
-        elif status == "stillborn":
+        else:
             r.witness = detail
         report.results.append(r)
-    for r in report.results:
-        if r.status == "survived":
-            _judge(r, path, graph)
     report.seconds = time.perf_counter() - t0
     return report
 
 
-def _judge(r: MutantResult, path: str, graph) -> None:
+def _judge(r: MutantResult, path: str, graph, mutant_graph) -> None:
     """Equivalent, or survived with an input on which the mutant differs."""
     m = r.mutant
     if m.operator in GUARD_OPERATORS:
-        mutant_graph = compile_source(m.text, path, verify=False).graph
         verdict = equivalence.equivalent(graph, mutant_graph, moved_rules=m.operator in ("swap-rules", "drop-rule"))
     elif m.operator in ("target", "drop-action", "drop-rule", "swap-rules"):
         verdict = equivalence.witness(graph, m.span.line)

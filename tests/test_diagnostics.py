@@ -498,6 +498,19 @@ CLI_CASES = [
     CliCase("E805", {"c.yaml": "protocol: other\n" + CASE_OK + "  - final state watch\n"}, ("test", "meta.rxw", "c.yaml"), ("c.yaml", 1), "other"),
     CliCase("E806", {"c.yaml": CASE_OK.replace("lab: ALT, value: 30", "lab: ALT, value: 1") + "  - final state a\n"},
             ("test", "loop.json", "c.yaml"), ("c.yaml", 0), "zero-time loop", setup=_loop_graph),
+    # (v3) values, drugs, tracks and active states in expectations (docs/scenarios.md#statecharts-v3)
+    CliCase("E807", {"c.yaml": CASE_OK + "  - on 2025-01-10 value x is true\n"}, ("test", "meta.rxw", "c.yaml"), ("c.yaml", 6), "not true"),
+    CliCase("E808", {"c.yaml": CASE_OK + "  - by 2025-01-10 value x is 1\n"}, ("test", "meta.rxw", "c.yaml"), ("c.yaml", 6), "write 'on DATE'"),
+    CliCase("E809", {"c.yaml": CASE_OK + "  - on 2025-01-10 drug toci dose 6\n"}, ("test", "g.json", "c.yaml"), ("c.yaml", 6),
+            "no dose level 6", setup=_graph(lambda d: d["graph"].__setitem__("drugs", {"toci": {
+                "description": "tocilizumab IV", "doses": [8, 4], "labels": [None, None], "unit": "mg/kg", "kind": "number",
+                "sources": [], "citations": [], "span": None}}))),
+    CliCase("E810", {"c.yaml": CASE_OK + "  - final state watch in track liver\n"}, ("test", "meta.rxw", "c.yaml"), ("c.yaml", 6), "has none"),
+    CliCase("E811", {"c.yaml": CASE_OK + "  - final states on_drug\n", "tracks.rxw": (
+        'protocol tracks\n  version "1.0"\nsource s "A source" kind label\nlab ALT "alanine aminotransferase" unit "U/L" uln 40\n'
+        'initial state on_drug "on the drug" {\n  track liver "Liver" { initial state watch "watching" { on panel { otherwise stay cite s } } }\n'
+        '  track counts "Counts" { initial state routine "routine" { on panel { otherwise stay cite s } } }\n}\n')},
+            ("test", "tracks.rxw", "c.yaml"), ("c.yaml", 6), "is a parallel state"),
     # ---------------------------------------------------------------- the simulator at run time (E90x)
     CliCase("E901", {"t.yaml": EVENTS + "  - {date: 2025-01-07, lab: ALT, value: 1}\n"}, ("simulate", "loop.json", "t.yaml"),
             ("loop.rxw", 0), "zero-time loop on 2025-01-07", setup=_loop_graph),
