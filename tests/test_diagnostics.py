@@ -508,8 +508,10 @@ CLI_CASES = [
     CliCase("E810", {"c.yaml": CASE_OK + "  - final state watch in track liver\n"}, ("test", "meta.rxw", "c.yaml"), ("c.yaml", 6), "has none"),
     CliCase("E811", {"c.yaml": CASE_OK + "  - final states on_drug\n", "tracks.rxw": (
         'protocol tracks\n  version "1.0"\nsource s "A source" kind label\nlab ALT "alanine aminotransferase" unit "U/L" uln 40\n'
-        'initial state on_drug "on the drug" {\n  track liver "Liver" { initial state watch "watching" { on panel { otherwise stay cite s } } }\n'
-        '  track counts "Counts" { initial state routine "routine" { on panel { otherwise stay cite s } } }\n}\n')},
+        'event stop "treatment ended"\ninitial state on_drug "on the drug" {\n  on event stop { otherwise -> done cite s }\n'
+        '  track liver "Liver" { initial state watch "watching" { on panel { otherwise stay cite s } } }\n'
+        '  track counts "Counts" { initial state routine "routine" { on panel { otherwise stay cite s } } }\n}\n'
+        'terminal state done "ended"\n')},
             ("test", "tracks.rxw", "c.yaml"), ("c.yaml", 6), "is a parallel state"),
     # ---------------------------------------------------------------- the simulator at run time (E90x)
     CliCase("E901", {"t.yaml": EVENTS + "  - {date: 2025-01-07, lab: ALT, value: 1}\n"}, ("simulate", "loop.json", "t.yaml"),
