@@ -219,6 +219,22 @@ class State:
     span: Span
     accepts: tuple[Accept, ...] = ()
     severity: Name | None = None  # 'none', 'mild', 'moderate', 'severe'
+    # a statechart: the states nested directly in this one (a compound state), or its tracks
+    # (a parallel state); both empty: an atomic state. `kind` 'initial' of a nested state: the
+    # child its parent enters by default.
+    states: tuple["State", ...] = ()
+    tracks: tuple["Track", ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Track:
+    """`track NAME "description" { states }`: one region of a parallel state."""
+
+    name: Name
+    description: str | None
+    states: tuple[State, ...]
+    span: Span
+    accepts: tuple[Accept, ...] = ()
 
 
 # ------------------------------------------------------------------ declarations
@@ -328,7 +344,11 @@ class Let:
 
 @dataclass(frozen=True, slots=True)
 class Module:
-    """One protocol file, declarations in file order by kind."""
+    """One protocol file, declarations in file order by kind.
+
+    `states` lists every state, nested ones included, in document (pre-)order; `top` the
+    top-level states only, with their nested states and tracks inside them; `tracks` every track.
+    """
 
     path: str
     source: str = field(repr=False)
@@ -343,3 +363,5 @@ class Module:
     states: tuple[State, ...]
     accepts: tuple[Accept, ...] = ()
     settings: tuple[Setting, ...] = ()
+    top: tuple[State, ...] = ()
+    tracks: tuple[Track, ...] = ()

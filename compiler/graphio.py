@@ -29,9 +29,10 @@ from .span import Span
 __all__ = ["FORMATS", "GraphError", "MAX_DEPTH", "from_json", "looks_like_graph", "to_graphml", "to_json",
            "validate"]
 
-FORMATS: tuple[str, ...] = tuple(dict.fromkeys(("rxwatch-graph/1", "rxwatch-graph/2", FORMAT)))
+FORMATS: tuple[str, ...] = tuple(dict.fromkeys(("rxwatch-graph/1", "rxwatch-graph/2", "rxwatch-graph/3", FORMAT)))
 """The format stamps a graph file may carry: the one `rxwatch compile` writes (lower.FORMAT)
-and the earlier one (format 1: numbers are read the same way, the newer keys are absent)."""
+and the earlier ones (formats 1 and 2: numbers are read the same way, the newer keys are
+absent: V2_ONLY, V3_ONLY)."""
 
 MAX_DEPTH = 250
 """How deeply expressions (and `if` actions) may nest in a graph file: above anything the
@@ -71,7 +72,8 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "lets": ("description", "expr", "text", "type", "unit", "sources", "span"),
     "accepts": ("code", "reason", "state", "span"),
     "accepted": ("code", "message", "reason", "span"),
-    "node": ("kind", "severity", "description", "entry", "handlers", "sources", "span"),
+    "node": ("kind", "severity", "description", "entry", "handlers", "sources", "span", "type", "parent", "children",
+             "initial_child", "track", "depth", "doc_order"),
     "handler": ("trigger", "events", "facts", "timer", "mode", "span", "rules"),
     "edge": ("id", "trigger", "events", "facts", "timer", "mode", "handler", "order", "guard", "because", "otherwise",
              "stay", "actions", "windows", "sources", "span"),
@@ -86,6 +88,8 @@ FIELDS: dict[str, tuple[str, ...]] = {
 }
 FIELDS["vars"] = FIELDS["facts"]
 V2_ONLY = frozenset({"results_valid", "reminders", "lln", "fulfilled_by"})
+V3_ONLY = frozenset({"type", "parent", "children", "initial_child", "track", "depth", "doc_order"})
+NODE_TYPES = ("atomic", "compound", "parallel", "track")
 
 KINDS = ("initial", "normal", "terminal")
 SEVERITIES = ("none", "mild", "moderate", "severe")
@@ -188,7 +192,18 @@ def from_json(text: str, path: str = "<graph>") -> nx.MultiDiGraph:
             diags.append(_diag(path, 0, 0, "E910", f"{len(problems) - MAX_PROBLEMS} more faults not shown"))
         raise GraphError(diags)
     edges = "edges" if "edges" in data else "links"
+    _upgrade(data, edges)
     return nx.node_link_graph(data, directed=True, multigraph=True, edges=edges)
+
+
+def _upgrade(data: dict, edges: str) -> None:
+    """A valid graph of an earlier format, given the keys of the current one with the values
+    that mean what the earlier format meant (its states are the atomic states of one region,
+    in the file's order), so that every reader sees one shape. The stamp stays as written."""
+    for i, node in enumerate(data["nodes"]):
+        for key, value in (("type", "atomic"), ("parent", None), ("children", []), ("initial_child", None),
+                           ("track", None), ("depth", 0), ("doc_order", i)):
+            node.setdefault(key, value)
 
 
 def _diag(path: str, line: int, column: int, code: str, message: str) -> Diagnostic:
@@ -227,11 +242,12 @@ class _Checker:
         self.problems: list[Problem] = []
         self.flagged: set[Where] = set()
         self.declared: dict[str, set[str]] = {}
-        self.states: set[str] = set()
+        self.states: set[str] = set()  # every node's id: states, and in format 3 tracks
+        self.tracks: set[str] = set()  # format 3: the nodes that are tracks
         self.edge_keys: dict[str, tuple[str, int]] = {}  # rule id -> (source state, index in edges)
         self.nodes: dict[str, dict] = {}  # state name -> its node
         self.trees: list[tuple[Where, Any, str | None]] = []  # well-formed trees, to type once all are read
-        self.format1 = False  # a graph of format 1 lacks the keys of V2_ONLY
+        self.version = 3  # the format's number: a graph of format 1 lacks the keys of V2_ONLY, 2 those of V3_ONLY
         self.valid: set[Where] = set()  # where the trees that passed ir.validate are
 
     # -- reporting
@@ -338,7 +354,7 @@ class _Checker:
     def required(self, where: Where, obj: Mapping, kind: str) -> None:
         """Every key that a compiled graph's object of this kind has (FIELDS) is there."""
         for key in FIELDS[kind]:
-            if key not in obj and not (self.format1 and key in V2_ONLY):
+            if key not in obj and not (self.version < 2 and key in V2_ONLY) and not (self.version < 3 and key in V3_ONLY):
                 self.fail(where + (key,), "E915", f"missing (a compiled graph always has '{key}')")
 
     def expr(self, where: Where, value: Any, *, optional: bool = False, want: str | None = None) -> None:
@@ -391,11 +407,11 @@ class _Checker:
         if not self.mapping(("graph",), g):
             return self.problems
         stamp = g.get("format")
-        self.format1 = stamp == "rxwatch-graph/1"
         if stamp not in FORMATS:
             what = "no format stamp" if stamp is None else f"format {_show(stamp)}"
-            self.fail(("graph", "format"), "E911", f"{what}; this rxwatch reads {' and '.join(FORMATS)}")
+            self.fail(("graph", "format"), "E911", f"{what}; this rxwatch reads {', '.join(FORMATS[:-1])} and {FORMATS[-1]}")
             return self.problems
+        self.version = int(stamp.rsplit("/", 1)[1])
         nodes, edges = data["nodes"], data[edges_key]
         nodes_ok = self.seq(("nodes",), nodes)
         edges_ok = self.seq((edges_key,), edges)
@@ -409,6 +425,8 @@ class _Checker:
             for i, node in enumerate(nodes):
                 if isinstance(node, dict):
                     self.node((("nodes", i)), node)
+            if self.version >= 3:
+                self.chart(nodes)
         if edges_ok:
             for i, edge in enumerate(edges):
                 if isinstance(edge, dict):
@@ -676,6 +694,82 @@ class _Checker:
                 elif self.edge_keys[rule][0] != state:
                     self.fail(rw, "E914", f"rule {_show(rule)} leaves another state than {_show(state)}")
 
+    def chart(self, nodes: list) -> None:
+        """Format 3: the statechart's tree. Each node's parent lists it among its children, and
+        the reverse; depth and track follow from the parent; a parallel state's children are
+        tracks and no one else's are; atomic states have none; `initial_child` is a child."""
+        index = {n["id"]: i for i, n in enumerate(nodes) if isinstance(n, dict) and isinstance(n.get("id"), str)}
+        orders: dict[Any, str] = {}
+        for name, i in index.items():
+            node, where = nodes[i], ("nodes", i)
+            kind = node.get("type")
+            if not (isinstance(kind, str) and kind in NODE_TYPES):
+                continue
+            parent, children = node.get("parent"), node.get("children")
+            if parent is not None:
+                if not self.name(where + ("parent",), parent, NAME, "a state or track name"):
+                    continue
+                if parent not in index:
+                    self.fail(where + ("parent",), "E914", f"{_show(parent)} is not a node of the graph")
+                    continue
+                siblings = nodes[index[parent]].get("children")
+                if not isinstance(siblings, list) or name not in siblings:
+                    self.fail(where + ("parent",), "E914", f"{_show(parent)} does not list {_show(name)} among its children")
+            ptype = nodes[index[parent]].get("type") if parent is not None else None
+            if kind == "track" and parent is not None and ptype != "parallel":
+                self.fail(where + ("parent",), "E914", f"a track belongs to a parallel state, not to {_show(parent)}")
+            if kind == "track" and parent is None:
+                self.fail(where + ("parent",), "E914", "a track belongs to a parallel state: its parent cannot be null")
+            if kind != "track" and ptype == "parallel":
+                self.fail(where + ("parent",), "E914", f"the children of the parallel state {_show(parent)} are tracks")
+            if self.whole(where + ("depth",), node.get("depth")):
+                pdepth = nodes[index[parent]].get("depth") if parent in index else -1
+                if isinstance(pdepth, int) and node["depth"] != pdepth + 1:
+                    self.fail(where + ("depth",), "E914", f"must be {pdepth + 1}, one more than its parent's")
+            want_track = None if parent is None else (parent if ptype == "track" else nodes[index[parent]].get("track"))
+            if not isinstance(want_track, (str, type(None))):
+                want_track = None  # (the parent's own fault, reported there)
+            if node.get("track") != want_track:
+                self.fail(where + ("track",), "E914", f"must be {_show(want_track)}, the nearest track around it")
+            if self.whole(where + ("doc_order",), node.get("doc_order")):
+                if node["doc_order"] in orders:
+                    self.fail(where + ("doc_order",), "E914", f"{node['doc_order']} is also the doc_order of {_show(orders[node['doc_order']])}")
+                orders[node["doc_order"]] = name
+            if self.seq(where + ("children",), children):
+                for j, c in enumerate(children):
+                    cw = where + ("children", j)
+                    if not self.name(cw, c, NAME, "a state or track name"):
+                        continue
+                    if c not in index:
+                        self.fail(cw, "E914", f"{_show(c)} is not a node of the graph")
+                    elif not isinstance(nodes[index[c]], dict) or nodes[index[c]].get("parent") != name:
+                        self.fail(cw, "E914", f"{_show(c)} has another parent than {_show(name)}")
+                if kind == "atomic" and children:
+                    self.fail(where + ("children",), "E914", "an atomic state has no children")
+                if kind in ("compound", "parallel", "track") and not children:
+                    self.fail(where + ("children",), "E914", f"a {kind} node has children")
+            first = node.get("initial_child")
+            if kind in ("atomic", "parallel") and first is not None:
+                self.fail(where + ("initial_child",), "E914", f"must be null: {'every track of a parallel state is entered' if kind == 'parallel' else 'an atomic state has no children'}")
+            elif kind in ("compound", "track") and (not isinstance(children, list) or not isinstance(first, str)
+                                                     or first not in children):
+                self.fail(where + ("initial_child",), "E914", f"must be one of the children, not {_show(first)}")
+            if kind == "track":
+                for key in ("entry", "handlers"):
+                    if node.get(key):
+                        self.fail(where + (key,), "E914", f"a track has no {key}; its states do")
+                if node.get("kind") != "normal":
+                    self.fail(where + ("kind",), "E914", "a track's kind is normal")
+            if node.get("kind") == "terminal" and (parent is not None or children):
+                self.fail(where + ("kind",), "E914", "a terminal state is at the top level and has no children")
+        tracks = {n for n, i in index.items() if nodes[i].get("type") == "track"}
+        self.tracks = tracks
+        initial = self.data["graph"].get("initial")
+        if not isinstance(initial, str):
+            return
+        if initial in tracks or (initial in index and nodes[index[initial]].get("parent") is not None):
+            self.fail(("graph", "initial"), "E914", f"{_show(initial)} is not a top-level state")
+
     def trigger(self, where: Where, h: Mapping) -> None:
         """The fields a handler and each of its rules (edges) share."""
         self.one_of(where + ("trigger",), h.get("trigger"), TRIGGERS)
@@ -693,6 +787,9 @@ class _Checker:
 
     def edge(self, where: Where, e: dict) -> None:
         self.required(where, e, "edge")
+        for end in ("source", "target"):
+            if isinstance(e.get(end), str) and e[end] in self.tracks:
+                self.fail(where + (end,), "E914", f"{_show(e[end])} is a track; a rule leads from a state to a state")
         rule = e.get("key")
         if "id" in e and e["id"] != rule and self.name(where + ("id",), e["id"], RULE_ID, "a rule id"):
             self.fail(where + ("id",), "E914", f"the id {_show(e['id'])} differs from the edge's key {_show(rule)}")

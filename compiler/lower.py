@@ -6,7 +6,9 @@ round-trips it exactly.
 
 - graph attributes: protocol metadata and every declaration (sources, labs, facts, vars,
   events, actions, lets), plus `initial`, the initial state.
-- nodes: states, with `kind`, `description`, `entry` actions, `handlers`, `sources`, `span`.
+- nodes: states (nested ones included) and tracks, in document order, with `kind`,
+  `description`, `entry` actions, `handlers`, `sources`, `span`, and their place in the
+  statechart: `type`, `parent`, `children`, `initial_child`, `track`, `depth`, `doc_order`.
 - edges (a MultiDiGraph keyed by rule id `STATE/HANDLER/RULE`): one per rule, with its
   `trigger`, `guard` (an expression tree) and `because` (the guard as written), `actions`,
   `windows`, `sources` and `span`. A `stay` rule is a self-loop with `stay: true`: it does
@@ -22,14 +24,18 @@ from .checks.structure import let_sources
 from .checks.types import ANY, RATIO
 from .symbols import Symbols
 
-FORMAT = "rxwatch-graph/2"
-"""Format 2: numbers are exact decimals (ir.exact); results, reminders, lln, fulfilled_by, since_entry."""
+FORMAT = "rxwatch-graph/3"
+"""Format 3: statecharts (nodes' type, parent, children, initial_child, track, depth, doc_order;
+tracks are nodes). Format 2: numbers are exact decimals (ir.exact); results, reminders, lln,
+fulfilled_by, since_entry."""
 
 
 def lower(module: ast.Module, sym: Symbols, let_types: dict) -> nx.MultiDiGraph:
     meta = module.protocol[0]
     g = nx.MultiDiGraph()
-    initial = next(s.name.text for s in module.states if s.kind == "initial")
+    # nodes: every state and track, in document (pre-)order; their attributes below
+    g.add_nodes_from(sorted(sym.doc_order, key=sym.doc_order.__getitem__))
+    initial = next(s.name.text for s in module.top if s.kind == "initial")
     g.graph.update(
         {
             "format": FORMAT,
@@ -107,8 +113,25 @@ def lower(module: ast.Module, sym: Symbols, let_types: dict) -> nx.MultiDiGraph:
         {"code": a.code.text, "reason": a.reason, "state": st.name.text, "span": a.span.to_dict()}
         for st in module.states
         for a in st.accepts
+    ] + [
+        {"code": a.code.text, "reason": a.reason, "state": tr.name.text, "span": a.span.to_dict()}
+        for tr in module.tracks
+        for a in tr.accepts
     ]
     lw = _Lowerer(sym)
+    chart = _chart(module, sym)
+    for tr in module.tracks:
+        g.add_node(
+            tr.name.text,
+            kind="normal",
+            severity="none",
+            description=tr.description or "",
+            entry=[],
+            handlers=[],
+            sources=[],
+            span=tr.span.to_dict(),
+            **chart[tr.name.text],
+        )
     for st in module.states:
         entry = [lw.action(a) for a in st.entry]
         handlers = []
@@ -132,6 +155,7 @@ def lower(module: ast.Module, sym: Symbols, let_types: dict) -> nx.MultiDiGraph:
             handlers=handlers,
             sources=sorted({s for a in entry for s in _action_sources(a)}),
             span=st.span.to_dict(),
+            **chart[st.name.text],
         )
     for st in module.states:
         for hi, h in enumerate(st.handlers):
@@ -166,6 +190,30 @@ def lower(module: ast.Module, sym: Symbols, let_types: dict) -> nx.MultiDiGraph:
                     span=r.span.to_dict(),
                 )
     return g
+
+
+def _chart(module: ast.Module, sym: Symbols) -> dict[str, dict]:
+    """The statechart attributes of every state and track (docs/graph.md, "Statecharts")."""
+    from .checks.structure import default_child
+
+    out: dict[str, dict] = {}
+    for name, order in sym.doc_order.items():
+        parent = sym.parent[name]
+        if name in sym.tracks:
+            kind = "track"
+        else:
+            st = sym.states[name]
+            kind = "parallel" if st.tracks else ("compound" if st.states else "atomic")
+        out[name] = {
+            "type": kind,
+            "parent": parent,
+            "children": list(sym.children[name]),
+            "initial_child": default_child(sym, name),
+            "track": sym.track_of(name),
+            "depth": len(sym.ancestors(name)),
+            "doc_order": order,
+        }
+    return out
 
 
 def _setting(module: ast.Module, kind: str) -> dict | None:

@@ -42,7 +42,7 @@ _PRETTY = {
 }
 
 _DECL_KEYWORDS = ("protocol", "source", "lab", "fact", "event", "action", "let", "var", "state", "initial", "terminal",
-                  "results", "reminders")
+                  "results", "reminders", "track")
 
 
 @lru_cache(maxsize=1)
@@ -650,7 +650,7 @@ class _Builder(Transformer):
         name = toks[0]
         desc = [t for t in toks[1:] if t.type == "STRING"]
         entries = [c[1] for c in children if isinstance(c, tuple) and c[0] == "entry"]
-        return ast.State(
+        state = ast.State(
             name=self.name(name),
             kind=kind,
             description=_unquote(desc[0]) if desc else None,
@@ -659,7 +659,23 @@ class _Builder(Transformer):
             span=self.span(meta),
             accepts=tuple(self.pick(children, ast.Accept)),
             severity=self.tagged(children, "severity"),
-        ), len(entries)
+            states=tuple(self.pick(children, ast.State)),
+            tracks=tuple(self.pick(children, ast.Track)),
+        )
+        if len(entries) > 1:
+            self.entry_blocks.append((state, len(entries)))
+        return state
+
+    @v_args(meta=True)
+    def track_decl(self, meta, children):
+        desc = [t for t in children[1:] if isinstance(t, Token) and t.type == "STRING"]
+        return ast.Track(
+            name=self.name(children[0]),
+            description=_unquote(desc[0]) if desc else None,
+            states=tuple(self.pick(children, ast.State)),
+            span=self.span(meta),
+            accepts=tuple(self.pick(children, ast.Accept)),
+        )
 
     # -- expressions
 
@@ -748,6 +764,7 @@ class _Builder(Transformer):
         return self._logic("or", meta, children)
 
     def transform(self, tree):
+        self.entry_blocks: list[tuple[ast.State, int]] = []  # states with more than one `on entry`
         self._expr_meta: dict[int, tuple[int, int]] = {}
         self._flat: set[int] = set()
         return super().transform(tree)
@@ -820,13 +837,10 @@ def parse(text: str, path: str, diags: Diagnostics) -> ast.Module | None:
         raise
     finally:
         sys.setrecursionlimit(limit)
-    states = []
-    for item in items:
-        if isinstance(item, tuple):
-            state, n_entries = item
-            if n_entries > 1:
-                diags.error(state.span, "E405", f"state '{state.name.text}' has {n_entries} 'on entry' blocks; merge them into one")
-            states.append(state)
+    for state, n_entries in builder.entry_blocks:
+        diags.error(state.span, "E405", f"state '{state.name.text}' has {n_entries} 'on entry' blocks; merge them into one")
+    top = tuple(i for i in items if isinstance(i, ast.State))
+    states, tracks = flatten(top)
 
     def of(cls, pred=lambda x: True):
         return tuple(i for i in items if isinstance(i, cls) and pred(i))
@@ -842,7 +856,32 @@ def parse(text: str, path: str, diags: Diagnostics) -> ast.Module | None:
         events=of(ast.Event),
         actions=of(ast.ActionDecl),
         lets=of(ast.Let),
-        states=tuple(states),
+        states=states,
         accepts=of(ast.Accept),
         settings=of(ast.Setting),
+        top=top,
+        tracks=tracks,
     )
+
+
+def flatten(top) -> tuple[tuple[ast.State, ...], tuple[ast.Track, ...]]:
+    """Every state and every track below `top`, each in document (pre-)order."""
+    states: list[ast.State] = []
+    tracks: list[ast.Track] = []
+    stack: list = list(reversed(top))
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.Track):
+            tracks.append(node)
+            stack.extend(reversed(node.states))
+            continue
+        states.append(node)
+        stack.extend(reversed(_children_in_order(node)))
+    return tuple(states), tuple(tracks)
+
+
+def _children_in_order(st: ast.State) -> list:
+    """A state's nested states and tracks in the order written (a state has one kind or the
+    other; both is E410, but the order stays the file's)."""
+    return sorted((*st.states, *st.tracks), key=lambda n: (n.span.line, n.span.column))
+

@@ -16,7 +16,14 @@ class Symbols:
     actions: dict[str, ast.ActionDecl] = field(default_factory=dict)
     lets: dict[str, ast.Let] = field(default_factory=dict)
     sources: dict[str, ast.Source] = field(default_factory=dict)
-    states: dict[str, ast.State] = field(default_factory=dict)
+    states: dict[str, ast.State] = field(default_factory=dict)  # every state, nested ones included
+    tracks: dict[str, ast.Track] = field(default_factory=dict)
+    # the statechart: state or track -> the state or track it is written in (None: top level),
+    # and -> what is written in it (states, or a parallel state's tracks), in document order
+    parent: dict[str, str | None] = field(default_factory=dict)
+    children: dict[str, list[str]] = field(default_factory=dict)
+    # state or track -> its position in the file (pre-order over states and tracks)
+    doc_order: dict[str, int] = field(default_factory=dict)
     # memo: let name -> the sources it rests on, its own and those of the lets it uses
     let_sources: dict[str, frozenset[str]] = field(default_factory=dict)
 
@@ -25,6 +32,19 @@ class Symbols:
             if name in getattr(self, kind):
                 return kind[:-1]
         return None
+
+    def ancestors(self, name: str) -> list[str]:
+        """The states and tracks enclosing `name`, innermost first."""
+        out = []
+        p = self.parent.get(name)
+        while p is not None and p not in out:
+            out.append(p)
+            p = self.parent.get(p)
+        return out
+
+    def track_of(self, name: str) -> str | None:
+        """The nearest track enclosing `name` (None: the top-level region)."""
+        return next((a for a in self.ancestors(name) if a in self.tracks), None)
 
     def values(self) -> set[str]:
         """Names an expression can refer to."""
@@ -49,6 +69,23 @@ def build(module: ast.Module) -> Symbols:
             table.setdefault(key, item)
     for st in module.states:
         sym.states.setdefault(st.name.text, st)
+    for tr in module.tracks:
+        sym.tracks.setdefault(tr.name.text, tr)
+    # the tree, first declaration of a name wins (duplicates: checks.names)
+    stack: list[tuple[ast.State | ast.Track, str | None]] = [(st, None) for st in reversed(module.top)]
+    while stack:
+        node, parent = stack.pop()
+        name = node.name.text
+        if name in sym.doc_order:
+            continue
+        sym.doc_order[name] = len(sym.doc_order)
+        sym.parent[name] = parent
+        kids = list(node.states) if isinstance(node, ast.Track) else sorted(
+            (*node.states, *node.tracks), key=lambda n: (n.span.line, n.span.column))
+        sym.children[name] = []
+        if parent is not None:
+            sym.children[parent].append(name)
+        stack.extend((k, name) for k in reversed(kids))
     return sym
 
 

@@ -48,7 +48,7 @@ def test_shipped_protocols_compile_without_errors(compiled):
 def test_graph_attributes_hold_every_declaration(compiled):
     g = compiled.graph
     m = compiled.module
-    assert g.graph["format"] == "rxwatch-graph/2"
+    assert g.graph["format"] == "rxwatch-graph/3"
     assert g.graph["name"] == m.protocol[0].name.text
     assert set(g.graph["sources"]) == {s.id.text for s in m.sources}
     assert set(g.graph["labs"]) == {x.name.text for x in m.labs}

@@ -72,6 +72,8 @@ CASES = [
         "E101",
         edit("    otherwise stay cite s\n  }\n", "    otherwise stay cite s\n\n§event late\n"),
         ("unexpected 'event'", "is a '}' missing before it?"),
+        # (what follows is read as states nested in 'a', whose '}' is then missing at the end)
+        also=frozenset({"E103"}),
     ),
     Case("E102", edit('uln 40', 'uln 40 §$'), ("unexpected character '$'",)),
     # the rest of the line is skipped, so the field misses its string: the parser says so too
@@ -103,6 +105,11 @@ CASES = [
     ),
     Case("E209", edit("do order due 1..2 weeks", "do start §due 1..2 weeks"), ("'start' orders no labs", "orders LAB")),
     Case("E210", edit("orders ALT, TBIL", "orders ALT, TBIL fulfilled by ALT or §AST"), ("fulfilled by 'AST', which it does not order",)),
+    Case("E211", BASE + "state c { track §a { state d { on event ev { otherwise -> b cite s } } } }\n",
+         ("'a' is already the name of a state at line 15", "one namespace"), also=frozenset({"E403"})),
+    Case("E212", edit("on event ev { otherwise -> b cite s }", "on event ev { otherwise -> §t cite s }")
+         + "state c { track t { state d { on event ev { otherwise -> b cite s } } } }\n",
+         ("transition to 't', which is a track", "a track of 'c'"), also=frozenset({"E403"})),
     # ---------------------------------------------------------------- types and units
     Case("E301", edit("when alt > 3", "when alt > 3 and §4"), ("'and' needs conditions", "a number")),
     Case("E301", edit("when alt > 3", "when §weight"), ("condition must be true or false",)),
@@ -128,6 +135,21 @@ CASES = [
     Case("E406", edit("    otherwise stay cite s\n", "    otherwise stay cite s\n    §when alt > 5 -> b cite s\n"), ("after 'otherwise' can never fire",)),
     Case("E408", edit('terminal state b "the end"', 'terminal state b "the end" severity §sever'), ("'sever'", "did you mean 'severe'?")),
     Case("E407", BASE + 'accept §E201 "no"\n', ("E201 is an error", "cannot be accepted")),
+    Case("E402", BASE + "state c { initial state d { on event ev { otherwise -> b cite s } }\n"
+                        "  initial state §e { on event ev { otherwise -> b cite s } } }\n",
+         ("a second initial state in 'c'", "'d' (line 24)"), also=frozenset({"E403"})),
+    Case("E409", edit('terminal state b "the end"', 'state b "the end" { on event ev { otherwise stay cite s }\n  terminal state §x }'),
+         ("terminal state 'x' is nested in 'b'", "top level")),
+    Case("E409", edit('terminal state b "the end"', 'terminal state b "the end" { state §x }'),
+         ("terminal state 'b' ends the pathway and cannot contain states",)),
+    Case("E410", BASE + "state c { track t { state d { on event ev { otherwise -> b cite s } } }\n"
+                        "  state §e { on event ev { otherwise -> b cite s } } }\n",
+         ("'c' has tracks", "'e' must be inside one of its tracks (t)"), also=frozenset({"E403"})),
+    Case("E411", BASE + "state c { on event ev { otherwise -> b cite s } track §t { } }\n", ("track 't' has no states",),
+         also=frozenset({"E403"})),
+    Case("E412", BASE + "state c { track t { state d { on event ev { otherwise -> §e cite s } } }\n"
+                        "  track u { state e { on event ev { otherwise -> b cite s } } } }\n",
+         ("'d' is in track 't' of 'c'", "'e' in its sibling track 'u'", "put the rule on 'c'"), also=frozenset({"E403"})),
     Case("E407", BASE + 'accept §W599 "no"\n', ("W599 is not a diagnostic code",)),
     # ---------------------------------------------------------------- hygiene (warnings)
     Case("W501", edit("    otherwise stay cite s\n", "    §otherwise stay\n"), ("cites no source", "cite SOURCE"), severity="warning"),

@@ -147,14 +147,39 @@ def test_a_graph_is_known_by_its_content_not_its_name(capsys, tmp_path):
     assert json.loads(out)["final_state"] == "watch"
 
 
-def test_both_format_stamps_are_read(capsys, tmp_path):
-    assert FORMAT == "rxwatch-graph/2"
-    assert graphio.FORMATS == ("rxwatch-graph/1", "rxwatch-graph/2")
-    data = graph_data()
-    data["graph"]["format"] = "rxwatch-graph/1"
+def test_every_format_stamp_is_read(capsys, tmp_path):
+    assert FORMAT == "rxwatch-graph/3"
+    assert graphio.FORMATS == ("rxwatch-graph/1", "rxwatch-graph/2", "rxwatch-graph/3")
     timeline = write(tmp_path, "t.yaml", TIMELINE)
-    status, out, err = run(capsys, "simulate", write_graph(tmp_path, data), timeline, "--format", "json")
-    assert status == 0, err
+    for stamp in ("rxwatch-graph/1", "rxwatch-graph/2"):
+        data = graph_data()
+        data["graph"]["format"] = stamp
+        for node in data["nodes"]:  # a flat graph of an earlier format: no statechart keys
+            for key in graphio.V3_ONLY:
+                node.pop(key, None)
+        status, out, err = run(capsys, "simulate", write_graph(tmp_path, data), timeline, "--format", "json")
+        assert status == 0, err
+        assert json.loads(out)["final_state"] == "watch"
+
+
+def test_a_format_2_graph_reads_as_a_flat_statechart(tmp_path):
+    data = graph_data()
+    data["graph"]["format"] = "rxwatch-graph/2"
+    for node in data["nodes"]:
+        for key in graphio.V3_ONLY:
+            node.pop(key, None)
+    g = graphio.from_json(json.dumps(data))
+    fresh = graphio.from_json(json.dumps(graph_data()))
+    for n in fresh.nodes:
+        assert {k: g.nodes[n][k] for k in graphio.V3_ONLY} == {k: fresh.nodes[n][k] for k in graphio.V3_ONLY}
+
+
+def test_a_format_3_graph_missing_the_statechart_keys_is_refused():
+    data = graph_data()
+    del data["nodes"][0]["parent"]
+    with pytest.raises(graphio.GraphError) as e:
+        graphio.from_json(json.dumps(data))
+    assert "nodes[0].parent: missing" in str(e.value)
 
 
 def test_compile_refuses_a_graph_file(capsys, tmp_path):

@@ -20,6 +20,7 @@ def apply(module: ast.Module, diags: Diagnostics, *, report_unused: bool = True)
     """Remove accepted warnings from `diags`; return them with the `accept` that covers each."""
     scoped: list[tuple[ast.Accept, Span | None]] = [(a, None) for a in module.accepts]
     scoped += [(a, st.span) for st in module.states for a in st.accepts]
+    scoped += [(a, tr.span) for tr in module.tracks for a in tr.accepts]
     valid: list[tuple[ast.Accept, Span | None]] = []
     for a, scope in scoped:
         code = a.code.text
@@ -38,7 +39,8 @@ def apply(module: ast.Module, diags: Diagnostics, *, report_unused: bool = True)
         cover = None
         if not d.is_error:
             # the narrowest scope wins: a state's accept before the protocol's
-            for a, scope in sorted(valid, key=lambda x: x[1] is None):
+            # (a nested state's or a track's before its enclosing state's)
+            for a, scope in sorted(valid, key=lambda x: (x[1] is None, x[1].end_line - x[1].line if x[1] else 0)):
                 if a.code.text == d.code and (scope is None or _inside(d.span, scope)):
                     cover = a
                     break

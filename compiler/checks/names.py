@@ -53,7 +53,10 @@ def check(module: ast.Module, sym: Symbols, diags: Diagnostics) -> None:
             for r in h.rules:
                 _cites(r.cite, sym, diags)
                 _actions(r.actions, sym, diags)
-                if r.target is not None and r.target.text not in sym.states:
+                if r.target is not None and r.target.text in sym.tracks:
+                    diags.error(r.target.span, "E212", f"transition to '{r.target.text}', which is a track; a rule leads to a state "
+                                                       f"(a track of '{sym.parent.get(r.target.text)}' is entered with it)")
+                elif r.target is not None and r.target.text not in sym.states:
                     diags.error(r.target.span, "E203", f"transition to '{r.target.text}', which is not a state{did_you_mean(r.target.text, sym.states)}")
 
     _let_cycles(module, sym, diags)
@@ -88,6 +91,17 @@ def _duplicates(module: ast.Module, diags: Diagnostics) -> None:
                 diags.error(n.span, "E201", f"{what} '{n.text}' is already declared at line {first[n.text].span.line}")
             else:
                 first[n.text] = n
+    states = {s.name.text: s.name for s in module.states}
+    tracks: dict[str, ast.Name] = {}
+    for tr in module.tracks:
+        n = tr.name
+        other = states.get(n.text) or tracks.get(n.text)
+        if other is not None:
+            what = "state" if n.text in states else "track"
+            diags.error(n.span, "E211", f"'{n.text}' is already the name of a {what} at line {other.span.line}; "
+                                        "state and track names are one namespace")
+        else:
+            tracks[n.text] = n
     for fact in (*module.facts, *module.vars):
         members: dict[str, ast.Name] = {}
         for m in fact.type.members if fact.type else ():

@@ -25,8 +25,10 @@ SEVERITIES = ("none", "mild", "moderate", "severe")
 def check(module: ast.Module, sym: Symbols, diags: Diagnostics) -> None:
     _meta(module, diags)
     _initial(module, diags)
+    _nesting(module, sym, diags)
     for st in module.states:
         _handlers(st, diags)
+    _sibling_tracks(module, sym, diags)
     _reachability(module, sym, diags)
     _citations(module, sym, diags)
 
@@ -43,9 +45,9 @@ def _meta(module: ast.Module, diags: Diagnostics) -> None:
 
 
 def _initial(module: ast.Module, diags: Diagnostics) -> None:
-    initial = [s for s in module.states if s.kind == "initial"]
-    if not initial and module.states:
-        first = module.states[0]
+    initial = [s for s in module.top if s.kind == "initial"]
+    if not initial and module.top:
+        first = module.top[0]
         diags.error(first.name.span, "E401", f"no initial state; mark the state where the pathway starts with 'initial state', e.g. 'initial state {first.name.text}'")
     elif not module.states:
         from ..span import Span
@@ -53,6 +55,63 @@ def _initial(module: ast.Module, diags: Diagnostics) -> None:
         diags.error(Span(module.path, 1, 1, 1, 1), "E401", "the protocol declares no states; it needs at least an 'initial state'")
     for extra in initial[1:]:
         diags.error(extra.name.span, "E402", f"a second initial state; '{initial[0].name.text}' (line {initial[0].span.line}) is already initial")
+
+
+def _nesting(module: ast.Module, sym: Symbols, diags: Diagnostics) -> None:
+    """The statechart's shape: terminal states at the top level only (E409), a parallel state
+    holds tracks only (E410), every track holds states (E411), one `initial` per parent (E402)."""
+    for st in module.states:
+        if st.kind == "terminal" and sym.parent.get(st.name.text) is not None and sym.states.get(st.name.text) is st:
+            diags.error(st.name.span, "E409", f"terminal state '{st.name.text}' is nested in '{sym.parent[st.name.text]}'; "
+                                              "a terminal state ends the whole pathway, so it must be declared at the top level")
+        elif st.kind == "terminal" and (st.states or st.tracks):
+            inner = (st.states or st.tracks)[0]
+            diags.error(inner.name.span, "E409", f"terminal state '{st.name.text}' ends the pathway and cannot contain "
+                                                 f"{'states' if st.states else 'tracks'}; drop 'terminal' or move '{inner.name.text}' out")
+        if st.tracks and st.states:
+            inner = st.states[0]
+            diags.error(inner.name.span, "E410", f"state '{st.name.text}' has tracks, so it is a parallel state: '{inner.name.text}' "
+                                                 f"must be inside one of its tracks ({', '.join(t.name.text for t in st.tracks)})")
+        _one_initial(st.name.text, st.states, diags)
+    for tr in module.tracks:
+        if not tr.states:
+            diags.error(tr.name.span, "E411", f"track '{tr.name.text}' has no states; a track is a region of its parallel state "
+                                              "and is always in one of its own states")
+        _one_initial(tr.name.text, tr.states, diags)
+
+
+def _one_initial(parent: str, states, diags: Diagnostics) -> None:
+    marked = [s for s in states if s.kind == "initial"]
+    for extra in marked[1:]:
+        diags.error(extra.name.span, "E402", f"a second initial state in '{parent}'; '{marked[0].name.text}' "
+                                             f"(line {marked[0].span.line}) is already its initial state")
+
+
+def _sibling_tracks(module: ast.Module, sym: Symbols, diags: Diagnostics) -> None:
+    """E412: a rule written in one track of a parallel state may not lead into another track of
+    the same parallel state (each track moves on its own; to move a sibling, leave the parallel
+    state or use a handler of the parallel state itself)."""
+    for st in module.states:
+        tracks = [a for a in sym.ancestors(st.name.text) if a in sym.tracks]
+        if not tracks:
+            continue
+        for h in st.handlers:
+            for r in h.rules:
+                _sibling_target(st.name.text, r.target, tracks, sym, diags)
+
+
+def _sibling_target(source: str, target: ast.Name | None, tracks: list[str], sym: Symbols, diags: Diagnostics) -> None:
+    if target is None or target.text not in sym.states:
+        return
+    up = sym.ancestors(target.text)
+    for tr in tracks:
+        par = sym.parent.get(tr)
+        if par in up and tr not in up:
+            other = next(a for a in up if sym.parent.get(a) == par)
+            diags.error(target.span, "E412", f"'{source}' is in track '{tr}' of '{par}', and '{target.text}' in its sibling track "
+                                             f"'{other}': a track cannot move another; put the rule on '{par}' or target "
+                                             "a state outside it")
+            return
 
 
 def _handlers(st: ast.State, diags: Diagnostics) -> None:
@@ -83,19 +142,60 @@ def _handlers(st: ast.State, diags: Diagnostics) -> None:
                 break
 
 
+def default_child(sym: Symbols, name: str) -> str | None:
+    """The child a compound state or a track enters by default: the one marked `initial`, else
+    the first (None: an atomic or a parallel state)."""
+    if name in sym.states and sym.states[name].tracks:
+        return None
+    kids = [k for k in sym.children.get(name, ()) if k in sym.states]
+    return next((k for k in kids if sym.states[k].kind == "initial"), kids[0] if kids else None)
+
+
+def entered(sym: Symbols, target: str) -> list[str]:
+    """The states and tracks that entering `target` makes active: its ancestors, the tracks of
+    every parallel state on the way (each at its default state), and the default descendants of
+    `target` itself."""
+    out: list[str] = []
+    path = [target, *sym.ancestors(target)]
+    out.extend(path)
+    todo: list[str] = [target]
+    for a in path[1:]:
+        if a in sym.states and sym.states[a].tracks:
+            todo.extend(t for t in sym.children.get(a, ()) if t not in path)
+    while todo:
+        n = todo.pop()
+        if n not in out:
+            out.append(n)
+        if n in sym.states and sym.states[n].tracks:
+            todo.extend(sym.children.get(n, ()))
+        else:
+            d = default_child(sym, n)
+            if d is not None:
+                todo.append(d)
+    return out
+
+
 def _reachability(module: ast.Module, sym: Symbols, diags: Diagnostics) -> None:
-    initial = [s for s in module.states if s.kind == "initial"]
+    initial = [s for s in module.top if s.kind == "initial"]
     if not initial:
         return
-    seen = {initial[0].name.text}
-    stack = [initial[0]]
+    seen: set[str] = set()
+    stack: list[ast.State] = []
+
+    def enter(name: str) -> None:
+        for n in entered(sym, name):
+            if n not in seen:
+                seen.add(n)
+                if n in sym.states:
+                    stack.append(sym.states[n])
+
+    enter(initial[0].name.text)
     while stack:
         st = stack.pop()
         for h in st.handlers:
             for r in h.rules:
                 if r.target is not None and r.target.text in sym.states and r.target.text not in seen:
-                    seen.add(r.target.text)
-                    stack.append(sym.states[r.target.text])
+                    enter(r.target.text)
     for st in module.states:
         if st.name.text not in seen and sym.states.get(st.name.text) is st:
             diags.error(st.name.span, "E403", f"state '{st.name.text}' cannot be reached from the initial state '{initial[0].name.text}'")

@@ -1,0 +1,226 @@
+"""Statecharts in the front end (issue 11): nested states, parallel tracks, and what they
+compile to (the format-3 node attributes of docs/graph.md)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rxwatch.compiler import compile_file, compile_source, graphio
+
+HEAD = """\
+protocol p
+source s "A source" kind label
+event jaundice
+event stop
+event neutropenia
+event recovered
+"""
+
+CHART = HEAD + """\
+initial state start { on event stop { otherwise -> on_drug cite s } }
+state on_drug "On the drug" {
+  on event jaundice { otherwise -> stopped cite s }
+  track liver "Liver" {
+    state early "First weeks" { on event recovered { otherwise -> routine cite s } }
+    initial state routine "Routine" { on event recovered { otherwise -> early cite s } }
+  }
+  track counts "Blood counts" {
+    state normal { on event neutropenia { otherwise -> low cite s } }
+    state low {
+      on event recovered { otherwise -> normal cite s }
+      state low_first { on event neutropenia { otherwise -> low_again cite s } }
+      state low_again { on event neutropenia { otherwise -> stopped cite s } }
+    }
+  }
+}
+terminal state stopped
+"""
+
+
+def compiled(text: str, verify: bool = False):
+    r = compile_source(text, "c.rxw", verify=verify)
+    assert r.ok, [str(d) for d in r.diagnostics]
+    return r
+
+
+def codes(text: str) -> list[tuple[str, int]]:
+    r = compile_source(text, "c.rxw", verify=False)
+    return [(d.code, d.span.line) for d in r.diagnostics if d.is_error]
+
+
+CHART_KEYS = ("type", "parent", "children", "initial_child", "track", "depth", "doc_order")
+
+
+def test_nested_states_and_tracks_are_parsed_in_document_order():
+    m = compiled(CHART).module
+    assert [s.name.text for s in m.top] == ["start", "on_drug", "stopped"]
+    assert [s.name.text for s in m.states] == ["start", "on_drug", "early", "routine", "normal", "low", "low_first",
+                                               "low_again", "stopped"]
+    assert [t.name.text for t in m.tracks] == ["liver", "counts"]
+    on_drug = m.top[1]
+    assert [t.name.text for t in on_drug.tracks] == ["liver", "counts"] and on_drug.states == ()
+    assert on_drug.tracks[0].description == "Liver"
+    assert on_drug.tracks[0].span.line == 10 and on_drug.tracks[0].name.span.column == 9
+    assert [s.name.text for s in on_drug.tracks[1].states[1].states] == ["low_first", "low_again"]
+
+
+def test_every_state_and_track_is_a_node_with_its_place_in_the_chart():
+    g = compiled(CHART).graph
+    assert g.graph["format"] == "rxwatch-graph/3"
+    assert list(g.nodes) == ["start", "on_drug", "liver", "early", "routine", "counts", "normal", "low", "low_first",
+                             "low_again", "stopped"]
+    got = {n: tuple(g.nodes[n][k] for k in ("kind",) + CHART_KEYS) for n in g.nodes}
+    assert got == {
+        "start": ("initial", "atomic", None, [], None, None, 0, 0),
+        "on_drug": ("normal", "parallel", None, ["liver", "counts"], None, None, 0, 1),
+        "liver": ("normal", "track", "on_drug", ["early", "routine"], "routine", None, 1, 2),
+        "early": ("normal", "atomic", "liver", [], None, "liver", 2, 3),
+        "routine": ("initial", "atomic", "liver", [], None, "liver", 2, 4),
+        "counts": ("normal", "track", "on_drug", ["normal", "low"], "normal", None, 1, 5),
+        "normal": ("normal", "atomic", "counts", [], None, "counts", 2, 6),
+        "low": ("normal", "compound", "counts", ["low_first", "low_again"], "low_first", "counts", 2, 7),
+        "low_first": ("normal", "atomic", "low", [], None, "counts", 3, 8),
+        "low_again": ("normal", "atomic", "low", [], None, "counts", 3, 9),
+        "stopped": ("terminal", "atomic", None, [], None, None, 0, 10),
+    }
+    liver = g.nodes["liver"]
+    assert (liver["entry"], liver["handlers"], liver["sources"], liver["description"]) == ([], [], [], "Liver")
+    assert g.graph["initial"] == "start"
+
+
+def test_a_compound_state_s_rules_are_edges_from_it():
+    g = compiled(CHART).graph
+    assert ("on_drug", "stopped", "on_drug/0/0") in g.edges(keys=True)
+    assert g.nodes["on_drug"]["handlers"][0]["rules"] == ["on_drug/0/0"]
+    assert ("low", "normal", "low/0/0") in g.edges(keys=True)
+    assert not any(u in ("liver", "counts") or v in ("liver", "counts") for u, v in g.edges())
+
+
+def test_a_nested_chart_reads_back_from_its_graph_file():
+    g = compiled(CHART).graph
+    back = graphio.from_json(graphio.to_json(g))
+    for n in g.nodes:
+        assert {k: back.nodes[n][k] for k in CHART_KEYS} == {k: g.nodes[n][k] for k in CHART_KEYS}
+
+
+@pytest.mark.parametrize(
+    "edit, fault",
+    [
+        (lambda d: d["nodes"][3].update(parent="counts"), "nodes[3].parent: \"counts\" does not list \"early\""),
+        (lambda d: d["nodes"][3].update(depth=1), "nodes[3].depth: must be 2"),
+        (lambda d: d["nodes"][3].update(track=None), "nodes[3].track: must be \"liver\""),
+        (lambda d: d["nodes"][2].update(initial_child="normal"), "nodes[2].initial_child: must be one of the children"),
+        (lambda d: d["nodes"][1].update(initial_child="liver"), "nodes[1].initial_child: must be null"),
+        (lambda d: d["nodes"][2].update(type="compound"), "nodes[2].parent: the children of the parallel state \"on_drug\" are tracks"),
+        (lambda d: d["nodes"][0].update(type="track"), "nodes[0].parent: a track belongs to a parallel state"),
+        (lambda d: d["nodes"][4].update(doc_order=3), "nodes[4].doc_order: 3 is also the doc_order of \"early\""),
+        (lambda d: d["edges"][0].update(target="liver"), "edges[0].target: \"liver\" is a track"),
+        (lambda d: d["graph"].update(initial="early"), "graph.initial: \"early\" is not a top-level state"),
+        (lambda d: d["nodes"][3].pop("doc_order"), "nodes[3].doc_order: missing"),
+    ],
+)
+def test_a_graph_file_whose_chart_does_not_hold_together_is_refused(edit, fault):
+    data = json.loads(graphio.to_json(compiled(CHART).graph))
+    assert data["nodes"][3]["id"] == "early" and data["edges"][0]["source"] == "start"
+    edit(data)
+    with pytest.raises(graphio.GraphError) as e:
+        graphio.from_json(json.dumps(data))
+    assert any(fault in d.message for d in e.value.diagnostics), [d.message for d in e.value.diagnostics]
+
+
+@pytest.mark.parametrize("path", sorted(Path(__file__).parent.parent.joinpath("protocols").glob("*.rxw")), ids=lambda p: p.stem)
+def test_a_flat_protocol_is_one_region_of_atomic_states(path):
+    r = compile_file(str(path), verify=False)
+    assert r.ok
+    g = r.graph
+    flat = [s for s in r.module.top if not s.states and not s.tracks]
+    if len(flat) != len(r.module.states):
+        pytest.skip("a protocol with nested states")
+    assert list(g.nodes) == [s.name.text for s in r.module.states]
+    for i, n in enumerate(g.nodes):
+        assert {k: g.nodes[n][k] for k in CHART_KEYS} == {
+            "type": "atomic", "parent": None, "children": [], "initial_child": None, "track": None, "depth": 0,
+            "doc_order": i}
+
+
+def test_the_default_child_is_the_one_marked_initial_else_the_first():
+    g = compiled(HEAD + """\
+initial state a {
+  state a1 { on event stop { otherwise -> a2 cite s } }
+  state a2 { on event stop { otherwise -> a1 cite s } }
+}
+""").graph
+    assert g.nodes["a"]["initial_child"] == "a1"
+    assert g.nodes["a1"]["kind"] == "normal"
+
+
+# ---------------------------------------------------------------- structure
+
+
+def test_reachability_follows_the_chart():
+    # entering on_drug enters both tracks at their initial states; 'early' only by a rule
+    assert codes(CHART) == []
+    text = CHART.replace("initial state routine \"Routine\" { on event recovered { otherwise -> early cite s } }",
+                         "initial state routine \"Routine\" { on event recovered { otherwise stay cite s } }")
+    assert codes(text) == [("E403", 11)]  # early: not initial, and no rule leads to it
+    # a rule of the compound state 'low' leading into one of its children reaches it
+    text = CHART.replace("state low_first { on event neutropenia { otherwise -> low_again cite s } }",
+                         "state low_first { on event neutropenia { otherwise stay cite s } }")
+    assert codes(text) == [("E403", 19)]  # low_again
+    text = text.replace("on event recovered { otherwise -> normal cite s }",
+                        "on event recovered { otherwise -> normal cite s }\n      on event jaundice { otherwise -> low_again cite s }")
+    assert codes(text) == []
+
+
+def test_rules_may_leave_a_track_or_re_enter_its_parallel_state_but_not_move_a_sibling():
+    base = CHART.replace("state low_first { on event neutropenia { otherwise -> low_again cite s } }",
+                         "state low_first { on event neutropenia { otherwise -> TARGET cite s } }")
+    assert codes(base.replace("TARGET", "on_drug")) == [("E403", 19)]  # (low_again unreached: fine here)
+    assert codes(base.replace("TARGET", "start")) == [("E403", 19)]
+    assert codes(base.replace("TARGET", "normal")) == [("E403", 19)]  # the same track
+    assert codes(base.replace("TARGET", "early")) == [("E412", 18), ("E403", 19)]  # another track
+    # the parallel state's own rule may lead into any of its tracks
+    text = CHART.replace("on event jaundice { otherwise -> stopped cite s }", "on event jaundice { otherwise -> early cite s }")
+    assert ("E412", 9) not in codes(text)
+
+
+def test_a_sibling_track_of_an_enclosing_parallel_state_is_found_from_deep_inside():
+    text = HEAD + """\
+initial state outer {
+  track a { state a1 { track x { state x1 { on event stop { otherwise -> b1 cite s } } }
+                       track y { state y1 { on event stop { otherwise -> x1 cite s } } } } }
+  track b { state b1 { on event stop { otherwise stay cite s } } }
+}
+"""
+    got = codes(text)
+    assert ("E412", 8) in got and ("E412", 9) in got
+    r = compile_source(text, "c.rxw", verify=False)
+    messages = [d.message for d in r.diagnostics if d.code == "E412"]
+    assert any("'x1' is in track 'a' of 'outer'" in m for m in messages)
+    assert any("'y1' is in track 'y' of 'a1', and 'x1' in its sibling track 'x'" in m for m in messages)
+
+
+def test_an_accept_inside_a_track_covers_that_track():
+    text = CHART.replace('track counts "Blood counts" {', 'track counts "Blood counts" {\n    accept W501 "reviewed"').replace(
+        "state normal { on event neutropenia { otherwise -> low cite s } }", "state normal { on event neutropenia { otherwise -> low } }")
+    r = compile_source(text, "c.rxw", verify=False)
+    assert r.ok and not [d for d in r.diagnostics if d.code == "W501"]
+    assert [d.code for d, a in r.accepted] == ["W501"]
+    g = compile_source(text, "c.rxw", verify=False).graph
+    assert g is None or [a["state"] for a in g.graph["accepts"]] == ["counts"]
+
+
+def test_track_is_a_keyword_only_inside_a_state():
+    r = compiled(HEAD.replace("event stop", "event track") + """\
+initial state a { on event track { otherwise stay cite s } }
+""")
+    assert "track" in r.graph.graph["events"]
+
+
+def test_a_terminal_state_with_nested_states_and_a_track_with_nothing_are_refused():
+    assert codes(HEAD + "initial state a { on event stop { otherwise -> b cite s } }\nterminal state b { track t { state c } }\n") \
+        == [("E409", 8)]
+    assert codes(HEAD + "initial state a { on event stop { otherwise stay cite s } track t { } }\n") == [("E411", 7)]
