@@ -47,13 +47,24 @@ def check(graph, out: list[Finding], names: dict) -> None:
     ai = {s for s, d in sources.items() if d.get("kind") == "ai-summary"}
     if not ai:
         return
+    seen: dict[str, list] = {}  # a rule block's rule: once, naming the states that use it
     for u, _v, k, d in sorted(graph.edges(keys=True, data=True), key=lambda e: (e[3]["span"]["line"], e[3]["span"]["column"])):
+        if d.get("alternative"):
+            continue  # a choice's other alternatives: the rule is reported once
         support = set(d.get("sources") or ())
         for a in walk_actions(d.get("actions")):
             support.update(a.get("sources") or ())
         if support and support <= ai:
+            if d.get("block"):
+                seen.setdefault(d.get("rule") or k, []).append((u, k, d, support))
+                continue
             names_ = ", ".join(sorted(support))
             out.append(Finding("W605", d["span"], f"state {u}: this rule rests only on AI-generated summaries ({names_}); check it against a primary source and cite that", None, (k,)))
+    for uses in seen.values():
+        u, k, d, support = uses[0]
+        states = ", ".join(dict.fromkeys(x[0] for x in uses))
+        names_ = ", ".join(sorted(support))
+        out.append(Finding("W605", d["span"], f"rule block {d['block']} (used in {'state' if len(uses) == 1 else 'states'} {states}): this rule rests only on AI-generated summaries ({names_}); check it against a primary source and cite that", None, tuple(x[1] for x in uses)))
 
 
 def _hint(word: str) -> str:

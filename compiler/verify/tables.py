@@ -90,6 +90,7 @@ def check(graph, enc: smt.Encoder, prover: Prover, out: list[Finding], dead: set
     for crule, rids in by_rule.items():
         occ = [o for rid in rids for o in occurrences[rid]]
         if not all(v is not None for _, v in occ):
+            _partly_dead(out, chart, occ)
             continue
         occ.sort(key=lambda o: chart.order[o[0]])
         v, eff = occ[0][1]
@@ -97,6 +98,34 @@ def check(graph, enc: smt.Encoder, prover: Prover, out: list[Finding], dead: set
         _report(out, rule_where(chart, eff.rules[v.i], states), eff.as_handler(), eff.rules, v)
     for eff, h, rules, v, states in overlaps.values():
         _report(out, rule_where(chart, rules[v.j], states), h, rules, v)
+
+
+def _partly_dead(out: list, chart: Chart, occ: list) -> None:
+    """W640: an inherited rule, or a rule block's, with a guard, that never fires in some of
+    the states it applies to (and fires in others): there, the state's own rules (or those
+    before the `use`) always decide first."""
+    occ = sorted(occ, key=lambda o: chart.order[o[0]])
+    deadin = [(s, v) for s, v in occ if v is not None]
+    if not deadin:
+        return
+    v, eff = deadin[0][1]
+    r = eff.rules[v.i]
+    if r.get("otherwise"):
+        return  # a state's own `otherwise` overrides an inherited one: that is its purpose
+    never = list(dict.fromkeys(s for s, _ in deadin))
+    fires = [s for s in dict.fromkeys(s for s, x in occ if x is None) if s not in never]
+    if v.kind == "never":
+        why = f"its guard '{r.get('because')}' can never hold there"
+    else:
+        if v.blocked_by:
+            shown, verb = [eff.rules[x] for x in v.blocked_by], "is unknown or decides first"
+        else:  # the state's own rules above it (those of a handler nearer the state), else all above
+            own = [x for j, x in enumerate(eff.rules[:v.i]) if eff.segment[j] != eff.segment[v.i]]
+            shown, verb = own or eff.rules[:v.i], "decides first" if len(own or eff.rules[:v.i]) == 1 else "decide first"
+        why = f"whenever '{r.get('because')}' holds, {', '.join(quote_rule(x) for x in shown)} {verb}"
+    them = f"state {never[0]}" if len(never) == 1 else f"states {', '.join(never)}"
+    out.append(Finding("W640", r["span"], f"{rule_where(chart, r, [s for s, _ in occ])}: this rule never fires in {them} ({why}); "
+                       f"it fires only in {', '.join(fires)}. If the override is meant, accept W640", None, (r["id"],)))
 
 
 def groups(chart: Chart, enc: smt.Encoder, must: dict) -> list:
@@ -269,6 +298,9 @@ def _questions(tab: Table, trigger: str, limit: int) -> list[Verdict]:
             if i > 0 and not p.holds(c, *f[:i]):
                 blocked = p.holds(c, *[z3.Not(x) for x in t[:i]])  # no rule above true, yet not all false
                 verdicts.append(Verdict("dead-otherwise", i, unknown_above=blocked))
+            # an effective list may go on (the rules a state inherits): never reached
+            for k in range(i + 1, len(rules)):
+                verdicts.append(Verdict("dead-otherwise" if rules[k].get("otherwise") else "shadowed", k))
             break
         if not p.holds(c, t[i]):
             verdicts.append(Verdict("never", i))
