@@ -1,0 +1,161 @@
+"""Scenario expectations, coverage and the table on real runs of a protocol with parallel
+tracks, a discontinuation that leaves them, variables set by rules and a derived value (the
+format-3 trace of simulator/engine.py). The neutrophil counts come in three spellings."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from rxwatch.compiler import compile_source
+from rxwatch.simulator.cases import Names, check, parse_expectation, run_case
+from rxwatch.simulator.coverage import coverage
+from rxwatch.simulator.table import to_text
+
+CHART = """\
+protocol chart
+  version "1.0"
+source s "A source" kind label
+lab ALT "alanine aminotransferase" unit "U/L" uln 40
+lab ANC "absolute neutrophil count" unit "10*9/L"
+event stop "treatment ended"
+action order_lfts "order LFTs" orders ALT
+action order_cbc "order a blood count" orders ANC
+var low_count "a low count was seen" bool default false
+var lows "how many low counts" number default 0
+let tx "ALT in multiples of ULN" = xuln(ALT)
+
+initial state on_drug "on the drug" {
+  on event stop { otherwise -> done cite s }
+  track liver "Liver" {
+    initial state liver_watch "watching the liver" {
+      on entry { do order_lfts due 2..4 weeks cite s }
+      on panel {
+        when known(ALT) and tx > 3 -> liver_high cite s
+        otherwise stay cite s
+      }
+    }
+    state liver_high "raised ALT" {
+      on entry { do order_lfts due 1..2 weeks cite s }
+      on panel {
+        when known(ALT) and tx <= 1 -> liver_watch cite s
+        otherwise stay cite s
+      }
+    }
+  }
+  track counts "Counts" {
+    initial state counts_routine "routine counts" {
+      on entry { do order_cbc due 2..4 weeks cite s }
+      on panel {
+        when known(ANC) and ANC < 0.5 -> done cite s
+        when known(ANC) and ANC < 1.5 -> counts_low cite s { set low_count = true cite s  set lows = lows + 0.5 cite s }
+        otherwise stay cite s
+      }
+    }
+    state counts_low "low counts" {
+      on entry { do order_cbc due 1..2 weeks cite s }
+      on panel {
+        when known(ANC) and ANC >= 1.5 -> counts_routine cite s
+        otherwise stay cite s
+      }
+    }
+  }
+}
+
+terminal state done "ended"
+"""
+
+TIMELINE = """\
+patient: {id: p}
+start: 2025-01-06
+until: 2025-03-10
+events:
+  - {date: 2025-01-20, lab: ALT, value: 30}
+  - {date: 2025-01-20, lab: ANC, value: 2000, unit: /mm3}
+  - {date: 2025-02-03, lab: ALT, value: 150}
+  - {date: 2025-02-03, lab: ANC, value: 1.2, unit: x10E9/L}
+  - {date: 2025-02-17, lab: ALT, value: 30}
+  - {date: 2025-02-17, lab: ANC, value: 1800, unit: cells/uL}
+"""
+STOP = "  - {date: 2025-03-03, event: stop}\n"
+
+PASSING = [
+    "on 2025-02-03 transition liver_watch -> liver_high in track liver",
+    "on 2025-02-03 transition counts_routine -> counts_low in track counts",
+    "never transition liver_watch -> liver_high in track counts",
+    "on 2025-02-03 value tx is 3.75",
+    "on 2025-02-03 value tx is 3.75 in track liver",
+    "on 2025-02-17 value tx is 0.75",
+    "on 2025-02-02 var low_count is false",
+    "on 2025-02-03 var low_count is true",
+    "var low_count is true",
+    "on 2025-02-03 var lows is 0.5",
+    "on 2025-02-03 action order_cbc window 2025-02-10..2025-02-17 in track counts",
+    "never action order_cbc in track liver",
+    "twice action order_lfts in track liver before 2025-02-17",
+    "on 2025-02-10 state counts_low",
+    "on 2025-02-10 state liver_high",
+    "on 2025-02-20 state counts_routine",
+    "never state counts_low after 2025-02-17",
+    "twice state counts_routine",
+    "once state liver",
+    "once state on_drug",
+    "between 2025-01-06 and 2025-03-03 state on_drug",
+]
+
+
+@pytest.fixture(scope="module")
+def graph():
+    result = compile_source(CHART, "chart.rxw")
+    assert result.ok, result.diagnostics
+    return result.graph
+
+
+def run(graph, tmp_path, expect, stop=True):
+    path = tmp_path / "case.yaml"
+    path.write_text(TIMELINE + (STOP if stop else "") + "expect:\n" + "".join(f"  - {e}\n" for e in expect))
+    return run_case(path, graph)
+
+
+def test_the_expectations_hold_on_the_real_trace(graph, tmp_path):
+    result = run(graph, tmp_path, [*PASSING, "final state done", "final states done",
+                                   "never state on_drug after 2025-03-03", "on 2025-03-03 state done"])
+    assert result.status == "pass", [str(o) for o in result.failures] + [str(m) for m in result.errors]
+
+
+def test_without_the_stop_both_tracks_are_active_at_the_end(graph, tmp_path):
+    result = run(graph, tmp_path, [*PASSING, "final states counts_routine, liver_watch", "final state on_drug",
+                                   "final state liver", "final state counts_routine", "on 2025-03-10 state on_drug"],
+                 stop=False)
+    assert result.status == "pass", [str(o) for o in result.failures] + [str(m) for m in result.errors]
+
+
+@pytest.mark.parametrize("text, shows", [
+    ("on 2025-02-03 value tx is 3.7", "value tx on 2025-02-03: 3.75 (transition liver_watch -> liver_high in track liver)"),
+    ("on 2025-02-03 var lows is 1", "var lows on 2025-02-03 is 0.5 (set on 2025-02-03 in counts_low)"),
+    ("on 2025-01-20 var lows is 1", "var lows on 2025-01-20 is 0 (its default: not set by then)"),
+    ("final states liver_watch", "final states done"),
+    ("on 2025-02-03 action order_cbc in track liver", "no action order_cbc in track liver; on 2025-02-03: "),
+    ("on 2025-02-10 state counts_routine", "states on 2025-02-10: on_drug (2025-01-06..2025-03-03), "),
+])
+def test_failures_say_what_the_real_trace_shows(graph, tmp_path, text, shows):
+    result = run(graph, tmp_path, [text])
+    [failure] = result.failures
+    assert failure.shows.startswith(shows), failure.shows
+
+
+def test_coverage_of_the_run_counts_tracks_and_the_parallel_state(graph, tmp_path):
+    report = coverage(graph, [run(graph, tmp_path, ["final state done"]).trace])
+    assert report.missing_states == []
+    assert len(report.states) == 8  # on_drug, the two tracks, four states in them, done
+    assert sorted(e.key for e in report.missing_edges) == ["counts_low/0/1", "counts_routine/0/0", "liver_high/0/1"]
+    assert report.format_text().splitlines()[0] == "coverage of chart: 83.3% (states 8/8, transitions 7/10; 1 trace)"
+
+
+def test_the_table_of_the_run(graph, tmp_path):
+    trace = run(graph, tmp_path, ["final state done"]).trace
+    text = to_text(trace, graph, width=300)
+    line = next(l for l in text.splitlines() if "liver_watch -> liver_high" in l)
+    assert "liver" in line.split() and "read tx = 3.75" in line
+    assert any("set" in l.split() and "lows = 0.5" in l for l in text.splitlines())
