@@ -159,3 +159,16 @@ def test_the_table_of_the_run(graph, tmp_path):
     line = next(l for l in text.splitlines() if "liver_watch -> liver_high" in l)
     assert "liver" in line.split() and "read tx = 3.75" in line
     assert any("set" in l.split() and "lows = 0.5" in l for l in text.splitlines())
+
+
+def test_a_discontinuation_in_one_track_preempts_the_other(graph, tmp_path):
+    path = tmp_path / "case.yaml"
+    path.write_text(TIMELINE.replace("value: 1.2, unit: x10E9/L", "value: 400, unit: /uL") + "expect:\n" + "".join(
+        f"  - {e}\n" for e in ["on 2025-02-03 preempted liver_watch/0/0", "once preempted liver_watch/0/0",
+                               "on 2025-02-03 transition counts_routine -> done in track counts",
+                               "never transition liver_watch -> liver_high", "never state liver_high",
+                               "never rule liver_watch/0/0", "final states done", "never state on_drug after 2025-02-03"]))
+    result = run_case(path, graph)
+    assert result.status == "pass", [str(o) for o in result.failures]
+    report = coverage(graph, [result.trace])
+    assert "liver_watch/0/0" not in report.covered_edges  # preempted: it did nothing
