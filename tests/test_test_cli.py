@@ -172,3 +172,30 @@ def test_the_console_script_on_a_shipped_suite():
     # the suite shows its missing-result paths: panels that decided nothing, by state
     assert lines[at + 1].startswith("  unassessable (results missing): ") and "panel in baseline" in lines[at + 1]
     assert len(lines) == at + 2
+
+
+def test_a_statechart_suite_with_coverage_in_text_and_json(capsys, tmp_path):
+    """Tracks, values, variables and active states through the command line (v3)."""
+    from test_cases_statecharts_run import CHART, TIMELINE
+
+    protocol = write(tmp_path, "chart.rxw", CHART)
+    case = write(tmp_path, "tracks.yaml", TIMELINE + "expect:\n  - on 2025-02-03 value tx is 3.75 in track liver\n"
+                 "  - on 2025-02-03 var low_count is true\n  - final states liver_watch, counts_routine\n"
+                 "  - final state on_drug\n")
+    status, out, err = run(capsys, "test", protocol, case, "--coverage")
+    assert status == 0, out + err
+    lines = out.splitlines()
+    assert lines[0] == f"PASS     {case} (4 expectations)"
+    assert lines[2] == "coverage of chart: 72.2% (states 7/8, transitions 6/10; 1 trace)"
+    assert f"  {protocol}:50: state done never entered" in lines
+    assert f"  {protocol}:14: rule on_drug/0/0 never fired: on_drug -> done on event stop" in lines
+    status, out, err = run(capsys, "test", protocol, case, "--coverage", "--format", "json")
+    data = json.loads(out)
+    assert data["summary"]["pass"] == 1 and data["coverage"]["states"]["total"] == 8
+    assert "alternatives" not in data["coverage"]  # no choice with consequences
+
+    bad = write(tmp_path, "bad.yaml", TIMELINE + "expect:\n  - final states on_drug\n  - var lows is true\n")
+    status, out, err = run(capsys, "test", protocol, bad)
+    assert status == 1
+    assert f"{bad}:8:5: error[E811]: expectation 'final states on_drug'" in err
+    assert f"{bad}:9:5: error[E807]: expectation 'var lows is true': var lows is a number, not true" in err
