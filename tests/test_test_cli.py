@@ -197,5 +197,5 @@ def test_a_statechart_suite_with_coverage_in_text_and_json(capsys, tmp_path):
     bad = write(tmp_path, "bad.yaml", TIMELINE + "expect:\n  - final states on_drug\n  - var lows is true\n")
     status, out, err = run(capsys, "test", protocol, bad)
     assert status == 1
-    assert f"{bad}:8:5: error[E811]: expectation 'final states on_drug'" in err
-    assert f"{bad}:9:5: error[E807]: expectation 'var lows is true': var lows is a number, not true" in err
+    assert f"{bad}:12:5: error[E811]: expectation 'final states on_drug'" in err
+    assert f"{bad}:13:5: error[E807]: expectation 'var lows is true': var lows is a number, not true" in err
