@@ -188,6 +188,25 @@ class Rule:
 
 
 @dataclass(frozen=True, slots=True)
+class Use:
+    """`use BLOCK` among a handler's rules: the block's rules, in order, at this place."""
+
+    block: Name
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class RuleBlock:
+    """`rules NAME "description" { rules }`: rules shared by the handlers that `use` them."""
+
+    name: Name
+    description: str | None
+    rules: tuple[Rule, ...]
+    span: Span
+    uses: tuple[Use, ...] = ()  # `use` written inside the block (E413)
+
+
+@dataclass(frozen=True, slots=True)
 class Handler:
     """What a state does on a trigger: 'panel', 'event', 'fact' or 'timer'."""
 
@@ -196,8 +215,9 @@ class Handler:
     delay: Duration | None  # timers
     since: Name | None  # timers: the action the delay counts from (None: entering the state)
     mode: str  # 'first' (default), 'ordered' (overlaps on purpose), 'exclusive'
-    rules: tuple[Rule, ...]
+    rules: tuple[Rule, ...]  # its own rules
     span: Span
+    items: tuple[Rule | Use, ...] = ()  # its own rules and `use`s, as written
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,3 +385,4 @@ class Module:
     settings: tuple[Setting, ...] = ()
     top: tuple[State, ...] = ()
     tracks: tuple[Track, ...] = ()
+    blocks: tuple[RuleBlock, ...] = ()

@@ -43,13 +43,16 @@ MAX_PROBLEMS = 100
 
 NAME = ir.IDENTIFIER  # state, lab, fact, var, event, action and let names; the protocol's name
 SOURCE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_]*(?:[-.][A-Za-z0-9_]+)*\Z")  # grammar/protocol.lark SOURCE_ID
-RULE_ID = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)/(0|[1-9][0-9]{0,5})/(0|[1-9][0-9]{0,5})\Z")  # STATE/HANDLER/RULE
+# STATE/HANDLER/RULE, and `@I` for alternative I > 0 of a choice with consequences (format 3)
+RULE_ID = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)/(0|[1-9][0-9]{0,5})/(0|[1-9][0-9]{0,5})(?:@([1-9][0-9]{0,5}))?\Z")
+BLOCK_RULE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)#(0|[1-9][0-9]{0,5})\Z")  # BLOCK#I: rule I of a rule block
 CODE = re.compile(r"[EW][0-9]{3}\Z")
 MAX_NAME = 200
 _RULES = {
     NAME.pattern: "letters, digits and _, not starting with a digit",
     SOURCE_ID.pattern: "letters, digits and _, parts joined by - or .",
     RULE_ID.pattern: "STATE/HANDLER/RULE: a state name, the handler's number and the rule's",
+    BLOCK_RULE.pattern: "BLOCK#I: a rule block's name and the rule's number in it",
 }
 
 # text may hold tabs and newlines; no other control character, no line or paragraph separator,
@@ -62,7 +65,8 @@ _KEY_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u
 # V2_ONLY: the keys format 1 did not have
 FIELDS: dict[str, tuple[str, ...]] = {
     "graph": ("format", "name", "title", "version", "status", "description", "path", "initial", "results_valid",
-              "reminders", "sources", "labs", "facts", "vars", "events", "actions", "lets", "accepts"),
+              "reminders", "sources", "labs", "facts", "vars", "events", "actions", "lets", "accepts", "blocks"),
+    "blocks": ("description", "span", "rules"),
     "setting": ("amount", "unit", "sources", "span"),
     "sources": ("title", "kind", "url", "doi", "note", "span"),
     "labs": ("description", "unit", "uln", "lln", "loinc", "molar_mass", "sources", "span"),
@@ -76,7 +80,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
              "initial_child", "track", "depth", "doc_order"),
     "handler": ("trigger", "events", "facts", "timer", "mode", "span", "rules"),
     "edge": ("id", "trigger", "events", "facts", "timer", "mode", "handler", "order", "guard", "because", "otherwise",
-             "stay", "actions", "windows", "sources", "span"),
+             "stay", "actions", "windows", "sources", "span", "rule", "block", "alternative"),
     "timer": ("amount", "unit", "since"),
     "do": ("kind", "action", "orders", "window", "sources", "span"),
     "one_of": ("kind", "options", "window", "sources", "span"),
@@ -88,7 +92,8 @@ FIELDS: dict[str, tuple[str, ...]] = {
 }
 FIELDS["vars"] = FIELDS["facts"]
 V2_ONLY = frozenset({"results_valid", "reminders", "lln", "fulfilled_by"})
-V3_ONLY = frozenset({"type", "parent", "children", "initial_child", "track", "depth", "doc_order"})
+V3_ONLY = frozenset({"type", "parent", "children", "initial_child", "track", "depth", "doc_order", "blocks", "rule", "block",
+                     "alternative"})
 NODE_TYPES = ("atomic", "compound", "parallel", "track")
 
 KINDS = ("initial", "normal", "terminal")
@@ -204,6 +209,10 @@ def _upgrade(data: dict, edges: str) -> None:
         for key, value in (("type", "atomic"), ("parent", None), ("children", []), ("initial_child", None),
                            ("track", None), ("depth", 0), ("doc_order", i)):
             node.setdefault(key, value)
+    for edge in data[edges]:
+        for key, value in (("rule", edge["key"]), ("block", None), ("alternative", None)):
+            edge.setdefault(key, value)
+    data["graph"].setdefault("blocks", {})
 
 
 def _diag(path: str, line: int, column: int, code: str, message: str) -> Diagnostic:
@@ -244,6 +253,7 @@ class _Checker:
         self.declared: dict[str, set[str]] = {}
         self.states: set[str] = set()  # every node's id: states, and in format 3 tracks
         self.tracks: set[str] = set()  # format 3: the nodes that are tracks
+        self.blocks: dict[str, int] = {}  # format 3: rule block -> how many rules it has
         self.edge_keys: dict[str, tuple[str, int]] = {}  # rule id -> (source state, index in edges)
         self.nodes: dict[str, dict] = {}  # state name -> its node
         self.trees: list[tuple[Where, Any, str | None]] = []  # well-formed trees, to type once all are read
@@ -317,7 +327,7 @@ class _Checker:
              key: bool = False) -> bool:
         """`value` matches `pattern` (`key`: it is the key of an object, not a value)."""
         # a rule id is a state name (at most MAX_NAME) and two numbers of at most 6 digits each
-        limit = MAX_NAME + 14 if pattern is RULE_ID else MAX_NAME
+        limit = MAX_NAME + 21 if pattern in (RULE_ID, BLOCK_RULE) else MAX_NAME
         if isinstance(value, str) and len(value) <= limit and pattern.match(value):
             return True
         if not isinstance(value, str):
@@ -527,6 +537,22 @@ class _Checker:
                     if kind != "sources":
                         self.refs(where + ("sources",), decl.get("sources"), "sources")
         self.let_cycles(g.get("lets"))
+        self.blocks = {}
+        blocks = g.get("blocks")
+        if blocks is not None and self.mapping(w + ("blocks",), blocks):
+            for name, b in blocks.items():
+                bw = w + ("blocks", name)
+                if not self.name(bw, name, NAME, "a rule block name", key=True) or not self.mapping(bw, b):
+                    continue
+                self.required(bw, b, "blocks")
+                self.text(bw + ("description",), b.get("description"), optional=True)
+                self.span(bw + ("span",), b.get("span"))
+                rules = b.get("rules")
+                if self.seq(bw + ("rules",), rules):
+                    for i, r in enumerate(rules):
+                        if r != f"{name}#{i}":
+                            self.fail(bw + ("rules", i), "E914", f"must be {_show(f'{name}#{i}')}, rule {i} of the block")
+                    self.blocks[name] = len(rules)
         for key in ("accepts", "accepted"):
             items = g.get(key)
             if (items is None and key == "accepted") or not self.seq(w + (key,), items):
@@ -801,6 +827,8 @@ class _Checker:
         if e.get("stay") is True and e.get("source") != e.get("target"):
             self.fail(where + ("target",), "E914", "a stay rule leads back to its own state")
         self.text(where + ("because",), e.get("because"))
+        if self.version >= 3:
+            self.rule_origin(where, e)
         if "guard" in e:
             self.expr(where + ("guard",), e["guard"], optional=True, want="bool")
         if e.get("otherwise") is True and e.get("guard") is not None:
@@ -828,9 +856,39 @@ class _Checker:
                 listed = handlers[e["handler"]]["rules"][e["order"]]
             except (IndexError, KeyError, TypeError):
                 listed = None
-            if listed != rule:
+            if listed != rule.split("@")[0]:  # (the alternatives of a rule: one entry, the rule's)
                 self.fail(where + ("handler",), "E914",
                           f"rule {_show(rule)} is not rule {e['order']} of handler {e['handler']} of state {_show(state)}")
+
+    def rule_origin(self, where: Where, e: dict) -> None:
+        """Format 3: where the rule is written (`rule`, `block`) and the alternative of a choice
+        it stands for: the key's `@I` suffix is `alternative` I > 0."""
+        key, rule, block, alt = e.get("key"), e.get("rule"), e.get("block"), e.get("alternative")
+        if alt is not None and self.whole(where + ("alternative",), alt):
+            pass
+        elif alt is not None:
+            alt = None
+        m = RULE_ID.match(key) if isinstance(key, str) else None
+        if m is not None:
+            suffix = int(m.group(4)) if m.group(4) else 0
+            if suffix and alt != suffix:
+                self.fail(where + ("alternative",), "E914", f"must be {suffix}, as the key's @{suffix} says")
+            elif not suffix and alt not in (None, 0):
+                self.fail(where + ("alternative",), "E914", f"alternative {alt} has a key ending in @{alt}")
+        if block is None:
+            if "rule" in e and m is not None and rule != key.split("@")[0]:
+                self.fail(where + ("rule",), "E914", f"must be the edge's key without its @ part, {_show(key.split('@')[0])}, "
+                                                     "for a rule of the state's own")
+            return
+        if not self.name(where + ("block",), block, NAME, "a rule block name"):
+            return
+        if block not in self.blocks:
+            self.fail(where + ("block",), "E914", f"rule block {_show(block)} is not declared in the graph")
+            return
+        if self.name(where + ("rule",), rule, BLOCK_RULE, "a block rule id"):
+            b, i = BLOCK_RULE.match(rule).groups()
+            if b != block or int(i) >= self.blocks[block]:
+                self.fail(where + ("rule",), "E914", f"{_show(rule)} is not a rule of block {_show(block)}")
 
     def window(self, where: Where, w: Any) -> None:
         if w is None or not self.mapping(where, w):

@@ -22,7 +22,7 @@ import networkx as nx
 from . import ast, ir
 from .checks.structure import let_sources
 from .checks.types import ANY, RATIO
-from .symbols import Symbols
+from .symbols import Symbols, expand
 
 FORMAT = "rxwatch-graph/3"
 """Format 3: statecharts (nodes' type, parent, children, initial_child, track, depth, doc_order;
@@ -118,6 +118,12 @@ def lower(module: ast.Module, sym: Symbols, let_types: dict) -> nx.MultiDiGraph:
         for tr in module.tracks
         for a in tr.accepts
     ]
+    # named rule blocks: what each holds, by the canonical ids its rules have on every edge
+    g.graph["blocks"] = {
+        b.name.text: {"description": b.description, "span": b.span.to_dict(),
+                      "rules": [f"{b.name.text}#{i}" for i in range(len(b.rules))]}
+        for b in module.blocks
+    }
     lw = _Lowerer(sym)
     chart = _chart(module, sym)
     for tr in module.tracks:
@@ -160,7 +166,7 @@ def lower(module: ast.Module, sym: Symbols, let_types: dict) -> nx.MultiDiGraph:
     for st in module.states:
         for hi, h in enumerate(st.handlers):
             hd = g.nodes[st.name.text]["handlers"][hi]
-            for ri, r in enumerate(h.rules):
+            for ri, (r, block, bi) in enumerate(expand(h, sym)):
                 key = f"{st.name.text}/{hi}/{ri}"
                 hd["rules"].append(key)
                 actions = [lw.action(a) for a in r.actions]
@@ -188,6 +194,11 @@ def lower(module: ast.Module, sym: Symbols, let_types: dict) -> nx.MultiDiGraph:
                     windows=list(_windows(actions)),
                     sources=sorted(sources),
                     span=r.span.to_dict(),
+                    # the rule as written: this one (its own key), or rule i of a block, the
+                    # same for every state that uses the block
+                    rule=key if block is None else f"{block}#{bi}",
+                    block=block,
+                    alternative=None,
                 )
     return g
 

@@ -42,7 +42,7 @@ _PRETTY = {
 }
 
 _DECL_KEYWORDS = ("protocol", "source", "lab", "fact", "event", "action", "let", "var", "state", "initial", "terminal",
-                  "results", "reminders", "track")
+                  "results", "reminders", "track", "rules")
 
 
 @lru_cache(maxsize=1)
@@ -607,6 +607,22 @@ class _Builder(Transformer):
             mode=self.tagged(children, "mode") or "first",
             rules=tuple(self.pick(children, ast.Rule)),
             span=self.span(meta),
+            items=tuple(c for c in children if isinstance(c, (ast.Rule, ast.Use))),
+        )
+
+    @v_args(meta=True)
+    def use(self, meta, children):
+        return ast.Use(self.name(children[0]), self.span(meta))
+
+    @v_args(meta=True)
+    def rules_decl(self, meta, children):
+        desc = [t for t in children[1:] if isinstance(t, Token) and t.type == "STRING"]
+        return ast.RuleBlock(
+            name=self.name(children[0]),
+            description=_unquote(desc[0]) if desc else None,
+            rules=tuple(self.pick(children, ast.Rule)),
+            span=self.span(meta),
+            uses=tuple(self.pick(children, ast.Use)),
         )
 
     @v_args(meta=True)
@@ -861,6 +877,7 @@ def parse(text: str, path: str, diags: Diagnostics) -> ast.Module | None:
         settings=of(ast.Setting),
         top=top,
         tracks=tracks,
+        blocks=of(ast.RuleBlock),
     )
 
 

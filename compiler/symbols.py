@@ -17,6 +17,7 @@ class Symbols:
     lets: dict[str, ast.Let] = field(default_factory=dict)
     sources: dict[str, ast.Source] = field(default_factory=dict)
     states: dict[str, ast.State] = field(default_factory=dict)  # every state, nested ones included
+    blocks: dict[str, ast.RuleBlock] = field(default_factory=dict)  # `rules NAME { ... }`
     tracks: dict[str, ast.Track] = field(default_factory=dict)
     # the statechart: state or track -> the state or track it is written in (None: top level),
     # and -> what is written in it (states, or a parallel state's tracks), in document order
@@ -71,6 +72,8 @@ def build(module: ast.Module) -> Symbols:
         sym.states.setdefault(st.name.text, st)
     for tr in module.tracks:
         sym.tracks.setdefault(tr.name.text, tr)
+    for b in module.blocks:
+        sym.blocks.setdefault(b.name.text, b)
     # the tree, first declaration of a name wins (duplicates: checks.names)
     stack: list[tuple[ast.State | ast.Track, str | None]] = [(st, None) for st in reversed(module.top)]
     while stack:
@@ -116,6 +119,31 @@ def walk_expr(expr):
             stack.append(e.operand)
 
 
+def all_rules(module: ast.Module):
+    """(owner, rule) for every rule as written: a state's own rules (owner: the state), then
+    the rules of each block (owner: the block), each once however often it is used."""
+    for st in module.states:
+        for h in st.handlers:
+            for r in h.rules:
+                yield st, r
+    for b in module.blocks:
+        for r in b.rules:
+            yield b, r
+
+
+def expand(h: ast.Handler, sym: Symbols):
+    """A handler's rules with its `use`s written out in place: (rule, block name or None,
+    index of the rule in its block or None), in first-match order. An unknown block (E213)
+    gives nothing; a `use` inside a block is not followed (E413)."""
+    for item in h.items or h.rules:
+        if isinstance(item, ast.Use):
+            block = sym.blocks.get(item.block.text)
+            for i, r in enumerate(block.rules if block is not None else ()):
+                yield r, item.block.text, i
+        else:
+            yield item, None, None
+
+
 def module_exprs(module: ast.Module):
     """(expr, context) for every expression of the module: lets, guards, conditions, sets."""
     for let in module.lets:
@@ -123,12 +151,11 @@ def module_exprs(module: ast.Module):
     for st in module.states:
         for a in walk_actions(st.entry):
             yield from _action_exprs(a)
-        for h in st.handlers:
-            for r in h.rules:
-                if r.guard is not None:
-                    yield r.guard, "guard"
-                for a in walk_actions(r.actions):
-                    yield from _action_exprs(a)
+    for _owner, r in all_rules(module):
+        if r.guard is not None:
+            yield r.guard, "guard"
+        for a in walk_actions(r.actions):
+            yield from _action_exprs(a)
 
 
 def _action_exprs(a):

@@ -110,6 +110,9 @@ CASES = [
     Case("E212", edit("on event ev { otherwise -> b cite s }", "on event ev { otherwise -> §t cite s }")
          + "state c { track t { state d { on event ev { otherwise -> b cite s } } } }\n",
          ("transition to 't', which is a track", "a track of 'c'"), also=frozenset({"E403"})),
+    Case("E213", edit("    when alt > 3 -> b cite s\n", "    use §gradin\n")
+         + "rules grading { when alt > 3 -> b cite s }\n", ("use of 'gradin', which is not a rule block", "did you mean 'grading'?"),
+         also=frozenset({"W505"})),
     # ---------------------------------------------------------------- types and units
     Case("E301", edit("when alt > 3", "when alt > 3 and §4"), ("'and' needs conditions", "a number")),
     Case("E301", edit("when alt > 3", "when §weight"), ("condition must be true or false",)),
@@ -150,6 +153,12 @@ CASES = [
     Case("E412", BASE + "state c { track t { state d { on event ev { otherwise -> §e cite s } } }\n"
                         "  track u { state e { on event ev { otherwise -> b cite s } } } }\n",
          ("'d' is in track 't' of 'c'", "'e' in its sibling track 'u'", "put the rule on 'c'"), also=frozenset({"E403"})),
+    Case("E413", edit("    when alt > 3 -> b cite s\n", "    use grading\n")
+         + "rules severe { when alt > 5 -> b cite s }\nrules grading { §use severe  when alt > 3 -> b cite s }\n",
+         ("'use severe' inside the rule block 'grading'", "a block holds rules only"), also=frozenset({"W505"})),
+    Case("E406", edit("    when alt > 3 -> b cite s\n", "    use grading\n    §when alt > 2 -> b cite s\n")
+         + "rules grading { when alt > 3 -> b cite s  otherwise stay cite s }\n",
+         ("a rule after 'use grading', whose last rule is 'otherwise', can never fire",)),
     Case("E407", BASE + 'accept §W599 "no"\n', ("W599 is not a diagnostic code",)),
     # ---------------------------------------------------------------- hygiene (warnings)
     Case("W501", edit("    otherwise stay cite s\n", "    §otherwise stay\n"), ("cites no source", "cite SOURCE"), severity="warning"),
@@ -158,6 +167,7 @@ CASES = [
     Case("W502", edit('source s "A source" kind label', 'source §s "A source"'), ("no kind",), severity="warning"),
     Case("W503", edit("status draft", "status §reveiw"), ("'reveiw'", "did you mean 'review'?"), severity="warning"),
     Case("W504", BASE + '§accept W501 "reviewed"\n', ("'accept W501' matches no warning",), severity="warning"),
+    Case("W505", BASE + "rules §grading { when alt > 3 -> b cite s }\n", ("rule block 'grading' is used by no handler",), severity="warning"),
 ]
 
 

@@ -154,24 +154,29 @@ def test_every_format_stamp_is_read(capsys, tmp_path):
     for stamp in ("rxwatch-graph/1", "rxwatch-graph/2"):
         data = graph_data()
         data["graph"]["format"] = stamp
-        for node in data["nodes"]:  # a flat graph of an earlier format: no statechart keys
-            for key in graphio.V3_ONLY:
-                node.pop(key, None)
+        strip_v3(data)  # a flat graph of an earlier format: no statechart keys
         status, out, err = run(capsys, "simulate", write_graph(tmp_path, data), timeline, "--format", "json")
         assert status == 0, err
         assert json.loads(out)["final_state"] == "watch"
 
 
+def strip_v3(data: dict) -> None:
+    """`data` as format 2 wrote it: without the keys format 3 added."""
+    for obj in (data["graph"], *data["nodes"], *data["edges"]):
+        for key in graphio.V3_ONLY:
+            obj.pop(key, None)
+
+
 def test_a_format_2_graph_reads_as_a_flat_statechart(tmp_path):
     data = graph_data()
     data["graph"]["format"] = "rxwatch-graph/2"
-    for node in data["nodes"]:
-        for key in graphio.V3_ONLY:
-            node.pop(key, None)
+    strip_v3(data)
     g = graphio.from_json(json.dumps(data))
     fresh = graphio.from_json(json.dumps(graph_data()))
+    assert g.graph["blocks"] == fresh.graph["blocks"] == {}
     for n in fresh.nodes:
-        assert {k: g.nodes[n][k] for k in graphio.V3_ONLY} == {k: fresh.nodes[n][k] for k in graphio.V3_ONLY}
+        assert g.nodes[n] == fresh.nodes[n]
+    assert list(g.edges(keys=True, data=True)) == list(fresh.edges(keys=True, data=True))
 
 
 def test_a_format_3_graph_missing_the_statechart_keys_is_refused():

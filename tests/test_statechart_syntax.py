@@ -4,11 +4,10 @@ compile to (the format-3 node attributes of docs/graph.md)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-from rxwatch.compiler import compile_file, compile_source, graphio
+from rxwatch.compiler import compile_source, graphio
 
 HEAD = """\
 protocol p
@@ -131,19 +130,24 @@ def test_a_graph_file_whose_chart_does_not_hold_together_is_refused(edit, fault)
     assert any(fault in d.message for d in e.value.diagnostics), [d.message for d in e.value.diagnostics]
 
 
-@pytest.mark.parametrize("path", sorted(Path(__file__).parent.parent.joinpath("protocols").glob("*.rxw")), ids=lambda p: p.stem)
-def test_a_flat_protocol_is_one_region_of_atomic_states(path):
-    r = compile_file(str(path), verify=False)
-    assert r.ok
-    g = r.graph
-    flat = [s for s in r.module.top if not s.states and not s.tracks]
-    if len(flat) != len(r.module.states):
-        pytest.skip("a protocol with nested states")
-    assert list(g.nodes) == [s.name.text for s in r.module.states]
+FLAT = HEAD + """\
+lab ALT "alanine aminotransferase" unit "U/L" uln 40
+initial state a { on panel { when ALT > 120 -> b cite s  otherwise stay cite s } on event stop { otherwise -> c cite s } }
+state b { on panel { when ALT < 40 -> a cite s } on event stop { otherwise -> c cite s } }
+terminal state c
+"""
+
+
+def test_a_flat_protocol_is_one_region_of_atomic_states():
+    g = compiled(FLAT).graph
+    assert list(g.nodes) == ["a", "b", "c"]
     for i, n in enumerate(g.nodes):
         assert {k: g.nodes[n][k] for k in CHART_KEYS} == {
             "type": "atomic", "parent": None, "children": [], "initial_child": None, "track": None, "depth": 0,
             "doc_order": i}
+    for _, _, k, e in g.edges(keys=True, data=True):
+        assert (e["rule"], e["block"], e["alternative"]) == (k, None, None)
+    assert g.graph["blocks"] == {}
 
 
 def test_the_default_child_is_the_one_marked_initial_else_the_first():
@@ -224,3 +228,107 @@ def test_a_terminal_state_with_nested_states_and_a_track_with_nothing_are_refuse
     assert codes(HEAD + "initial state a { on event stop { otherwise -> b cite s } }\nterminal state b { track t { state c } }\n") \
         == [("E409", 8)]
     assert codes(HEAD + "initial state a { on event stop { otherwise stay cite s } track t { } }\n") == [("E411", 7)]
+
+
+# ---------------------------------------------------------------- named rule blocks
+
+BLOCKS = HEAD + """\
+lab ALT "alanine aminotransferase" unit "U/L" uln 40
+rules grading "Grading of a liver panel" {
+  when ALT > 200 -> stopped cite s
+  when ALT > 120 stay cite s
+}
+initial state start {
+  on panel { when ALT < 10 -> watch cite s  use grading  otherwise stay cite s }
+  on event stop { otherwise -> stopped cite s }
+}
+state watch { on panel { use grading  otherwise -> start cite s } }
+terminal state stopped
+"""
+
+
+def test_a_used_block_is_written_out_in_place_with_the_rule_ids_of_the_block():
+    g = compiled(BLOCKS).graph
+    assert g.graph["blocks"] == {"grading": {"description": "Grading of a liver panel", "rules": ["grading#0", "grading#1"],
+                                             "span": {"path": "c.rxw", "line": 8, "column": 1, "end_line": 11, "end_column": 1}}}
+    edges = {k: (u, v, e["rule"], e["block"], e["order"], e["stay"], e["span"]["line"]) for u, v, k, e in g.edges(keys=True, data=True)}
+    assert edges == {
+        "start/0/0": ("start", "watch", "start/0/0", None, 0, False, 13),
+        "start/0/1": ("start", "stopped", "grading#0", "grading", 1, False, 9),
+        "start/0/2": ("start", "start", "grading#1", "grading", 2, True, 10),  # stay: the using state stays
+        "start/0/3": ("start", "start", "start/0/3", None, 3, True, 13),
+        "start/1/0": ("start", "stopped", "start/1/0", None, 0, False, 14),
+        "watch/0/0": ("watch", "stopped", "grading#0", "grading", 0, False, 9),
+        "watch/0/1": ("watch", "watch", "grading#1", "grading", 1, True, 10),
+        "watch/0/2": ("watch", "start", "watch/0/2", None, 2, False, 16),
+    }
+    assert g.nodes["start"]["handlers"][0]["rules"] == ["start/0/0", "start/0/1", "start/0/2", "start/0/3"]
+    assert all(e["alternative"] is None for _, _, e in g.edges(data=True))
+    back = graphio.from_json(graphio.to_json(g))
+    assert back.graph["blocks"] == g.graph["blocks"]
+
+
+def test_a_block_is_checked_once_however_often_it_is_used():
+    r = compile_source(BLOCKS.replace("when ALT > 120 stay", "when ALT > 1 week stay"), "c.rxw", verify=False)
+    assert [(d.code, d.span.line) for d in r.diagnostics if d.is_error] == [("E301", 10)]
+    r = compile_source(BLOCKS.replace("when ALT > 120 stay cite s", "when ALT > 120 stay"), "c.rxw", verify=False)
+    assert [(d.code, d.span.line, d.message) for d in r.diagnostics if d.code == "W501"] == [
+        ("W501", 10, "this rule of block 'grading' cites no source; add 'cite SOURCE' after its target")]
+
+
+def test_a_block_s_targets_count_for_reachability_from_each_using_state():
+    text = BLOCKS.replace("when ALT > 120 stay cite s", "when ALT > 120 -> review cite s") + \
+        "state review { on panel { otherwise -> start cite s } }\n"
+    assert codes(text) == []
+    assert codes(text.replace("  use grading  otherwise stay", "  otherwise stay").replace(
+        "state watch { on panel { use grading  otherwise", "state watch { on panel { otherwise")) \
+        == [("E403", 18)]  # review (grading unused: W505, a warning)
+
+
+def test_a_block_used_in_a_track_may_not_lead_into_a_sibling_track():
+    text = HEAD + """\
+rules to_low { when true -> low cite s }
+initial state on_drug {
+  track liver { state watch { on event stop { use to_low } } }
+  track counts { state normal { on event stop { otherwise stay cite s } }  state low { on event stop { otherwise stay cite s } } }
+}
+"""
+    r = compile_source(text, "c.rxw", verify=False)
+    [d] = [d for d in r.diagnostics if d.is_error]
+    assert (d.code, d.span.line, d.span.column) == ("E412", 9, 51)
+    assert d.message.startswith("a rule of block 'to_low' (line 7) leads from it to 'low': 'watch' is in track 'liver'")
+
+
+def test_rule_after_otherwise_is_found_through_blocks():
+    text = BLOCKS.replace("when ALT > 120 stay cite s", "when ALT > 120 stay cite s\n  otherwise stay cite s")
+    got = compile_source(text, "c.rxw", verify=False).diagnostics
+    assert [(d.code, d.span.line, d.span.column) for d in got if d.is_error] == [("E406", 14, 58), ("E406", 17, 39)]
+    text = BLOCKS.replace("when ALT > 200 -> stopped cite s", "otherwise -> stopped cite s")
+    got = compile_source(text, "c.rxw", verify=False).diagnostics
+    assert [(d.code, d.span.line) for d in got if d.is_error] == [("E406", 10)]
+    text = BLOCKS.replace("when ALT < 10 -> watch cite s  use grading", "otherwise -> watch cite s  use grading").replace(
+        "  use grading  otherwise stay cite s }", "  use grading }", 1)
+    got = compile_source(text, "c.rxw", verify=False).diagnostics
+    assert [(d.code, d.message) for d in got if d.is_error] == [
+        ("E406", "'use grading' after 'otherwise' can never fire; 'otherwise' must be the last rule of a handler")]
+
+
+@pytest.mark.parametrize(
+    "edit, fault",
+    [
+        (lambda d: d["edges"][1].update(rule="grading#2"), "edges[1].rule: \"grading#2\" is not a rule of block \"grading\""),
+        (lambda d: d["edges"][1].update(block="grades"), "edges[1].block: rule block \"grades\" is not declared"),
+        (lambda d: d["edges"][1].update(block=None), "edges[1].rule: must be the edge's key without its @ part"),
+        (lambda d: d["edges"][0].update(rule="grading#0"), "edges[0].rule: must be the edge's key"),
+        (lambda d: d["edges"][0].update(alternative=2), "edges[0].alternative: alternative 2 has a key ending in @2"),
+        (lambda d: d["graph"]["blocks"]["grading"].update(rules=["grading#1"]), "graph.blocks.grading.rules[0]: must be \"grading#0\""),
+        (lambda d: d["graph"].pop("blocks"), "graph.blocks: missing"),
+    ],
+)
+def test_a_graph_file_with_a_broken_block_reference_is_refused(edit, fault):
+    data = json.loads(graphio.to_json(compiled(BLOCKS).graph))
+    assert [e["key"] for e in data["edges"][:2]] == ["start/0/0", "start/0/1"]
+    edit(data)
+    with pytest.raises(graphio.GraphError) as e:
+        graphio.from_json(json.dumps(data))
+    assert any(fault in d.message for d in e.value.diagnostics), [d.message for d in e.value.diagnostics]

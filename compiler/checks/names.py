@@ -5,7 +5,7 @@ from __future__ import annotations
 from .. import ast
 from ..diagnostics import Diagnostics, did_you_mean
 from ..span import Span
-from ..symbols import Symbols, module_exprs, walk_actions, walk_expr
+from ..symbols import Symbols, all_rules, module_exprs, walk_actions, walk_expr
 
 FUNCTIONS = {"max", "min", "uln", "xuln", "known", "since", "fulfilled"}
 
@@ -50,14 +50,20 @@ def check(module: ast.Module, sym: Symbols, diags: Diagnostics) -> None:
         _actions(st.entry, sym, diags)
         for h in st.handlers:
             _handler(h, sym, diags)
-            for r in h.rules:
-                _cites(r.cite, sym, diags)
-                _actions(r.actions, sym, diags)
-                if r.target is not None and r.target.text in sym.tracks:
-                    diags.error(r.target.span, "E212", f"transition to '{r.target.text}', which is a track; a rule leads to a state "
-                                                       f"(a track of '{sym.parent.get(r.target.text)}' is entered with it)")
-                elif r.target is not None and r.target.text not in sym.states:
-                    diags.error(r.target.span, "E203", f"transition to '{r.target.text}', which is not a state{did_you_mean(r.target.text, sym.states)}")
+            for item in h.items:
+                if isinstance(item, ast.Use) and item.block.text not in sym.blocks:
+                    b = item.block
+                    hint = did_you_mean(b.text, sym.blocks)
+                    diags.error(b.span, "E213", f"use of '{b.text}', which is not a rule block{hint}" if hint or sym.blocks
+                                else f"use of '{b.text}', which is not a rule block; declare it with 'rules {b.text} {{ ... }}'")
+    for _owner, r in all_rules(module):
+        _cites(r.cite, sym, diags)
+        _actions(r.actions, sym, diags)
+        if r.target is not None and r.target.text in sym.tracks:
+            diags.error(r.target.span, "E212", f"transition to '{r.target.text}', which is a track; a rule leads to a state "
+                                               f"(a track of '{sym.parent.get(r.target.text)}' is entered with it)")
+        elif r.target is not None and r.target.text not in sym.states:
+            diags.error(r.target.span, "E203", f"transition to '{r.target.text}', which is not a state{did_you_mean(r.target.text, sym.states)}")
 
     _let_cycles(module, sym, diags)
 
@@ -84,7 +90,8 @@ def _duplicates(module: ast.Module, diags: Diagnostics) -> None:
                 diags.error(n.span, "E201", f"'{n.text}' is already declared as {_a(other_kind)} at line {other.span.line}")
             else:
                 seen[n.text] = (kind, n)
-    for what, items in (("source", [s.id for s in module.sources]), ("state", [s.name for s in module.states])):
+    for what, items in (("source", [s.id for s in module.sources]), ("state", [s.name for s in module.states]),
+                        ("rule block", [b.name for b in module.blocks])):
         first: dict[str, ast.Name] = {}
         for n in items:
             if n.text in first:

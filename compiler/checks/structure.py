@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .. import ast
 from ..diagnostics import Diagnostics, did_you_mean
-from ..symbols import Symbols, walk_actions, walk_expr
+from ..symbols import Symbols, expand, walk_actions, walk_expr
 
 SOURCE_KINDS = (
     "label",
@@ -27,8 +27,9 @@ def check(module: ast.Module, sym: Symbols, diags: Diagnostics) -> None:
     _initial(module, diags)
     _nesting(module, sym, diags)
     for st in module.states:
-        _handlers(st, diags)
+        _handlers(st, sym, diags)
     _sibling_tracks(module, sym, diags)
+    _blocks(module, sym, diags)
     _reachability(module, sym, diags)
     _citations(module, sym, diags)
 
@@ -96,25 +97,51 @@ def _sibling_tracks(module: ast.Module, sym: Symbols, diags: Diagnostics) -> Non
         if not tracks:
             continue
         for h in st.handlers:
-            for r in h.rules:
-                _sibling_target(st.name.text, r.target, tracks, sym, diags)
+            for item in h.items:
+                if isinstance(item, ast.Rule):
+                    _sibling_target(st.name.text, item.target, tracks, sym, diags)
+                elif item.block.text in sym.blocks:
+                    for r in sym.blocks[item.block.text].rules:
+                        if _sibling_target(st.name.text, r.target, tracks, sym, diags, use=item):
+                            break
 
 
-def _sibling_target(source: str, target: ast.Name | None, tracks: list[str], sym: Symbols, diags: Diagnostics) -> None:
+def _sibling_target(source: str, target: ast.Name | None, tracks: list[str], sym: Symbols, diags: Diagnostics,
+                    use: ast.Use | None = None) -> bool:
     if target is None or target.text not in sym.states:
-        return
+        return False
     up = sym.ancestors(target.text)
     for tr in tracks:
         par = sym.parent.get(tr)
         if par in up and tr not in up:
             other = next(a for a in up if sym.parent.get(a) == par)
-            diags.error(target.span, "E412", f"'{source}' is in track '{tr}' of '{par}', and '{target.text}' in its sibling track "
-                                             f"'{other}': a track cannot move another; put the rule on '{par}' or target "
-                                             "a state outside it")
-            return
+            where = target.span if use is None else use.block.span
+            via = "" if use is None else f"a rule of block '{use.block.text}' (line {target.span.line}) leads from it to '{target.text}': "
+            diags.error(where, "E412", f"{via}'{source}' is in track '{tr}' of '{par}', and '{target.text}' in its sibling track "
+                                       f"'{other}': a track cannot move another; put the rule on '{par}' or target "
+                                       "a state outside it")
+            return True
+    return False
 
 
-def _handlers(st: ast.State, diags: Diagnostics) -> None:
+def _blocks(module: ast.Module, sym: Symbols, diags: Diagnostics) -> None:
+    """Rule blocks: no `use` inside a block (E413), no rule after a block's `otherwise`
+    (E406), and every block used somewhere (W505)."""
+    used = {u.block.text for st in module.states for h in st.handlers for u in h.items if isinstance(u, ast.Use)}
+    for b in module.blocks:
+        for u in b.uses:
+            diags.error(u.span, "E413", f"'use {u.block.text}' inside the rule block '{b.name.text}': a block holds rules only; "
+                                        f"write the rules of '{u.block.text}' out, or use both blocks in the handler")
+        for i, r in enumerate(b.rules[:-1]):
+            if r.guard is None:
+                diags.error(b.rules[i + 1].span, "E406", "a rule after 'otherwise' can never fire; 'otherwise' must be the last rule of a block")
+                break
+        if b.name.text not in used and sym.blocks.get(b.name.text) is b:
+            diags.warning(b.name.span, "W505", f"rule block '{b.name.text}' is used by no handler; add 'use {b.name.text}' "
+                                               "where its rules apply, or remove it")
+
+
+def _handlers(st: ast.State, sym: Symbols, diags: Diagnostics) -> None:
     if st.severity is not None and st.severity.text not in SEVERITIES:
         sev = st.severity
         diags.error(sev.span, "E408", f"severity '{sev.text}' is not one of {', '.join(SEVERITIES)}{did_you_mean(sev.text, SEVERITIES)}")
@@ -136,10 +163,24 @@ def _handlers(st: ast.State, diags: Diagnostics) -> None:
                 diags.error(h.span, "E405", f"state '{st.name.text}' already handles {what} at line {seen[k].span.line}")
             else:
                 seen[k] = h
-        for i, r in enumerate(h.rules):
-            if r.guard is None and i + 1 < len(h.rules):
-                diags.error(h.rules[i + 1].span, "E406", "a rule after 'otherwise' can never fire; 'otherwise' must be the last rule of a handler")
-                break
+        _after_otherwise(h, sym, diags)
+
+
+def _after_otherwise(h: ast.Handler, sym: Symbols, diags: Diagnostics) -> None:
+    """E406 over the rules as first match sees them, `use`d blocks written out: nothing after
+    an `otherwise`, whether the handler's own or the last rule of a block it uses."""
+    items = h.items or h.rules
+    for i, item in enumerate(items[:-1]):
+        nxt = items[i + 1]
+        if isinstance(item, ast.Rule) and item.guard is None:
+            what = "a rule" if isinstance(nxt, ast.Rule) else f"'use {nxt.block.text}'"
+            diags.error(nxt.span, "E406", f"{what} after 'otherwise' can never fire; 'otherwise' must be the last rule of a handler")
+            return
+        block = sym.blocks.get(item.block.text) if isinstance(item, ast.Use) else None
+        if block is not None and block.rules and block.rules[-1].guard is None:
+            what = "a rule" if isinstance(nxt, ast.Rule) else f"'use {nxt.block.text}'"
+            diags.error(nxt.span, "E406", f"{what} after 'use {item.block.text}', whose last rule is 'otherwise', can never fire")
+            return
 
 
 def default_child(sym: Symbols, name: str) -> str | None:
@@ -193,7 +234,7 @@ def _reachability(module: ast.Module, sym: Symbols, diags: Diagnostics) -> None:
     while stack:
         st = stack.pop()
         for h in st.handlers:
-            for r in h.rules:
+            for r, _block, _i in expand(h, sym):
                 if r.target is not None and r.target.text in sym.states and r.target.text not in seen:
                     enter(r.target.text)
     for st in module.states:
@@ -244,6 +285,15 @@ def _citations(module: ast.Module, sym: Symbols, diags: Diagnostics) -> None:
                 if any(getattr(a, "cite", ()) for a in walk_actions(r.actions)):
                     continue
                 diags.warning(r.span, "W501", f"this rule of state '{st.name.text}' cites no source; add 'cite SOURCE' after its target")
+    for b in module.blocks:
+        for r in b.rules:
+            if not _rule_cites(sym, r):
+                diags.warning(r.span, "W501", f"this rule of block '{b.name.text}' cites no source; add 'cite SOURCE' after its target")
+
+
+def _rule_cites(sym: Symbols, r: ast.Rule) -> bool:
+    return bool(r.cite) or (r.guard is not None and bool(let_sources(sym, r.guard))) \
+        or any(getattr(a, "cite", ()) for a in walk_actions(r.actions))
 
 
 def _cited_by_enclosing(actions, target) -> bool:

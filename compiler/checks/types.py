@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from .. import ast
 from ..diagnostics import Diagnostics, did_you_mean
-from ..symbols import Symbols, module_exprs
+from ..symbols import Symbols, all_rules, module_exprs
 
 ANY = "*"  # the unit of a bare number literal: it fits any unit
 RATIO = "1"
@@ -73,9 +73,8 @@ class TypeChecker:
                 self.diags.error(expr.span, "E301", f"a condition must be true or false, but this is {t}")
         for st in module.states:
             self._sets(st.entry)
-            for h in st.handlers:
-                for r in h.rules:
-                    self._sets(r.actions)
+        for _owner, r in all_rules(module):
+            self._sets(r.actions)
         for f in (*module.facts, *module.vars):
             self._default(f)
 
