@@ -295,3 +295,64 @@ def test_mistakes_are_located_with_their_code(text, code, words):
     (m,) = info.value.messages
     assert (m.path, m.line, m.column, m.code) == ("case.yaml", 9, 5, code), m.text
     assert words in m.text, m.text
+
+
+# ---------------------------------------------------------------------------- any words
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+WORDS = ["var", "value", "drug", "is", "in", "track", "final", "state", "states", "held", "by", "on", "dose", "never",
+         "twice", "unknown", "true", "false", "4", "4.5", "-1", "1e3", "0.1.2", ",", "->", "..", "rule", "preempted",
+         "action", "liver", "neutrophils", "tocilizumab", "anakinra", "daily", "dose_modified", "count", "phase",
+         "late", "tx", "severe", "dose(tocilizumab)", "held(anakinra)", "maintenance", "on_treatment", "stopped",
+         "liver_grading#0", "maintenance/0/0", "order_cbc", "2025-02-03", "2025-13-01", "between", "and", "times",
+         "at", "least", "not_started", "stopped", "window", "mg/kg", "="]
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.lists(st.sampled_from(WORDS), min_size=1, max_size=9))
+def test_any_words_parse_or_give_a_located_code_and_never_crash_a_check(words):
+    text = " ".join(words)
+    try:
+        e = parse(text)
+    except CaseError as exc:
+        (m,) = exc.messages
+        assert m.code in {f"E80{i}" for i in range(1, 10)} | {"E810", "E811"} and (m.line, m.column) == (9, 5)
+        return
+    for trace in (TRACE, TRACKS_END, {"steps": [], "final_state": None}):
+        outcome = check(e, trace, NAMES)
+        assert isinstance(outcome.ok, bool) and (outcome.ok or outcome.shows)
+
+
+TEMPLATES = ["{when} var {var} is {value}", "{when} value {let} is {value} {track}", "{when} drug {drug} {status}",
+             "{when} drug {drug} dose {level}", "{when} drug {drug} held by {trackname}", "final state {state}",
+             "final states {state}, {state2}", "{count} action {action} {track} {when}", "{when} state {state}",
+             "{count} rule {rule} {when}", "{count} transition {state} -> {state2} {track}", "{count} stay {state} {track}",
+             "{count} unassessable missing ALT {track} {when}"]
+FILL = {"when": ["", "on 2025-02-03", "on 2025-05-05", "by 2025-03-01", "between 2025-01-06 and 2025-06-30"],
+        "var": ["dose_modified", "count", "phase"], "let": ["tx", "severe", "dose(tocilizumab)", "dose(anakinra)"],
+        "value": ["4.5", "true", "false", "unknown", "late", "0.1", "8"], "track": ["", "in track liver", "in track neutrophils"],
+        "drug": ["tocilizumab", "anakinra"], "status": ["held", "on", "not_started", "stopped"],
+        "level": ["8", "4", "daily", "alternate_days"], "trackname": ["liver", "neutrophils"],
+        "state": list(PARENTS), "state2": list(PARENTS), "count": ["", "never", "once", "twice", "at least 2 times"],
+        "action": ["order_cbc", "order_lfts"], "rule": ["liver_grading#0", "maintenance/0/0", "early_check/0/0"]}
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.sampled_from(TEMPLATES), st.data())
+def test_expectations_of_every_kind_check_without_crashing(template, data):
+    text = template.format(**{k: data.draw(st.sampled_from(v)) for k, v in FILL.items()})
+    try:
+        e = parse(" ".join(text.split()))
+    except CaseError as exc:
+        (m,) = exc.messages
+        assert m.code in ("E802", "E803", "E807", "E808", "E809", "E810", "E811"), m.text
+        return
+    for trace in (TRACE, TRACKS_END, {"steps": [], "final_state": None}):
+        outcome = check(e, trace, NAMES)
+        assert isinstance(outcome.ok, bool) and (outcome.ok or outcome.shows)
+        # a count of zero holds exactly when the same expectation with no count fails
+        if e.count.high == 0 and e.subject not in ("final_order",):
+            plain = parse(" ".join(text.replace("never", "", 1).split()))
+            assert outcome.ok == (not check(plain, trace, NAMES).ok)
