@@ -40,7 +40,8 @@ from typing import Any, Callable, Mapping
 
 from rxwatch.compiler import ir
 
-from .expr import _NO_ORDERS, MAX_DATE, Compiler, Ctx, ExprError, Q, exact_q, protocol_line, register, shift
+from .expr import _NO_ORDERS, DRUG_READS, MAX_DATE, Compiler, Ctx, Dur, ExprError, Q, Since, _drug, exact_q, \
+    protocol_line, register, shift
 from .timeline import ClinicalEvent, Choice, FactChange, LabResult, Timeline, latest_results
 
 __all__ = ["MAX_TRANSITIONS_PER_DAY", "Machine", "SimulationError", "simulate"]
@@ -85,6 +86,18 @@ class _Rule:
     line: int
     actions: tuple  # of _Do, _OneOf, _Set, _If
     to_state: "_State | None" = None  # set once every state is built
+    canonical: str = ""  # the graph's `rule`: a block's rule has one id for every state using it
+    guard: Any = None  # its guard (an IR tree; None: otherwise)
+    citations: list | None = None  # with a locator among them: written on its steps
+    alternative: int | None = None  # the choice alternative this edge is for
+    # statecharts (set once every state is built)
+    from_state: "_State | None" = None
+    domain: "_State | None" = None  # the state below which it exits (None: the top level)
+    depth: int = -1  # the domain's depth (-1: the top level): the lower, the wider the exit
+    entry: tuple = ()  # the states it enters, outermost first, in document order
+    alts: "dict[str, _Rule] | None" = None  # a choice's alternatives: the action taken -> its edge
+    taken: str | None = None  # for an alternative's edge: its action
+    program: "Callable[[_Run], None] | None" = None  # its actions as code (a statechart's replay)
 
 
 @dataclass(slots=True)
@@ -109,9 +122,10 @@ class _Timer:
     unit: str
     since: str | None
     handler: _Handler
+    owner: "_State | None" = None  # the state that declares it
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _State:
     name: str
     terminal: bool
@@ -124,6 +138,18 @@ class _State:
     timers: tuple[_Timer, ...]
     step: dict  # its `enter` step (the date left to fill)
     enter: Callable[["_Run"], None] | None = None  # entering it other than by a rule (made for the initial state)
+    # statecharts: the node's place (graph format 3); a flat protocol's states are atomic, top level
+    type: str = "atomic"  # atomic | compound | parallel | track
+    track: str | None = None  # the nearest enclosing track (None: the top-level region)
+    doc: int = 0  # document order
+    depth: int = 0
+    parent: "_State | None" = None
+    children: tuple = ()
+    initial: "_State | None" = None  # the child entered by default
+    ancestors: tuple = ()  # itself, its parent, ... up to the top level
+    own: dict | None = None  # its own handlers' edges: panel, events, facts (before inheritance)
+    program: "Callable[[_Run], None] | None" = None  # its entry actions as code (a statechart's replay)
+    at_once_from: dict | None = None  # top entered state -> the `on fact` rules tried on entering it
 
 
 # the actions of the protocol, compiled: `_Program` turns lists of them into Python code
@@ -135,6 +161,9 @@ class _Do:
     on: "Callable[[datetime.date], tuple[dict, _Order | None]] | None"  # the step and order of a day
     memo: dict | None  # what `on` has made so far, by day
     opens: bool  # it opens an order
+    key: Any = None  # its orders' key: the action, or (track, action) in a track
+    effect: tuple | None = None  # (kind, drug, level index or None): what it does to a drug
+    region: str | None = None  # the track it acts in
 
 
 @dataclass(slots=True)
@@ -146,6 +175,8 @@ class _OneOf:
 class _Set:
     var: str
     value: Callable[[Ctx], Any]
+    step: dict | None = None  # its `set` step (the date and value left to fill)
+    plain: bool = False  # its value is a bool or a member (JSON as it is)
 
 
 @dataclass(slots=True)
@@ -158,6 +189,7 @@ class _If:
 _ONE_DAY = datetime.timedelta(days=1)
 _DATE = operator.attrgetter("date")
 _NOTHING: dict = {}  # no panel, no ULNs (never written: expressions only read a panel)
+_NO_DRUGS: dict = {}  # a protocol without drugs (never written: drug_act needs a declared drug)
 
 
 class _Order:
@@ -166,11 +198,16 @@ class _Order:
     the replay's business (`_Run.overdue`, a set of orders: an order is opened on one day
     only and overdue on later days only, so a new order is never one already overdue)."""
 
-    __slots__ = ("action", "text", "labs", "fulfil", "opens", "ordered", "line", "late", "deviation")
+    __slots__ = ("action", "text", "labs", "fulfil", "opens", "ordered", "line", "late", "deviation", "key",
+                 "track", "again")
 
     def __init__(self, action: str, text: list, late: datetime.date, labs: frozenset, ordered: str,
-                 line: int, opens: datetime.date | None = None, fulfil: tuple = ()) -> None:
+                 line: int, opens: datetime.date | None = None, fulfil: tuple = (), track: str | None = None,
+                 again: Callable | None = None) -> None:
         self.action = action
+        self.track = track  # the region that owns it (None: the top level)
+        self.key = action if track is None else (track, action)  # its key among the open orders
+        self.again = again  # `every`: on(day) -> the repeat's step and order, when a result fulfils it
         self.text = text  # [from, to]: ISO dates, shared by the steps
         self.labs = labs
         # what fulfils it: alternatives, each a set of labs that must all have results
@@ -181,23 +218,29 @@ class _Order:
         self.late = late  # the day after the window's last day: the day it becomes overdue
         self.deviation = {"date": None, "type": "deviation", "kind": "overdue", "action": action,
                           "window": text, "ordered": ordered, "line": line}
+        if track is not None:
+            self.deviation["track"] = track
 
     def to_dict(self, overdue: bool) -> dict:
-        return {
+        d = {
             "action": self.action,
             "window": list(self.text),
             "ordered": self.ordered,
             "overdue": overdue,
             "line": self.line,
         }
+        if self.track is not None:
+            d["track"] = self.track
+        return d
 
 
 class _Armed:
-    __slots__ = ("due", "handler")
+    __slots__ = ("due", "handler", "owner")
 
-    def __init__(self, due: datetime.date, handler: _Handler) -> None:
+    def __init__(self, due: datetime.date, handler: _Handler, owner: "_State | None" = None) -> None:
         self.due = due
         self.handler = handler
+        self.owner = owner
 
 
 def _value(v: Any) -> Any:
@@ -224,7 +267,7 @@ class Machine:
     Compiling reads the graph once; `run` never touches it again, so one Machine replays any
     number of patients (the graph must not change meanwhile)."""
 
-    def __init__(self, graph) -> None:
+    def __init__(self, graph, *, chart: bool | None = None) -> None:
         g = graph.graph
         self.name: str = g.get("name", "")
         self.version: str = g.get("version", "")
@@ -234,29 +277,73 @@ class Machine:
             raise SimulationError(f"the graph has no initial state {self.initial!r}", path=self.path)
         self.fact_defaults = {name: _default(d) for name, d in (g.get("facts") or {}).items()}
         self.var_defaults = {name: _default(d) for name, d in (g.get("vars") or {}).items()}
+        self.var_types = {name: d.get("type") for name, d in (g.get("vars") or {}).items() if isinstance(d, Mapping)}
+        actions = g.get("actions") or {}
         self.orders: dict[str, frozenset] = {
-            name: frozenset(d.get("orders") or ()) for name, d in (g.get("actions") or {}).items()
+            name: frozenset(d.get("orders") or ()) for name, d in actions.items()
         }
         # action -> what fulfils its order: alternatives, each a set of labs
         self.fulfil: dict[str, tuple[frozenset, ...]] = {
             name: tuple(frozenset(alt) for alt in (d.get("fulfilled_by") or ()) if alt) or (self.orders[name],)
-            for name, d in (g.get("actions") or {}).items()
+            for name, d in actions.items()
         }
         self.labs: dict = dict(g.get("labs") or {})
         self.uln_defaults = {name: ir.exact(d["uln"]) for name, d in self.labs.items()
                              if isinstance(d, Mapping) and d.get("uln") is not None}
         self.lookback = _setting_days(g.get("results_valid"))  # (amount, unit) or None: the same day
         self.reminders = _setting_days(g.get("reminders"))  # (amount, unit) or None: no reminders
+        self.tolerance = _setting_days(g.get("schedule_tolerance"))  # `due N unit` is N unit +- this
         self.isos: dict[datetime.date, str] = {}  # day -> its ISO text, for every replay of this Machine
         self._compiler = Compiler(g, rational_inputs=True)  # the replay puts only runtime rationals (Q) in its panels
         edges = {key: (u, v, data) for u, v, key, data in graph.edges(keys=True, data=True)}
         _validate_trees(graph, self.path)  # a graph read from a file is untrusted
+        nodes = dict(graph.nodes(data=True))
+        try:
+            self.drugs: dict[str, _DrugDecl] = {name: _DrugDecl(name, d) for name, d in (g.get("drugs") or {}).items()}
+            # action -> (kind, drug, level index or None): what it does to a drug
+            self.effects = {name: _effect(name, d.get("effect"), self.drugs) for name, d in actions.items()
+                            if isinstance(d, Mapping) and d.get("effect")}
+        except (KeyError, TypeError, ValueError) as e:
+            raise SimulationError(f"not a compiled protocol graph: {type(e).__name__}: {e}", path=self.path,
+                                  code="E903") from None
+        self.node_track = {name: data.get("track") for name, data in nodes.items()}
+        # a statechart (nested states, tracks, choices whose alternatives move) is replayed by
+        # configurations; a flat protocol is its one-region case, whose rules fire as they are chosen
+        self.chart: bool = chart if chart is not None else (
+            any(d.get("type", "atomic") != "atomic" or d.get("parent") is not None for d in nodes.values())
+            or any(d.get("alternative") is not None for _, _, d in edges.values()))
         self._rules: dict[str, _Rule] = {}
         self._handlers: dict[tuple, _Handler] = {}
         self.states: dict[str, _State] = {}
         try:
-            for name, data in graph.nodes(data=True):
+            for name, data in nodes.items():
                 self.states[name] = self._state(name, data, edges)
+            for name, data in nodes.items():
+                self._place(self.states[name], data)
+            for st in self.states.values():
+                chain, a = [], st
+                while a is not None and len(chain) <= len(self.states):
+                    chain.append(a)
+                    a = a.parent
+                st.ancestors = tuple(chain)
+            if self.chart:
+                _check_chart(self.states, self.path)
+                for st in self.states.values():
+                    if st.type == "atomic":
+                        self._inherit(st)
+            alternatives = [e for e in edges.values() if (e[2].get("alternative") or 0) > 0]
+            for e in alternatives:  # a choice's alternative i > 0: its own edge, chosen with the rule
+                self._rule(e)
+            for rule in list(self._rules.values()):
+                if rule.alternative is not None:
+                    base = self._rules.get(rule.key.split("@")[0])
+                    if base is None:
+                        raise SimulationError(f"rule {rule.key} is a choice's alternative of no rule", path=self.path,
+                                              line=rule.line, code="E903")
+                    rule.taken = _alternative_action(edges[rule.key][2], rule.alternative)
+                    if base.alts is None:
+                        base.alts = {}
+                    base.alts[rule.taken] = rule
         except ExprError as e:
             raise SimulationError(f"cannot compile the protocol for simulation: {e}", path=self.path) from None
         except (KeyError, TypeError, ValueError) as e:  # a graph not made by compiler/lower.py
@@ -266,16 +353,28 @@ class Machine:
                 raise SimulationError(f"rule {rule.key} leads to {rule.target!r}, which is not a state", path=self.path,
                                       line=rule.line)
             rule.to_state = self.states[rule.target]
+            rule.from_state = self.states[rule.source]
+            if self.chart:
+                _route(rule)
         # the code that reacts (tries the rules, fires one) and that enters each state
         gen = _Program(any(st.timers for st in self.states.values()),
-                       any(st.at_once is not None for st in self.states.values()),
-                       _reads_since_entry(graph))
+                       any(st.at_once is not None or st.at_once_from for st in self.states.values()),
+                       _reads_since_entry(graph), chart=self.chart)
+        self._gen = gen
         try:
             lets = g.get("lets") or {}
             for h in self._handlers.values():
                 h.react = gen.react(self._compiler, h, lets)
-            initial = self.states[self.initial]  # the one state entered other than by a rule
-            initial.enter = gen.enter(initial)
+            if self.chart:
+                for st in self.states.values():
+                    st.program = gen.program(st.entry) if st.entry else None
+                for rule in self._rules.values():
+                    rule.program = gen.program(rule.actions) if rule.actions else None
+                root = self.states[self.initial]
+                self.start_entry = _entry_path(None, root)
+            else:
+                initial = self.states[self.initial]  # the one state entered other than by a rule
+                initial.enter = gen.enter(initial)
         except ExprError as e:
             raise SimulationError(f"cannot compile the protocol for simulation: {e}", path=self.path) from None
 
@@ -288,7 +387,8 @@ class Machine:
         timers: list[_Timer] = []
         terminal = data.get("kind") == "terminal"
         for h in () if terminal else data.get("handlers") or ():  # a terminal state reacts to nothing
-            rules = [edges[k] for k in h.get("rules") or ()]
+            # a choice's alternatives other than the first are chosen with their rule, not tried
+            rules = [edges[k] for k in h.get("rules") or () if not (edges[k][2].get("alternative") or 0) > 0]
             trigger = h.get("trigger")
             if trigger == "panel":
                 panel.extend(rules)
@@ -301,12 +401,19 @@ class Machine:
                 t = h.get("timer") or {}
                 timers.append(_Timer(int(t.get("amount", 0)), t.get("unit", "days"), t.get("since"),
                                      self._handler(rules, f"{name}_timer", "timer")))
+        line = _line(data.get("span"))
+        step = {"date": None, "type": "enter", "state": name, "line": line}
+        if data.get("track") is not None:
+            step["track"] = data["track"]
+        own = {"panel": panel, "events": events, "facts": fact_handlers}
+        if self.chart:  # the handlers of an atomic state are its own and its ancestors' (see _inherit)
+            return _State(name=name, terminal=terminal, line=line, entry=self._program(data.get("entry") or (), name),
+                          panel=None, events={}, facts={}, at_once=None, timers=tuple(timers), step=step, own=own)
         facts = {}
         for fact in self.fact_defaults:
             rs = [r for names, rules in fact_handlers if not names or fact in names for r in rules]
             if rs:
                 facts[fact] = self._handler(rs, f"{name}_fact_{fact}", "fact", fact)
-        line = _line(data.get("span"))
         return _State(
             name=name,
             terminal=terminal,
@@ -317,8 +424,44 @@ class Machine:
             facts=facts,
             at_once=self._handler([r for _, rules in fact_handlers for r in rules], f"{name}_facts", "fact"),
             timers=tuple(timers),
-            step={"date": None, "type": "enter", "state": name, "line": line},
+            step=step,
+            own=own,
         )
+
+    def _place(self, st: _State, data: Mapping) -> None:
+        """The state's place in the statechart (graph format 3; a format-2 graph is flat)."""
+        st.type = data.get("type") or "atomic"
+        st.track = data.get("track")
+        st.doc = int(data["doc_order"]) if data.get("doc_order") is not None else len(self.states)
+        st.depth = int(data.get("depth") or 0)
+        parent = data.get("parent")
+        st.parent = self.states[parent] if parent is not None else None
+        st.children = tuple(self.states[c] for c in data.get("children") or ())
+        first = data.get("initial_child")
+        st.initial = self.states[first] if first is not None else (st.children[0] if st.children else None)
+        for t in st.timers:
+            t.owner = st
+
+    def _inherit(self, st: _State) -> None:
+        """An atomic state's handlers in a statechart: for each trigger, its own rules, then its
+        parent's, ... up to the top level (the child's first), tried by one strict first match.
+        Its `on fact` rules tried on entry: those of the states entered with it."""
+        chain = st.ancestors
+        name = st.name
+        st.panel = self._handler([e for a in chain for e in a.own["panel"]], f"{name}_panel", "panel")
+        evs = dict.fromkeys(ev for a in chain for ev in a.own["events"])
+        st.events = {ev: self._handler([e for a in chain for e in a.own["events"].get(ev, ())],
+                                       f"{name}_event_{ev}", "event", ev) for ev in evs}
+        for fact in self.fact_defaults:
+            rs = [r for a in chain for names, rules in a.own["facts"] if not names or fact in names for r in rules]
+            if rs:
+                st.facts[fact] = self._handler(rs, f"{name}_fact_{fact}", "fact", fact)
+        st.at_once_from = {}
+        for i, top in enumerate(chain):
+            h = self._handler([r for a in chain[:i + 1] for _, rules in a.own["facts"] for r in rules],
+                              f"{name}_facts", "fact")
+            if h is not None:
+                st.at_once_from[top.name] = h
 
     def _handler(self, edges: list, label: str, trigger: str, name: str | None = None) -> _Handler | None:
         """The rules of `edges` (graph edges, in order), their guards and the transition steps
@@ -338,8 +481,14 @@ class Machine:
                     step["stay"] = True
                 if name is not None:
                     step[trigger] = name
+                track = self.node_track.get(rule.source)
+                if track is not None:
+                    step["track"] = track
+                if rule.citations:
+                    step["citations"] = rule.citations
                 steps.append(step)
-            exclusive = all(e[2].get("mode") == "exclusive" for e in edges)
+            # one source's handler: the verifier proved its guards disjoint (not a child's and its parent's)
+            exclusive = all(e[2].get("mode") == "exclusive" for e in edges) and len({e[0] for e in edges}) == 1
             cached = self._handlers[(key, trigger, name)] = _Handler(rules, [e[2].get("guard") for e in edges],
                                                                      tuple(steps), label, trigger, name, exclusive)
         return cached
@@ -359,6 +508,10 @@ class Machine:
             line=_line(d.get("span")),
             # a rule's actions run in its target state (entered first; a stay rule stays)
             actions=self._program(d.get("actions") or (), target),
+            canonical=d.get("rule") or d.get("id") or "",
+            guard=d.get("guard"),
+            citations=_citations(d.get("citations")),
+            alternative=d.get("alternative"),
         )
         return rule
 
@@ -366,28 +519,56 @@ class Machine:
         """The actions, run in `state` (the state their steps name)."""
         return tuple(self._action(a, state) for a in actions)
 
+    def _window(self, w: Mapping | None) -> tuple | None:
+        """(start, end, unit, tolerance or None, every) of a due window."""
+        if not w:
+            return None
+        tol = w.get("tolerance")
+        tol = (int(tol["amount"]), str(tol["unit"])) if isinstance(tol, Mapping) else None
+        return int(w["start"]), int(w["end"]), w["unit"], tol, bool(w.get("every"))
+
     def _action(self, a: Mapping, state: str):
         kind = a.get("kind")
         line = _line(a.get("span"))
         sources = list(a.get("sources") or ())  # shared by the steps: a trace is read, not changed
+        track = self.node_track.get(state)
+        citations = _citations(a.get("citations"))
         if kind in ("do", "one_of"):
-            w = a.get("window")
-            window = (int(w["start"]), int(w["end"]), w["unit"]) if w else None
+            window = self._window(a.get("window"))
             if kind == "do":
                 name = a["action"]
                 labs = self.orders.get(name) or frozenset()
                 step = {"date": None, "type": "action", "action": name, "state": state, "sources": sources,
                         "line": line}
+                if track is not None:
+                    step["track"] = track
+                if citations:
+                    step["citations"] = citations
+                effect = self.effects.get(name)
+                if effect is not None:
+                    effect = (*effect, track)
+                key = name if track is None else (track, name)
                 if window is None:
-                    return _Do(name, step, None, None, False)
+                    return _Do(name, step, None, None, False, key, effect, track)
                 memo: dict = {}
-                return _Do(name, step, _on_day(step, window, labs, self.fulfil.get(name, ()), self.isos, memo), memo,
-                           bool(labs))
+                return _Do(name, step, _on_day(step, window, labs, self.fulfil.get(name, ()), self.isos, memo, track),
+                           memo, bool(labs), key, effect, track)
             options = tuple(a.get("options") or ())
             labs_of = {o: (self.orders.get(o) or frozenset(), self.fulfil.get(o, ())) for o in options}
-            return _OneOf(_one_of_action(options, state, window, labs_of, sources, line, self.isos))
+            # the alternatives' own actions (run in place after the option's step), and their effects
+            then = {}
+            for alt in a.get("alternatives") or ():
+                if alt.get("actions") and alt.get("action") in labs_of:
+                    then[alt["action"]] = self._program(alt["actions"], state)
+            effects = {o: (*self.effects[o], track) for o in options if o in self.effects}
+            return _OneOf(_one_of_action(options, state, window, labs_of, sources, line, self.isos, track, citations,
+                                         then, effects, self))
         if kind == "set":
-            return _Set(a["var"], self._compiler.value(a["value"], f"set_{a['var']}"))
+            step = {"date": None, "type": "set", "var": a["var"], "value": None, "state": state, "line": line}
+            if track is not None:
+                step["track"] = track
+            plain = (self.var_types.get(a["var"]) in ("bool", "enum"))
+            return _Set(a["var"], self._compiler.value(a["value"], f"set_{a['var']}"), step, plain)
         if kind == "if":
             return _If(self._compiler.condition(a["cond"], "if"), self._program(a.get("then") or (), state),
                        self._program(a.get("else") or (), state))
@@ -517,19 +698,37 @@ def _setting_days(d: Any) -> tuple[int, str] | None:
     return int(d["amount"]), str(d["unit"])
 
 
-def _on_day(step: dict, window: tuple, labs: frozenset, fulfil: tuple, isos: dict, memo: dict):
+def _on_day(step: dict, window: tuple, labs: frozenset, fulfil: tuple, isos: dict, memo: dict,
+            track: str | None = None):
     """on(day): what an action with a due window does on `day`, made the first time and kept
     in `memo` (per action and day): its `action` step (`step` with that day's date and window)
-    and the order it opens (None if it opens none)."""
-    start, end, unit = window
+    and the order it opens (None if it opens none).
+
+    `window`: (start, end, unit, tolerance, every). With a tolerance (`due 3 months`), the window
+    is [day + 3 months - tolerance, day + 3 months + tolerance]. `every`: a result that fulfils
+    the order opens the same order again, counted from the fulfilling day (its step says
+    `repeat: true`)."""
+    start, end, unit, tol, every = window
     action = step["action"]
     line = step["line"]
+    again: Any = None
+    if every:
+        if step.get("repeat"):
+            again = "itself"  # a repeat repeats in turn
+        else:
+            repeat = dict(step)
+            repeat["repeat"] = True
+            again = _on_day(repeat, window, labs, fulfil, isos, {}, track)
 
     def on(day: datetime.date) -> tuple[dict, _Order | None]:
         hit = memo.get(day)
         if hit is None:
-            last = shift(day, end, unit)
-            opens = shift(day, start, unit)
+            if tol is None:
+                last = shift(day, end, unit)
+                opens = shift(day, start, unit)
+            else:
+                opens = shift(shift(day, start, unit), -tol[0], tol[1])
+                last = shift(shift(day, end, unit), tol[0], tol[1])
             text = [opens.isoformat(), last.isoformat()]
             iso = _iso(isos, day)
             s = {k: v for k, v in step.items() if k not in ("sources", "line")}
@@ -538,33 +737,287 @@ def _on_day(step: dict, window: tuple, labs: frozenset, fulfil: tuple, isos: dic
             s["sources"] = step["sources"]
             s["line"] = line
             late = last + _ONE_DAY if last < MAX_DATE else last
-            hit = memo[day] = (s, _Order(action, text, late, labs, iso, line, opens, fulfil) if labs else None)
+            hit = memo[day] = (s, _Order(action, text, late, labs, iso, line, opens, fulfil, track,
+                                         on if again == "itself" else again) if labs else None)
         return hit
 
     return on
 
 
 def _one_of_action(options: tuple, state: str, window, labs_of: Mapping, sources: list, line: int,
-                   isos: dict) -> Callable[["_Run"], None]:
+                   isos: dict, track: str | None = None, citations: list | None = None, then: Mapping | None = None,
+                   effects: Mapping | None = None, m: "Machine | None" = None) -> Callable[["_Run"], None]:
     shown = list(options)
-    steps = {o: {"date": None, "type": "action", "action": o, "state": state, "options": shown,
-                 "sources": sources, "line": line} for o in options}
-    ons = {o: _on_day(steps[o], window, *labs_of[o], isos, {}) for o in options} if window else None
+    steps = {}
+    for o in options:
+        steps[o] = {"date": None, "type": "action", "action": o, "state": state, "options": shown,
+                    "sources": sources, "line": line}
+        if track is not None:
+            steps[o]["track"] = track
+        if citations:
+            steps[o]["citations"] = citations
+    ons = {o: _on_day(steps[o], window, *labs_of[o], isos, {}, track) for o in options} if window else None
+    programs: dict = {}  # the alternatives' own actions, compiled on first use
 
     def one_of(r: "_Run") -> None:
         taken = r.choose(options)
         if ons is None:
             s = steps[taken].copy()
             s["date"] = r.iso
-            r.emit(s)
+            order = None
         else:
             s, order = ons[taken](r.today)
-            r.emit(s.copy())
-            if order is not None:
-                r.open(order)
+            s = s.copy()
+        if effects and taken in effects:
+            r.drug_act(effects[taken], s)
+        r.emit(s)
+        if order is not None:
+            r.open(order)
         r.last[taken] = r.today
+        if then and taken in then:
+            run = programs.get(taken)
+            if run is None:
+                run = programs[taken] = m._gen.program(then[taken])
+            run(r)
 
     return one_of
+
+
+# ---------------------------------------------------------------------------- statecharts
+
+def _citations(cites: Any) -> list | None:
+    """A place's citations, when any has a locator (else None: `sources` says it all)."""
+    if not cites or not any(isinstance(c, Mapping) and c.get("locator") for c in cites):
+        return None
+    return [{"source": c.get("source"), "locator": c.get("locator")} for c in cites if isinstance(c, Mapping)]
+
+
+def _alternative_action(data: Mapping, i: int) -> str:
+    """The action of alternative `i` of the choice in a rule's actions (graph format 3)."""
+    for a in data.get("actions") or ():
+        alts = a.get("alternatives") if isinstance(a, Mapping) else None
+        if alts and i < len(alts):
+            return alts[i]["action"]
+    raise ValueError(f"rule {data.get('id')!r} has no choice with an alternative {i}")
+
+
+def _check_chart(states: Mapping[str, "_State"], path: str) -> None:
+    """The statechart is one the replay can run: a state with children has a default child,
+    every child names its parent, no state is its own ancestor (E903)."""
+    for st in states.values():
+        if len(st.ancestors) > len(states):
+            raise SimulationError(f"state {st.name!r} is its own ancestor", path=path, line=st.line, code="E903")
+        if st.type in ("compound", "parallel", "track") and not st.children:
+            raise SimulationError(f"the {st.type} state {st.name!r} has no states in it", path=path, line=st.line,
+                                  code="E903")
+        if st.type == "atomic" and st.children:
+            raise SimulationError(f"the atomic state {st.name!r} has states in it", path=path, line=st.line,
+                                  code="E903")
+        for c in st.children:
+            if c.parent is not st:
+                raise SimulationError(f"state {c.name!r} is a child of {st.name!r} but names another parent",
+                                      path=path, line=c.line, code="E903")
+            if (st.type == "parallel") != (c.type == "track"):
+                raise SimulationError(f"{c.name!r} in {st.name!r}: a parallel state holds tracks, and only it does",
+                                      path=path, line=c.line, code="E903")
+        if st.initial is not None and st.initial.parent is not st:
+            raise SimulationError(f"the initial child of {st.name!r} is not one of its children", path=path,
+                                  line=st.line, code="E903")
+
+
+def _domain(src: "_State", tgt: "_State") -> "_State | None":
+    """The state below which a rule from `src` to `tgt` exits and enters (None: the top level):
+    their lowest common ancestor; the target's parent when the target is the source or one of
+    its ancestors (the target is re-entered); the source when it contains the target."""
+    if tgt in src.ancestors:
+        return tgt.parent
+    if src in tgt.ancestors:
+        return src
+    for a in src.ancestors:
+        if a in tgt.ancestors:
+            return a
+    return None
+
+
+def _entry_path(domain: "_State | None", target: "_State") -> tuple:
+    """The states entered below `domain` to reach `target`, outermost first, in document order:
+    the path to the target, a parallel state's other tracks at their initial states, and the
+    target's initial descendants."""
+    path = list(reversed(target.ancestors))
+    if domain is not None:
+        path = path[path.index(domain) + 1:]
+    out: list = []
+
+    def complete(st):
+        if st.type == "parallel":
+            for tr in st.children:
+                out.append(tr)
+                complete(tr)
+        elif st.initial is not None:
+            out.append(st.initial)
+            complete(st.initial)
+
+    def down(i):
+        st = path[i]
+        out.append(st)
+        if i == len(path) - 1:
+            complete(st)
+            return
+        nxt = path[i + 1]
+        if st.type == "parallel":
+            for tr in st.children:
+                if tr is nxt:
+                    down(i + 1)
+                else:
+                    out.append(tr)
+                    complete(tr)
+        else:
+            down(i + 1)
+
+    if path:
+        down(0)
+    return tuple(out)
+
+
+def _route(rule: _Rule) -> None:
+    """A rule's domain and the states it enters (the ones it exits depend on the day's
+    configuration)."""
+    if rule.stay:
+        rule.domain = rule.from_state
+        rule.depth = rule.from_state.depth
+        return
+    rule.domain = _domain(rule.from_state, rule.to_state)
+    rule.depth = -1 if rule.domain is None else rule.domain.depth
+    rule.entry = _entry_path(rule.domain, rule.to_state)
+
+
+class _DrugDecl:
+    """A declared drug: its dose levels, highest first (exact numbers, or names)."""
+
+    __slots__ = ("name", "levels", "shown", "kind")
+
+    def __init__(self, name: str, d: Mapping) -> None:
+        self.name = name
+        self.kind = d.get("kind") or "number"
+        doses = list(d.get("doses") or ())
+        self.levels = [str(x) if self.kind == "name" else Q(ir.exact(x)) for x in doses]
+        self.shown = doses  # as the graph writes them
+
+    def index(self, level: Any) -> int:
+        for i, x in enumerate(self.levels):
+            if (str(level) == x) if self.kind == "name" else (Q(ir.exact(level)) == x):
+                return i
+        raise ValueError(f"{level!r} is not a dose level of drug {self.name!r}")
+
+
+def _effect(action: str, eff: Mapping, drugs: Mapping[str, _DrugDecl]) -> tuple:
+    kind = eff["kind"]
+    if kind not in ("start", "hold", "resume", "dose", "stop"):
+        raise ValueError(f"action {action!r}: unknown drug effect {kind!r}")
+    drug = drugs[eff["drug"]]
+    level = eff.get("dose")
+    return kind, drug, None if level is None else drug.index(level)
+
+
+class _Drug:
+    """A drug in one replay: started, stopped, and each region's hold and dose request."""
+
+    __slots__ = ("decl", "started", "stopped", "holds", "asks")
+
+    def __init__(self, decl: _DrugDecl) -> None:
+        self.decl = decl
+        self.started = False
+        self.stopped = False
+        self.holds: dict = {}  # region (track or None) -> True
+        self.asks: dict = {}  # region -> level index
+
+    def status(self) -> str:
+        if self.stopped:
+            return "stopped"
+        if not self.started:
+            return "not_started"
+        return "held" if self.holds else "on"
+
+    def level(self) -> int:
+        return max(self.asks.values()) if self.asks else 0  # the lowest level any region asks for
+
+    def read(self, func: str):
+        if func == "held":
+            return bool(self.holds) and self.started and not self.stopped
+        if func == "stopped":
+            return self.stopped
+        if func == "started":
+            return self.started
+        return self.decl.levels[self.level()] if self.started and not self.stopped else None
+
+    def to_dict(self) -> dict:
+        d: dict = {"name": self.decl.name, "status": self.status()}
+        _put_value(d, "dose", self.read("dose"))
+        d["held_by"] = [t for t in self.holds if t is not None]
+        return d
+
+
+_SHOWN: dict = {}
+"""A rational's (numerator, denominator) -> (its JSON number, its exact text or None): values
+repeat between patients. (A new rational's own hash costs more than its two integers'.)"""
+_QTYPE = type(Q(1))
+
+
+def _shown(v) -> tuple:
+    """(its JSON number, its exact text or None) for a runtime rational `v`."""
+    key = (v.numerator, v.denominator)
+    hit = _SHOWN.get(key)
+    if hit is None:
+        hit = (int(v), None) if key[1] == 1 else (float(v), ir.decimal_text(v) or f"{key[0]}/{key[1]}")
+        if len(_SHOWN) < 100_000:
+            _SHOWN[key] = hit
+    return hit
+
+
+def _put_value(d: dict, key: str, v: Any, exact_key: str | None = None) -> None:
+    """d[key] = v as the trace writes values: numbers as `put_number` does, bools and members
+    as they are, unknown as null, a time since a day as that day."""
+    if type(v) is _QTYPE:
+        shown = _shown(v)
+        d[key] = shown[0]
+        if shown[1] is not None:
+            d[exact_key or key + "_exact"] = shown[1]
+    elif v is None or v is True or v is False or type(v) is str:
+        d[key] = v
+    elif isinstance(v, Since):
+        d[key] = v.last.isoformat()
+    elif isinstance(v, Dur):
+        d[key] = f"{v.amount} {v.unit}"
+    elif isinstance(v, int) or v.denominator == 1:
+        d[key] = int(v)
+    else:
+        shown = _SHOWN.get(v)
+        if shown is None:
+            shown = (float(v), ir.decimal_text(v) or f"{v.numerator}/{v.denominator}")
+            if len(_SHOWN) < 100_000:
+                _SHOWN[v] = shown
+        d[key] = shown[0]
+        d[key + "_exact"] = shown[1]
+
+
+def _put_number_value(d: dict, key: str, exact_key: str, v: Any) -> None:
+    """d[key] = v, a let's value (usually a number), as the trace writes values."""
+    if type(v) is _QTYPE:
+        shown = _SHOWN.get((v.numerator, v.denominator))
+        if shown is None:
+            shown = _shown(v)
+        d[key] = shown[0]
+        if shown[1] is not None:
+            d[exact_key] = shown[1]
+    else:
+        _put_value(d, key, v, exact_key)
+
+
+def _emit_set(r: "_Run", step: dict, value: Any) -> None:
+    s = step.copy()
+    s["date"] = r.iso
+    _put_value(s, "value", value)
+    r.emit(s)
 
 
 _PROBES = (Q(0), Q(10) ** 9)
@@ -582,6 +1035,7 @@ def _unassessable(handler: _Handler, lets: Mapping, compiler: Compiler) -> Calla
     false without a TBIL: its absence is no reason."""
     reads = [tuple(ir.labs_read(g, lets)) if g is not None else () for g in handler.guards]
     truths: dict[int, Callable] = {}  # made on the first unassessable day, not for every protocol
+    values: list = [None] * len(handler.guards)  # the values each guard reads (made when first needed)
     template = {"date": None, "type": "unassessable", "trigger": handler.trigger}
     if handler.name is not None:
         template[handler.trigger] = handler.name
@@ -593,6 +1047,7 @@ def _unassessable(handler: _Handler, lets: Mapping, compiler: Compiler) -> Calla
             truth = truths[i] = compiler.truth(handler.guards[i])
         probe = Ctx(r.facts, r.vars, r.today)
         probe.ulns, probe.last, probe.entered, probe.fulfilled = r.ulns, r.last, r.entered, r.fulfilled
+        probe.drugs = r.drugs
         found = []
         for lab in absent:
             for v in _PROBES:
@@ -614,9 +1069,40 @@ def _unassessable(handler: _Handler, lets: Mapping, compiler: Compiler) -> Calla
         rule = handler.rules[undecided[0]]
         s["rule"] = rule.key
         s["line"] = rule.line
+        if r.state.track is not None:
+            s["track"] = r.state.track
+        read = values[undecided[0]]
+        if read is None:
+            read = values[undecided[0]] = _reads(handler.guards[undecided[0]], lets, compiler)
+        if read[0] or read[1]:
+            s["values"] = r.values_of(tuple((n, n + "_exact") for n in read[0]), tuple(f(r) for f in read[2]), read[1])
         r.emit(s)
 
     return unassessable
+
+
+def _reads(guard: Mapping | None, lets: Mapping, compiler: Compiler | None = None) -> tuple:
+    """(the lets `guard` reads, through other lets too, in order; the drug reads among them as
+    (key, func, drug)); with `compiler`, a third item: a function per let giving its value."""
+    names: dict[str, None] = {}
+    drugs: dict[tuple, None] = {}
+    stack = [guard] if guard is not None else []
+    while stack:
+        t = stack.pop()
+        for n in ir.walk(t):
+            if n.get("op") == "let" and n["name"] not in names:
+                names[n["name"]] = None
+                decl = lets.get(n["name"])
+                if isinstance(decl, Mapping) and decl.get("expr") is not None:
+                    stack.append(decl["expr"])
+            elif n.get("op") == "call" and n.get("func") in DRUG_READS and n.get("args"):
+                arg = n["args"][0]
+                if isinstance(arg, Mapping) and arg.get("op") == "drug":
+                    drugs[(f"{n['func']}({arg['name']})", n["func"], arg["name"])] = None
+    out = (tuple(names), tuple(drugs))
+    if compiler is None:
+        return out
+    return (*out, tuple(compiler.value({"op": "let", "name": n}, f"value_{n}") for n in names))
 
 
 class _Program:
@@ -632,25 +1118,52 @@ class _Program:
 
     MAX_DEPTH = 12  # `if`s nested deeper go into a function of their own (Python limits nesting)
 
-    def __init__(self, timers: bool, at_once: bool, since_entry: bool = True) -> None:
+    def __init__(self, timers: bool, at_once: bool, since_entry: bool = True, chart: bool = False) -> None:
         self.count = 0
         self.timers = timers  # some state has timers (else no replay ever arms one)
         self.at_once = at_once  # some state has `on fact` rules (else nothing is ever pending)
         self.since_entry = since_entry  # some expression reads `since entry` (else the day of entry is never read)
+        self.chart = chart  # a statechart: a rule chosen is selected, fired with the other regions' (_Run.execute)
 
     def react(self, compiler: Compiler, handler: _Handler, lets: Mapping) -> Callable[["_Run"], bool]:
         out = _Source(self, "react", handler.label, prefix="E")
         branches = []
         for rule, step in zip(handler.rules, handler.steps):
             out.lines = []
-            self.firing(out, rule, step)
+            values = self.values(out, compiler, rule, lets)
+            if self.chart:
+                out.add(0, f"r.select({out.const(rule)}, {out.const(step)}, {values})")
+            else:
+                self.firing(out, rule, step, values)
             branches.append(out.lines)
         unknown = out.const(_unassessable(handler, lets, compiler))
+        before = None
+        if self.chart and self.since_entry:  # `since entry` counts from entering the rule's own state
+            before = [[f"c.entered = c.entries.get({out.const(rule.source)}, c.today)"] for rule in handler.rules]
         return compiler.dispatcher(handler.guards, branches, out.consts, handler.label,
                                    exclusive=handler.exclusive, on_unknown=unknown,
-                                   line=handler.rules[0].line if handler.rules else 0)
+                                   line=handler.rules[0].line if handler.rules else 0, before=before)
 
-    def firing(self, out: "_Source", rule: _Rule, step: dict) -> None:
+    def values(self, out: "_Source", compiler: Compiler, rule: _Rule, lets: Mapping) -> str:
+        """The code of the `values` a transition step shows: the lets and drug reads its guard
+        depends on, as the guard saw them (the lets are the dispatcher's locals by then), in
+        lines put in `out` that leave them in `v`. A bool's value is written as it is; a number
+        as the trace writes numbers (`_put_number_value`)."""
+        names, drugs = _reads(rule.guard, lets)
+        if not names and not drugs:
+            return "None"
+        out.add(0, "v = {}")
+        for n in names:
+            local = compiler.let_local(n)
+            if (lets.get(n) or {}).get("type") == "bool":
+                out.add(0, f"v[{out.const(n)}] = {local}")
+            else:
+                out.add(0, f"{out.const(_put_number_value)}(v, {out.const(n)}, {out.const(n + '_exact')}, {local})")
+        if drugs:
+            out.add(0, f"r.drug_values(v, {out.const(drugs)})")
+        return "v"
+
+    def firing(self, out: "_Source", rule: _Rule, step: dict, values: str = "None") -> None:
         """Fire `rule`: its transition step (`step`), then enter its target (or, for a stay
         rule, its actions only)."""
         out.add(0, "fired = r.fired_today")
@@ -661,6 +1174,8 @@ class _Program:
         out.add(0, "emit = r.emit")
         out.add(0, f"s = {out.const(step)}.copy()")
         out.add(0, "s['date'] = iso")
+        if values != "None":
+            out.add(0, f"s['values'] = {values}")
         out.add(0, "emit(s)")
         if rule.stay:  # no re-entry: the actions only
             self.actions(out, rule.actions, 0)
@@ -724,14 +1239,21 @@ class _Program:
                 if a.on is None:
                     out.add(depth, f"s = {out.const(a.step)}.copy()")
                     out.add(depth, "s['date'] = iso")
+                    if a.effect is not None:
+                        out.add(depth, f"r.drug_act({out.const(a.effect)}, s)")
                     out.add(depth, "emit(s)")
                 else:
                     out.add(depth, f"h = {out.const(a.memo)}.get(today)")
                     out.add(depth, "if h is None:")
                     out.add(depth + 1, f"h = {out.const(a.on)}(today)")
-                    out.add(depth, "emit(h[0].copy())")
+                    if a.effect is not None:
+                        out.add(depth, "s = h[0].copy()")
+                        out.add(depth, f"r.drug_act({out.const(a.effect)}, s)")
+                        out.add(depth, "emit(s)")
+                    else:
+                        out.add(depth, "emit(h[0].copy())")
                     if a.opens:  # a new order of the same action replaces the open one (and goes last)
-                        name = out.const(a.name)
+                        name = out.const(a.key)
                         out.add(depth, f"o = h[1]")
                         out.add(depth, f"orders.pop({name}, None)")
                         out.add(depth, f"orders[{name}] = o")
@@ -740,7 +1262,14 @@ class _Program:
             elif type(a) is _OneOf:
                 out.add(depth, f"{out.const(a.run)}(r)")
             elif type(a) is _Set:
-                out.add(depth, f"r.vars[{out.const(a.var)}] = {out.const(a.value)}(r)")
+                out.add(depth, f"v = r.vars[{out.const(a.var)}] = {out.const(a.value)}(r)")
+                if a.plain:  # a bool or a member: written as it is
+                    out.add(depth, f"s = {out.const(a.step)}.copy()")
+                    out.add(depth, "s['date'] = iso")
+                    out.add(depth, "s['value'] = v")
+                    out.add(depth, "emit(s)")
+                else:
+                    out.add(depth, f"{out.const(_emit_set)}(r, {out.const(a.step)}, v)")
             elif type(a) is _If:
                 if depth >= self.MAX_DEPTH - 2:
                     out.add(depth, f"{out.const(self.program((a,)))}(r)")
@@ -798,7 +1327,8 @@ class _Run(Ctx):
     as a Ctx, what the protocol's expressions read (the panel, facts, vars, the day...)."""
 
     __slots__ = ("m", "tl", "start", "until", "iso", "steps", "emit", "warnings", "orders", "overdue", "alarms",
-                 "recent", "replaced", "timers", "state", "pending", "fired_today", "choices", "used", "inputs", "today_inputs")
+                 "recent", "replaced", "timers", "state", "pending", "fired_today", "choices", "used", "inputs", "today_inputs",
+                 "config", "entries", "sel")
 
     def __init__(self, m: Machine, tl: Timeline, until: datetime.date | None, inputs: list | None) -> None:
         self.m = m
@@ -834,6 +1364,11 @@ class _Run(Ctx):
         self.used: set[int] | None = None  # the choices taken (their ids), once there is one
         self.inputs = inputs
         self.today_inputs: tuple = ()
+        self.drugs = {name: _Drug(d) for name, d in m.drugs.items()} if m.drugs else _NO_DRUGS
+        if m.chart:
+            self.config: list[_State] = []  # the active atomic states, in document order: one per active region
+            self.entries: dict[str, datetime.date] = {}  # active state -> the day it was entered
+            self.pending = []  # (atomic state, its `on fact` rules) still to try on entry
 
     # -- the day loop
 
@@ -851,6 +1386,7 @@ class _Run(Ctx):
         inputs = self.inputs
         isos = self.m.isos
         lookback = self.m.lookback
+        chart = self.m.chart
         day = start
         soonest = None
         first = True
@@ -924,7 +1460,10 @@ class _Run(Ctx):
                     self.record_inputs(todays, self.choices)
             if first:
                 first = False
-                self.m.states[self.m.initial].enter(self)
+                if self.m.chart:
+                    self.enter_initial()
+                else:
+                    self.m.states[self.m.initial].enter(self)
                 self.settle()
             else:
                 # (1) deviations of orders overdue today (the day after the window, then reminders)
@@ -948,7 +1487,7 @@ class _Run(Ctx):
                 if orders:
                     if dated is None and len(orders) == 1:
                         # the usual day: one open order, every result today's
-                        (action, o), = orders.items()
+                        (key, o), = orders.items()
                         if (o.opens is None or day >= o.opens) and not o.labs.isdisjoint(panel):
                             for alt in o.fulfil:  # (frozenset.issubset would copy the panel into a set)
                                 for lab in alt:
@@ -956,18 +1495,23 @@ class _Run(Ctx):
                                         break
                                 else:
                                     orders.clear()
-                                    alarms.pop(action, None)
-                                    ctx.fulfilled = {action}
+                                    alarms.pop(key, None)
+                                    ctx.fulfilled = {o.action}
+                                    if o.again is not None:
+                                        self.repeat(o)
                                     break
                             else:
                                 self.fulfil(panel, dated, day)  # not fulfilled: say what was missing
                     else:
                         self.fulfil(panel, dated, day)
-                handler = self.state.panel
                 if dup:
                     n = len(steps)
-                if handler is not None and handler.react(self) and (self.pending or self.timers):
-                    self.settle()
+                if chart:
+                    self.react_all([(st, st.panel) for st in self.config if st.panel is not None])
+                else:
+                    handler = self.state.panel
+                    if handler is not None and handler.react(self) and (self.pending or self.timers):
+                        self.settle()
                 if dup:
                     self.note_replaced(n)
             # (4) clinical events and fact changes, in time (else file) order
@@ -1022,7 +1566,8 @@ class _Run(Ctx):
         orders = self.orders
         fulfilled = None
         today_labs = panel if dated is None else {lab for lab, d in dated.items() if d == day}
-        for action, o in tuple(orders.items()):
+        repeats = None
+        for key, o in tuple(orders.items()):
             opens = o.opens
             if opens is not None and day < opens:
                 continue  # too early: evaluated and acted on, the order stays open
@@ -1031,30 +1576,46 @@ class _Run(Ctx):
             fresh = panel if dated is None else {lab for lab, d in dated.items() if opens is None or d >= opens}
             for alt in o.fulfil:
                 if all(lab in fresh for lab in alt) and not alt.isdisjoint(today_labs):
-                    del orders[action]
-                    self.alarms.pop(action, None)
+                    del orders[key]
+                    self.alarms.pop(key, None)
                     if fulfilled is None:
                         fulfilled = set()
-                    fulfilled.add(action)
+                    fulfilled.add(o.action)
+                    if o.again is not None:
+                        if repeats is None:
+                            repeats = []
+                        repeats.append(o)
                     break
             else:
                 # missing: the fulfilling labs that no result of today's gave
-                self.emit({"date": self.iso, "type": "deviation", "kind": "incomplete", "action": action,
-                           "window": o.text, "ordered": o.ordered, "line": o.line,
-                           "missing": sorted(set().union(*o.fulfil).difference(today_labs))})
+                s = {"date": self.iso, "type": "deviation", "kind": "incomplete", "action": o.action,
+                     "window": o.text, "ordered": o.ordered, "line": o.line,
+                     "missing": sorted(set().union(*o.fulfil).difference(today_labs))}
+                if o.track is not None:
+                    s["track"] = o.track
+                self.emit(s)
         if fulfilled is not None:
             self.fulfilled = fulfilled
+        for o in repeats or ():
+            self.repeat(o)
+
+    def repeat(self, o: _Order) -> None:
+        """`every`: the order `o`, fulfilled today, opens again in its region, counted from today."""
+        s, order = o.again(self.today)
+        self.emit(s.copy())
+        self.open(order)
+        self.last[o.action] = self.today
 
     def deviations(self, day: datetime.date) -> None:
         """The `overdue` deviation of each order whose window ended yesterday, and the
         `still_overdue` reminders due today (every `reminders` interval while it stays open)."""
         reminders = self.m.reminders
-        for action, due in tuple(self.alarms.items()):
+        for key, due in tuple(self.alarms.items()):
             if due > day:
                 continue
-            o = self.orders.get(action)
+            o = self.orders.get(key)
             if o is None:
-                del self.alarms[action]
+                del self.alarms[key]
                 continue
             s = o.deviation.copy()
             s["date"] = self.iso
@@ -1064,9 +1625,9 @@ class _Run(Ctx):
                 self.overdue.add(o)
             self.emit(s)
             if reminders is None:
-                del self.alarms[action]
+                del self.alarms[key]
             else:
-                self.alarms[action] = shift(day, reminders[0], reminders[1])
+                self.alarms[key] = shift(day, reminders[0], reminders[1])
 
     def record_inputs(self, todays, choices) -> None:
         """For a report: the choices now, the panel and events when they are read."""
@@ -1083,6 +1644,9 @@ class _Run(Ctx):
             if inputs is not None:
                 inputs.append((len(self.steps), ev))
             if type(ev) is ClinicalEvent:
+                if self.m.chart:
+                    self.react_all([(st, st.events[ev.event]) for st in self.config if ev.event in st.events])
+                    continue
                 handler = self.state.events.get(ev.event)
                 if handler is not None:
                     self.react(handler)
@@ -1092,6 +1656,9 @@ class _Run(Ctx):
                 if old == new and type(old) is type(new):
                     continue  # not a change
                 ctx.facts[ev.fact] = new
+                if self.m.chart:
+                    self.react_all([(st, st.facts[ev.fact]) for st in self.config if ev.fact in st.facts])
+                    continue
                 handler = self.state.facts.get(ev.fact)
                 if handler is not None:
                     self.react(handler)
@@ -1127,6 +1694,19 @@ class _Run(Ctx):
         """Try the `on fact` rules of a state just entered, then fire the timers due today,
         until nothing more happens today."""
         today = self.today
+        if self.m.chart:
+            while True:
+                if self.pending:
+                    cands, self.pending = self.pending, []
+                    self.react_all(cands, settle=False)
+                    continue
+                for t in self.timers:
+                    if t.due <= today:
+                        break
+                else:
+                    return
+                self.timers.remove(t)
+                self.react_all([(t.owner, t.handler)], settle=False)
         while True:
             if self.pending:
                 self.pending = False
@@ -1143,13 +1723,240 @@ class _Run(Ctx):
             timers.remove(t)
             t.handler.react(self)
 
+    # -- statecharts: one trigger, every region
+
+    def react_all(self, cands: list, settle: bool = True) -> None:
+        """One trigger in a statechart: each active atomic state in `cands` (document order, with
+        its rules for the trigger) is evaluated on the same inputs; the rules they select are
+        then fired together (`execute`)."""
+        sel = self.sel = []
+        for st, handler in cands:
+            self.state = st  # the state evaluated (its unassessable step names it)
+            handler.react(self)
+        if sel:
+            self.execute(sel)
+        if settle and (self.pending or self.timers):
+            self.settle()
+
+    def select(self, rule: _Rule, step: dict, values: dict | None) -> None:
+        """A region chose `rule` (its transition step `step`). A choice with alternatives that
+        move: the day's recorded choice (else the first) picks the alternative's edge. The same
+        inherited rule chosen by two regions is one selection."""
+        alternative = None
+        if rule.alts is not None:
+            alternative = self.peek(tuple(rule.alts))
+            base_step = step
+            chosen = rule.alts[alternative]
+            if chosen is not rule:
+                step = dict(step)
+                step.update({"to": chosen.target, "rule": chosen.key, "line": chosen.line})
+                step.pop("stay", None)
+                if chosen.stay:
+                    step["stay"] = True
+                rule = chosen
+            elif base_step is step:
+                step = dict(step)
+            step["alternative"] = alternative
+        for other in self.sel:
+            if other[0] is rule:
+                return
+        self.sel.append((rule, step, values, self.state))
+
+    def peek(self, options: tuple) -> str:
+        """The option today's recorded choices take (without using the choice: the rule's
+        `do one of` takes it when it runs), else the first."""
+        used = self.used
+        for c in self.choices:
+            if c.action in options and (used is None or id(c) not in used):
+                return c.action
+        return options[0]
+
+    def exits(self, rule: _Rule) -> list:
+        """The active states `rule` leaves: those below its domain (none for a stay rule)."""
+        if rule.stay:
+            return []
+        domain = rule.domain
+        out = []
+        for atomic in self.config:
+            chain = []
+            for st in atomic.ancestors:
+                if st is domain:
+                    break
+                chain.append(st)
+            else:
+                if domain is not None:
+                    continue  # not below the domain: it stays
+            out.extend(chain)
+        return out
+
+    def execute(self, sel: list) -> None:
+        """Fire the selected rules: conflicts resolved (two selections conflict when one leaves a
+        state the other leaves or acts in: the wider exit wins, then document order; the loser is
+        listed as `preempted` on the winner's step), then in document order: the transition steps,
+        every exit (innermost first; leaving a track withdraws the orders its region owns), the
+        `enter` steps, the rules' actions, the entry actions with the timers armed."""
+        kept: list = []  # [index, rule, step, exits (set), preempted]
+        for i in sorted(range(len(sel)), key=lambda i: (sel[i][0].depth, i)):
+            rule = sel[i][0]
+            ex = set(self.exits(rule))
+            for k in kept:
+                if (ex & k[3]) or (rule.stay and rule.from_state in k[3]) or (k[1].stay and k[1].from_state in ex):
+                    k[4].append(rule.key)
+                    break
+            else:
+                kept.append([i, rule, sel[i][1], ex, []])
+        kept.sort(key=lambda k: k[0])
+        fired = self.fired_today
+        iso = self.iso
+        today = self.today
+        emit = self.emit
+        entries = self.entries
+        values = {i: v for i, (_, _, v, _) in enumerate(sel)}
+        for k in kept:
+            rule = k[1]
+            fired.append(rule)
+            if len(fired) > MAX_TRANSITIONS_PER_DAY:
+                raise self.loop_error()
+            s = k[2].copy()
+            s["date"] = iso
+            if values[k[0]] is not None:
+                s["values"] = values[k[0]]
+            if k[4]:
+                s["preempted"] = k[4]
+            emit(s)
+            k[2] = s
+        # exits, innermost first
+        leaving = sorted({st for k in kept for st in k[3]}, key=lambda st: (-st.depth, -st.doc))
+        if leaving:
+            gone = set(leaving)
+            if self.timers:
+                self.timers = [t for t in self.timers if t.owner not in gone]
+            tracks = {st.name for st in leaving if st.type == "track"}
+            if tracks and self.orders:
+                for key, o in tuple(self.orders.items()):
+                    if o.track in tracks:
+                        del self.orders[key]
+                        self.alarms.pop(key, None)
+                        for k in kept:
+                            if any(st.name == o.track for st in k[3]):
+                                k[2].setdefault("withdrawn", []).append(o.action)
+                                break
+            for st in leaving:
+                entries.pop(st.name, None)
+            self.config = [st for st in self.config if st not in gone]
+        # entries: the configuration first, then the steps
+        entered = [st for k in kept for st in k[1].entry]
+        if entered:
+            self.enter_states(entered)
+        # the rules' actions, in document order
+        for k in kept:
+            rule = k[1]
+            if rule.program is not None:
+                self.state = rule.to_state
+                rule.program(self)
+        if entered:
+            self.entry_actions(entered)
+
+    def enter_states(self, entered: list) -> None:
+        iso = self.iso
+        today = self.today
+        for st in entered:
+            self.entries[st.name] = today
+            if st.type == "atomic":
+                self.config.append(st)
+            s = st.step.copy()
+            s["date"] = iso
+            if st.terminal and self.orders:  # the pathway has ended: its open orders are withdrawn
+                s["withdrawn"] = [o.action for o in self.orders.values()]
+                self.orders.clear()
+                self.alarms.clear()
+            self.emit(s)
+        self.config.sort(key=lambda st: st.doc)
+
+    def entry_actions(self, entered: list) -> None:
+        """The entry actions of the states entered (outermost first), their timers armed, and
+        the `on fact` rules of the atomic ones (with their entered ancestors') made pending."""
+        today = self.today
+        for st in entered:
+            if st.program is not None:
+                self.state = st
+                st.program(self)
+            if st.timers:
+                for t in st.timers:
+                    base = today if t.since is None else self.last.get(t.since)
+                    if base is None:
+                        continue  # the action it counts from was never recommended: not armed
+                    due = shift(base, t.amount, t.unit)
+                    if self.timers == ():
+                        self.timers = []
+                    self.timers.append(_Armed(due if due > today else today, t.handler, st))
+        names = {st.name for st in entered}
+        for st in entered:
+            if st.type == "atomic" and st.at_once_from:
+                top = st
+                for a in st.ancestors:
+                    if a.name not in names:
+                        break
+                    top = a
+                handler = st.at_once_from.get(top.name)
+                if handler is not None:
+                    self.pending.append((st, handler))
+
+    def enter_initial(self) -> None:
+        entered = list(self.m.start_entry)
+        self.enter_states(entered)
+        self.entry_actions(entered)
+
+    def values_of(self, names: tuple, values: tuple, drugs: tuple) -> dict:
+        """The `values` of a decision: each let its guard read (exact numbers as the trace
+        writes them), then each drug read."""
+        d: dict = {}
+        for (name, exact), v in zip(names, values):
+            _put_value(d, name, v, exact)
+        self.drug_values(d, drugs)
+        return d
+
+    def drug_values(self, d: dict, drugs: tuple) -> None:
+        for key, func, drug in drugs:
+            _put_value(d, key, _drug(self, func, drug))
+
+    def drug_act(self, effect: tuple, s: dict) -> None:
+        """An action on a drug (`effect`: kind, drug, level index or None, region) in the
+        acting region; its step `s` gains the drug's state after it."""
+        kind, decl, level, region = effect
+        d = self.drugs.get(decl.name)
+        if d is None:
+            d = self.drugs[decl.name] = _Drug(decl)
+        if d.stopped:
+            self.warnings.append({"date": self.iso, "line": s.get("line", 0), "code": "W905",
+                                  "message": f"{s.get('action')} acts on {decl.name}, which was stopped: "
+                                             f"a stopped drug stays stopped"})
+        elif kind == "start":
+            d.started = True
+            if level is not None:
+                d.asks[region] = level
+        elif kind == "hold":
+            d.holds[region] = True
+        elif kind == "resume":
+            d.holds.pop(region, None)
+            d.started = True
+            if level is not None:
+                d.asks[region] = level
+        elif kind == "dose":
+            d.asks[region] = level if level is not None else 0
+        elif kind == "stop":
+            d.stopped = True
+        s["drug"] = d.to_dict()
+
     # -- orders and choices
 
     def open(self, order: _Order) -> None:
-        """Open `order`; it replaces the open order of the same action (which then goes last)."""
-        self.orders.pop(order.action, None)
-        self.orders[order.action] = order
-        self.alarms[order.action] = order.late
+        """Open `order`; it replaces the open order of the same action in the same region (which
+        then goes last)."""
+        key = order.key
+        self.orders.pop(key, None)
+        self.orders[key] = order
+        self.alarms[key] = order.late
 
     def choose(self, options: tuple[str, ...]) -> str:
         for c in self.choices:
@@ -1184,16 +1991,45 @@ class _Run(Ctx):
     def trace(self) -> dict:
         overdue = self.overdue
         orders = self.orders
-        return {
+        if self.m.chart:
+            active = self.config
+            final = _innermost(active).name if active else ""
+            finals = [st.name for st in active]
+        else:
+            final = self.state.name
+            finals = [final]
+        out = {
             "protocol": {"name": self.m.name, "version": self.m.version},
             "patient": self.tl.patient,
             "start": _iso(self.m.isos, self.start),
             "until": _iso(self.m.isos, self.until),
             "steps": self.steps,
-            "final_state": self.state.name,
+            "final_state": final,
+            "final_states": finals,
             "open_orders": [o.to_dict(o in overdue) for o in orders.values()] if orders else [],
             "warnings": self.warnings,
         }
+        if self.m.drugs:
+            drugs = {}
+            for name in self.m.drugs:
+                d = self.drugs.get(name)
+                shown = {"status": "not_started", "dose": None} if d is None else d.to_dict()
+                drugs[name] = {"status": shown["status"], "dose": shown["dose"]}
+                if "dose_exact" in shown:
+                    drugs[name]["dose_exact"] = shown["dose_exact"]
+            out["drugs"] = drugs
+        return out
+
+
+def _innermost(active: list) -> _State:
+    """The innermost state containing every state of `active` (one of them when it is alone)."""
+    if len(active) == 1:
+        return active[0]
+    common = None
+    for st in active:
+        chain = st.ancestors
+        common = list(chain) if common is None else [a for a in common if a in chain]
+    return common[0] if common else active[0]
 
 
 # ---------------------------------------------------------------------------- the public entry

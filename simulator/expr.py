@@ -149,9 +149,10 @@ class Ctx:
     recent one); `ulns`: lab -> the result's own ULN, for results that carry one; `facts`,
     `vars`: name -> value; `today`: the day being replayed; `last`: action -> the day it was
     last recommended; `entered`: the day the current state was entered; `fulfilled`: the
-    actions whose open order today's results fulfilled."""
+    actions whose open order today's results fulfilled; `drugs`: drug -> its state in the
+    replay (an object with `read(func)`: `held`, `dose`, `stopped`, `started`)."""
 
-    __slots__ = ("panel", "ulns", "facts", "vars", "today", "last", "entered", "fulfilled")
+    __slots__ = ("panel", "ulns", "facts", "vars", "today", "last", "entered", "fulfilled", "drugs")
 
     def __init__(self, facts: dict, vars: dict, today: datetime.date) -> None:
         self.panel: dict[str, Any] = {}
@@ -162,7 +163,10 @@ class Ctx:
         self.last: dict[str, datetime.date] = {}
         self.entered = today
         self.fulfilled: frozenset | set = _NO_ORDERS
+        self.drugs: Mapping[str, Any] = _NO_DRUGS
 
+
+_NO_DRUGS: Mapping[str, Any] = {}
 
 # ---------------------------------------------------------------------------- runtime helpers
 
@@ -178,6 +182,16 @@ def _min(*xs):
 
 def _since(last):
     return None if last is None else Since(last)
+
+
+def _drug(c, func: str, name: str):
+    """`held(D)`, `dose(D)`, `stopped(D)`, `started(D)`: the drug's state in the replay. A drug
+    the replay has no state for (never acted on) is not started: not held, not stopped, and
+    its dose is unknown."""
+    d = c.drugs.get(name)
+    if d is None:
+        return None if func == "dose" else False
+    return d.read(func)
 
 
 def _kleene_and(values: Sequence[Any]) -> bool | None:
@@ -208,7 +222,10 @@ def _compare_time(cmp, x, y, today: datetime.date) -> bool:
 
 
 _RUNTIME = {"_max": _max, "_min": _min, "_since": _since, "_Since": Since, "_time_chain": _time_chain,
-            "_Q": Q}
+            "_Q": Q, "_drug": _drug}
+
+DRUG_READS = ("held", "dose", "stopped", "started")
+"""The functions that read a drug's state: all but `dose` are never unknown."""
 
 # what a generated function binds at its start, when its code uses it
 _PRELUDE = {
@@ -348,7 +365,7 @@ class _Code(ir.Visitor):
         op = t.get("op")
         if op == "bool":
             return ("True" if t["value"] else "False"), set()
-        if op == "call" and t.get("func") in ("known", "fulfilled"):
+        if op == "call" and t.get("func") in ("known", "fulfilled", "held", "stopped", "started"):
             return self.gen(t), set()
         if op in ("let", "fact", "var"):
             code = self.gen(t)
@@ -428,6 +445,9 @@ class _Code(ir.Visitor):
     def visit_since_entry(self, t):
         return self.certain("_Since(c.entered)")
 
+    def visit_drug(self, t):
+        raise ExprError("a drug used as a value; write held(D), dose(D), stopped(D) or started(D)")
+
     # -- arithmetic
 
     def _arith(self, t, symbol: str):
@@ -490,6 +510,11 @@ class _Code(ir.Visitor):
             if len(args) != 1 or args[0].get("op") != "action":
                 raise ExprError("fulfilled() takes the name of an action")
             return self.certain(f"({self.const(args[0]['name'])} in c.fulfilled)")
+        if func in DRUG_READS:
+            if len(args) != 1 or args[0].get("op") != "drug":
+                raise ExprError(f"{func}() takes the name of a drug")
+            code = f"_drug(c, {self.const(func)}, {self.const(args[0]['name'])})"
+            return code if func == "dose" else self.certain(code)
         raise ExprError("unknown function")
 
     # -- comparisons and logic (three-valued)
@@ -616,7 +641,7 @@ class Compiler:
 
     def dispatcher(self, guards: Sequence[Mapping | None], branches: Sequence[Sequence[str]], env: Mapping[str, Any],
                    name: str = "react", *, exclusive: bool = False, on_unknown: str | None = None,
-                   line: int = 0) -> Callable[[Ctx], bool]:
+                   line: int = 0, before: Sequence[Sequence[str]] | None = None) -> Callable[[Ctx], bool]:
         """f(ctx) -> True after running the branch of the rule that fires (None guard:
         `otherwise`), False when none does (see the module's rule choice).
 
@@ -624,7 +649,8 @@ class Compiler:
         objects `env` names (names that start with "E" and a digit, so as not to clash with
         the generated code's own). `on_unknown`, an `env` name, is called as
         `on_unknown(r, (i, ...))` with the undecided guards' indices when the handler is
-        unassessable (then f returns False)."""
+        unassessable (then f returns False). `before[i]`, when given: lines run before guard i
+        and its lets (the engine sets the day `since entry` counts from, per rule)."""
         code = self._code()
         tests, lets_before = [], []
         for g in guards:  # the lets a guard needs first are computed just before it
@@ -642,6 +668,8 @@ class Compiler:
         lines = ["r = c"]
         if exclusive:
             # every guard is evaluated; a true one fires (the guards are disjoint)
+            if before is not None and before:
+                lines.extend(before[0])  # the rules of one handler: one state, one day of entry
             lines.extend(lets_before[0] if lets_before else ())
             for i, test in enumerate(tests):
                 if test is not None:
@@ -673,6 +701,8 @@ class Compiler:
                     lines.extend(branch)
                     lines.append("return True")
                     break
+                if before is not None:
+                    lines.extend(before[i])
                 lines.extend(lets_before[i])
                 lines.append(f"g = {test}")
                 lines.append("if g is True:")

@@ -13,21 +13,26 @@ from typing import Any, Mapping
 
 __all__ = ["STEP_TYPES", "TOP_KEYS", "STEP_KEYS", "canonical", "to_json", "to_json_chunks"]
 
-STEP_TYPES = ("enter", "transition", "action", "deviation", "unassessable")
+STEP_TYPES = ("enter", "transition", "action", "deviation", "unassessable", "set")
 
-TOP_KEYS = ("protocol", "patient", "start", "until", "steps", "final_state", "open_orders", "warnings")
+TOP_KEYS = ("protocol", "patient", "start", "until", "steps", "final_state", "open_orders", "warnings",
+            "final_states", "drugs")
 
 STEP_KEYS = {
-    "enter": ("date", "type", "state", "line", "withdrawn"),
-    "transition": ("date", "type", "from", "to", "trigger", "because", "sources", "rule", "line", "stay", "event", "fact"),
-    "action": ("date", "type", "action", "state", "options", "window", "sources", "line"),
-    "deviation": ("date", "type", "kind", "action", "window", "ordered", "line", "missing"),
-    "unassessable": ("date", "type", "trigger", "missing", "state", "rule", "line", "event", "fact", "replaced"),
+    "enter": ("date", "type", "state", "line", "withdrawn", "track"),
+    "transition": ("date", "type", "from", "to", "trigger", "because", "sources", "rule", "line", "stay", "event", "fact",
+                   "track", "alternative", "preempted", "values", "citations", "withdrawn"),
+    "action": ("date", "type", "action", "state", "options", "window", "sources", "line", "track", "drug", "repeat",
+               "citations"),
+    "deviation": ("date", "type", "kind", "action", "window", "ordered", "line", "missing", "track"),
+    "unassessable": ("date", "type", "trigger", "missing", "state", "rule", "line", "event", "fact", "replaced",
+                     "track", "values"),
+    "set": ("date", "type", "var", "value", "state", "line", "track"),
 }
 """The keys of each step type, in the order written: the contract's, then the extensions."""
 _OTHER = ("date", "type")
 
-ORDER_KEYS = ("action", "window", "ordered", "overdue", "line")
+ORDER_KEYS = ("action", "window", "ordered", "overdue", "line", "track")
 WARNING_KEYS = ("date", "line", "message")
 
 

@@ -491,7 +491,10 @@ def test_a_rules_actions_run_before_the_entry_actions_of_its_target():
       - {date: 2025-01-07, event: bleed}
     """)
     types = [(s["type"], s.get("action") or s.get("state") or s.get("to")) for s in trace["steps"]]
-    assert types == [("enter", "a"), ("transition", "b"), ("enter", "b"), ("action", "start_drug"), ("action", "note")]
+    assert types == [("enter", "a"), ("transition", "b"), ("enter", "b"), ("action", "start_drug"), ("set", "b"),
+                     ("action", "note")]
+    assert steps(trace, "set") == [{"date": "2025-01-07", "type": "set", "var": "flag", "value": True, "state": "b",
+                                    "line": 4 + HEADER.count("\n")}]
     assert all(s["state"] == "b" for s in steps(trace, "action"))
     t = steps(trace, "transition")[0]
     assert t["trigger"] == "event" and t["event"] == "bleed" and t["because"] == ""
@@ -837,8 +840,9 @@ def test_an_unassessable_panel_names_the_missing_labs_and_changes_nothing():
     """)
     (step,) = steps(trace, "unassessable")
     # the missing lab that leaves the guard undecided: TBIL (AST is missing too, but tx > 3 whatever it is)
+    # with the values the undecided guard read: tx known (5 x ULN), bili unknown
     assert step == {"date": "2025-01-07", "type": "unassessable", "trigger": "panel", "missing": ["TBIL"],
-                    "state": "a", "rule": "a/0/0", "line": step["line"]}
+                    "state": "a", "rule": "a/0/0", "line": step["line"], "values": {"tx": 5, "bili": None}}
     assert steps(trace, "transition") == []
 
 
@@ -967,7 +971,7 @@ def test_the_trace_has_the_contract_shape():
     assert dates == sorted(dates)
     required = {"enter": {"state"}, "transition": {"from", "to", "trigger", "because", "sources"},
                 "action": {"action", "state", "sources"}, "deviation": {"kind", "action", "window"},
-                "unassessable": {"trigger", "missing", "state"}}
+                "unassessable": {"trigger", "missing", "state"}, "set": {"var", "value", "state", "line"}}
     for s in trace["steps"]:
         assert required[s["type"]] <= set(s), s
     for o in trace["open_orders"]:
