@@ -87,6 +87,17 @@ def _mutants(protocol: Path, graph, paths: list[str], jobs: int, sample: int, qu
         raise fail(f"{protocol}: --mutants edits the protocol's text: give the .rxw file, not a compiled graph")
     module = compile_source(text, str(protocol), verify=False).module
     show = sys.stderr.isatty() and not quiet
+    report = _run(protocol, text, module, graph, paths, jobs, sample, show)
+    if sample == 1:  # a whole run: its survivors are what `rxwatch cases --for-survivors` kills
+        from rxwatch.suite.mutation import save_last_run
+
+        save_last_run(report, text)
+    return report
+
+
+def _run(protocol: Path, text: str, module, graph, paths: list[str], jobs: int, sample: int, show: bool):
+    from rxwatch.suite.mutation import run_mutants
+
     if not show:
         return run_mutants(str(protocol), text, module, graph, paths, jobs=jobs or None, sample=sample)
     from rich.console import Console

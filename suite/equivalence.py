@@ -33,6 +33,8 @@ TIMEOUT_MS = 10_000
 class Verdict:
     equivalent: bool
     witness: str = ""  # an input on which the two differ (or on which the mutated rule fires)
+    state: str | None = None  # where (the state whose handler the input is for)
+    example: Any = None  # that input (smt.Example), when there is one
 
 
 def _strip(x: Any) -> Any:
@@ -131,7 +133,7 @@ class _Pair:
                 diffs.append(fa.get(does, self.a.F) != fb.get(does, self.a.F))
             found = self._ask(z3.Or(*diffs), h, trees_a + trees_b)
             if found is not None:
-                return Verdict(False, f"state {key[0]}, {_trigger(h)}: {found}")
+                return Verdict(False, f"state {key[0]}, {_trigger(h)}: {found[0]}", key[0], found[1])
         # the conditions of `if`, in entries and in rules (rules moved or left out: compared above)
         for (state, where, acts_a, acts_b) in (_action_lists(original, mutant) if ifs else ()):
             ifs_a, ifs_b = _ifs(acts_a), _ifs(acts_b)
@@ -142,10 +144,10 @@ class _Pair:
                     continue
                 found = self._ask(self.a.cond(x["cond"]).t != self.b.cond(y["cond"]).t, {}, [x["cond"], y["cond"]])
                 if found is not None:
-                    return Verdict(False, f"state {state}, {where}: `if {x.get('text', '')}`: {found}")
+                    return Verdict(False, f"state {state}, {where}: `if {x.get('text', '')}`: {found[0]}", state, found[1])
         return Verdict(True)
 
-    def _ask(self, question, h: Mapping, trees) -> str | None:
+    def _ask(self, question, h: Mapping, trees) -> tuple[str, Any] | None:
         s = self.solver()
         s.add(*self.a.take_domain(), *self.b.take_domain())
         if h.get("trigger") == "panel":
@@ -156,9 +158,10 @@ class _Pair:
         if verdict == z3.unsat:
             return None
         if verdict == z3.unknown:
-            return "the solver could not decide (counted as different)"
+            return "the solver could not decide (counted as different)", None
         ins = self.a.inputs_of(trees)
-        return describe(self.a.example(s.model(), ins)) or "any input"
+        ex = self.a.example(s.model(), ins)
+        return describe(ex) or "any input", ex
 
 
 def _trigger(h: Mapping) -> str:
@@ -216,7 +219,7 @@ def witness(graph, line: int) -> Verdict:
             if verdict == z3.unknown:
                 return Verdict(False, f"{where}: whenever the rule at line {line} fires")
             ex = enc.example(s.model(), enc.inputs_of(x.get("guard") for x in rules[: i + 1]))
-            return Verdict(False, f"{where}: {describe(ex) or 'any input'} (the rule at line {line} fires)")
+            return Verdict(False, f"{where}: {describe(ex) or 'any input'} (the rule at line {line} fires)", state[0], ex)
     for state, data in graph.nodes(data=True):
         for a in data.get("entry") or ():
             span = a.get("span") or {}

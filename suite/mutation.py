@@ -228,3 +228,56 @@ def _window_witness(m: Mutant) -> str:
     hi = min(b1, b2)
     who = "the mutant" if b2 < b1 else "the protocol"
     return f"an order made here and no result within {hi} {unit}{'s' if hi != 1 else ''}: overdue the next day in {who} only"
+
+
+# ---------------------------------------------------------------- the last run, for `rxwatch cases --for-survivors`
+
+CACHE = ".rxwatch"
+"""The folder (in the current directory) where the last mutation run of each protocol is kept,
+as mutmut and pytest keep theirs: `.rxwatch/mutants-NAME.json`."""
+
+
+def cache_path(name: str) -> str:
+    return os.path.join(CACHE, f"mutants-{name}.json")
+
+
+def save_last_run(report: MutationReport, text: str) -> str | None:
+    """Keep the survivors of this run (and a digest of the protocol's text) for `rxwatch cases
+    --for-survivors`; None when the folder cannot be written (the run itself is not affected)."""
+    import hashlib
+    import json
+
+    data = {"protocol": report.protocol, "path": report.path,
+            "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+            "survivors": [r.to_dict() for r in report.results if r.status == "survived"]}
+    path = cache_path(report.protocol)
+    try:
+        os.makedirs(CACHE, exist_ok=True)
+        tmp = path + ".part"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1)
+        os.replace(tmp, path)
+    except OSError:
+        return None
+    return path
+
+
+def last_survivors(name: str, module, text: str) -> list[Mutant]:
+    """The mutants that survived the last run on this protocol's text. Raises LookupError (with
+    the reason) when there is no such run, or the protocol changed since."""
+    import hashlib
+    import json
+
+    path = cache_path(name)
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise LookupError(f"no mutation run of {name} here ({path}): run `rxwatch test PROTOCOL CASE... --mutants` first") from None
+    except (OSError, ValueError) as exc:
+        raise LookupError(f"{path}: cannot read the last mutation run: {exc}") from None
+    if data.get("sha256") != hashlib.sha256(text.encode("utf-8")).hexdigest():
+        raise LookupError(f"the protocol changed since the last mutation run ({path}): run `rxwatch test ... --mutants` again")
+    wanted = {(d.get("operator"), d.get("line"), d.get("column"), d.get("edit")) for d in data.get("survivors") or ()}
+    return [m for m in mutants(module, text)
+            if (m.operator, m.span.line, m.span.column, m.edit) in wanted]

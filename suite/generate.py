@@ -1,0 +1,761 @@
+"""Generated scenario cases: `rxwatch cases PROTOCOL -o DIR`.
+
+Cases a tester reviews and keeps, each marked as generated, each with the expectations the
+protocol gives today (so that a later change of behaviour fails them, and a reviewer reads
+what the protocol does):
+
+- **reach** cases: for every rule, a shortest timeline found that reaches its state and fires
+  it. The search is breadth first over timelines, one move at a time (a panel, a clinical
+  event, a fact change, or waiting for a timer), from the initial state; the engine replays
+  every candidate, so a case is only kept when the rule did fire in the replay. The values of
+  a panel come from the verifier (a z3 model of "this rule fires" in the handler,
+  compiler/verify/smt.py); its date from what the model needs of `since(...)`, `since entry`
+  and `fulfilled(...)`, given the dates the replay so far gives.
+- **boundary** cases: for every comparison of a guard with a number (`tx > 5`), the values just
+  on each side of the threshold at the lab's precision (ALT 200 and 201 U/L for 5 x ULN 40):
+  the model is asked for the least value above and the greatest value at or below the
+  threshold (z3's optimiser), with the rules above still false so that the comparison decides.
+- **survivor** cases (`--for-survivors`): for each mutant that survived the last `rxwatch test
+  --mutants` run, a timeline on which the protocol and the mutant give different traces
+  (found among the reach and boundary timelines and the mutant's own witness), with the
+  protocol's expectations: it kills that mutant.
+
+What cannot be found within the search's budget is listed, never silently left out.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import re
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any, Iterable, Mapping
+
+import z3
+
+from rxwatch.compiler.verify import smt
+from rxwatch.compiler.verify.tables import panel_context
+
+
+START = datetime.date(2025, 1, 6)
+MAX_PREFIXES = 1500  # timelines replayed by the search (breadth first) before it gives up
+MAX_MOVES = 14  # moves in one timeline
+
+
+@dataclass
+class Generated:
+    name: str  # file name, without .yaml
+    kind: str  # reach, boundary, survivor
+    about: str  # what the case shows, for its description
+    rule: str  # the rule (edge key) it is about, or ""
+    text: str = ""  # the case file
+
+
+@dataclass
+class Prefix:
+    facts: dict = field(default_factory=dict)  # given at start (names the protocol declares)
+    rows: list = field(default_factory=list)  # timeline events as dicts, dates as ISO text
+    until: datetime.date = START
+    trace: dict | None = None
+
+    def extended(self, rows: list, until: datetime.date) -> "Prefix":
+        return Prefix(dict(self.facts), self.rows + rows, max(until, self.until))
+
+
+def _iso(d: datetime.date) -> str:
+    return d.isoformat()
+
+
+def _date(s: str) -> datetime.date:
+    return datetime.date.fromisoformat(s[:10])
+
+
+def _num(v) -> Any:
+    """A JSON number for an exact value: an int, or the shortest decimal that is exact, else a float."""
+    q = Fraction(v)
+    if q.denominator == 1:
+        return int(q)
+    for places in range(1, 10):
+        scaled = q * 10 ** places
+        if scaled.denominator == 1:
+            return float(f"{float(q):.{places}f}")
+    return float(q)
+
+
+class Generator:
+    def __init__(self, graph, path: str = "<protocol>") -> None:
+        from rxwatch.simulator.engine import Machine
+
+        self.graph = graph
+        self.path = path
+        self.machine = Machine(graph)
+        self.enc = smt.Encoder(graph)
+        self.edges = {k: d for _, _, k, d in graph.edges(keys=True, data=True)}
+        self.targets = {k: v for _, v, k in graph.edges(keys=True)}
+        self.labs = graph.graph.get("labs") or {}
+        self.facts_decl = graph.graph.get("facts") or {}
+        self._examples: dict = {}
+        self.replays = 0
+
+    # ---------------------------------------------------------------- replay
+
+    def replay(self, p: Prefix) -> dict | None:
+        from rxwatch.simulator import yamlsrc
+        from rxwatch.simulator.engine import SimulationError
+        from rxwatch.simulator.timeline import TimelineError, parse_timeline
+
+        if p.trace is not None:
+            return p.trace
+        doc = self.document(p)
+        text = json.dumps(doc)
+        self.replays += 1
+        try:
+            tl = parse_timeline(yamlsrc.load_json(text, "<generated>") or yamlsrc.load(text, "<generated>"),
+                                "<generated>", self.graph.graph)
+            p.trace = self.machine.run(tl)
+        except (TimelineError, SimulationError):
+            return None
+        return p.trace
+
+    def document(self, p: Prefix) -> dict:
+        doc: dict = {"patient": {"id": "generated"}, "start": _iso(START), "until": _iso(p.until)}
+        if p.facts:
+            doc["patient"]["facts"] = {k: _num(v) if isinstance(v, (int, Fraction)) and not isinstance(v, bool) else v
+                                       for k, v in p.facts.items()}
+        doc["events"] = p.rows
+        return doc
+
+    # ---------------------------------------------------------------- the search
+
+    def active(self, trace: Mapping) -> list[str]:
+        states = trace.get("final_states") or [trace.get("final_state")]
+        out = []
+        for s in states:
+            while s is not None and s not in out:
+                out.append(s)
+                s = self.graph.nodes[s].get("parent") if s in self.graph.nodes else None
+        return out
+
+    def fired(self, trace: Mapping, key: str, day: datetime.date) -> bool:
+        canonical = self.edges[key].get("rule") or key
+        for s in trace.get("steps", ()):
+            if s.get("type") == "transition" and s.get("date") == _iso(day):
+                if s.get("rule") in (key, canonical):
+                    return True
+        return False
+
+    def context(self, trace: Mapping, facts: Mapping, watched: frozenset = frozenset()) -> tuple[tuple, list]:
+        """What the replay so far fixes of a guard's inputs: the facts, which actions were ever
+        recommended, which orders are open (fulfilled() is false for the others), the variables
+        (from the trace's `set` steps, else their defaults while no `set` has run)."""
+        enc = self.enc
+        steps = trace.get("steps", ())
+        done = {s.get("action") for s in steps if s.get("type") == "action"}
+        open_ = {o.get("action") for o in trace.get("open_orders", ())}
+        values: dict[str, Any] = {}
+        for name, decl in self.facts_decl.items():
+            v = facts.get(name, _default(decl))
+            if v is not None:
+                values[("fact", name)] = v
+        sets = [s for s in steps if s.get("type") == "set"]
+        for name, decl in (self.graph.graph.get("vars") or {}).items():
+            mine = [s for s in sets if s.get("var") == name]
+            if mine:
+                values[("var", name)] = mine[-1].get("value")
+            elif decl.get("has_default") and not self.sets_anywhere(name):
+                values[("var", name)] = _default(decl)
+        out = []
+        for (what, name), v in values.items():
+            if what == "fact" and name in watched:
+                continue  # the handler reacts to its change: the move sets it
+            syms = enc.fact(name) if what == "fact" else enc.var(name)
+            want = _z3_value(enc, syms.kind, v)
+            if want is None:
+                out.append(z3.Not(syms.known))
+            else:
+                out.append(z3.And(syms.known, syms.value == want))
+        for name in self.graph.graph.get("actions") or {}:
+            out.append(enc.since(name).known if name in done else z3.Not(enc.since(name).known))
+            if name not in open_:
+                out.append(z3.Not(enc.fulfilled(name)) if not z3.is_false(enc.fulfilled(name)) else enc.T)
+        key = (json.dumps(sorted(((a, b), str(c)) for (a, b), c in values.items())), tuple(sorted(done)),
+               tuple(sorted(open_)), tuple(sorted(watched)))
+        return key, out
+
+    def sets_anywhere(self, var: str) -> bool:
+        """Some `set` of the protocol assigns `var` (its value then depends on the path)."""
+        if not hasattr(self, "_set_vars"):
+            found: set[str] = set()
+
+            def walk(actions):
+                for a in actions or ():
+                    if a.get("kind") == "set":
+                        found.add(a.get("var"))
+                    walk(a.get("then")), walk(a.get("else"))
+                    for alt in a.get("alternatives") or ():
+                        walk(alt.get("actions"))
+            for _, d in self.graph.nodes(data=True):
+                walk(d.get("entry"))
+            for d in self.edges.values():
+                walk(d.get("actions"))
+            self._set_vars = found
+        return var in self._set_vars
+
+    def example(self, state: str, hi: int, i: int, trace: Mapping | None = None, facts: Mapping | None = None) -> smt.Example | None:
+        h = self.graph.nodes[state]["handlers"][hi]
+        watched = frozenset(h.get("facts") or ()) if h.get("trigger") == "fact" else frozenset()
+        ckey, constraints = self.context(trace, facts or {}, watched) if trace is not None else ((), [])
+        key = (state, hi, i, ckey)
+        if key in self._examples:
+            return self._examples[key]
+        rules = [self.edges[k] for k in h.get("rules") or ()][: i + 1]
+        enc = self.enc
+        s = z3.Solver(ctx=enc.ctx)
+        s.set("timeout", 5000)
+        s.add(fires(enc, h, rules, i))
+        s.add(*constraints)
+        s.add(*enc.take_domain())
+        if h.get("trigger") == "panel":
+            s.add(panel_context(enc))
+        s.add(*enc.take_domain())
+        ex = None
+        if s.check() == z3.sat:
+            ex = enc.example(s.model(), enc.inputs_of(r.get("guard") for r in rules))
+        self._examples[key] = ex
+        return ex
+
+    def moves(self, p: Prefix, trace: Mapping, state: str, hi: int, i: int) -> Iterable[Prefix]:
+        """Candidate timelines that extend `p` so that rule i of handler hi of `state` fires."""
+        h = self.graph.nodes[state]["handlers"][hi]
+        last = max([_date(r["date"]) for r in p.rows] + [START, p.until])
+        ex = self.example(state, hi, i, trace, p.facts)
+        if ex is None and p.rows:
+            return
+        if ex is None:  # at the start the facts are free: what the rule needs decides them
+            ex = self.example(state, hi, i)
+            if ex is None:
+                return
+        watched = set(h.get("facts") or ()) if h.get("trigger") == "fact" else set()
+        if any(p.facts.get(k, _default(self.facts_decl.get(k))) != v for k, v in ex.facts.items() if k not in watched):
+            if not p.rows:  # facts are given at the start: a new root
+                yield Prefix({**p.facts, **{k: v for k, v in ex.facts.items()}}, [], START)
+            return
+        days = self.dates(trace, state, ex, last)
+        trigger = h.get("trigger")
+        for day in days:
+            if trigger == "panel":
+                rows = []
+                for lab, value in ex.panel.items():
+                    if value is None:
+                        continue
+                    row = {"date": _iso(day), "lab": lab, "value": _num(value)}
+                    if lab in ex.ulns:
+                        row["uln"] = _num(ex.ulns[lab])
+                    rows.append(row)
+                if not rows:  # a panel needs a result: one of a lab the guards do not read
+                    lab = next(iter(self.labs))
+                    rows.append({"date": _iso(day), "lab": lab, "value": 1})
+                yield p.extended(rows, day)
+            elif trigger == "event":
+                events = h.get("events") or []
+                if events:
+                    yield p.extended([{"date": _iso(day), "event": events[0]}], day)
+            elif trigger == "fact":
+                changes = [{"date": _iso(day), "fact": name, "value": ex.facts[name]}
+                           for name in (h.get("facts") or list(ex.facts)) if name in ex.facts]
+                if changes:
+                    yield p.extended(changes, day)
+            elif trigger == "timer":
+                t = h.get("timer") or {}
+                n = int(t.get("amount", 0)) * {"day": 1, "week": 7, "month": 31, "year": 366}.get(
+                    str(t.get("unit", "days")).rstrip("s"), 1)
+                yield Prefix(dict(p.facts), list(p.rows), max(p.until, last) + datetime.timedelta(days=n + 1))
+                return
+
+    def dates(self, trace: Mapping, state: str, ex: smt.Example, last: datetime.date) -> list[datetime.date]:
+        """Days on which the model's `since`, `since entry` and `fulfilled` can hold."""
+        steps = trace.get("steps", ())
+        out: list[datetime.date] = []
+        for action, when in ex.last.items():
+            if when is None:
+                continue
+            seen = [_date(s["date"]) for s in steps if s.get("type") == "action" and s.get("action") == action]
+            if seen:
+                out.append(seen[-1] + (ex.today - when))
+        if ex.entered is not None:
+            entered = [_date(s["date"]) for s in steps if s.get("type") == "enter" and s.get("state") == state]
+            if entered:
+                out.append(entered[-1] + (ex.today - ex.entered))
+        opens = [_date(o["window"][0]) for o in trace.get("open_orders", ()) if o.get("window")]
+        wants = [a for a, v in ex.fulfilled.items() if v]
+        if wants:
+            out += [_date(o["window"][0]) for o in trace.get("open_orders", ())
+                    if o.get("action") in wants and o.get("window")]
+        out += [last + datetime.timedelta(days=1)] + opens
+        # a lab the model leaves without a result: after the earlier results stop being valid
+        if any(v is None for v in ex.panel.values()):
+            valid = self.graph.graph.get("results_valid") or {}
+            n = int(valid.get("amount", 0)) * {"day": 1, "week": 7, "month": 31, "year": 366}.get(
+                str(valid.get("unit", "days")).rstrip("s"), 1)
+            out.append(last + datetime.timedelta(days=n + 1))
+        seen_days: list[datetime.date] = []
+        for d in out:
+            if d > last and d not in seen_days:
+                seen_days.append(d)
+        return seen_days[:5]
+
+    def signature(self, p: Prefix, trace: Mapping) -> tuple:
+        orders = tuple(sorted(o.get("action", "") for o in trace.get("open_orders", ())))
+        sets = tuple((s.get("var"), json.dumps(s.get("value"))) for s in trace.get("steps", ()) if s.get("type") == "set")
+        return (json.dumps(p.facts, sort_keys=True, default=str), tuple(self.active(trace)), orders, sets[-6:])
+
+    def search(self) -> dict[str, Prefix]:
+        """Breadth first: for each rule (edge key), the first timeline found that fires it."""
+        found: dict[str, Prefix] = {}
+        queue = [Prefix()]
+        seen: set = set()
+        while queue and self.replays < MAX_PREFIXES and len(found) < len(self.edges):
+            p = queue.pop(0)
+            trace = self.replay(p)
+            if trace is None:
+                continue
+            self.credit(trace, p, found)
+            sig = self.signature(p, trace)
+            if sig in seen or len(p.rows) >= MAX_MOVES:
+                continue
+            seen.add(sig)
+            for state in self.active(trace):
+                for hi, h in enumerate(self.graph.nodes[state].get("handlers") or ()):
+                    for i, key in enumerate(h.get("rules") or ()):
+                        for q in self.moves(p, trace, state, hi, i):
+                            queue.append(q)
+        return found
+
+    def credit(self, trace: Mapping, p: Prefix, found: dict) -> None:
+        """Every rule that fired in `trace` and has no timeline yet gets `p`."""
+        by_rule: dict[str, list[str]] = {}
+        for k, d in self.edges.items():
+            by_rule.setdefault(d.get("rule") or k, []).append(k)
+        for s in trace.get("steps", ()):
+            if s.get("type") != "transition":
+                continue
+            rule = s.get("rule")
+            keys = [rule] if rule in self.edges else by_rule.get(rule, [])
+            source = s.get("from")
+            chain = []
+            while source is not None and source in self.graph.nodes:
+                chain.append(source)
+                source = self.graph.nodes[source].get("parent")
+            for k in keys:
+                if k not in found and (len(keys) == 1 or self.edges[k].get("source", "") in chain or
+                                       next((u for u, _, kk in self.graph.edges(keys=True) if kk == k), None) in chain):
+                    found[k] = p
+
+    # ---------------------------------------------------------------- case files
+
+    def case_text(self, p: Prefix, kind: str, about: str) -> str:
+        trace = self.replay(p)
+        doc = self.document(p)
+        lines = [f"# Generated by `rxwatch cases` ({kind}): review it, then keep it or delete it.",
+                 f"description: {json.dumps('GENERATED (' + kind + '): ' + about)}",
+                 f"protocol: {self.graph.graph.get('name', '')}",
+                 f"patient: {json.dumps(doc['patient'])}",
+                 f"start: {doc['start']}",
+                 f"until: {doc['until']}"]
+        lines.append("events:" if doc["events"] else "events: []")
+        lines += ["  - {" + ", ".join(f"{k}: {_flow(v)}" for k, v in r.items()) + "}" for r in doc["events"]]
+        lines.append("expect:")
+        lines += [f"  - {e}" for e in expectations(trace)]
+        return "\n".join(lines) + "\n"
+
+
+def fires(enc: smt.Encoder, h: Mapping, rules: list, i: int):
+    """The z3 formula: rule i of the handler (whose rules up to i are `rules`) fires, by strict
+    first match, or by the handler's `exclusive` mode."""
+    conds = [enc.cond(r.get("guard")) for r in rules[: i + 1]]
+    c = conds[i]
+    if h.get("mode") == "exclusive" and not rules[i].get("otherwise"):
+        before = [z3.Not(x.t) for x in conds[:i]]
+    else:
+        before = [x.f for x in conds[:i]]
+    return z3.And(c.t, *before) if before else c.t
+
+
+def _flow(v) -> str:
+    """A value in a YAML flow mapping: numbers and plain words as they are, text quoted."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return json.dumps(v)
+    text = str(v)
+    return text if re.fullmatch(r"[A-Za-z0-9_.:/*+-]+", text) and text not in ("true", "false", "null") else json.dumps(text)
+
+
+def _z3_value(enc: smt.Encoder, kind: str, v):
+    if v is None:
+        return None
+    if kind == "bool":
+        return z3.BoolVal(bool(v), enc.ctx)
+    if kind == "number":
+        return z3.RealVal(str(Fraction(str(v)) if isinstance(v, float) else Fraction(v)), enc.ctx)
+    return z3.IntVal(enc.code(str(v)), enc.ctx)
+
+
+def _default(decl: Mapping | None):
+    if not decl or not decl.get("has_default"):
+        return None
+    return decl.get("default")
+
+
+def expectations(trace: Mapping) -> list[str]:
+    """What the protocol does on this timeline, as expectation lines (docs/scenarios.md)."""
+    out = []
+    for s in trace.get("steps", ()):
+        d, t = s.get("date"), s.get("type")
+        if t == "transition":
+            if s.get("stay"):
+                out.append(f"on {d} stay {s['from']}")
+            else:
+                out.append(f"on {d} transition {s['from']} -> {s['to']}")
+        elif t == "action":
+            w = s.get("window")
+            out.append(f"on {d} action {s['action']}" + (f" window {w[0]}..{w[1]}" if w else ""))
+        elif t == "deviation":
+            w = s.get("window")
+            out.append(f"on {d} deviation {s['kind']} for {s['action']}" + (f" window {w[0]}..{w[1]}" if w else ""))
+        elif t == "unassessable":
+            missing = s.get("missing") or []
+            out.append(f"on {d} unassessable" + (f" missing {', '.join(missing)}" if missing else ""))
+    final = trace.get("final_state")
+    if final:
+        out.append(f"final state {final}")
+    orders = trace.get("open_orders") or []
+    if not orders:
+        out.append("final no order")
+    for o in orders:
+        w = o.get("window")
+        out.append(f"final order {o['action']}" + (f" window {w[0]}..{w[1]}" if w else ""))
+    return out
+
+
+def _slug(s: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", s.lower()).strip("-")[:60]
+
+
+def reach_cases(gen: Generator, found: dict[str, Prefix] | None = None) -> tuple[list[Generated], list[str]]:
+    """A case per rule that the search could fire; the keys of the rules it could not."""
+    found = gen.search() if found is None else found
+    cases, missing = [], []
+    for n, (u, v, key, d) in enumerate(gen.graph.edges(keys=True, data=True), 1):
+        if d.get("alternative"):
+            continue
+        p = found.get(key)
+        if p is None:
+            missing.append(key)
+            continue
+        what = "otherwise" if d.get("otherwise") else f"when {d.get('because', '')}"
+        about = f"reaches {u} and fires the rule '{what}' (line {d['span']['line']}): -> {v if not d.get('stay') else 'stay'}"
+        cases.append(Generated(f"reach-{n:03d}-{_slug(u)}", "reach", about, key, gen.case_text(p, "reach", about)))
+    return cases, missing
+
+
+# ---------------------------------------------------------------- boundary cases
+
+def precision(graph, lab: str) -> Fraction:
+    """The step of a lab's results: its declared `precision` when the protocol gives one, else
+    one unit of the last decimal place of its limits (ULN 40 -> 1, ULN 1.2 -> 0.1), else of the
+    numbers its guards compare it with (INR 1.5 -> 0.1), else 1."""
+    decl = (graph.graph.get("labs") or {}).get(lab) or {}
+    if decl.get("precision") is not None:
+        return Fraction(str(decl["precision"]))
+    places = [_places(decl.get(k)) for k in ("uln", "lln") if decl.get(k) is not None]
+    if not places:
+        for _, _, d in graph.edges(data=True):
+            for t in _walk(d.get("guard")):
+                if t.get("op") == "compare" and any(a.get("op") == "lab" and a.get("name") == lab for a in t["args"]):
+                    places += [_places(a["value"]) for a in t["args"] if a.get("op") == "num"]
+    return Fraction(1, 10 ** max(places)) if places else Fraction(1)
+
+
+def _places(v) -> int:
+    text = str(v)
+    return len(text.split(".")[1]) if "." in text and "e" not in text.lower() else 0
+
+
+def _walk(tree):
+    from rxwatch.compiler import ir
+
+    return ir.walk(tree) if tree else ()
+
+
+def _comparisons(graph, tree, seen_lets: set) -> Iterable[tuple[dict, int, str]]:
+    """(compare node, link index, where) for every link `x op NUMBER` under `tree`, through lets."""
+    lets = graph.graph.get("lets") or {}
+    for t in _walk(tree):
+        if t.get("op") == "compare":
+            for i, op in enumerate(t["ops"]):
+                a, b = t["args"][i], t["args"][i + 1]
+                if (a.get("op") == "num") != (b.get("op") == "num"):
+                    yield t, i, ""
+        elif t.get("op") == "let" and t["name"] not in seen_lets and t["name"] in lets:
+            seen_lets.add(t["name"])
+            for c, i, _ in _comparisons(graph, lets[t["name"]]["expr"], seen_lets):
+                yield c, i, t["name"]
+
+
+_FLIPPED = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
+
+
+def boundary_examples(gen: Generator, state: str, hi: int, i: int) -> list[tuple[str, smt.Example]]:
+    """For each comparison with a number under rule i's guard: the inputs just on each side of
+    the threshold at the labs' precision, with the rules above it false (so it decides)."""
+    enc = gen.enc
+    h = gen.graph.nodes[state]["handlers"][hi]
+    rules = [gen.edges[k] for k in h.get("rules") or ()][: i + 1]
+    guard = rules[i].get("guard")
+    if guard is None:
+        return []
+    conds = [enc.cond(r.get("guard")) for r in rules]
+    reached = [x.f for x in conds[:i]] if h.get("mode") != "exclusive" else [z3.Not(x.t) for x in conds[:i]]
+    ins = enc.inputs_of(r.get("guard") for r in rules)
+    out = []
+    for cmp, link, where in _comparisons(gen.graph, guard, set()):
+        a, b = cmp["args"][link], cmp["args"][link + 1]
+        op = cmp["ops"][link]
+        if a.get("op") == "num":  # 5 < x  ->  x > 5
+            a, b, op = b, a, _FLIPPED[op]
+        try:
+            x = enc.value(a)
+        except Exception:
+            continue
+        if not isinstance(x, smt.Num):
+            continue
+        c = z3.RealVal(str(Fraction(str(b["value"]))), enc.ctx)
+        text = f"{_show(a)} {op} {b['value']}"
+        g = conds[i]
+        sides = _sides(op, x.v, c)
+        # the comparison should decide the guard: true on one side, false on the other (MC/DC);
+        # failing that, the guard at least known on each side
+        for wanted in ((g.t, g.f), (g.f, g.t), (z3.Or(g.t, g.f), z3.Or(g.t, g.f))):
+            found = []
+            for (side, cond, goal), want in zip(sides, wanted):
+                ex = _optimum(gen, enc, h, ins, x, cond, goal, [*reached, want])
+                if ex is None:
+                    break
+                found.append((f"{text} ({side})" + (f", in {where}" if where else ""), ex))
+            if len(found) == len(sides):
+                out += found
+                break
+    return out
+
+
+def _optimum(gen: Generator, enc: smt.Encoder, h: Mapping, ins, x: smt.Num, cond, goal: str, extra: list):
+    """The model closest to the threshold on one side, with every lab on its precision grid."""
+    opt = z3.Optimize(ctx=enc.ctx)
+    opt.set("timeout", 5000)
+    opt.add(*enc.take_domain())
+    if h.get("trigger") == "panel":
+        opt.add(panel_context(enc))
+    opt.add(*enc.take_domain())
+    opt.add(x.k, cond, *extra)
+    for lab in sorted(ins.labs):
+        s = enc.lab(lab)
+        step = z3.RealVal(str(precision(gen.graph, lab)), enc.ctx)
+        k = z3.Int(f"steps:{lab}", enc.ctx)
+        if s.value is not None:
+            opt.add(s.value == k * step)
+        elif s.ratio is not None and s.default is not None:
+            if s.own is not None:
+                opt.add(z3.Not(s.own))
+            opt.add(s.ratio * z3.RealVal(str(s.default), enc.ctx) == k * step)
+    (opt.minimize if goal == "min" else opt.maximize)(x.v)
+    opt.add(*enc.take_domain())
+    return enc.example(opt.model(), ins) if opt.check() == z3.sat else None
+
+
+def _sides(op: str, x, c):
+    """(label, condition, what to optimise) for the two sides of `x op c`."""
+    if op in (">", "<="):  # the boundary value c itself is on the `<=` side
+        return [("just above", x > c, "min"), ("at the threshold", x <= c, "max")]
+    if op in ("<", ">="):
+        return [("just below", x < c, "max"), ("at the threshold", x >= c, "min")]
+    return [("at the threshold", x == c, "min")]
+
+
+def _show(t: Mapping) -> str:
+    op = t.get("op")
+    if op in ("lab", "let", "fact", "var"):
+        return t["name"]
+    if op == "call":
+        return f"{t['func']}(" + ", ".join(_show(a) for a in t.get("args") or ()) + ")"
+    return op
+
+
+def boundary_cases(gen: Generator, reached: dict[str, Prefix]) -> list[Generated]:
+    """A case per side of every threshold that a rule's guard compares, from a timeline that
+    reaches the rule's state (one found by the reach search)."""
+    at_state: dict[str, Prefix] = {}
+    for p in sorted(reached.values(), key=lambda p: len(p.rows)):
+        trace = gen.replay(p)
+        for s in gen.active(trace) if trace else ():
+            at_state.setdefault(s, p)
+    cases: list[Generated] = []
+    done: set[str] = set()
+    for state, data in gen.graph.nodes(data=True):
+        for hi, h in enumerate(data.get("handlers") or ()):
+            if h.get("trigger") != "panel" or state not in at_state:
+                continue
+            for i, key in enumerate(h.get("rules") or ()):
+                for label, ex in boundary_examples(gen, state, hi, i):
+                    p = at_state[state]
+                    trace = gen.replay(p)
+                    day = next(iter(gen.dates(trace, state, ex, max([_date(r["date"]) for r in p.rows] + [START, p.until]))), None)
+                    if day is None:
+                        continue
+                    rows = [{"date": _iso(day), "lab": lab, "value": _num(v), **({"uln": _num(ex.ulns[lab])} if lab in ex.ulns else {})}
+                            for lab, v in ex.panel.items() if v is not None]
+                    if not rows:
+                        continue
+                    q = p.extended(rows, day)
+                    if gen.replay(q) is None:
+                        continue
+                    sig = json.dumps([q.rows, q.facts], default=str)
+                    if sig in done:
+                        continue
+                    done.add(sig)
+                    line = gen.edges[key]["span"]["line"]
+                    about = f"in {state}, the rule at line {line}: {label}: " + ", ".join(f"{r['lab']} {r['value']}" for r in rows)
+                    cases.append(Generated(f"boundary-{len(cases) + 1:03d}-{_slug(state)}", "boundary", about, key,
+                                           gen.case_text(q, "boundary", about)))
+    return cases
+
+
+# ---------------------------------------------------------------- cases that kill survivors
+
+def window_candidates(gen: Generator, p: Prefix) -> list[Prefix]:
+    """`p` followed by its last panel again on the days around each open order's window
+    (the day before it opens, the day it opens, its last day, the day after), and by nothing
+    until the day after the window (an overdue order)."""
+    trace = gen.replay(p)
+    if trace is None:
+        return []
+    last_day = max([r["date"] for r in p.rows if "lab" in r] or [None], key=lambda d: d or "")
+    panel = [r for r in p.rows if "lab" in r and r["date"] == last_day] if last_day else []
+    out = []
+    end = max([_date(r["date"]) for r in p.rows] + [START, p.until])
+    for o in trace.get("open_orders", ()):
+        w = o.get("window")
+        if not w:
+            continue
+        a, b = _date(w[0]), _date(w[1])
+        for d in (a - datetime.timedelta(days=1), a, b, b + datetime.timedelta(days=1)):
+            if d > end and panel:
+                out.append(p.extended([{**r, "date": _iso(d)} for r in panel], d))
+        out.append(Prefix(dict(p.facts), list(p.rows), max(end, b + datetime.timedelta(days=1))))
+    return out
+
+
+def killing_cases(gen: Generator, candidates: list[Prefix], survivors: list, path: str) -> tuple[list[Generated], list]:
+    """For each surviving mutant, the shortest candidate timeline whose expectations (from the
+    protocol) fail on the mutant; the mutants no candidate kills."""
+    from rxwatch.compiler import compile_source
+    from rxwatch.simulator.engine import Machine, SimulationError
+
+    from . import equivalence
+
+    pool = sorted(candidates, key=lambda p: (len(p.rows), p.until))
+    pool += [q for p in pool for q in window_candidates(gen, p)]
+    at_state: dict[str, Prefix] = {}
+    for p in pool:
+        trace = gen.replay(p)
+        for s in gen.active(trace) if trace else ():
+            at_state.setdefault(s, p)
+    cases, left = [], []
+    for m in survivors:
+        result = compile_source(m.text, path, verify=False)
+        if not result.ok or result.graph is None:
+            left.append(m)
+            continue
+        machine = Machine(result.graph)
+        killed = None
+        own = []  # the verifier's witness of this mutant, placed after a timeline that reaches its state
+        if m.operator in ("threshold-up", "threshold-down", "flip", "and-or", "swap-rules", "drop-rule"):
+            v = equivalence.equivalent(gen.graph, result.graph, moved_rules=m.operator in ("swap-rules", "drop-rule"))
+        else:
+            v = equivalence.witness(gen.graph, m.span.line)
+        if v.example is not None and v.state in at_state:
+            own = list(_placed(gen, at_state[v.state], v.state, v.example))
+        for p in own + pool:
+            trace = gen.replay(p)
+            if trace is None:
+                continue
+            q = Prefix(dict(p.facts), list(p.rows), p.until)
+            try:
+                from rxwatch.simulator import yamlsrc
+                from rxwatch.simulator.timeline import parse_timeline
+
+                text = json.dumps(gen.document(q))
+                tl = parse_timeline(yamlsrc.load_json(text, "<generated>") or yamlsrc.load(text, "<generated>"),
+                                    "<generated>", result.graph.graph)
+                other = machine.run(tl)
+            except SimulationError:
+                killed = p
+                break
+            except Exception:
+                continue
+            if _steps(trace) != _steps(other) or trace.get("final_state") != other.get("final_state") \
+                    or _orders(trace) != _orders(other):
+                killed = p
+                break
+        if killed is None:
+            left.append(m)
+            continue
+        about = f"kills the mutant {m.operator} at line {m.span.line}: {m.edit}"
+        cases.append(Generated(f"survivor-{len(cases) + 1:03d}-line-{m.span.line}", "survivor", about, "",
+                               gen.case_text(killed, "survivor", about)))
+    return cases, left
+
+
+def _placed(gen: Generator, p: Prefix, state: str, ex) -> Iterable[Prefix]:
+    """`p` and then a panel of the example's values on the days the example allows."""
+    trace = gen.replay(p)
+    if trace is None:
+        return
+    last = max([_date(r["date"]) for r in p.rows] + [START, p.until])
+    for day in gen.dates(trace, state, ex, last):
+        rows = [{"date": _iso(day), "lab": lab, "value": _num(v), **({"uln": _num(ex.ulns[lab])} if lab in ex.ulns else {})}
+                for lab, v in ex.panel.items() if v is not None]
+        if rows:
+            yield p.extended(rows, day)
+
+
+_SHOWN = ("date", "type", "state", "from", "to", "stay", "action", "window", "kind", "missing")
+
+
+def _steps(trace: Mapping) -> list:
+    return [tuple((k, json.dumps(s.get(k))) for k in _SHOWN) for s in trace.get("steps", ())]
+
+
+def _orders(trace: Mapping) -> list:
+    return sorted(json.dumps([o.get("action"), o.get("window")]) for o in trace.get("open_orders", ()))
+
+
+def write_cases(cases: list[Generated], folder) -> list[str]:
+    """Write each case as FOLDER/NAME.yaml (never over an existing file: a name gets a suffix)."""
+    import os
+
+    os.makedirs(folder, exist_ok=True)
+    written = []
+    for c in cases:
+        name = os.path.join(folder, c.name + ".yaml")
+        n = 2
+        while os.path.exists(name):
+            name = os.path.join(folder, f"{c.name}-{n}.yaml")
+            n += 1
+        tmp = name + ".part"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(c.text)
+        os.replace(tmp, name)
+        written.append(name)
+    return written
