@@ -23,7 +23,7 @@ from rxwatch.compiler.diagnostics import sanitize
 from . import layout
 from .labels import UNREVIEWED_MARK, Line, wrap
 from .missing import blocking_text
-from .plan import Box, Decision, Group, Plan, Row
+from .plan import Box, Cluster, Decision, Group, Plan, Row
 from .tone import LEVELS
 from .trace import Overlay, Visit
 
@@ -91,6 +91,8 @@ def esc(text: str) -> str:
     return escape(sanitize(text, newlines=False), quote=True).replace("&#x27;", "&#39;").replace("]", "&#93;")
 
 
+MARK_LOCATOR = 24  # characters of a citation's locator on a reference mark (the viewer shows it whole)
+
 MAX_TEXT = 2000
 """Characters of one text in a chart label at most (escaped, at most 6 times as many)."""
 
@@ -144,13 +146,15 @@ class _Ink:
     def muted(self, on: bool) -> str:
         return MUTED if on or not self.tracing else FADED_INK
 
-    def marks(self, sources, on: bool = True) -> str:
-        """[1†,4]: citation numbers; unreviewed sources (AI summaries) in italics with †."""
-        marks = self.plan.labels.marks(sources)
+    def marks(self, sources, on: bool = True, citations=()) -> str:
+        """[1†,4]: citation numbers; unreviewed sources (AI summaries) in italics with †; a
+        citation's locator after its number: [1†; 3: 4.4; 5: Table 1]."""
+        marks = self.plan.labels.cite_marks(sources, citations, MARK_LOCATOR)
         if not marks:
             return ""
         parts = [f"<I>{esc(t)}</I>" if unrev else esc(t) for t, unrev in marks]
-        return _font("[" + ",".join(parts) + "&#93;", 7.5, self.muted(on))
+        sep = "; " if any(":" in t for t, _ in marks) else ","
+        return _font("[" + sep.join(parts) + "&#93;", 7.5, self.muted(on))
 
     def actions(self, lines: list[Line], width: int, size: float, on: bool) -> str:
         out = []
@@ -171,7 +175,14 @@ class _Ink:
                     body += indent + NBSP * 3 + _lines(tail, width)
             else:
                 body = indent + _lines(f"• {line.text}", width)
-            out.append(_font(_append(body, self.marks(line.sources, on)), size, self.text(on)))
+            if line.effect:  # what it does to a drug, in words
+                body = _append(body, _font(f"<I>({esc(line.effect)})</I>", size - 1, self.muted(on)))
+            out.append(_font(_append(body, self.marks(line.sources, on, line.citations)), size, self.text(on)))
+            for alt in line.alternatives:  # a choice's alternatives, each with its own actions
+                if alt["lines"]:
+                    out.append(_font(f"<I>{_lines(alt['text'] + ':', width)}</I>", size, self.muted(on)))
+                    out.append(self.actions([Line(x.text, "", x.sources, x.options, x.kind, x.fulfilled_by, x.citations, x.effect)
+                                             for x in alt["lines"]], width - 3, size, on))
         return "".join(out)
 
 
@@ -241,10 +252,48 @@ def _missing_row(ink: _Ink, owner_on: bool, dec: Decision) -> str:
             f'<TD ALIGN="LEFT" VALIGN="TOP" {cell}>{_font(target, 8, color)}</TD></TR>')
 
 
+def _block_row(ink: _Ink, owner_on: bool, row: Row) -> str:
+    """`uses <block>`: the block's rules apply here, in this place; drawn once, on its box."""
+    on = owner_on and ink.rules_on(row.rules)
+    color = PATH if ink.tracing and on else ink.text(on)
+    number = _font(f"<B>{esc(row.number)}</B>", 9, color) if row.number else ""
+    cell = f'BGCOLOR="{DECISION_BG}"'
+    body = _font("<I>" + _lines(row.guard, GUARD_WIDTH) + "</I>", 9, color)
+    return (f'<TR><TD ALIGN="RIGHT" VALIGN="TOP" {cell}>{number}</TD>'
+            f'<TD ALIGN="LEFT" VALIGN="TOP" BALIGN="LEFT" {cell}>{body}</TD>'
+            f'<TD ALIGN="LEFT" VALIGN="TOP" {cell}>{_font("<I>see the block</I>", 8, ink.muted(on))}</TD></TR>')
+
+
+def _alt_rows(ink: _Ink, owner_on: bool, row: Row, ports: bool) -> str:
+    """A choice's alternatives under its rule, each a branch of its own: the default first,
+    then `OR` the others, each with where it leads (its arrow's port) and its actions."""
+    out = ""
+    cell = f'BGCOLOR="{DECISION_BG}"'
+    for alt in row.alternatives:
+        on = owner_on and ink.rules_on(alt.rules)
+        color = PATH if ink.tracing and on else ink.text(on)
+        lead = "• " if alt.default else f"<B>OR</B>{NBSP}"
+        text = esc(alt.text) + (" (default)" if alt.default else "")
+        body = lead + text
+        if alt.effect:
+            body += " " + _font(f"<I>({esc(alt.effect)})</I>", 7.5, ink.muted(on))
+        body = _font(body, 8.5, color)
+        if alt.actions:
+            body += BR + ink.actions(alt.actions, ENTRY_WIDTH - 6, 8, on)
+        target = "<I>stay</I>" if alt.stay else "<I>again</I>" if alt.reenter else "→ " + esc(alt.target)
+        west, east = (f' PORT="{alt.port}_w"', f' PORT="{alt.port}_e"') if ports else ("", "")
+        out += (f'<TR><TD ALIGN="RIGHT" VALIGN="TOP" {cell}{west}></TD>'
+                f'<TD ALIGN="LEFT" VALIGN="TOP" BALIGN="LEFT" {cell}>{NBSP * 2}{body}</TD>'
+                f'<TD ALIGN="LEFT" VALIGN="TOP" {cell}{east}>{_font(target, 8, color)}</TD></TR>')
+    return out
+
+
 def _rule_row(ink: _Ink, owner_on: bool, row: Row, ports: bool) -> str:
     """A rule: its number, condition and sources, where it leads (the arrow's port); under
-    them, across the box, the actions it takes."""
-    on = owner_on and ink.rules_on(row.rules)
+    them, across the box, the actions it takes; a choice's alternatives under those."""
+    if row.block:
+        return _block_row(ink, owner_on, row)
+    on = owner_on and ink.rules_on(row.rules + [k for a in row.alternatives for k in a.rules])
     color = PATH if ink.tracing and on else ink.text(on)
     body = ""
     if ink.tracing and on:
@@ -252,10 +301,12 @@ def _rule_row(ink: _Ink, owner_on: bool, row: Row, ports: bool) -> str:
         body += _visits(visits, "") + BR
     if row.guard:
         cond = _lines(row.guard, GUARD_WIDTH)
-        body += _font(_append(f"<B>{cond}</B>" if ink.tracing and on else cond, ink.marks(row.sources, on)), 9, color)
+        body += _font(_append(f"<B>{cond}</B>" if ink.tracing and on else cond, ink.marks(row.sources, on, row.citations)), 9, color)
     elif row.sources:
-        body += ink.marks(row.sources, on)
-    if row.stay:
+        body += ink.marks(row.sources, on, row.citations)
+    if row.alternatives:
+        target = "<I>one of:</I>"
+    elif row.stay:
         target = "<I>stay</I>"
     elif row.reenter:
         target = "<I>again</I>"
@@ -273,6 +324,8 @@ def _rule_row(ink: _Ink, owner_on: bool, row: Row, ports: bool) -> str:
     if row.actions:
         out += (f'<TR><TD {cell}></TD><TD COLSPAN="2" ALIGN="LEFT" BALIGN="LEFT" {cell}>'
                 f'{ink.actions(row.actions, ENTRY_WIDTH - 2, 8, on)}</TD></TR>')
+    if row.alternatives:
+        out += _alt_rows(ink, owner_on, row, ports)
     return out
 
 
@@ -293,6 +346,10 @@ def _box_label(ink: _Ink, b: Box) -> str:
         rows.append(_wide(_font("<B>" + esc(f"here at the end ({ink.ov.until})") + "</B>", 8.5, PATH)))
     rows.append(_wide(_font("<B>" + _lines(b.title, TITLE_WIDTH) + "</B>", 11, ink.text(on))))
     tag = f"{b.state} · {LEVELS[b.severity]}" + (f" · + shared rules {b.group}" if b.group else "")
+    if b.type == "compound":
+        tag += " · its rules apply in every state inside, after their own"
+    elif b.type == "parallel":
+        tag += " · its tracks run side by side; its rules apply in all of them"
     rows.append(_wide(_font(esc(tag), 7.5, ink.muted(on))))
     if b.entry:
         rows.append(_wide(_font("On entry:", 7.5, ink.muted(on)) + BR + ink.actions(b.entry, ENTRY_WIDTH, 9, on)))
@@ -308,6 +365,18 @@ def _group_label(ink: _Ink, grp: Group) -> str:
     who = _lines("in every state marked " + grp.letter + ": " + ", ".join(grp.states), ENTRY_WIDTH)
     rows = [_wide(_font(head, 11, ink.text(on)) + BR + _font(who, 7.5, ink.muted(on)))]
     for dec in grp.decisions:
+        rows.extend(_decision_rows(ink, on, dec, ports=True))
+    return _label(BOX_TABLE + "".join(rows) + "</TABLE>")
+
+
+def _block_label(ink: _Ink, blk) -> str:
+    """A rule block: its rules, drawn once, for every state that uses it."""
+    on = not ink.tracing or any(ink.rules_on(r.rules + [k for a in r.alternatives for k in a.rules]) for d in blk.decisions for r in d.rows)
+    head = f"<B>Rule block: {esc(blk.title)}</B>"
+    users = ", ".join(blk.users) if blk.users else "no state"
+    who = _lines(f"{blk.name} · used by {users}", ENTRY_WIDTH)
+    rows = [_wide(_font(head, 11, ink.text(on)) + BR + _font(who, 7.5, ink.muted(on)))]
+    for dec in blk.decisions:
         rows.extend(_decision_rows(ink, on, dec, ports=True))
     return _label(BOX_TABLE + "".join(rows) + "</TABLE>")
 
@@ -439,6 +508,7 @@ def plain_labels(plan: Plan) -> dict[str, str]:
     plain = _Ink(plan, None)
     out = {b.id: _box_label(plain, b) for b in plan.boxes}
     out.update((grp.id, _group_label(plain, grp)) for grp in plan.groups)
+    out.update((blk.id, _block_label(plain, blk)) for blk in plan.blocks)
     return out
 
 
@@ -454,7 +524,7 @@ def box_sizes(plan: Plan, labels: dict[str, str] | None = None) -> dict[str, tup
         extra = 2 * PERIPHERY_GAP if b.kind == "terminal" else 0
         start = START_WIDTH + NODESEP * 72 if b.kind == "initial" else 0
         sizes[b.id] = (w + 2 * mx + extra + start, h + 2 * my + extra)
-    for grp in plan.groups:
+    for grp in [*plan.groups, *plan.blocks]:
         w, h = layout.size(labels[grp.id])
         sizes[grp.id] = (w + 2 * mx, h + 2 * my)
     return sizes
@@ -494,7 +564,7 @@ def digraph(plan: Plan, overlay: Overlay | None = None) -> graphviz.Digraph:
     dot.attr("node", fontname=FONT, fontcolor=INK, color=INK, margin=NODE_MARGIN)
     dot.attr("edge", fontname=FONT, color=INK, arrowsize="0.8")
 
-    def box(b: Box) -> None:
+    def box(b: Box, into=None) -> None:
         fill, pen = SEVERITY[b.severity]
         if b.kind == "initial":
             pen = max(pen, INITIAL_PEN)
@@ -513,8 +583,13 @@ def digraph(plan: Plan, overlay: Overlay | None = None) -> graphviz.Digraph:
             attrs.update(color=PATH, penwidth=f"{max(pen, 3):g}")
         elif ink.tracing:
             attrs.update(color=FADED_LINE)
-        dot.node(b.id, **attrs)
+        if b.type in ("compound", "parallel"):  # the state's own rules, heading its frame
+            attrs.update(style="filled,rounded", fillcolor="#ffffff" if not ink.tracing or on else _fade("#ffffff"))
+        (into if into is not None else dot).node(b.id, **attrs)
 
+    if plan.clusters:
+        _statechart(dot, plan, ink, plain, box)
+        return dot
     for b in plan.boxes:
         box(b)
     for grp in plan.groups:
@@ -569,3 +644,142 @@ def _fade(color: str) -> str:
     """A fill mixed 70% with white."""
     r, g, b = (int(color[i : i + 2], 16) for i in (1, 3, 5))
     return "#" + "".join(f"{round(c + (255 - c) * 0.7):02x}" for c in (r, g, b))
+
+
+CLUSTER_STYLE = {  # frame style per kind: a compound state, a parallel state, a track
+    "compound": dict(style="rounded", color="#555555", penwidth="1.4"),
+    "parallel": dict(style="rounded,bold", color="#333333", penwidth="2"),
+    "track": dict(style="dashed,rounded", color="#777777", penwidth="1.2"),
+}
+
+
+def _cluster_label(c: Cluster, plan: Plan) -> str:
+    """A frame's title: "Track: Neutrophils" over a track; a compound or parallel state is
+    named by its own box at the top of its frame, the frame says what kind it is."""
+    if c.kind == "track":
+        return _label(f'<TABLE BORDER="0" CELLPADDING="0" CELLSPACING="0"><TR><TD ALIGN="LEFT">'
+                      f'{_font("<B>Track: " + esc(c.title) + "</B>", 10, INK)} {_font(esc(c.state), 7.5, MUTED)}</TD></TR></TABLE>')
+    what = "parallel state: its tracks run side by side" if c.kind == "parallel" else "compound state"
+    return _label(f'<TABLE BORDER="0" CELLPADDING="0" CELLSPACING="0"><TR><TD ALIGN="LEFT">'
+                  f'{_font("<I>" + esc(c.state + " · " + what) + "</I>", 8, MUTED)}</TD></TR></TABLE>')
+
+
+def nested_arrangement(plan: Plan, labels: dict[str, str] | None = None) -> layout.Nested:
+    """`arrangement` for a chart with clusters: the rows inside every cluster too."""
+    plain = _Ink(plan, None)
+    header = layout.size(_header_label(plan, plain))
+    keys = [layout.size(_key_label(plan, plain, n)) for n in KEY_COLUMNS]
+    page = tuple(float(v) * 72 for v in PAGE_SIZE.split(","))
+    kinds = {c.id: c.kind for c in plan.clusters}
+    widths = {c.id: layout.size(_cluster_label(c, plan))[0] for c in plan.clusters}
+    return layout.arrange_nested(plan.tree, kinds, box_sizes(plan, labels), header, keys, page,
+                                 (NODESEP * 72, RANKSEP * 72), widths)
+
+
+def _statechart(dot: graphviz.Digraph, plan: Plan, ink: _Ink, plain: dict, box) -> None:
+    """The boxes of a statechart inside their frames (compound states, parallel states with
+    their tracks side by side), each frame's rows of boxes, the rows aligned across frames
+    (one rank each), then the arrows."""
+    nd = nested_arrangement(plan, plain)
+    clusters = {c.id: c for c in plan.clusters}
+    boxes = {b.id: b for b in plan.boxes}
+    across = NODESEP * 72
+    rank: dict[str, int] = {}
+    xs: dict[str, float] = {}
+
+    def place(item: str, r: int, x: float) -> int:
+        """Ranks from `r` for `item` at `x` (points from the left); returns the ranks it takes."""
+        if item in clusters:
+            rr = r
+            for row in nd.rows.get(item, ()):
+                xx = x + layout.CLUSTER_PAD[0]
+                depth = 1
+                for it in row:
+                    depth = max(depth, place(it, rr, xx))
+                    xx += nd.sizes[it][0] + across
+                rr += depth
+            return max(1, rr - r)
+        rank[item] = r
+        xs[item] = x + nd.sizes[item][0] / 2
+        return 1
+
+    top = [list(row) for row in nd.rows[""]]
+    r = 0
+    for row in top:
+        x, depth = 0.0, 1
+        for it in row:
+            depth = max(depth, place(it, r, x))
+            x += nd.sizes[it][0] + across
+        if row is top[-1] and nd.key_in_row:
+            rank["__key__"], xs["__key__"] = r, x + 1
+        r += depth
+    if "__key__" not in rank:
+        rank["__key__"], xs["__key__"] = r, 0.0
+
+    def fill(g, cid: str) -> None:
+        c = clusters[cid]
+        with g.subgraph(name=cid) as sg:
+            sg.attr(label=_cluster_label(c, plan), labeljust="l", labelloc="t", fontname=FONT, margin="8",
+                    id=cid, **CLUSTER_STYLE[c.kind])
+            for it in plan.tree.get(cid, ()):
+                if it in clusters:
+                    fill(sg, it)
+                elif it in boxes:
+                    box(boxes[it], sg)
+
+    for it in plan.tree[""]:
+        if it in clusters:
+            fill(dot, it)
+        elif it in boxes:
+            box(boxes[it])
+    for grp in plan.groups:
+        on = ink.rules_on(k for d in grp.decisions for r_ in d.rows for k in r_.rules)
+        dot.node(grp.id, id=grp.id, shape="box", style="dashed,rounded,filled", fillcolor="#ffffff",
+                 color=PATH if ink.tracing and on else FADED_LINE if ink.tracing else "#555555",
+                 penwidth="1.4", label=_group_label(ink, grp) if ink.tracing else plain[grp.id])
+    for blk in plan.blocks:
+        on = ink.rules_on(k for d in blk.decisions for r_ in d.rows for k in r_.rules + [x for a in r_.alternatives for x in a.rules])
+        dot.node(blk.id, id=blk.id, shape="box", style="dashed,filled", fillcolor="#ffffff",
+                 color=PATH if ink.tracing and on else FADED_LINE if ink.tracing else "#555555",
+                 penwidth="1.4", label=_block_label(ink, blk) if ink.tracing else plain[blk.id])
+    initial = next((b for b in plan.boxes if b.kind == "initial" and b.parent is None), None)
+    if initial is not None and initial.id in rank:
+        color = PATH if ink.tracing else INK
+        dot.node("__start__", id="start", label="", shape="circle", style="filled", fillcolor=color, color=color,
+                 width=f"{START_WIDTH / 72:g}", fixedsize="true")
+        dot.edge("__start__", initial.id, id="start_arrow", color=color, penwidth="2.5" if ink.tracing else "1.2")
+        rank["__start__"], xs["__start__"] = rank[initial.id], xs[initial.id] - nd.sizes[initial.id][0] / 2 - 1
+    dot.node("__key__", id="key", shape="plaintext", margin="0", label=_key_label(plan, ink, KEY_COLUMNS[nd.key]))
+
+    # one rank per row, the rows of every frame aligned; left to right as placed
+    by_rank: dict[int, list[str]] = {}
+    for n, rk in rank.items():
+        by_rank.setdefault(rk, []).append(n)
+    for rk in sorted(by_rank):
+        row = sorted(by_rank[rk], key=lambda n: xs[n])
+        with dot.subgraph(name=f"rank_{rk}") as rg:
+            rg.attr(rank="same")
+            for n in row:
+                rg.node(n)
+        for left, right in zip(row, row[1:]):
+            dot.edge(left, right, style="invis")
+    ranks = sorted(r_ for r_ in by_rank if by_rank[r_] != ["__key__"])
+    for upper, lower in zip(ranks, ranks[1:]):
+        a = min(by_rank[upper], key=lambda n: xs[n])
+        b = min(by_rank[lower], key=lambda n: xs[n])
+        dot.edge(a, b, style="invis", weight="10")
+    if by_rank.get(rank["__key__"]) == ["__key__"] and ranks:  # the key under the middle of the last row
+        last = sorted(by_rank[ranks[-1]], key=lambda n: xs[n])
+        dot.edge(last[len(last) // 2], "__key__", style="invis", weight="10")
+
+    dashed = {grp.id for grp in plan.groups} | {blk.id for blk in plan.blocks}
+    for a in plan.arrows:
+        attrs = {"id": a.id, "constraint": "false"}
+        side = "w" if xs.get(a.head, 0) < xs.get(a.tail, 0) else "e"
+        if a.tail in dashed:
+            attrs["style"] = "dashed"
+        if ink.tracing and ink.rules_on(a.rules):
+            attrs.update(color=PATH, penwidth="3")
+        elif ink.tracing:
+            attrs.update(color=FADED_LINE)
+        dot.edge(f"{a.tail}:{a.port}_{side}:{side}", a.head, **attrs)

@@ -75,12 +75,41 @@ def duration(amount, unit: str) -> str:
 
 
 def window(w: dict | None) -> str:
-    """A due window: "due within 14 days", "due in 2–4 weeks"."""
+    """A due window in words: "due within 14 days", "due in 2–4 weeks", "due in 3 months ± 2
+    weeks" (a point with the protocol's tolerance); a repeating order: "every 3 months ± 2
+    weeks", "every 4–8 weeks", "every time within 14 days"."""
     if not w:
         return ""
+    every = bool(w.get("every"))
+    tol = w.get("tolerance")
+    if w["start"] == w["end"] and w["start"]:
+        text = f"{'every' if every else 'due in'} {duration(w['end'], w['unit'])}"
+        if tol and tol.get("amount"):
+            text += f" ± {duration(tol['amount'], tol['unit'])}"
+        return text
     if not w["start"]:
-        return f"due within {duration(w['end'], w['unit'])}"
-    return f"due in {number(w['start'])}–{duration(w['end'], w['unit'])}"
+        return f"{'every time ' if every else ''}due within {duration(w['end'], w['unit'])}"
+    return f"{'every' if every else 'due in'} {number(w['start'])}–{duration(w['end'], w['unit'])}"
+
+
+EFFECT_WORDS = {"start": "start", "hold": "hold", "resume": "resume", "dose": "dose", "stop": "stop"}
+
+
+def locator_text(locator: str | None, width: int = 0) -> str:
+    """A citation's locator as a chart shows it: a section or a table as written ("4.4",
+    "Table 2"); a longer one (a quoted sentence) in quotes, cut at `width` characters (0:
+    whole)."""
+    if not locator:
+        return ""
+    text = " ".join(locator.split())
+    if len(text) <= SHORT_LOCATOR:
+        return text
+    if width and len(text) > width:
+        text = text[: max(1, width - 1)].rstrip() + "…"
+    return f"“{text}”"
+
+
+SHORT_LOCATOR = 16  # characters: "Table 2", "4.4", "section 5.1": shown as written
 
 
 def humanise(name: str) -> str:
@@ -353,10 +382,14 @@ class Line:
     options: list[str] = field(default_factory=list)  # alternatives; the first is the default
     kind: str = "do"  # do / one_of / set
     fulfilled_by: str = ""  # an order: the results that fulfil it ("ALT or AST")
+    citations: list = field(default_factory=list)  # [{"source", "locator"}] as written
+    effect: str = ""  # what the action does to a drug: "holds tocilizumab", "resumes it at 4 mg/kg"
+    alternatives: list = field(default_factory=list)  # one_of: [{"text", "effect", "target", "stay", "lines"}]
 
     def to_dict(self) -> dict:
         return {"text": self.text, "when": self.when, "sources": self.sources, "options": self.options, "kind": self.kind,
-                "fulfilled_by": self.fulfilled_by}
+                "fulfilled_by": self.fulfilled_by, "citations": self.citations, "effect": self.effect,
+                "alternatives": [{**a, "lines": [x.to_dict() for x in a["lines"]]} for a in self.alternatives]}
 
 
 class Labels:
@@ -371,6 +404,7 @@ class Labels:
         self.actions = g.get("actions", {})
         self.events = g.get("events", {})
         self.sources = g.get("sources", {})
+        self.drugs = g.get("drugs") or {}
         # citation numbers: declaration order, 1-based
         self.cite_no = {sid: i for i, sid in enumerate(self.sources, 1)}
         self._phrases = Phrases(self)
@@ -389,6 +423,23 @@ class Labels:
         known = sorted({s for s in sids if s in self.cite_no}, key=self.cite_no.get)
         return [(f"{self.cite_no[s]}{UNREVIEWED_MARK if self.unreviewed(s) else ''}", self.unreviewed(s)) for s in known]
 
+    def cite_marks(self, sids, citations=(), width: int = 0) -> list[tuple[str, bool]]:
+        """Marks with their locators: [("1†", True), ("3: 4.4", False), ("5: Table 1, Table 2",
+        False)] for the sources `sids`, each once, in number order; a source's locators (from
+        `citations`, `[{"source", "locator"}]`) after its number, cut at `width`."""
+        loc: dict[str, list[str]] = {}
+        for c in citations or ():
+            if c.get("locator"):
+                text = locator_text(c["locator"], width)
+                if text not in loc.setdefault(c["source"], []):
+                    loc[c["source"]].append(text)
+        ids = set(sids) | {c["source"] for c in citations or ()}
+        out = []
+        for text, unrev in self.marks(ids):
+            sid = next(s for s in ids if s in self.cite_no and str(self.cite_no[s]) == text.rstrip(UNREVIEWED_MARK))
+            out.append((f"{text}: {', '.join(loc[sid])}" if loc.get(sid) else text, unrev))
+        return out
+
     def marks_text(self, sids) -> str:
         m = self.marks(sids)
         return f"[{','.join(t for t, _ in m)}]" if m else ""
@@ -398,6 +449,43 @@ class Labels:
     def action_text(self, name: str, full: bool = True) -> str:
         desc = (self.actions.get(name) or {}).get("description") or humanise(name)
         return desc if full else short(desc)
+
+    def dose_text(self, drug: str, level) -> str:
+        """A dose level of a drug as a clinician reads it: "4 mg/kg", "100 mg every other day"."""
+        d = self.drugs.get(drug) or {}
+        if level is None:
+            return ""
+        if d.get("kind") == "name":
+            labels = d.get("labels") or []
+            doses = d.get("doses") or []
+            if level in doses and doses.index(level) < len(labels) and labels[doses.index(level)]:
+                return labels[doses.index(level)]
+            return humanise(str(level))
+        unit = d.get("unit")
+        try:
+            text = number(level)
+        except Exception:  # noqa: BLE001 - a level the graph writes otherwise: as written
+            text = str(level)
+        return f"{text} {unit}" if unit else text
+
+    def effect_text(self, name: str) -> str:
+        """What an action does to a drug, in words: "holds tocilizumab", "resumes tocilizumab
+        at 4 mg/kg", "asks for tocilizumab 4 mg/kg", "stops tocilizumab", "starts anakinra at
+        100 mg daily"; "" for an action on no drug."""
+        e = (self.actions.get(name) or {}).get("effect")
+        if not e:
+            return ""
+        drug = e.get("drug") or ""
+        dose = self.dose_text(drug, e.get("dose"))
+        kind = e.get("kind")
+        if kind == "hold":
+            return f"holds {drug}"
+        if kind == "stop":
+            return f"stops {drug}"
+        if kind == "dose":
+            return f"asks for {drug} {dose}".rstrip()
+        verb = {"start": "starts", "resume": "resumes"}.get(kind, str(kind))
+        return f"{verb} {drug}" + (f" at {dose}" if dose else "")
 
     def event_text(self, name: str) -> str:
         return (self.events.get(name) or {}).get("description") or humanise(name)
@@ -485,18 +573,26 @@ class Labels:
         when = ", ".join(conds)
         for a in actions:
             k = a["kind"]
+            cites = list(a.get("citations") or ())
             if k == "do":
                 text = self.action_text(a["action"], full)
                 w = window(a.get("window"))
                 out.append(Line(f"{text}, {w}" if w else text, when, list(a.get("sources", ())), [], "do",
-                                self.fulfilled_by(a["action"])))
+                                self.fulfilled_by(a["action"]), cites, self.effect_text(a["action"])))
             elif k == "one_of":
                 opts = [self.action_text(o, full) for o in a["options"]]
                 w = window(a.get("window"))
                 text = " OR ".join(opts) + (f", {w}" if w else "")
-                out.append(Line(text, when, list(a.get("sources", ())), opts, "one_of"))
+                alts = []
+                for alt in a.get("alternatives") or ():
+                    sub: list[Line] = []
+                    self._lines(alt.get("actions") or (), [], sub, full)
+                    alts.append({"text": self.action_text(alt["action"], full), "action": alt["action"],
+                                 "effect": self.effect_text(alt["action"]), "target": alt.get("target"),
+                                 "stay": bool(alt.get("stay")), "lines": sub})
+                out.append(Line(text, when, list(a.get("sources", ())), opts, "one_of", "", cites, "", alts))
             elif k == "set":
-                out.append(Line(self._set_text(a), when, list(a.get("sources", ())), [], "set"))
+                out.append(Line(self._set_text(a), when, list(a.get("sources", ())), [], "set", "", cites))
             elif k == "if":
                 cond = self.expr(a["cond"])
                 self._lines(a["then"], conds + [f"if {cond}"], out, full)

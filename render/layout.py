@@ -127,7 +127,8 @@ class Arrangement:
 
 
 def arrange(order: list[str], sizes: dict[str, tuple[float, float]], header: tuple[float, float],
-            keys: list[tuple[float, float]], page: tuple[float, float], gaps: tuple[float, float]) -> Arrangement:
+            keys: list[tuple[float, float]], page: tuple[float, float], gaps: tuple[float, float],
+            alone: frozenset = frozenset()) -> Arrangement:
     """The rows of `order` (box ids in reading order) and the place and shape of the key that
     leave the drawing largest on `page` (width, height in points). `sizes`: each box's size;
     `header`: the title block's; `keys`: the key's size for each label on offer; `gaps`: the
@@ -135,7 +136,7 @@ def arrange(order: list[str], sizes: dict[str, tuple[float, float]], header: tup
     across, down = gaps
     n = len(order)
     best: Arrangement | None = None
-    for bounds in _cuts(n):
+    for bounds in (_cuts(n) if not alone else _cuts_alone(order, alone)):
         rows = [order[a:b] for a, b in zip(bounds, bounds[1:])]
         widths = [sum(sizes[x][0] for x in row) + across * (len(row) - 1) for row in rows]
         heights = [max((sizes[x][1] for x in row), default=0.0) for row in rows]
@@ -178,5 +179,114 @@ def _cuts(n: int):
             yield bounds
 
 
+def _cuts_alone(order: list[str], alone: frozenset):
+    """`_cuts`, with every item of `alone` (a cluster) in a row of its own: the runs of other
+    items between them are cut each way `_cuts` cuts them (at most EXHAUSTIVE ways in all)."""
+    parts: list[tuple[int, int, bool]] = []  # (start, end, alone)
+    i = 0
+    while i < len(order):
+        if order[i] in alone:
+            parts.append((i, i + 1, True))
+            i += 1
+            continue
+        j = i
+        while j < len(order) and order[j] not in alone:
+            j += 1
+        parts.append((i, j, False))
+        i = j
+    options = [[(0, 1)] if a else list(_cuts(e - b)) for b, e, a in parts]
+    for combo in itertools.islice(itertools.product(*options), EXHAUSTIVE):
+        bounds = [0]
+        for (b, _e, _a), cut in zip(parts, combo):
+            bounds.extend(b + x for x in cut[1:])
+        yield tuple(bounds)
+
+
 def _choose(n: int, k: int) -> int:
     return math.comb(n, k)
+
+
+# ---------------------------------------------------------------------------- statecharts
+
+
+@dataclass(frozen=True)
+class Nested:
+    """Rows inside every container: `rows[""]` the top level (as `Arrangement.rows`), and
+    `rows[cluster id]` the rows of what a cluster holds (its own box first)."""
+
+    rows: dict
+    key_in_row: bool
+    key: int
+    scale: float
+    sizes: dict  # item id -> estimated (width, height), clusters included
+
+
+CLUSTER_PAD = (8.0, 8.0)  # inside a cluster's frame, around what it holds (points)
+CLUSTER_LABEL = 16.0  # the height of a cluster's label (points)
+ROUNDS = 2  # rounds of trying each container's column count, the others fixed
+
+
+def arrange_nested(tree: dict, kinds: dict, sizes: dict, header: tuple, keys: list, page: tuple, gaps: tuple,
+                   labels: dict | None = None) -> Nested:
+    """Rows for a chart with clusters. `tree`: container -> its items in reading order (""
+    the top level); `kinds`: cluster id -> compound / parallel / track; `sizes`: each box's
+    size. A compound or parallel state's own box heads its cluster, alone in the first row; a
+    parallel state's tracks are side by side under it, in one row; a compound state or a
+    track cuts the states it holds into rows of k items, k chosen (each in turn,
+    the others fixed, `ROUNDS` times) to draw the whole chart largest on the page, the top
+    level arranged as `arrange` does for the sizes that gives."""
+    labels = labels or {}
+    across, down = gaps
+    inner = [c for c in _postorder(tree, "") if c]  # the clusters, innermost first
+    choice = {c: max(1, len(tree[c]) - (kinds.get(c) != "track")) for c in inner}
+
+    def rows_of(c: str, k: int) -> list[list[str]]:
+        items = list(tree[c])
+        head: list[list[str]] = []
+        if kinds.get(c) in ("compound", "parallel") and items:
+            head, items = [[items[0]]], items[1:]  # the state's own box, alone above what it holds
+        if kinds.get(c) == "parallel":
+            return head + ([items] if items else [])
+        k = max(1, k)
+        return head + [items[i:i + k] for i in range(0, len(items), k)]
+
+    def evaluate(ch: dict) -> tuple[Arrangement, dict, dict]:
+        sz = dict(sizes)
+        rows = {}
+        for c in inner:
+            rs = rows[c] = rows_of(c, ch[c])
+            w = max((sum(sz[x][0] for x in r) + across * (len(r) - 1) for r in rs), default=0.0)
+            h = sum(max((sz[x][1] for x in r), default=0.0) for r in rs) + down * max(0, len(rs) - 1)
+            lw = labels.get(c, 0.0)
+            sz[c] = (max(w, lw) + 2 * CLUSTER_PAD[0], h + CLUSTER_LABEL + 2 * CLUSTER_PAD[1])
+        arr = arrange(tree[""], sz, header, keys, page, gaps, frozenset(inner))
+        return arr, rows, sz
+
+    best = evaluate(choice)
+    for _ in range(ROUNDS):
+        improved = False
+        for c in inner:
+            if kinds.get(c) == "parallel":
+                continue
+            for k in range(1, len(tree[c]) + 1 - (kinds.get(c) != "track")):
+                if k == choice[c]:
+                    continue
+                trial = dict(choice, **{c: k})
+                got = evaluate(trial)
+                if got[0].scale > best[0].scale + 1e-9:
+                    best, choice, improved = got, trial, True
+        if not improved:
+            break
+    arr, rows, sz = best
+    rows = dict(rows)
+    rows[""] = arr.rows
+    return Nested(rows, arr.key_in_row, arr.key, arr.scale, sz)
+
+
+def _postorder(tree: dict, c: str) -> list[str]:
+    out = []
+    for x in tree.get(c, ()):
+        if x in tree:
+            out.extend(_postorder(tree, x))
+    out.append(c)
+    return out

@@ -28,8 +28,23 @@ GROUP_MIN = 3  # states that must share a handler for it to be drawn once on a g
 
 
 @dataclass
+class Alt:
+    """One alternative of a rule's choice (`do one of { A -> s  B -> t }`): its own branch."""
+
+    port: str
+    text: str  # the action, as a clinician reads it
+    effect: str  # what it does to a drug ("" none)
+    target: str
+    stay: bool
+    reenter: bool
+    default: bool  # the first: what happens when no choice is recorded
+    actions: list[Line]  # its own actions
+    rules: list[str]  # the edge keys of this alternative (one per state holding the rule)
+
+
+@dataclass
 class Row:
-    """One rule in a decision."""
+    """One rule in a decision (or, with `block`, the rules of a rule block used there)."""
 
     port: str  # the row's id: arrows leave from it
     number: str  # "1", "2", ... ("" when the handler has one rule)
@@ -40,6 +55,9 @@ class Row:
     actions: list[Line]
     sources: list[str]
     rules: list[str]  # rule keys (several when the decision is shared by a group)
+    citations: list = field(default_factory=list)  # [{"source", "locator"}] of the rule
+    block: str | None = None  # "uses BLOCK": the block's rules, drawn once on the block's box
+    alternatives: list[Alt] = field(default_factory=list)  # a choice with consequences
 
 
 @dataclass
@@ -62,6 +80,33 @@ class Box:
     sources: list[str]
     decisions: list[Decision]
     group: str | None = None  # the letter of the shared rules it also has
+    type: str = "atomic"  # atomic; compound or parallel: the box heads its cluster (its own rules)
+    parent: str | None = None  # the compound or parallel state, or the track, it is drawn in
+    citations: list = field(default_factory=list)  # of its entry actions
+
+
+@dataclass
+class Cluster:
+    """A compound state, a parallel state or a track, drawn as a frame around what it holds."""
+
+    id: str  # "cluster_<name>"
+    state: str  # the state's or track's name
+    kind: str  # compound / parallel / track
+    title: str
+    parent: str | None  # the enclosing state or track (None: the top level)
+    header: str | None  # the box of the state's own rules and entry (compound, parallel)
+    members: list[str] = field(default_factory=list)  # layout items inside, in reading order
+
+
+@dataclass
+class Block:
+    """A named rule block, drawn once; the states that use it say so."""
+
+    id: str  # "block_<name>"
+    name: str
+    title: str
+    users: list[str]
+    decisions: list[Decision]
 
 
 @dataclass
@@ -131,6 +176,10 @@ class Plan:
     order: list[str] = field(default_factory=list)  # boxes in reading order (`layout` cuts it into rows)
     arrow_of_rule: dict[str, str] = field(default_factory=dict)  # rule key -> arrow id
     row_of_rule: dict[str, str] = field(default_factory=dict)  # rule key -> row port
+    clusters: list[Cluster] = field(default_factory=list)
+    blocks: list[Block] = field(default_factory=list)
+    tree: dict[str, list[str]] = field(default_factory=dict)  # container ("" the top, or a cluster id) -> items
+    drugs: list[Line] = field(default_factory=list)  # the drugs and their dose levels, for the key
 
 
 def _strip(x):
@@ -147,20 +196,32 @@ def build(graph) -> Plan:
     edges = {k: (u, v, d) for u, v, k, d in graph.edges(keys=True, data=True)}
     severity = tones(graph)
     analyse = Analyser(graph)
+    # a rule whose choice has alternatives with targets has an edge per alternative (KEY@i)
+    alt_keys: dict[str, list[str]] = {}
+    for k, (_, _, d) in edges.items():
+        if d.get("alternative"):
+            alt_keys.setdefault(k.split("@", 1)[0], []).append(k)
+    for ks in alt_keys.values():
+        ks.sort(key=lambda k: edges[k][2]["alternative"])
+
+    def own_rules(h: dict) -> list[str]:
+        return [k for k in h.get("rules") or () if not edges[k][2].get("alternative")]
 
     # handlers held identically by several states: drawn once, on a group box
     def signature(state: str, h: dict) -> str | None:
         rules = []
-        for key in h["rules"]:
+        for key in own_rules(h):
             _, v, d = edges[key]
-            if d["stay"] or v == state:
+            if d["stay"] or v == state or d.get("block") or key in alt_keys:
                 return None
-            rules.append([v, d["because"], d["guard"], _strip(d["actions"]), d["sources"]])
+            rules.append([v, d["because"], d["guard"], _strip(d["actions"]), d["sources"], d.get("citations")])
         head = {k: h.get(k) for k in ("trigger", "events", "facts", "timer", "mode")}
         return json.dumps([head, rules], sort_keys=True)
 
     holders: dict[str, list[tuple[str, int]]] = {}
     for state, data in graph.nodes(data=True):
+        if data.get("parent") is not None or data.get("type") not in (None, "atomic"):
+            continue  # statecharts write shared handlers once, on the enclosing state
         for hi, h in enumerate(data.get("handlers", ())):
             sig = signature(state, h) if h["rules"] else None
             if sig is not None:
@@ -188,39 +249,85 @@ def build(graph) -> Plan:
     arrows: list[Arrow] = []
     plan_rows: dict[str, str] = {}
     arrow_of_rule: dict[str, str] = {}
+    blocks_of = g.get("blocks") or {}
+
+    def arrow(owner: str, port: str, head: str, keys: list[str]) -> None:
+        a = Arrow(f"arrow_{len(arrows)}", owner, port, head, list(keys))
+        arrows.append(a)
+        for k in keys:
+            arrow_of_rule[k] = a.id
+
+    def rule_row(owner: str, port: str, number: str, n: int, keys: list[str], here: str | None) -> Row:
+        """A rule's row; `keys`: the rule's edge in each state that holds it; `here`: the state
+        that stays or re-enters (None: a block's rule, which leads where it says)."""
+        src, v, d = edges[keys[0]]
+        alts = alt_keys.get(keys[0])
+        reenter = here is not None and v == src and not d["stay"]
+        choice = next((a for a in d["actions"] if a.get("kind") == "one_of" and a.get("alternatives")), None) if alts else None
+        actions = [a for a in d["actions"] if a is not choice]
+        row = Row(
+            port=port,
+            number=number,
+            guard="otherwise" if d["otherwise"] and n > 1 else "" if d["otherwise"] else L.expr(d["guard"]),
+            target=v,
+            stay=bool(d["stay"]) and not alts,
+            reenter=reenter and not alts,
+            actions=L.action_lines(actions, full=False),
+            sources=list(d["sources"]),
+            rules=list(keys),
+            citations=list(d.get("citations") or ()),
+        )
+        for k in keys:
+            plan_rows[k] = port
+        if alts and choice is not None:
+            per_alt = [[k] + [x for x in alt_keys.get(k, ())] for k in keys]
+            for i, alt in enumerate(choice["alternatives"]):
+                akeys = [ks[i] for ks in per_alt if i < len(ks)]
+                _, av, ad = edges[akeys[0]]
+                stay = bool(ad.get("stay"))
+                aport = f"{port}_a{i}"
+                a = Alt(aport, L.action_text(alt["action"], full=False), L.effect_text(alt["action"]), av, stay,
+                        here is not None and av == src and not stay, i == 0,
+                        L.action_lines(alt.get("actions") or [], full=False), akeys)
+                row.alternatives.append(a)
+                for k in akeys:
+                    plan_rows[k] = aport
+                if not a.stay and not a.reenter:
+                    arrow(owner, aport, av, akeys)
+        elif not row.stay and not row.reenter:
+            arrow(owner, port, v, keys)
+        return row
 
     def decision(owner: str, hi: int, h: dict, per_row: list[list[str]], handlers: list[tuple[str, int]]) -> Decision:
         rows = []
-        n = len(per_row)
-        for ri, keys in enumerate(per_row):
-            src, v, d = edges[keys[0]]
+        runs: list[tuple[str | None, list[list[str]]]] = []  # a block's rules make one row
+        for keys in per_row:
+            d = edges[keys[0]][2]
+            b = d.get("block")
+            if b and runs and runs[-1][0] == b and not str(d.get("rule", "")).endswith("#0"):
+                runs[-1][1].append(keys)
+            else:
+                runs.append((b, [keys]))
+        n = len(runs)
+        for ri, (b, rules) in enumerate(runs):
             port = f"{owner}__{hi}_{ri}"
-            reenter = v == src and not d["stay"]
-            row = Row(
-                port=port,
-                number=str(ri + 1) if n > 1 else "",
-                guard="otherwise" if d["otherwise"] and n > 1 else "" if d["otherwise"] else L.expr(d["guard"]),
-                target=v,
-                stay=bool(d["stay"]),
-                reenter=reenter,
-                actions=L.action_lines(d["actions"], full=False),
-                sources=list(d["sources"]),
-                rules=list(keys),
-            )
-            rows.append(row)
-            for k in keys:
-                plan_rows[k] = port
-            if not row.stay and not reenter:
-                a = Arrow(f"arrow_{len(arrows)}", owner, port, v, list(keys))
-                arrows.append(a)
+            number = str(ri + 1) if n > 1 else ""
+            if b:
+                title = (blocks_of.get(b) or {}).get("description") or humanise(b)
+                keys = [k for ks in rules for k in ks]
+                rows.append(Row(port, number, f"uses {title}", "", False, False, [], [], keys, block=b))
                 for k in keys:
-                    arrow_of_rule[k] = a.id
+                    plan_rows[k] = port
+            else:
+                rows.append(rule_row(owner, port, number, n, rules[0], owner))
         guards = [edges[keys[0]][2]["guard"] for keys in per_row]
         return Decision(L.trigger(h), h.get("mode") in ("ordered", "first") and n > 1, rows,
                         analyse(guards, h.get("mode")), handlers)
 
     boxes: list[Box] = []
     for state, data in graph.nodes(data=True):
+        if data.get("type") == "track":
+            continue
         decisions = []
         for hi, h in enumerate(data.get("handlers", ())):
             if not h["rules"]:
@@ -228,10 +335,10 @@ def build(graph) -> Plan:
             if (state, hi) in shared:
                 grp, hs = shared[(state, hi)]
                 if (state, hi) == hs[0]:
-                    per_row = [list(ks) for ks in zip(*(graph.nodes[s]["handlers"][i]["rules"] for s, i in hs))]
+                    per_row = [list(ks) for ks in zip(*(own_rules(graph.nodes[s]["handlers"][i]) for s, i in hs))]
                     grp.decisions.append(decision(grp.id, len(grp.decisions), h, per_row, list(hs)))
                 continue
-            decisions.append(decision(state, hi, h, [[k] for k in h["rules"]], [(state, hi)]))
+            decisions.append(decision(state, hi, h, [[k] for k in own_rules(h)], [(state, hi)]))
         boxes.append(
             Box(
                 id=state,
@@ -243,14 +350,38 @@ def build(graph) -> Plan:
                 sources=list(data.get("sources", [])),
                 decisions=decisions,
                 group=group_of_state.get(state),
+                type=data.get("type") or "atomic",
+                parent=data.get("parent"),
             )
         )
+
+    # rule blocks: each drawn once, with its rules' arrows; a rule's row holds its edge in
+    # every state that uses the block
+    blocks: list[Block] = []
+    for name, decl in blocks_of.items():
+        canon = list(decl.get("rules") or ())
+        by_rule: dict[str, list[str]] = {c: [] for c in canon}
+        users: list[str] = []
+        for k, (u, _, d) in edges.items():
+            if d.get("block") == name and not d.get("alternative") and d.get("rule") in by_rule:
+                by_rule[d["rule"]].append(k)
+                if u not in users:
+                    users.append(u)
+        bid = f"block_{name}"
+        rows = []
+        present = [c for c in canon if by_rule[c]]
+        for ri, c in enumerate(present):
+            rows.append(rule_row(bid, f"{bid}__0_{ri}", str(ri + 1) if len(present) > 1 else "", len(present), by_rule[c], None))
+        guards = [edges[by_rule[c][0]][2]["guard"] for c in present]
+        dec = Decision("Rules, checked in order where the block is used", len(present) > 1, rows, analyse(guards, "first"), [])
+        blocks.append(Block(bid, name, decl.get("description") or humanise(name), users, [dec] if rows else []))
 
     definitions = []
     for name, let in g.get("lets", {}).items():
         lines = L.disjuncts(let["expr"]) if let.get("type") == "bool" else [L.value(let["expr"])]
         definitions.append(Definition(name, let.get("description") or "", lines, list(let.get("sources", []))))
 
+    clusters, tree = containers(graph, boxes, groups, blocks)
     return Plan(
         name=g.get("name", ""),
         title=g.get("title") or g.get("name", ""),
@@ -267,10 +398,65 @@ def build(graph) -> Plan:
         settings=settings(g),
         orders=orders(graph, L),
         edges=edges,
-        order=reading_order(graph, groups),
+        order=tree[""],
         arrow_of_rule=arrow_of_rule,
         row_of_rule=plan_rows,
+        clusters=clusters,
+        blocks=blocks,
+        tree=tree,
+        drugs=drug_lines(g, L),
     )
+
+
+def humanise(name: str) -> str:
+    return name.replace("_", " ")
+
+
+def drug_lines(g: dict, L: Labels) -> list[Line]:
+    """Each drug with its dose levels, highest first: "tocilizumab IV: 8 mg/kg, 4 mg/kg"."""
+    out = []
+    for name, d in (g.get("drugs") or {}).items():
+        levels = ", ".join(L.dose_text(name, x) for x in d.get("doses") or ())
+        head = d.get("description") or name
+        text = f"{head} ({name})" if head != name else name
+        out.append(Line(f"{text}: {levels}" if levels else text, "", list(d.get("sources") or ()), [], "drug", "",
+                        list(d.get("citations") or ())))
+    return out
+
+
+def containers(graph, boxes: list[Box], groups: list[Group], blocks: list[Block]) -> tuple[list[Cluster], dict[str, list[str]]]:
+    """The clusters (compound states, parallel states, tracks) and what each holds, in reading
+    order: `tree[""]` the top level, `tree[cluster id]` inside a cluster (its own box first).
+    A flat protocol has no clusters and its top level is `reading_order`."""
+    nodes = graph.nodes
+    kinds = {n: (d.get("type") or "atomic") for n, d in nodes(data=True)}
+    order = {n: i for i, n in enumerate(reading_order(graph, groups))}
+    clusters: list[Cluster] = []
+    tree: dict[str, list[str]] = {}
+    item = {n: (f"cluster_{n}" if kinds[n] in ("compound", "parallel", "track") else n) for n in nodes}
+    for n, d in nodes(data=True):
+        if kinds[n] in ("compound", "parallel", "track"):
+            cid = item[n]
+            title = d.get("description") or humanise(n)
+            clusters.append(Cluster(cid, n, kinds[n], title, d.get("parent"), None if kinds[n] == "track" else n))
+            kids = list(d.get("children") or ())
+            if kinds[n] != "parallel":  # tracks stay in the order written; states in reading order
+                kids.sort(key=lambda c: order.get(c, len(order)))
+                # the initial child first: where the frame is entered
+            tree[cid] = ([n] if kinds[n] != "track" else []) + [item[c] for c in kids]
+    top = [n for n in nodes if nodes[n].get("parent") is None]
+    if not clusters:
+        tree[""] = [x for x in order if x in nodes or x in {gr.id for gr in groups}] + [b.id for b in blocks]
+        ends = [s for s in tree[""] if s in nodes and nodes[s].get("kind") == "terminal"]
+        tree[""] = [x for x in tree[""] if x not in ends] + ends
+        return clusters, tree
+    def first(n: str) -> int:  # a cluster reads where the first state inside it does
+        return min([order.get(n, len(order)), *(first(c) for c in nodes[n].get("children") or ())])
+
+    ends = [n for n in top if nodes[n].get("kind") == "terminal"]
+    rest = sorted((n for n in top if n not in ends), key=first)
+    tree[""] = [item[n] for n in rest] + [gr.id for gr in groups] + [b.id for b in blocks] + [item[n] for n in ends]
+    return clusters, tree
 
 
 def orders(graph, L: Labels) -> list[Order]:
@@ -328,7 +514,9 @@ def reading_order(graph, groups: list[Group] = ()) -> list[str]:
         order.extend(frontier)
         nxt = []
         for s in frontier:
-            for t in sorted(set(graph.successors(s)), key=states.index):
+            # a compound state's children (in the order written), then where its rules lead
+            kids = list(graph.nodes[s].get("children") or ())
+            for t in kids + sorted(set(graph.successors(s)) - set(kids), key=states.index):
                 if t not in seen:
                     seen.add(t)
                     nxt.append(t)

@@ -221,7 +221,7 @@ def overlay(graph, trace) -> Overlay:
         elif kind == "transition":
             src = _state(graph, step, "from", where)
             dst = _state(graph, step, "to", where)
-            key = _rule(edges, step, src, dst, where)
+            key = _rule(graph, edges, step, src, dst, where)
             number += 1
             out["number"] = number
             out["rule"] = key
@@ -241,8 +241,8 @@ def overlay(graph, trace) -> Overlay:
             for j, lab in enumerate(missing):
                 if not isinstance(lab, str) or lab not in labs:
                     raise TraceError(f"{_show(lab)} is not a lab of '{name}'", (*where, "missing", j))
-            hi = _handler(graph, edges, step, state, where)
-            ov.unassessed.setdefault((state, hi), []).append(Unassessed(date, list(missing)))
+            owner, hi = _handler(graph, edges, step, state, where)
+            ov.unassessed.setdefault((owner, hi), []).append(Unassessed(date, list(missing)))
         elif kind == "deviation":
             dev = _need(step, "kind", str, where, "a string (overdue, still_overdue, incomplete)")
             action = _need(step, "action", str, where, "an action name")
@@ -269,23 +269,27 @@ def _show(v) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _handler(graph, edges: dict, step: dict, state: str, where) -> int:
-    """The handler an `unassessable` step is about: the one holding its `rule`, else the
-    state's first handler for its trigger (and event or fact)."""
+def _handler(graph, edges: dict, step: dict, state: str, where) -> tuple[str, int]:
+    """The handler an `unassessable` step is about, as (the state declaring it, its index): the
+    one holding its `rule`, else the state's first handler for its trigger (and event or
+    fact), else the nearest enclosing state's."""
     key = step.get("rule")
     if key is not None:
-        if not isinstance(key, str) or key not in edges or edges[key][0] != state:
+        if not isinstance(key, str) or key not in edges or not _within(graph, state, edges[key][0]):
             raise TraceError(f"{_show(key)} is not a rule of state '{state}'", (*where, "rule"))
-        return edges[key][2]["handler"]
+        return edges[key][0], edges[key][2]["handler"]
     trigger = _need(step, "trigger", str, where, "a string (panel, event, timer or fact)")
-    for hi, h in enumerate(graph.nodes[state].get("handlers", ())):
-        if h["trigger"] != trigger:
-            continue
-        if trigger == "event" and step.get("event") not in (None, *h.get("events", ())):
-            continue
-        if trigger == "fact" and step.get("fact") not in (None, *h.get("facts", ())):
-            continue
-        return hi
+    owner: str | None = state
+    while owner is not None:  # the state's own handler, else the nearest enclosing state's
+        for hi, h in enumerate(graph.nodes[owner].get("handlers", ())):
+            if h["trigger"] != trigger:
+                continue
+            if trigger == "event" and step.get("event") not in (None, *h.get("events", ())):
+                continue
+            if trigger == "fact" and step.get("fact") not in (None, *h.get("facts", ())):
+                continue
+            return owner, hi
+        owner = graph.nodes[owner].get("parent")
     raise TraceError(f"state '{state}' has no {trigger} rules to be unassessable", (*where, "trigger"))
 
 
@@ -296,18 +300,31 @@ def _state(graph, step: dict, key: str, where) -> str:
     return s
 
 
-def _rule(edges: dict, step: dict, src: str, dst: str, where) -> str:
-    """The rule behind a transition: its `rule` key, else the one rule from `src` to `dst` that
-    matches the trigger and the guard text."""
+def _within(graph, state: str, owner: str) -> bool:
+    """Is `state` the state `owner` or inside it (a rule of a compound state applies to every
+    state inside it: a transition step may name the state the patient was in)?"""
+    seen = 0
+    while state is not None and seen <= MAX_DEPTH * 8:
+        if state == owner:
+            return True
+        state = (graph.nodes[state] if state in graph else {}).get("parent")
+        seen += 1
+    return False
+
+
+def _rule(graph, edges: dict, step: dict, src: str, dst: str, where) -> str:
+    """The rule behind a transition: its `rule` key, else the one rule from `src` (or a state
+    `src` is in) to `dst` that matches the trigger and the guard text."""
     key = step.get("rule")
     if key is not None:
         if not isinstance(key, str) or key not in edges:
             raise TraceError(f"'{key}' is not a rule of this protocol", (*where, "rule"))
         u, v, _ = edges[key]
-        if (u, v) != (src, dst):
+        if v != dst or not _within(graph, src, u):
             raise TraceError(f"rule '{key}' leads from '{u}' to '{v}', not from '{src}' to '{dst}'", (*where, "rule"))
         return key
-    cands = [k for k, (u, v, d) in edges.items() if (u, v) == (src, dst)]
+    cands = [k for k, (u, v, d) in edges.items() if v == dst and _within(graph, src, u)]
+    cands.sort(key=lambda k: edges[k][0] != src)  # the state's own rule before an inherited one
     for field_, value in (("trigger", step.get("trigger")), ("because", step.get("because"))):
         narrower = [k for k in cands if value is None or edges[k][2].get(field_) == value]
         cands = narrower

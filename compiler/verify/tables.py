@@ -54,7 +54,8 @@ def check(graph, enc: smt.Encoder, prover: Prover, out: list[Finding], dead: set
     cache: dict[tuple, list] = {}
     occurrences: dict[str, list] = {}  # edge id -> [(state, verdict killing it there, or None)]
     overlaps: dict[tuple, tuple] = {}  # (rule, rule) -> (where, handler, rules, verdict, states)
-    for eff, states in groups(chart, enc, must_recommended(graph, chart)):
+    lone: dict[str, list] = {}
+    for eff, states in groups(chart, enc, must_recommended(graph, chart), lone):
         if eff.trigger == "panel" and not enc.labs:
             continue  # no labs declared: no panel can arrive, there is nothing to ask
         key = (*_key(eff), eff.known)
@@ -81,6 +82,8 @@ def check(graph, enc: smt.Encoder, prover: Prover, out: list[Finding], dead: set
                 _report(out, where(chart, eff, states), eff.as_handler(), eff.rules, v)
         for i, r in enumerate(eff.rules):
             occurrences.setdefault(r["id"], []).extend((s, killed.get(i)) for s in states)
+    for rid, states in lone.items():  # a lone `otherwise` always fires
+        occurrences.setdefault(rid, []).extend((s, None) for s in states)
     # rules that can fire in none of the states they apply to
     by_rule: dict[str, list] = {}
     for rid, occ in occurrences.items():
@@ -128,9 +131,10 @@ def _partly_dead(out: list, chart: Chart, occ: list) -> None:
                        f"it fires only in {', '.join(fires)}. If the override is meant, accept W640", None, (r["id"],)))
 
 
-def groups(chart: Chart, enc: smt.Encoder, must: dict) -> list:
+def groups(chart: Chart, enc: smt.Encoder, must: dict, lone: dict | None = None) -> list:
     """[(effective list, the atomic states it is theirs in)] for every list with a rule that
-    has a guard, those with the same handlers and the same known since() taken together."""
+    has a guard, those with the same handlers and the same known since() taken together.
+    `lone`, when given, gets the lists that are one `otherwise` (rule id -> states)."""
     reads: dict[tuple, set] = {}
     out: dict[tuple, tuple] = {}
     for s in chart.atomic:
@@ -138,7 +142,11 @@ def groups(chart: Chart, enc: smt.Encoder, must: dict) -> list:
             continue
         for eff in chart.effective(s):
             rules = eff.rules
-            if not rules or (len(rules) == 1 and rules[0].get("otherwise")):
+            if not rules:
+                continue
+            if len(rules) == 1 and rules[0].get("otherwise"):
+                if lone is not None:  # nothing to ask: it always fires
+                    lone.setdefault(rules[0]["id"], []).append(s)
                 continue
             base = _key(eff)
             eff.known = _known_since(enc, eff.as_handler(), rules, must.get(s, set()), reads, base)
