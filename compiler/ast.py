@@ -142,13 +142,32 @@ class Do:
 
 
 @dataclass(frozen=True, slots=True)
+class Alternative:
+    """One alternative of `do one of { ... }`: the action, where it leads (`target` None and
+    `stay` False: no target of its own) and the actions it brings."""
+
+    action: Name
+    target: Name | None
+    stay: bool
+    actions: tuple["Action", ...]
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
 class OneOf:
-    """Alternatives: the first option is the default."""
+    """Alternatives: the first option is the default. `alternatives` is empty for the list
+    form `do one of A, B` (no consequences)."""
 
     options: tuple[Name, ...]
     window: Window | None
     cite: tuple[Name, ...]
     span: Span
+    alternatives: tuple[Alternative, ...] = ()
+
+    @property
+    def leads(self) -> bool:
+        """Whether an alternative has a target (`-> STATE` or `stay`)."""
+        return any(a.target is not None or a.stay for a in self.alternatives)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +196,8 @@ Action = Union[Do, OneOf, Set, If]
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """`when GUARD -> TARGET cite ... { actions }`; guard None is `otherwise`; target None is `stay`."""
+    """`when GUARD -> TARGET cite ... { actions }`; guard None is `otherwise`; target None is `stay`
+    (or, with `has_target` False, no target written: the choice in its actions leads)."""
 
     guard: Expr | None
     guard_text: str
@@ -185,6 +205,7 @@ class Rule:
     cite: tuple[Name, ...]
     actions: tuple[Action, ...]
     span: Span
+    has_target: bool = True
 
 
 @dataclass(frozen=True, slots=True)

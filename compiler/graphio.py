@@ -83,7 +83,8 @@ FIELDS: dict[str, tuple[str, ...]] = {
              "stay", "actions", "windows", "sources", "span", "rule", "block", "alternative"),
     "timer": ("amount", "unit", "since"),
     "do": ("kind", "action", "orders", "window", "sources", "span"),
-    "one_of": ("kind", "options", "window", "sources", "span"),
+    "one_of": ("kind", "options", "window", "sources", "span", "alternatives"),
+    "alternative": ("action", "target", "stay", "actions"),
     "set": ("kind", "var", "value", "sources", "span"),
     "if": ("kind", "cond", "text", "then", "else", "sources", "span"),
     "windows": ("action", "window", "when"),
@@ -93,7 +94,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
 FIELDS["vars"] = FIELDS["facts"]
 V2_ONLY = frozenset({"results_valid", "reminders", "lln", "fulfilled_by"})
 V3_ONLY = frozenset({"type", "parent", "children", "initial_child", "track", "depth", "doc_order", "blocks", "rule", "block",
-                     "alternative"})
+                     "alternative", "alternatives"})
 NODE_TYPES = ("atomic", "compound", "parallel", "track")
 
 KINDS = ("initial", "normal", "terminal")
@@ -213,6 +214,13 @@ def _upgrade(data: dict, edges: str) -> None:
         for key, value in (("rule", edge["key"]), ("block", None), ("alternative", None)):
             edge.setdefault(key, value)
     data["graph"].setdefault("blocks", {})
+    stack = [n["entry"] for n in data["nodes"]] + [e["actions"] for e in data[edges]]
+    while stack:
+        for a in stack.pop():
+            if a["kind"] == "one_of":
+                a.setdefault("alternatives", [{"action": o, "target": None, "stay": False, "actions": []} for o in a["options"]])
+            elif a["kind"] == "if":
+                stack.extend((a["then"], a["else"]))
 
 
 def _diag(path: str, line: int, column: int, code: str, message: str) -> Diagnostic:
@@ -875,6 +883,14 @@ class _Checker:
                 self.fail(where + ("alternative",), "E914", f"must be {suffix}, as the key's @{suffix} says")
             elif not suffix and alt not in (None, 0):
                 self.fail(where + ("alternative",), "E914", f"alternative {alt} has a key ending in @{alt}")
+        if alt is not None:
+            choice = next((a for a in e.get("actions") or () if isinstance(a, dict) and a.get("kind") == "one_of"
+                           and any(isinstance(x, dict) and (x.get("target") is not None or x.get("stay") is True)
+                                   for x in a.get("alternatives") or ())), None)
+            if choice is None:
+                self.fail(where + ("alternative",), "E914", "the rule's actions hold no choice whose alternatives lead somewhere")
+            elif not alt < len(choice.get("alternatives") or ()):
+                self.fail(where + ("alternative",), "E914", f"the rule's choice has no alternative {alt}")
         if block is None:
             if "rule" in e and m is not None and rule != key.split("@")[0]:
                 self.fail(where + ("rule",), "E914", f"must be the edge's key without its @ part, {_show(key.split('@')[0])}, "
@@ -929,6 +945,23 @@ class _Checker:
                     if isinstance(options, list) and not options:
                         self.fail(aw + ("options",), "E915", "one_of needs at least one option")
                     self.window(aw + ("window",), a.get("window"))
+                    alts = a.get("alternatives")
+                    if alts is not None and self.seq(aw + ("alternatives",), alts):
+                        if isinstance(options, list) and [x.get("action") if isinstance(x, dict) else None for x in alts] != options:
+                            self.fail(aw + ("alternatives",), "E914", "the alternatives' actions must be the options, in order")
+                        for j, alt in enumerate(alts):
+                            xw = aw + ("alternatives", j)
+                            if not self.mapping(xw, alt):
+                                continue
+                            self.required(xw, alt, "alternative")
+                            self.boolean(xw + ("stay",), alt.get("stay"))
+                            if alt.get("target") is not None:
+                                self.ref(xw + ("target",), alt["target"], "states")
+                                if isinstance(alt["target"], str) and alt["target"] in self.tracks:
+                                    self.fail(xw + ("target",), "E914", f"{_show(alt['target'])} is a track; an alternative leads to a state")
+                                if alt.get("stay") is True:
+                                    self.fail(xw + ("stay",), "E914", "an alternative that stays has no target")
+                            stack.append((xw + ("actions",), alt.get("actions"), depth + 1))
                 elif kind == "set":
                     self.ref(aw + ("var",), a.get("var"), "vars")
                     name = a.get("var")

@@ -22,7 +22,7 @@ import networkx as nx
 from . import ast, ir
 from .checks.structure import let_sources
 from .checks.types import ANY, RATIO
-from .symbols import Symbols, expand
+from .symbols import Symbols, expand, leading_choice
 
 FORMAT = "rxwatch-graph/3"
 """Format 3: statecharts (nodes' type, parent, children, initial_child, track, depth, doc_order;
@@ -170,37 +170,56 @@ def lower(module: ast.Module, sym: Symbols, let_types: dict) -> nx.MultiDiGraph:
                 key = f"{st.name.text}/{hi}/{ri}"
                 hd["rules"].append(key)
                 actions = [lw.action(a) for a in r.actions]
-                target = r.target.text if r.target is not None else st.name.text
                 sources = set(_ids(r.cite))
                 if r.guard is not None:
                     sources |= let_sources(sym, r.guard)
-                g.add_edge(
-                    st.name.text,
-                    target,
-                    key=key,
-                    id=key,
-                    trigger=h.trigger,
-                    events=hd["events"],
-                    facts=hd["facts"],
-                    timer=hd["timer"],
-                    mode=h.mode,
-                    handler=hi,
-                    order=ri,
-                    guard=expr_tree(r.guard, sym) if r.guard is not None else None,
-                    because=r.guard_text if r.guard is not None else "",
-                    otherwise=r.guard is None,
-                    stay=r.target is None,
-                    actions=actions,
-                    windows=list(_windows(actions)),
-                    sources=sorted(sources),
-                    span=r.span.to_dict(),
-                    # the rule as written: this one (its own key), or rule i of a block, the
-                    # same for every state that uses the block
-                    rule=key if block is None else f"{block}#{bi}",
-                    block=block,
-                    alternative=None,
-                )
+                for alt_i, target, stay in _alternatives(r, st.name.text):
+                    edge_key = key if not alt_i else f"{key}@{alt_i}"
+                    g.add_edge(
+                        st.name.text,
+                        target,
+                        key=edge_key,
+                        id=edge_key,
+                        trigger=h.trigger,
+                        events=hd["events"],
+                        facts=hd["facts"],
+                        timer=hd["timer"],
+                        mode=h.mode,
+                        handler=hi,
+                        order=ri,
+                        guard=expr_tree(r.guard, sym) if r.guard is not None else None,
+                        because=r.guard_text if r.guard is not None else "",
+                        otherwise=r.guard is None,
+                        stay=stay,
+                        actions=actions,
+                        windows=list(_windows(actions)),
+                        sources=sorted(sources),
+                        span=r.span.to_dict(),
+                        # the rule as written: this one (its own key), or rule i of a block, the
+                        # same for every state that uses the block
+                        rule=key if block is None else f"{block}#{bi}",
+                        block=block,
+                        alternative=alt_i,
+                    )
     return g
+
+
+def _alternatives(r: ast.Rule, source: str):
+    """(alternative, target, stay) for each edge of a rule: one (None, ...) for a plain rule; one
+    per alternative of its choice with consequences (an alternative's target overrides the
+    rule's; without one it follows the rule's, or stays when the rule has none)."""
+    own = (r.target.text, False) if r.target is not None else (source, True)
+    choice = leading_choice(r)
+    if choice is None:
+        yield None, *own
+        return
+    for i, alt in enumerate(choice.alternatives):
+        if alt.stay:
+            yield i, source, True
+        elif alt.target is not None:
+            yield i, alt.target.text, False
+        else:
+            yield i, *own
 
 
 def _chart(module: ast.Module, sym: Symbols) -> dict[str, dict]:
@@ -316,6 +335,13 @@ class _Lowerer:
                 "window": _window(a.window),
                 "sources": _ids(a.cite),
                 "span": a.span.to_dict(),
+                # what each alternative brings: where it leads (null: no target of its own) and
+                # its actions (the list form `do one of A, B`: none)
+                "alternatives": [
+                    {"action": alt.action.text, "target": alt.target.text if alt.target else None, "stay": alt.stay,
+                     "actions": [self.action(x) for x in alt.actions]}
+                    for alt in a.alternatives
+                ] or [{"action": o.text, "target": None, "stay": False, "actions": []} for o in a.options],
             }
         if isinstance(a, ast.Set):
             return {

@@ -537,8 +537,21 @@ class _Builder(Transformer):
 
     @v_args(meta=True)
     def one_of(self, meta, children):
-        opts = tuple(self.name(t) for t in children if isinstance(t, Token))
-        return ast.OneOf(opts, self.first(children, ast.Window), self.tagged(children, "cite") or (), self.span(meta))
+        alts = tuple(self.pick(children, ast.Alternative))
+        opts = tuple(a.action for a in alts) or tuple(self.name(t) for t in children if isinstance(t, Token))
+        return ast.OneOf(opts, self.first(children, ast.Window), self.tagged(children, "cite") or (), self.span(meta),
+                         alternatives=alts)
+
+    @v_args(meta=True)
+    def alternative(self, meta, children):
+        target = next((c for c in children if isinstance(c, tuple) and c[0] == "target"), None)
+        return ast.Alternative(
+            action=self.name(children[0]),
+            target=target[1] if target else None,
+            stay=target is not None and target[1] is None,
+            actions=self.tagged(children, "block") or (),
+            span=self.span(meta),
+        )
 
     @v_args(meta=True)
     def set_action(self, meta, children):
@@ -589,6 +602,7 @@ class _Builder(Transformer):
             cite=self.tagged(children, "cite") or (),
             actions=self.tagged(children, "block") or (),
             span=self.span(meta),
+            has_target=any(isinstance(c, tuple) and c[0] == "target" for c in children),
         )
 
     @v_args(inline=True)

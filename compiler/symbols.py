@@ -93,12 +93,30 @@ def build(module: ast.Module) -> Symbols:
 
 
 def walk_actions(actions):
-    """Every action, depth first, including those inside `if` branches."""
+    """Every action, depth first, including those inside `if` branches and choice alternatives."""
     for a in actions:
         yield a
         if isinstance(a, ast.If):
             yield from walk_actions(a.then)
             yield from walk_actions(a.orelse)
+        elif isinstance(a, ast.OneOf):
+            for alt in a.alternatives:
+                yield from walk_actions(alt.actions)
+
+
+def leading_choice(r: ast.Rule) -> ast.OneOf | None:
+    """The choice with consequences directly in a rule's actions (the first, if several: E416)."""
+    return next((a for a in r.actions if isinstance(a, ast.OneOf) and a.leads), None)
+
+
+def rule_targets(r: ast.Rule):
+    """Every state a rule may lead to, as written: its target and its choice's alternatives'."""
+    if r.target is not None:
+        yield r.target
+    choice = leading_choice(r)
+    for alt in choice.alternatives if choice is not None else ():
+        if alt.target is not None:
+            yield alt.target
 
 
 def walk_expr(expr):

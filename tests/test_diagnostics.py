@@ -156,6 +156,13 @@ CASES = [
     Case("E413", edit("    when alt > 3 -> b cite s\n", "    use grading\n")
          + "rules severe { when alt > 5 -> b cite s }\nrules grading { §use severe  when alt > 3 -> b cite s }\n",
          ("'use severe' inside the rule block 'grading'", "a block holds rules only"), also=frozenset({"W505"})),
+    Case("E414", edit("    when alt > 3 -> b cite s\n", "    §when alt > 3 cite s { do start }\n"), ("says nothing about where it leads", "'-> STATE' or 'stay'")),
+    Case("E415", edit("on entry { do order due 1..2 weeks cite s }", "on entry { do one of { order  start -> §b } cite s }"),
+         ("'start -> b'", "in the 'on entry' of 'a'", "directly in a rule's actions")),
+    Case("E415", edit("    when alt > 3 -> b cite s\n", "    when alt > 3 -> b cite s { if flag { do one of { §order stay  start } } }\n"),
+         ("'order stay'", "inside an 'if'",)),
+    Case("E416", edit("    when alt > 3 -> b cite s\n", "    when alt > 3 cite s { do one of { order -> b  start } §do one of { start stay  order } }\n"),
+         ("a second choice", "line 18", "merge them")),
     Case("E406", edit("    when alt > 3 -> b cite s\n", "    use grading\n    §when alt > 2 -> b cite s\n")
          + "rules grading { when alt > 3 -> b cite s  otherwise stay cite s }\n",
          ("a rule after 'use grading', whose last rule is 'otherwise', can never fire",)),

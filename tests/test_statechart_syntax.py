@@ -332,3 +332,64 @@ def test_a_graph_file_with_a_broken_block_reference_is_refused(edit, fault):
     with pytest.raises(graphio.GraphError) as e:
         graphio.from_json(json.dumps(data))
     assert any(fault in d.message for d in e.value.diagnostics), [d.message for d in e.value.diagnostics]
+
+
+# ---------------------------------------------------------------- choices with consequences
+
+CHOICES = HEAD + """\
+lab ALT "alanine aminotransferase" unit "U/L" uln 40
+var x "x" number default 0
+action reduce "Reduce the dose"
+action interrupt "Interrupt the drug"
+action other "Something else"
+initial state start {
+  on panel {
+    when ALT > 200 { do one of { reduce -> reduced  interrupt -> interrupted { set x = 1 }  other } cite s }
+    when ALT > 100 -> reduced cite s { do reduce  do one of { reduce  interrupt -> interrupted  other stay } }
+    otherwise stay cite s { do one of reduce, other }
+  }
+}
+state reduced { on event stop { otherwise -> start cite s } }
+state interrupted { on event stop { otherwise -> start cite s } }
+"""
+
+
+def test_each_alternative_that_leads_somewhere_is_an_edge_of_its_rule():
+    g = compiled(CHOICES).graph
+    edges = {k: (v, e["rule"], e["alternative"], e["stay"], e["order"]) for _, v, k, e in g.edges("start", keys=True, data=True)}
+    assert edges == {
+        "start/0/0": ("reduced", "start/0/0", 0, False, 0),
+        "start/0/0@1": ("interrupted", "start/0/0", 1, False, 0),
+        "start/0/0@2": ("start", "start/0/0", 2, True, 0),  # no target of its own, none on the rule: stays
+        "start/0/1": ("reduced", "start/0/1", 0, False, 1),  # no target of its own: the rule's
+        "start/0/1@1": ("interrupted", "start/0/1", 1, False, 1),
+        "start/0/1@2": ("start", "start/0/1", 2, True, 1),  # `stay` overrides the rule's target
+        "start/0/2": ("start", "start/0/2", None, True, 2),  # the list form: no consequences
+    }
+    assert g.nodes["start"]["handlers"][0]["rules"] == ["start/0/0", "start/0/1", "start/0/2"]
+    [choice] = g.edges["start", "interrupted", "start/0/0@1"]["actions"]
+    assert choice["options"] == ["reduce", "interrupt", "other"]
+    assert [(a["action"], a["target"], a["stay"], [x["kind"] for x in a["actions"]]) for a in choice["alternatives"]] == [
+        ("reduce", "reduced", False, []), ("interrupt", "interrupted", False, ["set"]), ("other", None, False, [])]
+    assert choice["alternatives"][1]["actions"][0]["var"] == "x"
+    listed = g.edges["start", "start", "start/0/2"]["actions"][0]
+    assert listed["alternatives"] == [{"action": "reduce", "target": None, "stay": False, "actions": []},
+                                      {"action": "other", "target": None, "stay": False, "actions": []}]
+    back = graphio.from_json(graphio.to_json(g))
+    assert sorted(back.edges(keys=True)) == sorted(g.edges(keys=True))
+
+
+def test_alternatives_are_checked_like_the_rest_of_a_rule():
+    text = CHOICES.replace("interrupt -> interrupted { set x = 1 }", "interrupt -> interupted { set x = true }")
+    r = compile_source(text, "c.rxw", verify=False)
+    assert [(d.code, d.span.line) for d in r.diagnostics if d.is_error] == [("E203", 14), ("E301", 14)]
+    assert "did you mean 'interrupted'?" in r.diagnostics[0].message
+    # an alternative's target counts for reachability, and for the sibling-track rule
+    assert codes(CHOICES.replace("interrupt -> interrupted { set x = 1 }", "interrupt { set x = 1 }").replace(
+        "interrupt -> interrupted  other stay", "interrupt  other stay")) == [("E403", 20)]
+
+
+def test_a_rule_may_omit_its_target_only_with_a_choice_that_leads():
+    assert codes(CHOICES.replace("when ALT > 100 -> reduced cite s", "when ALT > 100 cite s").replace(
+        "interrupt -> interrupted  other stay", "interrupt  other")) == [("E414", 15)]
+    assert codes(CHOICES.replace("when ALT > 100 -> reduced cite s", "when ALT > 100 cite s")) == []

@@ -59,11 +59,7 @@ def check(module: ast.Module, sym: Symbols, diags: Diagnostics) -> None:
     for _owner, r in all_rules(module):
         _cites(r.cite, sym, diags)
         _actions(r.actions, sym, diags)
-        if r.target is not None and r.target.text in sym.tracks:
-            diags.error(r.target.span, "E212", f"transition to '{r.target.text}', which is a track; a rule leads to a state "
-                                               f"(a track of '{sym.parent.get(r.target.text)}' is entered with it)")
-        elif r.target is not None and r.target.text not in sym.states:
-            diags.error(r.target.span, "E203", f"transition to '{r.target.text}', which is not a state{did_you_mean(r.target.text, sym.states)}")
+        _target(r.target, sym, diags)
 
     _let_cycles(module, sym, diags)
 
@@ -148,11 +144,22 @@ def _actions(actions, sym: Symbols, diags: Diagnostics) -> None:
                 _expect(o, sym.actions, "action", sym, diags, "option")
                 _window_needs_order(o, a.window, sym, diags)
             _cites(a.cite, sym, diags)
+            for alt in a.alternatives:
+                _target(alt.target, sym, diags)
         elif isinstance(a, ast.Set):
             _expect(a.var, sym.vars, "var", sym, diags, "set")
             _cites(a.cite, sym, diags)
         elif isinstance(a, ast.If):
             _cites(a.cite, sym, diags)
+
+
+def _target(target: ast.Name | None, sym: Symbols, diags: Diagnostics) -> None:
+    """A rule's (or a choice alternative's) `-> STATE`."""
+    if target is not None and target.text in sym.tracks:
+        diags.error(target.span, "E212", f"transition to '{target.text}', which is a track; a rule leads to a state "
+                                         f"(a track of '{sym.parent.get(target.text)}' is entered with it)")
+    elif target is not None and target.text not in sym.states:
+        diags.error(target.span, "E203", f"transition to '{target.text}', which is not a state{did_you_mean(target.text, sym.states)}")
 
 
 def _window_needs_order(name: ast.Name, window, sym: Symbols, diags: Diagnostics) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .. import ast
 from ..diagnostics import Diagnostics, did_you_mean
-from ..symbols import Symbols, expand, walk_actions, walk_expr
+from ..symbols import Symbols, all_rules, expand, leading_choice, rule_targets, walk_actions, walk_expr
 
 SOURCE_KINDS = (
     "label",
@@ -30,6 +30,7 @@ def check(module: ast.Module, sym: Symbols, diags: Diagnostics) -> None:
         _handlers(st, sym, diags)
     _sibling_tracks(module, sym, diags)
     _blocks(module, sym, diags)
+    _choices(module, diags)
     _reachability(module, sym, diags)
     _citations(module, sym, diags)
 
@@ -99,11 +100,12 @@ def _sibling_tracks(module: ast.Module, sym: Symbols, diags: Diagnostics) -> Non
         for h in st.handlers:
             for item in h.items:
                 if isinstance(item, ast.Rule):
-                    _sibling_target(st.name.text, item.target, tracks, sym, diags)
+                    for t in rule_targets(item):
+                        _sibling_target(st.name.text, t, tracks, sym, diags)
                 elif item.block.text in sym.blocks:
-                    for r in sym.blocks[item.block.text].rules:
-                        if _sibling_target(st.name.text, r.target, tracks, sym, diags, use=item):
-                            break
+                    if any(_sibling_target(st.name.text, t, tracks, sym, diags, use=item)
+                           for r in sym.blocks[item.block.text].rules for t in rule_targets(r)):
+                        continue
 
 
 def _sibling_target(source: str, target: ast.Name | None, tracks: list[str], sym: Symbols, diags: Diagnostics,
@@ -122,6 +124,32 @@ def _sibling_target(source: str, target: ast.Name | None, tracks: list[str], sym
                                        "a state outside it")
             return True
     return False
+
+
+def _choices(module: ast.Module, diags: Diagnostics) -> None:
+    """Choices with consequences: alternatives with targets only directly in a rule's actions
+    (E415), one such choice per rule (E416), and a rule without a target only with one (E414)."""
+    for _owner, r in all_rules(module):
+        leading = [a for a in r.actions if isinstance(a, ast.OneOf) and a.leads]
+        for extra in leading[1:]:
+            diags.error(extra.span, "E416", f"a second choice whose alternatives lead somewhere in this rule; the one at line "
+                                            f"{leading[0].span.line} already decides where it leads: merge them into one")
+        if not r.has_target and not leading:
+            diags.error(r.span, "E414", "this rule says nothing about where it leads; add '-> STATE' or 'stay' after its guard "
+                                        "(only a rule whose actions hold 'do one of { ACTION -> STATE ... }' may leave it out)")
+        nested = [a for top in r.actions for a in walk_actions([top]) if a is not top]
+        _misplaced(nested, "inside an 'if' or another choice of a rule", diags)
+    for st in module.states:
+        _misplaced(list(walk_actions(st.entry)), f"in the 'on entry' of '{st.name.text}'", diags)
+
+
+def _misplaced(actions, where: str, diags: Diagnostics) -> None:
+    for a in actions:
+        if isinstance(a, ast.OneOf) and a.leads:
+            alt = next(x for x in a.alternatives if x.target is not None or x.stay)
+            diags.error((alt.target or alt.action).span if alt.target else alt.span, "E415",
+                        f"an alternative that leads somewhere ('{alt.action.text} {'-> ' + alt.target.text if alt.target else 'stay'}') "
+                        f"{where}: only a choice written directly in a rule's actions may choose where the rule leads")
 
 
 def _blocks(module: ast.Module, sym: Symbols, diags: Diagnostics) -> None:
@@ -235,8 +263,9 @@ def _reachability(module: ast.Module, sym: Symbols, diags: Diagnostics) -> None:
         st = stack.pop()
         for h in st.handlers:
             for r, _block, _i in expand(h, sym):
-                if r.target is not None and r.target.text in sym.states and r.target.text not in seen:
-                    enter(r.target.text)
+                for t in rule_targets(r):
+                    if t.text in sym.states and t.text not in seen:
+                        enter(t.text)
     for st in module.states:
         if st.name.text not in seen and sym.states.get(st.name.text) is st:
             diags.error(st.name.span, "E403", f"state '{st.name.text}' cannot be reached from the initial state '{initial[0].name.text}'")
