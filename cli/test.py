@@ -24,7 +24,7 @@ class TestFormat(str, Enum):
 def test_cases(
     protocol: Path = typer.Argument(..., metavar="PROTOCOL", help="The protocol file (.rxw), or a compiled graph file (.json from `rxwatch compile`).", exists=True, dir_okay=False, readable=True),
     cases: List[Path] = typer.Argument(..., metavar="CASE", help="Case files (.yaml), or folders: every *.yaml in them, sorted."),
-    coverage: bool = typer.Option(False, "--coverage", help="Report the states and transitions (rules) that no case exercised, with a percentage."),
+    coverage: bool = typer.Option(False, "--coverage", help="Report the states and transitions (rules) that no case exercised, with a percentage; and, when every case passes, the conditions no case showed deciding both ways and the window ends no case showed."),
     format: TestFormat = typer.Option(TestFormat.text, "--format", "-f", help="text: one line per case, failures under it; json: one object on stdout for programs."),
     mutants: bool = typer.Option(False, "--mutants", help="Mutation testing: run the cases against every small edit of the protocol (a threshold nudged, a comparison flipped, a window bound moved, a target swapped, an action or rule left out, ...) and report the mutation score: the edits the suite catches (docs/scenarios.md, \"Mutants\")."),
     jobs: int = typer.Option(0, "--jobs", "-j", min=0, help="With --mutants: worker processes (0: one per core)."),
@@ -51,6 +51,7 @@ def test_cases(
     except OSError as exc:
         raise fail(f"{exc.filename or ''}: cannot read: {exc.strerror or exc}")
     report = measure(graph, suite.traces) if coverage else None
+    conditions = _conditions(graph, suite, jobs, quiet=format is TestFormat.json) if coverage and suite.ok else None
     mutation = None
     if mutants and suite.ok:  # a suite that fails on the protocol itself scores nothing
         mutation = _mutants(protocol, graph, paths, jobs, sample, quiet=format is TestFormat.json)
@@ -58,6 +59,8 @@ def test_cases(
         data = {"protocol": suite.protocol, "summary": suite.summary(), "cases": [c.to_dict() for c in suite.cases]}
         if report is not None:
             data["coverage"] = report.to_dict()
+            if conditions is not None:
+                data["coverage"]["conditions"] = conditions.to_dict()
         if mutation is not None:
             data["mutation"] = mutation.to_dict()
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
@@ -65,6 +68,8 @@ def test_cases(
         sources = Sources()
         sources.allow(*paths)
         _print_text(suite, report, sources)
+        if conditions is not None:
+            print(conditions.format_text(str(protocol)), file=_Escaped(sys.stdout))
         if mutation is not None:
             print(mutation.format_text(), file=_Escaped(sys.stdout))
         elif mutants:
@@ -73,6 +78,15 @@ def test_cases(
         raise typer.Exit(int(Status.INPUT_ERROR))
     if mutation is not None and fail_under is not None and (mutation.score or 0) * 100 < fail_under:
         raise typer.Exit(int(Status.INPUT_ERROR))
+
+
+def _conditions(graph, suite, jobs: int, quiet: bool):
+    """Condition and window coverage of the (passing) suite (suite/conditions.py)."""
+    from rxwatch.simulator.cases import load_case
+    from rxwatch.suite.conditions import condition_coverage
+
+    cases = [(c.path, load_case(c.path, graph)) for c in suite.cases]
+    return condition_coverage(graph, cases, jobs=jobs or None)
 
 
 def _mutants(protocol: Path, graph, paths: list[str], jobs: int, sample: int, quiet: bool):
