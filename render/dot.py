@@ -411,7 +411,7 @@ def _legend(plan: Plan, ink: _Ink) -> str:
             f'<TD ALIGN="LEFT">{_font(esc(meaning[level]), 8)}</TD></TR>'
         )
     tones.append("</TABLE>")
-    decisions = [d for b in plan.boxes for d in b.decisions] + [d for g in plan.groups for d in g.decisions]
+    decisions = [d for b in plan.boxes for d in b.decisions] + [d for g in [*plan.groups, *plan.blocks] for d in g.decisions]
     rows = [r for d in decisions for r in d.rows]
     lines = [x for b in plan.boxes for x in b.entry] + [x for r in rows for x in r.actions]
     cited = {s for b in plan.boxes for s in b.sources} | {s for r in rows for s in r.sources} | {s for x in lines for s in x.sources}
@@ -421,11 +421,16 @@ def _legend(plan: Plan, ink: _Ink) -> str:
         ("◇", "a decision: its rules are checked in order", bool(rows)),
         ("→", "where a rule leads (its arrow leaves from the rule)", bool(plan.arrows)),
         ("A", "shared rules, drawn once for the states marked A", bool(plan.groups)),
+        ("frame", "a state holding states; the box at its top holds its own rules, which apply in every state inside, after their own", any(c.kind == "compound" for c in plan.clusters)),
+        ("tracks", "a parallel state: its tracks (dashed frames) run side by side, each in one of its states; one track can end them all", any(c.kind == "parallel" for c in plan.clusters)),
+        ("uses", "a rule block's rules apply there, in that place: drawn once, in the block's dashed box, with its arrows", bool(plan.blocks)),
+        ("one of:", "a choice: each alternative leads where its arrow goes; the first is the default", any(r.alternatives for r in rows)),
+        ("(holds …)", "what an action does to a drug: held while any track holds it, at the lowest dose any track asks for", any(x.effect for x in lines) or any(a.effect for r in rows for a in r.alternatives)),
         ("stay", "no change: entry actions are not repeated", any(r.stay for r in rows)),
         ("?", "results missing: if a rule needs them before one holds, nothing changes: not assessable", any(d.missing is not None and d.missing.blocking != () for d in decisions)),
         ("again", "re-entered: entry actions repeat", any(r.reenter for r in rows)),
         ("OR", "alternatives: the first is the default", any(x.kind == "one_of" for x in lines)),
-        ("[n]", "the sources behind a rule or an action", bool(cited)),
+        ("[n]", "the sources behind a rule or an action; [n: 4.4] with the section, table or sentence cited", bool(cited)),
         (UNREVIEWED_MARK, "AI summary, pending human review", any(plan.labels.unreviewed(s) for s in cited)),
     ]
     items = [(sym, text) for sym, text, used in items if used]
@@ -480,6 +485,11 @@ def _key_label(plan: Plan, ink: _Ink, def_columns: int = 2) -> str:
     cells = [_font("<B>Definitions</B>" if i == 0 else " ", 10) + BR + gap + "".join(col)
              for i, col in enumerate(columns) if col] if plan.definitions else []
     refs = ""
+    if plan.drugs:  # each drug with its dose levels, highest first
+        refs += _font("<B>Drugs</B>", 10) + BR + gap
+        for line in plan.drugs:
+            refs += _font(_append(_lines(line.text, 84), ink.marks(line.sources, True, line.citations)), 8) + gap
+        refs += gap
     if plan.orders:  # what each order asks for, and which results fulfil it
         refs += _font("<B>Orders</B>", 10) + BR + gap
         for o in plan.orders:
@@ -597,6 +607,8 @@ def digraph(plan: Plan, overlay: Overlay | None = None) -> graphviz.Digraph:
         dot.node(grp.id, id=grp.id, shape="box", style="dashed,rounded,filled", fillcolor="#ffffff",
                  color=PATH if ink.tracing and on else FADED_LINE if ink.tracing else "#555555",
                  penwidth="1.4", label=_group_label(ink, grp) if ink.tracing else plain[grp.id])
+    for blk in plan.blocks:
+        _block_node(dot, ink, plain, blk)
     initial = next((b for b in plan.boxes if b.kind == "initial"), None)
     if initial is not None:
         color = PATH if ink.tracing else INK
@@ -626,7 +638,7 @@ def digraph(plan: Plan, overlay: Overlay | None = None) -> graphviz.Digraph:
         dot.edge(rows[-1][len(rows[-1]) // 2], "__key__", style="invis", weight="10")
 
     column = {node: i for row in rows for i, node in enumerate(row)}
-    shared = {grp.id for grp in plan.groups}
+    shared = {grp.id for grp in plan.groups} | {blk.id for blk in plan.blocks}
     for a in plan.arrows:
         attrs = {"id": a.id, "constraint": "false"}
         side = "w" if column.get(a.head, 0) < column.get(a.tail, 0) else "e"
@@ -738,10 +750,7 @@ def _statechart(dot: graphviz.Digraph, plan: Plan, ink: _Ink, plain: dict, box) 
                  color=PATH if ink.tracing and on else FADED_LINE if ink.tracing else "#555555",
                  penwidth="1.4", label=_group_label(ink, grp) if ink.tracing else plain[grp.id])
     for blk in plan.blocks:
-        on = ink.rules_on(k for d in blk.decisions for r_ in d.rows for k in r_.rules + [x for a in r_.alternatives for x in a.rules])
-        dot.node(blk.id, id=blk.id, shape="box", style="dashed,filled", fillcolor="#ffffff",
-                 color=PATH if ink.tracing and on else FADED_LINE if ink.tracing else "#555555",
-                 penwidth="1.4", label=_block_label(ink, blk) if ink.tracing else plain[blk.id])
+        _block_node(dot, ink, plain, blk)
     initial = next((b for b in plan.boxes if b.kind == "initial" and b.parent is None), None)
     if initial is not None and initial.id in rank:
         color = PATH if ink.tracing else INK
@@ -783,3 +792,11 @@ def _statechart(dot: graphviz.Digraph, plan: Plan, ink: _Ink, plain: dict, box) 
         elif ink.tracing:
             attrs.update(color=FADED_LINE)
         dot.edge(f"{a.tail}:{a.port}_{side}:{side}", a.head, **attrs)
+
+
+def _block_node(dot: graphviz.Digraph, ink: _Ink, plain: dict, blk) -> None:
+    """A rule block's box: dashed, square corners (a shared-rules box has round ones)."""
+    on = ink.rules_on(k for d in blk.decisions for r_ in d.rows for k in r_.rules + [x for a in r_.alternatives for x in a.rules])
+    dot.node(blk.id, id=blk.id, shape="box", style="dashed,filled", fillcolor="#ffffff",
+             color=PATH if ink.tracing and on else FADED_LINE if ink.tracing else "#555555",
+             penwidth="1.4", label=_block_label(ink, blk) if ink.tracing else plain[blk.id])

@@ -65,7 +65,7 @@ def page(graph, plan: Plan, overlay: Overlay | None, svg: bytes) -> bytes:
   </section>
   <aside id="panel" aria-live="polite">
     <div id="trace"></div>
-    <div id="details"><p class="hint">Click a state, a shared-rules box or an arrow to see its rules, actions, time windows and sources.</p></div>
+    <div id="details"><p class="hint">Click a state, a frame, a track, a rule block, a shared-rules box or an arrow to see its rules, actions, time windows and sources.</p></div>
   </aside>
 </main>
 <script type="application/json" id="rxwatch-data">{_json_for_script(data)}</script>
@@ -123,15 +123,24 @@ def _data(graph, plan: Plan, overlay: Overlay | None) -> dict:
             rows.append({
                 "number": row.number,
                 "guard": row.guard,
-                "because": d.get("because", ""),
+                "because": "" if row.block else d.get("because", ""),
                 "target": row.target,
                 "stay": row.stay,
                 "reenter": row.reenter,
-                "actions": lines(d.get("actions", [])),
+                "actions": [] if row.block else [x.to_dict() for x in row.actions] if row.alternatives else lines(d.get("actions", [])),
                 "sources": list(row.sources),
+                "citations": list(row.citations),
                 "rules": list(row.rules),
                 "lines": [edges[k][2].get("span", {}).get("line") for k in row.rules],
                 "arrow": plan.arrow_of_rule.get(row.rules[0]),
+                # a rule block used here ("uses ..."): its rules are on the block's box
+                "block": f"block_{row.block}" if row.block else None,
+                "alternatives": [
+                    {"text": a.text, "effect": a.effect, "target": a.target, "stay": a.stay, "reenter": a.reenter,
+                     "default": a.default, "actions": [x.to_dict() for x in a.actions], "rules": list(a.rules),
+                     "arrow": plan.arrow_of_rule.get(a.rules[0])}
+                    for a in row.alternatives
+                ],
             })
         out = {"trigger": dec.trigger, "ordered": dec.ordered, "rows": rows, "missing": None}
         if dec.missing is not None:
@@ -150,10 +159,23 @@ def _data(graph, plan: Plan, overlay: Overlay | None) -> dict:
             "decisions": [decision(d) for d in b.decisions],
             "group": b.group,
             "line": node.get("span", {}).get("line"),
+            "type": b.type,  # compound, parallel: its rules apply in every state inside
+            "parent": b.parent,  # the state or track it is in
         }
     groups = {
         grp.id: {"letter": grp.letter, "states": grp.states, "decisions": [decision(d) for d in grp.decisions]}
         for grp in plan.groups
+    }
+    blocks = {
+        blk.id: {"name": blk.name, "title": blk.title, "users": blk.users, "decisions": [decision(d) for d in blk.decisions],
+                 "line": (g.get("blocks", {}).get(blk.name) or {}).get("span", {}).get("line")}
+        for blk in plan.blocks
+    }
+    clusters = {
+        c.id: {"state": c.state, "kind": c.kind, "title": c.title, "parent": c.parent,
+               "states": [x for x in plan.tree.get(c.id, ()) if x != c.header],
+               "line": graph.nodes[c.state].get("span", {}).get("line")}
+        for c in plan.clusters
     }
     arrows = {
         a.id: {"from": a.tail, "to": a.head, "rules": a.rules, "row": plan.row_of_rule.get(a.rules[0])}
@@ -170,8 +192,11 @@ def _data(graph, plan: Plan, overlay: Overlay | None) -> dict:
             "stay": bool(d.get("stay")),
             "actions": lines(d.get("actions", [])),
             "sources": list(d.get("sources", [])),
+            "citations": list(d.get("citations") or []),
             "line": d.get("span", {}).get("line"),
             "arrow": plan.arrow_of_rule.get(key),
+            "block": d.get("block"),
+            "alternative": d.get("alternative"),
         }
     sources = []
     for sid in plan.references:
@@ -208,6 +233,9 @@ def _data(graph, plan: Plan, overlay: Overlay | None) -> dict:
         ],
         "states": states,
         "groups": groups,
+        "blocks": blocks,
+        "clusters": clusters,
+        "drugs": [line.to_dict() for line in plan.drugs],
         "arrows": arrows,
         "rules": rules,
         "sources": sources,

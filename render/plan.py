@@ -373,7 +373,7 @@ def build(graph) -> Plan:
         for ri, c in enumerate(present):
             rows.append(rule_row(bid, f"{bid}__0_{ri}", str(ri + 1) if len(present) > 1 else "", len(present), by_rule[c], None))
         guards = [edges[by_rule[c][0]][2]["guard"] for c in present]
-        dec = Decision("Rules, checked in order where the block is used", len(present) > 1, rows, analyse(guards, "first"), [])
+        dec = Decision("Its rules, in order, where the block is used", False, rows, analyse(guards, "first"), [])
         blocks.append(Block(bid, name, decl.get("description") or humanise(name), users, [dec] if rows else []))
 
     definitions = []
@@ -442,7 +442,6 @@ def containers(graph, boxes: list[Box], groups: list[Group], blocks: list[Block]
             kids = list(d.get("children") or ())
             if kinds[n] != "parallel":  # tracks stay in the order written; states in reading order
                 kids.sort(key=lambda c: order.get(c, len(order)))
-                # the initial child first: where the frame is entered
             tree[cid] = ([n] if kinds[n] != "track" else []) + [item[c] for c in kids]
     top = [n for n in nodes if nodes[n].get("parent") is None]
     if not clusters:

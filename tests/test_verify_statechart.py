@@ -315,3 +315,30 @@ state on_treatment "On treatment" {
     assert [(u.state, u.states) for u in items] == [("start", ["start"]), ("on_treatment", ["early", "late"])]
     text = explain_text(g)
     assert "state on_treatment (for states early, late), on panel (line" in text
+
+
+def test_a_track_that_reads_a_lab_only_another_track_orders_is_w642():
+    body = TRACKS.replace("when tx > 3 -> liver_high", "when tx > 3 and ANC > 100 -> liver_high")
+    fs = [(f.code, f.line) for f in found(body)]
+    assert fs == [("W642", line_of(body, "when tx > 3 and ANC > 100"))]
+    # ordered in the track itself (or around it): no finding
+    ok = body.replace('on entry { do order due within 14 days }\n      on panel ordered', 'on entry { do order due within 14 days  do order_cbc due within 14 days }\n      on panel ordered')
+    assert found(ok) == []
+
+
+def test_an_inherited_lone_otherwise_overridden_in_some_states_is_no_finding():
+    body = START + """\
+state on_treatment "On treatment" {
+  on event jaundice { otherwise -> stopped }
+  initial state early "Early" {
+    on entry { do order due within 14 days }
+    on panel { when tx > 3 -> late  otherwise stay }
+  }
+  state late "Late" {
+    on entry { do order due within 7 days }
+    on panel { when tx <= 1 -> early  otherwise stay }
+    on event jaundice { otherwise -> early }
+  }
+}
+""" + END
+    assert found(body) == []

@@ -12,7 +12,11 @@ The passes, each its own module:
   never hold (z3, through `smt`, the one module that gives guards their meaning, a visitor
   of the expression IR); every region of a gap (`regions`);
 - `reach`: reachability through rules that can fire, dead ends, regions that never end;
-- `timing.loops`: cycles of rules that fire on entry, in which no time passes (z3).
+- `timing.loops`: cycles of rules that fire on entry, in which no time passes (z3);
+- `tracks`: drugs a region holds and nothing releases, labs a track reads and never orders.
+
+Every analysis reads the statechart through `chart` (each atomic state's effective rules:
+its own, then those it inherits; what a transition enters).
 
 `explain(graph)` (for `rxwatch check --explain`) lists, for each handler that can be
 unassessable (a guard unknown before any rule fires), every region of inputs where it is.
@@ -33,7 +37,7 @@ def analyse(graph, names: dict | None = None, limit: int | None = None) -> list:
     `names` maps (kind, name) to the span dict of a declaration's name, for sharper carets
     (check() builds it from the AST); without it, findings point at whole declarations.
     `limit`: the gap regions listed per handler (default regions.LIMIT)."""
-    from . import hygiene, reach, regions, tables, timing
+    from . import hygiene, reach, regions, tables, timing, tracks
     from .chart import Chart
     from .prover import Finding, Prover, Unknown
     from .smt import Encoder, VerifyError
@@ -50,6 +54,7 @@ def analyse(graph, names: dict | None = None, limit: int | None = None) -> list:
         prover = Prover(enc)
         tables.check(graph, enc, prover, out, dead, regions.LIMIT if limit is None else limit, chart)
         reach.check(graph, dead, out, names, chart)
+        tracks.check(graph, chart, dead, out, reach.reached(chart, lambda e: e["id"] not in dead))
         timing.loops(graph, enc, prover, dead, out, chart)
     except Unknown as e:
         out.append(Finding("W609", _protocol_span(graph), f"the solver could not decide a question about this protocol ({e}); some analyses were not completed"))
@@ -90,15 +95,20 @@ def explain_text(graph, limit: int | None = None) -> str:
         return f"{path}: the unassessable inputs were not worked out ({e})"
     except RecursionError:
         return f"{path}: the unassessable inputs were not worked out (an expression is nested too deeply)"
+    from . import tracks
+
+    notes = tracks.holds_notes(graph)
+    tail = ([f"{path}: drugs held by several tracks ({len(notes)} resume{'s' if len(notes) != 1 else ''} while another track may hold):",
+             *(f"  - {n}" for n in notes)] if notes else [])
     if not items:
-        return f"{path}: no handler can be unassessable: every guard is decided on every input it can get"
+        return "\n".join([f"{path}: no handler can be unassessable: every guard is decided on every input it can get", *tail])
     regions = sum(len(u.regions.regions) for u in items)
     lines = [f"{path}: {len(items)} handler{'s' if len(items) != 1 else ''} can be unassessable "
              f"(a guard unknown before any rule fires: no transition, no actions, the trace says 'unassessable'); "
              f"{regions} region{'s' if regions != 1 else ''}:"]
     for u in items:
         lines.extend(u.lines())
-    return "\n".join(lines)
+    return "\n".join(lines + tail)
 
 
 def check(module, graph, diags: Diagnostics) -> None:

@@ -145,12 +145,24 @@
 
   // ------------------------------------------------------------ what the panel shows
 
-  function marks(ids) {
+  // [3] per source; with citations ({source, locator}), each locator whole: [3: 4.4, "a sentence"]
+  function marks(ids, citations) {
     var out = el("span", "marks");
-    (ids || []).map(function (id) { return sourcesById[id]; }).filter(Boolean)
+    var where = {};
+    var all = (ids || []).slice();
+    (isList(citations) ? citations : []).forEach(function (c) {
+      if (!c || typeof c.source !== "string") return;
+      all.push(c.source);
+      if (typeof c.locator === "string" && c.locator) (where[c.source] = where[c.source] || []).push(c.locator);
+    });
+    var seen = {};
+    all.map(function (id) { return sourcesById[id]; }).filter(function (s) { return s && !seen[s.id] && (seen[s.id] = 1); })
       .sort(function (a, b) { return parseInt(a.mark, 10) - parseInt(b.mark, 10); })
       .forEach(function (s) {
-        out.appendChild(el("span", s.unreviewed ? "mark unreviewed" : "mark", ["[" + s.mark + "]"]));
+        var loc = where[s.id] ? ": " + where[s.id].join(", ") : "";
+        var m = el("span", s.unreviewed ? "mark unreviewed" : "mark", ["[" + s.mark + loc + "]"]);
+        m.title = s.title + loc;
+        out.appendChild(m);
       });
     return out;
   }
@@ -171,8 +183,13 @@
       } else {
         li.appendChild(el("span", null, [line.text]));
       }
+      if (line.effect) li.appendChild(el("span", "effect", [" (" + line.effect + ")"]));
       if (line.fulfilled_by) li.appendChild(el("span", "fulfil", [" — fulfilled by " + line.fulfilled_by]));
-      li.appendChild(marks(line.sources));
+      li.appendChild(marks(line.sources, line.citations));
+      (isList(line.alternatives) ? line.alternatives : []).forEach(function (alt) {
+        var sub = actionList(alt.lines);
+        if (sub) li.appendChild(el("div", "alternative", [el("span", "when", [alt.text + ": "]), sub]));
+      });
       ul.appendChild(li);
     });
     return ul;
@@ -208,17 +225,38 @@
     var ol = el("ol", "rules");
     dec.rows.forEach(function (row) {
       var target = row.stay ? "stay (entry actions not repeated)" : row.reenter ? "again (entry actions repeat)" : "→ " + row.target;
+      if (row.block) target = "the block's rules, in this place";
+      if (row.alternatives && row.alternatives.length) target = "one of:";
       var li = el("li", null, [
         el("div", "rule-head", [
           row.number ? el("strong", "num", [row.number + " "]) : null,
           el("span", "guard", [row.guard || "always"]),
-          " ", marks(row.sources), " ",
+          " ", marks(row.sources, row.citations), " ",
           el("span", "target", [target])
         ])
       ]);
       if (row.because) li.appendChild(el("div", "because", ["as written: " + row.because]));
       var acts = actionList(row.actions);
       if (acts) li.appendChild(acts);
+      if (row.block && data.blocks[row.block]) {
+        var b = data.blocks[row.block];
+        var open = el("button", "block-link", ["show the rule block: " + b.title]);
+        open.type = "button";
+        open.addEventListener("click", function () { showBlock(row.block); });
+        li.appendChild(open);
+      }
+      if (row.alternatives && row.alternatives.length) {
+        var alts = el("ol", "alternatives");
+        row.alternatives.forEach(function (a) {
+          var to = a.stay ? "stay" : a.reenter ? "again" : "→ " + a.target;
+          var item = el("li", null, [el("span", null, [a.text + (a.default ? " (default)" : "")]),
+            a.effect ? el("span", "effect", [" (" + a.effect + ")"]) : null, " ", el("span", "target", [to])]);
+          var sub = actionList(a.actions);
+          if (sub) item.appendChild(sub);
+          alts.appendChild(item);
+        });
+        li.appendChild(alts);
+      }
       li.appendChild(el("div", "where", ["rule " + row.rules.join(", ") + (row.lines[0] ? " · " + p.path + ":" + row.lines.join(", ") : "")]));
       row.sources.forEach(function (s) { collect.push(s); });
       row.actions.forEach(function (a) { a.sources.forEach(function (s) { collect.push(s); }); });
@@ -258,7 +296,10 @@
     clear(details);
     details.appendChild(el("h2", "severity-" + s.severity, [s.title]));
     details.appendChild(el("p", "meta", [name + " · severity " + s.severity + (p.severity_declared ? "" : " (derived)") +
-      (s.kind !== "normal" ? " · " + s.kind : ""), " ", where(s.line)]));
+      (s.kind !== "normal" ? " · " + s.kind : "") +
+      (s.type === "compound" ? " · holds states: its rules apply in each, after their own" : "") +
+      (s.type === "parallel" ? " · holds tracks that run side by side: its rules apply in all of them" : "") +
+      (s.parent ? " · inside " + s.parent : ""), " ", where(s.line)]));
     if (s.entry.length) {
       details.appendChild(el("h3", null, ["On entry"]));
       details.appendChild(actionList(s.entry));
@@ -290,6 +331,35 @@
     return el("section", "accepts", [el("h3", null, ["Reviewed warnings (accepted in the protocol)"]), ul]);
   }
 
+  function showBlock(id) {
+    var b = data.blocks[id];
+    if (!b) return;
+    var collect = [];
+    clear(details);
+    details.appendChild(el("h2", null, ["Rule block: " + b.title]));
+    details.appendChild(el("p", "meta", [b.name + " · used by " + (b.users.length ? b.users.join(", ") : "no state") +
+      " (its rules apply where the block is used, in that place)", " ", where(b.line)]));
+    b.decisions.forEach(function (d) { details.appendChild(ruleRows(d, collect)); });
+    var src = sourceList(collect);
+    if (src) details.appendChild(src);
+  }
+
+  function showCluster(id) {
+    var c = data.clusters[id];
+    if (!c) return;
+    if (c.kind !== "track") { showState(c.state); return; }
+    clear(details);
+    details.appendChild(el("h2", null, ["Track: " + c.title]));
+    details.appendChild(el("p", "meta", [c.state + " · a track of " + c.parent + ": it runs beside the other tracks, " +
+      "each in one of its own states, on the same results and events", " ", where(c.line)]));
+    var ul = el("ul", "states");
+    c.states.forEach(function (x) {
+      var s = data.states[x] || (data.clusters[x] ? { title: data.clusters[x].title } : null);
+      ul.appendChild(el("li", null, [x + (s ? " — " + s.title : "")]));
+    });
+    details.appendChild(ul);
+  }
+
   function showGroup(id) {
     var g = data.groups[id];
     if (!g) return;
@@ -311,7 +381,7 @@
       if (!r) return;
       var box = el("section", "decision", [
         el("h3", null, ["◇ " + r.trigger]),
-        el("div", "rule-head", [el("span", "guard", [r.guard]), " ", marks(r.sources), " ",
+        el("div", "rule-head", [el("span", "guard", [r.guard]), " ", marks(r.sources, r.citations), " ",
           el("span", "target", [r.stay ? "stay" : "→ " + r.to])])
       ]);
       if (r.because) box.appendChild(el("div", "because", ["as written: " + r.because]));
@@ -347,10 +417,12 @@
 
   chart.addEventListener("click", function (e) {
     if (chart.dataset.justDragged) { delete chart.dataset.justDragged; return; }
-    var g = e.target.closest ? e.target.closest("g.node, g.edge") : null;
+    var g = e.target.closest ? e.target.closest("g.node, g.edge, g.cluster") : null;
     if (!g || !g.id) return;
     if (g.id.indexOf("state_") === 0) { select([g]); showState(g.id.slice(6)); }
     else if (g.id.indexOf("shared_") === 0) { select([g]); showGroup(g.id); }
+    else if (g.id.indexOf("block_") === 0) { select([g]); showBlock(g.id); }
+    else if (g.id.indexOf("cluster_") === 0) { select([g]); showCluster(g.id); }
     else if (g.id.indexOf("arrow_") === 0) { select([g]); showArrow(g.id); }
   });
 
