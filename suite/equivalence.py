@@ -105,6 +105,10 @@ class _Pair:
         # one context: a lab, fact or var is the same symbol in both (symbols are named)
         self.b.ctx, self.b.T, self.b.F = self.a.ctx, self.a.T, self.a.F
         self.b.codes = self.a.codes
+        # and one set of input symbols: `since(A) < 5 months` and `< 6 months` then share the
+        # calendar's joint month lengths (derived values stay each protocol's own)
+        self.b._lab, self.b._fact, self.b._var = self.a._lab, self.a._fact, self.a._var
+        self.b._since, self.b._fulfilled = self.a._since, self.a._fulfilled
 
     def _expanded(self, enc: smt.Encoder, trees) -> str:
         ins = enc.inputs_of(trees)
