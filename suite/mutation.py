@@ -92,6 +92,16 @@ class MutationReport:
                              f"{r.mutant.operator}: {r.mutant.edit}")
                 if r.witness:
                     lines.append(f"  behaves differently on: {r.witness}")
+        for r in self.results:
+            if r.status == "equivalent":
+                lines.append(f"EQUIVALENT {self.path}:{r.mutant.span.line}:{r.mutant.span.column}: "
+                             f"{r.mutant.operator}: {r.mutant.edit}" + (f" ({r.witness})" if r.witness else ""))
+        by_op: dict[str, list[int]] = {}
+        for r in self.results:
+            k = by_op.setdefault(r.mutant.operator, [0, 0])
+            k[0] += r.status == "killed"
+            k[1] += r.status in ("killed", "survived")
+        lines.append("killed by operator: " + ", ".join(f"{op} {k}/{n}" for op, (k, n) in by_op.items() if n))
         score = "n/a" if s["score"] is None else f"{100 * s['score']:.1f}%"
         lines.append(
             f"mutation score of {self.protocol}: {score} ({s['killed']} killed of "
