@@ -416,7 +416,7 @@ def _legend(plan: Plan, ink: _Ink) -> str:
     lines = [x for b in plan.boxes for x in b.entry] + [x for r in rows for x in r.actions]
     cited = {s for b in plan.boxes for s in b.sources} | {s for r in rows for s in r.sources} | {s for x in lines for s in x.sources}
     items = [  # the signs this chart uses
-        ("●", "the pathway starts here (bold border)", any(b.kind == "initial" for b in plan.boxes)),
+        ("●", "the pathway starts here (bold border)" if not plan.clusters else "the pathway starts here; a bold border: the state a frame or a track starts in", any(b.kind == "initial" for b in plan.boxes)),
         ("═", "the pathway ends here (double border)", any(b.kind == "terminal" for b in plan.boxes)),
         ("◇", "a decision: its rules are checked in order", bool(rows)),
         ("→", "where a rule leads (its arrow leaves from the rule)", bool(plan.arrows)),

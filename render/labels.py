@@ -230,6 +230,9 @@ class Phrases(ir.Visitor):
     def visit_since_entry(self, t):
         return Phrase("the time since entering this state", since="entering this state")
 
+    def visit_drug(self, t):
+        return Phrase((self.L.drugs.get(t["name"]) or {}).get("description") or humanise(t["name"]))
+
     # ---------------------------------------------------------- calls
 
     def visit_call(self, t):
@@ -257,6 +260,14 @@ class Phrases(ir.Visitor):
         if f == "fulfilled":
             order = self.L.order_noun(args[0]["name"])
             return Phrase(f"{order} is fulfilled", CMP, negated=f"{order} is not fulfilled")
+        if f in ("held", "stopped", "started"):  # the drug's state, as the tracks combine it
+            drug = args[0]["name"]
+            word = {"held": "held", "stopped": "stopped", "started": "started"}[f]
+            return Phrase(f"{drug} {word}", CMP, negated=f"{drug} not {word}")
+        if f == "dose":
+            drug = args[0]["name"]
+            unit = (self.L.drugs.get(drug) or {}).get("unit")
+            return Phrase(f"the dose of {drug}", unit=f" {unit}" if unit else "")
         return Phrase(f"{f}({', '.join(p.text for p in ps)})")  # a function ir.FUNCTIONS adds later
 
     # ---------------------------------------------------------- arithmetic

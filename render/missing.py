@@ -117,7 +117,7 @@ class _Reads(ir.Visitor):
         return (), ()
 
     visit_num = visit_bool = visit_enum = visit_duration = visit_fact = visit_var = _none
-    visit_action = visit_since_entry = _none
+    visit_action = visit_since_entry = visit_drug = _none
 
     def visit_lab(self, t):
         return (t["name"],), ()
@@ -246,6 +246,8 @@ class _Possible(ir.Visitor):
     def visit_action(self, t):
         return ANY_NUMBER
 
+    visit_drug = visit_action
+
     def visit_lab(self, t):
         return frozenset((U,)) if t["name"] in self.missing else ANY_NUMBER
 
@@ -273,6 +275,8 @@ class _Possible(ir.Visitor):
             return frozenset(F if x == U else T for x in p)
         if f == "fulfilled":
             return BOOL
+        if f in ir.DRUG_READS:  # the drug's state in the replay, whatever results are missing
+            return frozenset((K, U)) if f == "dose" else BOOL
         if f == "since":
             return ANY_NUMBER  # assumed known: see the module's notes
         if f in ("uln", "xuln"):

@@ -149,7 +149,7 @@ def span_of(d: dict):
 
 
 def _is_input(ex: smt.Example, name: str) -> bool:
-    return name in ex.panel or name in ex.facts or name in ex.vars or name.startswith(("since(", "fulfilled(")) or name == "since entry"
+    return name in ex.panel or name in ex.facts or name in ex.vars or name in ex.drugs or name.startswith(("since(", "fulfilled(")) or name == "since entry"
 
 
 def describe(ex: smt.Example | None, derived: bool = True) -> str:

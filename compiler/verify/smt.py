@@ -186,6 +186,7 @@ class Example:
     vars: dict = field(default_factory=dict)  # var -> value, or None (unknown)
     last: dict = field(default_factory=dict)  # action -> date last recommended, or None (never)
     fulfilled: dict = field(default_factory=dict)  # action -> did today's results fulfil its open order
+    drugs: dict = field(default_factory=dict)  # "held(D)" -> bool, "dose(D)" -> a level: the drugs as the replay has them
     today: datetime.date = datetime.date(2025, 1, 1)
     entered: datetime.date | None = None  # the day the current state was entered (when read)
     shown: list = field(default_factory=list)  # [(name, text)] what the message shows, in order
@@ -222,6 +223,8 @@ class Encoder(ir.Visitor):
         self._since: dict[str, SinceSyms] = {}
         self._fulfilled: dict[str, Any] = {}
         self._let: dict[str, Any] = {}
+        self.drugs: Mapping[str, Mapping] = g.get("drugs") or {}
+        self._drug: dict[str, Any] = {}  # "held(D)" ... -> its value
         self._let_busy: set[str] = set()
         self._cache: dict[int, Any] = {}
         self._usage = _lab_usage(graph)
@@ -510,9 +513,60 @@ class Encoder(ir.Visitor):
     def visit_action(self, t):
         raise VerifyError(f"action '{t['name']}' used as a value")
 
+    def visit_drug(self, t):
+        raise VerifyError(f"drug '{t['name']}' used as a value")
+
+    def drug_read(self, func: str, name: str):
+        """`held(D)`, `stopped(D)`, `started(D)`: free booleans, always known; `dose(D)`: a free
+        value among the drug's dose levels (a number, or a member for named levels)."""
+        decl = (self.graph.graph.get("drugs") or {}).get(name)
+        if decl is None:
+            raise VerifyError(f"drug '{name}' is not declared")
+        if func != "dose":
+            b = z3.Bool(f"drug:{func}:{name}", self.ctx)
+            return Boo(b, self.neg(b))
+        doses = list(decl.get("doses") or ())
+        if decl.get("kind") == "name":
+            v = z3.Int(f"drug:dose:{name}", self.ctx)
+            if doses:
+                self._domain.append(self.disj(*(v == self.int(self.code(str(d))) for d in doses)))
+            return Enm(self.T, v)
+        v = z3.Real(f"drug:dose:{name}", self.ctx)
+        if doses:
+            self._domain.append(self.disj(*(v == self.real(_exact(d)) for d in doses)))
+        return Num(self.T, v)
+
     def visit_since_entry(self, t):
         self.since(ENTRY)
         return Since(ENTRY)
+
+    def visit_drug(self, t):
+        raise VerifyError(f"drug '{t['name']}' used as a value")
+
+    def drug_read(self, func: str, name: str):
+        """`held(D)`, `stopped(D)`, `started(D)`: a Bool, never unknown (what the replay has
+        done so far is free here); `dose(D)`: one of the drug's levels (a number in its unit,
+        or a member for named levels), never unknown."""
+        key = f"{func}({name})"
+        v = self._drug.get(key)
+        if v is not None:
+            return v
+        decl = self.drugs.get(name)
+        if decl is None:
+            raise VerifyError(f"drug '{name}' is not declared")
+        if func in ("held", "stopped", "started"):
+            b = z3.Bool(f"drug:{key}", self.ctx)
+            v = Boo(b, self.neg(b))
+        elif decl.get("kind") == "name":
+            c = z3.Int(f"drug:{key}", self.ctx)
+            self._domain.append(self.disj(*(c == self.code(str(m)) for m in decl.get("doses") or ())))
+            v = Enm(self.T, c)
+        else:
+            x = z3.Real(f"drug:{key}", self.ctx)
+            self._domain.append(self.disj(*(x == self.real(m) for m in decl.get("doses") or ())))
+            v = Num(self.T, x)
+        self._drug[key] = v
+        return v
 
     # arithmetic
 
@@ -567,6 +621,10 @@ class Encoder(ir.Visitor):
             a = args[0]
             k = self.lab(a["name"]).known if a.get("op") == "lab" else self.known_of(self.value(a))
             return Boo(k, self.neg(k))
+        if func in ir.DRUG_READS:
+            if len(args) != 1 or args[0].get("op") != "drug":
+                raise VerifyError(f"{func}() takes the name of a drug")
+            return self.drug_read(func, args[0]["name"])
         if func in ("since", "fulfilled"):
             if len(args) != 1 or args[0].get("op") != "action":
                 raise VerifyError(f"{func}() takes the name of an action")
@@ -576,6 +634,10 @@ class Encoder(ir.Visitor):
                 return Since(name)
             f = self.fulfilled(name)
             return Boo(f, self.neg(f))
+        if func in ir.DRUG_READS:
+            if len(args) != 1 or args[0].get("op") != "drug":
+                raise VerifyError(f"{func}() takes the name of a drug")
+            return self.drug_read(func, args[0]["name"])
         raise VerifyError(f"unknown function {func}()")
 
     @staticmethod
@@ -763,6 +825,8 @@ class Encoder(ir.Visitor):
                 elif op == "call" and t.get("func") in ("since", "fulfilled"):
                     name = t["args"][0]["name"]
                     (ins.actions if t["func"] == "since" else ins.fulfilled).add(name)
+                elif op == "call" and t.get("func") in ir.DRUG_READS:
+                    ins.drugs.add(f"{t['func']}({t['args'][0]['name']})")
                 elif op == "let":
                     name = t["name"]
                     if name not in seen and name in self.lets:
@@ -812,6 +876,14 @@ class Encoder(ir.Visitor):
             ex.vars[name] = self._concrete(self.var(name), ev)
         for name in sorted(ins.fulfilled):
             ex.fulfilled[name] = z3.is_true(ev(self.fulfilled(name)))
+        for key in sorted(ins.drugs):
+            v = self._drug.get(key)
+            if isinstance(v, Boo):
+                ex.drugs[key] = z3.is_true(ev(v.t))
+            elif isinstance(v, Num):
+                ex.drugs[key] = _norm(_frac(ev(v.v)))
+            elif isinstance(v, Enm):
+                ex.drugs[key] = self.member(ev(v.c).as_long())
         anchors: dict[str, tuple[int, tuple, tuple]] = {}
         names = sorted(ins.actions) + ([ENTRY] if ins.entry else [])
         for name in names:
@@ -868,6 +940,8 @@ class Encoder(ir.Visitor):
                 shown.append((name, "unknown" if value is None else (str(value).lower() if isinstance(value, bool) else (fmt(Fraction(value)) if isinstance(value, (int, Fraction)) else str(value)))))
         for name, value in ex.fulfilled.items():
             shown.append((f"fulfilled({name})", str(value).lower()))
+        for name, value in ex.drugs.items():
+            shown.append((name, str(value).lower() if isinstance(value, bool) else fmt(Fraction(value)) if isinstance(value, (int, Fraction)) else str(value)))
         for name in sorted(ex.last):
             last = ex.last[name]
             shown.append((f"since({name})", "never recommended" if last is None else f"{(ex.today - last).days} days"))
@@ -936,11 +1010,13 @@ class Inputs:
     actions: set = field(default_factory=set)  # read by since()
     fulfilled: set = field(default_factory=set)  # read by fulfilled()
     entry: bool = False  # `since entry` is read
+    drugs: set = field(default_factory=set)  # drug reads: "held(D)", "dose(D)", ...
 
     def __or__(self, other: "Inputs") -> "Inputs":
         lets = list(dict.fromkeys([*self.lets, *other.lets]))
         return Inputs(self.labs | other.labs, self.facts | other.facts, self.vars | other.vars, lets,
-                      self.actions | other.actions, self.fulfilled | other.fulfilled, self.entry or other.entry)
+                      self.actions | other.actions, self.fulfilled | other.fulfilled, self.entry or other.entry,
+                      self.drugs | other.drugs)
 
 
 def _frac(v) -> Fraction:
