@@ -144,8 +144,10 @@ CODES: dict[str, str] = {
     # the simulator at run time (simulator/engine.py)
     "E901": "zero-time loop while replaying",
     "E902": "graph the simulator cannot run",
+    "E903": "statechart the simulator cannot run",
     "W903": "recorded choice that the protocol did not offer",
     "W904": "a replaced result that no step shows",
+    "W905": "an action on a stopped drug",
     # compiled graph files (compiler/graphio.py)
     "E910": "not a compiled graph",
     "E911": "unknown graph format",

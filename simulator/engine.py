@@ -663,7 +663,8 @@ def _validate_trees(graph, path: str) -> None:
     before any code is generated from it."""
     g = graph.graph
     names = {kind: set(g.get(key) or ()) for kind, key in
-             (("lab", "labs"), ("fact", "facts"), ("var", "vars"), ("let", "lets"), ("action", "actions"))}
+             (("lab", "labs"), ("fact", "facts"), ("var", "vars"), ("let", "lets"), ("action", "actions"),
+              ("drug", "drugs"))}
 
     def actions(items, where):
         for i, a in enumerate(items or ()):
@@ -1928,14 +1929,18 @@ class _Run(Ctx):
         if d is None:
             d = self.drugs[decl.name] = _Drug(decl)
         if d.stopped:
-            self.warnings.append({"date": self.iso, "line": s.get("line", 0), "code": "W905",
-                                  "message": f"{s.get('action')} acts on {decl.name}, which was stopped: "
-                                             f"a stopped drug stays stopped"})
+            # located at the day's first input in the timeline (the protocol's line is in the message)
+            line = next((e.loc.line for e in self.tl.events if e.date == self.today and e.loc.line), 0)
+            self.warnings.append({"date": self.iso, "line": line, "code": "W905",
+                                  "message": f"{s.get('action')} (line {s.get('line', 0)} of the protocol) acts on "
+                                             f"{decl.name} on {self.iso}, but {decl.name} was stopped: a stopped drug "
+                                             f"stays stopped"})
         elif kind == "start":
             d.started = True
             if level is not None:
                 d.asks[region] = level
         elif kind == "hold":
+            d.started = True  # held, resumed or dosed: the patient is on it
             d.holds[region] = True
         elif kind == "resume":
             d.holds.pop(region, None)
@@ -1943,6 +1948,7 @@ class _Run(Ctx):
             if level is not None:
                 d.asks[region] = level
         elif kind == "dose":
+            d.started = True
             d.asks[region] = level if level is not None else 0
         elif kind == "stop":
             d.stopped = True

@@ -507,6 +507,30 @@ def _engine_defect(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(engine.Machine, "__init__", broken)
 
 
+def _unchecked_statechart(tmp_path: Path, monkeypatch) -> None:
+    """E903 comes from a graph built in code (the Python API): a graph file with the same fault
+    never reaches the simulator (E914). Stand in for one: the file's check let through."""
+    from rxwatch.compiler import graphio
+
+    _graph(lambda d: d["nodes"][1].update(type="compound", initial_child="done"))(tmp_path, monkeypatch)
+    monkeypatch.setattr(graphio, "validate", lambda data: [])
+
+
+STOPPED = textwrap.dedent("""\
+    protocol stopped
+      version "1.0"
+    source s "A source" kind label
+    lab ALT "alanine aminotransferase" unit "U/L" uln 40
+    drug toci "tocilizumab IV" doses 8, 4 unit "mg/kg" cite s
+    action stop_toci "stop tocilizumab" stops toci cite s
+    action hold_toci "interrupt tocilizumab" holds toci cite s
+    event stop "treatment ended"
+    initial state on_drug "on the drug" {
+      on event stop { otherwise stay cite s { do stop_toci cite s } }
+      on panel { when ALT > 120 stay cite s { do hold_toci cite s }  otherwise stay cite s }
+    }
+""")
+
 CASE_OK = EVENTS + "  - {date: 2025-01-10, lab: ALT, value: 30}\nexpect:\n"
 
 CLI_CASES = [
@@ -556,11 +580,16 @@ CLI_CASES = [
     CliCase("E901", {"t.yaml": EVENTS + "  - {date: 2025-01-07, lab: ALT, value: 1}\n"}, ("simulate", "loop.json", "t.yaml"),
             ("loop.rxw", 0), "zero-time loop on 2025-01-07", setup=_loop_graph),
     CliCase("E902", {"t.yaml": HEAD}, ("simulate", "meta.rxw", "t.yaml"), ("meta.rxw", 0), "a defect", setup=_engine_defect),
+    CliCase("E903", {"t.yaml": HEAD}, ("simulate", "g.json", "t.yaml"), ("meta.rxw", 20),
+            "the compound state 'high' has no states in it", setup=_unchecked_statechart),
     CliCase("W903", {"t.yaml": EVENTS + "  - {date: 2025-01-06, lab: ALT, value: 20}\n  - {date: 2025-01-07, choice: pause}\n"},
             ("simulate", "meta.rxw", "t.yaml"), ("t.yaml", 5), "the choice of pause on 2025-01-07 was not used"),
     CliCase("W904", {"t.yaml": EVENTS + "  - {date: 2025-01-06, event: stop}\n  - {date: 2025-01-08, lab: ALT, value: 20}\n"
                                          "  - {date: 2025-01-08, lab: ALT, value: 21}\n"},
             ("simulate", "meta.rxw", "t.yaml"), ("t.yaml", 5), "a result of ALT was replaced by a later one of the same day"),
+    CliCase("W905", {"t.yaml": EVENTS + "  - {date: 2025-01-07, event: stop}\n  - {date: 2025-01-09, lab: ALT, value: 200}\n",
+                     "stopped.rxw": STOPPED},
+            ("simulate", "--no-check", "stopped.rxw", "t.yaml"), ("t.yaml", 5), "but toci was stopped"),
     # ---------------------------------------------------------------- graph files (E91x)
     CliCase("E910", {"g.json": "[1, 2]\n", "t.yaml": HEAD}, ("simulate", "g.json", "t.yaml"), ("g.json", 1), "JSON object"),
     CliCase("E911", {"t.yaml": HEAD}, ("simulate", "g.json", "t.yaml"), ("g.json", 0), "rxwatch-graph/0",
