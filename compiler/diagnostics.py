@@ -113,6 +113,7 @@ CODES: dict[str, str] = {
     "W631": "variable set but never read, or read but never set",
     "W632": "action without a description",
     "W640": "inherited or shared rule that never fires in some states",
+    "W641": "drug held with no way to resume or stop it",
     "W642": "track reads a lab that it never orders",
     # timeline input (simulator/timeline.py, fhir.py, csvlabs.py; docs/timelines.md)
     "E701": "the file cannot be read",

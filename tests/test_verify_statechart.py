@@ -342,3 +342,36 @@ state on_treatment "On treatment" {
 }
 """ + END
     assert found(body) == []
+
+
+DRUG_HEAD = 'drug toci "tocilizumab" doses 8, 4 unit "mg/kg"\n' + \
+    'action hold_toci "Interrupt" holds toci\naction resume_toci "Resume at 4" resumes toci at 4\n' + \
+    'action stop_toci "Stop" stops toci\n'
+
+
+def test_a_hold_that_its_track_never_lifts_is_w641_and_a_resume_lifts_it():
+    body = DRUG_HEAD + TRACKS.replace(
+        'state blood_low "Blood low" {', 'state blood_low "Blood low" {\n      on entry { do hold_toci }')
+    fs = [(f.code, f.line) for f in found(body)]
+    assert fs == [("W641", line_of(body, "on entry { do hold_toci }"))]
+    assert "holds toci in track blood" in found(body)[0].message
+    resumed = body.replace("when ANC >= 1000 -> blood_ok", "when ANC >= 1000 -> blood_ok { do resume_toci }")
+    assert found(resumed) == []
+    # a stop on the track's own way on lifts it too (a discontinuation)
+    stopped = body.replace("when ANC >= 1000 -> blood_ok", "when ANC >= 1000 -> stopped { do stop_toci }")
+    assert found(stopped) == []
+    # the other track's resume does not: the hold is the blood track's own
+    other = body.replace("when tx <= 1 -> liver_ok", "when tx <= 1 -> liver_ok { do resume_toci }")
+    assert [f.code for f in found(other)] == ["W641"]
+
+
+def test_explain_notes_a_resume_while_another_track_may_hold():
+    body = DRUG_HEAD + TRACKS.replace(
+        'state blood_low "Blood low" {', 'state blood_low "Blood low" {\n      on entry { do hold_toci }').replace(
+        'state liver_high "Liver high" {\n      on entry { do order due within 7 days }',
+        'state liver_high "Liver high" {\n      on entry { do order due within 7 days  do hold_toci }').replace(
+        "when tx <= 1 -> liver_ok", "when tx <= 1 -> liver_ok { do resume_toci }")
+    text = explain_text(graph_of(body))
+    line = line_of(body, "when tx <= 1 -> liver_ok { do resume_toci }")
+    assert (f"  - line {line}: 'resume_toci' resumes toci in track liver; while track blood (line "
+            f"{line_of(body, 'on entry { do hold_toci }')}) holds it, it stays held") in text

@@ -129,6 +129,8 @@ def _name_spans(module) -> dict:
     for kind, items in (("lab", module.labs), ("fact", module.facts), ("var", module.vars), ("event", module.events), ("action", module.actions), ("let", module.lets), ("state", module.states)):
         for item in items:
             out.setdefault((kind, item.name.text), item.name.span.to_dict())
+    for item in getattr(module, "drugs", ()) or ():
+        out.setdefault(("drug", item.name.text), item.name.span.to_dict())
     for s in module.sources:
         out.setdefault(("source", s.id.text), s.id.span.to_dict())
     return out

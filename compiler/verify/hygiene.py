@@ -1,6 +1,7 @@
 """Hygiene: declarations nobody uses, actions nobody can read, rules that rest on an AI summary.
 
-- W630  a lab, fact, event, action, source, var or let that nothing uses. A lab is used
+- W630  a lab, fact, event, action, source, var, let or drug that nothing uses (a drug is used
+        when an action acts on it or an expression reads it). A lab is used
         when an expression reads it or an action orders it; a fact when an expression reads
         it or a handler watches it; an event when a handler handles it; an action when it is
         recommended (`do`, `one of`) or counted from (`since`, a timer); a source when
@@ -24,7 +25,8 @@ from .smt import all_action_lists, all_trees, walk_actions
 def check(graph, out: list[Finding], names: dict) -> None:
     g = graph.graph
     used = _used(graph)
-    kinds = (("labs", "lab"), ("facts", "fact"), ("events", "event"), ("actions", "action"), ("sources", "source"), ("vars", "var"), ("lets", "let"))
+    kinds = (("labs", "lab"), ("facts", "fact"), ("events", "event"), ("actions", "action"), ("sources", "source"), ("vars", "var"), ("lets", "let"),
+             ("drugs", "drug"))
     for table, word in kinds:
         for name, decl in (g.get(table) or {}).items():
             if name in used[word]:
@@ -72,19 +74,24 @@ def _hint(word: str) -> str:
         "source": "; cite it where it supports a rule, or remove it",
         "action": "; recommend it somewhere ('do'), or remove it",
         "event": "; handle it ('on event'), or remove it",
+        "drug": "; act on it (an action that starts, holds, resumes, doses or stops it), or remove it",
     }.get(word, "; remove it, or use it")
 
 
 def _used(graph) -> dict[str, set]:
     g = graph.graph
-    used = {w: set() for w in ("lab", "fact", "event", "action", "source", "var", "let", "set")}
+    used = {w: set() for w in ("lab", "fact", "event", "action", "source", "var", "let", "set", "drug")}
     for t in all_trees(graph):
         for node in ir.walk(t):
             op = node.get("op")
-            if op in ("lab", "fact", "var", "let", "action"):
+            if op in ("lab", "fact", "var", "let", "action", "drug"):
                 used[op].add(node["name"])
     for decl in (g.get("actions") or {}).values():
         used["lab"].update(decl.get("orders") or ())
+        if (decl.get("effect") or {}).get("drug"):
+            used["drug"].add(decl["effect"]["drug"])
+    for decl in (g.get("drugs") or {}).values():
+        used["source"].update(decl.get("sources") or ())
     for table in ("labs", "facts", "vars", "events", "actions", "lets"):
         for decl in (g.get(table) or {}).values():
             used["source"].update(decl.get("sources") or ())

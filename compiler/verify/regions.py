@@ -70,7 +70,7 @@ class Text(ir.Visitor):
     def _name(self, t):
         return t["name"]
 
-    visit_lab = visit_fact = visit_var = visit_let = visit_action = _name
+    visit_lab = visit_fact = visit_var = visit_let = visit_action = visit_drug = _name
 
     def visit_since_entry(self, t):
         return "since entry"
@@ -177,7 +177,7 @@ class _Finder(ir.Visitor):
     def _nothing(self, t):
         return None
 
-    visit_num = visit_bool = visit_enum = visit_duration = visit_lab = visit_let = visit_action = _nothing
+    visit_num = visit_bool = visit_enum = visit_duration = visit_lab = visit_let = visit_action = visit_drug = _nothing
     visit_since_entry = visit_neg = visit_add = visit_sub = visit_mul = visit_div = _nothing
     visit_not = visit_and = visit_or = _nothing
 

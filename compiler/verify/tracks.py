@@ -5,8 +5,9 @@ drug (docs/simulation.md): a drug is held while any region holds it; a region's 
 when the region is left (only that region's `resumes`, or a `stops` from anywhere, lifts it).
 
 - W641  a region holds a drug (an action that `holds D`), and no way on from there, through
-        rules that can fire, resumes it in that region or stops it (nor ends the pathway): the
-        drug stays held for good. Rules of the other tracks active beside it count.
+        the region's own rules that can fire (its states' and those they inherit; once it is
+        left, the states that follow), resumes it in that region or stops it: the drug stays
+        held for good, unless another track stops it or the pathway ends.
 - W642  a track's rules read a lab that another track orders, but no order of the track (nor
         of the states around it) asks for: the track waits for results on that other track's
         schedule, and the orders of a track are withdrawn when it is left. (A lab no order of
@@ -132,29 +133,31 @@ def _holds(graph, chart: Chart, dead: set[str], out: list[Finding], reached: set
         seen.add(key)
         if not _released(chart, moves, e, after):
             where = f"track {e.region}" if e.region else "the top level"
-            out.append(Finding("W641", e.span, f"'{e.action}' holds {e.drug} in {where}, and no way on from here resumes it "
-                               f"there or stops it (nor ends the pathway): {e.drug} stays held for good; "
-                               f"resume it in {where} when the hold should end, or stop it"))
+            out.append(Finding("W641", e.span, f"'{e.action}' holds {e.drug} in {where}, and no way on from here, by the rules of "
+                               f"{where}, resumes it there or stops it: {e.drug} stays held for good (unless another track "
+                               f"stops it or the pathway ends); resume it in {where} when the hold should end, or stop it"))
 
 
 def _released(chart: Chart, moves: dict, hold: Effect, after: list[str]) -> bool:
-    """Can a path from `after` (the states beside them included) resume the drug in the
-    holding region, stop it, or end the pathway?"""
-    start = list(dict.fromkeys([*after, *(b for a in after for b in _beside(chart, a))]))
+    """Can the holding region, going on from `after` by its own rules (its states', and those
+    they inherit), resume the drug, or stop it (itself, or on a way the patient goes once the
+    region is left)? The other tracks' rules do not count: the region's hold is its own, and
+    the end of the pathway is no release."""
+    mine = set(chart.states_of(hold.region)) if hold.region else None
+    own = lambda xs: [a for a in xs if mine is None or a in mine]  # noqa: E731
+    start = own(after) or list(after)
     seen = set(start)
     work = list(start)
     while work:
         s = work.pop()
-        if chart.terminal(s):
-            return True
         for m in moves.get(s, ()):
             for e in m.effects:
                 if e.drug == hold.drug and (e.kind == "stop" or (e.kind == "resume" and e.region == hold.region)):
                     return True
-            if m.ends:
-                return True
-            for a in [*m.after, *(b for x in m.after for b in _beside(chart, x))]:
-                if a not in seen:
+            inside = mine is None or s in mine
+            nxt = (own(m.after) or list(m.after)) if inside else list(m.after)
+            for a in nxt:
+                if a not in seen and not chart.terminal(a):
                     seen.add(a)
                     work.append(a)
     return False
