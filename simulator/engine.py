@@ -954,7 +954,7 @@ class _Drug:
     def to_dict(self) -> dict:
         d: dict = {"name": self.decl.name, "status": self.status()}
         _put_value(d, "dose", self.read("dose"))
-        d["held_by"] = [t for t in self.holds if t is not None]
+        d["held_by"] = [t for t in self.holds if t is not None] if not self.stopped else []
         return d
 
 

@@ -888,3 +888,58 @@ def test_a_graph_whose_statechart_is_broken_is_refused_with_e903():
     with pytest.raises(SimulationError) as e:
         Machine(g)
     assert e.value.code == "E903"
+
+
+# ---------------------------------------------------------------------------- the documented example
+
+EXAMPLE_HEADER = """\
+protocol tracks
+  version "1.0"
+  status draft
+source pi "Prescribing information" kind label
+lab ALT "alanine aminotransferase" unit "U/L" uln 40
+lab ANC "absolute neutrophil count" unit "/mm3"
+drug toci "tocilizumab IV" doses 8, 4 unit "mg/kg" cite pi
+action order_lfts "Order ALT" orders ALT cite pi
+action order_cbc "Order a neutrophil count" orders ANC cite pi
+action interrupt "Interrupt tocilizumab" holds toci cite pi
+action resume "Resume tocilizumab" resumes toci cite pi
+action reduce "Reduce to 4 mg/kg" doses toci 4 cite pi
+action discontinue "Discontinue tocilizumab" stops toci cite pi
+event stopped_otherwise "tocilizumab ended for another reason"
+
+"""
+
+EXAMPLE_PATIENT = """\
+patient: {id: toci-01}
+start: 2025-03-03
+until: 2025-05-30
+events:
+  - {date: 2025-04-14, lab: ALT, value: 160}
+  - {date: 2025-04-14, lab: ANC, value: 800}
+  - {date: 2025-04-24, lab: ALT, value: 60}
+  - {date: 2025-04-24, lab: ANC, value: 900}
+  - {date: 2025-05-05, lab: ALT, value: 250}
+  - {date: 2025-05-05, lab: ANC, value: 400}
+"""
+
+
+def test_the_example_of_docs_simulation_md_is_what_the_replay_gives():
+    doc = (ROOT / "docs" / "simulation.md").read_text(encoding="utf-8")
+    section = doc.split("### An example", 1)[1].split("\n## ", 1)[0]
+    states = section.split("```\n", 2)[1].split("```", 1)[0]
+    result = compile_source(EXAMPLE_HEADER + states, "tracks.rxw", verify=False)
+    assert result.ok, [str(d) for d in result.diagnostics if d.is_error]
+    trace = simulate(result.graph, parse_timeline(yamlsrc.load(EXAMPLE_PATIENT, "patient.yaml"), "patient.yaml",
+                                                  result.graph.graph))
+    quoted = json.loads(next(line for line in section.splitlines() if line.startswith('{"date": "2025-05-05"')))
+    assert quoted in trace["steps"]
+    assert '"drug": {"name": "toci", "status": "held",\n"dose": 4, "held_by": ["neutrophils"]}' in section
+    (reduce,) = steps(trace, "action", action="reduce")
+    assert reduce["drug"] == {"name": "toci", "status": "held", "dose": 4, "held_by": ["neutrophils"]}
+    # the table's rows: each transition of the replay is in the documented table, in order
+    rows = [line for line in section.splitlines() if line.split()[:1] == ["transition"] or line.split()[1:2] == ["transition"]]
+    assert len(rows) == len(steps(trace, "transition"))
+    assert all(f"{t['from']} -> {t['to']}" in row or f"stay in {t['from']}" in row
+               for row, t in zip(rows, steps(trace, "transition")))
+    assert trace["drugs"] == {"toci": {"status": "stopped", "dose": None}}
