@@ -351,6 +351,43 @@ class Event:
 
 
 @dataclass(frozen=True, slots=True)
+class DoseLevel:
+    """A drug's dose level: a number (exact) or a name, with an optional label (named levels)."""
+
+    value: int | Fraction | str
+    label: str | None
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Drug:
+    """`drug NAME "description" doses L1, L2 unit "mg/kg" cite ...`: levels highest first."""
+
+    name: Name
+    description: str | None
+    levels: tuple[DoseLevel, ...]
+    unit: str | None
+    cite: tuple[Name, ...]
+    span: Span
+
+    @property
+    def kind(self) -> str:
+        """'name' when its levels are names, else 'number'."""
+        return "name" if any(isinstance(lv.value, str) for lv in self.levels) else "number"
+
+
+@dataclass(frozen=True, slots=True)
+class Effect:
+    """What an action does to a drug: kind 'start', 'hold', 'resume', 'dose' or 'stop', with
+    the dose level it names (`at LEVEL`, or the level of `doses D LEVEL`), if any."""
+
+    kind: str
+    drug: Name
+    level: DoseLevel | None
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
 class ActionDecl:
     name: Name
     description: str | None
@@ -360,6 +397,7 @@ class ActionDecl:
     # `fulfilled by ALT or AST`: alternatives, each a set of labs that must all have results
     # (None: every lab it orders)
     fulfilled_by: tuple[tuple[Name, ...], ...] | None = None
+    effect: Effect | None = None  # `holds tocilizumab`...
 
 
 @dataclass(frozen=True, slots=True)
@@ -407,3 +445,4 @@ class Module:
     top: tuple[State, ...] = ()
     tracks: tuple[Track, ...] = ()
     blocks: tuple[RuleBlock, ...] = ()
+    drugs: tuple[Drug, ...] = ()

@@ -65,14 +65,16 @@ _KEY_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u
 # V2_ONLY: the keys format 1 did not have
 FIELDS: dict[str, tuple[str, ...]] = {
     "graph": ("format", "name", "title", "version", "status", "description", "path", "initial", "results_valid",
-              "reminders", "sources", "labs", "facts", "vars", "events", "actions", "lets", "accepts", "blocks"),
+              "reminders", "sources", "labs", "facts", "vars", "events", "actions", "lets", "accepts", "blocks", "drugs"),
     "blocks": ("description", "span", "rules"),
     "setting": ("amount", "unit", "sources", "span"),
     "sources": ("title", "kind", "url", "doi", "note", "span"),
     "labs": ("description", "unit", "uln", "lln", "loinc", "molar_mass", "sources", "span"),
     "facts": ("description", "type", "unit", "members", "has_default", "default", "sources", "span"),
     "events": ("description", "sources", "span"),
-    "actions": ("description", "orders", "fulfilled_by", "sources", "span"),
+    "actions": ("description", "orders", "fulfilled_by", "sources", "span", "effect"),
+    "drugs": ("description", "doses", "labels", "unit", "kind", "sources", "span"),
+    "effect": ("kind", "drug", "dose"),
     "lets": ("description", "expr", "text", "type", "unit", "sources", "span"),
     "accepts": ("code", "reason", "state", "span"),
     "accepted": ("code", "message", "reason", "span"),
@@ -94,7 +96,8 @@ FIELDS: dict[str, tuple[str, ...]] = {
 FIELDS["vars"] = FIELDS["facts"]
 V2_ONLY = frozenset({"results_valid", "reminders", "lln", "fulfilled_by"})
 V3_ONLY = frozenset({"type", "parent", "children", "initial_child", "track", "depth", "doc_order", "blocks", "rule", "block",
-                     "alternative", "alternatives"})
+                     "alternative", "alternatives", "drugs", "effect"})
+EFFECTS = ("start", "hold", "resume", "dose", "stop")
 NODE_TYPES = ("atomic", "compound", "parallel", "track")
 
 KINDS = ("initial", "normal", "terminal")
@@ -214,6 +217,9 @@ def _upgrade(data: dict, edges: str) -> None:
         for key, value in (("rule", edge["key"]), ("block", None), ("alternative", None)):
             edge.setdefault(key, value)
     data["graph"].setdefault("blocks", {})
+    data["graph"].setdefault("drugs", {})
+    for action in data["graph"]["actions"].values():
+        action.setdefault("effect", None)
     stack = [n["entry"] for n in data["nodes"]] + [e["actions"] for e in data[edges]]
     while stack:
         for a in stack.pop():
@@ -455,7 +461,7 @@ class _Checker:
 
     def declarations(self, g: dict) -> None:
         """The declared names (checked as names here, their bodies in `graph_attrs`)."""
-        for kind in ("sources",) + DECLARATIONS:
+        for kind in ("sources",) + self.kinds():
             where = ("graph", kind)
             decls = g.get(kind)
             if kind not in g:
@@ -471,7 +477,11 @@ class _Checker:
             self.declared[kind] = names
         self.names_for_ir = {"lab": self.declared["labs"], "fact": self.declared["facts"],
                              "var": self.declared["vars"], "let": self.declared["lets"],
-                             "action": self.declared["actions"]}
+                             "action": self.declared["actions"], "drug": self.declared.get("drugs", set())}
+
+    def kinds(self) -> tuple[str, ...]:
+        """The kinds of declaration a graph of this format has."""
+        return DECLARATIONS + (("drugs",) if self.version >= 3 else ())
 
     def collect_states(self, nodes: list) -> None:
         for i, node in enumerate(nodes):
@@ -532,7 +542,7 @@ class _Checker:
                     self.fail(w + (key, "amount"), "E915", "reminders every 0 days would flag an order again and again on one day")
                 self.refs(w + (key, "sources"), setting.get("sources"), "sources")
                 self.span(w + (key, "span"), setting.get("span"))
-        for kind in ("sources",) + DECLARATIONS:
+        for kind in ("sources",) + self.kinds():
             decls = g.get(kind)
             if not isinstance(decls, dict):
                 continue
@@ -655,6 +665,48 @@ class _Checker:
                     self.ref(aw + (j,), lab, "labs")
                     if isinstance(lab, str) and lab in self.declared["labs"] and lab not in ordered:
                         self.fail(aw + (j,), "E914", f"lab {_show(lab)} fulfils the order but the action does not order it")
+        if self.version >= 3:
+            self.effect(where + ("effect",), d.get("effect"))
+
+    def decl_drugs(self, where: Where, d: dict) -> None:
+        for key in ("description", "unit"):
+            if key in d:
+                self.text(where + (key,), d[key], optional=True)
+        kind = d.get("kind")
+        if not self.one_of(where + ("kind",), kind, ("number", "name")):
+            return
+        doses, labels = d.get("doses"), d.get("labels")
+        if self.seq(where + ("doses",), doses):
+            for i, level in enumerate(doses):
+                if kind == "name":
+                    self.name(where + ("doses", i), level, NAME, "a dose level name")
+                else:
+                    self.number(where + ("doses", i), level, optional=False)
+        if self.seq(where + ("labels",), labels):
+            if isinstance(doses, list) and len(labels) != len(doses):
+                self.fail(where + ("labels",), "E914", f"{len(labels)} labels for {len(doses)} dose levels")
+            for i, label in enumerate(labels):
+                self.text(where + ("labels", i), label, optional=True)
+
+    def effect(self, where: Where, e: Any) -> None:
+        """An action's effect on a drug; its dose level is one of the drug's."""
+        if e is None or not self.mapping(where, e):
+            return
+        self.required(where, e, "effect")
+        self.one_of(where + ("kind",), e.get("kind"), EFFECTS)
+        self.ref(where + ("drug",), e.get("drug"), "drugs")
+        level = e.get("dose")
+        drug = (self.data["graph"].get("drugs") or {}).get(e.get("drug")) if isinstance(e.get("drug"), str) else None
+        if level is None or not isinstance(drug, dict) or not isinstance(drug.get("doses"), list):
+            return
+        try:
+            known = [ir.exact(x) for x in drug["doses"]] if drug.get("kind") == "number" else drug["doses"]
+            value = ir.exact(level) if drug.get("kind") == "number" else level
+        except ir.IRError:
+            self.type(where + ("dose",), level, "a dose level of the drug")
+            return
+        if value not in known:
+            self.fail(where + ("dose",), "E914", f"{_show(level)} is not a dose level of drug {_show(e['drug'])}")
 
     def decl_lets(self, where: Where, d: dict) -> None:
         if "expr" in d:
@@ -1068,6 +1120,10 @@ class _Types(ir.Visitor):
         self.fail(self.where, "E913", f"the action {_show(t['name'])} is not a value; since() and fulfilled() take it")
         return None
 
+    def visit_drug(self, t):
+        self.fail(self.where, "E913", f"the drug {_show(t['name'])} is not a value; held(), dose(), stopped() and started() take it")
+        return None
+
     def visit_call(self, t):
         return self.call(self.where, t)
 
@@ -1129,7 +1185,10 @@ class _Types(ir.Visitor):
             return "bool"
         if func == "since":
             return "duration"
-        return "bool"  # fulfilled
+        if func == "dose":
+            drug = (self.g.get("drugs") or {}).get(args[0]["name"])
+            return "enum" if isinstance(drug, dict) and drug.get("kind") == "name" else "number"
+        return "bool"  # fulfilled, held, stopped, started
 
 
 # ---------------------------------------------------------------------------- helpers

@@ -13,9 +13,9 @@ that is, at import.
 | `bool` | `value` | true / false |
 | `enum` | `value` | an enumeration member, by name |
 | `duration` | `amount`, `unit` | `6 months` |
-| `lab`, `fact`, `var`, `let`, `action` | `name` | a declared name |
+| `lab`, `fact`, `var`, `let`, `action`, `drug` | `name` | a declared name (`drug`: only as the argument of a drug read) |
 | `since_entry` | | the time since the current state was entered |
-| `call` | `func`, `args` | `max`, `min`, `uln`, `xuln`, `known`, `since`, `fulfilled` |
+| `call` | `func`, `args` | `max`, `min`, `uln`, `xuln`, `known`, `since`, `fulfilled`; the drug reads `held`, `dose`, `stopped`, `started` (one `drug` argument) |
 | `neg` | `arg` | `-x` |
 | `+`, `-`, `*`, `/` | `args` (two) | arithmetic |
 | `compare` | `ops`, `args` | a chain `a < b <= c` (one more arg than ops) |
@@ -49,6 +49,7 @@ OPS: dict[str, str] = {
     "var": "var",
     "let": "let",
     "action": "action",
+    "drug": "drug",
     "since_entry": "since_entry",
     "call": "call",
     "neg": "neg",
@@ -63,10 +64,14 @@ OPS: dict[str, str] = {
     "or": "or",
 }
 
-FUNCTIONS = ("max", "min", "uln", "xuln", "known", "since", "fulfilled")
+FUNCTIONS = ("max", "min", "uln", "xuln", "known", "since", "fulfilled", "held", "dose", "stopped", "started")
+DRUG_READS = ("held", "dose", "stopped", "started")
+"""The functions that read a drug's state in the replay: `held(D)`, `stopped(D)`, `started(D)`
+(booleans, never unknown) and `dose(D)` (the current dose level: a number in the drug's unit,
+or an enumeration member for named levels)."""
 COMPARISONS = ("<", "<=", ">", ">=", "==", "!=")
 TIME_UNITS = ("days", "weeks", "months", "years")
-NAME_OPS = ("lab", "fact", "var", "let", "action")
+NAME_OPS = ("lab", "fact", "var", "let", "action", "drug")
 ARITH_OPS = ("+", "-", "*", "/")
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
@@ -204,7 +209,7 @@ def labs_read(t: Mapping | None, lets: Mapping[str, Mapping]) -> list[str]:
 def validate(t: Any, names: Mapping[str, Any] | None = None, path: str = "") -> None:
     """Raise IRError unless `t` is a well-formed tree: known ops with the fields they need,
     identifiers that are identifiers, finite exact numbers, whole durations in known units.
-    `names`, when given, maps 'lab', 'fact', 'var', 'let', 'action' to the declared names, and
+    `names`, when given, maps 'lab', 'fact', 'var', 'let', 'action', 'drug' to the declared names, and
     every reference must be among them. Iterative: any depth."""
     stack: list[tuple[Any, str]] = [(t, path)]
     while stack:
@@ -241,6 +246,8 @@ def validate(t: Any, names: Mapping[str, Any] | None = None, path: str = "") -> 
                 raise IRError(f"{func}() takes the name of a lab", where)
             if func in ("since", "fulfilled") and (len(args) != 1 or _op(args[0]) != "action"):
                 raise IRError(f"{func}() takes the name of an action", where)
+            if func in DRUG_READS and (len(args) != 1 or _op(args[0]) != "drug"):
+                raise IRError(f"{func}() takes the name of a drug", where)
             if func == "known" and len(args) != 1:
                 raise IRError("known() takes one argument", where)
             if func in ("max", "min") and not args:

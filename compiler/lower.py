@@ -89,8 +89,24 @@ def lower(module: ast.Module, sym: Symbols, let_types: dict) -> nx.MultiDiGraph:
                     else ([[n.text for n in a.orders]] if a.orders else []),
                     "sources": _ids(a.cite),
                     "span": a.span.to_dict(),
+                    # what it does to a drug: {kind, drug, dose (the level it names, or null)}
+                    "effect": None if a.effect is None else {
+                        "kind": a.effect.kind, "drug": a.effect.drug.text,
+                        "dose": None if a.effect.level is None else _literal(a.effect.level.value)},
                 }
                 for a in module.actions
+            },
+            "drugs": {
+                d.name.text: {
+                    "description": d.description,
+                    "doses": [_literal(lv.value) for lv in d.levels],  # highest first
+                    "labels": [lv.label for lv in d.levels],
+                    "unit": d.unit,
+                    "kind": d.kind,
+                    "sources": _ids(d.cite),
+                    "span": d.span.to_dict(),
+                }
+                for d in module.drugs
             },
             "lets": {
                 let.name.text: {
@@ -374,7 +390,7 @@ def expr_tree(e, sym: Symbols) -> dict:
         return {"op": "duration", "amount": e.amount, "unit": e.unit}
     if isinstance(e, ast.Ref):
         kind = sym.kind_of(e.name)
-        if kind in ("lab", "fact", "var", "let", "action"):
+        if kind in ("lab", "fact", "var", "let", "action", "drug"):
             return {"op": kind, "name": e.name}
         return {"op": "enum", "value": e.name}
     if isinstance(e, ast.Call):

@@ -42,7 +42,7 @@ _PRETTY = {
 }
 
 _DECL_KEYWORDS = ("protocol", "source", "lab", "fact", "event", "action", "let", "var", "state", "initial", "terminal",
-                  "results", "reminders", "track", "rules")
+                  "results", "reminders", "track", "rules", "drug")
 
 
 @lru_cache(maxsize=1)
@@ -459,7 +459,60 @@ class _Builder(Transformer):
             cite=self.tagged(children, "cite") or (),
             span=self.span(meta),
             fulfilled_by=self.tagged(children, "fulfilled_by"),
+            effect=self.first(children, ast.Effect),
         )
+
+    @v_args(meta=True)
+    def drug_decl(self, meta, children):
+        return ast.Drug(
+            name=self.name(children[0]),
+            description=self._desc(children),
+            levels=tuple(self.pick(children, ast.DoseLevel)),
+            unit=self.tagged(children, "unit"),
+            cite=self.tagged(children, "cite") or (),
+            span=self.span(meta),
+        )
+
+    @v_args(meta=True)
+    def number_level(self, meta, children):
+        return ast.DoseLevel(self._float(children[0]), None, self.span(meta))
+
+    @v_args(meta=True)
+    def named_level(self, meta, children):
+        label = _unquote(children[1]) if len(children) > 1 else None
+        return ast.DoseLevel(str(children[0]), label, self.span(meta))
+
+    @v_args(meta=True)
+    def level_ref(self, meta, children):
+        tok = children[0]
+        value = self._float(tok) if tok.type == "NUMBER" else str(tok)
+        return ast.DoseLevel(value, None, self.tspan(tok))
+
+    def at_level(self, children):
+        return children[0]
+
+    def _effect(self, kind, meta, children):
+        return ast.Effect(kind, self.name(children[0]), self.first(children, ast.DoseLevel), self.span(meta))
+
+    @v_args(meta=True)
+    def starts(self, meta, children):
+        return self._effect("start", meta, children)
+
+    @v_args(meta=True)
+    def holds(self, meta, children):
+        return self._effect("hold", meta, children)
+
+    @v_args(meta=True)
+    def resumes(self, meta, children):
+        return self._effect("resume", meta, children)
+
+    @v_args(meta=True)
+    def doses_effect(self, meta, children):
+        return self._effect("dose", meta, children)
+
+    @v_args(meta=True)
+    def stops(self, meta, children):
+        return self._effect("stop", meta, children)
 
     def fulfilled_by(self, children):
         return ("fulfilled_by", children[0])
@@ -892,6 +945,7 @@ def parse(text: str, path: str, diags: Diagnostics) -> ast.Module | None:
         top=top,
         tracks=tracks,
         blocks=of(ast.RuleBlock),
+        drugs=of(ast.Drug),
     )
 
 

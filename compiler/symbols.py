@@ -18,6 +18,7 @@ class Symbols:
     sources: dict[str, ast.Source] = field(default_factory=dict)
     states: dict[str, ast.State] = field(default_factory=dict)  # every state, nested ones included
     blocks: dict[str, ast.RuleBlock] = field(default_factory=dict)  # `rules NAME { ... }`
+    drugs: dict[str, ast.Drug] = field(default_factory=dict)
     tracks: dict[str, ast.Track] = field(default_factory=dict)
     # the statechart: state or track -> the state or track it is written in (None: top level),
     # and -> what is written in it (states, or a parallel state's tracks), in document order
@@ -29,7 +30,7 @@ class Symbols:
     let_sources: dict[str, frozenset[str]] = field(default_factory=dict)
 
     def kind_of(self, name: str) -> str | None:
-        for kind in ("labs", "facts", "vars", "lets", "events", "actions"):
+        for kind in ("labs", "facts", "vars", "lets", "events", "actions", "drugs"):
             if name in getattr(self, kind):
                 return kind[:-1]
         return None
@@ -63,6 +64,7 @@ def build(module: ast.Module) -> Symbols:
         ("actions", module.actions),
         ("lets", module.lets),
         ("sources", module.sources),
+        ("drugs", module.drugs),
     ):
         table = getattr(sym, kind)
         for item in items:

@@ -114,6 +114,8 @@ CASES = [
          + "rules grading { when alt > 3 -> b cite s }\n", ("use of 'gradin', which is not a rule block", "did you mean 'grading'?"),
          also=frozenset({"W505"})),
     # ---------------------------------------------------------------- types and units
+    Case("E214", edit('action start "start the drug"', 'drug d "the drug" doses 8, 4 unit "mg/kg"\naction start "start the drug" starts §dd'),
+         ("'start' acts on 'dd', which is not a declared drug", "did you mean 'd'?")),
     Case("E301", edit("when alt > 3", "when alt > 3 and §4"), ("'and' needs conditions", "a number")),
     Case("E301", edit("when alt > 3", "when §weight"), ("condition must be true or false",)),
     Case("E302", edit("when alt > 3", "when §ALT > TBIL"), ("U/L", "mg/dL")),
@@ -124,6 +126,14 @@ CASES = [
     Case("E304", edit("xuln(ALT)", "§xulm(ALT)"), ("unknown function 'xulm'", "did you mean 'xuln'?")),
     Case("E304", edit("xuln(ALT)", "xuln(§ALTT)"), ("takes the name of a lab", "did you mean 'ALT'?")),
     Case("E305", edit("bool default false", "bool default §3"), ("default of 'flag'", "boolean")),
+    Case("E304", edit('action start "start the drug"', 'drug d "the drug" doses 8, 4 unit "mg/kg"\naction start "start the drug"').replace(
+        "when alt > 3", "when §held(ALT)"), ("held() takes the name of a drug",)),
+    Case("E306", edit('action start "start the drug"', 'drug d "the drug" doses full "100 mg", §4\naction start "start the drug"'),
+         ("the dose levels of 'd' mix numbers and names",)),
+    Case("E307", edit('action start "start the drug"', 'drug d "the drug" doses 4, §8 unit "mg/kg"\naction start "start the drug"'),
+         ("go highest first: 8 comes after 4",)),
+    Case("E307", edit('action start "start the drug"', 'drug d "the drug" doses full, half, §full\naction start "start the drug"'),
+         ("dose level full of 'd' is listed twice",)),
     # ---------------------------------------------------------------- structure
     Case("E401", edit("initial state a", "state §a"), ("no initial state", "initial state a"), also=frozenset({"E403"})),
     Case("E402", edit('terminal state b "the end"', 'initial state §b "the end"'), ("second initial state", "'a' (line 15)")),
@@ -163,6 +173,10 @@ CASES = [
          ("'order stay'", "inside an 'if'",)),
     Case("E416", edit("    when alt > 3 -> b cite s\n", "    when alt > 3 cite s { do one of { order -> b  start } §do one of { start stay  order } }\n"),
          ("a second choice", "line 18", "merge them")),
+    Case("E417", edit('action start "start the drug"', 'drug d "the drug" doses 8, 4 unit "mg/kg"\naction start "start the drug" starts d at §6'),
+         ("6 is not a dose level of 'd' (its levels: 8, 4 mg/kg)",)),
+    Case("E417", edit('action start "start the drug"', 'drug d "the drug" doses full, half\naction start "start the drug" doses d §hlf'),
+         ("hlf is not a dose level of 'd'", "did you mean 'half'?")),
     Case("E406", edit("    when alt > 3 -> b cite s\n", "    use grading\n    §when alt > 2 -> b cite s\n")
          + "rules grading { when alt > 3 -> b cite s  otherwise stay cite s }\n",
          ("a rule after 'use grading', whose last rule is 'otherwise', can never fire",)),

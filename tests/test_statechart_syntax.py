@@ -393,3 +393,114 @@ def test_a_rule_may_omit_its_target_only_with_a_choice_that_leads():
     assert codes(CHOICES.replace("when ALT > 100 -> reduced cite s", "when ALT > 100 cite s").replace(
         "interrupt -> interrupted  other stay", "interrupt  other")) == [("E414", 15)]
     assert codes(CHOICES.replace("when ALT > 100 -> reduced cite s", "when ALT > 100 cite s")) == []
+
+
+# ---------------------------------------------------------------- drugs
+
+DRUGS = HEAD + """\
+lab ALT "alanine aminotransferase" unit "U/L" uln 40
+drug tocilizumab "tocilizumab IV" doses 8, 4 unit "mg/kg" cite s
+drug anakinra "anakinra SC" doses daily "100 mg daily", alternate_days "100 mg every other day"
+drug mtx "methotrexate"
+action start_toci "Start tocilizumab" starts tocilizumab cite s
+action interrupt "Interrupt tocilizumab" holds tocilizumab cite s
+action resume "Resume at 4 mg/kg" resumes tocilizumab at 4
+action reduce "Reduce to 4 mg/kg" doses tocilizumab 4
+action stop_toci "Stop tocilizumab" stops tocilizumab
+action alt_days "Every other day" orders ALT doses anakinra alternate_days
+action stop_mtx "Stop methotrexate" stops mtx
+initial state start {
+  on entry { do start_toci cite s }
+  on panel {
+    when held(tocilizumab) and dose(tocilizumab) == 4 -> start cite s { do resume }
+    when dose(anakinra) == daily and not stopped(anakinra) and started(mtx) stay cite s { do alt_days  do reduce }
+    otherwise stay cite s { do interrupt  do stop_toci  do stop_mtx }
+  }
+}
+"""
+
+
+def test_drugs_and_what_actions_do_to_them_are_in_the_graph():
+    g = compiled(DRUGS).graph
+    drugs = {n: {k: v for k, v in d.items() if k != "span"} for n, d in g.graph["drugs"].items()}
+    assert drugs == {
+        "tocilizumab": {"description": "tocilizumab IV", "doses": [8, 4], "labels": [None, None], "unit": "mg/kg",
+                        "kind": "number", "sources": ["s"]},
+        "anakinra": {"description": "anakinra SC", "doses": ["daily", "alternate_days"],
+                     "labels": ["100 mg daily", "100 mg every other day"], "unit": None, "kind": "name", "sources": []},
+        "mtx": {"description": "methotrexate", "doses": [], "labels": [], "unit": None, "kind": "number", "sources": []},
+    }
+    assert g.graph["drugs"]["anakinra"]["span"]["line"] == 9
+    effects = {a: d["effect"] for a, d in g.graph["actions"].items()}
+    assert effects == {
+        "start_toci": {"kind": "start", "drug": "tocilizumab", "dose": None},
+        "interrupt": {"kind": "hold", "drug": "tocilizumab", "dose": None},
+        "resume": {"kind": "resume", "drug": "tocilizumab", "dose": 4},
+        "reduce": {"kind": "dose", "drug": "tocilizumab", "dose": 4},
+        "stop_toci": {"kind": "stop", "drug": "tocilizumab", "dose": None},
+        "alt_days": {"kind": "dose", "drug": "anakinra", "dose": "alternate_days"},
+        "stop_mtx": {"kind": "stop", "drug": "mtx", "dose": None},
+    }
+    assert g.graph["actions"]["alt_days"]["orders"] == ["ALT"]
+    guard = g.edges["start", "start", "start/0/0"]["guard"]
+    assert guard["args"][0] == {"op": "call", "func": "held", "args": [{"op": "drug", "name": "tocilizumab"}]}
+    assert guard["args"][1]["args"][0] == {"op": "call", "func": "dose", "args": [{"op": "drug", "name": "tocilizumab"}]}
+    back = graphio.from_json(graphio.to_json(g))
+    assert back.graph["drugs"] == g.graph["drugs"]
+
+
+def test_a_decimal_dose_level_is_exact():
+    g = compiled(DRUGS.replace("doses 8, 4 unit", "doses 8, 2.5 unit").replace("at 4", "at 2.5").replace(
+        "doses tocilizumab 4", "doses tocilizumab 2.5").replace("dose(tocilizumab) == 4", "dose(tocilizumab) == 2.5")).graph
+    assert g.graph["drugs"]["tocilizumab"]["doses"] == [8, 2.5]
+    assert g.graph["actions"]["resume"]["effect"]["dose"] == 2.5
+
+
+@pytest.mark.parametrize(
+    "guard, fault",
+    [
+        ("dose(tocilizumab) > 4 weeks", ("E301", "cannot compare a number in mg/kg with a duration")),
+        ("dose(tocilizumab) > ALT", ("E302", "unit mismatch")),
+        ("dose(anakinra) == dayly", ("E303", "did you mean 'daily'?")),
+        ("dose(anakinra) > 1", ("E301", "cannot compare one of the members of 'anakinra' with a number")),
+        ("held(ALT)", ("E304", "held() takes the name of a drug")),
+        ("started(tocilizumab, anakinra)", ("E304", "started() takes the name of a drug")),
+        ("dose(mtx) > 1", ("E304", "dose() of 'mtx', which declares no dose levels")),
+        ("tocilizumab", ("E206", "'tocilizumab' is a drug")),
+    ],
+)
+def test_drug_reads_are_typed(guard, fault):
+    text = DRUGS.replace("when held(tocilizumab) and dose(tocilizumab) == 4", f"when {guard}")
+    r = compile_source(text, "c.rxw", verify=False)
+    got = [(d.code, d.message) for d in r.diagnostics if d.is_error]
+    assert any(code == fault[0] and fault[1] in msg for code, msg in got), got
+
+
+def test_a_drug_is_a_name_like_the_others():
+    assert codes(DRUGS.replace('drug mtx "methotrexate"', 'drug ALT "x"\ndrug mtx "methotrexate"')) == [("E201", 10)]
+    assert codes(DRUGS.replace('drug mtx "methotrexate"', 'drug max "x"\ndrug mtx "methotrexate"')) == [("E201", 10)]
+    # the drug reads are no reserved words: a var may be called `held` (as before them)
+    text = DRUGS.replace('drug mtx "methotrexate"', 'var held "held here" bool default false\ndrug mtx "methotrexate"')
+    assert codes(text.replace("when held(tocilizumab) and", "when held and held(tocilizumab) and")) == []
+
+
+@pytest.mark.parametrize(
+    "edit, fault",
+    [
+        (lambda d: d["graph"]["actions"]["resume"]["effect"].update(dose=6), "effect.dose: 6 is not a dose level"),
+        (lambda d: d["graph"]["actions"]["resume"]["effect"].update(drug="toci"), "effect.drug: drug \"toci\" is not declared"),
+        (lambda d: d["graph"]["actions"]["resume"]["effect"].update(kind="pause"), "effect.kind: must be one of start"),
+        (lambda d: d["graph"]["drugs"]["anakinra"].update(labels=["x"]), "1 labels for 2 dose levels"),
+        (lambda d: d["graph"]["drugs"]["tocilizumab"].update(doses=[8, "four"]), "drugs.tocilizumab.doses[1]: must be a finite number"),
+        (lambda d: d["edges"][0]["guard"]["args"][0]["args"][0].update(name="toci"), "drug 'toci' is not declared"),
+        (lambda d: d["edges"][0].update(guard={"op": "drug", "name": "mtx"}), "the drug \"mtx\" is not a value"),
+        (lambda d: d["graph"].pop("drugs"), "graph.drugs: missing"),
+    ],
+)
+def test_a_graph_file_with_a_broken_drug_is_refused(edit, fault):
+    data = json.loads(graphio.to_json(compiled(DRUGS).graph))
+    assert data["edges"][0]["key"] == "start/0/0"
+    edit(data)
+    with pytest.raises(graphio.GraphError) as e:
+        graphio.from_json(json.dumps(data))
+    assert any(fault in d.message for d in e.value.diagnostics), [d.message for d in e.value.diagnostics]

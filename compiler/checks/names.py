@@ -7,7 +7,11 @@ from ..diagnostics import Diagnostics, did_you_mean
 from ..span import Span
 from ..symbols import Symbols, all_rules, module_exprs, walk_actions, walk_expr
 
-FUNCTIONS = {"max", "min", "uln", "xuln", "known", "since", "fulfilled"}
+FUNCTIONS = {"max", "min", "uln", "xuln", "known", "since", "fulfilled", "held", "dose", "stopped", "started"}
+# the names a declaration cannot take: the built-ins of the first language versions (the drug
+# reads came later, and a protocol may already call a var `held`: a call has parentheses, a
+# declared name never does, so the two cannot be confused)
+RESERVED = FUNCTIONS - {"held", "dose", "stopped", "started"}
 
 
 def check(module: ast.Module, sym: Symbols, diags: Diagnostics) -> None:
@@ -21,8 +25,15 @@ def check(module: ast.Module, sym: Symbols, diags: Diagnostics) -> None:
         _cites(lab.cite, sym, diags)
     for item in (*module.facts, *module.vars, *module.events, *module.lets):
         _cites(item.cite, sym, diags)
+    for drug in module.drugs:
+        _cites(drug.cite, sym, diags)
     for action in module.actions:
         _cites(action.cite, sym, diags)
+        e = action.effect
+        if e is not None and e.drug.text not in sym.drugs:
+            hint = did_you_mean(e.drug.text, sym.drugs)
+            diags.error(e.drug.span, "E214", f"'{action.name.text}' acts on '{e.drug.text}', which is not a declared drug{hint}" if hint or sym.drugs
+                        else f"'{action.name.text}' acts on '{e.drug.text}', which is not a declared drug; declare it with 'drug {e.drug.text} doses ...'")
         for lab in action.orders:
             if lab.text not in sym.labs:
                 diags.error(lab.span, "E205", f"action '{action.name.text}' orders '{lab.text}', which is not a declared lab{did_you_mean(lab.text, sym.labs)}")
@@ -76,10 +87,11 @@ def _duplicates(module: ast.Module, diags: Diagnostics) -> None:
         ("event", module.events),
         ("action", module.actions),
         ("let", module.lets),
+        ("drug", module.drugs),
     ):
         for item in items:
             n = item.name
-            if n.text in FUNCTIONS:
+            if n.text in RESERVED:
                 diags.error(n.span, "E201", f"'{n.text}' is a built-in function and cannot be declared as {_a(kind)}")
             if n.text in seen:
                 other_kind, other = seen[n.text]

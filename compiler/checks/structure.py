@@ -31,6 +31,7 @@ def check(module: ast.Module, sym: Symbols, diags: Diagnostics) -> None:
     _sibling_tracks(module, sym, diags)
     _blocks(module, sym, diags)
     _choices(module, diags)
+    _effects(module, sym, diags)
     _reachability(module, sym, diags)
     _citations(module, sym, diags)
 
@@ -124,6 +125,27 @@ def _sibling_target(source: str, target: ast.Name | None, tracks: list[str], sym
                                        "a state outside it")
             return True
     return False
+
+
+def _effects(module: ast.Module, sym: Symbols, diags: Diagnostics) -> None:
+    """E417: the dose level an action names (`starts D at L`, `resumes D at L`, `doses D L`) is
+    one of the drug's levels."""
+    from .types import _level_text
+
+    for action in module.actions:
+        e = action.effect
+        drug = sym.drugs.get(e.drug.text) if e is not None else None
+        if drug is None or e.level is None:
+            continue
+        levels = [lv.value for lv in drug.levels]
+        shown = ", ".join(_level_text(v) for v in levels) + (f" {drug.unit}" if drug.unit else "")
+        if not levels:
+            diags.error(e.level.span, "E417", f"'{action.name.text}' names dose level {_level_text(e.level.value)} of "
+                                              f"'{drug.name.text}', which declares no dose levels; add 'doses ...' to it")
+        elif e.level.value not in levels or isinstance(e.level.value, str) != isinstance(levels[0], str):
+            hint = did_you_mean(e.level.value, [v for v in levels if isinstance(v, str)]) if isinstance(e.level.value, str) else ""
+            diags.error(e.level.span, "E417", f"{_level_text(e.level.value)} is not a dose level of '{drug.name.text}' "
+                                              f"(its levels: {shown}){hint}")
 
 
 def _choices(module: ast.Module, diags: Diagnostics) -> None:

@@ -49,6 +49,24 @@ def type_of_decl(t: ast.TypeSpec | None, owner: str) -> T:
     return T("enum", members=tuple(m.text for m in t.members), owner=owner)
 
 
+DRUG_READS = ("held", "dose", "stopped", "started")
+"""The functions that read a drug's state in the replay (all take a drug's name)."""
+
+
+def drug_dose_type(d: ast.Drug) -> T:
+    """`dose(D)`: a number in the drug's unit (numeric levels), or one of its level names."""
+    if d.kind == "name":
+        return T("enum", members=tuple(str(lv.value) for lv in d.levels), owner=d.name.text)
+    return T("number", d.unit or RATIO)
+
+
+def _level_text(v) -> str:
+    """A dose level as the author wrote it: a name, or the number in decimals."""
+    from .. import ir
+
+    return v if isinstance(v, str) else (str(v) if isinstance(v, int) else ir.decimal_text(v) or str(float(v)))
+
+
 def lab_unit(lab: ast.Lab) -> str:
     return lab.unit or RATIO
 
@@ -77,6 +95,33 @@ class TypeChecker:
             self._sets(r.actions)
         for f in (*module.facts, *module.vars):
             self._default(f)
+        for d in module.drugs:
+            self._drug(d)
+
+    def _drug(self, d: ast.Drug) -> None:
+        """A drug's dose levels: all numbers or all names (E306), highest first (E307)."""
+        numbers = [lv for lv in d.levels if not isinstance(lv.value, str)]
+        names = [lv for lv in d.levels if isinstance(lv.value, str)]
+        if numbers and names:
+            self.diags.error(names[0].span if d.levels[0] in numbers else numbers[0].span, "E306",
+                             f"the dose levels of '{d.name.text}' mix numbers and names; give numbers (with 'unit') or names")
+            return
+        if names and d.unit is not None:
+            self.diags.error(d.span, "E306", f"the dose levels of '{d.name.text}' are names, which have no unit; "
+                                             "say the dose in each level's label ('daily \"100 mg daily\"')")
+        if numbers and any(lv.label for lv in numbers):
+            pass  # (the grammar gives labels to named levels only)
+        seen: dict = {}
+        for lv in d.levels:
+            if lv.value in seen:
+                self.diags.error(lv.span, "E307", f"dose level {_level_text(lv.value)} of '{d.name.text}' is listed twice")
+                return
+            seen[lv.value] = lv
+        for a, b in zip(numbers, numbers[1:]):
+            if not b.value < a.value:
+                self.diags.error(b.span, "E307", f"the dose levels of '{d.name.text}' go highest first: "
+                                                 f"{_level_text(b.value)} comes after {_level_text(a.value)}")
+                return
 
     def _sets(self, actions) -> None:
         from ..symbols import walk_actions
@@ -311,6 +356,19 @@ class TypeChecker:
                 self.diags.error(args[0].span, "E304", f"fulfilled() takes an order, and '{args[0].name}' orders no labs")
                 return ERROR
             return DURATION if f == "since" else BOOL
+        if f in DRUG_READS:
+            if len(args) != 1 or not (isinstance(args[0], ast.Ref) and args[0].name in self.sym.drugs):
+                hint = did_you_mean(args[0].name, self.sym.drugs) if len(args) == 1 and isinstance(args[0], ast.Ref) else ""
+                self.diags.error(e.span, "E304", f"{f}() takes the name of a drug{hint}")
+                return ERROR
+            if f != "dose":
+                return BOOL
+            drug = self.sym.drugs[args[0].name]
+            if not drug.levels:
+                self.diags.error(e.span, "E304", f"dose() of '{drug.name.text}', which declares no dose levels; "
+                                                 "give it 'doses ...' to read its dose")
+                return ERROR
+            return drug_dose_type(drug)
         return ERROR  # unknown function: reported by checks.names
 
     def _lab_hint(self, a) -> str:

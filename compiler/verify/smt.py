@@ -513,29 +513,6 @@ class Encoder(ir.Visitor):
     def visit_action(self, t):
         raise VerifyError(f"action '{t['name']}' used as a value")
 
-    def visit_drug(self, t):
-        raise VerifyError(f"drug '{t['name']}' used as a value")
-
-    def drug_read(self, func: str, name: str):
-        """`held(D)`, `stopped(D)`, `started(D)`: free booleans, always known; `dose(D)`: a free
-        value among the drug's dose levels (a number, or a member for named levels)."""
-        decl = (self.graph.graph.get("drugs") or {}).get(name)
-        if decl is None:
-            raise VerifyError(f"drug '{name}' is not declared")
-        if func != "dose":
-            b = z3.Bool(f"drug:{func}:{name}", self.ctx)
-            return Boo(b, self.neg(b))
-        doses = list(decl.get("doses") or ())
-        if decl.get("kind") == "name":
-            v = z3.Int(f"drug:dose:{name}", self.ctx)
-            if doses:
-                self._domain.append(self.disj(*(v == self.int(self.code(str(d))) for d in doses)))
-            return Enm(self.T, v)
-        v = z3.Real(f"drug:dose:{name}", self.ctx)
-        if doses:
-            self._domain.append(self.disj(*(v == self.real(_exact(d)) for d in doses)))
-        return Num(self.T, v)
-
     def visit_since_entry(self, t):
         self.since(ENTRY)
         return Since(ENTRY)
@@ -634,10 +611,6 @@ class Encoder(ir.Visitor):
                 return Since(name)
             f = self.fulfilled(name)
             return Boo(f, self.neg(f))
-        if func in ir.DRUG_READS:
-            if len(args) != 1 or args[0].get("op") != "drug":
-                raise VerifyError(f"{func}() takes the name of a drug")
-            return self.drug_read(func, args[0]["name"])
         raise VerifyError(f"unknown function {func}()")
 
     @staticmethod
