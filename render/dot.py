@@ -277,6 +277,9 @@ def _alt_rows(ink: _Ink, owner_on: bool, row: Row, ports: bool) -> str:
         body = lead + text
         if alt.effect:
             body += " " + _font(f"<I>({esc(alt.effect)})</I>", 7.5, ink.muted(on))
+        marks = ink.marks(alt.sources, on, alt.citations)
+        if marks:
+            body += " " + marks
         body = _font(body, 8.5, color)
         if alt.actions:
             body += BR + ink.actions(alt.actions, ENTRY_WIDTH - 6, 8, on)

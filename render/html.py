@@ -138,6 +138,7 @@ def _data(graph, plan: Plan, overlay: Overlay | None) -> dict:
                 "alternatives": [
                     {"text": a.text, "effect": a.effect, "target": a.target, "stay": a.stay, "reenter": a.reenter,
                      "default": a.default, "actions": [x.to_dict() for x in a.actions], "rules": list(a.rules),
+                     "sources": list(a.sources), "citations": list(a.citations),
                      "arrow": plan.arrow_of_rule.get(a.rules[0])}
                     for a in row.alternatives
                 ],

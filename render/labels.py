@@ -494,7 +494,7 @@ class Labels:
         if kind == "stop":
             return f"stops {drug}"
         if kind == "dose":
-            return f"asks for {drug} {dose}".rstrip()
+            return f"asks for {drug} at {dose}" if dose else f"asks for a dose of {drug}"
         verb = {"start": "starts", "resume": "resumes"}.get(kind, str(kind))
         return f"{verb} {drug}" + (f" at {dose}" if dose else "")
 

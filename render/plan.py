@@ -40,6 +40,8 @@ class Alt:
     default: bool  # the first: what happens when no choice is recorded
     actions: list[Line]  # its own actions
     rules: list[str]  # the edge keys of this alternative (one per state holding the rule)
+    sources: list[str] = field(default_factory=list)  # the choice's (shown once, on the default)
+    citations: list = field(default_factory=list)
 
 
 @dataclass
@@ -288,7 +290,8 @@ def build(graph) -> Plan:
                 aport = f"{port}_a{i}"
                 a = Alt(aport, L.action_text(alt["action"], full=False), L.effect_text(alt["action"]), av, stay,
                         here is not None and av == src and not stay, i == 0,
-                        L.action_lines(alt.get("actions") or [], full=False), akeys)
+                        L.action_lines(alt.get("actions") or [], full=False), akeys,
+                        list(choice.get("sources") or ()) if i == 0 else [], list(choice.get("citations") or ()) if i == 0 else [])
                 row.alternatives.append(a)
                 for k in akeys:
                     plan_rows[k] = aport

@@ -68,9 +68,34 @@ def test_a_rule_block_is_drawn_once_and_the_states_say_they_use_it(plan, graph):
     assert [(a.head, a.rules) for a in block_arrows] == [("stopped", rows[0].rules), ("liver_watch", rows[1].rules)]
     uses = {b.state: [r.guard for d in b.decisions for r in d.rows] for b in plan.boxes if b.state in blk.users}
     assert uses == {"liver_routine": ["uses Grading of ALT", "otherwise"],
-                    "liver_watch": ["uses Grading of ALT", "ALT ≤ 1× ULN", "otherwise"]}
+                    "liver_watch": ["uses Grading of ALT", "ALT ≤ 1× ULN", "at least 14 days after entering this state", "otherwise"]}
     own = {a.rules[0] for a in plan.arrows if a.tail in blk.users}
-    assert own == {"liver_watch/0/2"}  # the own rule back to routine, and nothing of the block
+    assert own == {"liver_watch/0/2", "liver_watch/0/3"}  # its own rules' arrows, nothing of the block's
+
+
+def test_a_choice_draws_each_alternative_as_its_own_branch(plan):
+    box = next(b for b in plan.boxes if b.state == "liver_watch")
+    row = next(r for d in box.decisions for r in d.rows if r.alternatives)
+    assert row.guard == "at least 14 days after entering this state"
+    got = [(a.text, a.effect, a.target, a.stay, a.default, [x.text for x in a.actions], a.rules) for a in row.alternatives]
+    assert got == [
+        ("Halve the dose", "asks for demo at 50 mg", "liver_routine", False, True, [], ["liver_watch/0/3"]),
+        ("Interrupt the drug", "holds demo", "liver_watch", True, False, ["Order ALT, due within 7 days"], ["liver_watch/0/3@1"]),
+    ]
+    # the default's arrow leaves from its own row; the other stays (no arrow)
+    arrows = [(a.port, a.head) for a in plan.arrows if a.rules == ["liver_watch/0/3"]]
+    assert arrows == [(row.alternatives[0].port, "liver_routine")]
+    assert not [a for a in plan.arrows if a.rules == ["liver_watch/0/3@1"]]
+    src = rdot.digraph(plan).source
+    assert f'PORT="{row.alternatives[0].port}_e"' in src and "<B>OR</B>" in src
+
+
+def test_drug_actions_say_what_they_do_and_the_key_lists_the_drug(plan):
+    entry = next(b for b in plan.boxes if b.state == "anc_low").entry
+    assert [(x.text, x.effect) for x in entry][:1] == [("Interrupt the drug", "holds demo")]
+    assert [x.text for x in plan.drugs] == ["the demo drug (demo): 100 mg, 50 mg"]
+    src = rdot.digraph(plan).source
+    assert "(holds demo)" in src and "(starts demo at 100 mg)" in src and "<B>Drugs</B>" in src
 
 
 def test_the_dot_text_nests_the_frames_and_aligns_their_rows(plan):

@@ -250,7 +250,9 @@
         row.alternatives.forEach(function (a) {
           var to = a.stay ? "stay" : a.reenter ? "again" : "→ " + a.target;
           var item = el("li", null, [el("span", null, [a.text + (a.default ? " (default)" : "")]),
-            a.effect ? el("span", "effect", [" (" + a.effect + ")"]) : null, " ", el("span", "target", [to])]);
+            a.effect ? el("span", "effect", [" (" + a.effect + ")"]) : null, " ", marks(a.sources, a.citations), " ",
+            el("span", "target", [to])]);
+          (a.sources || []).forEach(function (x) { collect.push(x); });
           var sub = actionList(a.actions);
           if (sub) item.appendChild(sub);
           alts.appendChild(item);
