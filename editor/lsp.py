@@ -1,0 +1,538 @@
+"""`rxwatch lsp`: a Language Server for protocol files (pygls over standard input and output).
+
+- diagnostics as the author types (debounced), the compiler's and the verifier's, with the
+  codes and messages of `rxwatch check`; while the text does not parse, its syntax errors,
+  and every other feature keeps working on the last text that parsed;
+- hover: a name's kind, description and declaration, a derived value's definition, a source's
+  title, kind (an AI summary said to be one), URL, DOI and the locator it is cited at, a due
+  window in words;
+- go to definition, find references, rename: every declared name (labs, facts, variables,
+  events, actions, derived values, states, tracks, rule blocks, sources, drugs...);
+- completion: the keywords and the declared names the grammar accepts at the cursor;
+- document symbols: sections (`# ---- name` comments), declarations, states with their
+  nested states, tracks and handlers, rule blocks;
+- quick fixes for "did you mean" diagnostics; formatting with `rxwatch fmt`'s formatter.
+
+The work is in rxwatch.editor.index (what a text declares and uses) and rxwatch.editor.fmt;
+this module translates between them and the protocol (positions are UTF-16, as LSP wants).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from concurrent.futures import ThreadPoolExecutor
+
+from lsprotocol import types as lsp
+from pygls.lsp.server import LanguageServer
+from pygls.uris import to_fs_path
+
+from . import grammar
+from .index import SECTION, Decl, Index, build, hover_markdown, window_words
+
+DEBOUNCE_SECONDS = 0.1
+"""How long the server waits after a change before compiling (a burst of keystrokes compiles once)."""
+
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+SOURCE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_]*(?:[-.][A-Za-z0-9_]+)*\Z")
+DID_YOU_MEAN = re.compile(r"did you mean '([^']+)'\?")
+
+log = logging.getLogger(__name__)
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("rxwatch")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+# ------------------------------------------------------------------ positions
+
+
+def _utf16(s: str) -> int:
+    return len(s.encode("utf-16-le")) // 2
+
+
+class Lines:
+    """Convert between 1-based (line, column) in characters and LSP positions in UTF-16 units."""
+
+    def __init__(self, text: str) -> None:
+        self.lines = text.split("\n")
+
+    def position(self, line: int, column: int) -> lsp.Position:
+        if line <= 0:
+            return lsp.Position(0, 0)
+        if line > len(self.lines):
+            return lsp.Position(len(self.lines) - 1, _utf16(self.lines[-1]))
+        text = self.lines[line - 1]
+        return lsp.Position(line - 1, _utf16(text[: max(0, column - 1)]))
+
+    def range(self, span) -> lsp.Range:
+        if not span.line:
+            return lsp.Range(lsp.Position(0, 0), lsp.Position(0, 0))
+        start = self.position(span.line, span.column or 1)
+        end_line = span.end_line or span.line
+        end_col = span.end_column if span.end_column else len(self.lines[min(end_line, len(self.lines)) - 1])
+        end = self.position(end_line, end_col + 1)
+        if (end.line, end.character) < (start.line, start.character):
+            end = start
+        return lsp.Range(start, end)
+
+    def from_lsp(self, pos: lsp.Position) -> tuple[int, int]:
+        """1-based (line, column) of an LSP position."""
+        line = pos.line + 1
+        if pos.line >= len(self.lines):
+            return line, 1
+        text = self.lines[pos.line]
+        units = 0
+        for i, ch in enumerate(text):
+            if units >= pos.character:
+                return line, i + 1
+            units += 2 if ord(ch) > 0xFFFF else 1
+        return line, len(text) + 1
+
+    def end(self) -> lsp.Position:
+        return lsp.Position(len(self.lines) - 1, _utf16(self.lines[-1]))
+
+
+# ------------------------------------------------------------------ the server
+
+
+class RxwatchServer(LanguageServer):
+    def __init__(self) -> None:
+        super().__init__("rxwatch", _version())
+        self.good: dict[str, Index] = {}  # uri -> the index of the last text that parsed
+        self.latest: dict[str, Index] = {}  # uri -> the index of the latest text
+        self.tasks: dict[str, asyncio.Task] = {}
+        self.compiler = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rxwatch-compile")
+        self.debounce = DEBOUNCE_SECONDS
+
+    # -- compiling
+
+    def path_of(self, uri: str) -> str:
+        try:
+            return to_fs_path(uri) or uri
+        except Exception:
+            return uri
+
+    async def compile(self, uri: str, text: str) -> Index:
+        loop = asyncio.get_running_loop()
+        idx = await loop.run_in_executor(self.compiler, build, text, self.path_of(uri))
+        self.latest[uri] = idx
+        if idx.parsed:
+            self.good[uri] = idx
+        return idx
+
+    def schedule(self, uri: str, delay: float) -> None:
+        old = self.tasks.pop(uri, None)
+        if old is not None and not old.done():
+            old.cancel()
+        self.tasks[uri] = asyncio.ensure_future(self._check_later(uri, delay))
+
+    async def _check_later(self, uri: str, delay: float) -> None:
+        try:
+            if delay:
+                await asyncio.sleep(delay)
+            doc = self.workspace.get_text_document(uri)
+            text, version = doc.source, doc.version
+            idx = await self.compile(uri, text)
+            current = self.workspace.get_text_document(uri)
+            if current.source != text:  # edited while compiling: the next run will publish
+                return
+            self.publish(uri, idx, version)
+        except asyncio.CancelledError:
+            pass
+
+    def publish(self, uri: str, idx: Index, version: int | None) -> None:
+        lines = Lines(idx.text)
+        out = []
+        for d in idx.diagnostics:
+            if d.span.path not in (idx.path, "<string>"):
+                continue
+            out.append(lsp.Diagnostic(
+                range=lines.range(d.span),
+                message=d.message,
+                severity=lsp.DiagnosticSeverity.Error if d.is_error else lsp.DiagnosticSeverity.Warning,
+                code=d.code or None,
+                source="rxwatch",
+            ))
+        self.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(uri=uri, diagnostics=out, version=version))
+
+    async def index(self, uri: str) -> Index | None:
+        """The index to answer a request with: of the current text when it parses, else of the
+        last text that did."""
+        doc = self.workspace.get_text_document(uri)
+        text = doc.source.lstrip("\ufeff")
+        latest = self.latest.get(uri)
+        if latest is None or latest.text != text:
+            latest = await self.compile(uri, doc.source)
+        return latest if latest.parsed else self.good.get(uri)
+
+
+server = RxwatchServer()
+
+
+def _at(idx: Index, pos: lsp.Position):
+    lines = Lines(idx.text)
+    line, col = lines.from_lsp(pos)
+    return lines, line, col
+
+
+@server.feature(lsp.TEXT_DOCUMENT_DID_OPEN)
+async def did_open(ls: RxwatchServer, params: lsp.DidOpenTextDocumentParams) -> None:
+    ls.schedule(params.text_document.uri, 0)
+
+
+@server.feature(lsp.TEXT_DOCUMENT_DID_CHANGE)
+async def did_change(ls: RxwatchServer, params: lsp.DidChangeTextDocumentParams) -> None:
+    ls.schedule(params.text_document.uri, ls.debounce)
+
+
+@server.feature(lsp.TEXT_DOCUMENT_DID_SAVE)
+async def did_save(ls: RxwatchServer, params: lsp.DidSaveTextDocumentParams) -> None:
+    ls.schedule(params.text_document.uri, 0)
+
+
+@server.feature(lsp.TEXT_DOCUMENT_DID_CLOSE)
+async def did_close(ls: RxwatchServer, params: lsp.DidCloseTextDocumentParams) -> None:
+    uri = params.text_document.uri
+    task = ls.tasks.pop(uri, None)
+    if task is not None:
+        task.cancel()
+    ls.good.pop(uri, None)
+    ls.latest.pop(uri, None)
+    ls.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
+
+
+@server.feature(lsp.TEXT_DOCUMENT_HOVER)
+async def hover(ls: RxwatchServer, params: lsp.HoverParams) -> lsp.Hover | None:
+    idx = await ls.index(params.text_document.uri)
+    if idx is None:
+        return None
+    lines, line, col = _at(idx, params.position)
+    o = idx.occurrence_at(line, col)
+    if o is not None:
+        d = idx.decl_of(o)
+        if d is not None:
+            locator = idx.locators.get((o.span.line, o.span.column)) if o.namespace == "source" else None
+            return lsp.Hover(
+                contents=lsp.MarkupContent(kind=lsp.MarkupKind.Markdown, value=hover_markdown(idx, d, locator)),
+                range=lines.range(o.span),
+            )
+    w = idx.window_at(line, col)
+    if w is not None:
+        return lsp.Hover(
+            contents=lsp.MarkupContent(kind=lsp.MarkupKind.Markdown, value=window_words(w.node)),
+            range=lines.range(w.span),
+        )
+    return None
+
+
+def _decl_at(idx: Index, pos: lsp.Position) -> tuple[Decl | None, object]:
+    lines, line, col = _at(idx, pos)
+    o = idx.occurrence_at(line, col)
+    return (idx.decl_of(o) if o is not None else None), o
+
+
+@server.feature(lsp.TEXT_DOCUMENT_DEFINITION)
+async def definition(ls: RxwatchServer, params: lsp.DefinitionParams) -> lsp.Location | None:
+    idx = await ls.index(params.text_document.uri)
+    if idx is None:
+        return None
+    d, _o = _decl_at(idx, params.position)
+    if d is None:
+        return None
+    return lsp.Location(uri=params.text_document.uri, range=Lines(idx.text).range(d.span))
+
+
+@server.feature(lsp.TEXT_DOCUMENT_REFERENCES)
+async def references(ls: RxwatchServer, params: lsp.ReferenceParams) -> list[lsp.Location] | None:
+    idx = await ls.index(params.text_document.uri)
+    if idx is None:
+        return None
+    d, _o = _decl_at(idx, params.position)
+    if d is None:
+        return None
+    lines = Lines(idx.text)
+    include = params.context.include_declaration if params.context else True
+    return [lsp.Location(uri=params.text_document.uri, range=lines.range(o.span))
+            for o in idx.references(d) if include or not o.is_decl]
+
+
+@server.feature(lsp.TEXT_DOCUMENT_PREPARE_RENAME)
+async def prepare_rename(ls: RxwatchServer, params: lsp.PrepareRenameParams):
+    idx = await ls.index(params.text_document.uri)
+    if idx is None:
+        return None
+    d, o = _decl_at(idx, params.position)
+    if d is None:
+        return None
+    return lsp.PrepareRenamePlaceholder(range=Lines(idx.text).range(o.span), placeholder=d.name)
+
+
+@server.feature(lsp.TEXT_DOCUMENT_RENAME)
+async def rename(ls: RxwatchServer, params: lsp.RenameParams) -> lsp.WorkspaceEdit | None:
+    idx = await ls.index(params.text_document.uri)
+    if idx is None:
+        return None
+    d, _o = _decl_at(idx, params.position)
+    if d is None:
+        return None
+    new = params.new_name
+    pattern = SOURCE_ID if d.namespace == "source" else NAME
+    if not pattern.match(new):
+        raise ValueError(f"'{new}' is not a valid {'source id' if d.namespace == 'source' else 'name'}")
+    if new in grammar.keywords():
+        raise ValueError(f"'{new}' is a keyword of the language")
+    if new != d.name and (d.namespace, new) in idx.decls:
+        other = idx.decls[(d.namespace, new)]
+        raise ValueError(f"'{new}' is already declared ({other.kind}, line {other.span.line})")
+    lines = Lines(idx.text)
+    edits = [lsp.TextEdit(range=lines.range(o.span), new_text=new) for o in idx.references(d)]
+    return lsp.WorkspaceEdit(changes={params.text_document.uri: edits})
+
+
+# -- completion
+
+# the previous word -> the kinds of names that may follow it
+_FOLLOWS = {
+    "->": {"state"},
+    "use": {"block"},
+    "do": {"action"},
+    "of": {"action"},
+    "event": {"event"},
+    "orders": {"lab"},
+    "by": {"lab"},
+    "set": {"var"},
+    "since": {"action"},
+    "fact": {"fact"},
+}
+_VALUE_KINDS = {"lab", "fact", "var", "let"}
+
+
+def _expected_terminals(prefix: str) -> set[str] | None:
+    """The terminals the parser accepts after `prefix` (None when the prefix does not parse)."""
+    try:
+        ip = grammar.lark_full().parse_interactive(prefix)
+        ip.exhaust_lexer()
+        return set(ip.accepts())
+    except Exception:
+        return None
+
+
+@server.feature(lsp.TEXT_DOCUMENT_COMPLETION, lsp.CompletionOptions(trigger_characters=[">", " "]))
+async def completion(ls: RxwatchServer, params: lsp.CompletionParams) -> lsp.CompletionList:
+    uri = params.text_document.uri
+    doc = ls.workspace.get_text_document(uri)
+    text = doc.source
+    lines = Lines(text)
+    line, col = lines.from_lsp(params.position)
+    line_text = lines.lines[line - 1] if line - 1 < len(lines.lines) else ""
+    before = line_text[: col - 1]
+    m = re.search(r"[A-Za-z0-9_.\-]*$", before)
+    word = m.group(0) if m else ""
+    offset = sum(len(l) + 1 for l in lines.lines[: line - 1]) + (col - 1) - len(word)
+    prefix = text[:offset].lstrip("\ufeff")
+    expected = await asyncio.get_running_loop().run_in_executor(ls.compiler, _expected_terminals, prefix)
+    idx = await ls.index(uri)
+    items: list[lsp.CompletionItem] = []
+    names = {t.name: t for t in grammar.lark_full().terminals}
+    # keywords the grammar accepts here (all of them when the text before the cursor does not parse)
+    kws = grammar.keywords() if expected is None else sorted(
+        names[t].pattern.value for t in expected if t in names and names[t].pattern.type == "str" and grammar._WORD.match(names[t].pattern.value))
+    for kw in kws:
+        items.append(lsp.CompletionItem(label=kw, kind=lsp.CompletionItemKind.Keyword))
+    if idx is not None:
+        want_name = expected is None or "NAME" in expected
+        want_source = expected is None or "SOURCE_ID" in expected
+        prev = re.findall(r"->|[A-Za-z_]+", prefix[-200:])
+        kinds = _FOLLOWS.get(prev[-1]) if prev else None
+        if kinds is None and want_name and expected is not None and not want_source:
+            kinds = None  # an expression, or a place any name may stand
+        for d in idx.decls.values():
+            if d.namespace == "source":
+                if not want_source or (want_name and not _cite_context(prefix)):
+                    continue
+            else:
+                if not want_name:
+                    continue
+                if kinds is not None and d.kind not in kinds:
+                    continue
+            desc = getattr(d.node, "description", None) or getattr(d.node, "title", None)
+            items.append(lsp.CompletionItem(
+                label=d.name, kind=_KIND_ITEM.get(d.kind, lsp.CompletionItemKind.Variable),
+                detail=d.kind, documentation=desc or None))
+    return lsp.CompletionList(is_incomplete=False, items=items)
+
+
+def _cite_context(prefix: str) -> bool:
+    """Whether the cursor is in a `cite` list (after `cite` or one of its commas)."""
+    tail = prefix[-400:]
+    m = re.search(r"\bcite\b((?:\s*[A-Za-z0-9][A-Za-z0-9_.\-]*(?:\s*\"[^\"\n]*\")?\s*,)*)\s*$", tail)
+    return m is not None
+
+
+_KIND_ITEM = {
+    "lab": lsp.CompletionItemKind.Field,
+    "fact": lsp.CompletionItemKind.Property,
+    "var": lsp.CompletionItemKind.Variable,
+    "let": lsp.CompletionItemKind.Function,
+    "event": lsp.CompletionItemKind.Event,
+    "action": lsp.CompletionItemKind.Method,
+    "state": lsp.CompletionItemKind.Class,
+    "track": lsp.CompletionItemKind.Module,
+    "block": lsp.CompletionItemKind.Interface,
+    "source": lsp.CompletionItemKind.Reference,
+    "drug": lsp.CompletionItemKind.Constant,
+}
+
+_KIND_SYMBOL = {
+    "protocol": lsp.SymbolKind.Module,
+    "source": lsp.SymbolKind.String,
+    "lab": lsp.SymbolKind.Field,
+    "fact": lsp.SymbolKind.Property,
+    "var": lsp.SymbolKind.Variable,
+    "let": lsp.SymbolKind.Function,
+    "event": lsp.SymbolKind.Event,
+    "action": lsp.SymbolKind.Method,
+    "state": lsp.SymbolKind.Class,
+    "track": lsp.SymbolKind.Namespace,
+    "block": lsp.SymbolKind.Interface,
+    "drug": lsp.SymbolKind.Object,
+    "setting": lsp.SymbolKind.Key,
+    "handler": lsp.SymbolKind.Method,
+    "section": lsp.SymbolKind.Namespace,
+}
+
+
+# -- outline
+
+
+def _label(node) -> str | None:
+    for attr in ("name", "id"):
+        v = getattr(node, attr, None)
+        if v is not None and hasattr(v, "text"):
+            return v.text
+    return None
+
+
+def _header(idx: Index, span) -> str:
+    lines = idx.text.split("\n")
+    if not span.line or span.line > len(lines):
+        return "?"
+    head = lines[span.line - 1][max(0, span.column - 1):]
+    return " ".join(head.split("{", 1)[0].split()) or "?"
+
+
+def _symbol(idx: Index, lines: Lines, node, kind: str) -> lsp.DocumentSymbol:
+    from rxwatch.compiler import ast
+
+    name = _label(node) or _header(idx, node.span)
+    name_span = getattr(getattr(node, "name", None) or getattr(node, "id", None), "span", None) or node.span
+    rng = lines.range(node.span)
+    sel = lines.range(name_span)
+    children: list[lsp.DocumentSymbol] = []
+    if isinstance(node, ast.State):
+        for h in node.handlers:
+            children.append(lsp.DocumentSymbol(name=_header(idx, h.span), kind=lsp.SymbolKind.Method,
+                                               range=lines.range(h.span), selection_range=lines.range(h.span)))
+        for sub in (*node.states, *node.tracks):
+            children.append(_symbol(idx, lines, sub, "track" if isinstance(sub, ast.Track) else "state"))
+    elif isinstance(node, ast.Track):
+        for sub in node.states:
+            children.append(_symbol(idx, lines, sub, "state"))
+    children.sort(key=lambda s: (s.range.start.line, s.range.start.character))
+    detail = getattr(node, "description", None) or getattr(node, "title", None)
+    if isinstance(detail, str):
+        detail = " ".join(detail.split())[:120]
+    else:
+        detail = None
+    return lsp.DocumentSymbol(name=name, kind=_KIND_SYMBOL.get(kind, lsp.SymbolKind.Variable), range=rng,
+                              selection_range=sel, detail=detail, children=children or None)
+
+
+def outline(idx: Index) -> list[lsp.DocumentSymbol]:
+    """Sections (`# ---- name` comments at the start of a line), each with the top-level
+    declarations under it; states with their handlers, nested states and tracks."""
+    import dataclasses
+
+    module = idx.module
+    lines = Lines(idx.text)
+    tops: list[lsp.DocumentSymbol] = []
+    for f in dataclasses.fields(module):
+        if f.name in ("states", "tracks", "accepts"):  # nested states are inside `top`
+            continue
+        value = getattr(module, f.name)
+        if not isinstance(value, tuple):
+            continue
+        kind = "state" if f.name == "top" else {"settings": "setting", "protocol": "protocol", "blocks": "block",
+                                                  "vars": "var"}.get(f.name, f.name[:-1] if f.name.endswith("s") else f.name)
+        for node in value:
+            if dataclasses.is_dataclass(node) and hasattr(node, "span"):
+                tops.append(_symbol(idx, lines, node, kind))
+    tops.sort(key=lambda s: (s.range.start.line, s.range.start.character))
+    text_lines = idx.text.split("\n")
+    sections = [(i, m.group(1)) for i, l in enumerate(text_lines) if (m := SECTION.match(l))]
+    if not sections:
+        return tops
+    out: list[lsp.DocumentSymbol] = [s for s in tops if s.range.start.line < sections[0][0]]
+    for k, (line, title) in enumerate(sections):
+        end = sections[k + 1][0] if k + 1 < len(sections) else len(text_lines)
+        kids = [s for s in tops if line <= s.range.start.line < end]
+        last = end - 1
+        while last > line and not text_lines[last].strip():
+            last -= 1
+        rng = lsp.Range(lsp.Position(line, 0), lsp.Position(last, _utf16(text_lines[last])))
+        out.append(lsp.DocumentSymbol(name=title, kind=lsp.SymbolKind.Namespace, range=rng,
+                                      selection_range=lsp.Range(lsp.Position(line, 0), lsp.Position(line, _utf16(text_lines[line]))),
+                                      children=kids or None))
+    return out
+
+
+@server.feature(lsp.TEXT_DOCUMENT_DOCUMENT_SYMBOL)
+async def document_symbol(ls: RxwatchServer, params: lsp.DocumentSymbolParams) -> list[lsp.DocumentSymbol] | None:
+    idx = await ls.index(params.text_document.uri)
+    if idx is None or idx.module is None:
+        return None
+    return outline(idx)
+
+
+@server.feature(lsp.TEXT_DOCUMENT_CODE_ACTION, lsp.CodeActionOptions(code_action_kinds=[lsp.CodeActionKind.QuickFix]))
+async def code_action(ls: RxwatchServer, params: lsp.CodeActionParams) -> list[lsp.CodeAction] | None:
+    out = []
+    for d in params.context.diagnostics:
+        m = DID_YOU_MEAN.search(d.message or "")
+        if not m:
+            continue
+        new = m.group(1)
+        out.append(lsp.CodeAction(
+            title=f"Change to '{new}'",
+            kind=lsp.CodeActionKind.QuickFix,
+            diagnostics=[d],
+            is_preferred=True,
+            edit=lsp.WorkspaceEdit(changes={params.text_document.uri: [lsp.TextEdit(range=d.range, new_text=new)]}),
+        ))
+    return out or None
+
+
+@server.feature(lsp.TEXT_DOCUMENT_FORMATTING)
+async def formatting(ls: RxwatchServer, params: lsp.DocumentFormattingParams) -> list[lsp.TextEdit] | None:
+    from .fmt import FormatError, format_text
+
+    doc = ls.workspace.get_text_document(params.text_document.uri)
+    text = doc.source
+    try:
+        new = await asyncio.get_running_loop().run_in_executor(ls.compiler, format_text, text, ls.path_of(doc.uri))
+    except FormatError:
+        return None  # the diagnostics already show the syntax errors
+    if new == text:
+        return []
+    return [lsp.TextEdit(range=lsp.Range(lsp.Position(0, 0), Lines(text).end()), new_text=new)]
+
+
+def main() -> None:
+    server.start_io()
