@@ -142,7 +142,7 @@ class Expectation:
     states: tuple[str, ...] = ()
     rules: frozenset = frozenset()
     held_by: str | None = None
-    default: Any = None  # a var's declared default; a drug's first dose level
+    default: Any = None  # a var's declared default
 
     @property
     def where(self) -> str:
@@ -712,10 +712,7 @@ def _drug(toks: list[str], names: Names) -> tuple[dict, int]:
     """`drug DRUG [STATUS] [dose LEVEL [UNIT]] [by TRACK]` (at least a status or a dose)."""
     name = _name(_need(toks, 1, "a drug", "drug"), tuple(names.drugs), "drug")
     decl = names.drugs[name]
-    levels = tuple(decl.get("doses") or ())
-    first = levels[0] if levels else None
-    out: dict[str, Any] = {"subject": "drug", "name": name,
-                           "default": first if decl.get("kind") == "name" else _exact_or_none(first)}
+    out: dict[str, Any] = {"subject": "drug", "name": name}  # before any action: not started, no dose
     i = 2
     if i < len(toks) and toks[i] not in ("dose", "by"):
         word = toks[i]
@@ -728,7 +725,9 @@ def _drug(toks: list[str], names: Names) -> tuple[dict, int]:
         level = _need(toks, i + 1, "a dose level", f"drug {name} dose")
         levels = tuple(decl.get("doses") or ())
         shown = ", ".join(str(v) for v in levels)
-        if decl.get("kind") == "name":
+        if level == "unknown":  # no dose: not started, or stopped
+            out["value"] = UNKNOWN
+        elif decl.get("kind") == "name":
             if level not in levels:
                 raise _Bad(E_DRUG, f"{name} has no dose level '{level}' (its levels: {shown})"
                            + did_you_mean(level, [str(x) for x in levels]))

@@ -92,7 +92,7 @@ TRACE = {
         {"date": "2025-05-05", "type": "set", "var": "dose_modified", "value": None, "state": "stopped", "line": 17},
     ],
     "final_state": "stopped", "final_states": ["stopped"], "open_orders": [], "warnings": [],
-    "drugs": {"tocilizumab": {"status": "on", "dose": 4}, "anakinra": {"status": "not_started", "dose": "daily"}},
+    "drugs": {"tocilizumab": {"status": "on", "dose": 4}, "anakinra": {"status": "not_started", "dose": None}},
 }
 
 TRACKS_END = {**TRACE, "steps": TRACE["steps"][:-4], "final_state": "on_treatment",
@@ -128,7 +128,8 @@ TRACKS_END = {**TRACE, "steps": TRACE["steps"][:-4], "final_state": "on_treatmen
     ("on 2025-01-06 value tx is 1", False),                       # no decision that day
     # drugs
     ("on 2025-01-06 drug tocilizumab not_started", True),
-    ("on 2025-01-06 drug tocilizumab dose 8", True),              # the first level when none asked
+    ("on 2025-01-06 drug tocilizumab dose unknown", True),        # not started: no dose
+    ("on 2025-01-06 drug tocilizumab dose 8", False),
     ("on 2025-02-03 drug tocilizumab held", True),
     ("on 2025-02-03 drug tocilizumab held by neutrophils", True),
     ("on 2025-02-03 drug tocilizumab held by liver", False),
@@ -137,7 +138,8 @@ TRACKS_END = {**TRACE, "steps": TRACE["steps"][:-4], "final_state": "on_treatmen
     ("on 2025-03-03 drug tocilizumab dose 4 mg/kg", True),
     ("on 2025-03-03 drug tocilizumab dose 8", False),
     ("drug tocilizumab on dose 4", True),                         # at the end: the trace's drugs
-    ("drug anakinra not_started dose daily", True),
+    ("drug anakinra not_started dose unknown", True),
+    ("drug anakinra not_started dose daily", False),
     ("drug anakinra on", False),
     # tracks
     ("action order_cbc in track neutrophils", True),
@@ -217,8 +219,8 @@ def test_preempted_rules():
      "in track neutrophils reading dose(tocilizumab))"),
     ("on 2025-02-03 drug tocilizumab on", "drug tocilizumab on 2025-02-03: held by neutrophils, dose 8 "
                                           "(after action interrupt_tocilizumab on 2025-02-03)"),
-    ("on 2025-01-06 drug tocilizumab held", "drug tocilizumab on 2025-01-06: not_started, dose 8 (no action on it by then)"),
-    ("drug anakinra on", "drug anakinra at the end: not_started, dose daily (at the end)"),
+    ("on 2025-01-06 drug tocilizumab held", "drug tocilizumab on 2025-01-06: not_started, dose unknown (no action on it by then)"),
+    ("drug anakinra on", "drug anakinra at the end: not_started, dose unknown (at the end)"),
     ("action order_cbc in track liver", "no action order_cbc in track liver"),
     ("final state on_treatment", "final state stopped"),
 ])

@@ -172,3 +172,157 @@ def test_a_discontinuation_in_one_track_preempts_the_other(graph, tmp_path):
     assert result.status == "pass", [str(o) for o in result.failures]
     report = coverage(graph, [result.trace])
     assert "liver_watch/0/0" not in report.covered_edges  # preempted: it did nothing
+
+
+# ---------------------------------------------------------------------------- drugs, rule blocks, choices
+
+DRUGS = """\
+protocol drugchart
+  version "1.0"
+source s "A source" kind label
+lab ALT "alanine aminotransferase" unit "U/L" uln 40
+lab ANC "absolute neutrophil count" unit "10*9/L"
+event stop "treatment ended"
+drug toci "tocilizumab IV" doses 8, 4 unit "mg/kg" cite s
+drug ana "anakinra SC" doses daily "100 mg daily", alternate_days "100 mg every other day"
+action start_toci "Start tocilizumab" starts toci cite s
+action hold_toci "Interrupt tocilizumab" holds toci cite s
+action resume_toci "Resume tocilizumab at 4 mg/kg" resumes toci at 4
+action reduce_toci "Reduce to 4 mg/kg" doses toci 4
+action stop_toci "Stop tocilizumab" stops toci
+action order_lfts "order LFTs" orders ALT
+action order_cbc "order a blood count" orders ANC
+let tx "ALT in multiples of ULN" = xuln(ALT)
+
+rules grading "Grading of a liver panel" {
+  when known(ALT) and tx > 5 -> done cite s { do stop_toci cite s }
+  when known(ALT) and tx > 3 -> liver_high cite s
+}
+
+initial state on_drug "on the drug" {
+  on entry { do start_toci cite s }
+  on event stop { otherwise -> done cite s { do stop_toci cite s } }
+  track liver "Liver" {
+    initial state liver_watch "watching the liver" {
+      on entry { do order_lfts due 2..4 weeks cite s }
+      on panel {
+        use grading
+        otherwise stay cite s
+      }
+    }
+    state liver_high "raised ALT" {
+      on entry { do order_lfts due 1..2 weeks cite s }
+      on panel {
+        use grading
+        when known(ALT) and tx <= 1 {
+          do one of {
+            resume_toci -> liver_watch
+            reduce_toci -> liver_watch
+          } cite s
+        }
+        otherwise stay cite s
+      }
+    }
+  }
+  track counts "Counts" {
+    initial state counts_routine "routine counts" {
+      on entry { do order_cbc due 2..4 weeks cite s }
+      on panel {
+        when known(ANC) and ANC < 1.5 and not held(toci) -> counts_low cite s { do hold_toci cite s }
+        otherwise stay cite s
+      }
+    }
+    state counts_low "low counts" {
+      on entry { do order_cbc due 1..2 weeks cite s }
+      on panel {
+        when known(ANC) and ANC >= 1.5 -> counts_routine cite s { do resume_toci cite s }
+        otherwise stay cite s
+      }
+    }
+  }
+}
+
+terminal state done "ended"
+"""
+
+DRUG_TIMELINE = """\
+patient: {id: p}
+start: 2025-01-06
+until: 2025-04-01
+events:
+  - {date: 2025-01-20, lab: ALT, value: 30}
+  - {date: 2025-01-20, lab: ANC, value: 2000, unit: /mm3}
+  - {date: 2025-02-03, lab: ALT, value: 150}
+  - {date: 2025-02-03, lab: ANC, value: 1.2, unit: x10E9/L}
+  - {date: 2025-02-17, lab: ALT, value: 30}
+  - {date: 2025-02-17, lab: ANC, value: 1300, unit: cells/uL}
+  - {date: 2025-03-03, lab: ANC, value: 1.8, unit: K/uL}
+  - {date: 2025-03-17, lab: ALT, value: 240}
+"""
+
+
+@pytest.fixture(scope="module")
+def drugs():
+    result = compile_source(DRUGS, "drugs.rxw")
+    assert result.ok, result.diagnostics
+    return result.graph
+
+
+def run_drugs(graph, tmp_path, expect, extra=""):
+    path = tmp_path / "drugs.yaml"
+    path.write_text(DRUG_TIMELINE + extra + "expect:\n" + "".join(f"  - {e}\n" for e in expect))
+    return run_case(path, graph)
+
+
+def test_drugs_blocks_and_choices_on_a_real_run(drugs, tmp_path):
+    result = run_drugs(drugs, tmp_path, [
+        "on 2025-01-06 drug ana not_started dose unknown",
+        "on 2025-01-06 drug toci on dose 8",
+        "on 2025-02-03 drug toci held by counts",
+        "on 2025-02-03 value held(toci) is false in track counts",
+        "on 2025-02-17 drug toci held dose 4",           # the liver track resumed at 4: the counts still hold it
+        "on 2025-02-17 action resume_toci in track liver",
+        "on 2025-03-03 drug toci on dose 4 mg/kg",
+        "on 2025-03-03 action resume_toci in track counts",
+        "on 2025-03-17 drug toci stopped",
+        "drug toci stopped dose unknown",
+        "drug ana not_started",
+        "on 2025-02-03 rule grading#1",
+        "on 2025-03-17 rule grading#0",
+        "on 2025-02-17 rule liver_high/0/2",
+        "never rule liver_high/0/2@1",
+        "never action reduce_toci",
+        "on 2025-03-17 preempted counts_routine/0/1",
+        "on 2025-03-17 value tx is 6",
+        "final states done",
+    ])
+    assert result.status == "pass", [str(o) for o in result.failures] + [str(m) for m in result.errors]
+
+
+def test_a_recorded_choice_takes_the_other_alternative(drugs, tmp_path):
+    result = run_drugs(drugs, tmp_path, ["on 2025-02-17 rule liver_high/0/2@1", "on 2025-02-17 rule liver_high/0/2",
+                                         "on 2025-02-17 action reduce_toci in track liver", "never action resume_toci before 2025-03-03",
+                                         "on 2025-02-17 drug toci held dose 4", "on 2025-02-17 state liver_watch"],
+                       extra="  - {date: 2025-02-17, choice: reduce_toci}\n")
+    assert result.status == "pass", [str(o) for o in result.failures] + [str(m) for m in result.errors]
+
+
+def test_coverage_counts_the_block_rules_once_and_each_alternative(drugs, tmp_path):
+    first = run_drugs(drugs, tmp_path, ["final state done"]).trace
+    report = coverage(drugs, [first])
+    keys = [e.key for e in report.edges]
+    assert "grading#0" in keys and "grading#1" in keys and "liver_watch/0/0" not in keys and len(keys) == 10
+    assert [(a.action, a.rule) for a in report.missing_alternatives] == [("reduce_toci", "liver_high/0/2")]
+    second = run_drugs(drugs, tmp_path, ["final state done"], extra="  - {date: 2025-02-17, choice: reduce_toci}\n").trace
+    both = coverage(drugs, [first, second])
+    assert both.missing_alternatives == []
+    assert both.format_text().splitlines()[0] == "coverage of drugchart: 90% (states 8/8, transitions 8/10, choices 2/2; 2 traces)"
+
+
+def test_the_table_shows_the_drug_and_the_choice(drugs, tmp_path):
+    trace = run_drugs(drugs, tmp_path, ["final state done"]).trace
+    lines = to_text(trace, drugs, width=300).splitlines()
+    assert any("resume_toci (alternatives: reduce_toci); toci held by counts, dose 4 mg/kg" in l for l in lines)
+    assert any("liver_high -> liver_watch on panel: known(ALT) and tx <= 1; chose resume_toci; read tx = 0.75" in l
+               for l in lines)
+    assert "drugs: toci stopped; ana not started" in lines
