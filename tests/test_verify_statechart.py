@@ -375,3 +375,42 @@ def test_explain_notes_a_resume_while_another_track_may_hold():
     line = line_of(body, "when tx <= 1 -> liver_ok { do resume_toci }")
     assert (f"  - line {line}: 'resume_toci' resumes toci in track liver; while track blood (line "
             f"{line_of(body, 'on entry { do hold_toci }')}) holds it, it stays held") in text
+
+
+def test_zero_time_loop_through_a_choices_alternative():
+    body = """\
+fact flag "a flag" bool default false
+action go_b "Go to b"
+action go_c "Go to c"
+initial state start "Start" {
+  on entry { do order due within 14 days }
+  on fact flag {
+    when flag {
+      do one of {
+        go_b -> b
+        go_c -> c { set seen = true }
+      }
+    }
+  }
+  on panel { otherwise stay }
+}
+state b "B" {
+  on entry { do order due within 14 days }
+  on fact flag { when flag -> start }
+  on panel { otherwise stay }
+}
+state c "C" {
+  on entry { do order due within 14 days }
+  on fact flag { when flag and not seen -> start }
+  on panel { otherwise stay }
+}
+var seen "seen" bool default false
+"""
+    fs = [f for f in found(body) if f.code == "E620"]
+    # start -> b -> start loops (the default alternative); start -> c -> start does not: the
+    # alternative's own action sets `seen`, which c's rule then reads
+    assert [f.message.split(" can repeat")[0] for f in fs] == ["zero-time loop: start -> b -> start"]
+    assert fs[0].rules == ("start/0/0", "b/0/0")
+    # without the action, the other alternative loops too, through its own edge
+    fs = [f for f in found(body.replace(" { set seen = true }", "")) if f.code == "E620"]
+    assert sorted(f.rules for f in fs) == [("start/0/0", "b/0/0"), ("start/0/0@1", "c/0/0")]
