@@ -20,6 +20,16 @@ class Name:
     span: Span
 
 
+@dataclass(frozen=True, slots=True)
+class Citation:
+    """One item of a `cite` list: the source id (`text`, `span`: read like a Name) and where in
+    the source (`locator`: "4.4", "Table 2", a quoted sentence; None when not given)."""
+
+    text: str
+    span: Span
+    locator: str | None = None
+
+
 # ------------------------------------------------------------------ expressions
 
 

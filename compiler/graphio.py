@@ -67,28 +67,28 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "graph": ("format", "name", "title", "version", "status", "description", "path", "initial", "results_valid",
               "reminders", "sources", "labs", "facts", "vars", "events", "actions", "lets", "accepts", "blocks", "drugs"),
     "blocks": ("description", "span", "rules"),
-    "setting": ("amount", "unit", "sources", "span"),
+    "setting": ("amount", "unit", "sources", "citations", "span"),
     "sources": ("title", "kind", "url", "doi", "note", "span"),
-    "labs": ("description", "unit", "uln", "lln", "loinc", "molar_mass", "sources", "span"),
-    "facts": ("description", "type", "unit", "members", "has_default", "default", "sources", "span"),
-    "events": ("description", "sources", "span"),
-    "actions": ("description", "orders", "fulfilled_by", "sources", "span", "effect"),
-    "drugs": ("description", "doses", "labels", "unit", "kind", "sources", "span"),
+    "labs": ("description", "unit", "uln", "lln", "loinc", "molar_mass", "sources", "citations", "span"),
+    "facts": ("description", "type", "unit", "members", "has_default", "default", "sources", "citations", "span"),
+    "events": ("description", "sources", "citations", "span"),
+    "actions": ("description", "orders", "fulfilled_by", "sources", "citations", "span", "effect"),
+    "drugs": ("description", "doses", "labels", "unit", "kind", "sources", "citations", "span"),
     "effect": ("kind", "drug", "dose"),
-    "lets": ("description", "expr", "text", "type", "unit", "sources", "span"),
+    "lets": ("description", "expr", "text", "type", "unit", "sources", "citations", "span"),
     "accepts": ("code", "reason", "state", "span"),
     "accepted": ("code", "message", "reason", "span"),
-    "node": ("kind", "severity", "description", "entry", "handlers", "sources", "span", "type", "parent", "children",
+    "node": ("kind", "severity", "description", "entry", "handlers", "sources", "citations", "span", "type", "parent", "children",
              "initial_child", "track", "depth", "doc_order"),
     "handler": ("trigger", "events", "facts", "timer", "mode", "span", "rules"),
     "edge": ("id", "trigger", "events", "facts", "timer", "mode", "handler", "order", "guard", "because", "otherwise",
-             "stay", "actions", "windows", "sources", "span", "rule", "block", "alternative"),
+             "stay", "actions", "windows", "sources", "citations", "span", "rule", "block", "alternative"),
     "timer": ("amount", "unit", "since"),
-    "do": ("kind", "action", "orders", "window", "sources", "span"),
-    "one_of": ("kind", "options", "window", "sources", "span", "alternatives"),
+    "do": ("kind", "action", "orders", "window", "sources", "citations", "span"),
+    "one_of": ("kind", "options", "window", "sources", "citations", "span", "alternatives"),
     "alternative": ("action", "target", "stay", "actions"),
-    "set": ("kind", "var", "value", "sources", "span"),
-    "if": ("kind", "cond", "text", "then", "else", "sources", "span"),
+    "set": ("kind", "var", "value", "sources", "citations", "span"),
+    "if": ("kind", "cond", "text", "then", "else", "sources", "citations", "span"),
     "windows": ("action", "window", "when"),
     "window": ("start", "end", "unit"),
     "span": ("path", "line", "column", "end_line", "end_column"),
@@ -96,7 +96,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
 FIELDS["vars"] = FIELDS["facts"]
 V2_ONLY = frozenset({"results_valid", "reminders", "lln", "fulfilled_by"})
 V3_ONLY = frozenset({"type", "parent", "children", "initial_child", "track", "depth", "doc_order", "blocks", "rule", "block",
-                     "alternative", "alternatives", "drugs", "effect"})
+                     "alternative", "alternatives", "drugs", "effect", "citations"})
 EFFECTS = ("start", "hold", "resume", "dose", "stop")
 NODE_TYPES = ("atomic", "compound", "parallel", "track")
 
@@ -218,6 +218,16 @@ def _upgrade(data: dict, edges: str) -> None:
             edge.setdefault(key, value)
     data["graph"].setdefault("blocks", {})
     data["graph"].setdefault("drugs", {})
+    # every `sources` list gains its `citations`: the same ids, without locators
+    stack: list = [v for k, v in data["graph"].items() if k != "sources"] + [data["nodes"], data[edges]]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, list):
+            stack.extend(v)
+        elif isinstance(v, dict):
+            if isinstance(v.get("sources"), list) and "citations" not in v:
+                v["citations"] = [{"source": s, "locator": None} for s in v["sources"]]
+            stack.extend(x for x in v.values() if isinstance(x, (dict, list)))
     for action in data["graph"]["actions"].values():
         action.setdefault("effect", None)
     stack = [n["entry"] for n in data["nodes"]] + [e["actions"] for e in data[edges]]
@@ -456,6 +466,8 @@ class _Checker:
                 if isinstance(edge, dict):
                     self.edge((edges_key, i), edge)
         self.types(g)
+        if self.version >= 3:
+            self.citations(data, edges_key)
         self.control_characters((), data)
         return self.problems
 
@@ -779,6 +791,40 @@ class _Checker:
                     self.fail(rw, "E914", f"rule {_show(rule)} is not an edge of the graph")
                 elif self.edge_keys[rule][0] != state:
                     self.fail(rw, "E914", f"rule {_show(rule)} leaves another state than {_show(state)}")
+
+    def citations(self, data: dict, edges_key: str) -> None:
+        """Format 3: every `citations` list, wherever it is: `[{source, locator}]`, each source
+        declared and among the `sources` of the same object (which may list more: a rule's
+        include those of the lets its guard uses)."""
+        g = data["graph"]
+        stack: list[tuple[Where, Any]] = [((key,), v) for key, v in g.items() if key != "sources"]
+        stack = [(("graph",) + w, v) for w, v in stack]
+        stack += [(("nodes",), data["nodes"]), ((edges_key,), data[edges_key])]
+        while stack:
+            where, v = stack.pop()
+            if isinstance(v, list):
+                stack.extend((where + (i,), x) for i, x in enumerate(v))
+                continue
+            if not isinstance(v, dict):
+                continue
+            stack.extend((where + (k,), x) for k, x in v.items() if isinstance(x, (dict, list)) and k != "citations")
+            if "citations" not in v:
+                continue
+            cites = v["citations"]
+            if not self.seq(where + ("citations",), cites):
+                continue
+            sources = v.get("sources") if isinstance(v.get("sources"), list) else []
+            for i, c in enumerate(cites):
+                cw = where + ("citations", i)
+                if not self.mapping(cw, c):
+                    continue
+                for key in ("source", "locator"):
+                    if key not in c:
+                        self.fail(cw + (key,), "E915", f"missing (a citation is {{source, locator}})")
+                self.ref(cw + ("source",), c.get("source"), "sources")
+                self.text(cw + ("locator",), c.get("locator"), optional=True)
+                if isinstance(c.get("source"), str) and c["source"] not in sources:
+                    self.fail(cw + ("source",), "E914", f"{_show(c['source'])} is cited here but not among its sources")
 
     def chart(self, nodes: list) -> None:
         """Format 3: the statechart's tree. Each node's parent lists it among its children, and

@@ -70,6 +70,7 @@ def lower(module: ast.Module, sym: Symbols, let_types: dict) -> nx.MultiDiGraph:
                     "loinc": list(lab.loinc),
                     "molar_mass": _num(lab.molar_mass),
                     "sources": _ids(lab.cite),
+                    "citations": _citations(lab.cite),
                     "span": lab.span.to_dict(),
                 }
                 for lab in module.labs
@@ -77,7 +78,8 @@ def lower(module: ast.Module, sym: Symbols, let_types: dict) -> nx.MultiDiGraph:
             "facts": {f.name.text: _fact(f) for f in module.facts},
             "vars": {f.name.text: _fact(f) for f in module.vars},
             "events": {
-                e.name.text: {"description": e.description, "sources": _ids(e.cite), "span": e.span.to_dict()}
+                e.name.text: {"description": e.description, "sources": _ids(e.cite), "citations": _citations(e.cite),
+                              "span": e.span.to_dict()}
                 for e in module.events
             },
             "actions": {
@@ -88,6 +90,7 @@ def lower(module: ast.Module, sym: Symbols, let_types: dict) -> nx.MultiDiGraph:
                     "fulfilled_by": [[n.text for n in alt] for alt in a.fulfilled_by] if a.fulfilled_by
                     else ([[n.text for n in a.orders]] if a.orders else []),
                     "sources": _ids(a.cite),
+                    "citations": _citations(a.cite),
                     "span": a.span.to_dict(),
                     # what it does to a drug: {kind, drug, dose (the level it names, or null)}
                     "effect": None if a.effect is None else {
@@ -104,6 +107,7 @@ def lower(module: ast.Module, sym: Symbols, let_types: dict) -> nx.MultiDiGraph:
                     "unit": d.unit,
                     "kind": d.kind,
                     "sources": _ids(d.cite),
+                    "citations": _citations(d.cite),
                     "span": d.span.to_dict(),
                 }
                 for d in module.drugs
@@ -116,6 +120,7 @@ def lower(module: ast.Module, sym: Symbols, let_types: dict) -> nx.MultiDiGraph:
                     "type": let_types.get(let.name.text).kind if let.name.text in let_types else "error",
                     "unit": _unit(let_types.get(let.name.text)),
                     "sources": sorted(set(_ids(let.cite)) | let_sources(sym, let.expr)),
+                    "citations": _citations(let.cite),  # its own, as written
                     "span": let.span.to_dict(),
                 }
                 for let in module.lets
@@ -151,6 +156,7 @@ def lower(module: ast.Module, sym: Symbols, let_types: dict) -> nx.MultiDiGraph:
             entry=[],
             handlers=[],
             sources=[],
+            citations=[],
             span=tr.span.to_dict(),
             **chart[tr.name.text],
         )
@@ -176,6 +182,7 @@ def lower(module: ast.Module, sym: Symbols, let_types: dict) -> nx.MultiDiGraph:
             entry=entry,
             handlers=handlers,
             sources=sorted({s for a in entry for s in _action_sources(a)}),
+            citations=_unique(c for a in entry for c in _action_citations(a)),
             span=st.span.to_dict(),
             **chart[st.name.text],
         )
@@ -210,6 +217,7 @@ def lower(module: ast.Module, sym: Symbols, let_types: dict) -> nx.MultiDiGraph:
                         actions=actions,
                         windows=list(_windows(actions)),
                         sources=sorted(sources),
+                        citations=_citations(r.cite),
                         span=r.span.to_dict(),
                         # the rule as written: this one (its own key), or rule i of a block, the
                         # same for every state that uses the block
@@ -266,12 +274,32 @@ def _setting(module: ast.Module, kind: str) -> dict | None:
     for s in module.settings:
         if s.kind == kind:
             return {"amount": s.duration.amount, "unit": s.duration.unit, "sources": _ids(s.cite),
+                    "citations": _citations(s.cite),
                     "span": s.span.to_dict()}
     return None
 
 
 def _num(v):
     return None if v is None else ir.to_json_number(v)
+
+
+def _citations(cite) -> list[dict]:
+    """A `cite` list as written: `[{"source": id, "locator": "4.4" or None}]`."""
+    return [{"source": c.text, "locator": getattr(c, "locator", None)} for c in cite]
+
+
+def _unique(items) -> list:
+    out: list = []
+    for x in items:
+        if x not in out:
+            out.append(x)
+    return out
+
+
+def _action_citations(a: dict):
+    yield from a.get("citations", ())
+    for sub in (*a.get("then", ()), *a.get("else", ())):
+        yield from _action_citations(sub)
 
 
 def _ids(names) -> list[str]:
@@ -294,6 +322,7 @@ def _fact(f: ast.Fact) -> dict:
         "has_default": f.default is not None,
         "default": _literal(f.default.value) if f.default is not None else None,
         "sources": _ids(f.cite),
+        "citations": _citations(f.cite),
         "span": f.span.to_dict(),
     }
 
@@ -342,6 +371,7 @@ class _Lowerer:
                 "orders": [n.text for n in decl.orders] if decl else [],
                 "window": _window(a.window),
                 "sources": _ids(a.cite),
+                "citations": _citations(a.cite),
                 "span": a.span.to_dict(),
             }
         if isinstance(a, ast.OneOf):
@@ -350,6 +380,7 @@ class _Lowerer:
                 "options": _ids(a.options),
                 "window": _window(a.window),
                 "sources": _ids(a.cite),
+                "citations": _citations(a.cite),
                 "span": a.span.to_dict(),
                 # what each alternative brings: where it leads (null: no target of its own) and
                 # its actions (the list form `do one of A, B`: none)
@@ -365,6 +396,7 @@ class _Lowerer:
                 "var": a.var.text,
                 "value": expr_tree(a.value, sym),
                 "sources": _ids(a.cite),
+                "citations": _citations(a.cite),
                 "span": a.span.to_dict(),
             }
         return {
@@ -374,6 +406,7 @@ class _Lowerer:
             "then": [self.action(x) for x in a.then],
             "else": [self.action(x) for x in a.orelse],
             "sources": sorted(set(_ids(a.cite)) | let_sources(sym, a.cond)),
+            "citations": _citations(a.cite),
             "span": a.span.to_dict(),
         }
 

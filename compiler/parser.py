@@ -339,7 +339,11 @@ class _Builder(Transformer):
         return ("loinc", tuple(_unquote(s) for s in children))
 
     def cite(self, children):
-        return ("cite", tuple(self.name(t) for t in children))
+        return ("cite", tuple(children))
+
+    def citation(self, children):
+        tok = children[0]
+        return ast.Citation(str(tok), self.tspan(tok), _unquote(children[1]) if len(children) > 1 else None)
 
     def orders(self, children):
         return ("orders", tuple(self.name(t) for t in children))

@@ -422,7 +422,7 @@ initial state start {
 
 def test_drugs_and_what_actions_do_to_them_are_in_the_graph():
     g = compiled(DRUGS).graph
-    drugs = {n: {k: v for k, v in d.items() if k != "span"} for n, d in g.graph["drugs"].items()}
+    drugs = {n: {k: v for k, v in d.items() if k not in ("span", "citations")} for n, d in g.graph["drugs"].items()}
     assert drugs == {
         "tocilizumab": {"description": "tocilizumab IV", "doses": [8, 4], "labels": [None, None], "unit": "mg/kg",
                         "kind": "number", "sources": ["s"]},
@@ -500,6 +500,64 @@ def test_a_drug_is_a_name_like_the_others():
 def test_a_graph_file_with_a_broken_drug_is_refused(edit, fault):
     data = json.loads(graphio.to_json(compiled(DRUGS).graph))
     assert data["edges"][0]["key"] == "start/0/0"
+    edit(data)
+    with pytest.raises(graphio.GraphError) as e:
+        graphio.from_json(json.dumps(data))
+    assert any(fault in d.message for d in e.value.diagnostics), [d.message for d in e.value.diagnostics]
+
+
+# ---------------------------------------------------------------- citations with locators
+
+def test_every_sources_list_has_its_citations_with_locators_in_the_order_written():
+    text = DRUGS.replace('drug tocilizumab "tocilizumab IV" doses 8, 4 unit "mg/kg" cite s',
+                         'drug tocilizumab "tocilizumab IV" doses 8, 4 unit "mg/kg" cite s "2.1", s """a quoted\n  sentence"""').replace(
+        'on entry { do start_toci cite s }', 'on entry { do start_toci cite s "Table 2" }').replace(
+        "when held(tocilizumab) and dose(tocilizumab) == 4 -> start cite s", "when held(tocilizumab) and dose(tocilizumab) == 4 -> start cite s \"5.1\"")
+    g = compiled(text).graph
+    assert g.graph["drugs"]["tocilizumab"]["citations"] == [{"source": "s", "locator": "2.1"},
+                                                           {"source": "s", "locator": "a quoted\n  sentence"}]
+    assert g.graph["drugs"]["tocilizumab"]["sources"] == ["s", "s"]
+    assert g.nodes["start"]["citations"] == [{"source": "s", "locator": "Table 2"}]
+    assert g.nodes["start"]["entry"][0]["citations"] == [{"source": "s", "locator": "Table 2"}]
+    assert g.edges["start", "start", "start/0/0"]["citations"] == [{"source": "s", "locator": "5.1"}]
+    assert g.edges["start", "start", "start/0/1"]["citations"] == [{"source": "s", "locator": None}]
+    assert g.graph["actions"]["start_toci"]["citations"] == [{"source": "s", "locator": None}]
+    data = json.loads(graphio.to_json(g))
+    missing = []
+    stack = [("", data)]
+    while stack:
+        where, v = stack.pop()
+        if isinstance(v, dict):
+            if isinstance(v.get("sources"), list) and "citations" not in v:
+                missing.append(where)
+            stack.extend((f"{where}.{k}", x) for k, x in v.items() if k != "sources" or isinstance(x, list))
+        elif isinstance(v, list):
+            stack.extend((f"{where}[{i}]", x) for i, x in enumerate(v))
+    assert missing == []
+    graphio.from_json(json.dumps(data))
+
+
+def test_a_locator_may_follow_any_cited_source_and_holds_no_control_character():
+    r = compile_source(DRUGS.replace('cite s\ndrug anakinra', 'cite s "2\x07.1"\ndrug anakinra'), "c.rxw", verify=False)
+    assert [(d.code, d.span.line) for d in r.diagnostics if d.is_error] == [("E110", 8)]
+    r = compile_source(DRUGS.replace('drug tocilizumab "tocilizumab IV" doses 8, 4 unit "mg/kg" cite s',
+                                     'drug tocilizumab "tocilizumab IV" doses 8, 4 unit "mg/kg" cite sx "2.1"'), "c.rxw", verify=False)
+    assert [(d.code, d.span.line, d.span.column) for d in r.diagnostics if d.is_error] == [("E204", 8, 64)]
+
+
+@pytest.mark.parametrize(
+    "edit, fault",
+    [
+        (lambda d: d["edges"][0]["citations"].append({"source": "t", "locator": None}), "source \"t\" is not declared"),
+        (lambda d: d["graph"]["sources"].update(t={"title": "t", "kind": "", "url": None, "doi": None, "note": None,
+                                                   "span": d["graph"]["sources"]["s"]["span"]})
+         or d["edges"][0]["citations"].append({"source": "t", "locator": None}), "\"t\" is cited here but not among its sources"),
+        (lambda d: d["edges"][0]["citations"][0].update(locator=4), "locator: must be a text or null"),
+        (lambda d: d["graph"]["drugs"]["tocilizumab"].pop("citations"), "drugs.tocilizumab.citations: missing"),
+    ],
+)
+def test_a_graph_file_with_broken_citations_is_refused(edit, fault):
+    data = json.loads(graphio.to_json(compiled(DRUGS).graph))
     edit(data)
     with pytest.raises(graphio.GraphError) as e:
         graphio.from_json(json.dumps(data))
