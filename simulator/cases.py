@@ -950,20 +950,21 @@ def _step_matches(e: Expectation, step: Mapping) -> bool:
 
 def _describe_step(step: Mapping) -> str:
     t = step.get("type")
+    where = f" in track {step['track']}" if step.get("track") else ""
     if t == "action":
         extra = f" window {_fmt_window(step['window'])}" if step.get("window") else ""
-        return f"action {step.get('action')}{extra}"
+        return f"action {step.get('action')}{extra}{where}"
     if t == "enter":
         return f"enter {step.get('state')}"
     if t == "transition":
-        where = f" in track {step['track']}" if step.get("track") else ""
         if step.get("stay"):
             return f"stay {step.get('from')}{where}"
         return f"transition {step.get('from')} -> {step.get('to')}{where}"
     if t == "set":
         return f"set {step.get('var')} = {_shown_value(_trace_value(step, 'value'))}"
     if t == "deviation":
-        return f"deviation {step.get('kind')} for {step.get('action')} window {_fmt_window(step.get('window') or ('?', '?'))}"
+        return (f"deviation {step.get('kind')} for {step.get('action')} window "
+                f"{_fmt_window(step.get('window') or ('?', '?'))}{where}")
     if t == "unassessable":
         missing = ", ".join(step.get("missing") or ())
         return f"unassessable {step.get('trigger')} in {step.get('state')}" + (f" (missing {missing})" if missing else "")
