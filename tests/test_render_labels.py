@@ -253,3 +253,52 @@ def test_what_fulfils_an_order_reads_as_written():
     assert L.fulfilled_by("all3") == "all of ALT, TBIL and PLT"  # the default: every lab it orders
     assert L.fulfilled_by("pair") == "ALT and TBIL"
     assert L.fulfilled_by("mixed") == "ALT and TBIL, or PLT"
+
+
+# ---------------------------------------------------------------- statecharts (issue 11)
+
+
+def test_windows_with_a_tolerance_and_repeating_ones_read_in_words():
+    tol = {"amount": 2, "unit": "weeks"}
+    assert window({"start": 3, "end": 3, "unit": "months", "tolerance": tol, "every": False}) == "due in 3 months ± 2 weeks"
+    assert window({"start": 3, "end": 3, "unit": "months", "tolerance": tol, "every": True}) == "every 3 months ± 2 weeks"
+    assert window({"start": 4, "end": 8, "unit": "weeks", "tolerance": None, "every": True}) == "every 4–8 weeks"
+    assert window({"start": 2, "end": 4, "unit": "weeks", "tolerance": None, "every": False}) == "due in 2–4 weeks"
+    assert window({"start": 0, "end": 14, "unit": "days"}) == "due within 14 days"
+    assert window({"start": 1, "end": 1, "unit": "month", "tolerance": {"amount": 1, "unit": "week"}, "every": False}) == \
+        "due in 1 month ± 1 week"
+
+
+def test_citation_locators_follow_the_sources_number():
+    from rxwatch.render.labels import locator_text
+
+    g = compile_source('protocol p\nsource a "A" kind label\nsource b "B" kind ai-summary\nlab ALT unit "U/L" uln 40\n'
+                       'action o "Order ALT" orders ALT cite a\n'
+                       'initial state s "S" { on entry { do o due within 7 days cite a } on panel { otherwise stay cite a } }\n',
+                       "p.rxw", verify=False).graph
+    L = Labels(g)
+    cites = [{"source": "a", "locator": "4.4"}, {"source": "a", "locator": "Table 2"}, {"source": "b", "locator": None}]
+    assert L.cite_marks(["a", "b"], cites) == [("1: 4.4, Table 2", False), ("2†", True)]
+    assert L.cite_marks(["b"], []) == [("2†", True)]
+    long = "Do not initiate in patients with an absolute neutrophil count below 2000 per mm3"
+    assert locator_text(long, 24) == "“Do not initiate in pati…”"
+    assert locator_text(long) == f"“{long}”"
+    assert locator_text("section 5.1") == "section 5.1"
+
+
+def test_drug_effects_read_in_words():
+    g = compile_source(
+        'protocol p\nsource a "A" kind label\n'
+        'drug toci "tocilizumab IV" doses 8, 4 unit "mg/kg" cite a\n'
+        'drug ana "anakinra" doses daily "100 mg daily", alternate "100 mg every other day" cite a\n'
+        'action st "Start" starts toci at 8 cite a\naction h "Interrupt" holds toci cite a\n'
+        'action r "Resume" resumes toci at 4 cite a\naction d "Reduce" doses toci 4 cite a\n'
+        'action x "Stop" stops toci cite a\naction a2 "Every other day" doses ana alternate cite a\n'
+        'action plain "Nothing to a drug" cite a\n'
+        'initial state s "S" { on entry { do st cite a  do h cite a  do r cite a  do d cite a  do x cite a  do a2 cite a  do plain cite a } }\n',
+        "p.rxw", verify=False).graph
+    L = Labels(g)
+    assert [L.effect_text(a) for a in ("st", "h", "r", "d", "x", "a2", "plain")] == [
+        "starts toci at 8 mg/kg", "holds toci", "resumes toci at 4 mg/kg", "asks for toci at 4 mg/kg", "stops toci",
+        "asks for ana at 100 mg every other day", ""]
+    assert L.dose_text("ana", "daily") == "100 mg daily"
