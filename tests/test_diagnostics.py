@@ -578,10 +578,12 @@ CLI_CASES = [
     # (v3) values, drugs, tracks and active states in expectations (docs/scenarios.md#statecharts-v3)
     CliCase("E807", {"c.yaml": CASE_OK + "  - on 2025-01-10 value x is true\n"}, ("test", "meta.rxw", "c.yaml"), ("c.yaml", 6), "not true"),
     CliCase("E808", {"c.yaml": CASE_OK + "  - by 2025-01-10 value x is 1\n"}, ("test", "meta.rxw", "c.yaml"), ("c.yaml", 6), "write 'on DATE'"),
-    CliCase("E809", {"c.yaml": CASE_OK + "  - on 2025-01-10 drug toci dose 6\n"}, ("test", "g.json", "c.yaml"), ("c.yaml", 6),
-            "no dose level 6", setup=_graph(lambda d: d["graph"].__setitem__("drugs", {"toci": {
-                "description": "tocilizumab IV", "doses": [8, 4], "labels": [None, None], "unit": "mg/kg", "kind": "number",
-                "sources": [], "citations": [], "span": None}}))),
+    CliCase("E809", {"c.yaml": CASE_OK + "  - on 2025-01-10 drug toci dose 6\n", "drug.rxw": (
+        'protocol drugs\n  version "1.0"\nsource s "A source" kind label\nlab ALT "alanine aminotransferase" unit "U/L" uln 40\n'
+        'event stop "treatment ended"\ndrug toci "tocilizumab IV" doses 8, 4 unit "mg/kg" cite s\n'
+        'action start "Start tocilizumab" starts toci cite s\ninitial state watch "watching" {\n  on entry { do start cite s }\n'
+        '  on panel { otherwise stay cite s }\n  on event stop { otherwise -> done cite s }\n}\nterminal state done "ended"\n')},
+            ("test", "drug.rxw", "c.yaml"), ("c.yaml", 6), "no dose level 6"),
     CliCase("E810", {"c.yaml": CASE_OK + "  - final state watch in track liver\n"}, ("test", "meta.rxw", "c.yaml"), ("c.yaml", 6), "has none"),
     CliCase("E811", {"c.yaml": CASE_OK + "  - final states on_drug\n", "tracks.rxw": (
         'protocol tracks\n  version "1.0"\nsource s "A source" kind label\nlab ALT "alanine aminotransferase" unit "U/L" uln 40\n'
