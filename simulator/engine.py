@@ -1158,8 +1158,16 @@ class _Program:
             local = compiler.let_local(n)
             if (lets.get(n) or {}).get("type") == "bool":
                 out.add(0, f"v[{out.const(n)}] = {local}")
-            else:
-                out.add(0, f"{out.const(_put_number_value)}(v, {out.const(n)}, {out.const(n + '_exact')}, {local})")
+            else:  # the usual case inline: a rational shown before
+                key, exact = out.const(n), out.const(n + "_exact")
+                out.add(0, f"x = {out.const(_SHOWN)}.get(({local}.numerator, {local}.denominator)) "
+                           f"if type({local}) is {out.const(_QTYPE)} else None")
+                out.add(0, "if x is None:")
+                out.add(1, f"{out.const(_put_number_value)}(v, {key}, {exact}, {local})")
+                out.add(0, "else:")
+                out.add(1, f"v[{key}] = x[0]")
+                out.add(1, "if x[1] is not None:")
+                out.add(2, f"v[{exact}] = x[1]")
         if drugs:
             out.add(0, f"r.drug_values(v, {out.const(drugs)})")
         return "v"

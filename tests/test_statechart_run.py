@@ -943,3 +943,35 @@ def test_the_example_of_docs_simulation_md_is_what_the_replay_gives():
     assert all(f"{t['from']} -> {t['to']}" in row or f"stay in {t['from']}" in row
                for row, t in zip(rows, steps(trace, "transition")))
     assert trace["drugs"] == {"toci": {"status": "stopped", "dose": None}}
+
+
+def test_a_zero_time_loop_between_children_is_stopped_with_e901():
+    g = chart("""
+    initial state outer "Outer" {
+      initial state a "A" { on fact { when not risky -> b cite s } }
+      state b "B" { on fact { when not risky -> a cite s } }
+    }
+    """)
+    with pytest.raises(SimulationError) as e:
+        run(g, "patient: {id: p}\nstart: 2025-01-06\n")
+    assert e.value.code == "E901" and set(e.value.states) == {"a", "b"}
+    assert "zero-time loop on 2025-01-06" in str(e.value)
+
+
+def test_a_parents_on_fact_rules_are_tried_when_it_is_entered_not_at_each_child_move():
+    g = chart("""
+    initial state outer "Outer" {
+      on fact { when risky stay cite s { do note cite s } }
+      initial state a "A" { on event ping { otherwise -> b cite s } }
+      state b "B" { on event ping { otherwise -> a cite s } }
+    }
+    """)
+    trace = run(g, """
+    patient: {id: p, facts: {risky: true}}
+    start: 2025-01-06
+    events:
+      - {date: 2025-01-07, event: ping}
+      - {date: 2025-01-08, event: ping}
+    """)
+    # tried once, when outer (with a) was entered; a -> b -> a leave outer as it is
+    assert [s["date"] for s in steps(trace, "action", action="note")] == ["2025-01-06"]
