@@ -396,7 +396,7 @@ def _title(plan: Plan) -> str:
     if plan.description:
         rows.append(f'<TR><TD ALIGN="LEFT" BALIGN="LEFT">{_font(_lines(plan.description, 72), 9.5)}</TD></TR>')
     for st in plan.settings:  # protocol-wide: how long results count, how often overdue orders are flagged
-        body = _append(_lines(st.text, 80), _Ink(plan, None).marks(st.sources))
+        body = _append(_lines(st.text, 80), _Ink(plan, None).marks(st.sources, True, st.citations))
         rows.append(f'<TR><TD ALIGN="LEFT" BALIGN="LEFT">{_font("<B>" + body + "</B>" if st.declared else body, 9)}</TD></TR>')
     return TABLE + "".join(rows) + "</TABLE>"
 

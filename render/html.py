@@ -225,7 +225,8 @@ def _data(graph, plan: Plan, overlay: Overlay | None) -> dict:
             "description": plan.description, "path": g.get("path", ""),
             "severity_declared": plan.severity_declared,
             # protocol-wide: how long results stay valid, how often overdue orders are flagged again
-            "settings": [{"text": st.text, "sources": st.sources, "declared": st.declared} for st in plan.settings],
+            "settings": [{"text": st.text, "sources": st.sources, "declared": st.declared, "citations": st.citations}
+                         for st in plan.settings],
         },
         "orders": [
             {"name": o.name, "description": o.description, "labs": o.labs, "fulfilled_by": o.fulfilled_by,

@@ -156,6 +156,7 @@ class Setting:
     text: str  # "Results valid for 3 days: a result counts on its day and the 3 days after"
     sources: list[str]
     declared: bool  # written in the protocol (else the language's default)
+    citations: list = field(default_factory=list)
 
 
 @dataclass
@@ -493,6 +494,10 @@ def settings(g: dict) -> list[Setting]:
     else:
         out.append(Setting("Results count on their own day only: a panel is one day's results",
                            list((valid or {}).get("sources", [])), bool(valid)))
+    tol = g.get("schedule_tolerance")
+    if tol and tol.get("amount"):
+        out.append(Setting(f"Due dates at a point ('due 3 months') allow ± {duration(tol['amount'], tol['unit'])}: the order is due from that long before to that long after",
+                           list(tol.get("sources", [])), True, list(tol.get("citations") or ())))
     reminders = g.get("reminders")
     if reminders and reminders.get("amount"):
         out.append(Setting(f"Overdue orders flagged again every {duration(reminders['amount'], reminders['unit'])}",

@@ -160,3 +160,13 @@ def test_a_patients_path_through_the_tracks(graph):
     # the block's rule that moved the liver track is on the path: its arrow drawn thick
     arrow = next(a for a in rplan.build(graph).arrows if a.tail == "block_liver_grading" and a.head == "liver_watch")
     assert re.search(rf'<g id="{arrow.id}" class="edge">.*?stroke-width="3"', svg, re.S)
+
+
+def test_windows_and_citation_locators_read_in_words(plan):
+    src = rdot.digraph(plan).source
+    assert "every 3 months ± 2 weeks" in src and "due in 3<BR ALIGN=\"LEFT\"/>months ± 2 weeks" in src
+    assert "[1: 5.1&#93;" in src  # a section, as written
+    assert "[2: “ALT increased, grade 3”&#93;" in src  # a quoted phrase
+    assert "“Do not initiate with an…”" in src  # a sentence, cut on the chart
+    assert plan.settings[1].text.startswith("Due dates at a point ('due 3 months') allow ± 2 weeks")
+    assert plan.settings[1].citations == [{"source": "label", "locator": "Dosing"}]
