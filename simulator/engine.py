@@ -25,6 +25,17 @@ The semantics, with worked examples, are in docs/simulation.md; in short:
   gives one `overdue` deviation, the day after its last day, and the order stays open.
 - More than `MAX_TRANSITIONS_PER_DAY` transitions on one day is a zero-time loop: the run
   ends with a SimulationError naming the states in the loop and the rules that close it.
+
+Statecharts (graph format 3: nested states, parallel tracks, choices whose alternatives lead
+somewhere) are replayed by configurations: one active atomic state per active region; on a
+trigger every active atomic state is evaluated in document order (its own rules, then its
+ancestors'), the chosen rules are selected (`_Run.select`), conflicts resolved (the wider exit
+wins, then document order), then the transition steps, the exits (a track's orders withdrawn),
+the entries (ancestors first; a parallel state's every track), the rules' actions and the
+entry actions (`_Run.execute`). Orders are keyed by region, timers belong to their declaring
+state, drugs keep a hold and a dose request per region (`_Drug`). A flat protocol is the
+one-region case: its generated handlers fire the chosen rule at once, which gives the same
+trace as the configuration path (`Machine(graph, chart=True)`), faster.
 """
 
 from __future__ import annotations

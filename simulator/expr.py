@@ -24,7 +24,9 @@ three-valued as in CQL and Kleene's logic:
   false, else unknown when a link is unknown, else true;
 - `not`/`and`/`or` are Kleene's: `false and unknown` is false, `true or unknown` is true,
   `not unknown` is unknown; `x in {...}` with x unknown is unknown;
-- `known(X)` and `fulfilled(ACTION)` are never unknown.
+- `known(X)` and `fulfilled(ACTION)` are never unknown; nor are `held(D)`, `stopped(D)` and
+  `started(D)`, which read a drug's state in the replay (`Ctx.drugs`); `dose(D)` is its current
+  level, unknown before it is started and once it is stopped.
 
 Rule choice (`dispatcher`): strict first match. Rule i fires when its guard is true and every
 earlier guard is false; `otherwise` when every earlier guard is false. A guard that is unknown
@@ -36,7 +38,8 @@ Time: `since(A) < 6 months` compares calendar dates: `today < last(A) + 6 months
 generally a comparison involving durations is made on dates (`since(A) op D` is
 `today op last(A) + D`; `since(A) op since(B)` is `last(B) op last(A)`), so calendar months
 stay calendar months. `since(A)` of an action never recommended is unknown. `since entry` is
-the time since the current state was entered.
+the time since the current state was entered (in a statechart, the state that declares the
+rule: the engine sets the day per rule, `dispatcher(before=...)`).
 """
 
 from __future__ import annotations
