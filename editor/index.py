@@ -66,7 +66,7 @@ class Index:
     @property
     def locators(self) -> dict[tuple[int, int], str]:
         """(line, column) of a cited source id -> its locator (`cite id "4.4"`); read on first use."""
-        if self._locators is None:
+        if self._locators is None:  # a front end whose citations carry no locator: read them off the tokens
             self._locators = {}
             if self.parsed:
                 _locators(self.text, self)
@@ -142,17 +142,23 @@ def build(text: str, path: str) -> Index:
 def _walk(module, idx: Index, decl_spans: set[tuple[int, int]]) -> None:
     seen: set[tuple[str, int, int]] = set()
     visited: set[int] = set()
-    stack: list[tuple[object, str]] = [(module, "")]
+    stack: list[tuple[object, str, str]] = [(module, "", "")]
     while stack:
-        obj, fname = stack.pop()
+        obj, fname, owner = stack.pop()
         if isinstance(obj, (tuple, list)):
-            stack.extend((x, fname) for x in obj)
+            stack.extend((x, fname, owner) for x in obj)
             continue
-        if isinstance(obj, ast.Name) or isinstance(obj, ast.Ref):
+        if _is_name(obj):
             if fname in NOT_REFERENCES:
                 continue
-            name = obj.text if isinstance(obj, ast.Name) else obj.name
-            ns = "source" if fname in SOURCE_FIELDS else "name"
+            name = obj.text if not isinstance(obj, ast.Ref) else obj.name
+            locator = getattr(obj, "locator", None)
+            if isinstance(locator, str):
+                if idx._locators is None:
+                    idx._locators = {}
+                idx._locators[(obj.span.line, obj.span.column)] = locator
+            # a citation's id (`cite a "4.4"`), a source's own id: the sources' names
+            ns = "source" if fname in SOURCE_FIELDS or "Citation" in owner or (owner == "Source" and fname == "id") else "name"
             if (ns, name) not in idx.decls:
                 # a source id written where the field is not a citation list, or the reverse
                 other = "name" if ns == "source" else "source"
@@ -176,7 +182,18 @@ def _walk(module, idx: Index, decl_spans: set[tuple[int, int]]) -> None:
             v = getattr(obj, f.name)
             if isinstance(v, (str, int, float, bool)) or v is None:
                 continue
-            stack.append((v, f.name))
+            stack.append((v, f.name, type(obj).__name__))
+
+
+def _is_name(obj) -> bool:
+    """A name as written (`ast.Name`), a reference in an expression (`ast.Ref`), or any small
+    node that is a name with extras (a citation: the source id and its locator)."""
+    if isinstance(obj, (ast.Name, ast.Ref)):
+        return True
+    if not dataclasses.is_dataclass(obj) or isinstance(obj, type):
+        return False
+    names = [f.name for f in dataclasses.fields(obj)]
+    return "text" in names and "span" in names and len(names) <= 3 and "name" not in names and isinstance(getattr(obj, "text"), str)
 
 
 def _locators(text: str, idx: Index) -> None:

@@ -314,6 +314,9 @@ _FOLLOWS = {
 _VALUE_KINDS = {"lab", "fact", "var", "let"}
 
 
+_PLACEHOLDER = "rxwatch_completion_placeholder"
+
+
 def _expected_terminals(prefix: str) -> set[str] | None:
     """The terminals the parser accepts after `prefix` (None when the prefix does not parse)."""
     try:
@@ -339,6 +342,17 @@ async def completion(ls: RxwatchServer, params: lsp.CompletionParams) -> lsp.Com
     prefix = text[:offset].lstrip("\ufeff")
     expected = await asyncio.get_running_loop().run_in_executor(ls.compiler, _expected_terminals, prefix)
     idx = await ls.index(uri)
+    if idx is None:
+        # nothing parsed yet: a name where the cursor is (what the author is about to type),
+        # else the text without the line being typed
+        loop = asyncio.get_running_loop()
+        blanked = lines.lines[:]
+        blanked[line - 1] = ""
+        for attempt in (text[: offset + len(word)] + " " + _PLACEHOLDER + " " + text[offset + len(word):], "\n".join(blanked)):
+            idx = await loop.run_in_executor(ls.compiler, build, attempt, ls.path_of(uri))
+            if idx.parsed:
+                break
+        idx = idx if idx.parsed else None
     items: list[lsp.CompletionItem] = []
     names = {t.name: t for t in grammar.lark_full().terminals}
     # keywords the grammar accepts here (all of them when the text before the cursor does not parse)
@@ -354,6 +368,8 @@ async def completion(ls: RxwatchServer, params: lsp.CompletionParams) -> lsp.Com
         if kinds is None and want_name and expected is not None and not want_source:
             kinds = None  # an expression, or a place any name may stand
         for d in idx.decls.values():
+            if d.name == _PLACEHOLDER:
+                continue
             if d.namespace == "source":
                 if not want_source or (want_name and not _cite_context(prefix)):
                     continue
