@@ -141,6 +141,8 @@ class Window:
     end: int
     unit: str
     span: Span
+    point: bool = False  # `due 3 months`: a point, widened by the protocol's schedule tolerance
+    every: bool = False  # `every ...`: the order opens again when a result fulfils it
 
 
 @dataclass(frozen=True, slots=True)

@@ -91,6 +91,7 @@ CODES: dict[str, str] = {
     "E415": "choice that leads somewhere outside a rule's actions",
     "E416": "two choices that lead somewhere in one rule",
     "E417": "dose level that the drug does not have",
+    "E418": "point window without a schedule tolerance",
     "W501": "rule cites no source",
     "W502": "unknown source kind",
     "W503": "invalid protocol status",

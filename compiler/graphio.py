@@ -65,7 +65,7 @@ _KEY_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u
 # V2_ONLY: the keys format 1 did not have
 FIELDS: dict[str, tuple[str, ...]] = {
     "graph": ("format", "name", "title", "version", "status", "description", "path", "initial", "results_valid",
-              "reminders", "sources", "labs", "facts", "vars", "events", "actions", "lets", "accepts", "blocks", "drugs"),
+              "reminders", "sources", "labs", "facts", "vars", "events", "actions", "lets", "accepts", "blocks", "drugs", "schedule_tolerance"),
     "blocks": ("description", "span", "rules"),
     "setting": ("amount", "unit", "sources", "citations", "span"),
     "sources": ("title", "kind", "url", "doi", "note", "span"),
@@ -90,13 +90,14 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "set": ("kind", "var", "value", "sources", "citations", "span"),
     "if": ("kind", "cond", "text", "then", "else", "sources", "citations", "span"),
     "windows": ("action", "window", "when"),
-    "window": ("start", "end", "unit"),
+    "window": ("start", "end", "unit", "tolerance", "every"),
     "span": ("path", "line", "column", "end_line", "end_column"),
 }
 FIELDS["vars"] = FIELDS["facts"]
 V2_ONLY = frozenset({"results_valid", "reminders", "lln", "fulfilled_by"})
 V3_ONLY = frozenset({"type", "parent", "children", "initial_child", "track", "depth", "doc_order", "blocks", "rule", "block",
-                     "alternative", "alternatives", "drugs", "effect", "citations"})
+                     "alternative", "alternatives", "drugs", "effect", "citations",
+                     "schedule_tolerance", "tolerance", "every"})
 EFFECTS = ("start", "hold", "resume", "dose", "stop")
 NODE_TYPES = ("atomic", "compound", "parallel", "track")
 
@@ -218,6 +219,19 @@ def _upgrade(data: dict, edges: str) -> None:
             edge.setdefault(key, value)
     data["graph"].setdefault("blocks", {})
     data["graph"].setdefault("drugs", {})
+    data["graph"].setdefault("schedule_tolerance", None)
+    windows = [w["window"] for e in data[edges] for w in e["windows"]]
+    stack_w: list = [n["entry"] for n in data["nodes"]] + [e["actions"] for e in data[edges]]
+    while stack_w:
+        for a in stack_w.pop():
+            if a.get("window") is not None:
+                windows.append(a["window"])
+            if a["kind"] == "if":
+                stack_w.extend((a["then"], a["else"]))
+    for w in windows:
+        if w is not None:
+            w.setdefault("tolerance", None)
+            w.setdefault("every", False)
     # every `sources` list gains its `citations`: the same ids, without locators
     stack: list = [v for k, v in data["graph"].items() if k != "sources"] + [data["nodes"], data[edges]]
     while stack:
@@ -545,7 +559,7 @@ class _Checker:
         for key in ("title", "version", "status", "description", "path"):
             if key in g:
                 self.text(w + (key,), g[key], optional=True)
-        for key in ("results_valid", "reminders"):
+        for key in ("results_valid", "reminders", "schedule_tolerance"):
             setting = g.get(key)
             if setting is not None and self.mapping(w + (key,), setting):
                 self.required(w + (key,), setting, "setting")
@@ -1012,6 +1026,16 @@ class _Checker:
         self.whole(where + ("start",), w.get("start"))
         self.whole(where + ("end",), w.get("end"))
         self.one_of(where + ("unit",), w.get("unit"), ir.TIME_UNITS)
+        if "every" in w:
+            self.boolean(where + ("every",), w["every"])
+        tol = w.get("tolerance")
+        if tol is not None and self.mapping(where + ("tolerance",), tol):
+            for key in ("amount", "unit"):
+                if key not in tol:
+                    self.fail(where + ("tolerance", key), "E915", "missing (a tolerance is {amount, unit})")
+            self.duration(where + ("tolerance",), tol)
+            if w.get("start") != w.get("end"):
+                self.fail(where + ("tolerance",), "E914", "only a point window (start = end: `due 3 months`) has a tolerance")
 
     def actions(self, where: Where, actions: Any) -> None:
         """A list of actions, `if` blocks nested to any depth below MAX_DEPTH (no recursion)."""

@@ -50,6 +50,8 @@ def lower(module: ast.Module, sym: Symbols, let_types: dict) -> nx.MultiDiGraph:
             "results_valid": _setting(module, "results"),
             # `reminders every D`: how often an overdue order is flagged again (None: once)
             "reminders": _setting(module, "reminders"),
+            # `schedule tolerance D`: how far a point window (`due 3 months`) may move either way
+            "schedule_tolerance": _setting(module, "tolerance"),
             "sources": {
                 s.id.text: {
                     "title": s.title or s.id.text,
@@ -145,7 +147,8 @@ def lower(module: ast.Module, sym: Symbols, let_types: dict) -> nx.MultiDiGraph:
                       "rules": [f"{b.name.text}#{i}" for i in range(len(b.rules))]}
         for b in module.blocks
     }
-    lw = _Lowerer(sym)
+    tolerance = g.graph["schedule_tolerance"]
+    lw = _Lowerer(sym, None if tolerance is None else {"amount": tolerance["amount"], "unit": tolerance["unit"]})
     chart = _chart(module, sym)
     for tr in module.tracks:
         g.add_node(
@@ -337,8 +340,13 @@ def _timer(h: ast.Handler) -> dict | None:
     return {"amount": h.delay.amount, "unit": h.delay.unit, "since": h.since.text if h.since else None}
 
 
-def _window(w: ast.Window | None) -> dict | None:
-    return None if w is None else {"start": w.start, "end": w.end, "unit": w.unit}
+def _window(w: ast.Window | None, tolerance: dict | None = None) -> dict | None:
+    """A due window: opens `start`, closes `end` `unit`s after the action; a point (`due 3 months`)
+    gets the protocol's tolerance either way; `every`: the order repeats once fulfilled."""
+    if w is None:
+        return None
+    return {"start": w.start, "end": w.end, "unit": w.unit, "tolerance": dict(tolerance) if w.point and tolerance else None,
+            "every": w.every}
 
 
 def _windows(actions: list[dict], when: str = ""):
@@ -358,8 +366,9 @@ def _action_sources(a: dict):
 
 
 class _Lowerer:
-    def __init__(self, sym: Symbols):
+    def __init__(self, sym: Symbols, tolerance: dict | None = None):
         self.sym = sym
+        self.tolerance = tolerance  # the protocol's schedule tolerance {amount, unit}
 
     def action(self, a) -> dict:
         sym = self.sym
@@ -369,7 +378,7 @@ class _Lowerer:
                 "kind": "do",
                 "action": a.action.text,
                 "orders": [n.text for n in decl.orders] if decl else [],
-                "window": _window(a.window),
+                "window": _window(a.window, self.tolerance),
                 "sources": _ids(a.cite),
                 "citations": _citations(a.cite),
                 "span": a.span.to_dict(),
@@ -378,7 +387,7 @@ class _Lowerer:
             return {
                 "kind": "one_of",
                 "options": _ids(a.options),
-                "window": _window(a.window),
+                "window": _window(a.window, self.tolerance),
                 "sources": _ids(a.cite),
                 "citations": _citations(a.cite),
                 "span": a.span.to_dict(),

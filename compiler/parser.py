@@ -586,6 +586,33 @@ class _Builder(Transformer):
         d = children[0]
         return ast.Window(0, d.amount, d.unit, self.span(meta))
 
+    @v_args(meta=True)
+    def point_window(self, meta, children):
+        d = children[0]
+        return ast.Window(d.amount, d.amount, d.unit, self.span(meta), point=True)
+
+    @v_args(meta=True)
+    def every_range_window(self, meta, children):
+        a, b, unit = children
+        u = _unit(unit)
+        start = self.bounded(a, self.whole(a, "a window bound"), u, "a window bound")
+        end = self.bounded(b, self.whole(b, "a window bound"), u, "a window bound")
+        return ast.Window(start, end, u, self.span(meta), every=True)
+
+    @v_args(meta=True)
+    def every_within_window(self, meta, children):
+        d = children[0]
+        return ast.Window(0, d.amount, d.unit, self.span(meta), every=True)
+
+    @v_args(meta=True)
+    def every_point_window(self, meta, children):
+        d = children[0]
+        return ast.Window(d.amount, d.amount, d.unit, self.span(meta), point=True, every=True)
+
+    @v_args(meta=True)
+    def tolerance_decl(self, meta, children):
+        return self._setting("tolerance", meta, children)
+
     # -- actions
 
     @v_args(meta=True)

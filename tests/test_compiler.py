@@ -63,7 +63,11 @@ def test_graph_attributes_hold_every_declaration(compiled):
 
 def test_nodes_are_the_states(compiled):
     g = compiled.graph
-    assert list(g.nodes) == [s.name.text for s in compiled.module.states]
+    m = compiled.module
+    # every state and every track, in document order (a nested one after the one around it)
+    in_order = sorted((*m.states, *m.tracks), key=lambda x: (x.span.line, x.span.column))
+    assert list(g.nodes) == [s.name.text for s in in_order]
+    assert [g.nodes[n]["doc_order"] for n in g.nodes] == list(range(len(g)))
     for n, attrs in g.nodes(data=True):
         assert NODE_KEYS <= set(attrs), n
         assert attrs["kind"] in ("initial", "normal", "terminal")
@@ -74,14 +78,20 @@ def test_nodes_are_the_states(compiled):
 
 def test_edges_are_the_rules_keyed_state_handler_rule(compiled):
     g = compiled.graph
-    n_rules = sum(len(h.rules) for s in compiled.module.states for h in s.handlers)
-    assert g.number_of_edges() == n_rules
+    from rxwatch.compiler.symbols import build, expand, leading_choice
+
+    sym = build(compiled.module)
+    # one edge per rule (`use`d blocks written out), one per alternative of a choice that leads
+    n_edges = sum(len(leading_choice(r).alternatives) if leading_choice(r) else 1
+                  for s in compiled.module.states for h in s.handlers for r, _b, _i in expand(h, sym))
+    assert g.number_of_edges() == n_edges
     for u, v, k, e in g.edges(keys=True, data=True):
         assert EDGE_KEYS <= set(e), k
-        assert re.fullmatch(r"[A-Za-z_]\w*/\d+/\d+", k)
-        assert k == e["id"] == f"{u}/{e['handler']}/{e['order']}"
+        assert re.fullmatch(r"[A-Za-z_]\w*/\d+/\d+(@[1-9]\d*)?", k)
+        base = f"{u}/{e['handler']}/{e['order']}"
+        assert k == e["id"] == (base if not e["alternative"] else f"{base}@{e['alternative']}")
         handler = g.nodes[u]["handlers"][e["handler"]]
-        assert handler["rules"][e["order"]] == k
+        assert handler["rules"][e["order"]] == base
         assert e["trigger"] == handler["trigger"]
         assert e["otherwise"] == (e["guard"] is None)
         assert e["otherwise"] == (e["because"] == "")

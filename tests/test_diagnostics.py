@@ -177,6 +177,10 @@ CASES = [
          ("6 is not a dose level of 'd' (its levels: 8, 4 mg/kg)",)),
     Case("E417", edit('action start "start the drug"', 'drug d "the drug" doses full, half\naction start "start the drug" doses d §hlf'),
          ("hlf is not a dose level of 'd'", "did you mean 'half'?")),
+    Case("E418", edit("do order due 1..2 weeks", "do order §due 3 months"), ("'due 3 months' is a point in time", "schedule tolerance")),
+    Case("E418", edit("do order due 1..2 weeks", "do order §every 3 months"), ("'every 3 months' is a point in time",)),
+    Case("E201", BASE + "schedule tolerance 2 weeks cite s\n§schedule tolerance 1 week cite s\n",
+         ("a second 'schedule tolerance' declaration", "line 24")),
     Case("E406", edit("    when alt > 3 -> b cite s\n", "    use grading\n    §when alt > 2 -> b cite s\n")
          + "rules grading { when alt > 3 -> b cite s  otherwise stay cite s }\n",
          ("a rule after 'use grading', whose last rule is 'otherwise', can never fire",)),

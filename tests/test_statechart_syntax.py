@@ -562,3 +562,67 @@ def test_a_graph_file_with_broken_citations_is_refused(edit, fault):
     with pytest.raises(graphio.GraphError) as e:
         graphio.from_json(json.dumps(data))
     assert any(fault in d.message for d in e.value.diagnostics), [d.message for d in e.value.diagnostics]
+
+
+# ---------------------------------------------------------------- windows: points with a tolerance, repeats
+
+WINDOWS = HEAD + """\
+lab ALT "alanine aminotransferase" unit "U/L" uln 40
+action order "order a panel" orders ALT
+action recheck "recheck ALT" orders ALT
+schedule tolerance 2 weeks cite s "a convention"
+initial state a {
+  on entry { do order due 3 months cite s }
+  on panel {
+    when ALT > 120 stay cite s { do order every 4..8 weeks }
+    when ALT > 80 stay cite s { do one of order, recheck every 3 months }
+    otherwise stay cite s { do order every within 14 days  do order due 1..2 weeks }
+  }
+}
+"""
+
+
+def test_windows_carry_their_tolerance_and_whether_they_repeat():
+    g = compiled(WINDOWS).graph
+    assert g.graph["schedule_tolerance"] == {
+        "amount": 2, "unit": "weeks", "sources": ["s"], "citations": [{"source": "s", "locator": "a convention"}],
+        "span": {"path": "c.rxw", "line": 10, "column": 1, "end_line": 10, "end_column": 48}}
+    two_weeks = {"amount": 2, "unit": "weeks"}
+    assert g.nodes["a"]["entry"][0]["window"] == {"start": 3, "end": 3, "unit": "months", "tolerance": two_weeks, "every": False}
+    windows = [w["window"] for _, _, e in g.edges(data=True) for w in e["windows"]]
+    assert windows == [
+        {"start": 4, "end": 8, "unit": "weeks", "tolerance": None, "every": True},
+        {"start": 3, "end": 3, "unit": "months", "tolerance": two_weeks, "every": True},
+        {"start": 0, "end": 14, "unit": "days", "tolerance": None, "every": True},
+        {"start": 1, "end": 2, "unit": "weeks", "tolerance": None, "every": False},
+    ]
+    back = graphio.from_json(graphio.to_json(g))
+    assert back.graph["schedule_tolerance"] == g.graph["schedule_tolerance"]
+
+
+def test_a_point_window_needs_the_schedule_tolerance():
+    text = WINDOWS.replace('schedule tolerance 2 weeks cite s "a convention"\n', "")
+    assert codes(text) == [("E418", 11), ("E418", 14)]  # (lines: the setting is gone)
+    # a repeat of a non-order is refused like a window on one (E209)
+    text = WINDOWS.replace('action order "order a panel" orders ALT', 'action order "order a panel" orders ALT\naction note "a note"').replace(
+        "do order every within 14 days", "do note every within 14 days")
+    assert codes(text) == [("E209", 17)]
+
+
+def test_a_graph_of_format_2_reads_with_windows_that_do_not_repeat():
+    data = json.loads(graphio.to_json(compiled(WINDOWS.replace("due 3 months", "due 2..4 months").replace(
+        "every 3 months", "due 3..4 months").replace("every", "due").replace('schedule tolerance 2 weeks cite s "a convention"\n', "")).graph))
+    data["graph"]["format"] = "rxwatch-graph/2"
+    stack = [data]
+    while stack:  # strip what format 3 added
+        v = stack.pop()
+        if isinstance(v, dict):
+            for key in graphio.V3_ONLY:
+                v.pop(key, None)
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    g = graphio.from_json(json.dumps(data))
+    assert g.graph["schedule_tolerance"] is None
+    assert all(w["window"]["tolerance"] is None and w["window"]["every"] is False for _, _, e in g.edges(data=True) for w in e["windows"])
+    assert g.nodes["a"]["entry"][0]["window"] == {"start": 2, "end": 4, "unit": "months", "tolerance": None, "every": False}

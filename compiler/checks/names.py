@@ -75,7 +75,7 @@ def check(module: ast.Module, sym: Symbols, diags: Diagnostics) -> None:
     _let_cycles(module, sym, diags)
 
 
-_SETTING_WORDS = {"results": "results valid for", "reminders": "reminders every"}
+_SETTING_WORDS = {"results": "results valid for", "reminders": "reminders every", "tolerance": "schedule tolerance"}
 
 
 def _duplicates(module: ast.Module, diags: Diagnostics) -> None:

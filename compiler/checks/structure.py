@@ -32,6 +32,7 @@ def check(module: ast.Module, sym: Symbols, diags: Diagnostics) -> None:
     _blocks(module, sym, diags)
     _choices(module, diags)
     _effects(module, sym, diags)
+    _point_windows(module, diags)
     _reachability(module, sym, diags)
     _citations(module, sym, diags)
 
@@ -125,6 +126,22 @@ def _sibling_target(source: str, target: ast.Name | None, tracks: list[str], sym
                                        "a state outside it")
             return True
     return False
+
+
+def _point_windows(module: ast.Module, diags: Diagnostics) -> None:
+    """E418: `due 3 months` (or `every 3 months`) is a point in time; it needs the protocol's
+    `schedule tolerance` to become a window."""
+    if any(s.kind == "tolerance" for s in module.settings):
+        return
+    actions = [a for st in module.states for a in walk_actions(st.entry)]
+    actions += [a for _owner, r in all_rules(module) for a in walk_actions(r.actions)]
+    for a in actions:
+        w = getattr(a, "window", None)
+        if w is not None and w.point:
+            word = "every" if w.every else "due"
+            diags.error(w.span, "E418", f"'{word} {w.start} {w.unit}' is a point in time, and the protocol gives no 'schedule "
+                                        f"tolerance': add one (e.g. 'schedule tolerance 2 weeks': the window is then {w.start} "
+                                        f"{w.unit} give or take 2 weeks) or write a range ('{word} {max(w.start - 1, 0)}..{w.start + 1} {w.unit}')")
 
 
 def _effects(module: ast.Module, sym: Symbols, diags: Diagnostics) -> None:
