@@ -433,7 +433,7 @@ def _legend(plan: Plan, ink: _Ink) -> str:
         ("?", "results missing: if a rule needs them before one holds, nothing changes: not assessable", any(d.missing is not None and d.missing.blocking != () for d in decisions)),
         ("again", "re-entered: entry actions repeat", any(r.reenter for r in rows)),
         ("OR", "alternatives: the first is the default", any(x.kind == "one_of" for x in lines)),
-        ("[n]", "the sources behind a rule or an action; [n: 4.4] with the section, table or sentence cited", bool(cited)),
+        ("[n]", "the sources behind a rule or an action" + ("; [n: 4.4] with the section, table or sentence cited" if _locators(plan) else ""), bool(cited)),
         (UNREVIEWED_MARK, "AI summary, pending human review", any(plan.labels.unreviewed(s) for s in cited)),
     ]
     items = [(sym, text) for sym, text, used in items if used]
@@ -453,6 +453,17 @@ def _legend(plan: Plan, ink: _Ink) -> str:
         cols.append("".join(signs))
     cells = "".join(f'<TD VALIGN="TOP">{c}</TD><TD WIDTH="12"> </TD>' for c in ["".join(tones)] + cols)
     return f'<TABLE BORDER="0" CELLSPACING="0" CELLPADDING="0"><TR>{cells}</TR></TABLE>'
+
+
+def _locators(plan: Plan) -> bool:
+    """Does any citation the chart shows name a section, a table or a sentence?"""
+    def any_in(cites) -> bool:
+        return any(c.get("locator") for c in cites or ())
+    lines = [x for b in plan.boxes for x in b.entry] + plan.drugs
+    rows = [r for b in [*plan.boxes, *plan.groups, *plan.blocks] for d in b.decisions for r in d.rows]
+    lines += [x for r in rows for x in r.actions] + [x for r in rows for a in r.alternatives for x in a.actions]
+    return (any(any_in(x.citations) for x in lines) or any(any_in(r.citations) for r in rows)
+            or any(any_in(a.citations) for r in rows for a in r.alternatives) or any(any_in(st.citations) for st in plan.settings))
 
 
 def _header_label(plan: Plan, ink: _Ink) -> str:
@@ -661,6 +672,8 @@ def _fade(color: str) -> str:
     return "#" + "".join(f"{round(c + (255 - c) * 0.7):02x}" for c in (r, g, b))
 
 
+CHAIN_WEIGHT = "0"  # ranks in order; no pull between their first boxes (frames place them)
+
 CLUSTER_STYLE = {  # frame style per kind: a compound state, a parallel state, a track
     "compound": dict(style="rounded", color="#555555", penwidth="1.4"),
     "parallel": dict(style="rounded,bold", color="#333333", penwidth="2"),
@@ -722,8 +735,19 @@ def _statechart(dot: graphviz.Digraph, plan: Plan, ink: _Ink, plain: dict, box) 
     r = 0
     for row in top:
         x, depth = 0.0, 1
-        for it in row:
-            depth = max(depth, place(it, r, x))
+        host = r  # the rank of the boxes beside a cluster: its tallest row, which they then do not stretch
+        for i, it in enumerate(row):
+            if i and row[0] in clusters:
+                d = place(it, host, x)
+            else:
+                d = place(it, r, x)
+                if it in clusters:
+                    heights: dict[int, float] = {}
+                    for n, rk in rank.items():
+                        if r <= rk < r + d:
+                            heights[rk] = max(heights.get(rk, 0.0), nd.sizes[n][1])
+                    host = max(heights, key=lambda k: (heights[k], k)) if heights else r
+            depth = max(depth, d)
             x += nd.sizes[it][0] + across
         if row is top[-1] and nd.key_in_row:
             rank["__key__"], xs["__key__"] = r, x + 1
@@ -779,7 +803,7 @@ def _statechart(dot: graphviz.Digraph, plan: Plan, ink: _Ink, plain: dict, box) 
     for upper, lower in zip(ranks, ranks[1:]):
         a = min(by_rank[upper], key=lambda n: xs[n])
         b = min(by_rank[lower], key=lambda n: xs[n])
-        dot.edge(a, b, style="invis", weight="10")
+        dot.edge(a, b, style="invis", weight=CHAIN_WEIGHT)
     if by_rank.get(rank["__key__"]) == ["__key__"] and ranks:  # the key under the middle of the last row
         last = sorted(by_rank[ranks[-1]], key=lambda n: xs[n])
         dot.edge(last[len(last) // 2], "__key__", style="invis", weight="10")

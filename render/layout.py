@@ -195,11 +195,26 @@ def _cuts_alone(order: list[str], alone: frozenset):
         parts.append((i, j, False))
         i = j
     options = [[(0, 1)] if a else list(_cuts(e - b)) for b, e, a in parts]
+    seen = set()
     for combo in itertools.islice(itertools.product(*options), EXHAUSTIVE):
         bounds = [0]
         for (b, _e, _a), cut in zip(parts, combo):
             bounds.extend(b + x for x in cut[1:])
-        yield tuple(bounds)
+        for out in _with_followers(tuple(bounds), parts):
+            if out not in seen:
+                seen.add(out)
+                yield out
+
+
+def _with_followers(bounds: tuple, parts: list):
+    """`bounds`, and the same with the row after a cluster joined to it: a cluster may have
+    the items that follow it in reading order at its right, in its first rank."""
+    yield bounds
+    alone_at = {b for b, _e, a in parts if a}
+    cuts = list(bounds)
+    for i in range(1, len(cuts) - 1):
+        if cuts[i - 1] in alone_at and cuts[i] == cuts[i - 1] + 1 and cuts[i] not in alone_at:
+            yield tuple(cuts[:i] + cuts[i + 1:])
 
 
 def _choose(n: int, k: int) -> int:
@@ -248,7 +263,8 @@ def arrange_nested(tree: dict, kinds: dict, sizes: dict, header: tuple, keys: li
         if kinds.get(c) == "parallel":
             return head + ([items] if items else [])
         k = max(1, k)
-        return head + [items[i:i + k] for i in range(0, len(items), k)]
+        # in a row, a frame before the boxes beside it: Graphviz draws it there whatever the order
+        return head + [sorted(items[i:i + k], key=lambda x: x not in tree) for i in range(0, len(items), k)]
 
     def evaluate(ch: dict) -> tuple[Arrangement, dict, dict]:
         sz = dict(sizes)
