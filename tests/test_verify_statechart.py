@@ -374,7 +374,7 @@ def test_explain_notes_a_resume_while_another_track_may_hold():
     text = explain_text(graph_of(body))
     line = line_of(body, "when tx <= 1 -> liver_ok { do resume_toci }")
     assert (f"  - line {line}: 'resume_toci' resumes toci in track liver; while track blood (line "
-            f"{line_of(body, 'on entry { do hold_toci }')}) holds it, it stays held") in text
+            f"{line_of(body, 'on entry { do hold_toci }')}) may hold it, it stays held") in text
 
 
 def test_zero_time_loop_through_a_choices_alternative():

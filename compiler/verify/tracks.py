@@ -232,7 +232,8 @@ def holds_notes(graph, chart: Chart | None = None) -> list[str]:
         if not others or key in seen:
             continue
         seen.add(key)
-        by = ", ".join(f"track {t} (line {', '.join(dict.fromkeys(str(h.span.get('line')) for h in holds[(e.drug, t)]))})" for t in others)
+        by = ", ".join(f"track {t} (line {', '.join(str(x) for x in sorted({h.span.get('line') or 0 for h in holds[(e.drug, t)]}))})"
+                       for t in others)
         out.append(f"line {e.span.get('line')}: '{e.action}' resumes {e.drug} in track {e.region}; while {by} "
-                   f"holds it, it stays held (a drug is held while any track holds it)")
+                   f"may hold it, it stays held (a drug is held while any track holds it)")
     return out
