@@ -749,7 +749,7 @@ def _statechart(dot: graphviz.Digraph, plan: Plan, ink: _Ink, plain: dict, box) 
                     host = max(heights, key=lambda k: (heights[k], k)) if heights else r
             depth = max(depth, d)
             x += nd.sizes[it][0] + across
-        if row is top[-1] and nd.key_in_row:
+        if (row is top[-1] and nd.key_in_row) or (row is top[0] and nd.key_first):
             rank["__key__"], xs["__key__"] = r, x + 1
         r += depth
     if "__key__" not in rank:

@@ -124,11 +124,12 @@ class Arrangement:
     key_in_row: bool  # the key ends the last row (else it is under the rows)
     key: int  # the index of the key's label among those offered
     scale: float  # the page's size over the estimated drawing's (Graphviz shrinks it when below 1)
+    key_first: bool = False  # the key ends the first row instead (offered to statecharts only)
 
 
 def arrange(order: list[str], sizes: dict[str, tuple[float, float]], header: tuple[float, float],
             keys: list[tuple[float, float]], page: tuple[float, float], gaps: tuple[float, float],
-            alone: frozenset = frozenset()) -> Arrangement:
+            alone: frozenset = frozenset(), key_first: bool = False) -> Arrangement:
     """The rows of `order` (box ids in reading order) and the place and shape of the key that
     leave the drawing largest on `page` (width, height in points). `sizes`: each box's size;
     `header`: the title block's; `keys`: the key's size for each label on offer; `gaps`: the
@@ -141,11 +142,14 @@ def arrange(order: list[str], sizes: dict[str, tuple[float, float]], header: tup
         widths = [sum(sizes[x][0] for x in row) + across * (len(row) - 1) for row in rows]
         heights = [max((sizes[x][1] for x in row), default=0.0) for row in rows]
         for k, (kw, kh) in enumerate(keys):
-            for in_row in (False, True):
+            for in_row, first in ((False, False), (True, False), *(((True, True),) if key_first and len(rows) > 1 else ())):
                 ws, hs = list(widths), list(heights)
+                at = 0 if first else -1
                 if in_row:
-                    ws[-1] += across + kw
-                    hs[-1] = max(hs[-1], kh)
+                    if first and alone and rows[0][0] in alone:
+                        continue  # not beside a frame
+                    ws[at] += across + kw
+                    hs[at] = max(hs[at], kh)
                 else:
                     ws.append(kw)
                     hs.append(kh)
@@ -153,7 +157,7 @@ def arrange(order: list[str], sizes: dict[str, tuple[float, float]], header: tup
                 h = header[1] + sum(hs) + down * len(hs)
                 scale = min(page[0] / w, page[1] / h)
                 if best is None or scale > best.scale + 1e-9:
-                    best = Arrangement([list(row) for row in rows], in_row, k, scale)
+                    best = Arrangement([list(row) for row in rows], in_row and not first, k, scale, first)
     if best is None:
         return Arrangement([], False, 0, 1.0)
     return best
@@ -234,6 +238,7 @@ class Nested:
     key: int
     scale: float
     sizes: dict  # item id -> estimated (width, height), clusters included
+    key_first: bool = False  # the key ends the first row
 
 
 CLUSTER_PAD = (8.0, 8.0)  # inside a cluster's frame, around what it holds (points)
@@ -275,7 +280,7 @@ def arrange_nested(tree: dict, kinds: dict, sizes: dict, header: tuple, keys: li
             h = sum(max((sz[x][1] for x in r), default=0.0) for r in rs) + down * max(0, len(rs) - 1)
             lw = labels.get(c, 0.0)
             sz[c] = (max(w, lw) + 2 * CLUSTER_PAD[0], h + CLUSTER_LABEL + 2 * CLUSTER_PAD[1])
-        arr = arrange(tree[""], sz, header, keys, page, gaps, frozenset(inner))
+        arr = arrange(tree[""], sz, header, keys, page, gaps, frozenset(inner), key_first=True)
         return arr, rows, sz
 
     best = evaluate(choice)
@@ -296,7 +301,7 @@ def arrange_nested(tree: dict, kinds: dict, sizes: dict, header: tuple, keys: li
     arr, rows, sz = best
     rows = dict(rows)
     rows[""] = arr.rows
-    return Nested(rows, arr.key_in_row, arr.key, arr.scale, sz)
+    return Nested(rows, arr.key_in_row, arr.key, arr.scale, sz, arr.key_first)
 
 
 def _postorder(tree: dict, c: str) -> list[str]:
