@@ -14,18 +14,27 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ANAKINRA, LEFLUNOMIDE, REPO_ROOT
+from conftest import ANAKINRA, LEFLUNOMIDE, PROTOCOLS_DIR, REPO_ROOT
 from rxwatch.cli.main import main
 from rxwatch.compiler import compile_source
 from rxwatch.simulator import yamlsrc
 from rxwatch.simulator.cases import run_suite
 
 SCENARIOS = REPO_ROOT / "tests" / "scenarios"
-SUITES = {"anakinra": ANAKINRA, "leflunomide": LEFLUNOMIDE}
+TOCILIZUMAB = PROTOCOLS_DIR / "tocilizumab_monitoring.rxw"
+SUITES = {"anakinra": ANAKINRA, "leflunomide": LEFLUNOMIDE, "tocilizumab": TOCILIZUMAB}
 
 
 def test_every_suite_has_its_protocol():
     assert sorted(p.name for p in SCENARIOS.iterdir() if p.is_dir()) == sorted(SUITES)
+
+
+@pytest.mark.parametrize("suite", sorted(SUITES))
+def test_every_protocol_checks_clean(capsys, suite):
+    """No error and no warning the protocol has not accepted with its reason."""
+    status = main(["check", str(SUITES[suite])])
+    out, err = capsys.readouterr()
+    assert status == 0 and "0 errors, 0 warnings" in out + err, out + err
 
 
 @pytest.mark.parametrize("suite", sorted(SUITES))
@@ -48,7 +57,8 @@ def test_suite_passes_and_covers_every_state_and_rule(capsys, suite):
 def test_every_case_says_what_it_is_about_and_for_which_protocol(path: Path):
     doc = yamlsrc.load(path.read_text(encoding="utf-8"), str(path))
     assert isinstance(doc.get("description"), str) and len(doc["description"].split()) >= 5
-    protocol_name = {"anakinra": "anakinra_hepatotoxicity", "leflunomide": "leflunomide_hepatotoxicity"}
+    protocol_name = {"anakinra": "anakinra_hepatotoxicity", "leflunomide": "leflunomide_hepatotoxicity",
+                     "tocilizumab": "tocilizumab_monitoring"}
     assert doc.get("protocol") == protocol_name[path.parent.name]
     assert len(doc["expect"]) >= 3
 
@@ -72,7 +82,7 @@ MUTATIONS = [
     (ANAKINRA, "results valid for 3 days", "results valid for 0 days", "29-split-panel-hys-law"),
     (ANAKINRA, "fulfilled by ALT or AST", "fulfilled by ALT or AST or INR", "32-inr-only-anticoagulation-clinic"),
     (ANAKINRA, "reminders every 4 weeks", "reminders every 5 weeks", "28-baseline-overdue-still-open"),
-    (ANAKINRA, "when fulfilled(order_lfts) -> maintenance cite seed-review\n    otherwise stay cite rxwatch-convention",
+    (ANAKINRA, "when fulfilled(order_lfts) -> maintenance cite seed-review\n        otherwise stay cite rxwatch-convention",
      "otherwise -> maintenance cite seed-review", "30-early-result-stills"),
     (ANAKINRA, "= tx >= 3 and (not known(TBIL)", "= tx >= 4 and (not known(TBIL)", "17-tx4-without-bilirubin-then-inr"),
     (ANAKINRA, "when tx <= 1 and known(TBIL) and bili <= 1", "when tx <= 1 and bili <= 1", "15-severe-at-first-check-recovery-needs-bilirubin"),
@@ -94,6 +104,19 @@ MUTATIONS = [
     (ANAKINRA, "when moderate and resumed -> stopped", "when moderate and dose_modified -> stopped",
      "37-positive-rechallenge-in-maintenance"),
     (ANAKINRA, "do one of hold_anakinra, reduce_dose", "do one of reduce_dose, hold_anakinra", "10-moderate-hold-then-resume"),
+    # part B: the neutrophils
+    (ANAKINRA, 'when ANC < 1.5 stay cite kineret-eu-smpc "4.4", rxwatch-convention {\n      do defer_initiation',
+     'when ANC <= 1.5 stay cite kineret-eu-smpc "4.4", rxwatch-convention {\n      do defer_initiation', "53-neutrophils-low-at-baseline-then-watch"),
+    (ANAKINRA, "when ANC < 1.0 -> neutropenia_stopped", "when ANC < 0.8 -> neutropenia_stopped", "54-neutropenia-stops-both-tracks"),
+    (ANAKINRA, "when ANC < 1.5 -> neutropenia_watch", "when ANC < 1.2 -> neutropenia_watch", "55-neutrophils-quarterly-watch-then-stop"),
+    (ANAKINRA, "when ANC >= 1.5 -> off_treatment", "when ANC > 1.5 -> off_treatment", "54-neutropenia-stops-both-tracks"),
+    (ANAKINRA, "= since(start_anakinra) < 6 months", "= since(start_anakinra) < 7 months", "55-neutrophils-quarterly-watch-then-stop"),
+    (ANAKINRA, "and not inr_high and ANC >= 1.5 -> early_check", "and not inr_high and ANC >= 1.2 -> early_check",
+     "57-abnormal-baseline-then-neutrophils-low"),
+    (ANAKINRA, "do order_anc every 1..2 weeks", "do order_anc due 1..2 weeks", "54-neutropenia-stops-both-tracks"),
+    # v3: a held anakinra reaching mild_elevation is resumed when the tests are normal
+    (ANAKINRA, "otherwise -> maintenance cite seed-review {\n            if dose_modified {",
+     "otherwise -> maintenance cite seed-review {\n            if false {", "56-held-anakinra-resumed-from-mild-elevation"),
     (LEFLUNOMIDE, "after 6 months since start_leflunomide", "after 26 weeks since start_leflunomide",
      "08-six-months-by-the-calendar"),
     (LEFLUNOMIDE, "since(start_leflunomide) < 6 months", "since(start_leflunomide) < 7 months", "07-reduced-to-long-term-calendar"),
@@ -116,6 +139,42 @@ MUTATIONS = [
     (LEFLUNOMIDE, "do one of cholestyramine_washout, no_washout", "do one of no_washout, cholestyramine_washout",
      "12-ended-otherwise-while-reduced"),
     (LEFLUNOMIDE, "reminders every 4 weeks", "reminders every 5 weeks", "13-first-panel-overdue"),
+    # tocilizumab: the label's thresholds, inclusive where the label says "to"
+    (TOCILIZUMAB, "= tx <= 1.5 and ANC >= 2000", "= tx < 1.5 and ANC >= 2000", "17-baseline-exact-thresholds"),
+    (TOCILIZUMAB, "and ANC >= 2000 and PLT", "and ANC > 2000 and PLT", "17-baseline-exact-thresholds"),
+    (TOCILIZUMAB, "and PLT >= 100000\n", "and PLT > 100000\n", "17-baseline-exact-thresholds"),
+    (TOCILIZUMAB, "when tx > 5 -> liver_discontinued", "when tx >= 5 -> liver_discontinued", "09-confirmation-not-confirmed"),
+    (TOCILIZUMAB, "when tx > 3 -> liver_confirm", "when tx >= 3 -> liver_confirm", "05-platelets-interrupt-while-liver-reduced"),
+    (TOCILIZUMAB, "when tx > 1 -> liver_mild cite", "when tx >= 1 -> liver_mild cite", "01-routine-normal-then-every-3-months"),
+    (TOCILIZUMAB, "when tx > 3 and fulfilled(order_lfts) -> liver_interrupted_high", "when tx >= 3 and fulfilled(order_lfts) -> liver_interrupted_high",
+     "09-confirmation-not-confirmed"),
+    (TOCILIZUMAB, "when tx > 3 stay cite rxwatch-convention\n        # not confirmed",
+     "when tx > 3 -> liver_interrupted_high cite rxwatch-convention\n        # not confirmed", "09-confirmation-not-confirmed"),
+    (TOCILIZUMAB, "when tx > 1 and since entry >= 14 days", "when tx > 1 and since entry >= 15 days", "05-platelets-interrupt-while-liver-reduced"),
+    (TOCILIZUMAB, "when tx > 1 and since entry >= 14 days", "when tx > 1 and since entry >= 7 days", "16-resumed-at-4-new-rise-then-back-to-8"),
+    (TOCILIZUMAB, "when tx > 3 and since entry >= 14 days", "when tx > 3 and since entry >= 10 days", "10-confirmed-rise-persists-discontinued"),
+    (TOCILIZUMAB, "when tx >= 3 stay", "when tx > 3 stay", "10-confirmed-rise-persists-discontinued"),
+    (TOCILIZUMAB, "when tx <= 1 -> off_treatment", "when tx < 1 -> off_treatment", "10-confirmed-rise-persists-discontinued"),
+    (TOCILIZUMAB, "when ANC <= 1000 -> neutrophils_interrupted", "when ANC < 1000 -> neutrophils_interrupted", "12-neutrophils-exact-bounds-then-discontinued"),
+    (TOCILIZUMAB, "when ANC < 500 -> neutrophils_discontinued", "when ANC <= 500 -> neutrophils_discontinued", "12-neutrophils-exact-bounds-then-discontinued"),
+    (TOCILIZUMAB, "when ANC >= 2000 -> off_treatment", "when ANC > 2000 -> off_treatment", "12-neutrophils-exact-bounds-then-discontinued"),
+    (TOCILIZUMAB, "when PLT <= 100000 -> platelets_interrupted", "when PLT < 100000 -> platelets_interrupted", "15-platelets-exact-bounds-resumed"),
+    (TOCILIZUMAB, "when PLT < 50000 -> platelets_discontinued", "when PLT <= 50000 -> platelets_discontinued", "15-platelets-exact-bounds-resumed"),
+    (TOCILIZUMAB, "when PLT >= 100000 -> off_treatment", "when PLT > 100000 -> off_treatment", "14-platelets-interrupted-then-discontinued"),
+    # the dose: resumed at 4 mg/kg, the lowest level any track asks for; the default alternatives
+    (TOCILIZUMAB, "resumes tocilizumab at 4", "resumes tocilizumab at 8", "13-neutrophils-resumed-keep-4-then-again"),
+    (TOCILIZUMAB, "reduce_to_4mgkg -> liver_reduced { set liver_4mgkg = true cite actemra-us-pi \"2\" }\n            interrupt_tocilizumab -> liver_interrupted",
+     "interrupt_tocilizumab -> liver_interrupted\n            reduce_to_4mgkg -> liver_reduced { set liver_4mgkg = true cite actemra-us-pi \"2\" }",
+     "05-platelets-interrupt-while-liver-reduced"),
+    (TOCILIZUMAB, "increase_to_8mgkg -> neutrophils_routine\n            continue_4mgkg", "continue_4mgkg -> neutrophils_resumed\n            increase_to_8mgkg",
+     "04-anc-800-and-alt-4x-both-acted-on"),
+    # schedules, missing and re-read results
+    (TOCILIZUMAB, "= since(start_tocilizumab) < 6 months", "= since(start_tocilizumab) < 7 months", "01-routine-normal-then-every-3-months"),
+    (TOCILIZUMAB, "do order_cbc due 11..13 weeks", "do order_cbc due 12..13 weeks", "01-routine-normal-then-every-3-months"),
+    (TOCILIZUMAB, "do order_cbc every 1..2 weeks cite actemra-us-pi", "do order_cbc due 1..2 weeks cite actemra-us-pi",
+     "12-neutrophils-exact-bounds-then-discontinued"),
+    (TOCILIZUMAB, "results valid for 3 days", "results valid for 0 days", "09-confirmation-not-confirmed"),
+    (TOCILIZUMAB, "if dmard_comedication { do modify_dmards", "if not dmard_comedication { do modify_dmards", "09-confirmation-not-confirmed"),
 ]
 
 
