@@ -74,6 +74,7 @@ CODES: dict[str, str] = {
     "E305": "default value of the wrong type",
     "E306": "dose levels of mixed kinds",
     "E307": "dose levels not highest first",
+    "E308": "derived value not in its declared unit",
     "E401": "no initial state",
     "E402": "more than one initial state",
     "E403": "state not reachable from the initial state",

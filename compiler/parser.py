@@ -563,6 +563,7 @@ class _Builder(Transformer):
             text=expr_tree_meta or "",
             cite=self.tagged(children, "cite") or (),
             span=self.span(meta),
+            unit=self.tagged(children, "unit"),
         )
 
     # -- time

@@ -128,6 +128,12 @@ CASES = [
     Case("E305", edit("bool default false", "bool default §3"), ("default of 'flag'", "boolean")),
     Case("E304", edit('action start "start the drug"', 'drug d "the drug" doses 8, 4 unit "mg/kg"\naction start "start the drug"').replace(
         "when alt > 3", "when §held(ALT)"), ("held() takes the name of a drug",)),
+    Case("E308", edit('let alt "ALT in multiples of ULN" = xuln(ALT)', 'let alt "ALT in multiples of ULN" unit "U/L" = §xuln(ALT)'),
+         ("'alt' declares the unit 'U/L', but its expression is a ratio",)),
+    Case("E308", edit('let alt "ALT in multiples of ULN" = xuln(ALT)', 'let alt "ALT in multiples of ULN" unit "1" = §xuln(ALT) > 3'),
+         ("its value is a boolean, not a number",), also=frozenset({"E301"})),
+    Case("E302", edit('lab TBIL "total bilirubin" unit "mg/dL" uln 1.2', 'lab TBIL "total bilirubin" unit "mg/dL" uln 1.2\nlab NEU unit "10*9/L"\nlab WBC unit "/mm3"')
+         .replace("when alt > 3", "when §NEU < WBC"), ("cannot compare a number in 10*9/L with a number in /mm3", "1 /mm3 is 0.001 10*9/L")),
     Case("E306", edit('action start "start the drug"', 'drug d "the drug" doses full "100 mg", §4\naction start "start the drug"'),
          ("the dose levels of 'd' mix numbers and names",)),
     Case("E307", edit('action start "start the drug"', 'drug d "the drug" doses 4, §8 unit "mg/kg"\naction start "start the drug"'),

@@ -626,3 +626,40 @@ def test_a_graph_of_format_2_reads_with_windows_that_do_not_repeat():
     assert g.graph["schedule_tolerance"] is None
     assert all(w["window"]["tolerance"] is None and w["window"]["every"] is False for _, _, e in g.edges(data=True) for w in e["windows"])
     assert g.nodes["a"]["entry"][0]["window"] == {"start": 2, "end": 4, "unit": "months", "tolerance": None, "every": False}
+
+
+# ---------------------------------------------------------------- declared let units; count units
+
+UNITS = HEAD + """\
+lab ANC "absolute neutrophil count" unit "10*9/L"
+lab ANC_K "ANC as the analyser gives it" unit "K/uL"
+lab PLT "platelets" unit "/mm3"
+lab PLT2 "platelets again" unit "{cells}/uL"
+let anc "ANC" unit "10*3/mm3" = min(ANC, ANC_K)
+let plt "platelets" unit "cells/uL" = PLT
+initial state a { on panel { when anc < 1.5 and ANC_K - ANC < 0.2 and plt < PLT2 and PLT < 50000 stay cite s  otherwise stay cite s } }
+"""
+
+
+def test_count_units_are_units_the_checker_knows():
+    g = compiled(UNITS).graph
+    assert (g.graph["lets"]["anc"]["unit"], g.graph["lets"]["plt"]["unit"]) == ("10*3/mm3", "cells/uL")
+    # the same unit, however written; a thousandth of it is another unit
+    r = compile_source(UNITS.replace("plt < PLT2", "plt < ANC"), "c.rxw", verify=False)
+    [d] = [d for d in r.diagnostics if d.is_error]
+    assert (d.code, d.span.line) == ("E302", 13)
+    assert "cannot compare a number in cells/uL with a number in 10*9/L (1 10*9/L is 1000 cells/uL;" in d.message
+
+
+def test_a_let_s_declared_unit_is_checked():
+    assert codes(UNITS.replace('unit "cells/uL" = PLT', 'unit "/uL" = PLT')) == []
+    r = compile_source(UNITS.replace('unit "cells/uL" = PLT', 'unit "10*9/L" = PLT'), "c.rxw", verify=False)
+    [d] = [d for d in r.diagnostics if d.is_error]
+    assert (d.code, d.span.line, d.span.column) == ("E308", 12, 37)
+    assert d.message == ("'plt' declares the unit '10*9/L', but its expression is in /mm3 (1 /mm3 is 0.001 10*9/L; "
+                         "declare both in one unit: results convert to their lab's unit as they come in)")
+    # a bare number takes the declared unit; a let without one keeps the inferred unit
+    g = compiled(UNITS.replace('let plt "platelets" unit "cells/uL" = PLT', 'let plt "platelets" unit "cells/uL" = 150000')).graph
+    assert g.graph["lets"]["plt"]["unit"] == "cells/uL"
+    g = compiled(UNITS.replace('let plt "platelets" unit "cells/uL" = PLT', 'let plt "platelets" = PLT')).graph
+    assert g.graph["lets"]["plt"]["unit"] == "/mm3"

@@ -8,6 +8,7 @@ or `duration`. A bare number literal fits any unit. Lab values have their lab's 
 from __future__ import annotations
 
 from fractions import Fraction
+from functools import lru_cache
 
 from dataclasses import dataclass
 
@@ -17,6 +18,37 @@ from ..symbols import Symbols, all_rules, module_exprs
 
 ANY = "*"  # the unit of a bare number literal: it fits any unit
 RATIO = "1"
+
+
+@lru_cache(maxsize=4096)
+def same_unit(a: str | None, b: str | None) -> bool:
+    """Two spellings of one unit: equal strings, or units that are one another exactly
+    (`10*9/L`, `10*3/uL`, `K/uL`, `10*3/mm3`; `/mm3`, `cells/uL`, `{cells}/uL`; `1` and no unit).
+    The table of units is the simulator's (simulator/units.py: the one place that knows them)."""
+    if a == b:
+        return True
+    if ANY in (a, b) or a is None or b is None:
+        return False
+    from rxwatch.simulator import units
+
+    return units.same_unit(a, b)
+
+
+def conversion_hint(a: str | None, b: str | None) -> str:
+    """When two units measure the same thing at different scales: how they relate (a number
+    literal has no unit, so multiplying by it converts nothing: the labs' units must agree;
+    results are converted to their lab's unit as they come in)."""
+    if a in (None, ANY) or b in (None, ANY):
+        return ""
+    from rxwatch.simulator import units
+
+    f = units.factor(a, b)
+    if f is None or f == 1:
+        return ""
+    from .. import ir
+
+    text = ir.decimal_text(Fraction(f)) or str(f)
+    return f" (1 {a} is {text} {b}; declare both in one unit: results convert to their lab's unit as they come in)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,10 +188,29 @@ class TypeChecker:
         if name in self._in_progress:
             return ERROR  # a cycle, reported by checks.names
         self._in_progress.add(name)
-        t = self.infer(self.sym.lets[name].expr)
+        let = self.sym.lets[name]
+        t = self.infer(let.expr)
+        if let.unit is not None:
+            t = self._declared_unit(let, t)
         self._in_progress.discard(name)
         self.let_types[name] = t
         return t
+
+    def _declared_unit(self, let: ast.Let, t: T) -> T:
+        """A let's `unit "..."`: the expression must be a number in that unit (a bare number
+        takes it); the let then has the unit as declared."""
+        if t.kind == "error":
+            return t
+        if t.kind != "number":
+            self.diags.error(let.expr.span, "E308", f"'{let.name.text}' declares the unit '{let.unit}', but its value is {t}, "
+                                                    "not a number")
+            return ERROR
+        if t.unit != ANY and not same_unit(t.unit, let.unit):
+            got = "a ratio (no unit)" if t.unit == RATIO else f"in {t.unit}"
+            self.diags.error(let.expr.span, "E308", f"'{let.name.text}' declares the unit '{let.unit}', but its expression is "
+                                                    f"{got}{conversion_hint(t.unit, let.unit)}")
+            return ERROR
+        return T("number", let.unit)
 
     # -- inference
 
@@ -170,7 +221,7 @@ class TypeChecker:
         if a.kind != b.kind:
             return False
         if a.kind == "number":
-            return a.unit == b.unit or ANY in (a.unit, b.unit)
+            return ANY in (a.unit, b.unit) or same_unit(a.unit, b.unit)
         if a.kind == "enum":
             return a.owner == b.owner or not a.owner or not b.owner
         return True
@@ -233,8 +284,9 @@ class TypeChecker:
                 return ERROR
         lu, ru = lt.unit, rt.unit
         if e.op in "+-":
-            if lu != ru and ANY not in (lu, ru):
-                self.diags.error(e.span, "E302", f"cannot {'add' if e.op == '+' else 'subtract'} {rt} {'to' if e.op == '+' else 'from'} {lt}")
+            if not same_unit(lu, ru) and ANY not in (lu, ru):
+                self.diags.error(e.span, "E302", f"cannot {'add' if e.op == '+' else 'subtract'} {rt} {'to' if e.op == '+' else 'from'} {lt}"
+                                                 f"{conversion_hint(ru, lu)}")
                 return ERROR
             return T("number", lu if lu != ANY else ru)
         if e.op == "*":
@@ -244,7 +296,7 @@ class TypeChecker:
                 return T("number", lu)
             return T("number", f"{lu}*{ru}")
         # division
-        if lu == ru:
+        if same_unit(lu, ru):
             return T("number", RATIO if lu != ANY else ANY)
         if ru in (ANY, RATIO):
             return T("number", lu)
@@ -271,7 +323,7 @@ class TypeChecker:
             if a.kind in ("bool", "enum") and op not in ("==", "!="):
                 self.diags.error(e.span, "E301", f"'{op}' needs numbers; {a} can only be compared with == or !=")
             elif a.kind == "number" and not self.compatible(a, b):
-                self.diags.error(e.span, "E302", f"unit mismatch: cannot compare {a} with {b}")
+                self.diags.error(e.span, "E302", f"unit mismatch: cannot compare {a} with {b}{conversion_hint(b.unit, a.unit)}")
         return BOOL
 
     def infer_quiet(self, e) -> T:
@@ -324,7 +376,7 @@ class TypeChecker:
                     return ERROR
                 if unit is None or unit == ANY:
                     unit = t.unit
-                elif t.unit not in (unit, ANY):
+                elif t.unit != ANY and not same_unit(t.unit, unit):
                     self.diags.error(a.span, "E302", f"unit mismatch in {f}(): {t} among numbers in {unit}")
                     return ERROR
             return T("number", unit)
