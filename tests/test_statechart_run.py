@@ -975,3 +975,67 @@ def test_a_parents_on_fact_rules_are_tried_when_it_is_entered_not_at_each_child_
     """)
     # tried once, when outer (with a) was entered; a -> b -> a leave outer as it is
     assert [s["date"] for s in steps(trace, "action", action="note")] == ["2025-01-06"]
+
+
+# ---------------------------------------------------------------------------- the same, as protocols spell them
+
+DRUG_HEADER = HEADER.replace('action hold_drug "hold the drug" cite s', '''drug toci "tocilizumab IV" doses 8, 4 unit "mg/kg" cite s "2.1"
+action hold_drug "hold the drug" holds toci cite s''').replace(
+    'action resume_drug "resume the drug" cite s', 'action resume_drug "resume at 4 mg/kg" resumes toci at 4 cite s').replace(
+    'action stop_drug "stop the drug" cite s', 'action stop_drug "stop the drug" stops toci cite s')
+
+
+def test_guards_read_a_drugs_state_and_its_decisions_show_what_they_read():
+    g = graph_of("""
+    initial state a "A" {
+      on event stop { otherwise stay cite s { do stop_drug cite s } }
+      on panel {
+        when held(toci) and dose(toci) > 4 stay cite s "Table 2" { do resume_drug cite s }
+        when stopped(toci) stay cite s { do note cite s }
+        otherwise stay cite s { do hold_drug cite s "a sentence" }
+      }
+    }
+    """, DRUG_HEADER)
+    trace = run(g, """
+    patient: {id: p}
+    start: 2025-01-06
+    events:
+      - {date: 2025-01-07, lab: ALT, value: 30}
+      - {date: 2025-01-08, lab: ALT, value: 30}
+      - {date: 2025-01-09, event: stop}
+      - {date: 2025-01-10, lab: ALT, value: 30}
+    """)
+    t7, t8, _, t10 = steps(trace, "transition")
+    # not held yet: the first guard is false (dose(toci) is read, held(toci) decides)
+    assert t7["rule"] == "a/1/2" and "values" not in t7
+    assert t8["rule"] == "a/1/0" and t8["values"] == {"held(toci)": True, "dose(toci)": 8}
+    assert t8["citations"] == [{"source": "s", "locator": "Table 2"}]
+    (hold,) = steps(trace, "action", action="hold_drug")
+    assert hold["citations"] == [{"source": "s", "locator": "a sentence"}]
+    assert hold["drug"] == {"name": "toci", "status": "held", "dose": 8, "held_by": []}
+    (resume,) = steps(trace, "action", action="resume_drug")
+    assert resume["drug"] == {"name": "toci", "status": "on", "dose": 4, "held_by": []}
+    assert t10["rule"] == "a/1/1" and t10["values"] == {"stopped(toci)": True}  # what its own guard read
+    assert trace["drugs"] == {"toci": {"status": "stopped", "dose": None}}
+
+
+def test_due_a_point_and_every_as_written():
+    g = graph_of("""
+    schedule tolerance 2 weeks cite s
+    initial state a "A" {
+      on entry { do order_lfts every 3 months cite s }
+      on panel { otherwise stay cite s }
+    }
+    """)
+    trace = run(g, """
+    patient: {id: p}
+    start: 2025-01-31
+    until: 2025-09-30
+    events:
+      - {date: 2025-04-20, lab: ALT, value: 30}
+    """)
+    assert [(s["date"], s["window"], s.get("repeat", False)) for s in steps(trace, "action")] == [
+        ("2025-01-31", ["2025-04-16", "2025-05-14"], False),  # 2025-04-30 (the 31st is past) +- 2 weeks
+        ("2025-04-20", ["2025-07-06", "2025-08-03"], True)]
+    (dev,) = steps(trace, "deviation")
+    assert (dev["date"], dev["ordered"]) == ("2025-08-04", "2025-04-20")
