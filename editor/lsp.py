@@ -31,7 +31,7 @@ from pygls.uris import to_fs_path
 from . import grammar
 from .index import SECTION, Decl, Index, build, hover_markdown, window_words
 
-DEBOUNCE_SECONDS = 0.1
+DEBOUNCE_SECONDS = 0.05
 """How long the server waits after a change before compiling (a burst of keystrokes compiles once)."""
 
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
