@@ -8,14 +8,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import ANAKINRA, LEFLUNOMIDE, REPO_ROOT
+from conftest import LEFLUNOMIDE, REPO_ROOT
 from rxwatch.cli.main import main
 from rxwatch.compiler import compile_file
 from rxwatch.simulator.engine import simulate
 from rxwatch.simulator.timeline import load_timeline
 from rxwatch.simulator.trace import to_json
 
-DEMO = REPO_ROOT / "docs" / "examples" / "anakinra-moderate.yaml"
+# the anakinra pathway v2 (a flat protocol) and its demo timeline, as shipped before issue 11
+ANAKINRA = REPO_ROOT / "tests" / "data" / "engine" / "anakinra_v2.rxw"
+DEMO = REPO_ROOT / "tests" / "data" / "engine" / "anakinra-moderate.yaml"
 FHIR = REPO_ROOT / "tests" / "data" / "fhir-r4" / "Jordan_Cruickshank_5de38439-d320-46d3-854d-3c098e88de4c.json"
 
 

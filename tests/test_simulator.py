@@ -18,7 +18,9 @@ from rxwatch.simulator.timeline import Choice, LabResult, Loc, Timeline, parse_t
 from rxwatch.simulator.trace import to_json
 
 ROOT = Path(__file__).resolve().parent.parent
-ANAKINRA = ROOT / "protocols" / "anakinra_hepatotoxicity.rxw"
+# the anakinra pathway v2 (a flat protocol) and its demo timeline, as shipped before issue 11:
+# the engine's semantics are tested on them; the shipped v3 is tested by its scenarios
+ANAKINRA = ROOT / "tests" / "data" / "engine" / "anakinra_v2.rxw"
 LEFLUNOMIDE = ROOT / "protocols" / "leflunomide_hepatotoxicity.rxw"
 
 HEADER = """
@@ -945,7 +947,7 @@ def test_a_self_loop_on_entry_is_a_zero_time_loop_too():
 
 # ---------------------------------------------------------------------------- the trace
 
-DEMO = ROOT / "docs" / "examples" / "anakinra-moderate.yaml"
+DEMO = ROOT / "tests" / "data" / "engine" / "anakinra-moderate.yaml"
 
 
 def test_identical_inputs_give_byte_identical_json():

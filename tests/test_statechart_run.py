@@ -832,6 +832,19 @@ def test_a_flat_protocol_replays_the_same_through_the_statechart_path():
                 continue
             assert to_json(flat.run(tl)) == to_json(chart_.run(tl)), path
             compared += 1
+    # the pathway the benchmark replays, on 300 of its synthetic patients (choices, events,
+    # fact changes, own ULNs, missing results)
+    import sys
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import bench_simulate
+    finally:
+        sys.path.pop(0)
+    g = compile_file(str(bench_simulate.PROTOCOL), verify=False).graph
+    flat, chart_ = Machine(g), Machine(g, chart=True)
+    for tl in bench_simulate.patients(300, 11):
+        assert to_json(flat.run(tl)) == to_json(chart_.run(tl)), tl.patient
+        compared += 1
     # and a flat protocol written here, with timers, facts on entry, a terminal state
     g = graph_of("""
     initial state a "A" {
