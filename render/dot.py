@@ -350,9 +350,9 @@ def _box_label(ink: _Ink, b: Box) -> str:
     rows.append(_wide(_font("<B>" + _lines(b.title, TITLE_WIDTH) + "</B>", 11, ink.text(on))))
     tag = f"{b.state} · {LEVELS[b.severity]}" + (f" · + shared rules {b.group}" if b.group else "")
     if b.type == "compound":
-        tag += " · its rules apply in every state inside, after their own"
+        tag += " · its rules apply inside"
     elif b.type == "parallel":
-        tag += " · its tracks run side by side; its rules apply in all of them"
+        tag += " · its rules apply in every track"
     rows.append(_wide(_font(esc(tag), 7.5, ink.muted(on))))
     if b.entry:
         rows.append(_wide(_font("On entry:", 7.5, ink.muted(on)) + BR + ink.actions(b.entry, ENTRY_WIDTH, 9, on)))

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import ANAKINRA, LEFLUNOMIDE
+from pathlib import Path
+
+from conftest import LEFLUNOMIDE
 from rxwatch.compiler import compile_file, compile_source
 from rxwatch.render.labels import Labels, duration, short, window, wrap
 
 
 @pytest.fixture(scope="module")
 def ana():
-    g = compile_file(str(ANAKINRA), verify=False).graph
+    # the v2 anakinra before statecharts (tests/golden/anakinra_v2_flat.rxw): its grading as written
+    g = compile_file(str(Path(__file__).parent / "golden" / "anakinra_v2_flat.rxw"), verify=False).graph
     return g, Labels(g)
 
 

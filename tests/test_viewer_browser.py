@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ANAKINRA
 from rxwatch.compiler import compile_file, compile_source
 from rxwatch.render import render
 
@@ -131,7 +130,9 @@ def click_state(driver, state: str):
 
 @pytest.fixture(scope="module")
 def anakinra_graph():
-    return compile_file(str(ANAKINRA), verify=False).graph
+    # the v2 anakinra before statecharts (tests/golden/anakinra_v2_flat.rxw); the shipped one, with
+    # its tracks, is opened by tests/test_viewer_statechart.py
+    return compile_file(str(Path(__file__).parent / "golden" / "anakinra_v2_flat.rxw"), verify=False).graph
 
 
 def test_the_page_loads_without_console_errors(driver, tmp_path, anakinra_graph):
@@ -309,7 +310,7 @@ def test_a_malformed_trace_field_never_breaks_the_viewer(driver, tmp_path, anaki
 def test_a_state_shows_the_warnings_the_protocol_accepts_with_their_reasons(driver, tmp_path):
     from selenium.webdriver.common.by import By
 
-    text = (Path(__file__).resolve().parents[1] / "protocols" / "anakinra_hepatotoxicity.rxw").read_text(encoding="utf-8")
+    text = (Path(__file__).resolve().parent / "golden" / "anakinra_v2_flat.rxw").read_text(encoding="utf-8")
     text = text.replace('initial state baseline "Baseline liver tests before the first dose" {',
                         'initial state baseline "Baseline liver tests before the first dose" {\n'
                         '  accept W630 "<b>reviewed</b> for this state"', 1)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import PROTOCOLS_DIR
 from rxwatch.compiler import compile_file
 from rxwatch.render import render
 from test_viewer_browser import click_state, driver, errors, open_page, pytestmark  # noqa: F401 - the fixture and the skip
@@ -82,4 +83,19 @@ def test_a_step_in_a_track_highlights_its_state(driver, tmp_path, graph):
     step.click()
     selected = driver.execute_script("return Array.from(document.querySelectorAll('g.selected')).map(g => g.id)")
     assert "state_anc_low" in selected
+    assert errors(driver) == []
+
+
+@pytest.mark.parametrize("path", sorted(PROTOCOLS_DIR.glob("*.rxw")), ids=lambda p: p.stem)
+def test_every_shipped_protocol_loads_with_every_state_and_track_clickable(driver, tmp_path, path):
+    g = compile_file(str(path), verify=False).graph
+    open_page(driver, tmp_path, render(g, "html"), f"{path.stem}.html")
+    assert errors(driver) == []
+    ids = set(driver.execute_script("return Array.from(document.querySelectorAll('svg g.node, svg g.cluster')).map(g => g.id)"))
+    for n, d in g.nodes(data=True):
+        assert (f"cluster_{n}" if d.get("type") == "track" else f"state_{n}") in ids, n
+    for n, d in g.nodes(data=True):
+        if d.get("type") == "track":
+            text = click(driver, f'g[id="cluster_{n}"] path, g[id="cluster_{n}"] polygon')
+            assert f"Track: {d['description'] or n}" in text
     assert errors(driver) == []
