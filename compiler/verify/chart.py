@@ -109,6 +109,7 @@ class Chart:
             alts.sort(key=lambda x: x[0].get("alternative") or 0)
         self._anc: dict[str, list] = {}
         self._eff: dict[str, list] = {}
+        self._exits: dict = {}
 
     # -- the hierarchy
 
@@ -117,7 +118,7 @@ class Chart:
         a = self._anc.get(n)
         if a is None:
             a, p = [], self.parent.get(n)
-            while p is not None:
+            while p is not None and p not in a and p != n:  # a graph file read is checked; never loop
                 a.append(p)
                 p = self.parent.get(p)
             self._anc[n] = a
@@ -129,11 +130,16 @@ class Chart:
 
     def states_of(self, n: str) -> list:
         """The atomic states at or below `n`, in document order."""
-        if self.type.get(n) == "atomic":
-            return [n]
-        out = []
-        for c in self.children.get(n) or ():
-            out.extend(self.states_of(c))
+        out, stack, seen = [], [n], set()
+        while stack:
+            x = stack.pop()
+            if x in seen:
+                continue
+            seen.add(x)
+            if self.type.get(x) == "atomic":
+                out.append(x)
+            else:
+                stack.extend(reversed(self.children.get(x) or ()))
         return out
 
     def is_below(self, n: str, a: str) -> bool:
@@ -237,17 +243,20 @@ class Chart:
                 return a
         return None
 
-    def completion(self, n: str) -> list:
+    def completion(self, n: str, _seen: frozenset = frozenset()) -> list:
         """`n` and what entering it enters by default: initial children, every track."""
         out = [n]
+        if n in _seen:
+            return out
+        seen = _seen | {n}
         kind = self.type.get(n)
         if kind == "parallel":
             for t in self.children.get(n) or ():
-                out.extend(self.completion(t))
+                out.extend(self.completion(t, seen))
         elif kind in ("compound", "track"):
             c = self.initial_child.get(n)
             if c is not None:
-                out.extend(self.completion(c))
+                out.extend(self.completion(c, seen))
         return out
 
     def enter(self, target: str, domain: str | None) -> list:
@@ -287,14 +296,21 @@ class Chart:
 
     def exits(self, domain: str | None) -> set:
         """The nodes below `domain` (what a transition with that domain may leave)."""
+        got = self._exits.get(domain)
+        if got is None:
+            got = self._exits[domain] = self._below(domain)
+        return got
+
+    def _below(self, domain: str | None) -> set:
         if domain is None:
             return set(self.type)
         out = set()
         stack = list(self.children.get(domain) or ())
         while stack:
             n = stack.pop()
-            out.add(n)
-            stack.extend(self.children.get(n) or ())
+            if n not in out:
+                out.add(n)
+                stack.extend(self.children.get(n) or ())
         return out
 
     def moves(self, atomic: str, rule: dict, target: str) -> bool:
