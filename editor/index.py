@@ -222,8 +222,55 @@ def _unquote(s: str) -> str:
 # ------------------------------------------------------------------ words for hover
 
 
-def window_words(w) -> str:
-    """A due window in words: when it opens and closes, counted from the day of the action."""
+def _shift(day, amount, unit: str, sign: int = 1):
+    from dateutil.relativedelta import relativedelta
+
+    unit = unit if str(unit).endswith("s") else f"{unit}s"
+    return day + relativedelta(**{unit: sign * int(amount)})
+
+
+def window_words(w, today=None, tolerance=None) -> str:
+    """A due window in words: when it opens and closes, counted from the day of the action,
+    and the dates it gives for an action taken today (calendar arithmetic, as the simulator's)."""
+    import datetime
+
+    if getattr(w, "tolerance", None) is None and getattr(w, "point", False) and tolerance is not None:
+        w = _WithTolerance(w, tolerance)
+    words = _window_words(w)
+    start, end, unit = getattr(w, "start", None), getattr(w, "end", None), getattr(w, "unit", None)
+    if start is None or end is None or not unit:
+        return words
+    today = today or datetime.date.today()
+    tol = getattr(w, "tolerance", None)
+    try:
+        opens, closes = _shift(today, start, unit), _shift(today, end, unit)
+        if tol is not None:
+            ta, tu = (tol.get("amount"), tol.get("unit")) if isinstance(tol, dict) else (tol.amount, tol.unit)
+            opens, closes = _shift(opens, ta, tu, -1), _shift(closes, ta, tu)
+    except (TypeError, ValueError, AttributeError):
+        return words
+    fmt = "%-d %B %Y"
+    return f"{words}.\n\nFor an action today ({today.strftime(fmt)}): opens {opens.strftime(fmt)}, closes {closes.strftime(fmt)}."
+
+
+class _WithTolerance:
+    """A due point (`due 3 months`) seen with the protocol's `schedule tolerance`."""
+
+    def __init__(self, w, tolerance) -> None:
+        self.start, self.end, self.unit = w.start, w.end, w.unit
+        self.every = getattr(w, "every", False)
+        self.tolerance = tolerance
+
+
+def schedule_tolerance(module):
+    """The protocol's `schedule tolerance` duration (amount, unit), or None."""
+    for s in getattr(module, "settings", ()):
+        if s.kind in ("tolerance", "schedule"):
+            return s.duration
+    return None
+
+
+def _window_words(w) -> str:
     start, end, unit = getattr(w, "start", None), getattr(w, "end", None), getattr(w, "unit", "")
     every = bool(getattr(w, "every", False))
     tol = getattr(w, "tolerance", None)

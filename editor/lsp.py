@@ -29,7 +29,7 @@ from pygls.lsp.server import LanguageServer
 from pygls.uris import to_fs_path
 
 from . import grammar
-from .index import SECTION, Decl, Index, build, hover_markdown, window_words
+from .index import SECTION, Decl, Index, build, hover_markdown, schedule_tolerance, window_words
 
 DEBOUNCE_SECONDS = 0.05
 """How long the server waits after a change before compiling (a burst of keystrokes compiles once)."""
@@ -226,7 +226,8 @@ async def hover(ls: RxwatchServer, params: lsp.HoverParams) -> lsp.Hover | None:
     w = idx.window_at(line, col)
     if w is not None:
         return lsp.Hover(
-            contents=lsp.MarkupContent(kind=lsp.MarkupKind.Markdown, value=window_words(w.node)),
+            contents=lsp.MarkupContent(kind=lsp.MarkupKind.Markdown,
+                                       value=window_words(w.node, tolerance=schedule_tolerance(idx.module))),
             range=lines.range(w.span),
         )
     return None

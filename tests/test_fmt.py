@@ -160,7 +160,7 @@ def edited(draw):
 
 
 @pytest.mark.skipif(not _SHIPPED_TEXTS, reason="no shipped protocol parses with the current grammar")
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.large_base_example, HealthCheck.data_too_large])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.large_base_example, HealthCheck.data_too_large])
 @given(edited())
 def test_random_edits_format_idempotently_to_the_same_graph(text: str):
     _check(text)

@@ -27,7 +27,6 @@ from rxwatch.editor.fmt import format_text
 REPO = Path(__file__).resolve().parent.parent
 SHIPPED = sorted((REPO / "protocols").glob("*.rxw"))
 
-pytestmark = pytest.mark.asyncio
 
 
 @pytest_lsp.fixture(config=ClientServerConfig(server_command=[sys.executable, "-m", "rxwatch.cli.main", "lsp"]))
@@ -137,6 +136,7 @@ def _messy(text: str) -> str:
 # ------------------------------------------------------------------ diagnostics
 
 
+@pytest.mark.asyncio
 async def test_typo_gives_e202_with_its_range_and_a_quick_fix(client: LanguageClient, shipped):
     path, text = shipped
     uri = await _open(client, path, text)
@@ -167,6 +167,7 @@ async def test_typo_gives_e202_with_its_range_and_a_quick_fix(client: LanguageCl
     assert fixed == text
 
 
+@pytest.mark.asyncio
 async def test_verifier_findings_arrive_and_syntax_errors_keep_the_last_good_parse(client: LanguageClient, shipped):
     path, text = shipped
     uri = await _open(client, path, text)
@@ -191,6 +192,7 @@ async def test_verifier_findings_arrive_and_syntax_errors_keep_the_last_good_par
     assert h is not None and f"`{ref.name}`" in h.contents.value
 
 
+@pytest.mark.asyncio
 async def test_diagnostics_are_debounced_and_fast(client: LanguageClient, shipped):
     path, text = shipped
     uri = await _open(client, path, text)
@@ -207,6 +209,7 @@ async def test_diagnostics_are_debounced_and_fast(client: LanguageClient, shippe
 # ------------------------------------------------------------------ navigation
 
 
+@pytest.mark.asyncio
 async def test_hover_definition_and_references(client: LanguageClient, shipped):
     path, text = shipped
     uri = await _open(client, path, text)
@@ -234,6 +237,7 @@ async def test_hover_definition_and_references(client: LanguageClient, shipped):
     assert loc.range.start == lsp.Position(state.name.span.line - 1, state.name.span.column - 1)
 
 
+@pytest.mark.asyncio
 async def test_hover_on_sources_and_windows(client: LanguageClient, shipped):
     path, text = shipped
     uri = await _open(client, path, text)
@@ -265,6 +269,7 @@ async def test_hover_on_sources_and_windows(client: LanguageClient, shipped):
     assert h is not None and h.contents.value.startswith("due") and "the action" in h.contents.value
 
 
+@pytest.mark.asyncio
 async def test_completion_offers_what_the_grammar_accepts(client: LanguageClient, shipped):
     path, text = shipped
     module = _module(path, text)
@@ -296,6 +301,7 @@ async def test_completion_offers_what_the_grammar_accepts(client: LanguageClient
     assert {"when", "otherwise"} <= labels and "lab" not in labels and "protocol" not in labels
 
 
+@pytest.mark.asyncio
 async def test_rename_across_the_file(client: LanguageClient, shipped):
     path, text = shipped
     uri = await _open(client, path, text)
@@ -322,6 +328,7 @@ async def test_rename_across_the_file(client: LanguageClient, shipped):
     assert "renamed_state" in {s.name.text for s in result.module.states}
 
 
+@pytest.mark.asyncio
 async def test_outline_and_formatting(client: LanguageClient, shipped):
     path, text = shipped
     uri = await _open(client, path, text)
@@ -349,3 +356,21 @@ async def test_outline_and_formatting(client: LanguageClient, shipped):
     edits = await client.text_document_formatting_async(lsp.DocumentFormattingParams(
         text_document=doc, options=lsp.FormattingOptions(tab_size=2, insert_spaces=True)))
     assert _apply(messy, edits) == format_text(messy) == format_text(text)
+
+
+def test_window_words_give_the_dates():
+    import datetime
+
+    from rxwatch.compiler.span import NOWHERE
+    from rxwatch.editor.index import window_words
+
+    day = datetime.date(2026, 1, 31)
+    w = window_words(ast.Window(1, 2, "months", NOWHERE), day)
+    assert w.startswith("due between 1 month and 2 months after the action")
+    assert "opens 28 February 2026, closes 31 March 2026" in w  # calendar months, clamped to the month's end
+    w = window_words(ast.Window(0, 14, "days", NOWHERE), day)
+    assert "opens on the day of the action" in w and "opens 31 January 2026, closes 14 February 2026" in w
+    point = ast.Window(3, 3, "months", NOWHERE, point=True) if "point" in ast.Window.__dataclass_fields__ else None
+    if point is not None:
+        w = window_words(point, day, ast.Duration(2, "weeks", NOWHERE))
+        assert "give or take 2 weeks" in w and "opens 16 April 2026, closes 14 May 2026" in w
