@@ -1815,38 +1815,42 @@ class _Run(Ctx):
         listed as `preempted` on the winner's step), then in document order: the transition steps,
         every exit (innermost first; leaving a track withdraws the orders its region owns), the
         `enter` steps, the rules' actions, the entry actions with the timers armed."""
-        kept: list = []  # [index, rule, step, exits (set), preempted]
-        for i in sorted(range(len(sel)), key=lambda i: (sel[i][0].depth, i)):
-            rule = sel[i][0]
-            ex = set(self.exits(rule))
-            for k in kept:
-                if (ex & k[3]) or (rule.stay and rule.from_state in k[3]) or (k[1].stay and k[1].from_state in ex):
-                    k[4].append(rule.key)
-                    break
-            else:
-                kept.append([i, rule, sel[i][1], ex, []])
-        kept.sort(key=lambda k: k[0])
+        kept: list  # [index, rule, step, exits (a set), preempted, values]
+        if len(sel) == 1:  # one region chose: nothing to resolve
+            rule, step, values, _ = sel[0]
+            kept = [[0, rule, step, set(self.exits(rule)) if not rule.stay else _NO_STATES, None, values]]
+        else:
+            kept = []
+            for i in sorted(range(len(sel)), key=lambda i: (sel[i][0].depth, i)):
+                rule = sel[i][0]
+                ex = set(self.exits(rule)) if not rule.stay else _NO_STATES
+                for k in kept:
+                    if (ex & k[3]) or (rule.stay and rule.from_state in k[3]) or (k[1].stay and k[1].from_state in ex):
+                        if k[4] is None:
+                            k[4] = []
+                        k[4].append(rule.key)
+                        break
+                else:
+                    kept.append([i, rule, sel[i][1], ex, None, sel[i][2]])
+            kept.sort(key=lambda k: k[0])
         fired = self.fired_today
         iso = self.iso
-        today = self.today
         emit = self.emit
         entries = self.entries
-        values = {i: v for i, (_, _, v, _) in enumerate(sel)}
         for k in kept:
-            rule = k[1]
-            fired.append(rule)
+            fired.append(k[1])
             if len(fired) > MAX_TRANSITIONS_PER_DAY:
                 raise self.loop_error()
             s = k[2].copy()
             s["date"] = iso
-            if values[k[0]] is not None:
-                s["values"] = values[k[0]]
+            if k[5] is not None:
+                s["values"] = k[5]
             if k[4]:
                 s["preempted"] = k[4]
             emit(s)
             k[2] = s
         # exits, innermost first
-        leaving = sorted({st for k in kept for st in k[3]}, key=lambda st: (-st.depth, -st.doc))
+        leaving = sorted({st for k in kept for st in k[3]}, key=_INNERMOST) if len(kept) > 1 or kept[0][3] else ()
         if leaving:
             gone = set(leaving)
             if self.timers:
@@ -1865,7 +1869,7 @@ class _Run(Ctx):
                 entries.pop(st.name, None)
             self.config = [st for st in self.config if st not in gone]
         # entries: the configuration first, then the steps
-        entered = [st for k in kept for st in k[1].entry]
+        entered = [st for k in kept for st in k[1].entry] if len(kept) > 1 else kept[0][1].entry
         if entered:
             self.enter_states(entered)
         # the rules' actions, in document order
@@ -2044,6 +2048,14 @@ class _Run(Ctx):
                     drugs[name]["dose_exact"] = shown["dose_exact"]
             out["drugs"] = drugs
         return out
+
+
+_NO_STATES: frozenset = frozenset()
+
+
+def _INNERMOST(st: _State) -> tuple:
+    """Exits come innermost first (then in reverse document order)."""
+    return (-st.depth, -st.doc)
 
 
 def _innermost(active: list) -> _State:
