@@ -7,7 +7,6 @@ Small protocols written here; the parts of graph format 3 that a protocol cannot
 
 from __future__ import annotations
 
-import datetime
 import glob
 import json
 import textwrap
