@@ -190,6 +190,7 @@ def overlay(graph, trace) -> Overlay:
     )
     number = 0
     last_date = ""
+    chart = any(d.get("type") not in (None, "atomic") for _, d in graph.nodes(data=True))  # a statechart
     current: str | None = None  # the state the patient is in
     labs = g.get("labs", {})
     for i, step in enumerate(steps):
@@ -216,8 +217,15 @@ def overlay(graph, trace) -> Overlay:
         if kind == "enter":
             state = _state(graph, step, "state", where)
             current = state
-            if number == 0 and not ov.visits:
-                ov.visits.setdefault(state, []).append(Visit(0, date))
+            if number == 0 and (not ov.visits or chart):
+                # the start (in a statechart: every state the start enters, the tracks' too)
+                if not ov.visits.get(state):
+                    ov.visits.setdefault(state, []).append(Visit(0, date))
+            elif chart:
+                # a state entered with a transition's target (an initial child, a track's state)
+                seen = ov.visits.setdefault(state, [])
+                if not seen or seen[-1].number != number:
+                    seen.append(Visit(number, date))
         elif kind == "transition":
             src = _state(graph, step, "from", where)
             dst = _state(graph, step, "to", where)

@@ -154,6 +154,13 @@ def test_a_patients_path_through_the_tracks(graph):
     trace = simulate(graph, parse_timeline(yamlsrc.load(TIMELINE, "p1.yaml"), "p1.yaml", graph.graph))
     taken = [s for s in trace["steps"] if s["type"] == "transition"]
     assert any(s.get("to") == "anc_low" for s in taken) and any(s.get("to") == "liver_watch" for s in taken)
+    # entering the parallel state enters both tracks: their first states are on the path too
+    from rxwatch.render.trace import overlay
+
+    ov = overlay(graph, trace)
+    assert [(v.number, v.date) for v in ov.visits["liver_routine"]][:1] == [(1, "2025-01-05")]
+    assert [(v.number, v.date) for v in ov.visits["anc_routine"]][:1] == [(1, "2025-01-05")]
+    assert [v.date for v in ov.visits["anc_low"]] == ["2025-02-01"]
     page = render(graph, "html", trace=trace).decode("utf-8")
     assert "cluster_liver" in page and "block_liver_grading" in page
     svg = render(graph, "svg", trace=trace).decode("utf-8")
