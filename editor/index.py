@@ -139,19 +139,42 @@ def build(text: str, path: str) -> Index:
     return idx
 
 
+_KINDS: dict[type, tuple[str, tuple[str, ...]]] = {}  # AST class -> ('name' | 'node' | 'skip', its fields)
+
+
+def _kind(cls: type) -> tuple[str, tuple[str, ...]]:
+    k = _KINDS.get(cls)
+    if k is None:
+        fields = getattr(cls, "__dataclass_fields__", None)
+        if fields is None or cls is Span:
+            k = ("skip", ())
+        else:
+            names = tuple(fields)
+            is_name = cls in (ast.Name, ast.Ref) or ("text" in names and "span" in names and len(names) <= 3 and "name" not in names)
+            k = ("name" if is_name else "node", names)
+        _KINDS[cls] = k
+    return k
+
+
 def _walk(module, idx: Index, decl_spans: set[tuple[int, int]]) -> None:
     seen: set[tuple[str, int, int]] = set()
     visited: set[int] = set()
     stack: list[tuple[object, str, str]] = [(module, "", "")]
+    leaf = (str, int, float, bool, type(None))
     while stack:
         obj, fname, owner = stack.pop()
         if isinstance(obj, (tuple, list)):
-            stack.extend((x, fname, owner) for x in obj)
+            stack.extend((x, fname, owner) for x in obj if not isinstance(x, leaf))
             continue
-        if _is_name(obj):
+        kind, fields = _kind(type(obj))
+        if kind == "skip":
+            continue
+        if kind == "name":
             if fname in NOT_REFERENCES:
                 continue
-            name = obj.text if not isinstance(obj, ast.Ref) else obj.name
+            name = obj.name if isinstance(obj, ast.Ref) else obj.text
+            if not isinstance(name, str):
+                continue
             locator = getattr(obj, "locator", None)
             if isinstance(locator, str):
                 if idx._locators is None:
@@ -164,7 +187,7 @@ def _walk(module, idx: Index, decl_spans: set[tuple[int, int]]) -> None:
                 other = "name" if ns == "source" else "source"
                 if (other, name) in idx.decls and ns == "name" and fname not in ("name", "target", "action", "var", "block"):
                     ns = other
-                elif (ns, name) not in idx.decls:
+                else:
                     continue
             key = (name, obj.span.line, obj.span.column)
             if key in seen or obj.span.line == 0:
@@ -173,16 +196,16 @@ def _walk(module, idx: Index, decl_spans: set[tuple[int, int]]) -> None:
             is_decl = (obj.span.line, obj.span.column) in decl_spans and idx.decls[(ns, name)].span == obj.span
             idx.occurrences.append(Occurrence(name, ns, obj.span, is_decl))
             continue
-        if isinstance(obj, Span) or not dataclasses.is_dataclass(obj) or isinstance(obj, type) or id(obj) in visited:
+        if id(obj) in visited:
             continue
         visited.add(id(obj))
-        if type(obj).__name__ == "Window":
+        cls = type(obj).__name__
+        if cls == "Window":
             idx.windows.append(Window(obj, obj.span))
-        for f in dataclasses.fields(obj):
-            v = getattr(obj, f.name)
-            if isinstance(v, (str, int, float, bool)) or v is None:
-                continue
-            stack.append((v, f.name, type(obj).__name__))
+        for f in fields:
+            v = getattr(obj, f)
+            if not isinstance(v, leaf):
+                stack.append((v, f, cls))
 
 
 def _is_name(obj) -> bool:

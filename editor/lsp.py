@@ -31,8 +31,9 @@ from pygls.uris import to_fs_path
 from . import grammar
 from .index import SECTION, Decl, Index, build, hover_markdown, schedule_tolerance, window_words
 
-DEBOUNCE_SECONDS = 0.05
-"""How long the server waits after a change before compiling (a burst of keystrokes compiles once)."""
+DEBOUNCE_SECONDS = 0.02
+"""How long the server waits after the first change of a burst before compiling; changes that
+arrive meanwhile, or while it compiles, are coalesced into one more compile of the newest text."""
 
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 SOURCE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_]*(?:[-.][A-Za-z0-9_]+)*\Z")
@@ -108,6 +109,7 @@ class RxwatchServer(LanguageServer):
         self.good: dict[str, Index] = {}  # uri -> the index of the last text that parsed
         self.latest: dict[str, Index] = {}  # uri -> the index of the latest text
         self.tasks: dict[str, asyncio.Task] = {}
+        self.dirty: dict[str, bool] = {}
         self.compiler = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rxwatch-compile")
         self.debounce = DEBOUNCE_SECONDS
 
@@ -128,22 +130,25 @@ class RxwatchServer(LanguageServer):
         return idx
 
     def schedule(self, uri: str, delay: float) -> None:
-        old = self.tasks.pop(uri, None)
-        if old is not None and not old.done():
-            old.cancel()
-        self.tasks[uri] = asyncio.ensure_future(self._check_later(uri, delay))
+        """Check `uri` again: after `delay`, then as long as it keeps changing. Edits that arrive
+        while waiting or compiling are coalesced: one compile of the newest text follows, never
+        a queue of stale ones (a compile takes longer than a keystroke)."""
+        self.dirty[uri] = True
+        task = self.tasks.get(uri)
+        if task is None or task.done():
+            self.tasks[uri] = asyncio.ensure_future(self._checker(uri, delay))
 
-    async def _check_later(self, uri: str, delay: float) -> None:
+    async def _checker(self, uri: str, delay: float) -> None:
         try:
             if delay:
                 await asyncio.sleep(delay)
-            doc = self.workspace.get_text_document(uri)
-            text, version = doc.source, doc.version
-            idx = await self.compile(uri, text)
-            current = self.workspace.get_text_document(uri)
-            if current.source != text:  # edited while compiling: the next run will publish
-                return
-            self.publish(uri, idx, version)
+            while self.dirty.pop(uri, False):
+                doc = self.workspace.get_text_document(uri)
+                text, version = doc.source, doc.version
+                idx = await self.compile(uri, text)
+                if self.dirty.get(uri):  # edited while compiling: compile the newest text first
+                    continue
+                self.publish(uri, idx, version)
         except asyncio.CancelledError:
             pass
 
@@ -201,6 +206,7 @@ async def did_save(ls: RxwatchServer, params: lsp.DidSaveTextDocumentParams) -> 
 async def did_close(ls: RxwatchServer, params: lsp.DidCloseTextDocumentParams) -> None:
     uri = params.text_document.uri
     task = ls.tasks.pop(uri, None)
+    ls.dirty.pop(uri, None)
     if task is not None:
         task.cancel()
     ls.good.pop(uri, None)
