@@ -29,7 +29,9 @@ SHIPPED = sorted((REPO / "protocols").glob("*.rxw"))
 
 
 
-@pytest_lsp.fixture(config=ClientServerConfig(server_command=[sys.executable, "-m", "rxwatch.cli.main", "lsp"]))
+# one server for the module (it starts in about 2 s); each test opens its documents under
+# addresses of its own, so nothing one test does is seen by another
+@pytest_lsp.fixture(scope="module", config=ClientServerConfig(server_command=[sys.executable, "-m", "rxwatch.cli.main", "lsp"]))
 async def client(lsp_client: LanguageClient):
     await lsp_client.initialize_session(lsp.InitializeParams(capabilities=lsp.ClientCapabilities(), root_uri=REPO.as_uri()))
     yield
@@ -54,8 +56,11 @@ def _pos(span) -> lsp.Position:
     return lsp.Position(span.line - 1, span.column - 1)  # the shipped protocols are ASCII before every name
 
 
+_OPENED = iter(range(1, 1_000_000))
+
+
 async def _open(client: LanguageClient, path: Path, text: str) -> str:
-    uri = path.as_uri()
+    uri = path.with_name(f"{path.stem}-{next(_OPENED)}{path.suffix}").as_uri()
     client.text_document_did_open(lsp.DidOpenTextDocumentParams(text_document=lsp.TextDocumentItem(uri=uri, language_id="rxw", version=1, text=text)))
     await _diagnostics(client, uri)
     return uri
@@ -136,7 +141,7 @@ def _messy(text: str) -> str:
 # ------------------------------------------------------------------ diagnostics
 
 
-@pytest.mark.asyncio
+@pytest.mark.asyncio(loop_scope="module")
 async def test_typo_gives_e202_with_its_range_and_a_quick_fix(client: LanguageClient, shipped):
     path, text = shipped
     uri = await _open(client, path, text)
@@ -167,7 +172,7 @@ async def test_typo_gives_e202_with_its_range_and_a_quick_fix(client: LanguageCl
     assert fixed == text
 
 
-@pytest.mark.asyncio
+@pytest.mark.asyncio(loop_scope="module")
 async def test_verifier_findings_arrive_and_syntax_errors_keep_the_last_good_parse(client: LanguageClient, shipped):
     path, text = shipped
     uri = await _open(client, path, text)
@@ -192,7 +197,7 @@ async def test_verifier_findings_arrive_and_syntax_errors_keep_the_last_good_par
     assert h is not None and f"`{ref.name}`" in h.contents.value
 
 
-@pytest.mark.asyncio
+@pytest.mark.asyncio(loop_scope="module")
 async def test_diagnostics_are_debounced_and_fast(client: LanguageClient, shipped):
     path, text = shipped
     uri = await _open(client, path, text)
@@ -209,7 +214,7 @@ async def test_diagnostics_are_debounced_and_fast(client: LanguageClient, shippe
 # ------------------------------------------------------------------ navigation
 
 
-@pytest.mark.asyncio
+@pytest.mark.asyncio(loop_scope="module")
 async def test_hover_definition_and_references(client: LanguageClient, shipped):
     path, text = shipped
     uri = await _open(client, path, text)
@@ -237,7 +242,7 @@ async def test_hover_definition_and_references(client: LanguageClient, shipped):
     assert loc.range.start == lsp.Position(state.name.span.line - 1, state.name.span.column - 1)
 
 
-@pytest.mark.asyncio
+@pytest.mark.asyncio(loop_scope="module")
 async def test_hover_on_sources_and_windows(client: LanguageClient, shipped):
     path, text = shipped
     uri = await _open(client, path, text)
@@ -269,7 +274,7 @@ async def test_hover_on_sources_and_windows(client: LanguageClient, shipped):
     assert h is not None and h.contents.value.startswith("due") and "the action" in h.contents.value
 
 
-@pytest.mark.asyncio
+@pytest.mark.asyncio(loop_scope="module")
 async def test_completion_offers_what_the_grammar_accepts(client: LanguageClient, shipped):
     path, text = shipped
     module = _module(path, text)
@@ -301,7 +306,7 @@ async def test_completion_offers_what_the_grammar_accepts(client: LanguageClient
     assert {"when", "otherwise"} <= labels and "lab" not in labels and "protocol" not in labels
 
 
-@pytest.mark.asyncio
+@pytest.mark.asyncio(loop_scope="module")
 async def test_rename_across_the_file(client: LanguageClient, shipped):
     path, text = shipped
     uri = await _open(client, path, text)
@@ -328,7 +333,7 @@ async def test_rename_across_the_file(client: LanguageClient, shipped):
     assert "renamed_state" in {s.name.text for s in result.module.states}
 
 
-@pytest.mark.asyncio
+@pytest.mark.asyncio(loop_scope="module")
 async def test_outline_and_formatting(client: LanguageClient, shipped):
     path, text = shipped
     uri = await _open(client, path, text)
