@@ -137,10 +137,21 @@ def arrange(order: list[str], sizes: dict[str, tuple[float, float]], header: tup
     across, down = gaps
     n = len(order)
     best: Arrangement | None = None
+    metrics: dict[tuple[int, int], tuple[float, float]] = {}  # a row's (width, height), by its bounds
+
+    def row_of(a: int, b: int) -> tuple[float, float]:
+        m = metrics.get((a, b))
+        if m is None:
+            row = order[a:b]
+            m = metrics[(a, b)] = (sum(sizes[x][0] for x in row) + across * (len(row) - 1),
+                                   max((sizes[x][1] for x in row), default=0.0))
+        return m
+
     for bounds in (_cuts(n) if not alone else _cuts_alone(order, alone)):
         rows = [order[a:b] for a, b in zip(bounds, bounds[1:])]
-        widths = [sum(sizes[x][0] for x in row) + across * (len(row) - 1) for row in rows]
-        heights = [max((sizes[x][1] for x in row), default=0.0) for row in rows]
+        both = [row_of(a, b) for a, b in zip(bounds, bounds[1:])]
+        widths = [w for w, _ in both]
+        heights = [h for _, h in both]
         for k, (kw, kh) in enumerate(keys):
             for in_row, first in ((False, False), (True, False), *(((True, True),) if key_first and len(rows) > 1 else ())):
                 ws, hs = list(widths), list(heights)
