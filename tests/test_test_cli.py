@@ -168,10 +168,10 @@ def test_the_console_script_on_a_shipped_suite():
     lines = proc.stdout.splitlines()
     at = next(i for i, line in enumerate(lines) if line.startswith("coverage of "))
     assert lines[:at - 1] and all(line.startswith("PASS     ") for line in lines[:at - 1])
-    assert lines[at - 1].endswith("passed") and lines[at].startswith("coverage of anakinra_hepatotoxicity: 100% (states 10/10")
+    assert lines[at - 1].endswith("passed") and lines[at].startswith("coverage of anakinra_hepatotoxicity: 100% (states ")
     # the suite shows its missing-result paths: panels that decided nothing, by state
     assert lines[at + 1].startswith("  unassessable (results missing): ") and "panel in baseline" in lines[at + 1]
-    assert len(lines) == at + 2
+    assert len(lines) == at + 2 or lines[at + 2].startswith("condition coverage of ")  # nothing missing in between
 
 
 def test_a_statechart_suite_with_coverage_in_text_and_json(capsys, tmp_path):
