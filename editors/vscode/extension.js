@@ -10,8 +10,11 @@ let client;
 
 function activate(context) {
   const config = vscode.workspace.getConfiguration("rxwatch");
-  const command = config.get("server.command", "rxwatch");
-  const args = config.get("server.args", ["lsp"]);
+  const folder = (vscode.workspace.workspaceFolders || [])[0];
+  // settings of an extension are not expanded by VS Code: ${workspaceFolder} is done here
+  const expand = (s) => (folder ? s.split("${workspaceFolder}").join(folder.uri.fsPath) : s);
+  const command = expand(config.get("server.command", "rxwatch"));
+  const args = config.get("server.args", ["lsp"]).map(expand);
   const serverOptions = {
     run: { command, args, transport: TransportKind.stdio },
     debug: { command, args, transport: TransportKind.stdio },
