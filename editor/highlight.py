@@ -143,7 +143,8 @@ def textmate() -> dict:
          ]},
         {"match": r"\b(source)\s+(" + _SOURCE_ID + ")", "captures": {"1": {"name": "storage.type.rxw"}, "2": {"name": "entity.name.tag.source.rxw"}}},
         {"match": r"\b(kind)\s+(" + _SOURCE_ID + ")", "captures": {"1": {"name": "keyword.other.rxw"}, "2": {"name": "support.constant.kind.rxw"}}},
-        {"match": r"\b(" + "|".join(re.escape(w) for w in c["declaration"]) + r")\s+([A-Za-z_][A-Za-z0-9_]*)",
+        # `state monitoring`, `lab ALT`: the declared name (not `initial state`, `results valid`: a keyword is no name)
+        {"match": r"\b(" + "|".join(re.escape(w) for w in c["declaration"]) + r")\s+(?!(?:" + "|".join(re.escape(w) for w in grammar.keywords()) + r")\b)([A-Za-z_][A-Za-z0-9_]*)",
          "captures": {"1": {"name": "storage.type.rxw"}, "2": {"name": "entity.name.rxw"}}},
         {"name": "storage.type.rxw", "match": alt(c["declaration"])},
     ]

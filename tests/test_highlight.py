@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -124,3 +126,52 @@ def test_vscode_extension_manifest():
     conf = json.loads((root / "language-configuration.json").read_text(encoding="utf-8"))
     assert conf["comments"]["lineComment"] == "#"
     assert pkg["contributes"]["configuration"]["properties"]["rxwatch.server.args"]["default"] == ["lsp"]
+
+
+VSCODE = REPO / "editors" / "vscode"
+
+
+@pytest.mark.skipif(shutil.which("node") is None or not (VSCODE / "node_modules" / "vscode-textmate").is_dir(),
+                    reason="needs node and the extension's devDependencies (`npm install` in editors/vscode)")
+@pytest.mark.parametrize("path", SHIPPED + [REPO / "editors" / "examples" / "formatted.rxw"], ids=lambda p: p.stem)
+def test_textmate_grammar_tokenizes_as_the_parser_reads(path: Path):
+    """The TextMate grammar run by VS Code's own engine (vscode-textmate, Oniguruma) gives each
+    token of the parser the scope of its class."""
+    run = subprocess.run(["node", "test/tokenize.js", "syntaxes/rxw.tmLanguage.json", str(path)], cwd=VSCODE,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    scopes = {}
+    for n, pieces in enumerate(json.loads(run.stdout), 1):
+        col = 1
+        for text, scope in pieces:
+            for k in range(len(text)):
+                scopes[(n, col + k)] = scope
+            col += len(text)
+    text = path.read_text(encoding="utf-8")
+    try:
+        toks = grammar.tokens(grammar.parse_full(text))
+    except Exception as e:
+        pytest.skip(f"{path.name} does not parse with the current grammar: {e}")
+    words = _grammar_words()
+    for t in toks:
+        scope = scopes.get((t.token.line, t.token.column), "")
+        where = (t.token.line, t.value, scope)
+        if t.type == "STRING":
+            assert scope.startswith("string."), where
+        elif t.type == "NUMBER":
+            assert scope.startswith("constant.numeric"), where
+        elif t.type == "SOURCE_ID" and t.parent.data in ("cite", "citation", "source_decl"):
+            assert scope.startswith("entity.name.tag.source"), where
+        elif t.value in words and t.type != "NAME":
+            call = text[t.token.end_pos : t.token.end_pos + 1] == "("
+            assert scope.startswith(("keyword.", "storage.type", "constant.language")) or (call and scope.startswith("support.function")), where
+    prev = 0
+    lines_before = [0]
+    for line in text.split("\n"):
+        lines_before.append(lines_before[-1] + len(line) + 1)
+    for t in toks:
+        for off, c in grammar.gap_comments(text[prev : t.token.start_pos]):
+            pos = prev + off
+            line = next(i for i in range(len(lines_before)) if lines_before[i] > pos)
+            assert scopes.get((line, pos - lines_before[line - 1] + 1), "").startswith("comment."), (line, c)
+        prev = t.token.end_pos
