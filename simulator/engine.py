@@ -345,16 +345,18 @@ class Machine:
             alternatives = [e for e in edges.values() if (e[2].get("alternative") or 0) > 0]
             for e in alternatives:  # a choice's alternative i > 0: its own edge, chosen with the rule
                 self._rule(e)
-            for rule in list(self._rules.values()):
+            for rule in sorted(self._rules.values(), key=lambda r: r.alternative or 0):
                 if rule.alternative is not None:
                     base = self._rules.get(rule.key.split("@")[0])
                     if base is None:
+                        if nodes[rule.source].get("kind") == "terminal":
+                            continue  # a terminal state reacts to nothing
                         raise SimulationError(f"rule {rule.key} is a choice's alternative of no rule", path=self.path,
                                               line=rule.line, code="E903")
                     rule.taken = _alternative_action(edges[rule.key][2], rule.alternative)
                     if base.alts is None:
                         base.alts = {}
-                    base.alts[rule.taken] = rule
+                    base.alts[rule.taken] = rule  # in the alternatives' order: the first is the default
         except ExprError as e:
             raise SimulationError(f"cannot compile the protocol for simulation: {e}", path=self.path) from None
         except (KeyError, TypeError, ValueError) as e:  # a graph not made by compiler/lower.py
