@@ -40,6 +40,8 @@ def click(driver, selector: str):
 
 
 def test_a_track_a_block_and_a_parallel_state_explain_themselves(driver, tmp_path, graph):
+    from selenium.webdriver.common.by import By
+
     open_page(driver, tmp_path, render(graph, "html"), "statechart.html")
     assert errors(driver) == []
     text = click(driver, 'g[id="cluster_neutrophils"] path, g[id="cluster_neutrophils"] polygon')
@@ -48,6 +50,8 @@ def test_a_track_a_block_and_a_parallel_state_explain_themselves(driver, tmp_pat
     text = click(driver, 'g[id="block_liver_grading"] polygon, g[id="block_liver_grading"] path')
     assert "Rule block: Grading of ALT" in text and "used by liver_routine, liver_watch" in text
     assert "ALT > 5× ULN" in text and "→ stopped" in text
+    assert "[2: ALT increased, grade 3]" in text  # a citation's locator, whole (the chart cuts long ones)
+    assert "[1: Dosing]" in driver.find_element(By.ID, "settings").text
     text = click_state(driver, "on_treatment").text
     assert "holds tracks that run side by side: its rules apply in all of them" in text
     assert "Event: jaundice" in text

@@ -49,7 +49,7 @@
   var settingsBox = document.getElementById("settings");
   (p.settings || []).forEach(function (st, i) {
     if (i) settingsBox.appendChild(document.createTextNode(" · "));
-    settingsBox.appendChild(el("span", st.declared ? "setting declared" : "setting", [st.text]));
+    settingsBox.appendChild(el("span", st.declared ? "setting declared" : "setting", [st.text, " ", marks(st.sources, st.citations)]));
   });
 
   // ------------------------------------------------------------ pan and zoom
