@@ -123,10 +123,28 @@ class _Layout:
             for i in range(first + 1, last + 1):
                 self.in_cite[i] = True
         # the top-level declarations that have a block
-        self.top_has_block = {}
-        for k, it in enumerate(self.top_items):
-            end = self.top_items[k + 1] if k + 1 < len(self.top_items) else n
-            self.top_has_block[it] = any(it <= b.lb < end for b in self.blocks)
+        # each block's innermost enclosing block (None: a top-level declaration's own block)
+        self.blocks.sort(key=lambda b: b.lb)
+        self.parent: dict[int, int | None] = {}
+        self.children: dict[int, list[int]] = {b.lb: [] for b in self.blocks}
+        stack: list[_Block] = []
+        for b in self.blocks:
+            while stack and stack[-1].rb < b.lb:
+                stack.pop()
+            self.parent[b.lb] = stack[-1].lb if stack else None
+            if stack:
+                self.children[stack[-1].lb].append(b.lb)
+            stack.append(b)
+        # the top-level declarations that have a block
+        import bisect
+
+        self.top_index = {it: k for k, it in enumerate(self.top_items)}
+        self.top_has_block = dict.fromkeys(self.top_items, False)
+        for b in self.blocks:
+            if self.parent[b.lb] is None:
+                k = bisect.bisect_right(self.top_items, b.lb) - 1
+                if k >= 0:
+                    self.top_has_block[self.top_items[k]] = True
         self.starts = [t.token.start_pos for t in self.toks]
         self.ends = [t.token.end_pos for t in self.toks]
 
@@ -223,13 +241,12 @@ class _Layout:
         and every block inside them inline too."""
         out: set[int] = set()
         line_of = lambda i: self.toks[i].token.line
-        for b in sorted(self.blocks, key=lambda b: b.rb - b.lb):
+        for b in reversed(self.blocks):  # the blocks inside a block come after it: decided first
             if b.lb in expanded:
                 continue
             if b.items and (len(b.items) > 1 or line_of(b.lb) != line_of(b.rb)):
                 continue
-            inner = [c for c in self.blocks if b.lb < c.lb and c.rb < b.rb]
-            if all(c.lb in out for c in inner):
+            if all(c in out for c in self.children[b.lb]):
                 out.add(b.lb)
         return out
 
@@ -320,7 +337,7 @@ class _Layout:
         return lines
 
     def _forced_blank(self, i: int) -> bool:
-        k = self.top_items.index(i)
+        k = self.top_index[i]
         if k == 0:
             return False
         return self.top_has_block[i] or self.top_has_block[self.top_items[k - 1]]
@@ -330,15 +347,17 @@ class _Layout:
         while True:
             inline = self.inline_blocks(expanded)
             lines = self.render(inline)
+            # each token's outermost inline block
+            owner = [-1] * len(self.toks)
+            for lb in inline:
+                if self.parent[lb] not in inline:
+                    for i in range(lb, self.lb[lb].rb + 1):
+                        owner[i] = lb
             more = set()
             for ln in lines:
                 if ln.width() <= self.width:
                     continue
-                idx = [i for _, _, i in ln.parts]
-                outer = [lb for lb in inline if any(self.lb[lb].lb <= i <= self.lb[lb].rb for i in idx)]
-                # the outermost inline block on the line
-                outer = [lb for lb in outer if not any(o != lb and self.lb[o].lb < lb < self.lb[o].rb for o in outer)]
-                more.update(outer)
+                more.update(owner[i] for _, _, i in ln.parts if owner[i] >= 0)
             if not more:
                 break
             expanded |= more
@@ -412,21 +431,26 @@ def format_text(text: str, path: str = "<string>", width: int = WIDTH) -> str:
     bom = text.startswith("\ufeff")
     body = text[1:] if bom else text
     body = body.replace("\r\n", "\n").replace("\r", "\n")
-    try:
-        layout = _Layout(body, width)
-    except UnexpectedInput:
-        raise FormatError(syntax_diagnostics(body, path)) from None
-    if not layout.toks:  # comments only, or nothing
-        lines = [ln.rstrip() for ln in body.split("\n")]
-        kept = []
-        for ln in lines:
-            s = ln.strip()
-            if s or (kept and kept[-1] != ""):
-                kept.append(s)
-        while kept and kept[-1] == "":
-            kept.pop()
-        return ("\ufeff" if bom else "") + ("\n".join(kept) + "\n" if kept else "")
-    return ("\ufeff" if bom else "") + _print(layout.layout())
+    from rxwatch.compiler import collector_paused
+
+    with collector_paused():  # parse trees are acyclic: the collector would rescan them for nothing
+        try:
+            layout = _Layout(body, width)
+        except UnexpectedInput:
+            layout = None
+        if layout is not None and layout.toks:
+            return ("\ufeff" if bom else "") + _print(layout.layout())
+    if layout is None:
+        raise FormatError(syntax_diagnostics(body, path))
+    # comments only, or nothing: each comment on its own line, at most one blank line between
+    kept: list[str] = []
+    for ln in body.split("\n"):
+        s = ln.strip()
+        if s or (kept and kept[-1] != ""):
+            kept.append(s)
+    while kept and kept[-1] == "":
+        kept.pop()
+    return ("\ufeff" if bom else "") + ("\n".join(kept) + "\n" if kept else "")
 
 
 def syntax_diagnostics(text: str, path: str) -> list:
