@@ -61,6 +61,7 @@ class Index:
     decls: dict[tuple[str, str], Decl] = field(default_factory=dict)  # (namespace, name) -> Decl
     occurrences: list[Occurrence] = field(default_factory=list)
     windows: list[Window] = field(default_factory=list)
+    parents: dict[str, str | None] = field(default_factory=dict)  # state or track -> the state or track around it
     _locators: dict[tuple[int, int], str] | None = None
 
     @property
@@ -117,6 +118,7 @@ def build(text: str, path: str) -> Index:
     from rxwatch.compiler.symbols import build as build_symbols
 
     sym = build_symbols(module)
+    idx.parents = dict(getattr(sym, "parent", {}) or {})
     decl_spans: set[tuple[int, int]] = set()
     for f in dataclasses.fields(sym):
         table = getattr(sym, f.name)
@@ -355,6 +357,28 @@ def hover_markdown(idx: Index, d: Decl, locator: str | None = None) -> str:
             parts.append(f"cited at: **{locator}**")
     elif d.kind == "let":
         parts.append(f"defined as `{getattr(node, 'text', '')}`")
+    elif d.kind in ("state", "track"):
+        facts = []
+        if d.kind == "state":
+            if getattr(node, "tracks", ()):
+                facts.append("parallel: " + ", ".join(f"`{t.name.text}`" for t in node.tracks) + " side by side")
+            elif getattr(node, "states", ()):
+                facts.append("compound: " + ", ".join(f"`{c.name.text}`" for c in node.states))
+            kind = getattr(node, "kind", "normal")
+            if kind != "normal":
+                facts.append(kind)
+            sev = getattr(node, "severity", None)
+            if sev is not None:
+                facts.append(f"severity {sev.text}")
+        chain = []
+        p = idx.parents.get(d.name)
+        while p is not None and p not in chain:
+            chain.append(p)
+            p = idx.parents.get(p)
+        if chain:
+            facts.append("in " + " < ".join(f"`{c}`" for c in chain))
+        if facts:
+            parts.append("; ".join(facts))
     shown = decl_text(idx.text, getattr(node, "span", d.span))
     if shown:
         parts.append("```rxw\n" + shown + "\n```")

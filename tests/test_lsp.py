@@ -105,8 +105,11 @@ def _guard_refs(module):
 
 
 def _name_tokens(text: str, name: str) -> list:
-    """Every NAME token spelled `name` in the file, from the grammar's own lexer."""
-    return [t.token for t in grammar.tokens(grammar.parse_full(text)) if t.type == "NAME" and t.value == name]
+    """Every NAME token spelled `name` in the file, from the grammar's own parse, but a state's
+    `severity moderate`, the protocol's `status` and an enumeration's members (words, not
+    references to a declaration)."""
+    return [t.token for t in grammar.tokens(grammar.parse_full(text))
+            if t.type == "NAME" and t.value == name and t.parent.data not in ("severity", "status", "enum_type")]
 
 
 def _apply(text: str, edits: list[lsp.TextEdit]) -> str:
@@ -232,6 +235,14 @@ async def test_hover_definition_and_references(client: LanguageClient, shipped):
         text_document=doc, position=_pos(ref.span), context=lsp.ReferenceContext(include_declaration=True)))
     tokens = _name_tokens(text, ref.name)
     assert sorted((r.range.start.line, r.range.start.character) for r in refs) == sorted((t.line - 1, t.column - 1) for t in tokens)
+    severities = {s.severity.text for s in module.states if s.severity is not None} & set(lets)
+    for name in sorted(severities):  # `let moderate` and `severity moderate`: only the first is the let
+        let_ = lets[name]
+        got = await client.text_document_references_async(lsp.ReferenceParams(
+            text_document=doc, position=_pos(let_.name.span), context=lsp.ReferenceContext(include_declaration=True)))
+        lines_ = text.split("\n")
+        assert all(not lines_[r.range.start.line][: r.range.start.character].rstrip().endswith("severity") for r in got)
+        assert len(got) == len(_name_tokens(text, name))
     without = await client.text_document_references_async(lsp.ReferenceParams(
         text_document=doc, position=_pos(ref.span), context=lsp.ReferenceContext(include_declaration=False)))
     assert len(without) == len(refs) - 1
