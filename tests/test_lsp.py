@@ -303,6 +303,17 @@ async def test_completion_offers_what_the_grammar_accepts(client: LanguageClient
     states = {s.name.text for s in module.states}
     assert rule.target.text in labels and states <= labels
     assert not ({l.name.text for l in module.labs} & labels)  # a lab is no target
+    # in a cite list: the sources, no other names
+    cite = next(t for t in grammar.tokens(grammar.parse_full(text)) if t.type == "SOURCE_ID" and t.parent.data in ("cite", "citation"))
+    lines = text.split("\n")
+    line = lines[cite.token.line - 1]
+    lines[cite.token.line - 1] = line[: cite.token.column - 1] + line[cite.token.column - 1 + len(cite.value):]
+    uri3 = uri.replace(".rxw", "-3.rxw")
+    client.text_document_did_open(lsp.DidOpenTextDocumentParams(text_document=lsp.TextDocumentItem(uri=uri3, language_id="rxw", version=1, text="\n".join(lines))))
+    got = await client.text_document_completion_async(lsp.CompletionParams(
+        text_document=lsp.TextDocumentIdentifier(uri=uri3), position=lsp.Position(cite.token.line - 1, cite.token.column - 1)))
+    labels = {i.label for i in got.items if i.kind != lsp.CompletionItemKind.Keyword}
+    assert labels == {s.id.text for s in module.sources}
     # the start of a line in a handler: rule keywords, no declarations keywords
     h = next(h for st in module.states for h in st.handlers if h.rules)
     first = h.rules[0]
@@ -335,6 +346,18 @@ async def test_rename_across_the_file(client: LanguageClient, shipped):
     other = next(l.name.text for l in module.lets if l.name.text != ref.name)
     with pytest.raises(Exception, match="already declared"):
         await client.text_document_rename_async(lsp.RenameParams(text_document=doc, position=_pos(ref.span), new_name=other))
+    # a source: its declaration and every citation of it (ids may hold dashes)
+    cited = [t for t in grammar.tokens(grammar.parse_full(text)) if t.type == "SOURCE_ID" and t.parent.data in ("cite", "citation")]
+    src = cited[0]
+    edit = await client.text_document_rename_async(lsp.RenameParams(
+        text_document=doc, position=lsp.Position(src.token.line - 1, src.token.column - 1), new_name="renamed-source.v2"))
+    renamed = _apply(text, edit.changes[uri])
+    ids = [t.value for t in grammar.tokens(grammar.parse_full(renamed)) if t.type == "SOURCE_ID"]
+    assert src.value not in ids and ids.count("renamed-source.v2") == sum(1 for t in grammar.tokens(grammar.parse_full(text)) if t.type == "SOURCE_ID" and t.value == src.value)
+    assert sorted(d.code for d in compile_source(renamed, str(path)).diagnostics) == sorted(d.code for d in compile_source(text, str(path)).diagnostics)
+    with pytest.raises(Exception, match="not a valid source id"):
+        await client.text_document_rename_async(lsp.RenameParams(
+            text_document=doc, position=lsp.Position(src.token.line - 1, src.token.column - 1), new_name="two words"))
     # a state: the declaration and every target
     rule = next(r for st in module.states for h in st.handlers for r in h.rules if r.target is not None)
     edit = await client.text_document_rename_async(lsp.RenameParams(text_document=doc, position=_pos(rule.target.span), new_name="renamed_state"))
