@@ -147,6 +147,12 @@ class _Layout:
                     self.top_has_block[self.top_items[k]] = True
         self.starts = [t.token.start_pos for t in self.toks]
         self.ends = [t.token.end_pos for t in self.toks]
+        # comments[i]: how many comments lie before token i (a block with one inside is never one line)
+        self.comments_before = [0] * (n + 1)
+        prev = 0
+        for i in range(n):
+            self.comments_before[i + 1] = self.comments_before[i] + ("#" in text[prev : self.starts[i]])
+            prev = self.ends[i]
 
     # -- the tree
 
@@ -246,6 +252,8 @@ class _Layout:
                 continue
             if b.items and (len(b.items) > 1 or line_of(b.lb) != line_of(b.rb)):
                 continue
+            if self.comments_before[b.rb + 1] - self.comments_before[b.lb + 1]:
+                continue
             if all(c in out for c in self.children[b.lb]):
                 out.add(b.lb)
         return out
@@ -304,7 +312,7 @@ class _Layout:
                         blank = 1
                     cindent = indent
                     if mode == "same":
-                        cindent = self.cont(i)
+                        cindent = self.depth[i] * INDENT if (i - 1) in self.rb and not in_inline[i] else self.cont(i)
                     if i in self.rb and mode == "line":
                         cindent = indent + INDENT
                     newline(cindent, cindent, blank)
@@ -312,7 +320,11 @@ class _Layout:
                 forced_break = True
             rest = gap[pos:]
             if forced_break and mode == "same":
-                mode, indent = "cont", self.cont(i)
+                # after a comment: `else` under its `}`, anything else as a continuation
+                if (i - 1) in self.rb and not in_inline[i]:
+                    mode, indent = "line", self.depth[i] * INDENT
+                else:
+                    mode, indent = "cont", self.cont(i)
             if mode in ("line", "cont"):
                 blank = max(0, rest.count("\n") - 1)
                 if mode == "cont" or i in self.rb or (i - 1) in self.lb:

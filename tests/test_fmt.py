@@ -388,3 +388,43 @@ def test_cli_syntax_error_reported_like_check_and_file_left(tmp_path: Path):
 def test_cli_stdin_to_stdout():
     r = _rxwatch("fmt", "-", input="protocol   x\n")
     assert r.returncode == 0 and r.stdout == "protocol x\n"
+
+
+def test_comments_inside_blocks_and_before_else():
+    text = HEAD + """var x "x" bool default false
+state a { # about a
+  on panel {
+    when tx > 1 stay cite s1 { if tx > 2 { set x = true cite s1 } # then
+    # before else
+    else { set x = false cite s1 } }
+    otherwise stay cite s1
+  }
+}
+state b {
+  # only a comment
+}
+state c { }
+state d {
+}
+"""
+    out = _check(text)
+    assert out.endswith("""
+state a {  # about a
+  on panel {
+    when tx > 1 stay cite s1 {
+      if tx > 2 { set x = true cite s1 }  # then
+      # before else
+      else { set x = false cite s1 }
+    }
+    otherwise stay cite s1
+  }
+}
+
+state b {
+  # only a comment
+}
+
+state c {}
+
+state d {}
+""")
