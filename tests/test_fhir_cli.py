@@ -12,21 +12,24 @@ from rxwatch.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 ANAKINRA = ROOT / "protocols" / "anakinra_hepatotoxicity.rxw"
+# liver tests only: anakinra (v3, part B) also asks for an ANC at baseline, which Synthea's yearly
+# panels (WBC and a differential in %, no absolute count) never have
+LEFLUNOMIDE = ROOT / "protocols" / "leflunomide_hepatotoxicity.rxw"
 DATA = ROOT / "tests" / "data" / "fhir-r4"
 WENDELL = DATA / "Wendell_Lesch_853767e6-14a5-400e-8b95-636f87701943.json"
 THANH = DATA / "Thanh_Mosciski_6b7b47bf-5bfb-475e-b5f6-955fde83a44f.json"
 JORDAN = DATA / "Jordan_Cruickshank_5de38439-d320-46d3-854d-3c098e88de4c.json"
 
 
-def simulate(capsys, *args):
-    status = main(["simulate", str(ANAKINRA), *map(str, args), "--format", "json"])
+def simulate(capsys, *args, protocol=ANAKINRA):
+    status = main(["simulate", str(protocol), *map(str, args), "--format", "json"])
     out, err = capsys.readouterr()
     return status, out, err
 
 
 @pytest.mark.parametrize("bundle, panels", [(WENDELL, 16), (THANH, 16), (JORDAN, 1)], ids=lambda x: getattr(x, "stem", str(x))[:6])
 def test_every_panel_of_a_real_bundle_is_replayed(capsys, bundle, panels):
-    status, out, err = simulate(capsys, bundle)
+    status, out, err = simulate(capsys, bundle, protocol=LEFLUNOMIDE)
     assert status == 0, err
     trace = json.loads(out)
     assert sum(s["type"] == "transition" and s["trigger"] == "panel" for s in trace["steps"]) == panels
@@ -34,12 +37,24 @@ def test_every_panel_of_a_real_bundle_is_replayed(capsys, bundle, panels):
 
 
 @pytest.mark.parametrize("bundle", [WENDELL, THANH], ids=["wendell", "thanh"])
-def test_yearly_panels_on_the_anakinra_protocol_are_overdue_then_still_overdue(capsys, bundle):
+def test_without_an_anc_the_anakinra_baseline_decides_nothing(capsys, bundle):
+    """Anakinra v3 checks the neutrophils before the first dose: a Synthea panel (liver tests, a
+    WBC, no absolute neutrophil count) is unassessable at baseline, every year, never a start."""
+    status, out, err = simulate(capsys, bundle)
+    assert status == 0, err
+    steps = json.loads(out)["steps"]
+    undecided = [s for s in steps if s["type"] == "unassessable"]
+    assert len(undecided) == 16 and all(s["state"] == "baseline" and "ANC" in s["missing"] for s in undecided)
+    assert not any(s["type"] == "transition" for s in steps)
+
+
+@pytest.mark.parametrize("bundle", [WENDELL, THANH], ids=["wendell", "thanh"])
+def test_yearly_panels_are_overdue_then_still_overdue(capsys, bundle):
     """Synthea's patients have a liver panel once a year; the protocol asks for one within months.
 
     v2 (issue 9): an open order is overdue the day after its window, then still_overdue every
     4 weeks (the protocol's `reminders every 4 weeks`) until a result fulfils it."""
-    status, out, err = simulate(capsys, bundle)
+    status, out, err = simulate(capsys, bundle, protocol=LEFLUNOMIDE)
     assert status == 0, err
     trace = json.loads(out)
     deviations = [s for s in trace["steps"] if s["type"] == "deviation"]
@@ -109,7 +124,8 @@ def test_an_observation_without_a_value_is_a_warning_naming_it(capsys, tmp_path)
 
 def test_a_lab_csv_export_is_a_timeline(capsys, tmp_path):
     csv = tmp_path / "labs.csv"
-    csv.write_text("date,lab,value,unit,uln\n2025-01-06,ALT,30,U/L,\n2025-01-06,TBIL,20,umol/L,\n2025-02-20,1742-6,150,IU/L,40\n", encoding="utf-8")
+    csv.write_text("date,lab,value,unit,uln\n2025-01-06,ALT,30,U/L,\n2025-01-06,TBIL,20,umol/L,\n2025-01-06,ANC,3500,/mm3,\n"
+                   "2025-02-20,1742-6,150,IU/L,40\n", encoding="utf-8")
     status, out, err = simulate(capsys, csv)
     assert status == 0, err
     trace = json.loads(out)
@@ -121,7 +137,7 @@ def test_two_results_of_a_lab_on_a_day_the_later_counts(capsys, tmp_path):
     """v2 (issue 9): a real feed with two ALT results on one day is replayed, not rejected."""
     csv = tmp_path / "labs.csv"
     csv.write_text("date,time,lab,value,unit\n2025-01-06,08:00,ALT,400,U/L\n2025-01-06,18:00,1742-6,30,IU/L\n"
-                   "2025-01-06,,AST,30,U/L\n", encoding="utf-8")
+                   "2025-01-06,,AST,30,U/L\n2025-01-06,,751-8,3.5,10*3/uL\n", encoding="utf-8")
     status, out, err = simulate(capsys, csv)
     assert status == 0, err
     steps = json.loads(out)["steps"]
