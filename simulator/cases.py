@@ -364,12 +364,12 @@ def _parse(text: str, names: Names, path: str, line: int, column: int) -> Expect
         if subject not in _TRACKED:
             shown = {"final_state": "final state", "final_states": "final states", "final_order": "final order"}.get(subject, subject)
             raise _Bad(E_TRACK, f"'in track {track}' narrows the steps of a track (action, transition, stay, rule, "
-                       f"preempted, deviation, unassessable, value); '{shown}' has none")
+                       f"preempted, deviation, unassessable, value) or the orders open at the end; '{shown}' has none")
         fields["track"] = _name(track, names.tracks, "track")
     return Expectation(text.strip(), path, line, column, when=when, count=count or Count(), **fields)
 
 
-_TRACKED = ("action", "transition", "stay", "rule", "preempted", "deviation", "unassessable", "value")
+_TRACKED = ("action", "transition", "stay", "rule", "preempted", "deviation", "unassessable", "value", "final_order")
 
 
 def _take_track(toks: list[str], names: Names) -> tuple[str | None, list[str]]:
@@ -1282,10 +1282,12 @@ def _check_state(e: Expectation, trace: Mapping, names: Names | None = None) -> 
 def _check_final_order(e: Expectation, trace: Mapping) -> Outcome:
     orders = list(trace.get("open_orders", ()))
     found = [o for o in orders if (e.name is None or o.get("action") == e.name)
-             and (e.window is None or _win(o.get("window")) == e.window)]
+             and (e.window is None or _win(o.get("window")) == e.window)
+             and (e.track is None or o.get("track") == e.track)]
     if e.count.holds(len(found)):
         return Outcome(e, True)
-    shown = "; ".join(f"{o.get('action')} window {_fmt_window(o.get('window') or ('?', '?'))}" for o in orders)
+    shown = "; ".join(f"{o.get('action')} window {_fmt_window(o.get('window') or ('?', '?'))}"
+                      + (f" in track {o['track']}" if o.get("track") else "") for o in orders)
     return Outcome(e, False, f"open orders at the end: {shown or 'none'}")
 
 

@@ -197,6 +197,19 @@ def test_final_state_with_several_active_states(text, ok):
     assert outcome.ok == ok, outcome.shows
 
 
+def test_final_orders_by_track():
+    end = {**TRACKS_END, "open_orders": [
+        {"action": "order_cbc", "window": ["2025-07-01", "2025-07-29"], "track": "neutrophils"},
+        {"action": "order_cbc", "window": ["2025-07-07", "2025-08-04"], "track": "liver"}]}
+    assert check(parse("final order order_cbc in track neutrophils"), end, NAMES).ok
+    assert check(parse("twice final order order_cbc"), end, NAMES).ok
+    assert check(parse("final order order_cbc window 2025-07-07..2025-08-04 in track liver"), end, NAMES).ok
+    outcome = check(parse("final order order_cbc window 2025-07-01..2025-07-29 in track liver"), end, NAMES)
+    assert not outcome.ok and outcome.shows == ("open orders at the end: order_cbc window 2025-07-01..2025-07-29 in track "
+                                                "neutrophils; order_cbc window 2025-07-07..2025-08-04 in track liver")
+    assert check(parse("final no order order_lfts in track liver"), end, NAMES).ok
+
+
 def test_preempted_rules():
     names = Names(**{**NAMES.__dict__, "rules": (*NAMES.rules, "neutrophils_routine/0/0"),
                      "rule_edges": {**NAMES.rule_edges, "neutrophils_routine/0/0": frozenset({"neutrophils_routine/0/0"})}})
