@@ -58,19 +58,29 @@ def _utf16(s: str) -> int:
     return len(s.encode("utf-16-le")) // 2
 
 
-class Lines:
-    """Convert between 1-based (line, column) in characters and LSP positions in UTF-16 units."""
+_UNITS = {
+    "utf-8": lambda s: len(s.encode("utf-8", "surrogatepass")),
+    "utf-16": _utf16,
+    "utf-32": len,
+}
 
-    def __init__(self, text: str) -> None:
+
+class Lines:
+    """Convert between 1-based (line, column) in characters and LSP positions, counted in the
+    units the client and the server agreed on (UTF-16 unless the client asked for UTF-8 or
+    UTF-32, as Neovim does)."""
+
+    def __init__(self, text: str, encoding: str = "utf-16") -> None:
         self.lines = text.split("\n")
+        self.units = _UNITS.get(str(getattr(encoding, "value", encoding)).lower(), _utf16)
 
     def position(self, line: int, column: int) -> lsp.Position:
         if line <= 0:
             return lsp.Position(0, 0)
         if line > len(self.lines):
-            return lsp.Position(len(self.lines) - 1, _utf16(self.lines[-1]))
+            return lsp.Position(len(self.lines) - 1, self.units(self.lines[-1]))
         text = self.lines[line - 1]
-        return lsp.Position(line - 1, _utf16(text[: max(0, column - 1)]))
+        return lsp.Position(line - 1, self.units(text[: max(0, column - 1)]))
 
     def range(self, span) -> lsp.Range:
         if not span.line:
@@ -93,11 +103,11 @@ class Lines:
         for i, ch in enumerate(text):
             if units >= pos.character:
                 return line, i + 1
-            units += 2 if ord(ch) > 0xFFFF else 1
+            units += self.units(ch)
         return line, len(text) + 1
 
     def end(self) -> lsp.Position:
-        return lsp.Position(len(self.lines) - 1, _utf16(self.lines[-1]))
+        return lsp.Position(len(self.lines) - 1, self.units(self.lines[-1]))
 
 
 # ------------------------------------------------------------------ the server
@@ -112,6 +122,15 @@ class RxwatchServer(LanguageServer):
         self.dirty: dict[str, bool] = {}
         self.compiler = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rxwatch-compile")
         self.debounce = DEBOUNCE_SECONDS
+
+    @property
+    def encoding(self) -> str:
+        """The position encoding agreed at initialisation (UTF-16 before it)."""
+        try:
+            enc = self.server_capabilities.position_encoding
+        except Exception:
+            enc = None
+        return str(getattr(enc, "value", enc) or "utf-16")
 
     # -- compiling
 
@@ -153,7 +172,7 @@ class RxwatchServer(LanguageServer):
             pass
 
     def publish(self, uri: str, idx: Index, version: int | None) -> None:
-        lines = Lines(idx.text)
+        lines = Lines(idx.text, self.encoding)
         out = []
         for d in idx.diagnostics:
             if d.span.path not in (idx.path, "<string>"):
@@ -182,7 +201,7 @@ server = RxwatchServer()
 
 
 def _at(idx: Index, pos: lsp.Position):
-    lines = Lines(idx.text)
+    lines = Lines(idx.text, server.encoding)
     line, col = lines.from_lsp(pos)
     return lines, line, col
 
@@ -253,7 +272,7 @@ async def definition(ls: RxwatchServer, params: lsp.DefinitionParams) -> lsp.Loc
     d, _o = _decl_at(idx, params.position)
     if d is None:
         return None
-    return lsp.Location(uri=params.text_document.uri, range=Lines(idx.text).range(d.span))
+    return lsp.Location(uri=params.text_document.uri, range=Lines(idx.text, server.encoding).range(d.span))
 
 
 @server.feature(lsp.TEXT_DOCUMENT_REFERENCES)
@@ -264,7 +283,7 @@ async def references(ls: RxwatchServer, params: lsp.ReferenceParams) -> list[lsp
     d, _o = _decl_at(idx, params.position)
     if d is None:
         return None
-    lines = Lines(idx.text)
+    lines = Lines(idx.text, server.encoding)
     include = params.context.include_declaration if params.context else True
     return [lsp.Location(uri=params.text_document.uri, range=lines.range(o.span))
             for o in idx.references(d) if include or not o.is_decl]
@@ -278,7 +297,7 @@ async def prepare_rename(ls: RxwatchServer, params: lsp.PrepareRenameParams):
     d, o = _decl_at(idx, params.position)
     if d is None:
         return None
-    return lsp.PrepareRenamePlaceholder(range=Lines(idx.text).range(o.span), placeholder=d.name)
+    return lsp.PrepareRenamePlaceholder(range=Lines(idx.text, server.encoding).range(o.span), placeholder=d.name)
 
 
 @server.feature(lsp.TEXT_DOCUMENT_RENAME)
@@ -298,7 +317,7 @@ async def rename(ls: RxwatchServer, params: lsp.RenameParams) -> lsp.WorkspaceEd
     if new != d.name and (d.namespace, new) in idx.decls:
         other = idx.decls[(d.namespace, new)]
         raise ValueError(f"'{new}' is already declared ({other.kind}, line {other.span.line})")
-    lines = Lines(idx.text)
+    lines = Lines(idx.text, server.encoding)
     edits = [lsp.TextEdit(range=lines.range(o.span), new_text=new) for o in idx.references(d)]
     return lsp.WorkspaceEdit(changes={params.text_document.uri: edits})
 
@@ -339,7 +358,7 @@ async def completion(ls: RxwatchServer, params: lsp.CompletionParams) -> lsp.Com
     uri = params.text_document.uri
     doc = ls.workspace.get_text_document(uri)
     text = doc.source
-    lines = Lines(text)
+    lines = Lines(text, ls.encoding)
     line, col = lines.from_lsp(params.position)
     line_text = lines.lines[line - 1] if line - 1 < len(lines.lines) else ""
     before = line_text[: col - 1]
@@ -484,7 +503,7 @@ def outline(idx: Index) -> list[lsp.DocumentSymbol]:
     import dataclasses
 
     module = idx.module
-    lines = Lines(idx.text)
+    lines = Lines(idx.text, server.encoding)
     tops: list[lsp.DocumentSymbol] = []
     for f in dataclasses.fields(module):
         if f.name in ("states", "tracks", "accepts"):  # nested states are inside `top`
@@ -509,9 +528,9 @@ def outline(idx: Index) -> list[lsp.DocumentSymbol]:
         last = end - 1
         while last > line and not text_lines[last].strip():
             last -= 1
-        rng = lsp.Range(lsp.Position(line, 0), lsp.Position(last, _utf16(text_lines[last])))
+        rng = lsp.Range(lsp.Position(line, 0), lsp.Position(last, lines.units(text_lines[last])))
         out.append(lsp.DocumentSymbol(name=title, kind=lsp.SymbolKind.Namespace, range=rng,
-                                      selection_range=lsp.Range(lsp.Position(line, 0), lsp.Position(line, _utf16(text_lines[line]))),
+                                      selection_range=lsp.Range(lsp.Position(line, 0), lsp.Position(line, lines.units(text_lines[line]))),
                                       children=kids or None))
     return out
 
@@ -554,7 +573,7 @@ async def formatting(ls: RxwatchServer, params: lsp.DocumentFormattingParams) ->
         return None  # the diagnostics already show the syntax errors
     if new == text:
         return []
-    return [lsp.TextEdit(range=lsp.Range(lsp.Position(0, 0), Lines(text).end()), new_text=new)]
+    return [lsp.TextEdit(range=lsp.Range(lsp.Position(0, 0), Lines(text, ls.encoding).end()), new_text=new)]
 
 
 def main() -> None:

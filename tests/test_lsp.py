@@ -413,3 +413,35 @@ def test_window_words_give_the_dates():
     if point is not None:
         w = window_words(point, day, ast.Duration(2, "weeks", NOWHERE))
         assert "give or take 2 weeks" in w and "opens 16 April 2026, closes 14 May 2026" in w
+
+
+def test_positions_in_each_encoding():
+    from rxwatch.editor.lsp import Lines
+
+    text = 'let x "é😀" = ALT'
+    col = text.index("ALT") + 1
+    for enc, units in (("utf-8", 17), ("utf-16", 14), ("utf-32", 13)):
+        lines = Lines(text, enc)
+        p = lines.position(1, col)
+        assert p == lsp.Position(0, units)
+        assert lines.from_lsp(p) == (1, col)
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_ranges_count_utf16_units_after_non_ascii_text(client: LanguageClient, shipped):
+    """A typo after an emoji on its line: the E202 range is in UTF-16 units, as VS Code counts."""
+    path, text = shipped
+    module = _module(path, text)
+    name = module.lets[0].name.text
+    line = f'let probe_emoji "😀é" = {name}x'
+    col = line.index(f"{name}x")  # characters before the reference
+    lines = text.rstrip("\n").split("\n") + [line]
+    ref_line = len(lines)
+    uri = await _open(client, path, "\n".join(lines))
+    diags = client.diagnostics[uri]
+    e202 = [d for d in diags if d.code == "E202"]
+    assert len(e202) == 1, [(d.code, d.message) for d in diags]
+    units = len(line[:col].encode("utf-16-le")) // 2
+    assert units == col + 1  # the emoji is two UTF-16 units
+    assert e202[0].range.start == lsp.Position(ref_line - 1, units)
+    assert e202[0].range.end == lsp.Position(ref_line - 1, units + len(name) + 1)
