@@ -1051,3 +1051,41 @@ def test_due_a_point_and_every_as_written():
         ("2025-04-20", ["2025-07-06", "2025-08-03"], True)]
     (dev,) = steps(trace, "deviation")
     assert (dev["date"], dev["ordered"]) == ("2025-08-04", "2025-04-20")
+
+
+def test_a_replaced_result_is_listed_on_the_days_first_panel_step_in_a_statechart(tracks):
+    trace = run(tracks, START + """
+  - {date: 2025-01-21, lab: ALT, value: 300, time: "08:00"}
+  - {date: 2025-01-21, lab: ALT, value: 100, time: "14:00"}
+  - {date: 2025-01-21, lab: ANC, value: 1500}
+""")
+    # the later ALT (2.5 x ULN) counts: the liver track stays; the earlier one is listed once
+    day = [s for s in steps(trace, date="2025-01-21") if s["type"] == "transition"]
+    assert [(s["from"], s["to"]) for s in day] == [("liver_routine", "liver_routine"), ("anc_routine", "anc_routine")]
+    assert [r["value"] for r in day[0]["replaced"]] == [300]
+    assert "replaced" not in day[1]
+
+
+def test_a_timer_since_an_action_counts_from_that_action_in_its_own_state():
+    g = chart("""
+    initial state treated "On the drug" {
+      on entry { do start_drug cite s }
+      after 3 months since start_drug { otherwise -> review cite s }
+      track liver "Liver" {
+        initial state a "A" { on event ping { otherwise -> b cite s } }
+        state b "B" { on event ping { otherwise -> a cite s } }
+      }
+    }
+    state review "Review" { on event stop { otherwise -> treated cite s } }
+    """)
+    trace = run(g, """
+    patient: {id: p}
+    start: 2025-01-31
+    until: 2025-06-30
+    events:
+      - {date: 2025-02-10, event: ping}
+      - {date: 2025-03-10, event: ping}
+    """)
+    (t,) = steps(trace, "transition", trigger="timer")
+    assert (t["date"], t["from"], t["to"]) == ("2025-04-30", "treated", "review")
+    assert trace["final_states"] == ["review"]
