@@ -42,7 +42,7 @@ _PRETTY = {
 }
 
 _DECL_KEYWORDS = ("protocol", "source", "lab", "fact", "event", "action", "let", "var", "state", "initial", "terminal",
-                  "results", "reminders", "track", "rules", "drug")
+                  "results", "reminders", "track", "rules", "drug", "schedule")
 
 
 @lru_cache(maxsize=1)
@@ -339,11 +339,14 @@ class _Builder(Transformer):
         return ("loinc", tuple(_unquote(s) for s in children))
 
     def cite(self, children):
-        return ("cite", tuple(children))
-
-    def citation(self, children):
-        tok = children[0]
-        return ast.Citation(str(tok), self.tspan(tok), _unquote(children[1]) if len(children) > 1 else None)
+        # SOURCE_ID tokens, each followed by its locator STRING when it has one
+        out: list[ast.Citation] = []
+        for tok in children:
+            if tok.type == "STRING":
+                out[-1] = ast.Citation(out[-1].text, out[-1].span, _unquote(tok))
+            else:
+                out.append(ast.Citation(str(tok), self.tspan(tok)))
+        return ("cite", tuple(out))
 
     def orders(self, children):
         return ("orders", tuple(self.name(t) for t in children))

@@ -46,9 +46,16 @@ def check(module, source: str, diags: Diagnostics) -> None:
             continue
         seen.add(id(node))
         span = getattr(node, "span", None)
-        if type(node).__name__ == "Name":
+        kind = type(node).__name__
+        if kind == "Name":
             if len(node.text) > MAX_NAME:
                 diags.error(span, "E111", f"a name of {len(node.text):,} characters; a name has at most {MAX_NAME}")
+            continue
+        if kind == "Citation":  # a source id (checked against the declared ones) and its locator
+            if node.locator is not None:
+                m = CONTROL.search(node.locator)
+                if m:
+                    _report(diags, span, m.group(), source, starts)
             continue
         for f in dataclasses.fields(node):
             if f.name in _NOT_TEXT:
