@@ -675,6 +675,7 @@ def _is_value(toks: list[str], i: int, kind: tuple[str, tuple[str, ...]], after:
 
 
 _NUMBER_WORD = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+_RATIO_WORD = re.compile(r"([+-]?\d{1,40})/(\d{1,40})")
 
 
 def _value(word: str, kind: tuple[str, tuple[str, ...]], what: str) -> Any:
@@ -685,11 +686,12 @@ def _value(word: str, kind: tuple[str, tuple[str, ...]], what: str) -> Any:
         if typ != "bool":
             raise _Bad(E_VALUE, f"{what} is {_kind_text(kind)}, not {word}")
         return word == "true"
-    if _NUMBER_WORD.fullmatch(word):
-        try:
-            number = units.exact(word)
-        except ValueError as exc:
-            raise _Bad(E_VALUE, f"'{word}' is {exc}") from None
+    ratio = _RATIO_WORD.fullmatch(word)
+    if _NUMBER_WORD.fullmatch(word) or ratio:
+        try:  # a decimal, or a ratio p/q for a value with no finite decimal (100/33)
+            number = units.exact(word) if not ratio else _normal(Fraction(int(ratio[1]), int(ratio[2])))
+        except (ValueError, ZeroDivisionError) as exc:
+            raise _Bad(E_VALUE, f"'{word}' is {'a division by zero' if ratio else exc}") from None
         if typ != "number":
             raise _Bad(E_VALUE, f"{what} is {_kind_text(kind)}, not a number ({word})")
         return number

@@ -110,6 +110,9 @@ TRACKS_END = {**TRACE, "steps": TRACE["steps"][:-4], "final_state": "on_treatmen
     ("var dose_modified is false", False),
     ("on 2025-02-03 var count is 0.1", True),                    # exactly 1/10, by its exact text
     ("on 2025-03-03 var count is 2.0833333333333335", False),    # the float is not the value...
+    ("on 2025-03-03 var count is 25/12", True),                  # ...the ratio is
+    ("on 2025-02-03 var count is 1/10", True),
+    ("on 2025-02-03 var count is 2/20", True),
     ("on 2025-01-06 var count is 0", True),
     ("on 2025-05-05 var phase is late", True),
     ("on 2025-05-04 var phase is early", True),
@@ -270,6 +273,8 @@ def test_a_flat_trace_without_the_new_keys_reads_as_before():
     ("on 2025-02-03 var dose_modified is 4", "E807", "var dose_modified is true or false, not a number (4)"),
     ("var count is true", "E807", "var count is a number, not true"),
     ("var phase is middle", "E807", "'middle' is not one of the values of var phase (early, late)"),
+    ("var count is 1/0", "E807", "'1/0' is a division by zero"),
+    ("var dose_modified is 1/2", "E807", "var dose_modified is true or false, not a number (1/2)"),
     ("on 2025-02-03 value tx is high", "E807", "value tx is a number, not 'high'"),
     ("on 2025-02-03 value dose(anakinra) is weekly", "E807", "not one of the values of value dose(anakinra) (daily, alternate_days)"),
     ("on 2025-02-03 value held(tocilizumab) is 1", "E807", "true or false, not a number (1)"),
