@@ -631,6 +631,7 @@ class Compiler:
         self.labs: Mapping[str, Mapping] = protocol.get("labs") or {}
         self.let_decls: Mapping[str, Mapping] = protocol.get("lets") or {}
         self._let_locals: dict[str, str] = {}
+        self._since_lets: frozenset | None = None
         self._count = 0
 
     def let_local(self, name: str) -> str:
@@ -656,7 +657,11 @@ class Compiler:
         and its lets (the engine sets the day `since entry` counts from, per rule)."""
         code = self._code()
         tests, lets_before = [], []
-        for g in guards:  # the lets a guard needs first are computed just before it
+        since = self._since_entry_lets() if before is not None else ()
+        for i, g in enumerate(guards):  # the lets a guard needs first are computed just before it
+            if since and i and before[i] != before[i - 1]:
+                # another rule's state: a let that reads `since entry` is computed again from its entry
+                code.lets = [n for n in code.lets if n not in since]
             n = len(code.let_lines)
             tests.append(None if g is None else code.fast(g))
             lets_before.append(code.let_lines[n:])
@@ -718,6 +723,24 @@ class Compiler:
             else:
                 lines.append("return False")
         return self._build(code, name, lines, env, line)
+
+    def _since_entry_lets(self) -> frozenset:
+        """The lets that read `since entry`, through other lets too."""
+        if self._since_lets is None:
+            reads = {}
+            for name, decl in self.let_decls.items():
+                tree = decl.get("expr") if isinstance(decl, Mapping) else None
+                nodes = list(ir.walk(tree)) if tree is not None else []
+                reads[name] = (any(n.get("op") == "since_entry" for n in nodes),
+                               {n["name"] for n in nodes if n.get("op") == "let"})
+            found = {n for n, (direct, _) in reads.items() if direct}
+            while True:
+                more = {n for n, (_, refs) in reads.items() if n not in found and refs & found}
+                if not more:
+                    break
+                found |= more
+            self._since_lets = frozenset(found)
+        return self._since_lets
 
     def truth(self, tree: Mapping | None, name: str = "truth") -> Callable[[Ctx], bool | None] | None:
         """f(ctx) -> True, False or None (unknown)."""

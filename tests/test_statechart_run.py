@@ -1089,3 +1089,39 @@ def test_a_timer_since_an_action_counts_from_that_action_in_its_own_state():
     (t,) = steps(trace, "transition", trigger="timer")
     assert (t["date"], t["from"], t["to"]) == ("2025-04-30", "treated", "review")
     assert trace["final_states"] == ["review"]
+
+
+def test_a_let_reading_since_entry_counts_from_each_rules_own_state():
+    g = chart("""
+    let settled "settled in" = since entry >= 10 days
+    initial state outer "Outer" {
+      on event ping { when settled -> done cite s }
+      initial state first "First" {
+        on event ping { when settled -> second cite s }
+      }
+      state second "Second" { on event stop { otherwise -> first cite s } }
+    }
+    state done "Done" { on event stop { otherwise -> outer cite s } }
+    """)
+    trace = run(g, """
+    patient: {id: p}
+    start: 2025-01-06
+    events:
+      - {date: 2025-01-10, event: stop}
+      - {date: 2025-01-16, event: ping}
+    """)
+    # on 01-16 first (entered 01-06, no stop rule there: never left) has 10 days: first -> second
+    assert [(s["date"], s["to"]) for s in steps(trace, "transition")] == [("2025-01-16", "second")]
+    trace = run(g, """
+    patient: {id: p}
+    start: 2025-01-06
+    events:
+      - {date: 2025-01-16, event: ping}
+      - {date: 2025-01-18, event: stop}
+      - {date: 2025-01-20, event: ping}
+    """)
+    # on 01-20 first was entered 01-18 (2 days: its rule is false), outer 01-06 (14 days: true)
+    moves = [(s["date"], s["from"], s["to"], s["values"]) for s in steps(trace, "transition") if s["trigger"] == "event"
+             and s.get("event") == "ping"]
+    assert moves == [("2025-01-16", "first", "second", {"settled": True}),
+                     ("2025-01-20", "outer", "done", {"settled": True})]
