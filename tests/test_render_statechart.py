@@ -177,3 +177,26 @@ def test_windows_and_citation_locators_read_in_words(plan):
     assert "“Do not initiate with an…”" in src  # a sentence, cut on the chart
     assert plan.settings[1].text.startswith("Due dates at a point ('due 3 months') allow ± 2 weeks")
     assert plan.settings[1].citations == [{"source": "label", "locator": "Dosing"}]
+
+
+@needs_dot
+def test_the_shipped_anakinra_chart_with_its_two_tracks_fits_one_page():
+    from conftest import ANAKINRA
+
+    g = compile_file(str(ANAKINRA), verify=False).graph
+    p = rplan.build(g)
+    kinds = {c.state: (c.kind, c.parent) for c in p.clusters}
+    # the liver track holds a compound state (the elevations), drawn as a frame inside the track
+    assert kinds["on_anakinra"] == ("parallel", None)
+    assert kinds["liver"] == ("track", "on_anakinra") and kinds["neutrophils"] == ("track", "on_anakinra")
+    assert kinds["elevation"] == ("compound", "liver")
+    assert "cluster_elevation" in p.tree["cluster_liver"]
+    # the jaundice rule, written once on the parallel state, is one arrow from its box
+    jaundice = [a for a in p.arrows if a.tail == "on_anakinra" and a.head == "stopped"]
+    assert len(jaundice) == 1
+    svg = render(g, "svg")
+    root = ET.fromstring(svg)
+    w, h = (float(root.get(k).rstrip("pt")) for k in ("width", "height"))
+    assert w <= PAGE[0] + 1 and h <= PAGE[1] + 1
+    scale = float(re.search(rb"scale\(([\d.]+)", svg).group(1))
+    assert scale >= 0.27, scale  # 0.29 when written; the flat v2 chart, with no neutrophil track, 0.41
