@@ -121,6 +121,7 @@ CODES: dict[str, str] = {
     "W640": "inherited or shared rule that never fires in some states",
     "W641": "drug held with no way to resume or stop it",
     "W642": "track reads a lab that it never orders",
+    "W643": "action on a drug that is stopped on every way there",
     # timeline input (simulator/timeline.py, fhir.py, csvlabs.py; docs/timelines.md)
     "E701": "the file cannot be read",
     "E702": "the wrong shape",

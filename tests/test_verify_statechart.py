@@ -414,3 +414,26 @@ var seen "seen" bool default false
     # without the action, the other alternative loops too, through its own edge
     fs = [f for f in found(body.replace(" { set seen = true }", "")) if f.code == "E620"]
     assert sorted(f.rules for f in fs) == [("start/0/0", "b/0/0"), ("start/0/0@1", "c/0/0")]
+
+
+def test_an_action_on_a_drug_stopped_on_every_way_there_is_w643():
+    body = DRUG_HEAD + START.replace("when tx <= 1 -> on_treatment", "when tx <= 1 -> on_treatment  when tx > 30 -> stopped") + """\
+state on_treatment "On treatment" {
+  on event jaundice { otherwise -> stopped { do stop_toci } }
+  initial state early "Early" {
+    on entry { do order due within 14 days }
+    on panel { when tx > 3 -> stopped { do stop_toci }  otherwise stay }
+  }
+}
+state stopped "Stopped" {
+  on entry { do order due within 7 days }
+  on panel { when tx <= 1 -> done { do resume_toci }  otherwise stay }
+}
+terminal state done "Done"
+"""
+    # the baseline's own way to `stopped` stops nothing: not every way in has stopped the drug
+    assert [f.code for f in found(body)] == []
+    stopped_everywhere = body.replace("when tx > 30 -> stopped", "when tx > 30 -> stopped { do stop_toci }")
+    fs = found(stopped_everywhere)
+    assert [(f.code, f.line) for f in fs] == [("W643", line_of(body, "when tx <= 1 -> done { do resume_toci }"))]
+    assert fs[0].message.startswith("state stopped: 'resume_toci' acts on toci, which every way into this state has stopped")

@@ -1,4 +1,5 @@
-"""Tracks and drugs: what each track orders, and whether a drug a track holds can be released.
+"""Tracks and drugs: what each track orders, whether a drug a track holds can be released,
+actions on a drug already stopped.
 
 Each region (the top level, or a track of a parallel state) owns its orders and its hold of a
 drug (docs/simulation.md): a drug is held while any region holds it; a region's hold stays
@@ -12,6 +13,8 @@ when the region is left (only that region's `resumes`, or a `stops` from anywher
         of the states around it) asks for: the track waits for results on that other track's
         schedule, and the orders of a track are withdrawn when it is left. (A lab no order of
         the protocol asks for is read when it comes: not this.)
+- W643  a rule acts on a drug (starts, holds, resumes, doses or stops it) in a state that every
+        way in has stopped it: a stopped drug stays stopped, the action does nothing.
 
 `holds_notes` lists, for `rxwatch check --explain`, the resumes of a drug in a track while
 another track of the same parallel state may hold it (the drug then stays held: the
@@ -107,7 +110,47 @@ def check(graph, chart: Chart, dead: set[str], out: list[Finding], reached: set[
     drugs = graph.graph.get("drugs") or {}
     if drugs:
         _holds(graph, chart, dead, out, reached)
+        _after_stop(graph, chart, dead, out, reached)
     _orders(graph, chart, out)
+
+
+def _after_stop(graph, chart: Chart, dead: set[str], out: list[Finding], reached: set[str] | None) -> None:
+    """W643: a rule that acts on a drug which every way into its state has stopped (a
+    must-analysis to a fixed point: a stopped drug stays stopped, whatever acts on it later)."""
+    moves = _moves(graph, chart, dead)
+    every = set(graph.graph.get("drugs") or ())
+    start = chart.initial_entered()
+    first = {e.drug for n in start for e in _effects(graph, graph.nodes[n].get("entry"), chart.region(n)) if e.kind == "stop"}
+    must = {s: set(every) for s in chart.atomic}
+    for n in start:
+        if n in must:
+            must[n] = set(first)
+    changed = True
+    while changed:
+        changed = False
+        for s, ms in moves.items():
+            if reached is not None and s not in reached:
+                continue
+            for m in ms:
+                came = must[s] | {e.drug for e in m.effects if e.kind == "stop"}
+                for a in m.after:
+                    if not must[a] <= came:
+                        must[a] &= came
+                        changed = True
+    seen: set = set()
+    for s in chart.atomic:
+        if (reached is not None and s not in reached) or not must[s]:
+            continue
+        for r in chart.rules_in(s):
+            if r["id"] in dead:
+                continue
+            for e in _effects(graph, r.get("actions"), chart.region(chart.edges[r["id"]][0])):
+                key = (e.action, e.span.get("line"), e.span.get("column"))
+                if e.drug in must[s] and key not in seen:
+                    seen.add(key)
+                    out.append(Finding("W643", e.span, f"state {s}: '{e.action}' acts on {e.drug}, which every way into this "
+                                       f"state has stopped: a stopped drug stays stopped, so this does nothing; remove it, "
+                                       f"or do not stop {e.drug} on the way here"))
 
 
 def _holds(graph, chart: Chart, dead: set[str], out: list[Finding], reached: set[str] | None) -> None:
