@@ -53,7 +53,7 @@ def check(graph, enc: smt.Encoder, prover: Prover, out: list[Finding], dead: set
     chart = chart or Chart(graph)
     cache: dict[tuple, list] = {}
     occurrences: dict[str, list] = {}  # edge id -> [(state, verdict killing it there, or None)]
-    overlaps: dict[tuple, tuple] = {}  # (rule, rule) -> (where, handler, rules, verdict, states)
+    overlaps: dict[tuple, tuple] = {}  # (rule, rule) -> (list, handler, its rules, verdict, states)
     lone: dict[str, list] = {}
     for eff, states in groups(chart, enc, must_recommended(graph, chart), lone):
         if eff.trigger == "panel" and not enc.labs:
