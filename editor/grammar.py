@@ -36,14 +36,9 @@ def lark_full() -> Lark:
 @lru_cache(maxsize=1)
 def literals() -> tuple[str, ...]:
     """Every string literal of the grammar (`"state"`, `"->"`, `"<="`, ...), sorted."""
-    out = set()
-    for t in lark_full().terminals:
-        if t.pattern.type == "str":
-            out.add(t.pattern.value)
-        else:  # a regexp made only of alternatives of plain words (TIME_UNIT, COMP_OP) is not a keyword list
-            continue
-    # the grammar's inline literals ("when") and named ones (INITIAL: "initial") both land here
-    return tuple(sorted(out))
+    # the grammar's inline literals ("when") and named ones (INITIAL: "initial") alike; the
+    # regular expressions (TIME_UNIT, COMP_OP, NAME...) are not literals
+    return tuple(sorted({t.pattern.value for t in lark_full().terminals if t.pattern.type == "str"}))
 
 
 @lru_cache(maxsize=1)
