@@ -11,7 +11,9 @@
 - completion: the keywords and the declared names the grammar accepts at the cursor;
 - document symbols: sections (`# ---- name` comments), declarations, states with their
   nested states, tracks and handlers, rule blocks;
-- quick fixes for "did you mean" diagnostics; formatting with `rxwatch fmt`'s formatter.
+- quick fixes for "did you mean" diagnostics; formatting with `rxwatch fmt`'s formatter;
+- semantic tokens: highlighting from the parse (keywords, strings, comments, each declared
+  name by its kind), for editors that have no TextMate grammar.
 
 The work is in rxwatch.editor.index (what a text declares and uses) and rxwatch.editor.fmt;
 this module translates between them and the protocol (positions are UTF-16, as LSP wants).
@@ -559,6 +561,92 @@ async def code_action(ls: RxwatchServer, params: lsp.CodeActionParams) -> list[l
             edit=lsp.WorkspaceEdit(changes={params.text_document.uri: [lsp.TextEdit(range=d.range, new_text=new)]}),
         ))
     return out or None
+
+
+# -- semantic tokens: highlighting from the parse, for editors without the TextMate grammar (Neovim, Emacs)
+
+TOKEN_TYPES = ["keyword", "string", "number", "comment", "operator", "type", "macro", "function",
+               "variable", "parameter", "property", "event", "method", "class", "namespace", "interface",
+               "enum", "decorator"]
+_DECL_TOKEN = {"lab": "property", "fact": "parameter", "var": "variable", "let": "function", "event": "event",
+               "action": "method", "state": "class", "track": "namespace", "block": "interface", "drug": "enum",
+               "source": "decorator"}
+
+
+def semantic_tokens(idx: Index, encoding: str = "utf-16") -> list[int]:
+    """The LSP semantic tokens of an indexed text: keywords, strings, numbers, comments,
+    operators, time units, diagnostic codes, and every declared name by its kind."""
+    from rxwatch.compiler.checks.names import FUNCTIONS
+
+    text = idx.text
+    lines = Lines(text, encoding)
+    occ = {(o.span.line, o.span.column): o for o in idx.occurrences}
+    spans: list[tuple[int, int, int, str]] = []  # (line, start char, end char, type), 0-based, one line each
+
+    def add(line: int, col: int, value: str, kind: str) -> None:
+        for k, part in enumerate(value.split("\n")):
+            start = col - 1 if k == 0 else 0
+            if part:
+                spans.append((line - 1 + k, start, start + len(part), kind))
+
+    try:
+        toks = grammar.tokens(grammar.parse_full(text))
+    except Exception:
+        return []
+    prev = 0
+    for t in toks:
+        tok = t.token
+        for off, c in grammar.gap_comments(text[prev : tok.start_pos]):
+            pos = prev + off
+            line = text.count("\n", 0, pos) + 1
+            add(line, pos - (text.rfind("\n", 0, pos) + 1) + 1, c, "comment")
+        prev = tok.end_pos
+        v, ty = str(tok), tok.type
+        if ty == "STRING":
+            kind = "string"
+        elif ty == "NUMBER":
+            kind = "number"
+        elif ty == "TIME_UNIT":
+            kind = "type"
+        elif ty == "DIAG_CODE":
+            kind = "macro"
+        elif ty in ("NAME", "SOURCE_ID"):
+            o = occ.get((tok.line, tok.column))
+            d = idx.decl_of(o) if o is not None else None
+            if d is not None:
+                kind = _DECL_TOKEN.get(d.kind, "variable")
+            elif v in FUNCTIONS and text[tok.end_pos : tok.end_pos + 1] == "(":
+                kind = "function"
+            else:
+                continue
+        elif grammar._WORD.match(v):
+            kind = "function" if v in FUNCTIONS and text[tok.end_pos : tok.end_pos + 1] == "(" else "keyword"
+        elif v in ("->", "..", "=", "+", "-", "*", "/") or ty == "COMP_OP":
+            kind = "operator"
+        else:
+            continue
+        add(tok.line, tok.column, v, kind)
+    for off, c in grammar.gap_comments(text[prev:]):
+        pos = prev + off
+        add(text.count("\n", 0, pos) + 1, pos - (text.rfind("\n", 0, pos) + 1) + 1, c, "comment")
+    out: list[int] = []
+    last_line = last_start = 0
+    for line, start, end, kind in sorted(spans):
+        src = lines.lines[line] if line < len(lines.lines) else ""
+        ustart, uend = lines.units(src[:start]), lines.units(src[:end])
+        out += [line - last_line, ustart - (last_start if line == last_line else 0), uend - ustart, TOKEN_TYPES.index(kind), 0]
+        last_line, last_start = line, ustart
+    return out
+
+
+@server.feature(lsp.TEXT_DOCUMENT_SEMANTIC_TOKENS_FULL,
+                lsp.SemanticTokensLegend(token_types=TOKEN_TYPES, token_modifiers=[]))
+async def semantic_tokens_full(ls: RxwatchServer, params: lsp.SemanticTokensParams) -> lsp.SemanticTokens | None:
+    idx = await ls.index(params.text_document.uri)
+    doc = ls.workspace.get_text_document(params.text_document.uri)
+    if idx is None or idx.text != doc.source.lstrip("\ufeff"):  # the text does not parse: keep what the editor shows
+        return None
+    return lsp.SemanticTokens(data=semantic_tokens(idx, ls.encoding))
 
 
 @server.feature(lsp.TEXT_DOCUMENT_FORMATTING)

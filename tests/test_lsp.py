@@ -445,3 +445,39 @@ async def test_ranges_count_utf16_units_after_non_ascii_text(client: LanguageCli
     assert units == col + 1  # the emoji is two UTF-16 units
     assert e202[0].range.start == lsp.Position(ref_line - 1, units)
     assert e202[0].range.end == lsp.Position(ref_line - 1, units + len(name) + 1)
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_semantic_tokens_follow_the_parse(client: LanguageClient, shipped):
+    """Highlighting from the server (Neovim shows it without a TextMate grammar): each token
+    of the parser gets the class of what it is; every declared name the class of its kind."""
+    from rxwatch.editor.lsp import TOKEN_TYPES
+
+    path, text = shipped
+    uri = await _open(client, path, text)
+    got = await client.text_document_semantic_tokens_full_async(lsp.SemanticTokensParams(text_document=lsp.TextDocumentIdentifier(uri=uri)))
+    data = got.data
+    assert len(data) % 5 == 0 and data
+    lines = text.split("\n")
+    at = {}
+    line = col = 0
+    for k in range(0, len(data), 5):
+        dl, ds, length, ty, _mods = data[k : k + 5]
+        line, col = (line + dl, ds) if dl else (line, col + ds)
+        at[(line, col)] = (lines[line][col : col + length], TOKEN_TYPES[ty])
+    module = _module(path, text)
+    for let in module.lets:
+        word, kind = at[(let.name.span.line - 1, let.name.span.column - 1)]
+        assert (word, kind) == (let.name.text, "function")
+    for st in module.states:
+        word, kind = at[(st.name.span.line - 1, st.name.span.column - 1)]
+        assert (word, kind) == (st.name.text, "class")
+    words = set(grammar.keywords())
+    toks = grammar.tokens(grammar.parse_full(text))
+    for t in toks:
+        if t.value in words and t.type not in ("NAME", "SOURCE_ID"):
+            assert at[(t.token.line - 1, t.token.column - 1)][1] in ("keyword", "function"), t.value
+        if t.type == "STRING" and "\n" not in t.value:
+            assert at[(t.token.line - 1, t.token.column - 1)] == (t.value, "string")
+    comments = [(n, l.index("#")) for n, l in enumerate(lines) if l.lstrip().startswith("#")]
+    assert comments and all(at[c][1] == "comment" for c in comments)
