@@ -437,3 +437,30 @@ terminal state done "Done"
     fs = found(stopped_everywhere)
     assert [(f.code, f.line) for f in fs] == [("W643", line_of(body, "when tx <= 1 -> done { do resume_toci }"))]
     assert fs[0].message.startswith("state stopped: 'resume_toci' acts on toci, which every way into this state has stopped")
+
+
+def test_a_timer_of_a_state_around_is_not_armed_again_by_a_move_inside_it():
+    body = """\
+fact flag "a flag" bool default true
+initial state start "Start" {
+  on entry { do order due within 14 days }
+  on panel { when tx <= 1 -> outer  otherwise stay }
+}
+state outer "Outer" {
+  after 0 days { when flag -> second }
+  on panel { otherwise stay }
+  initial state first "First" {
+    on entry { do order due within 14 days }
+  }
+  state second "Second" {
+    on entry { do order due within 14 days }
+    on fact flag { when flag -> first }
+  }
+}
+"""
+    # outer's timer fires once, on entering outer; second -> first stays inside outer: no loop
+    assert [f.code for f in found(body) if f.code == "E620"] == []
+    # leaving outer and coming back re-arms it: then it loops
+    looping = body.replace("on fact flag { when flag -> first }", "on fact flag { when flag -> outer }")
+    fs = [f for f in found(looping) if f.code == "E620"]
+    assert len(fs) == 1 and "first -> second -> first" in fs[0].message

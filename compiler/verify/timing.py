@@ -143,6 +143,11 @@ class _Loops:
     def timers(self, st: str) -> list[dict]:
         return [h for n in self.chart.chain(st) for h in self.graph.nodes[n].get("handlers") or () if h.get("trigger") == "timer" and h.get("timer")]
 
+    def _owner(self, h: dict) -> str | None:
+        """The state that declares timer handler `h`."""
+        k = (h.get("rules") or [None])[0]
+        return self.edges[k]["id"].split("/", 1)[0] if k in self.edges else None
+
     def zero_time_edges(self):
         """(atomic state, atomic state entered, the rule's edge) for every rule that can fire on
         entering its state (a choice's alternatives each with its own edge)."""
@@ -164,7 +169,7 @@ class _Loops:
         """The rule an alternative's edge belongs to (its guard, its place in the handler)."""
         return self.edges[edge["id"].split("@", 1)[0]] if edge.get("alternative") else edge
 
-    def fires_on_entry(self, st: str, rule: dict, env: smt.Env):
+    def fires_on_entry(self, st: str, rule: dict, env: smt.Env, entered: set | None = None):
         """The condition (in `env`) under which `rule` is the one that fires on entering `st`."""
         enc = self.enc
         rule = self.base(rule)
@@ -176,7 +181,9 @@ class _Loops:
             return self._fires(facts, i, mode, g)
         # a timer rule: no `on fact` rule moved the patient first ...
         conds = [enc.neg(self._first_is_transition(facts, mode, g))]
-        handlers = self.timers(st)
+        # the timers armed on entry: those of the states entered (a timer of a state around
+        # `st` that the patient did not leave is not armed again)
+        handlers = [h for h in self.timers(st) if entered is None or self._owner(h) in entered]
         for h in handlers:
             rules = [self.edges[k] for k in h.get("rules") or ()]
             hmode = h.get("mode") or "first"
@@ -267,8 +274,9 @@ class _Loops:
         ins = self.enc.inputs_of([])
         ch = self.chart
         for _round in range(2):
-            for st, rule in zip(cycle, rules):
-                conds.append(self.fires_on_entry(st, rule, env))
+            for i, (st, rule) in enumerate(zip(cycle, rules)):
+                came_in = set(ch.transition(rules[i - 1]).entered)  # what the rule before entered
+                conds.append(self.fires_on_entry(st, rule, env, came_in))
                 env = self.enc.run(rule.get("actions"), env, self.side, rule.get("alternative"))
                 env.since[smt.ENTRY] = entered
                 for n in ch.transition(rule).entered:  # entries of what the rule enters, outermost first
