@@ -298,7 +298,8 @@ class _Layout:
             # the comments before it
             pos = 0
             forced_break = False
-            for k, (off, ctext) in enumerate(comments):
+            first_own = True  # no comment on a line of its own yet in this gap
+            for off, ctext in comments:
                 before = gap[pos:off]
                 pos = off + len(ctext)
                 ctext = ctext.rstrip()
@@ -306,10 +307,11 @@ class _Layout:
                     lines[-1].comment = ctext if lines[-1].comment is None else lines[-1].comment + " " + ctext
                 else:
                     blank = max(0, before.count("\n") - 1)
-                    if i > 0 and (i - 1) in self.lb and k == 0:
+                    if i > 0 and (i - 1) in self.lb and first_own:
                         blank = 0
-                    if i in self.top_set and k == 0 and self._forced_blank(i):
+                    if i in self.top_set and first_own and self._forced_blank(i):
                         blank = 1
+                    first_own = False
                     cindent = indent
                     if mode == "same":
                         cindent = self.depth[i] * INDENT if (i - 1) in self.rb and not in_inline[i] else self.cont(i)
@@ -329,7 +331,7 @@ class _Layout:
                 blank = max(0, rest.count("\n") - 1)
                 if mode == "cont" or i in self.rb or (i - 1) in self.lb:
                     blank = 0
-                if i in self.top_set and not comments and self._forced_blank(i):
+                if i in self.top_set and first_own and self._forced_blank(i):
                     blank = 1
                 newline(indent, self.cont(i) if mode == "line" else indent, blank)
                 lines[-1].parts.append(("", t.value, i))

@@ -428,3 +428,11 @@ state c {}
 
 state d {}
 """)
+
+
+def test_a_trailing_comment_does_not_remove_the_blank_line_before_a_state():
+    text = HEAD.replace("let tx = xuln(ALT) cite s1\n", "let tx = xuln(ALT) cite s1  # the grade\n") + "state a {\n}\n"
+    out = _check(text)
+    assert out.endswith("let tx = xuln(ALT) cite s1  # the grade\n\nstate a {}\n")
+    text = HEAD.replace("let tx = xuln(ALT) cite s1\n", "let tx = xuln(ALT) cite s1  # the grade\n# about a\n") + "state a {\n}\n"
+    assert _check(text).endswith("let tx = xuln(ALT) cite s1  # the grade\n\n# about a\nstate a {}\n")
