@@ -172,6 +172,10 @@ class RxwatchServer(LanguageServer):
                 self.publish(uri, idx, version)
         except asyncio.CancelledError:
             pass
+        except Exception as e:  # a bug of rxwatch, never the author's: said in the editor's log, the server goes on
+            log.exception("checking %s", uri)
+            self.window_log_message(lsp.LogMessageParams(
+                type=lsp.MessageType.Error, message=f"rxwatch: internal error while checking {uri}: {type(e).__name__}: {e}"))
 
     def publish(self, uri: str, idx: Index, version: int | None) -> None:
         lines = Lines(idx.text, self.encoding)
