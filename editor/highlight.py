@@ -116,7 +116,6 @@ class RxwLexer(RegexLexer):
     aliases = ["rxw", "rxwatch"]
     filenames = ["*.rxw"]
     mimetypes = ["text/x-rxwatch"]
-    url = "https://github.com/rxwatch/rxwatch"
     tokens = _tokens()
 
 
