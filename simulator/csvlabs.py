@@ -183,3 +183,11 @@ def _result(cells: dict[str, str], line: int, r: Reader) -> LabResult | None:
     except ValueProblem as exc:
         r.error(line, "E708", exc.message)
     return None
+
+
+def result_of(cells: dict[str, str], line: int, r: Reader) -> LabResult | None:
+    """One row's lab result, read as a lab CSV's row is (`cells`: the row's stripped cells by
+    column name: `date`, `lab`, `value` and optionally `unit`, `uln`, `lln`, `time`; an empty cell
+    is "not given"), or None with the errors added to `r` at `line`. Used by `rxwatch audit`,
+    which reads many patients' rows from one extract."""
+    return _result(cells, line, r)

@@ -1,0 +1,263 @@
+"""One partition of an audit: each patient's rows -> a timeline -> the replay -> one table row.
+
+`run_partition(job)` is what a worker process (or a Dask worker) runs; everything it needs is in
+`job` (plain data: the compiled graph as JSON text, the partition's rows or files, the options),
+and everything it returns is plain data: the table rows as Arrow IPC bytes, the patients skipped
+with where and why, and the traces of the partition's most urgent patients (for the viewer pages).
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import heapq
+import io
+import json
+from typing import Any
+
+import pyarrow as pa
+
+from .summary import COLUMNS, SCHEMA, skipped_row, summarize, urgency_key
+
+
+@functools.lru_cache(maxsize=4)
+def graph_of(text: str):
+    """The compiled graph (and its Machine) from `rxwatch compile` JSON; once per process."""
+    from rxwatch.compiler import graphio
+    from rxwatch.simulator.engine import Machine
+
+    graph = graphio.from_json(text)
+    return graph, Machine(graph)
+
+
+def read_partition(job: dict) -> Any:
+    """The partition's rows as an Arrow table sorted by patient, then file order."""
+    data = job.get("data")
+    source = pa.BufferReader(data) if data is not None else pa.memory_map(job["path"])
+    table = pa.ipc.open_file(source).read_all()
+    return table.sort_by([("patient", "ascending"), ("file", "ascending"), ("line", "ascending")])
+
+
+def run_partition(job: dict) -> dict:
+    graph, machine = graph_of(job["graph"])
+    as_of = datetime.date.fromisoformat(job["as_of"])
+    keep = job.get("keep", 0)
+    files: list[str] = job["files"]
+    facts: dict = job.get("facts") or {}
+    rows: list[dict] = []
+    skipped: list[dict] = []
+    urgent: list = []  # a heap of (negated urgency key, patient, trace) of the most urgent
+    kind = job["kind"]
+    for patient, make in _patients(job, graph, files, as_of, facts, kind):
+        try:
+            timeline = make()
+        except _Skip as why:
+            skipped.append(why.info)
+            rows.append(skipped_row(patient, why.info))
+            continue
+        try:
+            trace = machine.run(timeline)
+        except Exception as exc:  # SimulationError (a located message), or a fault in the replay
+            info = {"patient": patient, "where": f"{timeline.path}", "code": getattr(exc, "code", "") or "E723",
+                    "message": f"the replay stopped: {exc}"}
+            skipped.append(info)
+            rows.append(skipped_row(patient, info))
+            continue
+        row = summarize(trace, as_of, timeline, graph)
+        rows.append(row)
+        if keep:
+            item = (_neg(urgency_key(row)), patient, trace)
+            if len(urgent) < keep:
+                heapq.heappush(urgent, item)
+            elif item > urgent[0]:
+                heapq.heapreplace(urgent, item)
+    table = pa.Table.from_pylist(rows, schema=SCHEMA)
+    sink = io.BytesIO()
+    with pa.ipc.new_file(sink, SCHEMA) as w:
+        w.write_table(table)
+    return {"index": job["index"], "table": sink.getvalue(), "skipped": skipped, "patients": len(rows),
+            "traces": {p: t for _, p, t in urgent}}
+
+
+def _neg(key: tuple) -> tuple:
+    # heap keeps the largest "negated" = the most urgent (smallest key); keys are numbers and text
+    return tuple(-k if isinstance(k, (int, float)) else _Rev(k) for k in key)
+
+
+@functools.total_ordering
+class _Rev:
+    __slots__ = ("s",)
+
+    def __init__(self, s):
+        self.s = s
+
+    def __eq__(self, other):
+        return self.s == other.s
+
+    def __lt__(self, other):
+        return self.s > other.s
+
+
+class _Skip(Exception):
+    def __init__(self, info: dict):
+        self.info = info
+
+
+def _first(patient: str, messages) -> dict:
+    m = sorted(messages, key=lambda m: (m.path, m.line))[0]
+    more = f" (and {len(messages) - 1} more)" if len(messages) > 1 else ""
+    return {"patient": patient, "where": f"{m.path}:{m.line}" if m.line else m.path, "code": m.code,
+            "message": m.text + more}
+
+
+def _patients(job, graph, files, as_of, facts, kind):
+    if kind == "files":
+        for path in job["files_list"]:
+            yield _file_patient(path, graph, as_of, facts)
+        return
+    table = read_partition(job)
+    if table.num_rows == 0:
+        return
+    patients = table.column("patient").to_pylist()
+    cols = {name: table.column(name).to_pylist() for name in table.column_names if name != "patient"}
+    start = 0
+    n = len(patients)
+    reader = _reader(graph, files[0] if files else "<input>")
+    while start < n:
+        p = patients[start]
+        end = start + 1
+        while end < n and patients[end] == p:
+            end += 1
+        part = {k: v[start:end] for k, v in cols.items()}
+        if kind == "csv":
+            yield p, functools.partial(_csv_timeline, p, part, reader, files, as_of, facts)
+        else:
+            yield p, functools.partial(_ndjson_timeline, p, part, reader, files, as_of, facts)
+        start = end
+
+
+def _reader(graph, path):
+    from rxwatch.simulator.timeline import Reader
+
+    return Reader(path, graph.graph)
+
+
+def _fresh(r) -> None:
+    from rxwatch.simulator.timeline import _Clock
+
+    r.errors = []
+    r.warnings = []
+    r.clock = _Clock()
+
+
+def _csv_timeline(patient, part, r, files, as_of, facts):
+    from rxwatch.simulator import csvlabs
+    from rxwatch.simulator.timeline import ClinicalEvent, Choice, FactChange, Loc, parse_date_time, parse_time
+
+    _fresh(r)
+    events = []
+    first_fact: dict = {}
+    for i in range(len(part["line"])):
+        r.path = files[part["file"][i]]
+        line = part["line"][i]
+        cells = {c: part[c][i] or "" for c in ("date", "time", "lab", "value", "unit", "uln", "lln", "event", "fact", "choice")}
+        if cells["date"].startswith("\x00"):
+            r.error(line, "E702", cells["date"][1:])
+            continue
+        kinds = [k for k in ("lab", "event", "fact", "choice") if cells[k]]
+        if len(kinds) != 1:
+            r.error(line, "E702", "a row has exactly one of lab, event, fact or choice; this one has "
+                    + (" and ".join(kinds) if kinds else "none"))
+            continue
+        what = kinds[0]
+        if what == "lab":
+            result = csvlabs.result_of(cells, line, r)
+            if result is not None:
+                events.append(result)
+            continue
+        when = parse_date_time(cells["date"])
+        if when is None:
+            r.error(line, "E705", f"date: '{cells['date']}' is not an ISO 8601 date (YYYY-MM-DD) or date-time (YYYY-MM-DDThh:mm)")
+            continue
+        date, time = when
+        if cells["time"]:
+            time = cells["time"] if parse_time(cells["time"]) is not None else time
+        loc = Loc(r.path, line)
+        order = r.order(date, time, part["file"][i] * 10**12 + line)
+        name = cells[what]
+        if what == "event":
+            if name not in r.events:
+                r.error(line, "E707", r.unknown("event", name, r.events))
+                continue
+            events.append(ClinicalEvent(date, name, loc, time, order))
+        elif what == "choice":
+            if name not in r.actions:
+                r.error(line, "E707", r.unknown("action", name, r.actions))
+                continue
+            events.append(Choice(date, name, loc, time, order))
+        else:
+            if name not in r.facts:
+                r.error(line, "E707", r.unknown("fact", name, r.facts))
+                continue
+            value, why = r.fact_value(name, cells["value"], from_text=True)
+            if why:
+                r.error(line, "E708", why)
+                continue
+            first_fact.setdefault(name, (date, value))
+            events.append(FactChange(date, name, value, loc, time, order))
+    return _finish(patient, r, events, first_fact, as_of, facts)
+
+
+def _finish(patient, r, events, first_fact, as_of, facts):
+    from rxwatch.simulator.timeline import TimelineError
+
+    given = dict(facts)
+    for name, (_, value) in first_fact.items():  # a fact with no default takes its first recorded value
+        if name not in given and not r.facts[name].get("has_default"):
+            given[name] = value
+    try:
+        return r.finish_results(patient, events, (None, as_of, given), "no usable row")
+    except TimelineError as e:
+        raise _Skip(_first(patient, e.messages)) from None
+
+
+def _ndjson_timeline(patient, part, r, files, as_of, facts):
+    from rxwatch.simulator import fhir
+
+    _fresh(r)
+    events = []
+    for i in range(len(part["line"])):
+        r.path = files[part["file"][i]]
+        line = part["line"][i]
+        if part["kind"][i] != "Observation":
+            continue
+        obs = json.loads(part["text"][i])
+        try:
+            result = fhir._observation(obs, i, line, r)
+        except (AttributeError, TypeError, KeyError) as exc:
+            ident = obs.get("id")
+            r.error(line, "E712", f"Observation {ident if isinstance(ident, str) else ''} is not a usable Observation: {exc}")
+            continue
+        if result is not None:
+            events.append(result)
+    return _finish(patient, r, events, {}, as_of, facts)
+
+
+def _file_patient(path, graph, as_of, facts):
+    from rxwatch.simulator.timeline import TimelineError, load_timeline
+
+    try:
+        timeline = load_timeline(path, graph.graph, until=as_of, facts=facts)
+    except TimelineError as e:
+        info = _first(path, e.messages)
+        return info["patient"], _raiser(info)
+    except (OSError, UnicodeDecodeError) as e:
+        info = {"patient": path, "where": path, "code": "E701", "message": f"cannot read: {e}"}
+        return path, _raiser(info)
+    return timeline.patient, lambda: timeline
+
+
+def _raiser(info):
+    def make():
+        raise _Skip(info)
+    return make
