@@ -481,3 +481,50 @@ async def test_semantic_tokens_follow_the_parse(client: LanguageClient, shipped)
             assert at[(t.token.line - 1, t.token.column - 1)] == (t.value, "string")
     comments = [(n, l.index("#")) for n, l in enumerate(lines) if l.lstrip().startswith("#")]
     assert comments and all(at[c][1] == "comment" for c in comments)
+
+
+# ------------------------------------------------------------------ real editors' capabilities
+
+EDITORS = {"neovim@v0.11.0": "utf-8", "emacs": "utf-32", "visual-studio-code": "utf-16"}
+
+
+@pytest_lsp.fixture(params=sorted(EDITORS), config=ClientServerConfig(server_command=[sys.executable, "-m", "rxwatch.cli.main", "lsp"]))
+async def editor(lsp_client: LanguageClient, request):
+    from pytest_lsp.client import client_capabilities
+
+    caps = client_capabilities(request.param)
+    result = await lsp_client.initialize_session(lsp.InitializeParams(capabilities=caps, root_uri=REPO.as_uri()))
+    lsp_client.agreed = (request.param, str(getattr(result.capabilities.position_encoding, "value", result.capabilities.position_encoding)))
+    yield
+    await lsp_client.shutdown_session()
+
+
+@pytest.mark.asyncio
+async def test_each_editor_gets_positions_in_the_encoding_it_asked_for(editor: LanguageClient):
+    """With the capabilities that Neovim 0.11, Emacs 29 (eglot) and VS Code send, the server
+    agrees on their preferred encoding and counts every range in it."""
+    name, agreed = editor.agreed
+    assert agreed == EDITORS[name]
+    path = SHIPPED[0]
+    text = path.read_text(encoding="utf-8")
+    module = _module(path, text)
+    let = module.lets[0].name.text
+    line = f'let probe_emoji "😀é" = {let}x'
+    col = line.index(f"{let}x")
+    units = {"utf-8": len(line[:col].encode("utf-8")), "utf-16": len(line[:col].encode("utf-16-le")) // 2, "utf-32": col}[agreed]
+    lines = text.rstrip("\n").split("\n") + [line]
+    uri = await _open(editor, path, "\n".join(lines))
+    e202 = [d for d in editor.diagnostics[uri] if d.code == "E202"]
+    assert len(e202) == 1 and e202[0].range.start == lsp.Position(len(lines) - 1, units)
+    # hover and definition at that position, in the same units
+    h = await editor.text_document_hover_async(lsp.HoverParams(text_document=lsp.TextDocumentIdentifier(uri=uri),
+                                                              position=lsp.Position(len(lines) - 1, units + 1)))
+    assert h is None  # the misspelt name declares nothing
+    fixed = "\n".join(lines[:-1] + [line.replace(f"{let}x", let)])
+    _change(editor, uri, 2, fixed)
+    diags = await _diagnostics(editor, uri)
+    assert not [d for d in diags if d.code == "E202"]
+    h = await editor.text_document_hover_async(lsp.HoverParams(text_document=lsp.TextDocumentIdentifier(uri=uri),
+                                                              position=lsp.Position(len(lines) - 1, units + 1)))
+    assert h is not None and f"`{let}`" in h.contents.value
+    assert h.range.start == lsp.Position(len(lines) - 1, units)
