@@ -436,3 +436,30 @@ def test_a_trailing_comment_does_not_remove_the_blank_line_before_a_state():
     assert out.endswith("let tx = xuln(ALT) cite s1  # the grade\n\nstate a {}\n")
     text = HEAD.replace("let tx = xuln(ALT) cite s1\n", "let tx = xuln(ALT) cite s1  # the grade\n# about a\n") + "state a {\n}\n"
     assert _check(text).endswith("let tx = xuln(ALT) cite s1  # the grade\n\n# about a\nstate a {}\n")
+
+
+_PIECES = ["{", "}", "(", ")", '"', '"""', ",", "#", "\n", " ", "->", "..", "when ", "otherwise ", "state x ",
+           "cite ", "do ", "stay ", "-", "1", "x", "\t", "\r\n", "é😀"]
+
+
+@pytest.mark.skipif(not _SHIPPED_TEXTS, reason="no shipped protocol parses with the current grammar")
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.large_base_example, HealthCheck.data_too_large])
+@given(st.data())
+def test_any_edit_formats_or_gives_the_compilers_syntax_errors(data):
+    """A random character edit of a shipped protocol: either it parses and formats
+    idempotently with its tokens, strings and comments kept, or formatting refuses with the
+    compiler's own located syntax errors; never another exception."""
+    _path, text = data.draw(st.sampled_from(_SHIPPED_TEXTS))
+    for _ in range(data.draw(st.integers(1, 3))):
+        i = data.draw(st.integers(0, len(text)))
+        j = data.draw(st.integers(i, min(len(text), i + 40)))
+        text = text[:i] + data.draw(st.sampled_from(_PIECES + [""])) + text[j:]
+    try:
+        out = format_text(text, "edited.rxw")
+    except FormatError as e:
+        assert e.diagnostics and all(d.code.startswith("E1") and d.span.path == "edited.rxw" and d.span.line >= 1 for d in e.diagnostics)
+        return
+    normal = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
+    assert format_text(out) == out
+    assert _tokens(out) == _tokens(normal)
+    assert _comments(out) == _comments(normal)
