@@ -137,6 +137,7 @@ CODES: dict[str, str] = {
     "E712": "not a usable FHIR bundle",
     "W701": "a FHIR result left out",
     "W702": "entries outside --start/--until left out",
+    "E721": "a row of an extract that belongs to no patient",
     # scenario case files (simulator/cases.py, docs/scenarios.md)
     "E801": "case file of the wrong shape",
     "E802": "expectation that does not read",

@@ -577,6 +577,8 @@ CLI_CASES = [
             ("simulate", "meta.rxw", "b.json"), ("b.json", 0), "o2"),
     CliCase("W702", {"t.yaml": EVENTS + "  - {date: 2025-01-10, lab: ALT, value: 30}\n"},
             ("simulate", "meta.rxw", "t.yaml", "--until", "2025-01-07"), (COMMAND_LINE, 0), "left out"),
+    CliCase("E721", {"x.csv": "patient,date,lab,value\np,2025-01-06,ALT,30\n,2025-01-07,ALT,31\n"},
+            ("audit", "meta.rxw", "x.csv", "--table", "t.csv", "--jobs", "1"), ("x.csv", 3), "belongs to no one"),
     # ---------------------------------------------------------------- case files (E8xx)
     CliCase("E801", {"c.yaml": CASE_OK.replace("expect:\n", "")}, ("test", "meta.rxw", "c.yaml"), ("c.yaml", 0), "expect"),
     CliCase("E802", {"c.yaml": CASE_OK + "  - on 2025-01-10 stya watch\n"}, ("test", "meta.rxw", "c.yaml"), ("c.yaml", 6), "stya"),
