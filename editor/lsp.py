@@ -1,8 +1,9 @@
 """`rxwatch lsp`: a Language Server for protocol files (pygls over standard input and output).
 
 - diagnostics as the author types (debounced), the compiler's and the verifier's, with the
-  codes and messages of `rxwatch check`; while the text does not parse, its syntax errors,
-  and every other feature keeps working on the last text that parsed;
+  codes and messages of `rxwatch check`; while the text does not parse, its syntax errors and
+  the last good parse's findings on untouched lines, and the other features keep working on
+  the last text that parsed, its lines mapped to the text as edited (`LineMap`);
 - hover: a name's kind, description and declaration, a derived value's definition, a source's
   title, kind (an AI summary said to be one), URL, DOI and the locator it is cited at, a due
   window in words;
@@ -180,7 +181,11 @@ class RxwatchServer(LanguageServer):
     def publish(self, uri: str, idx: Index, version: int | None) -> None:
         lines = Lines(idx.text, self.encoding)
         out = []
-        for d in idx.diagnostics:
+        diags = list(idx.diagnostics)
+        good = self.good.get(uri)
+        if not idx.parsed and good is not None:  # the syntax errors, and the last good parse's findings still in place
+            diags += carried(good, idx.text)
+        for d in diags:
             if d.span.path not in (idx.path, "<string>"):
                 continue
             out.append(lsp.Diagnostic(
@@ -191,6 +196,15 @@ class RxwatchServer(LanguageServer):
                 source="rxwatch",
             ))
         self.text_document_publish_diagnostics(lsp.PublishDiagnosticsParams(uri=uri, diagnostics=out, version=version))
+
+    async def view(self, uri: str) -> tuple[Index | None, LineMap | None]:
+        """The index to answer a request with, and how its lines map to the editor's text (the
+        identity when the text parses; else the last good parse, its lines moved as edited)."""
+        idx = await self.index(uri)
+        if idx is None:
+            return None, None
+        current = self.workspace.get_text_document(uri).source.lstrip("\ufeff")
+        return idx, LineMap(idx.text, current)
 
     async def index(self, uri: str) -> Index | None:
         """The index to answer a request with: of the current text when it parses, else of the
@@ -204,6 +218,82 @@ class RxwatchServer(LanguageServer):
 
 
 server = RxwatchServer()
+
+
+class LineMap:
+    """Lines of the last text that parsed (old) and of the text in the editor (new): a line the
+    author has not touched maps exactly; a position on a changed line maps to nothing; a range
+    on a changed line moves with the unchanged lines before it."""
+
+    def __init__(self, old: str, new: str) -> None:
+        import bisect
+        import difflib
+
+        self.same = old == new
+        self.to_new: dict[int, int] = {}  # 0-based
+        self.to_old: dict[int, int] = {}
+        self._starts: list[int] = []
+        self._deltas: list[int] = []
+        if self.same:
+            return
+        for a, b, size in difflib.SequenceMatcher(None, old.split("\n"), new.split("\n"), autojunk=False).get_matching_blocks():
+            for k in range(size):
+                self.to_new[a + k] = b + k
+                self.to_old[b + k] = a + k
+            if size:
+                self._starts.append(a)
+                self._deltas.append(b - a)
+        self._bisect = bisect.bisect_right
+
+    def position_to_old(self, pos: lsp.Position) -> lsp.Position | None:
+        if self.same:
+            return pos
+        line = self.to_old.get(pos.line)
+        return None if line is None else lsp.Position(line, pos.character)
+
+    def _line_to_new(self, line: int) -> int:
+        if line in self.to_new:
+            return self.to_new[line]
+        k = self._bisect(self._starts, line) - 1
+        return max(0, line + (self._deltas[k] if k >= 0 else 0))
+
+    def range_to_new(self, r: lsp.Range) -> lsp.Range:
+        if self.same:
+            return r
+        return lsp.Range(lsp.Position(self._line_to_new(r.start.line), r.start.character),
+                         lsp.Position(self._line_to_new(r.end.line), r.end.character))
+
+    def symbol_to_new(self, s: lsp.DocumentSymbol) -> lsp.DocumentSymbol:
+        if self.same:
+            return s
+        kids = [self.symbol_to_new(c) for c in s.children] if s.children else None
+        return lsp.DocumentSymbol(name=s.name, kind=s.kind, range=self.range_to_new(s.range),
+                                  selection_range=self.range_to_new(s.selection_range), detail=s.detail, children=kids)
+
+
+def carried(good: Index, text: str) -> list:
+    """The findings of the last text that parsed (`good`), moved to where their lines are in
+    `text`: a finding whose lines are unchanged (the same text, maybe moved up or down) is
+    kept, at its new line; one on a line the author changed since is dropped. Syntax errors
+    are not carried (the new text has its own)."""
+    import dataclasses
+    import difflib
+
+    old_lines, new_lines = good.text.split("\n"), text.split("\n")
+    moved: dict[int, int] = {}  # 1-based old line -> new line
+    for a, b, size in difflib.SequenceMatcher(None, old_lines, new_lines, autojunk=False).get_matching_blocks():
+        for k in range(size):
+            moved[a + k + 1] = b + k + 1
+    out = []
+    for d in good.diagnostics:
+        if d.code.startswith("E1") or not d.span.line:
+            continue
+        first, last = moved.get(d.span.line), moved.get(d.span.end_line or d.span.line)
+        if first is None or last is None or last - first != (d.span.end_line or d.span.line) - d.span.line:
+            continue
+        span = dataclasses.replace(d.span, line=first, end_line=last if d.span.end_line else 0)
+        out.append(dataclasses.replace(d, span=span))
+    return out
 
 
 def _at(idx: Index, pos: lsp.Position):
@@ -241,10 +331,11 @@ async def did_close(ls: RxwatchServer, params: lsp.DidCloseTextDocumentParams) -
 
 @server.feature(lsp.TEXT_DOCUMENT_HOVER)
 async def hover(ls: RxwatchServer, params: lsp.HoverParams) -> lsp.Hover | None:
-    idx = await ls.index(params.text_document.uri)
-    if idx is None:
+    idx, lm = await ls.view(params.text_document.uri)
+    pos = lm.position_to_old(params.position) if idx is not None else None
+    if pos is None:
         return None
-    lines, line, col = _at(idx, params.position)
+    lines, line, col = _at(idx, pos)
     o = idx.occurrence_at(line, col)
     if o is not None:
         d = idx.decl_of(o)
@@ -252,14 +343,14 @@ async def hover(ls: RxwatchServer, params: lsp.HoverParams) -> lsp.Hover | None:
             locator = idx.locators.get((o.span.line, o.span.column)) if o.namespace == "source" else None
             return lsp.Hover(
                 contents=lsp.MarkupContent(kind=lsp.MarkupKind.Markdown, value=hover_markdown(idx, d, locator)),
-                range=lines.range(o.span),
+                range=lm.range_to_new(lines.range(o.span)),
             )
     w = idx.window_at(line, col)
     if w is not None:
         return lsp.Hover(
             contents=lsp.MarkupContent(kind=lsp.MarkupKind.Markdown,
                                        value=window_words(w.node, tolerance=schedule_tolerance(idx.module))),
-            range=lines.range(w.span),
+            range=lm.range_to_new(lines.range(w.span)),
         )
     return None
 
@@ -272,33 +363,35 @@ def _decl_at(idx: Index, pos: lsp.Position) -> tuple[Decl | None, object]:
 
 @server.feature(lsp.TEXT_DOCUMENT_DEFINITION)
 async def definition(ls: RxwatchServer, params: lsp.DefinitionParams) -> lsp.Location | None:
-    idx = await ls.index(params.text_document.uri)
-    if idx is None:
+    idx, lm = await ls.view(params.text_document.uri)
+    pos = lm.position_to_old(params.position) if idx is not None else None
+    if pos is None:
         return None
-    d, _o = _decl_at(idx, params.position)
+    d, _o = _decl_at(idx, pos)
     if d is None:
         return None
-    return lsp.Location(uri=params.text_document.uri, range=Lines(idx.text, server.encoding).range(d.span))
+    return lsp.Location(uri=params.text_document.uri, range=lm.range_to_new(Lines(idx.text, server.encoding).range(d.span)))
 
 
 @server.feature(lsp.TEXT_DOCUMENT_REFERENCES)
 async def references(ls: RxwatchServer, params: lsp.ReferenceParams) -> list[lsp.Location] | None:
-    idx = await ls.index(params.text_document.uri)
-    if idx is None:
+    idx, lm = await ls.view(params.text_document.uri)
+    pos = lm.position_to_old(params.position) if idx is not None else None
+    if pos is None:
         return None
-    d, _o = _decl_at(idx, params.position)
+    d, _o = _decl_at(idx, pos)
     if d is None:
         return None
     lines = Lines(idx.text, server.encoding)
     include = params.context.include_declaration if params.context else True
-    return [lsp.Location(uri=params.text_document.uri, range=lines.range(o.span))
+    return [lsp.Location(uri=params.text_document.uri, range=lm.range_to_new(lines.range(o.span)))
             for o in idx.references(d) if include or not o.is_decl]
 
 
 @server.feature(lsp.TEXT_DOCUMENT_PREPARE_RENAME)
 async def prepare_rename(ls: RxwatchServer, params: lsp.PrepareRenameParams):
-    idx = await ls.index(params.text_document.uri)
-    if idx is None:
+    idx, lm = await ls.view(params.text_document.uri)
+    if idx is None or not lm.same:  # a rename edits the text: only a text that parses
         return None
     d, o = _decl_at(idx, params.position)
     if d is None:
@@ -308,9 +401,11 @@ async def prepare_rename(ls: RxwatchServer, params: lsp.PrepareRenameParams):
 
 @server.feature(lsp.TEXT_DOCUMENT_RENAME)
 async def rename(ls: RxwatchServer, params: lsp.RenameParams) -> lsp.WorkspaceEdit | None:
-    idx = await ls.index(params.text_document.uri)
+    idx, lm = await ls.view(params.text_document.uri)
     if idx is None:
         return None
+    if not lm.same:
+        raise ValueError("the protocol has syntax errors: fix them first (a rename needs a text that parses)")
     d, _o = _decl_at(idx, params.position)
     if d is None:
         return None
@@ -543,10 +638,10 @@ def outline(idx: Index) -> list[lsp.DocumentSymbol]:
 
 @server.feature(lsp.TEXT_DOCUMENT_DOCUMENT_SYMBOL)
 async def document_symbol(ls: RxwatchServer, params: lsp.DocumentSymbolParams) -> list[lsp.DocumentSymbol] | None:
-    idx = await ls.index(params.text_document.uri)
+    idx, lm = await ls.view(params.text_document.uri)
     if idx is None or idx.module is None:
         return None
-    return outline(idx)
+    return [lm.symbol_to_new(s) for s in outline(idx)]
 
 
 @server.feature(lsp.TEXT_DOCUMENT_CODE_ACTION, lsp.CodeActionOptions(code_action_kinds=[lsp.CodeActionKind.QuickFix]))

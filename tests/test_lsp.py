@@ -191,13 +191,25 @@ async def test_verifier_findings_arrive_and_syntax_errors_keep_the_last_good_par
     expected = [(x.code, x.message) for x in compile_source(broken_guard, str(path)).diagnostics]
     assert sorted((d.code, d.message) for d in diags) == sorted(expected)
     assert any(c.startswith(("E6", "W6")) for c, _ in expected)
-    # a syntax error: its diagnostic, and hover still answers from the last text that parsed
-    _change(client, uri, 3, text + "\nstate {\n")
+    # a syntax error: its diagnostic, the last good parse's findings where they were (a line
+    # added above them moves them down one), and hover still answers from the last good parse
+    before = sorted((d.code, d.message, d.range.start.line + 1) for d in diags)
+    _change(client, uri, 3, "# a new first line\n" + broken_guard + "\nstate {\n")
     diags = await _diagnostics(client, uri)
-    assert diags and all(d.code.startswith("E1") for d in diags)
-    moved = lsp.Position(ref.span.line - 1, ref.span.column - 1 + len("(1 > 2) and "))  # where it is in the last good text
-    h = await client.text_document_hover_async(lsp.HoverParams(text_document=lsp.TextDocumentIdentifier(uri=uri), position=moved))
+    assert any(d.code.startswith("E1") for d in diags)
+    assert sorted((d.code, d.message, d.range.start.line) for d in diags if not d.code.startswith("E1")) == before
+    # the name is where the author sees it now: one line down, after the inserted `(1 > 2) and `
+    now = lsp.Position(ref.span.line, ref.span.column - 1 + len("(1 > 2) and "))
+    h = await client.text_document_hover_async(lsp.HoverParams(text_document=lsp.TextDocumentIdentifier(uri=uri), position=now))
     assert h is not None and f"`{ref.name}`" in h.contents.value
+    assert h.range.start == now
+    refs = await client.text_document_references_async(lsp.ReferenceParams(
+        text_document=lsp.TextDocumentIdentifier(uri=uri), position=now, context=lsp.ReferenceContext(include_declaration=True)))
+    current = ("# a new first line\n" + broken_guard).split("\n")
+    assert refs and all(current[r.range.start.line][r.range.start.character :].startswith(ref.name) for r in refs)
+    with pytest.raises(Exception, match="syntax errors"):
+        await client.text_document_rename_async(lsp.RenameParams(
+            text_document=lsp.TextDocumentIdentifier(uri=uri), position=now, new_name="whatever"))
 
 
 @pytest.mark.asyncio(loop_scope="module")
