@@ -157,13 +157,13 @@ def _run_dask(job_list: list[dict], address: str, progress) -> list[dict]:
                 job = dict(job, data=Path(job["path"]).read_bytes())
             return client.submit(run_partition, job, pure=False)
 
-        ac = as_completed()
-        for job in [j for _, j in zip(range(workers * 2), pending)]:
-            ac.add(submit(job))
+        first = [submit(j) for _, j in zip(range(workers * 2), pending)]
+        if not first:
+            return out
+        ac = as_completed(first, loop=client.loop)
         done = 0
         for future in ac:
             out.append(future.result())
-            future.release()
             done += 1
             if progress:
                 progress(done, total)
