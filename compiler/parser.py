@@ -577,36 +577,35 @@ class _Builder(Transformer):
         n = self.bounded(amount, self.whole(amount, "a duration"), _unit(unit), "a duration")
         return self._expr(meta, ast.Duration(n, _unit(unit), self.span(meta)))
 
-    @v_args(meta=True)
-    def range_window(self, meta, children):
+    def _range(self, meta, children, every: bool = False) -> ast.Window:
         a, b, unit = children
         u = _unit(unit)
         start = self.bounded(a, self.whole(a, "a window bound"), u, "a window bound")
         end = self.bounded(b, self.whole(b, "a window bound"), u, "a window bound")
-        return ast.Window(start, end, u, self.span(meta))
+        return ast.Window(start, end, u, self.span(meta), every=every)
 
     @v_args(meta=True)
-    def within_window(self, meta, children):
+    def range_window(self, meta, children):  # `due 2..4 weeks`
+        return self._range(meta, children)
+
+    @v_args(meta=True)
+    def every_range_window(self, meta, children):  # `every 4..8 weeks`
+        return self._range(meta, children, every=True)
+
+    @v_args(meta=True)
+    def within_window(self, meta, children):  # `due within 14 days`
         d = children[0]
         return ast.Window(0, d.amount, d.unit, self.span(meta))
-
-    @v_args(meta=True)
-    def point_window(self, meta, children):
-        d = children[0]
-        return ast.Window(d.amount, d.amount, d.unit, self.span(meta), point=True)
-
-    @v_args(meta=True)
-    def every_range_window(self, meta, children):
-        a, b, unit = children
-        u = _unit(unit)
-        start = self.bounded(a, self.whole(a, "a window bound"), u, "a window bound")
-        end = self.bounded(b, self.whole(b, "a window bound"), u, "a window bound")
-        return ast.Window(start, end, u, self.span(meta), every=True)
 
     @v_args(meta=True)
     def every_within_window(self, meta, children):
         d = children[0]
         return ast.Window(0, d.amount, d.unit, self.span(meta), every=True)
+
+    @v_args(meta=True)
+    def point_window(self, meta, children):  # `due 3 months`: widened by the schedule tolerance
+        d = children[0]
+        return ast.Window(d.amount, d.amount, d.unit, self.span(meta), point=True)
 
     @v_args(meta=True)
     def every_point_window(self, meta, children):

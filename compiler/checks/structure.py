@@ -104,10 +104,11 @@ def _sibling_tracks(module: ast.Module, sym: Symbols, diags: Diagnostics) -> Non
                 if isinstance(item, ast.Rule):
                     for t in rule_targets(item):
                         _sibling_target(st.name.text, t, tracks, sym, diags)
-                elif item.block.text in sym.blocks:
-                    if any(_sibling_target(st.name.text, t, tracks, sym, diags, use=item)
-                           for r in sym.blocks[item.block.text].rules for t in rule_targets(r)):
-                        continue
+                elif item.block.text in sym.blocks:  # one finding per `use`, located at it
+                    targets = [t for r in sym.blocks[item.block.text].rules for t in rule_targets(r)]
+                    for t in targets:
+                        if _sibling_target(st.name.text, t, tracks, sym, diags, use=item):
+                            break
 
 
 def _sibling_target(source: str, target: ast.Name | None, tracks: list[str], sym: Symbols, diags: Diagnostics,
@@ -147,7 +148,7 @@ def _point_windows(module: ast.Module, diags: Diagnostics) -> None:
 def _effects(module: ast.Module, sym: Symbols, diags: Diagnostics) -> None:
     """E417: the dose level an action names (`starts D at L`, `resumes D at L`, `doses D L`) is
     one of the drug's levels."""
-    from .types import _level_text
+    from .types import level_text
 
     for action in module.actions:
         e = action.effect
@@ -155,13 +156,13 @@ def _effects(module: ast.Module, sym: Symbols, diags: Diagnostics) -> None:
         if drug is None or e.level is None:
             continue
         levels = [lv.value for lv in drug.levels]
-        shown = ", ".join(_level_text(v) for v in levels) + (f" {drug.unit}" if drug.unit else "")
+        shown = ", ".join(level_text(v) for v in levels) + (f" {drug.unit}" if drug.unit else "")
         if not levels:
-            diags.error(e.level.span, "E417", f"'{action.name.text}' names dose level {_level_text(e.level.value)} of "
+            diags.error(e.level.span, "E417", f"'{action.name.text}' names dose level {level_text(e.level.value)} of "
                                               f"'{drug.name.text}', which declares no dose levels; add 'doses ...' to it")
         elif e.level.value not in levels or isinstance(e.level.value, str) != isinstance(levels[0], str):
             hint = did_you_mean(e.level.value, [v for v in levels if isinstance(v, str)]) if isinstance(e.level.value, str) else ""
-            diags.error(e.level.span, "E417", f"{_level_text(e.level.value)} is not a dose level of '{drug.name.text}' "
+            diags.error(e.level.span, "E417", f"{level_text(e.level.value)} is not a dose level of '{drug.name.text}' "
                                               f"(its levels: {shown}){hint}")
 
 

@@ -92,7 +92,7 @@ def drug_dose_type(d: ast.Drug) -> T:
     return T("number", d.unit or RATIO)
 
 
-def _level_text(v) -> str:
+def level_text(v) -> str:
     """A dose level as the author wrote it: a name, or the number in decimals."""
     from .. import ir
 
@@ -141,18 +141,16 @@ class TypeChecker:
         if names and d.unit is not None:
             self.diags.error(d.span, "E306", f"the dose levels of '{d.name.text}' are names, which have no unit; "
                                              "say the dose in each level's label ('daily \"100 mg daily\"')")
-        if numbers and any(lv.label for lv in numbers):
-            pass  # (the grammar gives labels to named levels only)
         seen: dict = {}
         for lv in d.levels:
             if lv.value in seen:
-                self.diags.error(lv.span, "E307", f"dose level {_level_text(lv.value)} of '{d.name.text}' is listed twice")
+                self.diags.error(lv.span, "E307", f"dose level {level_text(lv.value)} of '{d.name.text}' is listed twice")
                 return
             seen[lv.value] = lv
         for a, b in zip(numbers, numbers[1:]):
             if not b.value < a.value:
                 self.diags.error(b.span, "E307", f"the dose levels of '{d.name.text}' go highest first: "
-                                                 f"{_level_text(b.value)} comes after {_level_text(a.value)}")
+                                                 f"{level_text(b.value)} comes after {level_text(a.value)}")
                 return
 
     def _sets(self, actions) -> None:
