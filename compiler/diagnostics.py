@@ -98,6 +98,7 @@ CODES: dict[str, str] = {
     "W503": "invalid protocol status",
     "W504": "`accept` that matches no warning",
     "W505": "rule block used by no handler",
+    "W506": "point window that opens by the day of the action",
     # verification (compiler/verify, docs/verification.md)
     "E601": "inputs that no rule handles",
     "E602": "overlapping guards in an exclusive handler",

@@ -199,6 +199,9 @@ CASES = [
     Case("W503", edit("status draft", "status §reveiw"), ("'reveiw'", "did you mean 'review'?"), severity="warning"),
     Case("W504", BASE + '§accept W501 "reviewed"\n', ("'accept W501' matches no warning",), severity="warning"),
     Case("W505", BASE + "rules §grading { when alt > 3 -> b cite s }\n", ("rule block 'grading' is used by no handler",), severity="warning"),
+    Case("W506", edit("do order due 1..2 weeks", "do order §due 10 days") + "schedule tolerance 2 weeks cite s\n",
+         ("'due 10 days' give or take the schedule tolerance of 2 weeks (line 24) opens on or before the day", "give a range"),
+         severity="warning"),
 ]
 
 

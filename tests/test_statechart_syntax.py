@@ -663,3 +663,18 @@ def test_a_let_s_declared_unit_is_checked():
     assert g.graph["lets"]["plt"]["unit"] == "cells/uL"
     g = compiled(UNITS.replace('let plt "platelets" unit "cells/uL" = PLT', 'let plt "platelets" = PLT')).graph
     assert g.graph["lets"]["plt"]["unit"] == "/mm3"
+
+
+def test_a_point_no_longer_than_the_tolerance_is_a_warning():
+    def w506(text):
+        r = compile_source(text, "c.rxw", verify=False)
+        assert r.ok
+        return [(d.span.line, d.message.split("'")[1]) for d in r.diagnostics if d.code == "W506"]
+
+    assert w506(WINDOWS) == []
+    assert w506(WINDOWS.replace("due 3 months", "due 14 days").replace("every 3 months", "every 2 weeks")) == [
+        (12, "due 14 days"), (15, "every 2 weeks")]
+    # months are 28 to 31 days: a tolerance of 4 weeks may be shorter than a month, 5 weeks not
+    assert w506(WINDOWS.replace("due 3 months", "due 1 month")) == []
+    assert w506(WINDOWS.replace("due 3 months", "due 1 month").replace("tolerance 2 weeks", "tolerance 5 weeks")) == [
+        (12, "due 1 month")]

@@ -129,20 +129,40 @@ def _sibling_target(source: str, target: ast.Name | None, tracks: list[str], sym
     return False
 
 
+def _amount(n: int, unit: str) -> str:
+    """`3 months`, `1 week`: a duration as an author writes it."""
+    return f"{n} {unit[:-1] if n == 1 else unit}"
+
+
+# the fewest and the most days a duration can be (calendar months and years vary)
+_DAYS = {"days": (1, 1), "weeks": (7, 7), "months": (28, 31), "years": (365, 366)}
+
+
 def _point_windows(module: ast.Module, diags: Diagnostics) -> None:
     """E418: `due 3 months` (or `every 3 months`) is a point in time; it needs the protocol's
-    `schedule tolerance` to become a window."""
-    if any(s.kind == "tolerance" for s in module.settings):
-        return
+    `schedule tolerance` to become a window. W506: a tolerance at least as long as the point
+    makes the window open on or before the day of the action."""
+    tolerance = next((s for s in module.settings if s.kind == "tolerance"), None)
     actions = [a for st in module.states for a in walk_actions(st.entry)]
     actions += [a for _owner, r in all_rules(module) for a in walk_actions(r.actions)]
     for a in actions:
         w = getattr(a, "window", None)
+        if w is None or not w.point:
+            continue
+        if tolerance is not None:
+            d = tolerance.duration
+            if d.amount * _DAYS[d.unit][0] >= w.start * _DAYS[w.unit][1]:
+                word = "every" if w.every else "due"
+                diags.warning(w.span, "W506", f"'{word} {_amount(w.start, w.unit)}' give or take the schedule tolerance of "
+                                              f"{_amount(d.amount, d.unit)} (line {tolerance.span.line}) opens on or before the day it is ordered; "
+                                              "give a range instead, or a longer delay")
+            continue
         if w is not None and w.point:
             word = "every" if w.every else "due"
-            diags.error(w.span, "E418", f"'{word} {w.start} {w.unit}' is a point in time, and the protocol gives no 'schedule "
-                                        f"tolerance': add one (e.g. 'schedule tolerance 2 weeks': the window is then {w.start} "
-                                        f"{w.unit} give or take 2 weeks) or write a range ('{word} {max(w.start - 1, 0)}..{w.start + 1} {w.unit}')")
+            diags.error(w.span, "E418", f"'{word} {_amount(w.start, w.unit)}' is a point in time, and the protocol gives no 'schedule "
+                                        f"tolerance': add one (e.g. 'schedule tolerance 2 weeks': the window is then "
+                                        f"{_amount(w.start, w.unit)} give or take 2 weeks) or write a range "
+                                        f"('{word} {max(w.start - 1, 0)}..{w.start + 1} {w.unit}')")
 
 
 def _effects(module: ast.Module, sym: Symbols, diags: Diagnostics) -> None:
