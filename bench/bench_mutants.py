@@ -68,7 +68,7 @@ def main() -> int:
 
     # the baseline: compile each mutant with verification and run the whole suite, one process
     from rxwatch.compiler import compile_source
-    from rxwatch.simulator.cases import case_files, run_suite
+    from rxwatch.suite.cases import case_files, run_suite
     from rxwatch.suite.mutants import mutants
 
     text = protocol.read_text(encoding="utf-8")

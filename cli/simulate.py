@@ -95,7 +95,7 @@ def _read_timeline(path: Path, graph, **options):
     """The timeline of `path`; a scenario file of `rxwatch test` is a timeline too (its
     `expect`, `description` and `protocol` keys are left to `rxwatch test`)."""
     from rxwatch.simulator import yamlsrc
-    from rxwatch.simulator.cases import CASE_KEYS
+    from rxwatch.suite.cases import CASE_KEYS
     from rxwatch.simulator.timeline import load_timeline, parse_timeline
 
     if path.suffix.lower() in (".yaml", ".yml"):

@@ -38,8 +38,8 @@ def test_cases(
     a file is missing.
     See docs/simulation.md, "Scenario files: rxwatch test".
     """
-    from rxwatch.simulator.cases import case_files, run_suite
-    from rxwatch.simulator.coverage import coverage as measure
+    from rxwatch.suite.cases import case_files, run_suite
+    from rxwatch.suite.coverage import coverage as measure
 
     try:
         paths = case_files(cases)  # first: a missing case is status 2 whatever the protocol
@@ -82,7 +82,7 @@ def test_cases(
 
 def _conditions(graph, suite, jobs: int, quiet: bool):
     """Condition and window coverage of the (passing) suite (suite/conditions.py)."""
-    from rxwatch.simulator.cases import load_case
+    from rxwatch.suite.cases import load_case
     from rxwatch.suite.conditions import condition_coverage
 
     cases = [(c.path, load_case(c.path, graph)) for c in suite.cases]

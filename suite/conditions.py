@@ -339,7 +339,7 @@ def _changes(i: int) -> tuple[int, list[bool]]:
 
 def condition_coverage(graph, cases: Sequence, *, jobs: int | None = None,
                        progress: Callable[[int, int], None] | None = None) -> ConditionReport:
-    """`cases`: [(path, Case)] read against `graph` (simulator.cases.load_case)."""
+    """`cases`: [(path, Case)] read against `graph` (suite.cases.load_case)."""
     from rxwatch.simulator.engine import Machine
 
     base_machine = Machine(graph)

@@ -118,7 +118,9 @@ _WORK: dict[str, Any] = {}  # set before the workers fork: they inherit it
 
 
 def _run_one(i: int) -> tuple[int, str, str, int, float]:
-    from rxwatch.simulator.cases import CaseError, check, load_case
+    from rxwatch.suite.cases import load_case
+    from rxwatch.suite.check import check
+    from rxwatch.suite.expectations import CaseError
     from rxwatch.simulator.engine import Machine, SimulationError
 
     t0 = time.perf_counter()
@@ -161,7 +163,7 @@ def run_mutants(path: str, text: str, module, graph, case_paths: Sequence[str], 
 
     The suite must pass on the protocol itself (the caller checks). `sample` keeps every
     `sample`-th mutant (a quick run; the score is then of those)."""
-    from rxwatch.simulator.cases import load_case
+    from rxwatch.suite.cases import load_case
 
     t0 = time.perf_counter()
     made = mutants(module, text)

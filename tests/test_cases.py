@@ -1,4 +1,4 @@
-"""Scenario files (simulator/cases.py) and coverage (simulator/coverage.py).
+"""Scenario files (suite/expectations.py, suite/cases.py, suite/check.py) and coverage (suite/coverage.py).
 
 The expectation language is tested on its own (parse, then check against hand-built traces),
 then case files end to end on a small protocol written here, so that these tests do not move
@@ -13,11 +13,10 @@ import textwrap
 import pytest
 
 from rxwatch.compiler import compile_source
-from rxwatch.simulator.cases import (
-    Case, CaseError, Names, check, load_case, parse_case, parse_expectation, run_case, run_suite,
-    case_files,
-)
-from rxwatch.simulator.coverage import coverage
+from rxwatch.suite.cases import Case, case_files, load_case, parse_case, run_case, run_suite
+from rxwatch.suite.check import check
+from rxwatch.suite.coverage import coverage
+from rxwatch.suite.expectations import CaseError, Names, parse_expectation
 
 D = datetime.date.fromisoformat
 

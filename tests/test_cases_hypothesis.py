@@ -20,7 +20,9 @@ from hypothesis import strategies as st
 
 from conftest import ANAKINRA, REPO_ROOT
 from rxwatch.compiler import compile_file
-from rxwatch.simulator.cases import CaseError, Expectation, Names, Outcome, check, parse_case, parse_expectation, run_case
+from rxwatch.suite.cases import parse_case, run_case
+from rxwatch.suite.check import Outcome, check
+from rxwatch.suite.expectations import CaseError, Expectation, Names, parse_expectation
 from rxwatch.simulator.timeline import Message
 
 GRAPH = compile_file(str(ANAKINRA)).graph

@@ -1,5 +1,5 @@
 """Scenario expectations for statecharts (format 3): variables, derived values, drugs, tracks,
-several active states, rule blocks and preempted rules (simulator/cases.py; docs/scenarios.md).
+several active states, rule blocks and preempted rules (suite/expectations.py, suite/check.py; docs/scenarios.md).
 
 Checked first against hand-built traces (the trace keys of docs/simulation.md: `set` steps,
 `values`, `track`, `drug`, `preempted`, `final_states`, `drugs`), with the names of a protocol
@@ -12,7 +12,8 @@ from fractions import Fraction
 
 import pytest
 
-from rxwatch.simulator.cases import CaseError, Names, check, parse_expectation
+from rxwatch.suite.check import check
+from rxwatch.suite.expectations import CaseError, Names, parse_expectation
 
 D = datetime.date.fromisoformat
 

@@ -9,8 +9,10 @@ import textwrap
 import pytest
 
 from rxwatch.compiler import compile_source
-from rxwatch.simulator.cases import Names, check, parse_expectation, run_case
-from rxwatch.simulator.coverage import coverage
+from rxwatch.suite.cases import run_case
+from rxwatch.suite.check import check
+from rxwatch.suite.coverage import coverage
+from rxwatch.suite.expectations import Names, parse_expectation
 from rxwatch.simulator.table import to_text
 
 CHART = """\

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rxwatch.cli.main import main
 from rxwatch.compiler import compile_source
-from rxwatch.simulator.cases import load_case
+from rxwatch.suite.cases import load_case
 from rxwatch.suite.conditions import condition_coverage, sites, text
 
 from test_mutants import CASE, PROTOCOL

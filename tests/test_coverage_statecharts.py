@@ -1,4 +1,4 @@
-"""Coverage of statecharts (simulator/coverage.py; docs/scenarios.md#coverage): compound and
+"""Coverage of statecharts (suite/coverage.py; docs/scenarios.md#coverage): compound and
 parallel states and tracks are states to enter; rules count by their canonical id (a block's
 rule once, whichever state used it; a choice's alternatives' edges are one rule); each
 alternative of a choice with consequences counts apart. Graphs are built by hand with the
@@ -9,7 +9,7 @@ from __future__ import annotations
 import networkx as nx
 import pytest
 
-from rxwatch.simulator.coverage import coverage
+from rxwatch.suite.coverage import coverage
 
 
 def span(line: int) -> dict:

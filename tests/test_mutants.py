@@ -207,7 +207,7 @@ def test_shipped_suite_sample_runs(repo_root, protocol, folder):
     path = repo_root / "protocols" / f"{protocol}.rxw"
     text = path.read_text(encoding="utf-8")
     r = compile_source(text, str(path), verify=False)
-    from rxwatch.simulator.cases import case_files
+    from rxwatch.suite.cases import case_files
 
     report = run_mutants(str(path), text, r.module, r.graph, case_files([repo_root / "tests" / "scenarios" / folder]),
                          sample=25)

@@ -18,7 +18,7 @@ from conftest import ANAKINRA, LEFLUNOMIDE, PROTOCOLS_DIR, REPO_ROOT
 from rxwatch.cli.main import main
 from rxwatch.compiler import compile_source
 from rxwatch.simulator import yamlsrc
-from rxwatch.simulator.cases import run_suite
+from rxwatch.suite.cases import run_suite
 
 SCENARIOS = REPO_ROOT / "tests" / "scenarios"
 TOCILIZUMAB = PROTOCOLS_DIR / "tocilizumab_monitoring.rxw"

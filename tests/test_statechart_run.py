@@ -813,7 +813,7 @@ def test_a_repeating_order_with_a_tolerance_counts_each_window_from_its_fulfilli
 def test_a_flat_protocol_replays_the_same_through_the_statechart_path():
     """A flat machine is the one-region case: the configuration path (Machine(chart=True))
     gives every shipped scenario's trace byte for byte."""
-    from rxwatch.simulator.cases import load_case
+    from rxwatch.suite.cases import load_case
 
     compared = 0
     for name in ("anakinra", "leflunomide"):
