@@ -1003,6 +1003,13 @@ class _Checker:
                 self.fail(where + ("alternative",), "E914", "the rule's actions hold no choice whose alternatives lead somewhere")
             elif not alt < len(choice.get("alternatives") or ()):
                 self.fail(where + ("alternative",), "E914", f"the rule's choice has no alternative {alt}")
+            else:
+                chosen = choice["alternatives"][alt]
+                to = chosen.get("target") if isinstance(chosen, dict) else None
+                if isinstance(to, str) and e.get("target") != to:
+                    self.fail(where + ("target",), "E914", f"alternative {alt} leads to {_show(to)}, not {_show(e.get('target'))}")
+                elif isinstance(chosen, dict) and chosen.get("stay") is True and e.get("stay") is not True:
+                    self.fail(where + ("stay",), "E914", f"alternative {alt} stays: the edge is a stay")
         if block is None:
             if "rule" in e and m is not None and rule != key.split("@")[0]:
                 self.fail(where + ("rule",), "E914", f"must be the edge's key without its @ part, {_show(key.split('@')[0])}, "

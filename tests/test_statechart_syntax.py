@@ -379,6 +379,29 @@ def test_each_alternative_that_leads_somewhere_is_an_edge_of_its_rule():
     assert sorted(back.edges(keys=True)) == sorted(g.edges(keys=True))
 
 
+def edge(data: dict, key: str) -> dict:
+    return next(e for e in data["edges"] if e["key"] == key)
+
+
+@pytest.mark.parametrize(
+    "edit, fault",
+    [
+        (lambda d: edge(d, "start/0/0@1").update(target="reduced"), "alternative 1 leads to \"interrupted\", not \"reduced\""),
+        (lambda d: edge(d, "start/0/1@2").update(stay=False, target="reduced"), "alternative 2 stays: the edge is a stay"),
+        (lambda d: edge(d, "start/0/1").update(target="interrupted"), None),  # alternative 0 has no target: the rule's
+    ],
+)
+def test_a_graph_file_whose_alternative_edges_do_not_follow_their_choice_is_refused(edit, fault):
+    data = json.loads(graphio.to_json(compiled(CHOICES).graph))
+    edit(data)
+    if fault is None:  # (the form allows it: where an alternative without a target leads is the rule's business)
+        graphio.from_json(json.dumps(data))
+        return
+    with pytest.raises(graphio.GraphError) as e:
+        graphio.from_json(json.dumps(data))
+    assert any(fault in d.message for d in e.value.diagnostics), [d.message for d in e.value.diagnostics]
+
+
 def test_alternatives_are_checked_like_the_rest_of_a_rule():
     text = CHOICES.replace("interrupt -> interrupted { set x = 1 }", "interrupt -> interupted { set x = true }")
     r = compile_source(text, "c.rxw", verify=False)
