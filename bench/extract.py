@@ -3,7 +3,7 @@
     .venv/bin/python bench/extract.py --patients 10000 --seed 1 -o extract.csv
     .venv/bin/python bench/extract.py --patients 200 --seed 1 --ndjson export/   # the same patients as FHIR Bulk NDJSON
 
-Each patient starts anakinra on a day of 2024-2025 and is followed to the extract date
+Each patient starts anakinra on a day from July 2024 and is followed to the extract date
 (2026-06-30) or for a shorter time. Tests follow the anakinra pathway's rhythm (a baseline, the
 first check at 2-4 weeks, monthly then quarterly), and real care around it: a test is missed
 with probability `--p-miss`, done late (1-6 weeks) with `--p-late`. Values are a person's own
@@ -27,7 +27,7 @@ import random
 from pathlib import Path
 
 END = datetime.date(2026, 6, 30)
-FIRST = datetime.date(2024, 1, 1)
+FIRST = datetime.date(2024, 7, 1)
 # lab: (unit, ULN, set point median, between-person sigma (log), within-person CV, LOINC)
 LABS = {
     "ALT": ("U/L", 40, 22.0, 0.30, 0.18, "1742-6"),
@@ -73,7 +73,7 @@ def patient_rows(i: int, rng: random.Random, p_miss: float, p_late: float, p_epi
             t = (date - episode[0]).days
             if 0 <= t:
                 factor = 1 + (episode[1] - 1) * math.exp(-((t - episode[2]) / episode[2]) ** 2)
-        labs = PANEL if rng.random() < 0.85 else PANEL[:3]
+        labs = [lab for lab, p in (("ALT", 1), ("AST", 0.75), ("TBIL", 0.3), ("ANC", 0.7)) if k == 0 or rng.random() < p]
         for lab in labs:
             unit, uln, _, _, cv, _ = LABS[lab]
             value = points[lab] * math.exp(rng.gauss(0, cv))
