@@ -1014,6 +1014,45 @@ def _put_value(d: dict, key: str, v: Any, exact_key: str | None = None) -> None:
         d[key + "_exact"] = shown[1]
 
 
+_SHOWN_Q: dict = {}
+"""A shared runtime rational (a multiple of the ULN, kept by expr._xq) -> (its JSON number, its
+exact text or None). Keyed by the rational itself: a shared one's hash is computed once."""
+
+
+def _shared_let(name: str, lets: Mapping, seen: frozenset = frozenset()) -> bool:
+    """Whether the let's value is always a quotient expr._xq shares (or unknown): `xuln(LAB)`,
+    or the max/min of such lets and calls (which returns one of them)."""
+    decl = lets.get(name)
+    if not isinstance(decl, Mapping) or name in seen:
+        return False
+
+    def shared(t) -> bool:
+        if not isinstance(t, Mapping):
+            return False
+        if t.get("op") == "call" and t.get("func") == "xuln":
+            return True
+        if t.get("op") == "call" and t.get("func") in ("max", "min") and t.get("args"):
+            return all(shared(a) for a in t["args"])
+        if t.get("op") == "let":
+            return _shared_let(t.get("name"), lets, seen | {name})
+        return False
+
+    return shared(decl.get("expr"))
+
+
+def _put_shared_value(d: dict, key: str, exact_key: str, v: Any) -> None:
+    """d[key] = v, a let whose value is a shared quotient (or unknown), as the trace writes values."""
+    if type(v) is _QTYPE:
+        shown = _shown(v)
+        if len(_SHOWN_Q) < 100_000:
+            _SHOWN_Q[v] = shown
+        d[key] = shown[0]
+        if shown[1] is not None:
+            d[exact_key] = shown[1]
+    else:
+        _put_value(d, key, v, exact_key)
+
+
 def _put_number_value(d: dict, key: str, exact_key: str, v: Any) -> None:
     """d[key] = v, a let's value (usually a number), as the trace writes values."""
     if type(v) is _QTYPE:
@@ -1138,6 +1177,7 @@ class _Program:
         self.at_once = at_once  # some state has `on fact` rules (else nothing is ever pending)
         self.since_entry = since_entry  # some expression reads `since entry` (else the day of entry is never read)
         self.chart = chart  # a statechart: a rule chosen is selected, fired with the other regions' (_Run.execute)
+        self.rational = True  # the replay's panels hold runtime rationals (quotients shared by expr._xq)
 
     def react(self, compiler: Compiler, handler: _Handler, lets: Mapping) -> Callable[["_Run"], bool]:
         out = _Source(self, "react", handler.label, prefix="E")
@@ -1171,6 +1211,15 @@ class _Program:
             local = compiler.let_local(n)
             if (lets.get(n) or {}).get("type") == "bool":
                 out.add(0, f"v[{out.const(n)}] = {local}")
+            elif self.rational and _shared_let(n, lets):  # a multiple of a ULN: a quotient shared (expr._xq)
+                key, exact = out.const(n), out.const(n + "_exact")
+                out.add(0, f"x = {out.const(_SHOWN_Q)}.get({local})")
+                out.add(0, "if x is None:")
+                out.add(1, f"{out.const(_put_shared_value)}(v, {key}, {exact}, {local})")
+                out.add(0, "else:")
+                out.add(1, f"v[{key}] = x[0]")
+                out.add(1, "if x[1] is not None:")
+                out.add(2, f"v[{exact}] = x[1]")
             else:  # the usual case inline: a rational shown before
                 key, exact = out.const(n), out.const(n + "_exact")
                 out.add(0, f"x = {out.const(_SHOWN)}.get(({local}.numerator, {local}.denominator)) "

@@ -224,8 +224,28 @@ def _compare_time(cmp, x, y, today: datetime.date) -> bool:
     raise ExprError(f"cannot compare {x!r} with {y!r}")
 
 
+_XQ: dict = {}
+"""A ULN (a runtime rational) -> {a value: value / ULN}: the multiples of the ULN made so far.
+Values and ULNs repeat between patients (the readers share equal values, the ULNs are the
+protocol's own), so a quotient is made once and shared: a lookup costs less than a division
+of rationals, and a shared quotient's hash is computed once (the trace's `values` are cached
+by it). At most _XQ_MAX quotients are kept per ULN; beyond, they are computed every time."""
+_XQ_MAX = 50_000
+
+
+def _xq(v, u):
+    """v / u (two runtime rationals, u not zero), kept in _XQ."""
+    q = v / u
+    d = _XQ.get(u)
+    if d is None:
+        d = _XQ[u] = {}
+    if len(d) < _XQ_MAX:
+        d[v] = q
+    return q
+
+
 _RUNTIME = {"_max": _max, "_min": _min, "_since": _since, "_Since": Since, "_time_chain": _time_chain,
-            "_Q": Q, "_drug": _drug}
+            "_Q": Q, "_drug": _drug, "_XQ": _XQ, "_xq": _xq}
 
 DRUG_READS = ("held", "dose", "stopped", "started")
 """The functions that read a drug's state: all but `dose` are never unknown."""
@@ -496,7 +516,11 @@ class _Code(ir.Visitor):
                 return f"U.get({lab}, {default})"
             self.uses.add("P")
             v, u = self.tmp(), self.tmp()
-            div = f"{v} / {u}" if self.owner.rational_inputs else f"_Q({v}, {u})"
+            if self.owner.rational_inputs:  # a quotient made before, else made and kept (_xq)
+                d = self.tmp()
+                div = f"(({d} := _XQ.get({u})) is not None and {d}.get({v}) or _xq({v}, {u}))"
+            else:
+                div = f"_Q({v}, {u})"
             return f"(None if ({v} := P.get({lab})) is None or not ({u} := U.get({lab}, {default})) else {div})"
         if func == "known":
             if len(args) != 1:
