@@ -52,7 +52,9 @@ def build(result, protocol_name: str, pages_dir: str | None, pages: set[str]) ->
     kept = closed - missed
     adherence = f"{100 * kept / closed:.1f} %" if closed else "no order's window has closed"
     total = t.num_rows
-    worklist = [r for r in rows if r["urgency"] in ("severe", "unassessable", "overdue", "due")]
+    urgent = ("severe", "unassessable", "overdue", "due")
+    worklist = [r for r in rows if r["urgency"] in urgent]
+    on_list = sum(urg.get(t_, 0) for t_ in urgent)
 
     out = [f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
@@ -69,8 +71,8 @@ nav a {{ margin-right: 1em; }}
 .small {{ color: #666; font-size: 12px; }}
 </style></head><body>
 <h1>Audit of {e(protocol_name)} at {result.as_of}</h1>
-<p>{total} patients; {len(result.skipped)} skipped for wrong input; {len(worklist)} on the worklist
-(showing at most {WORKLIST_ROWS} rows).</p>
+<p>{total} patients; {len(result.skipped)} skipped for wrong input; {on_list} on the worklist
+(the first {len(worklist)} shown; the table holds every patient).</p>
 <nav><a href="#worklist">Worklist</a><a href="#counts">Counts</a><a href="#adherence">Adherence</a>
 <a href="#charts">Charts</a><a href="#skipped">Skipped</a></nav>
 <h2 id="worklist">Worklist</h2>

@@ -46,9 +46,14 @@ def _extract():
     return mod
 
 
-def measure(argv: list[str]) -> tuple[float, float, int]:
-    """(wall seconds, peak MB of the process tree, exit status) of running argv."""
+def measure(argv: list[str]) -> tuple[float, float, int, float]:
+    """(wall seconds, peak MB of the process tree, exit status, CPU seconds of the tree) of
+    running argv (CPU: user + system of the process and every child it waited for)."""
+    import resource
+
     import psutil
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
 
     peak = 0
     t0 = time.perf_counter()
@@ -74,7 +79,9 @@ def measure(argv: list[str]) -> tuple[float, float, int]:
     th.join()
     if proc.returncode not in (0, 1):
         sys.stderr.write(err.decode("utf-8", "replace")[-2000:])
-    return wall, peak / 1e6, proc.returncode
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, peak / 1e6, proc.returncode, cpu
 
 
 def baseline(extract: str, as_of: str, out: str) -> None:
@@ -129,8 +136,8 @@ def main() -> None:
     folder = a.keep or Path(tempfile.mkdtemp(prefix="rxwatch-bench-audit-"))
     folder.mkdir(parents=True, exist_ok=True)
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {os.cpu_count()} cores; jobs {a.jobs}")
-    print("| patients | results | extract | rxwatch audit | patients/s | peak MB | baseline | patients/s | peak MB |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| patients | results | extract | rxwatch audit: wall | CPU | patients/s (wall) | peak MB | baseline: wall | CPU | patients/s | peak MB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for n in sizes:
         path = folder / f"extract-{n}-{a.seed}.csv"
         if not path.exists():
@@ -138,11 +145,11 @@ def main() -> None:
         with open(path, "rb") as f:
             results = sum(1 for _ in f) - 1
         out = folder / f"audit-{n}.parquet"
-        wall, peak, status = measure(RXWATCH + ["audit", str(PROTOCOL), str(path), "--as-of", "2026-06-30",
+        wall, peak, status, cpu = measure(RXWATCH + ["audit", str(PROTOCOL), str(path), "--as-of", "2026-06-30",
                                                 "--table", str(out), "--jobs", str(a.jobs), "--pages", "0"])
-        bwall, bpeak, _ = measure([sys.executable, __file__, "--baseline", str(path), "2026-06-30", str(folder / f"base-{n}.csv")])
-        print(f"| {n:,} | {results:,} | {path.stat().st_size / 1e6:.0f} MB | {wall:.1f} s (exit {status}) | {n / wall:,.0f} | {peak:,.0f} "
-              f"| {bwall:.1f} s | {n / bwall:,.0f} | {bpeak:,.0f} |", flush=True)
+        bwall, bpeak, _, bcpu = measure([sys.executable, __file__, "--baseline", str(path), "2026-06-30", str(folder / f"base-{n}.csv")])
+        print(f"| {n:,} | {results:,} | {path.stat().st_size / 1e6:.0f} MB | {wall:.1f} s (exit {status}) | {cpu:.1f} s | {n / wall:,.0f} "
+              f"| {peak:,.0f} | {bwall:.1f} s | {bcpu:.1f} s | {n / bwall:,.0f} | {bpeak:,.0f} |", flush=True)
     print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

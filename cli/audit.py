@@ -92,10 +92,14 @@ def audit_(
         _write_report(result, graph, report, pages)
         say(f"wrote {report}")
     audited = result.patients - len(result.skipped)
-    say(f"{audited} patients audited at {result.as_of}, {len(result.skipped)} skipped"
-        + (f", {len(result.problems)} rows of no patient left out" if result.problems else ""))
+    say(f"{_n(audited, 'patient')} audited at {result.as_of}, {len(result.skipped)} skipped"
+        + (f", {_n(len(result.problems), 'row')} of no patient left out" if result.problems else ""))
     if result.skipped or result.problems:
         raise typer.Exit(int(Status.INPUT_ERROR))
+
+
+def _n(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
 
 
 def _same(a: Path, b: Path) -> bool:
