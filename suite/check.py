@@ -156,6 +156,10 @@ def _shows_count(e: Expectation, n: int, found: Sequence[Mapping]) -> str:
     return f"{n}: on {_dates(found)}"
 
 
+_STEP_TYPE = {"action": "action", "enter": "enter", "transition": "transition", "stay": "transition",
+              "rule": "transition", "preempted": "transition", "deviation": "deviation", "unassessable": "unassessable"}
+
+
 def check(e: Expectation, trace: Mapping, names: Names | None = None) -> Outcome:
     """Does `trace` meet `e`? When it does not, say what the trace shows instead. `names`
     (`Names.of(graph)`) tells which states are inside which: needed for `state` expectations
@@ -177,7 +181,8 @@ def check(e: Expectation, trace: Mapping, names: Names | None = None) -> Outcome
     if e.subject == "drug":
         return _check_drug(e, trace)
     steps = trace.get("steps", ())
-    similar = [s for s in steps if _step_matches(e, s)]
+    kind = _STEP_TYPE.get(e.subject)  # the one step type a subject can match (None: any: `replaced`)
+    similar = [s for s in steps if (kind is None or s.get("type") == kind) and _step_matches(e, s)]
     found = [s for s in similar if e.when is None or e.when.holds(_day(s["date"]))]
     if e.count.holds(len(found)):
         return Outcome(e, True)

@@ -30,6 +30,7 @@ graph, so every mistake gets the same words whatever the protocol.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import re
 import weakref
@@ -178,6 +179,8 @@ class Names:
     parents: Mapping[str, str | None] = field(default_factory=dict)
     types: Mapping[str, str] = field(default_factory=dict)
     rule_edges: Mapping[str, frozenset] = field(default_factory=dict)
+    read: dict = field(default_factory=dict, compare=False, repr=False)
+    """The expectations already read against these names, by text (a suite repeats many lines)."""
 
     @classmethod
     def of(cls, graph: Any) -> "Names":
@@ -296,10 +299,16 @@ class _Bad(Exception):
 def parse_expectation(text: str, names: Names, *, path: str = "<string>", line: int = 0,
                       column: int = 0) -> Expectation:
     """Read one expectation; raises CaseError with one located message if it does not read."""
+    known = names.read.get(text)
+    if known is not None:
+        return dataclasses.replace(known, path=path, line=line, column=column)
     try:
-        return _read(text, names, path, line, column)
+        e = _read(text, names, path, line, column)
     except _Bad as bad:
         raise CaseError([Message(path, line, f"expectation '{text}': {bad.text}", "error", bad.code, column)]) from None
+    if len(names.read) < 100_000:
+        names.read[text] = e
+    return e
 
 
 def _read(text: str, names: Names, path: str, line: int, column: int) -> Expectation:
