@@ -205,6 +205,69 @@ def test_parse_errors(text, message):
     assert str(m).startswith("case.yaml:7:5: error[E80") and m.text.startswith("expectation ")
 
 
+# ---------------------------------------------------------------------------- the grammar (suite/expect.lark)
+
+@pytest.mark.parametrize("text, fields", [
+    # a date between the subject word and `missing` (the form the module docstring shows)
+    ("unassessable on 2025-05-12 missing ALT, AST", dict(subject="unassessable", labs=("ALT", "AST"),
+                                                       first=D("2025-05-12"))),
+    ("unassessable missing ALT AST", dict(labs=("ALT", "AST"))),  # commas may be left out
+    ("actions treat twice", dict(subject="action", name="treat", low=2, high=2)),  # plural subject words
+    ("deviations overdue", dict(subject="deviation", kind="overdue")),
+    ("final orders check", dict(subject="final_order", name="check")),
+    ("final never order", dict(subject="final_order", low=0, high=0)),
+    ("at most 2 times action treat after 2025-01-01", dict(low=0, high=2, first=D("2025-01-02"))),
+    ("once transition watch->high in track liver", dict(subject="transition", name="watch", target="high")),
+])
+def test_grammar_forms(text, fields):
+    e = parse(text) if "track" not in text else parse_expectation(
+        text, Names(NAMES.states, NAMES.actions, NAMES.rules, NAMES.labs, tracks=("liver",)))
+    got = {"subject": e.subject, "name": e.name, "target": e.target, "kind": e.kind, "labs": e.labs,
+           "first": e.when.first if e.when else None, "low": e.count.low, "high": e.count.high}
+    for key, value in fields.items():
+        assert got[key] == value, (key, got)
+
+
+def test_keywords_are_names_where_the_grammar_expects_a_name():
+    """The contextual lexer: `on`, `never`, `window` are keywords only where one can stand."""
+    names = Names(states=("on", "never", "window"), actions=("by", "final"), rules=(), labs=("missing",))
+    assert parse_expectation("state on", names).name == "on"
+    assert parse_expectation("never state never", names).count.high == 0
+    e = parse_expectation("on 2025-01-02 enter window", names)
+    assert (e.subject, e.name, e.when.first) == ("enter", "window", D("2025-01-02"))
+    assert parse_expectation("action final on 2025-01-02", names).name == "final"
+    assert parse_expectation("transition on -> never", names).target == "never"
+    assert parse_expectation("replaced missing", names).name == "missing"
+
+
+def test_the_grammar_ships_with_the_package_and_builds_one_lalr_parser():
+    from rxwatch.suite import expectations
+
+    text = expectations.grammar_text()
+    assert text.startswith("// The scenario expectation language") and "start: quals? subject quals?" in text
+    parser = expectations._lark()
+    assert parser.options.parser == "lalr" and parser.options.lexer == "contextual"
+    assert expectations._lark() is parser  # built once per process
+
+
+def test_one_expectation_read_twice_is_read_once_and_located_where_each_is():
+    names = Names(NAMES.states, NAMES.actions, NAMES.rules, NAMES.labs)
+    a = parse_expectation("on 2025-02-03 action treat", names, path="a.yaml", line=3, column=5)
+    b = parse_expectation("on 2025-02-03 action treat", names, path="b.yaml", line=9, column=7)
+    assert (a.path, a.line, a.column, b.path, b.line, b.column) == ("a.yaml", 3, 5, "b.yaml", 9, 7)
+    assert a.when == b.when and a.name == b.name == "treat"
+    assert str(b.span) .startswith("b.yaml:9:7")
+    with pytest.raises(CaseError):  # a mistake is never remembered as an expectation
+        parse_expectation("action treet", names)
+    with pytest.raises(CaseError):
+        parse_expectation("action treet", names)
+
+
+def test_names_are_computed_once_per_graph(demo):
+    assert Names.of(demo) is Names.of(demo)
+    assert Names.of(demo).states == ("watch", "high", "done")
+
+
 # ---------------------------------------------------------------------------- checking a trace
 
 TRACE = {
