@@ -139,7 +139,7 @@ CODES: dict[str, str] = {
     "W701": "a FHIR result left out",
     "W702": "entries outside --start/--until left out",
     "E721": "a row of an extract that belongs to no patient",
-    # scenario case files (simulator/cases.py, docs/scenarios.md)
+    # scenario case files (suite/expectations.py, suite/cases.py, docs/scenarios.md)
     "E801": "case file of the wrong shape",
     "E802": "expectation that does not read",
     "E803": "name the protocol does not declare",
@@ -177,7 +177,7 @@ GROUPS: tuple[tuple[str, str, str], ...] = (
     ("W5", "hygiene", "compiler/checks/structure.py, compiler/checks/accepts.py"),
     ("6", "verification", "compiler/verify/"),
     ("7", "timeline input", "simulator/timeline.py, fhir.py, csvlabs.py"),
-    ("8", "scenario case files", "simulator/cases.py"),
+    ("8", "scenario case files", "suite/expectations.py, suite/cases.py"),
     ("E90", "the simulator at run time", "simulator/engine.py"),
     ("W90", "the simulator at run time", "simulator/engine.py"),
     ("E91", "compiled graph files", "compiler/graphio.py"),
