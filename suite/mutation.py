@@ -120,11 +120,11 @@ _WORK: dict[str, Any] = {}  # set before the workers fork: they inherit it
 def _run_one(i: int) -> tuple[int, str, str, int, float]:
     from rxwatch.suite.cases import load_case
     from rxwatch.suite.check import check
-    from rxwatch.suite.expectations import CaseError
+    from rxwatch.suite.expectations import CaseError, Names
     from rxwatch.simulator.engine import Machine, SimulationError
 
     t0 = time.perf_counter()
-    m: Mutant = _WORK["mutants"][i]
+    m: Mutant = _WORK["mutants"][i] if i >= 0 else Mutant(0, "none", _WORK["mutants"][0].span, "", _WORK["text"])
     result = compile_source(m.text, _WORK["path"], verify=False)
     if not result.ok or result.graph is None:
         first = next((d for d in result.diagnostics if d.is_error), None)
@@ -135,6 +135,7 @@ def _run_one(i: int) -> tuple[int, str, str, int, float]:
     except Exception as exc:  # a graph the engine refuses counts as not compiling
         return i, "stillborn", f"{type(exc).__name__}: {exc}", 0, time.perf_counter() - t0
     cases = _WORK["cases"]
+    names = Names.of(graph)
     run = 0
     for path, case in cases:
         if m.operator == "default":  # the fact's default is read into the timeline
@@ -148,8 +149,10 @@ def _run_one(i: int) -> tuple[int, str, str, int, float]:
         except SimulationError as exc:
             return i, "killed", f"{path}: the simulation stopped: {exc}", run, time.perf_counter() - t0
         for e in case.expectations:
-            if not check(e, trace).ok:
+            if not check(e, trace, names).ok:
                 return i, "killed", f"{e.where}: {e.text}", run, time.perf_counter() - t0
+    if i < 0:  # the protocol itself, through the same path: the suite must pass on it
+        return i, "survived", "", run, time.perf_counter() - t0
     # survived every case: equivalent, or an input on which it differs (judged here, in parallel)
     r = MutantResult(m, "survived")
     _judge(r, _WORK["path"], _WORK["graph"], graph)
@@ -171,7 +174,15 @@ def run_mutants(path: str, text: str, module, graph, case_paths: Sequence[str], 
         made = made[::sample]
     cases = [(p, load_case(p, graph)) for p in case_paths]
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(made) or 1))
-    _WORK.update(mutants=made, path=path, cases=cases, graph=graph)
+    _WORK.update(mutants=made, path=path, cases=cases, graph=graph, text=text)
+    if made:
+        # the protocol itself through the very path every mutant takes: a case that fails here
+        # would "kill" every mutant, a score that means nothing
+        _, status, detail, _, _ = _run_one(-1)
+        if status != "survived":
+            _WORK.clear()
+            raise RuntimeError(f"the cases do not pass on the protocol itself in the mutation runner ({detail}); "
+                               "no score")
     raw: list = [None] * len(made)
     done = 0
     try:

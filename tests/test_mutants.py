@@ -213,3 +213,57 @@ def test_shipped_suite_sample_runs(repo_root, protocol, folder):
                          sample=25)
     assert report.count("killed") > 0
     assert all(x.status in ("killed", "survived", "equivalent", "stillborn") for x in report.results)
+
+
+NESTED = """\
+protocol nested
+source s "a source" kind label
+lab ALT unit "U/L" uln 40
+let tx = xuln(ALT)
+initial state on_drug {
+  on event stopped_drug { otherwise -> off cite s }
+  initial state watch {
+    on panel {
+      when tx > 5 -> high cite s
+      otherwise stay cite s
+    }
+  }
+  state high {
+    on panel {
+      when tx <= 1 -> watch cite s
+      otherwise stay cite s
+    }
+  }
+}
+terminal state off
+event stopped_drug
+"""
+
+
+def test_nested_states_are_checked_with_the_charts_names(tmp_path):
+    # `state watch` while inside on_drug needs the chart's parents: a runner that checks without
+    # them would fail this case on every mutant and report a meaningless 100%
+    r = compile_source(NESTED, "nested.rxw", verify=False)
+    assert r.ok, [str(d) for d in r.diagnostics]
+    case = tmp_path / "c.yaml"
+    case.write_text("protocol: nested\npatient: {id: p}\nstart: 2025-01-06\nevents:\n"
+                    "  - {date: 2025-01-20, lab: ALT, value: 400}\n  - {date: 2025-02-10, lab: ALT, value: 20}\n"
+                    "expect:\n  - on 2025-01-10 state watch\n  - on 2025-01-20 transition watch -> high\n"
+                    "  - on 2025-02-10 transition high -> watch\n",
+                    encoding="utf-8")
+    report = run_mutants("nested.rxw", NESTED, r.module, r.graph, [str(case)], jobs=1)
+    by_edit = {x.mutant.edit: x for x in report.results}
+    assert by_edit["`tx > 5` -> `tx >= 5`"].status == "survived"
+    assert by_edit["`tx > 5` -> `tx > 6`"].status == "survived"
+    assert by_edit["`tx > 5` -> `tx > 4`"].status == "survived"  # ALT 400 is 10 x ULN either way
+    assert by_edit["`when tx <= 1 -> watch cite s` -> `(left out)`"].status == "killed"
+    assert report.score < 1
+
+
+def test_a_suite_failing_in_the_runner_gives_no_score(tmp_path):
+    r = compiled()
+    case = tmp_path / "c.yaml"
+    case.write_text(CASE.format(events="  - {date: 2025-01-20, lab: ALT, value: 400}", expect="  - final state held"),
+                    encoding="utf-8")
+    with pytest.raises(RuntimeError, match="do not pass on the protocol itself"):
+        run_mutants("grading.rxw", PROTOCOL, r.module, r.graph, [str(case)], jobs=1)
