@@ -55,6 +55,8 @@ def run_partition(job: dict) -> dict:
             skipped.append(why.info)
             rows.append(skipped_row(patient, why.info))
             continue
+        if timeline is None:
+            continue
         try:
             trace = machine.run(timeline)
         except Exception as exc:  # SimulationError (a located message), or a fault in the replay
@@ -211,6 +213,8 @@ def _csv_timeline(patient, part, r, files, as_of, facts):
 def _finish(patient, r, events, first_fact, as_of, facts):
     from rxwatch.simulator.timeline import TimelineError
 
+    if events and all(e.date > as_of for e in events):
+        return None  # the patient's history starts after the audit date: not part of this audit
     given = dict(facts)
     for name, (_, value) in first_fact.items():  # a fact with no default takes its first recorded value
         if name not in given and not r.facts[name].get("has_default"):

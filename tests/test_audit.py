@@ -135,6 +135,7 @@ def test_bad_rows_skip_their_patient_only(tmp_path, capsys, monkeypatch):
     assert set(rows) == {"a", "b", "c", "d"}
     assert rows["b"]["status"] == "skipped" and "x.csv:5" in rows["b"]["problem"]
     assert rows["a"]["status"] == "ok" and rows["a"]["last_panel"] == "2025-02-03"
+    assert rows["a"]["first_date"] == "2025-01-06"
     # jaundice: the pathway stops the drug and asks for an urgent assessment: severe, first
     assert rows["c"]["urgency"] == "severe" and "stopped" in rows["c"]["states"]
     assert list(rows)[0] == "c"
@@ -143,6 +144,13 @@ def test_bad_rows_skip_their_patient_only(tmp_path, capsys, monkeypatch):
     assert "<script" not in report
     assert report.index('id="worklist"') < report.index('id="counts"') < report.index('id="adherence"')
     assert "x.csv:5" in report
+
+
+def test_patients_who_start_after_the_audit_date_are_not_in_it(tmp_path, graph):
+    (tmp_path / "x.csv").write_text("patient,date,lab,value\nold,2025-01-06,ALT,30\nnew,2025-03-06,ALT,30\nold,2025-04-01,ALT,31\n")
+    result = audit(graph, [tmp_path / "x.csv"], jobs=1, as_of="2025-02-01")
+    assert result.table.column("patient").to_pylist() == ["old"] and not result.skipped
+    assert result.table.column("results").to_pylist() == [1]  # the later row is not replayed
 
 
 def test_parquet_table_and_nothing_partial_on_failure(tmp_path, capsys, monkeypatch, data):
