@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+import operator
 import os
 import zlib
 from dataclasses import dataclass, field
@@ -133,7 +134,8 @@ class _Writers:
         self.n = n
         self.parts = []
         self.sinks = []
-        self.buffers = [[[] for _ in self.names] for _ in range(n)]
+        self.buffers: list[list[tuple]] = [[] for _ in range(n)]
+        self.strip = kind == "csv"
         for i in range(n):
             p = Partition(kind, len(out.partitions), path=str(workdir / f"{prefix}-{i}.arrow"))
             out.partitions.append(p)
@@ -142,22 +144,28 @@ class _Writers:
 
     def add(self, i: int, row: tuple) -> None:
         buf = self.buffers[i]
-        for col, value in zip(buf, row):
-            col.append(value)
-        if len(buf[0]) >= BATCH_ROWS // 4:
+        buf.append(row)
+        if len(buf) >= BATCH_ROWS // 4:
             self.flush(i)
 
     def flush(self, i: int) -> None:
+        import pyarrow.compute as pc
+
         buf = self.buffers[i]
-        if not buf[0]:
+        if not buf:
             return
-        batch = pa.RecordBatch.from_arrays([pa.array(col, type=t) for col, t in zip(buf, self.schema.types)],
-                                           schema=self.schema)
+        arrays = []
+        for col, t in zip(zip(*buf), self.schema.types):
+            a = pa.array(col, type=t)
+            if self.strip and t == pa.string():
+                a = pc.utf8_trim_whitespace(a)  # cells are read stripped, as a lab CSV's
+            arrays.append(a)
+        batch = pa.RecordBatch.from_arrays(arrays, schema=self.schema)
         if self.sinks[i] is None:
             self.sinks[i] = pa.ipc.new_file(self.parts[i].path, self.schema)
         self.sinks[i].write_batch(batch)
-        self.parts[i].rows += len(buf[0])
-        self.buffers[i] = [[] for _ in self.names]
+        self.parts[i].rows += len(buf)
+        self.buffers[i] = []
 
     def close(self, out: Plan) -> None:
         for i in range(self.n):
@@ -179,7 +187,10 @@ def _split_csv(path: Path, writers: "_Writers", out: Plan) -> None:
         with open(path, encoding="utf-8-sig", newline="") as f:
             reader = csv.reader(f, strict=True)
             header = None
-            columns: list[int] = []
+            pick = None
+            width = 0
+            buckets: dict[str, int] = {}  # patient -> partition (a patient has many rows)
+            add = writers.add
             while True:
                 line = reader.line_num + 1
                 try:
@@ -188,23 +199,38 @@ def _split_csv(path: Path, writers: "_Writers", out: Plan) -> None:
                     break
                 except csv.Error as exc:
                     raise InputError([(str(path), reader.line_num, "E701", f"invalid CSV: {exc}")]) from None
-                if not row or row[0].lstrip().startswith("#") or not any(c.strip() for c in row):
-                    continue
+                first = row[0] if row else ""
+                if not first[:1].isalnum():  # the common case, a row starting with a patient id, skips these tests
+                    if not row or first.lstrip().startswith("#") or not any(c.strip() for c in row):
+                        continue
                 if header is None:
                     header = [c.strip().lower() for c in row]
                     columns = _csv_columns(header, path, line)
+                    width = len(header)
+                    # a missing column reads the empty cell appended to each row
+                    pick = operator.itemgetter(*[i if i >= 0 else width for i in columns])
                     continue
-                cells = [row[i].strip() if 0 <= i < len(row) else "" for i in columns]
-                if len(row) > len(header) and cells[0]:
-                    cells[1] = f"\x00{len(row)} cells in a row under a header of {len(header)} columns"  # the worker reports it
-                patient = cells[0]
+                n_cells = len(row)
+                if n_cells != width:
+                    row = row[:width] + [""] * (width - n_cells)
+                row.append("")
+                cells = pick(row)
+                patient = cells[0].strip()
                 if not patient:
                     out.problems.append((str(path), line, "E721", "a row without a patient: it belongs to no one and is left out"))
                     continue
                 date = cells[1]
-                if date > last and date[:1].isdigit():
+                if n_cells > width:  # the worker reports it, at its line, and skips the patient
+                    date = f"\x00{n_cells} cells in a row under a header of {width} columns"
+                    cells = (cells[0], date) + cells[2:]
+                elif date > last and date[:1].isdigit():
                     last = date
-                writers.add(bucket(patient, n), (file_index, line, *cells))
+                b = buckets.get(patient)
+                if b is None:
+                    b = buckets[patient] = bucket(patient, n)
+                    if len(buckets) > 1_000_000:
+                        buckets.clear()
+                add(b, (file_index, line) + cells)
     except UnicodeDecodeError as exc:
         raise InputError([(str(path), 0, "E701", f"not UTF-8 text: {exc.reason}")]) from None
     out.last_date = last

@@ -146,6 +146,16 @@ def test_bad_rows_skip_their_patient_only(tmp_path, capsys, monkeypatch):
     assert "x.csv:5" in report
 
 
+def test_lines_are_counted_across_blank_lines_comments_and_quoted_cells(tmp_path, graph):
+    (tmp_path / "x.csv").write_text('# an extract\npatient,date,lab,value\n\n"a",2025-01-06,ALT,30\n # note\n'
+                                    ' b ,2025-01-06,ALT,30,9\nc,2025-01-06,ALT," 12x"\n', encoding="utf-8")
+    result = audit(graph, [tmp_path / "x.csv"], jobs=1)
+    where = {s["patient"]: (s["where"].rsplit(":", 1)[1], s["code"]) for s in result.skipped}
+    assert where == {"b": ("6", "E702"), "c": ("7", "E708")}
+    assert dict(zip(result.table.column("patient").to_pylist(), result.table.column("status").to_pylist())) == {
+        "a": "ok", "b": "skipped", "c": "skipped"}
+
+
 def test_patients_who_start_after_the_audit_date_are_not_in_it(tmp_path, graph):
     (tmp_path / "x.csv").write_text("patient,date,lab,value\nold,2025-01-06,ALT,30\nnew,2025-03-06,ALT,30\nold,2025-04-01,ALT,31\n")
     result = audit(graph, [tmp_path / "x.csv"], jobs=1, as_of="2025-02-01")
