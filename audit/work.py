@@ -152,6 +152,9 @@ def _fresh(r) -> None:
     r.clock = _Clock()
 
 
+_CELLS = ("date", "time", "lab", "value", "unit", "uln", "lln", "event", "fact", "choice")
+
+
 def _csv_timeline(patient, part, r, files, as_of, facts):
     from rxwatch.simulator import csvlabs
     from rxwatch.simulator.timeline import ClinicalEvent, Choice, FactChange, Loc, parse_date_time, parse_time
@@ -159,12 +162,17 @@ def _csv_timeline(patient, part, r, files, as_of, facts):
     _fresh(r)
     events = []
     first_fact: dict = {}
-    for i in range(len(part["line"])):
-        r.path = files[part["file"][i]]
-        line = part["line"][i]
-        cells = {c: part[c][i] or "" for c in ("date", "time", "lab", "value", "unit", "uln", "lln", "event", "fact", "choice")}
+    file_of = part["file"]
+    for i, (line, *values) in enumerate(zip(part["line"], *(part[c] for c in _CELLS))):
+        r.path = files[file_of[i]]
+        cells = dict(zip(_CELLS, values))
         if cells["date"].startswith("\x00"):
             r.error(line, "E702", cells["date"][1:])
+            continue
+        if cells["lab"] and not (cells["event"] or cells["fact"] or cells["choice"]):  # the common case
+            result = csvlabs.result_of(cells, line, r)
+            if result is not None:
+                events.append(result)
             continue
         kinds = [k for k in ("lab", "event", "fact", "choice") if cells[k]]
         if len(kinds) != 1:
@@ -185,7 +193,7 @@ def _csv_timeline(patient, part, r, files, as_of, facts):
         if cells["time"]:
             time = cells["time"] if parse_time(cells["time"]) is not None else time
         loc = Loc(r.path, line)
-        order = r.order(date, time, part["file"][i] * 10**12 + line)
+        order = r.order(date, time, file_of[i] * 10**12 + line)
         name = cells[what]
         if what == "event":
             if name not in r.events:
