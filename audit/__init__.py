@@ -76,7 +76,7 @@ def audit(graph, inputs: list[Path], *, as_of: str | datetime.date | None = None
             traces.update(res["traces"])
         table = pa.concat_tables(tables) if tables else SCHEMA.empty_table()
         table = sort_table(table)
-        top = [p for p in table.column("patient").to_pylist()[: keep * 4] if p in traces][:keep]
+        top = [p for p in table.column("patient").slice(0, keep * 4).to_pylist() if p in traces][:keep]
         traces = {p: traces[p] for p in top}
         problems = [{"where": f"{p}:{l}" if l else p, "code": c, "message": t} for p, l, c, t in the_plan.problems]
         return AuditResult(table, day, sorted(skipped, key=lambda s: s["patient"]), problems, traces, len(job_list))
