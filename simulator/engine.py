@@ -210,12 +210,13 @@ class _Order:
     only and overdue on later days only, so a new order is never one already overdue)."""
 
     __slots__ = ("action", "text", "labs", "fulfil", "opens", "ordered", "line", "late", "deviation", "key",
-                 "track", "again")
+                 "track", "again", "done")
 
     def __init__(self, action: str, text: list, late: datetime.date, labs: frozenset, ordered: str,
                  line: int, opens: datetime.date | None = None, fulfil: tuple = (), track: str | None = None,
                  again: Callable | None = None) -> None:
         self.action = action
+        self.done = frozenset((action,))  # what `fulfilled(...)` reads the day a result fulfils it alone
         self.track = track  # the region that owns it (None: the top level)
         self.key = action if track is None else (track, action)  # its key among the open orders
         self.again = again  # `every`: on(day) -> the repeat's step and order, when a result fulfils it
@@ -1458,6 +1459,8 @@ class _Run(Ctx):
         isos = self.m.isos
         lookback = self.m.lookback
         chart = self.m.chart
+        reminders = self.m.reminders
+        overdue = self.overdue
         day = start
         soonest = None
         first = True
@@ -1539,7 +1542,22 @@ class _Run(Ctx):
             else:
                 # (1) deviations of orders overdue today (the day after the window, then reminders)
                 if soonest is not None and soonest <= day:
-                    self.deviations(day)
+                    if len(alarms) == 1 and reminders is None:
+                        # the usual case: the one open order's window ended yesterday (as `deviations`)
+                        for key in alarms:
+                            pass
+                        del alarms[key]
+                        o = orders.get(key)
+                        if o is not None:
+                            s = o.deviation.copy()
+                            s["date"] = self.iso
+                            if o in overdue:
+                                s["kind"] = "still_overdue"
+                            else:
+                                overdue.add(o)
+                            emit(s)
+                    else:
+                        self.deviations(day)
                 # (2) timers due today
                 if self.timers:
                     self.settle()
@@ -1567,7 +1585,7 @@ class _Run(Ctx):
                                 else:
                                     orders.clear()
                                     alarms.pop(key, None)
-                                    ctx.fulfilled = {o.action}
+                                    ctx.fulfilled = o.done
                                     if o.again is not None:
                                         self.repeat(o)
                                     break

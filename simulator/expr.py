@@ -371,10 +371,16 @@ class _Code(ir.Visitor):
         code, needs = plain
         if not needs or code == kleene:
             return code
+        if all(self._GET.match(n) for n in needs) and all(
+                n.get("op") in self._LOGIC for n in ir.walk(t)):
+            # `and`/`or`/`not` of facts and vars read from their dicts: the three-valued code reads
+            # each once and decides as soon as one decides; the fast path would read each twice
+            return kleene
         cond = " and ".join(f"{n} is not None" for n in sorted(needs))
         return f"({code} if {cond} else {kleene})"
 
     _GET = re.compile(r"[PFV]\.get\(K\d+\)\Z")
+    _LOGIC = frozenset(("and", "or", "not", "fact", "var", "bool"))
 
     def _operand(self, t: Mapping) -> str | None:
         """A value's code to read twice (a name, a constant or a dict read), or None."""
@@ -736,11 +742,15 @@ class Compiler:
                 if before is not None:
                     lines.extend(before[i])
                 lines.extend(lets_before[i])
-                lines.append(f"g = {test}")
-                lines.append("if g is True:")
+                if re.fullmatch(r"L\d+", test):  # a let's local: tested as it is
+                    g = test
+                else:
+                    g = "g"
+                    lines.append(f"g = {test}")
+                lines.append(f"if {g} is True:")
                 lines.extend("    " + line for line in branch)
                 lines.append("    return True")
-                lines.append("if g is None:")
+                lines.append(f"if {g} is None:")
                 if on_unknown is not None:
                     lines.append(f"    {on_unknown}(r, ({i},))")
                 lines.append("    return False")
