@@ -143,7 +143,7 @@ def _write_report(result, graph, out: Path, pages: int) -> None:
     made: set[str] = set()
     tmp_dir = None
     if pages and result.traces:
-        from rxwatch.render import RenderError, TraceError, render
+        from rxwatch.render import GraphvizMissing, RenderError, TraceError, render
         from rxwatch.render.trace import read as read_trace
 
         tmp_dir = out.parent / f".rxwatch-{os.getpid()}-pages.tmp"
@@ -152,6 +152,9 @@ def _write_report(result, graph, out: Path, pages: int) -> None:
         for patient, trace in result.traces.items():
             try:
                 data = render(graph, "html", trace=read_trace(json.dumps(trace)))
+            except GraphvizMissing as e:  # no page can be drawn: say it once, write the report without links
+                say(f"no viewer pages: {e}")
+                break
             except (RenderError, TraceError) as e:
                 say(f"no viewer page for {patient}: {e}")
                 continue
