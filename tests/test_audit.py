@@ -204,3 +204,21 @@ def test_ndjson_observation_without_subject_and_bad_shape(tmp_path, graph):
     assert [p["code"] for p in result.problems] == ["E721"] and result.problems[0]["where"].endswith("Observation.ndjson:2")
     [skip] = result.skipped
     assert skip["patient"] == "b" and skip["code"] == "E712" and skip["where"].endswith("Observation.ndjson:3")
+
+
+def test_an_input_that_cannot_be_read_audits_nothing(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.csv").write_text('patient,date,lab,value\na,2025-01-06,ALT,"30\n', encoding="utf-8")
+    (tmp_path / "t.csv").write_text("the previous table\n", encoding="utf-8")
+    status = main(["audit", str(PROTOCOL), "x.csv", "--table", "t.csv", "--jobs", "1"])
+    err = capsys.readouterr().err
+    assert status == 1 and "error[E701]: invalid CSV" in err and "nothing audited" in err
+    assert (tmp_path / "t.csv").read_text(encoding="utf-8") == "the previous table\n"
+
+
+def test_progress_is_reported_per_partition(graph, data, monkeypatch):
+    _, csv_path, _ = data
+    monkeypatch.setattr(partition_mod, "TARGET_BYTES", 30_000)
+    seen = []
+    result = audit(graph, [csv_path], jobs=1, progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(i, result.partitions) for i in range(1, result.partitions + 1)] and result.partitions > 2
