@@ -10,7 +10,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 PROTOCOLS_DIR = REPO_ROOT / "protocols"
 ANAKINRA = PROTOCOLS_DIR / "anakinra_hepatotoxicity.rxw"
 LEFLUNOMIDE = PROTOCOLS_DIR / "leflunomide_hepatotoxicity.rxw"
-SHIPPED_PROTOCOLS = (ANAKINRA, LEFLUNOMIDE)
+TOCILIZUMAB = PROTOCOLS_DIR / "tocilizumab_monitoring.rxw"
+SHIPPED_PROTOCOLS = tuple(sorted(PROTOCOLS_DIR.glob("*.rxw")))  # every protocol in protocols/
 
 
 @pytest.fixture(scope="session")
