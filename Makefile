@@ -8,20 +8,21 @@ BIN     := $(VENV)/bin
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT     := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 OUT     := out
-SOURCES := $(shell find compiler cli simulator render grammar -type f \( -name '*.py' -o -name '*.lark' -o -path '*/assets/*' \) 2>/dev/null) pyproject.toml
+SOURCES := $(shell find compiler cli simulator render grammar suite editor audit -type f \( -name '*.py' -o -name '*.lark' -o -path '*/assets/*' \) 2>/dev/null) pyproject.toml
 
 .PHONY: demo test setup graphviz browser bench clean apt-update
 
 demo: setup
 	@mkdir -p $(OUT)
-	$(BIN)/rxwatch check protocols/anakinra_hepatotoxicity.rxw protocols/leflunomide_hepatotoxicity.rxw
+	$(BIN)/rxwatch check protocols/*.rxw
 	$(BIN)/rxwatch render protocols/anakinra_hepatotoxicity.rxw -o $(OUT)/anakinra.svg
 	$(BIN)/rxwatch render protocols/anakinra_hepatotoxicity.rxw -o $(OUT)/anakinra.html
+	$(BIN)/rxwatch render protocols/tocilizumab_monitoring.rxw -o $(OUT)/tocilizumab.svg
 	$(BIN)/rxwatch simulate protocols/anakinra_hepatotoxicity.rxw docs/examples/anakinra-moderate.yaml --format table
 	$(BIN)/rxwatch simulate protocols/anakinra_hepatotoxicity.rxw docs/examples/anakinra-moderate.yaml --format json -o $(OUT)/anakinra-moderate.trace.json
 	$(BIN)/rxwatch render protocols/anakinra_hepatotoxicity.rxw --trace $(OUT)/anakinra-moderate.trace.json -o $(OUT)/anakinra-moderate.html
 	@echo
-	@echo "Flowchart: $(OUT)/anakinra.svg; viewer: $(OUT)/anakinra.html; one patient's path: $(OUT)/anakinra-moderate.html"
+	@echo "Flowcharts: $(OUT)/anakinra.svg, $(OUT)/tocilizumab.svg; viewer: $(OUT)/anakinra.html; one patient's path: $(OUT)/anakinra-moderate.html"
 
 test: setup browser
 	$(BIN)/python -m pytest -q -p no:cacheprovider
