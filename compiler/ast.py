@@ -35,10 +35,12 @@ class Citation:
 
 @dataclass(frozen=True, slots=True)
 class Number:
-    """A number literal, exactly as written: an int, or a Fraction for a decimal (`1.2` is 6/5)."""
+    """A number literal, exactly as written: an int, or a Fraction for a decimal (`1.2` is 6/5),
+    with the unit written after it (`140 "years"`; None: a bare number, which fits any unit)."""
 
     value: int | Fraction
     span: Span
+    unit: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -75,6 +75,7 @@ CODES: dict[str, str] = {
     "E306": "dose levels of mixed kinds",
     "E307": "dose levels not highest first",
     "E308": "derived value not in its declared unit",
+    "E319": "unreadable unit of a number",
     "E401": "no initial state",
     "E402": "more than one initial state",
     "E403": "state not reachable from the initial state",

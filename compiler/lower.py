@@ -423,7 +423,12 @@ class _Lowerer:
 def expr_tree(e, sym: Symbols) -> dict:
     """An expression as a JSON tree: `{"op": ..., ...}` (see docs/graph.md)."""
     if isinstance(e, ast.Number):
-        return {"op": "num", "value": ir.to_json_number(e.value)}
+        if e.unit is None:
+            return {"op": "num", "value": ir.to_json_number(e.value)}
+        # the value in the unit it is computed in (converted exactly by checks.types); `unit`
+        # is for readers: the engine computes with the number alone
+        value, unit = sym.numbers.get(id(e), (e.value, e.unit))
+        return {"op": "num", "value": ir.to_json_number(value), "unit": unit}
     if isinstance(e, ast.SinceEntry):
         return {"op": "since_entry"}
     if isinstance(e, ast.Bool):

@@ -807,8 +807,8 @@ class _Builder(Transformer):
         return " ".join(self.text[pos[0] : pos[1]].split()) if pos else ""
 
     @v_args(meta=True, inline=True)
-    def number(self, meta, tok):
-        return self._expr(meta, ast.Number(self._float(tok), self.span(meta)))
+    def number(self, meta, tok, unit=None):
+        return self._expr(meta, ast.Number(self._float(tok), self.span(meta), None if unit is None else _unquote(unit)))
 
     @v_args(meta=True)
     def since_entry(self, meta, children):

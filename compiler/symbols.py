@@ -28,6 +28,9 @@ class Symbols:
     doc_order: dict[str, int] = field(default_factory=dict)
     # memo: let name -> the sources it rests on, its own and those of the lets it uses
     let_sources: dict[str, frozenset[str]] = field(default_factory=dict)
+    # filled by checks.types: id(number literal with a unit) -> (value, unit) as it is lowered
+    # (converted exactly to the unit of what it is added to or compared with)
+    numbers: dict[int, tuple] = field(default_factory=dict)
 
     def kind_of(self, name: str) -> str | None:
         for kind in ("labs", "facts", "vars", "lets", "events", "actions", "drugs"):

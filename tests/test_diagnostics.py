@@ -134,6 +134,10 @@ CASES = [
          ("its value is a boolean, not a number",), also=frozenset({"E301"})),
     Case("E302", edit('lab TBIL "total bilirubin" unit "mg/dL" uln 1.2', 'lab TBIL "total bilirubin" unit "mg/dL" uln 1.2\nlab NEU unit "10*9/L"\nlab WBC unit "/mm3"')
          .replace("when alt > 3", "when §NEU < WBC"), ("cannot compare a number in 10*9/L with a number in /mm3", "1 /mm3 is 0.001 10*9/L")),
+    Case("E302", edit("when alt > 3", "when §TBIL > 2 \"U/L\""), ("cannot compare a number in mg/dL with a number in U/L",)),
+    Case("E308", edit('let alt "ALT in multiples of ULN" = xuln(ALT)',
+                      'let alt "ALT in multiples of ULN" = xuln(ALT)\nlet w "weight per 1.73 m2" unit "kg" = §weight / (1.73 "m2")'), ("'w' declares the unit 'kg', but its expression is in kg/m2",)),
+    Case("E319", edit("when alt > 3", "when alt > §3 \"U//L\""), ("the unit of 3: cannot read the unit 'U//L'",)),
     Case("E306", edit('action start "start the drug"', 'drug d "the drug" doses full "100 mg", §4\naction start "start the drug"'),
          ("the dose levels of 'd' mix numbers and names",)),
     Case("E307", edit('action start "start the drug"', 'drug d "the drug" doses 4, §8 unit "mg/kg"\naction start "start the drug"'),

@@ -1,12 +1,16 @@
 """Types and units of expressions (E3xx).
 
 Every expression has a type: `bool`, `number` with a unit, `enum` (the members of a fact),
-or `duration`. A bare number literal fits any unit. Lab values have their lab's unit;
-`a / b` of the same unit is a ratio (unit "1"), which is what multiples of ULN are.
+or `duration`. A bare number literal fits any unit; a number written with a unit
+(`140 "years"`) has it, and takes the unit of what it is added to, subtracted from or compared
+with when the unit table converts it exactly (recorded in `Symbols.numbers` for lowering).
+Lab values have their lab's unit; `*` and `/` combine units (`years*kg/(mg/dL)`); `a / b` of
+the same unit is a ratio (unit "1"), which is what multiples of ULN are.
 """
 
 from __future__ import annotations
 
+import re
 from fractions import Fraction
 from functools import lru_cache
 
@@ -20,35 +24,198 @@ ANY = "*"  # the unit of a bare number literal: it fits any unit
 RATIO = "1"
 
 
+MAX_LITERAL_UNIT = 200
+"""A number's unit longer than this is refused (E319) before it is read."""
+
+# A unit as the checker writes products and quotients of units: factors joined by `.` or `*`
+# (UCUM's `10*9` stays one factor), `/`, and parentheses. Each factor is read by the unit table.
+_UNIT_TOKEN = re.compile(r"\s+|(?P<open>\()|(?P<close>\))|(?P<op>[./*])|(?P<leaf>(?:(?<![A-Za-z\]])[xX]?10\*[+-]?\d+|[^./*()\s])+)")
+_WORD = re.compile(r"(?P<word>[A-Za-z]+)(?P<exp>[+-]?\d{1,2})?")
+
+
+class UnitSyntax(ValueError):
+    """A unit the checker cannot read (E319 for a number's unit)."""
+
+
+@lru_cache(maxsize=4096)
+def canonical(unit: str | None) -> tuple:
+    """`unit` as (exact factor, ((dimension, exponent), ...)), for units of the table and for
+    products and quotients of them (`years*kg/(mg/dL)`, `years.kg.min.dL/(mg.mL)`). A word the
+    table does not know (`years`) is a dimension of its own, equal only to itself.
+    Raises UnitSyntax when the text cannot be read."""
+    from rxwatch.simulator import units
+
+    text = "" if unit in (None, ANY) else str(unit)
+    try:
+        return units.canonical(text)
+    except units.UnitError as e:
+        first = str(e)
+    if len(text) > MAX_LITERAL_UNIT:
+        raise UnitSyntax(f"a unit of {len(text)} characters is too long (at most {MAX_LITERAL_UNIT})")
+    text = re.sub(r"\{[^{}]*\}", "", text)  # annotations mean nothing: {cells}/uL is /uL
+    tokens = []
+    pos = 0
+    while pos < len(text):
+        m = _UNIT_TOKEN.match(text, pos)
+        if m is None:
+            raise UnitSyntax(f"cannot read the unit '{unit}' (at '{text[pos:]}')")
+        pos = m.end()
+        if m.lastgroup:
+            tokens.append((m.lastgroup, m.group()))
+    out, rest = _product(tokens, 0, unit, first)
+    if rest != len(tokens):
+        raise UnitSyntax(f"cannot read the unit '{unit}': an unmatched ')'")
+    return out
+
+
+def _product(tokens, i, unit, first):
+    factor, dims = Fraction(1), {}
+    sign, expect = 1, True
+    if i < len(tokens) and tokens[i] == ("op", "/"):
+        sign, i = -1, i + 1
+    while i < len(tokens):
+        kind, text = tokens[i]
+        if kind == "close":
+            break
+        if kind == "op":
+            if expect:
+                raise UnitSyntax(f"cannot read the unit '{unit}'")
+            sign, expect, i = (-1 if text == "/" else 1), True, i + 1
+            continue
+        if not expect:
+            raise UnitSyntax(f"cannot read the unit '{unit}': write '.' or '/' between its parts")
+        if kind == "open":
+            (f, d), i = _product(tokens, i + 1, unit, first)
+            if i >= len(tokens) or tokens[i][0] != "close":
+                raise UnitSyntax(f"cannot read the unit '{unit}': an unmatched '('")
+            i += 1
+        else:
+            f, d = _leaf(text, unit, first)
+            i += 1
+        factor *= f ** sign
+        for k, e in d:
+            dims[k] = dims.get(k, 0) + sign * e
+        expect = False
+    if expect:
+        raise UnitSyntax(f"cannot read the unit '{unit}'")
+    return (factor, tuple(sorted((k, e) for k, e in dims.items() if e))), i
+
+
+def _leaf(text: str, unit, first) -> tuple:
+    from rxwatch.simulator import units
+
+    try:
+        return units.canonical(text)
+    except units.UnitError:
+        m = _WORD.fullmatch(text)
+        if m is None:
+            raise UnitSyntax(first if text == unit else f"cannot read '{text}' in the unit '{unit}'") from None
+        return Fraction(1), (("'" + m["word"], int(m["exp"] or 1)),)  # a word of its own
+
+
+def _leaf_powers(unit: str) -> dict[str, int] | None:
+    """`unit` as powers of the factors written in it (`years*kg/(mg/dL)`: years 1, kg 1, mg -1,
+    dL 1), None when it cannot be read that way."""
+    text = re.sub(r"\{[^{}]*\}", "", unit)
+    out: dict[str, int] = {}
+    signs = [1]  # the sign of each open parenthesis
+    sign, pos = 1, 0
+    while pos < len(text):
+        m = _UNIT_TOKEN.match(text, pos)
+        if m is None:
+            return None
+        pos = m.end()
+        kind = m.lastgroup
+        if kind == "op":
+            sign = -1 if m.group() == "/" else 1
+        elif kind == "open":
+            signs.append(signs[-1] * sign)
+            sign = 1
+        elif kind == "close":
+            if len(signs) == 1:
+                return None
+            signs.pop()
+            sign = 1
+        elif kind == "leaf" and m.group() == "1":
+            sign = 1
+        elif kind == "leaf":
+            out[m.group()] = out.get(m.group(), 0) + signs[-1] * sign
+            sign = 1
+    return out if len(signs) == 1 else None
+
+
+def compose(a: str, b: str, op: str) -> str:
+    """The unit of `x * y` or `x / y` for x in `a` and y in `b`, written with the factors of
+    both, those that cancel left out: `years*kg` / `years.kg.min.dL/(mg.mL)` is `mg.mL/(min.dL)`
+    (so a message shows a unit as short as the author wrote it). "1" when all cancel."""
+    pa, pb = _leaf_powers(a), _leaf_powers(b)
+    if pa is None or pb is None:
+        return f"{a}*{b}" if op == "*" else f"{a}/({b})"
+    for leaf, e in pb.items():
+        pa[leaf] = pa.get(leaf, 0) + (e if op == "*" else -e)
+    up = [leaf for leaf, e in pa.items() for _ in range(e)]
+    down = [leaf for leaf, e in pa.items() for _ in range(-e)]
+    if not up and not down:
+        return RATIO
+    text = ".".join(up)
+    if down:
+        text += "/" + (down[0] if len(down) == 1 else "(" + ".".join(down) + ")")
+    return text
+
+
+def _readable(u: str | None):
+    try:
+        return canonical(u)
+    except UnitSyntax:
+        return None
+
+
 @lru_cache(maxsize=4096)
 def same_unit(a: str | None, b: str | None) -> bool:
     """Two spellings of one unit: equal strings, or units that are one another exactly
-    (`10*9/L`, `10*3/uL`, `K/uL`, `10*3/mm3`; `/mm3`, `cells/uL`, `{cells}/uL`; `1` and no unit).
-    The table of units is the simulator's (simulator/units.py: the one place that knows them)."""
+    (`10*9/L`, `10*3/uL`, `K/uL`, `10*3/mm3`; `/mm3`, `cells/uL`, `{cells}/uL`; `1` and no unit;
+    `years*kg*min*dL/(mg*mL)*mg/dL/years/kg` and `mL/min`).
+    The table of units is the simulator's (simulator/units.py: the one place that knows them);
+    products and quotients of its units are read here (`canonical`)."""
     if a == b:
         return True
     if ANY in (a, b) or a is None or b is None:
         return False
-    from rxwatch.simulator import units
+    ca, cb = _readable(a), _readable(b)
+    return ca is not None and ca == cb
 
-    return units.same_unit(a, b)
+
+@lru_cache(maxsize=4096)
+def unit_factor(a: str | None, b: str | None):
+    """The exact number a value in unit `a` is multiplied by to be in unit `b`, None when they
+    do not convert by a constant (as simulator.units.factor: no unit converts to no unit only)."""
+    if a == b:
+        return 1
+    if ANY in (a, b):
+        return None
+    ca, cb = _readable(a), _readable(b)
+    if ca is None or cb is None or ca[1] != cb[1]:
+        return None
+    one = (Fraction(1), ())
+    if ca != cb and one in (ca, cb):
+        return None  # '%' and no unit do not convert, as in the unit table
+    f = ca[0] / cb[0]
+    return f.numerator if f.denominator == 1 else f
 
 
-def conversion_hint(a: str | None, b: str | None) -> str:
+def conversion_hint(a: str | None, b: str | None, advice: str = "declare both in one unit: results convert to their lab's unit as they come in") -> str:
     """When two units measure the same thing at different scales: how they relate (a number
     literal has no unit, so multiplying by it converts nothing: the labs' units must agree;
     results are converted to their lab's unit as they come in)."""
     if a in (None, ANY) or b in (None, ANY):
         return ""
-    from rxwatch.simulator import units
-
-    f = units.factor(a, b)
+    f = unit_factor(a, b)
     if f is None or f == 1:
         return ""
     from .. import ir
 
     text = ir.decimal_text(Fraction(f)) or str(f)
-    return f" (1 {a} is {text} {b}; declare both in one unit: results convert to their lab's unit as they come in)"
+    return f" (1 {a} is {text} {b}; {advice})" if advice else f" (1 {a} is {text} {b})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,7 +396,35 @@ class TypeChecker:
         return method(e, expect)
 
     def _number(self, e: ast.Number, expect) -> T:
-        return T("number", ANY)
+        if e.unit is None:
+            return T("number", ANY)
+        try:
+            c = canonical(e.unit)
+        except UnitSyntax as err:
+            self.diags.error(e.span, "E319", f"the unit of {level_text(e.value)}: {err}")
+            return ERROR
+        unit = RATIO if c == (1, ()) else e.unit
+        self.sym.numbers[id(e)] = (e.value, unit)
+        return T("number", unit)
+
+    @staticmethod
+    def _literal(e):
+        """The number literal with a unit that `e` is (also under a '-'), else None."""
+        while isinstance(e, ast.Neg):
+            e = e.operand
+        return e if isinstance(e, ast.Number) and e.unit is not None else None
+
+    def _convert(self, e, unit: str) -> bool:
+        """Convert the literal `e` (with a unit) exactly to `unit`, when the table knows how."""
+        lit = self._literal(e)
+        if lit is None:
+            return False
+        f = unit_factor(lit.unit, unit)  # from the number as written: converting twice is converting once
+        if f is None:
+            return False
+        v = Fraction(lit.value) * f
+        self.sym.numbers[id(lit)] = (v.numerator if v.denominator == 1 else v, unit)
+        return True
 
     def _bool(self, e: ast.Bool, expect) -> T:
         return BOOL
@@ -283,6 +478,11 @@ class TypeChecker:
         lu, ru = lt.unit, rt.unit
         if e.op in "+-":
             if not same_unit(lu, ru) and ANY not in (lu, ru):
+                # a number with a unit takes the other side's unit when it converts exactly
+                if self._literal(e.right) is not None and self._convert(e.right, lu):
+                    return T("number", lu)
+                if self._literal(e.left) is not None and self._convert(e.left, ru):
+                    return T("number", ru)
                 self.diags.error(e.span, "E302", f"cannot {'add' if e.op == '+' else 'subtract'} {rt} {'to' if e.op == '+' else 'from'} {lt}"
                                                  f"{conversion_hint(ru, lu)}")
                 return ERROR
@@ -292,15 +492,15 @@ class TypeChecker:
                 return T("number", ru if lu == RATIO or ru != ANY else ANY)
             if ru in (ANY, RATIO):
                 return T("number", lu)
-            return T("number", f"{lu}*{ru}")
+            return T("number", compose(lu, ru, "*"))
         # division
         if same_unit(lu, ru):
             return T("number", RATIO if lu != ANY else ANY)
         if ru in (ANY, RATIO):
             return T("number", lu)
         if lu == ANY:
-            return T("number", f"1/({ru})")
-        return T("number", f"{lu}/({ru})")
+            return T("number", compose(RATIO, ru, "/"))
+        return T("number", compose(lu, ru, "/"))
 
     def _compare(self, e: ast.Compare, expect) -> T:
         types = []
@@ -312,7 +512,8 @@ class TypeChecker:
                 nxt = self.infer_quiet(e.operands[i + 1])
                 hint = nxt if nxt.kind == "enum" else None
             types.append(self.infer(operand, expect=hint))
-        for op, (a, b), (x, y) in zip(e.ops, zip(types, types[1:]), zip(e.operands, e.operands[1:])):
+        for i, op in enumerate(e.ops):
+            a, b, x, y = types[i], types[i + 1], e.operands[i], e.operands[i + 1]
             if "error" in (a.kind, b.kind):
                 continue
             if a.kind != b.kind:
@@ -321,6 +522,13 @@ class TypeChecker:
             if a.kind in ("bool", "enum") and op not in ("==", "!="):
                 self.diags.error(e.span, "E301", f"'{op}' needs numbers; {a} can only be compared with == or !=")
             elif a.kind == "number" and not self.compatible(a, b):
+                # a number with a unit takes the unit of what it is compared with, when it
+                # converts exactly (the one on the left only when it opens the chain)
+                if a.unit != ANY and self._convert(y, a.unit):
+                    types[i + 1] = a
+                    continue
+                if i == 0 and b.unit != ANY and self._convert(x, b.unit):
+                    continue
                 self.diags.error(e.span, "E302", f"unit mismatch: cannot compare {a} with {b}{conversion_hint(b.unit, a.unit)}")
         return BOOL
 
@@ -372,9 +580,12 @@ class TypeChecker:
                 if t.kind != "number":
                     self.diags.error(a.span, "E301", f"{f}() needs numbers, but this is {t}")
                     return ERROR
-                if unit is None or unit == ANY:
-                    unit = t.unit
-                elif t.unit != ANY and not same_unit(t.unit, unit):
+            # the unit of the first argument that is not a number literal, else of the first one
+            plain = [t.unit for a, t in zip(args, types) if t.unit != ANY and self._literal(a) is None]
+            written = [t.unit for t in types if t.unit != ANY]
+            unit = (plain or written or [ANY])[0]
+            for a, t in zip(args, types):
+                if t.unit != ANY and not same_unit(t.unit, unit) and not self._convert(a, unit):
                     self.diags.error(a.span, "E302", f"unit mismatch in {f}(): {t} among numbers in {unit}")
                     return ERROR
             return T("number", unit)
