@@ -25,6 +25,7 @@ import pyarrow as pa
 CSV_COLUMNS = ("patient", "date", "time", "lab", "value", "unit", "uln", "lln", "event", "fact", "choice")
 REQUIRED = ("patient", "date")
 BATCH_ROWS = 65_536
+BUFFERED_ROWS = 262_144
 TARGET_BYTES = 6_000_000  # input bytes per partition: about 150,000 CSV rows
 
 CSV_SCHEMA = pa.schema([("file", pa.int32()), ("line", pa.int64())] + [(c, pa.string()) for c in CSV_COLUMNS])
@@ -136,6 +137,9 @@ class _Writers:
         self.sinks = []
         self.buffers: list[list[tuple]] = [[] for _ in range(n)]
         self.strip = kind == "csv"
+        # rows buffered before a partition's batch is written: at most BUFFERED_ROWS in all, so
+        # that many partitions (a big extract) do not buffer more than a few
+        self.batch = max(256, min(BATCH_ROWS, BUFFERED_ROWS // n))
         for i in range(n):
             p = Partition(kind, len(out.partitions), path=str(workdir / f"{prefix}-{i}.arrow"))
             out.partitions.append(p)
@@ -145,7 +149,7 @@ class _Writers:
     def add(self, i: int, row: tuple) -> None:
         buf = self.buffers[i]
         buf.append(row)
-        if len(buf) >= BATCH_ROWS // 4:
+        if len(buf) >= self.batch:
             self.flush(i)
 
     def flush(self, i: int) -> None:
