@@ -17,7 +17,7 @@ def example(heading: str) -> str:
     return re.search(r"```\n(.*?)```", section, flags=re.S).group(1)
 
 
-@pytest.mark.parametrize("heading", ["A complete small protocol", "A small statechart"])
+@pytest.mark.parametrize("heading", ["A complete small protocol", "A small statechart", "A derived value in its clinical unit"])
 def test_the_documented_protocols_compile_without_findings(heading):
     r = compile_source(example(heading), "demo.rxw")
     assert r.ok and r.diagnostics == [], [str(d) for d in r.diagnostics]

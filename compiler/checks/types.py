@@ -398,6 +398,9 @@ class TypeChecker:
     def _number(self, e: ast.Number, expect) -> T:
         if e.unit is None:
             return T("number", ANY)
+        if not e.unit.strip():
+            self.diags.error(e.span, "E319", f"the unit of {level_text(e.value)}: an empty unit; write the number alone for a number without a unit")
+            return ERROR
         try:
             c = canonical(e.unit)
         except UnitSyntax as err:
