@@ -1168,6 +1168,9 @@ class _Types(ir.Visitor):
     # one method per op of the IR (ir.Visitor checks that none is missing)
 
     def visit_num(self, t):
+        # `unit` (format 3, optional) is for readers: the value is already in it
+        if "unit" in t and not (isinstance(t["unit"], str) and 0 < len(t["unit"]) <= 200):
+            self.fail(self.where + ("unit",), "E913", "a number's unit must be a text of 1 to 200 characters")
         return "number"
 
     def visit_bool(self, t):

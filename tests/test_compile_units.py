@@ -155,3 +155,25 @@ def test_fmt_keeps_the_units_of_numbers():
     out = format_text(CG, "cg.rxw")
     assert FORMULA in out and 'ANC < 1000 "/mm3"' in out
     assert format_text(out, "cg.rxw") == out
+
+
+def test_a_unit_the_table_cannot_read_is_accepted_as_a_lab_declares_it():
+    text = CG.replace('lab ANC "absolute neutrophil count" unit "10*9/L"',
+                      'lab ANC "absolute neutrophil count" unit "10*9/L"\nlab EGFR "eGFR" unit "mL/min/1.73m2"')
+    text = text.replace("when crcl < 30", 'when EGFR < 30 "mL/min/1.73m2"')
+    assert nums(guard(text))[0] == {"op": "num", "value": 30, "unit": "mL/min/1.73m2"}
+    (d,) = errors(text.replace('< 30 "mL/min/1.73m2"', '< 30 "mL/min/1.72m2"'))
+    assert d.code == "E319"
+
+
+def test_a_set_converts_a_number_to_the_unit_of_its_variable():
+    text = CG.replace('fact weight "body weight" number unit "kg"',
+                      'fact weight "body weight" number unit "kg"\nvar dose "dose" number unit "mg" default 0')
+    text = text.replace('-> reduced_dose cite label "2.2"', '-> reduced_dose cite label "2.2" { set dose = 0.5 "g" }')
+    r = compile_source(text, "u.rxw", verify=False)
+    assert r.ok, [str(d) for d in r.diagnostics]
+    (_, _, e), *_ = r.graph.edges(data=True)
+    (act,) = e["actions"]
+    assert act["value"] == {"op": "num", "value": 500, "unit": "mg"}
+    (d,) = errors(text.replace('0.5 "g"', '0.5 "mL"'))
+    assert d.code == "E301" and d.message == "'dose' holds a number in mg, but this is a number in mL"

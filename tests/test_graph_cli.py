@@ -293,6 +293,8 @@ FAULTS = [
     ("compare-op", lambda d: d["graph"]["lets"]["x"].update(expr={"op": "compare", "ops": ["=~"], "args": [{"op": "num", "value": 1}, {"op": "num", "value": 2}]}), "E913", "unknown comparison"),
     ("undeclared-in-expr", lambda d: d["graph"]["lets"]["x"].update(expr={"op": "lab", "name": "AST"}), "E913", "lab 'AST' is not declared"),
     ("let-cycle", lambda d: d["graph"]["lets"]["x"].update(expr={"op": "let", "name": "x"}), "E913", "x -> x"),
+    ("num-unit", lambda d: d["graph"]["lets"]["x"].update(expr={"op": "num", "value": 1, "unit": 1000}), "E913",
+     "graph.lets.x.expr.unit: a number's unit must be a text"),
     ("deep", lambda d: d["graph"]["lets"]["x"].update(expr=_deep(400)), "E913", "nested"),
     ("edge-target", lambda d: d["edges"][0].update(target="nowhere"), "E914", 'state "nowhere" is not declared'),
     ("handler-rule", lambda d: d["nodes"][0]["handlers"][0]["rules"].append("watch/0/9"), "E914", 'rule "watch/0/9" is not an edge'),

@@ -276,6 +276,7 @@ class TypeChecker:
         self.diags = diags
         self.let_types: dict[str, T] = {}
         self._in_progress: set[str] = set()
+        self._units: set[str] | None = None
 
     # -- entry points
 
@@ -328,7 +329,7 @@ class TypeChecker:
                 var = self.sym.vars[a.var.text]
                 want = type_of_decl(var.type, var.name.text)
                 got = self.infer(a.value, expect=want)
-                if not self.compatible(want, got):
+                if not self.compatible(want, got) and not (want.kind == got.kind == "number" and self._convert(a.value, want.unit)):
                     self.diags.error(a.value.span, "E301", f"'{a.var.text}' holds {want}, but this is {got}")
 
     def _default(self, f: ast.Fact) -> None:
@@ -404,11 +405,26 @@ class TypeChecker:
         try:
             c = canonical(e.unit)
         except UnitSyntax as err:
+            if e.unit in self._declared_units():  # the table cannot read it, but a lab is in it
+                self.sym.numbers[id(e)] = (e.value, e.unit)  # (`mL/min/1.73m2`): equal as written
+                return T("number", e.unit)
             self.diags.error(e.span, "E319", f"the unit of {level_text(e.value)}: {err}")
             return ERROR
         unit = RATIO if c == (1, ()) else e.unit
         self.sym.numbers[id(e)] = (e.value, unit)
         return T("number", unit)
+
+    def _declared_units(self) -> set[str]:
+        """The units written in the declarations: labs', facts', vars', drugs', lets'."""
+        if self._units is None:
+            sym = self.sym
+            self._units = {u for u in (
+                *(lab.unit for lab in sym.labs.values()),
+                *(f.type.unit for f in (*sym.facts.values(), *sym.vars.values()) if f.type is not None),
+                *(d.unit for d in sym.drugs.values()),
+                *(let.unit for let in sym.lets.values()),
+            ) if u}
+        return self._units
 
     @staticmethod
     def _literal(e):
