@@ -36,7 +36,7 @@ def test_cases(
     Exit status 0 when every case passes; 1 when one fails or is not a valid case file
     (reported as PATH:LINE:COL: error[CODE]: message, nothing simulated for that file); 2 when
     a file is missing.
-    See docs/simulation.md, "Scenario files: rxwatch test".
+    See docs/scenarios.md.
     """
     from rxwatch.suite.cases import case_files, run_suite
     from rxwatch.suite.coverage import coverage as measure
