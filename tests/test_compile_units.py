@@ -96,6 +96,7 @@ def test_units_that_do_not_convert_exactly_are_e302():
     ("mg/dL)", "an unmatched ')'"),
     ("mg/d$L", "cannot read 'd$L' in the unit 'mg/d$L'"),
     ("", "an empty unit; write the number alone for a number without a unit"),
+    ("mg." * 70 + "dL", "a unit of 212 characters is too long (at most 200)"),
 ])
 def test_an_unreadable_unit_is_e319_at_the_number(unit, message):
     text = CG.replace('ANC < 1000 "/mm3"', f'SCr > 2 "{unit}"')

@@ -50,8 +50,6 @@ def canonical(unit: str | None) -> tuple:
         return units.canonical(text)
     except units.UnitError as e:
         first = str(e)
-    if len(text) > MAX_LITERAL_UNIT:
-        raise UnitSyntax(f"a unit of {len(text)} characters is too long (at most {MAX_LITERAL_UNIT})")
     text = re.sub(r"\{[^{}]*\}", "", text)  # annotations mean nothing: {cells}/uL is /uL
     tokens = []
     pos = 0
@@ -401,6 +399,10 @@ class TypeChecker:
             return T("number", ANY)
         if not e.unit.strip():
             self.diags.error(e.span, "E319", f"the unit of {level_text(e.value)}: an empty unit; write the number alone for a number without a unit")
+            return ERROR
+        if len(e.unit) > MAX_LITERAL_UNIT:
+            self.diags.error(e.span, "E319", f"the unit of {level_text(e.value)}: a unit of {len(e.unit)} characters is too long "
+                                             f"(at most {MAX_LITERAL_UNIT})")
             return ERROR
         try:
             c = canonical(e.unit)
