@@ -178,3 +178,14 @@ def test_a_set_converts_a_number_to_the_unit_of_its_variable():
     assert act["value"] == {"op": "num", "value": 500, "unit": "mg"}
     (d,) = errors(text.replace('0.5 "g"', '0.5 "mL"'))
     assert d.code == "E301" and d.message == "'dose' holds a number in mg, but this is a number in mL"
+
+
+def test_the_lexer_shows_a_number_and_its_unit():
+    from pygments.token import Number, String
+
+    from rxwatch.editor.highlight import RxwLexer
+
+    tokens = [(t, v) for t, v in RxwLexer().get_tokens(FORMULA) if v.strip()]
+    i = [v for _, v in tokens].index("72")
+    assert tokens[i][0] in Number
+    assert tokens[i + 1][1] == '"years.kg.min.dL/(mg.mL)"' and tokens[i + 1][0] in String
