@@ -50,9 +50,9 @@ def audit(graph, inputs: list[Path], *, as_of: str | datetime.date | None = None
     partitions finish. Raises InputError when an input cannot be read at all."""
     import pyarrow as pa
 
-    from rxwatch.compiler import graphio
+    import pickle
 
-    from .summary import SCHEMA, TIERS
+    from .summary import SCHEMA
 
     jobs = jobs or os.cpu_count() or 1
     own = workdir is None
@@ -60,8 +60,7 @@ def audit(graph, inputs: list[Path], *, as_of: str | datetime.date | None = None
     try:
         the_plan = plan([Path(p) for p in inputs], work, jobs=jobs)
         day = _as_of(as_of, the_plan)
-        graph_text = graphio.to_json(graph)
-        base = {"graph": graph_text, "as_of": day.isoformat(), "files": the_plan.files, "facts": facts or {}, "keep": keep}
+        base = {"graph": pickle.dumps(graph, protocol=pickle.HIGHEST_PROTOCOL), "as_of": day.isoformat(), "files": the_plan.files, "facts": facts or {}, "keep": keep}
         job_list = []
         for part in the_plan.partitions:
             job = dict(base, index=part.index, kind=part.kind, path=part.path, files_list=part.files)

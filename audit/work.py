@@ -1,7 +1,7 @@
 """One partition of an audit: each patient's rows -> a timeline -> the replay -> one table row.
 
 `run_partition(job)` is what a worker process (or a Dask worker) runs; everything it needs is in
-`job` (plain data: the compiled graph as JSON text, the partition's rows or files, the options),
+`job` (plain data: the compiled graph, pickled, the partition's rows or files, the options),
 and everything it returns is plain data: the table rows as Arrow IPC bytes, the patients skipped
 with where and why, and the traces of the partition's most urgent patients (for the viewer pages).
 """
@@ -21,12 +21,14 @@ from .summary import COLUMNS, SCHEMA, skipped_row, summarize, urgency_key
 
 
 @functools.lru_cache(maxsize=4)
-def graph_of(text: str):
-    """The compiled graph (and its Machine) from `rxwatch compile` JSON; once per process."""
-    from rxwatch.compiler import graphio
+def graph_of(data: bytes):
+    """The compiled graph (pickled by the process that compiled it) and its Machine; once per
+    process."""
+    import pickle
+
     from rxwatch.simulator.engine import Machine
 
-    graph = graphio.from_json(text)
+    graph = pickle.loads(data)
     return graph, Machine(graph)
 
 
