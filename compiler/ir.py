@@ -35,7 +35,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 __all__ = [
     "OPS", "FUNCTIONS", "COMPARISONS", "TIME_UNITS", "IRError", "Visitor", "children", "walk",
-    "validate", "exact", "to_json_number", "let_refs", "refs", "labs_read", "method_name",
+    "validate", "exact", "to_json_number", "let_refs", "refs", "labs_read", "labs_named", "track_labs", "method_name",
 ]
 
 # op -> the name of its visitor method (`visit_<name>`)
@@ -180,6 +180,44 @@ def refs(t: Mapping | None, op: str) -> list[str]:
 
 def let_refs(t: Mapping | None) -> list[str]:
     return refs(t, "let")
+
+
+def labs_named(trees, lets: Mapping[str, Mapping]) -> frozenset[str]:
+    """The labs that the trees name anywhere, `known(L)` included, through the lets they use:
+    the labs a handler is about. A panel handler reacts to a day's panel only when the day
+    brings a result of one of them (docs/simulation.md, "Which panels a handler sees")."""
+    out: set[str] = set()
+    seen: set[str] = set()
+    stack = [t for t in trees if t is not None]
+    while stack:
+        node = stack.pop()
+        op = node.get("op")
+        if op == "lab":
+            out.add(node["name"])
+        elif op == "let" and node["name"] not in seen:
+            seen.add(node["name"])
+            decl = lets.get(node["name"])
+            if decl is not None and decl.get("expr") is not None:
+                stack.append(decl["expr"])
+        stack.extend(children(node))
+    return frozenset(out)
+
+
+def track_labs(graph) -> dict[str, frozenset[str]]:
+    """For each track of a compiled statechart, the labs its states' panel rules name
+    (`labs_named`): a track sees a day's panel only when the day brings a result of one of them
+    (a blood count alone is not a liver panel). States outside tracks see every panel."""
+    lets = graph.graph.get("lets") or {}
+    guards: dict[str, list] = {}
+    edges = {k: d for _, _, k, d in graph.edges(keys=True, data=True)}
+    for _, data in graph.nodes(data=True):
+        track = data.get("track")
+        if track is None:
+            continue
+        for h in data.get("handlers") or ():
+            if h.get("trigger") == "panel":
+                guards.setdefault(track, []).extend(edges[k].get("guard") for k in h.get("rules") or () if k in edges)
+    return {t: labs_named(g, lets) for t, g in guards.items()}
 
 
 def labs_read(t: Mapping | None, lets: Mapping[str, Mapping]) -> list[str]:

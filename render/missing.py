@@ -70,9 +70,11 @@ class Analyser:
         self._lets: dict[frozenset[str], dict[str, frozenset]] = {}
         self._reads = _Reads(self.lets)
 
-    def __call__(self, guards: list[Mapping | None], mode: str | None) -> Missing | None:
+    def __call__(self, guards: list[Mapping | None], mode: str | None, about: frozenset | None = None) -> Missing | None:
         """What missing results do to the handler whose rules have `guards` (None: `otherwise`
-        or an unguarded rule), in order; None when its guards read no lab."""
+        or an unguarded rule), in order; None when its guards read no lab. `about`: in a track,
+        the labs the track is about (`ir.track_labs`): a panel missing all of them never
+        reaches it."""
         reads: dict[str, None] = {}
         checked: dict[str, None] = {}
         for t in guards:
@@ -91,6 +93,8 @@ class Analyser:
                 missing = frozenset(combo)
                 if any(f <= missing for f in found):
                     continue  # a smaller set already blocks: only the smallest are listed
+                if about and about <= missing:
+                    continue  # such a panel is not for this track: it never sees it
                 values = _Possible(self.g, missing, self.unknown_vars, self._lets.setdefault(missing, {}))
                 possible = [values.visit(t) if t is not None else None for t in guards]
                 if _can_block(possible, mode):

@@ -17,6 +17,8 @@ no markup, only clinician text (from `labels`) and the ids that tie drawn things
 
 from __future__ import annotations
 
+from rxwatch.compiler import ir
+
 import json
 from dataclasses import dataclass, field
 
@@ -199,6 +201,7 @@ def build(graph) -> Plan:
     edges = {k: (u, v, d) for u, v, k, d in graph.edges(keys=True, data=True)}
     severity = tones(graph)
     analyse = Analyser(graph)
+    track_about = ir.track_labs(graph)  # a track sees only panels with a result of one of its labs
     # a rule whose choice has alternatives with targets has an edge per alternative (KEY@i)
     alt_keys: dict[str, list[str]] = {}
     for k, (_, _, d) in edges.items():
@@ -325,8 +328,10 @@ def build(graph) -> Plan:
             else:
                 rows.append(rule_row(owner, port, number, n, rules[0], owner))
         guards = [edges[keys[0]][2]["guard"] for keys in per_row]
+        track = graph.nodes[owner].get("track") if owner in graph.nodes else None
+        about = track_about.get(track) if track is not None else None
         return Decision(L.trigger(h), h.get("mode") in ("ordered", "first") and n > 1, rows,
-                        analyse(guards, h.get("mode")), handlers)
+                        analyse(guards, h.get("mode"), about), handlers)
 
     boxes: list[Box] = []
     for state, data in graph.nodes(data=True):

@@ -161,6 +161,9 @@ class _State:
     own: dict | None = None  # its own handlers' edges: panel, events, facts (before inheritance)
     program: "Callable[[_Run], None] | None" = None  # its entry actions as code (a statechart's replay)
     at_once_from: dict | None = None  # top entered state -> the `on fact` rules tried on entering it
+    # in a track: the labs the track's panel rules name (ir.track_labs); its panel handler sees a
+    # day's panel only when the day brings a result of one of them (None: any result will do)
+    about: frozenset | None = None
 
 
 # the actions of the protocol, compiled: `_Program` turns lists of them into Python code
@@ -300,6 +303,8 @@ class Machine:
             for name, d in actions.items()
         }
         self.labs: dict = dict(g.get("labs") or {})
+        # a track sees a day's panel only when the day brings a result of a lab it is about
+        self.track_about: dict = {t: labs for t, labs in ir.track_labs(graph).items() if labs}
         self.uln_defaults = {name: ir.exact(d["uln"]) for name, d in self.labs.items()
                              if isinstance(d, Mapping) and d.get("uln") is not None}
         self.lookback = _setting_days(g.get("results_valid"))  # (amount, unit) or None: the same day
@@ -463,6 +468,7 @@ class Machine:
         chain = st.ancestors
         name = st.name
         st.panel = self._handler([e for a in chain for e in a.own["panel"]], f"{name}_panel", "panel")
+        st.about = self.track_about.get(st.track) if st.track is not None else None
         evs = dict.fromkeys(ev for a in chain for ev in a.own["events"])
         st.events = {ev: self._handler([e for a in chain for e in a.own["events"].get(ev, ())],
                                        f"{name}_event_{ev}", "event", ev) for ev in evs}
@@ -1564,6 +1570,7 @@ class _Run(Ctx):
             # (3) the panel: today's results, with the still valid earlier ones
             if panel is not None:
                 dated = None  # every result is today's
+                brought = set(panel) if lookback is not None else panel.keys()  # the labs of today's results
                 if dup:
                     self.replaced = [self.m.result_dict(r, day) for r in
                                      latest_results([e for e in todays if type(e) is LabResult])[1]]
@@ -1596,10 +1603,13 @@ class _Run(Ctx):
                 if dup:
                     n = len(steps)
                 if chart:
-                    self.react_all([(st, st.panel) for st in self.config if st.panel is not None])
+                    self.react_all([(st, st.panel) for st in self.config if st.panel is not None
+                                     and (st.about is None or not st.about.isdisjoint(brought))])
                 else:
                     handler = self.state.panel
-                    if handler is not None and handler.react(self) and (self.pending or self.timers):
+                    about = self.state.about
+                    if handler is not None and (about is None or not about.isdisjoint(brought)) \
+                            and handler.react(self) and (self.pending or self.timers):
                         self.settle()
                 if dup:
                     self.note_replaced(n)

@@ -148,8 +148,6 @@ MUTATIONS = [
     (TOCILIZUMAB, "when tx > 1 -> liver_mild cite", "when tx >= 1 -> liver_mild cite", "01-routine-normal-then-every-3-months"),
     (TOCILIZUMAB, "when tx > 3 and fulfilled(order_lfts) -> liver_interrupted_high", "when tx >= 3 and fulfilled(order_lfts) -> liver_interrupted_high",
      "09-confirmation-not-confirmed"),
-    (TOCILIZUMAB, "when tx > 3 stay cite rxwatch-convention\n        # not confirmed",
-     "when tx > 3 -> liver_interrupted_high cite rxwatch-convention\n        # not confirmed", "09-confirmation-not-confirmed"),
     (TOCILIZUMAB, "when tx > 1 and since entry >= 14 days", "when tx > 1 and since entry >= 15 days", "05-platelets-interrupt-while-liver-reduced"),
     (TOCILIZUMAB, "when tx > 1 and since entry >= 14 days", "when tx > 1 and since entry >= 7 days", "16-resumed-at-4-new-rise-then-back-to-8"),
     (TOCILIZUMAB, "when tx > 3 and since entry >= 14 days", "when tx > 3 and since entry >= 10 days", "10-confirmed-rise-persists-discontinued"),
@@ -173,7 +171,7 @@ MUTATIONS = [
     (TOCILIZUMAB, "do order_cbc due 11..13 weeks", "do order_cbc due 12..13 weeks", "01-routine-normal-then-every-3-months"),
     (TOCILIZUMAB, "do order_cbc every 1..2 weeks cite actemra-us-pi", "do order_cbc due 1..2 weeks cite actemra-us-pi",
      "12-neutrophils-exact-bounds-then-discontinued"),
-    (TOCILIZUMAB, "results valid for 3 days", "results valid for 0 days", "09-confirmation-not-confirmed"),
+    (TOCILIZUMAB, "results valid for 3 days", "results valid for 0 days", "23-baseline-split-over-two-days"),
     (TOCILIZUMAB, "if dmard_comedication { do modify_dmards", "if not dmard_comedication { do modify_dmards", "09-confirmation-not-confirmed"),
 ]
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 
 import z3
 
+from .. import ir
 from . import regions, smt
 from .prover import Finding, Prover, Unknown, describe, quote_rule
 from .chart import Chart, Effective
@@ -205,10 +206,19 @@ def _known_since(enc: smt.Encoder, h: dict, rules: list, must: set[str], reads: 
     return tuple(sorted(a for a in read if a in must or a == timer))
 
 
-def panel_context(enc: smt.Encoder):
-    """A panel has at least one result (of any declared lab), and an order it fulfils has
+def _track_labs(graph) -> dict:
+    cached = graph.graph.get("_track_labs")
+    if cached is None:
+        cached = ir.track_labs(graph)
+        graph.graph["_track_labs"] = cached
+    return cached
+
+
+def panel_context(enc: smt.Encoder, about: frozenset | None = None):
+    """A panel has at least one result (in a track: of a lab the track is about, `about`, the
+    labs its states' panel rules name; else of any declared lab), and an order it fulfils has
     results for the labs of one of its `fulfilled by` alternatives."""
-    labs = list(enc.labs)
+    labs = [name for name in enc.labs if not about or name in about]
     if not labs:
         return enc.F
     return enc.conj(enc.disj(*(enc.lab(name).known for name in labs)), *enc.fulfilment_implies())
@@ -237,7 +247,13 @@ class Table:
         self.seg_modes = [x.get("mode") or "first" for _, x in eff.handlers] if eff is not None else [self.mode]
         self.conds = [enc.cond(r.get("guard")) for r in rules]
         self.ins = enc.inputs_of(r.get("guard") for r in rules)
-        self.ctx = enc.conj(panel_context(enc) if h.get("trigger") == "panel" else enc.T, *handler_context(enc, h, self.ins, known))
+        about = None
+        if h.get("trigger") == "panel" and eff is not None:
+            track = enc.graph.nodes[eff.state].get("track") if eff.state in enc.graph.nodes else None
+            if track is not None:
+                about = _track_labs(enc.graph).get(track) or None
+        self.ctx = enc.conj(panel_context(enc, about) if h.get("trigger") == "panel" else enc.T,
+                            *handler_context(enc, h, self.ins, known))
 
     def define(self) -> None:
         """Define the literals (call inside `prover.scope()`)."""
