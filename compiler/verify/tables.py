@@ -206,11 +206,12 @@ def _known_since(enc: smt.Encoder, h: dict, rules: list, must: set[str], reads: 
     return tuple(sorted(a for a in read if a in must or a == timer))
 
 
-def _track_labs(graph) -> dict:
-    cached = graph.graph.get("_track_labs")
+def _track_labs(enc: smt.Encoder) -> dict:
+    """ir.track_labs of the encoder's graph, once per encoder (never stored in the graph)."""
+    cached = getattr(enc, "_track_labs", None)
     if cached is None:
-        cached = ir.track_labs(graph)
-        graph.graph["_track_labs"] = cached
+        cached = ir.track_labs(enc.graph)
+        enc._track_labs = cached
     return cached
 
 
@@ -251,7 +252,7 @@ class Table:
         if h.get("trigger") == "panel" and eff is not None:
             track = enc.graph.nodes[eff.state].get("track") if eff.state in enc.graph.nodes else None
             if track is not None:
-                about = _track_labs(enc.graph).get(track) or None
+                about = _track_labs(enc).get(track) or None
         self.ctx = enc.conj(panel_context(enc, about) if h.get("trigger") == "panel" else enc.T,
                             *handler_context(enc, h, self.ins, known))
 
