@@ -108,6 +108,37 @@ def _inline_svg(svg: bytes) -> str:
 # ------------------------------------------------------------ the data the panel shows
 
 
+_TOKEN_CLASS = (("Comment", "c"), ("Literal.String", "s"), ("Literal.Number", "n"), ("Keyword", "k"),
+                ("Name.Builtin", "b"), ("Operator.Word", "k"), ("Operator", "o"), ("Name", "v"))
+
+
+def _source_tokens(path: str, limit: int = 2_000_000) -> list | None:
+    """The protocol file's lines as [[class, text], ...] from the `rxw` lexer (editor/highlight.py),
+    or None (no such file, unreadable, or larger than `limit` bytes): the viewer builds text
+    nodes from them, so no protocol text ever reaches the page as markup."""
+    import os
+
+    try:
+        if not path or os.path.getsize(path) > limit:
+            return None
+        with open(path, encoding="utf-8-sig") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    from rxwatch.editor.highlight import RxwLexer
+
+    lines: list[list] = [[]]
+    for kind, value in RxwLexer().get_tokens(text):
+        name = str(kind).removeprefix("Token.")
+        cls = next((c for prefix, c in _TOKEN_CLASS if name == prefix or name.startswith(prefix + ".")), "")
+        for i, part in enumerate(value.split("\n")):
+            if i:
+                lines.append([])
+            if part:
+                lines[-1].append([cls, part])
+    return lines
+
+
 def _data(graph, plan: Plan, overlay: Overlay | None) -> dict:
     L = plan.labels
     g = graph.graph
@@ -162,6 +193,7 @@ def _data(graph, plan: Plan, overlay: Overlay | None) -> dict:
             "line": node.get("span", {}).get("line"),
             "type": b.type,  # compound, parallel: its rules apply in every state inside
             "parent": b.parent,  # the state or track it is in
+            "end": node.get("span", {}).get("end_line"),
         }
     groups = {
         grp.id: {"letter": grp.letter, "states": grp.states, "decisions": [decision(d) for d in grp.decisions]}
@@ -234,6 +266,9 @@ def _data(graph, plan: Plan, overlay: Overlay | None) -> dict:
             for o in plan.orders
         ],
         "states": states,
+        # the protocol's own text, as the highlighter's tokens per line (never HTML): the panel
+        # shows a state's lines under its rules; absent when the text cannot be read
+        "source": _source_tokens(g.get("path", "")),
         "groups": groups,
         "blocks": blocks,
         "clusters": clusters,

@@ -320,6 +320,25 @@
     if (src) details.appendChild(src);
     var acc = acceptedList(name);
     if (acc) details.appendChild(acc);
+    var text = protocolText(s.line, s.end);
+    if (text) details.appendChild(text);
+  }
+
+  // the state's lines of the protocol, highlighted from the lexer's tokens (text nodes only)
+  function protocolText(first, last) {
+    var lines = data.source;
+    if (!isList(lines) || typeof first !== "number" || typeof last !== "number" || first < 1 || last < first) return null;
+    var pre = el("pre", "rxw");
+    for (var n = first; n <= last && n <= lines.length; n++) {
+      var row = el("span", "line", [el("span", "ln", [String(n)])]);
+      (isList(lines[n - 1]) ? lines[n - 1] : []).forEach(function (tok) {
+        if (isList(tok) && tok.length === 2) row.appendChild(el("span", tok[0] ? "t-" + tok[0] : null, [String(tok[1])]));
+      });
+      pre.appendChild(row);
+      pre.appendChild(document.createTextNode("\n"));
+    }
+    var box = el("details", "protocol-text", [el("summary", null, ["Protocol text, lines " + first + "-" + Math.min(last, lines.length)]), pre]);
+    return box;
   }
 
   // warnings of the verifier that the protocol accepts, for this state or the whole protocol
