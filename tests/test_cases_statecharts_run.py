@@ -260,6 +260,7 @@ events:
   - {date: 2025-02-17, lab: ANC, value: 1300, unit: cells/uL}
   - {date: 2025-03-03, lab: ANC, value: 1.8, unit: K/uL}
   - {date: 2025-03-17, lab: ALT, value: 240}
+  - {date: 2025-03-17, lab: ANC, value: 1.9}
 """
 
 
