@@ -43,7 +43,7 @@ def generate_cases(
         except LookupError as exc:
             raise fail(str(exc), Status.INPUT_ERROR)
         pool = list(reached.values())
-        pool += [c for c in _prefixes_of(gen, boundary_cases(gen, reached))]
+        pool += [c.prefix for c in boundary_cases(gen, reached)]
         cases, left = killing_cases(gen, pool, survivors, str(protocol))
         missing_text = [f"line {m.span.line}: {m.operator}: {m.edit}" for m in left]
         what = "surviving mutants"
@@ -71,21 +71,3 @@ def generate_cases(
         for line in missing_text:
             say(f"  {line}")
 
-
-def _prefixes_of(gen, cases):
-    """The timelines of generated cases (boundary cases keep theirs on the generator's replays)."""
-    import json
-
-    from rxwatch.suite.generate import Prefix
-    from rxwatch.simulator import yamlsrc
-
-    for c in cases:
-        doc = yamlsrc.load(c.text, c.name)
-        events = [dict(e.items()) for e in doc.get("events") or ()]
-        rows = [{k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in e.items()} for e in events]
-        facts = dict((doc.get("patient") or {}).get("facts") or {})
-        import datetime
-
-        until = doc.get("until")
-        until = until if isinstance(until, datetime.date) else datetime.date.fromisoformat(str(until))
-        yield Prefix(facts, json.loads(json.dumps(rows, default=str)), until)

@@ -74,26 +74,36 @@ def _ifs(actions, prefix=()) -> list:
     return out
 
 
+def before(conds: list, rules: list, i: int, exclusive: bool) -> list:
+    """What must hold of the rules above rule i for it to fire when its guard is true: all
+    false (strict first match, and always for `otherwise`), or none true (`exclusive`)."""
+    if exclusive and not rules[i].get("otherwise"):
+        return [z3.Not(x.t) for x in conds[:i]]
+    return [x.f for x in conds[:i]]
+
+
+def fires(enc: smt.Encoder, h: Mapping, rules: list, i: int):
+    """The z3 formula: rule i of the handler (whose rules up to i are `rules`) fires."""
+    conds = [enc.cond(r.get("guard")) for r in rules[: i + 1]]
+    above = before(conds, rules, i, h.get("mode") == "exclusive")
+    return z3.And(conds[i].t, *above) if above else conds[i].t
+
+
 def _decisions(enc: smt.Encoder, h: Mapping, rules: list) -> tuple[dict, Any]:
     """{what a rule does: the formula 'it fires'}, and the formula 'unassessable'."""
     conds = [enc.cond(r.get("guard")) for r in rules]
     exclusive = h.get("mode") == "exclusive"
-    fires: dict[str, list] = {}
+    by_does: dict[str, list] = {}
     stuck = []
     for i, (r, c) in enumerate(zip(rules, conds)):
-        if r.get("otherwise"):
-            before = [x.f for x in conds[:i]]
-        elif exclusive:
-            before = [z3.Not(x.t) for x in conds[:i]]
-        else:
-            before = [x.f for x in conds[:i]]
-        fires.setdefault(_does(r), []).append(z3.And(c.t, *before) if before else c.t)
+        above = before(conds, rules, i, exclusive)
+        by_does.setdefault(_does(r), []).append(z3.And(c.t, *above) if above else c.t)
         if not r.get("otherwise"):
             unknown = z3.And(z3.Not(c.t), z3.Not(c.f))
-            stuck.append(z3.And(unknown, *before) if before and not exclusive else unknown)
-    any_fires = z3.Or(*[z3.Or(*fs) for fs in fires.values()]) if fires else enc.F
+            stuck.append(z3.And(unknown, *above) if above and not exclusive else unknown)
+    any_fires = z3.Or(*[z3.Or(*fs) for fs in by_does.values()]) if by_does else enc.F
     unassessable = z3.And(z3.Not(any_fires), z3.Or(*stuck)) if stuck else enc.F
-    return {k: z3.Or(*v) for k, v in fires.items()}, unassessable
+    return {k: z3.Or(*v) for k, v in by_does.items()}, unassessable
 
 
 class _Pair:

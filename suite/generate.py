@@ -37,6 +37,8 @@ import z3
 from rxwatch.compiler.verify import smt
 from rxwatch.compiler.verify.tables import panel_context
 
+from .equivalence import fires
+
 
 START = datetime.date(2025, 1, 6)
 MAX_PREFIXES = 1500  # timelines replayed by the search (breadth first) before it gives up
@@ -50,6 +52,7 @@ class Generated:
     about: str  # what the case shows, for its description
     rule: str  # the rule (edge key) it is about, or ""
     text: str = ""  # the case file
+    prefix: "Prefix | None" = None  # its timeline, for a later search (killing survivors)
 
 
 @dataclass
@@ -61,6 +64,13 @@ class Prefix:
 
     def extended(self, rows: list, until: datetime.date) -> "Prefix":
         return Prefix(dict(self.facts), self.rows + rows, max(until, self.until))
+
+
+def _days_at_most(d: Mapping) -> int:
+    """The most days a duration `{amount, unit}` of the graph can span (a month as 31 days, a
+    year as 366): how far to wait for a timer, or for a result to stop being valid."""
+    per = {"day": 1, "week": 7, "month": 31, "year": 366}.get(str(d.get("unit", "days")).rstrip("s"), 1)
+    return int(d.get("amount", 0)) * per
 
 
 def _iso(d: datetime.date) -> str:
@@ -268,8 +278,7 @@ class Generator:
                     yield p.extended(changes, day)
             elif trigger == "timer":
                 t = h.get("timer") or {}
-                n = int(t.get("amount", 0)) * {"day": 1, "week": 7, "month": 31, "year": 366}.get(
-                    str(t.get("unit", "days")).rstrip("s"), 1)
+                n = _days_at_most(t)
                 yield Prefix(dict(p.facts), list(p.rows), max(p.until, last) + datetime.timedelta(days=n + 1))
                 return
 
@@ -296,8 +305,7 @@ class Generator:
         # a lab the model leaves without a result: after the earlier results stop being valid
         if any(v is None for v in ex.panel.values()):
             valid = self.graph.graph.get("results_valid") or {}
-            n = int(valid.get("amount", 0)) * {"day": 1, "week": 7, "month": 31, "year": 366}.get(
-                str(valid.get("unit", "days")).rstrip("s"), 1)
+            n = _days_at_most(valid)
             out.append(last + datetime.timedelta(days=n + 1))
         seen_days: list[datetime.date] = []
         for d in out:
@@ -368,18 +376,6 @@ class Generator:
         lines.append("expect:")
         lines += [f"  - {e}" for e in expectations(trace)]
         return "\n".join(lines) + "\n"
-
-
-def fires(enc: smt.Encoder, h: Mapping, rules: list, i: int):
-    """The z3 formula: rule i of the handler (whose rules up to i are `rules`) fires, by strict
-    first match, or by the handler's `exclusive` mode."""
-    conds = [enc.cond(r.get("guard")) for r in rules[: i + 1]]
-    c = conds[i]
-    if h.get("mode") == "exclusive" and not rules[i].get("otherwise"):
-        before = [z3.Not(x.t) for x in conds[:i]]
-    else:
-        before = [x.f for x in conds[:i]]
-    return z3.And(c.t, *before) if before else c.t
 
 
 def _flow(v) -> str:
@@ -456,7 +452,7 @@ def reach_cases(gen: Generator, found: dict[str, Prefix] | None = None) -> tuple
             continue
         what = "otherwise" if d.get("otherwise") else f"when {d.get('because', '')}"
         about = f"reaches {u} and fires the rule '{what}' (line {d['span']['line']}): -> {v if not d.get('stay') else 'stay'}"
-        cases.append(Generated(f"reach-{n:03d}-{_slug(u)}", "reach", about, key, gen.case_text(p, "reach", about)))
+        cases.append(Generated(f"reach-{n:03d}-{_slug(u)}", "reach", about, key, gen.case_text(p, "reach", about), p))
     return cases, missing
 
 
@@ -627,7 +623,7 @@ def boundary_cases(gen: Generator, reached: dict[str, Prefix]) -> list[Generated
                     line = gen.edges[key]["span"]["line"]
                     about = f"in {state}, the rule at line {line}: {label}: " + ", ".join(f"{r['lab']} {r['value']}" for r in rows)
                     cases.append(Generated(f"boundary-{len(cases) + 1:03d}-{_slug(state)}", "boundary", about, key,
-                                           gen.case_text(q, "boundary", about)))
+                                           gen.case_text(q, "boundary", about), q))
     return cases
 
 
@@ -713,7 +709,7 @@ def killing_cases(gen: Generator, candidates: list[Prefix], survivors: list, pat
             continue
         about = f"kills the mutant {m.operator} at line {m.span.line}: {m.edit}"
         cases.append(Generated(f"survivor-{len(cases) + 1:03d}-line-{m.span.line}", "survivor", about, "",
-                               gen.case_text(killed, "survivor", about)))
+                               gen.case_text(killed, "survivor", about), killed))
     return cases, left
 
 
