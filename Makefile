@@ -8,7 +8,7 @@ BIN     := $(VENV)/bin
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT     := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 OUT     := out
-SOURCES := $(shell find compiler cli simulator render grammar suite editor audit -type f \( -name '*.py' -o -name '*.lark' -o -path '*/assets/*' \) 2>/dev/null) pyproject.toml
+SOURCES := $(shell find compiler cli simulator render grammar suite editor audit inputs cohort -type f \( -name '*.py' -o -name '*.lark' -o -path '*/assets/*' -o -name '*.yaml' \) 2>/dev/null) pyproject.toml
 
 .PHONY: demo test setup graphviz browser bench clean apt-update
 
