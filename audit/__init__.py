@@ -112,61 +112,20 @@ def _as_of(value, the_plan: Plan) -> datetime.date:
 
 
 def _run(job_list: list[dict], jobs: int, scheduler: str | None, progress, work: Path) -> list[dict]:
+    """The partitions replayed in this process, in worker processes or on a Dask cluster
+    (`workers.run_jobs`, shared with `rxwatch cohort`); on a cluster each job carries its
+    partition's bytes (the workers need not see this machine's files)."""
     from .work import run_partition
+    from .workers import run_jobs
 
     total = len(job_list)
     out = []
-    if scheduler:
-        return _run_dask(job_list, scheduler, progress)
-    if jobs <= 1 or total <= 1:
-        for i, job in enumerate(job_list, 1):
-            out.append(run_partition(job))
-            if progress:
-                progress(i, total)
-        return out
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    ctx = multiprocessing.get_context("spawn")  # never fork a process that runs Arrow's threads
-    with ProcessPoolExecutor(max_workers=min(jobs, total), mp_context=ctx) as pool:
-        futures = [pool.submit(run_partition, job) for job in job_list]
-        for i, f in enumerate(as_completed(futures), 1):
-            out.append(f.result())
-            if progress:
-                progress(i, total)
+    for i, res in enumerate(run_jobs(run_partition, job_list, jobs=jobs, scheduler=scheduler, ship=_ship), 1):
+        out.append(res)
+        if progress:
+            progress(i, total)
     return sorted(out, key=lambda r: r["index"])
 
 
-def _run_dask(job_list: list[dict], address: str, progress) -> list[dict]:
-    """The same partitions on a Dask distributed cluster: each job carries its partition's
-    bytes (the workers need not see this machine's files); at most two per worker in flight,
-    so memory stays bounded on both sides."""
-    from distributed import Client, as_completed
-
-    from .work import run_partition
-
-    total = len(job_list)
-    out = []
-    with Client(address, set_as_default=False) as client:
-        workers = max(1, len(client.scheduler_info().get("workers", {})))
-        pending = iter(job_list)
-
-        def submit(job):
-            if job["kind"] != "files":
-                job = dict(job, data=Path(job["path"]).read_bytes())
-            return client.submit(run_partition, job, pure=False)
-
-        first = [submit(j) for _, j in zip(range(workers * 2), pending)]
-        if not first:
-            return out
-        ac = as_completed(first, loop=client.loop)
-        done = 0
-        for future in ac:
-            out.append(future.result())
-            done += 1
-            if progress:
-                progress(done, total)
-            nxt = next(pending, None)
-            if nxt is not None:
-                ac.add(submit(nxt))
-    return sorted(out, key=lambda r: r["index"])
+def _ship(job: dict) -> dict:
+    return job if job["kind"] == "files" else dict(job, data=Path(job["path"]).read_bytes())

@@ -179,18 +179,6 @@ def _write_report(result, graph, out: Path, pages: int) -> None:
 
 
 def _progress():
-    """A progress bar on standard error when it is a terminal: (update(done, total), close)."""
-    if not sys.stderr.isatty():
-        return None, lambda: None
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from .progress import progress_bar
 
-    bar = Progress(TextColumn("auditing"), BarColumn(), MofNCompleteColumn(), TextColumn("partitions"),
-                   TimeElapsedColumn(), console=Console(stderr=True), transient=True)
-    task = bar.add_task("audit", total=None)
-    bar.start()
-
-    def update(done: int, total: int) -> None:
-        bar.update(task, completed=done, total=total)
-
-    return update, bar.stop
+    return progress_bar("auditing", "partitions")
