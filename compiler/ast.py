@@ -211,7 +211,8 @@ Action = Union[Do, OneOf, Set, If]
 @dataclass(frozen=True, slots=True)
 class Rule:
     """`when GUARD -> TARGET cite ... { actions }`; guard None is `otherwise`; target None is `stay`
-    (or, with `has_target` False, no target written: the choice in its actions leads)."""
+    (or, with `has_target` False, no target written: the choice in its actions leads).
+    `otherwise_name`: what an `otherwise "normal"` names its case (None when not named)."""
 
     guard: Expr | None
     guard_text: str
@@ -220,6 +221,7 @@ class Rule:
     actions: tuple[Action, ...]
     span: Span
     has_target: bool = True
+    otherwise_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

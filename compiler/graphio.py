@@ -947,6 +947,8 @@ class _Checker:
         if e.get("stay") is True and e.get("source") != e.get("target"):
             self.fail(where + ("target",), "E914", "a stay rule leads back to its own state")
         self.text(where + ("because",), e.get("because"))
+        if "otherwise_name" in e:  # optional: `otherwise "normal"` (older graphs have none)
+            self.text(where + ("otherwise_name",), e["otherwise_name"])
         if self.version >= 3:
             self.rule_origin(where, e)
         if "guard" in e:

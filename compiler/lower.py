@@ -216,6 +216,8 @@ def lower(module: ast.Module, sym: Symbols, let_types: dict) -> nx.MultiDiGraph:
                         guard=expr_tree(r.guard, sym) if r.guard is not None else None,
                         because=r.guard_text if r.guard is not None else "",
                         otherwise=r.guard is None,
+                        # `otherwise "normal"`: what the fall-through means (only when named)
+                        **({"otherwise_name": r.otherwise_name} if r.otherwise_name else {}),
                         stay=stay,
                         actions=actions,
                         windows=list(_windows(actions)),

@@ -670,7 +670,7 @@ class _Builder(Transformer):
         return ("guard", (children[0], self.expr_text(children[0])))
 
     def otherwise(self, children):
-        return ("guard", (None, ""))
+        return ("guard", (None, "", _unquote(children[0]) if children else None))
 
     @v_args(inline=True)
     def goto(self, tok):
@@ -681,10 +681,11 @@ class _Builder(Transformer):
 
     @v_args(meta=True)
     def rule(self, meta, children):
-        guard, text = self.tagged(children, "guard")
+        guard, text, *named = self.tagged(children, "guard")
         return ast.Rule(
             guard=guard,
             guard_text=text,
+            otherwise_name=named[0] if named else None,
             target=self.tagged(children, "target"),
             cite=self.tagged(children, "cite") or (),
             actions=self.tagged(children, "block") or (),

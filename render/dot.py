@@ -68,9 +68,14 @@ PERIPHERY_GAP = 4  # between a terminal state's two borders (points; Graphviz's 
 KEY_COLUMNS = (1, 2, 3)  # the key's definitions in this many columns: `layout` picks
 
 TITLE_WIDTH = 32  # characters per line of a state's description
+TARGET_WIDTH = 22  # ... of where a rule leads (a state's short title)
+STAY_WORDS = "remains here"  # a rule that stays: no change of state
+AGAIN_WORDS = "starts this state again"  # a rule that re-enters its own state
+BLOCK_WORDS = "in the dashed box below"  # a rule block's rules, drawn once
 ENTRY_WIDTH = 42  # ... of an entry action
 GUARD_WIDTH = 30  # ... of a rule's condition
 LEGEND_WIDTH = 50  # ... of a sign's meaning in the legend
+GRADES_WIDTH = 120  # ... of the grades under the title (one line for the shipped protocols)
 BR = '<BR ALIGN="LEFT"/>'
 NBSP = "&#160;"
 BOX_TABLE = '<TABLE BORDER="0" CELLBORDER="0" CELLSPACING="0" CELLPADDING="2">'
@@ -206,7 +211,7 @@ def _deviations(ink: _Ink, devs) -> str:
         for kind, dates in kinds.items():
             more = f" (+{len(dates) - 3} more)" if len(dates) > 3 else ""
             parts.append(f"{DEVIATION_WORDS.get(kind, kind.replace('_', ' '))} {', '.join(dates[:3])}{more}")
-        text = f"! {ink.plan.labels.action_text(action, full=False)}: " + "; ".join(parts)
+        text = f"! {ink.plan.labels.action_text(action)}: " + "; ".join(parts)
         out += _lines(text, ENTRY_WIDTH)
     return _font(f"<B>{out}</B>", 8.5, DEVIATION)
 
@@ -214,7 +219,7 @@ def _deviations(ink: _Ink, devs) -> str:
 def _decision_rows(ink: _Ink, owner_on: bool, dec: Decision, ports: bool) -> list[str]:
     """A decision as table rows: its trigger, then one row per rule."""
     rows = []
-    head = ("◇ " + dec.trigger) + (" (first match)" if dec.ordered else "")
+    head = ("◇ " + dec.trigger) + (": the first rule that applies" if dec.ordered else "")
     rows.append(f'<TR><TD COLSPAN="3" ALIGN="LEFT" BALIGN="LEFT" BGCOLOR="{DECISION_BG}">'
                 f'{_font("<B>" + _lines(head, ENTRY_WIDTH + 4) + "</B>", 8.5, ink.text(owner_on))}</TD></TR>')
     for row in dec.rows:
@@ -261,7 +266,7 @@ def _block_row(ink: _Ink, owner_on: bool, row: Row) -> str:
     body = _font("<I>" + _lines(row.guard, GUARD_WIDTH) + "</I>", 9, color)
     return (f'<TR><TD ALIGN="RIGHT" VALIGN="TOP" {cell}>{number}</TD>'
             f'<TD ALIGN="LEFT" VALIGN="TOP" BALIGN="LEFT" {cell}>{body}</TD>'
-            f'<TD ALIGN="LEFT" VALIGN="TOP" {cell}>{_font("<I>see the block</I>", 8, ink.muted(on))}</TD></TR>')
+            f'<TD ALIGN="LEFT" VALIGN="TOP" BALIGN="LEFT" {cell}>{_font("<I>" + _lines(BLOCK_WORDS, TARGET_WIDTH) + "</I>", 8, ink.muted(on))}</TD></TR>')
 
 
 def _alt_rows(ink: _Ink, owner_on: bool, row: Row, ports: bool) -> str:
@@ -283,12 +288,22 @@ def _alt_rows(ink: _Ink, owner_on: bool, row: Row, ports: bool) -> str:
         body = _font(body, 8.5, color)
         if alt.actions:
             body += BR + ink.actions(alt.actions, ENTRY_WIDTH - 6, 8, on)
-        target = "<I>stay</I>" if alt.stay else "<I>again</I>" if alt.reenter else "→ " + esc(alt.target)
+        target = _target(ink, alt.target, alt.stay, alt.reenter)
         west, east = (f' PORT="{alt.port}_w"', f' PORT="{alt.port}_e"') if ports else ("", "")
         out += (f'<TR><TD ALIGN="RIGHT" VALIGN="TOP" {cell}{west}></TD>'
                 f'<TD ALIGN="LEFT" VALIGN="TOP" BALIGN="LEFT" {cell}>{NBSP * 2}{body}</TD>'
-                f'<TD ALIGN="LEFT" VALIGN="TOP" {cell}{east}>{_font(target, 8, color)}</TD></TR>')
+                f'<TD ALIGN="LEFT" VALIGN="TOP" BALIGN="LEFT" {cell}{east}>{_font(target, 8, color)}</TD></TR>')
     return out
+
+
+def _target(ink: _Ink, state: str, stay: bool, reenter: bool) -> str:
+    """Where a rule leads, in words: the state's short title, or that it remains, or starts
+    its state again."""
+    if stay:
+        return f"<I>{esc(STAY_WORDS)}</I>"
+    if reenter:
+        return f"<I>{_lines(AGAIN_WORDS, TARGET_WIDTH)}</I>"
+    return _lines("→ " + ink.plan.target(state), TARGET_WIDTH)
 
 
 def _rule_row(ink: _Ink, owner_on: bool, row: Row, ports: bool) -> str:
@@ -309,12 +324,8 @@ def _rule_row(ink: _Ink, owner_on: bool, row: Row, ports: bool) -> str:
         body += ink.marks(row.sources, on, row.citations)
     if row.alternatives:
         target = "<I>one of:</I>"
-    elif row.stay:
-        target = "<I>stay</I>"
-    elif row.reenter:
-        target = "<I>again</I>"
     else:
-        target = "→ " + esc(row.target)
+        target = _target(ink, row.target, row.stay, row.reenter)
     # two ports: arrows to the left leave from the row's left end, the others from its right end
     west, east = (f' PORT="{row.port}_w"', f' PORT="{row.port}_e"') if ports else ("", "")
     number = _font(f"<B>{esc(row.number)}</B>", 9, color) if row.number else ""
@@ -322,7 +333,7 @@ def _rule_row(ink: _Ink, owner_on: bool, row: Row, ports: bool) -> str:
     out = (
         f'<TR><TD ALIGN="RIGHT" VALIGN="TOP" {cell}{west}>{number}</TD>'
         f'<TD ALIGN="LEFT" VALIGN="TOP" BALIGN="LEFT" {cell}>{body or " "}</TD>'
-        f'<TD ALIGN="LEFT" VALIGN="TOP" {cell}{east}>{_font(target, 8, color)}</TD></TR>'
+        f'<TD ALIGN="LEFT" VALIGN="TOP" BALIGN="LEFT" {cell}{east}>{_font(target, 8, color)}</TD></TR>'
     )
     if row.actions:
         out += (f'<TR><TD {cell}></TD><TD COLSPAN="2" ALIGN="LEFT" BALIGN="LEFT" {cell}>'
@@ -348,7 +359,7 @@ def _box_label(ink: _Ink, b: Box) -> str:
     if ink.tracing and ink.ov.final_state == b.state:
         rows.append(_wide(_font("<B>" + esc(f"here at the end ({ink.ov.until})") + "</B>", 8.5, PATH)))
     rows.append(_wide(_font("<B>" + _lines(b.title, TITLE_WIDTH) + "</B>", 11, ink.text(on))))
-    tag = f"{b.state} · {LEVELS[b.severity]}" + (f" · + shared rules {b.group}" if b.group else "")
+    tag = f"{b.state} · {LEVELS[b.severity]}" + (f" · + the rules of box {b.group}" if b.group else "")
     if b.type == "compound":
         tag += " · its rules apply inside"
     elif b.type == "parallel":
@@ -364,7 +375,7 @@ def _box_label(ink: _Ink, b: Box) -> str:
 def _group_label(ink: _Ink, grp: Group) -> str:
     """Shared rules: drawn once, for every state marked with the group's letter."""
     on = not ink.tracing or any(ink.rules_on(r.rules) for d in grp.decisions for r in d.rows)
-    head = f"<B>{esc(grp.letter)} · shared rules</B>"
+    head = f"<B>{esc(grp.letter)} · the same rules in several states</B>"
     who = _lines("in every state marked " + grp.letter + ": " + ", ".join(grp.states), ENTRY_WIDTH)
     rows = [_wide(_font(head, 11, ink.text(on)) + BR + _font(who, 7.5, ink.muted(on)))]
     for dec in grp.decisions:
@@ -391,8 +402,10 @@ def _title(plan: Plan) -> str:
     meta = " · ".join(x for x in (f"version {plan.version}" if plan.version else "", f"status: {plan.status}" if plan.status else "") if x)
     rows = [
         f'<TR><TD ALIGN="LEFT">{_font("<B>" + esc(plan.title) + "</B>", 20)}</TD></TR>',
-        f'<TR><TD ALIGN="LEFT">{_font(esc(meta), 10, MUTED)}</TD></TR>',
     ]
+    if plan.grades:  # the grades, one line, so that no decision sends the eye to the key
+        rows.append(f'<TR><TD ALIGN="LEFT" BALIGN="LEFT">{_font("<B>Grades:</B> " + _lines(plan.grades, GRADES_WIDTH), 11)}</TD></TR>')
+    rows.append(f'<TR><TD ALIGN="LEFT">{_font(esc(meta), 10, MUTED)}</TD></TR>')
     if plan.description:
         rows.append(f'<TR><TD ALIGN="LEFT" BALIGN="LEFT">{_font(_lines(plan.description, 72), 9.5)}</TD></TR>')
     for st in plan.settings:  # protocol-wide: how long results count, how often overdue orders are flagged
@@ -422,16 +435,16 @@ def _legend(plan: Plan, ink: _Ink) -> str:
         ("●", "the pathway starts here (bold border)" if not plan.clusters else "the pathway starts here; a bold border: the state a frame or a track starts in", any(b.kind == "initial" for b in plan.boxes)),
         ("═", "the pathway ends here (double border)", any(b.kind == "terminal" for b in plan.boxes)),
         ("◇", "a decision: its rules are checked in order", bool(rows)),
-        ("→", "where a rule leads (its arrow leaves from the rule)", bool(plan.arrows)),
-        ("A", "shared rules, drawn once for the states marked A", bool(plan.groups)),
+        ("→", "where a rule leads: the state's title; the arrow leaves from the first rule that leads there", bool(plan.arrows)),
+        ("A", "rules the same in several states, drawn once in box A", bool(plan.groups)),
         ("frame", "a state holding states; the box at its top holds its own rules, which apply in every state inside, after their own", any(c.kind == "compound" for c in plan.clusters)),
         ("tracks", "a parallel state: its tracks (dashed frames) run side by side, each in one of its states; one track can end them all", any(c.kind == "parallel" for c in plan.clusters)),
-        ("uses", "a rule block's rules apply there, in that place: drawn once, in the block's dashed box, with its arrows", bool(plan.blocks)),
+        ("the rules ‘…’", "a rule block's rules apply there, in that place: drawn once, in the block's dashed box, with its arrows", bool(plan.blocks)),
         ("one of:", "a choice: each alternative leads where its arrow goes; the first is the default", any(r.alternatives for r in rows)),
         ("(holds …)", "what an action does to a drug: held while any track holds it, at the lowest dose any track asks for", any(x.effect for x in lines) or any(a.effect for r in rows for a in r.alternatives)),
-        ("stay", "no change: entry actions are not repeated", any(r.stay for r in rows)),
+        (STAY_WORDS, "no change of state: its entry actions are not repeated", any(r.stay for r in rows)),
         ("?", "results missing: if a rule needs them before one holds, nothing changes: not assessable", any(d.missing is not None and d.missing.blocking != () for d in decisions)),
-        ("again", "re-entered: entry actions repeat", any(r.reenter for r in rows)),
+        (AGAIN_WORDS, "its entry actions repeat", any(r.reenter for r in rows)),
         ("OR", "alternatives: the first is the default", any(x.kind == "one_of" for x in lines)),
         ("[n]", "the sources behind a rule or an action" + ("; [n: 4.4] with the section, table or sentence cited" if _locators(plan) else ""), bool(cited)),
         (UNREVIEWED_MARK, "AI summary, pending human review", any(plan.labels.unreviewed(s) for s in cited)),
@@ -482,7 +495,12 @@ def _key_label(plan: Plan, ink: _Ink, def_columns: int = 2) -> str:
     gap = _font(" " + BR, 4)  # a little space between entries
     entries = []
     for d in plan.definitions:
-        head = f"<B>{esc(d.name)}</B>" + (f": {esc(d.description)}" if d.description else "")
+        if d.condition:  # as the rules read it, then the rest of its description, then its name
+            said = L.condition_text(d.name).strip("‘’")
+            rest = " ".join(d.description.split())[len(said):].strip() if d.description else ""
+            head = f"<B>{esc(said)}</B>" + (f" {esc(rest)}" if rest else "") + " " + _font(esc(f"({d.name})"), 7, MUTED)
+        else:
+            head = f"<B>{esc(d.name)}</B>" + (f": {esc(d.description)}" if d.description else "")
         body = _append(head + BR, ink.marks(d.sources))
         for i, line in enumerate(d.lines):
             body += _font(("" if i == 0 else NBSP * 3) + _lines(("= " if i == 0 else "or ") + line, 60), 8, MUTED)
@@ -578,6 +596,7 @@ def digraph(plan: Plan, overlay: Overlay | None = None) -> graphviz.Digraph:
         fontname=FONT,
         rankdir="TB",
         newrank="true",
+        splines="polyline",  # straight runs around the boxes: fewer crossings than curves (bench_render.py)
         nodesep=f"{NODESEP:g}",
         ranksep=f"{RANKSEP:g}",
         size=PAGE_SIZE,

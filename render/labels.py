@@ -9,16 +9,17 @@ clinician knows, while meaning exactly what the protocol says:
 - a derived value that is the larger of lab ratios, `max(xuln(ALT), xuln(AST))`, reads
   "ALT or AST" when compared upward and "both ALT and AST" downward: `tx > 5` ->
   "ALT or AST > 5× ULN", `tx <= 3` -> "both ALT and AST ≤ 3× ULN" (and `min` the other way);
-- such numeric lets are written out where they are used; boolean lets (`severe`) keep their
-  name and are defined once in the chart's key;
+- such numeric lets are written out where they are used; boolean lets (`severe`) read as
+  their description without its parenthetical ("significant liver injury"; in quotes when it
+  holds an "and", an "or" or a comma), and are defined once in the chart's key;
 - facts and variables that are conditions read as their description ("pre-existing liver
   disease"); enums read "indication is stills_disease or hlh_mas";
 - time reads in words: `since entry >= 14 days` -> "at least 14 days after entering this
   state", `since(start) < 6 months` -> "less than 6 months after ‘Initiate leflunomide’";
 - `fulfilled(order_lfts)` -> "the order for a liver panel is fulfilled";
 - numbers are the exact decimals of the graph (`ir.exact`), printed as written: `2.4`, never
-  `2.4000000000000004` or `1e-05`; five digits and more before the point are grouped by
-  thousands (`12,000.5`).
+  `2.4000000000000004` or `1e-05`; four digits and more before the point are grouped by
+  thousands (`1,200`, `12,000.5`), as in the simulation table.
 
 Expression trees are read by `Phrases`, a visitor of the IR (`rxwatch.compiler.ir.Visitor`):
 each node becomes a `Phrase`, its text with what a parent needs to phrase around it.
@@ -38,7 +39,8 @@ FLIP = {">": "<", ">=": "<=", "<": ">", "<=": ">=", "==": "==", "!=": "!="}
 UP = {">", ">="}  # comparisons that ask "is it high?"
 # a time compared with a duration, in words: `since entry >= 14 days` -> "at least 14 days after ..."
 TIME_WORDS = {">": "more than", ">=": "at least", "<": "less than", "<=": "at most", "==": "exactly", "!=": "not exactly"}
-GROUP_FROM = 10_000  # numbers from here on are grouped by thousands: 12,000 (1200 stays 1200)
+GROUP_FROM = 1_000  # numbers from here on are grouped by thousands: 1,200 and 12,000 (999 stays 999)
+OTHERWISE = "none of the above"  # an `otherwise` the protocol does not name, in a list of rules
 
 # How each source kind reads in the reference list. Kinds not listed read as written.
 SOURCE_KINDS = {
@@ -57,7 +59,7 @@ UNREVIEWED_MARK = "†"
 
 def number(v) -> str:
     """A number of the graph as its exact decimal: 5.0 -> "5", 2.4 -> "2.4", 1e-05 ->
-    "0.00001", "0.1234567890123456789" as written, 12000.5 -> "12,000.5"."""
+    "0.00001", "0.1234567890123456789" as written, 12000.5 -> "12,000.5", 2.5e5 -> "250,000"."""
     q = ir.exact(v)
     text = ir.decimal_text(Fraction(q)) if not isinstance(q, int) else str(q)
     if text is None:  # no finite decimal (never a literal): a fraction, exactly
@@ -220,8 +222,8 @@ class Phrases(ir.Visitor):
                 ratio = self.visit(let["expr"]).ratio
             if ratio is not None:
                 self._lets[name] = Phrase(_standalone(ratio), ratio=ratio, unit="× ULN")
-            else:  # a condition keeps its name, defined once in the key
-                self._lets[name] = Phrase(name, atom=True)
+            else:  # a condition reads as its description, defined once in the key
+                self._lets[name] = Phrase(self.L.condition_text(name), atom=True)
         return self._lets[name]
 
     def visit_action(self, t):
@@ -521,6 +523,17 @@ class Labels:
         m = re.match(r"(?i)order\s+(.+)", text)
         return f"the order for {m.group(1)}" if m else f"the order ‘{text}’"
 
+    def condition_text(self, name: str) -> str:
+        """A boolean let as a rule reads it: its description without its parenthetical
+        ("significant liver injury"), in quotes when it holds an "and", an "or" or a comma
+        (‘a bilirubin, ALP or INR rise’), so that it reads as one condition; its name in words
+        when it has no description."""
+        desc = " ".join(((self.lets.get(name) or {}).get("description") or "").split())
+        text = short(desc) if desc else humanise(name)
+        if re.search(r",|;|\b(and|or)\b", text):
+            return f"‘{text}’"
+        return text
+
     def fact_text(self, name: str) -> str:
         decl = self.facts.get(name) or self.vars.get(name) or {}
         return decl.get("description") or humanise(name)
@@ -574,11 +587,28 @@ class Labels:
 
     # ------------------------------------------------------------ actions
 
+    show_variables = True
+    """Whether `set` actions become lines ("Record: ..."); the printed chart hides them unless
+    asked (`rxwatch render --show-variables`)."""
+
     def action_lines(self, actions: list[dict], full: bool = True) -> list[Line]:
         """Actions as lines, conditional ones with their condition ("if ...", "otherwise")."""
         out: list[Line] = []
         self._lines(actions, [], out, full)
         return out
+
+    def _if(self, a: dict, conds: list[str], out: list[Line], full: bool, lead: str = "if") -> None:
+        """An `if`: its branch under "if X"; an `else if` chain reads "otherwise, if Y", and its
+        last `else` "otherwise" (never "otherwise, otherwise")."""
+        cond = self.expr(a["cond"])
+        self._lines(a["then"], conds + [f"{lead} {cond}"], out, full)
+        other = a["else"]
+        if not other:
+            return
+        if a["then"] and len(other) == 1 and other[0]["kind"] == "if":
+            self._if(other[0], conds, out, full, "otherwise, if")
+        else:
+            self._lines(other, conds + ["otherwise" if a["then"] else f"unless {cond}"], out, full)
 
     def _lines(self, actions, conds: list[str], out: list[Line], full: bool) -> None:
         when = ", ".join(conds)
@@ -603,13 +633,10 @@ class Labels:
                                  "stay": bool(alt.get("stay")), "lines": sub})
                 out.append(Line(text, when, list(a.get("sources", ())), opts, "one_of", "", cites, "", alts))
             elif k == "set":
-                out.append(Line(self._set_text(a), when, list(a.get("sources", ())), [], "set", "", cites))
+                if self.show_variables:
+                    out.append(Line(self._set_text(a), when, list(a.get("sources", ())), [], "set", "", cites))
             elif k == "if":
-                cond = self.expr(a["cond"])
-                self._lines(a["then"], conds + [f"if {cond}"], out, full)
-                if a["else"]:
-                    other = "otherwise" if a["then"] else f"unless {cond}"
-                    self._lines(a["else"], conds + [other], out, full)
+                self._if(a, conds, out, full)
 
     def _set_text(self, a: dict) -> str:
         name = a["var"]
@@ -619,3 +646,96 @@ class Labels:
         if v.truth is not None:
             return f"Record: {what}" if v.truth else f"Record no longer: {what}"
         return f"Set {humanise(name)} to {v.text}"
+
+
+class _Brief:
+    """A grade's definition in a few words, for the one-line legend under the chart's title:
+    `1 < tx <= 3` -> "ALT or AST >1–3× ULN"; the subject and "ULN" are said once for the
+    whole line ("moderate >3–5×"); `known(X)` beside a comparison of X, and the exemptions
+    (`not gilbert_exempt`, `not anticoagulated`), are left to the key, which has the exact
+    definitions; a condition inside reads as its own brief definition."""
+
+    def __init__(self, labels: Labels):
+        self.L = labels
+        self.main: str | None = None  # the subject said first: later comparisons on it omit it
+        self.uln_said = False
+
+    def text(self, e: dict, top: bool = True) -> str | None:
+        op = e.get("op")
+        if op == "compare":
+            return self._compare(e)
+        if op == "call" and e.get("func") == "known":
+            return None
+        if op == "not":
+            arg = e["arg"]
+            if arg.get("op") in ("let", "fact", "var") or (arg.get("op") == "call" and arg.get("func") == "known"):
+                return None  # an exemption or a presence check: in the key
+            return self.L.expr(e)
+        if op == "let":
+            let = self.L.lets.get(e["name"]) or {}
+            if let.get("type") == "bool" and let.get("expr") is not None:
+                return self.text(let["expr"], top=False) or self.L.condition_text(e["name"])
+            return self.L.expr(e)
+        if op == "and":
+            parts = [p for p in (self.text(a, top=False) for a in e["args"]) if p]
+            if not parts:
+                return None
+            return parts[0] + (" with " + " and ".join(parts[1:]) if len(parts) > 1 else "")
+        if op == "or":
+            parts = [p for p in (self.text(a, top=False) for a in e["args"]) if p]
+            merged: list[str] = []
+            for p in parts:  # "≥3× with TBIL >2×", "≥3× with INR >1.5" -> "≥3× with TBIL >2× or INR >1.5"
+                head, sep, rest = p.partition(" with ")
+                if sep and merged and merged[-1].startswith(head + " with "):
+                    merged[-1] += " or " + rest
+                else:
+                    merged.append(p)
+            return (", or " if top else " or ").join(merged) if merged else None
+        return self.L.expr(e)
+
+    def _compare(self, e: dict) -> str:
+        L = self.L
+        ps = [L.phrase(a) for a in e["args"]]
+        movers = [i for i, p in enumerate(ps) if not p.const]
+        if len(movers) != 1 or ps[movers[0]].since is not None:
+            return L.expr(e)
+        i = movers[0]
+        subj = ps[i]
+        pairs: list[tuple[str, Phrase]] = []
+        for j, o in enumerate(e["ops"]):
+            if j + 1 == i:
+                pairs.append((FLIP[o], ps[j]))
+            elif j == i:
+                pairs.append((o, ps[j + 1]))
+        pairs.sort(key=lambda pair: 0 if pair[0] in UP else 1)
+        if any(k.enum for _, k in pairs):
+            return L.expr(e)
+        ratio = subj.ratio is not None
+        name = _subject(subj.ratio, "any" if pairs[0][0] in UP else "all") if ratio else subj.at(SUM)
+        unit = "×" if ratio else ""
+        if len(pairs) == 2 and pairs[0][0] in UP and pairs[1][0] == "<=":
+            bound = f"{OPS[pairs[0][0]]}{pairs[0][1].text}–{pairs[1][1].text}{unit}"
+        else:
+            bound = " and ".join(f"{OPS[o]}{k.text}{unit}" for o, k in pairs)
+        if ratio and not self.uln_said:
+            bound += " ULN"
+            self.uln_said = True
+        elif not ratio and subj.unit and subj.unit.strip() not in ("", "1"):
+            bound += subj.unit
+        if self.main is None:
+            self.main = name
+        elif name == self.main:
+            return bound
+        return f"{name} {bound}"
+
+
+def grades_line(labels: Labels, grades: list[tuple[str, str]]) -> str:
+    """The grades as one line: "mild ALT or AST >1–3× ULN; moderate >3–5×; severe >5×, ...";
+    `grades`: (word, let name) from the mildest to the most severe."""
+    brief = _Brief(labels)
+    parts = []
+    for word, name in grades:
+        let = labels.lets.get(name) or {}
+        text = brief.text(let["expr"]) if let.get("expr") is not None else None
+        parts.append(f"{word} {text}" if text else word)
+    return "; ".join(parts)

@@ -22,9 +22,9 @@ from rxwatch.compiler import ir
 import json
 from dataclasses import dataclass, field
 
-from .labels import Labels, Line, duration
+from .labels import OTHERWISE, Labels, Line, duration, grades_line, short
 from .missing import Analyser, Missing
-from .tone import declared, tones
+from .tone import LEVELS, declared, tones
 
 GROUP_MIN = 3  # states that must share a handler for it to be drawn once on a group box
 
@@ -138,6 +138,7 @@ class Definition:
     description: str
     lines: list[str]  # the definition, one alternative per line
     sources: list[str]
+    condition: bool = False  # a boolean let: the rules read it as its description
 
 
 @dataclass
@@ -185,6 +186,13 @@ class Plan:
     blocks: list[Block] = field(default_factory=list)
     tree: dict[str, list[str]] = field(default_factory=dict)  # container ("" the top, or a cluster id) -> items
     drugs: list[Line] = field(default_factory=list)  # the drugs and their dose levels, for the key
+    grades: str = ""  # the grades in one line, under the title ("mild ALT or AST >1–3× ULN; ...")
+    titles: dict[str, str] = field(default_factory=dict)  # state -> its title as a rule's target
+    show_variables: bool = False  # `set` actions shown ("Record: ...")
+
+    def target(self, state: str) -> str:
+        """Where a rule leads, as a clinician reads it: the state's short title."""
+        return self.titles.get(state) or state.replace("_", " ")
 
 
 def _strip(x):
@@ -195,8 +203,11 @@ def _strip(x):
     return x
 
 
-def build(graph) -> Plan:
+def build(graph, show_variables: bool = False) -> Plan:
+    """The drawing plan of a compiled graph; `show_variables`: the variables the rules set
+    ("Record: ...") are shown (the printed chart leaves them out unless asked)."""
     L = Labels(graph)
+    L.show_variables = show_variables
     g = graph.graph
     edges = {k: (u, v, d) for u, v, k, d in graph.edges(keys=True, data=True)}
     severity = tones(graph)
@@ -258,8 +269,13 @@ def build(graph) -> Plan:
     blocks_of = g.get("blocks") or {}
 
     def arrow(owner: str, port: str, head: str, keys: list[str]) -> None:
-        a = Arrow(f"arrow_{len(arrows)}", owner, port, head, list(keys))
-        arrows.append(a)
+        """One arrow per box and target: it leaves from the first rule that leads there; a
+        later rule to the same state names it in words (fewer arrows, fewer crossings)."""
+        a = next((x for x in arrows if x.tail == owner and x.head == head), None)
+        if a is None:
+            a = Arrow(f"arrow_{len(arrows)}", owner, port, head, [])
+            arrows.append(a)
+        a.rules.extend(keys)
         for k in keys:
             arrow_of_rule[k] = a.id
 
@@ -274,11 +290,11 @@ def build(graph) -> Plan:
         row = Row(
             port=port,
             number=number,
-            guard="otherwise" if d["otherwise"] and n > 1 else "" if d["otherwise"] else L.expr(d["guard"]),
+            guard=(d.get("otherwise_name") or (OTHERWISE if n > 1 else "")) if d["otherwise"] else L.expr(d["guard"]),
             target=v,
             stay=bool(d["stay"]) and not alts,
             reenter=reenter and not alts,
-            actions=L.action_lines(actions, full=False),
+            actions=L.action_lines(actions),
             sources=list(d["sources"]),
             rules=list(keys),
             citations=list(d.get("citations") or ()),
@@ -292,9 +308,9 @@ def build(graph) -> Plan:
                 _, av, ad = edges[akeys[0]]
                 stay = bool(ad.get("stay"))
                 aport = f"{port}_a{i}"
-                a = Alt(aport, L.action_text(alt["action"], full=False), L.effect_text(alt["action"]), av, stay,
+                a = Alt(aport, L.action_text(alt["action"]), L.effect_text(alt["action"]), av, stay,
                         here is not None and av == src and not stay, i == 0,
-                        L.action_lines(alt.get("actions") or [], full=False), akeys,
+                        L.action_lines(alt.get("actions") or []), akeys,
                         list(choice.get("sources") or ()) if i == 0 else [], list(choice.get("citations") or ()) if i == 0 else [])
                 row.alternatives.append(a)
                 for k in akeys:
@@ -322,7 +338,7 @@ def build(graph) -> Plan:
             if b:
                 title = (blocks_of.get(b) or {}).get("description") or humanise(b)
                 keys = [k for ks in rules for k in ks]
-                rows.append(Row(port, number, f"uses {title}", "", False, False, [], [], keys, block=b))
+                rows.append(Row(port, number, f"the rules ‘{title}’", "", False, False, [], [], keys, block=b))
                 for k in keys:
                     plan_rows[k] = port
             else:
@@ -355,7 +371,7 @@ def build(graph) -> Plan:
                 title=data.get("description") or state.replace("_", " "),
                 kind=data.get("kind", "normal"),
                 severity=severity[state],
-                entry=L.action_lines(data.get("entry", []), full=False),
+                entry=L.action_lines(data.get("entry", [])),
                 sources=list(data.get("sources", [])),
                 decisions=decisions,
                 group=group_of_state.get(state),
@@ -388,9 +404,11 @@ def build(graph) -> Plan:
     definitions = []
     for name, let in g.get("lets", {}).items():
         lines = L.disjuncts(let["expr"]) if let.get("type") == "bool" else [L.value(let["expr"])]
-        definitions.append(Definition(name, let.get("description") or "", lines, list(let.get("sources", []))))
+        definitions.append(Definition(name, let.get("description") or "", lines, list(let.get("sources", [])),
+                                      let.get("type") == "bool"))
 
     clusters, tree = containers(graph, boxes, groups, blocks)
+    titles = target_titles({b.state: b.title for b in boxes})
     return Plan(
         name=g.get("name", ""),
         title=g.get("title") or g.get("name", ""),
@@ -414,7 +432,46 @@ def build(graph) -> Plan:
         blocks=blocks,
         tree=tree,
         drugs=drug_lines(g, L),
+        grades=grades_line(L, grades(graph, severity)),
+        titles=titles,
+        show_variables=show_variables,
     )
+
+
+def target_titles(titles: dict[str, str]) -> dict[str, str]:
+    """Each state's title as the target of a rule: the part of its description before a colon
+    ("Moderate elevation: hold or reduce anakinra" -> "Moderate elevation"), or the whole
+    description when that part is short or two states would read the same."""
+    head = {}
+    for s, t in titles.items():
+        first = short(" ".join(t.split())).split(": ", 1)[0].rstrip(".")
+        head[s] = first if len(first) >= 8 else " ".join(t.split())
+    seen: dict[str, int] = {}
+    for t in head.values():
+        seen[t] = seen.get(t, 0) + 1
+    return {s: (t if seen[t] == 1 else " ".join(titles[s].split())) for s, t in head.items()}
+
+
+def grades(graph, severity: dict[str, int]) -> list[tuple[str, str]]:
+    """The protocol's grades, from the mildest: the boolean lets that are by themselves the
+    guard of a rule leading to another state with a severity (mild, moderate, severe), each
+    at the severity of the most serious state it leads to. When a level holds a let named as
+    the level ("mild" leading to a mild state), that one grades the level."""
+    lets = graph.graph.get("lets") or {}
+    level: dict[str, int] = {}
+    for u, v, d in graph.edges(data=True):
+        e = d.get("guard")
+        if not isinstance(e, dict) or e.get("op") != "let" or d.get("stay") or u == v:
+            continue
+        name = e.get("name")
+        if (lets.get(name) or {}).get("type") == "bool" and severity.get(v, 0) >= 1:
+            level[name] = max(level.get(name, 0), severity[v])
+    out = []
+    for sev in sorted(set(level.values())):
+        names = [n for n in lets if level.get(n) == sev]
+        named = [n for n in names if n == LEVELS[sev]]
+        out += [(n.replace("_", " "), n) for n in (named or names)]
+    return out
 
 
 def humanise(name: str) -> str:
