@@ -39,14 +39,19 @@ class Condition:
     text: str  # the condition as the protocol writes it
     shown_true: bool = False
     shown_false: bool = False
+    # proven by the verifier that no input can show it that way: holding it false (moot_true)
+    # or true (moot_false) gives a protocol that decides the same as the original everywhere
+    moot_true: bool = False
+    moot_false: bool = False
 
     @property
     def covered(self) -> bool:
-        return self.shown_true and self.shown_false
+        return (self.shown_true or self.moot_true) and (self.shown_false or self.moot_false)
 
     def to_dict(self) -> dict:
         return {"where": self.where, "line": self.line, "condition": self.text,
-                "shown_true": self.shown_true, "shown_false": self.shown_false}
+                "shown_true": self.shown_true, "shown_false": self.shown_false,
+                "moot_true": self.moot_true, "moot_false": self.moot_false}
 
 
 @dataclass
@@ -72,12 +77,13 @@ class ConditionReport:
         return {
             "conditions": len(c), "covered": sum(x.covered for x in c),
             "shown_true": sum(x.shown_true for x in c), "shown_false": sum(x.shown_false for x in c),
+            "moot": sum(x.moot_true for x in c) + sum(x.moot_false for x in c),
             "window_ends": len(self.windows), "window_ends_shown": sum(w.shown for w in self.windows),
         }
 
     def percent(self) -> float:
         s = self.summary()
-        total = 2 * s["conditions"] + s["window_ends"]
+        total = 2 * s["conditions"] - s["moot"] + s["window_ends"]
         done = s["shown_true"] + s["shown_false"] + s["window_ends_shown"]
         return 100.0 if total == 0 else 100.0 * done / total
 
@@ -88,12 +94,20 @@ class ConditionReport:
 
     def format_text(self, path: str = "") -> str:
         s = self.summary()
+        moot = (f"; {s['moot']} way{'s' if s['moot'] != 1 else ''} no input can show, proven and left out"
+                if s["moot"] else "")
         lines = [f"condition coverage of {self.protocol}: {self.percent():.1f}% (conditions shown deciding both ways "
-                 f"{s['covered']}/{s['conditions']}; window ends {s['window_ends_shown']}/{s['window_ends']})"]
+                 f"{s['covered']}/{s['conditions']}; window ends {s['window_ends_shown']}/{s['window_ends']}{moot})"]
         for c in self.conditions:
             if not c.covered:
-                missing = " and ".join(w for w, ok in (("true", c.shown_true), ("false", c.shown_false)) if not ok)
+                missing = " and ".join(w for w, ok in (("true", c.shown_true or c.moot_true),
+                                                        ("false", c.shown_false or c.moot_false)) if not ok)
                 lines.append(f"  {path + ':' if path else 'line '}{c.line}: `{c.text}` ({c.where}) never shown deciding when {missing}")
+        for c in self.conditions:
+            moot = " and ".join(w for w, ok in (("true", c.moot_true), ("false", c.moot_false)) if ok)
+            if moot:
+                lines.append(f"  {path + ':' if path else 'line '}{c.line}: `{c.text}` ({c.where}) cannot decide when "
+                             f"{moot}: proven, left out")
         for w in self.windows:
             if not w.shown:
                 lines.append(f"  {path + ':' if path else 'line '}{w.line}: `{w.window}` ({w.where}): no case shows where it {w.end}")
@@ -243,6 +257,13 @@ def _get(root, path):
     return root
 
 
+def _same_rule(graph, k) -> list[tuple]:
+    """(u, v, key) of every edge of the rule whose edge `k` is: the same canonical rule (a
+    block's rule in each state using it, each alternative of a choice `R@i`)."""
+    rule = next((d.get("rule") or kk) for _, _, kk, d in graph.edges(keys=True, data=True) if kk == k)
+    return [(u, v, kk) for u, v, kk, d in graph.edges(keys=True, data=True) if (d.get("rule") or kk) == rule]
+
+
 def variants(graph, site: tuple) -> list:
     """Copies of the graph with the condition at `site` held false and held true (in that
     order: showing it true, then false), or with the window end moved one unit down and up."""
@@ -251,19 +272,23 @@ def variants(graph, site: tuple) -> list:
     if site[-1] in ("start", "end"):  # a window end
         for delta in (-1, 1):
             g = graph.copy()
+            moved = []
             if kind == "edge":
                 _, k, _, apath, which = site
-                u, v = next((u, v) for u, v, kk in graph.edges(keys=True) if kk == k)
-                actions = copy.deepcopy(graph.edges[u, v, k]["actions"])
-                w = _get(actions, apath)["window"]
-                g.edges[u, v, k]["actions"] = actions
+                # a rule's edges (a block used in several states, each alternative of a choice)
+                # carry their own copy of its actions: the window moves in each
+                for uu, vv, kk in _same_rule(graph, k):
+                    actions = copy.deepcopy(graph.edges[uu, vv, kk]["actions"])
+                    moved.append(_get(actions, apath)["window"])
+                    g.edges[uu, vv, kk]["actions"] = actions
             else:
                 _, state, apath, which = site
                 actions = copy.deepcopy(graph.nodes[state]["entry"])
-                w = _get(actions, apath)["window"]
+                moved.append(_get(actions, apath)["window"])
                 g.nodes[state]["entry"] = actions
-            w[which] = w[which] + delta
-            if w["start"] < 0 or w["end"] < w["start"]:
+            for w in moved:
+                w[which] = w[which] + delta
+            if any(w["start"] < 0 or w["end"] < w["start"] for w in moved):
                 continue
             out.append(g)
         return out
@@ -279,11 +304,11 @@ def variants(graph, site: tuple) -> list:
                     g.edges[uu, vv, kk]["guard"] = _replace(dd["guard"], path, value)
         elif kind == "edge":
             _, k, _, apath, path = site
-            u, v = next((u, v) for u, v, kk in graph.edges(keys=True) if kk == k)
-            actions = copy.deepcopy(graph.edges[u, v, k]["actions"])
-            a = _get(actions, apath)
-            a["cond"] = _replace(a["cond"], path, value)
-            g.edges[u, v, k]["actions"] = actions
+            for uu, vv, kk in _same_rule(graph, k):
+                actions = copy.deepcopy(graph.edges[uu, vv, kk]["actions"])
+                a = _get(actions, apath)
+                a["cond"] = _replace(a["cond"], path, value)
+                g.edges[uu, vv, kk]["actions"] = actions
         elif kind == "let":
             _, name, path = site
             lets = dict(graph.graph["lets"])
@@ -317,7 +342,10 @@ def _changes(i: int) -> tuple[int, list[bool]]:
     """For job i (a site): for each of its variants, whether some case's trace changes."""
     from rxwatch.simulator.engine import Machine, SimulationError
 
+    from . import equivalence
+
     graph, site = _WORK["graph"], _WORK["sites"][i]
+    window = site[-1] in ("start", "end")
     out = []
     for g in variants(graph, site):
         try:
@@ -333,6 +361,8 @@ def _changes(i: int) -> tuple[int, list[bool]]:
                 changed = True
             if changed:
                 break
+        if not changed and not window and equivalence.equivalent(graph, g).equivalent:
+            changed = None  # no input can show it: the copy decides the same everywhere (proven)
         out.append(changed)
     return i, out
 
@@ -366,10 +396,11 @@ def condition_coverage(graph, cases: Sequence, *, jobs: int | None = None,
     report = ConditionReport(graph.graph.get("name", ""))
     for n, (c, _) in enumerate(conds):
         held_false, held_true = results[n]
-        c.shown_true, c.shown_false = held_false, held_true
+        c.shown_true, c.shown_false = held_false is True, held_true is True
+        c.moot_true, c.moot_false = held_false is None, held_true is None
         report.conditions.append(c)
     for n, (w, _) in enumerate(wins, len(conds)):
-        w.shown = any(results[n])
+        w.shown = any(x is True for x in results[n])
         report.windows.append(w)
     report.conditions.sort(key=lambda c: c.line)
     report.windows.sort(key=lambda w: w.line)
