@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 
 from .app import app
-from . import audit, cases, check, compile, fmt, lsp, render, simulate, test  # noqa: F401  (commands register themselves on `app`)
+from . import audit, cases, check, cohort, compile, fmt, lsp, render, simulate, test  # noqa: F401  (commands register themselves on `app`)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,213 @@
+"""`rxwatch cohort`: synthetic patients through one or more protocols, closed loop (docs/cohort.md)."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import secrets
+import shutil
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from .app import app
+from .output import TEMP_PREFIX, Status, fail, load_graph, output_path, say, write_atomic
+
+SHOWN_FAILED = 20
+
+
+@app.command("cohort")
+def cohort_(
+    protocols: List[Path] = typer.Argument(..., metavar="PROTOCOL...", help="Protocol files (.rxw) or compiled graphs; the first is the reference of the paired differences.", exists=True, dir_okay=False, readable=True),
+    model: Path = typer.Option(..., "--model", metavar="MODEL.yaml", help="The patient model (cohort/models/*.yaml, docs/cohort.md#the-patient-model).", exists=True, dir_okay=False, readable=True),
+    patients: int = typer.Option(..., "--patients", min=1, metavar="N", help="Synthetic patients (each sees every protocol)."),
+    years: float = typer.Option(..., "--years", metavar="Y", help="Follow-up of each patient, in years (e.g. 2, or 0.5)."),
+    seed: int = typer.Option(..., "--seed", min=0, metavar="S", help="The cohort's seed: the same seed gives the same patients, results and report."),
+    output_: Optional[str] = typer.Option(None, "--output", "-o", metavar="REPORT.html", help="Write the HTML report here (self-contained)."),
+    table: Optional[str] = typer.Option(None, "--table", metavar="OUT.parquet", help="Write one row per patient and protocol here (Parquet)."),
+    plot: Optional[str] = typer.Option(None, "--plot", metavar="DIR", help="Write the plots here, PNG and SVG."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", min=1, metavar="N", help="Worker processes (default: one per core; 1: no worker process)."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", metavar="tcp://HOST:PORT", help="Run the chunks of patients on this Dask distributed scheduler instead of local processes."),
+    start: Optional[str] = typer.Option(None, "--start", metavar="DATE", help="The first day of every patient's follow-up (YYYY-MM-DD; default 2025-01-06)."),
+    resamples: int = typer.Option(1000, "--resamples", min=0, metavar="B", help="Bootstrap resamples for the 95% intervals (0: no intervals)."),
+) -> None:
+    """Simulate N synthetic patients through each protocol, closed loop: the protocol's orders
+    decide when blood is drawn, its holds, dose reductions and stops change the patient. Prints
+    the metrics per protocol with 95% intervals and the paired differences against the first.
+
+    Exit status 0 when every patient was simulated, 1 when a protocol or the model is wrong
+    (nothing simulated) or some patients could not be simulated (each reported; the outputs
+    cover the others), 2 when a file is missing, an option is wrong or an output cannot be
+    written (nothing is written).
+    """
+    from rxwatch.cohort.scale import DEFAULT_START
+
+    report = output_path(output_)
+    table_out = output_path(table)
+    plot_dir = Path(plot) if plot else None
+    if table_out is not None and table_out.suffix.lower() != ".parquet":
+        raise fail(f"{table_out}: the table is Parquet: give a name ending in .parquet")
+    if not (0 < years <= 100):
+        raise fail(f"--years {years:g}: give a follow-up above 0 and at most 100 years")
+    if plot_dir is not None and plot_dir.exists() and not plot_dir.is_dir():
+        raise fail(f"{plot_dir}: --plot names a folder, and this is a file")
+    inputs = (*protocols, model)
+    for out in (report, table_out, plot_dir):
+        if out is not None and any(_same(out, p) for p in inputs):
+            raise fail(f"{out}: would overwrite an input")
+    day0 = DEFAULT_START
+    if start is not None:
+        try:
+            day0 = datetime.date.fromisoformat(start)
+        except ValueError:
+            raise fail(f"--start {start}: not an ISO 8601 date (YYYY-MM-DD)")
+
+    the_model = _load_model(model)
+    arms = _arms(protocols)
+
+    from rxwatch.cohort.scale import Cohort, run_cohort
+
+    cohort = Cohort(arms, the_model, patients=patients, years=years, seed=seed, start=day0)
+    writer = _TableWriter(table_out) if table_out is not None else None
+    from .progress import progress_bar
+
+    progress, close = progress_bar("simulating", "patients")
+    try:
+        result = run_cohort(cohort, jobs=jobs, scheduler=scheduler, progress=progress, resamples=resamples,
+                            on_rows=writer.write if writer is not None else None)
+    except OSError as e:
+        close()
+        if writer is not None:
+            writer.abandon()
+        raise fail(f"cannot run the cohort: {e.strerror or e}")
+    except BaseException:
+        close()
+        if writer is not None:
+            writer.abandon()
+        raise
+    close()
+
+    from rxwatch.cohort.report import build, text_summary
+
+    for f in result.failed[:SHOWN_FAILED]:
+        print(f"{f['problem']} (patient {f['patient']}, {f['protocol']}: not counted)", file=sys.stderr)
+    if len(result.failed) > SHOWN_FAILED:
+        say(f"and {len(result.failed) - SHOWN_FAILED} more (all in the report and the table's `problem` column)")
+    if writer is not None:
+        writer.commit()
+        say(f"wrote {table_out}")
+    if plot_dir is not None:
+        _write_plots(result, plot_dir)
+        say(f"wrote {plot_dir}/")
+    if report is not None:
+        write_atomic(report, build(result, model_name=model.name), inputs=inputs)
+        say(f"wrote {report}")
+    print(text_summary(result, model_name=model.name))
+    if result.failed:
+        raise typer.Exit(int(Status.INPUT_ERROR))
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == Path(b).resolve()
+    except OSError:
+        return False
+
+
+def _load_model(path: Path):
+    from rxwatch.cohort.model import ModelError, load_model
+
+    try:
+        return load_model(path)
+    except ModelError as e:
+        where = ":".join(str(x) for x in (getattr(e, "path", path), getattr(e, "line", 0), getattr(e, "col", 0)) if x)
+        code = getattr(e, "code", "")
+        message = getattr(e, "message", None) or str(e)
+        print(f"{where}: error[{code}]: {message}" if code else f"{where}: error: {message}", file=sys.stderr)
+        raise fail(f"{path}: not a usable patient model; nothing simulated", Status.INPUT_ERROR)
+    except OSError as e:
+        raise fail(f"{path}: cannot read: {e.strerror or e}")
+
+
+def _arms(protocols: list[Path]) -> list:
+    """Each protocol compiled (exit 1 on errors), labelled by its name (the file's name when two
+    share one); a protocol whose holds and stops cannot reach the patient (no `drug`) is said."""
+    from rxwatch.cohort.run import Arm
+
+    arms = []
+    seen: set[str] = set()
+    for path in protocols:
+        graph = load_graph(path, quiet_warnings=True)
+        label = graph.graph.get("name") or path.stem
+        if label in seen:
+            label = str(path)
+        if label in seen:
+            raise fail(f"{path}: given twice")
+        seen.add(label)
+        arm = Arm.of(label, graph)
+        if arm.drug is None:
+            say(f"{path}: warning: {label} declares no drug: its holds and stops cannot change the patient "
+                f"(docs/cohort.md#the-closed-loop)")
+        arms.append(arm)
+    return arms
+
+
+class _TableWriter:
+    """The table streamed to a temporary Parquet file beside the output, renamed into place
+    at the end (never a partial table)."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.tmp = out.parent / f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}.tmp"
+        self.writer = None
+
+    def write(self, table) -> None:
+        import pyarrow.parquet as pq
+
+        if self.writer is None:
+            try:
+                self.writer = pq.ParquetWriter(self.tmp, table.schema)
+            except OSError as e:
+                raise fail(f"{self.out}: cannot write: {e.strerror or e}")
+        self.writer.write_table(table)
+
+    def commit(self) -> None:
+        try:
+            if self.writer is None:
+                from rxwatch.cohort.run import schema
+
+                self.write(schema().empty_table())
+            self.writer.close()
+            os.replace(self.tmp, self.out)
+        except OSError as e:
+            self.abandon()
+            raise fail(f"{self.out}: cannot write: {e.strerror or e}")
+
+    def abandon(self) -> None:
+        try:
+            if self.writer is not None:
+                self.writer.close()
+        except OSError:
+            pass
+        self.tmp.unlink(missing_ok=True)
+
+
+def _write_plots(result, folder: Path) -> None:
+    """The plots written into a temporary folder beside `folder`, then put in its place."""
+    from rxwatch.cohort.plots import write_all
+
+    parent = folder.parent
+    tmp = parent / f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-plots.tmp"
+    old = parent / f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-old.tmp"
+    try:
+        tmp.mkdir(parents=False)
+        write_all(result, tmp)
+        if folder.exists():
+            folder.rename(old)
+        tmp.rename(folder)
+        shutil.rmtree(old, ignore_errors=True)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise fail(f"{folder}: cannot write: {e.strerror or e}")

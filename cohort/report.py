@@ -1,0 +1,171 @@
+"""The cohort's report: a text summary for the terminal, and one self-contained HTML page (the
+plots as SVG data URIs; no script, no style sheet or font from elsewhere).
+
+The page: what was run (protocols, model, patients, years, seed, the command to run it again),
+the metrics per protocol with 95% intervals, the paired differences against the first
+protocol, the conclusion in words (from the numbers), the plots (detection delays, cost against
+delay, example patients), the definitions of the metrics, and the patients that could not be
+simulated. The same command and seed give the same page, byte for byte.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import shlex
+
+import numpy as np
+
+from .metrics import LABELS, METRICS, THRESHOLDS, Estimate
+
+# how a metric's number is written: digits after the point
+DIGITS = {"tests_per_py": 2, "false_alarms_per_true": 2, "missed_share_3x": 3, "missed_share_5x": 3,
+          "median_delay_3x": 0, "median_delay_5x": 0, "median_peak_3x": 1, "median_peak_5x": 1}
+# which way is better, for the words of the conclusion: -1 lower is better
+BETTER = {"tests_per_py": -1, "missed_share_3x": -1, "missed_share_5x": -1, "median_delay_3x": -1,
+          "median_delay_5x": -1, "median_peak_3x": -1, "median_peak_5x": -1, "false_alarms_per_true": -1}
+
+DEFINITIONS = [
+    ("blood draws per patient-year", "visits at which blood was drawn (one visit draws every order whose window is open), over the patient-years followed"),
+    ("holds, dose reductions, stops, referrals per 1,000 patient-years", "the protocol's drug steps that held, reduced or stopped the drug, and its actions named refer_..., over the patient-years, times 1,000"),
+    ("episodes >3x / >5x ULN", "true injury episodes of the patient model (drug or background) whose noise-free ALT crossed 3x (5x) ULN during follow-up"),
+    ("missed", "such an episode with no hold, reduction or stop between its onset and the day it is over (noise-free ALT back at or below 1x ULN, or the end of follow-up)"),
+    ("detection delay", "days from the crossing to the first hold, reduction or stop in that span; 0 when the protocol had acted before the crossing"),
+    ("ALT multiple reached by the intervention", "the highest noise-free ALT multiple from the episode's onset to the intervention"),
+    ("false alarms per true detection", "alarms (a hold, reduction or stop while the drug was on at full dose; its escalation before a resume is the same alarm) on a day with no episode under way, or only episodes that resolve by themselves, over alarms during an episode that would not"),
+    ("95% intervals", "percentile bootstrap over patients (the same resamples for every protocol, so differences are paired)"),
+]
+
+
+def _fmt(e: Estimate, metric: str) -> str:
+    return e.text(DIGITS.get(metric, 1))
+
+
+def command_line(result, model_name: str) -> str:
+    c = result.cohort
+    parts = ["rxwatch", "cohort"] + [a.graph.graph.get("path") or a.label for a in c.arms] + [
+        "--model", model_name, "--patients", str(c.patients), "--years", f"{c.years:g}", "--seed", str(c.seed)]
+    if c.start.isoformat() != "2025-01-06":
+        parts += ["--start", c.start.isoformat()]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def text_summary(result, *, model_name: str) -> str:
+    """The metrics as a plain table: one column per protocol, then the differences."""
+    m = result.metrics
+    c = result.cohort
+    names = m.protocols
+    head = [f"{c.patients:,} patients x {c.years:g} years (seed {c.seed}), model {model_name}; "
+            f"95% intervals: bootstrap over patients ({m.resamples} resamples)"]
+    rows = [["metric"] + names + [f"{p} - {names[0]}" for p in names[1:]]]
+    for metric in METRICS:
+        rows.append([LABELS[metric]] + [_fmt(m.value(p, metric), metric) for p in names]
+                    + [_fmt(m.difference(p, metric), metric) for p in names[1:]])
+    for x in THRESHOLDS:
+        rows.append([f"episodes >{x}x ULN: detected / missed"] + [
+            f"{int(m.totals[p][f'detected_{x}x'])} / {int(m.totals[p][f'missed_{x}x'])}" for p in names] + [""] * (len(names) - 1))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = head + [""]
+    for i, r in enumerate(rows):
+        lines.append("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    lines.append("")
+    lines.extend(conclusion(result))
+    return "\n".join(lines)
+
+
+def conclusion(result) -> list[str]:
+    """The comparison in words, from the numbers: each protocol against the first, on cost and
+    on detection, saying when an interval includes no difference."""
+    m = result.metrics
+    ref = m.protocols[0]
+    out = []
+    for p in m.protocols[1:]:
+        parts = []
+        for metric in ("tests_per_py", "median_delay_3x", "median_delay_5x", "missed_share_3x", "median_peak_3x",
+                       "false_alarms_per_true"):
+            d = m.difference(p, metric)
+            if np.isnan(d.value):
+                continue
+            if np.isnan(d.low):
+                sure = "(too few episodes for an interval)"
+            elif d.low > 0 or d.high < 0:
+                sure = f"(95% interval {d.low:.{DIGITS.get(metric, 1)}f} to {d.high:.{DIGITS.get(metric, 1)}f})"
+            else:
+                sure = f"(95% interval {d.low:.{DIGITS.get(metric, 1)}f} to {d.high:.{DIGITS.get(metric, 1)}f}: no clear difference)"
+            parts.append(f"{LABELS[metric]} {d.value:+.{DIGITS.get(metric, 1)}f} {sure}")
+        out.append(f"{p} against {ref}: " + ("; ".join(parts) if parts else "no metric defined for both") + ".")
+    return out
+
+
+def build(result, *, model_name: str) -> str:
+    from . import plots
+
+    m = result.metrics
+    c = result.cohort
+    e = html.escape
+    names = m.protocols
+    out = [f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Cohort: {e(" vs ".join(names))}</title>
+<style>
+body {{ font: 14px/1.45 system-ui, sans-serif; margin: 1.5em auto; max-width: 1150px; color: #222; padding: 0 1em; }}
+table {{ border-collapse: collapse; margin: .5em 0 1.5em; }}
+th, td {{ border-bottom: 1px solid #ddd; padding: 3px 8px; text-align: left; vertical-align: top; }}
+th {{ background: #f3f3f3; }}
+td.n {{ text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }}
+code {{ background: #f4f4f4; padding: 1px 4px; }}
+figure {{ margin: 1em 0 2em; }} figure img {{ max-width: 100%; }}
+.conclusion {{ background: #f6f8fa; border-left: 4px solid #4477aa; padding: .5em 1em; }}
+.small {{ color: #666; font-size: 12px; }}
+</style></head><body>
+<h1>Cohort simulation: {e(" vs ".join(names))}</h1>
+<p>{c.patients:,} synthetic patients, each followed {c.years:g} years from {c.start.isoformat()} through every
+protocol (the same patients and the same random draws for each), patient model <code>{e(model_name)}</code>,
+seed {c.seed}. Reproduce: <code>{e(command_line(result, model_name))}</code></p>
+<h2 id="conclusion">Conclusion</h2>
+<div class="conclusion">"""]
+    for line in conclusion(result) or ["One protocol: no comparison."]:
+        out.append(f"<p>{e(line)}</p>")
+    out.append("</div>")
+    out.append('<h2 id="metrics">Metrics (95% intervals)</h2><table id="metrics-table"><thead><tr><th>metric</th>')
+    out.extend(f"<th>{e(p)}</th>" for p in names)
+    out.extend(f"<th>{e(p)} &minus; {e(names[0])}</th>" for p in names[1:])
+    out.append("</tr></thead><tbody>")
+    for metric in METRICS:
+        out.append(f'<tr data-metric="{metric}"><td>{e(LABELS[metric])}</td>')
+        out.extend(f'<td class="n">{e(_fmt(m.value(p, metric), metric))}</td>' for p in names)
+        out.extend(f'<td class="n">{e(_fmt(m.difference(p, metric), metric))}</td>' for p in names[1:])
+        out.append("</tr>")
+    out.append("</tbody></table>")
+    out.append('<h3>Totals</h3><table id="totals-table"><thead><tr><th></th>')
+    out.extend(f"<th>{e(p)}</th>" for p in names)
+    out.append("</tr></thead><tbody>")
+    shown = [("patient-years", "years"), ("blood draws", "draws"), ("holds", "holds"), ("dose reductions", "reductions"),
+             ("stops", "stops"), ("referrals", "referrals"), ("true alarms", "true_alarms"), ("false alarms", "false_alarms")]
+    for x in THRESHOLDS:
+        shown += [(f"episodes >{x}x ULN", f"episodes_{x}x"), (f"  detected", f"detected_{x}x"), (f"  missed", f"missed_{x}x")]
+    for text, col in shown:
+        out.append(f"<tr><td>{e(text)}</td>")
+        out.extend(f'<td class="n">{m.totals[p][col]:,.0f}</td>' for p in names)
+        out.append("</tr>")
+    out.append("</tbody></table>")
+    out.append('<h2 id="plots">Plots</h2>')
+    for name, caption, fig in plots.figures(result):
+        uri = "data:image/svg+xml;base64," + base64.b64encode(plots.svg_bytes(fig)).decode("ascii")
+        plots.close(fig)
+        out.append(f'<figure id="fig-{name}"><img alt="{e(caption)}" src="{uri}"><figcaption>{e(caption)}</figcaption></figure>')
+    out.append('<h2 id="definitions">What the metrics mean</h2><dl>')
+    for term, text in DEFINITIONS:
+        out.append(f"<dt><b>{e(term)}</b></dt><dd>{e(text)}</dd>")
+    out.append("</dl>")
+    if result.failed:
+        out.append(f'<h2 id="failed">Patients not simulated ({len(result.failed)})</h2><table><thead><tr><th>protocol</th>'
+                   f"<th>patient</th><th>why</th></tr></thead><tbody>")
+        for f in result.failed[:500]:
+            out.append(f"<tr><td>{e(f['protocol'])}</td><td class=\"n\">{f['patient']}</td><td>{e(f['problem'])}</td></tr>")
+        out.append("</tbody></table>")
+    out.append('<p class="small">Made by rxwatch cohort (docs/cohort.md).</p></body></html>\n')
+    return "\n".join(out)
