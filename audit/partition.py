@@ -258,6 +258,8 @@ def _csv_columns(header: list[str], path: Path, line: int) -> list[int]:
 def _split_ndjson(paths: list[Path], workdir: Path, out: Plan, jobs: int) -> None:
     """Observations go to their subject's partition; Patients too (a patient with no
     Observation is still audited). Other resource types are ignored."""
+    from rxwatch.inputs.fhir_ndjson import patient_of
+
     total = sum(p.stat().st_size for p in paths)
     n = _count(total, jobs)
     writers = _Writers(workdir, "ndjson", n, NDJSON_SCHEMA, out, "ndjson")
@@ -279,18 +281,14 @@ def _split_ndjson(paths: list[Path], workdir: Path, out: Plan, jobs: int) -> Non
                         out.problems.append((str(path), line, "E712", "a line of an NDJSON file is one resource object"))
                         continue
                     kind = resource.get("resourceType")
-                    if kind == "Patient":
-                        patient = resource.get("id")
-                    elif kind == "Observation":
-                        ref = (resource.get("subject") or {}).get("reference") if isinstance(resource.get("subject"), dict) else None
-                        patient = ref.rsplit("/", 1)[-1] if isinstance(ref, str) and ref.startswith(("Patient/", "urn:uuid:")) else (
-                            ref.rsplit(":", 1)[-1] if isinstance(ref, str) else None)
+                    if kind not in ("Patient", "Observation"):
+                        continue
+                    patient = patient_of(resource)
+                    if kind == "Observation":
                         when = resource.get("effectiveDateTime") or resource.get("effectiveInstant") or ""
                         if isinstance(when, str) and when > last:
                             last = when[:10]
-                    else:
-                        continue
-                    if not isinstance(patient, str) or not patient:
+                    if patient is None:
                         ident = resource.get("id")
                         out.problems.append((str(path), line, "E721", f"{kind} {ident if isinstance(ident, str) else ''}".rstrip()
                                              + (" has no subject Patient reference" if kind == "Observation" else " has no id")

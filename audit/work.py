@@ -12,7 +12,6 @@ import datetime
 import functools
 import heapq
 import io
-import json
 from typing import Any
 
 import pyarrow as pa
@@ -141,87 +140,23 @@ def _patients(job, graph, files, as_of, facts, kind):
 
 
 def _reader(graph, path):
-    from rxwatch.simulator.timeline import Reader
+    from rxwatch.inputs.reader import Reader
 
     return Reader(path, graph.graph)
 
 
-def _fresh(r) -> None:
-    from rxwatch.simulator.timeline import _Clock
-
-    r.errors = []
-    r.warnings = []
-    r.clock = _Clock()
-
-
-_CELLS = ("date", "time", "lab", "value", "unit", "uln", "lln", "event", "fact", "choice")
-
-
 def _csv_timeline(patient, part, r, files, as_of, facts):
-    from rxwatch.simulator import csvlabs
-    from rxwatch.simulator.timeline import ClinicalEvent, Choice, FactChange, Loc, parse_date_time, parse_time
+    from rxwatch.inputs.csvlabs import EXTRACT_CELLS, extract_events
 
-    _fresh(r)
-    events = []
-    first_fact: dict = {}
-    file_of = part["file"]
-    for i, (line, *values) in enumerate(zip(part["line"], *(part[c] for c in _CELLS))):
-        r.path = files[file_of[i]]
-        cells = dict(zip(_CELLS, values))
-        if cells["date"].startswith("\x00"):
-            r.error(line, "E702", cells["date"][1:])
-            continue
-        if cells["lab"] and not (cells["event"] or cells["fact"] or cells["choice"]):  # the common case
-            result = csvlabs.result_of(cells, line, r)
-            if result is not None:
-                events.append(result)
-            continue
-        kinds = [k for k in ("lab", "event", "fact", "choice") if cells[k]]
-        if len(kinds) != 1:
-            r.error(line, "E702", "a row has exactly one of lab, event, fact or choice; this one has "
-                    + (" and ".join(kinds) if kinds else "none"))
-            continue
-        what = kinds[0]
-        if what == "lab":
-            result = csvlabs.result_of(cells, line, r)
-            if result is not None:
-                events.append(result)
-            continue
-        when = parse_date_time(cells["date"])
-        if when is None:
-            r.error(line, "E705", f"date: '{cells['date']}' is not an ISO 8601 date (YYYY-MM-DD) or date-time (YYYY-MM-DDThh:mm)")
-            continue
-        date, time = when
-        if cells["time"]:
-            time = cells["time"] if parse_time(cells["time"]) is not None else time
-        loc = Loc(r.path, line)
-        order = r.order(date, time, file_of[i] * 10**12 + line)
-        name = cells[what]
-        if what == "event":
-            if name not in r.events:
-                r.error(line, "E707", r.unknown("event", name, r.events))
-                continue
-            events.append(ClinicalEvent(date, name, loc, time, order))
-        elif what == "choice":
-            if name not in r.actions:
-                r.error(line, "E707", r.unknown("action", name, r.actions))
-                continue
-            events.append(Choice(date, name, loc, time, order))
-        else:
-            if name not in r.facts:
-                r.error(line, "E707", r.unknown("fact", name, r.facts))
-                continue
-            value, why = r.fact_value(name, cells["value"], from_text=True)
-            if why:
-                r.error(line, "E708", why)
-                continue
-            first_fact.setdefault(name, (date, value))
-            events.append(FactChange(date, name, value, loc, time, order))
+    r.reset(r.path)
+    rows = ((files[f], line, f * 10**12 + line, values)
+            for f, line, *values in zip(part["file"], part["line"], *(part[c] for c in EXTRACT_CELLS)))
+    events, first_fact = extract_events(rows, r)
     return _finish(patient, r, events, first_fact, as_of, facts)
 
 
 def _finish(patient, r, events, first_fact, as_of, facts):
-    from rxwatch.simulator.timeline import TimelineError
+    from rxwatch.inputs.model import TimelineError
 
     if events and all(e.date > as_of for e in events):
         return None  # the patient's history starts after the audit date: not part of this audit
@@ -236,29 +171,16 @@ def _finish(patient, r, events, first_fact, as_of, facts):
 
 
 def _ndjson_timeline(patient, part, r, files, as_of, facts):
-    from rxwatch.simulator import fhir
+    from rxwatch.inputs.fhir_ndjson import patient_events
 
-    _fresh(r)
-    events = []
-    for i in range(len(part["line"])):
-        r.path = files[part["file"][i]]
-        line = part["line"][i]
-        if part["kind"][i] != "Observation":
-            continue
-        obs = json.loads(part["text"][i])
-        try:
-            result = fhir._observation(obs, i, line, r)
-        except (AttributeError, TypeError, KeyError) as exc:
-            ident = obs.get("id")
-            r.error(line, "E712", f"Observation {ident if isinstance(ident, str) else ''} is not a usable Observation: {exc}")
-            continue
-        if result is not None:
-            events.append(result)
-    return _finish(patient, r, events, {}, as_of, facts)
+    r.reset(r.path)
+    lines = ((files[f], line, kind, text) for f, line, kind, text in zip(part["file"], part["line"], part["kind"], part["text"]))
+    return _finish(patient, r, patient_events(lines, r), {}, as_of, facts)
 
 
 def _file_patient(path, graph, as_of, facts):
-    from rxwatch.simulator.timeline import TimelineError, load_timeline
+    from rxwatch.inputs.model import TimelineError
+    from rxwatch.inputs.registry import load_timeline
 
     try:
         timeline = load_timeline(path, graph.graph, until=as_of, facts=facts)

@@ -25,7 +25,7 @@ from machine import describe  # noqa: E402
 from rxwatch.compiler import compile_file  # noqa: E402
 import rxwatch.simulator.engine as engine  # noqa: E402
 import rxwatch.simulator.expr as expr  # noqa: E402
-import rxwatch.simulator.timeline as timeline  # noqa: E402
+import rxwatch.inputs.model as timeline  # noqa: E402
 
 
 def best_of(machine, patients, repeat: int) -> float:

@@ -255,7 +255,7 @@ def main() -> int:
             size = path.stat().st_size / 1e6
             course = "in monitoring throughout" if args.csv_normal else "taken off treatment within a few years"
             print(f"\nA {size:.0f} MB CSV, one patient ({course}), {n:,} panels ({3 * n:,} results), once each:")
-            read = ("import sys; from rxwatch.compiler import compile_file; from rxwatch.simulator.timeline import load_timeline; "
+            read = ("import sys; from rxwatch.compiler import compile_file; from rxwatch.inputs.registry import load_timeline; "
                     "g = compile_file(sys.argv[1]).graph; tl = load_timeline(sys.argv[2], g.graph, facts=[sys.argv[3]]); "
                     "print(len(tl.events))")
             wall, peak = measure([sys.executable, "-c", read, str(PROTOCOL), str(path), FACT])

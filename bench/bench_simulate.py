@@ -65,7 +65,7 @@ from rxwatch.compiler import compile_file  # noqa: E402
 from rxwatch.simulator.engine import Machine  # noqa: E402
 from rxwatch.simulator.expr import shift  # noqa: E402
 from rxwatch.compiler.ir import exact  # noqa: E402
-from rxwatch.simulator.timeline import ClinicalEvent, Choice, FactChange, LabResult, Loc, Timeline  # noqa: E402
+from rxwatch.inputs.model import ClinicalEvent, Choice, FactChange, LabResult, Loc, Timeline  # noqa: E402
 
 INDICATIONS = ["rheumatoid_arthritis", "stills_disease", "hlh_mas", "covid19", "autoinflammatory", "other"]
 GRADES = ["normal", "mild", "moderate", "severe"]

@@ -39,7 +39,7 @@ def audit_(
     import datetime
 
     from rxwatch.audit import InputError, audit
-    from rxwatch.simulator.timeline import Reader
+    from rxwatch.inputs.reader import Reader
 
     report = output_path(output_)
     table_out = output_path(table)

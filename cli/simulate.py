@@ -38,7 +38,7 @@ def simulate(
     output = output_path(output_)
     from rxwatch.compiler.diagnostics import WARNING, Diagnostic
     from rxwatch.simulator.engine import Machine, SimulationError
-    from rxwatch.simulator.timeline import TimelineError
+    from rxwatch.inputs.model import TimelineError
     from rxwatch.simulator.trace import to_json_chunks
 
     sources = Sources()
@@ -94,9 +94,10 @@ def _warning_code(w: dict) -> str:
 def _read_timeline(path: Path, graph, **options):
     """The timeline of `path`; a scenario file of `rxwatch test` is a timeline too (its
     `expect`, `description` and `protocol` keys are left to `rxwatch test`)."""
-    from rxwatch.simulator import yamlsrc
+    from rxwatch.inputs import yamlsrc
+    from rxwatch.inputs.registry import read
+    from rxwatch.inputs.yamljson import parse_timeline
     from rxwatch.suite.cases import CASE_KEYS
-    from rxwatch.simulator.timeline import load_timeline, parse_timeline
 
     if path.suffix.lower() in (".yaml", ".yml"):
         try:
@@ -105,4 +106,4 @@ def _read_timeline(path: Path, graph, **options):
             doc = None  # load_timeline reports it, located
         if isinstance(doc, dict) and "expect" in doc:
             return parse_timeline(doc, str(path), graph.graph, extra_keys=CASE_KEYS, **options)
-    return load_timeline(path, graph.graph, **options)
+    return read(path, graph.graph, **options)

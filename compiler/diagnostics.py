@@ -124,7 +124,7 @@ CODES: dict[str, str] = {
     "W641": "drug held with no way to resume or stop it",
     "W642": "track reads a lab that it never orders",
     "W643": "action on a drug that is stopped on every way there",
-    # timeline input (simulator/timeline.py, fhir.py, csvlabs.py; docs/timelines.md)
+    # timeline input (inputs/: yamljson.py, csvlabs.py, fhir_bundle.py...; docs/timelines.md)
     "E701": "the file cannot be read",
     "E702": "the wrong shape",
     "E703": "an unknown key or column",
@@ -177,7 +177,7 @@ GROUPS: tuple[tuple[str, str, str], ...] = (
     ("E4", "structure", "compiler/checks/structure.py, compiler/checks/accepts.py"),
     ("W5", "hygiene", "compiler/checks/structure.py, compiler/checks/accepts.py"),
     ("6", "verification", "compiler/verify/"),
-    ("7", "timeline input", "simulator/timeline.py, fhir.py, csvlabs.py"),
+    ("7", "timeline input", "inputs/"),
     ("8", "scenario case files", "suite/expectations.py, suite/cases.py"),
     ("E90", "the simulator at run time", "simulator/engine.py"),
     ("W90", "the simulator at run time", "simulator/engine.py"),

@@ -343,7 +343,7 @@ def _rule(graph, edges: dict, step: dict, src: str, dst: str, where) -> str:
 
 def locate(text: str, where: tuple) -> int | None:
     """The 1-based line of the trace file at `where` (a TraceError's path), or None."""
-    from rxwatch.simulator.yamlsrc import Map, Seq, YamlError, load
+    from rxwatch.inputs.yamlsrc import Map, Seq, YamlError, load
 
     try:
         node = load(text)  # JSON is YAML: the project's reader that keeps positions

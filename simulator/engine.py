@@ -53,7 +53,7 @@ from rxwatch.compiler import ir
 
 from .expr import _NO_ORDERS, DRUG_READS, MAX_DATE, Compiler, Ctx, Dur, ExprError, Q, Since, _drug, exact_q, \
     protocol_line, register, shift
-from .timeline import ClinicalEvent, Choice, FactChange, LabResult, Timeline, latest_results
+from rxwatch.inputs.model import ClinicalEvent, Choice, FactChange, LabResult, Timeline, latest_results
 
 __all__ = ["MAX_TRANSITIONS_PER_DAY", "Machine", "SimulationError", "simulate"]
 

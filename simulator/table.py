@@ -40,7 +40,7 @@ from rich.text import Text
 
 from rxwatch.compiler.diagnostics import sanitize
 
-from .timeline import Choice, ClinicalEvent, FactChange
+from rxwatch.inputs.model import Choice, ClinicalEvent, FactChange
 
 __all__ = ["exact_text", "render", "to_text", "PLAIN_ROWS"]
 

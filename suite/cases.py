@@ -18,9 +18,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from rxwatch.simulator import yamlsrc
-from rxwatch.simulator.timeline import Message, Timeline, TimelineError, parse_timeline
-from rxwatch.simulator.yamlsrc import Map, Seq
+from rxwatch.inputs import yamlsrc
+from rxwatch.inputs.model import Message, Timeline, TimelineError
+from rxwatch.inputs.yamljson import parse_timeline
+from rxwatch.inputs.yamlsrc import Map, Seq
 
 from .check import Outcome, check
 from .expectations import E_DATE, E_PROTOCOL, E_STRUCTURE, CaseError, Expectation, Names, parse_expectation

@@ -47,7 +47,8 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from rxwatch.compiler.diagnostics import did_you_mean
 from rxwatch.compiler.span import Span
 from rxwatch.simulator import units
-from rxwatch.simulator.timeline import Message, parse_date
+from rxwatch.inputs.model import Message
+from rxwatch.inputs.reader import parse_date
 
 __all__ = [
     "Expectation", "When", "Count", "Names", "CaseError", "parse_expectation", "grammar_text",

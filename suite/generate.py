@@ -111,9 +111,10 @@ class Generator:
     # ---------------------------------------------------------------- replay
 
     def replay(self, p: Prefix) -> dict | None:
-        from rxwatch.simulator import yamlsrc
+        from rxwatch.inputs import yamlsrc
         from rxwatch.simulator.engine import SimulationError
-        from rxwatch.simulator.timeline import TimelineError, parse_timeline
+        from rxwatch.inputs.model import TimelineError
+        from rxwatch.inputs.yamljson import parse_timeline
 
         if p.trace is not None:
             return p.trace
@@ -688,8 +689,8 @@ def killing_cases(gen: Generator, candidates: list[Prefix], survivors: list, pat
                 continue
             q = Prefix(dict(p.facts), list(p.rows), p.until)
             try:
-                from rxwatch.simulator import yamlsrc
-                from rxwatch.simulator.timeline import parse_timeline
+                from rxwatch.inputs import yamlsrc
+                from rxwatch.inputs.yamljson import parse_timeline
 
                 text = json.dumps(gen.document(q))
                 tl = parse_timeline(yamlsrc.load_json(text, "<generated>") or yamlsrc.load(text, "<generated>"),

@@ -23,7 +23,7 @@ from rxwatch.compiler import compile_file
 from rxwatch.suite.cases import parse_case, run_case
 from rxwatch.suite.check import Outcome, check
 from rxwatch.suite.expectations import CaseError, Expectation, Names, parse_expectation
-from rxwatch.simulator.timeline import Message
+from rxwatch.inputs.model import Message
 
 GRAPH = compile_file(str(ANAKINRA)).graph
 NAMES = Names.of(GRAPH)

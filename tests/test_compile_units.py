@@ -14,9 +14,9 @@ import pytest
 from rxwatch.compiler import compile_source, ir
 from rxwatch.compiler.checks.types import canonical, compose, same_unit, unit_factor
 from rxwatch.editor.fmt import format_text
-from rxwatch.simulator import yamlsrc
+from rxwatch.inputs import yamlsrc
 from rxwatch.simulator.engine import simulate
-from rxwatch.simulator.timeline import parse_timeline
+from rxwatch.inputs.yamljson import parse_timeline
 
 DOC = (Path(__file__).parent.parent / "docs" / "language.md").read_text(encoding="utf-8")
 CG = re.search(r"```\n(.*?)```", DOC.split("\n## A derived value in its clinical unit\n", 1)[1], flags=re.S).group(1)

@@ -704,7 +704,7 @@ def test_every_input_code_has_a_command_line_case():
 def test_every_code_the_source_uses_is_in_the_table(repo_root):
     """A code written anywhere in the package is in CODES (so it is documented and tested)."""
     used = set()
-    for folder in ("compiler", "simulator", "render", "cli"):
+    for folder in ("compiler", "simulator", "inputs", "render", "cli"):
         for path in (repo_root / folder).rglob("*.py"):
             used |= set(re.findall(r"""["']([EW]\d{3})["']""", path.read_text(encoding="utf-8")))
     assert used - set(CODES) == set(), sorted(used - set(CODES))
@@ -748,7 +748,7 @@ def test_a_message_shaped_object_converts_at_one_place():
 
 
 def test_message_can_be_a_subclass_of_diagnostic():
-    """How simulator/timeline.py's Message can become a Diagnostic: its constructor kept."""
+    """How inputs/model.py's Message can become a Diagnostic: its constructor kept."""
 
     class Message(Diagnostic):
         __slots__ = ()

@@ -530,7 +530,8 @@ def test_any_edit_of_a_graph_is_rejected_or_runs(tmp_path_factory, data):
     cannot take."""
     from rxwatch.render import render
     from rxwatch.simulator.engine import Machine, SimulationError
-    from rxwatch.simulator.timeline import TimelineError, load_timeline
+    from rxwatch.inputs.model import TimelineError
+    from rxwatch.inputs.registry import load_timeline
 
     graph = copy.deepcopy(_RICH)
     for _ in range(data.draw(st.integers(1, 3))):

@@ -107,9 +107,9 @@ def trk():
 
 @pytest.fixture(scope="module")
 def trk_trace(trk):
-    from rxwatch.simulator import yamlsrc
+    from rxwatch.inputs import yamlsrc
     from rxwatch.simulator.engine import simulate
-    from rxwatch.simulator.timeline import parse_timeline
+    from rxwatch.inputs.yamljson import parse_timeline
 
     doc = yamlsrc.load(TRACKED_TIMELINE, "trk.yaml")
     trace = simulate(trk, parse_timeline(doc, "trk.yaml", trk.graph))
@@ -557,9 +557,9 @@ def test_the_traced_chart_draws_the_path_and_fades_the_rest(trk, trk_trace):
 
 
 def test_a_real_trace_of_a_shipped_protocol_draws(ana):
-    from rxwatch.simulator import yamlsrc
+    from rxwatch.inputs import yamlsrc
     from rxwatch.simulator.engine import simulate
-    from rxwatch.simulator.timeline import parse_timeline
+    from rxwatch.inputs.yamljson import parse_timeline
 
     timeline = """\
 patient: {id: p2, facts: {indication: rheumatoid_arthritis}}

@@ -14,9 +14,9 @@ from conftest import ANAKINRA, LEFLUNOMIDE
 from rxwatch.compiler import compile_file, compile_source
 from rxwatch.render import plan as rplan
 from rxwatch.render.missing import MAX_LABS, Missing, analyse, blocking_text, labs_text
-from rxwatch.simulator import yamlsrc
+from rxwatch.inputs import yamlsrc
 from rxwatch.simulator.engine import simulate
-from rxwatch.simulator.timeline import parse_timeline
+from rxwatch.inputs.yamljson import parse_timeline
 
 HEAD = """\
 protocol m

@@ -147,9 +147,9 @@ events:
 
 @needs_dot
 def test_a_patients_path_through_the_tracks(graph):
-    from rxwatch.simulator import yamlsrc
+    from rxwatch.inputs import yamlsrc
     from rxwatch.simulator.engine import simulate
-    from rxwatch.simulator.timeline import parse_timeline
+    from rxwatch.inputs.yamljson import parse_timeline
 
     trace = simulate(graph, parse_timeline(yamlsrc.load(TIMELINE, "p1.yaml"), "p1.yaml", graph.graph))
     taken = [s for s in trace["steps"] if s["type"] == "transition"]

@@ -17,7 +17,7 @@ import pytest
 from conftest import ANAKINRA, LEFLUNOMIDE, PROTOCOLS_DIR, REPO_ROOT
 from rxwatch.cli.main import main
 from rxwatch.compiler import compile_source
-from rxwatch.simulator import yamlsrc
+from rxwatch.inputs import yamlsrc
 from rxwatch.suite.cases import run_suite
 
 SCENARIOS = REPO_ROOT / "tests" / "scenarios"

@@ -12,7 +12,7 @@ from conftest import LEFLUNOMIDE, REPO_ROOT
 from rxwatch.cli.main import main
 from rxwatch.compiler import compile_file
 from rxwatch.simulator.engine import simulate
-from rxwatch.simulator.timeline import load_timeline
+from rxwatch.inputs.registry import load_timeline
 from rxwatch.simulator.trace import to_json
 
 # the anakinra pathway v2 (a flat protocol) and its demo timeline, as shipped before issue 11

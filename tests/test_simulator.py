@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 
 from rxwatch.compiler import compile_file, compile_source
-from rxwatch.simulator import yamlsrc
+from rxwatch.inputs import yamlsrc
 from rxwatch.simulator.engine import MAX_TRANSITIONS_PER_DAY, Machine, SimulationError, simulate
 from rxwatch.simulator.expr import shift
-from rxwatch.simulator.timeline import Choice, LabResult, Loc, Timeline, parse_timeline
+from rxwatch.inputs.model import Choice, LabResult, Loc, Timeline
+from rxwatch.inputs.yamljson import parse_timeline
 from rxwatch.simulator.trace import to_json
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -951,7 +952,7 @@ DEMO = ROOT / "tests" / "data" / "engine" / "anakinra-moderate.yaml"
 
 
 def test_identical_inputs_give_byte_identical_json():
-    from rxwatch.simulator.timeline import load_timeline
+    from rxwatch.inputs.registry import load_timeline
 
     g = shipped(ANAKINRA)
     first = to_json(simulate(g, load_timeline(DEMO, g.graph)))
@@ -963,7 +964,7 @@ def test_identical_inputs_give_byte_identical_json():
 
 
 def test_the_trace_has_the_contract_shape():
-    from rxwatch.simulator.timeline import load_timeline
+    from rxwatch.inputs.registry import load_timeline
 
     g = shipped(ANAKINRA)
     trace = json.loads(to_json(simulate(g, load_timeline(DEMO, g.graph))))
@@ -981,7 +982,7 @@ def test_the_trace_has_the_contract_shape():
 
 
 def test_the_demo_timeline_goes_where_the_pathway_says():
-    from rxwatch.simulator.timeline import load_timeline
+    from rxwatch.inputs.registry import load_timeline
 
     g = shipped(ANAKINRA)
     trace = simulate(g, load_timeline(DEMO, g.graph))
@@ -1000,7 +1001,7 @@ def test_the_demo_timeline_goes_where_the_pathway_says():
 
 
 def test_until_ends_the_replay_and_leaves_later_events_out():
-    from rxwatch.simulator.timeline import load_timeline
+    from rxwatch.inputs.registry import load_timeline
 
     g = shipped(ANAKINRA)
     trace = simulate(g, load_timeline(DEMO, g.graph), until=datetime.date(2025, 3, 1))

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from rxwatch.compiler import compile_file, compile_source
-from rxwatch.simulator import yamlsrc
+from rxwatch.inputs import yamlsrc
 from rxwatch.simulator.engine import Machine, SimulationError, simulate
-from rxwatch.simulator.timeline import parse_timeline
+from rxwatch.inputs.yamljson import parse_timeline
 from rxwatch.simulator.trace import to_json
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -11,11 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from rxwatch.simulator import units, yamlsrc
-from rxwatch.simulator.timeline import (
+from rxwatch.simulator import units
+from rxwatch.inputs import yamlsrc
+from rxwatch.inputs.model import (
     COMMAND_LINE, Choice, ClinicalEvent, FactChange, LabResult, Loc, Message, Timeline, TimelineError,
-    latest_results, load_timeline, parse_timeline, recency,
+    latest_results, recency,
 )
+from rxwatch.inputs.registry import load_timeline
+from rxwatch.inputs.yamljson import parse_timeline
 
 DATA = Path(__file__).parent / "data" / "timelines"
 PROTOCOL = json.loads((DATA / "protocol.json").read_text())

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from rxwatch.simulator import units, yamlsrc
+from rxwatch.simulator import units
+from rxwatch.inputs import yamlsrc
 
 DATA = Path(__file__).parent / "data" / "timelines"
 F = Fraction
@@ -177,7 +178,7 @@ def test_conversions_never_make_a_float():
 def test_pint_is_never_imported_to_read_a_timeline():
     code = textwrap.dedent(f"""
         import json, sys
-        from rxwatch.simulator.timeline import load_timeline
+        from rxwatch.inputs.registry import load_timeline
         protocol = json.load(open({str(DATA / 'protocol.json')!r}))
         load_timeline({str(DATA / 'case-07.yaml')!r}, protocol)  # TBIL in umol/L
         load_timeline({str(DATA / 'labs.csv')!r}, protocol)

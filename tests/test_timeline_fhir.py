@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from rxwatch.simulator.timeline import COMMAND_LINE, LabResult, TimelineError, latest_results, load_timeline
+from rxwatch.inputs.model import COMMAND_LINE, LabResult, TimelineError, latest_results
+from rxwatch.inputs.registry import load_timeline
 
 HERE = Path(__file__).parent / "data"
 FHIR = HERE / "fhir-r4"

@@ -18,7 +18,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from rxwatch.simulator import units
-from rxwatch.simulator.timeline import LabResult, Message, Timeline, TimelineError, load_timeline
+from rxwatch.inputs.model import LabResult, Message, Timeline, TimelineError
+from rxwatch.inputs.registry import load_timeline
 
 DATA = Path(__file__).parent / "data" / "timelines"
 PROTOCOL = json.loads((DATA / "protocol.json").read_text())

@@ -15,7 +15,8 @@ import pytest
 
 from rxwatch.compiler import compile_source, diagnostics
 from rxwatch.compiler.diagnostics import Diagnostic, did_you_mean, format_text
-from rxwatch.simulator.timeline import TimelineError, load_timeline
+from rxwatch.inputs.model import TimelineError
+from rxwatch.inputs.registry import load_timeline
 
 DATA = Path(__file__).parent / "data" / "timelines"
 PROTOCOL = json.loads((DATA / "protocol.json").read_text())
@@ -133,8 +134,8 @@ def _outcome(call):
     "# a comment\n\ndate,lab,value,unit\n2025-01-06,ALT,32,IU/L\n2025-01-06,ALT,32,IU/L\n",
 ])
 def test_a_streamed_csv_reads_as_the_whole_text_does(tmp_path, text):
-    from rxwatch.simulator.csvlabs import read_csv
-    from rxwatch.simulator.timeline import Reader
+    from rxwatch.inputs.csvlabs import read_csv
+    from rxwatch.inputs.reader import Reader
 
     path = tmp_path / "t.csv"
     path.write_bytes(text.encode("utf-8"))
@@ -169,7 +170,7 @@ def test_a_big_csv_shares_what_repeats(tmp_path):
 
 def _shape(value):
     """A value with its types, a float's text, and where each event of a timeline stands."""
-    from rxwatch.simulator import yamlsrc
+    from rxwatch.inputs import yamlsrc
 
     if isinstance(value, dict):
         return ("map", {k: _shape(v) for k, v in value.items()})
@@ -197,7 +198,7 @@ def _random_json(rng: random.Random, depth: int = 0):
 
 
 def test_the_fast_json_reader_reads_as_the_yaml_reader_does():
-    from rxwatch.simulator import yamlsrc
+    from rxwatch.inputs import yamlsrc
 
     rng = random.Random(11)
     for n in range(400):
@@ -235,7 +236,7 @@ def test_the_fast_json_reader_reads_as_the_yaml_reader_does():
     'patient: {id: x}',
 ])
 def test_the_fast_json_reader_declines_what_the_yaml_reader_reads_otherwise(text):
-    from rxwatch.simulator import yamlsrc
+    from rxwatch.inputs import yamlsrc
 
     assert yamlsrc.load_json(text, "t.json") is None
 
@@ -256,7 +257,7 @@ def test_a_mistake_in_a_json_timeline_is_located_as_before(tmp_path):
 
 def _located(value):
     """`_shape` with every position a Map or Seq knows."""
-    from rxwatch.simulator import yamlsrc
+    from rxwatch.inputs import yamlsrc
 
     if isinstance(value, yamlsrc.Map):
         return ("map", value.pos, {k: (value.key_pos(k), value.value_pos(k), _located(v)) for k, v in value.items()})
@@ -267,7 +268,7 @@ def _located(value):
 
 def _both_ways(text, monkeypatch):
     """(through libyaml, through ruamel alone): each a document or the YamlError's text."""
-    from rxwatch.simulator import yamlsrc
+    from rxwatch.inputs import yamlsrc
 
     def read():
         try:
@@ -330,14 +331,14 @@ def test_yaml_is_read_by_libyaml_when_pyyaml_has_it(monkeypatch):
     yaml = pytest.importorskip("yaml")
     if not yaml.__with_libyaml__:
         pytest.skip("PyYAML without libyaml")
-    from rxwatch.simulator import yamlsrc
+    from rxwatch.inputs import yamlsrc
 
     assert yamlsrc._load_c("a: 1\n", "t.yaml") == {"a": 1}
     assert yamlsrc._load_c("a: 1\na: 2\n", "t.yaml") is yamlsrc._DECLINED  # ruamel says where
 
 
 def test_a_yaml_text_read_again_while_its_document_is_held_is_parsed_once(monkeypatch):
-    from rxwatch.simulator import yamlsrc
+    from rxwatch.inputs import yamlsrc
 
     text = "a: 1\nb: [1, 2]\n"
     first = yamlsrc.load(text, "t.yaml")
@@ -356,8 +357,8 @@ def test_a_yaml_text_read_again_while_its_document_is_held_is_parsed_once(monkey
 
 @pytest.mark.parametrize("indent", [None, 2])
 def test_a_json_timeline_read_fast_is_the_timeline_read_with_every_position(tmp_path, indent):
-    from rxwatch.simulator import yamlsrc
-    from rxwatch.simulator.timeline import parse_timeline
+    from rxwatch.inputs import yamlsrc
+    from rxwatch.inputs.yamljson import parse_timeline
 
     rng = random.Random(5)
     events = []
@@ -388,14 +389,14 @@ def test_a_json_timeline_read_fast_is_the_timeline_read_with_every_position(tmp_
 def test_deep_flow_nesting_is_left_to_ruamel_which_reports_it(text, monkeypatch):
     """PyYAML's C composer recurses on the C stack: a deep text must never reach it."""
     pytest.importorskip("yaml")
-    from rxwatch.simulator import yamlsrc
+    from rxwatch.inputs import yamlsrc
 
     assert yamlsrc._deep(text)
     assert yamlsrc._load_c(text, "t.yaml") is yamlsrc._DECLINED
 
 
 def test_many_shallow_flow_collections_go_to_libyaml():
-    from rxwatch.simulator import yamlsrc
+    from rxwatch.inputs import yamlsrc
 
     text = "events:\n" + "".join(f"  - {{date: 2025-01-{1 + i % 28:02d}, lab: ALT, value: [{i}]}}\n" for i in range(5_000))
     assert not yamlsrc._deep(text)

@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 
 from rxwatch.compiler import compile_source
 from rxwatch.simulator import units
-from rxwatch.simulator.timeline import TimelineError, load_timeline
+from rxwatch.inputs.model import TimelineError
+from rxwatch.inputs.registry import load_timeline
 
 F = Fraction
 

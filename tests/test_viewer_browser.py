@@ -76,9 +76,9 @@ events:
 
 
 def replayed(graph) -> dict:
-    from rxwatch.simulator import yamlsrc
+    from rxwatch.inputs import yamlsrc
     from rxwatch.simulator.engine import simulate
-    from rxwatch.simulator.timeline import parse_timeline
+    from rxwatch.inputs.yamljson import parse_timeline
 
     return simulate(graph, parse_timeline(yamlsrc.load(TIMELINE, "case-07.yaml"), "case-07.yaml", graph.graph))
 

@@ -75,9 +75,9 @@ def test_a_choice_lists_its_alternatives_and_a_use_links_to_its_block(driver, tm
 def test_a_step_in_a_track_highlights_its_state(driver, tmp_path, graph):
     from selenium.webdriver.common.by import By
 
-    from rxwatch.simulator import yamlsrc
+    from rxwatch.inputs import yamlsrc
     from rxwatch.simulator.engine import simulate
-    from rxwatch.simulator.timeline import parse_timeline
+    from rxwatch.inputs.yamljson import parse_timeline
 
     trace = simulate(graph, parse_timeline(yamlsrc.load(TIMELINE, "sc-1.yaml"), "sc-1.yaml", graph.graph))
     open_page(driver, tmp_path, render(graph, "html", trace=trace), "statechart-trace.html")

@@ -1,4 +1,4 @@
-"""Lab results from a CSV file as a timeline.
+"""Lab results from a CSV file as a timeline, and the rows of a CSV extract of many patients.
 
     date,lab,value,unit,uln
     2025-01-06,ALT,32,U/L,
@@ -23,12 +23,23 @@ from pathlib import Path
 from typing import Any
 
 from rxwatch.compiler.diagnostics import did_you_mean
+from rxwatch.simulator import units
 
-from . import units
-from .timeline import LabResult, Loc, Reader, Timeline, ValueProblem, parse_date, parse_date_time, parse_time
+from .model import ClinicalEvent, Choice, Event, FactChange, LabResult, Loc, Timeline
+from .reader import Reader, ValueProblem, parse_date, parse_date_time, parse_time
+
+__all__ = ["SUFFIXES", "REQUIRED", "OPTIONAL", "EXTRACT_CELLS", "read", "read_csv", "read_csv_file", "result_of",
+           "extract_events"]
+
+SUFFIXES = (".csv",)
 
 REQUIRED = ("date", "lab", "value")
 OPTIONAL = ("unit", "uln", "patient", "lln", "time")
+
+
+def read(text: str, r: Reader, *, start: Any = None, until: Any = None, facts: Any = None) -> Timeline:
+    """The registry's name for `read_csv`."""
+    return read_csv(text, r, start=start, until=until, facts=facts)
 
 
 def read_csv(text: str, r: Reader, *, start: Any = None, until: Any = None, facts: Any = None) -> Timeline:
@@ -188,6 +199,77 @@ def _result(cells: dict[str, str], line: int, r: Reader) -> LabResult | None:
 def result_of(cells: dict[str, str], line: int, r: Reader) -> LabResult | None:
     """One row's lab result, read as a lab CSV's row is (`cells`: the row's stripped cells by
     column name: `date`, `lab`, `value` and optionally `unit`, `uln`, `lln`, `time`; an empty cell
-    is "not given"), or None with the errors added to `r` at `line`. Used by `rxwatch audit`,
-    which reads many patients' rows from one extract."""
+    is "not given"), or None with the errors added to `r` at `line`."""
     return _result(cells, line, r)
+
+
+# ---------------------------------------------------------------------------- extracts (rxwatch audit)
+
+EXTRACT_CELLS = ("date", "time", "lab", "value", "unit", "uln", "lln", "event", "fact", "choice")
+"""The cells of a row of a CSV extract, beside its `patient` (docs/audit.md): a row is a lab
+result (read as a lab CSV's row is), or a clinical event, a fact's value or a choice."""
+
+
+def extract_events(rows: Iterable[tuple[str, int, int, tuple]], r: Reader) -> tuple[list[Event], dict]:
+    """The events of one patient's rows of a CSV extract, and the first value recorded for
+    each fact (`{fact: (date, value)}`); every mistake is added to `r` at its row.
+
+    `rows`: `(path, line, order, cells)` in file order, `cells` the row's stripped cells in
+    the order of EXTRACT_CELLS (an empty cell is "not given"); `order` grows with the file
+    order (it places the row within its day). A `date` cell starting with NUL carries the
+    message of a row found wrong before (E702)."""
+    events: list[Event] = []
+    first_fact: dict = {}
+    for path, line, index, values in rows:
+        r.path = path
+        cells = dict(zip(EXTRACT_CELLS, values))
+        if cells["date"].startswith("\x00"):
+            r.error(line, "E702", cells["date"][1:])
+            continue
+        if cells["lab"] and not (cells["event"] or cells["fact"] or cells["choice"]):  # the common case
+            result = _result(cells, line, r)
+            if result is not None:
+                events.append(result)
+            continue
+        kinds = [k for k in ("lab", "event", "fact", "choice") if cells[k]]
+        if len(kinds) != 1:
+            r.error(line, "E702", "a row has exactly one of lab, event, fact or choice; this one has "
+                    + (" and ".join(kinds) if kinds else "none"))
+            continue
+        what = kinds[0]
+        if what == "lab":
+            result = _result(cells, line, r)
+            if result is not None:
+                events.append(result)
+            continue
+        when = parse_date_time(cells["date"])
+        if when is None:
+            r.error(line, "E705", f"date: '{cells['date']}' is not an ISO 8601 date (YYYY-MM-DD) or date-time (YYYY-MM-DDThh:mm)")
+            continue
+        date, time = when
+        if cells["time"]:
+            time = cells["time"] if parse_time(cells["time"]) is not None else time
+        loc = Loc(r.path, line)
+        order = r.order(date, time, index)
+        name = cells[what]
+        if what == "event":
+            if name not in r.events:
+                r.error(line, "E707", r.unknown("event", name, r.events))
+                continue
+            events.append(ClinicalEvent(date, name, loc, time, order))
+        elif what == "choice":
+            if name not in r.actions:
+                r.error(line, "E707", r.unknown("action", name, r.actions))
+                continue
+            events.append(Choice(date, name, loc, time, order))
+        else:
+            if name not in r.facts:
+                r.error(line, "E707", r.unknown("fact", name, r.facts))
+                continue
+            value, why = r.fact_value(name, cells["value"], from_text=True)
+            if why:
+                r.error(line, "E708", why)
+                continue
+            first_fact.setdefault(name, (date, value))
+            events.append(FactChange(date, name, value, loc, time, order))
+    return events, first_fact
