@@ -27,6 +27,8 @@ def simulate(
     until: Optional[str] = typer.Option(None, "--until", metavar="DATE", help="Replay up to and including this day (YYYY-MM-DD); later events are left out, with a warning."),
     start: Optional[str] = typer.Option(None, "--start", metavar="DATE", help="Start on this day (YYYY-MM-DD) instead of the timeline's start; earlier events are left out, with a warning."),
     fact: List[str] = typer.Option([], "--fact", metavar="NAME=VALUE", help="A fact about the patient, NAME=VALUE (repeatable); wins over the timeline's."),
+    plot: Optional[str] = typer.Option(None, "--plot", metavar="CHART", help="Also draw the patient's lab chart (whole or not at all): .png, .svg or .pdf (see docs/flowcharts.md)."),
+    results: bool = typer.Option(False, "--results", help="json: each day's lab results as a `panel` step, for the lab chart of `rxwatch render --trace`."),
 ) -> None:
     """Replay a timeline through a protocol: what the protocol recommends day by day, which
     orders are due and when, and where the care deviated from it.
@@ -36,6 +38,7 @@ def simulate(
     without time passing, 2 when a file is missing or the output cannot be written.
     """
     output = output_path(output_)
+    chart = _plot_path(plot)
     from rxwatch.compiler.diagnostics import WARNING, Diagnostic
     from rxwatch.simulator.engine import Machine, SimulationError
     from rxwatch.inputs.model import TimelineError
@@ -65,7 +68,13 @@ def simulate(
                        for w in trace.get("warnings") or ()], sources)
 
     fmt = format or (TraceFormat.table if output is None and sys.stdout.isatty() else TraceFormat.json)
+    if chart is not None:
+        _plot(graph, trace, inputs, chart, inputs_=(protocol, timeline))
     if fmt is TraceFormat.json:
+        if results:
+            from rxwatch.render.labchart import with_results
+
+            trace = with_results(trace, inputs, graph)
         emit(to_json_chunks(trace), output, inputs=(protocol, timeline))
         return
     if output is None and sys.stdout.isatty():
@@ -107,3 +116,33 @@ def _read_timeline(path: Path, graph, **options):
         if isinstance(doc, dict) and "expect" in doc:
             return parse_timeline(doc, str(path), graph.graph, extra_keys=CASE_KEYS, **options)
     return read(path, graph.graph, **options)
+
+
+def _plot_path(raw: str | None) -> Path | None:
+    """The --plot file, checked before anything runs: a suffix the chart has (else a usage
+    error, exit 2) in a folder that exists and can be written (else exit 2)."""
+    if raw is None:
+        return None
+    import os
+
+    from rxwatch.render.labchart import FORMATS
+
+    path = output_path(raw)
+    if path.suffix.lower().lstrip(".") not in FORMATS:
+        raise fail(f"{path}: --plot cannot tell the chart's format from the suffix '{path.suffix}'; "
+                   f"use one of {', '.join('.' + f for f in FORMATS)}")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK) or path.is_dir():
+        raise fail(f"{path}: cannot write the chart there ({'a folder' if path.is_dir() else 'no such folder, or not writable'})")
+    return path
+
+
+def _plot(graph, trace: dict, inputs: list, path: Path, inputs_: tuple) -> None:
+    """Draw the lab chart (render/labchart.py) of the replay and write it whole."""
+    from rxwatch.render import labchart
+
+    from .output import say, write_atomic
+
+    data = labchart.draw(labchart.build(graph, labchart.with_results(trace, inputs, graph)), path.suffix.lower().lstrip("."))
+    write_atomic(path, data, inputs=inputs_)
+    say(f"wrote {path}")

@@ -63,6 +63,7 @@ def page(graph, plan: Plan, overlay: Overlay | None, svg: bytes) -> bytes:
   <section id="chart" tabindex="0" aria-label="Flowchart: drag to pan, wheel or +/- to zoom, click a state or an arrow">
 {_inline_svg(svg)}
   </section>
+{_labchart(graph, overlay)}
   <aside id="panel" aria-live="polite">
     <div id="trace"></div>
     <div id="details"><p class="hint">Click a state, a frame, a track, a rule block, a shared-rules box or an arrow to see its rules, actions, time windows and sources.</p></div>
@@ -83,6 +84,16 @@ def _asset(name: str) -> str:
 def _json_for_script(data) -> str:
     """JSON that cannot end its <script> element or open markup: <, >, & as \\u escapes, and
     every character outside ASCII too (a lone surrogate of a graph file included)."""
+def _labchart(graph, overlay: Overlay | None) -> str:
+    """The patient's lab chart (render/labchart.py, drawn by labchart_svg.py) when the page
+    carries a trace: inline SVG, hover boxes by CSS, no script."""
+    if overlay is None:
+        return ""
+    from . import labchart, labchart_svg
+
+    return labchart_svg.fragment(labchart.build(graph, overlay.to_dict()))
+
+
     text = json.dumps(data, ensure_ascii=True, sort_keys=True)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
