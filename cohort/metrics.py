@@ -154,7 +154,8 @@ class Collector:
             for p in self.protocols:
                 reps[p].append(self._point(p, w, eps[p]))
             done += k
-        reps = {p: {m: np.concatenate([r[m] for r in reps[p]]) for m in METRICS} for p in self.protocols}
+        reps = {p: {m: np.concatenate([r[m] for r in reps[p]]) if reps[p] else np.zeros(0) for m in METRICS}
+                for p in self.protocols}
         for p in self.protocols:
             out.values[p] = {m: _estimate(point[p][m][0], reps[p][m]) for m in METRICS}
             out.totals[p] = {c: float(self.data[p][c].sum()) for c in TOTALS}
@@ -199,7 +200,7 @@ def _estimate(value: float, replicates: np.ndarray) -> Estimate:
     if np.isnan(value):
         return Estimate(np.nan, np.nan, np.nan)
     r = replicates[~np.isnan(replicates)]
-    if r.size < max(10, replicates.size // 2):  # too few resamples where it is defined
+    if replicates.size == 0 or r.size < max(10, replicates.size // 2):  # too few resamples where it is defined
         return Estimate(value, np.nan, np.nan)
     low, high = np.percentile(r, [2.5, 97.5])
     return Estimate(value, float(low), float(high))

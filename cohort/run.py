@@ -232,7 +232,7 @@ class _Loop:
                 live[key] = o
                 if key not in planned:
                     opens = o.get("opens") or self.last_fed or o.get("ordered")
-                    when = pt.attends(opens, o.get("late"))
+                    when = pt.attends(opens, o.get("late"), o.get("ordered"))
                     if when is None:
                         self.never += 1
                     elif self.last_fed is not None and when <= self.last_fed:
@@ -342,8 +342,12 @@ class _Loop:
         return out
 
     def course(self, e: "Episode") -> datetime.date:
-        """The day an episode is over: the first day after its peak (or its last crossing) with
-        the noise-free ALT at or below 1x ULN; the end of follow-up if it never is."""
+        """The day an episode is over: the first day after its peak with the noise-free ALT at or
+        below 1x ULN (the model's `normal_day`); the end of follow-up if it never is."""
+        if e.normal_day is not None:
+            return min(e.normal_day, self.end)
+        if e.peak_day is not None and e.peak <= 1.0:
+            return min(e.peak_day, self.end)
         day = max(e.peak_day or e.onset, e.onset)
         true = self.pt.true_multiple
         while day <= self.end:
@@ -399,6 +403,7 @@ class Episode:
     peak: float
     peak_day: datetime.date | None
     self_resolving: bool
+    normal_day: datetime.date | None = None  # the first day after the peak back at or below 1x ULN
 
     @classmethod
     def of(cls, e: Any) -> "Episode":
@@ -407,7 +412,8 @@ class Episode:
         get = (lambda k, d=None: e.get(k, d)) if isinstance(e, dict) else (lambda k, d=None: getattr(e, k, d))
         return cls(get("kind", "drug"), get("onset"), _first(get, "cross3", "crosses_3x", "day_3x", "cross_3x"),
                    _first(get, "cross5", "crosses_5x", "day_5x", "cross_5x"), float(get("peak", 0) or 0),
-                   _first(get, "peak_day", "day_peak"), bool(_first(get, "self_resolving", "resolves", "transient")))
+                   _first(get, "peak_day", "day_peak"), bool(_first(get, "self_resolving", "resolves", "transient")),
+                   _first(get, "normal_day"))
 
     def crossing(self, x: int) -> datetime.date | None:
         return self.cross3 if x == 3 else self.cross5
@@ -415,7 +421,8 @@ class Episode:
     def to_dict(self) -> dict:
         iso = lambda d: d.isoformat() if d is not None else None  # noqa: E731
         return {"kind": self.kind, "onset": iso(self.onset), "cross3": iso(self.cross3), "cross5": iso(self.cross5),
-                "peak": self.peak, "peak_day": iso(self.peak_day), "self_resolving": self.self_resolving}
+                "peak": self.peak, "peak_day": iso(self.peak_day), "self_resolving": self.self_resolving,
+                "normal_day": iso(self.normal_day)}
 
 
 def _first(get, *names):
