@@ -168,6 +168,14 @@ CODES: dict[str, str] = {
     "E915": "graph field of the wrong type",
     # traces given to `rxwatch render --trace` (render/trace.py)
     "E920": "trace that does not fit the protocol",
+    # cohort patient models (cohort/model.py, docs/cohort.md#the-patient-model)
+    "E930": "patient model that cannot be read",
+    "E931": "patient model of the wrong shape",
+    "E932": "unknown key in a patient model",
+    "E933": "missing key or source in a patient model",
+    "E934": "bad distribution in a patient model",
+    "E935": "value out of range in a patient model",
+    "E936": "undeclared source or lab in a patient model",
 }
 
 GROUPS: tuple[tuple[str, str, str], ...] = (
@@ -183,6 +191,7 @@ GROUPS: tuple[tuple[str, str, str], ...] = (
     ("W90", "the simulator at run time", "simulator/engine.py"),
     ("E91", "compiled graph files", "compiler/graphio.py"),
     ("E92", "traces given to render", "render/trace.py"),
+    ("E93", "cohort patient models", "cohort/model.py"),
 )
 """(code prefix, group, module) for docs/diagnostics.md's table; a prefix without a letter
 matches both severities."""
