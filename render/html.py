@@ -19,6 +19,7 @@ from importlib import resources
 
 from rxwatch.compiler.diagnostics import sanitize
 
+from . import panelform
 from .missing import blocking_text
 from .plan import Decision, Plan
 from .tone import LEVELS
@@ -35,7 +36,10 @@ def page(graph, plan: Plan, overlay: Overlay | None, svg: bytes) -> bytes:
     css = _asset("viewer.css")
     js = _asset("viewer.js")
     script_hash = base64.b64encode(hashlib.sha256(js.encode("utf-8")).digest()).decode()
-    csp = f"default-src 'none'; script-src 'sha256-{script_hash}'; style-src 'unsafe-inline'; img-src data:"
+    form_js, form_data = panelform.data(graph, plan)  # the panel form: its own script, hashed too
+    form_hash = base64.b64encode(hashlib.sha256(form_js.encode("utf-8")).digest()).decode()
+    csp = (f"default-src 'none'; script-src 'sha256-{script_hash}' 'sha256-{form_hash}'; style-src 'unsafe-inline'; "
+           "img-src data:")
     title = f"{plan.title} ({plan.name} {plan.version})".strip()
     doc = f"""<!DOCTYPE html>
 <html lang="en">
@@ -59,31 +63,27 @@ def page(graph, plan: Plan, overlay: Overlay | None, svg: bytes) -> bytes:
     <button type="button" id="zoom-fit" title="Fit the chart (0)">fit</button>
   </span>
 </header>
+{_labchart(graph, overlay)}
 <main>
   <section id="chart" tabindex="0" aria-label="Flowchart: drag to pan, wheel or +/- to zoom, click a state or an arrow">
 {_inline_svg(svg)}
   </section>
-{_labchart(graph, overlay)}
   <aside id="panel" aria-live="polite">
     <div id="trace"></div>
+    <details id="panelform"><summary>Ask about a panel: which rule fires, what to do</summary></details>
     <div id="details"><p class="hint">Click a state, a frame, a track, a rule block, a shared-rules box or an arrow to see its rules, actions, time windows and sources.</p></div>
   </aside>
 </main>
 <script type="application/json" id="rxwatch-data">{_json_for_script(data)}</script>
 <script>{js}</script>
+<script type="application/json" id="rxwatch-panelform">{_json_for_script(form_data)}</script>
+<script>{form_js}</script>
 </body>
 </html>
 """
     return doc.encode("utf-8")
 
 
-def _asset(name: str) -> str:
-    return resources.files(__package__).joinpath("assets", name).read_text(encoding="utf-8")
-
-
-def _json_for_script(data) -> str:
-    """JSON that cannot end its <script> element or open markup: <, >, & as \\u escapes, and
-    every character outside ASCII too (a lone surrogate of a graph file included)."""
 def _labchart(graph, overlay: Overlay | None) -> str:
     """The patient's lab chart (render/labchart.py, drawn by labchart_svg.py) when the page
     carries a trace: inline SVG, hover boxes by CSS, no script."""
@@ -94,6 +94,13 @@ def _labchart(graph, overlay: Overlay | None) -> str:
     return labchart_svg.fragment(labchart.build(graph, overlay.to_dict()))
 
 
+def _asset(name: str) -> str:
+    return resources.files(__package__).joinpath("assets", name).read_text(encoding="utf-8")
+
+
+def _json_for_script(data) -> str:
+    """JSON that cannot end its <script> element or open markup: <, >, & as \\u escapes, and
+    every character outside ASCII too (a lone surrogate of a graph file included)."""
     text = json.dumps(data, ensure_ascii=True, sort_keys=True)
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 

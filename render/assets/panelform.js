@@ -1,0 +1,592 @@
+// rxwatch viewer: "Ask about a panel". The protocol's rules, compiled to JavaScript by
+// render/panelform.py (F: guards, conditions and values; LET: the lets), decided by the
+// simulator's semantics (docs/simulation.md): exact rationals on BigInt, Kleene's
+// three-valued logic, strict first match, inherited rules, the wider exit winning a
+// conflict. Protocol text reaches the page through textContent only.
+(function () {
+  "use strict";
+
+  var D = JSON.parse(document.getElementById("rxwatch-panelform").textContent);
+  var K = D.consts.map(function (k) {
+    if (k.q) return Q(BigInt(k.q[0]), BigInt(k.q[1]));
+    if (k.dur) return { dur: k.dur };
+    if (k.set) return k.set;
+    if (k.ops) return k.ops;
+    return k.s;
+  });
+
+/*@GENERATED@*/
+
+  // ------------------------------------------------------------ exact numbers
+
+  function gcd(a, b) {
+    if (a < 0n) a = -a;
+    if (b < 0n) b = -b;
+    while (b) { var t = a % b; a = b; b = t; }
+    return a;
+  }
+  function Q(n, d) {
+    if (d < 0n) { n = -n; d = -d; }
+    var g = gcd(n, d);
+    if (g > 1n) { n /= g; d /= g; }
+    return { n: n, d: d };
+  }
+  function isQ(x) { return x !== null && typeof x === "object" && typeof x.n === "bigint"; }
+  function qcmp(a, b) {
+    var l = a.n * b.d, r = b.n * a.d;
+    return l < r ? -1 : l > r ? 1 : 0;
+  }
+  // a decimal as typed ("2.4", "1e3", ".5"): exact, or null when it is not a number >= 0
+  function parseDecimal(text) {
+    var m = /^\s*(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d{1,3}))?\s*$/.exec(text || "");
+    if (!m || (m[1] === "" && (m[2] === undefined || m[2] === ""))) return null;
+    var frac = m[2] || "";
+    var n = BigInt((m[1] || "0") + frac), d = 10n ** BigInt(frac.length);
+    var e = m[3] ? parseInt(m[3], 10) : 0;
+    if (e > 0) n *= 10n ** BigInt(e); else if (e < 0) d *= 10n ** BigInt(-e);
+    return Q(n, d);
+  }
+  function qText(q) {
+    if (q.d === 1n) return q.n.toString();
+    var neg = q.n < 0n, n = neg ? -q.n : q.n;
+    var scaled = (n * 1000n + q.d / 2n) / q.d;
+    var s = scaled.toString().padStart(4, "0");
+    var text = (s.slice(0, -3) + "." + s.slice(-3)).replace(/\.?0+$/, "");
+    return (neg ? "-" : "") + (n * 1000n % q.d === 0n ? "" : "\u2248") + text;
+  }
+  function fromJson(v) {
+    if (v !== null && typeof v === "object" && v.q) return Q(BigInt(v.q[0]), BigInt(v.q[1]));
+    return v === undefined ? null : v;
+  }
+
+  // ------------------------------------------------------------ the calendar (ISO dates as day numbers)
+
+  function daysFromCivil(y, m, d) {
+    y -= m <= 2 ? 1 : 0;
+    var era = Math.floor(y / 400), yoe = y - era * 400;
+    var doy = Math.floor((153 * (m + (m > 2 ? -3 : 9)) + 2) / 5) + d - 1;
+    var doe = yoe * 365 + Math.floor(yoe / 4) - Math.floor(yoe / 100) + doy;
+    return era * 146097 + doe - 719468;
+  }
+  function civilFromDays(z) {
+    z += 719468;
+    var era = Math.floor(z / 146097), doe = z - era * 146097;
+    var yoe = Math.floor((doe - Math.floor(doe / 1460) + Math.floor(doe / 36524) - Math.floor(doe / 146096)) / 365);
+    var y = yoe + era * 400, doy = doe - (365 * yoe + Math.floor(yoe / 4) - Math.floor(yoe / 100));
+    var mp = Math.floor((5 * doy + 2) / 153), d = doy - Math.floor((153 * mp + 2) / 5) + 1;
+    var m = mp + (mp < 10 ? 3 : -9);
+    return [y + (m <= 2 ? 1 : 0), m, d];
+  }
+  var MIN_DAY = daysFromCivil(1, 1, 1), MAX_DAY = daysFromCivil(9999, 12, 31);
+  function parseDay(iso) {
+    var m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(iso || "");
+    if (!m) return null;
+    var y = +m[1], mo = +m[2], d = +m[3];
+    if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > monthDays(y, mo)) return null;
+    return daysFromCivil(y, mo, d);
+  }
+  function isoDay(n) {
+    var c = civilFromDays(n);
+    return String(c[0]).padStart(4, "0") + "-" + String(c[1]).padStart(2, "0") + "-" + String(c[2]).padStart(2, "0");
+  }
+  function monthDays(y, m) {
+    return [31, (y % 4 === 0 && y % 100 !== 0) || y % 400 === 0 ? 29 : 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31][m - 1];
+  }
+  // day + amount unit: days and weeks exactly, months and years by the calendar (clipped to the
+  // month's last day), past the calendar's end its last day (simulator/expr.py, `shift`)
+  function shift(day, amount, unit) {
+    var out;
+    if (unit === "days" || unit === "day") out = day + amount;
+    else if (unit === "weeks" || unit === "week") out = day + 7 * amount;
+    else {
+      var months = (unit === "years" || unit === "year") ? 12 * amount : amount;
+      var c = civilFromDays(day), total = c[0] * 12 + (c[1] - 1) + months;
+      var y = Math.floor(total / 12), m = total - 12 * y + 1;
+      if (y < 1 || y > 9999) return amount >= 0 ? MAX_DAY : MIN_DAY;
+      out = daysFromCivil(y, m, Math.min(c[2], monthDays(y, m)));
+    }
+    if (out > MAX_DAY || out < MIN_DAY) return amount >= 0 ? MAX_DAY : MIN_DAY;
+    return out;
+  }
+
+  // ------------------------------------------------------------ the runtime of the generated code
+
+  function $g(o, k) { var v = o[k]; return v === undefined ? null : v; }
+  // a fact or variable: unknown, and noted as history the answer needs, when not given
+  function $hist(c, o, k, kind) {
+    if (Object.prototype.hasOwnProperty.call(o, k)) return o[k];
+    c.needs[kind + " " + k] = 1;
+    return null;
+  }
+  function $let(c, i) {
+    if (Object.prototype.hasOwnProperty.call(c.m, i)) return c.m[i];
+    var v = LET[i](c);
+    c.m[i] = v;
+    return v;
+  }
+  function $sinceEntry(c) {
+    if (c.entered === null) { c.needs["entry " + (c.state ? c.state.name : "")] = 1; return null; }
+    return { since: c.entered };
+  }
+  function $since(c, a) {
+    if (!Object.prototype.hasOwnProperty.call(c.L, a)) { c.needs["since " + a] = 1; return null; }
+    return c.L[a] === null ? null : { since: c.L[a] };
+  }
+  function $fulfilled(c, a) { return Object.prototype.hasOwnProperty.call(c.fulfilled, a); }
+  function $drug(c, func, name) {
+    var d = c.drugs[name];
+    if (d === undefined) {
+      c.needs["drug " + name] = 1;
+      return func === "dose" ? null : false;
+    }
+    if (func === "held") return Object.keys(d.holds).length > 0 && d.started && !d.stopped;
+    if (func === "stopped") return d.stopped;
+    if (func === "started") return d.started;
+    if (!d.started || d.stopped) return null;
+    return fromJson(D.drugs[name].levels[drugLevel(d)]);
+  }
+  function drugLevel(d) {
+    var lv = 0;
+    Object.keys(d.asks).forEach(function (r) { if (d.asks[r] > lv) lv = d.asks[r]; });
+    return lv;
+  }
+  function $uln(c, lab) {
+    if (Object.prototype.hasOwnProperty.call(c.U, lab)) return c.U[lab];
+    var u = D.labs[lab] && D.labs[lab].uln;
+    return u ? fromJson({ q: u }) : null;
+  }
+  function $xuln(c, lab) {
+    var v = $g(c.P, lab);
+    if (v === null) return null;
+    var u = $uln(c, lab);
+    if (u === null || u.n === 0n) return null;
+    return Q(v.n * u.d, v.d * u.n);
+  }
+  function $add(a, b) { return a === null || b === null ? null : Q(a.n * b.d + b.n * a.d, a.d * b.d); }
+  function $sub(a, b) { return a === null || b === null ? null : Q(a.n * b.d - b.n * a.d, a.d * b.d); }
+  function $mul(a, b) { return a === null || b === null ? null : Q(a.n * b.n, a.d * b.d); }
+  function $div(a, b) { return a === null || b === null || b.n === 0n ? null : Q(a.n * b.d, a.d * b.n); }
+  function $neg(a) { return a === null ? null : Q(-a.n, a.d); }
+  function $max(xs) {
+    var best = null;
+    xs.forEach(function (x) { if (x !== null && (best === null || qcmp(x, best) > 0)) best = x; });
+    return best;
+  }
+  function $min(xs) {
+    var best = null;
+    xs.forEach(function (x) { if (x !== null && (best === null || qcmp(x, best) < 0)) best = x; });
+    return best;
+  }
+  function test(op, r) {
+    return op === "<" ? r < 0 : op === "<=" ? r <= 0 : op === ">" ? r > 0 : op === ">=" ? r >= 0 : op === "==" ? r === 0 : r !== 0;
+  }
+  function compareValues(op, x, y) {
+    if (isQ(x) && isQ(y)) return test(op, qcmp(x, y));
+    if (op === "==") return x === y;
+    if (op === "!=") return x !== y;
+    return test(op, x < y ? -1 : x > y ? 1 : 0);
+  }
+  function $and(xs) {
+    if (xs.indexOf(false) >= 0) return false;
+    return xs.indexOf(null) >= 0 ? null : true;
+  }
+  function $or(xs) {
+    if (xs.indexOf(true) >= 0) return true;
+    return xs.indexOf(null) >= 0 ? null : false;
+  }
+  function $not(x) { return x === null ? null : !x; }
+  function $in(x, set) { return x === null ? null : set.indexOf(x) >= 0; }
+  function $chain(ops, vals) {
+    var links = ops.map(function (op, i) {
+      var x = vals[i], y = vals[i + 1];
+      return x === null || y === null ? null : compareValues(op, x, y);
+    });
+    return $and(links);
+  }
+  // durations compared on calendar dates: since(A) < 6 months is today < last(A) + 6 months
+  function $timeChain(c, ops, vals) {
+    var today = c.today;
+    var links = ops.map(function (op, i) {
+      var x = vals[i], y = vals[i + 1];
+      if (x === null || y === null) return null;
+      var r;
+      if (x.since !== undefined && y.dur) r = cmpNum(today, shift(x.since, y.dur[0], y.dur[1]));
+      else if (x.dur && y.since !== undefined) r = cmpNum(shift(y.since, x.dur[0], x.dur[1]), today);
+      else if (x.since !== undefined && y.since !== undefined) r = cmpNum(y.since, x.since);
+      else if (x.dur && y.dur) r = cmpNum(shift(today, x.dur[0], x.dur[1]), shift(today, y.dur[0], y.dur[1]));
+      else throw new Error("cannot compare a duration with a number");
+      return test(op, r);
+    });
+    return $and(links);
+  }
+  function cmpNum(a, b) { return a < b ? -1 : a > b ? 1 : 0; }
+
+  // ------------------------------------------------------------ the machine (engine.py's semantics)
+
+  var S = D.states, R = D.rules;
+  Object.keys(S).forEach(function (name) { S[name].name = name; });
+  var PROBES = [Q(0n, 1n), Q(1000000000n, 1n)];
+  var MAX_TRANSITIONS = 1000;
+
+  function value(c, i) { c.m = {}; return F[i](c); }
+
+  function setEntered(c, day) {
+    if (c.entered !== day) { c.entered = day; c.m = {}; }
+  }
+
+  // a handler's rules by strict first match (or `exclusive`); a selection, or an unassessable step
+  function dispatch(c, h, trigger) {
+    var rules = h.rules.map(function (k) { return R[k]; });
+    c.m = {};
+    var entry = function (r) { var e = c.entries[r.source]; return e === undefined ? (D.chart ? c.today : c.entered) : e; };
+    if (h.exclusive) {
+      if (D.chart && rules.length) setEntered(c, entry(rules[0]));
+      var gs = rules.map(function (r) { return r.guard === null ? undefined : F[r.guard](c); });
+      for (var i = 0; i < rules.length; i++) if (gs[i] === true) return select(c, rules[i], trigger);
+      var und = [];
+      gs.forEach(function (g, j) { if (g === null) und.push(j); });
+      if (und.length) return unassessable(c, rules, und, trigger);
+      for (var j = 0; j < rules.length; j++) if (rules[j].guard === null) return select(c, rules[j], trigger);
+      return null;
+    }
+    for (var k = 0; k < rules.length; k++) {
+      var r = rules[k];
+      if (r.guard === null) return select(c, r, trigger);
+      if (D.chart) setEntered(c, entry(r));
+      var g = F[r.guard](c);
+      if (g === true) return select(c, r, trigger);
+      if (g === null) return unassessable(c, rules, [k], trigger);
+    }
+    return null;
+  }
+
+  function unassessable(c, rules, undecided, trigger) {
+    var missing = [];
+    undecided.forEach(function (i) {
+      var r = rules[i];
+      var absent = r.reads.filter(function (lab) { return $g(c.P, lab) === null; });
+      var found = [];
+      var saved = c.needs;
+      c.needs = {};
+      absent.forEach(function (lab) {
+        for (var p = 0; p < PROBES.length; p++) {
+          c.P[lab] = PROBES[p];
+          c.m = {};
+          var t = F[r.guard](c);
+          delete c.P[lab];
+          if (t !== null) { found.push(lab); break; }
+        }
+      });
+      c.needs = saved;
+      c.m = {};
+      (found.length ? found : absent).forEach(function (lab) { if (missing.indexOf(lab) < 0) missing.push(lab); });
+    });
+    var rule = rules[undecided[0]];
+    var s = { type: "unassessable", trigger: trigger, missing: missing, state: c.state.name, rule: rule.key };
+    if (c.state.track !== null) s.track = c.state.track;
+    c.steps.push(s);
+    return s;
+  }
+
+  function peek(c, options) {
+    for (var i = 0; i < c.choices.length; i++) {
+      if (options.indexOf(c.choices[i]) >= 0 && !c.used[i]) return c.choices[i];
+    }
+    return options[0];
+  }
+  function choose(c, options) {
+    for (var i = 0; i < c.choices.length; i++) {
+      if (options.indexOf(c.choices[i]) >= 0 && !c.used[i]) { c.used[i] = true; return c.choices[i]; }
+    }
+    return options[0];
+  }
+
+  function select(c, rule, trigger) {
+    var chosen = rule, alternative = null;
+    if (rule.alts) {
+      var options = rule.alts.map(function (a) { return a[0]; });
+      alternative = peek(c, options);
+      chosen = R[rule.alts[options.indexOf(alternative)][1]];
+    }
+    for (var i = 0; i < c.sel.length; i++) if (c.sel[i].rule === chosen) return c.sel[i];
+    var s = { type: "transition", from: rule.source, to: chosen.target, trigger: trigger, rule: chosen.key };
+    if (chosen.stay) s.stay = true;
+    if (rule.track !== null) s.track = rule.track;
+    if (alternative !== null) s.alternative = alternative;
+    var sel = { rule: chosen, step: s, state: c.state };
+    c.sel.push(sel);
+    return sel;
+  }
+
+  function ancestors(st) { return st.ancestors.map(function (n) { return S[n]; }); }
+
+  function exits(c, rule) {
+    if (rule.stay) return [];
+    var out = [];
+    c.config.forEach(function (atomic) {
+      var chain = [], found = false, anc = ancestors(atomic);
+      for (var i = 0; i < anc.length; i++) {
+        if (anc[i].name === rule.domain) { found = true; break; }
+        chain.push(anc[i].name);
+      }
+      if (!found && rule.domain !== null) return;
+      chain.forEach(function (n) { out.push(n); });
+    });
+    return out;
+  }
+
+  function reactAll(c, cands, trigger) {
+    c.sel = [];
+    cands.forEach(function (pair) {
+      c.state = pair[0];
+      c.needs = {};
+      var got = dispatch(c, pair[1], trigger);
+      c.regions.push({ state: pair[0].name, track: pair[0].track, trigger: trigger, got: got,
+                       needs: Object.keys(c.needs) });
+    });
+    if (c.sel.length) execute(c, c.sel);
+  }
+
+  function execute(c, sel) {
+    var kept = [];
+    var order = sel.map(function (_, i) { return i; });
+    order.sort(function (a, b) { return (sel[a].rule.depth - sel[b].rule.depth) || (a - b); });
+    order.forEach(function (i) {
+      var rule = sel[i].rule, ex = exits(c, rule);
+      for (var j = 0; j < kept.length; j++) {
+        var k = kept[j];
+        var clash = ex.some(function (n) { return k.exits.indexOf(n) >= 0; }) ||
+          (rule.stay && k.exits.indexOf(rule.source) >= 0) || (k.rule.stay && ex.indexOf(k.rule.source) >= 0);
+        if (clash) { (k.step.preempted = k.step.preempted || []).push(rule.key); return; }
+      }
+      kept.push({ i: i, rule: rule, step: sel[i].step, exits: ex });
+    });
+    kept.sort(function (a, b) { return a.i - b.i; });
+    kept.forEach(function (k) {
+      c.fired += 1;
+      if (c.fired > MAX_TRANSITIONS) throw new Error("zero-time loop: more than " + MAX_TRANSITIONS + " transitions in one day");
+      c.steps.push(k.step);
+      k.step.fired = true;
+    });
+    var leaving = [];
+    kept.forEach(function (k) { k.exits.forEach(function (n) { if (leaving.indexOf(n) < 0) leaving.push(n); }); });
+    if (leaving.length) {
+      c.timers = c.timers.filter(function (t) { return leaving.indexOf(t.owner) < 0; });
+      leaving.forEach(function (n) { delete c.entries[n]; });
+      c.config = c.config.filter(function (st) { return leaving.indexOf(st.name) < 0; });
+    }
+    var entered = [];
+    kept.forEach(function (k) { k.rule.entry.forEach(function (n) { entered.push(S[n]); }); });
+    entered.forEach(function (st) {
+      c.entries[st.name] = c.today;
+      if (st.type === "atomic") c.config.push(st);
+      c.steps.push(stepOf({ type: "enter", state: st.name }, st));
+      if (!D.chart) { c.state = st; setEntered(c, c.today); }
+    });
+    c.config.sort(function (a, b) { return a.doc - b.doc; });
+    kept.forEach(function (k) {
+      if (k.rule.actions.length) run(c, k.rule.actions, S[k.rule.target]);
+    });
+    entered.forEach(function (st) {
+      if (st.entry.length) run(c, st.entry, st);
+      st.timers.forEach(function (t) {
+        var base = t.since === null ? c.today : c.L[t.since];
+        if (base === undefined) { c.needs["since " + t.since] = 1; return; }
+        if (base === null) return;
+        var due = shift(base, t.amount, t.unit);
+        c.timers.push({ due: due > c.today ? due : c.today, handler: t.handler, owner: st.name });
+      });
+    });
+    var names = entered.map(function (st) { return st.name; });
+    entered.forEach(function (st) {
+      if (st.type !== "atomic") return;
+      var top = st.name;
+      var anc = st.ancestors;
+      for (var i = 0; i < anc.length; i++) {
+        if (names.indexOf(anc[i]) < 0) break;
+        top = anc[i];
+      }
+      var h = st.facts[top];
+      if (h) c.pending.push([st, h]);
+    });
+  }
+
+  function stepOf(s, st) {
+    if (st.track !== null) s.track = st.track;
+    return s;
+  }
+
+  // the actions of a rule or an entry, in `st`
+  function run(c, prog, st) {
+    prog.forEach(function (a) {
+      if (a.k === "do") {
+        var s = stepOf({ type: "action", action: a.action, state: st.name, text: a.text }, st);
+        if (a.window) s.window = windowOf(c.today, a.window);
+        drugAct(c, a.action, st, s);
+        c.steps.push(s);
+        c.L[a.action] = c.today;
+      } else if (a.k === "one_of") {
+        var taken = choose(c, a.options);
+        var o = stepOf({ type: "action", action: taken, state: st.name, options: a.options.slice(), text: a.texts[taken] }, st);
+        if (a.window) o.window = windowOf(c.today, a.window);
+        drugAct(c, taken, st, o);
+        c.steps.push(o);
+        c.L[taken] = c.today;
+        if (a.then[taken]) run(c, a.then[taken], st);
+      } else if (a.k === "set") {
+        c.needs = {};
+        var v = value(c, a.value);
+        c.V[a.var] = v;
+        c.steps.push(stepOf({ type: "set", var: a.var, value: v, state: st.name, text: a.text, needs: Object.keys(c.needs) }, st));
+      } else if (a.k === "if") {
+        c.needs = {};
+        var t = value(c, a.cond);
+        if (t === null && Object.keys(c.needs).length) {
+          c.steps.push(stepOf({ type: "note", text: "if " + a.text + ": unknown (" + Object.keys(c.needs).join(", ") +
+            " not given), taken as not", state: st.name }, st));
+        }
+        run(c, t === true ? a.then : a["else"], st);
+      }
+    });
+  }
+
+  function windowOf(today, w) {
+    var opens, last;
+    if (w[3] === null) {
+      last = shift(today, w[1], w[2]);
+      opens = shift(today, w[0], w[2]);
+    } else {
+      opens = shift(shift(today, w[0], w[2]), -w[3][0], w[3][1]);
+      last = shift(shift(today, w[1], w[2]), w[3][0], w[3][1]);
+    }
+    return [isoDay(opens), isoDay(last)];
+  }
+
+  function drugAct(c, action, st, s) {
+    var eff = D.actions[action] && D.actions[action].effect;
+    if (!eff) return;
+    var kind = eff[0], name = eff[1], level = eff[2], region = st.track === null ? "" : st.track;
+    var d = c.drugs[name];
+    if (d === undefined) d = c.drugs[name] = { started: false, stopped: false, holds: {}, asks: {} };
+    if (d.stopped) return;
+    if (kind === "start") { d.started = true; if (level !== null) d.asks[region] = level; }
+    else if (kind === "hold") { d.started = true; d.holds[region] = true; }
+    else if (kind === "resume") { delete d.holds[region]; d.started = true; if (level !== null) d.asks[region] = level; }
+    else if (kind === "dose") { d.started = true; d.asks[region] = level !== null ? level : 0; }
+    else if (kind === "stop") d.stopped = true;
+    var status = d.stopped ? "stopped" : !d.started ? "not_started" : Object.keys(d.holds).length ? "held" : "on";
+    s.drug = { name: name, status: status, dose: status === "on" || status === "held" ? drugLevel(d) : null };
+  }
+
+  // `on fact` rules of the states entered, then timers due today, until nothing more happens
+  function settle(c) {
+    for (;;) {
+      if (c.pending.length) {
+        var cands = c.pending;
+        c.pending = [];
+        reactAll(c, cands, "fact");
+        continue;
+      }
+      var t = null;
+      for (var i = 0; i < c.timers.length; i++) if (c.timers[i].due <= c.today) { t = c.timers[i]; break; }
+      if (t === null) return;
+      c.timers.splice(c.timers.indexOf(t), 1);
+      if (t.handler) reactAll(c, [[S[t.owner], t.handler]], "timer");
+    }
+  }
+
+  // One question: `q` = {config: [atomic states], today: ISO, panel: {LAB: {value: [n, d], uln: [n, d]?}},
+  // facts, vars: {NAME: value}, last: {ACTION: ISO or null (never)}, entries: {STATE: ISO},
+  // orders: [{action, opens: ISO or null}] (open orders), drugs: {D: {started, stopped, holds: [regions],
+  // asks: {region: level}}}, choices: [ACTION]}; values are {q: [n, d]}, true/false, a member, or null.
+  // Anything left out is unknown. Returns {steps, regions, error}.
+  function evaluate(q) {
+    var today = parseDay(q.today);
+    var c = {
+      P: {}, U: {}, F: {}, V: {}, L: {}, m: {}, needs: {}, entries: {}, fulfilled: {}, drugs: {},
+      today: today, entered: null, state: null, steps: [], regions: [], sel: [], pending: [], timers: [],
+      fired: 0, choices: q.choices || [], used: {},
+      config: (q.config || []).map(function (n) { return S[n]; })
+    };
+    c.config.sort(function (a, b) { return a.doc - b.doc; });
+    var bad = [];
+    Object.keys(q.panel || {}).forEach(function (lab) {
+      var r = q.panel[lab], f = unitFactor(lab, r.unit);
+      if (f === null) { bad.push(lab + ": the unit " + r.unit + " does not convert to " + (D.labs[lab] ? D.labs[lab].unit || "no unit" : "?")); return; }
+      var v = parseDecimal(r.value);
+      if (v === null) { bad.push(lab + ": " + r.value + " is not a number"); return; }
+      c.P[lab] = $mul(v, f);
+      if (r.uln !== undefined && r.uln !== null && r.uln !== "") {
+        var u = parseDecimal(r.uln);
+        if (u === null || u.n === 0n) { bad.push(lab + ": the ULN " + r.uln + " is not a number above 0"); return; }
+        c.U[lab] = $mul(u, f);
+      }
+    });
+    if (bad.length) return { steps: [], regions: [], unseen: [], error: bad.join("; ") };
+    Object.keys(q.facts || {}).forEach(function (k) { c.F[k] = fromJson(q.facts[k]); });
+    Object.keys(q.vars || {}).forEach(function (k) { c.V[k] = fromJson(q.vars[k]); });
+    Object.keys(q.last || {}).forEach(function (k) { c.L[k] = q.last[k] === null ? null : parseDay(q.last[k]); });
+    Object.keys(q.entries || {}).forEach(function (k) { c.entries[k] = parseDay(q.entries[k]); });
+    Object.keys(q.drugs || {}).forEach(function (k) {
+      var d = q.drugs[k], holds = {};
+      (d.holds || []).forEach(function (r) { holds[r] = true; });
+      c.drugs[k] = { started: !!d.started, stopped: !!d.stopped, holds: holds, asks: Object.assign({}, d.asks || {}) };
+    });
+    if (!D.chart && c.config.length) {
+      var e = c.entries[c.config[0].name];
+      c.entered = e === undefined ? null : e;
+    }
+    // the open orders today's results fulfil (before the rules run)
+    var labs = Object.keys(c.P);
+    (q.orders || []).forEach(function (o) {
+      var opens = o.opens ? parseDay(o.opens) : null;
+      if (opens !== null && today < opens) return;
+      var act = D.actions[o.action];
+      if (!act || !act.orders.some(function (l) { return labs.indexOf(l) >= 0; })) return;
+      if (act.fulfil.some(function (alt) { return alt.every(function (l) { return labs.indexOf(l) >= 0; }); })) {
+        c.fulfilled[o.action] = true;
+      }
+    });
+    try {
+      if (today === null) throw new Error("no date for the panel");
+      var cands = c.config.filter(function (st) {
+        return st.panel && (st.about === null || st.about.some(function (l) { return labs.indexOf(l) >= 0; }));
+      });
+      c.unseen = c.config.filter(function (st) { return st.panel && cands.indexOf(st) < 0; }).map(function (st) { return st.name; });
+      reactAll(c, cands.map(function (st) { return [st, st.panel]; }), "panel");
+      settle(c);
+    } catch (err) {
+      return { steps: c.steps, regions: c.regions, unseen: c.unseen || [], error: String(err.message || err) };
+    }
+    return { steps: c.steps, regions: c.regions, unseen: c.unseen, config: c.config.map(function (st) { return st.name; }) };
+  }
+
+  // the exact factor from `unit` (as written; null: the lab's own) to the lab's unit
+  function unitFactor(lab, unit) {
+    var decl = D.labs[lab];
+    if (!decl) return null;
+    if (unit === null || unit === undefined || unit === decl.unit) return Q(1n, 1n);
+    for (var i = 0; i < decl.units.length; i++) {
+      if (decl.units[i][0] === unit) return Q(BigInt(decl.units[i][1][0]), BigInt(decl.units[i][1][1]));
+    }
+    return null;
+  }
+
+  function toJson(v) {
+    if (isQ(v)) return { q: [v.n.toString(), v.d.toString()] };
+    return v;
+  }
+  // the answers as plain JSON (numbers as {q: [n, d]}), for a batch of questions
+  function evaluateAll(questions) {
+    return questions.map(function (q) {
+      var out = evaluate(q);
+      out.steps.forEach(function (s) { if (s.type === "set") s.value = toJson(s.value); });
+      out.regions.forEach(function (r) { delete r.got; });
+      return out;
+    });
+  }
+  window.rxwatchPanelform = { evaluate: evaluateAll };
+
+  // ------------------------------------------------------------ the form
+  /*@FORM@*/
+})();
