@@ -318,7 +318,7 @@ class _Loop:
                     continue
                 detected += 1
                 delays.append(max(0, (acted - cross).days))
-                peaks.append(self.worst(e.onset, acted))
+                peaks.append(self.worst(e, acted))
             row[f"episodes_{x}x"] = crossed
             row[f"detected_{x}x"] = detected
             row[f"missed_{x}x"] = missed
@@ -356,15 +356,13 @@ class _Loop:
             day += ONE_DAY
         return self.end
 
-    def worst(self, first: datetime.date, last: datetime.date) -> float:
-        """The highest noise-free ALT multiple from `first` to `last` (inclusive)."""
-        true = self.pt.true_multiple
-        day = first
-        top = 0.0
-        while day <= last:
-            top = max(top, float(true(INJURY_LAB, day)))
-            day += ONE_DAY
-        return round(top, 3)
+    def worst(self, e: "Episode", acted: datetime.date) -> float:
+        """The highest noise-free ALT multiple of the episode's course up to `acted`: its peak if
+        that came first; else the value that day (the drug was on until then, so the excess was
+        still rising to its peak)."""
+        if e.peak_day is not None and e.peak_day <= acted:
+            return round(float(e.peak), 3)
+        return round(float(self.pt.true_multiple(INJURY_LAB, acted)), 3)
 
     def detail(self, start: datetime.date, end: datetime.date) -> dict:
         """A picture of the patient: noise-free ALT weekly, the results drawn (multiples of ULN),
