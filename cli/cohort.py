@@ -57,6 +57,8 @@ def cohort_(
     for out in (report, table_out, plot_dir):
         if out is not None and any(_same(out, p) for p in inputs):
             raise fail(f"{out}: would overwrite an input")
+        if out is not None and not out.absolute().parent.is_dir():
+            raise fail(f"{out}: cannot write: no folder {out.parent}")
     day0 = DEFAULT_START
     if start is not None:
         try:

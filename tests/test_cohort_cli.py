@@ -1,0 +1,118 @@
+"""`rxwatch cohort` on the command line: a run writes its table, report and plots; wrong input
+gets a located message and the documented exit status (docs/cli.md), and never leaves a
+partial output file behind."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+from rxwatch.cli.main import main
+
+from test_cohort_run import MODEL
+
+ROOT = Path(__file__).resolve().parents[1]
+ANAKINRA = str(ROOT / "protocols" / "anakinra_hepatotoxicity.rxw")
+SIXMONTHLY = str(ROOT / "protocols" / "variants" / "anakinra_6monthly.rxw")
+
+
+@pytest.fixture
+def here(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "model.yaml").write_text(MODEL, encoding="utf-8")
+    return tmp_path
+
+
+def run(*args):
+    return main(["cohort", *args])
+
+
+def leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(".rxwatch-"))
+
+
+def test_a_run_writes_the_table_the_report_and_the_plots(here, capsys):
+    import pyarrow.parquet as pq
+
+    status = run(ANAKINRA, SIXMONTHLY, "--model", "model.yaml", "--patients", "4", "--years", "1", "--seed", "3",
+                 "--jobs", "1", "--resamples", "20", "--table", "t.parquet", "-o", "r.html", "--plot", "plots")
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    table = pq.read_table(here / "t.parquet")
+    assert table.num_rows == 8
+    assert set(table.column("protocol").to_pylist()) == {"anakinra_hepatotoxicity", "anakinra_6monthly"}
+    assert "blood draws per patient-year" in out and "anakinra_6monthly - anakinra_hepatotoxicity" in out
+    assert "--seed 3" in (here / "r.html").read_text(encoding="utf-8")
+    names = sorted(p.name for p in (here / "plots").iterdir())
+    assert {"delays.png", "delays.svg", "cost.png", "cost.svg"} <= set(names)
+    assert any(re.fullmatch(r"patient-\d+\.svg", n) for n in names)
+    assert leftovers(here) == []
+    # the same command and seed: the same report, byte for byte
+    first = (here / "r.html").read_bytes()
+    assert run(ANAKINRA, SIXMONTHLY, "--model", "model.yaml", "--patients", "4", "--years", "1", "--seed", "3",
+               "--jobs", "1", "--resamples", "20", "-o", "r.html") == 0
+    assert (here / "r.html").read_bytes() == first
+
+
+def test_a_wrong_model_is_located_and_nothing_is_written(here, capsys):
+    (here / "bad.yaml").write_text(MODEL.replace("reference_lab: ALT", "reference_lab: ALTT"), encoding="utf-8")
+    status = run(ANAKINRA, "--model", "bad.yaml", "--patients", "2", "--years", "1", "--seed", "1", "--jobs", "1",
+                 "--table", "t.parquet", "-o", "r.html")
+    err = capsys.readouterr().err
+    assert status == 1
+    assert re.search(r"bad\.yaml:\d+:\d+: error\[E9\d\d\]: .*ALTT", err), err
+    assert "Traceback" not in err
+    assert not (here / "t.parquet").exists() and not (here / "r.html").exists()
+    (here / "broken.yaml").write_text("model: [unclosed\n", encoding="utf-8")
+    assert run(ANAKINRA, "--model", "broken.yaml", "--patients", "2", "--years", "1", "--seed", "1") == 1
+    assert re.search(r"broken\.yaml:\d+:\d+: error\[E9\d\d\]", capsys.readouterr().err)
+
+
+def test_a_wrong_protocol_is_located_and_nothing_is_written(here, capsys):
+    (here / "p.rxw").write_text(Path(ANAKINRA).read_text(encoding="utf-8").replace("-> maintenance cite seed-review", "-> maintenanse cite seed-review", 1), encoding="utf-8")
+    status = run("p.rxw", "--model", "model.yaml", "--patients", "2", "--years", "1", "--seed", "1", "--table", "t.parquet")
+    err = capsys.readouterr().err
+    assert status == 1
+    assert re.search(r"p\.rxw:\d+:\d+: error\[E2\d\d\]", err), err
+    assert not (here / "t.parquet").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--years", "0"], "--years 0"),
+    (["--years", "1", "--table", "t.csv"], "Parquet"),
+    (["--years", "1", "--start", "2025-02-30"], "--start 2025-02-30"),
+    (["--years", "1", "-o", "model.yaml"], "would overwrite an input"),
+    (["--years", "1", "--table", "nowhere/t.parquet"], "cannot write"),
+])
+def test_wrong_options_exit_2(here, capsys, args, message):
+    status = run(ANAKINRA, "--model", "model.yaml", "--patients", "2", "--seed", "1", "--jobs", "1", "--resamples", "0", *args)
+    err = capsys.readouterr().err
+    assert status == 2, err
+    assert message in err and "Traceback" not in err
+    assert (here / "model.yaml").read_text(encoding="utf-8") == MODEL
+    assert not (here / "t.csv").exists() and leftovers(here) == []
+
+
+def test_missing_files_exit_2(here, capsys):
+    assert run(ANAKINRA, "--model", "nope.yaml", "--patients", "2", "--years", "1", "--seed", "1") == 2
+    assert run("nope.rxw", "--model", "model.yaml", "--patients", "2", "--years", "1", "--seed", "1") == 2
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_an_unwritable_plot_folder_leaves_nothing(here, capsys):
+    (here / "plots").write_text("a file", encoding="utf-8")
+    status = run(ANAKINRA, "--model", "model.yaml", "--patients", "2", "--years", "1", "--seed", "1", "--jobs", "1",
+                 "--resamples", "0", "--plot", "plots")
+    assert status == 2
+    assert "names a folder" in capsys.readouterr().err
+    assert (here / "plots").read_text(encoding="utf-8") == "a file"
+    if os.geteuid() != 0:  # root writes anywhere
+        ro = here / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        assert run(ANAKINRA, "--model", "model.yaml", "--patients", "2", "--years", "1", "--seed", "1", "--jobs", "1",
+                   "--resamples", "0", "--plot", "ro/plots") == 2
+        assert list(ro.iterdir()) == []
