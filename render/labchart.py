@@ -716,11 +716,18 @@ def tick_text(v: float) -> str:
     return number(Fraction(v).limit_denominator(10**6))
 
 
-def marker_lanes(chart: Chart, chars_per_day: float) -> list[int]:
-    """The label row of each marker, so that no two labels overlap (a label's width is its
-    text's length in days at `chars_per_day`)."""
-    return _lanes([(_days(chart, m.date), _days(chart, m.date) + (len(_short(m.text)) + 3) / chars_per_day)
-                   for m in chart.markers])
+def marker_lanes(chart: Chart, chars_per_day: float) -> list[tuple[int, bool]]:
+    """(label row, label on the left) of each marker, so that no two labels overlap (a label's
+    width is its text's length in days at `chars_per_day`); a label that would run past the
+    end of the chart goes to the left of its marker."""
+    span = (chart.end - chart.start).days
+    extents, left = [], []
+    for m in chart.markers:
+        x, w = _days(chart, m.date), (len(_short(m.text)) + 3) / chars_per_day
+        flip = x + w > span and x - w >= 0
+        extents.append((x - w, x + 0.5 / chars_per_day) if flip else (x, x + w))
+        left.append(flip)
+    return list(zip(_lanes(extents), left))
 
 
 def overdue_labelled(chart: Chart, order: str, chars_per_day: float) -> set[int]:
@@ -759,7 +766,7 @@ def draw(chart: Chart, fmt: str) -> bytes:
     plot_w = WIDTH_IN - LEFT_IN - RIGHT_IN
     chars_per_day = 16.5 * plot_w / span  # ~16.5 characters of 7-point text per inch
     label_rows = marker_lanes(chart, chars_per_day)
-    n_labels = max(label_rows, default=-1) + 1
+    n_labels = max((r for r, _ in label_rows), default=-1) + 1
     legend = [line for text in chart.legend for line in _wrap(text, 165).split("\n")]
     head = 0.42 + 0.15 * len(legend) + 0.12
     blocks = [("protocol", LABEL_H * max(n_labels, 1) + 0.08)]
@@ -795,12 +802,12 @@ def draw(chart: Chart, fmt: str) -> bytes:
             ax.set_ylim(max(n_labels, 1), 0)
             ax.set_yticks([])
             name(ax, "protocol")
-            for m, r in zip(chart.markers, label_rows):
+            for m, (r, flip) in zip(chart.markers, label_rows):
                 colour = "#1f4e9e" if m.kind == "transition" else "#555"
                 ax.plot([X(m.date)], [r + 0.5], marker="v" if m.kind == "transition" else "o", color=colour, markersize=4.5,
                         clip_on=False)
-                ax.text(X(m.date) + 2.2 / chars_per_day, r + 0.5, _short(m.text), fontsize=7, va="center", color=colour,
-                        clip_on=False)
+                ax.text(X(m.date) + (-2.2 if flip else 2.2) / chars_per_day, r + 0.5, _short(m.text), fontsize=7, va="center",
+                        color=colour, clip_on=False, ha="right" if flip else "left")
             for spine in ("top", "right", "left", "bottom"):
                 ax.spines[spine].set_visible(False)
         elif kind == "empty":

@@ -58,17 +58,18 @@ def svg(chart: Chart) -> str:
             out.append(f'<text x="10" y="{y}" class="lc-legend">{_e(part)}</text>')
     y += 10
     label_rows = marker_lanes(chart, 1 / (CHAR / px_day)) if chart.markers else []
-    n_labels = max(label_rows, default=-1) + 1
+    n_labels = max((r for r, _ in label_rows), default=-1) + 1
     # the protocol lane
     lane_h = LABEL * max(n_labels, 1) + 4
     out.append(_name(y + lane_h / 2, "protocol"))
-    for m, r in zip(chart.markers, label_rows):
+    for m, (r, flip) in zip(chart.markers, label_rows):
         cy = y + r * LABEL + LABEL / 2 + 2
         cls = "lc-tr" if m.kind == "transition" else "lc-act"
         x = X(m.date)
         shape = (f'<path d="M{x - 4},{cy - 4}h8l-4,7z"/>' if m.kind == "transition" else f'<circle cx="{x}" cy="{cy}" r="3"/>')
         out.append(f'<g class="{cls}"><title>{_e(m.date.isoformat() + ": " + m.detail + " — " + m.text)}</title>{shape}'
-                   f'<text x="{x + 7}" y="{cy + 4}">{_e(_short(m.text))}</text></g>')
+                   f'<text x="{x - 7 if flip else x + 7}" y="{cy + 4}" text-anchor="{"end" if flip else "start"}">'
+                   f'{_e(_short(m.text))}</text></g>')
     y += lane_h + GAP
     rows_top = y
     # the lab rows
@@ -206,7 +207,7 @@ def _name(y: float, text: str) -> str:
 
 def _tip(pid: str, px: float, py: float, lines: list[str], top: float, width: float) -> str:
     """The hover box of a point: above and to the right of it, kept inside the chart."""
-    lines = [_short(line, 110) for line in lines]
+    lines = [part for line in lines for part in _wrap(line, 100)][:12]
     w = max(len(line) for line in lines) * CHAR + 14
     h = len(lines) * 15 + 8
     x = px + 10 if px + 10 + w < width - 4 else max(4, px - 10 - w)
