@@ -55,7 +55,7 @@ from .expr import _NO_ORDERS, DRUG_READS, MAX_DATE, Compiler, Ctx, Dur, ExprErro
     protocol_line, register, shift
 from rxwatch.inputs.model import ClinicalEvent, Choice, FactChange, LabResult, Timeline, latest_results
 
-__all__ = ["MAX_TRANSITIONS_PER_DAY", "Machine", "SimulationError", "simulate"]
+__all__ = ["MAX_TRANSITIONS_PER_DAY", "Machine", "Patient", "SimulationError", "simulate"]
 
 MAX_TRANSITIONS_PER_DAY = 1000
 """More transitions than this on one day can only be a loop that never lets time pass."""
@@ -204,6 +204,18 @@ _ONE_DAY = datetime.timedelta(days=1)
 _DATE = operator.attrgetter("date")
 _NOTHING: dict = {}  # no panel, no ULNs (never written: expressions only read a panel)
 _NO_DRUGS: dict = {}  # a protocol without drugs (never written: drug_act needs a declared drug)
+_INPUTS = frozenset((LabResult, ClinicalEvent, FactChange, Choice))  # what a day's inputs are
+
+
+def _misdated(ev: Any, day: datetime.date) -> ValueError:
+    """The error for an input fed with a day it is not dated (or that is no input at all)."""
+    if type(ev) not in _INPUTS:
+        return ValueError(f"not an input: {ev!r} (a day's inputs are LabResult, ClinicalEvent, FactChange "
+                          f"and Choice objects)")
+    what = type(ev).__name__
+    where = f" (line {ev.loc.line} of {ev.loc.path})" if ev.loc.line else ""
+    return ValueError(f"a {what} dated {ev.date}{where} was fed with the inputs of {day}: "
+                      f"each day's inputs are fed with their own day")
 
 
 class _Order:
@@ -619,6 +631,23 @@ class Machine:
 
     # -- replay
 
+    def start(self, start: datetime.date, facts: Mapping[str, Any] | None = None, path: str = "", *,
+              patient: str | None = None, inputs: list | None = None) -> "Patient":
+        """A patient's replay that goes forward as its inputs come (the incremental API; see
+        `Patient` and docs/simulation.md, "Engine API"). `facts`: the facts' values on `start`
+        (the others keep their declared defaults; numbers as int, Fraction or float, read
+        exactly); `path`: what messages name the patient's input by; `patient`: the trace's
+        patient id (default: `path`); `inputs`: as in `run`. Raises ValueError for a fact the
+        protocol does not declare."""
+        if not isinstance(start, datetime.date) or isinstance(start, datetime.datetime):
+            raise ValueError(f"start must be a datetime.date, not {start!r}")
+        facts = facts or {}
+        unknown = [name for name in facts if name not in self.fact_defaults]
+        if unknown:
+            raise ValueError(f"{path}: {', '.join(map(str, unknown))}: not a fact of {self.name or self.path} "
+                             f"(its facts: {', '.join(self.fact_defaults) or 'none'})")
+        return Patient(self, _Run(self, start, facts, path if patient is None else patient, path, inputs))
+
     def run(self, timeline: Timeline, until: datetime.date | None = None, *, inputs: list | None = None) -> dict:
         """Replay `timeline`; return the trace (contracts/trace.md) as a JSON-ready dict.
 
@@ -627,16 +656,161 @@ class Machine:
         tuple of the LabResults of a panel, a ClinicalEvent, a FactChange or a Choice), so a
         report can show the inputs among the steps. Raises SimulationError.
 
+        The same replay as `start`, then `feed` for each day of the timeline, then `finish`
+        (inputs dated before the start are not replayed).
+
         The steps of a trace share what does not change between them (the lists of `sources`,
         `options` and `window`): a trace is read, not changed."""
-        run = _Run(self, timeline, until, inputs)
+        start = timeline.start
+        events = timeline.events
+        until = until or timeline.until or (max(events[-1].date, start) if events else start)
+        if until < start:
+            raise ValueError(f"until {until} is before start {start}")
+        run = _Run(self, start, timeline.facts, timeline.patient, timeline.path, inputs)
         try:
-            return run.go()
-        except (TypeError, ArithmeticError, AttributeError, KeyError, IndexError, ExprError) as e:
-            # the protocol's own code failed (a graph written by hand): name its line
-            line = protocol_line(e.__traceback__) or run.state.line
-            raise SimulationError(f"the protocol cannot be evaluated on {run.today}: {type(e).__name__}: {e}",
-                                  path=self.path, line=line, date=run.today) from None
+            feed = run.feed
+            for day, todays in timeline.days:  # by date, then time or file order within a day
+                if day > until:
+                    break
+                if day < start and not run.begun:
+                    continue  # a Timeline built in code may hold them; load_timeline never does
+                feed(day, todays)
+            return run.finish(until)
+        except _PROTOCOL_FAILURES as e:
+            raise _protocol_error(run, e) from None
+
+
+_PROTOCOL_FAILURES = (TypeError, ArithmeticError, AttributeError, KeyError, IndexError, ExprError)
+"""What the protocol's own code raises when it fails (a graph written by hand)."""
+
+
+def _protocol_error(run: "_Run", e: BaseException) -> SimulationError:
+    """The protocol's own code failed on `run`'s day: a SimulationError naming its line."""
+    line = protocol_line(e.__traceback__) or run.state.line
+    return SimulationError(f"the protocol cannot be evaluated on {run.today}: {type(e).__name__}: {e}",
+                           path=run.m.path, line=line, date=run.today)
+
+
+class Patient:
+    """One patient's replay, fed a day at a time (`Machine.start`): the engine the cohort
+    simulator drives and `Machine.run` feeds a timeline through.
+
+        p = machine.start(start=day0, facts={"indication": "rheumatoid_arthritis"}, path="cohort#17")
+        p.feed(day, [LabResult(...), ...])   # a day's inputs, days in order
+        p.advance(day)                       # timers and deviations due up to `day`, no inputs
+        p.steps, p.states, p.drugs, p.open_orders()
+        trace = p.finish(until)              # the trace, as Machine.run gives it
+
+    The initial state is entered on the start day at the first `feed`, `advance`, `finish` or
+    read of `steps`, `states`, `drugs`, `open_orders()` (a Choice dated the start day is read
+    by the entry's actions only when fed before anything else). Misuse (a day before one
+    already replayed, an input dated another day, a use after `finish` or after an error) is a
+    ValueError; a protocol that cannot be replayed is a SimulationError, after which the
+    patient cannot go on."""
+
+    __slots__ = ("machine", "_run", "_closed")
+
+    def __init__(self, machine: Machine, run: "_Run") -> None:
+        self.machine = machine
+        self._run = run
+        self._closed: str | None = None  # why it cannot go on: finished, or an error
+
+    def _live(self) -> "_Run":
+        if self._closed is not None:
+            raise ValueError(f"{self._run.path}: the replay {self._closed}: it cannot go on")
+        return self._run
+
+    def _do(self, fn: Callable, *args):
+        run = self._live()
+        try:
+            return fn(*args)
+        except _PROTOCOL_FAILURES as e:
+            self._closed = "failed"
+            raise _protocol_error(run, e) from None
+        except SimulationError:
+            self._closed = "failed"
+            raise
+
+    def _begun(self) -> "_Run":
+        run = self._run
+        if not run.begun and self._closed is None:
+            self._do(run.begin)
+        return run
+
+    def feed(self, day: datetime.date, events) -> None:
+        """Replay `day` with its inputs (LabResult, ClinicalEvent, FactChange and Choice
+        objects, all dated `day`, in the order they happened: a later result of a lab replaces
+        an earlier one). First runs every timer and order deviation due before `day`. Each day
+        is fed once, days in date order (a day after `advance` to it is fine)."""
+        if not isinstance(day, datetime.date) or isinstance(day, datetime.datetime):
+            raise ValueError(f"day must be a datetime.date, not {day!r}")
+        events = tuple(events)
+        for ev in events:  # checked before anything is replayed
+            if type(ev) not in _INPUTS or ev.date != day:
+                raise _misdated(ev, day)
+        self._do(self._run.feed, day, events)
+
+    def advance(self, day: datetime.date) -> None:
+        """Run the timers and deviations due up to and including `day`, with no inputs."""
+        if not isinstance(day, datetime.date) or isinstance(day, datetime.datetime):
+            raise ValueError(f"day must be a datetime.date, not {day!r}")
+        self._do(self._run.advance, day)
+
+    def finish(self, until: datetime.date | None = None) -> dict:
+        """Run what is due up to and including `until` (default: the last day fed or advanced
+        to, else the start) and return the trace, exactly as `Machine.run` gives it. The patient
+        is then finished."""
+        run = self._live()
+        if until is None:
+            until = run.reached
+        trace = self._do(run.finish, until)
+        self._closed = "is finished"
+        return trace
+
+    @property
+    def today(self) -> datetime.date:
+        """The last day replayed (fed, advanced to, or the start)."""
+        return self._run.reached
+
+    @property
+    def steps(self) -> list[dict]:
+        """The trace's steps so far (the JSON trace's dicts; the list grows: new ones are
+        `steps[n:]`). Read them, do not change them."""
+        return self._begun().steps
+
+    @property
+    def warnings(self) -> list[dict]:
+        """The trace's warnings so far."""
+        return self._begun().warnings
+
+    @property
+    def states(self) -> list[str]:
+        """The active atomic states (one per active region), in document order."""
+        run = self._begun()
+        return [st.name for st in run.config] if self.machine.chart else [run.state.name]
+
+    @property
+    def drugs(self) -> dict[str, dict]:
+        """Each declared drug's status ("not_started", "on", "held", "stopped") and dose, as the
+        trace's `drugs` shows them."""
+        return self._begun().drug_summary()
+
+    def open_orders(self) -> list[dict]:
+        """The open orders, oldest first: {"action", "labs" (sorted), "fulfil" (the lab sets that
+        fulfil it, each sorted), "ordered", "opens" (the window's first day), "due" (its last
+        day), "late" (the day its first `overdue` deviation comes), "overdue" (one came),
+        "line"; "track" in a track}, with datetime.date values."""
+        run = self._begun()
+        out = []
+        for o in run.orders.values():
+            d = {"action": o.action, "labs": sorted(o.labs), "fulfil": [sorted(alt) for alt in o.fulfil],
+                 "ordered": datetime.date.fromisoformat(o.ordered),
+                 "opens": datetime.date.fromisoformat(o.text[0]), "due": datetime.date.fromisoformat(o.text[1]),
+                 "late": o.late, "overdue": o in run.overdue, "line": o.line}
+            if o.track is not None:
+                d["track"] = o.track
+            out.append(d)
+        return out
 
 
 # ---------------------------------------------------------------------------- actions
@@ -1402,23 +1576,27 @@ class _Source:
 
 class _Run(Ctx):
     """The state of one replay: the current state, open orders, armed timers, the steps; and,
-    as a Ctx, what the protocol's expressions read (the panel, facts, vars, the day...)."""
+    as a Ctx, what the protocol's expressions read (the panel, facts, vars, the day...).
 
-    __slots__ = ("m", "tl", "start", "until", "iso", "steps", "emit", "warnings", "orders", "overdue", "alarms",
-                 "recent", "replaced", "timers", "state", "pending", "fired_today", "choices", "used", "inputs", "today_inputs",
-                 "config", "entries", "sel")
+    A replay goes forward one calendar day at a time: `feed(day, events)` runs what is due
+    before `day` (`run_due`), then the day itself (`due_today`: its deviations and timers; then
+    its panel and events). `Machine.run` feeds a timeline's days; `Patient` (the incremental
+    API) feeds them as they come."""
 
-    def __init__(self, m: Machine, tl: Timeline, until: datetime.date | None, inputs: list | None) -> None:
+    __slots__ = ("m", "path", "patient", "start", "until", "iso", "steps", "emit", "warnings", "orders", "overdue",
+                 "alarms", "recent", "replaced", "timers", "state", "pending", "fired_today", "choices", "used",
+                 "inputs", "today_inputs", "config", "entries", "sel", "begun", "fed", "reached", "day_events")
+
+    def __init__(self, m: Machine, start: datetime.date, facts: Mapping, patient: str, path: str,
+                 inputs: list | None) -> None:
         self.m = m
-        self.tl = tl
-        start = self.start = tl.start
-        events = tl.events
-        self.until = until or tl.until or (max(events[-1].date, start) if events else start)
-        if self.until < start:
-            raise ValueError(f"until {self.until} is before start {start}")
-        facts = self.facts = dict(m.fact_defaults)
-        for k, v in tl.facts.items():
-            facts[k] = v if type(v) is bool or type(v) is str else _value(v)
+        self.path = path
+        self.patient = patient
+        self.start = start
+        self.until = start
+        values = self.facts = dict(m.fact_defaults)
+        for k, v in facts.items():
+            values[k] = v if type(v) is bool or type(v) is str else _value(v)
         self.vars = dict(m.var_defaults)
         self.today = start
         self.panel = self.ulns = _NOTHING  # no panel yet
@@ -1443,6 +1621,10 @@ class _Run(Ctx):
         self.inputs = inputs
         self.today_inputs: tuple = ()
         self.drugs = {name: _Drug(d) for name, d in m.drugs.items()} if m.drugs else _NO_DRUGS
+        self.begun = False  # the initial state is entered (on `start`, at the first day fed or run)
+        self.fed = start - _ONE_DAY if start > datetime.date.min else start  # the last day fed
+        self.reached = start  # the last day fed or advanced to (or the start)
+        self.day_events: tuple | list = ()  # the inputs fed today (W905 is located at the first)
         if m.chart:
             self.config: list[_State] = []  # the active atomic states, in document order: one per active region
             self.entries: dict[str, datetime.date] = {}  # active state -> the day it was entered
@@ -1450,175 +1632,226 @@ class _Run(Ctx):
 
     # -- the day loop
 
-    def go(self) -> dict:
-        start, until = self.start, self.until
-        days = iter(self.tl.days)  # (date, its events): by date, then time or file order within a day
-        nxt = next(days, None)  # the next day with inputs: (date, its events)
-        while nxt is not None and nxt[0] < start:
-            nxt = next(days, None)  # a Timeline built in code may hold them; load_timeline never does
-        ctx = self  # what expressions read
-        steps = self.steps
-        emit = self.emit
-        orders = self.orders
+    def begin(self) -> None:
+        """Enter the initial state on the start day (the start day's choices, if any, already
+        read)."""
+        self.begun = True
+        if self.m.chart:
+            self.enter_initial()
+        else:
+            self.m.states[self.m.initial].enter(self)
+        self.settle()
+
+    def next_due(self) -> datetime.date | None:
+        """The next day a timer or an order's deviation is due (None: none is)."""
+        day = None
+        for t in self.timers:
+            if day is None or t.due < day:
+                day = t.due
         alarms = self.alarms
-        inputs = self.inputs
-        isos = self.m.isos
-        lookback = self.m.lookback
-        chart = self.m.chart
-        reminders = self.m.reminders
-        overdue = self.overdue
-        day = start
-        soonest = None
-        first = True
-        while True:
-            if not first:
-                # the next day something happens: an input, a timer, an order's deviation
-                day = nxt[0] if nxt is not None else None
-                if self.timers:
-                    for t in self.timers:
-                        if day is None or t.due < day:
-                            day = t.due
-                soonest = None
-                if alarms:
-                    if len(alarms) == 1:  # the usual case: one open order
-                        for soonest in alarms.values():
-                            pass
-                    else:
-                        soonest = min(alarms.values())
-                    if day is None or soonest < day:
-                        day = soonest
-                if day is None or day > until:
-                    break
-                if day <= ctx.today and ctx.today == MAX_DATE:
-                    break  # a timer or deviation due past the calendar's last day never comes
-                if day <= ctx.today:
-                    raise ValueError(f"{self.tl.path}: timeline events are not in date order "
-                                     f"({day} after {ctx.today}); load_timeline sorts them")
-                ctx.today = day
-                iso = isos.get(day)
-                if iso is None:
-                    iso = isos[day] = day.isoformat()
-                self.iso = iso
-                if self.fired_today:
-                    self.fired_today = []
-                if ctx.fulfilled:
-                    ctx.fulfilled = _NO_ORDERS
-            # the day's inputs: its results (the panel, read as they come: a later result of a
-            # lab replaces an earlier one); its recorded choices, clinical events and fact changes
-            panel = None
-            ulns = None
-            dup = False
-            extra = None
-            if nxt is not None and nxt[0] == day:
-                todays = nxt[1]
-                for ev in todays:
-                    if type(ev) is LabResult:
-                        q = ev.q  # the value as an exact rational, made when the result was read
-                        lab = ev.lab
-                        if panel is None:
-                            panel = {lab: q}
-                        else:
-                            if lab in panel:
-                                dup = True
-                            panel[lab] = q
-                        if ev.uln is not None:
-                            if ulns is None:
-                                ulns = {}
-                            ulns[lab] = ev.uln_q
-                        elif ulns is not None:
-                            ulns.pop(lab, None)
-                    elif extra is None:
-                        extra = [ev]
-                    else:
-                        extra.append(ev)
-                nxt = next(days, None)
-                if extra is not None:
-                    choices = [ev for ev in extra if type(ev) is Choice]
-                    if choices:
-                        self.choices = choices  # until the end of the day
-                if inputs is not None:
-                    self.record_inputs(todays, self.choices)
-            if first:
-                first = False
-                if self.m.chart:
-                    self.enter_initial()
-                else:
-                    self.m.states[self.m.initial].enter(self)
-                self.settle()
+        if alarms:
+            if len(alarms) == 1:  # the usual case: one open order
+                for soonest in alarms.values():
+                    pass
             else:
-                # (1) deviations of orders overdue today (the day after the window, then reminders)
-                if soonest is not None and soonest <= day:
-                    if len(alarms) == 1 and reminders is None:
+                soonest = min(alarms.values())
+            if day is None or soonest < day:
+                day = soonest
+        return day
+
+    def run_due(self, limit: datetime.date, inclusive: bool) -> None:
+        """Run every day before `limit` (and `limit` too when `inclusive`) on which a timer or
+        an order's deviation is due, with no inputs."""
+        while self.timers or self.alarms:
+            day = self.next_due()
+            if day > limit or (day == limit and not inclusive):
+                return
+            if day <= self.today:
+                return  # a timer or deviation due past the calendar's last day (MAX_DATE) never comes
+            self.new_day(day)
+            self.due_today(day)
+
+    def new_day(self, day: datetime.date) -> None:
+        self.today = day
+        isos = self.m.isos
+        iso = isos.get(day)
+        if iso is None:
+            iso = isos[day] = day.isoformat()
+        self.iso = iso
+        if self.fired_today:
+            self.fired_today = []
+        if self.fulfilled:
+            self.fulfilled = _NO_ORDERS
+        if self.day_events:
+            self.day_events = ()
+
+    def due_today(self, day: datetime.date) -> None:
+        """(1) the deviations of orders overdue today (the day after the window, then the
+        reminders); (2) the timers due today."""
+        alarms = self.alarms
+        if alarms:
+            if len(alarms) == 1:
+                for key, soonest in alarms.items():
+                    pass
+                if soonest <= day:
+                    if self.m.reminders is None:
                         # the usual case: the one open order's window ended yesterday (as `deviations`)
-                        for key in alarms:
-                            pass
                         del alarms[key]
-                        o = orders.get(key)
+                        o = self.orders.get(key)
                         if o is not None:
                             s = o.deviation.copy()
                             s["date"] = self.iso
-                            if o in overdue:
+                            if o in self.overdue:
                                 s["kind"] = "still_overdue"
                             else:
-                                overdue.add(o)
-                            emit(s)
+                                self.overdue.add(o)
+                            self.emit(s)
                     else:
                         self.deviations(day)
-                # (2) timers due today
-                if self.timers:
-                    self.settle()
-            # (3) the panel: today's results, with the still valid earlier ones
-            if panel is not None:
-                dated = None  # every result is today's
-                brought = set(panel) if lookback is not None else panel.keys()  # the labs of today's results
-                if dup:
-                    self.replaced = [self.m.result_dict(r, day) for r in
-                                     latest_results([e for e in todays if type(e) is LabResult])[1]]
-                if lookback is not None:
-                    dated, ulns = self.lookback(panel, ulns, [e for e in todays if type(e) is LabResult], day, lookback)
-                if inputs is not None:
-                    inputs.append((len(steps), tuple(e for e in self.today_inputs if type(e) is LabResult)))
-                ctx.panel = panel
-                ctx.ulns = _NOTHING if ulns is None else ulns
-                if orders:
-                    if dated is None and len(orders) == 1:
-                        # the usual day: one open order, every result today's
-                        (key, o), = orders.items()
-                        if (o.opens is None or day >= o.opens) and not o.labs.isdisjoint(panel):
-                            for alt in o.fulfil:  # (frozenset.issubset would copy the panel into a set)
-                                for lab in alt:
-                                    if lab not in panel:
-                                        break
-                                else:
-                                    orders.clear()
-                                    alarms.pop(key, None)
-                                    ctx.fulfilled = o.done
-                                    if o.again is not None:
-                                        self.repeat(o)
-                                    break
-                            else:
-                                self.fulfil(panel, dated, day)  # not fulfilled: say what was missing
-                    else:
-                        self.fulfil(panel, dated, day)
-                if dup:
-                    n = len(steps)
-                if chart:
-                    self.react_all([(st, st.panel) for st in self.config if st.panel is not None
-                                     and (st.about is None or not st.about.isdisjoint(brought))])
+            elif min(alarms.values()) <= day:
+                self.deviations(day)
+        if self.timers:
+            self.settle()
+
+    def order_error(self, day: datetime.date) -> ValueError:
+        if day < self.start:
+            return ValueError(f"{self.path}: inputs dated {day}, before the start {self.start}")
+        return ValueError(f"{self.path}: timeline events are not in date order ({day} after "
+                          f"{self.reached}); feed each day once, in date order (load_timeline sorts them)")
+
+    def feed(self, day: datetime.date, todays) -> None:
+        """Replay `day` with its inputs `todays` (LabResults, ClinicalEvents, FactChanges and
+        Choices, all dated `day`, by time then file order): first what is due before `day`;
+        then (1) deviations and (2) timers due on `day`, (3) the panel (its results, read as
+        they come: a later result of a lab replaces an earlier one), (4) its clinical events
+        and fact changes in order. Choices hold until the end of the day."""
+        if day <= self.fed or day < self.reached:
+            raise self.order_error(day)
+        if self.begun:
+            if self.timers or self.alarms:
+                self.run_due(day, False)
+            if day != self.today:
+                self.new_day(day)
+        elif day != self.start:
+            self.begin()  # the start day had no inputs
+            if self.timers or self.alarms:
+                self.run_due(day, False)
+            self.new_day(day)
+        self.fed = self.reached = day
+        self.day_events = todays
+        panel = None
+        ulns = None
+        dup = False
+        extra = None
+        for ev in todays:
+            if type(ev) is LabResult:
+                q = ev.q  # the value as an exact rational, made when the result was read
+                lab = ev.lab
+                if panel is None:
+                    panel = {lab: q}
                 else:
-                    handler = self.state.panel
-                    about = self.state.about
-                    if handler is not None and (about is None or not about.isdisjoint(brought)) \
-                            and handler.react(self) and (self.pending or self.timers):
-                        self.settle()
-                if dup:
-                    self.note_replaced(n)
-            # (4) clinical events and fact changes, in time (else file) order
-            if extra is not None:
-                self.events_and_facts(extra)
-                if self.choices:
-                    self.end_of_day()
-                    self.choices = ()
+                    if lab in panel:
+                        dup = True
+                    panel[lab] = q
+                if ev.uln is not None:
+                    if ulns is None:
+                        ulns = {}
+                    ulns[lab] = ev.uln_q
+                elif ulns is not None:
+                    ulns.pop(lab, None)
+            elif extra is None:
+                extra = [ev]
+            else:
+                extra.append(ev)
+        if extra is not None:
+            choices = [ev for ev in extra if type(ev) is Choice]
+            if choices:
+                self.choices = choices  # until the end of the day
+        if self.inputs is not None:
+            self.record_inputs(todays, self.choices)
+        if self.begun:
+            self.due_today(day)  # (1) and (2)
+        else:
+            self.begin()
+        if panel is not None:
+            self.read_panel(panel, ulns, dup, todays, day)  # (3)
+        # (4) clinical events and fact changes, in time (else file) order
+        if extra is not None:
+            self.events_and_facts(extra)
+            if self.choices:
+                self.end_of_day()
+                self.choices = ()
+
+    def read_panel(self, panel: dict, ulns: dict | None, dup: bool, todays, day: datetime.date) -> None:
+        """(3) the panel: today's results, with the still valid earlier ones; the orders they
+        fulfil, then the panel's rules."""
+        ctx = self  # what expressions read
+        orders = self.orders
+        lookback = self.m.lookback
+        dated = None  # every result is today's
+        brought = set(panel) if lookback is not None else panel.keys()  # the labs of today's results
+        if dup:
+            self.replaced = [self.m.result_dict(r, day) for r in
+                             latest_results([e for e in todays if type(e) is LabResult])[1]]
+        if lookback is not None:
+            dated, ulns = self.lookback(panel, ulns, [e for e in todays if type(e) is LabResult], day, lookback)
+        if self.inputs is not None:
+            self.inputs.append((len(self.steps), tuple(e for e in self.today_inputs if type(e) is LabResult)))
+        ctx.panel = panel
+        ctx.ulns = _NOTHING if ulns is None else ulns
+        if orders:
+            if dated is None and len(orders) == 1:
+                # the usual day: one open order, every result today's
+                (key, o), = orders.items()
+                if (o.opens is None or day >= o.opens) and not o.labs.isdisjoint(panel):
+                    for alt in o.fulfil:  # (frozenset.issubset would copy the panel into a set)
+                        for lab in alt:
+                            if lab not in panel:
+                                break
+                        else:
+                            orders.clear()
+                            self.alarms.pop(key, None)
+                            ctx.fulfilled = o.done
+                            if o.again is not None:
+                                self.repeat(o)
+                            break
+                    else:
+                        self.fulfil(panel, dated, day)  # not fulfilled: say what was missing
+            else:
+                self.fulfil(panel, dated, day)
+        if dup:
+            n = len(self.steps)
+        if self.m.chart:
+            self.react_all([(st, st.panel) for st in self.config if st.panel is not None
+                            and (st.about is None or not st.about.isdisjoint(brought))])
+        else:
+            handler = self.state.panel
+            about = self.state.about
+            if handler is not None and (about is None or not about.isdisjoint(brought)) \
+                    and handler.react(self) and (self.pending or self.timers):
+                self.settle()
+        if dup:
+            self.note_replaced(n)
+
+    def advance(self, day: datetime.date) -> None:
+        """Run the timers and deviations due up to and including `day`, with no inputs."""
+        if day < self.reached:
+            raise ValueError(f"{self.path}: cannot advance to {day}: the replay is at {self.reached}")
+        if not self.begun:
+            self.begin()
+        self.run_due(day, True)
+        self.reached = day
+
+    def finish(self, until: datetime.date) -> dict:
+        """Run what is due up to and including `until`; the trace."""
+        if until < self.start:
+            raise ValueError(f"until {until} is before start {self.start}")
+        if until < self.reached:
+            raise ValueError(f"{self.path}: until {until} is before {self.reached}, a day already replayed")
+        if not self.begun:
+            self.begin()
+        self.run_due(until, True)
+        self.until = self.reached = until
         return self.trace()
 
     def lookback(self, panel: dict, ulns: dict | None, results: list, day: datetime.date,
@@ -2032,7 +2265,7 @@ class _Run(Ctx):
             d = self.drugs[decl.name] = _Drug(decl)
         if d.stopped:
             # located at the day's first input in the timeline (the protocol's line is in the message)
-            line = next((e.loc.line for e in self.tl.events if e.date == self.today and e.loc.line), 0)
+            line = next((e.loc.line for e in self.day_events if e.loc.line), 0)
             self.warnings.append({"date": self.iso, "line": line, "code": "W905",
                                   "message": f"{s.get('action')} (line {s.get('line', 0)} of the protocol) acts on "
                                              f"{decl.name} on {self.iso}, but {decl.name} was stopped: a stopped drug "
@@ -2108,7 +2341,7 @@ class _Run(Ctx):
             finals = [final]
         out = {
             "protocol": {"name": self.m.name, "version": self.m.version},
-            "patient": self.tl.patient,
+            "patient": self.patient,
             "start": _iso(self.m.isos, self.start),
             "until": _iso(self.m.isos, self.until),
             "steps": self.steps,
@@ -2118,15 +2351,19 @@ class _Run(Ctx):
             "warnings": self.warnings,
         }
         if self.m.drugs:
-            drugs = {}
-            for name in self.m.drugs:
-                d = self.drugs.get(name)
-                shown = {"status": "not_started", "dose": None} if d is None else d.to_dict()
-                drugs[name] = {"status": shown["status"], "dose": shown["dose"]}
-                if "dose_exact" in shown:
-                    drugs[name]["dose_exact"] = shown["dose_exact"]
-            out["drugs"] = drugs
+            out["drugs"] = self.drug_summary()
         return out
+
+    def drug_summary(self) -> dict:
+        """Each declared drug: {"status", "dose"(, "dose_exact")}, as the trace's `drugs`."""
+        drugs = {}
+        for name in self.m.drugs:
+            d = self.drugs.get(name)
+            shown = {"status": "not_started", "dose": None} if d is None else d.to_dict()
+            drugs[name] = {"status": shown["status"], "dose": shown["dose"]}
+            if "dose_exact" in shown:
+                drugs[name]["dose_exact"] = shown["dose_exact"]
+        return drugs
 
 
 _NO_STATES: frozenset = frozenset()
