@@ -33,11 +33,13 @@ RATIOS = [
     ("stops_per_kpy", "stops", "years", 1000.0),
     ("referrals_per_kpy", "referrals", "years", 1000.0),
     ("false_alarms_per_true", "false_alarms", "true_alarms", 1.0),
-] + [(f"missed_share_{x}x", f"missed_{x}x", f"episodes_{x}x", 1.0) for x in THRESHOLDS]
+] + [(f"missed_share_{x}x", f"missed_{x}x", f"episodes_{x}x", 1.0) for x in THRESHOLDS] \
+  + [(f"lasting_missed_share_{x}x", f"lasting_missed_{x}x", f"lasting_{x}x", 1.0) for x in THRESHOLDS] \
+  + [(f"within_30_share_{x}x", f"within_30_{x}x", f"episodes_{x}x", 1.0) for x in THRESHOLDS]
 
 # totals shown as counts (no interval: they describe the run)
 TOTALS = ["years", "draws", "holds", "reductions", "stops", "referrals", "true_alarms", "false_alarms"] + \
-    [f"{k}_{x}x" for x in THRESHOLDS for k in ("episodes", "detected", "missed")]
+    [f"{k}_{x}x" for x in THRESHOLDS for k in ("episodes", "detected", "missed", "lasting", "lasting_missed", "within_30")]
 
 MEDIANS = [(f"median_delay_{x}x", f"delays_{x}x") for x in THRESHOLDS] + \
     [(f"median_peak_{x}x", f"peaks_{x}x") for x in THRESHOLDS]
@@ -51,6 +53,10 @@ LABELS = {
     "false_alarms_per_true": "false alarms per true detection",
     "missed_share_3x": "share of >3x ULN episodes missed",
     "missed_share_5x": "share of >5x ULN episodes missed",
+    "lasting_missed_share_3x": "share of lasting >3x ULN episodes missed",
+    "lasting_missed_share_5x": "share of lasting >5x ULN episodes missed",
+    "within_30_share_3x": "share of >3x ULN episodes acted on within 30 days",
+    "within_30_share_5x": "share of >5x ULN episodes acted on within 30 days",
     "median_delay_3x": "median days from crossing 3x ULN to an intervention",
     "median_delay_5x": "median days from crossing 5x ULN to an intervention",
     "median_peak_3x": "median ALT multiple reached by the intervention (>3x episodes)",

@@ -20,6 +20,7 @@ from .metrics import LABELS, METRICS, THRESHOLDS, Estimate
 
 # how a metric's number is written: digits after the point
 DIGITS = {"tests_per_py": 2, "false_alarms_per_true": 2, "missed_share_3x": 3, "missed_share_5x": 3,
+          "lasting_missed_share_3x": 3, "lasting_missed_share_5x": 3, "within_30_share_3x": 3, "within_30_share_5x": 3,
           "median_delay_3x": 0, "median_delay_5x": 0, "median_peak_3x": 1, "median_peak_5x": 1}
 # which way is better, for the words of the conclusion: -1 lower is better
 BETTER = {"tests_per_py": -1, "missed_share_3x": -1, "missed_share_5x": -1, "median_delay_3x": -1,
@@ -30,6 +31,8 @@ DEFINITIONS = [
     ("holds, dose reductions, stops, referrals per 1,000 patient-years", "the protocol's drug steps that held, reduced or stopped the drug, and its actions named refer_..., over the patient-years, times 1,000"),
     ("episodes >3x / >5x ULN", "true injury episodes of the patient model (drug or background) whose noise-free ALT crossed 3x (5x) ULN during follow-up"),
     ("missed", "such an episode with no hold, reduction or stop between its onset and the day it is over (noise-free ALT back at or below 1x ULN, or the end of follow-up)"),
+    ("lasting", "an episode that would not resolve while the drug continues (the model's drug episodes that do not adapt); the others (background episodes, adapting drug episodes) resolve by themselves"),
+    ("acted on within 30 days", "episodes with an intervention within 30 days of the crossing, over all such episodes (missed ones included): unlike the median delay, it does not favour a protocol that misses the slow cases"),
     ("detection delay", "days from the crossing to the first hold, reduction or stop in that span; 0 when the protocol had acted before the crossing"),
     ("ALT multiple reached by the intervention", "the highest noise-free ALT multiple from the episode's onset to the intervention"),
     ("false alarms per true detection", "alarms (a hold, reduction or stop while the drug was on at full dose; its escalation before a resume is the same alarm) on a day with no episode under way, or only episodes that resolve by themselves, over alarms during an episode that would not"),
@@ -83,8 +86,8 @@ def conclusion(result) -> list[str]:
     out = []
     for p in m.protocols[1:]:
         parts = []
-        for metric in ("tests_per_py", "median_delay_3x", "median_delay_5x", "missed_share_3x", "median_peak_3x",
-                       "false_alarms_per_true"):
+        for metric in ("tests_per_py", "within_30_share_3x", "lasting_missed_share_3x", "missed_share_3x",
+                       "median_delay_3x", "median_peak_3x", "false_alarms_per_true"):
             d = m.difference(p, metric)
             if np.isnan(d.value):
                 continue
@@ -146,7 +149,9 @@ seed {c.seed}. Reproduce: <code>{e(command_line(result, model_name))}</code></p>
     shown = [("patient-years", "years"), ("blood draws", "draws"), ("holds", "holds"), ("dose reductions", "reductions"),
              ("stops", "stops"), ("referrals", "referrals"), ("true alarms", "true_alarms"), ("false alarms", "false_alarms")]
     for x in THRESHOLDS:
-        shown += [(f"episodes >{x}x ULN", f"episodes_{x}x"), (f"  detected", f"detected_{x}x"), (f"  missed", f"missed_{x}x")]
+        shown += [(f"episodes >{x}x ULN", f"episodes_{x}x"), ("  detected", f"detected_{x}x"),
+                  ("  within 30 days", f"within_30_{x}x"), ("  missed", f"missed_{x}x"), ("  lasting", f"lasting_{x}x"),
+                  ("  lasting, missed", f"lasting_missed_{x}x")]
     for text, col in shown:
         out.append(f"<tr><td>{e(text)}</td>")
         out.extend(f'<td class="n">{m.totals[p][col]:,.0f}</td>' for p in names)

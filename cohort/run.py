@@ -100,6 +100,7 @@ ROW_FIELDS = (
     "starts", "holds", "reductions", "stops", "resumes", "referrals", "interventions", "true_alarms",
     "false_alarms", "final_state", "drug_status", "episodes", "episodes_3x", "detected_3x", "missed_3x",
     "delays_3x", "peaks_3x", "episodes_5x", "detected_5x", "missed_5x", "delays_5x", "peaks_5x",
+    "lasting_3x", "lasting_missed_3x", "within_30_3x", "lasting_5x", "lasting_missed_5x", "within_30_5x",
 )
 
 
@@ -304,7 +305,7 @@ class _Loop:
         row["true_alarms"] = true_
         row["false_alarms"] = false_
         for x in THRESHOLDS:
-            crossed = detected = missed = 0
+            crossed = detected = missed = lasting = lasting_missed = soon = 0
             delays: list[int] = []
             peaks: list[float] = []
             for e, over in courses:
@@ -312,13 +313,19 @@ class _Loop:
                 if cross is None or cross > self.end:
                     continue
                 crossed += 1
+                lasting += not e.self_resolving
                 acted = next((d for d, _ in interventions if e.onset <= d <= over), None)
                 if acted is None:
                     missed += 1
+                    lasting_missed += not e.self_resolving
                     continue
                 detected += 1
                 delays.append(max(0, (acted - cross).days))
+                soon += delays[-1] <= 30
                 peaks.append(self.worst(e, acted))
+            row[f"lasting_{x}x"] = lasting
+            row[f"lasting_missed_{x}x"] = lasting_missed
+            row[f"within_30_{x}x"] = soon
             row[f"episodes_{x}x"] = crossed
             row[f"detected_{x}x"] = detected
             row[f"missed_{x}x"] = missed

@@ -29,13 +29,16 @@ def rows():
     a = [
         row("A", 0, draws=10),
         row("A", 1, draws=12, holds=1, stops=1, true_alarms=1, episodes_3x=1, detected_3x=1, delays_3x=[7],
+            lasting_3x=1, within_30_3x=1,
             peaks_3x=[4.5], episodes_5x=1, detected_5x=1, delays_5x=[0], peaks_5x=[4.5]),
-        row("A", 2, draws=10, reductions=1, true_alarms=1, episodes_3x=1, detected_3x=1, delays_3x=[21], peaks_3x=[3.8]),
+        row("A", 2, draws=10, reductions=1, true_alarms=1, episodes_3x=1, detected_3x=1, delays_3x=[21], peaks_3x=[3.8],
+            within_30_3x=1),
         row("A", 3, draws=8, holds=1, referrals=1, false_alarms=1),
     ]
     b = [
         row("B", 0, draws=5),
         row("B", 1, draws=6, stops=1, true_alarms=1, episodes_3x=1, detected_3x=1, delays_3x=[40], peaks_3x=[9.0],
+            lasting_3x=1,
             episodes_5x=1, detected_5x=1, delays_5x=[30], peaks_5x=[9.0]),
         row("B", 2, draws=5, episodes_3x=1, missed_3x=1),
         row("B", 3, draws=4),
@@ -57,6 +60,9 @@ def test_point_values_are_the_definitions():
     assert m.value("B", "false_alarms_per_true").value == 0
     assert m.value("A", "missed_share_3x").value == 0
     assert m.value("B", "missed_share_3x").value == pytest.approx(1 / 2)
+    assert m.value("A", "within_30_share_3x").value == 1
+    assert m.value("B", "within_30_share_3x").value == 0  # 40 days, and a miss
+    assert m.value("B", "lasting_missed_share_3x").value == 0  # the missed one resolves by itself
     assert m.value("A", "median_delay_3x").value == 7  # the lower median of 7 and 21
     assert m.value("B", "median_delay_3x").value == 40
     assert m.value("A", "median_peak_5x").value == 4.5
