@@ -17,6 +17,7 @@ def render_(
     protocol: Path = typer.Argument(..., help="The protocol file (.rxw), or a compiled graph file (.json from `rxwatch compile`).", exists=True, dir_okay=False, readable=True),
     output_: str = typer.Option(..., "--output", "-o", metavar="OUT", help="The file to write, whole or not at all: .svg, .png, .pdf, .dot or .html (a self-contained viewer)."),
     trace: Optional[Path] = typer.Option(None, "--trace", help="A trace from `rxwatch simulate --format json`: draw that patient's path over the chart.", exists=True, dir_okay=False, readable=True),
+    show_variables: bool = typer.Option(False, "--show-variables", help="Also show what the rules record in the protocol's variables (\"Record: ...\" lines), hidden by default."),
 ) -> None:
     """Draw a protocol as a flowchart for clinicians (see docs/flowcharts.md).
 
@@ -36,7 +37,7 @@ def render_(
         if trace is not None:
             trace_text = read_text(trace, "trace file")
             trace_data = read_trace(trace_text)  # untrusted: read defensively, then checked whole
-        data = render(graph, fmt, trace=trace_data)
+        data = render(graph, fmt, trace=trace_data, show_variables=show_variables)
     except (json.JSONDecodeError, TraceError) as e:
         bad = diagnostics_of(e, path=trace, text=trace_text)
         print_diagnostics(bad, trace_text)

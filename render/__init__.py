@@ -38,8 +38,9 @@ class GraphvizMissing(RenderError):
         super().__init__(f"drawing .{fmt} needs Graphviz's `dot`, which was not found on PATH; {INSTALL_HINT} (.dot needs nothing)")
 
 
-def render(graph, fmt: str, trace: dict | None = None) -> bytes:
-    """The flowchart in `fmt` (one of FORMATS), whole, in memory.
+def render(graph, fmt: str, trace: dict | None = None, show_variables: bool = False) -> bytes:
+    """The flowchart in `fmt` (one of FORMATS), whole, in memory; `show_variables`: the
+    variables the rules set ("Record: ...") are shown too (hidden by default).
 
     Raises RenderError for an unknown format, GraphvizMissing when `dot` is needed and absent,
     TraceError when `trace` does not fit the protocol.
@@ -47,7 +48,7 @@ def render(graph, fmt: str, trace: dict | None = None) -> bytes:
     if fmt not in FORMATS:
         raise RenderError(f"unknown format '{fmt}': one of {', '.join('.' + f for f in FORMATS)}")
     ov = overlay(graph, trace) if trace is not None else None
-    plan = _plan.build(graph)
+    plan = _plan.build(graph, show_variables=show_variables)
     dg = _dot.digraph(plan, ov)
     if fmt == "dot":
         return dg.source.encode("utf-8")

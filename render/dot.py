@@ -72,8 +72,8 @@ TARGET_WIDTH = 22  # ... of where a rule leads (a state's short title)
 STAY_WORDS = "remains here"  # a rule that stays: no change of state
 AGAIN_WORDS = "starts this state again"  # a rule that re-enters its own state
 BLOCK_WORDS = "in the dashed box below"  # a rule block's rules, drawn once
-ENTRY_WIDTH = 42  # ... of an entry action
-GUARD_WIDTH = 30  # ... of a rule's condition
+ENTRY_WIDTH = 52  # ... of an entry action (whole action texts: wider lines, fewer of them)
+GUARD_WIDTH = 38  # ... of a rule's condition (conditions read as their descriptions)
 LEGEND_WIDTH = 50  # ... of a sign's meaning in the legend
 GRADES_WIDTH = 120  # ... of the grades under the title (one line for the shipped protocols)
 BR = '<BR ALIGN="LEFT"/>'
@@ -495,7 +495,7 @@ def _key_label(plan: Plan, ink: _Ink, def_columns: int = 2) -> str:
     gap = _font(" " + BR, 4)  # a little space between entries
     entries = []
     for d in plan.definitions:
-        if d.condition:  # as the rules read it, then the rest of its description, then its name
+        if d.condition and not L.reads_as_code(d.name):  # as the rules read it, then the rest of its description, then its name
             said = L.condition_text(d.name).strip("‘’")
             rest = " ".join(d.description.split())[len(said):].strip() if d.description else ""
             head = f"<B>{esc(said)}</B>" + (f" {esc(rest)}" if rest else "") + " " + _font(esc(f"({d.name})"), 7, MUTED)

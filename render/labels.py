@@ -222,6 +222,8 @@ class Phrases(ir.Visitor):
                 ratio = self.visit(let["expr"]).ratio
             if ratio is not None:
                 self._lets[name] = Phrase(_standalone(ratio), ratio=ratio, unit="× ULN")
+            elif self.L.reads_as_code(name) and let.get("expr") is not None:
+                self._lets[name] = self.visit(let["expr"])  # a description in code: the definition in words
             else:  # a condition reads as its description, defined once in the key
                 self._lets[name] = Phrase(self.L.condition_text(name), atom=True)
         return self._lets[name]
@@ -524,15 +526,28 @@ class Labels:
         return f"the order for {m.group(1)}" if m else f"the order ‘{text}’"
 
     def condition_text(self, name: str) -> str:
-        """A boolean let as a rule reads it: its description without its parenthetical
-        ("significant liver injury"), in quotes when it holds an "and", an "or" or a comma
-        (‘a bilirubin, ALP or INR rise’), so that it reads as one condition; its name in words
-        when it has no description."""
+        """A boolean let as a rule reads it: its description up to a parenthesis or a colon
+        ("significant liver injury (CTCAE grade 3+, ...)" -> "significant liver injury"; the
+        key has the whole), in quotes when it holds an "and", an "or" or a comma (‘a bilirubin,
+        ALP or INR rise’), so that it reads as one condition; its name in words when it has no
+        description."""
         desc = " ".join(((self.lets.get(name) or {}).get("description") or "").split())
-        text = short(desc) if desc else humanise(name)
+        head = re.split(r" \(|: ", desc, maxsplit=1)[0]
+        text = (head if len(head) >= 8 else desc) if desc else humanise(name)
         if re.search(r",|;|\b(and|or)\b", text):
             return f"‘{text}’"
         return text
+
+    def reads_as_code(self, name: str) -> bool:
+        """Is a let's description written in the protocol's code rather than in words (`tx
+        >= 3 x ULN with ...`: an operator, a numeric let's name, a name with an underscore)?
+        Then a rule reads its definition, in words, instead."""
+        desc = self.condition_text(name)  # the part a rule would show
+        if re.search(r"[<>=!]=", desc):
+            return True
+        numeric = {n for n, d in self.lets.items() if d.get("type") == "number"}
+        names = numeric | {n for n in [*self.lets, *self.facts, *self.vars] if "_" in n}
+        return any(w in names for w in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", desc))
 
     def fact_text(self, name: str) -> str:
         decl = self.facts.get(name) or self.vars.get(name) or {}

@@ -20,6 +20,7 @@ from __future__ import annotations
 from rxwatch.compiler import ir
 
 import json
+import re
 from dataclasses import dataclass, field
 
 from .labels import OTHERWISE, Labels, Line, duration, grades_line, short
@@ -268,13 +269,18 @@ def build(graph, show_variables: bool = False) -> Plan:
     arrow_of_rule: dict[str, str] = {}
     blocks_of = g.get("blocks") or {}
 
-    def arrow(owner: str, port: str, head: str, keys: list[str]) -> None:
+    shared_arrow: dict[tuple[str, str], Arrow] = {}
+
+    def arrow(owner: str, port: str, head: str, keys: list[str], branch: bool = False) -> None:
         """One arrow per box and target: it leaves from the first rule that leads there; a
-        later rule to the same state names it in words (fewer arrows, fewer crossings)."""
-        a = next((x for x in arrows if x.tail == owner and x.head == head), None)
+        later rule to the same state names it in words (fewer arrows, fewer crossings). A
+        choice's alternative (`branch`) keeps its own arrow, from its own line."""
+        a = None if branch else shared_arrow.get((owner, head))
         if a is None:
             a = Arrow(f"arrow_{len(arrows)}", owner, port, head, [])
             arrows.append(a)
+            if not branch:
+                shared_arrow[(owner, head)] = a
         a.rules.extend(keys)
         for k in keys:
             arrow_of_rule[k] = a.id
@@ -316,7 +322,7 @@ def build(graph, show_variables: bool = False) -> Plan:
                 for k in akeys:
                     plan_rows[k] = aport
                 if not a.stay and not a.reenter:
-                    arrow(owner, aport, av, akeys)
+                    arrow(owner, aport, av, akeys, branch=True)
         elif not row.stay and not row.reenter:
             arrow(owner, port, v, keys)
         return row
@@ -432,7 +438,7 @@ def build(graph, show_variables: bool = False) -> Plan:
         blocks=blocks,
         tree=tree,
         drugs=drug_lines(g, L),
-        grades=grades_line(L, grades(graph, severity)),
+        grades=grades_line(L, grades(graph, severity, L)),
         titles=titles,
         show_variables=show_variables,
     )
@@ -452,7 +458,7 @@ def target_titles(titles: dict[str, str]) -> dict[str, str]:
     return {s: (t if seen[t] == 1 else " ".join(titles[s].split())) for s, t in head.items()}
 
 
-def grades(graph, severity: dict[str, int]) -> list[tuple[str, str]]:
+def grades(graph, severity: dict[str, int], L: Labels) -> list[tuple[str, str]]:
     """The protocol's grades, from the mildest: the boolean lets that are by themselves the
     guard of a rule leading to another state with a severity (mild, moderate, severe), each
     at the severity of the most serious state it leads to. When a level holds a let named as
@@ -470,8 +476,19 @@ def grades(graph, severity: dict[str, int]) -> list[tuple[str, str]]:
     for sev in sorted(set(level.values())):
         names = [n for n in lets if level.get(n) == sev]
         named = [n for n in names if n == LEVELS[sev]]
-        out += [(n.replace("_", " "), n) for n in (named or names)]
+        out += [(grade_word(L, n), n) for n in (named or names)]
     return out
+
+
+def grade_word(L: Labels, name: str) -> str:
+    """A grade's name on the legend line: a one-word name as it is ("moderate"); else a short
+    description without numbers ("Hy's law"); else the name in words ("reduce band")."""
+    if "_" not in name:
+        return name
+    text = L.condition_text(name)
+    if len(text.split()) <= 3 and not re.search(r"\d", text) and not L.reads_as_code(name):
+        return text.strip("‘’")
+    return name.replace("_", " ")
 
 
 def humanise(name: str) -> str:

@@ -244,12 +244,17 @@ def test_decisions_number_their_rules_in_order(ana):
     dec = box.decisions[0]
     assert dec.ordered and dec.trigger == "Lab results"
     assert [(r.number, r.guard, r.target) for r in dec.rows] == [
-        ("1", "no_transaminases and bili_severe", "stopped"),
-        ("2", "no_transaminases and side_finding", "mild_elevation"),
-        ("3", "severe", "stopped"), ("4", "moderate", "moderate_elevation"),
-        ("5", "side_rise", "mild_elevation"), ("6", "mild", "mild_elevation"),
-        ("7", "the order for a liver panel is fulfilled", "maintenance"), ("8", "otherwise", "early_check"),
+        ("1", "neither ALT nor AST has a result and bilirubin above 3 x ULN", "stopped"),
+        ("2", "neither ALT nor AST has a result and ‘a bilirubin, ALP or INR rise’", "mild_elevation"),
+        ("3", "significant liver injury", "stopped"), ("4", "moderate elevation", "moderate_elevation"),
+        ("5", "‘a bilirubin rise or an INR rise with tx < 3, or a cholestatic rise with tx <= 3’", "mild_elevation"),
+        ("6", "mild elevation", "mild_elevation"),
+        ("7", "the order for a liver panel is fulfilled", "maintenance"), ("8", "none of the above", "early_check"),
     ]
+    # one arrow per box and target: rules 1 and 3 lead to `stopped` by one arrow, from rule 1
+    to_stopped = [a for a in p.arrows if a.tail == "early_check" and a.head == "stopped"]
+    assert len(to_stopped) == 1 and to_stopped[0].port == dec.rows[0].port
+    assert to_stopped[0].rules == dec.rows[0].rules + dec.rows[2].rules
     assert dec.rows[7].stay and not dec.rows[7].reenter
     again = next(b for b in p.boxes if b.state == "mild_elevation").decisions[0].rows[1]
     assert again.reenter and not again.stay
