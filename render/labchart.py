@@ -28,6 +28,7 @@ adds them to a replay's trace from the results it read). What the chart shows:
 from __future__ import annotations
 
 import datetime
+import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Iterable, Mapping
@@ -730,6 +731,24 @@ def marker_lanes(chart: Chart, chars_per_day: float) -> list[tuple[int, bool]]:
     return list(zip(_lanes(extents), left))
 
 
+def band_labels(row: Row, height: float, gap: float) -> set[int]:
+    """The bands of a row (by index) whose labels are drawn on a row `height` high (any unit)
+    so that no two are closer than `gap`: from the limit outwards, a label too close to the
+    one before it is left out (its line and its hover text stay)."""
+    lo, hi = math.log(row.lo), math.log(row.hi)
+    order = sorted(range(len(row.bands)), key=lambda i: (row.bands[i].level == 0, row.bands[i].value))
+    if row.direction == "low":
+        order = sorted(range(len(row.bands)), key=lambda i: -row.bands[i].value)
+    shown: list[float] = []
+    out: set[int] = set()
+    for i in order:
+        y = (math.log(row.bands[i].value) - lo) / (hi - lo) * height
+        if all(abs(y - other) >= gap for other in shown):
+            shown.append(y)
+            out.add(i)
+    return out
+
+
 def overdue_labelled(chart: Chart, order: str, chars_per_day: float) -> set[int]:
     """The overdue windows of an order lane (by id()) whose "overdue" label fits before the
     next window or label."""
@@ -770,8 +789,9 @@ def draw(chart: Chart, fmt: str) -> bytes:
     legend = [line for text in chart.legend for line in _wrap(text, 165).split("\n")]
     head = 0.42 + 0.15 * len(legend) + 0.12
     blocks = [("protocol", LABEL_H * max(n_labels, 1) + 0.08)]
+    blocks += [("drug", LANE_H) for _ in chart.drugs]  # the drug's course first, under the protocol's
     blocks += [("row", ROW_H) for _ in chart.rows] or [("empty", 0.5)]
-    blocks += [("order", LANE_H) for _ in chart.orders] + [("drug", LANE_H) for _ in chart.drugs]
+    blocks += [("order", LANE_H) for _ in chart.orders]
     gap = 0.07
     total = head + sum(h for _, h in blocks) + gap * len(blocks) + 0.45
     fig = Figure(figsize=(WIDTH_IN, total), dpi=150)
@@ -819,9 +839,12 @@ def draw(chart: Chart, fmt: str) -> bytes:
             ax.set_ylim(row.lo, row.hi)
             for lo_, hi_, level in zones(row):
                 ax.axhspan(lo_, hi_, color=ZONE_COLOURS[min(level, len(ZONE_COLOURS)) - 1], zorder=0, lw=0)
-            for b in row.bands:
+            labelled = band_labels(row, ROW_H * 72, 8.5)
+            for i, b in enumerate(row.bands):
                 ax.axhline(b.value, color="#b06a00" if b.level else "#999", lw=0.7, zorder=1)
-                ax.text(1.006, b.value, b.label, transform=ax.get_yaxis_transform(), fontsize=7, va="center", color="#7a4a00")
+                if i in labelled:
+                    ax.text(1.006, b.value, b.label, transform=ax.get_yaxis_transform(), fontsize=7, va="center",
+                            color="#7a4a00")
             if not any(abs(b.value - 1) < 1e-12 for b in row.bands):
                 ax.axhline(1.0, color="#555", lw=0.6, ls=":", zorder=1)
             for m in chart.markers:

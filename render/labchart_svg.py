@@ -15,15 +15,15 @@ import math
 from html import escape
 
 from .labchart import (LAB_COLOURS, OVERDUE_COLOUR, STATUS_COLOURS, STATUS_TEXT, WINDOW_COLOUR, ZONE_COLOURS, Chart,
-                       _short, marker_lanes, overdue_labelled, tick_text, y_ticks, zones)
+                       _short, band_labels, marker_lanes, overdue_labelled, tick_text, y_ticks, zones)
 
 W = 1200
 LEFT = 170
 RIGHT = 96
-ROW = 96
-LANE = 22
-LABEL = 16
-GAP = 6
+ROW = 76
+LANE = 18
+LABEL = 15
+GAP = 5
 FONT = 11
 CHAR = 6.1  # px per character of the 11px sans-serif text, roughly
 
@@ -35,7 +35,7 @@ def _e(text: str) -> str:
 def fragment(chart: Chart) -> str:
     """The `<details id="labchart">` element holding the chart's SVG."""
     summary = f"Lab chart: {_e(chart.title)} ({len(chart.points):,} results)"
-    return (f'<details id="labchart" open style="flex:none;max-height:48vh;overflow:auto;border-bottom:1px solid #ccc;'
+    return (f'<details id="labchart" open style="flex:none;max-height:60vh;overflow:auto;border-bottom:1px solid #ccc;'
             f'padding:0 12px;background:#fff"><summary style="cursor:pointer;padding:4px 0;color:#333">{summary}</summary>\n'
             f"{svg(chart)}\n</details>")
 
@@ -51,12 +51,7 @@ def svg(chart: Chart) -> str:
     out: list[str] = []
     tips: list[str] = []
     css: list[str] = []
-    y = 4
-    for line in chart.legend:
-        for part in _wrap(line, int((W - 20) / (CHAR * 0.95))):
-            y += 14
-            out.append(f'<text x="10" y="{y}" class="lc-legend">{_e(part)}</text>')
-    y += 10
+    y = 6
     label_rows = marker_lanes(chart, 1 / (CHAR / px_day)) if chart.markers else []
     n_labels = max((r for r, _ in label_rows), default=-1) + 1
     # the protocol lane
@@ -71,6 +66,21 @@ def svg(chart: Chart) -> str:
                    f'<text x="{x - 7 if flip else x + 7}" y="{cy + 4}" text-anchor="{"end" if flip else "start"}">'
                    f'{_e(_short(m.text))}</text></g>')
     y += lane_h + GAP
+    grid_top = y
+    # the drug ribbon
+    for drug in chart.drugs:
+        out.append(_name(y + LANE / 2, drug))
+        for s in chart.segments:
+            if s.drug != drug:
+                continue
+            x0, x1 = X(s.start), X(s.end)
+            fill = "url(#lc-dots)" if s.status == "reduced" else STATUS_COLOURS[s.status]
+            width = x1 - x0
+            shown = s.text if width > (len(s.text) + 2) * CHAR else STATUS_TEXT[s.status] if width > (len(s.status) + 1) * CHAR else ""
+            out.append(f'<g class="lc-seg lc-{s.status}"><title>{_e(f"{drug} {s.text} from {s.start.isoformat()}")}</title>'
+                       f'<rect x="{x0}" y="{y + 2}" width="{round(width, 1)}" height="{LANE - 4}" fill="{fill}" stroke="#fff"/>'
+                       + (f'<text x="{x0 + 5}" y="{y + LANE / 2 + 4}">{_e(shown)}</text>' if shown else "") + "</g>")
+        y += LANE + GAP
     rows_top = y
     # the lab rows
     points_svg: list[str] = []
@@ -85,12 +95,13 @@ def svg(chart: Chart) -> str:
             y0, y1 = Y(z_hi), Y(z_lo)
             out.append(f'<rect x="{LEFT}" y="{y0}" width="{plot_w}" height="{round(y1 - y0, 1)}" '
                        f'fill="{ZONE_COLOURS[min(level, len(ZONE_COLOURS)) - 1]}"/>')
-        for b in row.bands:
+        labelled = band_labels(row, ROW, 11)
+        for i, b in enumerate(row.bands):
             by = Y(b.value)
             rules = b.rules[:4] + ([f"and {len(b.rules) - 4:,} more"] if len(b.rules) > 4 else [])
             out.append(f'<g class="lc-band"><title>{_e(b.label + ": " + "; ".join(rules))}</title>'
                        f'<line x1="{LEFT}" x2="{LEFT + plot_w}" y1="{by}" y2="{by}" stroke="{"#b06a00" if b.level else "#999"}"/>'
-                       f'<text x="{LEFT + plot_w + 5}" y="{by + 4}">{_e(b.label)}</text></g>')
+                       + (f'<text x="{LEFT + plot_w + 5}" y="{by + 4}">{_e(b.label)}</text>' if i in labelled else "") + "</g>")
         if not any(abs(b.value - 1) < 1e-12 for b in row.bands):
             out.append(f'<line x1="{LEFT}" x2="{LEFT + plot_w}" y1="{Y(1.0)}" y2="{Y(1.0)}" stroke="#555" stroke-dasharray="2 3"/>')
         for v in y_ticks(row.lo, row.hi):
@@ -114,7 +125,7 @@ def svg(chart: Chart) -> str:
                 lines = [p.text] + p.rules
                 points_svg.append(f'<g class="lc-pt" id="{p.id}" tabindex="0" data-lab="{_e(lab)}" data-date="{p.date.isoformat()}">'
                                   f'<title>{_e(chr(10).join(lines))}</title>'
-                                  f'<circle cx="{px}" cy="{py}" r="4.2" fill="{"#fff" if p.floor else colour}" stroke="{colour}"/></g>')
+                                  f'<circle cx="{px}" cy="{py}" r="3.6" fill="{"#fff" if p.floor else colour}" stroke="{colour}"/></g>')
                 tips.append(_tip(p.id, px, py, lines, rows_top, W))
                 css.append(f"#{p.id}:hover~#{p.id}-tip,#{p.id}:focus~#{p.id}-tip")
         if len(row.labs) > 1:
@@ -158,29 +169,20 @@ def svg(chart: Chart) -> str:
                 out.append(f'<g class="lc-win"><title>{_e(title)}</title><rect x="{x0}" y="{y + 3}" width="{round(x1 - x0, 1)}" '
                            f'height="{LANE - 6}" fill="{WINDOW_COLOUR}" stroke="#6f86ad" opacity="0.8"/></g>')
         y += LANE + GAP
-    # the drug ribbon
-    for drug in chart.drugs:
-        out.append(_name(y + LANE / 2, drug))
-        for s in chart.segments:
-            if s.drug != drug:
-                continue
-            x0, x1 = X(s.start), X(s.end)
-            fill = "url(#lc-dots)" if s.status == "reduced" else STATUS_COLOURS[s.status]
-            width = x1 - x0
-            shown = s.text if width > (len(s.text) + 2) * CHAR else STATUS_TEXT[s.status] if width > (len(s.status) + 1) * CHAR else ""
-            out.append(f'<g class="lc-seg lc-{s.status}"><title>{_e(f"{drug} {s.text} from {s.start.isoformat()}")}</title>'
-                       f'<rect x="{x0}" y="{y + 2}" width="{round(width, 1)}" height="{LANE - 4}" fill="{fill}" stroke="#fff"/>'
-                       + (f'<text x="{x0 + 5}" y="{y + LANE / 2 + 4}">{_e(shown)}</text>' if shown else "") + "</g>")
-        y += LANE + GAP
     # the time axis
     for day, text in _ticks(chart.start, chart.end):
         x = X(day)
-        out.append(f'<line x1="{x}" x2="{x}" y1="{rows_top}" y2="{y}" class="lc-grid"/>'
+        out.append(f'<line x1="{x}" x2="{x}" y1="{grid_top}" y2="{y}" class="lc-grid"/>'
                    f'<text x="{x}" y="{y + 12}" text-anchor="middle" class="lc-tick">{_e(text)}</text>')
-    y += 20
-    height = y + 4
+    y += 22
+    # the legend under the chart: the chart is what the eye meets first
+    for line in chart.legend:
+        for part in _wrap(line, int((W - 20) / (CHAR * 0.9))):
+            y += 13
+            out.append(f'<text x="10" y="{y}" class="lc-legend">{_e(part)}</text>')
+    height = y + 8
     style = ("#labchart svg{font-family:Arial,'Liberation Sans',Helvetica,sans-serif;font-size:11px}"
-             "#labchart .lc-legend{font-size:11px;fill:#333}#labchart .lc-name{font-size:11px;fill:#111}"
+             "#labchart .lc-legend{font-size:10.5px;fill:#444}#labchart .lc-name{font-size:11px;fill:#111}"
              "#labchart .lc-tick{font-size:10px;fill:#333}#labchart .lc-band text{font-size:10px;fill:#7a4a00}"
              "#labchart .lc-band line{stroke-width:0.8}#labchart .lc-tr{fill:#1f4e9e}#labchart .lc-act{fill:#555}"
              "#labchart .lc-vline{stroke:#1f4e9e;stroke-dasharray:4 3;opacity:0.55}#labchart .lc-grid{stroke:#e4e4e4}"
