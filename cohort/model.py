@@ -42,7 +42,7 @@ The schema (a key in brackets is optional):
       tiers: [{weight: VALUE, peak: DIST}, ...]
     [drug:
       name: TEXT
-      episodes: [{grade: NAME, probability: VALUE, peak: DIST, adapt: VALUE}, ...]
+      episodes: [{grade: NAME, probability: VALUE, peak: DIST, adapt: VALUE, [latency_days: DIST]}, ...]
       latency_days: DIST  chronic: VALUE  dose_effect: VALUE]
     adherence:
       on_time: VALUE  never: VALUE  lateness: DIST
@@ -234,6 +234,7 @@ class Grade:
     probability: Param
     peak: Param
     adapt: Param
+    latency_days: Param | None = None  # this grade's own latency (else the drug's)
 
 
 @dataclass(frozen=True)
@@ -745,16 +746,18 @@ class _Reader:
                 self.err(en, "E931", "'drug.episodes' must be a list of {grade, probability, peak, adapt}")
             else:
                 for i, g in enumerate(en.value):
-                    gf = self.mapping(g, f"drug.episodes[{i}]", {"grade": True, "probability": True, "peak": True, "adapt": True})
-                    if gf is None or len(gf) != 4:
+                    gf = self.mapping(g, f"drug.episodes[{i}]", {"grade": True, "probability": True, "peak": True,
+                                                                  "adapt": True, "latency_days": False})
+                    if gf is None or not {"grade", "probability", "peak", "adapt"} <= set(gf):
                         continue
                     gname = self.text(gf["grade"][1], f"the grade of drug.episodes[{i}]")
                     w = f"drug.episodes[{i}]" if gname is None else f"drug.episodes.{gname}"
                     pr = self.param(gf["probability"][1], f"{w}.probability", lo=0, hi=1)
                     pk = self.param(gf["peak"][1], f"{w}.peak", dist=True, lo=0, lo_open=True)
                     ad = self.param(gf["adapt"][1], f"{w}.adapt", lo=0, hi=1)
-                    if None not in (gname, pr, pk, ad):
-                        grades.append(Grade(gname, pr, pk, ad))
+                    la = self.param(gf["latency_days"][1], f"{w}.latency_days", dist=True, lo=0) if "latency_days" in gf else None
+                    if None not in (gname, pr, pk, ad) and (la is not None or "latency_days" not in gf):
+                        grades.append(Grade(gname, pr, pk, ad, la))
                 total = sum(g.probability.value for g in grades)
                 if total > 1 + 1e-9:
                     self.err(en, "E935", f"the probabilities of drug.episodes add up to {_num(total)}, above 1")

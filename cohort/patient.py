@@ -62,11 +62,11 @@ def _base(seed: int, index: int) -> int:
 
 
 def uniform(base: int, purpose: int, a: int = 0, b: int = 0, c: int = 0) -> float:
-    """The uniform draw in (0, 1) keyed by (patient, purpose, a, b, c)."""
-    h = _mix((base + purpose * _G1) & _M)
-    h = _mix((h + (a & _M) * _G2 + 1) & _M)
-    h = _mix((h + (b & _M) * _G3 + 2) & _M)
-    h = _mix((h + (c & _M) * _G4 + 3) & _M)
+    """The uniform draw in (0, 1) keyed by (patient, purpose, a, b, c): two rounds of
+    splitmix64's finaliser over Weyl sums of the keys (splitmix64 is itself one round over
+    a Weyl sequence)."""
+    h = _mix((base + purpose * _G1 + (a & _M) * _G2) & _M)
+    h = _mix((h + (b & _M) * _G3 + (c & _M) * _G4 + 0x632BE59BD9B4E019) & _M)
     return ((h >> 11) + 0.5) / 9007199254740992.0
 
 
@@ -250,6 +250,39 @@ class _Kernel:
 
 # ---------------------------------------------------------------------------- the patient
 
+_PLANS: dict = {}
+
+
+def _plan(model) -> dict:
+    """Per lab, what `measure` needs, worked out once per model: (lab, key, sigma_bio,
+    sigma_analytical or None, uln, 10 ** decimals, unit, role, factor); role 0: the reference
+    lab, 1: a share of its excess (factor), 2: the bilirubin, 3: the INR (factor per
+    bilirubin excess), 4: no injury; and the ULN as a float (1.0 without one)."""
+    plan = _PLANS.get(id(model))
+    if plan is not None and plan[0] is model:
+        return plan[1]
+    inj = model.injury
+    out = {}
+    for lab in model.labs.values():
+        if lab.name == inj.reference_lab:
+            role, factor = 0, 1.0
+        elif lab.name in inj.shares:
+            role, factor = 1, inj.shares[lab.name].value
+        elif lab.name == inj.bili_lab:
+            role, factor = 2, 1.0
+        elif lab.name == inj.inr_lab:
+            role, factor = 3, inj.inr_per_bilirubin.value
+        else:
+            role, factor = 4, 0.0
+        out[lab.name] = (lab, lab.key, lab.sigma_bio, lab.sigma_analytical if lab.analytical_cv is not None else None,
+                         lab.uln, 10 ** lab.decimals, lab.unit, role, factor,
+                         float(lab.uln) if lab.uln is not None else 1.0)
+    if len(_PLANS) > 64:
+        _PLANS.clear()
+    _PLANS[id(model)] = (model, out)
+    return out
+
+
 def _offset(start: datetime.date, day: Any) -> int:
     if isinstance(day, datetime.date):
         return (day - start).days
@@ -269,6 +302,7 @@ class SyntheticPatient:
         self._h = h = _base(self.seed, self.index)
         self._loc = Loc(f"<cohort {model.name} seed {self.seed} patient {self.index}>", 0)
         inj = model.injury
+        self._plan = _plan(model)
         # set points, multiples of the ULN (the value itself for a lab without ULN)
         self.set_points: dict[str, float] = {}
         for lab in model.labs.values():
@@ -322,7 +356,7 @@ class SyntheticPatient:
                     chronic = not adapt and uniform(h, _DRUG, 7) < drug.chronic.value
                     level = _sample(inj.chronic_level, uniform(h, _DRUG, 8))
                     self._drug_kernel = _Kernel(
-                        "drug", g.grade, _sample(drug.latency_days, uniform(h, _DRUG, 1)), max(peak - ref, e0),
+                        "drug", g.grade, _sample(g.latency_days or drug.latency_days, uniform(h, _DRUG, 1)), max(peak - ref, e0),
                         _sample(inj.doubling_days, uniform(h, _DRUG, 3)), _sample(inj.decay_half_life_days, uniform(h, _DRUG, 4)),
                         _sample(inj.plateau_days, uniform(h, _DRUG, 6)), adapt, chronic, max(level - ref, 0.0),
                         self._bili(peak, h, _DRUG, 0), e0)
@@ -377,27 +411,22 @@ class SyntheticPatient:
                     b += k.bili * v / k.excess
         return e, b
 
-    def _true(self, lab, t: float, e: float, b: float) -> float:
-        inj = self.model.injury
-        sp = self.set_points[lab.name]
-        name = lab.name
-        if name == inj.reference_lab:
-            return sp + e
-        share = inj.shares.get(name)
-        if share is not None:
-            return sp + share.value * e
-        if name == inj.bili_lab:
-            return sp + b
-        if name == inj.inr_lab:
-            return sp + inj.inr_per_bilirubin.value * b
-        return sp
+    def _true(self, name: str, e: float, b: float) -> float:
+        role, factor = self._plan[name][7:9]
+        sp = self.set_points[name]
+        if role == 4:
+            return sp
+        if role <= 1:
+            return sp + factor * e
+        return sp + factor * b
 
     def true_multiple(self, lab: str, day: Any) -> float:
         """The noise-free value of `lab` on `day` in multiples of its ULN (the value itself for
         a lab without ULN, INR say)."""
-        m = self.model.labs[lab]
+        if lab not in self._plan:
+            raise KeyError(f"the model {self.model.name} has no lab {lab}")
         e, b = self._excess(_offset(self.start, day))
-        return self._true(m, 0, e, b)
+        return self._true(lab, e, b)
 
     def measure(self, day: Any, labs: Iterable[str], draw: int = 0) -> list[LabResult]:
         """Results of `labs` on `day` (those the model has; others are left out), each exact at
@@ -408,23 +437,25 @@ class SyntheticPatient:
         e, b = self._excess(t)
         h, ordinal = self._h, self._ord0 + t
         out = []
+        plan, sets, loc = self._plan, self.set_points, self._loc
         for name in labs:
-            lab = self.model.labs.get(name)
-            if lab is None:
+            p = plan.get(name)
+            if p is None:
                 continue
-            x = self._true(lab, t, e, b)
-            eps = lab.sigma_bio * _z(uniform(h, _BIO, lab.key, ordinal))
-            if lab.analytical_cv is not None:
-                eps += lab.sigma_analytical * _z(uniform(h, _ANALYTICAL, lab.key, ordinal, draw))
-            x *= math.exp(eps)
-            if lab.uln is not None:
-                x *= lab.uln
-            scale = 10 ** lab.decimals
+            _, key, sb, sa, uln, scale, unit, role, factor, ulnf = p
+            x = sets[name] if role == 4 else sets[name] + factor * (e if role <= 1 else b)
+            eps = sb * _z(uniform(h, _BIO, key, ordinal))
+            if sa is not None:
+                eps += sa * _z(uniform(h, _ANALYTICAL, key, ordinal, draw))
+            x *= math.exp(eps) * ulnf
             n = max(1, round(x * scale))
-            value = n if scale == 1 else Fraction(n, scale)
-            if isinstance(value, Fraction) and value.denominator == 1:
-                value = value.numerator
-            out.append(LabResult(date, name, value, lab.uln, self._loc, lab.unit))
+            if scale == 1:
+                value = n
+            else:
+                value = Fraction(n, scale)
+                if value.denominator == 1:
+                    value = value.numerator
+            out.append(LabResult(date, name, value, uln, loc, unit))
         return out
 
     def attends(self, opens: Any, late: Any, ordered: Any = None) -> datetime.date | None:
