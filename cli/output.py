@@ -115,9 +115,15 @@ def write_atomic(out: Path, data: str | bytes | Iterable[str], *, inputs: tuple[
 def _write(f, data) -> None:
     if isinstance(data, (str, bytes)):
         f.write(data)
-    else:
-        for piece in data:
-            f.write(piece)
+        return
+    pieces: list = []  # text made in many small pieces (a JSON encoder's) is written 4,096 at a time
+    for piece in data:
+        pieces.append(piece)
+        if len(pieces) >= 4096:
+            f.write("".join(pieces))
+            pieces.clear()
+    if pieces:
+        f.write("".join(pieces))
 
 
 def _write_atomic(out: Path, data: str | bytes | Iterable[str], inputs: tuple[Path, ...]) -> None:
@@ -250,27 +256,40 @@ def looks_like_graph_file(path: Path, text: str) -> bool:
     """A PROTOCOL argument that is a compiled graph: by content (a JSON object with nodes and
     edges, or an rxwatch format stamp), or by a `.json` name (then reported as a graph file,
     whatever it holds)."""
+    if path.suffix.lower() == ".json":
+        return True
+    if not text.lstrip("\ufeff \t\r\n").startswith("{"):
+        return False  # graphio.looks_like_graph's first test, without importing graphio (and networkx)
     from rxwatch.compiler import graphio
 
-    return path.suffix.lower() == ".json" or graphio.looks_like_graph(text)
+    return graphio.looks_like_graph(text)
 
 
 def load_graph(path: Path, *, verify: bool = True, quiet_warnings: bool = False, sources: Sources | None = None):
     """The compiled graph of a PROTOCOL argument for a command that runs it: a protocol (.rxw)
     compiled, or a compiled graph file (`rxwatch compile -o X.json`) read and validated
-    whole. Exit 1 on errors, printing them."""
-    from rxwatch.compiler import graphio
-
+    whole. Exit 1 on errors, printing them. With `quiet_warnings`, a protocol compiled before
+    comes from the cache of compiled protocols (cli/graphcache.py)."""
     text = read_text(path, "protocol file")
     if sources is not None:
         sources.add(path, text)
     if looks_like_graph_file(path, text):
+        from rxwatch.compiler import graphio
+
         try:
             return graphio.from_json(text, str(path))
         except graphio.GraphError as e:
             print_diagnostics(e.diagnostics, text)
             raise fail(f"{path}: {count(e.diagnostics)}; not a compiled graph rxwatch can run", Status.INPUT_ERROR)
-    return _compiled(path, text, verify=verify, quiet_warnings=quiet_warnings).graph
+    if not quiet_warnings:
+        return _compiled(path, text, verify=verify, quiet_warnings=quiet_warnings).graph
+    from . import graphcache  # a command that shows no warnings shows nothing for a protocol without errors
+
+    graph = graphcache.load(str(path), text, verify=verify)
+    if graph is None:
+        graph = _compiled(path, text, verify=verify, quiet_warnings=quiet_warnings).graph
+        graphcache.store(str(path), text, graph, verify=verify)
+    return graph
 
 
 def load_protocol(path: Path, *, verify: bool = True, quiet_warnings: bool = False):

@@ -103,17 +103,19 @@ def _warning_code(w: dict) -> str:
 def _read_timeline(path: Path, graph, **options):
     """The timeline of `path`; a scenario file of `rxwatch test` is a timeline too (its
     `expect`, `description` and `protocol` keys are left to `rxwatch test`)."""
-    from rxwatch.inputs import yamlsrc
     from rxwatch.inputs.registry import read
-    from rxwatch.inputs.yamljson import parse_timeline
-    from rxwatch.suite.cases import CASE_KEYS
 
     if path.suffix.lower() in (".yaml", ".yml"):
+        from rxwatch.inputs import yamlsrc
+
         try:
             doc = yamlsrc.load(path.read_text(encoding="utf-8-sig"), str(path))
         except (OSError, UnicodeDecodeError, yamlsrc.YamlError):
             doc = None  # load_timeline reports it, located
         if isinstance(doc, dict) and "expect" in doc:
+            from rxwatch.inputs.yamljson import parse_timeline
+            from rxwatch.suite.cases import CASE_KEYS
+
             return parse_timeline(doc, str(path), graph.graph, extra_keys=CASE_KEYS, **options)
     return read(path, graph.graph, **options)
 

@@ -92,11 +92,12 @@ SHARED_MAX = 100_000
 def _shared_q(value: Number) -> Any:
     """`exact_q(value)`, one object for equal values (lab values repeat: a big timeline holds
     few distinct ones), up to SHARED_MAX of them."""
-    q = _QS.get(value)
+    key = (value._numerator, value._denominator) if type(value) is Fraction else value  # a Fraction's hash is slow
+    q = _QS.get(key)
     if q is None:
         q = exact_q(value)
         if len(_QS) < SHARED_MAX:
-            _QS[value] = q
+            _QS[key] = q
     return q
 
 

@@ -188,6 +188,23 @@ class Reader:
         self.converted: dict[tuple, Number] = {}
         self.dates: dict[str, Any] = {}  # a date's text -> what it reads as (readers that repeat dates)
         self.strings: dict[str, str] = {}  # texts that repeat (units): one copy each
+        # a lab entry's lab, numbers and unit as written -> (lab, value, uln, lln, unit) read from
+        # them without a mistake: an entry written the same way again is read the same way (each
+        # format makes its own keys; only the date, time and place differ)
+        self.entries: dict[tuple, tuple] = {}
+
+    def remember(self, key: tuple | None, result: LabResult) -> None:
+        """Keep what the lab entry `key` (see `entries`) read as."""
+        if key is not None and len(self.entries) < SHARED_MAX:
+            self.entries[key] = (result.lab, result.value, result.uln, result.lln, result.unit)
+
+    def again(self, key: tuple | None, date: datetime.date, loc: Loc, time: str | None, order: Order) -> LabResult | None:
+        """The LabResult of a lab entry read before (`remember`), on `date`; None when not."""
+        known = self.entries.get(key) if key is not None else None
+        if known is None:
+            return None
+        lab, value, uln, lln, unit = known
+        return LabResult(date, lab, value, uln, loc, unit, lln, time, order)
 
     def reset(self, path: str) -> None:
         """Ready for the next patient of an extract (`rxwatch audit`): no messages, a fresh
@@ -252,6 +269,14 @@ class Reader:
         if x < 0:
             raise ValueProblem(key, f"value {_shown(raw)} is negative; a lab result is never below 0")
         return x
+
+    def known(self, key: str, lab: str | None, unit: Any, raw: Any) -> bool:
+        """`raw` (a number as written, not a text) was read as `key` of `lab` in `unit` before, and
+        passed every check: `number(key, raw)` would pass again."""
+        if lab is None or not (unit is None or type(unit) is str):
+            return False
+        memo = _memo_key(key, lab, unit, raw)
+        return memo is not None and memo[3] is not str and memo in self.converted
 
     def lab_result(self, lab: str, value: Any, unit: str | None, uln: Any, date: datetime.date, loc: Loc,
                    *, lln: Any = None, time: str | None = None, order: Order = ()) -> LabResult:

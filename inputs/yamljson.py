@@ -234,7 +234,11 @@ def _when(item: Map, pos: yamlsrc.Pos, kind: str, r: Reader) -> tuple[datetime.d
         r.error_at(pos, "E704", f"missing 'date' in a {kind} entry")
         return None, None
     raw = item["date"]
-    when = parse_date_time(raw)
+    when = r.dates.get(raw) if type(raw) is str else None
+    if when is None:
+        when = parse_date_time(raw)
+        if when is not None and type(raw) is str and len(r.dates) < 100_000:
+            r.dates[raw] = when  # one date object per day, not per entry
     if when is None:
         r.error_at(item.value_pos("date"), "E705", f"date: {_describe(raw)} is not an ISO 8601 date (YYYY-MM-DD) "
                    "or date-time (YYYY-MM-DDThh:mm)")
@@ -254,7 +258,29 @@ def _when(item: Map, pos: yamlsrc.Pos, kind: str, r: Reader) -> tuple[datetime.d
     return date, time
 
 
+_NOT_GIVEN = object()
+
+
+def _entry_key(item: Map) -> tuple | None:
+    """A lab entry's lab, numbers and unit as written (a number by its type and text), for
+    `Reader.entries`; None when one of them is not a plain text or number."""
+    parts = []
+    for name in ("lab", "value", "unit", "uln", "lln"):
+        v = item.get(name, _NOT_GIVEN)
+        t = type(v)
+        if t is str or t is int or v is _NOT_GIVEN:
+            parts.append((t, v))
+        elif t is yamlsrc.Float:
+            parts.append((t, v.text))
+        else:
+            return None
+    return tuple(parts)
+
+
 def _read_lab(item: Map, r: Reader, date: datetime.date | None, time: str | None, loc: Loc) -> LabResult | None:
+    key = _entry_key(item)
+    if key in r.entries:  # written the same way before, and read without a mistake
+        return r.again(key, date, loc, time, r.order(date, time)) if date is not None else None
     raw = item["lab"]
     lab = r.lab_name(raw) if isinstance(raw, str) else None
     if lab is None:
@@ -263,8 +289,13 @@ def _read_lab(item: Map, r: Reader, date: datetime.date | None, time: str | None
     if "value" not in item:
         r.error_at(item.pos, "E704", f"missing 'value' for lab {raw}")
         ok = False
+    written_unit = item.get("unit")
+    if _is_number(written_unit):
+        written_unit = str(written_unit)
     for key in ("value", "uln", "lln"):
         if key in item:
+            if r.known(key, lab, written_unit, item[key]):
+                continue  # read before (a big timeline repeats few values)
             try:
                 if not _is_number(item[key]):  # a text is not read as a number in YAML
                     raise ValueProblem(key, f"{key} must be a number{' above 0' if key != 'value' else ''}, "
@@ -285,6 +316,7 @@ def _read_lab(item: Map, r: Reader, date: datetime.date | None, time: str | None
     try:  # without a date (already reported) the unit is still checked: every mistake at once
         result = r.lab_result(lab, item["value"], unit, item.get("uln"), date or datetime.date.min, loc,
                               lln=item.get("lln"), time=time, order=r.order(date, time) if date else ())
+        r.remember(key, result)
         return result if date is not None else None
     except units.UnitError as exc:
         r.error_at(item.value_pos("unit"), "E709", r.unit_problem(lab, unit, exc))

@@ -168,7 +168,7 @@ def _load_c(text: str, path: str) -> Any:
     (directives, line breaks other than \\n and \\r\\n), or on any error (ruamel then reads
     the text again, to report it as it always has)."""
     loader_class = _c_loader_class()
-    if loader_class is None or "%" in text[:1] or "\n%" in text or _DECLINE.search(text) or _deep(text):
+    if loader_class is None or "%" in text[:1] or "\n%" in text or _declined(text) or _deep(text):
         return _DECLINED
     try:
         loader = loader_class(text)
@@ -383,6 +383,19 @@ class _NotHere(Exception):
 # not YAML)
 _DECLINE = re.compile(
     "[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]|[\x85\u2028\u2029]|\r(?!\n)|\\s{256,}")
+_ASCII_DECLINE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")  # _DECLINE's first part, in ASCII text
+_LONE_CR = re.compile("\r(?!\n)")
+_LONG_SPACE = re.compile("\\s{256}")
+
+
+def _declined(text: str) -> bool:
+    """`_DECLINE.search(text)`, three times faster for ASCII text (three simple searches)."""
+    if text.isascii():
+        return bool(_ASCII_DECLINE.search(text) or ("\r" in text and _LONE_CR.search(text))
+                    or _LONG_SPACE.search(text))
+    return _DECLINE.search(text) is not None
+
+
 _MAX_KEY = 512  # a longer key: declined (YAML caps an implicit key at 1024 characters)
 _JSON_WS = re.compile(r"[ \t\n\r]*")
 
@@ -397,7 +410,7 @@ def load_json(text: str, path: str = "<string>", *, list_key: str = "events") ->
     report mistakes: when it finds one, it reads the text again with `load` and reports from
     that. Numbers are as `load` gives them (a float keeps its text)."""
     start = _JSON_WS.match(text).end()
-    if not text.startswith("{", start) or _DECLINE.search(text):
+    if not text.startswith("{", start) or _declined(text):
         return None
     decoder = json.JSONDecoder(object_pairs_hook=_json_map, parse_float=Float, parse_int=_json_int,
                                parse_constant=_json_constant)
