@@ -588,5 +588,354 @@
   window.rxwatchPanelform = { evaluate: evaluateAll };
 
   // ------------------------------------------------------------ the form
-  /*@FORM@*/
+  var box = document.getElementById("panelform");
+  if (!box) return;  // a page without the form's place: the engine alone
+  var viewData = document.getElementById("rxwatch-data");
+  var view = viewData ? JSON.parse(viewData.textContent) : {};
+
+  function el(tag, cls, children) {
+    var node = document.createElement(tag);
+    if (cls) node.className = cls;
+    (children || []).forEach(function (c) {
+      if (c === null || c === undefined || c === "") return;
+      node.appendChild(typeof c === "string" ? document.createTextNode(c) : c);
+    });
+    return node;
+  }
+  function option(value, text, selected) {
+    var o = el("option", null, [text]);
+    o.value = value;
+    if (selected) o.selected = true;
+    return o;
+  }
+  function labelled(text, control, hint) {
+    return el("label", "pf-field", [el("span", "pf-label", [text]), control, hint ? el("span", "pf-hint", [hint]) : null]);
+  }
+  function title(state) {
+    var v = view.states && view.states[state];
+    return (v && v.title) || (S[state] && S[state].title) || state;
+  }
+  function ruleText(key) {
+    var r = R[key], v = view.rules && view.rules[key];
+    var text = v && v.guard ? v.guard : r.text;
+    var number = null;
+    var st = view.states && view.states[r.source];
+    (st ? st.decisions : []).forEach(function (dec) {
+      dec.rows.forEach(function (row) { if (row.rules.indexOf(key.split("@")[0]) >= 0 && row.number) number = row.number; });
+    });
+    return (number ? "rule " + number + ": " : "") + text;
+  }
+  // a history value the answer needed and was not given, in words
+  function needText(n) {
+    var i = n.indexOf(" "), kind = n.slice(0, i), name = n.slice(i + 1);
+    if (kind === "fact") return (D.facts[name] && D.facts[name].description || name) + " (" + name + ")";
+    if (kind === "var") return (D.vars[name] && D.vars[name].description || name) + " (" + name + ")";
+    if (kind === "since") return "when this was last recommended: " + ((D.actions[name] && D.actions[name].text) || name);
+    if (kind === "entry") return "the day " + title(name) + " was entered";
+    if (kind === "drug") return "the status of " + name;
+    return n;
+  }
+  function regionName(track) {
+    return track === null ? "" : (title(track) || track);
+  }
+  function today() {
+    var d = new Date();
+    return isoDay(daysFromCivil(d.getFullYear(), d.getMonth() + 1, d.getDate()));
+  }
+
+  // -- where the patient is: one choice per region (the top level, then each track of a parallel state chosen)
+  function positions(region) {
+    return Object.keys(S).filter(function (n) {
+      var st = S[n];
+      return (st.type === "atomic" || st.type === "parallel") && regionOf(st) === region;
+    }).sort(function (a, b) { return S[a].doc - S[b].doc; });
+  }
+  function regionOf(st) {
+    var p = st.parent;
+    while (p !== null && S[p].type !== "track") p = S[p].parent;
+    return p;
+  }
+
+  var form = el("form", "pf-form");
+  form.setAttribute("autocomplete", "off");
+  form.noValidate = true;
+  var where = el("div", "pf-where");
+  var selects = {};
+  function placeSelect(region, holder) {
+    var sel = el("select", "pf-state");
+    sel.dataset.region = region === null ? "" : region;
+    positions(region).forEach(function (n, i) {
+      var st = S[n];
+      var text = st.type === "parallel" ? title(n) + " (its tracks below)" : title(n) + (st.terminal ? " (end)" : "");
+      sel.appendChild(option(n, text, i === 0));
+    });
+    var sub = el("div", "pf-tracks");
+    selects[region === null ? "" : region] = sel;
+    function changed() {
+      while (sub.firstChild) sub.removeChild(sub.firstChild);
+      Object.keys(selects).forEach(function (k) {
+        if (k !== (region === null ? "" : region) && !document.body.contains(selects[k])) delete selects[k];
+      });
+      var st = S[sel.value];
+      if (st && st.type === "parallel") {
+        st.children.forEach(function (tr) { placeSelect(tr, sub); });
+      }
+      buildEntries();
+    }
+    sel.addEventListener("change", changed);
+    holder.appendChild(labelled(region === null ? "State" : "Track " + regionName(region), sel));
+    holder.appendChild(sub);
+    changed();
+  }
+  function config() {
+    var out = [];
+    Object.keys(selects).forEach(function (k) {
+      var sel = selects[k];
+      if (!document.body.contains(sel)) return;
+      if (S[sel.value] && S[sel.value].type === "atomic") out.push(sel.value);
+    });
+    return out;
+  }
+
+  // -- the panel
+  var dateInput = el("input", "pf-date");
+  dateInput.type = "date";
+  dateInput.value = today();
+  var labRows = {};
+  var table = el("table", "pf-labs", [el("thead", null, [el("tr", null, [el("th", null, ["Lab"]), el("th", null, ["Result"]),
+    el("th", null, ["Unit"]), el("th", null, ["ULN (optional)"])])])]);
+  var tbody = el("tbody");
+  table.appendChild(tbody);
+  var labNames = Object.keys(D.labs);
+  labNames.sort(function (a, b) { return (D.panel_labs.indexOf(a) < 0) - (D.panel_labs.indexOf(b) < 0); });
+  labNames.forEach(function (lab) {
+    var decl = D.labs[lab];
+    var value = el("input", "pf-value");
+    value.inputMode = "decimal";
+    value.name = "value-" + lab;
+    value.placeholder = "not measured";
+    value.setAttribute("aria-label", lab + " result");
+    var unit = el("select", "pf-unit");
+    unit.name = "unit-" + lab;
+    decl.units.forEach(function (u, i) { unit.appendChild(option(String(i), u[0] === null ? "(no unit)" : u[0], i === 0)); });
+    if (!decl.units.length) unit.appendChild(option("-1", decl.unit || "(no unit)", true));
+    var uln = el("input", "pf-uln");
+    uln.inputMode = "decimal";
+    uln.name = "uln-" + lab;
+    uln.placeholder = decl.uln ? qText(fromJson({ q: decl.uln })) + " (declared)" : "none declared";
+    uln.setAttribute("aria-label", lab + " ULN");
+    var name = el("td", null, [el("strong", null, [lab]), " ", el("span", "pf-hint", [decl.description])]);
+    tbody.appendChild(el("tr", null, [name, el("td", null, [value]), el("td", null, [unit]), el("td", null, [uln])]));
+    labRows[lab] = { value: value, unit: unit, uln: uln };
+  });
+
+  // -- the patient's history: whatever a rule reads beyond the panel; blank is unknown, never assumed
+  var history = el("details", "pf-history", [el("summary", null, ["The patient's history (what some rules read beyond the panel)"]),
+    el("p", "pf-hint", ["Left blank, a value is unknown: a rule that needs it is reported as needing the patient's history, " +
+      "never decided by a guess. Results of earlier days are not read: the panel is what is entered above."])]);
+  var factInputs = {}, varInputs = {}, sinceInputs = {}, orderInputs = {}, drugInputs = {}, entryBox = el("div", "pf-entries"), entryInputs = {};
+  function valueControl(decl, given) {
+    var sel;
+    if (decl.type === "bool") {
+      sel = el("select");
+      sel.appendChild(option("", "not given", !given));
+      sel.appendChild(option("true", "yes", given && decl.default === true));
+      sel.appendChild(option("false", "no", given && decl.default === false));
+      return sel;
+    }
+    if (decl.type === "number") {
+      sel = el("input");
+      sel.inputMode = "decimal";
+      sel.placeholder = "not given";
+      if (given && decl.default && decl.default.q) sel.value = qText(fromJson(decl.default)).replace("\u2248", "");
+      return sel;
+    }
+    sel = el("select");
+    sel.appendChild(option("", "not given", !given));
+    decl.members.forEach(function (m) { sel.appendChild(option(m, m, given && decl.default === m)); });
+    return sel;
+  }
+  function readControl(decl, ctl) {
+    if (ctl.value === "") return undefined;
+    if (decl.type === "bool") return ctl.value === "true";
+    if (decl.type === "number") { var q = parseDecimal(ctl.value); return q === null ? undefined : toJson(q); }
+    return ctl.value;
+  }
+  var factNames = Object.keys(D.facts), varNames = Object.keys(D.vars);
+  if (factNames.length) {
+    history.appendChild(el("h4", null, ["Facts about the patient (the protocol's defaults filled in)"]));
+    factNames.forEach(function (n) {
+      var d = D.facts[n];
+      factInputs[n] = valueControl(d, d.has_default);
+      history.appendChild(labelled(d.description || n, factInputs[n], n + (d.has_default ? "" : " (no default)")));
+    });
+  }
+  if (varNames.length) {
+    history.appendChild(el("h4", null, ["What the protocol has recorded (its variables)"]));
+    varNames.forEach(function (n) {
+      var d = D.vars[n];
+      varInputs[n] = valueControl(d, false);
+      history.appendChild(labelled(d.description || n, varInputs[n], n + (d.has_default ? " (starts as " + String(d.default && d.default.q ? qText(fromJson(d.default)) : d.default) + ")" : "")));
+    });
+  }
+  if (varNames.length) {
+    var starts = el("button", "pf-starts", ["as at the start of the protocol"]);
+    starts.type = "button";
+    starts.addEventListener("click", function () {
+      varNames.forEach(function (n) {
+        var d = D.vars[n], ctl = varInputs[n];
+        if (!d.has_default) return;
+        ctl.value = d.type === "number" ? (d.default && d.default.q ? qText(fromJson(d.default)) : "") : String(d.default);
+      });
+    });
+    history.appendChild(el("p", null, [starts, el("span", "pf-hint", [" fills in the variables' starting values"])]));
+  }
+  history.appendChild(el("h4", null, ["When the current states were entered"]));
+  history.appendChild(entryBox);
+  function buildEntries() {
+    while (entryBox.firstChild) entryBox.removeChild(entryBox.firstChild);
+    var seen = {};
+    config().forEach(function (n) {
+      S[n].ancestors.forEach(function (a) {
+        if (seen[a] || S[a].type === "track") return;
+        seen[a] = 1;
+        var inp = entryInputs[a] || el("input");
+        inp.type = "date";
+        entryInputs[a] = inp;
+        entryBox.appendChild(labelled(title(a), inp, a + ": since entry counts from this day"));
+      });
+    });
+  }
+  if (D.since.length) {
+    history.appendChild(el("h4", null, ["When an action was last recommended"]));
+    D.since.forEach(function (a) {
+      var inp = el("input");
+      inp.type = "date";
+      var never = el("input");
+      never.type = "checkbox";
+      sinceInputs[a] = { day: inp, never: never };
+      history.appendChild(labelled((D.actions[a] && D.actions[a].text) || a, el("span", null, [inp, " ", never, " never"]), a));
+    });
+  }
+  var orderable = Object.keys(D.actions).filter(function (a) { return D.actions[a].orders.length; });
+  if (orderable.length) {
+    history.appendChild(el("h4", null, ["Open orders this panel answers (their window has opened)"]));
+    orderable.forEach(function (a) {
+      var box = el("input");
+      box.type = "checkbox";
+      orderInputs[a] = box;
+      history.appendChild(labelled(D.actions[a].text, box, a + ": " + D.actions[a].fulfil.map(function (x) { return x.join(" and "); }).join(" or ")));
+    });
+  }
+  Object.keys(D.drugs).forEach(function (name) {
+    var d = D.drugs[name];
+    var status = el("select");
+    [["", "not given"], ["not_started", "not started"], ["on", "on"], ["held", "held"], ["stopped", "stopped"]].forEach(function (o) {
+      status.appendChild(option(o[0], o[1], o[0] === ""));
+    });
+    var dose = el("select");
+    d.levels.forEach(function (lv, i) {
+      var text = d.labels[i] || (lv.q ? qText(fromJson(lv)) + (d.unit ? " " + d.unit : "") : lv.s);
+      dose.appendChild(option(String(i), text, i === 0));
+    });
+    drugInputs[name] = { status: status, dose: dose };
+    history.appendChild(el("h4", null, ["Drug: " + d.description]));
+    history.appendChild(labelled("status", status));
+    history.appendChild(labelled("dose", dose));
+  });
+
+  var ask = el("button", "pf-ask", ["What does the protocol say?"]);
+  ask.type = "submit";
+  var answer = el("div", "pf-answer");
+  answer.setAttribute("aria-live", "polite");
+
+  box.appendChild(form);
+  box.appendChild(answer);
+  form.appendChild(el("p", "pf-hint", ["Pick where the patient is, enter the day's results, and read which rule fires and what to do, " +
+    "decided by the protocol's own rules as the simulator decides them."]));
+  form.appendChild(where);
+  form.appendChild(labelled("Date of the panel", dateInput));
+  form.appendChild(table);
+  form.appendChild(history);
+  form.appendChild(ask);
+  placeSelect(null, where);
+
+  // the question the form's fields ask (the same shape `evaluate` takes)
+  function question() {
+    var q = { config: config(), today: dateInput.value, panel: {}, facts: {}, vars: {}, last: {}, entries: {}, orders: [], drugs: {} };
+    labNames.forEach(function (lab) {
+      var row = labRows[lab];
+      if (!row.value.value.trim()) return;
+      var u = D.labs[lab].units[parseInt(row.unit.value, 10)];
+      q.panel[lab] = { value: row.value.value.trim(), unit: u ? u[0] : null, uln: row.uln.value.trim() || null };
+    });
+    factNames.forEach(function (n) { var v = readControl(D.facts[n], factInputs[n]); if (v !== undefined) q.facts[n] = v; });
+    varNames.forEach(function (n) { var v = readControl(D.vars[n], varInputs[n]); if (v !== undefined) q.vars[n] = v; });
+    Object.keys(entryInputs).forEach(function (n) { if (entryInputs[n].value && document.body.contains(entryInputs[n])) q.entries[n] = entryInputs[n].value; });
+    Object.keys(sinceInputs).forEach(function (a) {
+      var x = sinceInputs[a];
+      if (x.never.checked) q.last[a] = null; else if (x.day.value) q.last[a] = x.day.value;
+    });
+    Object.keys(orderInputs).forEach(function (a) { if (orderInputs[a].checked) q.orders.push({ action: a, opens: null }); });
+    Object.keys(drugInputs).forEach(function (name) {
+      var x = drugInputs[name], s = x.status.value;
+      if (!s) return;
+      var lv = parseInt(x.dose.value, 10);
+      q.drugs[name] = { started: s !== "not_started", stopped: s === "stopped", holds: s === "held" ? [""] : [], asks: { "": lv } };
+    });
+    return q;
+  }
+
+  function show(res) {
+    while (answer.firstChild) answer.removeChild(answer.firstChild);
+    if (res.error) { answer.appendChild(el("p", "pf-error", [res.error])); return; }
+    var list = el("div", "pf-regions");
+    res.regions.forEach(function (r) {
+      var head = (r.track ? regionName(r.track) + " · " : "") + "in " + title(r.state) + (r.trigger !== "panel" ? " (then, on " + r.trigger + ")" : "");
+      var item = el("section", "pf-region", [el("h4", null, [head])]);
+      var got = r.got, needs = r.needs;
+      if (got && got.type !== "unassessable") {
+        var rule = got.rule;
+        var to = rule.stay ? "stays in " + title(rule.source) : "→ " + title(rule.target);
+        item.appendChild(el("p", "pf-fires", [el("strong", null, ["Fires: "]), el("span", "pf-rule", [ruleText(rule.key)]), " ", el("span", "pf-target", [to])]));
+        if (got.step.preempted) item.appendChild(el("p", "pf-hint", ["It takes precedence over " + got.step.preempted.join(", ") + " (the wider exit wins)."]));
+        if (!got.step.fired) item.appendChild(el("p", "pf-hint", ["Not acted on: a rule of another track that leaves more takes precedence."]));
+      } else if (got && got.type === "unassessable") {
+        var text = got.missing.length ? "unassessable: missing " + got.missing.join(", ") : "unassessable";
+        item.appendChild(el("p", "pf-unassessable", [el("strong", null, [text]), " (", ruleText(got.rule), " cannot be decided; nothing is done)"]));
+      } else {
+        item.appendChild(el("p", null, ["No rule applies: nothing is done."]));
+      }
+      if (needs.length) item.appendChild(el("p", "pf-needs", ["Needs the patient's history: " + needs.map(needText).join("; ")]));
+      list.appendChild(item);
+    });
+    (res.unseen || []).forEach(function (n) {
+      var st = S[n];
+      list.appendChild(el("section", "pf-region", [el("h4", null, [(st.track ? regionName(st.track) + " · " : "") + "in " + title(n)]),
+        el("p", null, ["Does not look at this panel: it brings no result of " + (st.about || []).join(", ") + "."])]));
+    });
+    answer.appendChild(list);
+    var todo = el("ul", "pf-todo");
+    res.steps.forEach(function (s) {
+      if (s.type === "action") {
+        var li = el("li", null, [s.options ? s.options.map(function (o) { return (D.actions[o] && D.actions[o].text) || o; }).join(" OR ") : s.text]);
+        if (s.window) li.appendChild(el("span", "pf-window", [" (" + s.window[0] + " to " + s.window[1] + ")"]));
+        if (s.drug) li.appendChild(el("span", "pf-hint", [" — " + s.drug.name + " " + s.drug.status.replace("_", " ")]));
+        todo.appendChild(li);
+      } else if (s.type === "enter") {
+        todo.appendChild(el("li", "pf-enter", ["Now: " + title(s.state)]));
+      } else if (s.type === "set") {
+        todo.appendChild(el("li", "pf-set", ["Recorded: " + s.text]));
+      } else if (s.type === "note") {
+        todo.appendChild(el("li", "pf-needs", [s.text]));
+      }
+    });
+    if (todo.firstChild) answer.appendChild(el("div", null, [el("h4", null, ["What to do"]), todo]));
+  }
+
+  form.addEventListener("submit", function (e) {
+    e.preventDefault();
+    show(evaluate(question()));
+  });
+  window.rxwatchPanelform.question = question;
 })();
