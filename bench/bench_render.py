@@ -18,6 +18,10 @@ bench/genproto.py (compiled once, not timed here: bench_compile.py measures that
 
 Times are the best of --repeat runs (the machine is shared; the best run is the least
 disturbed). Prints figures and ratios; asserts nothing.
+
+Crossings: for each shipped protocol (protocols/*.rxw), how many times the chart's arrows cross
+once Graphviz has laid it out (`dot -Tjson`, counted by rxwatch.render.crossings), beside the
+peer's diagram of the same machine. Before issue 14 (commit e6cd893) the anakinra chart had 74.
 """
 
 from __future__ import annotations
@@ -40,8 +44,27 @@ from rxwatch.compiler import compile_file, compile_source  # noqa: E402
 from rxwatch.render import plan as rplan  # noqa: E402
 from rxwatch.render import render  # noqa: E402
 from rxwatch.render import dot as rdot  # noqa: E402
+from rxwatch.render.crossings import crossings, layout_json  # noqa: E402
 
 ANAKINRA = ROOT / "protocols" / "anakinra_hepatotoxicity.rxw"
+BEFORE = {"anakinra_hepatotoxicity": 74, "leflunomide_hepatotoxicity": 396, "tocilizumab_monitoring": 112}
+"""Crossings of each shipped chart before issue 14 (commit e6cd893, the same count)."""
+
+
+def crossing_table() -> list[tuple[str, int, int, int | None]]:
+    """(protocol, arrows, crossings of our chart, crossings of the peer's diagram) per shipped protocol."""
+    from rxwatch.render.crossings import edge_polylines
+
+    rows = []
+    for path in sorted((ROOT / "protocols").glob("*.rxw")):
+        g = compile_file(str(path), verify=False).graph
+        ours = layout_json(rdot.digraph(rplan.build(g)).source)
+        try:
+            peer = crossings(layout_json(peer_source(g)))
+        except Exception:  # noqa: BLE001 - the peer (pytransitions) missing or failing: no figure
+            peer = None
+        rows.append((path.stem, len(edge_polylines(ours)), crossings(ours), peer))
+    return rows
 
 
 def best_of(fn, repeat: int):
@@ -134,6 +157,12 @@ def main(argv: list[str] | None = None) -> int:
         text = c["plan"] + c["text"]
         print(f"{c['name']:>16} {c['states']:6d} {c['rules']:6d} | {ms(c['plan'])} {ms(c['text'])} {ms(c['dot'])} {ms(c['html'])}"
               f" | {ms(c['peer_text'])} {ms(c['peer_dot'], args.peer_timeout)} | {ratio(text, c['peer_text'])} {ratio(c['dot'], c['peer_dot'])}")
+    print()
+    print("crossings of the laid-out chart (dot -Tjson; rxwatch.render.crossings):")
+    print(f"{'protocol':>28} {'arrows':>6} {'crossings':>9} {'before':>7} {'peer':>6}")
+    for name, arrows, n, peer in crossing_table():
+        before = BEFORE.get(name)
+        print(f"{name:>28} {arrows:6d} {n:9d} {before if before is not None else '-':>7} {peer if peer is not None else '-':>6}")
     print()
     print("sizes (KiB):")
     for c in cases:

@@ -247,7 +247,9 @@ def test_decisions_number_their_rules_in_order(ana):
         ("1", "neither ALT nor AST has a result and bilirubin above 3 x ULN", "stopped"),
         ("2", "neither ALT nor AST has a result and ‘a bilirubin, ALP or INR rise’", "mild_elevation"),
         ("3", "significant liver injury", "stopped"), ("4", "moderate elevation", "moderate_elevation"),
-        ("5", "‘a bilirubin rise or an INR rise with tx < 3, or a cholestatic rise with tx <= 3’", "mild_elevation"),
+        # side_rise's description is written in code (`tx < 3`): its definition, in words
+        ("5", "bilirubin above 1.5 x ULN and both ALT and AST < 3× ULN; or alkaline phosphatase above 2.5 x ULN"
+              " and both ALT and AST ≤ 3× ULN; or INR above 1.5 and both ALT and AST < 3× ULN", "mild_elevation"),
         ("6", "mild elevation", "mild_elevation"),
         ("7", "the order for a liver panel is fulfilled", "maintenance"), ("8", "none of the above", "early_check"),
     ]

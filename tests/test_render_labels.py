@@ -68,7 +68,8 @@ def test_downward_comparisons_say_both_and_known_reads_as_a_result(ana):
 def test_persistence_and_fulfilment_read_in_words(ana):
     g, L = ana
     assert L.expr(edge(g, "mild_elevation/0/5")["guard"]) == (
-        "(mild elevation; or ‘a bilirubin rise or an INR rise with tx < 3, or a cholestatic rise with tx <= 3’)"
+        "(mild elevation; or bilirubin above 1.5 x ULN and both ALT and AST < 3× ULN; or alkaline phosphatase above"
+        " 2.5 x ULN and both ALT and AST ≤ 3× ULN; or INR above 1.5 and both ALT and AST < 3× ULN)"
         " and at least 14 days after entering this state")
     assert L.expr(edge(g, "early_check/0/6")["guard"]) == "the order for a liver panel is fulfilled"
 
