@@ -419,10 +419,10 @@ def build(graph, trace: Mapping) -> Chart:
     g = graph.graph
     decls = g.get("labs") or {}
     steps = [s for s in trace.get("steps") or () if isinstance(s, Mapping)]
-    start = _date(trace.get("start")) or min((_date(s.get("date")) for s in steps if _date(s.get("date"))), default=None) \
-        or datetime.date(2000, 1, 1)
-    until = _date(trace.get("until")) or max((_date(s.get("date")) for s in steps if _date(s.get("date"))), default=start)
-    end = max(until, start) + datetime.timedelta(days=1)
+    days = [d for d in (_date(s.get("date")) for s in steps) if d is not None]
+    start = min([d for d in (_date(trace.get("start")),) if d] + days, default=datetime.date(2000, 1, 1))
+    until = max([d for d in (_date(trace.get("until")),) if d] + days, default=start)
+    end = until + datetime.timedelta(days=1)  # every step inside the chart, whatever the trace's own bounds
     lets = g.get("lets") or {}
     edges = {k: d for _, _, k, d in graph.edges(keys=True, data=True)}
     track_labs = ir.track_labs(graph)
@@ -559,7 +559,7 @@ def build(graph, trace: Mapping) -> Chart:
             if nxt <= day:
                 continue
             status = str(rec.get("status") or "on")
-            dose = rec.get("dose")
+            dose = rec.get("dose") if isinstance(rec.get("dose"), (str, int, float)) else None
             if status == "on" and doses and dose is not None and dose != doses[0]:
                 status = "reduced"
             if status not in STATUS_COLOURS:

@@ -25,6 +25,7 @@ LANE = 18
 LABEL = 15
 GAP = 5
 FONT = 11
+DODGE = 5.0  # px between the points of two labs of a row on one day
 CHAR = 6.1  # px per character of the 11px sans-serif text, roughly
 
 
@@ -114,14 +115,16 @@ def svg(chart: Chart) -> str:
             out.append(_name((top + bottom) / 2 + 8, f"× {row.limit}"))
         out.append(f'<rect x="{LEFT}" y="{top}" width="{plot_w}" height="{ROW}" fill="none" stroke="#333" '
                    f'aria-label="{_e(name)}"/>')
-        for lab in row.labs:
+        for k, lab in enumerate(row.labs):
             pts = chart.lab_points(lab)
             colour = chart.lab_colours.get(lab, LAB_COLOURS[0])
+            # labs sharing a row are set a little apart, so that every point of a day can be pointed at
+            dodge = round(DODGE * (k - (len(row.labs) - 1) / 2), 1)
             if len(pts) > 1:
-                coords = " ".join(f"{X(p.date)},{Y(p.multiple) if not p.floor else bottom - 3}" for p in pts)
+                coords = " ".join(f"{X(p.date) + dodge},{Y(p.multiple) if not p.floor else bottom - 3}" for p in pts)
                 out.append(f'<polyline points="{coords}" fill="none" stroke="{colour}" stroke-width="1.3" opacity="0.75"/>')
             for p in pts:
-                px, py = X(p.date), (Y(p.multiple) if not p.floor else bottom - 3)
+                px, py = X(p.date) + dodge, (Y(p.multiple) if not p.floor else bottom - 3)
                 lines = [p.text] + p.rules
                 points_svg.append(f'<g class="lc-pt" id="{p.id}" tabindex="0" data-lab="{_e(lab)}" data-date="{p.date.isoformat()}">'
                                   f'<title>{_e(chr(10).join(lines))}</title>'

@@ -278,3 +278,28 @@ def test_protocol_text_in_the_chart_is_escaped():
     svg = labchart_svg.svg(labchart.build(graph, trace))
     assert "<b>" not in svg and "<i>" not in svg and "&lt;b&gt;x&lt;/b&gt;&amp;" in svg
     ET.fromstring(svg)
+
+
+def test_odd_results_and_drug_records_of_a_trace_file_never_break_the_chart(capsys, tmp_path):
+    """A trace from elsewhere passes the viewer's checks with shapes the contract leaves open:
+    a value that is not a number is left out, a lab the protocol does not declare is drawn as
+    its value, a result of 0 sits at the bottom of its row, an odd dose is no dose."""
+    from rxwatch.render import render
+
+    graph = graph_of(ANAKINRA)
+    trace = traced(capsys, tmp_path, ANAKINRA, DEMO)
+    trace["steps"].insert(3, {"date": "2025-01-06", "type": "panel", "results": [
+        {"lab": "ALT", "value": "high"}, {"lab": "ALT", "value": 0, "uln": 0}, {"lab": "XYZ", "value": 7},
+        {"lab": "AST", "value": -3}, {"lab": "AST", "value": 1e300}]})
+    for s in trace["steps"]:
+        if isinstance(s.get("drug"), dict):
+            s["drug"]["dose"] = [1, 2]
+    chart = labchart.build(graph, trace)
+    odd = [p for p in chart.points if p.date == date(2025, 1, 6)]
+    assert sorted(p.lab for p in odd) == ["ALT", "AST", "AST", "XYZ"]
+    assert [p.floor for p in odd if p.lab == "ALT"] == [True]
+    assert "XYZ as its value" in chart.legend[0]
+    ET.fromstring(labchart_svg.svg(chart))
+    assert labchart.draw(chart, "png")[:4] == b"\x89PNG"
+    page = render(graph, "html", trace=trace).decode("utf-8")
+    assert page.count('<g class="lc-pt"') == len(chart.points)
