@@ -166,9 +166,9 @@ def _result(cells: dict[str, str], line: int, r: Reader) -> LabResult | None:
             ok = False
         else:
             time = cells["time"]
-    key = (cells["lab"], cells["value"], cells.get("unit"), cells.get("uln"), cells.get("lln"))
-    if key in r.entries:  # written the same way before, and read without a mistake
-        return r.again(key, date, Loc(r.path, line), time, r.order(date, time, line)) if ok else None
+    entry = (cells["lab"], cells["value"], cells.get("unit"), cells.get("uln"), cells.get("lln"))
+    if entry in r.entries:  # written the same way before, and read without a mistake
+        return r.again(entry, date, Loc(r.path, line), time, r.order(date, time, line)) if ok else None
     lab = r.lab_name(cells["lab"])
     if lab is None:
         r.error(line, "E707", r.unknown("lab", cells["lab"], r.labs) if cells["lab"] else "missing lab")
@@ -192,7 +192,7 @@ def _result(cells: dict[str, str], line: int, r: Reader) -> LabResult | None:
     try:  # the line is the result's place in the file: one int for its Loc and its order
         result = r.lab_result(lab, given["value"], unit, given["uln"], date, Loc(r.path, line), lln=given["lln"],
                               time=time, order=r.order(date, time, line))
-        r.remember(key, result)
+        r.remember(entry, result)
         return result
     except units.UnitError as exc:
         r.error(line, "E709", r.unit_problem(lab, unit, exc))

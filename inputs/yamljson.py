@@ -278,9 +278,9 @@ def _entry_key(item: Map) -> tuple | None:
 
 
 def _read_lab(item: Map, r: Reader, date: datetime.date | None, time: str | None, loc: Loc) -> LabResult | None:
-    key = _entry_key(item)
-    if key in r.entries:  # written the same way before, and read without a mistake
-        return r.again(key, date, loc, time, r.order(date, time)) if date is not None else None
+    entry = _entry_key(item)
+    if entry in r.entries:  # written the same way before, and read without a mistake
+        return r.again(entry, date, loc, time, r.order(date, time)) if date is not None else None
     raw = item["lab"]
     lab = r.lab_name(raw) if isinstance(raw, str) else None
     if lab is None:
@@ -316,7 +316,7 @@ def _read_lab(item: Map, r: Reader, date: datetime.date | None, time: str | None
     try:  # without a date (already reported) the unit is still checked: every mistake at once
         result = r.lab_result(lab, item["value"], unit, item.get("uln"), date or datetime.date.min, loc,
                               lln=item.get("lln"), time=time, order=r.order(date, time) if date else ())
-        r.remember(key, result)
+        r.remember(entry, result)
         return result if date is not None else None
     except units.UnitError as exc:
         r.error_at(item.value_pos("unit"), "E709", r.unit_problem(lab, unit, exc))

@@ -1,0 +1,91 @@
+"""Reading fast reads the same: an entry written as one before is taken from its first reading
+(`Reader.entries`), and that gives exactly the events, positions, order and messages of
+reading every entry afresh, in each format."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from rxwatch.inputs import read
+from rxwatch.inputs.model import TimelineError
+from rxwatch.inputs.reader import Reader
+
+DATA = Path(__file__).parent / "data" / "timelines"
+PROTOCOL = json.loads((DATA / "protocol.json").read_text())
+# lab, value texts, unit, uln: a few values each, so that entries repeat
+LABS = [("ALT", ["32", "32.0", "41.5", "120"], ["U/L", "IU/L", None], ["", "40", "35.0"]),
+        ("1920-8", ["28", "28.50", "300"], ["U/L"], ["", "40"]),
+        ("TBIL", ["12", "0.7", "25.5"], ["umol/L", "mg/dL"], ["", "21"])]
+TIMES = [None, None, "08:30", "07:00", "23:59:59+01:00"]
+
+
+def entries(seed: int, n: int = 300, bad: bool = False):
+    rng = random.Random(seed)
+    for i in range(n):
+        lab, values, units, ulns = rng.choice(LABS)
+        day = f"2025-{1 + i // 28 % 12:02d}-{1 + i % 28:02d}"
+        if bad and rng.random() < 0.05:
+            day = "2025-02-30"  # not a date: an error on an entry otherwise read before
+        yield day, rng.choice(TIMES), lab, rng.choice(values), rng.choice(units), rng.choice(ulns)
+
+
+def write(kind: str, path: Path, rows) -> None:
+    if kind == "csv":
+        lines = ["date,time,lab,value,unit,uln"]
+        lines += [f"{d},{t or ''},{lab},{v},{u or ''},{uln}" for d, t, lab, v, u, uln in rows]
+        path.write_text("\n".join(lines) + "\n")
+        return
+    events = []
+    for d, t, lab, v, u, uln in rows:
+        e = {"date": d, "lab": lab, "value": v}
+        if t:
+            e["time"] = t
+        if u:
+            e["unit"] = u
+        if uln:
+            e["uln"] = uln
+        events.append(e)
+    if kind == "json":  # numbers as the file writes them (32.0 stays 32.0)
+        items = [", ".join(f'"{k}": {x if k in ("value", "uln") else json.dumps(x)}' for k, x in e.items()) for e in events]
+        path.write_text('{"patient": {"id": "p"}, "start": "2025-01-01", "events": [\n'
+                        + ",\n".join("{" + item + "}" for item in items) + "\n]}\n")
+    else:
+        lines = ["patient: {id: p}", "start: 2025-01-01", "events:"]
+        for e in events:
+            lines.append("  - {" + ", ".join(f"{k}: {_yaml(k, x)}" for k, x in e.items()) + "}")
+        path.write_text("\n".join(lines) + "\n")
+
+
+def _yaml(key: str, value: str) -> str:
+    return f'"{value}"' if key == "time" else value
+
+
+def snapshot(path: Path):
+    """Everything a reading gives: events with their positions and order, or the messages."""
+    try:
+        tl = read(path, PROTOCOL, facts={"indication": "rheumatoid_arthritis"} if path.suffix == ".csv" else None)
+    except TimelineError as e:
+        return ("error", [str(m) for m in e.messages], [str(w) for w in e.warnings])
+    return ("ok", [(e, e.loc, e.order, e.unit, e.time) for e in tl.events], [str(w) for w in tl.warnings])
+
+
+@pytest.mark.parametrize("kind", ["yaml", "json", "csv"])
+@pytest.mark.parametrize("bad", [False, True])
+def test_entries_read_before_read_the_same(kind, bad, tmp_path, monkeypatch):
+    path = tmp_path / f"t.{kind}"
+    write(kind, path, list(entries(7, bad=bad)))
+    fast = snapshot(path)
+    remembered: list = []
+    real = Reader.remember
+    monkeypatch.setattr(Reader, "remember", lambda self, key, result: remembered.append(key) or real(self, key, result))
+    snapshot(path)
+    assert remembered and all(isinstance(k, tuple) for k in remembered)  # the shortcut is taken
+    assert len(remembered) < 300  # and served most entries
+    monkeypatch.setattr(Reader, "remember", lambda self, key, result: None)  # every entry read afresh
+    slow = snapshot(path)
+    assert fast == slow
+    assert fast[0] == ("error" if bad else "ok")
