@@ -273,3 +273,22 @@ def test_the_anakinra_chart_is_one_page_as_png_and_pdf(ana):
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     w, h = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
     assert w <= 10.6 * 200 + 2 and h <= 7.6 * 200 + 2  # the page at 200 dpi
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="needs node to run the viewer's script")
+def test_the_viewer_prints_numbers_grouped_and_never_in_scientific_notation():
+    import subprocess
+    from pathlib import Path
+
+    import rxwatch.render as r
+
+    js = (Path(r.__file__).parent / "assets" / "viewer.js").read_text(encoding="utf-8")
+    funcs = "".join(re.search(rf"  function {name}\(.*?\n  }}\n", js, re.S).group(0)
+                    for name in ("plainNumber", "groupedText", "exactText"))
+    probe = funcs + """
+console.log(JSON.stringify([plainNumber(2.5e21), plainNumber(1e-7), groupedText("250000.5"), groupedText("5/12"),
+  exactText({value: 250000, value_exact: "250000"}, "value"), exactText({value: 1.23456789e22}, "value"),
+  exactText({value: 1234.5678, value_exact: "12345678/10000"}, "value")]));"""
+    out = subprocess.run(["node", "-e", probe], capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == ["2,500,000,000,000,000,000,000", "0.0000001", "250,000.5", "5/12",
+                               "250,000", "12,345,678,900,000,000,000,000", "≈1,234.57"]

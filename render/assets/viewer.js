@@ -452,14 +452,24 @@
   function isList(x) { return Array.isArray(x); }
   function isPair(x) { return Array.isArray(x) && x.length === 2; }
 
+  // a number for a person: thousands separated, never in scientific notation (250,000; 0.00001)
+  function plainNumber(v) {
+    return isFinite(v) ? v.toLocaleString("en-US", { maximumFractionDigits: 20 }) : String(v);
+  }
+  // a decimal text with its thousands separated: "250000.5" -> "250,000.5"
+  function groupedText(t) {
+    var m = /^(-?)(\d+)(\.\d+)?$/.exec(t);
+    return m ? m[1] + m[2].replace(/\B(?=(\d{3})+(?!\d))/g, ",") + (m[3] || "") : t;
+  }
+
   // one result of a panel step: "ALT 160 U/L (4× ULN)", "TBIL 1.1 mg/dL (0.92× ULN) from 2025-03-01"
   function exactText(r, key) {
     var exact = r[key + "_exact"];
     // a short decimal as it is; a fraction (5/12) or a long decimal, rounded
-    if (typeof exact === "string" && exact.length <= 8 && exact.indexOf("/") < 0) return exact;
+    if (typeof exact === "string" && exact.length <= 8 && exact.indexOf("/") < 0) return groupedText(exact);
     var v = r[key];
     if (typeof v !== "number") return exact !== undefined ? String(exact) : "?";
-    return exact !== undefined ? "≈" + (Math.round(v * 100) / 100) : String(v);
+    return exact !== undefined ? "≈" + plainNumber(Math.round(v * 100) / 100) : plainNumber(v);
   }
 
   function resultText(r) {
