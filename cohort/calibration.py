@@ -6,7 +6,8 @@ their targets, and `python -m rxwatch.cohort.calibration` prints them for the sh
 - `retest`: among single ALT results above the ULN, the share at or below it on a retest
   17 or 18 days later (Lazo 2008: 31 %), and the share of normal results still normal (>95 %).
 - `background`: episodes crossing 3 x ULN per 1,000 patient-years without a drug (Weil 2008:
-  7.8), found by the episodes' crossing days, each checked against the noise-free curve.
+  7.8), found by the episodes' crossing days, each (of a patient with one episode) checked
+  against the noise-free curve.
 - `grade_split`: the drug taken at the full dose from day 0, ALT every 4 weeks for 24 weeks
   (6 tests) in patients whose baseline ALT is at most the ULN; the share whose highest result
   is above the ULN to 3 x, above 3 to 5 x, above 5 x (tocilizumab with a DMARD, US label
@@ -62,28 +63,33 @@ class Rate:
     patient_years: float
     events: int  # episodes crossing the level within the patients' days
     per_1000_py: float
-    checked: int  # crossings confirmed on the noise-free curve (above on the day, not the day before)
+    alone: int  # crossings of patients with one episode (whose curve is the episode's own)
+    checked: int  # of those, crossings confirmed on the noise-free curve (above on the day, not the day before)
 
 
 def background(model, patients: int, seed: int, years: float = 2.0, level: float = 3.0) -> Rate:
     """Background episodes crossing `level` x ULN (no drug), per 1,000 patient-years."""
     days = round(years * 365.25)
     lab = model.injury.reference_lab
-    events = checked = 0
+    events = alone = checked = 0
     for i in range(patients):
         pt = model.patient(seed, i, DAY0, days)
-        for ep in pt.episodes:
+        episodes = pt.episodes
+        for ep in episodes:
             crossed = ep.day_3x if level == 3.0 else None
             if level != 3.0:
                 raise ValueError("the episodes give their crossing days of 3 x and 5 x ULN")
             if crossed is None:
                 continue
             events += 1
+            if len(episodes) > 1:
+                continue
+            alone += 1
             before = crossed - datetime.timedelta(days=1)
             if pt.true_multiple(lab, crossed) > level and (before < DAY0 or pt.true_multiple(lab, before) <= level):
                 checked += 1
     py = patients * days / 365.25
-    return Rate(patients, py, events, 1000 * events / py, checked)
+    return Rate(patients, py, events, 1000 * events / py, alone, checked)
 
 
 @dataclass(frozen=True)
@@ -136,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  ALT above the ULN, normal on retest 17-18 days later: {r.normal_on_retest:.1%} of {r.high:,} "
               f"(target 31 %); normal results still normal: {r.normal_stays_normal:.1%} (target > 95 %)")
         print(f"  background episodes above 3 x ULN: {b.per_1000_py:.2f} per 1,000 patient-years "
-              f"({b.events} in {b.patient_years:,.0f}; target 7.8), {b.checked} confirmed on the noise-free curve")
+              f"({b.events} in {b.patient_years:,.0f}; target 7.8), {b.checked} of {b.alone} alone confirmed on the noise-free curve")
         if m.drug is not None:
             s = grade_split(m, a.patients, a.seed)
             print(f"  on {m.drug.name}, highest ALT in 24 weeks (6 tests, {s.eligible:,} with a normal baseline): "

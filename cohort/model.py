@@ -492,8 +492,8 @@ class _Reader:
         if kind is None:
             return None
         if kind not in _DISTS:
-            self.err(dn, "E934", f"unknown distribution '{kind}' for '{name}'{did_you_mean(kind, _DISTS)}; "
-                                 f"one of {', '.join(_DISTS)}")
+            self.err(dn, "E934", f"unknown distribution '{kind}' for '{name}' (one of {', '.join(_DISTS)})"
+                                 f"{did_you_mean(kind, _DISTS)}")
             return None
         allowed = set(_DISTS[kind]) | ({"sigma_log", "cv"} if kind == "lognormal" else set())
         ok = True

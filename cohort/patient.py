@@ -179,7 +179,7 @@ class _Kernel:
                     phase, e = 1, min(self.e0, target)
                     continue
                 if on and e < target * (1 - 1e-12):
-                    if e <= 0:
+                    if e < self.e0:  # a new rise (a rechallenge) starts from the onset excess
                         e = min(self.e0, target)
                     tau = self.td * math.log2(target / e)
                     self._put(cur, e, 0.0, g)

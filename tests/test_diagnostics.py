@@ -482,6 +482,34 @@ LOOP = textwrap.dedent("""\
     state c { on fact { otherwise -> b cite s } }
 """)
 
+COHORT_MODEL = str(Path(__file__).resolve().parents[1] / "cohort" / "models" / "anakinra.yaml")
+DOSED = textwrap.dedent("""\
+    protocol dosed
+      version "1.0"
+    source s "A source" kind label
+    lab ALT "alanine aminotransferase" unit "U/L" uln 40 loinc "1742-6"
+    lab GGT "gamma-glutamyl transferase" unit "U/L" uln 60 loinc "2324-2"
+    drug anakinra "anakinra SC" doses daily "100 mg daily" cite s
+    action check "order ALT and GGT" orders ALT, GGT cite s
+    action start_it "start anakinra" starts anakinra cite s
+    action stop_it "stop anakinra" stops anakinra cite s
+
+    initial state on "on anakinra" {
+      on entry {
+        do start_it cite s
+        do check due 1..2 weeks cite s
+      }
+      on panel ordered {
+        when xuln(ALT) > 5 -> stopped cite s
+        otherwise stay cite s { do check due 1..2 weeks cite s }
+      }
+    }
+
+    terminal state stopped "stopped" {
+      on entry { do stop_it cite s }
+    }
+""")
+
 HEAD = "patient: {id: p}\nstart: 2025-01-06\n"
 EVENTS = HEAD + "events:\n"
 
@@ -637,10 +665,24 @@ CLI_CASES = [
             setup=_graph(lambda d: d["edges"][0].update(target="elsewhere"))),
     CliCase("E915", {"t.yaml": HEAD}, ("simulate", "g.json", "t.yaml"), ("g.json", 0), "must be true or false",
             setup=_graph(lambda d: d["edges"][0].update(stay=1))),
+    # ---------------------------------------------------------------- cohort simulation (E950, W950)
+    CliCase("E950", {}, ("cohort", "meta.rxw", "--model", COHORT_MODEL, "--patients", "1", "--years", "1", "--seed", "1",
+                         "--jobs", "1"), ("meta.rxw", 1), "meta declares no drug"),
+    CliCase("W950", {"dosed.rxw": DOSED}, ("cohort", "dosed.rxw", "--model", COHORT_MODEL, "--patients", "1", "--years", "1",
+                                           "--seed", "1", "--jobs", "1", "--resamples", "0"), ("dosed.rxw", 5), "makes no GGT"),
     # ---------------------------------------------------------------- traces given to render (E920)
     CliCase("E920", {"trace.json": '{"protocol": {"name": "meta"},\n "steps": [,]}\n'},
             ("render", "meta.rxw", "--trace", "trace.json", "-o", "chart.dot"), ("trace.json", 2), "not a JSON trace"),
 ]
+
+# cohort patient models (E93x): the first case of each code in tests/test_cohort_model.py, through `rxwatch cohort`
+from test_cohort_model import BAD as _MODEL_BAD  # noqa: E402
+
+_FIRST_OF_CODE: dict = {}
+for _code, _text, _line, _, _says in _MODEL_BAD:
+    _FIRST_OF_CODE.setdefault(_code, CliCase(_code, {"m.yaml": _text}, ("cohort", "meta.rxw", "--model", "m.yaml", "--patients", "1",
+                                                                   "--years", "1", "--seed", "1", "-j", "1"), ("m.yaml", _line), _says))
+CLI_CASES += list(_FIRST_OF_CODE.values())
 
 HEAD_LINE = re.compile(r"^(?P<path>.+?)(?::(?P<line>\d+))?(?::(?P<col>\d+))?: (?P<sev>error|warning)\[(?P<code>[EW]\d{3})\]: (?P<msg>.*)$")
 
