@@ -13,7 +13,7 @@ from typing import List, Optional
 import typer
 
 from .app import app
-from .output import TEMP_PREFIX, Status, fail, load_graph, output_path, say, write_atomic
+from .output import TEMP_PREFIX, Sources, Status, fail, load_graph, output_path, print_diagnostics, say, write_atomic
 
 SHOWN_FAILED = 20
 
@@ -67,7 +67,7 @@ def cohort_(
             raise fail(f"--start {start}: not an ISO 8601 date (YYYY-MM-DD)")
 
     the_model = _load_model(model)
-    arms = _arms(protocols)
+    arms = _arms(protocols, the_model)
 
     from rxwatch.cohort.scale import Cohort, run_cohort
 
@@ -124,24 +124,30 @@ def _load_model(path: Path):
     try:
         return load_model(path)
     except ModelError as e:
-        where = ":".join(str(x) for x in (getattr(e, "path", path), getattr(e, "line", 0), getattr(e, "col", 0)) if x)
-        code = getattr(e, "code", "")
-        message = getattr(e, "message", None) or str(e)
-        print(f"{where}: error[{code}]: {message}" if code else f"{where}: error: {message}", file=sys.stderr)
+        print_diagnostics(e.diagnostics, _text(path))
         raise fail(f"{path}: not a usable patient model; nothing simulated", Status.INPUT_ERROR)
     except OSError as e:
         raise fail(f"{path}: cannot read: {e.strerror or e}")
 
 
-def _arms(protocols: list[Path]) -> list:
+def _text(path: Path) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def _arms(protocols: list[Path], model) -> list:
     """Each protocol compiled (exit 1 on errors), labelled by its name (the file's name when two
-    share one); a protocol whose holds and stops cannot reach the patient (no `drug`) is said."""
-    from rxwatch.cohort.run import Arm
+    share one), and checked against the model (cohort.run.check_arm: E950 stops, W950 warns)."""
+    from rxwatch.cohort.run import Arm, check_arm
 
     arms = []
     seen: set[str] = set()
+    problems = []
+    sources = Sources()
     for path in protocols:
-        graph = load_graph(path, quiet_warnings=True)
+        graph = load_graph(path, quiet_warnings=True, sources=sources)
         label = graph.graph.get("name") or path.stem
         if label in seen:
             label = str(path)
@@ -149,10 +155,11 @@ def _arms(protocols: list[Path]) -> list:
             raise fail(f"{path}: given twice")
         seen.add(label)
         arm = Arm.of(label, graph)
-        if arm.drug is None:
-            say(f"{path}: warning: {label} declares no drug: its holds and stops cannot change the patient "
-                f"(docs/cohort.md#the-closed-loop)")
+        problems += check_arm(arm, model, sources.get(str(path)) or "")
         arms.append(arm)
+    print_diagnostics(problems, sources)
+    if any(d.is_error for d in problems):
+        raise fail("a protocol the cohort cannot simulate; nothing simulated", Status.INPUT_ERROR)
     return arms
 
 

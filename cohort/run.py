@@ -95,6 +95,47 @@ class Arm:
         return 1.0 if dose == self.doses[0] else 0.5
 
 
+def check_arm(arm: Arm, model: Any, text: str = "") -> list:
+    """What stops a protocol from being simulated with `model`, as Diagnostics: E950 when it
+    declares no drug (its holds and stops could not reach the patient) or the model is of
+    another drug; W950 for each lab its orders name that the model does not make (such an
+    order's result of that lab never comes: the protocol reads it as unknown). `text`: the
+    protocol's source, to place E950 on its `protocol` line."""
+    import re
+
+    from rxwatch.compiler.diagnostics import ERROR, WARNING, Diagnostic
+    from rxwatch.compiler.span import Span
+
+    g = arm.graph.graph
+    path = g.get("path") or arm.label
+    out = []
+
+    def span_of(d: Any) -> Span:
+        return Span.from_dict(d.get("span") if isinstance(d, dict) else None, path)
+
+    if arm.drug is None:
+        m = re.search(r"^[ \t]*protocol[ \t]+\S", text, flags=re.M)
+        line = text.count("\n", 0, m.start()) + 1 if m else 0
+        col = m.start() - text.rfind("\n", 0, m.start()) if m else 0
+        out.append(Diagnostic(Span.point(path, line, col), ERROR, "E950",
+                              f"{arm.label} declares no drug: its holds, dose changes and stops could not reach "
+                              f"the patient; a cohort needs the protocol's `drug` (docs/cohort.md#the-closed-loop)"))
+    else:
+        drug = getattr(getattr(model, "drug", None), "name", None)
+        if drug is not None and drug != arm.drug:
+            out.append(Diagnostic(span_of((g.get("drugs") or {}).get(arm.drug)), ERROR, "E950",
+                                  f"the patient model '{getattr(model, 'name', '')}' is of {drug}; {arm.label} "
+                                  f"monitors {arm.drug}"))
+    made = set(getattr(model, "labs", None) or ())
+    ordered = sorted({lab for a in (g.get("actions") or {}).values() for lab in (a.get("orders") or ())})
+    for lab in ordered:
+        if made and lab not in made:
+            out.append(Diagnostic(span_of((g.get("labs") or {}).get(lab)), WARNING, "W950",
+                                  f"the patient model '{getattr(model, 'name', '')}' makes no {lab}: the orders of "
+                                  f"{arm.label} that name it get no {lab} result (read as unknown)"))
+    return out
+
+
 ROW_FIELDS = (
     "protocol", "patient", "status", "problem", "years", "draws", "results", "orders", "orders_never_done", "overdue",
     "starts", "holds", "reductions", "stops", "resumes", "referrals", "interventions", "true_alarms",

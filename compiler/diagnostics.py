@@ -176,6 +176,9 @@ CODES: dict[str, str] = {
     "E934": "bad distribution in a patient model",
     "E935": "value out of range in a patient model",
     "E936": "undeclared source or lab in a patient model",
+    # cohort simulation (cohort/run.py, docs/cohort.md#the-closed-loop)
+    "E950": "protocol the cohort cannot simulate",
+    "W950": "lab a protocol orders that the patient model does not make",
 }
 
 GROUPS: tuple[tuple[str, str, str], ...] = (
@@ -192,6 +195,7 @@ GROUPS: tuple[tuple[str, str, str], ...] = (
     ("E91", "compiled graph files", "compiler/graphio.py"),
     ("E92", "traces given to render", "render/trace.py"),
     ("E93", "cohort patient models", "cohort/model.py"),
+    ("95", "cohort simulation", "cohort/run.py"),
 )
 """(code prefix, group, module) for docs/diagnostics.md's table; a prefix without a letter
 matches both severities."""
