@@ -914,7 +914,8 @@ def draw(chart: Chart, fmt: str) -> bytes:
     last.tick_params(axis="x", labelsize=8)
     buf = io.BytesIO()
     meta = {"png": {"Software": None}, "svg": {"Date": None}, "pdf": {"CreationDate": None}}[fmt]
-    fig.savefig(buf, format=fmt, metadata=meta)
+    with matplotlib.rc_context({"svg.hashsalt": "rxwatch", "svg.fonttype": "none"}):  # the same bytes every run; text as text
+        fig.savefig(buf, format=fmt, metadata=meta)
     return buf.getvalue()
 
 

@@ -303,3 +303,13 @@ def test_odd_results_and_drug_records_of_a_trace_file_never_break_the_chart(caps
     assert labchart.draw(chart, "png")[:4] == b"\x89PNG"
     page = render(graph, "html", trace=trace).decode("utf-8")
     assert page.count('<g class="lc-pt"') == len(chart.points)
+
+
+def test_the_same_inputs_draw_the_same_bytes(capsys, tmp_path):
+    for fmt in labchart.FORMATS:
+        outs = []
+        for n in (1, 2):
+            out = tmp_path / f"{n}.{fmt}"
+            assert run(capsys, "simulate", ANAKINRA, DEMO, "--plot", out, "-o", tmp_path / "t.json")[0] == 0
+            outs.append(out.read_bytes())
+        assert outs[0] == outs[1], fmt
