@@ -41,6 +41,7 @@ trace as the configuration path (`Machine(graph, chart=True)`), faster.
 from __future__ import annotations
 
 import datetime
+import itertools
 import linecache
 from fractions import Fraction
 import operator
@@ -667,14 +668,11 @@ class Machine:
         if until < start:
             raise ValueError(f"until {until} is before start {start}")
         run = _Run(self, start, timeline.facts, timeline.patient, timeline.path, inputs)
+        days = timeline.days  # by date, then time or file order within a day
+        if days and days[0][0] < start:  # a Timeline built in code may hold them; load_timeline never does
+            days = tuple(itertools.dropwhile(lambda d: d[0] < start, days))
         try:
-            feed = run.feed
-            for day, todays in timeline.days:  # by date, then time or file order within a day
-                if day > until:
-                    break
-                if day < start and not run.begun:
-                    continue  # a Timeline built in code may hold them; load_timeline never does
-                feed(day, todays)
+            run.go(days, until)  # as `feed` for each day
             return run.finish(until)
         except _PROTOCOL_FAILURES as e:
             raise _protocol_error(run, e) from None
@@ -748,7 +746,7 @@ class Patient:
         for ev in events:  # checked before anything is replayed
             if type(ev) not in _INPUTS or ev.date != day:
                 raise _misdated(ev, day)
-        self._do(self._run.feed, day, events)
+        self._do(self._run.go, ((day, events),), MAX_DATE)
 
     def advance(self, day: datetime.date) -> None:
         """Run the timers and deviations due up to and including `day`, with no inputs."""
@@ -1659,17 +1657,33 @@ class _Run(Ctx):
                 day = soonest
         return day
 
-    def run_due(self, limit: datetime.date, inclusive: bool) -> None:
+    def run_due(self, limit: datetime.date, inclusive: bool) -> datetime.date | None:
         """Run every day before `limit` (and `limit` too when `inclusive`) on which a timer or
-        an order's deviation is due, with no inputs."""
-        while self.timers or self.alarms:
-            day = self.next_due()
+        an order's deviation is due, with no inputs. Return the next day one is due (None:
+        none is)."""
+        timers = self.timers
+        alarms = self.alarms
+        while timers or alarms:
+            day = None  # the next day a timer or a deviation is due (as next_due)
+            for t in timers:
+                if day is None or t.due < day:
+                    day = t.due
+            if alarms:
+                if len(alarms) == 1:  # the usual case: one open order
+                    for soonest in alarms.values():
+                        pass
+                else:
+                    soonest = min(alarms.values())
+                if day is None or soonest < day:
+                    day = soonest
             if day > limit or (day == limit and not inclusive):
-                return
+                return day
             if day <= self.today:
-                return  # a timer or deviation due past the calendar's last day (MAX_DATE) never comes
+                return day  # a timer or deviation due past the calendar's last day (MAX_DATE) never comes
             self.new_day(day)
             self.due_today(day)
+            timers = self.timers
+        return None
 
     def new_day(self, day: datetime.date) -> None:
         self.today = day
@@ -1719,119 +1733,185 @@ class _Run(Ctx):
         return ValueError(f"{self.path}: timeline events are not in date order ({day} after "
                           f"{self.reached}); feed each day once, in date order (load_timeline sorts them)")
 
-    def feed(self, day: datetime.date, todays) -> None:
-        """Replay `day` with its inputs `todays` (LabResults, ClinicalEvents, FactChanges and
-        Choices, all dated `day`, by time then file order): first what is due before `day`;
-        then (1) deviations and (2) timers due on `day`, (3) the panel (its results, read as
-        they come: a later result of a lab replaces an earlier one), (4) its clinical events
-        and fact changes in order. Choices hold until the end of the day."""
-        if day <= self.fed or day < self.reached:
-            raise self.order_error(day)
-        if self.begun:
-            if self.timers or self.alarms:
-                self.run_due(day, False)
-            if day != self.today:
-                self.new_day(day)
-        elif day != self.start:
-            self.begin()  # the start day had no inputs
-            if self.timers or self.alarms:
-                self.run_due(day, False)
-            self.new_day(day)
-        self.fed = self.reached = day
-        self.day_events = todays
-        panel = None
-        ulns = None
-        dup = False
-        extra = None
-        for ev in todays:
-            if type(ev) is LabResult:
-                q = ev.q  # the value as an exact rational, made when the result was read
-                lab = ev.lab
-                if panel is None:
-                    panel = {lab: q}
-                else:
-                    if lab in panel:
-                        dup = True
-                    panel[lab] = q
-                if ev.uln is not None:
-                    if ulns is None:
-                        ulns = {}
-                    ulns[lab] = ev.uln_q
-                elif ulns is not None:
-                    ulns.pop(lab, None)
-            elif extra is None:
-                extra = [ev]
-            else:
-                extra.append(ev)
-        if extra is not None:
-            choices = [ev for ev in extra if type(ev) is Choice]
-            if choices:
-                self.choices = choices  # until the end of the day
-        if self.inputs is not None:
-            self.record_inputs(todays, self.choices)
-        if self.begun:
-            self.due_today(day)  # (1) and (2)
-        else:
-            self.begin()
-        if panel is not None:
-            self.read_panel(panel, ulns, dup, todays, day)  # (3)
-        # (4) clinical events and fact changes, in time (else file) order
-        if extra is not None:
-            self.events_and_facts(extra)
-            if self.choices:
-                self.end_of_day()
-                self.choices = ()
+    def go(self, days, until: datetime.date) -> None:
+        """Replay `days`, each `(day, its inputs)` (LabResults, ClinicalEvents, FactChanges and
+        Choices, all dated `day`, by time then file order), days in date order, each after the
+        last one replayed; stop at a day after `until`. For each day: first what is due before
+        it (`run_due`); then (1) the deviations and (2) the timers due that day, (3) its panel
+        (its results, read as they come: a later result of a lab replaces an earlier one),
+        (4) its clinical events and fact changes in order. Choices hold until the end of the day.
 
-    def read_panel(self, panel: dict, ulns: dict | None, dup: bool, todays, day: datetime.date) -> None:
-        """(3) the panel: today's results, with the still valid earlier ones; the orders they
-        fulfil, then the panel's rules."""
-        ctx = self  # what expressions read
+        `Patient.feed` gives one day, `Machine.run` a timeline's days: one loop, whose day's
+        state lives in locals (the replay's per-day work is small: an attribute read saved
+        counts)."""
+        m = self.m
+        isos = m.isos
+        lookback = m.lookback
+        chart = m.chart
+        reminders = m.reminders
         orders = self.orders
-        lookback = self.m.lookback
-        dated = None  # every result is today's
-        brought = set(panel) if lookback is not None else panel.keys()  # the labs of today's results
-        if dup:
-            self.replaced = [self.m.result_dict(r, day) for r in
-                             latest_results([e for e in todays if type(e) is LabResult])[1]]
-        if lookback is not None:
-            dated, ulns = self.lookback(panel, ulns, [e for e in todays if type(e) is LabResult], day, lookback)
-        if self.inputs is not None:
-            self.inputs.append((len(self.steps), tuple(e for e in self.today_inputs if type(e) is LabResult)))
-        ctx.panel = panel
-        ctx.ulns = _NOTHING if ulns is None else ulns
-        if orders:
-            if dated is None and len(orders) == 1:
-                # the usual day: one open order, every result today's
-                (key, o), = orders.items()
-                if (o.opens is None or day >= o.opens) and not o.labs.isdisjoint(panel):
-                    for alt in o.fulfil:  # (frozenset.issubset would copy the panel into a set)
-                        for lab in alt:
-                            if lab not in panel:
-                                break
+        alarms = self.alarms
+        overdue = self.overdue
+        inputs = self.inputs
+        emit = self.emit
+        fed = self.fed
+        reached = self.reached
+        for day, todays in days:
+            if day > until:
+                break
+            if day <= fed or day < reached:
+                self.fed = fed
+                self.reached = reached
+                raise self.order_error(day)
+            due = None  # the next day a timer or a deviation is due
+            if self.begun:
+                timers = self.timers
+                if timers or alarms:
+                    for t in timers:
+                        if due is None or t.due < due:
+                            due = t.due
+                    if alarms:
+                        if len(alarms) == 1:  # the usual case: one open order
+                            for soonest in alarms.values():
+                                pass
                         else:
-                            orders.clear()
-                            self.alarms.pop(key, None)
-                            ctx.fulfilled = o.done
-                            if o.again is not None:
-                                self.repeat(o)
-                            break
+                            soonest = min(alarms.values())
+                        if due is None or soonest < due:
+                            due = soonest
+                    if due is not None and due < day:
+                        due = self.run_due(day, False)
+                if day != self.today:
+                    # a new day (as new_day)
+                    self.today = day
+                    iso = isos.get(day)
+                    if iso is None:
+                        iso = isos[day] = day.isoformat()
+                    self.iso = iso
+                    if self.fired_today:
+                        self.fired_today = []
+                    if self.fulfilled:
+                        self.fulfilled = _NO_ORDERS
+            elif day != self.start:
+                self.begin()  # the start day had no inputs
+                if self.timers or alarms:
+                    due = self.run_due(day, False)
+                self.new_day(day)
+            fed = reached = day
+            self.day_events = todays
+            # the day's inputs: its results (the panel, read as they come: a later result of a
+            # lab replaces an earlier one); its recorded choices, clinical events and fact changes
+            panel = None
+            ulns = None
+            dup = False
+            extra = None
+            for ev in todays:
+                if type(ev) is LabResult:
+                    q = ev.q  # the value as an exact rational, made when the result was read
+                    lab = ev.lab
+                    if panel is None:
+                        panel = {lab: q}
                     else:
-                        self.fulfil(panel, dated, day)  # not fulfilled: say what was missing
-            else:
-                self.fulfil(panel, dated, day)
-        if dup:
-            n = len(self.steps)
-        if self.m.chart:
-            self.react_all([(st, st.panel) for st in self.config if st.panel is not None
-                            and (st.about is None or not st.about.isdisjoint(brought))])
-        else:
-            handler = self.state.panel
-            about = self.state.about
-            if handler is not None and (about is None or not about.isdisjoint(brought)) \
-                    and handler.react(self) and (self.pending or self.timers):
-                self.settle()
-        if dup:
-            self.note_replaced(n)
+                        if lab in panel:
+                            dup = True
+                        panel[lab] = q
+                    if ev.uln is not None:
+                        if ulns is None:
+                            ulns = {}
+                        ulns[lab] = ev.uln_q
+                    elif ulns is not None:
+                        ulns.pop(lab, None)
+                elif extra is None:
+                    extra = [ev]
+                else:
+                    extra.append(ev)
+            if extra is not None:
+                choices = [ev for ev in extra if type(ev) is Choice]
+                if choices:
+                    self.choices = choices  # until the end of the day
+            if inputs is not None:
+                self.record_inputs(todays, self.choices)
+            if not self.begun:
+                self.begin()
+            elif due is not None and due <= day:
+                # (1) deviations of orders overdue today (the day after the window, then reminders)
+                if alarms:
+                    if len(alarms) == 1 and reminders is None:
+                        for key, soonest in alarms.items():
+                            pass
+                        if soonest <= day:
+                            # the usual case: the one open order's window ended yesterday (as `deviations`)
+                            del alarms[key]
+                            o = orders.get(key)
+                            if o is not None:
+                                s = o.deviation.copy()
+                                s["date"] = self.iso
+                                if o in overdue:
+                                    s["kind"] = "still_overdue"
+                                else:
+                                    overdue.add(o)
+                                emit(s)
+                    elif min(alarms.values()) <= day:
+                        self.deviations(day)
+                # (2) timers due today
+                if self.timers:
+                    self.settle()
+            # (3) the panel: today's results, with the still valid earlier ones
+            if panel is not None:
+                dated = None  # every result is today's
+                brought = set(panel) if lookback is not None else panel.keys()  # the labs of today's results
+                if dup:
+                    self.replaced = [m.result_dict(r, day) for r in
+                                     latest_results([e for e in todays if type(e) is LabResult])[1]]
+                if lookback is not None:
+                    dated, ulns = self.lookback(panel, ulns, [e for e in todays if type(e) is LabResult], day,
+                                                lookback)
+                if inputs is not None:
+                    inputs.append((len(self.steps), tuple(e for e in self.today_inputs if type(e) is LabResult)))
+                self.panel = panel
+                self.ulns = _NOTHING if ulns is None else ulns
+                if orders:
+                    if dated is None and len(orders) == 1:
+                        # the usual day: one open order, every result today's
+                        for key, o in orders.items():
+                            pass
+                        if (o.opens is None or day >= o.opens) and not o.labs.isdisjoint(panel):
+                            for alt in o.fulfil:  # (frozenset.issubset would copy the panel into a set)
+                                for lab in alt:
+                                    if lab not in panel:
+                                        break
+                                else:
+                                    orders.clear()
+                                    alarms.pop(key, None)
+                                    self.fulfilled = o.done
+                                    if o.again is not None:
+                                        self.repeat(o)
+                                    break
+                            else:
+                                self.fulfil(panel, dated, day)  # not fulfilled: say what was missing
+                    else:
+                        self.fulfil(panel, dated, day)
+                if dup:
+                    n = len(self.steps)
+                if chart:
+                    self.react_all([(st, st.panel) for st in self.config if st.panel is not None
+                                    and (st.about is None or not st.about.isdisjoint(brought))])
+                else:
+                    state = self.state
+                    handler = state.panel
+                    about = state.about
+                    if handler is not None and (about is None or not about.isdisjoint(brought)) \
+                            and handler.react(self) and (self.pending or self.timers):
+                        self.settle()
+                if dup:
+                    self.note_replaced(n)
+            # (4) clinical events and fact changes, in time (else file) order
+            if extra is not None:
+                self.events_and_facts(extra)
+                if self.choices:
+                    self.end_of_day()
+                    self.choices = ()
+        self.fed = fed
+        self.reached = reached
 
     def advance(self, day: datetime.date) -> None:
         """Run the timers and deviations due up to and including `day`, with no inputs."""
