@@ -70,6 +70,9 @@ _ENTRY_KEYS = {
 }
 
 
+_ENTRY_SETS = {kind: frozenset(keys) for kind, keys in _ENTRY_KEYS.items()}
+
+
 def _read_document(doc: Any, r: Reader, start: Any, until: Any, facts: Any, extra_keys: frozenset) -> Timeline:
     cli_start, cli_until, cli_facts = r.command_line(start, until, facts)
     if not isinstance(doc, Map):
@@ -184,21 +187,25 @@ def _read_event(item: Any, pos: yamlsrc.Pos, r: Reader) -> Event | None:
     if not isinstance(item, Map):
         r.error_at(pos, "E702", f"an event is a mapping such as {{date: 2025-01-06, lab: ALT, value: 32}}, not {_describe(item)}")
         return None
-    kinds = [k for k in _KINDS if k in item]
-    if len(kinds) != 1:
-        if kinds:
-            r.error_at(pos, "E702", f"an event has exactly one of lab, event, fact or choice; this one has {' and '.join(kinds)}")
-        else:
-            unknown = [str(k) for k in item if k not in ("date", "time", "value", "unit", "uln", "lln")]
-            hint = did_you_mean(unknown[0], _KINDS) if unknown else ""
-            r.error_at(pos, "E702", f"an event needs one of lab, event, fact or choice{hint}")
-        return None
-    kind = kinds[0]
+    if "lab" in item and not ("event" in item or "fact" in item or "choice" in item):
+        kind = "lab"  # the common case, without the list below
+    else:
+        kinds = [k for k in _KINDS if k in item]
+        if len(kinds) != 1:
+            if kinds:
+                r.error_at(pos, "E702", f"an event has exactly one of lab, event, fact or choice; this one has {' and '.join(kinds)}")
+            else:
+                unknown = [str(k) for k in item if k not in ("date", "time", "value", "unit", "uln", "lln")]
+                hint = did_you_mean(unknown[0], _KINDS) if unknown else ""
+                r.error_at(pos, "E702", f"an event needs one of lab, event, fact or choice{hint}")
+            return None
+        kind = kinds[0]
     ok = True
-    for key in item:
-        if key not in _ENTRY_KEYS[kind]:
-            r.error_at(item.key_pos(key), "E703", f"unknown key '{key}' in a {kind} entry{did_you_mean(str(key), _ENTRY_KEYS[kind])}")
-            ok = False
+    if not _ENTRY_SETS[kind].issuperset(item):
+        for key in item:
+            if key not in _ENTRY_KEYS[kind]:
+                r.error_at(item.key_pos(key), "E703", f"unknown key '{key}' in a {kind} entry{did_you_mean(str(key), _ENTRY_KEYS[kind])}")
+                ok = False
     date, time = _when(item, pos, kind, r)
     loc = Loc(r.path, pos[0])
     name = item[kind]
