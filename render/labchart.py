@@ -298,7 +298,7 @@ def number(q: Fraction | int | float, places: int = 3) -> str:
     `places` significant decimals with '≈'; never scientific notation."""
     q = Fraction(q)
     text = ir.decimal_text(q)
-    if text is None or len(text.split(".")[-1]) > 4 and "." in text:
+    if text is None or ("." in text and len(text.split(".")[-1]) > 4):
         approx = round(float(q), places)
         body = f"{approx:,.{places}f}".rstrip("0").rstrip(".")
         return "≈" + body
@@ -379,10 +379,8 @@ def _rows(graph, ths: list[Threshold], labs_with_results: list[str]) -> tuple[li
         if key in by_key:
             row = rows[by_key[key]]
             row.labs.append(lab)
-            for b in row.bands:
-                for r in bands_of[lab].get(Fraction(b.value).limit_denominator(10**9), ()):
-                    if r not in b.rules:
-                        b.rules.append(r)
+            for b, m in zip(row.bands, sorted(bands_of[lab])):  # the same thresholds: the key says so
+                b.rules.extend(r for r in bands_of[lab][m] if r not in b.rules)
             row_of[lab] = by_key[key]
             continue
         by_key[key] = len(rows)
@@ -521,18 +519,17 @@ def build(graph, trace: Mapping) -> Chart:
         if kind == "action":
             a = actions.get(s.get("action")) or {}
             w = s.get("window")
-            if isinstance(w, list) and len(w) == 2 and _date(w[0]) and _date(w[1]):
+            drug = s.get("drug")
+            if isinstance(drug, Mapping):  # a drug change: the ribbon shows it
+                drug_records.append((day, drug))
+            if isinstance(w, list) and len(w) == 2 and _date(w[0]) and _date(w[1]):  # an order: its window
                 win = Window(s["action"], a.get("description") or s["action"].replace("_", " "), list(a.get("orders") or ()),
                              day, _date(w[0]), _date(w[1]), s.get("track"))
                 windows.append(win)
                 open_by[(s["action"], w[0], w[1])] = win
-            elif isinstance(s.get("drug"), Mapping):
-                drug_records.append((day, s["drug"]))
-            else:
+            elif not isinstance(drug, Mapping):
                 markers.append(Marker(day, "action", a.get("description") or str(s.get("action")).replace("_", " "),
                                       f"{s.get('action')} in {s.get('state')}", s.get("track")))
-            if isinstance(s.get("drug"), Mapping) and isinstance(w, list):
-                drug_records.append((day, s["drug"]))
         elif kind == "deviation":
             w = s.get("window")
             win = open_by.get((s.get("action"), *(w if isinstance(w, list) and len(w) == 2 else (None, None))))
@@ -572,7 +569,7 @@ def build(graph, trace: Mapping) -> Chart:
             else:
                 segments.append(Segment(name, day, nxt, status, text))
 
-    legend = _legend(rows, explain, windows, drug_names, g)
+    legend = _legend(rows, explain, windows, drug_names)
     patient = str(trace.get("patient") or "")
     title = f"{g.get('title') or g.get('name')}: patient {patient}".strip() if patient else str(g.get("title") or g.get("name"))
     order_labels = {o: _short(_plain((actions.get(o) or {}).get("description") or o.replace("_", " ")), 24) for o in orders}
@@ -592,8 +589,9 @@ def _title(graph, state) -> str:
     return graph.nodes[state].get("description") or str(state).replace("_", " ")
 
 
-def _legend(rows: list[Row], explain: dict[str, str], windows, drugs, g) -> list[str]:
-    out = ["Each lab as a multiple of its limit, log scale: " + "; ".join(explain[lab] for row in rows for lab in row.labs) + "."]
+def _legend(rows: list[Row], explain: dict[str, str], windows, drugs) -> list[str]:
+    out = ["Each lab as a multiple of its limit, log scale: " + "; ".join(explain[lab] for row in rows for lab in row.labs) + "."] \
+        if rows else ["No lab results in this trace."]
     low = [lab for r in rows if r.direction == "low" for lab in r.labs]
     out.append("Bands: the protocol's own thresholds (from its rules), shaded darker the further from the limit"
                + (f" (for {', '.join(low)}, downwards: below 1 is below the limit)" if low else "")
@@ -910,7 +908,7 @@ def draw(chart: Chart, fmt: str) -> bytes:
     last.tick_params(axis="x", labelbottom=True, length=3)
     locator = mdates.AutoDateLocator(minticks=4, maxticks=12)
     last.xaxis.set_major_locator(locator)
-    last.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    last.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, offset_formats=["", "%Y", "%Y", "%Y", "%Y", "%Y"]))
     last.tick_params(axis="x", labelsize=8)
     buf = io.BytesIO()
     meta = {"png": {"Software": None}, "svg": {"Date": None}, "pdf": {"CreationDate": None}}[fmt]
