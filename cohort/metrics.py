@@ -28,6 +28,7 @@ THRESHOLDS = (3, 5)
 # (name, numerator column, denominator column, scale): a ratio of totals
 RATIOS = [
     ("tests_per_py", "draws", "years", 1.0),
+    ("liver_tests_per_py", "liver_draws", "years", 1.0),
     ("holds_per_kpy", "holds", "years", 1000.0),
     ("reductions_per_kpy", "reductions", "years", 1000.0),
     ("stops_per_kpy", "stops", "years", 1000.0),
@@ -38,7 +39,7 @@ RATIOS = [
   + [(f"within_30_share_{x}x", f"within_30_{x}x", f"episodes_{x}x", 1.0) for x in THRESHOLDS]
 
 # totals shown as counts (no interval: they describe the run)
-TOTALS = ["years", "draws", "holds", "reductions", "stops", "referrals", "true_alarms", "false_alarms"] + \
+TOTALS = ["years", "draws", "liver_draws", "holds", "reductions", "stops", "referrals", "true_alarms", "false_alarms"] + \
     [f"{k}_{x}x" for x in THRESHOLDS for k in ("episodes", "detected", "missed", "lasting", "lasting_missed", "within_30")]
 
 MEDIANS = [(f"median_delay_{x}x", f"delays_{x}x") for x in THRESHOLDS] + \
@@ -46,6 +47,7 @@ MEDIANS = [(f"median_delay_{x}x", f"delays_{x}x") for x in THRESHOLDS] + \
 
 LABELS = {
     "tests_per_py": "blood draws per patient-year",
+    "liver_tests_per_py": "liver panels (ALT drawn) per patient-year",
     "holds_per_kpy": "holds per 1,000 patient-years",
     "reductions_per_kpy": "dose reductions per 1,000 patient-years",
     "stops_per_kpy": "stops per 1,000 patient-years",

@@ -36,7 +36,7 @@ def figures(result) -> list:
     """[(name, caption, figure)] in the report's order."""
     out = [
         ("delays", "Detection delay: share of detected episodes acted on within N days of crossing 3x and 5x ULN, per protocol", delay_figure(result.metrics)),
-        ("cost", "Cost against delay: blood draws per patient-year against the median detection delay (95% intervals)", cost_figure(result.metrics)),
+        ("cost", "Cost against delay: liver panels per patient-year against the median detection delay (95% intervals)", cost_figure(result.metrics)),
     ]
     for patient, pics in sorted(result.examples.items()):
         out.append((f"patient-{patient}", f"Patient {patient}: noise-free ALT (line), results drawn (dots), orders "
@@ -73,7 +73,7 @@ def cost_figure(metrics):
     fig, ax = plt.subplots(figsize=(5.6, 4))
     for i, p in enumerate(metrics.protocols):
         c = COLOURS[i % len(COLOURS)]
-        t = metrics.value(p, "tests_per_py")
+        t = metrics.value(p, "liver_tests_per_py")
         for x, marker in zip(THRESHOLDS, ("o", "s")):
             d = metrics.value(p, f"median_delay_{x}x")
             if np.isnan(d.value) or np.isnan(t.value):
@@ -82,7 +82,7 @@ def cost_figure(metrics):
             yerr = None if np.isnan(d.low) else [[d.value - d.low], [d.high - d.value]]
             ax.errorbar(t.value, d.value, xerr=xerr, yerr=yerr, fmt=marker, color=c, capsize=3,
                         label=f"{p}, >{x}x ULN", mfc=c if x == 3 else "white")
-    ax.set_xlabel("blood draws per patient-year")
+    ax.set_xlabel("liver panels (ALT drawn) per patient-year")
     ax.set_ylabel("median days from crossing to an intervention")
     ax.grid(alpha=.3)
     ax.legend(fontsize=7)
@@ -124,11 +124,18 @@ def patient_figure(patient: int, pics: dict):
         for ordered, action, a, b in pic["orders"]:
             if action == "order_lfts" or "lft" in action or "liver" in action:
                 ax.plot([_d(a), _d(b)], [-0.25, -0.25], color="#4477aa", lw=4, solid_capstyle="butt", zorder=2)
+        if days:
+            ax.set_xlim(days[0], days[-1])
         ax.set_ylim(-0.5, top * 1.12)
         ax.set_ylabel("x ULN")
         ax.set_title(label, fontsize=9, loc="left")
         ax.grid(alpha=.2)
     axes[0, 0].legend(fontsize=7, loc="upper left")
+    first = next(iter(pics.values()))
+    told = [f"{e['kind']} episode from {e['onset']}, peak {e['peak']:.1f}x ULN"
+            + (", resolves by itself" if e["self_resolving"] else ", lasts while the drug is taken")
+            for e in first.get("episodes", [])]
+    fig.suptitle(f"patient {patient}: " + ("; ".join(told) if told else "no injury episode"), fontsize=9)
     axes[-1, 0].xaxis.set_major_formatter(mdates.DateFormatter("%Y-%m"))
     axes[-1, 0].set_xlabel("bars: liver-test order windows; bands: drug on (green), reduced (yellow), held (orange), stopped (red)")
     fig.tight_layout()

@@ -19,7 +19,7 @@ import numpy as np
 from .metrics import LABELS, METRICS, THRESHOLDS, Estimate
 
 # how a metric's number is written: digits after the point
-DIGITS = {"tests_per_py": 2, "false_alarms_per_true": 2, "missed_share_3x": 3, "missed_share_5x": 3,
+DIGITS = {"tests_per_py": 2, "liver_tests_per_py": 2, "false_alarms_per_true": 2, "missed_share_3x": 3, "missed_share_5x": 3,
           "lasting_missed_share_3x": 3, "lasting_missed_share_5x": 3, "within_30_share_3x": 3, "within_30_share_5x": 3,
           "median_delay_3x": 0, "median_delay_5x": 0, "median_peak_3x": 1, "median_peak_5x": 1}
 # which way is better, for the words of the conclusion: -1 lower is better
@@ -28,6 +28,7 @@ BETTER = {"tests_per_py": -1, "missed_share_3x": -1, "missed_share_5x": -1, "med
 
 DEFINITIONS = [
     ("blood draws per patient-year", "visits at which blood was drawn (one visit draws every order whose window is open), over the patient-years followed"),
+    ("liver panels per patient-year", "visits at which ALT was drawn, over the patient-years"),
     ("holds, dose reductions, stops, referrals per 1,000 patient-years", "the protocol's drug steps that held, reduced or stopped the drug, and its actions named refer_..., over the patient-years, times 1,000"),
     ("episodes >3x / >5x ULN", "true injury episodes of the patient model (drug or background) whose noise-free ALT crossed 3x (5x) ULN during follow-up"),
     ("missed", "such an episode with no hold, reduction or stop between its onset and the day it is over (noise-free ALT back at or below 1x ULN, or the end of follow-up)"),
@@ -86,7 +87,7 @@ def conclusion(result) -> list[str]:
     out = []
     for p in m.protocols[1:]:
         parts = []
-        for metric in ("tests_per_py", "within_30_share_3x", "lasting_missed_share_3x", "missed_share_3x",
+        for metric in ("tests_per_py", "liver_tests_per_py", "within_30_share_3x", "lasting_missed_share_3x", "missed_share_3x",
                        "median_delay_3x", "median_peak_3x", "false_alarms_per_true"):
             d = m.difference(p, metric)
             if np.isnan(d.value):
@@ -146,7 +147,7 @@ seed {c.seed}. Reproduce: <code>{e(command_line(result, model_name))}</code></p>
     out.append('<h3>Totals</h3><table id="totals-table"><thead><tr><th></th>')
     out.extend(f"<th>{e(p)}</th>" for p in names)
     out.append("</tr></thead><tbody>")
-    shown = [("patient-years", "years"), ("blood draws", "draws"), ("holds", "holds"), ("dose reductions", "reductions"),
+    shown = [("patient-years", "years"), ("blood draws", "draws"), ("liver panels", "liver_draws"), ("holds", "holds"), ("dose reductions", "reductions"),
              ("stops", "stops"), ("referrals", "referrals"), ("true alarms", "true_alarms"), ("false alarms", "false_alarms")]
     for x in THRESHOLDS:
         shown += [(f"episodes >{x}x ULN", f"episodes_{x}x"), ("  detected", f"detected_{x}x"),

@@ -137,7 +137,7 @@ def check_arm(arm: Arm, model: Any, text: str = "") -> list:
 
 
 ROW_FIELDS = (
-    "protocol", "patient", "status", "problem", "years", "draws", "results", "orders", "orders_never_done", "overdue",
+    "protocol", "patient", "status", "problem", "years", "draws", "liver_draws", "results", "orders", "orders_never_done", "overdue",
     "starts", "holds", "reductions", "stops", "resumes", "referrals", "interventions", "true_alarms",
     "false_alarms", "final_state", "drug_status", "episodes", "episodes_3x", "detected_3x", "missed_3x",
     "delays_3x", "peaks_3x", "episodes_5x", "detected_5x", "missed_5x", "delays_5x", "peaks_5x",
@@ -326,7 +326,8 @@ class _Loop:
         row = {
             "protocol": self.arm.label, "patient": index, "status": "ok", "problem": "",
             "years": days / DAYS_PER_YEAR,
-            "draws": len(self.draws), "results": self.results, "orders": self.orders,
+            "draws": len(self.draws), "liver_draws": sum(INJURY_LAB in labs for _, labs in self.draws),
+            "results": self.results, "orders": self.orders,
             "orders_never_done": self.never, "overdue": self.overdue,
             "starts": counts["start"], "holds": counts["hold"], "reductions": counts["reduce"],
             "stops": counts["stop"], "resumes": counts["resume"], "referrals": self.referrals,
