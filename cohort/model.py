@@ -329,6 +329,7 @@ def parse_model(text: str | bytes, path: str = "<model>") -> PatientModel:
     r = _Reader(path)
     if root is None:
         raise ModelError(path, 1, 1, "E930", "the model file is empty")
+    _plain_tree(root, path)
     model = r.model(root)
     if r.errors:
         first, *more = r.errors
@@ -337,6 +338,30 @@ def parse_model(text: str | bytes, path: str = "<model>") -> PatientModel:
 
 
 # ---------------------------------------------------------------------------- the reader
+
+MAX_NODES = 100_000
+"""The most YAML nodes a model may have (a shipped model has about 700)."""
+
+
+def _plain_tree(root: yaml.Node, path: str) -> None:
+    """Refuse aliases (a node reached twice: `*anchor`) and oversized files before the reader
+    walks the tree, so that no file can make it walk a node more than once."""
+    seen: set = set()
+    stack = [root]
+    while stack:
+        n = stack.pop()
+        if id(n) in seen:
+            m = n.start_mark
+            raise ModelError(path, m.line + 1, m.column + 1, "E930", "this value is used again through a YAML alias (*name): write it out where it is used")
+        seen.add(id(n))
+        if len(seen) > MAX_NODES:
+            raise ModelError(path, n.start_mark.line + 1, 0, "E930", f"more than {MAX_NODES:,} YAML nodes")
+        if isinstance(n, yaml.MappingNode):
+            for k, v in n.value:
+                stack.extend((v, k))
+        elif isinstance(n, yaml.SequenceNode):
+            stack.extend(reversed(n.value))
+
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _SCALARS = yaml.SafeLoader("")  # its constructor turns a scalar node into a Python value
@@ -585,6 +610,8 @@ class _Reader:
         background = self.read_background(top["background"][1]) if "background" in top else None
         drug = self.read_drug(top["drug"][1]) if "drug" in top else None
         adherence = self.read_adherence(top["adherence"][1]) if "adherence" in top else None
+        if injury is not None:
+            self.check_limits(labs, injury)
         for sid, n in self.cites:
             if sid not in self.sources:
                 self.err(n, "E936", f"'{sid}' is not a source declared under 'sources'{did_you_mean(sid, self.sources)}")
@@ -665,6 +692,7 @@ class _Reader:
         if f is None:
             return None
         ref = self.lab_ref(f["reference_lab"][1], "the reference lab") if "reference_lab" in f else None
+        self.ref_node = f["reference_lab"][1] if ref is not None else None
         shares = {}
         if "shares" in f:
             s = self.items(f["shares"][1], "'injury.shares'") or {}
@@ -703,6 +731,12 @@ class _Reader:
         if ref is None or None in ps.values() or None in shares.values():
             return None
         return Injury(ref, shares, bl, bt, bp, bk, il, ik, **ps)
+
+    def check_limits(self, labs: dict, injury: Injury) -> None:
+        """The labs an injury works in multiples of need a ULN."""
+        for lab in (injury.reference_lab, *injury.shares, injury.bili_lab):
+            if lab in labs and labs[lab].uln is None:
+                self.err(self.ref_node, "E933", f"the lab {lab} needs a 'uln': an injury raises it in multiples of its ULN")
 
     def read_background(self, node) -> Background | None:
         f = self.mapping(node, "'background'", {"rate_per_year": True, "tiers": True})

@@ -371,9 +371,9 @@ class SyntheticPatient:
         inj = self.model.injury
         if inj.bili_lab is None or peak <= inj.bili_threshold.value:
             return 0.0
-        if uniform(h, purpose, 9, k) >= inj.bili_probability.value:
+        if uniform(h, purpose, -9, k) >= inj.bili_probability.value:  # keys apart from the episode's own
             return 0.0
-        return _sample(inj.bili_peak, uniform(h, purpose, 10, k))
+        return _sample(inj.bili_peak, uniform(h, purpose, -10, k))
 
     # -- the protocol's side
 
@@ -465,6 +465,7 @@ class SyntheticPatient:
         interval (from `ordered`, the day of the order, to `late`; without it, the window's
         length) after `late`, at least one day. The same window gives the same answer."""
         o, l = _offset(self.start, opens), _offset(self.start, late)
+        l = max(l, o)
         adh = self.model.adherence
         h = self._h
         key_o, key_l = self._ord0 + o, self._ord0 + l

@@ -135,6 +135,8 @@ BAD = [  # (code, text, line, column, what the message says)
     ("E935", _edit("- weight: {value: 1,", "- weight: {value: 0.5,"), 21, 5, "add up to 0.5"),
     ("E935", _edit("marker: read}\n    within_cv", "marker: probable}\n    within_cv"), 9, 96, "one of read, computed, assumed"),
     ("E935", _edit("low: 3.01, high: 5", "low: 1, high: 5"), 22, 20, "outside above 3"),
+    ("E930", _edit('  s1: {title: "A source"}', '  s1: &a {title: "A source"}\n  s2: *a'), 3, 7, "YAML alias"),
+    ("E933", _edit("    uln: 40\n", ""), 11, 18, "needs a 'uln'"),
     ("E936", _edit('rate_per_year: {value: 0.0078, source: "s1, Table 4"', 'rate_per_year: {value: 0.0078, source: "s2, Table 4"'), 19, 42, "'s2' is not a source"),
     ("E936", _edit("reference_lab: ALT", "reference_lab: ALTT"), 12, 18, "did you mean 'ALT'?"),
 ]
