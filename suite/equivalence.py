@@ -8,9 +8,11 @@ and every `if` of the actions takes the same branch. That is asked of z3 for eve
 whose guards, or the derived values they read, the mutant changed: unsatisfiable everywhere
 means equivalent; a model is a concrete input on which the two differ, which the report shows.
 
-Only edits inside conditions are decided this way (`mutants.GUARD_OPERATORS`); for the other
-operators `witness` finds an input on which the mutated rule fires (the mutant's difference
-shows there), or proves that it never fires (then the mutant is equivalent).
+Only edits inside conditions are decided this way (`mutants.GUARD_OPERATORS`); a flipped fact
+default is decided by `same_default` (the protocol with the fact fixed at each value, compared
+the same way); for the other operators `witness` finds an input on which the mutated rule fires
+(the mutant's difference shows there), or proves that it never fires (then the mutant is
+equivalent).
 """
 
 from __future__ import annotations
@@ -206,6 +208,63 @@ def equivalent(original, mutant, *, moved_rules: bool = False) -> Verdict:
     `moved_rules`: the mutant moved or left out a rule (its `if`s are then compared as part of
     what each rule does, not position by position)."""
     return _Pair(original, mutant).differ(original, mutant, ifs=not moved_rules)
+
+
+def _literal(decl: Mapping, value) -> dict:
+    kind = decl.get("type")
+    if kind == "bool":
+        return {"op": "bool", "value": bool(value)}
+    if kind == "enum":
+        return {"op": "enum", "value": value}
+    return {"op": "num", "value": value}
+
+
+def _fixed(x: Any, name: str, lit: dict) -> Any:
+    """`x` (any part of a compiled graph) with every read of the fact `name` replaced by `lit`."""
+    if isinstance(x, Mapping):
+        if x.get("op") == "fact" and x.get("name") == name:
+            return dict(lit)
+        return {k: _fixed(v, name, lit) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_fixed(v, name, lit) for v in x]
+    return x
+
+
+def with_fact(graph, name: str, value):
+    """A copy of the compiled protocol in which the fact `name` always has `value`: every
+    expression that reads it (guards, derived values, conditions of `if`) reads the constant."""
+    decl = (graph.graph.get("facts") or {})[name]
+    lit = _literal(decl, value)
+    g = graph.copy()
+    g.graph = {**graph.graph, "lets": {k: _fixed(v, name, lit) for k, v in (graph.graph.get("lets") or {}).items()}}
+    for n, data in graph.nodes(data=True):
+        g.nodes[n].update(_fixed(dict(data), name, lit))
+    for u, v, k, data in graph.edges(keys=True, data=True):
+        g.edges[u, v, k].update(_fixed(dict(data), name, lit))
+    return g
+
+
+def same_default(graph, mutant) -> Verdict:
+    """A flipped fact default (`indication default other` -> `... default rheumatoid_arthritis`):
+    the default is what a patient whose timeline never gives the fact has, for the whole replay.
+    Equivalent when the protocol decides the same with the fact fixed at the old value as with it
+    fixed at the new one, for every other input (every handler, every `if`): no expression tells
+    the two values apart (an enumeration's members that every `in` test puts on the same side).
+    Otherwise the witness is such a patient and the input on which the two decide differently."""
+    old_facts, new_facts = graph.graph.get("facts") or {}, mutant.graph.get("facts") or {}
+    changed = [n for n, d in old_facts.items()
+               if n in new_facts and (d.get("has_default"), d.get("default")) !=
+               (new_facts[n].get("has_default"), new_facts[n].get("default"))]
+    if len(changed) != 1 or not old_facts[changed[0]].get("has_default") or not new_facts[changed[0]].get("has_default"):
+        return Verdict(False, "a patient whose timeline does not give this fact")
+    name = changed[0]
+    a = with_fact(graph, name, old_facts[name]["default"])
+    b = with_fact(graph, name, new_facts[name]["default"])
+    v = _Pair(a, b).differ(a, b)
+    if v.equivalent:
+        return Verdict(True, f"no condition tells {name} = {old_facts[name]['default']} from "
+                             f"{name} = {new_facts[name]['default']}")
+    return Verdict(False, f"a patient whose timeline does not give {name}: {v.witness}", v.state, v.example)
 
 
 def witness(graph, line: int) -> Verdict:

@@ -223,7 +223,7 @@ def _judge(r: MutantResult, path: str, graph, mutant_graph) -> None:
     elif m.operator in ("target", "drop-action", "drop-rule", "swap-rules"):
         verdict = equivalence.witness(graph, m.span.line)
     elif m.operator == "default":
-        verdict = equivalence.Verdict(False, "a patient whose timeline does not give this fact")
+        verdict = equivalence.same_default(graph, mutant_graph)
     else:
         verdict = equivalence.Verdict(False, _window_witness(m))
     if verdict.equivalent:

@@ -85,3 +85,56 @@ def test_cli_coverage_text_and_json(tmp_path, capsys):
     cond = data["coverage"]["conditions"]
     assert cond["summary"]["conditions"] == 5 and len(cond["conditions"]) == 5
     assert {"where", "line", "condition", "shown_true", "shown_false"} <= set(cond["conditions"][0])
+
+
+MASKED = """\
+protocol masked
+source s "a source"
+lab ALT unit "U/L" uln 40
+action order_alt "ALT" orders ALT
+action hold "Hold the drug"
+let tx = xuln(ALT)
+initial state watch {
+  on entry { do order_alt due 2..4 weeks cite s }
+  on panel {
+    when tx > 5 -> stopped cite s
+    when tx > 1 and tx <= 5 -> held cite s { do hold cite s }
+    otherwise stay cite s
+  }
+}
+state held {
+  on panel { otherwise stay cite s }
+}
+terminal state stopped
+"""
+
+
+def _masked(tmp_path: Path, text: str):
+    r = compile_source(text, "masked.rxw", verify=False)
+    assert r.ok
+    p = tmp_path / "c.yaml"
+    p.write_text(CASE.replace("protocol: grading", "protocol: masked").format(
+        events="  - {date: 2025-01-20, lab: ALT, value: 400}", expect="  - final state stopped"), encoding="utf-8")
+    return condition_coverage(r.graph, [(str(p), load_case(str(p), r.graph))], jobs=1)
+
+
+def test_a_condition_first_match_masks_is_proven_unable_to_decide(tmp_path):
+    # `tx <= 5` is only read when `tx > 5` was false: held true, nothing can change (proven),
+    # so it is left out of the percentage and listed as such
+    report = _masked(tmp_path, MASKED)
+    c = _by_text(report)[("rule 'when tx > 1 and tx <= 5' of watch", "tx <= 5")]
+    assert c.moot_false and not c.moot_true and not c.shown_false
+    assert report.summary()["moot"] == 1
+    assert "`tx <= 5` (rule 'when tx > 1 and tx <= 5' of watch) cannot decide when false: proven, left out" \
+        in report.format_text()
+    # `tx > 1` can decide both ways: not moot, just not shown by this one case
+    t = _by_text(report)[("rule 'when tx > 1 and tx <= 5' of watch", "tx > 1")]
+    assert not t.moot_true and not t.moot_false
+
+
+def test_a_condition_first_match_does_not_mask_is_not_left_out(tmp_path):
+    # with `tx > 6` first, tx = 5.5 reaches `tx <= 5` false: it can decide, it is not moot
+    report = _masked(tmp_path, MASKED.replace("when tx > 5 -> stopped", "when tx > 6 -> stopped"))
+    c = _by_text(report)[("rule 'when tx > 1 and tx <= 5' of watch", "tx <= 5")]
+    assert not c.moot_false and not c.moot_true
+    assert report.summary()["moot"] == 0

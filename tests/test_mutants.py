@@ -123,10 +123,46 @@ def test_a_changed_if_condition_is_compared_too():
     text = PROTOCOL.replace("on entry { do order_alt due 1..2 weeks cite s }",
                             "on entry { if frail { do order_alt due 1..2 weeks cite s } }")
     m = _mutant("default", "`frail default false` -> `frail default true`", text)
-    assert m  # defaults are not conditions: never proven equivalent by the verifier
+    assert m  # a default is decided by same_default (below), not position by position
     swapped = text.replace("if frail {", "if not frail {")
     v = equivalence.equivalent(compiled(text).graph, compiled(swapped).graph)
     assert not v.equivalent and "if" in v.witness
+
+
+ENUM = PROTOCOL.replace("fact frail bool default false",
+                        "fact frail bool default false\nfact route \"route\" one of oral, iv, sc, im default oral") \
+    .replace("when tx > 1 and frail stay", "when tx > 1 and (frail or route in {iv, im}) stay")
+
+
+def test_a_default_no_condition_tells_apart_is_equivalent():
+    # `route in {iv, im}` reads oral and sc alike: a patient without a route is graded the same
+    m = _mutant("default", "`route default oral` -> `route default iv`", ENUM)
+    assert m.text == ENUM.replace("default oral", "default iv")
+    same = ENUM.replace("default oral", "default sc")
+    v = equivalence.same_default(compiled(ENUM).graph, compiled(same).graph)
+    assert v.equivalent and "route = oral" in v.witness and "route = sc" in v.witness
+
+
+def test_a_default_some_condition_tells_apart_is_not_equivalent():
+    # oral -> iv (the next member, the operator's edit) moves the patient into `route in {iv, im}`
+    m = _mutant("default", "`route default oral` -> `route default iv`", ENUM)
+    v = equivalence.same_default(compiled(ENUM).graph, compiled(m.text).graph)
+    assert not v.equivalent
+    assert v.witness.startswith("a patient whose timeline does not give route: state watch, on panel:")
+    # and a bool default that a guard reads
+    m = _mutant("default", "`frail default false` -> `frail default true`")
+    assert not equivalence.same_default(compiled().graph, compiled(m.text).graph).equivalent
+
+
+def test_the_runner_leaves_an_equivalent_default_out_of_the_score(tmp_path):
+    text = ENUM.replace("default oral", "default sc")  # sc -> im (the next member) is told apart...
+    text = text.replace("one of oral, iv, sc, im", "one of oral, iv, im, sc")  # ...sc -> oral is not
+    r = compiled(text)
+    (case,) = _suite(tmp_path, [("  - {date: 2025-01-20, lab: ALT, value: 400}", "  - final state stopped")])
+    report = run_mutants("grading.rxw", text, r.module, r.graph, [case], jobs=1)
+    (d,) = [x for x in report.results if x.mutant.operator == "default" and "route" in x.mutant.edit]
+    assert d.mutant.edit == "`route default sc` -> `route default oral`"
+    assert d.status == "equivalent"
 
 
 def _suite(tmp_path: Path, cases: list[tuple[str, str]]) -> list[str]:
