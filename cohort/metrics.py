@@ -127,10 +127,32 @@ class Collector:
         self.episodes = {p: {col: ([], []) for _, col in MEDIANS} for p in self.protocols}  # (patients, values)
 
     def add(self, table) -> None:
-        """Add summary rows (a pyarrow Table or a list of dicts of run.ROW_FIELDS)."""
-        rows = table.to_pylist() if hasattr(table, "to_pylist") else table
-        for r in rows:
-            self.add_row(r)
+        """Add summary rows: a pyarrow Table (read by column) or a list of dicts of run.ROW_FIELDS."""
+        if not hasattr(table, "column"):
+            for r in table:
+                self.add_row(r)
+            return
+        if table.num_rows == 0:
+            return
+        ok = np.asarray(table.column("status").to_pylist(), dtype=object) == "ok"
+        patients = table.column("patient").to_numpy()
+        protocols = np.asarray(table.column("protocol").to_pylist(), dtype=object)
+        for p in self.protocols:
+            mine = ok & (protocols == p)
+            if not mine.any():
+                continue
+            idx = patients[mine]
+            d = self.data[p]
+            for c in self.columns:
+                d[c][idx] = table.column(c).to_numpy(zero_copy_only=False)[mine]
+            for _, col in MEDIANS:
+                lists = table.column(col).to_pylist()
+                pats, vals = self.episodes[p][col]
+                for i in np.flatnonzero(mine):
+                    values = lists[i]
+                    if values:
+                        pats.extend([int(patients[i])] * len(values))
+                        vals.extend(values)
 
     def add_row(self, r: dict) -> None:
         p = r["protocol"]
@@ -148,6 +170,7 @@ class Collector:
 
     def metrics(self, *, resamples: int = 1000, seed: int = 0, block: int = 50) -> Metrics:
         ref = self.protocols[0]
+        self._matrix = {}
         out = Metrics(self.protocols, self.n, resamples)
         eps = {p: {col: (np.asarray(pats, dtype=np.int64), np.asarray(vals, dtype=float))
                    for col, (pats, vals) in self.episodes[p].items()} for p in self.protocols}
@@ -157,8 +180,11 @@ class Collector:
         done = 0
         while done < resamples:
             k = min(block, resamples - done)
-            w = np.stack([np.bincount(rng.integers(0, self.n, self.n), minlength=self.n) for _ in range(k)]).astype(float) \
-                if self.n else np.zeros((k, 0))
+            if self.n:  # k resamples of n patients with replacement: how often each patient is drawn
+                draws = rng.integers(0, self.n, (k, self.n)) + (np.arange(k) * self.n)[:, None]
+                w = np.bincount(draws.ravel(), minlength=k * self.n).reshape(k, self.n).astype(np.float64)
+            else:
+                w = np.zeros((k, 0))
             for p in self.protocols:
                 reps[p].append(self._point(p, w, eps[p]))
             done += k
@@ -176,11 +202,12 @@ class Collector:
 
     def _point(self, p: str, w: np.ndarray, eps: dict) -> dict:
         """Each metric for each row of weights `w` (resamples x patients)."""
-        d = self.data[p]
+        x = self._matrix.get(p)
+        if x is None:
+            x = self._matrix[p] = np.column_stack([self.data[p][c] for c in self.columns]) if self.columns else None
+        totals = w @ x  # resamples x columns: every total of every resample in one product
+        sums = {c: totals[:, j] for j, c in enumerate(self.columns)}
         out = {}
-        sums = {}
-        for c in self.columns:
-            sums[c] = w @ d[c]
         with np.errstate(divide="ignore", invalid="ignore"):
             for name, num, den, scale in RATIOS:
                 out[name] = np.where(sums[den] > 0, scale * sums[num] / np.where(sums[den] > 0, sums[den], 1), np.nan)
