@@ -139,8 +139,7 @@ def svg(chart: Chart) -> str:
                 lx += 22 + len(lab) * CHAR
         y = bottom + GAP
     if not chart.rows:
-        out.append(f'<text x="{LEFT + plot_w / 2}" y="{y + 20}" text-anchor="middle" class="lc-note">no lab results in this trace '
-                   f'(`rxwatch simulate --format json --results` writes them)</text>')
+        out.append(f'<text x="{LEFT + plot_w / 2}" y="{y + 20}" text-anchor="middle" class="lc-note">no lab results in this trace</text>')
         y += 36
     rows_bottom = y - GAP
     for m in chart.markers:
@@ -202,7 +201,7 @@ def svg(chart: Chart) -> str:
     body = "\n".join(out)
     pts = "\n".join(points_svg + tips)
     return (f'<svg xmlns="http://www.w3.org/2000/svg" id="labchart-svg" viewBox="0 0 {W} {height}" width="100%" '
-            f'role="img" aria-label="{_e(chart.title)}" style="max-width:{W}px;display:block">'
+            f'aria-label="{_e(chart.title)}" style="max-width:{W}px;display:block">'
             f"<style>{style}</style>{defs}\n{body}\n<g class=\"lc-points\">\n{pts}\n</g></svg>")
 
 
