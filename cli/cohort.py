@@ -21,7 +21,7 @@ SHOWN_FAILED = 20
 @app.command("cohort")
 def cohort_(
     protocols: List[Path] = typer.Argument(..., metavar="PROTOCOL...", help="Protocol files (.rxw) or compiled graphs; the first is the reference of the paired differences.", exists=True, dir_okay=False, readable=True),
-    model: Path = typer.Option(..., "--model", metavar="MODEL.yaml", help="The patient model (cohort/models/*.yaml, docs/cohort.md#the-patient-model).", exists=True, dir_okay=False, readable=True),
+    model_: str = typer.Option(..., "--model", metavar="MODEL.yaml", help="The patient model: a file, or a shipped model's name (anakinra, leflunomide, tocilizumab; docs/cohort.md#the-patient-model)."),
     patients: int = typer.Option(..., "--patients", min=1, metavar="N", help="Synthetic patients (each sees every protocol)."),
     years: float = typer.Option(..., "--years", metavar="Y", help="Follow-up of each patient, in years (e.g. 2, or 0.5)."),
     seed: int = typer.Option(..., "--seed", min=0, metavar="S", help="The cohort's seed: the same seed gives the same patients, results and report."),
@@ -44,6 +44,7 @@ def cohort_(
     """
     from rxwatch.cohort.scale import DEFAULT_START
 
+    model = _model_file(model_)
     report = output_path(output_)
     table_out = output_path(table)
     plot_dir = Path(plot) if plot else None
@@ -104,9 +105,9 @@ def cohort_(
         _write_plots(result, plot_dir)
         say(f"wrote {plot_dir}/")
     if report is not None:
-        write_atomic(report, build(result, model_name=model.name), inputs=inputs)
+        write_atomic(report, build(result, model_name=model_), inputs=inputs)
         say(f"wrote {report}")
-    print(text_summary(result, model_name=model.name))
+    print(text_summary(result, model_name=model_))
     if result.failed:
         raise typer.Exit(int(Status.INPUT_ERROR))
 
@@ -116,6 +117,16 @@ def _same(a: Path, b: Path) -> bool:
         return a.resolve() == Path(b).resolve()
     except OSError:
         return False
+
+
+def _model_file(name: str) -> Path:
+    """The model's file: the path given, or the shipped model of that name; exit 2 if none."""
+    from rxwatch.cohort.model import model_path, shipped_models
+
+    path = Path(model_path(name))
+    if not path.is_file():
+        raise fail(f"{name}: no such model file, nor a shipped model (shipped: {', '.join(shipped_models())})")
+    return path
 
 
 def _load_model(path: Path):
