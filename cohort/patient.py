@@ -64,8 +64,15 @@ def _base(seed: int, index: int) -> int:
 def uniform(base: int, purpose: int, a: int = 0, b: int = 0, c: int = 0) -> float:
     """The uniform draw in (0, 1) keyed by (patient, purpose, a, b, c): two rounds of
     splitmix64's finaliser over Weyl sums of the keys (splitmix64 is itself one round over
-    a Weyl sequence)."""
-    h = _mix((base + purpose * _G1 + (a & _M) * _G2) & _M)
+    a Weyl sequence). The first round depends on (patient, purpose, a) only: `_stage`."""
+    return _draw(_stage(base, purpose, a), b, c)
+
+
+def _stage(base: int, purpose: int, a: int) -> int:
+    return _mix((base + purpose * _G1 + (a & _M) * _G2) & _M)
+
+
+def _draw(h: int, b: int, c: int) -> float:
     h = _mix((h + (b & _M) * _G3 + (c & _M) * _G4 + 0x632BE59BD9B4E019) & _M)
     return ((h >> 11) + 0.5) / 9007199254740992.0
 
@@ -303,6 +310,8 @@ class SyntheticPatient:
         self._loc = Loc(f"<cohort {model.name} seed {self.seed} patient {self.index}>", 0)
         inj = model.injury
         self._plan = _plan(model)
+        self._stages: dict = {}
+        self._attended: dict = {}  # (opens, late, ordered) -> the answer of attends
         # set points, multiples of the ULN (the value itself for a lab without ULN)
         self.set_points: dict[str, float] = {}
         for lab in model.labs.values():
@@ -437,16 +446,19 @@ class SyntheticPatient:
         e, b = self._excess(t)
         h, ordinal = self._h, self._ord0 + t
         out = []
-        plan, sets, loc = self._plan, self.set_points, self._loc
+        plan, sets, loc, stages = self._plan, self.set_points, self._loc, self._stages
         for name in labs:
             p = plan.get(name)
             if p is None:
                 continue
             _, key, sb, sa, uln, scale, unit, role, factor, ulnf = p
             x = sets[name] if role == 4 else sets[name] + factor * (e if role <= 1 else b)
-            eps = sb * _z(uniform(h, _BIO, key, ordinal))
+            st = stages.get(name)
+            if st is None:  # the first round of this lab's draws, once per patient
+                st = stages[name] = (_stage(h, _BIO, key), _stage(h, _ANALYTICAL, key))
+            eps = sb * _z(_draw(st[0], ordinal, 0))
             if sa is not None:
-                eps += sa * _z(uniform(h, _ANALYTICAL, key, ordinal, draw))
+                eps += sa * _z(_draw(st[1], ordinal, draw))
             x *= math.exp(eps) * ulnf
             n = max(1, round(x * scale))
             if scale == 1:
@@ -464,6 +476,15 @@ class SyntheticPatient:
         never with probability `adherence.never`, else late, by `adherence.lateness` x the
         interval (from `ordered`, the day of the order, to `late`; without it, the window's
         length) after `late`, at least one day. The same window gives the same answer."""
+        memo = (opens, late, ordered)
+        known = self._attended.get(memo, self)
+        if known is not self:
+            return known
+        when = self._attends(opens, late, ordered)
+        self._attended[memo] = when
+        return when
+
+    def _attends(self, opens: Any, late: Any, ordered: Any) -> datetime.date | None:
         o, l = _offset(self.start, opens), _offset(self.start, late)
         l = max(l, o)
         adh = self.model.adherence
