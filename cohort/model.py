@@ -279,7 +279,7 @@ class PatientModel:
         """Every parameter as a Markdown table: name, value, marker, source, note."""
         rows = ["| parameter | value | marker | source | note |", "|---|---|---|---|---|"]
         for p in self.params:
-            cites = "; ".join(f"{sid} ({loc})" for sid, loc in p.cites)
+            cites = "; ".join(f"{sid} ({loc})" for sid, loc in p.cites).replace("|", "\\|")
             note = p.note.replace("|", "\\|").replace("\n", " ")
             rows.append(f"| `{p.name}` | {p.text()} | {p.marker} | {cites} | {note} |")
         return "\n".join(rows)
