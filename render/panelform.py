@@ -145,7 +145,7 @@ class _Js(ir.Visitor):
                 raise FormError("known() takes one argument")
             if args[0].get("op") in ("num", "bool", "enum", "duration"):
                 return "true"
-            return f"({self.gen(args[0])}!==null)"
+            return f"$known(c,function(){{return {self.gen(args[0])};}})"
         if func == "since":
             return f"$since(c,{self.o.name(args[0]['name'])})"
         if func == "fulfilled":
@@ -175,11 +175,13 @@ class _Js(ir.Visitor):
     def visit_not(self, t):
         return f"$not({self.gen(t['arg'])})"
 
+    # left to right, stopping at the first operand that decides (as the simulator's code does):
+    # what the others would read is not read, nor reported as needed
     def visit_and(self, t):
-        return f"$and([{','.join(self.gen(a) for a in t['args'])}])"
+        return f"$and([{','.join('function(){return ' + self.gen(a) + ';}' for a in t['args'])}])"
 
     def visit_or(self, t):
-        return f"$or([{','.join(self.gen(a) for a in t['args'])}])"
+        return f"$or([{','.join('function(){return ' + self.gen(a) + ';}' for a in t['args'])}])"
 
 
 class _Compiler:
@@ -378,6 +380,8 @@ class _Builder:
             "text": self.L.expr(d.get("guard")) if d.get("guard") is not None else "otherwise",
             "because": d.get("because") or "",
             "track": self.nodes[u].get("track"),
+            # the lets its guard reads (through other lets too), shown with the answer as the trace's `values`
+            "lets": [[n, self.c.let(n)] for n in _lets_read(d.get("guard"), lets)],
         }
         return key
 
@@ -521,6 +525,20 @@ class _Builder:
         for decl in (self.g.get("lets") or {}).values():
             if isinstance(decl, Mapping) and decl.get("expr") is not None:
                 yield decl["expr"]
+
+
+def _lets_read(tree: Mapping | None, lets: Mapping) -> list[str]:
+    """The lets `tree` reads, through other lets too, in order of first appearance."""
+    out: dict[str, None] = {}
+    stack = [tree] if tree is not None else []
+    while stack:
+        for n in ir.walk(stack.pop()):
+            if n.get("op") == "let" and n["name"] not in out:
+                out[n["name"]] = None
+                decl = lets.get(n["name"])
+                if isinstance(decl, Mapping) and decl.get("expr") is not None:
+                    stack.append(decl["expr"])
+    return list(out)
 
 
 def _action_trees(actions):

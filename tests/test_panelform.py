@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
 import re
 import shutil
 import subprocess
+import tempfile
 
 import pytest
 
@@ -64,8 +66,12 @@ def run(graph, questions: list[dict]) -> list[dict]:
     stub = ("var window = {}; var document = {getElementById: function (id) {"
             f" return id === 'rxwatch-panelform' ? {{textContent: {json.dumps(json.dumps(data))}}} : null; }}}};\n")
     tail = "\nprocess.stdout.write(JSON.stringify(window.rxwatchPanelform.evaluate(JSON.parse(require('fs').readFileSync(0, 'utf8')))));\n"
-    out = subprocess.run([NODE, "-e", stub + script + tail], input=json.dumps(questions), capture_output=True,
-                         text=True, timeout=60)
+    with tempfile.NamedTemporaryFile("w", suffix=".js", encoding="utf-8", delete=False) as f:
+        f.write(stub + script + tail)
+    try:
+        out = subprocess.run([NODE, f.name], input=json.dumps(questions), capture_output=True, text=True, timeout=60)
+    finally:
+        os.unlink(f.name)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout)
 
@@ -301,3 +307,35 @@ def test_a_patients_history_from_a_trace():
     assert q["orders"] == [{"action": "order_lfts", "opens": "2025-03-06"}]
     assert q["facts"]["indication"] == "rheumatoid_arthritis" and q["facts"]["liver_disease"] is False
     assert datetime.date.fromisoformat(q["today"])
+
+
+FRAGILE = HEAD + '''
+lab ALT "alanine aminotransferase" unit "U/L" uln 40
+action order_alt "Order ALT" orders ALT
+var confirmed "the elevation was confirmed" bool
+initial state watch "Watching" {
+  on entry { do order_alt due within 14 days cite s }
+  on panel ordered {
+    when xuln(ALT) > 3 and not known(confirmed) -> ask_again cite s
+    when xuln(ALT) > 3 and confirmed -> high cite s
+    when xuln(ALT) > 2 stay cite s { set confirmed = true cite s }
+    otherwise stay cite s
+  }
+}
+terminal state ask_again "Ask again"
+terminal state high "High"
+'''
+
+
+@needs_node
+def test_blank_history_is_unknown_and_an_answer_that_depends_on_it_says_so():
+    graph = compile_source(FRAGILE, "fragile.rxw").graph
+    blank, given = ask("watch", ALT=("200",)), ask("watch", ALT=("200",))
+    given["vars"] = {"confirmed": True}
+    normal = ask("watch", ALT=("20",))
+    a, b, c = run(graph, [blank, given, normal])
+    # blank: known(confirmed) is false, so the first rule fires, and the answer says it read a blank
+    assert decision(a) == ("ask_again", "watch/0/0") and a["regions"][0]["fragile"] == ["var confirmed"]
+    assert decision(b) == ("high", "watch/0/1") and b["regions"][0]["fragile"] == []
+    # a normal panel decides whatever the variable is: no blank was read through known()
+    assert decision(c) == ("watch", "watch/0/3") and c["regions"][0]["fragile"] == []

@@ -118,6 +118,16 @@
     c.needs[kind + " " + k] = 1;
     return null;
   }
+  // known(X): never unknown; when X is unknown because history was left blank, the answer
+  // depends on that history (known() is the one read that unknown does not propagate through)
+  function $known(c, f) {
+    var before = Object.keys(c.needs).length;
+    var v = f();
+    if (v === null && Object.keys(c.needs).length > before) {
+      Object.keys(c.needs).forEach(function (n) { c.fragile[n] = 1; });
+    }
+    return v !== null;
+  }
   function $let(c, i) {
     if (Object.prototype.hasOwnProperty.call(c.m, i)) return c.m[i];
     var v = LET[i](c);
@@ -186,13 +196,28 @@
     if (op === "!=") return x !== y;
     return test(op, x < y ? -1 : x > y ? 1 : 0);
   }
-  function $and(xs) {
+  function kleeneAnd(xs) {
     if (xs.indexOf(false) >= 0) return false;
     return xs.indexOf(null) >= 0 ? null : true;
   }
-  function $or(xs) {
-    if (xs.indexOf(true) >= 0) return true;
-    return xs.indexOf(null) >= 0 ? null : false;
+  // Kleene's and/or over operands given as functions, read left to right until one decides
+  function $and(fs) {
+    var unknown = false;
+    for (var i = 0; i < fs.length; i++) {
+      var v = fs[i]();
+      if (v === false) return false;
+      if (v === null) unknown = true;
+    }
+    return unknown ? null : true;
+  }
+  function $or(fs) {
+    var unknown = false;
+    for (var i = 0; i < fs.length; i++) {
+      var v = fs[i]();
+      if (v === true) return true;
+      if (v === null) unknown = true;
+    }
+    return unknown ? null : false;
   }
   function $not(x) { return x === null ? null : !x; }
   function $in(x, set) { return x === null ? null : set.indexOf(x) >= 0; }
@@ -201,7 +226,7 @@
       var x = vals[i], y = vals[i + 1];
       return x === null || y === null ? null : compareValues(op, x, y);
     });
-    return $and(links);
+    return kleeneAnd(links);
   }
   // durations compared on calendar dates: since(A) < 6 months is today < last(A) + 6 months
   function $timeChain(c, ops, vals) {
@@ -217,7 +242,7 @@
       else throw new Error("cannot compare a duration with a number");
       return test(op, r);
     });
-    return $and(links);
+    return kleeneAnd(links);
   }
   function cmpNum(a, b) { return a < b ? -1 : a > b ? 1 : 0; }
 
@@ -282,7 +307,9 @@
       (found.length ? found : absent).forEach(function (lab) { if (missing.indexOf(lab) < 0) missing.push(lab); });
     });
     var rule = rules[undecided[0]];
+    c.m = {};
     var s = { type: "unassessable", trigger: trigger, missing: missing, state: c.state.name, rule: rule.key };
+    Object.defineProperty(s, "values", { value: valuesRead(c, rule), enumerable: false });
     if (c.state.track !== null) s.track = c.state.track;
     c.steps.push(s);
     return s;
@@ -313,9 +340,18 @@
     if (chosen.stay) s.stay = true;
     if (rule.track !== null) s.track = rule.track;
     if (alternative !== null) s.alternative = alternative;
-    var sel = { rule: chosen, step: s, state: c.state };
+    var sel = { rule: chosen, step: s, state: c.state, values: valuesRead(c, rule) };
     c.sel.push(sel);
     return sel;
+  }
+
+  // what the rule's guard read: its lets' values, as the trace's `values` shows them
+  function valuesRead(c, rule) {
+    var saved = c.needs;
+    c.needs = {};
+    var out = rule.lets.map(function (pair) { return [pair[0], $let(c, pair[1])]; });
+    c.needs = saved;
+    return out;
   }
 
   function ancestors(st) { return st.ancestors.map(function (n) { return S[n]; }); }
@@ -340,9 +376,10 @@
     cands.forEach(function (pair) {
       c.state = pair[0];
       c.needs = {};
+      c.fragile = {};
       var got = dispatch(c, pair[1], trigger);
       c.regions.push({ state: pair[0].name, track: pair[0].track, trigger: trigger, got: got,
-                       needs: Object.keys(c.needs) });
+                       needs: Object.keys(c.needs), fragile: Object.keys(c.fragile) });
     });
     if (c.sel.length) execute(c, c.sel);
   }
@@ -442,12 +479,29 @@
         c.needs = {};
         var t = value(c, a.cond);
         if (t === null && Object.keys(c.needs).length) {
-          c.steps.push(stepOf({ type: "note", text: "if " + a.text + ": unknown (" + Object.keys(c.needs).join(", ") +
-            " not given), taken as not", state: st.name }, st));
+          // unknown only because history was left blank: both branches shown, neither taken
+          var then = progTexts(a.then), other = progTexts(a["else"]);
+          c.steps.push(stepOf({ type: "note", state: st.name, needs: Object.keys(c.needs),
+            text: "if " + a.text + " (depends on the blank " + Object.keys(c.needs).join(", ") + "): " +
+              (then.length ? then.join("; ") : "nothing") + (other.length ? "; otherwise: " + other.join("; ") : "") }, st));
+          return;
         }
         run(c, t === true ? a.then : a["else"], st);
       }
     });
+  }
+
+  // what a list of actions would do, as text (an `if` it holds: its condition and both branches)
+  function progTexts(prog) {
+    var out = [];
+    prog.forEach(function (a) {
+      if (a.k === "do" || a.k === "one_of") out.push(a.text);
+      else if (a.k === "if") {
+        var t = progTexts(a.then), e = progTexts(a["else"]);
+        if (t.length || e.length) out.push("if " + a.text + ": " + (t.join("; ") || "nothing") + (e.length ? ", otherwise " + e.join("; ") : ""));
+      }
+    });
+    return out;
   }
 
   function windowOf(today, w) {
@@ -503,7 +557,7 @@
   function evaluate(q) {
     var today = parseDay(q.today);
     var c = {
-      P: {}, U: {}, F: {}, V: {}, L: {}, m: {}, needs: {}, entries: {}, fulfilled: {}, drugs: {},
+      P: {}, U: {}, F: {}, V: {}, L: {}, m: {}, needs: {}, fragile: {}, entries: {}, fulfilled: {}, drugs: {},
       today: today, entered: null, state: null, steps: [], regions: [], sel: [], pending: [], timers: [],
       fired: 0, choices: q.choices || [], used: {},
       config: (q.config || []).map(function (n) { return S[n]; })
@@ -634,6 +688,15 @@
     if (kind === "entry") return "the day " + title(name) + " was entered";
     if (kind === "drug") return "the status of " + name;
     return n;
+  }
+  function readText(values) {
+    if (!values || !values.length) return document.createTextNode("");
+    return el("p", "pf-hint", ["read: " + values.map(function (v) {
+      var x = v[1];
+      var shown = x === null ? "unknown" : x === true ? "yes" : x === false ? "no" : isQ(x) ? qText(x) :
+        x.since !== undefined ? "since " + isoDay(x.since) : String(x);
+      return v[0] + " = " + shown;
+    }).join(", ")]);
   }
   function regionName(track) {
     return track === null ? "" : (title(track) || track);
@@ -898,15 +961,24 @@
         var rule = got.rule;
         var to = rule.stay ? "stays in " + title(rule.source) : "→ " + title(rule.target);
         item.appendChild(el("p", "pf-fires", [el("strong", null, ["Fires: "]), el("span", "pf-rule", [ruleText(rule.key)]), " ", el("span", "pf-target", [to])]));
+        item.appendChild(readText(got.values));
         if (got.step.preempted) item.appendChild(el("p", "pf-hint", ["It takes precedence over " + got.step.preempted.join(", ") + " (the wider exit wins)."]));
         if (!got.step.fired) item.appendChild(el("p", "pf-hint", ["Not acted on: a rule of another track that leaves more takes precedence."]));
       } else if (got && got.type === "unassessable") {
         var text = got.missing.length ? "unassessable: missing " + got.missing.join(", ") : "unassessable";
         item.appendChild(el("p", "pf-unassessable", [el("strong", null, [text]), " (", ruleText(got.rule), " cannot be decided; nothing is done)"]));
+        item.appendChild(readText(got.values));
       } else {
         item.appendChild(el("p", null, ["No rule applies: nothing is done."]));
       }
-      if (needs.length) item.appendChild(el("p", "pf-needs", ["Needs the patient's history: " + needs.map(needText).join("; ")]));
+      // a decided rule stays decided whatever the blank history is (three-valued logic), unless
+      // known() read a blank: then the answer depends on it
+      if (needs.length && (!got || got.type === "unassessable")) {
+        item.appendChild(el("p", "pf-needs", ["Needs the patient's history: " + needs.map(needText).join("; ")]));
+      } else if (r.fragile.length) {
+        item.appendChild(el("p", "pf-needs", ["This answer reads as unknown what was left blank: " + r.fragile.map(needText).join("; ") +
+          ". Fill it in: the answer may change."]));
+      }
       list.appendChild(item);
     });
     (res.unseen || []).forEach(function (n) {
@@ -920,12 +992,11 @@
       if (s.type === "action") {
         var li = el("li", null, [s.options ? s.options.map(function (o) { return (D.actions[o] && D.actions[o].text) || o; }).join(" OR ") : s.text]);
         if (s.window) li.appendChild(el("span", "pf-window", [" (" + s.window[0] + " to " + s.window[1] + ")"]));
-        if (s.drug) li.appendChild(el("span", "pf-hint", [" — " + s.drug.name + " " + s.drug.status.replace("_", " ")]));
+        if (s.options) li.appendChild(el("span", "pf-hint", [" (one of them)"]));
+        else if (s.drug) li.appendChild(el("span", "pf-hint", [" — " + s.drug.name + " " + s.drug.status.replace("_", " ")]));
         todo.appendChild(li);
-      } else if (s.type === "enter") {
-        todo.appendChild(el("li", "pf-enter", ["Now: " + title(s.state)]));
-      } else if (s.type === "set") {
-        todo.appendChild(el("li", "pf-set", ["Recorded: " + s.text]));
+      } else if (s.type === "enter" && S[s.state].type === "atomic") {
+        todo.appendChild(el("li", "pf-enter", [el("strong", null, ["Now: " + title(s.state)])]));
       } else if (s.type === "note") {
         todo.appendChild(el("li", "pf-needs", [s.text]));
       }
