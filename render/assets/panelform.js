@@ -340,7 +340,7 @@
     if (chosen.stay) s.stay = true;
     if (rule.track !== null) s.track = rule.track;
     if (alternative !== null) s.alternative = alternative;
-    var sel = { rule: chosen, step: s, state: c.state, values: valuesRead(c, rule) };
+    var sel = { rule: chosen, base: rule, step: s, state: c.state, values: valuesRead(c, rule) };
     c.sel.push(sel);
     return sel;
   }
@@ -960,7 +960,13 @@
       if (got && got.type !== "unassessable") {
         var rule = got.rule;
         var to = rule.stay ? "stays in " + title(rule.source) : "→ " + title(rule.target);
-        item.appendChild(el("p", "pf-fires", [el("strong", null, ["Fires: "]), el("span", "pf-rule", [ruleText(rule.key)]), " ", el("span", "pf-target", [to])]));
+        if (got.base.alts && got.base.alts.length > 1) {
+          to = "→ one of: " + got.base.alts.map(function (a) {
+            var r2 = R[a[1]];
+            return ((D.actions[a[0]] && D.actions[a[0]].text) || a[0]) + " → " + (r2.stay ? "stay" : title(r2.target));
+          }).join("; ") + " (what to do below follows the first)";
+        }
+        item.appendChild(el("p", "pf-fires", [el("strong", null, ["Fires: "]), el("span", "pf-rule", [ruleText(got.base.key)]), " ", el("span", "pf-target", [to])]));
         item.appendChild(readText(got.values));
         if (got.step.preempted) item.appendChild(el("p", "pf-hint", ["It takes precedence over " + got.step.preempted.join(", ") + " (the wider exit wins)."]));
         if (!got.step.fired) item.appendChild(el("p", "pf-hint", ["Not acted on: a rule of another track that leaves more takes precedence."]));
