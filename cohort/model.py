@@ -657,14 +657,14 @@ class _Reader:
             uln = None
             if "uln" in f:
                 u = self.number(f["uln"][1], f"the uln of {lab}", 0, 1e15, lo_open=True)
-                uln = _exact(f["uln"][1].value) if u is not None else None
+                uln = _exact(f["uln"][1].value, u) if u is not None else None
             dec = self.number(f["decimals"][1], f"the decimals of {lab}", 0, 6, integer=True) if "decimals" in f else None
             sp = self.param(f["set_point"][1], f"{w}.set_point", dist=True, lo=0, lo_open=True) if "set_point" in f else None
             raised = None
             if "raised_set_point" in f:
                 r = self.mapping(f["raised_set_point"][1], f"{w}.raised_set_point",
                                  {"fraction": True, "median": True, "sigma_log": True})
-                if r is not None and len(r) == 3:
+                if r is not None and {"fraction", "median", "sigma_log"} <= set(r):
                     raised = (self.param(r["fraction"][1], f"{w}.raised_set_point.fraction", lo=0, hi=1),
                               self.param(r["median"][1], f"{w}.raised_set_point.median", lo=0, lo_open=True),
                               self.param(r["sigma_log"][1], f"{w}.raised_set_point.sigma_log", lo=0, hi=5))
@@ -755,7 +755,7 @@ class _Reader:
         out = []
         for i, t in enumerate(node.value):
             f = self.mapping(t, f"background.tiers[{i}]", {"weight": True, "peak": True})
-            if f is None or len(f) != 2:
+            if f is None or not {"weight", "peak"} <= set(f):
                 return None
             w = self.param(f["weight"][1], f"background.tiers[{i}].weight", lo=0, hi=1)
             p = self.param(f["peak"][1], f"background.tiers[{i}].peak", dist=True, lo=3, lo_open=True)
@@ -825,16 +825,18 @@ def _range(lo: float, hi: float, lo_open: bool) -> str:
     return f"{'above' if lo_open else 'from'} {_num(lo)} {'and at most' if lo_open else 'to'} {_num(hi)}"
 
 
-def _exact(text: str) -> Any:
-    """The exact number a YAML scalar shows (an int, or a Fraction of the decimal written)."""
+def _exact(text: str, value: float | int) -> Any:
+    """The exact number a YAML scalar shows: an int, or a Fraction of the decimal written
+    (`value`, as YAML read it, when the text is not a plain decimal: 0x10, 1_000, 1:30)."""
     from fractions import Fraction
 
-    t = text.replace("_", "")
+    if isinstance(value, int):
+        return value
     try:
-        return int(t)
+        f = Fraction(text.strip().replace("_", ""))
     except ValueError:
-        f = Fraction(t)
-        return int(f) if f.denominator == 1 else f
+        f = Fraction(value)
+    return int(f) if f.denominator == 1 else f
 
 
 def _lab_key(name: str) -> int:

@@ -404,7 +404,7 @@ class SyntheticPatient:
         if self._stale:
             k = self._drug_kernel
             if k is not None:
-                k.drug(self._history, float(self.days) + 1.0, self._dose_effect)
+                k.drug(self._history, math.inf, self._dose_effect)
             self._stale = False
 
     def _excess(self, t: float) -> tuple[float, float]:

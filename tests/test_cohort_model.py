@@ -356,3 +356,32 @@ def test_the_tocilizumab_model_reproduces_the_labels_6_month_grade_split(models)
     s = calibration.grade_split(models["tocilizumab"], 15_000, seed=2)
     for share, target in zip(s.bands, (0.48, 0.05, 0.015)):
         assert abs(share - target) <= calibration.interval99(target, s.eligible), (s, target)
+
+
+# ---------------------------------------------------------------- no file crashes the reader
+
+def test_no_edit_of_a_model_crashes_the_reader():
+    """Random edits of the small model (a line dropped or doubled, a character changed, a
+    number replaced by odd YAML) give a model or a ModelError, never another exception."""
+    rng = random.Random(16)
+    lines = SMALL.splitlines(keepends=True)
+    odd = ["0x10", "1_000", "1:30", ".inf", "-.nan", "1e400", "~", "yes", "!!binary aGk=", "[1, 2]", "{a: 1}",
+           "'0.5'", "-1", "2.5e-3", "&x 1", "*x", "\t", '"', "\\xff"]
+    for _ in range(400):
+        edited = list(lines)
+        i = rng.randrange(len(edited))
+        kind = rng.randrange(4)
+        if kind == 0:
+            del edited[i]
+        elif kind == 1:
+            edited.insert(i, edited[i])
+        elif kind == 2:
+            line = edited[i]
+            j = rng.randrange(len(line))
+            edited[i] = line[:j] + rng.choice(" :{}[],'\"#-x0.") + line[j + 1:]
+        else:
+            edited[i] = re.sub(r"\d+(\.\d+)?", lambda _: rng.choice(odd), edited[i], count=1)
+        try:
+            parse_model("".join(edited), "m.yaml")
+        except ModelError as e:
+            assert e.diagnostics and all(d.code in CODES for d in e.diagnostics)
