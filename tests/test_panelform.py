@@ -339,3 +339,58 @@ def test_blank_history_is_unknown_and_an_answer_that_depends_on_it_says_so():
     assert decision(b) == ("high", "watch/0/1") and b["regions"][0]["fragile"] == []
     # a normal panel decides whatever the variable is: no blank was read through known()
     assert decision(c) == ("watch", "watch/0/3") and c["regions"][0]["fragile"] == []
+
+
+ENTRY = """lab ALT "alanine aminotransferase" unit "U/L" uln 40
+lab ANC "neutrophils" unit "10*9/L"
+action lfts "Order ALT" orders ALT
+action anc "Order ANC" orders ANC
+action fresh "entered less than 7 days ago"
+action stale "entered 7 days ago or more"
+initial state par "Both" {
+  track A "A" {
+    initial state a1 "a1" {
+      on entry { do lfts due within 400 days cite s }
+      on panel { when xuln(ALT) > 3 -> a2 cite s
+                 otherwise stay cite s }
+    }
+    state a2 "a2" {
+      on entry {
+        if since entry < 7 days { do fresh cite s } else { do stale cite s }
+        do lfts due within 14 days cite s
+      }
+      on panel { otherwise -> a1 cite s }
+    }
+  }
+  track B "B" {
+    initial state b1 "b1" {
+      on entry { do anc due within 400 days cite s }
+      on panel { when ANC < 1 stay cite s
+                 otherwise stay cite s }
+    }
+  }
+}
+"""
+
+
+@needs_node
+@pytest.mark.parametrize("labs", [("ALT",), ("ALT", "ANC")])
+def test_since_entry_in_entry_actions_reads_what_the_simulator_reads(labs):
+    """`since entry` in the entry actions of a state entered in a track: the form reads the day
+    the simulator reads (the simulator's statechart replay, unlike its flat one, counts it from
+    the day the last rule it tried was declared in; should the simulator change, this fails)."""
+    from rxwatch.inputs import yamlsrc
+    from rxwatch.inputs.yamljson import parse_timeline
+    from rxwatch.simulator.engine import Machine
+
+    graph = compile_source(HEAD + ENTRY, "entry.rxw").graph
+    values = {"ALT": "200", "ANC": "3"}
+    rows = [{"date": "2025-04-10", "lab": lab, "value": int(values[lab])} for lab in labs]
+    text = json.dumps({"patient": {"id": "x"}, "start": "2025-01-01", "until": "2025-04-09", "events": []})
+    before = Machine(graph).run(parse_timeline(yamlsrc.load_json(text, "<t>"), "<t>", graph.graph))
+    text = json.dumps({"patient": {"id": "x"}, "start": "2025-01-01", "until": "2025-04-10", "events": rows})
+    after = Machine(graph).run(parse_timeline(yamlsrc.load_json(text, "<t>"), "<t>", graph.graph))
+    q = panelform.question(graph, before, "2025-04-10", [{"lab": lab, "value": values[lab]} for lab in labs])
+    answer = run(graph, [q])[0]
+    sim = [s["action"] for s in after["steps"] if s["type"] == "action" and s["date"] == "2025-04-10"]
+    assert [s["action"] for s in answer["steps"] if s["type"] == "action"] == sim and sim

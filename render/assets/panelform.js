@@ -418,6 +418,8 @@
       c.entries[st.name] = c.today;
       if (st.type === "atomic") c.config.push(st);
       c.steps.push(stepOf({ type: "enter", state: st.name }, st));
+      // a flat replay counts `since entry` from the state just entered; the statechart replay keeps
+      // the day its last rule tried was counted from (simulator/engine.py, _Run.execute): as it does
       if (!D.chart) { c.state = st; setEntered(c, c.today); }
     });
     c.config.sort(function (a, b) { return a.doc - b.doc; });
@@ -915,7 +917,9 @@
   box.appendChild(form);
   box.appendChild(answer);
   form.appendChild(el("p", "pf-hint", ["Pick where the patient is, enter the day's results, and read which rule fires and what to do, " +
-    "decided by the protocol's own rules as the simulator decides them."]));
+    "decided by the protocol's own rules as the simulator decides them. The states picked are the patient's on the " +
+    "panel's day (timers due before it are not run); after the panel, the timers and `on fact` rules of the states " +
+    "entered that day are."]));
   form.appendChild(where);
   form.appendChild(labelled("Date of the panel", dateInput));
   form.appendChild(table);
