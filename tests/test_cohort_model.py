@@ -385,3 +385,56 @@ def test_no_edit_of_a_model_crashes_the_reader():
             parse_model("".join(edited), "m.yaml")
         except ModelError as e:
             assert e.diagnostics and all(d.code in CODES for d in e.diagnostics)
+
+
+# ---------------------------------------------------------------- the truth against the curve
+
+def test_the_episodes_crossing_days_are_those_of_the_noise_free_curve(models):
+    """Under random drug histories (holds, reductions, stops, resumes), each episode's
+    day_3x, day_5x, peak and normal_day are those a day-by-day scan of true_multiple finds
+    (patients with one episode, whose curve is the episode's own)."""
+    rng = random.Random(7)
+    checked = 0
+    for name in ("tocilizumab", "anakinra"):
+        m = models[name]
+        for index in range(3000):
+            pt = m.patient(seed=3, index=index, start=DAY0, days=400)
+            if pt._drug_kernel is None:
+                continue
+            day = 0
+            pt.drug(day, "on", 1.0)
+            while day < 400:
+                day += rng.randrange(5, 90)
+                pt.drug(day, rng.choice(["on", "held", "stopped"]), rng.choice([1.0, 0.5]))
+            episodes = pt.episodes
+            if len(episodes) != 1:
+                continue
+            (ep,) = episodes
+            curve = [pt.true_multiple("ALT", d) for d in range(400)]
+            start = (ep.onset - DAY0).days
+            first = lambda level: next((DAY0 + datetime.timedelta(days=d) for d in range(start, 400) if curve[d] > level), None)
+            assert ep.day_3x == first(3) and ep.day_5x == first(5), (name, index)
+            top = max(curve[start:])
+            assert ep.peak == pytest.approx(top) and curve[(ep.peak_day - DAY0).days] == pytest.approx(top)
+            peak = (ep.peak_day - DAY0).days
+            normal = next((DAY0 + datetime.timedelta(days=d) for d in range(peak, 400) if curve[d] <= 1), None)
+            if top > 1:
+                assert ep.normal_day == normal, (name, index)
+            checked += 1
+    assert checked > 300
+
+
+def test_a_hold_before_the_onset_postpones_the_episode(models):
+    """The latency counts days on the drug: a 30-day hold before the onset moves it 30 days."""
+    m = models["tocilizumab"]
+    for index in range(100_000):
+        pt = m.patient(seed=1, index=index, start=DAY0, days=730)
+        k = pt._drug_kernel
+        if k is not None and 60 < k.start < 200:
+            break
+    pt.drug(0, "on", 1.0)
+    (onset,) = [e.onset for e in pt.episodes if e.kind == "drug"]
+    pt.drug(20, "held")
+    pt.drug(50, "on", 1.0)
+    (ep,) = [e for e in pt.episodes if e.kind == "drug"]
+    assert (ep.onset - onset).days in (29, 30, 31)  # a whole day either way: onsets are floored days
