@@ -219,6 +219,8 @@ def test_the_form_agrees_with_the_simulator_on_generated_panels(driver, tmp_path
     driver.get(page(graph, tmp_path, name).as_uri())
     answers = driver.execute_script("return window.rxwatchPanelform.evaluate(arguments[0])", questions)
     assert not [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
+    # no external script: the viewer's and the form's, inline (the page's policy allows them by hash)
+    assert driver.execute_script("return Array.from(document.scripts).filter(s => s.src).length") == 0
     assert len(answers) == len(questions) == PANELS
     wrong = []
     for q, want, got in zip(questions, expected, answers):

@@ -918,7 +918,7 @@
   box.appendChild(answer);
   form.appendChild(el("p", "pf-hint", ["Pick where the patient is, enter the day's results, and read which rule fires and what to do, " +
     "decided by the protocol's own rules as the simulator decides them. The states picked are the patient's on the " +
-    "panel's day (timers due before it are not run); after the panel, the timers and `on fact` rules of the states " +
+    "panel's day (timers due before it are not run); after the panel, the timers and on-fact rules of the states " +
     "entered that day are."]));
   form.appendChild(where);
   form.appendChild(labelled("Date of the panel", dateInput));
