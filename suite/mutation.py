@@ -160,16 +160,21 @@ def _run_one(i: int) -> tuple[int, str, str, int, float]:
 
 
 def run_mutants(path: str, text: str, module, graph, case_paths: Sequence[str], *, jobs: int | None = None,
-                progress: Callable[[int, int], None] | None = None, sample: int | None = None) -> MutationReport:
+                progress: Callable[[int, int], None] | None = None, sample: int | None = None,
+                numbers: Sequence[int] | None = None) -> MutationReport:
     """Make every mutant of the protocol at `path` (its `text`, checked `module` and compiled
     `graph`), run the cases on each, and prove the survivors' equivalence where it holds.
 
     The suite must pass on the protocol itself (the caller checks). `sample` keeps every
-    `sample`-th mutant (a quick run; the score is then of those)."""
+    `sample`-th mutant (a quick run; the score is then of those); `numbers` keeps the mutants
+    with those numbers (a seeded random sample, say)."""
     from rxwatch.suite.cases import load_case
 
     t0 = time.perf_counter()
     made = mutants(module, text)
+    if numbers is not None:
+        wanted = set(numbers)
+        made = [m for m in made if m.number in wanted]
     if sample and sample > 1:
         made = made[::sample]
     cases = [(p, load_case(p, graph)) for p in case_paths]
