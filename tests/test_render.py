@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -454,7 +455,9 @@ def test_protocol_text_is_text_in_svg_and_html():
     data = page[page.index('id="rxwatch-data">'):]
     data = data[: data.index("</script>")]
     assert "<" not in data.split(">", 1)[1] and "\\u003cscript\\u003e" in data
-    assert page.count("<script") == 2  # the data and the viewer, nothing else
+    # the viewer's data and script, the panel form's data and script: nothing else
+    assert re.findall(r"<script[^>]*>", page) == ['<script type="application/json" id="rxwatch-data">', "<script>",
+                                                  '<script type="application/json" id="rxwatch-panelform">', "<script>"]
 
 
 # ------------------------------------------------------------ one patient's path
