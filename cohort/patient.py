@@ -314,12 +314,13 @@ class SyntheticPatient:
         self._attended: dict = {}  # (opens, late, ordered) -> the answer of attends
         # set points, multiples of the ULN (the value itself for a lab without ULN)
         self.set_points: dict[str, float] = {}
+        raised = uniform(h, _SET, 0, 1)
         for lab in model.labs.values():
             u = uniform(h, _SET, lab.key, 0)
             sp = _sample(lab.set_point, u)
             if lab.raised is not None:
                 frac, med, sig = lab.raised
-                if uniform(h, _SET, lab.key, 1) < frac.value:
+                if raised < frac.value:  # one draw for every lab: the subgroups are nested
                     sp = med.value * math.exp(sig.value * _z(u))
             self.set_points[lab.name] = sp
         ref = self.set_points[inj.reference_lab]

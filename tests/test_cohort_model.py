@@ -344,6 +344,13 @@ def test_about_31_percent_of_single_high_alt_results_are_normal_on_retest(models
     assert r.normal_stays_normal > 0.95, r  # Lazo: more than 95 % of normal results stay normal
 
 
+def test_about_36_percent_of_single_high_ast_results_are_normal_on_retest(models):
+    r = calibration.retest(models["anakinra"], 12_000, seed=1, lab="AST")
+    assert r.high > 800
+    assert abs(r.normal_on_retest - 0.36) <= calibration.interval99(0.36, r.high), r
+    assert r.normal_stays_normal > 0.95, r
+
+
 def test_background_elevations_above_3x_at_about_7_8_per_1000_patient_years(models):
     r = calibration.background(models["anakinra"], 20_000, seed=1)
     expected = 7.8 * r.patient_years / 1000
