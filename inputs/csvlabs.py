@@ -28,10 +28,8 @@ from rxwatch.simulator import units
 from .model import ClinicalEvent, Choice, Event, FactChange, LabResult, Loc, Timeline
 from .reader import Reader, ValueProblem, parse_date, parse_date_time, parse_time
 
-__all__ = ["SUFFIXES", "REQUIRED", "OPTIONAL", "EXTRACT_CELLS", "read", "read_csv", "read_csv_file", "result_of",
-           "extract_events"]
+__all__ = ["REQUIRED", "OPTIONAL", "EXTRACT_CELLS", "read", "read_csv", "read_csv_file", "extract_events"]
 
-SUFFIXES = (".csv",)
 
 REQUIRED = ("date", "lab", "value")
 OPTIONAL = ("unit", "uln", "patient", "lln", "time")
@@ -199,13 +197,6 @@ def _result(cells: dict[str, str], line: int, r: Reader) -> LabResult | None:
     except ValueProblem as exc:
         r.error(line, "E708", exc.message)
     return None
-
-
-def result_of(cells: dict[str, str], line: int, r: Reader) -> LabResult | None:
-    """One row's lab result, read as a lab CSV's row is (`cells`: the row's stripped cells by
-    column name: `date`, `lab`, `value` and optionally `unit`, `uln`, `lln`, `time`; an empty cell
-    is "not given"), or None with the errors added to `r` at `line`."""
-    return _result(cells, line, r)
 
 
 # ---------------------------------------------------------------------------- extracts (rxwatch audit)

@@ -17,9 +17,7 @@ from .model import LabResult
 from .observation import observation
 from .reader import Reader
 
-__all__ = ["SUFFIXES", "patient_of", "patient_events"]
-
-SUFFIXES = (".ndjson",)
+__all__ = ["patient_of", "patient_events"]
 
 
 def patient_of(resource: dict) -> str | None:

@@ -27,9 +27,7 @@ from .reader import Reader, ValueProblem, describe as _describe, is_number as _i
     parse_date_time, parse_time
 from .yamlsrc import Map, Seq
 
-__all__ = ["SUFFIXES", "read", "parse_timeline"]
-
-SUFFIXES = (".yaml", ".yml", ".json")
+__all__ = ["read", "parse_timeline"]
 
 
 def read(text: str, r: Reader, *, start: Any = None, until: Any = None, facts: Any = None) -> Timeline:
