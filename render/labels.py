@@ -744,13 +744,12 @@ class _Brief:
         return f"{name} {bound}"
 
 
-def grades_line(labels: Labels, grades: list[tuple[str, str]]) -> str:
+def grades_line(labels: Labels, grades: list[tuple[str, list[dict]]]) -> str:
     """The grades as one line: "mild ALT or AST >1–3× ULN; moderate >3–5×; severe >5×, ...";
-    `grades`: (word, let name) from the mildest to the most severe."""
+    `grades`: (word, the conditions that define it) from the mildest to the most severe."""
     brief = _Brief(labels)
     parts = []
-    for word, name in grades:
-        let = labels.lets.get(name) or {}
-        text = brief.text(let["expr"]) if let.get("expr") is not None else None
-        parts.append(f"{word} {text}" if text else word)
+    for word, conds in grades:
+        texts = [t for t in (brief.text(c) for c in conds) if t]
+        parts.append(f"{word} {', '.join(texts)}" if texts else word)
     return "; ".join(parts)

@@ -458,26 +458,52 @@ def target_titles(titles: dict[str, str]) -> dict[str, str]:
     return {s: (t if seen[t] == 1 else " ".join(titles[s].split())) for s, t in head.items()}
 
 
-def grades(graph, severity: dict[str, int], L: Labels) -> list[tuple[str, str]]:
-    """The protocol's grades, from the mildest: the boolean lets that are by themselves the
-    guard of a rule leading to another state with a severity (mild, moderate, severe), each
-    at the severity of the most serious state it leads to. When a level holds a let named as
-    the level ("mild" leading to a mild state), that one grades the level."""
+def grades(graph, severity: dict[str, int], L: Labels) -> list[tuple[str, list[dict]]]:
+    """The protocol's grades, from the mildest, each a word and the conditions that define it:
+    the boolean lets that are by themselves the guard of a rule leading to another state with
+    a severity (mild, moderate, severe: a state's own, or that of a state around it), each at
+    the severity of the mildest state it leads to; when a level holds a let named as the
+    level ("mild" leading to a mild state), that one grades the level. A protocol with no such
+    let grades with its rules' own comparisons: a guard that compares one lab value (or its
+    multiple of ULN) with numbers and leads to a state with a severity, under that severity's
+    name ("moderate ANC ≤1,000 /mm3")."""
     lets = graph.graph.get("lets") or {}
+
+    def worst(state: str) -> int:  # the state's severity, or that of a state around it
+        levels = []
+        while state is not None:
+            levels.append(severity.get(state, 0))
+            state = graph.nodes[state].get("parent")
+        return max(levels)
+
     level: dict[str, int] = {}
+    compared: dict[str, tuple[int, dict]] = {}  # a comparison -> (its level, the guard)
     for u, v, d in graph.edges(data=True):
         e = d.get("guard")
-        if not isinstance(e, dict) or e.get("op") != "let" or d.get("stay") or u == v:
+        if not isinstance(e, dict) or d.get("stay") or u == v or worst(v) < 1:
             continue
-        name = e.get("name")
-        if (lets.get(name) or {}).get("type") == "bool" and severity.get(v, 0) >= 1:
-            level[name] = max(level.get(name, 0), severity[v])
+        if e.get("op") == "let" and (lets.get(e.get("name")) or {}).get("type") == "bool":
+            level[e["name"]] = min(level.get(e["name"], 3), worst(v))
+        elif e.get("op") == "compare" and _about_a_lab(L, e):
+            key = json.dumps(e, sort_keys=True)
+            compared[key] = (min(compared.get(key, (3, e))[0], worst(v)), e)
     out = []
     for sev in sorted(set(level.values())):
         names = [n for n in lets if level.get(n) == sev]
         named = [n for n in names if n == LEVELS[sev]]
-        out += [(grade_word(L, n), n) for n in (named or names)]
+        out += [(grade_word(L, n), [lets[n]["expr"]]) for n in (named or names)]
+    if not out:
+        for sev in sorted({s for s, _ in compared.values()}):
+            out.append((LEVELS[sev], [e for s, e in compared.values() if s == sev]))
     return out
+
+
+def _about_a_lab(L: Labels, e: dict) -> bool:
+    """A comparison of one lab's value, or of lab values in multiples of ULN, with numbers."""
+    ps = [L.phrase(a) for a in e["args"]]
+    movers = [p for p in ps if not p.const]
+    return len(movers) == 1 and movers[0].since is None and (
+        movers[0].ratio is not None or any(a.get("op") == "lab" for a in e["args"]))
 
 
 def grade_word(L: Labels, name: str) -> str:

@@ -103,6 +103,19 @@ def test_a_grade_named_by_a_short_description(tmp_path):
     assert p.grades == "reduce band ALT or AST >2–3× ULN; Hy's law ≥3× with TBIL >2×"
 
 
+def test_without_graded_conditions_the_rules_own_comparisons_grade():
+    from conftest import TOCILIZUMAB
+
+    # tocilizumab grades in its rule blocks (`when tx > 5 -> liver_discontinued`, the severity
+    # on the frame around that state): each comparison under the mildest state it leads to
+    p = rplan.build(compile_file(str(TOCILIZUMAB), verify=False).graph)
+    assert p.grades == ("mild ALT or AST >1× ULN; moderate >3×, ANC ≤1,000 /mm3, PLT ≤100,000 /mm3; "
+                        "severe >5×, ANC <500 /mm3, PLT <50,000 /mm3")
+    small = rplan.build(compiled(SMALL.replace("when watch -> closer", "when x > 2 -> closer")
+                                 .replace("when halt -> stopped", "when halt and PLT > 1 -> stopped")))
+    assert small.grades == "mild ALT >2× ULN"
+
+
 # ------------------------------------------------------------ rules, targets, words
 
 def test_rules_lead_to_the_target_s_title_not_its_id(ana):
