@@ -130,7 +130,7 @@ def patient_figure(patient: int, pics: dict):
         ax.set_ylabel("x ULN")
         ax.set_title(label, fontsize=9, loc="left")
         ax.grid(alpha=.2)
-    axes[0, 0].legend(fontsize=7, loc="upper left")
+    axes[0, 0].legend(fontsize=7, loc="upper right")
     first = next(iter(pics.values()))
     told = [f"{e['kind']} episode from {e['onset']}, peak {e['peak']:.1f}x ULN"
             + (", resolves by itself" if e["self_resolving"] else ", lasts while the drug is taken")

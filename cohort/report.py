@@ -42,7 +42,12 @@ DEFINITIONS = [
 
 
 def _fmt(e: Estimate, metric: str) -> str:
-    return e.text(DIGITS.get(metric, 1))
+    k = DIGITS.get(metric, 1)
+    if np.isnan(e.value):
+        return "n/a"
+    if np.isnan(e.low):
+        return _n(e.value, k)
+    return f"{_n(e.value, k)} ({_n(e.low, k)} to {_n(e.high, k)})"
 
 
 def command_line(result, model_name: str) -> str:
@@ -74,32 +79,46 @@ def text_summary(result, *, model_name: str) -> str:
         lines.append("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
-    lines.append("")
-    lines.extend(conclusion(result))
+    for head, items in conclusion(result):
+        lines.append("")
+        lines.append(head)
+        lines.extend(f"  {item}" for item in items)
     return "\n".join(lines)
 
 
-def conclusion(result) -> list[str]:
-    """The comparison in words, from the numbers: each protocol against the first, on cost and
-    on detection, saying when an interval includes no difference."""
+def _n(x: float, digits: int, sign: bool = False) -> str:
+    """`x` with `digits` decimals (a + when `sign`); never a negative zero."""
+    x = round(float(x), digits) + 0.0  # -0.0 + 0.0 is 0.0
+    if x == 0:
+        return f"{0:.{digits}f}"
+    return f"{x:+.{digits}f}" if sign else f"{x:.{digits}f}"
+
+
+def conclusion(result) -> list[tuple[str, list[str]]]:
+    """The comparison in words, from the numbers: for each protocol against the first, one
+    line per metric on cost and on detection, saying when the interval excludes no difference."""
     m = result.metrics
     ref = m.protocols[0]
     out = []
     for p in m.protocols[1:]:
-        parts = []
-        for metric in ("tests_per_py", "liver_tests_per_py", "within_30_share_3x", "lasting_missed_share_3x", "missed_share_3x",
-                       "median_delay_3x", "median_peak_3x", "false_alarms_per_true"):
+        lines = []
+        for metric in ("tests_per_py", "liver_tests_per_py", "within_30_share_3x", "within_30_share_5x",
+                       "missed_share_3x", "lasting_missed_share_3x", "median_delay_3x", "median_peak_3x",
+                       "false_alarms_per_true", "holds_per_kpy", "stops_per_kpy", "referrals_per_kpy"):
             d = m.difference(p, metric)
+            k = DIGITS.get(metric, 1)
             if np.isnan(d.value):
                 continue
             if np.isnan(d.low):
-                sure = "(too few episodes for an interval)"
+                sure = "too few episodes for an interval"
+            elif d.low == d.high == d.value == 0:
+                sure = "the same in every resample"
             elif d.low > 0 or d.high < 0:
-                sure = f"(95% interval {d.low:.{DIGITS.get(metric, 1)}f} to {d.high:.{DIGITS.get(metric, 1)}f})"
+                sure = f"95% interval {_n(d.low, k, True)} to {_n(d.high, k, True)}"
             else:
-                sure = f"(95% interval {d.low:.{DIGITS.get(metric, 1)}f} to {d.high:.{DIGITS.get(metric, 1)}f}: no clear difference)"
-            parts.append(f"{LABELS[metric]} {d.value:+.{DIGITS.get(metric, 1)}f} {sure}")
-        out.append(f"{p} against {ref}: " + ("; ".join(parts) if parts else "no metric defined for both") + ".")
+                sure = f"95% interval {_n(d.low, k, True)} to {_n(d.high, k, True)}: no clear difference"
+            lines.append(f"{LABELS[metric]}: {_n(d.value, k, True)} ({sure})")
+        out.append((f"{p} against {ref} (the same patients; {p} minus {ref}):", lines))
     return out
 
 
@@ -131,8 +150,12 @@ protocol (the same patients and the same random draws for each), patient model <
 seed {c.seed}. Reproduce: <code>{e(command_line(result, model_name))}</code></p>
 <h2 id="conclusion">Conclusion</h2>
 <div class="conclusion">"""]
-    for line in conclusion(result) or ["One protocol: no comparison."]:
-        out.append(f"<p>{e(line)}</p>")
+    for head, items in conclusion(result):
+        out.append(f"<p>{e(head)}</p><ul>")
+        out.extend(f"<li>{e(item)}</li>" for item in items)
+        out.append("</ul>")
+    if len(names) == 1:
+        out.append("<p>One protocol: no comparison.</p>")
     out.append("</div>")
     out.append('<h2 id="metrics">Metrics (95% intervals)</h2><table id="metrics-table"><thead><tr><th>metric</th>')
     out.extend(f"<th>{e(p)}</th>" for p in names)
