@@ -238,7 +238,7 @@ def _data(graph, plan: Plan, overlay: Overlay | None) -> dict:
             "from": u,
             "to": v,
             "trigger": L.trigger(d),
-            "guard": L.expr(d["guard"]) if d.get("guard") else "otherwise",
+            "guard": L.expr(d["guard"]) if d.get("guard") else (d.get("otherwise_name") or "none of the above"),
             "because": d.get("because", ""),
             "stay": bool(d.get("stay")),
             "actions": lines(d.get("actions", [])),
