@@ -13,7 +13,8 @@ figure, 34,000 panels makes the 6.7 MB YAML of issue 10), written as
 
 Each is replayed by `rxwatch simulate PROTOCOL FILE -f json -o trace.json` in its own process: wall
 time and the peak resident memory of that process (getrusage of a fresh waiting process, so
-every figure is one run's), best of --repeat. Beside it, in the same run, the hand-written
+every figure is one run's), best of --repeat, and its CPU time (user + system, which a
+shared machine disturbs less than the wall time). Beside it, in the same run, the hand-written
 peer: a process that reads the same file with the standard reader of its format (the json
 module; the csv module; PyYAML's C loader; the json module for FHIR), walks the results day by
 day and grades each day's ALT against its ULN as a minimal replay would: the cost of reading
@@ -176,8 +177,8 @@ import resource, subprocess, sys, time
 t = time.perf_counter()
 p = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 wall = time.perf_counter() - t
-peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-print(p.returncode, wall, peak)
+use = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(p.returncode, wall, use.ru_maxrss, use.ru_utime + use.ru_stime)
 sys.stderr.write(p.stderr.decode(errors="replace")[-2000:])
 '''
 
@@ -185,19 +186,20 @@ sys.stderr.write(p.stderr.decode(errors="replace")[-2000:])
 ENV: dict = {}  # RXWATCH_CACHE_DIR for the runs of rxwatch (set in main)
 
 
-def measure(cmd: list[str], env: dict | None = None) -> tuple[float, float]:
-    """(wall seconds, peak RSS in MB) of one run of `cmd`, in a fresh waiting process."""
+def measure(cmd: list[str], env: dict | None = None) -> tuple[float, float, float]:
+    """(wall seconds, peak RSS in MB, CPU seconds: user + system) of one run of `cmd`, in a fresh
+    waiting process. On a shared machine the CPU time varies less than the wall time."""
     env = {**os.environ, **ENV, **(env or {})}
     proc = subprocess.run([sys.executable, "-c", MEASURE, *cmd], capture_output=True, text=True, env=env, cwd=ROOT)
-    status, wall, peak = proc.stdout.split()
+    status, wall, peak, cpu = proc.stdout.split()
     if status != "0":
         raise SystemExit(f"failed ({status}): {' '.join(cmd)}\n{proc.stderr}")
-    return float(wall), int(peak) / 1024
+    return float(wall), int(peak) / 1024, float(cpu)
 
 
-def best(cmd: list[str], repeat: int, env: dict | None = None) -> tuple[float, float]:
+def best(cmd: list[str], repeat: int, env: dict | None = None) -> tuple[float, float, float]:
     runs = [measure(cmd, env) for _ in range(repeat)]
-    return min(r[0] for r in runs), max(r[1] for r in runs)
+    return min(r[0] for r in runs), max(r[1] for r in runs), min(r[2] for r in runs)
 
 
 def simulate_cmd(kind: str, path: Path, out: Path) -> list[str]:
@@ -236,29 +238,35 @@ def main() -> int:
     try:
         floor = work / "one.csv"
         write_csv(floor, 1)
-        wall, peak = best(simulate_cmd("csv", floor, out), args.repeat, {"RXWATCH_CACHE_DIR": "off"})
+        wall, peak, cpu = best(simulate_cmd("csv", floor, out), args.repeat, {"RXWATCH_CACHE_DIR": "off"})
         print(f"floor, no cache: rxwatch simulate on a one-panel CSV (start-up, compiling the protocol, writing): "
-              f"{wall:.2f} s, {peak:.0f} MB")
+              f"{wall:.2f} s ({cpu:.2f} s CPU), {peak:.0f} MB")
         measure(simulate_cmd("csv", floor, out))  # compiles the protocol once, into the cache
-        wall, peak = best(simulate_cmd("csv", floor, out), args.repeat)
-        print(f"floor, the protocol compiled before (cli/graphcache.py; every run below): {wall:.2f} s, {peak:.0f} MB")
+        wall, peak, cpu = best(simulate_cmd("csv", floor, out), args.repeat)
+        print(f"floor, the protocol compiled before (cli/graphcache.py; every run below): {wall:.2f} s "
+              f"({cpu:.2f} s CPU), {peak:.0f} MB")
+        wall, peak, cpu = best([sys.executable, "-c", "pass"], args.repeat)
+        print(f"floor of any Python program here (python -c pass, the editable install's import hook): {wall:.2f} s "
+              f"({cpu:.2f} s CPU)")
         print()
-        print("| format | panels (results) | file | rxwatch simulate: wall, peak RSS | hand-written peer: wall, peak RSS | ratio |")
-        print("|---|---|---|---|---|---|")
+        print("| format | panels (results) | file | rxwatch simulate: wall, CPU, peak RSS | hand-written peer: wall, CPU, peak RSS "
+              "| ratio (wall) | ratio (CPU) |")
+        print("|---|---|---|---|---|---|---|")
         for n in (int(x) for x in args.panels.split(",")):
             for kind in args.formats.split(","):
                 write, name = WRITERS[kind]
                 path = work / f"{n}-{name}"
                 write(path, n)
                 size = path.stat().st_size / 1e6
-                wall, peak = best(simulate_cmd(kind, path, out), args.repeat)
+                wall, peak, cpu = best(simulate_cmd(kind, path, out), args.repeat)
                 if kind == "yaml" and libyaml().startswith("PyYAML not"):
-                    peer, ratio = "n/a (no PyYAML)", ""
+                    peer, ratio, cpu_ratio = "n/a (no PyYAML)", "", ""
                 else:
-                    pwall, ppeak = best([sys.executable, str(peer_file), kind, str(path)], args.repeat)
-                    peer, ratio = f"{pwall:.2f} s, {ppeak:.0f} MB", f"{wall / pwall:.1f}x"
-                print(f"| {kind} | {n:,} ({3 * n:,}) | {size:.1f} MB | {wall:.2f} s, {peak:.0f} MB | "
-                      f"{peer} | {ratio} |", flush=True)
+                    pwall, ppeak, pcpu = best([sys.executable, str(peer_file), kind, str(path)], args.repeat)
+                    peer, ratio = f"{pwall:.2f} s, {pcpu:.2f} s, {ppeak:.0f} MB", f"{wall / pwall:.1f}x"
+                    cpu_ratio = f"{cpu / pcpu:.1f}x"
+                print(f"| {kind} | {n:,} ({3 * n:,}) | {size:.1f} MB | {wall:.2f} s, {cpu:.2f} s, {peak:.0f} MB | "
+                      f"{peer} | {ratio} | {cpu_ratio} |", flush=True)
                 path.unlink()
         if args.csv_mb > 0:
             n = int(args.csv_mb * 1e6 / 85)  # about 85 bytes a panel (3 rows)
@@ -270,9 +278,9 @@ def main() -> int:
             read = ("import sys; from rxwatch.compiler import compile_file; from rxwatch.inputs.registry import load_timeline; "
                     "g = compile_file(sys.argv[1]).graph; tl = load_timeline(sys.argv[2], g.graph, facts=[sys.argv[3]]); "
                     "print(len(tl.events))")
-            wall, peak = measure([sys.executable, "-c", read, str(PROTOCOL), str(path), FACT])
+            wall, peak, _ = measure([sys.executable, "-c", read, str(PROTOCOL), str(path), FACT])
             print(f"- reading it (load_timeline, the compiled protocol included): {wall:.1f} s, peak RSS {peak:,.0f} MB")
-            wall, peak = measure(simulate_cmd("csv", path, out))
+            wall, peak, _ = measure(simulate_cmd("csv", path, out))
             trace = json.loads(out.read_text())
             print(f"- rxwatch simulate ... -o trace.json: {wall:.1f} s, peak RSS {peak:,.0f} MB; "
                   f"trace {out.stat().st_size / 1e6:.1f} MB, {len(trace['steps']):,} steps, final state {trace['final_state']}")
