@@ -248,12 +248,16 @@ def test_the_form_answers_a_clinicians_questions(driver, tmp_path):
     driver.execute_script("document.getElementById('panelform').open = true;"
                           "document.querySelector('#panelform details.pf-history').open = true")
 
+    picked: list = []
+
     def fill(state_path: list[str], results: dict, vars_: dict | None = None):
-        Select(driver.find_element(By.CSS_SELECTOR, "#panelform select.pf-state")).select_by_value(state_path[0])
-        for value in state_path[1:]:
-            sel = next(s for s in driver.find_elements(By.CSS_SELECTOR, "#panelform select.pf-state")
-                       if value in [o.get_attribute("value") for o in s.find_elements(By.TAG_NAME, "option")])
-            Select(sel).select_by_value(value)
+        if state_path != picked:  # the states stay picked between questions
+            picked[:] = state_path
+            Select(driver.find_element(By.CSS_SELECTOR, "#panelform select.pf-state")).select_by_value(state_path[0])
+            for value in state_path[1:]:
+                sel = next(s for s in driver.find_elements(By.CSS_SELECTOR, "#panelform select.pf-state")
+                           if value in [o.get_attribute("value") for o in s.find_elements(By.TAG_NAME, "option")])
+                Select(sel).select_by_value(value)
         driver.execute_script("document.querySelectorAll('#panelform input.pf-value, #panelform input.pf-uln')"
                               ".forEach(function (i) { i.value = ''; })")
         for lab, (value, unit, uln) in results.items():
@@ -285,6 +289,14 @@ def test_the_form_answers_a_clinicians_questions(driver, tmp_path):
     text = fill(["on_anakinra", "maintenance"], {"ALT": ("180", "U/L", "33"), "TBIL": ("0.5", "mg/dL", ""),
                                                  "INR": ("1", "(no unit)", "")}, vars_={})
     assert titles["stopped"] in text, text
+    # a normal panel: whether it answers the open liver-panel order decides; blank, the form asks for it
+    normal = {"ALT": ("30", "U/L", ""), "AST": ("25", "U/L", ""), "TBIL": ("0.5", "mg/dL", ""), "INR": ("1", "(no unit)", "")}
+    text = fill(["on_anakinra", "maintenance"], normal, vars_={})
+    assert "whether this panel answers an open order" in text and "(order_lfts)" in text, text
+    Select(driver.find_element(By.NAME, "order-order_lfts")).select_by_value("yes")
+    text = fill(["on_anakinra", "maintenance"], normal, vars_={})
+    assert f"stays in {titles['maintenance']}" in text and "Order a liver panel" in text and "3–4 months" in text, text
+    Select(driver.find_element(By.NAME, "order-order_lfts")).select_by_value("")
     # no transaminases and a normal bilirubin: the liver track cannot grade it
     text = fill(["on_anakinra", "maintenance"], {"TBIL": ("0.5", "mg/dL", "")}, vars_={})
     assert "unassessable: missing ALT, AST" in text, text

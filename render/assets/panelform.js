@@ -142,7 +142,17 @@
     if (!Object.prototype.hasOwnProperty.call(c.L, a)) { c.needs["since " + a] = 1; return null; }
     return c.L[a] === null ? null : { since: c.L[a] };
   }
-  function $fulfilled(c, a) { return Object.prototype.hasOwnProperty.call(c.fulfilled, a); }
+  function $fulfilled(c, a) {
+    if (Object.prototype.hasOwnProperty.call(c.fulfilled, a)) return true;
+    // not given whether an order of `a` is open: unknown, when the panel could fulfil one
+    if (c.ordersUnknown.indexOf(a) >= 0 && fulfils(c, a)) { c.needs["order " + a] = 1; return null; }
+    return false;
+  }
+  function fulfils(c, a) {
+    var act = D.actions[a], labs = Object.keys(c.P);
+    return !!act && act.orders.some(function (l) { return labs.indexOf(l) >= 0; }) &&
+      act.fulfil.some(function (alt) { return alt.every(function (l) { return labs.indexOf(l) >= 0; }); });
+  }
   function $drug(c, func, name) {
     var d = c.drugs[name];
     if (d === undefined) {
@@ -551,17 +561,19 @@
     }
   }
 
-  // One question: `q` = {config: [atomic states], today: ISO, panel: {LAB: {value: [n, d], uln: [n, d]?}},
-  // facts, vars: {NAME: value}, last: {ACTION: ISO or null (never)}, entries: {STATE: ISO},
-  // orders: [{action, opens: ISO or null}] (open orders), drugs: {D: {started, stopped, holds: [regions],
-  // asks: {region: level}}}, choices: [ACTION]}; values are {q: [n, d]}, true/false, a member, or null.
-  // Anything left out is unknown. Returns {steps, regions, error}.
+  // One question: `q` = {config: [atomic states], today: ISO, panel: {LAB: {value: "2.4", unit: "mg/L" or
+  // null (the lab's own), uln: "1.2" or null}}, facts, vars: {NAME: value}, last: {ACTION: ISO or null
+  // (never)}, entries: {STATE: ISO}, orders: [{action, opens: ISO or null}] (the open orders),
+  // orders_unknown: [ACTION] (not given whether one is open), drugs: {D: {started, stopped, holds:
+  // [regions], asks: {region: level}}}, choices: [ACTION]}; values are {q: [n, d]}, true/false, a member,
+  // or null. A fact, variable, entry day, recommendation or drug left out is unknown. Returns {steps,
+  // regions, unseen, config, error}.
   function evaluate(q) {
     var today = parseDay(q.today);
     var c = {
       P: {}, U: {}, F: {}, V: {}, L: {}, m: {}, needs: {}, fragile: {}, entries: {}, fulfilled: {}, drugs: {},
       today: today, entered: null, state: null, steps: [], regions: [], sel: [], pending: [], timers: [],
-      fired: 0, choices: q.choices || [], used: {},
+      fired: 0, choices: q.choices || [], used: {}, ordersUnknown: q.orders_unknown || [],
       config: (q.config || []).map(function (n) { return S[n]; })
     };
     c.config.sort(function (a, b) { return a.doc - b.doc; });
@@ -597,11 +609,7 @@
     (q.orders || []).forEach(function (o) {
       var opens = o.opens ? parseDay(o.opens) : null;
       if (opens !== null && today < opens) return;
-      var act = D.actions[o.action];
-      if (!act || !act.orders.some(function (l) { return labs.indexOf(l) >= 0; })) return;
-      if (act.fulfil.some(function (alt) { return alt.every(function (l) { return labs.indexOf(l) >= 0; }); })) {
-        c.fulfilled[o.action] = true;
-      }
+      if (fulfils(c, o.action)) c.fulfilled[o.action] = true;
     });
     try {
       if (today === null) throw new Error("no date for the panel");
@@ -686,9 +694,10 @@
     var i = n.indexOf(" "), kind = n.slice(0, i), name = n.slice(i + 1);
     if (kind === "fact") return (D.facts[name] && D.facts[name].description || name) + " (" + name + ")";
     if (kind === "var") return (D.vars[name] && D.vars[name].description || name) + " (" + name + ")";
-    if (kind === "since") return "when this was last recommended: " + ((D.actions[name] && D.actions[name].text) || name);
+    if (kind === "since") return "the day \u201c" + ((D.actions[name] && D.actions[name].text) || name) + "\u201d was last recommended (" + name + ")";
     if (kind === "entry") return "the day " + title(name) + " was entered";
     if (kind === "drug") return "the status of " + name;
+    if (kind === "order") return "whether this panel answers an open order: " + ((D.actions[name] && D.actions[name].text) || name) + " (" + name + ")";
     return n;
   }
   function readText(values) {
@@ -884,12 +893,15 @@
   }
   var orderable = Object.keys(D.actions).filter(function (a) { return D.actions[a].orders.length; });
   if (orderable.length) {
-    history.appendChild(el("h4", null, ["Open orders this panel answers (their window has opened)"]));
+    history.appendChild(el("h4", null, ["Is an order open that this panel answers (its window has opened)?"]));
     orderable.forEach(function (a) {
-      var box = el("input");
-      box.type = "checkbox";
-      orderInputs[a] = box;
-      history.appendChild(labelled(D.actions[a].text, box, a + ": " + D.actions[a].fulfil.map(function (x) { return x.join(" and "); }).join(" or ")));
+      var sel = el("select");
+      sel.name = "order-" + a;
+      sel.appendChild(option("", "not given", true));
+      sel.appendChild(option("yes", "yes", false));
+      sel.appendChild(option("no", "no", false));
+      orderInputs[a] = sel;
+      history.appendChild(labelled(D.actions[a].text, sel, a + ": fulfilled by " + D.actions[a].fulfil.map(function (x) { return x.join(" and "); }).join(" or ")));
     });
   }
   Object.keys(D.drugs).forEach(function (name) {
@@ -943,7 +955,12 @@
       var x = sinceInputs[a];
       if (x.never.checked) q.last[a] = null; else if (x.day.value) q.last[a] = x.day.value;
     });
-    Object.keys(orderInputs).forEach(function (a) { if (orderInputs[a].checked) q.orders.push({ action: a, opens: null }); });
+    q.orders_unknown = [];
+    Object.keys(orderInputs).forEach(function (a) {
+      var v = orderInputs[a].value;
+      if (v === "yes") q.orders.push({ action: a, opens: null });
+      else if (v === "") q.orders_unknown.push(a);
+    });
     Object.keys(drugInputs).forEach(function (name) {
       var x = drugInputs[name], s = x.status.value;
       if (!s) return;
@@ -958,6 +975,8 @@
     if (res.error) { answer.appendChild(el("p", "pf-error", [res.error])); return; }
     var list = el("div", "pf-regions");
     res.regions.forEach(function (r) {
+      // after the panel, the on-fact rules and timers of the states entered: shown when they decide something
+      if (r.trigger !== "panel" && !r.got) return;
       var head = (r.track ? regionName(r.track) + " · " : "") + "in " + title(r.state) + (r.trigger !== "panel" ? " (then, on " + r.trigger + ")" : "");
       var item = el("section", "pf-region", [el("h4", null, [head])]);
       var got = r.got, needs = r.needs;
