@@ -994,7 +994,8 @@
         if (got.step.preempted) item.appendChild(el("p", "pf-hint", ["It takes precedence over " + got.step.preempted.join(", ") + " (the wider exit wins)."]));
         if (!got.step.fired) item.appendChild(el("p", "pf-hint", ["Not acted on: a rule of another track that leaves more takes precedence."]));
       } else if (got && got.type === "unassessable") {
-        var text = got.missing.length ? "unassessable: missing " + got.missing.join(", ") : "unassessable";
+        var text = got.missing.length ? "unassessable: missing " + got.missing.join(", ") :
+          needs.length ? "undecided without the patient's history" : "unassessable";
         item.appendChild(el("p", "pf-unassessable", [el("strong", null, [text]), " (", ruleText(got.rule), " cannot be decided; nothing is done)"]));
         item.appendChild(readText(got.values));
       } else {
