@@ -99,7 +99,8 @@ class Episode:
     """One injury episode, the truth the metrics compare a protocol's actions with. Multiples
     are of the reference lab's ULN (ALT), noise-free, the patient's set point plus this
     episode's excess; days are dates. `onset` is the day the excess starts to rise; `day_3x`
-    and `day_5x` the first day above 3 and 5 x ULN (None: not within the patient's days);
+    and `day_5x` the first day above 3 and 5 x ULN (None: not within the patient's days, or
+    the set point is above it already);
     `peak` and `peak_day` the highest value within the days; `normal_day` the first day after
     the peak back at or below the ULN (None: not within the days); `self_resolving` that it
     resolves while the drug continues (a background episode, or an adapting drug episode)."""
@@ -516,8 +517,9 @@ class SyntheticPatient:
             if not k.t0s or k.t0s[0] >= days:
                 continue
             lo = max(0, math.floor(k.t0s[0]))
-            d3 = k.first_above(3 - ref, lo, days)
-            d5 = k.first_above(5 - ref, lo, days)
+            # a crossing is from at or below the level: a set point above it crosses nothing
+            d3 = k.first_above(3 - ref, lo, days) if ref <= 3 else None
+            d5 = k.first_above(5 - ref, lo, days) if ref <= 5 else None
             top, top_day = k.highest(lo, days)
             normal = None
             if ref + top > 1:
