@@ -69,17 +69,26 @@ def run_partition(job: dict) -> dict:
         row = summarize(trace, as_of, timeline, graph)
         rows.append(row)
         if keep:
-            item = (_neg(urgency_key(row)), patient, trace)
+            item = (_neg(urgency_key(row)), patient, trace, timeline)
             if len(urgent) < keep:
                 heapq.heappush(urgent, item)
             elif item > urgent[0]:
                 heapq.heapreplace(urgent, item)
+    traces = {}
+    if urgent:
+        # the viewer pages' lab charts need each day's results: replay the kept few again,
+        # recording the panels (the rest of the partition never pays for it)
+        from rxwatch.render.labchart import with_results
+
+        for _, patient, trace, timeline in urgent:
+            inputs: list = []
+            traces[patient] = with_results(machine.run(timeline, inputs=inputs), inputs, graph)
     table = pa.Table.from_pylist(rows, schema=SCHEMA)
     sink = io.BytesIO()
     with pa.ipc.new_file(sink, SCHEMA) as w:
         w.write_table(table)
     return {"index": job["index"], "table": sink.getvalue(), "skipped": skipped, "patients": len(rows),
-            "traces": {p: t for _, p, t in urgent}}
+            "traces": traces}
 
 
 def _neg(key: tuple) -> tuple:
