@@ -36,7 +36,7 @@ def page(graph, plan: Plan, overlay: Overlay | None, svg: bytes) -> bytes:
     css = _asset("viewer.css")
     js = _asset("viewer.js")
     script_hash = base64.b64encode(hashlib.sha256(js.encode("utf-8")).digest()).decode()
-    form_js, form_data = panelform.data(graph, plan)  # the panel form: its own script, hashed too
+    form_js, form_data = panelform.data(graph, plan, overlay.to_dict() if overlay is not None else None)  # own script, hashed too
     form_hash = base64.b64encode(hashlib.sha256(form_js.encode("utf-8")).digest()).decode()
     csp = (f"default-src 'none'; script-src 'sha256-{script_hash}' 'sha256-{form_hash}'; style-src 'unsafe-inline'; "
            "img-src data:")

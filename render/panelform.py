@@ -581,7 +581,6 @@ def question(graph, trace: Mapping, day: str, results: list[Mapping], facts: Map
     `facts` (the declared defaults for the others). `results`: [{lab, value, unit, uln}],
     values as typed (decimal texts), units as written (None: the lab's unit)."""
     g = graph.graph
-    steps = trace.get("steps") or ()
     facts_out: dict[str, Any] = {}
     for name, d in (g.get("facts") or {}).items():
         if facts and name in facts:
@@ -589,31 +588,77 @@ def question(graph, trace: Mapping, day: str, results: list[Mapping], facts: Map
             facts_out[name] = v if isinstance(v, (bool, str)) else _json_value(v)
         elif d.get("has_default"):
             facts_out[name] = _json_value(d.get("default"))
-    vars_out = {name: _json_value(d.get("default")) for name, d in (g.get("vars") or {}).items() if d.get("has_default")}
-    last = {name: None for name in g.get("actions") or {}}
-    entries: dict[str, str] = {}
-    drugs = {name: {"started": False, "stopped": False, "holds": [], "asks": {}} for name in g.get("drugs") or {}}
-    actions = g.get("actions") or {}
-    for s in steps:
-        t = s.get("type")
-        if t == "set":
-            vars_out[s["var"]] = _json_value(s.get("value"), s.get("value_exact"))
-        elif t == "enter":
-            entries[s["state"]] = s["date"]
-        elif t == "action":
-            last[s["action"]] = s["date"]
-            eff = (actions.get(s["action"]) or {}).get("effect")
-            if isinstance(eff, Mapping) and eff.get("drug") in drugs:
-                _drug_effect(drugs[eff["drug"]], eff, (g.get("drugs") or {}).get(eff["drug"]) or {}, s.get("track") or "")
     return {
         "config": list(trace.get("final_states") or [trace.get("final_state")]),
         "today": day,
         "panel": {r["lab"]: {"value": str(r["value"]), "unit": r.get("unit"),
                              **({"uln": str(r["uln"])} if r.get("uln") is not None else {})} for r in results},
-        "facts": facts_out, "vars": vars_out, "last": last, "entries": entries,
+        "facts": facts_out,
+        **_history(graph, trace.get("steps") or ()),
         "orders": [{"action": o["action"], "opens": (o.get("window") or [None])[0]} for o in trace.get("open_orders") or ()],
-        "drugs": drugs,
     }
+
+
+def _history(graph, steps) -> dict:
+    """What a trace's steps say of a patient's history: the variables (their defaults, then
+    every `set`), the day each action was last recommended (null: never), the day each state
+    was last entered, the drugs (every action's effect replayed in its track)."""
+    g = graph.graph
+    vars_decl = g.get("vars") or {}
+    vars_out = {name: _json_value(d.get("default")) for name, d in vars_decl.items() if d.get("has_default")}
+    actions = g.get("actions") or {}
+    last = {name: None for name in actions}
+    entries: dict[str, str] = {}
+    drugs = {name: {"started": False, "stopped": False, "holds": [], "asks": {}} for name in g.get("drugs") or {}}
+    for s in steps:
+        t = s.get("type")
+        if t == "set" and s.get("var") in vars_decl:
+            try:
+                vars_out[s["var"]] = _json_value(s.get("value"), s.get("value_exact"))
+            except (TypeError, ValueError, ZeroDivisionError, ir.IRError):
+                vars_out.pop(s["var"], None)  # a value the form cannot read: not given
+        elif t == "enter" and s.get("state") in graph.nodes:
+            entries[s["state"]] = s["date"]
+        elif t == "action" and s.get("action") in actions:
+            last[s["action"]] = s["date"]
+            eff = (actions.get(s["action"]) or {}).get("effect")
+            if isinstance(eff, Mapping) and eff.get("drug") in drugs:
+                _drug_effect(drugs[eff["drug"]], eff, (g.get("drugs") or {}).get(eff["drug"]) or {}, s.get("track") or "")
+    return {"vars": vars_out, "last": last, "entries": entries, "drugs": drugs}
+
+
+def _active(graph, steps, final_state: str | None) -> list[str]:
+    """The active atomic states at the end of a trace: below its final state, each compound
+    state's or track's child entered last, every track of a parallel state."""
+    if final_state is None or final_state not in graph.nodes:
+        return []
+    order = {}
+    for i, s in enumerate(steps):
+        if s.get("type") == "enter" and s.get("state") in graph.nodes:
+            order[s["state"]] = i
+    out: list[str] = []
+    stack = [final_state]
+    while stack and len(out) <= len(graph.nodes):
+        st = stack.pop()
+        d = graph.nodes[st]
+        kids = list(d.get("children") or ())
+        if not kids:
+            out.append(st)
+        elif (d.get("type") or "atomic") == "parallel":
+            stack.extend(reversed(kids))
+        else:
+            entered = [k for k in kids if k in order]
+            if entered:
+                stack.append(max(entered, key=lambda k: order[k]))
+    return out
+
+
+def prefill(graph, trace: Mapping) -> dict:
+    """The form's starting point for the patient of a trace (the viewer's `--trace`): the states
+    the trace ends in and the history its steps give; whether an order is open is not given (a
+    trace's steps do not say which results fulfilled which order), nor are the facts."""
+    steps = [s for s in trace.get("steps") or () if isinstance(s, Mapping)]
+    return {"config": _active(graph, steps, trace.get("final_state")), **_history(graph, steps)}
 
 
 def _drug_effect(d: dict, eff: Mapping, decl: Mapping, region: str) -> None:
@@ -664,7 +709,10 @@ def script(generated: str) -> str:
     return runtime.replace("/*@GENERATED@*/", generated, 1)
 
 
-def data(graph, plan) -> tuple[str, dict]:
-    """(the inline script, the JSON data the page carries for the form)."""
+def data(graph, plan, trace: Mapping | None = None) -> tuple[str, dict]:
+    """(the inline script, the JSON data the page carries for the form); with a trace (the
+    viewer's `--trace`, as render.trace.Overlay.to_dict gives it), the form starts where that
+    patient is."""
     generated, d = build(graph, plan)
+    d["prefill"] = prefill(graph, trace) if trace is not None else None
     return script(generated), d

@@ -192,6 +192,9 @@ def generated(name: str, n: int = PANELS, seed: int = 14):
         before = gen.replay(Prefix(dict(p.facts), list(p.rows), day))
         if before is None:
             continue
+        # the viewer's --trace starts the form where the patient is: the states, from the steps alone
+        assert panelform.prefill(graph, {"steps": before["steps"], "final_state": before["final_state"]})["config"] == \
+            before["final_states"]
         for _ in range(8):
             rows = panel(rng, graph, data["labs"], ths)
             after = gen.replay(Prefix(dict(p.facts), list(p.rows) + as_timeline(day.isoformat(), rows), day))
@@ -305,4 +308,27 @@ def test_the_form_answers_a_clinicians_questions(driver, tmp_path):
     assert q["config"] == ["maintenance", "neutrophils_routine"] and q["panel"] == {"TBIL": {"value": "0.5", "unit": "mg/dL", "uln": None}}
     answer = driver.execute_script("return window.rxwatchPanelform.evaluate([arguments[0]])[0]", q)
     assert [s["missing"] for s in answer["steps"] if s["type"] == "unassessable"] == [["ALT", "AST"]]
+    assert not [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
+
+
+def test_with_a_trace_the_form_starts_where_the_patient_is(driver, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    from rxwatch.simulator.engine import simulate
+    from rxwatch.inputs import load_timeline
+
+    graph = compile_file(str(ROOT / "protocols" / "anakinra_hepatotoxicity.rxw")).graph
+    trace = simulate(graph, load_timeline(str(ROOT / "docs" / "examples" / "anakinra-moderate.yaml"), graph.graph))
+    out = tmp_path / "patient.html"
+    out.write_bytes(render(graph, "html", trace=trace))
+    driver.get(out.as_uri())
+    q = driver.execute_script("return window.rxwatchPanelform.question()")
+    assert q["config"] == trace["final_states"]
+    sets = {s["var"]: s["value"] for s in trace["steps"] if s["type"] == "set"}
+    assert sets and all(q["vars"][k] == v for k, v in sets.items())
+    assert q["last"]["start_anakinra"] == next(s["date"] for s in trace["steps"] if s.get("action") == "start_anakinra")
+    entered = [s["date"] for s in trace["steps"] if s["type"] == "enter" and s["state"] == "maintenance"][-1]
+    assert q["entries"]["maintenance"] == entered
+    assert q["drugs"]["anakinra"]["started"] and q["orders_unknown"]  # which orders are open: not in the steps
+    assert "Filled in from the patient's steps" in driver.find_element(By.ID, "panelform").get_attribute("textContent")
     assert not [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]

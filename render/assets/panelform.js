@@ -938,6 +938,47 @@
   form.appendChild(history);
   form.appendChild(ask);
   placeSelect(null, where);
+  if (D.prefill && D.prefill.config.length) applyPrefill(D.prefill);
+
+  // the viewer's patient (--trace): the states the trace ends in and the history its steps give
+  function applyPrefill(p) {
+    for (var round = 0; round < 8; round++) {
+      var changed = false;
+      Object.keys(selects).forEach(function (k) {
+        var sel = selects[k];
+        if (!document.body.contains(sel)) return;
+        var values = Array.prototype.map.call(sel.options, function (o) { return o.value; });
+        p.config.forEach(function (n) {
+          var hit = (S[n] ? S[n].ancestors : []).filter(function (a) { return values.indexOf(a) >= 0; })[0];
+          if (hit !== undefined && sel.value !== hit) {
+            sel.value = hit;
+            sel.dispatchEvent(new Event("change"));
+            changed = true;
+          }
+        });
+      });
+      if (!changed) break;
+    }
+    varNames.forEach(function (n) {
+      if (!Object.prototype.hasOwnProperty.call(p.vars, n)) return;
+      var v = fromJson(p.vars[n]);
+      varInputs[n].value = v === null ? "" : isQ(v) ? qText(v).replace("\u2248", "") : String(v);
+    });
+    Object.keys(entryInputs).forEach(function (n) { if (p.entries[n]) entryInputs[n].value = p.entries[n]; });
+    Object.keys(sinceInputs).forEach(function (a) {
+      if (!Object.prototype.hasOwnProperty.call(p.last, a)) return;
+      if (p.last[a] === null) sinceInputs[a].never.checked = true; else sinceInputs[a].day.value = p.last[a];
+    });
+    Object.keys(drugInputs).forEach(function (name) {
+      var d = p.drugs[name];
+      if (!d) return;
+      drugInputs[name].status.value = d.stopped ? "stopped" : !d.started ? "not_started" : d.holds.length ? "held" : "on";
+      drugInputs[name].dose.value = String(drugLevel({ asks: d.asks }));
+    });
+    form.insertBefore(el("p", "pf-hint", ["Filled in from the patient's steps shown above: the states they end in, " +
+      "the variables, the days states were entered and actions recommended, the drug. Facts and open orders are not in the " +
+      "steps: check them under the patient's history."]), where);
+  }
 
   // the question the form's fields ask (the same shape `evaluate` takes)
   function question() {
