@@ -488,14 +488,12 @@ class _Builder:
             effect = None
             if isinstance(eff, Mapping):
                 drug = (g.get("drugs") or {}).get(eff.get("drug")) or {}
-                levels = [str(x) for x in drug.get("doses") or ()]
                 level = eff.get("dose")
                 index = None
                 if level is not None:
                     index = next(i for i, x in enumerate(drug.get("doses") or ())
                                  if (str(x) == str(level) if drug.get("kind") == "name" else ir.exact(x) == ir.exact(level)))
                 effect = [eff["kind"], eff["drug"], index]
-                del levels
             actions[name] = {"orders": orders, "fulfil": fulfil, "effect": effect,
                              "text": self.L.action_text(name, True)}
         drugs = {}
