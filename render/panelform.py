@@ -26,8 +26,11 @@ status). History left blank is unknown, never assumed: a rule it leaves undecide
 as "needs the patient's history", like a missing result. Results of earlier days (`results
 valid for`) are not merged: the panel is what is entered.
 
-`script(graph, plan)` returns the inline script (the generated functions and the runtime) and
-`data(graph, plan)` the JSON the page carries for it; render/html.py puts both in the page.
+`data(graph, plan, trace)` returns the inline script (the generated functions, then the runtime
+and the form of render/assets/panelform.js) and the JSON the page carries for it; render/html.py
+puts both in the page. `question(graph, trace, day, results, facts)` is the question for a panel
+to a patient whose replay so far is `trace` (the browser test asks the simulator's patients
+this way); `prefill(graph, trace)`, where the form starts for the viewer's `--trace`.
 """
 
 from __future__ import annotations
