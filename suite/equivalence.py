@@ -52,6 +52,19 @@ def _does(edge: Mapping) -> str:
     return json.dumps([edge.get("stay"), edge.get("_target"), _strip(edge.get("actions"))], sort_keys=True)
 
 
+def _masked(x: Any) -> Any:
+    """Actions with the conditions of their `if`s left out (compared apart, position by position)."""
+    if isinstance(x, Mapping):
+        return {k: (None if k in ("cond", "text") and x.get("kind") == "if" else _masked(v)) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_masked(v) for v in x]
+    return x
+
+
+def _does_but_ifs(edge: Mapping) -> str:
+    return json.dumps([edge.get("stay"), edge.get("_target"), _strip(_masked(edge.get("actions")))], sort_keys=True)
+
+
 def _handlers(graph) -> dict:
     """(state, handler index) -> (handler, its rule edges in order, each with `_target`)."""
     edges = {}
@@ -91,15 +104,16 @@ def fires(enc: smt.Encoder, h: Mapping, rules: list, i: int):
     return z3.And(conds[i].t, *above) if above else conds[i].t
 
 
-def _decisions(enc: smt.Encoder, h: Mapping, rules: list) -> tuple[dict, Any]:
-    """{what a rule does: the formula 'it fires'}, and the formula 'unassessable'."""
+def _decisions(enc: smt.Encoder, h: Mapping, rules: list, keys: list | None = None) -> tuple[dict, Any]:
+    """{what a rule does: the formula 'it fires'}, and the formula 'unassessable'. `keys`: what
+    each rule does, when given (instead of `_does`)."""
     conds = [enc.cond(r.get("guard")) for r in rules]
     exclusive = h.get("mode") == "exclusive"
     by_does: dict[str, list] = {}
     stuck = []
     for i, (r, c) in enumerate(zip(rules, conds)):
         above = before(conds, rules, i, exclusive)
-        by_does.setdefault(_does(r), []).append(z3.And(c.t, *above) if above else c.t)
+        by_does.setdefault(keys[i] if keys else _does(r), []).append(z3.And(c.t, *above) if above else c.t)
         if not r.get("otherwise"):
             unknown = z3.And(z3.Not(c.t), z3.Not(c.f))
             stuck.append(z3.And(unknown, *above) if above and not exclusive else unknown)
@@ -142,8 +156,14 @@ class _Pair:
             if ([_does(r) for r in rules_a] == [_does(r) for r in rules_b]
                     and self._expanded(self.a, trees_a) == self._expanded(self.b, trees_b)):
                 continue  # the same handler, word for word
+            keys_b = None
+            if ifs and len(rules_a) == len(rules_b) and all(
+                    _does_but_ifs(x) == _does_but_ifs(y) for x, y in zip(rules_a, rules_b)):
+                # the rules do the same but for the conditions of their `if`s (compared below,
+                # position by position): the mutant's rule i does what the protocol's rule i does
+                keys_b = [_does(r) for r in rules_a]
             fa, ua = _decisions(self.a, h, rules_a)
-            fb, ub = _decisions(self.b, h, rules_b)
+            fb, ub = _decisions(self.b, h, rules_b, keys_b)
             diffs = [ua != ub]
             for does in set(fa) | set(fb):
                 diffs.append(fa.get(does, self.a.F) != fb.get(does, self.a.F))

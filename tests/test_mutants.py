@@ -303,3 +303,18 @@ def test_a_suite_failing_in_the_runner_gives_no_score(tmp_path):
                     encoding="utf-8")
     with pytest.raises(RuntimeError, match="do not pass on the protocol itself"):
         run_mutants("grading.rxw", PROTOCOL, r.module, r.graph, [str(case)], jobs=1)
+
+
+IF_IN_RULE = PROTOCOL.replace("    otherwise stay cite s\n  }\n}\nstate held",
+                              "    otherwise stay cite s { if known(ALT) and tx > 0.5 { do hold cite s } }\n  }\n}\nstate held")
+
+
+def test_an_if_in_a_rule_is_compared_as_an_if_not_as_another_rule():
+    # `known(ALT) and tx > 0.5` and `tx > 0.5` differ only where ALT is missing, and there both
+    # are not true: an `if` that is not true takes its `else`: the same behaviour everywhere
+    same = IF_IN_RULE.replace("if known(ALT) and tx > 0.5", "if tx > 0.5")
+    assert equivalence.equivalent(compiled(IF_IN_RULE).graph, compiled(same).graph).equivalent
+    # a moved bound is not: ALT 20 (0.5 x ULN) holds in one only, and the witness names the if
+    moved = IF_IN_RULE.replace("tx > 0.5", "tx >= 0.5")
+    v = equivalence.equivalent(compiled(IF_IN_RULE).graph, compiled(moved).graph)
+    assert not v.equivalent and "`if known(ALT) and tx > 0.5`" in v.witness and "ALT 20 U/L" in v.witness
