@@ -116,3 +116,21 @@ def test_an_unwritable_plot_folder_leaves_nothing(here, capsys):
         assert run(ANAKINRA, "--model", "model.yaml", "--patients", "2", "--years", "1", "--seed", "1", "--jobs", "1",
                    "--resamples", "0", "--plot", "ro/plots") == 2
         assert list(ro.iterdir()) == []
+
+
+def test_the_6_monthly_variant_checks_clean_and_differs_only_in_maintenance(capsys):
+    assert main(["check", SIXMONTHLY]) == 0
+    shipped = Path(ANAKINRA).read_text(encoding="utf-8").splitlines()
+    variant = Path(SIXMONTHLY).read_text(encoding="utf-8").splitlines()
+    import difflib
+
+    changed = [line for line in difflib.unified_diff(shipped, variant, lineterm="", n=0)
+               if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+    rules = [line for line in changed if "order_lfts" in line]
+    assert sorted(rules) == sorted(["-          do order_lfts due 3..4 months cite seed-review",
+                                    "-            do order_lfts due 3..4 months cite seed-review",
+                                    "+          do order_lfts due 6..7 months cite bsr-2025-whatif",
+                                    "+            do order_lfts due 6..7 months cite bsr-2025-whatif"])
+    # the rest: comments, the header, the what-if source; no other rule
+    assert all(line[1:].lstrip().startswith(("#", "protocol", "title", "version", "status", "source", "kind", "note", "hepatotoxic"))
+               or not line[1:].strip() for line in changed if line not in rules), changed

@@ -199,7 +199,10 @@ def _table(arms, model, **kw):
     import pyarrow as pa
 
     parts = []
-    result = run_cohort(Cohort(arms, model, patients=6, years=1, seed=9), on_rows=parts.append, resamples=50, **kw)
+    seen = []
+    result = run_cohort(Cohort(arms, model, patients=6, years=1, seed=9), on_rows=parts.append, resamples=50,
+                        progress=lambda done, total: seen.append((done, total)), **kw)
+    assert seen[-1] == (6, 6) and [d for d, _ in seen] == sorted(d for d, _ in seen)  # the progress bar's counts
     return pa.concat_tables(parts), result
 
 
