@@ -338,8 +338,8 @@ class SyntheticPatient:
                 if start_t >= self.days:
                     continue
                 u = uniform(h, _BACKGROUND, y, 2, j)
-                acc, tier, name = 0.0, bg.tiers[-1], ""
-                for k, t in enumerate(bg.tiers):
+                acc, tier = 0.0, bg.tiers[-1]
+                for t in bg.tiers:
                     acc += t.weight.value
                     if u < acc:
                         tier = t
