@@ -445,3 +445,17 @@ def test_a_hold_before_the_onset_postpones_the_episode(models):
     pt.drug(50, "on", 1.0)
     (ep,) = [e for e in pt.episodes if e.kind == "drug"]
     assert (ep.onset - onset).days in (29, 30, 31)  # a whole day either way: onsets are floored days
+
+
+def test_the_parameter_tables_of_docs_cohort_md_are_the_models_own(models, repo_root):
+    """docs/cohort.md quotes `PatientModel.table()`: the anakinra model whole, the drug and
+    count rows of the others. A changed parameter must be changed there too."""
+    doc = (repo_root / "docs" / "cohort.md").read_text(encoding="utf-8")
+    for name in MODELS:
+        rows = models[name].table().splitlines()[2:]
+        if name != "anakinra":
+            rows = [r for r in rows if r.startswith(("| `drug.", "| `labs.ANC", "| `labs.PLT"))]
+        missing = [r for r in rows if r not in doc]
+        assert not missing, (name, missing[:3])
+        counts = [sum(p.marker == m for p in models[name].params) for m in MARKERS]
+        assert f"{counts[0]} {'parameters ' if name == 'anakinra' else ''}read, {counts[1]} computed, {counts[2]} assumed" in doc, name
