@@ -459,3 +459,12 @@ def test_the_parameter_tables_of_docs_cohort_md_are_the_models_own(models, repo_
         assert not missing, (name, missing[:3])
         counts = [sum(p.marker == m for p in models[name].params) for m in MARKERS]
         assert f"{counts[0]} {'parameters ' if name == 'anakinra' else ''}read, {counts[1]} computed, {counts[2]} assumed" in doc, name
+
+
+def test_the_python_example_of_docs_cohort_md_prints_what_it_shows(repo_root, capsys):
+    doc = (repo_root / "docs" / "cohort.md").read_text(encoding="utf-8")
+    section = doc.split("### In Python", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    shown = section.split("prints", 1)[1].split("```\n", 1)[1].split("```", 1)[0]
+    exec(compile(code, "docs/cohort.md", "exec"), {})
+    assert capsys.readouterr().out == shown
