@@ -122,3 +122,21 @@ def test_shipped_protocol_reach_search_fires_most_rules(repo_root, name):
     gen = Generator(r.graph, str(path))
     cases, missing = reach_cases(gen)
     assert len(cases) >= 0.8 * (len(cases) + len(missing))
+
+
+def test_a_survivor_case_says_what_only_the_mutant_does():
+    # the protocol's expectations list what it does; a mutant that only adds a step passes them
+    # all, so the case gets a `never` line for that step (and fails on the mutant)
+    from rxwatch.suite.generate import _killing_lines
+
+    g = generator().graph
+    stay = {"date": "2025-01-20", "type": "transition", "from": "watch", "to": "watch", "stay": True}
+    protocol = {"steps": [stay], "final_state": "watch", "open_orders": []}
+    mutant = {"steps": [stay, {"date": "2025-01-20", "type": "action", "action": "hold"}],
+              "final_state": "watch", "open_orders": []}
+    assert _killing_lines(g, g, protocol, mutant) == ["never action hold on 2025-01-20"]
+    # a mutant that lacks a step fails the protocol's own expectations: nothing to add
+    assert _killing_lines(g, g, mutant, protocol) == []
+    # traces that differ only where no expectation looks: no case kills that mutant
+    enter = {"date": "2025-01-20", "type": "enter", "state": "watch"}
+    assert _killing_lines(g, g, protocol, {**protocol, "steps": [stay, enter]}) is None
