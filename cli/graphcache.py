@@ -3,8 +3,9 @@ same protocol on every run (0.3-0.4 s of a run's start-up for the shipped anakin
 
 An entry is the compiled graph of one protocol text, at one path, compiled by one version of
 rxwatch; its name is the SHA-256 of all of these: the protocol's text, the path as given, the
-Python version and a fingerprint of rxwatch's own code (the name, size and
-modification time of every file of the compiler, the grammar and the simulator's units).
+Python version and a fingerprint of the code that makes a graph (the name, size and
+modification time of every file of rxwatch's compiler, grammar and simulator, and of the
+installed lark, z3, networkx and gmpy2).
 Editing the protocol or rxwatch makes a new name, so a stale entry is never found. Only a
 protocol that compiled without errors is kept, and only for the commands that print no
 warnings of the protocol (simulate, audit): a run with the cache shows what a run without it
@@ -35,6 +36,7 @@ MAGIC = b"rxwatch-graph-cache 1\n"
 MAX_ENTRIES = 64
 _PACKAGES = ("rxwatch.compiler", "rxwatch.compiler.checks", "rxwatch.compiler.verify", "rxwatch.grammar",
              "rxwatch.simulator")
+_LIBRARIES = ("lark", "z3", "networkx", "gmpy2")  # a new version is a new install: its files change
 
 
 def directory() -> Path | None:
@@ -63,6 +65,13 @@ def fingerprint() -> bytes:
                 if entry.name.endswith((".py", ".lark")) and entry.is_file():
                     st = entry.stat()
                     h.update(f"{name}/{entry.name}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    for name in _LIBRARIES:  # the parser, the verifier's prover, the graph's own type
+        spec = importlib.util.find_spec(name)
+        try:
+            st = os.stat(spec.origin) if spec and spec.origin else None
+        except OSError:
+            st = None
+        h.update(f"{name}:{spec.origin if spec else None}:{st and st.st_size}:{st and st.st_mtime_ns}\n".encode())
     return h.digest()
 
 
