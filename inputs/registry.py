@@ -2,6 +2,7 @@
 
     format       module                         chosen when
     csv          rxwatch.inputs.csvlabs         the name ends in .csv
+    fhir-ndjson  rxwatch.inputs.fhir_ndjson     the name ends in .ndjson
     fhir-bundle  rxwatch.inputs.fhir_bundle     the text is a JSON object with a top-level "resourceType"
     timeline     rxwatch.inputs.yamljson        anything else (YAML, or JSON, which is YAML)
 
@@ -18,7 +19,6 @@ from __future__ import annotations
 import codecs
 import importlib
 import os
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -35,7 +35,7 @@ __all__ = ["Format", "FORMATS", "detect", "read", "load_timeline", "reader_for"]
 class Format:
     name: str
     module: str  # rxwatch.inputs.<module>: the reader
-    suffixes: tuple[str, ...]  # names that pick this format whatever the text
+    suffixes: tuple[str, ...]  # names that pick this format whatever the text (none: by content)
     description: str
 
 
@@ -43,20 +43,18 @@ FORMATS: tuple[Format, ...] = (
     Format("csv", "csvlabs", (".csv",), "a lab CSV: date,lab,value[,unit,uln,lln,time,patient]"),
     Format("fhir-ndjson", "fhir_ndjson", (".ndjson",), "a FHIR Bulk Data export (many patients: rxwatch audit)"),
     Format("fhir-bundle", "fhir_bundle", (), "a FHIR R4 Bundle of a Patient and Observations (JSON)"),
-    Format("timeline", "yamljson", (".yaml", ".yml", ".json"), "a timeline (YAML or JSON, docs/timelines.md)"),
+    Format("timeline", "yamljson", (), "a timeline: YAML, or JSON that is not a FHIR resource (docs/timelines.md)"),
 )
 _BY_NAME = {f.name: f for f in FORMATS}
-_RESOURCE = re.compile(r'"resourceType"\s*:')
 
 
 def detect(path: str | os.PathLike, text: str | None = None) -> Format:
     """The format of the file at `path`: by its name's suffix (.csv, .ndjson), else by its text
     when given (a JSON object with a top-level "resourceType" is a FHIR Bundle), else a timeline."""
     name = os.fspath(path).lower()
-    if name.endswith(".csv"):
-        return _BY_NAME["csv"]
-    if name.endswith(".ndjson"):
-        return _BY_NAME["fhir-ndjson"]
+    for fmt in FORMATS:
+        if fmt.suffixes and name.endswith(fmt.suffixes):
+            return fmt
     if text is not None and _bundle_scan(text) is not None:
         return _BY_NAME["fhir-bundle"]
     return _BY_NAME["timeline"]
