@@ -4,7 +4,6 @@ is not the one looked for, or that someone else could have written, never loaded
 
 from __future__ import annotations
 
-import os
 import pickle
 import shutil
 from pathlib import Path
@@ -48,7 +47,7 @@ def entries(cache: Path) -> list[Path]:
     return sorted(cache.glob("*.pickle")) if cache.exists() else []
 
 
-def test_a_second_run_reads_the_cache_and_writes_the_same_trace(work, capsys):
+def test_a_second_run_reads_the_cache_and_writes_the_same_trace(work, capsys, monkeypatch):
     tmp, cache, protocol, timeline = work
     first = simulate(protocol, timeline, tmp / "1.json", capsys)
     assert first[0] == 0 and len(entries(cache)) == 1
@@ -56,7 +55,7 @@ def test_a_second_run_reads_the_cache_and_writes_the_same_trace(work, capsys):
     assert oct(cache.stat().st_mode & 0o777) == "0o700"
     second = simulate(protocol, timeline, tmp / "2.json", capsys)
     assert second == first
-    os.environ["RXWATCH_CACHE_DIR"] = "off"
+    monkeypatch.setenv("RXWATCH_CACHE_DIR", "off")
     assert simulate(protocol, timeline, tmp / "3.json", capsys) == first
     assert entries(cache) == [entry]
 
