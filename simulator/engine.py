@@ -324,6 +324,10 @@ class Machine:
         self.reminders = _setting_days(g.get("reminders"))  # (amount, unit) or None: no reminders
         self.tolerance = _setting_days(g.get("schedule_tolerance"))  # `due N unit` is N unit +- this
         self.isos: dict[datetime.date, str] = {}  # day -> its ISO text, for every replay of this Machine
+        # day -> (the Machine's own object for that day, its ISO text): a replay's days are these
+        # objects, so the caches keyed by day (windows, orders, ISO texts) find them by identity
+        # in memory every replay touches, not by comparing with a date in another patient's inputs
+        self.days: dict[datetime.date, tuple[datetime.date, str]] = {}
         self._compiler = Compiler(g, rational_inputs=True)  # the replay puts only runtime rationals (Q) in its panels
         edges = {key: (u, v, data) for u, v, key, data in graph.edges(keys=True, data=True)}
         _validate_trees(graph, self.path)  # a graph read from a file is untrusted
@@ -812,6 +816,15 @@ class Patient:
 
 
 # ---------------------------------------------------------------------------- actions
+
+def _day(m: Machine, day: datetime.date) -> tuple[datetime.date, str]:
+    """(the Machine's own object for `day`, its ISO text), made the first time a replay meets it."""
+    hit = m.days.get(day)
+    if hit is None:
+        own = datetime.date(day.year, day.month, day.day)
+        hit = m.days[own] = (own, _iso(m.isos, day))
+    return hit
+
 
 def _iso(isos: dict, day: datetime.date) -> str:
     text = isos.get(day)
@@ -1590,6 +1603,7 @@ class _Run(Ctx):
         self.m = m
         self.path = path
         self.patient = patient
+        start, iso = _day(m, start)
         self.start = start
         self.until = start
         values = self.facts = dict(m.fact_defaults)
@@ -1599,7 +1613,7 @@ class _Run(Ctx):
         self.today = start
         self.panel = self.ulns = _NOTHING  # no panel yet
         self.last = {}
-        self.iso = _iso(m.isos, start)
+        self.iso = iso
         self.steps: list[dict] = []
         self.emit = self.steps.append
         self.warnings: list[dict] = []
@@ -1620,7 +1634,7 @@ class _Run(Ctx):
         self.today_inputs: tuple = ()
         self.drugs = {name: _Drug(d) for name, d in m.drugs.items()} if m.drugs else _NO_DRUGS
         self.begun = False  # the initial state is entered (on `start`, at the first day fed or run)
-        self.fed = start - _ONE_DAY if start > datetime.date.min else start  # the last day fed
+        self.fed = datetime.date.min  # the last day fed
         self.reached = start  # the last day fed or advanced to (or the start)
         self.day_events: tuple | list = ()  # the inputs fed today (W905 is located at the first)
         if m.chart:
@@ -1660,16 +1674,20 @@ class _Run(Ctx):
     def run_due(self, limit: datetime.date, inclusive: bool) -> datetime.date | None:
         """Run every day before `limit` (and `limit` too when `inclusive`) on which a timer or
         an order's deviation is due, with no inputs. Return the next day one is due (None:
-        none is)."""
+        none is). (The day's work as `new_day` and `due_today`, inline: most replays have such
+        days between their inputs.)"""
         timers = self.timers
         alarms = self.alarms
+        m = self.m
+        days_of = m.days
         while timers or alarms:
             day = None  # the next day a timer or a deviation is due (as next_due)
             for t in timers:
                 if day is None or t.due < day:
                     day = t.due
             if alarms:
-                if len(alarms) == 1:  # the usual case: one open order
+                one = len(alarms) == 1  # the usual case: one open order
+                if one:
                     for soonest in alarms.values():
                         pass
                 else:
@@ -1680,18 +1698,44 @@ class _Run(Ctx):
                 return day
             if day <= self.today:
                 return day  # a timer or deviation due past the calendar's last day (MAX_DATE) never comes
-            self.new_day(day)
-            self.due_today(day)
+            # a new day (as new_day)
+            hit = days_of.get(day)
+            if hit is None:
+                hit = _day(m, day)
+            day, self.iso = hit
+            self.today = day
+            if self.fired_today:
+                self.fired_today = []
+            if self.fulfilled:
+                self.fulfilled = _NO_ORDERS
+            if self.day_events:
+                self.day_events = ()
+            # (1) deviations of orders overdue today, (2) timers due today (as due_today)
+            if alarms:
+                if one and m.reminders is None:
+                    if soonest <= day:
+                        # the usual case: the one open order's window ended yesterday (as `deviations`)
+                        for key in alarms:
+                            pass
+                        del alarms[key]
+                        o = self.orders.get(key)
+                        if o is not None:
+                            s = o.deviation.copy()
+                            s["date"] = self.iso
+                            if o in self.overdue:
+                                s["kind"] = "still_overdue"
+                            else:
+                                self.overdue.add(o)
+                            self.emit(s)
+                elif min(alarms.values()) <= day:
+                    self.deviations(day)
+            if self.timers:
+                self.settle()
             timers = self.timers
         return None
 
     def new_day(self, day: datetime.date) -> None:
-        self.today = day
-        isos = self.m.isos
-        iso = isos.get(day)
-        if iso is None:
-            iso = isos[day] = day.isoformat()
-        self.iso = iso
+        self.today, self.iso = _day(self.m, day)
         if self.fired_today:
             self.fired_today = []
         if self.fulfilled:
@@ -1745,7 +1789,7 @@ class _Run(Ctx):
         state lives in locals (the replay's per-day work is small: an attribute read saved
         counts)."""
         m = self.m
-        isos = m.isos
+        days_of = m.days
         lookback = m.lookback
         chart = m.chart
         reminders = m.reminders
@@ -1754,14 +1798,14 @@ class _Run(Ctx):
         overdue = self.overdue
         inputs = self.inputs
         emit = self.emit
-        fed = self.fed
-        reached = self.reached
+        # a day to replay comes after the last day fed (`low`), and not before one advanced to
+        low = first = self.fed if self.reached <= self.fed else self.reached - _ONE_DAY
         for day, todays in days:
             if day > until:
                 break
-            if day <= fed or day < reached:
-                self.fed = fed
-                self.reached = reached
+            if day <= low:
+                if low is not first:
+                    self.fed = self.reached = low
                 raise self.order_error(day)
             due = None  # the next day a timer or a deviation is due
             if self.begun:
@@ -1782,49 +1826,54 @@ class _Run(Ctx):
                         due = self.run_due(day, False)
                 if day != self.today:
                     # a new day (as new_day)
+                    hit = days_of.get(day)
+                    if hit is None:
+                        hit = _day(m, day)
+                    day, self.iso = hit
                     self.today = day
-                    iso = isos.get(day)
-                    if iso is None:
-                        iso = isos[day] = day.isoformat()
-                    self.iso = iso
                     if self.fired_today:
                         self.fired_today = []
                     if self.fulfilled:
                         self.fulfilled = _NO_ORDERS
+                else:
+                    day = self.today
             elif day != self.start:
                 self.begin()  # the start day had no inputs
                 if self.timers or alarms:
                     due = self.run_due(day, False)
                 self.new_day(day)
-            fed = reached = day
+                day = self.today
+            else:
+                day = self.start
+            low = day
             self.day_events = todays
             # the day's inputs: its results (the panel, read as they come: a later result of a
             # lab replaces an earlier one); its recorded choices, clinical events and fact changes
-            panel = None
+            panel = {}
             ulns = None
-            dup = False
             extra = None
             for ev in todays:
                 if type(ev) is LabResult:
-                    q = ev.q  # the value as an exact rational, made when the result was read
-                    lab = ev.lab
-                    if panel is None:
-                        panel = {lab: q}
-                    else:
-                        if lab in panel:
-                            dup = True
-                        panel[lab] = q
+                    # the value as an exact rational (made when the result was read), its own ULN
+                    panel[ev.lab] = ev.q
                     if ev.uln is not None:
                         if ulns is None:
                             ulns = {}
-                        ulns[lab] = ev.uln_q
+                        ulns[ev.lab] = ev.uln_q
                     elif ulns is not None:
-                        ulns.pop(lab, None)
+                        ulns.pop(ev.lab, None)
                 elif extra is None:
                     extra = [ev]
                 else:
                     extra.append(ev)
-            if extra is not None:
+            if extra is None:
+                dup = len(panel) < len(todays)  # two results of a lab
+                if not dup and not panel:
+                    panel = None
+            else:
+                dup = len(panel) < len(todays) - len(extra)
+                if not panel:
+                    panel = None
                 choices = [ev for ev in extra if type(ev) is Choice]
                 if choices:
                     self.choices = choices  # until the end of the day
@@ -1836,9 +1885,9 @@ class _Run(Ctx):
                 # (1) deviations of orders overdue today (the day after the window, then reminders)
                 if alarms:
                     if len(alarms) == 1 and reminders is None:
-                        for key, soonest in alarms.items():
+                        for key in alarms:
                             pass
-                        if soonest <= day:
+                        if alarms[key] <= day:
                             # the usual case: the one open order's window ended yesterday (as `deviations`)
                             del alarms[key]
                             o = orders.get(key)
@@ -1872,8 +1921,7 @@ class _Run(Ctx):
                 if orders:
                     if dated is None and len(orders) == 1:
                         # the usual day: one open order, every result today's
-                        for key, o in orders.items():
-                            pass
+                        (key, o), = orders.items()
                         if (o.opens is None or day >= o.opens) and not o.labs.isdisjoint(panel):
                             for alt in o.fulfil:  # (frozenset.issubset would copy the panel into a set)
                                 for lab in alt:
@@ -1910,8 +1958,8 @@ class _Run(Ctx):
                 if self.choices:
                     self.end_of_day()
                     self.choices = ()
-        self.fed = fed
-        self.reached = reached
+        if low is not first:
+            self.fed = self.reached = low
 
     def advance(self, day: datetime.date) -> None:
         """Run the timers and deviations due up to and including `day`, with no inputs."""
