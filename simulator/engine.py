@@ -1868,7 +1868,7 @@ class _Run(Ctx):
                     extra.append(ev)
             if extra is None:
                 dup = len(panel) < len(todays)  # two results of a lab
-                if not dup and not panel:
+                if not panel:
                     panel = None
             else:
                 dup = len(panel) < len(todays) - len(extra)
@@ -1907,7 +1907,7 @@ class _Run(Ctx):
             # (3) the panel: today's results, with the still valid earlier ones
             if panel is not None:
                 dated = None  # every result is today's
-                brought = set(panel) if lookback is not None else panel.keys()  # the labs of today's results
+                brought = panel if lookback is None else set(panel)  # the labs of today's results
                 if dup:
                     self.replaced = [m.result_dict(r, day) for r in
                                      latest_results([e for e in todays if type(e) is LabResult])[1]]
