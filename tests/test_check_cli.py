@@ -269,7 +269,6 @@ def test_check_help_explains_itself(capsys):
         assert word in out, word
 
 
-@pytest.mark.xfail(strict=True, reason="typer 0.29 prints every parameter's type in help; for a list of paths that reads '<list[Path]>' (typer.core display_type), whatever the metavar")
 def test_check_help_has_no_python_type_names(capsys):
     status, out, err = run(capsys, "check", "--help")
     assert "list[Path]" not in out
