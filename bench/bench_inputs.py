@@ -26,7 +26,10 @@ child process, peak memory): the reader's share of the peak.
 
 The runs share a cache of compiled protocols in the work folder (cli/graphcache.py), warmed by
 one run first, as a user's second run of a protocol finds it; the floor is printed with and
-without it.
+without it. Every run (rxwatch's and the peer's) also finds Python's compiled modules
+(PYTHONPYCACHEPREFIX in the work folder, warmed by the first run), as an installed copy does
+(pip compiles them at install), even where the environment turns them off
+(PYTHONDONTWRITEBYTECODE); the first floor is without either.
 
 Prints the machine (bench/machine.py), the date, and whether PyYAML's C parser is importable
 (rxwatch reads YAML through it when it is, else through ruamel.yaml alone). Figures only.
@@ -183,13 +186,13 @@ sys.stderr.write(p.stderr.decode(errors="replace")[-2000:])
 '''
 
 
-ENV: dict = {}  # RXWATCH_CACHE_DIR for the runs of rxwatch (set in main)
+ENV: dict = {}  # RXWATCH_CACHE_DIR and the bytecode cache for every run (set in main); None: unset
 
 
 def measure(cmd: list[str], env: dict | None = None) -> tuple[float, float, float]:
     """(wall seconds, peak RSS in MB, CPU seconds: user + system) of one run of `cmd`, in a fresh
     waiting process. On a shared machine the CPU time varies less than the wall time."""
-    env = {**os.environ, **ENV, **(env or {})}
+    env = {k: v for k, v in {**os.environ, **ENV, **(env or {})}.items() if v is not None}
     proc = subprocess.run([sys.executable, "-c", MEASURE, *cmd], capture_output=True, text=True, env=env, cwd=ROOT)
     status, wall, peak, cpu = proc.stdout.split()
     if status != "0":
@@ -235,15 +238,25 @@ def main() -> int:
     peer_file = work / "peer.py"
     peer_file.write_text(PEER)
     ENV["RXWATCH_CACHE_DIR"] = str(work / "cache")  # the compiled protocol's cache: this run's own
+    # Python's own cache of compiled modules, as an installed rxwatch has it (pip compiles them
+    # at install): this run's own folder, for rxwatch and the peer alike, even where the
+    # environment turns it off (PYTHONDONTWRITEBYTECODE, as in the team's sessions)
+    ENV["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
+    ENV["PYTHONDONTWRITEBYTECODE"] = None
     try:
         floor = work / "one.csv"
         write_csv(floor, 1)
+        measure(simulate_cmd("csv", floor, out), {"RXWATCH_CACHE_DIR": "off"})  # fills the bytecode cache
+        wall, peak, cpu = best(simulate_cmd("csv", floor, out), args.repeat,
+                               {"RXWATCH_CACHE_DIR": "off", "PYTHONPYCACHEPREFIX": None, "PYTHONDONTWRITEBYTECODE": "1"})
+        print(f"floor, no cache at all (no compiled protocol, every module compiled from its source): "
+              f"{wall:.2f} s ({cpu:.2f} s CPU), {peak:.0f} MB")
         wall, peak, cpu = best(simulate_cmd("csv", floor, out), args.repeat, {"RXWATCH_CACHE_DIR": "off"})
-        print(f"floor, no cache: rxwatch simulate on a one-panel CSV (start-up, compiling the protocol, writing): "
+        print(f"floor, the modules' bytecode cached, the protocol not: rxwatch simulate on a one-panel CSV (start-up, compiling the protocol, writing): "
               f"{wall:.2f} s ({cpu:.2f} s CPU), {peak:.0f} MB")
         measure(simulate_cmd("csv", floor, out))  # compiles the protocol once, into the cache
         wall, peak, cpu = best(simulate_cmd("csv", floor, out), args.repeat)
-        print(f"floor, the protocol compiled before (cli/graphcache.py; every run below): {wall:.2f} s "
+        print(f"floor, both cached (cli/graphcache.py; every run below): {wall:.2f} s "
               f"({cpu:.2f} s CPU), {peak:.0f} MB")
         wall, peak, cpu = best([sys.executable, "-c", "pass"], args.repeat)
         print(f"floor of any Python program here (python -c pass, the editable install's import hook): {wall:.2f} s "

@@ -269,17 +269,23 @@ _NOT_GIVEN = object()
 def _entry_key(item: Map) -> tuple | None:
     """A lab entry's lab, numbers and unit as written (a number by its type and text), for
     `Reader.entries`; None when one of them is not a plain text or number."""
-    parts = []
-    for name in ("lab", "value", "unit", "uln", "lln"):
-        v = item.get(name, _NOT_GIVEN)
-        t = type(v)
-        if t is str or t is int or v is _NOT_GIVEN:
-            parts.append((t, v))
-        elif t is yamlsrc.Float:
-            parts.append((t, v.text))
-        else:
-            return None
-    return tuple(parts)
+    get = item.get
+    lab, value, unit, uln, lln = get("lab"), get("value", _NOT_GIVEN), get("unit", _NOT_GIVEN), \
+        get("uln", _NOT_GIVEN), get("lln", _NOT_GIVEN)
+    if type(lab) is not str:
+        return None
+    if not _PLAIN.issuperset((type(value), type(unit), type(uln), type(lln))):
+        return None
+    return (lab, _part(value), _part(unit), _part(uln), _part(lln))
+
+
+_PLAIN = frozenset((str, int, yamlsrc.Float, object))  # object: _NOT_GIVEN's type
+
+
+def _part(v: Any) -> tuple:
+    """A number or text of an entry as written: by type and text."""
+    t = type(v)
+    return (t, v.text) if t is yamlsrc.Float else (t, v)
 
 
 def _read_lab(item: Map, r: Reader, date: datetime.date | None, time: str | None, loc: Loc) -> LabResult | None:

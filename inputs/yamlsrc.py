@@ -408,6 +408,7 @@ def _declined(text: str) -> bool:
 
 _MAX_KEY = 512  # a longer key: declined (YAML caps an implicit key at 1024 characters)
 _JSON_WS = re.compile(r"[ \t\n\r]*")
+_JSON_COMMA = re.compile(r"[ \t\n\r]*,[ \t\n\r]*")
 
 
 def load_json(text: str, path: str = "<string>", *, list_key: str = "events") -> Map | None:
@@ -492,28 +493,40 @@ def _json_top(text: str, i: int, decoder: json.JSONDecoder, where: _Where, list_
 
 def _json_list(text: str, i: int, decoder: json.JSONDecoder, where: _Where, pos: Pos) -> tuple[Seq, int]:
     skip = _JSON_WS.match
+    comma = _JSON_COMMA.match
+    scan = decoder.scan_once  # raw_decode without its frame: StopIteration where it raises
     seq = Seq(pos)
+    items = seq._items
     i = skip(text, i + 1).end()
     if text.startswith("]", i):
         return seq, i + 1
     while True:
-        seq._items.append(where(i))
-        value, i = decoder.raw_decode(text, i)
+        items.append(where(i))
+        try:
+            value, i = scan(text, i)
+        except StopIteration:
+            raise _NotHere from None
         seq.append(_json_seq(value) if type(value) is list else value)
+        m = comma(text, i)  # the usual: white space, a comma, white space
+        if m is not None:
+            i = m.end()
+            continue
         i = skip(text, i).end()
         if text.startswith("]", i):
             return seq, i + 1
-        if not text.startswith(",", i):
-            raise _NotHere
-        i = skip(text, i + 1).end()
+        raise _NotHere
 
 
 def _json_map(pairs: list) -> Map:
     out = Map()
+    out.update(pairs)
+    if len(out) != len(pairs):
+        raise _NotHere  # a duplicate key: `load` says where
     for key, value in pairs:
-        if key in out or len(key) > _MAX_KEY:
-            raise _NotHere  # a duplicate key: `load` says where
-        out[key] = _json_seq(value) if type(value) is list else value
+        if len(key) > _MAX_KEY:
+            raise _NotHere
+        if type(value) is list:
+            out[key] = _json_seq(value)
     return out
 
 
