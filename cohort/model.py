@@ -444,7 +444,11 @@ class _Reader:
                lo_open: bool = False, integer: bool = False) -> float | None:
         v = self.scalar(node) if isinstance(node, S) else None
         if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int)):
-            self.err(node, "E931", f"{where} must be {'a whole number' if integer else 'a number'}")
+            self.err(node, "E931", f"{where} must be {'a whole number' if integer else 'a number'}{_e_hint(v)}")
+            return None
+        if isinstance(v, int) and not -1e300 < v < 1e300:  # a float cannot hold it (math.isfinite would overflow)
+            self.err(node, "E935", f"{where} is {node.value}: it must be {_range(lo, hi, lo_open)}"
+                     if lo > -math.inf or hi < math.inf else f"{where} is {node.value}: too large a number")
             return None
         if not math.isfinite(v):
             self.err(node, "E935", f"{where} must be finite, not {node.value}")
@@ -815,6 +819,16 @@ class _Reader:
             self.err(f["never"][1], "E935", f"adherence.on_time + adherence.never is {_num(on.value + never.value)}, above 1")
             return None
         return Adherence(on, never, late)
+
+
+def _e_hint(v: Any) -> str:
+    """What to write instead of a number in e-notation that YAML 1.1 reads as text (`2e-1`,
+    `8.5e1`: PyYAML wants a point in the mantissa and a sign in the exponent)."""
+    m = re.fullmatch(r"([-+]?)(\d+)(?:\.(\d*))?[eE]([-+]?)(\d+)", v.strip()) if isinstance(v, str) else None
+    if m is None:
+        return ""
+    sign, whole, frac, esign, exp = m.groups()
+    return f" (YAML reads '{v.strip()}' as text: write it as a decimal, or as {sign}{whole}.{frac or '0'}e{esign or '+'}{exp})"
 
 
 def _range(lo: float, hi: float, lo_open: bool) -> str:

@@ -468,3 +468,19 @@ def test_the_python_example_of_docs_cohort_md_prints_what_it_shows(repo_root, ca
     shown = section.split("prints", 1)[1].split("```\n", 1)[1].split("```", 1)[0]
     exec(compile(code, "docs/cohort.md", "exec"), {})
     assert capsys.readouterr().out == shown
+
+
+@pytest.mark.parametrize("old,new", [("    uln: 40\n", "    uln: 1" + "0" * 400 + "\n"),
+                                     ("on_time: {value: 0.85", "on_time: {value: 1" + "0" * 400),
+                                     ("on_time: {value: 0.85", "on_time: {value: -1" + "0" * 400)])
+def test_a_whole_number_too_large_for_a_float_is_e935_not_a_crash(old, new):
+    with pytest.raises(ModelError) as e:
+        parse_model(_edit(old, new), "m.yaml")
+    assert e.value.code == "E935" and "1000000" in e.value.message, e.value.message
+
+
+def test_a_number_in_e_notation_without_a_point_says_how_to_write_it():
+    """YAML 1.1 (PyYAML) reads `2e-1` as text: the message says so rather than only 'must be a number'."""
+    with pytest.raises(ModelError) as e:
+        parse_model(_edit("on_time: {value: 0.85", "on_time: {value: 85e-2"), "m.yaml")
+    assert e.value.code == "E931" and "85e-2" in e.value.message and "85.0e-2" in e.value.message, e.value.message
