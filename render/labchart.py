@@ -569,7 +569,7 @@ def build(graph, trace: Mapping) -> Chart:
             else:
                 segments.append(Segment(name, day, nxt, status, text))
 
-    legend = _legend(rows, explain, windows, drug_names)
+    legend = _legend(rows, explain, windows, drug_names, floors=any(p.floor for p in points))
     patient = str(trace.get("patient") or "")
     title = f"{g.get('title') or g.get('name')}: patient {patient}".strip() if patient else str(g.get("title") or g.get("name"))
     order_labels = {o: _short(_plain((actions.get(o) or {}).get("description") or o.replace("_", " ")), 24) for o in orders}
@@ -589,13 +589,18 @@ def _title(graph, state) -> str:
     return graph.nodes[state].get("description") or str(state).replace("_", " ")
 
 
-def _legend(rows: list[Row], explain: dict[str, str], windows, drugs) -> list[str]:
+HOVER = "; hover a point for the rule it triggered"
+"""The legend's words for the viewer's chart only: a PNG, SVG or PDF file has nothing to hover."""
+
+
+def _legend(rows: list[Row], explain: dict[str, str], windows, drugs, floors: bool = False) -> list[str]:
     out = ["Each lab as a multiple of its limit, log scale: " + "; ".join(explain[lab] for row in rows for lab in row.labs) + "."] \
         if rows else ["No lab results in this trace."]
     low = [lab for r in rows if r.direction == "low" for lab in r.labs]
     out.append("Bands: the protocol's own thresholds (from its rules), shaded darker the further from the limit"
                + (f" (for {', '.join(low)}, downwards: below 1 is below the limit)" if low else "")
-               + "; points: every result; hover a point for the rule it triggered.")
+               + "; points: every result" + ("; a hollow point on a row's floor: a result of 0 or less, off the log scale"
+                                              if floors else "") + HOVER + ".")
     extra = []
     if windows:
         extra.append("bars: order windows (red hatched: overdue)")
@@ -701,10 +706,23 @@ WIDTH_IN = 12.0
 
 
 def y_ticks(lo: float, hi: float) -> list[float]:
-    """The tick values of a row's log axis: 1-2-5 steps within [lo, hi]."""
+    """The tick values of a row's log axis within [lo, hi]: 1-2-5 steps over up to 2.2 decades;
+    over more, decades only, and over more than 6 every k-th decade (1 kept), so that the
+    labels never run into each other however far a result lies from the limit (a row is 76 px
+    in the viewer, 1.2 in in a plot: at least 10 px between two ticks)."""
+    import math
+
+    if not (0 < lo <= hi < math.inf):
+        return []
+    e_lo, e_hi = max(math.floor(math.log10(lo)), -300), min(math.ceil(math.log10(hi)), 307)
+    decades = math.log10(hi) - math.log10(lo)
+    steps = (1, 2, 5) if decades <= 2.2 else (1,)
+    every = 1 if decades <= 6 else math.ceil(decades / 6)
     out = []
-    for e in range(-4, 8):
-        for m in (1, 2, 5):
+    for e in range(e_lo, e_hi + 1):
+        if e % every:
+            continue
+        for m in steps:
             v = m * 10.0 ** e
             if lo <= v <= hi:
                 out.append(v)
@@ -784,7 +802,7 @@ def draw(chart: Chart, fmt: str) -> bytes:
     chars_per_day = 16.5 * plot_w / span  # ~16.5 characters of 7-point text per inch
     label_rows = marker_lanes(chart, chars_per_day)
     n_labels = max((r for r, _ in label_rows), default=-1) + 1
-    legend = [line for text in chart.legend for line in _wrap(text, 165).split("\n")]
+    legend = [line for text in chart.legend for line in _wrap(text.replace(HOVER, ""), 165).split("\n")]
     head = 0.42 + 0.15 * len(legend) + 0.12
     blocks = [("protocol", LABEL_H * max(n_labels, 1) + 0.08)]
     blocks += [("drug", LANE_H) for _ in chart.drugs]  # the drug's course first, under the protocol's
@@ -855,6 +873,10 @@ def draw(chart: Chart, fmt: str) -> bytes:
                 c = chart.lab_colours[lab]
                 ax.plot(xs, ys, color=c, lw=1.1, alpha=0.75, zorder=2)
                 ax.scatter(xs, ys, color=c, s=20, zorder=3, label=lab, edgecolors="white", linewidths=0.5)
+                floor = [(x, y) for x, y, p in zip(xs, ys, pts) if p.floor]
+                if floor:  # a result of 0 or less: hollow, as in the viewer, never read as a value near the floor
+                    ax.scatter([x for x, _ in floor], [y for _, y in floor], facecolors="white", edgecolors=c, s=26,
+                               linewidths=1.2, zorder=4)
             name(ax, f"{row.title}\n× {row.limit}" if row.limit else row.title)
             ax.yaxis.set_major_locator(ticker.FixedLocator(y_ticks(row.lo, row.hi)))
             ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: tick_text(v)))

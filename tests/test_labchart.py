@@ -313,3 +313,38 @@ def test_the_same_inputs_draw_the_same_bytes(capsys, tmp_path):
             assert run(capsys, "simulate", ANAKINRA, DEMO, "--plot", out, "-o", tmp_path / "t.json")[0] == 0
             outs.append(out.read_bytes())
         assert outs[0] == outs[1], fmt
+
+
+@pytest.mark.parametrize("lo,hi", [(0.3, 8.0), (0.05, 40.0), (0.01, 3000.0), (1e-8, 4e13), (1e-300, 1e300), (2.0, 2.5)])
+def test_the_y_ticks_never_run_into_each_other(lo, hi):
+    """However far a result lies from the limit (a value of 10^15 U/L is accepted), the row's
+    tick labels are at least 10 px apart on the viewer's 76-px row, and 1 is one of them."""
+    import math
+
+    ticks = labchart.y_ticks(lo, hi)
+    assert all(lo <= t <= hi for t in ticks)
+    if lo <= 1 <= hi:
+        assert 1.0 in ticks
+    span = math.log10(hi) - math.log10(lo)
+    gaps = [(math.log10(b) - math.log10(a)) / span * labchart_svg.ROW for a, b in zip(ticks, ticks[1:])]
+    assert all(g >= 10 for g in gaps), (ticks, gaps)
+    assert len(ticks) >= 2 or span < 1
+
+
+def test_a_result_of_0_is_hollow_on_the_floor_and_the_legend_says_so(capsys, tmp_path):
+    """ANC 0 on the floor of its row looks like a low count unless it is told apart: hollow in
+    the plot as in the viewer, and the legend says what a hollow point is."""
+    graph = graph_of(ANAKINRA)
+    tl = tmp_path / "zero.yaml"
+    tl.write_text("patient: {id: z}\nstart: 2025-01-06\nuntil: 2025-02-01\nevents:\n"
+                  "  - {date: 2025-01-08, lab: ANC, value: 0}\n  - {date: 2025-01-08, lab: ALT, value: 30, unit: U/L}\n",
+                  encoding="utf-8")
+    chart = labchart.build(graph, traced(capsys, tmp_path, ANAKINRA, tl))
+    assert [p.lab for p in chart.points if p.floor] == ["ANC"]
+    assert "hollow point" in chart.legend[1]
+    svg = labchart.draw(chart, "svg").decode("utf-8")
+    assert "hollow point" in svg and "hover a point" not in svg  # nothing to hover in a file
+    assert re.search(r'style="fill: #ffffff; stroke: #[0-9a-f]{6}; stroke-width: 1\.2"', svg)
+    normal = labchart.build(graph, traced(capsys, tmp_path, ANAKINRA, DEMO))
+    assert not any("hollow" in line for line in normal.legend)
+    assert "hover a point" in labchart_svg.svg(normal)
