@@ -225,3 +225,28 @@ def test_control_characters_and_surrogates_in_labels_are_escapes(tmp_path):
     from rxwatch.render.dot import esc
 
     assert esc("a\x1b[2Jb\ud800<&>]") == "a\\x1b[2Jb\\ud800&lt;&amp;&gt;&#93;"
+
+
+def test_the_trace_errors_docs_flowcharts_md_shows_are_what_render_prints(tmp_path, monkeypatch, capsys):
+    """docs/flowcharts.md, Options: the two refused traces, run as written (a trace of another
+    protocol; the demo's trace with its first state changed to `limbo`), print what it shows."""
+    import re
+
+    root = ANAKINRA.parents[1]
+    doc = (root / "docs" / "flowcharts.md").read_text(encoding="utf-8")
+    block = re.search(r"```\n(\$ rxwatch render protocols/leflunomide_hepatotoxicity\.rxw --trace moderate.*?)```", doc, re.S)
+    assert block, "the block of refused traces in docs/flowcharts.md"
+    monkeypatch.chdir(tmp_path)
+    assert main(["simulate", str(ANAKINRA), str(root / "docs" / "examples" / "anakinra-moderate.yaml"),
+                 "--format", "json", "-o", "moderate.trace.json"]) == 0
+    text = Path("moderate.trace.json").read_text(encoding="utf-8")
+    Path("broken.json").write_text(text.replace('"state": "baseline"', '"state": "limbo"', 1), encoding="utf-8")
+    capsys.readouterr()
+    shown = []
+    for command in re.findall(r"^\$ rxwatch (.*)$", block.group(1), re.M):
+        argv = [str(root / a) if a.startswith("protocols/") else a for a in command.split()]
+        assert main(argv) == 1
+        shown.append("$ rxwatch " + command)
+        shown.extend(capsys.readouterr().err.rstrip("\n").splitlines())
+        assert not any(Path(a).exists() for a in argv if a.endswith(".svg"))
+    assert "\n".join(shown) == block.group(1).rstrip("\n")
