@@ -54,6 +54,14 @@ def main() -> int:
             expr.Q = float
             expr._RUNTIME["_Q"] = lambda a, b=1: a / b
             timeline.exact_q = engine.exact_q = float
+            # the caches of shared values hold rationals made in the exact run: start them empty
+            for cache in (timeline._QS, expr._XQ, engine._SHOWN, engine._SHOWN_Q):
+                cache.clear()
+            # the trace writes a float as it is (an exact value's text has no float counterpart)
+            engine._QTYPE = float
+            engine._shown = lambda v: (v, None)
+            engine._put_number_value = engine._put_shared_value = (
+                lambda d, key, exact_key, v: engine._put_value(d, key, v, exact_key))
         m = engine.Machine(graph)
         patients = bs.patients(args.patients, args.seed)
         events = sum(len(tl.events) for tl in patients)

@@ -22,7 +22,9 @@ results with their own ULN, recorded choices, clinical events, fact changes) thr
   by a dict instead of pytransitions: the part of the peer's time that is not the library;
 - and rxwatch's statechart path on the same flat protocol (`Machine(graph, chart=True)`: the
   configuration, every region evaluated, conflicts resolved; the same steps), which tells what
-  a statechart's replay costs over the flat one.
+  a statechart's replay costs over the flat one;
+- and the engine API (`Machine.start`, `Patient.feed` for each day, `finish`), the way the cohort
+  simulator drives a patient: the same replay as `Machine.run` (one day loop), a call per day.
 
 Before timing, the script checks that every runner gives the same steps as rxwatch (date,
 type, state, action, from, to, trigger, window, options, kind), the final state and the open
@@ -529,6 +531,21 @@ def replay(p: Patient, tl: Timeline) -> dict:
 
 KEYS = ("date", "type", "state", "action", "from", "to", "trigger", "window", "options", "kind")
 CHART = "rxwatch, statechart path"
+FED = "rxwatch, fed day by day"
+
+
+def fed_day_by_day(machine: Machine):
+    """The engine API (`Machine.start`, then `Patient.feed` for each day, then `finish`), as the
+    cohort simulator drives it: the same replay as `Machine.run`, a call per day."""
+
+    def run(tl: Timeline) -> dict:
+        p = machine.start(tl.start, tl.facts, tl.path, patient=tl.patient)
+        feed = p.feed
+        for day, events in tl.days:
+            feed(day, events)
+        return p.finish(tl.until)
+
+    return run
 
 
 def projection(trace: dict) -> list[tuple]:
@@ -566,7 +583,7 @@ def main() -> int:
     compile_ms = (time.perf_counter() - t0) * 1000
     runners = {"rxwatch": machine.run, **{f"pytransitions {m}": build_peer(m) for m in PEER_MODES},
                "python by hand, no library": build_by_hand(),
-               CHART: Machine(graph, chart=True).run}
+               CHART: Machine(graph, chart=True).run, FED: fed_day_by_day(machine)}
 
     print("rxwatch simulator vs the same pathway on pytransitions (bench/bench_simulate.py)")
     print(f"  command: {' '.join([Path(sys.executable).name, *sys.argv])}")
@@ -579,6 +596,8 @@ def main() -> int:
           "a dict (what the peer's own code costs without pytransitions)")
     print(f"  {CHART}: the same protocol replayed the way statecharts are (configurations, every region "
           "evaluated, conflicts resolved), which a flat protocol does not need")
+    print(f"  {FED}: Machine.start, Patient.feed for each day, finish (the engine API the cohort simulator "
+          "drives)")
 
     table = []
     for n in (args.patients, args.patients * args.scale):
@@ -628,9 +647,10 @@ def main() -> int:
     print(f"\n  rxwatch throughput / peer throughput, at {n1} and {n2} patients (the issue's target: at least 5x "
           f"pytransitions):")
     for name in names[1:]:
-        if name != CHART:
+        if name not in (CHART, FED):
             print(f"    {name:<{width}} {b1[name] / b1['rxwatch']:>5.1f}x {b2[name] / b2['rxwatch']:>5.1f}x")
     print(f"\n  {CHART}: {b1[CHART] / b1['rxwatch']:.2f}x and {b2[CHART] / b2['rxwatch']:.2f}x the flat path's time")
+    print(f"  {FED}: {b1[FED] / b1['rxwatch']:.2f}x and {b2[FED] / b2['rxwatch']:.2f}x Machine.run's time")
 
     memory(graph, args.patients, args.seed)
     if args.big:

@@ -744,13 +744,24 @@ class Patient:
         objects, all dated `day`, in the order they happened: a later result of a lab replaces
         an earlier one). First runs every timer and order deviation due before `day`. Each day
         is fed once, days in date order (a day after `advance` to it is fine)."""
-        if not isinstance(day, datetime.date) or isinstance(day, datetime.datetime):
+        if type(day) is not datetime.date:
             raise ValueError(f"day must be a datetime.date, not {day!r}")
         events = tuple(events)
-        for ev in events:  # checked before anything is replayed
-            if type(ev) not in _INPUTS or ev.date != day:
-                raise _misdated(ev, day)
-        self._do(self._run.go, ((day, events),), MAX_DATE)
+        # checked before anything is replayed: inputs only, all dated `day`
+        if events and (not _INPUTS.issuperset(map(type, events)) or set(map(_DATE, events)) != {day}):
+            raise next(_misdated(ev, day) for ev in events if type(ev) not in _INPUTS or ev.date != day)
+        run = self._run
+        if self._closed is not None or not run.begun:
+            self._do(run.go, ((day, events),), MAX_DATE)
+            return
+        try:  # as _do
+            run.go(((day, events),), MAX_DATE)
+        except _PROTOCOL_FAILURES as e:
+            self._closed = "failed"
+            raise _protocol_error(run, e) from None
+        except SimulationError:
+            self._closed = "failed"
+            raise
 
     def advance(self, day: datetime.date) -> None:
         """Run the timers and deviations due up to and including `day`, with no inputs."""
