@@ -394,3 +394,39 @@ def test_since_entry_in_entry_actions_reads_what_the_simulator_reads(labs):
     answer = run(graph, [q])[0]
     sim = [s["action"] for s in after["steps"] if s["type"] == "action" and s["date"] == "2025-04-10"]
     assert [s["action"] for s in answer["steps"] if s["type"] == "action"] == sim and sim
+
+
+WEIGHT = HEAD + '''
+lab ALT "alanine aminotransferase" unit "U/L" uln 40
+fact weight "body weight" number unit "kg"
+initial state watch "Watching" {
+  on panel {
+    when weight < 50 and xuln(ALT) > 3 -> light cite s
+    when xuln(ALT) > 3 -> high cite s
+    otherwise stay cite s
+  }
+}
+terminal state light "Light patient, high ALT"
+terminal state high "High ALT"
+'''
+
+
+@needs_node
+def test_what_the_form_cannot_read_is_said_never_left_blank():
+    """A number fact typed as text is read exactly (a negative too); text that is no number is an
+    error naming it (a blank would be unknown, and the answer would ask for what was typed); a
+    lab or state the protocol does not have, and a value with a thousands separator or a
+    decimal comma, are errors in words."""
+    graph = compile_source(WEIGHT, "weight.rxw").graph
+    q = ask("watch", ALT=("200",))
+    typed = [dict(q, facts={"weight": w}) for w in ("45", " 45.5 ", "-1", "70")]
+    assert [decision(a) for a in run(graph, typed)] == [("light", "watch/0/0")] * 3 + [("high", "watch/0/1")]
+    bad = run(graph, [dict(q, facts={"weight": "70 kg"}), dict(q, facts={"weight": "70,5"}),
+                      dict(q, config=["nowhere"]), ask("watch", XYZ=("7",)), ask("watch", ALT=("1,200",)),
+                      ask("watch", ALT=("-5",))])
+    errors = [a.get("error", "") for a in bad]
+    assert errors[0].startswith("weight: 70 kg is not a number") and "weight: 70,5 is not a number" in errors[1]
+    assert errors[2] == "'nowhere' is not a state of this protocol"
+    assert errors[3] == "XYZ is not a lab of this protocol"
+    assert "ALT: 1,200 is not a number of 0 or more" in errors[4] and "no thousands separator" in errors[4]
+    assert "ALT: -5 is not a number of 0 or more" in errors[5]

@@ -576,23 +576,39 @@
       fired: 0, choices: q.choices || [], used: {}, ordersUnknown: q.orders_unknown || [],
       config: (q.config || []).map(function (n) { return S[n]; })
     };
+    var bad = (q.config || []).filter(function (n) { return !S[n]; }).map(function (n) { return "'" + n + "' is not a state of this protocol"; });
+    if (bad.length) return { steps: [], regions: [], unseen: [], error: bad.join("; ") };
     c.config.sort(function (a, b) { return a.doc - b.doc; });
-    var bad = [];
+    var HOW = " (digits with a decimal point, e.g. 1200 or 1.5: no thousands separator, no decimal comma)";
     Object.keys(q.panel || {}).forEach(function (lab) {
-      var r = q.panel[lab], f = unitFactor(lab, r.unit);
-      if (f === null) { bad.push(lab + ": the unit " + r.unit + " does not convert to " + (D.labs[lab] ? D.labs[lab].unit || "no unit" : "?")); return; }
+      var r = q.panel[lab];
+      if (!D.labs[lab]) { bad.push(lab + " is not a lab of this protocol"); return; }
+      var f = unitFactor(lab, r.unit);
+      if (f === null) { bad.push(lab + ": the unit " + r.unit + " does not convert to " + (D.labs[lab].unit || "no unit")); return; }
       var v = parseDecimal(r.value);
-      if (v === null) { bad.push(lab + ": " + r.value + " is not a number"); return; }
+      if (v === null) { bad.push(lab + ": " + r.value + " is not a number of 0 or more" + HOW); return; }
       c.P[lab] = $mul(v, f);
       if (r.uln !== undefined && r.uln !== null && r.uln !== "") {
         var u = parseDecimal(r.uln);
-        if (u === null || u.n === 0n) { bad.push(lab + ": the ULN " + r.uln + " is not a number above 0"); return; }
+        if (u === null || u.n === 0n) { bad.push(lab + ": the ULN " + r.uln + " is not a number above 0" + HOW); return; }
         c.U[lab] = $mul(u, f);
       }
     });
+    // a number fact or var typed as text ("70", "-1.5") read exactly; text that is no number is
+    // an error, never a blank (a blank is unknown: the answer would ask for what was typed)
+    [["facts", D.facts, c.F], ["vars", D.vars, c.V]].forEach(function (kind) {
+      Object.keys(q[kind[0]] || {}).forEach(function (k) {
+        var v = q[kind[0]][k], d = kind[1][k];
+        if (d && d.type === "number" && typeof v === "string") {
+          var x = /^\s*-/.test(v) ? parseDecimal(v.replace(/^\s*-/, "")) : parseDecimal(v);
+          if (x === null) { bad.push(k + ": " + v + " is not a number" + HOW.replace(" e.g.", " e.g. -2,")); return; }
+          kind[2][k] = /^\s*-/.test(v) ? Q(-x.n, x.d) : x;
+          return;
+        }
+        kind[2][k] = fromJson(v);
+      });
+    });
     if (bad.length) return { steps: [], regions: [], unseen: [], error: bad.join("; ") };
-    Object.keys(q.facts || {}).forEach(function (k) { c.F[k] = fromJson(q.facts[k]); });
-    Object.keys(q.vars || {}).forEach(function (k) { c.V[k] = fromJson(q.vars[k]); });
     Object.keys(q.last || {}).forEach(function (k) { c.L[k] = q.last[k] === null ? null : parseDay(q.last[k]); });
     Object.keys(q.entries || {}).forEach(function (k) { c.entries[k] = parseDay(q.entries[k]); });
     Object.keys(q.drugs || {}).forEach(function (k) {
@@ -830,9 +846,9 @@
     return sel;
   }
   function readControl(decl, ctl) {
-    if (ctl.value === "") return undefined;
+    if (ctl.value.trim() === "") return undefined;
     if (decl.type === "bool") return ctl.value === "true";
-    if (decl.type === "number") { var q = parseDecimal(ctl.value); return q === null ? undefined : toJson(q); }
+    if (decl.type === "number") { var q = parseDecimal(ctl.value); return q === null ? ctl.value : toJson(q); }  // text: evaluate says what is wrong
     return ctl.value;
   }
   var factNames = Object.keys(D.facts), varNames = Object.keys(D.vars);
