@@ -152,7 +152,9 @@ def svg(chart: Chart) -> str:
         for w in chart.windows:
             if w.order != order:
                 continue
-            x0, x1 = X(w.opens), X(w.due + datetime.timedelta(days=1))
+            x0, x1 = max(X(w.opens), LEFT), min(X(w.due + datetime.timedelta(days=1)), LEFT + plot_w)  # within the chart's days
+            if x1 <= x0:
+                continue
             title = f"{w.description}: due {w.opens.isoformat()} to {w.due.isoformat()} (ordered {w.ordered.isoformat()})"
             if w.overdue:
                 title += f"; overdue on {w.overdue.isoformat()}"

@@ -348,3 +348,19 @@ def test_a_result_of_0_is_hollow_on_the_floor_and_the_legend_says_so(capsys, tmp
     normal = labchart.build(graph, traced(capsys, tmp_path, ANAKINRA, DEMO))
     assert not any("hollow" in line for line in normal.legend)
     assert "hover a point" in labchart_svg.svg(normal)
+
+
+def test_order_windows_beyond_the_traces_days_stay_inside_the_viewers_chart(capsys, tmp_path):
+    """A trace that ends before its orders are due (one result, two days): the windows are cut
+    at the chart's edges (the plot clips them; the viewer's SVG drew them past the frame)."""
+    tl = tmp_path / "one.yaml"
+    tl.write_text("patient: {id: one}\nstart: 2025-01-06\nevents:\n  - {date: 2025-01-08, lab: ALT, value: 28, unit: U/L}\n",
+                  encoding="utf-8")
+    chart = labchart.build(graph_of(ANAKINRA), traced(capsys, tmp_path, ANAKINRA, tl))
+    assert chart.windows and any(w.due >= chart.end for w in chart.windows)
+    svg = labchart_svg.svg(chart)
+    right = labchart_svg.W - labchart_svg.RIGHT
+    rects = re.findall(r'<g class="lc-win[^"]*"><title>[^<]*</title><rect x="([\d.]+)" y="[\d.]+" width="([\d.]+)"', svg)
+    assert rects
+    for x, w in rects:
+        assert labchart_svg.LEFT <= float(x) and float(x) + float(w) <= right + 0.05, (x, w)
