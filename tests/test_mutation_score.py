@@ -63,20 +63,8 @@ def test_the_shipped_suite_shows_every_condition_deciding(repo_root, name, folde
     assert report.percent() == 100.0, left
 
 
-# Open (told to the lead, docs/scenarios.md "The shipped suites"): each stays red until decided;
-# strict, so that the day it passes the marker must go.
-ENHANCED_RESUME = pytest.mark.xfail(strict=True, reason=(
-    "anakinra: `enhanced`'s clause `resumed and since(resume_anakinra) < 6 months` is subsumed by the "
-    "recovery clause (every resume enters maintenance and sets `recovered`), which the verifier cannot "
-    "prove (a reachability invariant); and the engine reads `since entry` in a rule's actions from "
-    "another track's entry on days both tracks decide"))
-CONFIRM_FULFILLED = pytest.mark.xfail(strict=True, reason=(
-    "tocilizumab: `fulfilled(order_lfts)` in liver_confirm's `tx > 3 and fulfilled(order_lfts)` is always "
-    "true when read (the liver track sees only days with ALT or AST, which fulfil the within-a-week order)"))
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("name,folder", [pytest.param(*SHIPPED[0], marks=ENHANCED_RESUME), *SHIPPED[1:]])
+@pytest.mark.parametrize("name,folder", SHIPPED)
 def test_the_whole_mutation_score_is_100(repo_root, name, folder):
     path, text, r = _protocol(repo_root, name)
     report = run_mutants(str(path), text, r.module, r.graph, _cases(repo_root, folder))
@@ -85,8 +73,7 @@ def test_the_whole_mutation_score_is_100(repo_root, name, folder):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name,folder", [pytest.param(*SHIPPED[0], marks=ENHANCED_RESUME), SHIPPED[1],
-                                         pytest.param(*SHIPPED[2], marks=CONFIRM_FULFILLED)])
+@pytest.mark.parametrize("name,folder", SHIPPED)
 def test_every_shipped_suite_shows_every_condition_deciding(repo_root, name, folder):
     _, _, r = _protocol(repo_root, name)
     cases = [(p, load_case(p, r.graph)) for p in _cases(repo_root, folder)]
