@@ -146,7 +146,7 @@ MUTATIONS = [
     (TOCILIZUMAB, "when tx > 5 -> liver_discontinued", "when tx >= 5 -> liver_discontinued", "09-confirmation-not-confirmed"),
     (TOCILIZUMAB, "when tx > 3 -> liver_confirm", "when tx >= 3 -> liver_confirm", "05-platelets-interrupt-while-liver-reduced"),
     (TOCILIZUMAB, "when tx > 1 -> liver_mild cite", "when tx >= 1 -> liver_mild cite", "01-routine-normal-then-every-3-months"),
-    (TOCILIZUMAB, "when tx > 3 and fulfilled(order_lfts) -> liver_interrupted_high", "when tx >= 3 and fulfilled(order_lfts) -> liver_interrupted_high",
+    (TOCILIZUMAB, "when tx > 3 -> liver_interrupted_high", "when tx >= 3 -> liver_interrupted_high",
      "09-confirmation-not-confirmed"),
     (TOCILIZUMAB, "when tx > 1 and since entry >= 14 days", "when tx > 1 and since entry >= 15 days", "05-platelets-interrupt-while-liver-reduced"),
     (TOCILIZUMAB, "when tx > 1 and since entry >= 14 days", "when tx > 1 and since entry >= 7 days", "16-resumed-at-4-new-rise-then-back-to-8"),
