@@ -73,6 +73,12 @@ __all__ = [
 MARKERS = ("read", "computed", "assumed")
 
 
+MAX_NUMBER = 1e15
+"""The largest number a model may hold (as a lab value in a timeline: docs/cli.md's ranges)."""
+MAX_SIGMA = 5.0
+"""The largest spread of a lognormal on the log scale (so that a draw stays a finite number)."""
+
+
 class ModelError(Exception):
     """A patient-model file is wrong: `diagnostics` holds every error found (E930-E936), each
     located; `path`, `line`, `col`, `code` and `message` are the first one's."""
@@ -442,6 +448,7 @@ class _Reader:
 
     def number(self, node: yaml.Node, where: str, lo: float = -math.inf, hi: float = math.inf,
                lo_open: bool = False, integer: bool = False) -> float | None:
+        hi = min(hi, MAX_NUMBER)  # no parameter of a patient is larger; a sample of it stays finite
         v = self.scalar(node) if isinstance(node, S) else None
         if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not isinstance(v, int)):
             self.err(node, "E931", f"{where} must be {'a whole number' if integer else 'a number'}{_e_hint(v)}")
@@ -551,6 +558,11 @@ class _Reader:
                 s = _sigma(v["cv"]) if v["cv"] >= 0 else -1.0
             if s < 0:
                 self.err(items["sigma_log" if "sigma_log" in items else "cv"][1], "E935", f"the spread of '{name}' must not be negative")
+                return None
+            if s > MAX_SIGMA:
+                self.err(items["sigma_log" if "sigma_log" in items else "cv"][1], "E935",
+                         f"the spread of '{name}' is {_num(s)} on the log scale: it must be at most {_num(MAX_SIGMA)} "
+                         f"(a factor of {_num(round(math.exp(1.96 * MAX_SIGMA)))} either side of the median for 95 %)")
                 return None
             d = Dist("lognormal", v["median"], s)
         elif kind == "exponential":

@@ -500,6 +500,8 @@ class SyntheticPatient:
         else:
             interval = (l - _offset(self.start, ordered)) if ordered is not None else (l - o + 1)
             delay = _sample(adh.lateness, uniform(h, _ATTEND, key_o, key_l, 2)) * max(interval, 1)
+            if not delay < (datetime.date.max - self.start).days - l:  # later than any date: never
+                return None
             day = l + max(1, math.ceil(delay))
         return self.start + datetime.timedelta(days=day)
 

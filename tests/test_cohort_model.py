@@ -484,3 +484,27 @@ def test_a_number_in_e_notation_without_a_point_says_how_to_write_it():
     with pytest.raises(ModelError) as e:
         parse_model(_edit("on_time: {value: 0.85", "on_time: {value: 85e-2"), "m.yaml")
     assert e.value.code == "E931" and "85e-2" in e.value.message and "85.0e-2" in e.value.message, e.value.message
+
+
+@pytest.mark.parametrize("old,new,says", [
+    ("median: 0.56, sigma_log: 0.28", "median: 0.56, sigma_log: 1000", "1000 on the log scale: it must be at most 5"),
+    ("median: 0.56, sigma_log: 0.28", "median: 0.56, cv: 1.0e+12", "on the log scale: it must be at most 5"),
+    ("median: 0.56, sigma_log: 0.28", "median: 1.0e+300, sigma_log: 0.28", "at most 1e+15"),
+    ("plateau_days: {value: 21", "plateau_days: {value: 1.0e+16", "from 0 to 1e+15"),
+])
+def test_a_number_whose_draws_would_not_be_finite_is_e935(old, new, says):
+    """A spread of 1000 on the log scale made exp() overflow when the first patient was drawn
+    (an internal error of `rxwatch cohort`); every number is at most 10^15, as a lab value is."""
+    with pytest.raises(ModelError) as e:
+        parse_model(_edit(old, new), "m.yaml")
+    assert e.value.code == "E935" and says in e.value.message, e.value.message
+
+
+def test_a_lateness_past_the_last_date_is_never_not_a_crash():
+    """A lateness of up to 10^15 intervals (accepted) puts the test after 9999-12-31: never done."""
+    text = _edit("on_time: {value: 0.85", "on_time: {value: 0")
+    text = text.replace("lateness: {dist: uniform, low: 0, high: 1,", "lateness: {dist: uniform, low: 1.0e+14, high: 1.0e+15,")
+    assert "1.0e+15" in text
+    pt = parse_model(text, "m.yaml").patient(seed=1, index=0, start=DAY0, days=365)
+    day = DAY0 + datetime.timedelta(days=30)
+    assert pt.attends(day, day + datetime.timedelta(days=14)) is None
