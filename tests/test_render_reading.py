@@ -305,3 +305,17 @@ console.log(JSON.stringify([plainNumber(2.5e21), plainNumber(1e-7), groupedText(
     out = subprocess.run(["node", "-e", probe], capture_output=True, text=True, check=True).stdout
     assert json.loads(out) == ["2,500,000,000,000,000,000,000", "0.0000001", "250,000.5", "5/12",
                                "250,000", "12,345,678,900,000,000,000,000", "≈1,234.57"]
+
+
+@needs_dot
+def test_the_crossing_counts_docs_flowcharts_md_prints_are_the_charts(repo_root):
+    """docs/flowcharts.md, 'Arrows that cross less': the table bench_render.py printed is what
+    the shipped charts cross now (the tocilizumab count moved with the grades line)."""
+    doc = (repo_root / "docs" / "flowcharts.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\s+(\w+)\s+(\d+)\s+(\d+)\s+\d+\s+\d+$", doc.split("## Arrows that cross less")[1].split("```")[1], re.M)
+    assert len(rows) == 3
+    for name, arrows, count in rows:
+        graph = compile_file(str(repo_root / "protocols" / f"{name}.rxw"), verify=False).graph
+        assert crossings(layout_json(rdot.digraph(rplan.build(graph)).source)) == int(count), name
+    said = re.search(r"tocilizumab from 112 to (\d+)", doc)
+    assert said and said.group(1) == dict((n, c) for n, _, c in rows)["tocilizumab_monitoring"]
