@@ -1256,16 +1256,6 @@ def _put_shared_value(d: dict, key: str, exact_key: str, v: Any) -> None:
         _put_value(d, key, v, exact_key)
 
 
-def _shared_entries(cache: dict, key: str, exact_key: str, v: Any) -> dict:
-    """The entries a step's `values` gets for a let whose value `v` is a shared quotient (or
-    unknown), kept in `cache` (the let's own, in its handler) up to 100,000 values."""
-    entries: dict = {}
-    _put_shared_value(entries, key, exact_key, v)
-    if len(cache) < 100_000:
-        cache[v] = entries
-    return entries
-
-
 def _put_number_value(d: dict, key: str, exact_key: str, v: Any) -> None:
     """d[key] = v, a let's value (usually a number), as the trace writes values."""
     if type(v) is _QTYPE:
@@ -1425,14 +1415,14 @@ class _Program:
             if (lets.get(n) or {}).get("type") == "bool":
                 out.add(0, f"v[{out.const(n)}] = {local}")
             elif self.rational and _shared_let(n, lets):  # a multiple of a ULN: a quotient shared (expr._xq)
-                # its entries in `values` (the number, and its exact text when it has one), made
-                # once per quotient and this let, and copied into each step's `values`
                 key, exact = out.const(n), out.const(n + "_exact")
-                cache = out.const({})
-                out.add(0, f"x = {cache}.get({local})")
+                out.add(0, f"x = {out.const(_SHOWN_Q)}.get({local})")
                 out.add(0, "if x is None:")
-                out.add(1, f"x = {out.const(_shared_entries)}({cache}, {key}, {exact}, {local})")
-                out.add(0, "v.update(x)")
+                out.add(1, f"{out.const(_put_shared_value)}(v, {key}, {exact}, {local})")
+                out.add(0, "else:")
+                out.add(1, f"v[{key}] = x[0]")
+                out.add(1, "if x[1] is not None:")
+                out.add(2, f"v[{exact}] = x[1]")
             else:  # the usual case inline: a rational shown before
                 key, exact = out.const(n), out.const(n + "_exact")
                 out.add(0, f"x = {out.const(_SHOWN)}.get(({local}.numerator, {local}.denominator)) "
