@@ -28,6 +28,7 @@ adds them to a replay's trace from the results it read). What the chart shows:
 from __future__ import annotations
 
 import datetime
+import re
 import math
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -308,6 +309,23 @@ def number(q: Fraction | int | float, places: int = 3) -> str:
     return sign + whole + ("." + frac if frac else "")
 
 
+_SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
+
+
+def unit_text(unit: str) -> str:
+    """A UCUM unit as a clinician writes it: `10*9/L` as `×10⁹/L`, `10*3/uL` as `×10³/µL`,
+    `umol/L` as `µmol/L`, `/mm3` as `/mm³` (the lab chart's words; the trace keeps UCUM)."""
+    u = re.sub(r"^10\*(-?\d+)", lambda m: "×10" + m.group(1).translate(_SUPERSCRIPT), unit or "")
+    u = re.sub(r"(?<![A-Za-z])u(?=(?:L|l|mol|kat|g)\b)", "µ", u)
+    return re.sub(r"(?<=[a-z])([23])\b", lambda m: m.group(1).translate(_SUPERSCRIPT), u)
+
+
+def quantity(num: str, unit: str) -> str:
+    """A number with its unit for a person: `1.5×10⁹/L`, `40 U/L`, `0.7` (no unit)."""
+    u = unit_text(unit)
+    return num + u if u.startswith("×") else f"{num} {u}".strip()
+
+
 def _date(text) -> datetime.date | None:
     try:
         return datetime.date.fromisoformat(str(text))
@@ -336,10 +354,10 @@ def _rows(graph, ths: list[Threshold], labs_with_results: list[str]) -> tuple[li
         uln, lln = _q(decl.get("uln")), _q(decl.get("lln"))
         if uln:
             limit_of[lab], limit_name[lab], direction[lab] = uln, "ULN", "high"
-            explain[lab] = f"{lab} ÷ ULN {number(uln)} {unit}".rstrip()
+            explain[lab] = f"{lab} ÷ ULN {quantity(number(uln), unit)}"
         elif lln:
             limit_of[lab], limit_name[lab], direction[lab] = lln, "LLN", "low"
-            explain[lab] = f"{lab} ÷ LLN {number(lln)} {unit}".rstrip()
+            explain[lab] = f"{lab} ÷ LLN {quantity(number(lln), unit)}"
         else:
             values = [t for t in mine if t.kind == "value" and t.op in ("<", "<=", ">", ">=") and t.value > 0]
             low = sum(t.op in ("<", "<=") for t in values)
@@ -349,13 +367,13 @@ def _rows(graph, ths: list[Threshold], labs_with_results: list[str]) -> tuple[li
                 pick = max if direction[lab] == "low" else min
                 limit = pick(t.value for t in values)
                 limit_of[lab] = limit
-                limit_name[lab] = f"{number(limit)} {unit}".strip()
+                limit_name[lab] = quantity(number(limit), unit)
                 side = "low values" if direction[lab] == "low" else "high values"
-                explain[lab] = (f"{lab} ÷ {number(limit)} {unit}".rstrip() +
+                explain[lab] = (f"{lab} ÷ {quantity(number(limit), unit)}" +
                                 f" (no ULN or LLN declared: the protocol's threshold nearest to normal; its rules watch {side})")
             else:
                 limit_of[lab], limit_name[lab], direction[lab] = Fraction(1), "", "high"
-                explain[lab] = f"{lab} as its value{(' in ' + unit) if unit else ''} (no limit declared or compared)"
+                explain[lab] = f"{lab} as its value{(' in ' + unit_text(unit)) if unit else ''} (no limit declared or compared)"
         bands: dict[Fraction, list[str]] = {}
         for t in mine:
             if t.kind == "xuln":
@@ -392,7 +410,7 @@ def _rows(graph, ths: list[Threshold], labs_with_results: list[str]) -> tuple[li
             if limit_name[lab] in ("ULN", "LLN"):
                 label = f"{number(m)}× {limit_name[lab]}"
             else:
-                label = f"{number(m * limit_of[lab])} {(decls.get(lab) or {}).get('unit') or ''}".strip()
+                label = quantity(number(m * limit_of[lab]), (decls.get(lab) or {}).get("unit") or "")
             shown.append(Band(float(m), label, list(bands_of[lab][m]), levels[m]))
         rows.append(Row([lab], limit_name[lab], direction[lab], shown))
     return rows, row_of, limit_of, explain
@@ -482,16 +500,16 @@ def build(graph, trace: Mapping) -> Chart:
             own = _q(r.get("uln_exact") or r.get("uln"))
             uln = own if own else limit_of[lab]
             m = q / uln
-            limit_text = f"{number(m)}× ULN ({number(uln)} {unit})".replace(" )", ")")
+            limit_text = f"{number(m)}× ULN ({quantity(number(uln), unit)})"
         elif row.limit == "LLN":
             m = q / limit_of[lab]
-            limit_text = f"{number(m)}× LLN ({number(limit_of[lab])} {unit})".replace(" )", ")")
+            limit_text = f"{number(m)}× LLN ({quantity(number(limit_of[lab]), unit)})"
         elif row.limit:
             m = q / limit_of[lab]
             limit_text = f"{number(m)}× the protocol's limit {row.limit}"
         else:
             m, limit_text = q, ""
-        text = f"{lab} {number(q)} {unit}".rstrip() + (f" = {limit_text}" if limit_text else "") + f" on {day.isoformat()}"
+        text = f"{lab} {quantity(number(q), unit)}" + (f" = {limit_text}" if limit_text else "") + f" on {day.isoformat()}"
         if r.get("from"):
             text += f" (result of {r['from']})"
         lines = [step_line(t) for t in brought if relevant(t, lab)]

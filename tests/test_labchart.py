@@ -73,7 +73,7 @@ def test_the_bands_are_the_protocols_own_thresholds():
     expected = source_thresholds(text, r"ANC")
     assert anc.direction == "low" and limit_of["ANC"] == max(expected)
     assert {Fraction(b.value).limit_denominator(1000) for b in anc.bands} == {v / max(expected) for v in expected}
-    assert anc.limit == "1.5 10*9/L"
+    assert anc.limit == "1.5×10⁹/L"  # as a clinician writes it (the protocol: 10*9/L)
 
 
 def test_another_threshold_in_the_protocol_is_another_band():
@@ -102,7 +102,7 @@ def test_labs_watched_for_low_values_are_multiples_of_the_highest_threshold(caps
         assert all(hi <= 1 for _, hi, _ in labchart.zones(by_lab[lab]))
         assert f"{lab} ÷ {labchart.number(max(values))}" in chart.legend[0]
     plt = [p for p in chart.points if p.lab == "PLT" and p.date == date(2025, 3, 3)]
-    assert plt and plt[0].multiple == pytest.approx(0.8) and "0.8× the protocol's limit 100,000 /mm3" in plt[0].text
+    assert plt and plt[0].multiple == pytest.approx(0.8) and "0.8× the protocol's limit 100,000 /mm³" in plt[0].text
 
 
 def test_points_windows_markers_and_ribbon_follow_the_trace(capsys, tmp_path):
@@ -364,3 +364,14 @@ def test_order_windows_beyond_the_traces_days_stay_inside_the_viewers_chart(caps
     assert rects
     for x, w in rects:
         assert labchart_svg.LEFT <= float(x) and float(x) + float(w) <= right + 0.05, (x, w)
+
+
+def test_units_are_written_as_a_clinician_writes_them(capsys, tmp_path):
+    """The chart's words for UCUM units: `10*9/L` read as '1.5 10*9/L' (ten times nine?)."""
+    assert labchart.quantity("1.5", "10*9/L") == "1.5×10⁹/L"
+    assert labchart.quantity("4", "10*3/uL") == "4×10³/µL"
+    assert labchart.quantity("10", "umol/L") == "10 µmol/L" and labchart.quantity("40", "U/L") == "40 U/L"
+    assert labchart.quantity("100,000", "/mm3") == "100,000 /mm³" and labchart.quantity("0.7", "") == "0.7"
+    chart = labchart.build(graph_of(ANAKINRA), traced(capsys, tmp_path, ANAKINRA, DEMO))
+    words = " ".join(chart.legend) + " ".join(p.text for p in chart.points) + " ".join(b.label for r in chart.rows for b in r.bands)
+    assert "10*9" not in words and "ANC ÷ 1.5×10⁹/L" in words and "ANC 3.5×10⁹/L" in words
