@@ -55,7 +55,7 @@ Order = tuple
 event's index in its file; `()` for an event made in code (it sorts first). See reader.Clock."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class LabResult:
     """A result; `value`, `uln` and `lln` are exact (int or Fraction) and in the lab's declared
     unit, `unit` is as written.
@@ -78,11 +78,28 @@ class LabResult:
     q: Any = field(default=None, init=False, compare=False, repr=False)
     uln_q: Any = field(default=None, init=False, compare=False, repr=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "q", _shared_q(self.value))
-        if self.uln is not None:
-            object.__setattr__(self, "uln_q", _shared_q(self.uln))
+    def __init__(self, date: datetime.date, lab: str, value: Number, uln: Number | None, loc: Loc,
+                 unit: str | None = None, lln: Number | None = None, time: str | None = None,
+                 order: Order = ()) -> None:
+        # the dataclass's own __init__, with each field set by its slot's descriptor rather than
+        # object.__setattr__ (a frozen class's way): twice as fast, and a big timeline makes
+        # one LabResult per result
+        s = _SET_FIELDS
+        s[0](self, date)
+        s[1](self, lab)
+        s[2](self, value)
+        s[3](self, uln)
+        s[4](self, loc)
+        s[5](self, unit)
+        s[6](self, lln)
+        s[7](self, time)
+        s[8](self, order)
+        s[9](self, _shared_q(value))
+        s[10](self, None if uln is None else _shared_q(uln))
 
+
+_SET_FIELDS = tuple(LabResult.__dict__[name].__set__ for name in (
+    "date", "lab", "value", "uln", "loc", "unit", "lln", "time", "order", "q", "uln_q"))
 
 _QS: dict = {}
 SHARED_MAX = 100_000

@@ -89,3 +89,31 @@ def test_entries_read_before_read_the_same(kind, bad, tmp_path, monkeypatch):
     slow = snapshot(path)
     assert fast == slow
     assert fast[0] == ("error" if bad else "ok")
+
+
+def test_a_lab_result_is_the_frozen_dataclass_its_fields_say():
+    """LabResult's own __init__ (fast: a big timeline makes one per result) sets every field,
+    `q` and `uln_q` included, as the dataclass's would."""
+    import dataclasses
+    import datetime
+    import pickle
+    from fractions import Fraction
+
+    from rxwatch.inputs.model import LabResult, Loc
+    from rxwatch.simulator.expr import exact_q
+
+    names = [f.name for f in dataclasses.fields(LabResult)]
+    assert names == ["date", "lab", "value", "uln", "loc", "unit", "lln", "time", "order", "q", "uln_q"]
+    day, loc = datetime.date(2025, 1, 6), Loc("t.json", 3)
+    r = LabResult(day, "ALT", Fraction(61, 2), 40, loc, "U/L", lln=7, time="08:30", order=(None, 4))
+    assert [getattr(r, n) for n in names[:9]] == [day, "ALT", Fraction(61, 2), 40, loc, "U/L", 7, "08:30", (None, 4)]
+    assert r.q == exact_q(Fraction(61, 2)) and r.uln_q == exact_q(40)
+    bare = LabResult(day, "ALT", 30, None, loc)
+    assert (bare.unit, bare.lln, bare.time, bare.order, bare.uln_q) == (None, None, None, (), None)
+    assert r == LabResult(day, "ALT", Fraction(61, 2), 40, loc, "U/L", 7, "08:30", (None, 9))  # order not compared
+    assert r != dataclasses.replace(r, value=31) and dataclasses.replace(r, value=31).q == exact_q(31)
+    assert hash(r) == hash(LabResult(day, "ALT", Fraction(61, 2), 40, loc, "U/L", 7, "08:30"))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        r.value = 1  # type: ignore[misc]
+    back = pickle.loads(pickle.dumps(r))
+    assert back == r and back.q == r.q and back.order == r.order
