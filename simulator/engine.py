@@ -2324,11 +2324,14 @@ class _Run(Ctx):
         entered = [st for k in kept for st in k[1].entry] if len(kept) > 1 else kept[0][1].entry
         if entered:
             self.enter_states(entered)
-        # the rules' actions, in document order
+        # the rules' actions, in document order, each in its own target state (a stay rule's: the
+        # state it stays in): `since entry` in them counts from entering that state, whatever
+        # state's guard was tried last (another track's, on a day two tracks decide)
         for k in kept:
             rule = k[1]
             if rule.program is not None:
                 self.state = rule.to_state
+                self.entered = entries.get(rule.to_state.name, self.today)
                 rule.program(self)
         if entered:
             self.entry_actions(entered)
@@ -2356,6 +2359,7 @@ class _Run(Ctx):
         for st in entered:
             if st.program is not None:
                 self.state = st
+                self.entered = today  # entered just now
                 st.program(self)
             if st.timers:
                 for t in st.timers:

@@ -377,8 +377,7 @@ initial state par "Both" {
 @pytest.mark.parametrize("labs", [("ALT",), ("ALT", "ANC")])
 def test_since_entry_in_entry_actions_reads_what_the_simulator_reads(labs):
     """`since entry` in the entry actions of a state entered in a track: the form reads the day
-    the simulator reads (the simulator's statechart replay, unlike its flat one, counts it from
-    the day the last rule it tried was declared in; should the simulator change, this fails)."""
+    the simulator reads (the day that state was entered, whatever track's rule was tried last)."""
     from rxwatch.inputs import yamlsrc
     from rxwatch.inputs.yamljson import parse_timeline
     from rxwatch.simulator.engine import Machine

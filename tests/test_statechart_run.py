@@ -1125,3 +1125,55 @@ def test_a_let_reading_since_entry_counts_from_each_rules_own_state():
              and s.get("event") == "ping"]
     assert moves == [("2025-01-16", "first", "second", {"settled": True}),
                      ("2025-01-20", "outer", "done", {"settled": True})]
+
+
+# `since entry` in the actions of a rule or of an entry counts from entering the actions' own
+# state, not from the state whose guard was tried last: on a day both tracks decide, the liver
+# track's actions once read the neutrophil track's entry (an anakinra patient recovered months
+# ago stayed on 1-2-monthly monitoring whenever a liver panel came with a blood count).
+SINCE_ENTRY = """
+initial state par "Both" {
+  track A "A" {
+    initial state a1 "a1" {
+      on entry { do order_lfts due within 400 days cite s }
+      on panel {
+        when xuln(ALT) > 3 -> a2 cite s
+        otherwise stay cite s { if since entry < 30 days { do note cite s } else { do other cite s } }
+      }
+    }
+    state a2 "a2" {
+      on entry {
+        if since entry < 7 days { do note cite s } else { do other cite s }
+        do order_lfts due within 14 days cite s
+      }
+      on panel { otherwise -> a1 cite s }
+    }
+  }
+  track B "B" {
+    initial state b1 "b1" {
+      on entry { do order_cbc due within 400 days cite s }
+      on panel { otherwise stay cite s }
+    }
+  }
+}
+"""
+
+
+@pytest.mark.parametrize("labs", [["ALT"], ["ALT", "ANC"], ["ANC", "ALT"]])
+def test_since_entry_in_actions_counts_from_their_own_state(labs):
+    g = graph_of(SINCE_ENTRY)
+    values = {"ALT": 200, "ANC": 3000}
+    rows = "".join(f"\n      - {{date: 2025-04-10, lab: {lab}, value: {values[lab]}}}" for lab in labs)
+    trace = run(g, f"""
+    patient: {{id: x}}
+    start: 2025-01-01
+    events:{rows}
+      - {{date: 2025-04-20, lab: ALT, value: 20}}
+      - {{date: 2025-04-25, lab: ALT, value: 20}}
+      - {{date: 2025-06-01, lab: ALT, value: 20}}
+    """)
+    # a2 entered on 2025-04-10: its entry actions read 0 days
+    assert [s["action"] for s in steps(trace, "action", date="2025-04-10")] == ["note", "order_lfts"]
+    # back in a1 on 2025-04-20; a stay rule's actions on 04-25 read 5 days, on 06-01 42 days
+    assert [s["action"] for s in steps(trace, "action", date="2025-04-25")] == ["note"]
+    assert [s["action"] for s in steps(trace, "action", date="2025-06-01")] == ["other"]

@@ -428,16 +428,22 @@
       c.entries[st.name] = c.today;
       if (st.type === "atomic") c.config.push(st);
       c.steps.push(stepOf({ type: "enter", state: st.name }, st));
-      // a flat replay counts `since entry` from the state just entered; the statechart replay keeps
-      // the day its last rule tried was counted from (simulator/engine.py, _Run.execute): as it does
+      // a flat replay counts `since entry` from the state just entered (simulator/engine.py)
       if (!D.chart) { c.state = st; setEntered(c, c.today); }
     });
     c.config.sort(function (a, b) { return a.doc - b.doc; });
     kept.forEach(function (k) {
-      if (k.rule.actions.length) run(c, k.rule.actions, S[k.rule.target]);
+      if (!k.rule.actions.length) return;
+      // a statechart rule's actions count `since entry` from entering their own target state
+      // (a stay rule's: the state it stays in), as _Run.execute does
+      if (D.chart) { var e = c.entries[k.rule.target]; setEntered(c, e === undefined ? null : e); }
+      run(c, k.rule.actions, S[k.rule.target]);
     });
     entered.forEach(function (st) {
-      if (st.entry.length) run(c, st.entry, st);
+      if (st.entry.length) {
+        if (D.chart) setEntered(c, c.today);
+        run(c, st.entry, st);
+      }
       st.timers.forEach(function (t) {
         var base = t.since === null ? c.today : c.L[t.since];
         if (base === undefined) { c.needs["since " + t.since] = 1; return; }
