@@ -126,23 +126,43 @@ def _write(f, data) -> None:
         f.write("".join(pieces))
 
 
-def _write_atomic(out: Path, data: str | bytes | Iterable[str], inputs: tuple[Path, ...]) -> None:
+def check_writable(out: Path, *, inputs: tuple[Path, ...] = ()) -> tuple[Path, bool]:
+    """What `write_atomic` checks before it writes, for a command to check before it runs (so
+    that a second output is never written when the first cannot be): exit 2 when `out` is an
+    input, a folder, in no folder, in a folder that cannot be written, or a name the file system
+    refuses. Return where to write (a link's target) and whether it is a pipe or a device."""
     for i in inputs:
         if same_file(out, i):
             raise fail(f"{out}: refusing to overwrite an input file")
-    if out.is_symlink():  # write where the link points, and keep the link
-        out = Path(os.path.realpath(out))
-    parent = out.parent if str(out.parent) else Path(".")
-    if out.exists() and out.is_dir():
-        raise fail(f"{out}: is a directory")
-    if out.exists() and not out.is_file():
+    try:
+        if out.is_symlink():  # write where the link points, and keep the link
+            out = Path(os.path.realpath(out))
+        parent = out.parent if str(out.parent) else Path(".")
+        if out.exists() and out.is_dir():
+            raise fail(f"{out}: is a directory")
+        if out.exists() and not out.is_file():
+            return out, True
+        if not parent.is_dir():
+            raise fail(f"{out}: cannot write: folder {parent} does not exist")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise fail(f"{out}: cannot write: folder {parent} cannot be written")
+        os.lstat(out)
+    except FileNotFoundError:
+        pass
+    except OSError as e:  # a name too long, a loop of links
+        raise fail(f"{out}: cannot write: {e.strerror or e}")
+    return out, False
+
+
+def _write_atomic(out: Path, data: str | bytes | Iterable[str], inputs: tuple[Path, ...]) -> None:
+    out, device = check_writable(out, inputs=inputs)
+    if device:
         # a pipe or a device (`-o /dev/stdout`): write into it, never replace the node
         binary = isinstance(data, bytes)
         with open(out, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
             _write(f, data)
         return
-    if not parent.is_dir():
-        raise fail(f"{out}: cannot write: folder {parent} does not exist")
+    parent = out.parent if str(out.parent) else Path(".")
     _clean_stale(parent)
     mode = "wb" if isinstance(data, bytes) else "w"
     tmp = None

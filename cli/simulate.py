@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import List, Optional
 import typer
 
 from .app import app
-from .output import output_path, Sources, Status, count, diagnostics_of, emit, fail, load_graph, print_diagnostics
+from .output import check_writable, output_path, Sources, Status, count, diagnostics_of, emit, fail, load_graph, print_diagnostics
 
 
 class TraceFormat(str, Enum):
@@ -39,6 +40,14 @@ def simulate(
     """
     output = output_path(output_)
     chart = _plot_path(plot)
+    if chart is not None and output is not None and _same_file(chart, output):
+        raise fail(f"{chart}: --plot and -o name the same file; give the chart its own name")
+    # both outputs checked before anything runs or is written: no chart left behind
+    for out in (output, chart):
+        if out is not None:
+            check_writable(out, inputs=(protocol, timeline))
+    if results and format is TraceFormat.table:
+        raise fail("--results adds the lab results to the JSON trace; it does nothing with --format table")
     from rxwatch.compiler.diagnostics import WARNING, Diagnostic
     from rxwatch.simulator.engine import Machine, SimulationError
     from rxwatch.inputs.model import TimelineError
@@ -121,22 +130,35 @@ def _read_timeline(path: Path, graph, **options):
 
 
 def _plot_path(raw: str | None) -> Path | None:
-    """The --plot file, checked before anything runs: a suffix the chart has (else a usage
-    error, exit 2) in a folder that exists and can be written (else exit 2)."""
+    """The --plot file, checked before anything runs: a file name (not a folder) with a suffix
+    the chart has (else exit 2); `check_writable` then checks it can be written."""
     if raw is None:
         return None
-    import os
-
     from rxwatch.render.labchart import FORMATS
 
-    path = output_path(raw)
+    if raw == "" or raw.endswith(("/", os.sep)):
+        raise fail(f"{raw or '(empty)'}: --plot names a folder, not a file; give the chart's file name")
+    path = Path(raw)
+    if _is_dir(path):
+        raise fail(f"{path}: --plot names a folder, not a file; give the chart's file name")
     if path.suffix.lower().lstrip(".") not in FORMATS:
         raise fail(f"{path}: --plot cannot tell the chart's format from the suffix '{path.suffix}'; "
                    f"use one of {', '.join('.' + f for f in FORMATS)}")
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK) or path.is_dir():
-        raise fail(f"{path}: cannot write the chart there ({'a folder' if path.is_dir() else 'no such folder, or not writable'})")
     return path
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # a name too long, a loop of links: not a folder (writing it says why)
+        return False
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
 
 
 def _plot(graph, trace: dict, inputs: list, path: Path, inputs_: tuple) -> None:

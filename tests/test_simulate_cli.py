@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import LEFLUNOMIDE, REPO_ROOT
 from rxwatch.cli.main import main
 from rxwatch.compiler import compile_file
@@ -288,3 +290,25 @@ def test_numbers_are_exact_and_never_in_scientific_notation():
     assert exact_text(Fraction(100, 33)) == "100/33 ≈ 3.03"
     assert exact_text(Fraction(-7, 4)) == "-1.75"
     assert exact_text(0.1) == "0.1"  # a float is the decimal it shows
+
+
+# --plot and -o are checked before anything runs or is written (found by trying them as users)
+@pytest.mark.parametrize("args,says", [
+    (["--plot", "{d}/x.png", "-o", "{d}/x.png"], "--plot and -o name the same file"),
+    (["--plot", "{d}/c.png", "-o", "{d}/nope/t.json"], "nope/t.json: cannot write: folder"),
+    (["--plot", "{d}/" + "a" * 300 + ".png"], "cannot write: File name too long"),
+    (["-o", "{d}/" + "a" * 300 + ".json"], "cannot write: File name too long"),
+    (["--plot", ""], "--plot names a folder, not a file"),
+    (["--plot", "{d}"], "--plot names a folder, not a file"),
+    (["--plot", "{d}/c.png", "--results", "-f", "table"], "--results adds the lab results to the JSON trace"),
+])
+def test_plot_and_output_refused_before_anything_is_written(tmp_path, args, says):
+    root = REPO_ROOT
+    args = [a.format(d=tmp_path) for a in args]
+    r = subprocess.run([sys.executable, "-m", "rxwatch.cli.main", "simulate",
+                        str(root / "protocols" / "anakinra_hepatotoxicity.rxw"),
+                        str(root / "docs" / "examples" / "anakinra-moderate.yaml"), *args],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert says in r.stderr and "Traceback" not in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # no chart, no trace, no temporary file
