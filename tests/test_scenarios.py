@@ -115,8 +115,8 @@ MUTATIONS = [
      "57-abnormal-baseline-then-neutrophils-low"),
     (ANAKINRA, "do order_anc every 1..2 weeks", "do order_anc due 1..2 weeks", "54-neutropenia-stops-both-tracks"),
     # v3: a held anakinra reaching mild_elevation is resumed when the tests are normal
-    (ANAKINRA, "otherwise -> maintenance cite seed-review {\n            if dose_modified {",
-     "otherwise -> maintenance cite seed-review {\n            if false {", "56-held-anakinra-resumed-from-mild-elevation"),
+    (ANAKINRA, "otherwise \"normal\" -> maintenance cite seed-review {\n            if dose_modified {",
+     "otherwise \"normal\" -> maintenance cite seed-review {\n            if false {", "56-held-anakinra-resumed-from-mild-elevation"),
     (LEFLUNOMIDE, "after 6 months since start_leflunomide", "after 26 weeks since start_leflunomide",
      "08-six-months-by-the-calendar"),
     (LEFLUNOMIDE, "since(start_leflunomide) < 6 months", "since(start_leflunomide) < 7 months", "07-reduced-to-long-term-calendar"),
