@@ -209,7 +209,7 @@ def test_conditions_read_as_their_descriptions(ana):
     # a description written in the protocol's code (`tx >= 3 x ULN ...`) reads as its definition
     whens = {x.when for b in p.boxes for x in b.entry} | {x.when for b in [*p.boxes, *p.blocks]
                                                              for d in b.decisions for r in d.rows for x in r.actions}
-    assert "if ALT/AST at least 3 x ULN without a bilirubin, or without an INR (not anticoagulated)" in whens
+    assert "if ‘ALT/AST at least 3 x ULN without a bilirubin, or without an INR when not anticoagulated’" in whens
 
 
 # ------------------------------------------------------------ numbers
