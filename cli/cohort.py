@@ -13,7 +13,7 @@ from typing import List, Optional
 import typer
 
 from .app import app
-from .output import TEMP_PREFIX, Sources, Status, fail, load_graph, output_path, print_diagnostics, say, write_atomic
+from .output import TEMP_PREFIX, Sources, check_writable, Status, fail, load_graph, output_path, print_diagnostics, say, write_atomic
 
 SHOWN_FAILED = 20
 
@@ -60,6 +60,13 @@ def cohort_(
             raise fail(f"{out}: would overwrite an input")
         if out is not None and not out.absolute().parent.is_dir():
             raise fail(f"{out}: cannot write: no folder {out.parent}")
+    for out in (report, table_out):  # before minutes of simulation, not after
+        if out is not None:
+            check_writable(out, inputs=inputs)
+    if plot_dir is not None:
+        folder = plot_dir if plot_dir.is_dir() else plot_dir.absolute().parent
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise fail(f"{plot_dir}: cannot write: folder {folder} cannot be written")
     day0 = DEFAULT_START
     if start is not None:
         try:
@@ -124,6 +131,8 @@ def _model_file(name: str) -> Path:
     from rxwatch.cohort.model import model_path, shipped_models
 
     path = Path(model_path(name))
+    if path.is_dir():
+        raise fail(f"{name}: is a folder, not a model file")
     if not path.is_file():
         raise fail(f"{name}: no such model file, nor a shipped model (shipped: {', '.join(shipped_models())})")
     return path

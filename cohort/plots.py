@@ -62,7 +62,7 @@ def delay_figure(metrics):
         ax.set_xlabel("days from crossing to a hold, reduction or stop")
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=.3)
-        ax.legend(fontsize=7, loc="lower right")
+        _legend(ax, fontsize=7, loc="lower right")
     np.atleast_1d(axes)[0].set_ylabel("share of episodes acted on")
     fig.tight_layout()
     return fig
@@ -85,7 +85,7 @@ def cost_figure(metrics):
     ax.set_xlabel("liver panels (ALT drawn) per patient-year")
     ax.set_ylabel("median days from crossing to an intervention")
     ax.grid(alpha=.3)
-    ax.legend(fontsize=7)
+    _legend(ax, fontsize=7)
     fig.tight_layout()
     return fig
 
@@ -130,7 +130,7 @@ def patient_figure(patient: int, pics: dict):
         ax.set_ylabel("x ULN")
         ax.set_title(label, fontsize=9, loc="left")
         ax.grid(alpha=.2)
-    axes[0, 0].legend(fontsize=7, loc="upper right")
+    _legend(axes[0, 0], fontsize=7, loc="upper right")
     first = next(iter(pics.values()))
     told = [f"{e['kind']} episode from {e['onset']}, peak {e['peak']:.1f}x ULN"
             + (", resolves by itself" if e["self_resolving"] else ", lasts while the drug is taken")
@@ -168,3 +168,10 @@ def write_all(result, folder: Path) -> list[Path]:
             written.append(path)
         close(fig)
     return written
+
+
+def _legend(ax, **kw) -> None:
+    """A legend when something drawn has a label (a tiny cohort may have drawn nothing: no
+    empty legend, and no warning from matplotlib about it)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kw)

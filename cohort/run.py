@@ -128,6 +128,22 @@ def check_arm(arm: Arm, model: Any, text: str = "") -> list:
                                   f"monitors {arm.drug}"))
     made = set(getattr(model, "labs", None) or ())
     ordered = sorted({lab for a in (g.get("actions") or {}).values() for lab in (a.get("orders") or ())})
+    from rxwatch.simulator.units import UnitError, same_unit
+
+    for lab in ordered:  # the model's results are read as the protocol's unit: they must agree
+        decl = (g.get("labs") or {}).get(lab) or {}
+        lm = (getattr(model, "labs", None) or {}).get(lab)
+        want, has = decl.get("unit"), getattr(lm, "unit", None)
+        if lm is None or not want or not has:
+            continue
+        try:
+            agree = same_unit(want, has)
+        except UnitError:
+            agree = False
+        if not agree:
+            out.append(Diagnostic(span_of(decl), ERROR, "E951",
+                                  f"the patient model '{getattr(model, 'name', '')}' makes {lab} in {has}; "
+                                  f"{arm.label} reads {lab} in {want}: give the model the protocol's unit"))
     for lab in ordered:
         if made and lab not in made:
             out.append(Diagnostic(span_of((g.get("labs") or {}).get(lab)), WARNING, "W950",

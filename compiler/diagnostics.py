@@ -178,6 +178,7 @@ CODES: dict[str, str] = {
     "E936": "undeclared source or lab in a patient model",
     # cohort simulation (cohort/run.py, docs/cohort.md#the-closed-loop)
     "E950": "protocol the cohort cannot simulate",
+    "E951": "patient model and protocol disagree on a lab's unit",
     "W950": "lab a protocol orders that the patient model does not make",
 }
 

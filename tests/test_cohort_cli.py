@@ -86,6 +86,9 @@ def test_a_wrong_protocol_is_located_and_nothing_is_written(here, capsys):
     (["--years", "1", "--start", "2025-02-30"], "--start 2025-02-30"),
     (["--years", "1", "-o", "model.yaml"], "would overwrite an input"),
     (["--years", "1", "--table", "nowhere/t.parquet"], "cannot write"),
+    (["--years", "1", "-o", "a" * 300 + ".html"], "cannot write: File name too long"),
+    (["--years", "1", "-o", "."], "is a directory"),
+    (["--years", "1", "--model", "."], "is a folder, not a model file"),
 ])
 def test_wrong_options_exit_2(here, capsys, args, message):
     status = run(ANAKINRA, "--model", "model.yaml", "--patients", "2", "--seed", "1", "--jobs", "1", "--resamples", "0", *args)

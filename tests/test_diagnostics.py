@@ -670,6 +670,10 @@ CLI_CASES = [
                          "--jobs", "1"), ("meta.rxw", 1), "meta declares no drug"),
     CliCase("W950", {"dosed.rxw": DOSED}, ("cohort", "dosed.rxw", "--model", COHORT_MODEL, "--patients", "1", "--years", "1",
                                            "--seed", "1", "--jobs", "1", "--resamples", "0"), ("dosed.rxw", 5), "makes no GGT"),
+    CliCase("E951", {"dosed.rxw": DOSED.replace('lab ALT "alanine aminotransferase" unit "U/L" uln 40',
+                                                'lab ALT "alanine aminotransferase" unit "ukat/L" uln 0.67')},
+            ("cohort", "dosed.rxw", "--model", COHORT_MODEL, "--patients", "1", "--years", "1", "--seed", "1", "--jobs", "1"),
+            ("dosed.rxw", 4), "makes ALT in U/L; dosed reads ALT in ukat/L"),
     # ---------------------------------------------------------------- traces given to render (E920)
     CliCase("E920", {"trace.json": '{"protocol": {"name": "meta"},\n "steps": [,]}\n'},
             ("render", "meta.rxw", "--trace", "trace.json", "-o", "chart.dot"), ("trace.json", 2), "not a JSON trace"),
