@@ -137,3 +137,19 @@ def test_the_6_monthly_variant_checks_clean_and_differs_only_in_maintenance(caps
     # the rest: comments, the header, the what-if source; no other rule
     assert all(line[1:].lstrip().startswith(("#", "protocol", "title", "version", "status", "source", "kind", "note", "hepatotoxic"))
                or not line[1:].strip() for line in changed if line not in rules), changed
+
+
+@pytest.mark.parametrize("protocol,model", [("anakinra_hepatotoxicity", "anakinra"),
+                                            ("leflunomide_hepatotoxicity", "leflunomide"),
+                                            ("tocilizumab_monitoring", "tocilizumab")])
+def test_every_shipped_protocol_runs_with_its_shipped_model(here, capsys, protocol, model):
+    import pyarrow.parquet as pq
+
+    status = run(str(ROOT / "protocols" / f"{protocol}.rxw"), "--model", model, "--patients", "3", "--years", "0.5",
+                 "--seed", "2", "--jobs", "1", "--resamples", "0", "--table", "t.parquet")
+    out = capsys.readouterr()
+    assert status == 0, out.err
+    rows = pq.read_table(here / "t.parquet").to_pylist()
+    assert {r["protocol"] for r in rows} == {protocol} and len(rows) == 3
+    assert all(r["status"] == "ok" for r in rows), rows
+    assert sum(r["draws"] for r in rows) > 0  # the protocol's orders drew blood
