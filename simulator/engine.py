@@ -1646,7 +1646,7 @@ class _Run(Ctx):
         self.today_inputs: tuple = ()
         self.drugs = {name: _Drug(d) for name, d in m.drugs.items()} if m.drugs else _NO_DRUGS
         self.begun = False  # the initial state is entered (on `start`, at the first day fed or run)
-        self.fed = datetime.date.min  # the last day fed
+        self.fed: datetime.date | None = None  # the last day fed (None: none yet)
         self.reached = start  # the last day fed or advanced to (or the start)
         self.day_events: tuple | list = ()  # the inputs fed today (W905 is located at the first)
         if m.chart:
@@ -1811,11 +1811,18 @@ class _Run(Ctx):
         inputs = self.inputs
         emit = self.emit
         # a day to replay comes after the last day fed (`low`), and not before one advanced to
-        low = first = self.fed if self.reached <= self.fed else self.reached - _ONE_DAY
+        fed = self.fed
+        if fed is not None and self.reached <= fed:
+            low = fed
+        elif self.reached > datetime.date.min:
+            low = self.reached - _ONE_DAY
+        else:
+            low = None  # nothing fed, at the calendar's first day: any day may come
+        first = low
         for day, todays in days:
             if day > until:
                 break
-            if day <= low:
+            if low is not None and day <= low:
                 if low is not first:
                     self.fed = self.reached = low
                 raise self.order_error(day)

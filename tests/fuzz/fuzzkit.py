@@ -422,10 +422,12 @@ def shows(text: str, where: str) -> str:
 
 
 def no_script(markup: str, html: bool) -> str:
-    """'' when a chart holds nothing active: no <script> but the viewer's two, no event handler
-    attribute, no javascript: link (an injected payload shows as text)."""
+    """'' when a chart holds nothing active: no <script> but the viewer's own (its code and the
+    panel form's, each with its JSON data), no event handler attribute, no javascript: link (an
+    injected payload shows as text)."""
     scripts = len(re.findall(r"<script\b", markup, re.I))
-    if scripts != (2 if html else 0):
+    data = len(re.findall(r'<script type="application/json" id="rxwatch-(?:data|panelform)">', markup))
+    if scripts != (4 if html else 0) or data != (2 if html else 0):
         return f"{scripts} <script> elements"
     if re.search(r"<[a-z][^>]*\son[a-z]+\s*=", markup, re.I):
         return "an element with an event-handler attribute"
