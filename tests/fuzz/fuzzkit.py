@@ -429,8 +429,32 @@ def no_script(markup: str, html: bool) -> str:
     data = len(re.findall(r'<script type="application/json" id="rxwatch-(?:data|panelform)">', markup))
     if scripts != (4 if html else 0) or data != (2 if html else 0):
         return f"{scripts} <script> elements"
-    if re.search(r"<[a-z][^>]*\son[a-z]+\s*=", markup, re.I):
-        return "an element with an event-handler attribute"
-    if re.search(r"<[a-z][^>]*\s(?:xlink:)?(?:href|src)\s*=\s*[\"']?\s*javascript:", markup, re.I):
-        return "a javascript: link"
+    found = _active_attributes(markup)
+    if found:
+        return found
     return ""
+
+
+def _active_attributes(markup: str) -> str:
+    """'' unless some element of `markup` has an event-handler attribute (`on...`) or a
+    `javascript:` link, read as a browser reads attributes (a payload inside an attribute's
+    quoted value, its quotes escaped, is text, not an attribute)."""
+    from html.parser import HTMLParser
+
+    found: list[str] = []
+
+    class Attributes(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            for name, value in attrs:
+                if name.lower().startswith("on"):
+                    found.append("an element with an event-handler attribute")
+                elif name.lower() in ("href", "src", "xlink:href", "action", "formaction") and value \
+                        and re.sub(r"[\s\x00-\x1f]", "", value).lower().startswith("javascript:"):
+                    found.append("a javascript: link")
+
+        handle_startendtag = handle_starttag
+
+    parser = Attributes(convert_charrefs=True)
+    parser.feed(markup)
+    parser.close()
+    return found[0] if found else ""
