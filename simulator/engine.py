@@ -1698,12 +1698,7 @@ class _Run(Ctx):
                 if day is None or t.due < day:
                     day = t.due
             if alarms:
-                one = len(alarms) == 1  # the usual case: one open order
-                if one:
-                    for soonest in alarms.values():
-                        pass
-                else:
-                    soonest = min(alarms.values())
+                soonest = min(alarms.values())
                 if day is None or soonest < day:
                     day = soonest
             if day > limit or (day == limit and not inclusive):
@@ -1722,27 +1717,7 @@ class _Run(Ctx):
                 self.fulfilled = _NO_ORDERS
             if self.day_events:
                 self.day_events = ()
-            # (1) deviations of orders overdue today, (2) timers due today (as due_today)
-            if alarms:
-                if one and m.reminders is None:
-                    if soonest <= day:
-                        # the usual case: the one open order's window ended yesterday (as `deviations`)
-                        for key in alarms:
-                            pass
-                        del alarms[key]
-                        o = self.orders.get(key)
-                        if o is not None:
-                            s = o.deviation.copy()
-                            s["date"] = self.iso
-                            if o in self.overdue:
-                                s["kind"] = "still_overdue"
-                            else:
-                                self.overdue.add(o)
-                            self.emit(s)
-                elif min(alarms.values()) <= day:
-                    self.deviations(day)
-            if self.timers:
-                self.settle()
+            self.due_today(day)  # (1) deviations of orders overdue today, (2) timers due today
             timers = self.timers
         return None
 
@@ -1759,27 +1734,8 @@ class _Run(Ctx):
         """(1) the deviations of orders overdue today (the day after the window, then the
         reminders); (2) the timers due today."""
         alarms = self.alarms
-        if alarms:
-            if len(alarms) == 1:
-                for key, soonest in alarms.items():
-                    pass
-                if soonest <= day:
-                    if self.m.reminders is None:
-                        # the usual case: the one open order's window ended yesterday (as `deviations`)
-                        del alarms[key]
-                        o = self.orders.get(key)
-                        if o is not None:
-                            s = o.deviation.copy()
-                            s["date"] = self.iso
-                            if o in self.overdue:
-                                s["kind"] = "still_overdue"
-                            else:
-                                self.overdue.add(o)
-                            self.emit(s)
-                    else:
-                        self.deviations(day)
-            elif min(alarms.values()) <= day:
-                self.deviations(day)
+        if alarms and min(alarms.values()) <= day:
+            self.deviations(day)
         if self.timers:
             self.settle()
 
@@ -1804,12 +1760,9 @@ class _Run(Ctx):
         days_of = m.days
         lookback = m.lookback
         chart = m.chart
-        reminders = m.reminders
         orders = self.orders
         alarms = self.alarms
-        overdue = self.overdue
         inputs = self.inputs
-        emit = self.emit
         # a day to replay comes after the last day fed (`low`), and not before one advanced to
         fed = self.fed
         if fed is not None and self.reached <= fed:
@@ -1901,28 +1854,7 @@ class _Run(Ctx):
             if not self.begun:
                 self.begin()
             elif due is not None and due <= day:
-                # (1) deviations of orders overdue today (the day after the window, then reminders)
-                if alarms:
-                    if len(alarms) == 1 and reminders is None:
-                        for key in alarms:
-                            pass
-                        if alarms[key] <= day:
-                            # the usual case: the one open order's window ended yesterday (as `deviations`)
-                            del alarms[key]
-                            o = orders.get(key)
-                            if o is not None:
-                                s = o.deviation.copy()
-                                s["date"] = self.iso
-                                if o in overdue:
-                                    s["kind"] = "still_overdue"
-                                else:
-                                    overdue.add(o)
-                                emit(s)
-                    elif min(alarms.values()) <= day:
-                        self.deviations(day)
-                # (2) timers due today
-                if self.timers:
-                    self.settle()
+                self.due_today(day)  # (1) deviations of orders overdue today, (2) timers due today
             # (3) the panel: today's results, with the still valid earlier ones
             if panel is not None:
                 dated = None  # every result is today's
