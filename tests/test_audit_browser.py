@@ -10,15 +10,13 @@ saying why, only when no Chromium, chromedriver or Graphviz is installed.
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
 
 from rxwatch.cli.main import main
 
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-BROWSER = next((p for p in (shutil.which("chromium"), shutil.which("chromium-browser"), shutil.which("google-chrome")) if p), None)
+from browserkit import BROWSER, CHROMEDRIVER, chrome
 ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.skipif(
@@ -42,25 +40,7 @@ late,2025-06-02,ANC,3.0,10*9/L,,
 
 @pytest.fixture(scope="module")
 def driver():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    profile = tempfile.mkdtemp(prefix="rxwatch-chrome-")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = BROWSER
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                f"--user-data-dir={profile}", "--window-size=1400,900"):
-        opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    try:
-        d = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=opts)
-    except Exception as e:  # noqa: BLE001 - a browser that cannot start is a reason to skip, said out loud
-        shutil.rmtree(profile, ignore_errors=True)
-        pytest.skip(f"chromium could not start: {type(e).__name__}: {e}")
-    yield d
-    d.quit()
-    shutil.rmtree(profile, ignore_errors=True)
+    yield from chrome()
 
 
 def test_the_report_opens_on_the_worklist_and_links_to_viewer_pages(driver, tmp_path, monkeypatch, capsys):

@@ -19,7 +19,6 @@ import datetime
 import json
 import random
 import shutil
-import tempfile
 from collections import Counter
 from fractions import Fraction
 from pathlib import Path
@@ -31,8 +30,7 @@ from rxwatch.render import panelform, render
 from rxwatch.render import plan as _plan
 from rxwatch.suite.generate import Generator, Prefix
 
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-BROWSER = next((p for p in (shutil.which("chromium"), shutil.which("chromium-browser"), shutil.which("google-chrome")) if p), None)
+from browserkit import BROWSER, CHROMEDRIVER, chrome
 ROOT = Path(__file__).resolve().parents[1]
 PROTOCOLS = ("anakinra_hepatotoxicity", "leflunomide_hepatotoxicity", "tocilizumab_monitoring")
 PANELS = 1000
@@ -45,25 +43,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def driver():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    profile = tempfile.mkdtemp(prefix="rxwatch-chrome-")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = BROWSER
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                f"--user-data-dir={profile}", "--window-size=1400,1000"):
-        opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    try:
-        d = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=opts)
-    except Exception as e:  # noqa: BLE001 - a browser that cannot start is a reason to skip, said out loud
-        shutil.rmtree(profile, ignore_errors=True)
-        pytest.skip(f"chromium could not start: {type(e).__name__}: {e}")
-    yield d
-    d.quit()
-    shutil.rmtree(profile, ignore_errors=True)
+    yield from chrome("1400,1000")
 
 
 # ---------------------------------------------------------------------------- the two sides, compared

@@ -10,7 +10,6 @@ nothing. Skipped, saying why, only when no Chromium or chromedriver is installed
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -18,8 +17,7 @@ import pytest
 from rxwatch.compiler import compile_file, compile_source
 from rxwatch.render import render
 
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-BROWSER = next((p for p in (shutil.which("chromium"), shutil.which("chromium-browser"), shutil.which("google-chrome")) if p), None)
+from browserkit import BROWSER, CHROMEDRIVER, chrome
 
 pytestmark = pytest.mark.skipif(
     not (CHROMEDRIVER.exists() and BROWSER and shutil.which("dot")),
@@ -85,25 +83,7 @@ def replayed(graph) -> dict:
 
 @pytest.fixture(scope="module")
 def driver():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    profile = tempfile.mkdtemp(prefix="rxwatch-chrome-")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = BROWSER
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                f"--user-data-dir={profile}", "--window-size=1400,900"):
-        opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    try:
-        d = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=opts)
-    except Exception as e:  # noqa: BLE001 - a browser that cannot start is a reason to skip, said out loud
-        shutil.rmtree(profile, ignore_errors=True)
-        pytest.skip(f"chromium could not start: {type(e).__name__}: {e}")
-    yield d
-    d.quit()
-    shutil.rmtree(profile, ignore_errors=True)
+    yield from chrome()
 
 
 def open_page(driver, tmp_path: Path, page: bytes, name: str = "viewer.html"):
