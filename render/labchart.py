@@ -632,35 +632,12 @@ def _legend(rows: list[Row], explain: dict[str, str], windows, drugs, floors: bo
 # ---------------------------------------------------------------------------- results into a trace
 
 def _result_dict(graph, res, day: datetime.date) -> dict:
-    """A LabResult as a trace's `panel` step shows it (as the simulator's `replaced` results):
-    the value in the lab's unit, its ULN and multiple, exact text where the number is not whole."""
-    d: dict[str, Any] = {"lab": res.lab}
-    _put(d, "value", Fraction(res.value))
+    """A LabResult as a trace's `panel` step shows it: the simulator's `result_dict`, with the
+    lab's unit and default ULN from the graph."""
+    from rxwatch.simulator.engine import result_dict
+
     decl = (graph.graph.get("labs") or {}).get(res.lab) or {}
-    if decl.get("unit"):
-        d["unit"] = decl["unit"]
-    uln = res.uln if res.uln is not None else decl.get("uln")
-    if uln is not None:
-        uln = Fraction(ir.exact(uln)) if not isinstance(uln, (int, Fraction)) else Fraction(uln)
-        _put(d, "uln", uln)
-        if uln:
-            _put(d, "xuln", Fraction(res.value) / uln)
-    if res.date != day:
-        d["from"] = res.date.isoformat()
-    if getattr(res, "time", None) is not None:
-        d["time"] = res.time
-    line = getattr(getattr(res, "loc", None), "line", None)
-    if line:
-        d["line"] = line
-    return d
-
-
-def _put(d: dict, key: str, q: Fraction) -> None:
-    if q.denominator == 1:
-        d[key] = int(q)
-        return
-    d[key] = float(q)
-    d[key + "_exact"] = ir.decimal_text(q) or f"{q.numerator}/{q.denominator}"
+    return result_dict(res, day, decl.get("unit"), ir.exact(decl["uln"]) if decl.get("uln") is not None else None)
 
 
 def with_results(trace: Mapping, inputs: list, graph) -> dict:

@@ -612,27 +612,9 @@ class Machine:
         raise ExprError(f"unknown action kind {kind!r}")
 
     def result_dict(self, res: LabResult, day: datetime.date) -> dict:
-        """A result as a trace's `panel` step shows it: the value in the lab's unit, its ULN and
-        its multiple of the ULN; the exact value as text where the number is not whole."""
-        d: dict[str, Any] = {"lab": res.lab}
-        put_number(d, "value", res.value)
+        """`result_dict` with the lab's declared unit and default ULN."""
         lab = self.labs.get(res.lab)
-        unit = lab.get("unit") if lab else None
-        if unit:
-            d["unit"] = unit
-        uln = res.uln if res.uln is not None else self.uln_defaults.get(res.lab)
-        if uln is not None:
-            put_number(d, "uln", uln)
-            if uln:
-                put_number(d, "xuln", Fraction(res.value) / uln)
-        if res.date != day:
-            d["from"] = _iso(self.isos, res.date)
-        time = getattr(res, "time", None)
-        if time is not None:
-            d["time"] = time
-        if res.loc.line:
-            d["line"] = res.loc.line  # where the result stands in the input
-        return d
+        return result_dict(res, day, lab.get("unit") if lab else None, self.uln_defaults.get(res.lab))
 
     # -- replay
 
@@ -842,6 +824,31 @@ def _iso(isos: dict, day: datetime.date) -> str:
     if text is None:
         text = isos[day] = day.isoformat()
     return text
+
+
+def result_dict(res: LabResult, day: datetime.date, unit: str | None = None, uln: Any = None) -> dict:
+    """A result as a trace shows it (a `panel` step's `results`, a step's `replaced`): the value
+    in the lab's declared `unit`, its ULN (the result's own, else the lab's default `uln`) and
+    its multiple of the ULN, the exact value as text where the number is not whole; `from` when
+    it is an earlier day's result read on `day`."""
+    d: dict[str, Any] = {"lab": res.lab}
+    put_number(d, "value", res.value)
+    if unit:
+        d["unit"] = unit
+    if res.uln is not None:
+        uln = res.uln
+    if uln is not None:
+        put_number(d, "uln", uln)
+        if uln:
+            put_number(d, "xuln", Fraction(res.value) / uln)
+    if res.date != day:
+        d["from"] = res.date.isoformat()
+    time = getattr(res, "time", None)
+    if time is not None:
+        d["time"] = time
+    if res.loc.line:
+        d["line"] = res.loc.line  # where the result stands in the input
+    return d
 
 
 def put_number(d: dict, key: str, q) -> None:
