@@ -11,7 +11,7 @@ from typing import List, Optional
 import typer
 
 from .app import app
-from .output import Status, fail, load_graph, output_path, say
+from .output import Status, fail, load_graph, output_path, same_file, say
 
 SHOWN_SKIPPED = 20
 
@@ -48,7 +48,7 @@ def audit_(
     if report is None and table_out is None:
         raise fail("nothing to write: give -o REPORT.html, --table OUT.csv|OUT.parquet, or both")
     for out in (report, table_out):
-        if out is not None and any(_same(out, p) for p in (protocol, *inputs)):
+        if out is not None and any(same_file(out, p) for p in (protocol, *inputs)):
             raise fail(f"{out}: would overwrite an input")
     if as_of is not None:
         try:
@@ -100,13 +100,6 @@ def audit_(
 
 def _n(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
-
-
-def _same(a: Path, b: Path) -> bool:
-    try:
-        return a.resolve() == Path(b).resolve()
-    except OSError:
-        return False
 
 
 def _tmp(out: Path) -> Path:

@@ -13,7 +13,7 @@ from typing import List, Optional
 import typer
 
 from .app import app
-from .output import TEMP_PREFIX, Sources, check_writable, Status, fail, load_graph, output_path, print_diagnostics, say, write_atomic
+from .output import TEMP_PREFIX, Sources, check_writable, Status, fail, load_graph, output_path, print_diagnostics, same_file, say, write_atomic
 
 SHOWN_FAILED = 20
 
@@ -56,7 +56,7 @@ def cohort_(
         raise fail(f"{plot_dir}: --plot names a folder, and this is a file")
     inputs = (*protocols, model)
     for out in (report, table_out, plot_dir):
-        if out is not None and any(_same(out, p) for p in inputs):
+        if out is not None and any(same_file(out, p) for p in inputs):
             raise fail(f"{out}: would overwrite an input")
         if out is not None and not out.absolute().parent.is_dir():
             raise fail(f"{out}: cannot write: no folder {out.parent}")
@@ -117,13 +117,6 @@ def cohort_(
     print(text_summary(result, model_name=model_))
     if result.failed:
         raise typer.Exit(int(Status.INPUT_ERROR))
-
-
-def _same(a: Path, b: Path) -> bool:
-    try:
-        return a.resolve() == Path(b).resolve()
-    except OSError:
-        return False
 
 
 def _model_file(name: str) -> Path:

@@ -48,8 +48,13 @@ def read_text(path: Path, what: str = "file") -> str:
 
 
 def same_file(a: Path, b: Path) -> bool:
+    """Whether `a` and `b` name one file: the same file when both exist (links and hard links
+    included), else the same path once resolved (two outputs not yet written)."""
+    a, b = Path(a), Path(b)
     try:
-        return a.exists() and b.exists() and os.path.samefile(a, b)
+        if a.exists() and b.exists():
+            return os.path.samefile(a, b)
+        return a.resolve() == b.resolve()
     except OSError:
         return False
 

@@ -11,7 +11,7 @@ from typing import List, Optional
 import typer
 
 from .app import app
-from .output import check_writable, output_path, Sources, Status, count, diagnostics_of, emit, fail, load_graph, print_diagnostics
+from .output import check_writable, output_path, Sources, Status, count, diagnostics_of, emit, fail, load_graph, print_diagnostics, same_file
 
 
 class TraceFormat(str, Enum):
@@ -40,7 +40,7 @@ def simulate(
     """
     output = output_path(output_)
     chart = _plot_path(plot)
-    if chart is not None and output is not None and _same_file(chart, output):
+    if chart is not None and output is not None and same_file(chart, output):
         raise fail(f"{chart}: --plot and -o name the same file; give the chart its own name")
     # both outputs checked before anything runs or is written: no chart left behind
     for out in (output, chart):
@@ -151,13 +151,6 @@ def _is_dir(path: Path) -> bool:
     try:
         return path.is_dir()
     except OSError:  # a name too long, a loop of links: not a folder (writing it says why)
-        return False
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
-    except OSError:
         return False
 
 
