@@ -156,6 +156,39 @@ def _need(obj, key, types, where, what):
     return v
 
 
+# the types of a step's fields that the simulator writes (contracts/trace.md), where present and
+# not null: a field of another type is refused here, so that nothing drawing a trace meets it
+_FIELD_TYPES: dict[str, tuple[type, str]] = {
+    **dict.fromkeys(("action", "because", "kind", "event", "fact", "alternative", "var", "trigger", "track",
+                     "state", "from", "to"), (str, "text")),
+    **dict.fromkeys(("drug", "values"), (dict, "an object")),
+    **dict.fromkeys(("citations", "preempted"), (list, "a list")),
+    **dict.fromkeys(("replaced", "results"), (list, "a list of results")),
+    **dict.fromkeys(("options", "withdrawn"), (list, "a list of action names")),
+    "missing": (list, "a list of lab names"),
+    **dict.fromkeys(("stay", "repeat"), (bool, "true or false")),
+}
+_NAME_LISTS = ("options", "withdrawn", "missing")
+
+
+def _fields(step: dict, where: tuple) -> None:
+    """Each field of `step` that the contract types is of its type (None: as if absent)."""
+    for key, (types, what) in _FIELD_TYPES.items():
+        v = step.get(key)
+        if v is None:
+            continue
+        if not isinstance(v, types):
+            raise TraceError(f"'{key}' must be {what}, not {_show(v) if isinstance(v, str) else type(v).__name__}",
+                             (*where, key))
+        if key in _NAME_LISTS and not all(isinstance(x, str) for x in v):
+            raise TraceError(f"'{key}' must be {what}", (*where, key))
+    line = step.get("line")
+    if line is not None and (isinstance(line, bool) or not isinstance(line, int) or line < 0):
+        raise TraceError("'line' must be a line number", (*where, "line"))
+    if step.get("ordered") is not None:
+        _iso(step["ordered"], (*where, "ordered"), "'ordered'")
+
+
 def overlay(graph, trace) -> Overlay:
     """Check `trace` against `graph` and number the path it took. Raises TraceError."""
     if not isinstance(trace, dict):
@@ -210,6 +243,7 @@ def overlay(graph, trace) -> Overlay:
                 _iso(day, (*where, "window", j), "a window's date")
         if kind not in STEP_TYPES:
             raise TraceError(f"unknown step type '{kind}' (one of {', '.join(STEP_TYPES)})", (*where, "type"))
+        _fields(step, where)
         if date < last_date:
             raise TraceError(f"dates never decrease in a trace, but {date} follows {last_date}", (*where, "date"))
         last_date = date
@@ -240,9 +274,9 @@ def overlay(graph, trace) -> Overlay:
         elif kind == "action":
             if "state" in step:
                 _state(graph, step, "state", where)
-            options = step.get("options")
-            if options is not None and not (isinstance(options, list) and all(isinstance(o, str) for o in options)):
-                raise TraceError("'options' must be a list of action names", (*where, "options"))
+            action = _need(step, "action", str, where, "an action name")
+            if action not in g.get("actions", {}):
+                raise TraceError(f"'{action}' is not an action of '{name}'", (*where, "action"))
         elif kind == "unassessable":
             state = _state(graph, step, "state", where)
             missing = _need(step, "missing", list, where, "a list of lab names")

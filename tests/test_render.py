@@ -527,6 +527,14 @@ def step_of(t, kind):
     (lambda t: t["steps"][step_of(t, "panel")].update(results=[{"value": 3}]), "a result is an object with a 'lab'", None),
     (lambda t: t["steps"][step_of(t, "panel")].update(replaced="ALT"), "'replaced' must be a list of results", None),
     (lambda t: t["steps"][step_of(t, "action")].update(options="order"), "'options' must be a list of action names", None),
+    # fuzz, seed 374431418: an action step whose action is a number was an internal error of the lab chart
+    (lambda t: t["steps"][step_of(t, "action")].update(action=-1), "'action' must be text, not int", None),
+    (lambda t: t["steps"][step_of(t, "action")].update(action="nothing"), "'nothing' is not an action", None),
+    (lambda t: t["steps"][step_of(t, "action")].pop("action"), "missing 'action'", None),
+    (lambda t: t["steps"][step_of(t, "transition")].update(values=["2025-01-06"]), "'values' must be an object", None),
+    (lambda t: t["steps"][step_of(t, "transition")].update(track=["a"]), "'track' must be text, not list", None),
+    (lambda t: t["steps"][step_of(t, "transition")].update(stay="yes"), "'stay' must be true or false", None),
+    (lambda t: t["steps"][step_of(t, "transition")].update(line=True), "'line' must be a line number", None),
 ])
 def test_a_trace_that_does_not_fit_says_where(trk, trk_trace, mutate, message, where):
     t = copy.deepcopy(trk_trace)

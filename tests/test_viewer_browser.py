@@ -279,9 +279,12 @@ def test_a_malformed_trace_field_never_breaks_the_viewer(driver, tmp_path, anaki
            "window": "soon", "missing": "ALT"}
     with pytest.raises(TraceError, match="'window' must be"):
         render(anakinra_graph, "html", trace={**trace, "steps": trace["steps"] + [bad]})
+    with pytest.raises(TraceError, match="'ordered' must be an ISO date"):
+        render(anakinra_graph, "html", trace={**trace, "steps": trace["steps"] + [
+            {**bad, "window": ["2025-06-01", "2025-06-29"], "missing": ["ALT"], "ordered": 12}]})
     trace["steps"].append({"date": "2025-06-30", "type": "deviation", "kind": "incomplete", "action": "order_lfts",
                            "window": ["2025-06-01", "2025-06-29"], "note": {"odd": [1, {"x": None}]},
-                           "ordered": 12})
+                           "reviewed": 12})
     open_page(driver, tmp_path, render(anakinra_graph, "html", trace=trace))
     assert len(driver.find_elements(By.CSS_SELECTOR, "#trace button.step")) == len(trace["steps"])
     assert errors(driver) == []
