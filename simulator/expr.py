@@ -53,9 +53,8 @@ import re
 from fractions import Fraction
 from typing import Any, Callable, Mapping, Sequence
 
-from dateutil.relativedelta import relativedelta
-
 from rxwatch.compiler import ir
+from rxwatch.compiler.verify.calendar import add_months
 
 try:  # GMP's rationals: exact like fractions.Fraction, and about ten times faster
     from gmpy2 import mpq as Q
@@ -105,9 +104,9 @@ def shift(day: datetime.date, amount: int, unit: str) -> datetime.date:
         if unit in ("weeks", "week"):
             return day + datetime.timedelta(days=7 * amount)
         if unit in ("months", "month"):
-            return day + relativedelta(months=amount)
+            return add_months(day, amount)  # the verifier's calendar: one clamping rule for both
         if unit in ("years", "year"):
-            return day + relativedelta(years=amount)
+            return add_months(day, 12 * amount)
     except (OverflowError, ValueError):
         return MAX_DATE if amount >= 0 else datetime.date.min
     raise ValueError(f"unknown time unit {unit!r}")
@@ -288,11 +287,14 @@ class _Code(ir.Visitor):
     """The expressions of one generated function: temporaries, constants, lets and names used.
     Each `visit_<op>` returns Python expression text whose value is the op's (None: unknown)."""
 
-    def __init__(self, owner: "Compiler", consts: dict) -> None:
+    def __init__(self, owner: "Compiler", consts: dict, namer: Callable[[Any], str] | None = None,
+                 temp: str = "_") -> None:
         self.owner = owner
         self.consts = consts
+        self.namer = namer  # names a constant in the namespace of code generated around this (Compiler.inline)
         self.const_ids: dict[tuple, str] = {}
         self.temps = 0
+        self.temp = temp  # how its temporaries' names begin
         self.lets: list[str] = []  # in dependency order
         self.let_lines: list[str] = []  # their assignments, in the same order
         self.uses: set[str] = set()
@@ -300,7 +302,7 @@ class _Code(ir.Visitor):
 
     def tmp(self) -> str:
         self.temps += 1
-        return f"_{self.temps}"
+        return f"{self.temp}{self.temps}"
 
     def named(self, code: str) -> tuple[str, str]:
         """(ref, first): `first` evaluates `code` and leaves its value in the name `ref`,
@@ -315,8 +317,11 @@ class _Code(ir.Visitor):
         key = (type(value), value) if isinstance(value, (str, int, Fraction, Q, bool, frozenset)) else (id(value),)
         name = self.const_ids.get(key)
         if name is None:
-            name = self.const_ids[key] = f"K{len(self.consts)}"
-            self.consts[name] = value
+            if self.namer is not None:
+                name = self.const_ids[key] = self.namer(value)
+            else:
+                name = self.const_ids[key] = f"K{len(self.consts)}"
+                self.consts[name] = value
             self.sure.add(name)
         return name
 
@@ -379,7 +384,7 @@ class _Code(ir.Visitor):
         cond = " and ".join(f"{n} is not None" for n in sorted(needs))
         return f"({code} if {cond} else {kleene})"
 
-    _GET = re.compile(r"[PFV]\.get\(K\d+\)\Z")
+    _GET = re.compile(r"[PFV]\.get\([KE]\d+\)\Z")
     _LOGIC = frozenset(("and", "or", "not", "fact", "var", "bool"))
 
     def _operand(self, t: Mapping) -> str | None:
@@ -515,8 +520,9 @@ class _Code(ir.Visitor):
             if len(args) != 1 or args[0].get("op") != "lab":
                 raise ExprError(f"{func}() takes the name of a lab")
             lab = self.const(args[0]["name"])
-            default = (self.owner.labs.get(args[0]["name"]) or {}).get("uln")
-            default = "None" if default is None else self.const(Q(ir.exact(default)))
+            uln = (self.owner.labs.get(args[0]["name"]) or {}).get("uln")
+            uln = None if uln is None else Q(ir.exact(uln))
+            default = "None" if uln is None else self.const(uln)
             self.uses.add("U")
             if func == "uln":
                 return f"U.get({lab}, {default})"
@@ -525,6 +531,12 @@ class _Code(ir.Visitor):
             if self.owner.rational_inputs:  # a quotient made before, else made and kept (_xq)
                 d = self.tmp()
                 div = f"(({d} := _XQ.get({u})) is not None and {d}.get({v}) or _xq({v}, {u}))"
+                if uln:
+                    # the usual result, with no ULN of its own: the multiples of the lab's default ULN,
+                    # looked up in their own dict (_XQ's, found once here)
+                    known = self.const(_XQ.setdefault(uln, {}))
+                    return (f"(None if ({v} := P.get({lab})) is None else ({known}.get({v}) or _xq({v}, {default})) "
+                            f"if ({u} := U.get({lab})) is None else None if not {u} else {div})")
             else:
                 div = f"_Q({v}, {u})"
             return f"(None if ({v} := P.get({lab})) is None or not ({u} := U.get({lab}, {default})) else {div})"
@@ -789,6 +801,17 @@ class Compiler:
             return None
         code = self._code()
         return self._build(code, name, [f"return {code.gen(tree)} is True"])
+
+    def inline(self, tree: Mapping, namer: Callable[[Any], str], temp: str = "_i") -> tuple[list[str], str]:
+        """A condition (an `if`) as code to put inside another generated function, instead of a
+        function of its own: (the lines that bind what it reads: the panel, facts... and its
+        lets, computed afresh; the expression whose value is the condition's, three-valued).
+        The surrounding code names its constants (`namer(value)` -> the name), binds the ctx as
+        `c` and runs in `_RUNTIME`'s namespace; `temp` begins its temporaries' names."""
+        code = _Code(self, {}, namer, temp)
+        test = code.gen(tree)
+        prelude = [_PRELUDE[k] for k in ("P", "U", "F", "V", "T", "A") if k in code.uses]
+        return [*prelude, *code.let_lines], test
 
     def value(self, tree: Mapping | None, name: str = "value") -> Fn | None:
         """f(ctx) -> the value of the expression (None when unknown)."""

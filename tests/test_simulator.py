@@ -134,6 +134,29 @@ def test_windows_made_once_per_day_are_right_at_month_ends_and_in_leap_years(win
             assert shift(day, amounts[1], "months") == last
 
 
+def test_calendar_shift_is_dateutils_on_every_kind_of_day():
+    # shift counts months with the verifier's calendar (compiler/verify/calendar.add_months), not
+    # dateutil: the two agree on month ends, leap days, and the calendar's two ends
+    import random
+
+    from dateutil.relativedelta import relativedelta
+
+    from rxwatch.simulator.expr import MAX_DATE
+
+    rng = random.Random(13)
+    days = [datetime.date(1, 1, 1) + datetime.timedelta(days=rng.randrange(3_652_059)) for _ in range(3000)]
+    days += [datetime.date(y, m, d) for y in (1, 1900, 2000, 2024, 2100, 9999) for m in (1, 2, 3, 12) for d in (28, 29, 31)
+             if (m, d) != (2, 31) and (m != 2 or d < 29 or y % 4 == 0 and (y % 100 or y % 400 == 0))]
+    for day in days:
+        for amount in (rng.randrange(-30, 30), rng.randrange(-12_000, 12_000), 0, 1, -1, 12):
+            for unit in ("months", "years"):
+                try:
+                    want = day + relativedelta(**{unit: amount})
+                except (OverflowError, ValueError):
+                    want = MAX_DATE if amount >= 0 else datetime.date.min
+                assert shift(day, amount, unit) == want, (day, amount, unit)
+
+
 # ---------------------------------------------------------------------------- orders
 
 def test_a_window_that_closes_without_a_panel_is_overdue_once_and_the_order_stays_open():
