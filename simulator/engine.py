@@ -52,7 +52,7 @@ from typing import Any, Callable, Mapping
 
 from rxwatch.compiler import ir
 
-from .expr import _NO_ORDERS, DRUG_READS, MAX_DATE, Compiler, Ctx, Dur, ExprError, Q, Since, _drug, exact_q, \
+from .expr import _NO_ORDERS, _RUNTIME, DRUG_READS, MAX_DATE, Compiler, Ctx, Dur, ExprError, Q, Since, _drug, exact_q, \
     protocol_line, register, shift
 from rxwatch.inputs.model import ClinicalEvent, Choice, FactChange, LabResult, Timeline, latest_results
 
@@ -192,6 +192,7 @@ class _Set:
     value: Callable[[Ctx], Any]
     step: dict | None = None  # its `set` step (the date and value left to fill)
     plain: bool = False  # its value is a bool or a member (JSON as it is)
+    tree: Any = None  # the value (an IR tree): generated code computes it inline
 
 
 @dataclass(slots=True)
@@ -199,6 +200,7 @@ class _If:
     cond: Callable[[Ctx], bool]
     then: tuple
     orelse: tuple
+    tree: Any = None  # the condition (an IR tree): generated code tests it inline
 
 
 _ONE_DAY = datetime.timedelta(days=1)
@@ -397,6 +399,7 @@ class Machine:
                        any(st.at_once is not None or st.at_once_from for st in self.states.values()),
                        _reads_since_entry(graph), chart=self.chart)
         self._gen = gen
+        gen.compiler = self._compiler
         try:
             lets = g.get("lets") or {}
             for h in self._handlers.values():
@@ -605,10 +608,10 @@ class Machine:
             if track is not None:
                 step["track"] = track
             plain = (self.var_types.get(a["var"]) in ("bool", "enum"))
-            return _Set(a["var"], self._compiler.value(a["value"], f"set_{a['var']}"), step, plain)
+            return _Set(a["var"], self._compiler.value(a["value"], f"set_{a['var']}"), step, plain, a["value"])
         if kind == "if":
             return _If(self._compiler.condition(a["cond"], "if"), self._program(a.get("then") or (), state),
-                       self._program(a.get("else") or (), state))
+                       self._program(a.get("else") or (), state), a["cond"])
         raise ExprError(f"unknown action kind {kind!r}")
 
     def result_dict(self, res: LabResult, day: datetime.date) -> dict:
@@ -1388,6 +1391,7 @@ class _Program:
         self.since_entry = since_entry  # some expression reads `since entry` (else the day of entry is never read)
         self.chart = chart  # a statechart: a rule chosen is selected, fired with the other regions' (_Run.execute)
         self.rational = True  # the replay's panels hold runtime rationals (quotients shared by expr._xq)
+        self.compiler: Compiler | None = None  # the protocol's expressions (an `if`'s condition is inlined)
 
     def react(self, compiler: Compiler, handler: _Handler, lets: Mapping) -> Callable[["_Run"], bool]:
         out = _Source(self, "react", handler.label, prefix="E")
@@ -1512,6 +1516,17 @@ class _Program:
                 out.add(depth, f"{name} = r.{name}")
         out.lines.extend(body)
 
+    def inline(self, out: "_Source", tree: Mapping, depth: int) -> str:
+        """An expression's code in the function `out` is writing: the lines that bind what it
+        reads and its lets (computed afresh: an action before may have changed a var) go in
+        first; returns the code of its value."""
+        lines, code = self.compiler.inline(tree, out.const)
+        if out.kind != "react":
+            out.add(depth, "c = r")  # the ctx, as expressions name it (a dispatcher's parameter)
+        for line in lines:
+            out.add(depth, line)
+        return code
+
     def block(self, out: "_Source", actions: tuple, depth: int) -> None:
         if not actions:
             out.add(depth, "pass")
@@ -1544,7 +1559,11 @@ class _Program:
             elif type(a) is _OneOf:
                 out.add(depth, f"{out.const(a.run)}(r)")
             elif type(a) is _Set:
-                out.add(depth, f"v = r.vars[{out.const(a.var)}] = {out.const(a.value)}(r)")
+                if self.compiler is not None and a.tree is not None:
+                    value = self.inline(out, a.tree, depth)  # no call: the value's code in place
+                else:
+                    value = f"{out.const(a.value)}(r)"
+                out.add(depth, f"v = r.vars[{out.const(a.var)}] = {value}")
                 if a.plain:  # a bool or a member: written as it is
                     out.add(depth, f"s = {out.const(a.step)}.copy()")
                     out.add(depth, "s['date'] = iso")
@@ -1556,7 +1575,11 @@ class _Program:
                 if depth >= self.MAX_DEPTH - 2:
                     out.add(depth, f"{out.const(self.program((a,)))}(r)")
                     continue
-                out.add(depth, f"if {out.const(a.cond)}(r):")
+                if self.compiler is not None and a.tree is not None:
+                    # the condition inline (no call): what it reads and its lets, computed afresh
+                    out.add(depth, f"if {self.inline(out, a.tree, depth)} is True:")
+                else:
+                    out.add(depth, f"if {out.const(a.cond)}(r):")
                 self.block(out, a.then, depth + 1)
                 if a.orelse:
                     out.add(depth, "else:")
@@ -1572,6 +1595,7 @@ class _Source:
         owner.count += 1
         number = next(Compiler._files)
         self.name = f"_{kind}_{owner.count}"  # kind: one of the engine's own words, never a name from the graph
+        self.kind = kind
         self.label = f"<rxwatch-generated {number}>"
         self.prefix = prefix
         self.line = 0  # the protocol line it is made from
@@ -1591,7 +1615,8 @@ class _Source:
 
     def build(self, params: str) -> Callable:
         source = f"def {self.name}({params}):\n" + "\n".join(self.lines) + "\n"
-        namespace = dict(self.consts)
+        namespace = dict(_RUNTIME)  # the helpers an inlined condition calls
+        namespace.update(self.consts)
         try:
             exec(compile(source, self.label, "exec"), namespace)
         except (SyntaxError, RecursionError, MemoryError) as e:  # a protocol too large for one function
