@@ -1,6 +1,7 @@
 """Reading timelines: `rxwatch simulate` end to end per input format, beside a hand-written reader.
 
     .venv/bin/python bench/bench_inputs.py [--panels 5000,34000] [--csv-mb 100] [--repeat 3] [--keep DIR]
+                                           [--formats yaml,json,csv,fhir] [--no-pathway]
 
 What is measured: one generated patient on protocols/anakinra_hepatotoxicity.rxw with N liver
 panels (one a day; ALT, AST and total bilirubin: 3N results; 5,000 panels is issue 13's
@@ -19,6 +20,18 @@ peer: a process that reads the same file with the standard reader of its format 
 module; the csv module; PyYAML's C loader; the json module for FHIR), walks the results day by
 day and grades each day's ALT against its ULN as a minimal replay would: the cost of reading
 the file in Python with no location kept. The ratio is rxwatch's wall time over the peer's.
+
+Second, the comparison issue 13 names: **the same pathway by hand**. bench/peer_anakinra.py is
+what a team would write without rxwatch for the first release's anakinra pathway
+(bench/anakinra_v1.rxw, which bench_simulate.py's peer encodes too): the format's standard
+reader, the rules as if/elif, floats, orders with their windows, and the trace written with the
+json module. It runs beside `rxwatch simulate bench/anakinra_v1.rxw` on the same file, for two
+patients of N panels: one in monitoring throughout (every panel normal: a decision, a re-entry
+and a new order each day, as the issue's reference of 0.18-0.19 s did) and the first table's
+(taken off treatment within a few years; later panels only read). Before it is timed the script
+checks that the peer gives the same steps as rxwatch (date, type, state, action, from, to,
+trigger, window, options, kind; the final state; the open orders) and stops if not. --no-pathway
+leaves this table out.
 
 Then, with --csv-mb M, a CSV of about M MB (one patient, a panel a day) through
 `rxwatch simulate` with its peak memory, and the same file through `load_timeline` alone (in a
@@ -51,6 +64,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTOCOL = ROOT / "protocols" / "anakinra_hepatotoxicity.rxw"
+# the pathway the hand-written peer encodes (the first release's, as bench_simulate.py's peer)
+PATHWAY = ROOT / "bench" / "anakinra_v1.rxw"
+PATHWAY_PEER = ROOT / "bench" / "peer_anakinra.py"
 RXWATCH = str(Path(sys.executable).with_name("rxwatch"))
 FACT = "indication=rheumatoid_arthritis"
 
@@ -78,20 +94,20 @@ def panels(n: int, seed: int = 1, normal: bool = False):
         yield day, rows
 
 
-def write_yaml(path: Path, n: int) -> None:
+def write_yaml(path: Path, n: int, normal: bool = False) -> None:
     with open(path, "w") as f:
         f.write("patient:\n  id: bench-1\n  facts:\n    indication: rheumatoid_arthritis\nstart: 2000-01-01\nevents:\n")
-        for day, rows in panels(n):
+        for day, rows in panels(n, normal=normal):
             for lab, value, unit, _, _ in rows:
                 f.write(f"  - date: {day}\n    lab: {lab}\n    value: {value}\n    unit: {unit}\n")
 
 
-def write_json(path: Path, n: int) -> None:
+def write_json(path: Path, n: int, normal: bool = False) -> None:
     with open(path, "w") as f:
         f.write('{"patient": {"id": "bench-1", "facts": {"indication": "rheumatoid_arthritis"}}, '
                 '"start": "2000-01-01", "events": [\n')
         first = True
-        for day, rows in panels(n):
+        for day, rows in panels(n, normal=normal):
             for lab, value, unit, _, _ in rows:
                 f.write(("" if first else ",\n") + f'{{"date": "{day}", "lab": "{lab}", "value": {value}, "unit": "{unit}"}}')
                 first = False
@@ -105,12 +121,12 @@ def write_csv(path: Path, n: int, normal: bool = False) -> None:
             f.write("".join(f"{day},{lab},{value},{unit},{uln}\n" for lab, value, unit, uln, _ in rows))
 
 
-def write_fhir(path: Path, n: int) -> None:
+def write_fhir(path: Path, n: int, normal: bool = False) -> None:
     with open(path, "w") as f:
         f.write('{"resourceType": "Bundle", "type": "collection", "entry": [\n')
         f.write('{"resource": {"resourceType": "Patient", "id": "bench-1"}}')
         k = 0
-        for day, rows in panels(n):
+        for day, rows in panels(n, normal=normal):
             for lab, value, unit, uln, loinc in rows:
                 k += 1
                 f.write(',\n{"resource": {"resourceType": "Observation", "id": "o%d", "status": "final", '
@@ -205,9 +221,42 @@ def best(cmd: list[str], repeat: int, env: dict | None = None) -> tuple[float, f
     return min(r[0] for r in runs), max(r[1] for r in runs), min(r[2] for r in runs)
 
 
-def simulate_cmd(kind: str, path: Path, out: Path) -> list[str]:
-    cmd = [RXWATCH, "simulate", str(PROTOCOL), str(path), "-f", "json", "-o", str(out)]
+def simulate_cmd(kind: str, path: Path, out: Path, protocol: Path = PROTOCOL) -> list[str]:
+    cmd = [RXWATCH, "simulate", str(protocol), str(path), "-f", "json", "-o", str(out)]
     return cmd + (["--fact", FACT] if kind in ("csv", "fhir") else [])
+
+
+def pathway_cmd(kind: str, path: Path, out: Path) -> list[str]:
+    """The same pathway by hand (bench/peer_anakinra.py) over the same file, writing its trace."""
+    cmd = [sys.executable, str(PATHWAY_PEER), kind, str(path), str(out)]
+    return cmd + (["--fact", FACT] if kind in ("csv", "fhir") else [])
+
+
+KEYS = ("date", "type", "state", "action", "from", "to", "trigger", "window", "options", "kind")
+
+
+def projection(trace: dict) -> list[tuple]:
+    """What the hand-written pathway and rxwatch must agree on: the steps (rxwatch's `set` steps,
+    which the peer does not write, left out), the final state and the open orders."""
+    return [tuple(str(s.get(k)) for k in KEYS) for s in trace["steps"] if s["type"] != "set"] + [
+        ("final", trace["final_state"])] + [("open", o["action"], tuple(o["window"])) for o in trace["open_orders"]]
+
+
+def same_pathway(kind: str, path: Path, work: Path) -> int:
+    """Run rxwatch on the v1 protocol and the hand-written pathway once over `path`; exit unless
+    they give the same steps. The number of steps compared."""
+    ours, theirs = work / "v1-trace.json", work / "peer-trace.json"
+    for cmd in (simulate_cmd(kind, path, ours, PATHWAY), pathway_cmd(kind, path, theirs)):
+        env = {k: v for k, v in {**os.environ, **ENV}.items() if v is not None}
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+        if proc.returncode:
+            raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr}")
+    a, b = (projection(json.loads(f.read_text(encoding="utf-8"))) for f in (ours, theirs))
+    if a != b:
+        first = next(i for i, (x, y) in enumerate(zip(a + [None], b + [None])) if x != y)
+        raise SystemExit(f"the hand-written pathway and rxwatch differ on {path.name} at step {first}: "
+                         f"{a[first] if first < len(a) else None} / {b[first] if first < len(b) else None}")
+    return len(a)
 
 
 def libyaml() -> str:
@@ -226,6 +275,9 @@ def main() -> int:
     ap.add_argument("--csv-normal", action="store_true",
                     help="the big CSV's patient stays in monitoring (a step a panel) instead of stopping treatment")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--no-pathway", action="store_true",
+                    help="leave out the second table: the same pathway by hand (bench/peer_anakinra.py) beside "
+                         "rxwatch on that pathway (bench/anakinra_v1.rxw)")
     ap.add_argument("--keep", type=Path, help="write the inputs here (default: a temporary folder)")
     args = ap.parse_args()
 
@@ -265,6 +317,7 @@ def main() -> int:
         print("| format | panels (results) | file | rxwatch simulate: wall, CPU, peak RSS | hand-written peer: wall, CPU, peak RSS "
               "| ratio (wall) | ratio (CPU) |")
         print("|---|---|---|---|---|---|---|")
+        by_hand: list[str] = []
         for n in (int(x) for x in args.panels.split(",")):
             for kind in args.formats.split(","):
                 write, name = WRITERS[kind]
@@ -281,6 +334,27 @@ def main() -> int:
                 print(f"| {kind} | {n:,} ({3 * n:,}) | {size:.1f} MB | {wall:.2f} s, {cpu:.2f} s, {peak:.0f} MB | "
                       f"{peer} | {ratio} | {cpu_ratio} |", flush=True)
                 path.unlink()
+                if args.no_pathway:
+                    continue
+                for normal in (True, False):
+                    write(path, n, normal)
+                    steps = same_pathway(kind, path, work)
+                    measure(simulate_cmd(kind, path, out, PATHWAY))  # the v1 protocol into the cache
+                    wall, peak, cpu = best(simulate_cmd(kind, path, out, PATHWAY), args.repeat)
+                    pwall, ppeak, pcpu = best(pathway_cmd(kind, path, work / "peer-trace.json"), args.repeat)
+                    course = "in monitoring throughout" if normal else "off treatment within a few years"
+                    by_hand.append(f"| {kind} | {n:,} ({3 * n:,}) | {course} | {steps:,} | {wall:.2f} s, {cpu:.2f} s, "
+                                   f"{peak:.0f} MB | {pwall:.2f} s, {pcpu:.2f} s, {ppeak:.0f} MB | {wall / pwall:.1f}x | "
+                                   f"{cpu / pcpu:.1f}x |")
+                    path.unlink()
+        if by_hand:
+            print("\nThe same pathway by hand (bench/peer_anakinra.py: the standard reader, the rules in plain Python, "
+                  "the trace written), beside `rxwatch simulate bench/anakinra_v1.rxw` on the same file; the same steps "
+                  "checked first:\n")
+            print("| format | panels (results) | the patient | steps compared | rxwatch simulate (v1 pathway): wall, CPU, "
+                  "peak RSS | hand-written pathway: wall, CPU, peak RSS | ratio (wall) | ratio (CPU) |")
+            print("|---|---|---|---|---|---|---|---|")
+            print("\n".join(by_hand), flush=True)
         if args.csv_mb > 0:
             n = int(args.csv_mb * 1e6 / 85)  # about 85 bytes a panel (3 rows)
             path = work / "big.csv"
