@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import shutil
+import contextlib
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -11,7 +10,7 @@ from typing import List, Optional
 import typer
 
 from .app import app
-from .output import Status, fail, load_graph, output_path, same_file, say
+from .output import Status, fail, load_graph, output_path, same_file, say, written
 
 SHOWN_SKIPPED = 20
 
@@ -102,15 +101,8 @@ def _n(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 
 
-def _tmp(out: Path) -> Path:
-    import secrets
-
-    return out.parent / f".rxwatch-{os.getpid()}-{secrets.token_hex(4)}.tmp"
-
-
 def _write_table(table, out: Path) -> None:
-    tmp = _tmp(out)
-    try:
+    with written(out) as tmp:
         if out.suffix.lower() == ".parquet":
             import pyarrow.parquet as pq
 
@@ -119,56 +111,37 @@ def _write_table(table, out: Path) -> None:
             import pyarrow.csv as pcsv
 
             pcsv.write_csv(table, tmp)
-        os.replace(tmp, out)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise fail(f"{out}: cannot write: {e.strerror or e}")
 
 
 def _write_report(result, graph, out: Path, pages: int) -> None:
-    """The report and, beside it, a folder `REPORT_patients/` of viewer pages; each written to a
-    temporary name first and renamed into place (the folder: the old one moved away first)."""
+    """The report and, beside it, a folder `REPORT_patients/` of viewer pages; each written
+    whole or not at all (output.written)."""
     import json
 
     from rxwatch.audit.report import build, page_name
 
     folder = out.with_name(out.stem + "_patients")
     made: set[str] = set()
-    tmp_dir = None
-    if pages and result.traces:
-        from rxwatch.render import GraphvizMissing, RenderError, TraceError, render
-        from rxwatch.render.trace import read as read_trace
+    with contextlib.ExitStack() as files:
+        if pages and result.traces:
+            from rxwatch.render import GraphvizMissing, RenderError, TraceError, render
+            from rxwatch.render.trace import read as read_trace
 
-        tmp_dir = out.parent / f".rxwatch-{os.getpid()}-pages.tmp"
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        tmp_dir.mkdir(parents=True)
-        for patient, trace in result.traces.items():
-            try:
-                data = render(graph, "html", trace=read_trace(json.dumps(trace)))
-            except GraphvizMissing as e:  # no page can be drawn: say it once, write the report without links
-                say(f"no viewer pages: {e}")
-                break
-            except (RenderError, TraceError) as e:
-                say(f"no viewer page for {patient}: {e}")
-                continue
-            (tmp_dir / page_name(patient)).write_bytes(data)
-            made.add(patient)
-    text = build(result, graph.graph.get("name") or "protocol", folder.name if made else None, made)
-    tmp = _tmp(out)
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        if tmp_dir is not None:
-            old = out.parent / f".rxwatch-{os.getpid()}-old.tmp"
-            if folder.exists():
-                folder.rename(old)
-            tmp_dir.rename(folder)
-            shutil.rmtree(old, ignore_errors=True)
-        os.replace(tmp, out)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        if tmp_dir is not None:
-            shutil.rmtree(tmp_dir, ignore_errors=True)
-        raise fail(f"{out}: cannot write: {e.strerror or e}")
+            tmp_dir = files.enter_context(written(folder, folder=True))
+            for patient, trace in result.traces.items():
+                try:
+                    data = render(graph, "html", trace=read_trace(json.dumps(trace)))
+                except GraphvizMissing as e:  # no page can be drawn: say it once, write the report without links
+                    say(f"no viewer pages: {e}")
+                    break
+                except (RenderError, TraceError) as e:
+                    say(f"no viewer page for {patient}: {e}")
+                    continue
+                (tmp_dir / page_name(patient)).write_bytes(data)
+                made.add(patient)
+        text = build(result, graph.graph.get("name") or "protocol", folder.name if made else None, made)
+        with written(out) as tmp:
+            tmp.write_text(text, encoding="utf-8")
 
 
 def _progress():

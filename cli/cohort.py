@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
-import secrets
-import shutil
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -13,7 +12,8 @@ from typing import List, Optional
 import typer
 
 from .app import app
-from .output import TEMP_PREFIX, Sources, check_writable, Status, fail, load_graph, output_path, print_diagnostics, same_file, say, write_atomic
+from .output import Sources, check_writable, Status, fail, load_graph, output_path, print_diagnostics, same_file, say, \
+    write_atomic, written
 
 SHOWN_FAILED = 20
 
@@ -80,33 +80,31 @@ def cohort_(
     from rxwatch.cohort.scale import Cohort, run_cohort
 
     cohort = Cohort(arms, the_model, patients=patients, years=years, seed=seed, start=day0)
-    writer = _TableWriter(table_out) if table_out is not None else None
     from .progress import progress_bar
 
-    progress, close = progress_bar("simulating", "patients")
-    try:
-        result = run_cohort(cohort, jobs=jobs, scheduler=scheduler, progress=progress, resamples=resamples,
-                            on_rows=writer.write if writer is not None else None)
-    except OSError as e:
-        close()
-        if writer is not None:
-            writer.abandon()
-        raise fail(f"cannot run the cohort: {e.strerror or e}")
-    except BaseException:
-        close()
-        if writer is not None:
-            writer.abandon()
-        raise
-    close()
+    with contextlib.ExitStack() as files:
+        writer = None
+        if table_out is not None:  # streamed as patients finish; in place only if all goes well
+            writer = _TableWriter(files.enter_context(written(table_out)))
+            files.callback(writer.close)
+        progress, close = progress_bar("simulating", "patients")
+        try:
+            result = run_cohort(cohort, jobs=jobs, scheduler=scheduler, progress=progress, resamples=resamples,
+                                on_rows=writer.write if writer is not None else None)
+        except OSError as e:
+            raise fail(f"cannot run the cohort: {e.strerror or e}")
+        finally:
+            close()
 
-    from rxwatch.cohort.report import build, text_summary
+        from rxwatch.cohort.report import build, text_summary
 
-    for f in result.failed[:SHOWN_FAILED]:
-        print(f"{f['problem']} (patient {f['patient']}, {f['protocol']}: not counted)", file=sys.stderr)
-    if len(result.failed) > SHOWN_FAILED:
-        say(f"and {len(result.failed) - SHOWN_FAILED} more (all in the report and the table's `problem` column)")
-    if writer is not None:
-        writer.commit()
+        for f in result.failed[:SHOWN_FAILED]:
+            print(f"{f['problem']} (patient {f['patient']}, {f['protocol']}: not counted)", file=sys.stderr)
+        if len(result.failed) > SHOWN_FAILED:
+            say(f"and {len(result.failed) - SHOWN_FAILED} more (all in the report and the table's `problem` column)")
+        if writer is not None:
+            writer.finish()
+    if table_out is not None:
         say(f"wrote {table_out}")
     if plot_dir is not None:
         _write_plots(result, plot_dir)
@@ -177,59 +175,38 @@ def _arms(protocols: list[Path], model) -> list:
 
 
 class _TableWriter:
-    """The table streamed to a temporary Parquet file beside the output, renamed into place
-    at the end (never a partial table)."""
+    """The table streamed, as the patients finish, into `tmp` (output.written's temporary file,
+    renamed into place once the cohort has run: never a partial table)."""
 
-    def __init__(self, out: Path) -> None:
-        self.out = out
-        self.tmp = out.parent / f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}.tmp"
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
         self.writer = None
 
     def write(self, table) -> None:
         import pyarrow.parquet as pq
 
         if self.writer is None:
-            try:
-                self.writer = pq.ParquetWriter(self.tmp, table.schema)
-            except OSError as e:
-                raise fail(f"{self.out}: cannot write: {e.strerror or e}")
+            self.writer = pq.ParquetWriter(self.tmp, table.schema)
         self.writer.write_table(table)
 
-    def commit(self) -> None:
-        try:
-            if self.writer is None:
-                from rxwatch.cohort.run import schema
+    def finish(self) -> None:
+        if self.writer is None:
+            from rxwatch.cohort.run import schema
 
-                self.write(schema().empty_table())
-            self.writer.close()
-            os.replace(self.tmp, self.out)
-        except OSError as e:
-            self.abandon()
-            raise fail(f"{self.out}: cannot write: {e.strerror or e}")
+            self.write(schema().empty_table())
+        self.close()
 
-    def abandon(self) -> None:
-        try:
-            if self.writer is not None:
-                self.writer.close()
-        except OSError:
-            pass
-        self.tmp.unlink(missing_ok=True)
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer, writer = None, self.writer
+            writer.close()
 
 
 def _write_plots(result, folder: Path) -> None:
     """The plots written into a temporary folder beside `folder`, then put in its place."""
     from rxwatch.cohort.plots import write_all
 
-    parent = folder.parent
-    tmp = parent / f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-plots.tmp"
-    old = parent / f"{TEMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-old.tmp"
-    try:
-        tmp.mkdir(parents=False)
+    with written(folder, folder=True) as tmp:
         write_all(result, tmp)
-        if folder.exists():
-            folder.rename(old)
-        tmp.rename(folder)
-        shutil.rmtree(old, ignore_errors=True)
-    except OSError as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise fail(f"{folder}: cannot write: {e.strerror or e}")
+
+

@@ -4,33 +4,28 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import List
 
 import typer
 
 from .app import app
-from .output import Status, fail, print_diagnostics, read_text
+from .output import Status, fail, print_diagnostics, read_text, written
 
 
 def _replace(path: Path, text: str) -> None:
-    """Write `path` whole or not at all (a temporary file beside it, then a rename), keeping
-    its permissions; a symbolic link keeps pointing where it did."""
+    """Write `path` whole or not at all (output.written), keeping its permissions and flushed to
+    the disk before the rename; a symbolic link keeps pointing where it did."""
     target = Path(os.path.realpath(path)) if path.is_symlink() else path
-    mode = target.stat().st_mode & 0o7777
-    fd, tmp = tempfile.mkstemp(prefix=".rxwatch-fmt-", suffix=".tmp", dir=str(target.parent))
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
-        tmp = None
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
+        mode = target.stat().st_mode & 0o7777
+    except OSError as e:
+        raise fail(f"{path}: cannot write: {e.strerror or e}")
+    with written(target, mode=mode) as tmp, \
+            open(tmp, "w", encoding="utf-8", newline="\n") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 @app.command()
@@ -81,10 +76,7 @@ def fmt(
         elif stdin and not diff:
             sys.stdout.write(new)
         elif not diff:
-            try:
-                _replace(path, new)
-            except OSError as e:
-                raise fail(f"{path}: cannot write: {e.strerror or e}")
+            _replace(path, new)
     sys.stdout.flush()
     n = len(changed)
     if check or diff:

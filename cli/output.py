@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Iterator
 
+import contextlib
 import os
+import shutil
 import sys
 import tempfile
 from enum import IntEnum
@@ -83,7 +85,8 @@ def output_path(raw: str | None) -> Path | None:
 
 
 def _clean_stale(parent: Path) -> None:
-    """Remove the temporary files of rxwatch processes that no longer run (killed mid-write)."""
+    """Remove the temporary files and folders of rxwatch processes that no longer run (killed
+    mid-write)."""
     try:
         names = [e.name for e in os.scandir(parent) if e.name.startswith(TEMP_PREFIX) and e.name.endswith(".tmp")]
     except OSError:
@@ -100,7 +103,10 @@ def _clean_stale(parent: Path) -> None:
         except (PermissionError, OverflowError, OSError):
             continue
         try:
-            os.unlink(parent / name)
+            if os.path.isdir(parent / name) and not os.path.islink(parent / name):
+                shutil.rmtree(parent / name)  # a folder being written (`written(folder=True)`)
+            else:
+                os.unlink(parent / name)
         except OSError:
             pass
 
@@ -161,25 +167,66 @@ def check_writable(out: Path, *, inputs: tuple[Path, ...] = ()) -> tuple[Path, b
 
 def _write_atomic(out: Path, data: str | bytes | Iterable[str], inputs: tuple[Path, ...]) -> None:
     out, device = check_writable(out, inputs=inputs)
+    binary = isinstance(data, bytes)
     if device:
         # a pipe or a device (`-o /dev/stdout`): write into it, never replace the node
-        binary = isinstance(data, bytes)
         with open(out, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
             _write(f, data)
         return
+    with _written(out) as tmp, open(tmp, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
+        _write(f, data)
+
+
+@contextlib.contextmanager
+def written(out: Path, *, folder: bool = False, mode: int | None = None) -> Iterator[Path]:
+    """The one way rxwatch writes an output whole or not at all: a temporary path beside `out`
+    (`.rxwatch-PID-RANDOM.tmp`: a file, or with `folder` an empty folder) for the block to write
+    into, put in `out`'s place when the block ends (a folder: the old one moved aside, then
+    removed), removed when it raises. Permissions follow the umask, or are `mode` (a file
+    rewritten in place keeps its own). An OSError, in the block or in the rename, exits 2 with
+    `OUT: cannot write: ...`; nothing is left behind."""
+    try:
+        with _written(out, folder=folder, mode=mode) as tmp:
+            yield tmp
+    except OSError as e:  # a name too long, a folder that vanished, a full disk...
+        raise fail(f"{out}: cannot write: {e.strerror or e}")
+
+
+@contextlib.contextmanager
+def _written(out: Path, *, folder: bool = False, mode: int | None = None) -> Iterator[Path]:
     parent = out.parent if str(out.parent) else Path(".")
     _clean_stale(parent)
-    mode = "wb" if isinstance(data, bytes) else "w"
-    tmp = None
+    prefix = f"{TEMP_PREFIX}{os.getpid()}-"
+    if folder:
+        tmp = Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=parent))
+    else:
+        fd, name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=parent)
+        os.close(fd)
+        tmp = Path(name)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-", suffix=".tmp", dir=parent)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; an output file follows the umask
-        with os.fdopen(fd, mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as f:
-            _write(f, data)
-        os.replace(tmp, out)
-        tmp = None
+        # mkstemp and mkdtemp make it private
+        os.chmod(tmp, mode if mode is not None else (0o777 if folder else 0o666) & ~_umask())
+        yield tmp
+        if folder:
+            aside = None
+            if os.path.lexists(out):
+                aside = Path(tempfile.mkdtemp(prefix=prefix, suffix=".tmp", dir=parent))
+                os.replace(out, aside / "old")
+            try:
+                os.replace(tmp, out)
+            except OSError:
+                if aside is not None:  # the old folder back in its place
+                    os.replace(aside / "old", out)
+                    aside.rmdir()
+                raise
+            if aside is not None:
+                shutil.rmtree(aside, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
     finally:
-        if tmp is not None and os.path.exists(tmp):
+        if folder:
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif os.path.lexists(tmp):
             os.unlink(tmp)
 
 

@@ -243,26 +243,14 @@ def test_a_failed_write_leaves_no_partial_file(tmp_path, capsys, monkeypatch):
 
     out_file = tmp_path / "g.json"
 
-    real_fdopen = os.fdopen
+    real_write = output._write
 
-    def fdopen(fd, *a, **k):
-        f = real_fdopen(fd, *a, **k)
+    def half_then_full(f, data):  # a disk that fills up half way through the write
+        real_write(f, data[: len(data) // 2])
+        f.flush()
+        raise OSError(28, "No space left on device")
 
-        class Full:  # a disk that fills up half way through the write
-            def __enter__(self):
-                return self
-
-            def __exit__(self, *exc):
-                f.close()
-                return False
-
-            def write(self, data):
-                f.write(data[: len(data) // 2])
-                raise OSError(28, "No space left on device")
-
-        return Full()
-
-    monkeypatch.setattr(output.os, "fdopen", fdopen)
+    monkeypatch.setattr(output, "_write", half_then_full)
     status, out, err = run(capsys, "compile", LEFLUNOMIDE, "-o", out_file)
     assert status == 2
     assert "No space left on device" in err
