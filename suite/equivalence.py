@@ -25,7 +25,7 @@ import z3
 
 from rxwatch.compiler.verify import smt
 from rxwatch.compiler.verify.prover import describe
-from rxwatch.compiler.verify.tables import panel_context
+from rxwatch.compiler.verify.tables import above, panel_context, stuck
 
 TIMEOUT_MS = 10_000
 """One question's budget: a mutant z3 cannot decide in it counts as not equivalent (survived)."""
@@ -89,37 +89,24 @@ def _ifs(actions, prefix=()) -> list:
     return out
 
 
-def before(conds: list, rules: list, i: int, exclusive: bool) -> list:
-    """What must hold of the rules above rule i for it to fire when its guard is true: all
-    false (strict first match, and always for `otherwise`), or none true (`exclusive`)."""
-    if exclusive and not rules[i].get("otherwise"):
-        return [z3.Not(x.t) for x in conds[:i]]
-    return [x.f for x in conds[:i]]
-
-
 def fires(enc: smt.Encoder, h: Mapping, rules: list, i: int):
     """The z3 formula: rule i of the handler (whose rules up to i are `rules`) fires."""
     conds = [enc.cond(r.get("guard")) for r in rules[: i + 1]]
-    above = before(conds, rules, i, h.get("mode") == "exclusive")
-    return z3.And(conds[i].t, *above) if above else conds[i].t
+    first = above([c.t for c in conds], [c.f for c in conds], rules, i, h.get("mode") == "exclusive")
+    return z3.And(conds[i].t, *first) if first else conds[i].t
 
 
 def _decisions(enc: smt.Encoder, h: Mapping, rules: list, keys: list | None = None) -> tuple[dict, Any]:
     """{what a rule does: the formula 'it fires'}, and the formula 'unassessable'. `keys`: what
     each rule does, when given (instead of `_does`)."""
     conds = [enc.cond(r.get("guard")) for r in rules]
+    ts, fs = [c.t for c in conds], [c.f for c in conds]
     exclusive = h.get("mode") == "exclusive"
     by_does: dict[str, list] = {}
-    stuck = []
     for i, (r, c) in enumerate(zip(rules, conds)):
-        above = before(conds, rules, i, exclusive)
-        by_does.setdefault(keys[i] if keys else _does(r), []).append(z3.And(c.t, *above) if above else c.t)
-        if not r.get("otherwise"):
-            unknown = z3.And(z3.Not(c.t), z3.Not(c.f))
-            stuck.append(z3.And(unknown, *above) if above and not exclusive else unknown)
-    any_fires = z3.Or(*[z3.Or(*fs) for fs in by_does.values()]) if by_does else enc.F
-    unassessable = z3.And(z3.Not(any_fires), z3.Or(*stuck)) if stuck else enc.F
-    return {k: z3.Or(*v) for k, v in by_does.items()}, unassessable
+        first = above(ts, fs, rules, i, exclusive)
+        by_does.setdefault(keys[i] if keys else _does(r), []).append(z3.And(c.t, *first) if first else c.t)
+    return {k: z3.Or(*v) for k, v in by_does.items()}, stuck(ts, fs, rules, exclusive, enc.F)
 
 
 class _Pair:

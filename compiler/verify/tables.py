@@ -236,6 +236,28 @@ class Verdict:
     regions: regions.Regions | None = None
 
 
+def above(ts: list, fs: list, rules: list, i: int, exclusive: bool) -> list:
+    """What must hold of the rules above rule i for it to fire when its guard is true, given
+    `ts[j]` / `fs[j]` (guard j is true / false, as literals or formulas): all false (strict first
+    match, and always for `otherwise`), or none true (`exclusive`). The one statement of the
+    rule: the verifier's tables, the suite's equivalence and its generator use it."""
+    if exclusive and not rules[i].get("otherwise"):
+        return [z3.Not(x) for x in ts[:i]]
+    return list(fs[:i])
+
+
+def stuck(ts: list, fs: list, rules: list, exclusive: bool, false):
+    """The formula: the handler decides nothing because a guard it needs is unknown (the run's
+    `unassessable` step). First match: some guard is unknown and every one above it false;
+    exclusive: no guard true and one not false. `false`: the encoder's (its z3 context's) F."""
+    idx = range(len(rules) - 1 if rules and rules[-1].get("otherwise") else len(rules))
+    if not idx:
+        return false
+    if exclusive:
+        return z3.And(*[z3.Not(ts[i]) for i in idx], z3.Or(*[z3.Not(fs[i]) for i in idx]))
+    return z3.Or(*[z3.And(z3.And(z3.Not(ts[i]), z3.Not(fs[i])), *fs[:i]) for i in idx])
+
+
 class Table:
     """One handler's guards as literals of the prover's current scope: `t[i]` guard i is
     true, `f[i]` it is false (`otherwise`: true, never false); `c` the context."""
@@ -265,9 +287,7 @@ class Table:
 
     def before(self, i: int) -> list:
         """The literals for 'rule i fires when its guard is true' (first hit; exclusive)."""
-        if self.mode == "exclusive" and not self.rules[i].get("otherwise"):
-            return [z3.Not(x) for x in self.t[:i]]
-        return self.f[:i]
+        return above(self.t, self.f, self.rules, i, self.mode == "exclusive")
 
     def unknown(self, i: int):
         return z3.And(z3.Not(self.t[i]), z3.Not(self.f[i]))
@@ -279,12 +299,7 @@ class Table:
 
     def unassessable(self):
         """The formula: nothing fires because a guard is unknown."""
-        idx = self.guards()
-        if not idx:
-            return self.enc.F
-        if self.mode == "exclusive":
-            return z3.And(*[z3.Not(self.t[i]) for i in idx], z3.Or(*[z3.Not(self.f[i]) for i in idx]))
-        return z3.Or(*[z3.And(self.unknown(i), *self.f[:i]) for i in idx])
+        return stuck(self.t, self.f, self.rules, self.mode == "exclusive", self.enc.F)
 
     def undecided(self) -> list:
         """[(i, literal)]: where guard i is the (or, exclusive, an) unknown one that stops the handler."""
