@@ -208,6 +208,7 @@ _DATE = operator.attrgetter("date")
 _NOTHING: dict = {}  # no panel, no ULNs (never written: expressions only read a panel)
 _NO_DRUGS: dict = {}  # a protocol without drugs (never written: drug_act needs a declared drug)
 _INPUTS = frozenset((LabResult, ClinicalEvent, FactChange, Choice))  # what a day's inputs are
+_PLAIN = frozenset((bool, str))  # facts' values read as they are (numbers are made exact)
 
 
 def _misdated(ev: Any, day: datetime.date) -> ValueError:
@@ -330,7 +331,8 @@ class Machine:
         # objects, so the caches keyed by day (windows, orders, ISO texts) find them by identity
         # in memory every replay touches, not by comparing with a date in another patient's inputs
         self.days: dict[datetime.date, tuple[datetime.date, str]] = {}
-        self._compiler = Compiler(g, rational_inputs=True)  # the replay puts only runtime rationals (Q) in its panels
+        # the replay puts only runtime rationals (Q) in its panels, and every declared fact and var in its ctx
+        self._compiler = Compiler(g, rational_inputs=True, declared=True)
         edges = {key: (u, v, data) for u, v, key, data in graph.edges(keys=True, data=True)}
         _validate_trees(graph, self.path)  # a graph read from a file is untrusted
         nodes = dict(graph.nodes(data=True))
@@ -1651,8 +1653,11 @@ class _Run(Ctx):
         self.start = start
         self.until = start
         values = self.facts = dict(m.fact_defaults)
-        for k, v in facts.items():
-            values[k] = v if type(v) is bool or type(v) is str else _value(v)
+        if _PLAIN.issuperset(map(type, facts.values())):  # the usual facts: bools and members, as they are
+            values.update(facts)
+        else:
+            for k, v in facts.items():
+                values[k] = v if type(v) is bool or type(v) is str else _value(v)
         self.vars = dict(m.var_defaults)
         self.today = start
         self.panel = self.ulns = _NOTHING  # no panel yet
@@ -1730,7 +1735,11 @@ class _Run(Ctx):
                 if day is None or t.due < day:
                     day = t.due
             if alarms:
-                soonest = min(alarms.values())
+                if len(alarms) == 1:  # the usual case: one open order
+                    for soonest in alarms.values():
+                        pass
+                else:
+                    soonest = min(alarms.values())
                 if day is None or soonest < day:
                     day = soonest
             if day > limit or (day == limit and not inclusive):
@@ -1749,7 +1758,11 @@ class _Run(Ctx):
                 self.fulfilled = _NO_ORDERS
             if self.day_events:
                 self.day_events = ()
-            self.due_today(day)  # (1) deviations of orders overdue today, (2) timers due today
+            # (as due_today) (1) deviations of orders overdue today, (2) timers due today
+            if alarms and soonest <= day:
+                self.deviations(day)
+            if timers:
+                self.settle()
             timers = self.timers
         return None
 
@@ -1795,6 +1808,8 @@ class _Run(Ctx):
         orders = self.orders
         alarms = self.alarms
         inputs = self.inputs
+        # a flat protocol, results read on their day only, no report of the inputs: the usual replay
+        plain = not chart and lookback is None and inputs is None
         # a day to replay comes after the last day fed (`low`), and not before one advanced to
         fed = self.fed
         if fed is not None and self.reached <= fed:
@@ -1814,20 +1829,20 @@ class _Run(Ctx):
             due = None  # the next day a timer or a deviation is due
             if self.begun:
                 timers = self.timers
-                if timers or alarms:
+                if timers:
                     for t in timers:
                         if due is None or t.due < due:
                             due = t.due
-                    if alarms:
-                        if len(alarms) == 1:  # the usual case: one open order
-                            for soonest in alarms.values():
-                                pass
-                        else:
-                            soonest = min(alarms.values())
-                        if due is None or soonest < due:
-                            due = soonest
-                    if due is not None and due < day:
-                        due = self.run_due(day, False)
+                if alarms:
+                    if len(alarms) == 1:  # the usual case: one open order
+                        for soonest in alarms.values():
+                            pass
+                    else:
+                        soonest = min(alarms.values())
+                    if due is None or soonest < due:
+                        due = soonest
+                if due is not None and due < day:
+                    due = self.run_due(day, False)
                 if day != self.today:
                     # a new day (as new_day)
                     hit = days_of.get(day)
@@ -1890,15 +1905,17 @@ class _Run(Ctx):
             # (3) the panel: today's results, with the still valid earlier ones
             if panel is not None:
                 dated = None  # every result is today's
-                brought = panel if lookback is None else set(panel)  # the labs of today's results
-                if dup:
-                    self.replaced = [m.result_dict(r, day) for r in
-                                     latest_results([e for e in todays if type(e) is LabResult])[1]]
-                if lookback is not None:
-                    dated, ulns = self.lookback(panel, ulns, [e for e in todays if type(e) is LabResult], day,
-                                                lookback)
-                if inputs is not None:
-                    inputs.append((len(self.steps), tuple(e for e in self.today_inputs if type(e) is LabResult)))
+                quick = plain and not dup  # the usual day of a flat protocol: nothing more to say of the panel
+                if not quick:
+                    brought = panel if lookback is None else set(panel)  # the labs of today's results
+                    if dup:
+                        self.replaced = [m.result_dict(r, day) for r in
+                                         latest_results([e for e in todays if type(e) is LabResult])[1]]
+                    if lookback is not None:
+                        dated, ulns = self.lookback(panel, ulns, [e for e in todays if type(e) is LabResult], day,
+                                                    lookback)
+                    if inputs is not None:
+                        inputs.append((len(self.steps), tuple(e for e in self.today_inputs if type(e) is LabResult)))
                 self.panel = panel
                 self.ulns = _NOTHING if ulns is None else ulns
                 if orders:
@@ -1921,20 +1938,25 @@ class _Run(Ctx):
                                 self.fulfil(panel, dated, day)  # not fulfilled: say what was missing
                     else:
                         self.fulfil(panel, dated, day)
-                if dup:
-                    n = len(self.steps)
-                if chart:
-                    self.react_all([(st, st.panel) for st in self.config if st.panel is not None
-                                    and (st.about is None or not st.about.isdisjoint(brought))])
-                else:
-                    state = self.state
-                    handler = state.panel
-                    about = state.about
-                    if handler is not None and (about is None or not about.isdisjoint(brought)) \
-                            and handler.react(self) and (self.pending or self.timers):
+                if quick:
+                    handler = self.state.panel  # (a flat protocol's state reads every panel: its `about` is None)
+                    if handler is not None and handler.react(self) and (self.pending or self.timers):
                         self.settle()
-                if dup:
-                    self.note_replaced(n)
+                else:
+                    if dup:
+                        n = len(self.steps)
+                    if chart:
+                        self.react_all([(st, st.panel) for st in self.config if st.panel is not None
+                                        and (st.about is None or not st.about.isdisjoint(brought))])
+                    else:
+                        state = self.state
+                        handler = state.panel
+                        about = state.about
+                        if handler is not None and (about is None or not about.isdisjoint(brought)) \
+                                and handler.react(self) and (self.pending or self.timers):
+                            self.settle()
+                    if dup:
+                        self.note_replaced(n)
             # (4) clinical events and fact changes, in time (else file) order
             if extra is not None:
                 self.events_and_facts(extra)

@@ -384,7 +384,7 @@ class _Code(ir.Visitor):
         cond = " and ".join(f"{n} is not None" for n in sorted(needs))
         return f"({code} if {cond} else {kleene})"
 
-    _GET = re.compile(r"[PFV]\.get\([KE]\d+\)\Z")
+    _GET = re.compile(r"(?:[PFV]\.get\([KE]\d+\)|[FV]\[[KE]\d+\])\Z")
     _LOGIC = frozenset(("and", "or", "not", "fact", "var", "bool"))
 
     def _operand(self, t: Mapping) -> str | None:
@@ -464,10 +464,14 @@ class _Code(ir.Visitor):
 
     def visit_fact(self, t):
         self.uses.add("F")
+        if self.owner.declared:  # the ctx holds every declared fact (the graph's trees name declared ones only)
+            return f"F[{self.const(t['name'])}]"
         return f"F.get({self.const(t['name'])})"  # None only for a fact with no value (a timeline gives every fact one)
 
     def visit_var(self, t):
         self.uses.add("V")
+        if self.owner.declared:
+            return f"V[{self.const(t['name'])}]"
         return f"V.get({self.const(t['name'])})"
 
     def visit_let(self, t):
@@ -536,7 +540,7 @@ class _Code(ir.Visitor):
                     # looked up in their own dict (_XQ's, found once here)
                     known = self.const(_XQ.setdefault(uln, {}))
                     return (f"(None if ({v} := P.get({lab})) is None else ({known}.get({v}) or _xq({v}, {default})) "
-                            f"if ({u} := U.get({lab})) is None else None if not {u} else {div})")
+                            f"if not U or ({u} := U.get({lab})) is None else None if not {u} else {div})")
             else:
                 div = f"_Q({v}, {u})"
             return f"(None if ({v} := P.get({lab})) is None or not ({u} := U.get({lab}, {default})) else {div})"
@@ -665,11 +669,14 @@ class Compiler:
 
     _files = itertools.count()
 
-    def __init__(self, protocol: Mapping, *, rational_inputs: bool = False) -> None:
+    def __init__(self, protocol: Mapping, *, rational_inputs: bool = False, declared: bool = False) -> None:
         # rational_inputs: the ctx's panel values and ULNs are always runtime rationals (Q), as
         # the engine makes them, so `v / u` is exact; otherwise (any ints or Fractions) the
         # generated code makes them rationals first
         self.rational_inputs = rational_inputs
+        # declared: the ctx's facts and vars hold every declared one (the engine's replay starts from
+        # their defaults), so the generated code reads them by subscript (the graph is validated first)
+        self.declared = declared
         self.labs: Mapping[str, Mapping] = protocol.get("labs") or {}
         self.let_decls: Mapping[str, Mapping] = protocol.get("lets") or {}
         self._let_locals: dict[str, str] = {}
