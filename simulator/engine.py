@@ -229,7 +229,7 @@ class _Order:
     only and overdue on later days only, so a new order is never one already overdue)."""
 
     __slots__ = ("action", "text", "labs", "fulfil", "opens", "ordered", "line", "late", "deviation", "key",
-                 "track", "again", "done")
+                 "track", "again", "done", "single")
 
     def __init__(self, action: str, text: list, late: datetime.date, labs: frozenset, ordered: str,
                  line: int, opens: datetime.date | None = None, fulfil: tuple = (), track: str | None = None,
@@ -243,6 +243,8 @@ class _Order:
         self.labs = labs
         # what fulfils it: alternatives, each a set of labs that must all have results
         self.fulfil: tuple[frozenset, ...] = fulfil or (labs,)
+        # the labs among those it orders whose result alone fulfils it (an alternative of one lab)
+        self.single = frozenset(lab for alt in self.fulfil if len(alt) == 1 for lab in alt) & labs
         self.opens = opens  # the window's first day: results before it do not fulfil
         self.ordered = ordered  # ISO date
         self.line = line
@@ -1922,20 +1924,15 @@ class _Run(Ctx):
                     if dated is None and len(orders) == 1:
                         # the usual day: one open order, every result today's
                         (key, o), = orders.items()
-                        if (o.opens is None or day >= o.opens) and not o.labs.isdisjoint(panel):
-                            for alt in o.fulfil:  # (frozenset.issubset would copy the panel into a set)
-                                for lab in alt:
-                                    if lab not in panel:
-                                        break
-                                else:
-                                    orders.clear()
-                                    alarms.pop(key, None)
-                                    self.fulfilled = o.done
-                                    if o.again is not None:
-                                        self.repeat(o)
-                                    break
-                            else:
-                                self.fulfil(panel, dated, day)  # not fulfilled: say what was missing
+                        if o.opens is None or day >= o.opens:
+                            if not o.single.isdisjoint(panel):  # a result that fulfils it alone (ALT or AST)
+                                orders.clear()
+                                alarms.pop(key, None)
+                                self.fulfilled = o.done
+                                if o.again is not None:
+                                    self.repeat(o)
+                            elif not o.labs.isdisjoint(panel):
+                                self.fulfil(panel, dated, day)  # every lab of an alternative, else incomplete
                     else:
                         self.fulfil(panel, dated, day)
                 if quick:
