@@ -222,6 +222,10 @@ def _misdated(ev: Any, day: datetime.date) -> ValueError:
                       f"each day's inputs are fed with their own day")
 
 
+_DONE: dict = {}  # action -> frozenset((action,)), shared by its orders
+_SINGLE: dict = {}  # one object for each set of labs that fulfil an order alone
+
+
 class _Order:
     """An order opened on one day by one action of the protocol: the same for every patient
     that day, so it is made once (per action and day) and shared. Whether it is overdue is
@@ -235,7 +239,8 @@ class _Order:
                  line: int, opens: datetime.date | None = None, fulfil: tuple = (), track: str | None = None,
                  again: Callable | None = None) -> None:
         self.action = action
-        self.done = frozenset((action,))  # what `fulfilled(...)` reads the day a result fulfils it alone
+        # what `fulfilled(...)` reads the day a result fulfils it alone (one set for every order of the action)
+        self.done = _DONE.get(action) or _DONE.setdefault(action, frozenset((action,)))
         self.track = track  # the region that owns it (None: the top level)
         self.key = action if track is None else (track, action)  # its key among the open orders
         self.again = again  # `every`: on(day) -> the repeat's step and order, when a result fulfils it
@@ -243,8 +248,10 @@ class _Order:
         self.labs = labs
         # what fulfils it: alternatives, each a set of labs that must all have results
         self.fulfil: tuple[frozenset, ...] = fulfil or (labs,)
-        # the labs among those it orders whose result alone fulfils it (an alternative of one lab)
-        self.single = frozenset(lab for alt in self.fulfil if len(alt) == 1 for lab in alt) & labs
+        # the labs among those it orders whose result alone fulfils it (an alternative of one lab); the
+        # orders of one action share the set (the replay reads it on every panel day)
+        single = frozenset(lab for alt in self.fulfil if len(alt) == 1 for lab in alt) & labs
+        self.single = _SINGLE.setdefault(single, single)
         self.opens = opens  # the window's first day: results before it do not fulfil
         self.ordered = ordered  # ISO date
         self.line = line
@@ -595,7 +602,8 @@ class Machine:
                 if window is None:
                     return _Do(name, step, None, None, False, key, effect, track)
                 memo: dict = {}
-                return _Do(name, step, _on_day(step, window, labs, self.fulfil.get(name, ()), self.isos, memo, track),
+                return _Do(name, step, _on_day(step, window, labs, self.fulfil.get(name, ()), self.isos, memo, track,
+                                               self.days),
                            memo, bool(labs), key, effect, track)
             options = tuple(a.get("options") or ())
             labs_of = {o: (self.orders.get(o) or frozenset(), self.fulfil.get(o, ())) for o in options}
@@ -826,6 +834,15 @@ def _day(m: Machine, day: datetime.date) -> tuple[datetime.date, str]:
     return hit
 
 
+def _own_day(days: dict, isos: dict, day: datetime.date) -> tuple[datetime.date, str]:
+    """_day, given the Machine's dicts."""
+    hit = days.get(day)
+    if hit is None:
+        own = datetime.date(day.year, day.month, day.day)
+        hit = days[own] = (own, _iso(isos, day))
+    return hit
+
+
 def _iso(isos: dict, day: datetime.date) -> str:
     text = isos.get(day)
     if text is None:
@@ -930,7 +947,7 @@ def _setting_days(d: Any) -> tuple[int, str] | None:
 
 
 def _on_day(step: dict, window: tuple, labs: frozenset, fulfil: tuple, isos: dict, memo: dict,
-            track: str | None = None):
+            track: str | None = None, days: dict | None = None):
     """on(day): what an action with a due window does on `day`, made the first time and kept
     in `memo` (per action and day): its `action` step (`step` with that day's date and window)
     and the order it opens (None if it opens none).
@@ -949,7 +966,7 @@ def _on_day(step: dict, window: tuple, labs: frozenset, fulfil: tuple, isos: dic
         else:
             repeat = dict(step)
             repeat["repeat"] = True
-            again = _on_day(repeat, window, labs, fulfil, isos, {}, track)
+            again = _on_day(repeat, window, labs, fulfil, isos, {}, track, days)
 
     def on(day: datetime.date) -> tuple[dict, _Order | None]:
         hit = memo.get(day)
@@ -968,6 +985,8 @@ def _on_day(step: dict, window: tuple, labs: frozenset, fulfil: tuple, isos: dic
             s["sources"] = step["sources"]
             s["line"] = line
             late = last + _ONE_DAY if last < MAX_DATE else last
+            if days is not None:  # the Machine's own object for that day: the replay's day when it comes
+                late = _own_day(days, isos, late)[0]
             hit = memo[day] = (s, _Order(action, text, late, labs, iso, line, opens, fulfil, track,
                                          on if again == "itself" else again) if labs else None)
         return hit
@@ -987,7 +1006,8 @@ def _one_of_action(options: tuple, state: str, window, labs_of: Mapping, sources
             steps[o]["track"] = track
         if citations:
             steps[o]["citations"] = citations
-    ons = {o: _on_day(steps[o], window, *labs_of[o], isos, {}, track) for o in options} if window else None
+    days = m.days if m is not None else None
+    ons = {o: _on_day(steps[o], window, *labs_of[o], isos, {}, track, days) for o in options} if window else None
     programs: dict = {}  # the alternatives' own actions, compiled on first use
 
     def one_of(r: "_Run") -> None:
@@ -1733,9 +1753,10 @@ class _Run(Ctx):
         days_of = m.days
         while timers or alarms:
             day = None  # the next day a timer or a deviation is due (as next_due)
-            for t in timers:
-                if day is None or t.due < day:
-                    day = t.due
+            if timers:
+                for t in timers:
+                    if day is None or t.due < day:
+                        day = t.due
             if alarms:
                 if len(alarms) == 1:  # the usual case: one open order
                     for soonest in alarms.values():
