@@ -207,6 +207,20 @@ initial state outer {
     assert any("'y1' is in track 'y' of 'a1', and 'x1' in its sibling track 'x'" in m for m in messages)
 
 
+def test_a_rule_into_a_state_left_outside_the_tracks_is_e410_not_a_crash():
+    # hypothesis (tests/test_parser_hypothesis.py): a state moved into a parallel state beside
+    # its tracks, and a rule of a track leading there, stopped the compiler (StopIteration)
+    text = HEAD + """\
+initial state outer {
+  track a { state a1 { on event stop { otherwise -> loose cite s } } }
+  track b { state b1 { on event stop { otherwise stay cite s } } }
+  state loose { on event stop { otherwise stay cite s } }
+}
+"""
+    got = codes(text)
+    assert got == [("E410", 10)]
+
+
 def test_an_accept_inside_a_track_covers_that_track():
     text = CHART.replace('track counts "Blood counts" {', 'track counts "Blood counts" {\n    accept W501 "reviewed"').replace(
         "state normal { on event neutropenia { otherwise -> low cite s } }", "state normal { on event neutropenia { otherwise -> low } }")

@@ -119,7 +119,9 @@ def _sibling_target(source: str, target: ast.Name | None, tracks: list[str], sym
     for tr in tracks:
         par = sym.parent.get(tr)
         if par in up and tr not in up:
-            other = next(a for a in up if sym.parent.get(a) == par)
+            other = next((a for a in up if sym.parent.get(a) == par), None)
+            if other is None or other not in sym.tracks:
+                continue  # the target stands in the parallel state itself, in no track: E410 says so
             where = target.span if use is None else use.block.span
             via = "" if use is None else f"a rule of block '{use.block.text}' (line {target.span.line}) leads from it to '{target.text}': "
             diags.error(where, "E412", f"{via}'{source}' is in track '{tr}' of '{par}', and '{target.text}' in its sibling track "
