@@ -1540,11 +1540,11 @@ class _Program:
                 out.add(depth, f"{name} = r.{name}")
         out.lines.extend(body)
 
-    def inline(self, out: "_Source", tree: Mapping, depth: int) -> str:
+    def inline(self, out: "_Source", tree: Mapping, depth: int, test: bool = False) -> str:
         """An expression's code in the function `out` is writing: the lines that bind what it
         reads and its lets (computed afresh: an action before may have changed a var) go in
         first; returns the code of its value."""
-        lines, code = self.compiler.inline(tree, out.const)
+        lines, code = self.compiler.inline(tree, out.const, test=test)
         if out.kind != "react":
             out.add(depth, "c = r")  # the ctx, as expressions name it (a dispatcher's parameter)
         for line in lines:
@@ -1601,7 +1601,7 @@ class _Program:
                     continue
                 if self.compiler is not None and a.tree is not None:
                     # the condition inline (no call): what it reads and its lets, computed afresh
-                    out.add(depth, f"if {self.inline(out, a.tree, depth)} is True:")
+                    out.add(depth, f"if {self.inline(out, a.tree, depth, test=True)}:")
                 else:
                     out.add(depth, f"if {out.const(a.cond)}(r):")
                 self.block(out, a.then, depth + 1)

@@ -433,6 +433,21 @@ class _Code(ir.Visitor):
             return "(" + f" {op} ".join(codes) + ")", needs
         return None
 
+    def holds(self, t: Mapping) -> str:
+        """Code whose truth is whether condition `t` is true (an `if`: unknown takes the `else`),
+        reading what its three-valued code reads, in the same order: an `or` is true at its first
+        true operand and reads them all otherwise, as Kleene's `or` does, with no test for
+        unknown when none is true (a bool let that is an `or` is read through)."""
+        op = t.get("op")
+        if op == "or":
+            return "(" + " or ".join(self.holds(a) for a in t["args"]) + ")"
+        if op == "let":
+            decl = self.owner.let_decls.get(t.get("name"))
+            if isinstance(decl, Mapping) and decl.get("type") == "bool" and isinstance(decl.get("expr"), Mapping) \
+                    and decl["expr"].get("op") == "or":
+                return self.holds(decl["expr"])
+        return f"({self.gen(t)} is True)"
+
     def certain(self, code: str) -> str:
         """Mark `code` as never unknown."""
         self.sure.add(code)
@@ -809,14 +824,16 @@ class Compiler:
         code = self._code()
         return self._build(code, name, [f"return {code.gen(tree)} is True"])
 
-    def inline(self, tree: Mapping, namer: Callable[[Any], str], temp: str = "_i") -> tuple[list[str], str]:
+    def inline(self, tree: Mapping, namer: Callable[[Any], str], temp: str = "_i", *,
+               test: bool = False) -> tuple[list[str], str]:
         """A condition (an `if`) as code to put inside another generated function, instead of a
         function of its own: (the lines that bind what it reads: the panel, facts... and its
         lets, computed afresh; the expression whose value is the condition's, three-valued).
         The surrounding code names its constants (`namer(value)` -> the name), binds the ctx as
-        `c` and runs in `_RUNTIME`'s namespace; `temp` begins its temporaries' names."""
+        `c` and runs in `_RUNTIME`'s namespace; `temp` begins its temporaries' names. With `test`,
+        the expression is one whose truth is whether the condition is true (`_Code.holds`)."""
         code = _Code(self, {}, namer, temp)
-        test = code.gen(tree)
+        test = code.holds(tree) if test else code.gen(tree)
         prelude = [_PRELUDE[k] for k in ("P", "U", "F", "V", "T", "A") if k in code.uses]
         return [*prelude, *code.let_lines], test
 
