@@ -5,8 +5,9 @@ Every guard, `let`, `set` value and `if` condition is an IR tree. The simulator 
 them many times per patient, so `Compiler` turns them, once per protocol, into Python source
 (`_Code`, an `ir.Visitor`: one method per op) and compiles it: one function per handler
 (`dispatcher`: it runs the branch of the rule that fires), per `if` condition and per `set`
-value. The lets a function needs are computed at its start, once, in dependency order, as
-local variables. The generated code never contains a name from the graph: names, numbers
+value; the engine puts an action's `if` condition and `set` value in place in the code that
+fires the rule instead (`inline`). The lets a function needs are computed at its start, once,
+in dependency order, as local variables. The generated code never contains a name from the graph: names, numbers
 and members are constants (`K0`, `K1`...), locals are numbered (`L0`, `_1`...); each source
 is registered with `linecache` under its own `<rxwatch-generated N>` file name, so a
 traceback shows it, and the engine turns any runtime failure into an error that names the
