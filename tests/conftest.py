@@ -14,6 +14,16 @@ TOCILIZUMAB = PROTOCOLS_DIR / "tocilizumab_monitoring.rxw"
 SHIPPED_PROTOCOLS = tuple(sorted(PROTOCOLS_DIR.glob("*.rxw")))  # every protocol in protocols/
 
 
+def bench_module(name: str):
+    """A script of bench/ (not a package) loaded as a module, for tests of what it generates."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"rxwatch_bench_{name}", REPO_ROOT / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT

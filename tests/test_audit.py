@@ -9,13 +9,14 @@ whole; the worklist puts the most urgent first.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import shutil
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+
+from conftest import bench_module
 
 from rxwatch.audit import audit
 from rxwatch.audit import partition as partition_mod
@@ -26,14 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PROTOCOL = ROOT / "protocols" / "anakinra_hepatotoxicity.rxw"
 
 
-def _extract_module():
-    spec = importlib.util.spec_from_file_location("rxwatch_bench_extract", ROOT / "bench" / "extract.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-extract = _extract_module()
+extract = bench_module("extract")
 
 
 @pytest.fixture(scope="module")

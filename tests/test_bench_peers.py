@@ -6,7 +6,6 @@ patient in monitoring throughout, one taken off treatment, and one whose tests c
 
 from __future__ import annotations
 
-import importlib.util
 import random
 import subprocess
 import sys
@@ -14,17 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from conftest import bench_module
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _bench():
-    spec = importlib.util.spec_from_file_location("rxwatch_bench_inputs", ROOT / "bench" / "bench_inputs.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-BENCH = _bench()
+BENCH = bench_module("bench_inputs")
 
 
 @pytest.mark.parametrize("kind", ["json", "csv", "yaml", "fhir"])
