@@ -208,7 +208,6 @@ _DATE = operator.attrgetter("date")
 _NOTHING: dict = {}  # no panel, no ULNs (never written: expressions only read a panel)
 _NO_DRUGS: dict = {}  # a protocol without drugs (never written: drug_act needs a declared drug)
 _INPUTS = frozenset((LabResult, ClinicalEvent, FactChange, Choice))  # what a day's inputs are
-_PLAIN = frozenset((bool, str))  # facts' values read as they are (numbers are made exact)
 
 
 def _misdated(ev: Any, day: datetime.date) -> ValueError:
@@ -1675,11 +1674,8 @@ class _Run(Ctx):
         self.start = start
         self.until = start
         values = self.facts = dict(m.fact_defaults)
-        if _PLAIN.issuperset(map(type, facts.values())):  # the usual facts: bools and members, as they are
-            values.update(facts)
-        else:
-            for k, v in facts.items():
-                values[k] = v if type(v) is bool or type(v) is str else _value(v)
+        for k, v in facts.items():
+            values[k] = v if type(v) is bool or type(v) is str else _value(v)
         self.vars = dict(m.var_defaults)
         self.today = start
         self.panel = self.ulns = _NOTHING  # no panel yet
