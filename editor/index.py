@@ -248,10 +248,9 @@ def _unquote(s: str) -> str:
 
 
 def _shift(day, amount, unit: str, sign: int = 1):
-    from dateutil.relativedelta import relativedelta
+    from rxwatch.simulator.expr import shift  # the simulator's calendar: the words say what a replay does
 
-    unit = unit if str(unit).endswith("s") else f"{unit}s"
-    return day + relativedelta(**{unit: sign * int(amount)})
+    return shift(day, sign * int(amount), str(unit))
 
 
 def window_words(w, today=None, tolerance=None) -> str:
