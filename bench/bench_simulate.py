@@ -1,7 +1,7 @@
 """Replay throughput of the simulator, side by side with the same pathway on pytransitions.
 
     .venv/bin/python bench/bench_simulate.py [--patients 1000] [--scale 10] [--repeat 5] [--seed 7] [--gc on|off]
-                                             [--big 100]
+                                             [--big 100] [--processes]
 
 What is measured: replaying synthetic anakinra patients (a seeded RNG; lab panels every 2 weeks
 to 5 months graded mostly normal, some mild, moderate or severe, a missing AST now and then,
@@ -40,6 +40,13 @@ processes' turns and a long one cannot, so best-of whole passes favour whichever
 quickest; chunks give every runner the same chance (the best whole passes are printed too). The
 inputs are built first and frozen out of the garbage collector's way (`gc.freeze`); the
 collector stays on during the runs unless --gc off. Figures only; nothing is asserted.
+
+With --processes, rxwatch and the main peer again, each in a process of its own, as each is
+run: a process builds the same patients, replays them once untimed and once timed by chunks;
+the two processes take turns --repeat times and each chunk's best is kept. In the runs above,
+seven runners share one process and its heap, and at 10,000 patients (120 MB of timelines)
+what one runner leaves in the caches and the allocator slows the next: rxwatch's short replay
+feels it most.
 
 Then, untimed, rxwatch's memory (tracemalloc, on the N patients): the inputs, what a replay
 needs beyond them, what the Machine keeps (windows and orders made once per action and
@@ -580,7 +587,13 @@ def main() -> int:
                     help="Python's cyclic garbage collector during the timed runs (default on, as in real use)")
     ap.add_argument("--big", type=int, default=0, metavar="K",
                     help="also replay PATIENTS*K patients through rxwatch alone, in batches (default: no)")
+    ap.add_argument("--processes", action="store_true",
+                    help="then rxwatch and the main peer again, each in a process of its own (the way each is "
+                         "run), the processes taking turns --repeat times")
+    ap.add_argument("--child", help=argparse.SUPPRESS)  # one runner's timed pass, in its own process
     args = ap.parse_args()
+    if args.child:
+        return child(args)
 
     import transitions
 
@@ -675,10 +688,55 @@ def main() -> int:
     print(f"\n  {CHART}: {b1[CHART] / b1['rxwatch']:.2f}x and {b2[CHART] / b2['rxwatch']:.2f}x the flat path's time")
     print(f"  {FED}: {b1[FED] / b1['rxwatch']:.2f}x and {b2[FED] / b2['rxwatch']:.2f}x Machine.run's time")
 
+    if args.processes:
+        processes(args)
     memory(graph, args.patients, args.seed)
     if args.big:
         big(graph, args, e2 / b2["rxwatch"])
     return 0
+
+
+ALONE = ("rxwatch", "pytransitions model-per-patient")
+
+
+def child(args) -> int:
+    """One runner (`--child NAME`) in this process alone: the inputs built and frozen out of the
+    collector's way, one untimed pass, then one timed pass by chunks, printed as JSON."""
+    import json
+
+    graph = compile_file(str(PROTOCOL), verify=False).graph
+    run = Machine(graph).run if args.child == "rxwatch" else build_peer(args.child.split(" ", 1)[1])
+    tls = patients(args.patients, args.seed)
+    gc.collect()
+    gc.freeze()
+    for t in tls:
+        run(t)
+    chunks = [tls[i:i + args.chunk] for i in range(0, len(tls), args.chunk or len(tls))]
+    print(json.dumps([timed(run, chunk) for chunk in chunks]))
+    return 0
+
+
+def processes(args) -> None:
+    """rxwatch and the main peer each in a process of its own, as each is run: no other runner's
+    objects in the heap or the caches between its passes. The processes take turns (--repeat
+    rounds, so that a busy moment of a shared machine hits both); each chunk's best, summed."""
+    import json
+    import subprocess
+
+    print(f"\n  each in a process of its own, taking turns ({args.repeat} rounds; each process builds the same "
+          "patients, replays them once untimed, then once timed by chunks):")
+    for n in (args.patients, args.patients * args.scale):
+        minima: dict[str, list[float]] = {}
+        for _ in range(args.repeat):
+            for name in ALONE:
+                out = subprocess.run([sys.executable, __file__, "--child", name, "--patients", str(n), "--seed",
+                                      str(args.seed), "--chunk", str(args.chunk)], capture_output=True, text=True,
+                                     check=True).stdout
+                times = json.loads(out)
+                minima[name] = [min(a, b) for a, b in zip(minima.get(name, times), times)]
+        best = {name: sum(m) for name, m in minima.items()}
+        print(f"    {n:>6} patients: rxwatch {best['rxwatch']:.3f} s, {ALONE[1]} {best[ALONE[1]]:.3f} s: "
+              f"{best[ALONE[1]] / best['rxwatch']:.1f}x")
 
 
 def memory(graph, n: int, seed: int) -> None:
