@@ -72,6 +72,7 @@ FACT = "indication=rheumatoid_arthritis"
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from machine import describe  # noqa: E402
+from bench_simulate import projection  # noqa: E402  (what a peer and rxwatch must agree on)
 
 LABS = [("ALT", "U/L", 40, "1742-6"), ("AST", "U/L", 40, "1920-8"), ("TBIL", "umol/L", 21, "1975-2")]
 FIRST_DAY = datetime.date(2000, 1, 3)
@@ -205,10 +206,15 @@ sys.stderr.write(p.stderr.decode(errors="replace")[-2000:])
 ENV: dict = {}  # RXWATCH_CACHE_DIR and the bytecode cache for every run (set in main); None: unset
 
 
+def environment(extra: dict | None = None) -> dict:
+    """The environment of every run: ours, with ENV's settings and `extra` (None: unset)."""
+    return {k: v for k, v in {**os.environ, **ENV, **(extra or {})}.items() if v is not None}
+
+
 def measure(cmd: list[str], env: dict | None = None) -> tuple[float, float, float]:
     """(wall seconds, peak RSS in MB, CPU seconds: user + system) of one run of `cmd`, in a fresh
     waiting process. On a shared machine the CPU time varies less than the wall time."""
-    env = {k: v for k, v in {**os.environ, **ENV, **(env or {})}.items() if v is not None}
+    env = environment(env)
     proc = subprocess.run([sys.executable, "-c", MEASURE, *cmd], capture_output=True, text=True, env=env, cwd=ROOT)
     status, wall, peak, cpu = proc.stdout.split()
     if status != "0":
@@ -232,23 +238,12 @@ def pathway_cmd(kind: str, path: Path, out: Path) -> list[str]:
     return cmd + (["--fact", FACT] if kind in ("csv", "fhir") else [])
 
 
-KEYS = ("date", "type", "state", "action", "from", "to", "trigger", "window", "options", "kind")
-
-
-def projection(trace: dict) -> list[tuple]:
-    """What the hand-written pathway and rxwatch must agree on: the steps (rxwatch's `set` steps,
-    which the peer does not write, left out), the final state and the open orders."""
-    return [tuple(str(s.get(k)) for k in KEYS) for s in trace["steps"] if s["type"] != "set"] + [
-        ("final", trace["final_state"])] + [("open", o["action"], tuple(o["window"])) for o in trace["open_orders"]]
-
-
 def same_pathway(kind: str, path: Path, work: Path) -> int:
     """Run rxwatch on the v1 protocol and the hand-written pathway once over `path`; exit unless
     they give the same steps. The number of steps compared."""
     ours, theirs = work / "v1-trace.json", work / "peer-trace.json"
     for cmd in (simulate_cmd(kind, path, ours, PATHWAY), pathway_cmd(kind, path, theirs)):
-        env = {k: v for k, v in {**os.environ, **ENV}.items() if v is not None}
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=environment(), cwd=ROOT)
         if proc.returncode:
             raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr}")
     a, b = (projection(json.loads(f.read_text(encoding="utf-8"))) for f in (ours, theirs))

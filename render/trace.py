@@ -164,11 +164,12 @@ _FIELD_TYPES: dict[str, tuple[type, str]] = {
     **dict.fromkeys(("drug", "values"), (dict, "an object")),
     **dict.fromkeys(("citations", "preempted"), (list, "a list")),
     **dict.fromkeys(("replaced", "results"), (list, "a list of results")),
+    **dict.fromkeys(("window", "sources"), (list, "a list of texts")),
     **dict.fromkeys(("options", "withdrawn"), (list, "a list of action names")),
     "missing": (list, "a list of lab names"),
     **dict.fromkeys(("stay", "repeat"), (bool, "true or false")),
 }
-_NAME_LISTS = ("options", "withdrawn", "missing")
+_NAME_LISTS = ("window", "sources", "options", "withdrawn", "missing")  # lists of texts
 
 
 def _fields(step: dict, where: tuple) -> None:
@@ -232,10 +233,7 @@ def overlay(graph, trace) -> Overlay:
             raise TraceError("a step is an object", where)
         kind = _need(step, "type", str, where, "a string")
         date = _iso(_need(step, "date", str, where, "an ISO date"), (*where, "date"), "'date'")
-        for key in ("window", "sources"):
-            if key in step and step[key] is not None and not (
-                    isinstance(step[key], list) and all(isinstance(x, str) for x in step[key])):
-                raise TraceError(f"'{key}' must be a list of texts", (*where, key))
+        _fields(step, where)
         if isinstance(step.get("window"), list):
             if len(step["window"]) != 2:
                 raise TraceError("'window' must be [from, to]", (*where, "window"))
@@ -243,7 +241,6 @@ def overlay(graph, trace) -> Overlay:
                 _iso(day, (*where, "window", j), "a window's date")
         if kind not in STEP_TYPES:
             raise TraceError(f"unknown step type '{kind}' (one of {', '.join(STEP_TYPES)})", (*where, "type"))
-        _fields(step, where)
         if date < last_date:
             raise TraceError(f"dates never decrease in a trace, but {date} follows {last_date}", (*where, "date"))
         last_date = date

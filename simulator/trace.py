@@ -158,17 +158,10 @@ def _value(o: Any, level: int) -> str:
         return int.__repr__(o)
     if isinstance(o, float):
         return _float(o)
-    if isinstance(o, (list, tuple)):
-        if not o:
-            return "[]"
-        inner = _INDENTS[level + 1] if level + 1 < len(_INDENTS) else "\n" + "  " * (level + 1)
-        return "[" + inner + ("," + inner).join([_value(v, level + 1) for v in o]) + inner[:-2] + "]"
-    if isinstance(o, dict):
-        if not o:
-            return "{}"
-        inner = _INDENTS[level + 1] if level + 1 < len(_INDENTS) else "\n" + "  " * (level + 1)
-        return ("{" + inner + ("," + inner).join([_key(k) + ": " + _value(v, level + 1) for k, v in o.items()])
-                + inner[:-2] + "}")
+    if isinstance(o, (list, tuple)):  # a tuple or a list's subclass: written as the list it holds
+        return _value(list(o), level)
+    if isinstance(o, dict):  # a dict's subclass: its items, as the json module takes them
+        return _value(dict(o.items()), level)
     raise TypeError(f"Object of type {o.__class__.__name__} is not JSON serializable")
 
 
