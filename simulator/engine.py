@@ -1738,29 +1738,35 @@ class _Run(Ctx):
                 day = soonest
         return day
 
-    def run_due(self, limit: datetime.date, inclusive: bool) -> datetime.date | None:
+    def run_due(self, limit: datetime.date, inclusive: bool, day: datetime.date | None = None,
+                soonest: datetime.date | None = None) -> datetime.date | None:
         """Run every day before `limit` (and `limit` too when `inclusive`) on which a timer or
         an order's deviation is due, with no inputs. Return the next day one is due (None:
-        none is). (The day's work as `new_day` and `due_today`, inline: most replays have such
-        days between their inputs.)"""
+        none is). `day` and `soonest`: the next day a timer or a deviation is due and the next
+        day a deviation is (None: none is), when the caller has just found them (`go`). (The
+        day's work as `new_day` and `due_today`, inline: most replays have such days between
+        their inputs.)"""
         timers = self.timers
         alarms = self.alarms
         m = self.m
         days_of = m.days
-        while timers or alarms:
-            day = None  # the next day a timer or a deviation is due (as next_due)
-            if timers:
-                for t in timers:
-                    if day is None or t.due < day:
-                        day = t.due
-            if alarms:
-                if len(alarms) == 1:  # the usual case: one open order
-                    for soonest in alarms.values():
-                        pass
-                else:
-                    soonest = min(alarms.values())
-                if day is None or soonest < day:
-                    day = soonest
+        while True:
+            if day is None:  # the next day a timer or a deviation is due (as next_due)
+                if not timers and not alarms:
+                    return None
+                soonest = None
+                if timers:
+                    for t in timers:
+                        if day is None or t.due < day:
+                            day = t.due
+                if alarms:
+                    if len(alarms) == 1:  # the usual case: one open order
+                        for soonest in alarms.values():
+                            pass
+                    else:
+                        soonest = min(alarms.values())
+                    if day is None or soonest < day:
+                        day = soonest
             if day > limit or (day == limit and not inclusive):
                 return day
             if day <= self.today:
@@ -1778,12 +1784,12 @@ class _Run(Ctx):
             if self.day_events:
                 self.day_events = ()
             # (as due_today) (1) deviations of orders overdue today, (2) timers due today
-            if alarms and soonest <= day:
+            if soonest is not None and soonest <= day:
                 self.deviations(day)
             if timers:
                 self.settle()
             timers = self.timers
-        return None
+            day = None
 
     def new_day(self, day: datetime.date) -> None:
         self.today, self.iso = _day(self.m, day)
@@ -1838,6 +1844,7 @@ class _Run(Ctx):
         else:
             low = None  # nothing fed, at the calendar's first day: any day may come
         first = low
+        begun = self.begun
         for day, todays in days:
             if day > until:
                 break
@@ -1846,7 +1853,7 @@ class _Run(Ctx):
                     self.fed = self.reached = low
                 raise self.order_error(day)
             due = None  # the next day a timer or a deviation is due
-            if self.begun:
+            if begun:
                 timers = self.timers
                 if timers:
                     for t in timers:
@@ -1860,8 +1867,10 @@ class _Run(Ctx):
                         soonest = min(alarms.values())
                     if due is None or soonest < due:
                         due = soonest
-                if due is not None and due < day:
-                    due = self.run_due(day, False)
+                    if due < day:
+                        due = self.run_due(day, False, due, soonest)
+                elif due is not None and due < day:
+                    due = self.run_due(day, False, due)
                 if day != self.today:
                     # a new day (as new_day)
                     hit = days_of.get(day)
@@ -1877,6 +1886,7 @@ class _Run(Ctx):
                     day = self.today
             elif day != self.start:
                 self.begin()  # the start day had no inputs
+                begun = True
                 if self.timers or alarms:
                     due = self.run_due(day, False)
                 self.new_day(day)
@@ -1917,8 +1927,9 @@ class _Run(Ctx):
                     self.choices = choices  # until the end of the day
             if inputs is not None:
                 self.record_inputs(todays, self.choices)
-            if not self.begun:
+            if not begun:
                 self.begin()
+                begun = True
             elif due is not None and due <= day:
                 self.due_today(day)  # (1) deviations of orders overdue today, (2) timers due today
             # (3) the panel: today's results, with the still valid earlier ones
