@@ -56,7 +56,17 @@ def command_line(result, model_name: str) -> str:
         "--model", model_name, "--patients", str(c.patients), "--years", f"{c.years:g}", "--seed", str(c.seed)]
     if c.start.isoformat() != "2025-01-06":
         parts += ["--start", c.start.isoformat()]
+    for action in c.prefer:
+        parts += ["--prefer", action]
     return " ".join(shlex.quote(p) for p in parts)
+
+
+def choice_policy(c) -> str:
+    """What a protocol's `do one of` takes in this cohort."""
+    if not c.prefer:
+        return "each `do one of` takes its first option"
+    return (f"a `do one of` takes {', else '.join(c.prefer)} where it offers "
+            f"{'it' if len(c.prefer) == 1 else 'one'}, else its first option")
 
 
 def text_summary(result, *, model_name: str) -> str:
@@ -66,6 +76,7 @@ def text_summary(result, *, model_name: str) -> str:
     names = m.protocols
     head = [f"{c.patients:,} patients x {c.years:g} years (seed {c.seed}), model {model_name}; "
             f"95% intervals: bootstrap over patients ({m.resamples} resamples)"]
+    head.append(f"choices: {choice_policy(c)}")
     rows = [["metric"] + names + [f"{p} - {names[0]}" for p in names[1:]]]
     for metric in METRICS:
         rows.append([LABELS[metric]] + [_fmt(m.value(p, metric), metric) for p in names]
@@ -147,7 +158,7 @@ figure {{ margin: 1em 0 2em; }} figure img {{ max-width: 100%; }}
 <h1>Cohort simulation: {e(" vs ".join(names))}</h1>
 <p>{c.patients:,} synthetic patients, each followed {c.years:g} years from {c.start.isoformat()} through every
 protocol (the same patients and the same random draws for each), patient model <code>{e(model_name)}</code>,
-seed {c.seed}. Reproduce: <code>{e(command_line(result, model_name))}</code></p>
+seed {c.seed}. Choices: {e(choice_policy(c))}. Reproduce: <code>{e(command_line(result, model_name))}</code></p>
 <h2 id="conclusion">Conclusion</h2>
 <div class="conclusion">"""]
     for head, items in conclusion(result):

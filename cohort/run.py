@@ -186,17 +186,19 @@ def failed_row(label: str, index: int, days: int, problem: str) -> dict:
 
 
 def run_patient(arm: Arm, model: Any, *, seed: int, index: int, start: datetime.date, days: int,
-                detail: bool = False) -> tuple[dict, dict | None]:
+                detail: bool = False, prefer: tuple = ()) -> tuple[dict, dict | None]:
     """Simulate patient `index` of the cohort `seed` through `arm` for `days` days from `start`;
     return its summary row (ROW_FIELDS) and, when `detail`, a function that gives what a picture
     of the patient needs (the results drawn, the noise-free ALT curve, the orders and the drug
-    steps), else None."""
+    steps), else None. `prefer`: the actions a `do one of` takes where this protocol offers
+    them, else its first option (the others of `prefer` may be another protocol's)."""
     arm.ready()
     end = start + datetime.timedelta(days=days - 1)
     pt = model.patient(seed=seed, index=index, start=start, days=days)
     facts = dict(arm.facts)
     facts.update(getattr(pt, "facts", None) or {})
-    p = arm.machine.start(start=start, facts=facts, path=f"cohort#{index}")
+    p = arm.machine.start(start=start, facts=facts, path=f"cohort#{index}",
+                          prefer=tuple(a for a in prefer if a in arm.machine.actions))
     loop = _Loop(arm, model, pt, p, end, detail)
     loop.absorb()
     loop.go()

@@ -318,6 +318,8 @@ class Machine:
         self.var_defaults = {name: _default(d) for name, d in (g.get("vars") or {}).items()}
         self.var_types = {name: d.get("type") for name, d in (g.get("vars") or {}).items() if isinstance(d, Mapping)}
         actions = g.get("actions") or {}
+        self.actions: frozenset = frozenset(actions)
+        self.offered: set[str] = set()  # the options of every `do one of` (filled as they are compiled)
         self.orders: dict[str, frozenset] = {
             name: frozenset(d.get("orders") or ()) for name, d in actions.items()
         }
@@ -605,6 +607,7 @@ class Machine:
                                                self.days),
                            memo, bool(labs), key, effect, track)
             options = tuple(a.get("options") or ())
+            self.offered.update(options)
             labs_of = {o: (self.orders.get(o) or frozenset(), self.fulfil.get(o, ())) for o in options}
             # the alternatives' own actions (run in place after the option's step), and their effects
             then = {}
@@ -633,13 +636,13 @@ class Machine:
     # -- replay
 
     def start(self, start: datetime.date, facts: Mapping[str, Any] | None = None, path: str = "", *,
-              patient: str | None = None, inputs: list | None = None) -> "Patient":
+              patient: str | None = None, inputs: list | None = None, prefer: tuple[str, ...] = ()) -> "Patient":
         """A patient's replay that goes forward as its inputs come (the incremental API; see
         `Patient` and docs/simulation.md, "Engine API"). `facts`: the facts' values on `start`
         (the others keep their declared defaults; numbers as int, Fraction or float, read
         exactly); `path`: what messages name the patient's input by; `patient`: the trace's
-        patient id (default: `path`); `inputs`: as in `run`. Raises ValueError for a fact the
-        protocol does not declare."""
+        patient id (default: `path`); `inputs` and `prefer`: as in `run`. Raises ValueError for
+        a fact or an action the protocol does not declare."""
         if not isinstance(start, datetime.date) or isinstance(start, datetime.datetime):
             raise ValueError(f"start must be a datetime.date, not {start!r}")
         facts = facts or {}
@@ -647,15 +650,33 @@ class Machine:
         if unknown:
             raise ValueError(f"{path}: {', '.join(map(str, unknown))}: not a fact of {self.name or self.path} "
                              f"(its facts: {', '.join(self.fact_defaults) or 'none'})")
-        return Patient(self, _Run(self, start, facts, path if patient is None else patient, path, inputs))
+        return Patient(self, _Run(self, start, facts, path if patient is None else patient, path, inputs,
+                                  self.preference(prefer, path)))
 
-    def run(self, timeline: Timeline, until: datetime.date | None = None, *, inputs: list | None = None) -> dict:
+    def preference(self, prefer: tuple[str, ...], path: str = "") -> tuple[str, ...]:
+        """`prefer` checked: actions the protocol declares (else ValueError)."""
+        if not prefer:
+            return ()
+        if isinstance(prefer, str):
+            prefer = (prefer,)
+        unknown = [a for a in prefer if a not in self.actions]
+        if unknown:
+            raise ValueError(f"{path + ': ' if path else ''}{', '.join(map(str, unknown))}: not an action of "
+                             f"{self.name or self.path} (its actions: {', '.join(sorted(self.actions)) or 'none'})")
+        return tuple(prefer)
+
+    def run(self, timeline: Timeline, until: datetime.date | None = None, *, inputs: list | None = None,
+            prefer: tuple[str, ...] = ()) -> dict:
         """Replay `timeline`; return the trace (contracts/trace.md) as a JSON-ready dict.
 
         `until` overrides the timeline's end (events after it are not replayed). `inputs`, if
         given, receives `(step_index, item)` for every input as it is replayed (`item` is a
         tuple of the LabResults of a panel, a ClinicalEvent, a FactChange or a Choice), so a
-        report can show the inputs among the steps. Raises SimulationError.
+        report can show the inputs among the steps. `prefer`: actions a `do one of` (or a
+        choice) takes, the first of them it offers, on a day no recorded choice decides it (by
+        default it takes its first option): a policy to replay the protocol under, e.g. a clinic
+        that reduces the dose where the protocol's first option holds it. Raises
+        SimulationError (ValueError for an action in `prefer` the protocol does not declare).
 
         The same replay as `start`, then `feed` for each day of the timeline, then `finish`
         (inputs dated before the start are not replayed).
@@ -667,7 +688,8 @@ class Machine:
         until = until or timeline.until or (max(events[-1].date, start) if events else start)
         if until < start:
             raise ValueError(f"until {until} is before start {start}")
-        run = _Run(self, start, timeline.facts, timeline.patient, timeline.path, inputs)
+        run = _Run(self, start, timeline.facts, timeline.patient, timeline.path, inputs,
+                   self.preference(prefer, timeline.path) if prefer else ())
         days = timeline.days  # by date, then time or file order within a day
         if days and days[0][0] < start:  # a Timeline built in code may hold them; load_timeline never does
             days = tuple(itertools.dropwhile(lambda d: d[0] < start, days))
@@ -1663,11 +1685,13 @@ class _Run(Ctx):
 
     __slots__ = ("m", "path", "patient", "start", "until", "iso", "steps", "emit", "warnings", "orders", "overdue",
                  "alarms", "recent", "replaced", "timers", "state", "pending", "fired_today", "choices", "used",
-                 "inputs", "today_inputs", "config", "entries", "sel", "begun", "fed", "reached", "day_events")
+                 "inputs", "today_inputs", "config", "entries", "sel", "begun", "fed", "reached", "day_events",
+                 "prefer")
 
     def __init__(self, m: Machine, start: datetime.date, facts: Mapping, patient: str, path: str,
-                 inputs: list | None) -> None:
+                 inputs: list | None, prefer: tuple = ()) -> None:
         self.m = m
+        self.prefer = prefer  # the actions a choice takes when no recorded choice decides it
         self.path = path
         self.patient = patient
         start, iso = _day(m, start)
@@ -2254,11 +2278,14 @@ class _Run(Ctx):
 
     def peek(self, options: tuple) -> str:
         """The option today's recorded choices take (without using the choice: the rule's
-        `do one of` takes it when it runs), else the first."""
+        `do one of` takes it when it runs), else the first preferred, else the first."""
         used = self.used
         for c in self.choices:
             if c.action in options and (used is None or id(c) not in used):
                 return c.action
+        for a in self.prefer:
+            if a in options:
+                return a
         return options[0]
 
     def exits(self, rule: _Rule) -> list:
@@ -2468,6 +2495,9 @@ class _Run(Ctx):
                     self.used = set()
                 self.used.add(id(c))
                 return c.action
+        for a in self.prefer:
+            if a in options:
+                return a
         return options[0]
 
     # -- the result

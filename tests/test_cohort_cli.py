@@ -153,3 +153,20 @@ def test_every_shipped_protocol_runs_with_its_shipped_model(here, capsys, protoc
     assert {r["protocol"] for r in rows} == {protocol} and len(rows) == 3
     assert all(r["status"] == "ok" for r in rows), rows
     assert sum(r["draws"] for r in rows) > 0  # the protocol's orders drew blood
+
+
+def test_prefer_is_said_in_the_summary_and_the_report_and_a_misspelt_one_is_refused(here, capsys):
+    status = run(ANAKINRA, "--model", "model.yaml", "--patients", "2", "--years", "1", "--seed", "3", "--jobs", "1",
+                 "--resamples", "0", "--prefer", "reduce_dose", "-o", "r.html")
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    assert "choices: a `do one of` takes reduce_dose where it offers it, else its first option" in out
+    page = (here / "r.html").read_text(encoding="utf-8")
+    assert "--prefer reduce_dose" in page and "takes reduce_dose where it offers it" in page
+    status = run(ANAKINRA, "--model", "model.yaml", "--patients", "2", "--years", "1", "--seed", "3", "--jobs", "1",
+                 "--prefer", "reduce_dos", "-o", "s.html")
+    out, err = capsys.readouterr()
+    assert status == 2
+    assert "--prefer reduce_dos: no `do one of` of anakinra_hepatotoxicity offers it " \
+           "(their options: hold_anakinra, reduce_dose)" in err
+    assert not (here / "s.html").exists() and leftovers(here) == []

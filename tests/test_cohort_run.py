@@ -235,3 +235,30 @@ def test_common_random_numbers_the_protocols_see_the_same_patients(model, arms):
         assert a["episodes"] == b["episodes"] >= 1  # the same latent episode under both
         # the two protocols agree until the first maintenance panel: the same baseline and first check
         assert a["starts"] == b["starts"] == 1
+
+
+def test_a_preferred_option_changes_what_the_clinic_does_and_only_that():
+    """Patient 132 of seed 7 (the shipped anakinra model) has a moderate elevation: the
+    protocol's `do one of hold_anakinra, reduce_dose` holds by default; a clinic that prefers
+    reduce_dose reduces instead, in run_patient and in a worker's chunk alike."""
+    import pickle
+
+    import pyarrow as pa
+
+    from rxwatch.cohort.scale import run_chunk
+
+    arm = Arm.of("anakinra", compile_file(str(ANAKINRA)).graph)
+    shipped = load_model("anakinra")
+    default, _ = run_patient(arm, shipped, seed=7, index=132, start=START, days=730)
+    reduced, _ = run_patient(arm, shipped, seed=7, index=132, start=START, days=730, prefer=("reduce_dose",))
+    assert (default["holds"], default["reductions"]) == (1, 0)
+    assert (reduced["holds"], reduced["reductions"]) == (0, 1)
+    assert reduced["draws"] >= 1 and reduced["starts"] == default["starts"] == 1
+    # an action this protocol does not offer (another protocol's) changes nothing
+    other, _ = run_patient(arm, shipped, seed=7, index=132, start=START, days=730, prefer=("increase_to_8mgkg",))
+    assert other == default
+    job = {"arms": pickle.dumps([("anakinra", arm.graph, {})]), "model": pickle.dumps(shipped), "seed": 7,
+           "start": START.isoformat(), "days": 730, "examples": 0, "prefer": ("reduce_dose",),
+           "index": 0, "lo": 132, "hi": 133}
+    (row,) = pa.ipc.open_file(pa.BufferReader(run_chunk(job)["table"])).read_all().to_pylist()
+    assert (row["holds"], row["reductions"]) == (0, 1)

@@ -482,6 +482,25 @@ def test_a_choice_that_matches_no_alternative_that_day_is_a_warning():
     assert w["date"] == "2025-02-11" and w["line"] == 6 and "reduce_dose" in w["message"]
 
 
+def test_a_preferred_option_is_taken_where_no_recorded_choice_decides():
+    g = graph_of("""
+    initial state a "A" { on entry { do one of order_alt, order_tbil due 1..2 weeks cite s } }
+    """)
+    text = """
+    patient: {id: p}
+    start: 2025-01-06
+    until: 2025-01-06
+    events: []
+    """
+    # by default the first option; preferred, the second, with its own order and window
+    assert [o["action"] for o in run(g, text)["open_orders"]] == ["order_alt"]
+    trace = Machine(g).run(timeline(g, text), prefer=("order_tbil",))
+    (a,) = steps(trace, "action")
+    assert (a["action"], a["options"], a["window"]) == ("order_tbil", ["order_alt", "order_tbil"],
+                                                        ["2025-01-13", "2025-01-20"])
+    assert [o["action"] for o in trace["open_orders"]] == ["order_tbil"] and trace["warnings"] == []
+
+
 def test_a_chosen_option_with_a_window_opens_its_order():
     g = graph_of("""
     initial state a "A" { on entry { do one of order_alt, order_tbil due 1..2 weeks cite s } }

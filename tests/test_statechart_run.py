@@ -588,6 +588,40 @@ def test_a_choice_alternative_leads_to_its_own_state():
     assert entered(trace, "2025-01-07") == []
 
 
+def test_a_preferred_action_takes_its_alternative_unless_a_recorded_choice_decides():
+    g = chart(CHOICE)
+    base = """
+    patient: {id: p}
+    start: 2025-01-06
+    events:
+      - {date: 2025-01-07, lab: ALT, value: 300}
+    """
+    doc = yamlsrc.load(textwrap.dedent(base), "case.yaml")
+    tl = parse_timeline(doc, "case.yaml", g.graph)
+    m = Machine(g)
+    assert {"reduce_drug", "hold_drug", "stop_drug"} <= m.offered
+    # a clinic that holds where the protocol's first alternative reduces: the hold's target and actions
+    (t,) = steps(m.run(tl, prefer=("hold_drug",)), "transition")
+    assert (t["to"], t["rule"], t["alternative"]) == ("interrupted", "a/0/0@1", "hold_drug")
+    # the first preferred that is offered; a preferred action not offered here changes nothing
+    (t,) = steps(m.run(tl, prefer=("note", "stop_drug", "hold_drug")), "transition")
+    assert t["alternative"] == "stop_drug"
+    # the same through the incremental API
+    p = m.start(tl.start, prefer=("hold_drug",))
+    for day, events in tl.days:
+        p.feed(day, events)
+    assert [s["alternative"] for s in p.steps if s["type"] == "transition"] == ["hold_drug"]
+    # a recorded choice still decides its day
+    doc = yamlsrc.load(textwrap.dedent(base + "  - {date: 2025-01-07, choice: stop_drug}\n"), "case.yaml")
+    (t,) = steps(m.run(parse_timeline(doc, "case.yaml", g.graph), prefer=("hold_drug",)), "transition")
+    assert t["alternative"] == "stop_drug"
+    # an action the protocol does not declare: refused, not ignored
+    with pytest.raises(ValueError, match="hold_drugs: not an action of"):
+        m.run(tl, prefer=("hold_drugs",))
+    with pytest.raises(ValueError, match="not an action of"):
+        m.start(tl.start, prefer=("hold_drugs",))
+
+
 # ---------------------------------------------------------------------------- drugs (set on the graph)
 
 def with_drug(g, doses=(8, 4, 2), kind="number"):
