@@ -172,11 +172,10 @@ class _Pair:
 
     def _ask(self, question, h: Mapping, trees) -> tuple[str, Any] | None:
         s = self.solver()
-        s.add(*self.a.take_domain(), *self.b.take_domain())
         if h.get("trigger") == "panel":
             s.add(panel_context(self.a))
-            s.add(*self.a.take_domain())
         s.add(question)
+        s.add(*self.a.domain(), *self.b.domain())  # every symbol's, those made for earlier questions too
         verdict = s.check()
         if verdict == z3.unsat:
             return None
@@ -287,11 +286,10 @@ def witness(graph, line: int) -> Verdict:
             fire = fa.get(_does(r))
             s = z3.Solver(ctx=enc.ctx)
             s.set("timeout", TIMEOUT_MS)
-            s.add(*enc.take_domain())
             if h.get("trigger") == "panel":
                 s.add(panel_context(enc))
-                s.add(*enc.take_domain())
             s.add(fire)
+            s.add(*enc.domain())
             verdict = s.check()
             if verdict == z3.unsat:
                 return Verdict(True, f"the rule at line {line} never fires")

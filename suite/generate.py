@@ -5,12 +5,14 @@ protocol gives today (so that a later change of behaviour fails them, and a revi
 what the protocol does):
 
 - **reach** cases: for every rule, a shortest timeline found that reaches its state and fires
-  it. The search is breadth first over timelines, one move at a time (a panel, a clinical
-  event, a fact change, or waiting for a timer), from the initial state; the engine replays
-  every candidate, so a case is only kept when the rule did fire in the replay. The values of
-  a panel come from the verifier (a z3 model of "this rule fires" in the handler,
-  compiler/verify/smt.py); its date from what the model needs of `since(...)`, `since entry`
-  and `fulfilled(...)`, given the dates the replay so far gives.
+  it. The search goes over timelines, one move at a time (a panel, a clinical event, a fact
+  change, or waiting for a timer), from the initial state: breadth first, then best first
+  toward the rules still missing (`Generator.search`); the engine replays every candidate, so
+  a case is only kept when the rule did fire in the replay. The values of a panel come from
+  the verifier (a z3 model of "this rule fires" in the handler, compiler/verify/smt.py); its
+  date from what the model needs of `since(...)`, `since entry` and `fulfilled(...)`, given
+  the dates the replay so far gives. A choice's later alternative is chosen by a recorded
+  `choice`; an event or fact rule that reads the panel gets the model's results that day.
 - **boundary** cases: for every comparison of a guard with a number (`tx > 5`), the values just
   on each side of the threshold at the lab's precision (ALT 200 and 201 U/L for 5 x ULN 40):
   the model is asked for the least value above and the greatest value at or below the
@@ -26,6 +28,8 @@ What cannot be found within the search's budget is listed, never silently left o
 from __future__ import annotations
 
 import datetime
+import heapq
+import itertools
 import json
 import re
 from dataclasses import dataclass, field
@@ -41,8 +45,11 @@ from .equivalence import fires
 
 
 START = datetime.date(2025, 1, 6)
-MAX_PREFIXES = 1500  # timelines replayed by the search (breadth first) before it gives up
+MAX_PREFIXES = 1500  # timelines replayed by each pass of the search before it gives up
 MAX_MOVES = 14  # moves in one timeline
+_FAR = 1 << 30  # no rule still to be found is reachable
+MAX_TRIES = 40  # timelines extended toward a missing rule before the search stops heading for it
+TRIES_PER_STEP = 4  # a missing rule tried this often in vain weighs as one more rule to fire
 
 
 @dataclass
@@ -226,18 +233,18 @@ class Generator:
         s.set("timeout", 5000)
         s.add(fires(enc, h, rules, i))
         s.add(*constraints)
-        s.add(*enc.take_domain())
         if h.get("trigger") == "panel":
             s.add(panel_context(enc))
-        s.add(*enc.take_domain())
+        s.add(*enc.domain())  # every symbol's, those made for earlier solvers too
         ex = None
         if s.check() == z3.sat:
             ex = enc.example(s.model(), enc.inputs_of(r.get("guard") for r in rules))
         self._examples[key] = ex
         return ex
 
-    def moves(self, p: Prefix, trace: Mapping, state: str, hi: int, i: int) -> Iterable[Prefix]:
-        """Candidate timelines that extend `p` so that rule i of handler hi of `state` fires."""
+    def moves(self, p: Prefix, trace: Mapping, state: str, hi: int, i: int, key: str | None = None) -> Iterable[Prefix]:
+        """Candidate timelines that extend `p` so that rule i of handler hi of `state` fires
+        (its alternative `key`, when given: a choice's later alternative, chosen that day)."""
         h = self.graph.nodes[state]["handlers"][hi]
         last = max([_date(r["date"]) for r in p.rows] + [START, p.until])
         ex = self.example(state, hi, i, trace, p.facts)
@@ -254,34 +261,64 @@ class Generator:
             return
         days = self.dates(trace, state, ex, last)
         trigger = h.get("trigger")
+        chosen = self.chosen(key or h["rules"][i])
         for day in days:
+            # a choice's later alternative is taken when the day records the choice of its action
+            choice = [{"date": _iso(day), "choice": chosen}] if chosen is not None else []
+            rows = []  # the results the model gives, on that day
+            for lab, value in ex.panel.items():
+                if value is None:
+                    continue
+                row = {"date": _iso(day), "lab": lab, "value": _num(value)}
+                if lab in ex.ulns:
+                    row["uln"] = _num(ex.ulns[lab])
+                rows.append(row)
             if trigger == "panel":
-                rows = []
-                for lab, value in ex.panel.items():
-                    if value is None:
-                        continue
-                    row = {"date": _iso(day), "lab": lab, "value": _num(value)}
-                    if lab in ex.ulns:
-                        row["uln"] = _num(ex.ulns[lab])
-                    rows.append(row)
                 if not rows:  # a panel needs a result: one of a lab the guards do not read
                     lab = next(iter(self.labs))
                     rows.append({"date": _iso(day), "lab": lab, "value": 1})
-                yield p.extended(rows, day)
+                yield p.extended(choice + rows, day)
             elif trigger == "event":
                 events = h.get("events") or []
                 if events:
-                    yield p.extended([{"date": _iso(day), "event": events[0]}], day)
+                    yield p.extended(choice + [{"date": _iso(day), "event": events[0]}], day)
+                    if rows:  # a guard that reads the panel: the day's results come before its events
+                        yield p.extended(choice + rows + [{"date": _iso(day), "event": events[0]}], day)
             elif trigger == "fact":
                 changes = [{"date": _iso(day), "fact": name, "value": ex.facts[name]}
                            for name in (h.get("facts") or list(ex.facts)) if name in ex.facts]
                 if changes:
-                    yield p.extended(changes, day)
+                    yield p.extended(choice + changes, day)
+                    if rows:
+                        yield p.extended(choice + rows + changes, day)
             elif trigger == "timer":
                 t = h.get("timer") or {}
                 n = _days_at_most(t)
                 yield Prefix(dict(p.facts), list(p.rows), max(p.until, last) + datetime.timedelta(days=n + 1))
                 return
+
+    def variants(self, key: str) -> list[str]:
+        """Rule `key` and its choice's later alternatives (their own edges, `key@1`, ...)."""
+        if not hasattr(self, "_variants"):
+            alts: dict[str, list[tuple[int, str]]] = {}
+            for k, d in self.edges.items():
+                if (d.get("alternative") or 0) > 0:
+                    alts.setdefault(k.split("@")[0], []).append((d["alternative"], k))
+            self._variants = {k: [x for _, x in sorted(v)] for k, v in alts.items()}
+        return [key, *self._variants.get(key, ())]
+
+    def chosen(self, key: str) -> str | None:
+        """The action of the alternative rule `key` stands for, when it is a choice's later
+        alternative (the first is taken when no choice is recorded); else None."""
+        data = self.edges[key]
+        n = data.get("alternative") or 0
+        if n <= 0:
+            return None
+        for a in data.get("actions") or ():
+            alts = a.get("alternatives") if isinstance(a, Mapping) else None
+            if alts and n < len(alts):
+                return alts[n].get("action")
+        return None
 
     def dates(self, trace: Mapping, state: str, ex: smt.Example, last: datetime.date) -> list[datetime.date]:
         """Days on which the model's `since`, `since entry` and `fulfilled` can hold."""
@@ -308,11 +345,21 @@ class Generator:
             valid = self.graph.graph.get("results_valid") or {}
             n = _days_at_most(valid)
             out.append(last + datetime.timedelta(days=n + 1))
+        # an open order the model leaves unfulfilled: a result the day before its window opens
+        # (acted on, but it fulfils nothing)
+        unwanted = [a for a, v in ex.fulfilled.items() if v is False]
+        early = [_date(o["window"][0]) - datetime.timedelta(days=1) for o in trace.get("open_orders", ())
+                if o.get("action") in unwanted and o.get("window")]
         seen_days: list[datetime.date] = []
         for d in out:
             if d > last and d not in seen_days:
                 seen_days.append(d)
-        return seen_days[:5]
+        seen_days = seen_days[:5]
+        for d in early:
+            if d > last and d not in seen_days:
+                seen_days.append(d)
+                break
+        return seen_days
 
     def signature(self, p: Prefix, trace: Mapping) -> tuple:
         orders = tuple(sorted(o.get("action", "") for o in trace.get("open_orders", ())))
@@ -320,10 +367,16 @@ class Generator:
         return (json.dumps(p.facts, sort_keys=True, default=str), tuple(self.active(trace)), orders, sets[-6:])
 
     def search(self) -> dict[str, Prefix]:
-        """Breadth first: for each rule (edge key), the first timeline found that fires it."""
+        """For each rule (edge key), the first timeline found that fires it: breadth first
+        (every rule of every state reached, the shortest timelines first), then, for the rules
+        still missing, best first from every timeline the first pass replayed: the timelines
+        whose states are fewest rules away from a missing rule are extended first, a rule's
+        own moves later the more often they were tried in vain. Each pass has MAX_PREFIXES
+        replays."""
         found: dict[str, Prefix] = {}
         queue = [Prefix()]
         seen: set = set()
+        kept: list = []  # (prefix, trace) of every timeline extended, for the second pass
         while queue and self.replays < MAX_PREFIXES and len(found) < len(self.edges):
             p = queue.pop(0)
             trace = self.replay(p)
@@ -334,12 +387,108 @@ class Generator:
             if sig in seen or len(p.rows) >= MAX_MOVES:
                 continue
             seen.add(sig)
+            kept.append((p, trace))
             for state in self.active(trace):
                 for hi, h in enumerate(self.graph.nodes[state].get("handlers") or ()):
-                    for i, key in enumerate(h.get("rules") or ()):
-                        for q in self.moves(p, trace, state, hi, i):
-                            queue.append(q)
+                    for i, rule in enumerate(h.get("rules") or ()):
+                        for key in self.variants(rule):
+                            for q in self.moves(p, trace, state, hi, i, key):
+                                queue.append(q)
+        if len(found) < len(self.edges) and kept:
+            self.directed(found, kept, seen)
         return found
+
+    def directed(self, found: dict, kept: list, seen: set) -> None:
+        """The second pass of `search` (best first), from the timelines `kept`."""
+        budget = self.replays + MAX_PREFIXES
+        order = itertools.count()
+        tries: dict[str, int] = {}  # rule -> the timelines extended toward it so far
+        away = self.away(found, tries)
+        queue: list = []
+        for p, trace in kept:
+            p.trace = trace
+            far = min((away.get(st, _FAR) for st in self.active(trace)), default=_FAR)
+            if far < _FAR:
+                queue.append((far, len(p.rows), next(order), p))
+        heapq.heapify(queue)
+        expanded: set = set()
+        while queue and self.replays < budget and len(found) < len(self.edges):
+            *_, p = heapq.heappop(queue)
+            trace = self.replay(p)
+            if trace is None:
+                continue
+            self.credit(trace, p, found)
+            sig = self.signature(p, trace)
+            if sig in expanded or len(p.rows) >= MAX_MOVES:
+                continue
+            expanded.add(sig)
+            away = self.away(found, tries)
+            for state in self.active(trace):
+                for hi, h in enumerate(self.graph.nodes[state].get("handlers") or ()):
+                    for i, key in ((i, key) for i, rule in enumerate(h.get("rules") or ())
+                                   for key in self.variants(rule)):
+                        if key not in found:
+                            # a missing rule: its moves first, and later the more often they were tried
+                            tries[key] = tries.get(key, 0) + 1
+                            cost = tries[key] / TRIES_PER_STEP
+                        else:
+                            far = min(away.get(self.targets.get(key), _FAR), away.get(state, _FAR) + 1)
+                            if far >= _FAR:
+                                continue  # a found rule that leads nowhere a missing rule is
+                            cost = far + 1
+                        for q in self.moves(p, trace, state, hi, i, key):
+                            heapq.heappush(queue, (cost, len(q.rows), next(order), q))
+
+    def away(self, found: Mapping, tries: Mapping = {}) -> dict[str, int]:
+        """Each state's distance, in rules fired, to a rule not yet found (0: a rule of its own,
+        or of an ancestor's, is still to be found); states that reach none are left out. A
+        rule tried in vain from MAX_TRIES timelines no longer draws the search."""
+        missing = frozenset(k for k in self.edges if k not in found and tries.get(k, 0) < MAX_TRIES)
+        if getattr(self, "_away", (None,))[0] == missing:
+            return self._away[1]
+        nodes = self.graph.nodes
+        into: dict[str, set[str]] = {}
+        for u, v, k in self.graph.edges(keys=True):
+            into.setdefault(v, set()).add(u)
+        children: dict[str, list[str]] = {}
+        for n, d in nodes(data=True):
+            if d.get("parent") is not None:
+                children.setdefault(d["parent"], []).append(n)
+
+        def below(n: str) -> list[str]:  # n and its descendants: a rule of n fires from each
+            out, todo = [], [n]
+            while todo:
+                x = todo.pop()
+                out.append(x)
+                todo.extend(children.get(x, ()))
+            return out
+
+        def entered_with(n: str) -> str | None:  # the parent whose entry enters n, if any
+            parent = nodes[n].get("parent") if n in nodes else None
+            if parent is None:
+                return None
+            if nodes[n].get("kind") == "initial" or nodes[parent].get("type") == "parallel":
+                return parent
+            return None
+
+        dist: dict[str, int] = {}
+        frontier = [x for u, _, k in self.graph.edges(keys=True) if k in missing for x in below(u)]
+        level = 0
+        while frontier:
+            nxt: list[str] = []
+            while frontier:
+                n = frontier.pop()
+                if n in dist:
+                    continue
+                dist[n] = level
+                up = entered_with(n)
+                if up is not None and up not in dist:
+                    frontier.append(up)  # a rule into the parent enters n too
+                nxt.extend(x for u in into.get(n, ()) for x in below(u) if x not in dist)
+            frontier = nxt
+            level += 1
+        self._away = (missing, dist)
+        return dist
 
     def credit(self, trace: Mapping, p: Prefix, found: dict) -> None:
         """Every rule that fired in `trace` and has no timeline yet gets `p`."""
@@ -554,10 +703,8 @@ def _optimum(gen: Generator, enc: smt.Encoder, h: Mapping, ins, x: smt.Num, cond
     """The model closest to the threshold on one side, with every lab on its precision grid."""
     opt = z3.Optimize(ctx=enc.ctx)
     opt.set("timeout", 5000)
-    opt.add(*enc.take_domain())
     if h.get("trigger") == "panel":
         opt.add(panel_context(enc))
-    opt.add(*enc.take_domain())
     opt.add(x.k, cond, *extra)
     for lab in sorted(ins.labs):
         s = enc.lab(lab)
@@ -570,7 +717,7 @@ def _optimum(gen: Generator, enc: smt.Encoder, h: Mapping, ins, x: smt.Num, cond
                 opt.add(z3.Not(s.own))
             opt.add(s.ratio * z3.RealVal(str(s.default), enc.ctx) == k * step)
     (opt.minimize if goal == "min" else opt.maximize)(x.v)
-    opt.add(*enc.take_domain())
+    opt.add(*enc.domain())  # every symbol's, those made for earlier solvers too
     return enc.example(opt.model(), ins) if opt.check() == z3.sat else None
 
 
@@ -594,12 +741,14 @@ def _show(t: Mapping) -> str:
 
 def boundary_cases(gen: Generator, reached: dict[str, Prefix]) -> list[Generated]:
     """A case per side of every threshold that a rule's guard compares, from a timeline that
-    reaches the rule's state (one found by the reach search)."""
-    at_state: dict[str, Prefix] = {}
-    for p in sorted(reached.values(), key=lambda p: len(p.rows)):
+    reaches the rule's state (one found by the reach search: the shortest that replays the
+    side on one of the days the side allows, and that no other side gave already)."""
+    at_state: dict[str, list[Prefix]] = {}
+    for p in sorted({id(p): p for p in reached.values()}.values(), key=lambda p: len(p.rows)):
         trace = gen.replay(p)
         for s in gen.active(trace) if trace else ():
-            at_state.setdefault(s, p)
+            if len(at_state.setdefault(s, [])) < BOUNDARY_PREFIXES:
+                at_state[s].append(p)
     cases: list[Generated] = []
     done: set[str] = set()
     for state, data in gen.graph.nodes(data=True):
@@ -608,27 +757,41 @@ def boundary_cases(gen: Generator, reached: dict[str, Prefix]) -> list[Generated
                 continue
             for i, key in enumerate(h.get("rules") or ()):
                 for label, ex in boundary_examples(gen, state, hi, i):
-                    p = at_state[state]
-                    trace = gen.replay(p)
-                    day = next(iter(gen.dates(trace, state, ex, max([_date(r["date"]) for r in p.rows] + [START, p.until]))), None)
-                    if day is None:
+                    q = _boundary_timeline(gen, at_state[state], state, ex, done)
+                    if q is None:
                         continue
-                    rows = [{"date": _iso(day), "lab": lab, "value": _num(v), **({"uln": _num(ex.ulns[lab])} if lab in ex.ulns else {})}
-                            for lab, v in ex.panel.items() if v is not None]
-                    if not rows:
-                        continue
-                    q = p.extended(rows, day)
-                    if gen.replay(q) is None:
-                        continue
-                    sig = json.dumps([q.rows, q.facts], default=str)
-                    if sig in done:
-                        continue
-                    done.add(sig)
+                    rows = [r for r in q.rows if _date(r["date"]) == q.until]
                     line = gen.edges[key]["span"]["line"]
                     about = f"in {state}, the rule at line {line}: {label}: " + ", ".join(f"{r['lab']} {r['value']}" for r in rows)
                     cases.append(Generated(f"boundary-{len(cases) + 1:03d}-{_slug(state)}", "boundary", about, key,
                                            gen.case_text(q, "boundary", about), q))
     return cases
+
+
+BOUNDARY_PREFIXES = 3  # timelines reaching a state that a boundary case may start from
+BOUNDARY_DAYS = 2  # days tried for a boundary panel after each
+
+
+def _boundary_timeline(gen: Generator, starts: list, state: str, ex, done: set) -> "Prefix | None":
+    """The first of `starts` extended by the example's panel, on one of the first days the
+    example allows, that replays and is not a timeline already given (`done` keeps them)."""
+    for p in starts:
+        trace = gen.replay(p)
+        if trace is None:
+            continue
+        last = max([_date(r["date"]) for r in p.rows] + [START, p.until])
+        for day in gen.dates(trace, state, ex, last)[:BOUNDARY_DAYS]:
+            rows = [{"date": _iso(day), "lab": lab, "value": _num(v), **({"uln": _num(ex.ulns[lab])} if lab in ex.ulns else {})}
+                    for lab, v in ex.panel.items() if v is not None]
+            if not rows:
+                return None
+            q = p.extended(rows, day)
+            sig = json.dumps([q.rows, q.facts], default=str)
+            if sig in done or gen.replay(q) is None:
+                continue
+            done.add(sig)
+            return q
+    return None
 
 
 # ---------------------------------------------------------------- cases that kill survivors

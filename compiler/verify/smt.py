@@ -217,6 +217,7 @@ class Encoder(ir.Visitor):
             for m in decl.get("members") or ():
                 self.codes.setdefault(m, len(self.codes))
         self._domain: list = []  # constraints not yet given to the solver
+        self._given: list = []  # those given already (take_domain), for `domain`
         self._lab: dict[str, LabSyms] = {}
         self._fact: dict[str, VarSyms] = {}
         self._var: dict[str, VarSyms] = {}
@@ -433,9 +434,17 @@ class Encoder(ir.Visitor):
         return self.month_len(anchor, _months(d.amount, d.unit))
 
     def take_domain(self) -> list:
-        """The domain constraints of the symbols created since the last call."""
+        """The domain constraints of the symbols created since the last call (for one solver
+        that is given the encoder's formulas as they are made)."""
         out, self._domain = self._domain, []
+        self._given += out
         return out
+
+    def domain(self) -> list:
+        """The domain constraints of every symbol created so far: for a new solver, when one
+        encoder serves several (a symbol made for an earlier solver keeps its domain)."""
+        self.take_domain()
+        return list(self._given)
 
     def fresh_choice(self, n: int):
         self._fresh += 1
