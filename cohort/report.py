@@ -75,7 +75,7 @@ def text_summary(result, *, model_name: str) -> str:
     c = result.cohort
     names = m.protocols
     head = [f"{c.patients:,} patients x {c.years:g} years (seed {c.seed}), model {model_name}; "
-            f"95% intervals: bootstrap over patients ({m.resamples} resamples)"]
+            f"95% intervals: bootstrap over patients ({m.resamples:,} resamples)"]
     head.append(f"choices: {choice_policy(c)}")
     rows = [["metric"] + names + [f"{p} - {names[0]}" for p in names[1:]]]
     for metric in METRICS:
