@@ -114,6 +114,12 @@ class Generator:
         self.facts_decl = graph.graph.get("facts") or {}
         self._examples: dict = {}
         self.replays = 0
+        self._away: tuple = (None, {})  # (the rules it was made for, `away`'s distances)
+        alts: dict[str, list[tuple[int, str]]] = {}  # a rule -> its choice's later alternatives
+        for k, d in self.edges.items():
+            if (d.get("alternative") or 0) > 0:
+                alts.setdefault(k.split("@")[0], []).append((d["alternative"], k))
+        self._variants = {k: [x for _, x in sorted(v)] for k, v in alts.items()}
 
     # ---------------------------------------------------------------- replay
 
@@ -299,12 +305,6 @@ class Generator:
 
     def variants(self, key: str) -> list[str]:
         """Rule `key` and its choice's later alternatives (their own edges, `key@1`, ...)."""
-        if not hasattr(self, "_variants"):
-            alts: dict[str, list[tuple[int, str]]] = {}
-            for k, d in self.edges.items():
-                if (d.get("alternative") or 0) > 0:
-                    alts.setdefault(k.split("@")[0], []).append((d["alternative"], k))
-            self._variants = {k: [x for _, x in sorted(v)] for k, v in alts.items()}
         return [key, *self._variants.get(key, ())]
 
     def chosen(self, key: str) -> str | None:
@@ -395,10 +395,10 @@ class Generator:
                             for q in self.moves(p, trace, state, hi, i, key):
                                 queue.append(q)
         if len(found) < len(self.edges) and kept:
-            self.directed(found, kept, seen)
+            self.directed(found, kept)
         return found
 
-    def directed(self, found: dict, kept: list, seen: set) -> None:
+    def directed(self, found: dict, kept: list) -> None:
         """The second pass of `search` (best first), from the timelines `kept`."""
         budget = self.replays + MAX_PREFIXES
         order = itertools.count()
@@ -425,26 +425,26 @@ class Generator:
             away = self.away(found, tries)
             for state in self.active(trace):
                 for hi, h in enumerate(self.graph.nodes[state].get("handlers") or ()):
-                    for i, key in ((i, key) for i, rule in enumerate(h.get("rules") or ())
-                                   for key in self.variants(rule)):
-                        if key not in found:
-                            # a missing rule: its moves first, and later the more often they were tried
-                            tries[key] = tries.get(key, 0) + 1
-                            cost = tries[key] / TRIES_PER_STEP
-                        else:
-                            far = min(away.get(self.targets.get(key), _FAR), away.get(state, _FAR) + 1)
-                            if far >= _FAR:
-                                continue  # a found rule that leads nowhere a missing rule is
-                            cost = far + 1
-                        for q in self.moves(p, trace, state, hi, i, key):
-                            heapq.heappush(queue, (cost, len(q.rows), next(order), q))
+                    for i, rule in enumerate(h.get("rules") or ()):
+                        for key in self.variants(rule):
+                            if key not in found:
+                                # a missing rule: its moves first, and later the more often they were tried
+                                tries[key] = tries.get(key, 0) + 1
+                                cost = tries[key] / TRIES_PER_STEP
+                            else:
+                                far = min(away.get(self.targets.get(key), _FAR), away.get(state, _FAR) + 1)
+                                if far >= _FAR:
+                                    continue  # a found rule that leads nowhere a missing rule is
+                                cost = far + 1
+                            for q in self.moves(p, trace, state, hi, i, key):
+                                heapq.heappush(queue, (cost, len(q.rows), next(order), q))
 
-    def away(self, found: Mapping, tries: Mapping = {}) -> dict[str, int]:
+    def away(self, found: Mapping, tries: Mapping) -> dict[str, int]:
         """Each state's distance, in rules fired, to a rule not yet found (0: a rule of its own,
         or of an ancestor's, is still to be found); states that reach none are left out. A
         rule tried in vain from MAX_TRIES timelines no longer draws the search."""
         missing = frozenset(k for k in self.edges if k not in found and tries.get(k, 0) < MAX_TRIES)
-        if getattr(self, "_away", (None,))[0] == missing:
+        if self._away[0] == missing:
             return self._away[1]
         nodes = self.graph.nodes
         into: dict[str, set[str]] = {}
