@@ -1437,18 +1437,29 @@ class _Program:
         self.chart = chart  # a statechart: a rule chosen is selected, fired with the other regions' (_Run.execute)
         self.rational = True  # the replay's panels hold runtime rationals (quotients shared by expr._xq)
         self.compiler: Compiler | None = None  # the protocol's expressions (an `if`'s condition is inlined)
+        self.known: tuple = ()  # the panel-only lets the react function being written has computed (`react`)
 
     def react(self, compiler: Compiler, handler: _Handler, lets: Mapping) -> Callable[["_Run"], bool]:
         out = _Source(self, "react", handler.label, prefix="E")
         branches = []
-        for rule, step in zip(handler.rules, handler.steps):
+        # the lets the dispatcher has computed when a rule's branch runs (those of the guards up to
+        # its own; all of them when the guards are exclusive): an action's condition reads the
+        # ones that read only the panel as they are (`Compiler.panel_only`), the others afresh
+        computed: dict[str, None] = {}
+        if handler.exclusive:
+            for g in handler.guards:
+                computed.update(dict.fromkeys(_reads(g, lets)[0]))
+        for rule, step, guard in zip(handler.rules, handler.steps, handler.guards):
             out.lines = []
+            computed.update(dict.fromkeys(_reads(guard, lets)[0]))
+            self.known = tuple(n for n in computed if compiler.panel_only(n))
             values = self.values(out, compiler, rule, lets)
             if self.chart:
                 out.add(0, f"r.select({out.const(rule)}, {out.const(step)}, {values})")
             else:
                 self.firing(out, rule, step, values)
             branches.append(out.lines)
+        self.known = ()
         unknown = out.const(_unassessable(handler, lets, compiler))
         before = None
         if self.chart and self.since_entry:  # `since entry` counts from entering the rule's own state
@@ -1563,9 +1574,10 @@ class _Program:
 
     def inline(self, out: "_Source", tree: Mapping, depth: int, test: bool = False) -> str:
         """An expression's code in the function `out` is writing: the lines that bind what it
-        reads and its lets (computed afresh: an action before may have changed a var) go in
-        first; returns the code of its value."""
-        lines, code = self.compiler.inline(tree, out.const, test=test)
+        reads and its lets (computed afresh: an action before may have changed a var; in a
+        react function, a let that reads only the panel is its dispatcher's local) go in first;
+        returns the code of its value."""
+        lines, code = self.compiler.inline(tree, out.const, test=test, known=self.known if out.kind == "react" else ())
         if out.kind != "react":
             out.add(depth, "c = r")  # the ctx, as expressions name it (a dispatcher's parameter)
         for line in lines:
@@ -1772,8 +1784,7 @@ class _Run(Ctx):
         their inputs.)"""
         timers = self.timers
         alarms = self.alarms
-        m = self.m
-        days_of = m.days
+        days_of = self.m.days
         while True:
             if day is None:  # the next day a timer or a deviation is due (as next_due)
                 if not timers and not alarms:
@@ -1791,15 +1802,16 @@ class _Run(Ctx):
                         soonest = min(alarms.values())
                     if day is None or soonest < day:
                         day = soonest
-            if day > limit or (day == limit and not inclusive):
+            if day >= limit and (day > limit or not inclusive):
                 return day
             if day <= self.today:
                 return day  # a timer or deviation due past the calendar's last day (MAX_DATE) never comes
             # a new day (as new_day)
             hit = days_of.get(day)
             if hit is None:
-                hit = _day(m, day)
-            day, self.iso = hit
+                hit = _day(self.m, day)
+            day, iso = hit
+            self.iso = iso
             self.today = day
             if self.fired_today:
                 self.fired_today = []
@@ -1809,7 +1821,28 @@ class _Run(Ctx):
                 self.day_events = ()
             # (as due_today) (1) deviations of orders overdue today, (2) timers due today
             if soonest is not None and soonest <= day:
-                self.deviations(day)
+                if len(alarms) == 1:
+                    # the usual case, one open order, overdue today: its deviation as `deviations` writes it
+                    key, = alarms
+                    o = self.orders.get(key)
+                    if o is None:
+                        del alarms[key]
+                    else:
+                        s = o.deviation.copy()
+                        s["date"] = iso
+                        overdue = self.overdue
+                        if o in overdue:
+                            s["kind"] = "still_overdue"
+                        else:
+                            overdue.add(o)
+                        self.emit(s)
+                        reminders = self.m.reminders
+                        if reminders is None:
+                            del alarms[key]
+                        else:
+                            alarms[key] = shift(day, reminders[0], reminders[1])
+                else:
+                    self.deviations(day)
             if timers:
                 self.settle()
             timers = self.timers

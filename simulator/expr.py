@@ -52,7 +52,7 @@ import linecache
 import operator
 import re
 from fractions import Fraction
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from rxwatch.compiler import ir
 from rxwatch.compiler.verify.calendar import add_months
@@ -261,6 +261,12 @@ _PRELUDE = {
 }
 
 _LITERALS = ("num", "bool", "enum")
+
+_PANEL_OPS = frozenset(("num", "bool", "enum", "lab", "add", "sub", "mul", "div", "neg", "compare", "in", "not",
+                        "and", "or"))
+_PANEL_FUNCS = frozenset(("max", "min", "uln", "xuln", "known"))
+"""What a let may read and still be `Compiler.panel_only` (a `call` other than these reads the
+day, an action's last day, an order or a drug; `fact`, `var`, `since_entry`, `duration` are out)."""
 
 GENERATED: dict[str, int] = {}
 """The file name of each generated function -> the protocol line it was made from (0: unknown),
@@ -697,6 +703,7 @@ class Compiler:
         self.let_decls: Mapping[str, Mapping] = protocol.get("lets") or {}
         self._let_locals: dict[str, str] = {}
         self._since_lets: frozenset | None = None
+        self._panel_only: dict[str, bool] = {}
         self._count = 0
 
     def let_local(self, name: str) -> str:
@@ -793,6 +800,31 @@ class Compiler:
                 lines.append("return False")
         return self._build(code, name, lines, env, line)
 
+    def panel_only(self, name: str) -> bool:
+        """Whether let `name` reads nothing but the panel and its ULNs (through other lets too):
+        no fact, var, drug, action, day or order, so its value cannot change while one reaction
+        runs (its actions change facts, vars, drugs, orders and the day of entry, never the panel)."""
+        memo = self._panel_only
+        if name in memo:
+            return memo[name]
+        memo[name] = False  # until shown (a let defined in terms of itself is not)
+        decl = self.let_decls.get(name)
+        tree = decl.get("expr") if isinstance(decl, Mapping) else None
+        ok = isinstance(tree, Mapping)
+        if ok:
+            for n in ir.walk(tree):
+                op = n.get("op")
+                if op == "let":
+                    ok = self.panel_only(n.get("name"))
+                elif op == "call":
+                    ok = n.get("func") in _PANEL_FUNCS
+                else:
+                    ok = op in _PANEL_OPS
+                if not ok:
+                    break
+        memo[name] = ok
+        return ok
+
     def _since_entry_lets(self) -> frozenset:
         """The lets that read `since entry`, through other lets too."""
         if self._since_lets is None:
@@ -826,14 +858,17 @@ class Compiler:
         return self._build(code, name, [f"return {code.gen(tree)} is True"])
 
     def inline(self, tree: Mapping, namer: Callable[[Any], str], temp: str = "_i", *,
-               test: bool = False) -> tuple[list[str], str]:
+               test: bool = False, known: Iterable[str] = ()) -> tuple[list[str], str]:
         """A condition (an `if`) as code to put inside another generated function, instead of a
         function of its own: (the lines that bind what it reads: the panel, facts... and its
         lets, computed afresh; the expression whose value is the condition's, three-valued).
         The surrounding code names its constants (`namer(value)` -> the name), binds the ctx as
         `c` and runs in `_RUNTIME`'s namespace; `temp` begins its temporaries' names. With `test`,
-        the expression is one whose truth is whether the condition is true (`_Code.holds`)."""
+        the expression is one whose truth is whether the condition is true (`_Code.holds`).
+        `known`: lets whose locals the surrounding code has already computed and whose value
+        cannot have changed since (`panel_only` ones): read, not computed again."""
         code = _Code(self, {}, namer, temp)
+        code.lets = list(known)
         test = code.holds(tree) if test else code.gen(tree)
         prelude = [_PRELUDE[k] for k in ("P", "U", "F", "V", "T", "A") if k in code.uses]
         return [*prelude, *code.let_lines], test
