@@ -46,7 +46,7 @@ def generate_cases(
         pool += [c.prefix for c in boundary_cases(gen, reached)]
         cases, left = killing_cases(gen, pool, survivors, str(protocol))
         missing_text = [f"line {m.span.line}: {m.operator}: {m.edit}" for m in left]
-        what = "surviving mutants"
+        what = "surviving mutant" if len(missing_text) == 1 else "surviving mutants"
     else:
         missing_keys = []
         if reach:
@@ -55,7 +55,7 @@ def generate_cases(
         if boundary:
             cases += boundary_cases(gen, reached)
         missing_text = [f"{k} (line {gen.edges[k]['span']['line']})" for k in missing_keys]
-        what = "rules no generated timeline fires"
+        what = "rule no generated timeline fires" if len(missing_text) == 1 else "rules no generated timeline fires"
     try:
         written = write_cases(cases, out)
     except OSError as exc:

@@ -68,9 +68,10 @@ class Prefix:
     rows: list = field(default_factory=list)  # timeline events as dicts, dates as ISO text
     until: datetime.date = START
     trace: dict | None = None
+    moves: int = 0  # the search's moves that made it (a day's inputs, or a wait for a timer)
 
     def extended(self, rows: list, until: datetime.date) -> "Prefix":
-        return Prefix(dict(self.facts), self.rows + rows, max(until, self.until))
+        return Prefix(dict(self.facts), self.rows + rows, max(until, self.until), moves=self.moves + 1)
 
 
 def _days_at_most(d: Mapping) -> int:
@@ -300,7 +301,8 @@ class Generator:
             elif trigger == "timer":
                 t = h.get("timer") or {}
                 n = _days_at_most(t)
-                yield Prefix(dict(p.facts), list(p.rows), max(p.until, last) + datetime.timedelta(days=n + 1))
+                yield Prefix(dict(p.facts), list(p.rows), max(p.until, last) + datetime.timedelta(days=n + 1),
+                             moves=p.moves + 1)
                 return
 
     def variants(self, key: str) -> list[str]:
@@ -362,7 +364,9 @@ class Generator:
         return seen_days
 
     def signature(self, p: Prefix, trace: Mapping) -> tuple:
-        orders = tuple(sorted(o.get("action", "") for o in trace.get("open_orders", ())))
+        # an open order by its action and whether it is overdue (a result then fulfils it at once;
+        # before its window opens, it does not)
+        orders = tuple(sorted((o.get("action", ""), bool(o.get("overdue"))) for o in trace.get("open_orders", ())))
         sets = tuple((s.get("var"), json.dumps(s.get("value"))) for s in trace.get("steps", ()) if s.get("type") == "set")
         return (json.dumps(p.facts, sort_keys=True, default=str), tuple(self.active(trace)), orders, sets[-6:])
 
@@ -384,7 +388,7 @@ class Generator:
                 continue
             self.credit(trace, p, found)
             sig = self.signature(p, trace)
-            if sig in seen or len(p.rows) >= MAX_MOVES:
+            if sig in seen or p.moves >= MAX_MOVES:
                 continue
             seen.add(sig)
             kept.append((p, trace))
@@ -402,7 +406,7 @@ class Generator:
         """The second pass of `search` (best first), from the timelines `kept`."""
         budget = self.replays + MAX_PREFIXES
         order = itertools.count()
-        tries: dict[str, int] = {}  # rule -> the timelines extended toward it so far
+        tries: dict = {}  # rule, and (rule, what a replay fixes) -> the timelines extended toward it so far
         away = self.away(found, tries)
         queue: list = []
         for p, trace in kept:
@@ -419,18 +423,21 @@ class Generator:
                 continue
             self.credit(trace, p, found)
             sig = self.signature(p, trace)
-            if sig in expanded or len(p.rows) >= MAX_MOVES:
+            if sig in expanded or p.moves >= MAX_MOVES:
                 continue
             expanded.add(sig)
             away = self.away(found, tries)
+            fixed = self.context(trace, p.facts)[0]  # what the replay so far fixes (vars, orders, ...)
             for state in self.active(trace):
                 for hi, h in enumerate(self.graph.nodes[state].get("handlers") or ()):
                     for i, rule in enumerate(h.get("rules") or ()):
                         for key in self.variants(rule):
                             if key not in found:
-                                # a missing rule: its moves first, and later the more often they were tried
+                                # a missing rule: its moves first, and later the more often they were
+                                # tried in vain, in all (`away`) and with what this replay fixes
                                 tries[key] = tries.get(key, 0) + 1
-                                cost = tries[key] / TRIES_PER_STEP
+                                here = tries[(key, fixed)] = tries.get((key, fixed), 0) + 1
+                                cost = here / TRIES_PER_STEP
                             else:
                                 far = min(away.get(self.targets.get(key), _FAR), away.get(state, _FAR) + 1)
                                 if far >= _FAR:
@@ -593,18 +600,20 @@ def _slug(s: str) -> str:
 
 
 def reach_cases(gen: Generator, found: dict[str, Prefix] | None = None) -> tuple[list[Generated], list[str]]:
-    """A case per rule that the search could fire; the keys of the rules it could not."""
+    """A case per rule (and per later alternative of a rule's choice) that the search could
+    fire; the keys of those it could not."""
     found = gen.search() if found is None else found
     cases, missing = [], []
     for n, (u, v, key, d) in enumerate(gen.graph.edges(keys=True, data=True), 1):
-        if d.get("alternative"):
-            continue
         p = found.get(key)
         if p is None:
             missing.append(key)
             continue
         what = "otherwise" if d.get("otherwise") else f"when {d.get('because', '')}"
-        about = f"reaches {u} and fires the rule '{what}' (line {d['span']['line']}): -> {v if not d.get('stay') else 'stay'}"
+        chosen = gen.chosen(key)
+        taking = f", choosing {chosen}" if chosen is not None else ""
+        about = (f"reaches {u} and fires the rule '{what}' (line {d['span']['line']}){taking}: "
+                 f"-> {v if not d.get('stay') else 'stay'}")
         cases.append(Generated(f"reach-{n:03d}-{_slug(u)}", "reach", about, key, gen.case_text(p, "reach", about), p))
     return cases, missing
 
