@@ -693,8 +693,10 @@ class Machine:
         days = timeline.days  # by date, then time or file order within a day
         if days and days[0][0] < start:  # a Timeline built in code may hold them; load_timeline never does
             days = tuple(itertools.dropwhile(lambda d: d[0] < start, days))
+        if days and days[-1][0] > until:  # the days after `until` are not replayed
+            days = tuple(itertools.takewhile(lambda d: d[0] <= until, days))
         try:
-            run.go(days, until)  # as `feed` for each day
+            run.go(days)  # as `feed` for each day
             return run.finish(until)
         except _PROTOCOL_FAILURES as e:
             raise _protocol_error(run, e) from None
@@ -770,10 +772,10 @@ class Patient:
             raise next(_misdated(ev, day) for ev in events if type(ev) not in _INPUTS or ev.date != day)
         run = self._run
         if self._closed is not None or not run.begun:
-            self._do(run.go, ((day, events),), MAX_DATE)
+            self._do(run.go, ((day, events),))
             return
         try:  # as _do
-            run.go(((day, events),), MAX_DATE)
+            run.go(((day, events),))
         except _PROTOCOL_FAILURES as e:
             self._closed = "failed"
             raise _protocol_error(run, e) from None
@@ -1872,13 +1874,14 @@ class _Run(Ctx):
         return ValueError(f"{self.path}: timeline events are not in date order ({day} after "
                           f"{self.reached}); feed each day once, in date order (load_timeline sorts them)")
 
-    def go(self, days, until: datetime.date) -> None:
+    def go(self, days) -> None:
         """Replay `days`, each `(day, its inputs)` (LabResults, ClinicalEvents, FactChanges and
         Choices, all dated `day`, by time then file order), days in date order, each after the
-        last one replayed; stop at a day after `until`. For each day: first what is due before
-        it (`run_due`); then (1) the deviations and (2) the timers due that day, (3) its panel
-        (its results, read as they come: a later result of a lab replaces an earlier one),
-        (4) its clinical events and fact changes in order. Choices hold until the end of the day.
+        last one replayed (`Machine.run` leaves out the days after its `until`). For each day:
+        first what is due before it (`run_due`); then (1) the deviations and (2) the timers due
+        that day, (3) its panel (its results, read as they come: a later result of a lab
+        replaces an earlier one), (4) its clinical events and fact changes in order. Choices
+        hold until the end of the day.
 
         `Patient.feed` gives one day, `Machine.run` a timeline's days: one loop, whose day's
         state lives in locals (the replay's per-day work is small: an attribute read saved
@@ -1903,8 +1906,6 @@ class _Run(Ctx):
         first = low
         begun = self.begun
         for day, todays in days:
-            if day > until:
-                break
             if low is not None and day <= low:
                 if low is not first:
                     self.fed = self.reached = low
