@@ -1929,8 +1929,9 @@ class _Run(Ctx):
                         due = self.run_due(day, False, due, soonest)
                 elif due is not None and due < day:
                     due = self.run_due(day, False, due)
-                if day != self.today:
-                    # a new day (as new_day)
+                if low is not first or day != self.today:
+                    # a new day (as new_day): after this call's first day, any day is (it comes
+                    # after the last one replayed); only the first may be the day advanced to
                     hit = days_of.get(day)
                     if hit is None:
                         hit = _day(m, day)
@@ -1974,12 +1975,8 @@ class _Run(Ctx):
                     extra.append(ev)
             if extra is None:
                 dup = len(panel) < len(todays)  # two results of a lab
-                if not panel:
-                    panel = None
             else:
                 dup = len(panel) < len(todays) - len(extra)
-                if not panel:
-                    panel = None
                 choices = [ev for ev in extra if type(ev) is Choice]
                 if choices:
                     self.choices = choices  # until the end of the day
@@ -1991,7 +1988,7 @@ class _Run(Ctx):
             elif due is not None and due <= day:
                 self.due_today(day)  # (1) deviations of orders overdue today, (2) timers due today
             # (3) the panel: today's results, with the still valid earlier ones
-            if panel is not None:
+            if panel:
                 dated = None  # every result is today's
                 quick = plain and not dup  # the usual day of a flat protocol: nothing more to say of the panel
                 if not quick:
@@ -2568,7 +2565,7 @@ class _Run(Ctx):
         out = {
             "protocol": {"name": self.m.name, "version": self.m.version},
             "patient": self.patient,
-            "start": _iso(self.m.isos, self.start),
+            "start": self.m.days[self.start][1],  # (the start is the Machine's own day: _day)
             "until": _iso(self.m.isos, self.until),
             "steps": self.steps,
             "final_state": final,

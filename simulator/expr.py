@@ -306,6 +306,8 @@ class _Code(ir.Visitor):
         self.let_lines: list[str] = []  # their assignments, in the same order
         self.uses: set[str] = set()
         self.sure: set[str] = {"True", "False"}  # code that is never unknown (no None test needed)
+        self._sites: list[str] = []  # the comparisons of the fast path being written (`_plain`)
+        self._reused: set[int] = set()  # those of them read again
 
     def tmp(self) -> str:
         self.temps += 1
@@ -377,10 +379,17 @@ class _Code(ir.Visitor):
         kleene = self.gen(t)
         if kleene in self.sure:
             return kleene
-        plain = self._plain(t)
-        if plain is None:
-            return kleene
-        code, needs = plain
+        outer = self._sites, self._reused  # (a bool let's own fast path is written while its reader's is)
+        self._sites, self._reused = [], set()
+        try:
+            plain = self._plain(t, {})
+            if plain is None:
+                return kleene
+            code, needs, _ = plain
+            if self._sites:
+                code = self._SITE.sub(self._bind, code)
+        finally:
+            self._sites, self._reused = outer
         if not needs or code == kleene:
             return code
         if all(self._GET.match(n) for n in needs) and all(
@@ -392,6 +401,15 @@ class _Code(ir.Visitor):
         return f"({code} if {cond} else {kleene})"
 
     _GET = re.compile(r"(?:[PFV]\.get\([KE]\d+\)|[FV]\[[KE]\d+\])\Z")
+    _SITE = re.compile("\x00(\\d+)\x00")
+
+    def _bind(self, match: re.Match) -> str:
+        """A comparison's place in the fast path (`_plain`): `(x > y)`, or, when a later place
+        reads its value, `(_cN := x > y)`."""
+        i = int(match.group(1))
+        if i in self._reused:
+            return f"({self.temp}c{i} := {self._sites[i]})"
+        return f"({self._sites[i]})"
     _LOGIC = frozenset(("and", "or", "not", "fact", "var", "bool"))
 
     def _operand(self, t: Mapping) -> str | None:
@@ -401,24 +419,29 @@ class _Code(ir.Visitor):
             return code
         return None
 
-    def _plain(self, t: Mapping) -> tuple[str, set[str]] | None:
-        """(two-valued code of condition `t`, the value codes it needs known), or None."""
+    def _plain(self, t: Mapping, done: Mapping[str, int]) -> tuple[str, set[str], dict[str, int]] | None:
+        """(two-valued code of condition `t`, the value codes it needs known, the comparisons
+        it always makes: text -> its place), or None. `done`: the comparisons made before `t` is
+        read whenever it is (an `and`'s or an `or`'s earlier operands always make their first
+        ones): a comparison among them is read from the name that kept its value, not made
+        again (a comparison of two rationals costs more than the name). Its places are marked
+        in the code, for `fast` to write (`_bind`)."""
         op = t.get("op")
         if op == "bool":
-            return ("True" if t["value"] else "False"), set()
+            return ("True" if t["value"] else "False"), set(), {}
         if op == "call" and t.get("func") in ("known", "fulfilled", "held", "stopped", "started"):
-            return self.gen(t), set()
+            return self.gen(t), set(), {}
         if op in ("let", "fact", "var"):
             code = self.gen(t)
-            return code, (set() if code in self.sure else {code})
+            return code, (set() if code in self.sure else {code}), {}
         if op == "not":
-            inner = self._plain(t["arg"])
-            return None if inner is None else (f"(not {inner[0]})", inner[1])
+            inner = self._plain(t["arg"], done)
+            return None if inner is None else (f"(not {inner[0]})", inner[1], inner[2])
         if op == "in":
             x = self._operand(t["arg"])
             if x is None:
                 return None
-            return f"({x} in {self.const(frozenset(t['members']))})", (set() if x in self.sure else {x})
+            return f"({x} in {self.const(frozenset(t['members']))})", (set() if x in self.sure else {x}), {}
         if op == "compare":
             if any(self._temporal(a) for a in t["args"]):
                 return None
@@ -426,18 +449,31 @@ class _Code(ir.Visitor):
             if None in xs:
                 return None
             links = [f"{xs[i]} {o} {xs[i + 1]}" for i, o in enumerate(t["ops"])]
-            return f"({' and '.join(links)})", {x for x in xs if x not in self.sure}
+            needs = {x for x in xs if x not in self.sure}
+            if len(links) > 1:
+                return f"({' and '.join(links)})", needs, {}
+            place = done.get(links[0])
+            if place is not None:  # made before whenever this is read: its value kept
+                self._reused.add(place)
+                return f"{self.temp}c{place}", needs, {}
+            place = len(self._sites)
+            self._sites.append(links[0])
+            return f"\x00{place}\x00", needs, {links[0]: place}
         if op in ("and", "or"):
             codes, needs, guarded = [], set(), set()
+            before, first = dict(done), None
             for a in t["args"]:
-                part = self._plain(a)
+                part = self._plain(a, before)
                 if part is None:
                     return None
                 codes.append(part[0])
                 needs |= part[1] - guarded
+                if first is None:
+                    first = part[2]
+                before.update(part[2])  # made whenever the operands after this one are read
                 if op == "and" and a.get("op") == "call" and a.get("func") == "known":
                     guarded.add(self.gen(a["args"][0]))  # what it makes known, for what follows
-            return "(" + f" {op} ".join(codes) + ")", needs
+            return "(" + f" {op} ".join(codes) + ")", needs, first or {}
         return None
 
     def holds(self, t: Mapping) -> str:
