@@ -411,6 +411,7 @@ class Machine:
                        any(st.at_once is not None or st.at_once_from for st in self.states.values()),
                        _reads_since_entry(graph), chart=self.chart)
         self._gen = gen
+        self.timed = gen.timers  # some state has timers (else no replay ever arms one)
         gen.compiler = self._compiler
         try:
             lets = g.get("lets") or {}
@@ -1905,6 +1906,8 @@ class _Run(Ctx):
             low = None  # nothing fed, at the calendar's first day: any day may come
         first = low
         begun = self.begun
+        timed = m.timed
+        dated = None  # each lab's result date, with a lookback (None: every result is today's)
         for day, todays in days:
             if low is not None and day <= low:
                 if low is not first:
@@ -1912,15 +1915,13 @@ class _Run(Ctx):
                 raise self.order_error(day)
             due = None  # the next day a timer or a deviation is due
             if begun:
-                timers = self.timers
-                if timers:
-                    for t in timers:
+                if timed:
+                    for t in self.timers:
                         if due is None or t.due < due:
                             due = t.due
                 if alarms:
                     if len(alarms) == 1:  # the usual case: one open order
-                        for soonest in alarms.values():
-                            pass
+                        soonest, = alarms.values()
                     else:
                         soonest = min(alarms.values())
                     if due is None or soonest < due:
@@ -1989,7 +1990,7 @@ class _Run(Ctx):
                 self.due_today(day)  # (1) deviations of orders overdue today, (2) timers due today
             # (3) the panel: today's results, with the still valid earlier ones
             if panel:
-                dated = None  # every result is today's
+                # (`dated` is set on every panel day with a lookback, and stays None without one)
                 quick = plain and not dup  # the usual day of a flat protocol: nothing more to say of the panel
                 if not quick:
                     brought = panel if lookback is None else set(panel)  # the labs of today's results
