@@ -1709,7 +1709,10 @@ class _Run(Ctx):
         self.prefer = prefer  # the actions a choice takes when no recorded choice decides it
         self.path = path
         self.patient = patient
-        start, iso = _day(m, start)
+        hit = m.days.get(start)
+        if hit is None:
+            hit = _day(m, start)
+        start, iso = hit
         self.start = start
         self.until = start
         values = self.facts = dict(m.fact_defaults)
@@ -1758,7 +1761,8 @@ class _Run(Ctx):
             self.enter_initial()
         else:
             self.m.states[self.m.initial].enter(self)
-        self.settle()
+        if self.pending or self.timers:  # (else settling does nothing)
+            self.settle()
 
     def next_due(self) -> datetime.date | None:
         """The next day a timer or an order's deviation is due (None: none is)."""
@@ -2064,7 +2068,8 @@ class _Run(Ctx):
             raise ValueError(f"{self.path}: until {until} is before {self.reached}, a day already replayed")
         if not self.begun:
             self.begin()
-        self.run_due(until, True)
+        if self.timers or self.alarms:  # (else nothing is ever due)
+            self.run_due(until, True)
         self.until = self.reached = until
         return self.trace()
 
