@@ -1978,10 +1978,11 @@ class _Run(Ctx):
                     extra = [ev]
                 else:
                     extra.append(ev)
+            # the usual day of a flat protocol, one result of each lab: nothing more to say of the panel
             if extra is None:
-                dup = len(panel) < len(todays)  # two results of a lab
+                quick = plain and len(panel) == len(todays)
             else:
-                dup = len(panel) < len(todays) - len(extra)
+                quick = plain and len(panel) == len(todays) - len(extra)
                 choices = [ev for ev in extra if type(ev) is Choice]
                 if choices:
                     self.choices = choices  # until the end of the day
@@ -1995,8 +1996,8 @@ class _Run(Ctx):
             # (3) the panel: today's results, with the still valid earlier ones
             if panel:
                 # (`dated` is set on every panel day with a lookback, and stays None without one)
-                quick = plain and not dup  # the usual day of a flat protocol: nothing more to say of the panel
                 if not quick:
+                    dup = len(panel) < len(todays) - (0 if extra is None else len(extra))  # two results of a lab
                     brought = panel if lookback is None else set(panel)  # the labs of today's results
                     if dup:
                         self.replaced = [m.result_dict(r, day) for r in
