@@ -204,6 +204,7 @@ class _If:
 
 
 _ONE_DAY = datetime.timedelta(days=1)
+_FIRST_DAY = datetime.date.min
 _DATE = operator.attrgetter("date")
 _NOTHING: dict = {}  # no panel, no ULNs (never written: expressions only read a panel)
 _NO_DRUGS: dict = {}  # a protocol without drugs (never written: drug_act needs a declared drug)
@@ -1904,7 +1905,7 @@ class _Run(Ctx):
         fed = self.fed
         if fed is not None and self.reached <= fed:
             low = fed
-        elif self.reached > datetime.date.min:
+        elif self.reached > _FIRST_DAY:
             low = self.reached - _ONE_DAY
         else:
             low = None  # nothing fed, at the calendar's first day: any day may come
@@ -2063,9 +2064,9 @@ class _Run(Ctx):
 
     def finish(self, until: datetime.date) -> dict:
         """Run what is due up to and including `until`; the trace."""
-        if until < self.start:
-            raise ValueError(f"until {until} is before start {self.start}")
-        if until < self.reached:
+        if until < self.reached:  # (the start is never after the last day reached)
+            if until < self.start:
+                raise ValueError(f"until {until} is before start {self.start}")
             raise ValueError(f"{self.path}: until {until} is before {self.reached}, a day already replayed")
         if not self.begun:
             self.begin()
