@@ -413,6 +413,8 @@ class Machine:
                        _reads_since_entry(graph), chart=self.chart)
         self._gen = gen
         self.timed = gen.timers  # some state has timers (else no replay ever arms one)
+        # some state has timers or `on fact` rules (else a replay never has anything to settle)
+        self.settles = gen.timers or gen.at_once
         gen.compiler = self._compiler
         try:
             lets = g.get("lets") or {}
@@ -1912,6 +1914,7 @@ class _Run(Ctx):
         first = low
         begun = self.begun
         timed = m.timed
+        settles = m.settles
         dated = None  # each lab's result date, with a lookback (None: every result is today's)
         for day, todays in days:
             if low is not None and day <= low:
@@ -2027,7 +2030,7 @@ class _Run(Ctx):
                         self.fulfil(panel, dated, day)
                 if quick:
                     handler = self.state.panel  # (a flat protocol's state reads every panel: its `about` is None)
-                    if handler is not None and handler.react(self) and (self.pending or self.timers):
+                    if handler is not None and handler.react(self) and settles and (self.pending or self.timers):
                         self.settle()
                 else:
                     if dup:
