@@ -1915,6 +1915,7 @@ class _Run(Ctx):
         begun = self.begun
         timed = m.timed
         settles = m.settles
+        result = LabResult  # (a local: read for every input)
         dated = None  # each lab's result date, with a lookback (None: every result is today's)
         for day, todays in days:
             if low is not None and day <= low:
@@ -1969,7 +1970,7 @@ class _Run(Ctx):
             ulns = None
             extra = None
             for ev in todays:
-                if type(ev) is LabResult:
+                if type(ev) is result:
                     # the value as an exact rational (made when the result was read), its own ULN
                     panel[ev.lab] = ev.q
                     if ev.uln is not None:
