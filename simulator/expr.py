@@ -401,7 +401,8 @@ class _Code(ir.Visitor):
         return f"({code} if {cond} else {kleene})"
 
     _GET = re.compile(r"(?:[PFV]\.get\([KE]\d+\)|[FV]\[[KE]\d+\])\Z")
-    _SITE = re.compile("\x00(\\d+)\x00")
+    _LOGIC = frozenset(("and", "or", "not", "fact", "var", "bool"))
+    _SITE = re.compile("\x00(\\d+)\x00")  # a comparison's place in a fast path being written
 
     def _bind(self, match: re.Match) -> str:
         """A comparison's place in the fast path (`_plain`): `(x > y)`, or, when a later place
@@ -410,7 +411,6 @@ class _Code(ir.Visitor):
         if i in self._reused:
             return f"({self.temp}c{i} := {self._sites[i]})"
         return f"({self._sites[i]})"
-    _LOGIC = frozenset(("and", "or", "not", "fact", "var", "bool"))
 
     def _operand(self, t: Mapping) -> str | None:
         """A value's code to read twice (a name, a constant or a dict read), or None."""
