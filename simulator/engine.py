@@ -854,15 +854,11 @@ class Patient:
 
 def _day(m: Machine, day: datetime.date) -> tuple[datetime.date, str]:
     """(the Machine's own object for `day`, its ISO text), made the first time a replay meets it."""
-    hit = m.days.get(day)
-    if hit is None:
-        own = datetime.date(day.year, day.month, day.day)
-        hit = m.days[own] = (own, _iso(m.isos, day))
-    return hit
+    return _own_day(m.days, m.isos, day)
 
 
 def _own_day(days: dict, isos: dict, day: datetime.date) -> tuple[datetime.date, str]:
-    """_day, given the Machine's dicts."""
+    """_day, given the Machine's dicts (`Machine.days`, `Machine.isos`)."""
     hit = days.get(day)
     if hit is None:
         own = datetime.date(day.year, day.month, day.day)
@@ -1767,23 +1763,6 @@ class _Run(Ctx):
         if self.pending or self.timers:  # (else settling does nothing)
             self.settle()
 
-    def next_due(self) -> datetime.date | None:
-        """The next day a timer or an order's deviation is due (None: none is)."""
-        day = None
-        for t in self.timers:
-            if day is None or t.due < day:
-                day = t.due
-        alarms = self.alarms
-        if alarms:
-            if len(alarms) == 1:  # the usual case: one open order
-                for soonest in alarms.values():
-                    pass
-            else:
-                soonest = min(alarms.values())
-            if day is None or soonest < day:
-                day = soonest
-        return day
-
     def run_due(self, limit: datetime.date, inclusive: bool, day: datetime.date | None = None,
                 soonest: datetime.date | None = None) -> datetime.date | None:
         """Run every day before `limit` (and `limit` too when `inclusive`) on which a timer or
@@ -1796,7 +1775,7 @@ class _Run(Ctx):
         alarms = self.alarms
         days_of = self.m.days
         while True:
-            if day is None:  # the next day a timer or a deviation is due (as next_due)
+            if day is None:  # the next day a timer or a deviation is due
                 if not timers and not alarms:
                     return None
                 soonest = None

@@ -392,12 +392,8 @@ class Generator:
                 continue
             seen.add(sig)
             kept.append((p, trace))
-            for state in self.active(trace):
-                for hi, h in enumerate(self.graph.nodes[state].get("handlers") or ()):
-                    for i, rule in enumerate(h.get("rules") or ()):
-                        for key in self.variants(rule):
-                            for q in self.moves(p, trace, state, hi, i, key):
-                                queue.append(q)
+            for state, hi, i, key in self.rules_of(trace):
+                queue.extend(self.moves(p, trace, state, hi, i, key))
         if len(found) < len(self.edges) and kept:
             self.directed(found, kept)
         return found
@@ -428,23 +424,29 @@ class Generator:
             expanded.add(sig)
             away = self.away(found, tries)
             fixed = self.context(trace, p.facts)[0]  # what the replay so far fixes (vars, orders, ...)
-            for state in self.active(trace):
-                for hi, h in enumerate(self.graph.nodes[state].get("handlers") or ()):
-                    for i, rule in enumerate(h.get("rules") or ()):
-                        for key in self.variants(rule):
-                            if key not in found:
-                                # a missing rule: its moves first, and later the more often they were
-                                # tried in vain, in all (`away`) and with what this replay fixes
-                                tries[key] = tries.get(key, 0) + 1
-                                here = tries[(key, fixed)] = tries.get((key, fixed), 0) + 1
-                                cost = here / TRIES_PER_STEP
-                            else:
-                                far = min(away.get(self.targets.get(key), _FAR), away.get(state, _FAR) + 1)
-                                if far >= _FAR:
-                                    continue  # a found rule that leads nowhere a missing rule is
-                                cost = far + 1
-                            for q in self.moves(p, trace, state, hi, i, key):
-                                heapq.heappush(queue, (cost, len(q.rows), next(order), q))
+            for state, hi, i, key in self.rules_of(trace):
+                if key not in found:
+                    # a missing rule: its moves first, and later the more often they were tried in
+                    # vain, in all (`away`) and with what this replay fixes
+                    tries[key] = tries.get(key, 0) + 1
+                    here = tries[(key, fixed)] = tries.get((key, fixed), 0) + 1
+                    cost = here / TRIES_PER_STEP
+                else:
+                    far = min(away.get(self.targets.get(key), _FAR), away.get(state, _FAR) + 1)
+                    if far >= _FAR:
+                        continue  # a found rule that leads nowhere a missing rule is
+                    cost = far + 1
+                for q in self.moves(p, trace, state, hi, i, key):
+                    heapq.heappush(queue, (cost, len(q.rows), next(order), q))
+
+    def rules_of(self, trace: Mapping) -> Iterable[tuple[str, int, int, str]]:
+        """(state, handler index, rule index, rule key) of every rule of the states `trace` ends
+        in, each rule followed by its choice's later alternatives (same indices, own keys)."""
+        for state in self.active(trace):
+            for hi, h in enumerate(self.graph.nodes[state].get("handlers") or ()):
+                for i, rule in enumerate(h.get("rules") or ()):
+                    for key in self.variants(rule):
+                        yield state, hi, i, key
 
     def away(self, found: Mapping, tries: Mapping) -> dict[str, int]:
         """Each state's distance, in rules fired, to a rule not yet found (0: a rule of its own,
