@@ -12,7 +12,7 @@ from typing import List, Optional
 import typer
 
 from .app import app
-from .output import Sources, check_writable, Status, fail, load_graph, output_path, print_diagnostics, same_file, say, \
+from .output import PREFER_HELP, Sources, check_prefer, check_writable, Status, fail, load_graph, output_path, print_diagnostics, same_file, say, \
     write_atomic, written
 
 SHOWN_FAILED = 20
@@ -32,7 +32,7 @@ def cohort_(
     scheduler: Optional[str] = typer.Option(None, "--scheduler", metavar="tcp://HOST:PORT", help="Run the chunks of patients on this Dask distributed scheduler instead of local processes."),
     start: Optional[str] = typer.Option(None, "--start", metavar="DATE", help="The first day of every patient's follow-up (YYYY-MM-DD; default 2025-01-06)."),
     resamples: int = typer.Option(1000, "--resamples", min=0, metavar="B", help="Bootstrap resamples for the 95% intervals (0: no intervals)."),
-    prefer: List[str] = typer.Option([], "--prefer", metavar="ACTION", help="Where a protocol's `do one of` offers ACTION, take it instead of the first option (repeatable: the first offered wins), e.g. --prefer reduce_dose: a clinic that reduces the dose where the protocol would hold it."),
+    prefer: List[str] = typer.Option([], "--prefer", metavar="ACTION", help=PREFER_HELP),
 ) -> None:
     """Simulate N synthetic patients through each protocol, closed loop: the protocol's orders
     decide when blood is drawn, its holds, dose reductions and stops change the patient. Prints
@@ -77,12 +77,12 @@ def cohort_(
 
     the_model = _load_model(model)
     arms = _arms(protocols, the_model)
-    _check_prefer(prefer, arms)
+    preferred = check_prefer(prefer, [(a.label, a.ready().machine) for a in arms])
 
     from rxwatch.cohort.scale import Cohort, run_cohort
 
     cohort = Cohort(arms, the_model, patients=patients, years=years, seed=seed, start=day0,
-                    prefer=tuple(dict.fromkeys(prefer)))
+                    prefer=preferred)
     from .progress import progress_bar
 
     with contextlib.ExitStack() as files:
@@ -118,19 +118,6 @@ def cohort_(
     print(text_summary(result, model_name=model_))
     if result.failed:
         raise typer.Exit(int(Status.INPUT_ERROR))
-
-
-def _check_prefer(prefer: list[str], arms: list) -> None:
-    """Each --prefer names an option some protocol's `do one of` offers (exit 2 if not: a
-    misspelt action would otherwise change nothing, silently)."""
-    offered = set()
-    for arm in arms:
-        offered |= arm.ready().machine.offered
-    for action in prefer:
-        if action not in offered:
-            raise fail(f"--prefer {action}: no `do one of` of "
-                       f"{' or '.join(a.label for a in arms)} offers it "
-                       f"(their options: {', '.join(sorted(offered)) or 'none'})")
 
 
 def _model_file(name: str) -> Path:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import contextlib
 import os
@@ -317,6 +317,26 @@ def diagnostics_of(exc: BaseException, *, path: Path | str = "", text: str = "")
         return [Diagnostic.at(str(path), locate(text, exc.where) or 0, f"{place + ': ' if place else ''}{exc.message}",
                               ERROR, "E920")]
     raise TypeError(f"no diagnostics for {type(exc).__name__}") from exc
+
+
+PREFER_HELP = ("Where a protocol's `do one of` offers ACTION and no recorded choice decides the day, take "
+               "ACTION instead of the first option (repeatable: the first offered wins), e.g. --prefer "
+               "reduce_dose: a clinic that reduces the dose where the protocol would hold it.")
+
+
+def check_prefer(prefer: list[str], protocols: list[tuple[str, Any]]) -> tuple[str, ...]:
+    """The --prefer actions, each checked to be an option of some `do one of` of the
+    `(label, Machine)` pairs (exit 2 if not: a misspelt action would otherwise change nothing,
+    silently); duplicates dropped, the order kept."""
+    offered: set[str] = set()
+    for _, machine in protocols:
+        offered |= machine.offered
+    for action in prefer:
+        if action not in offered:
+            raise fail(f"--prefer {action}: no `do one of` of "
+                       f"{' or '.join(label for label, _ in protocols)} offers it "
+                       f"({'its' if len(protocols) == 1 else 'their'} options: {', '.join(sorted(offered)) or 'none'})")
+    return tuple(dict.fromkeys(prefer))
 
 
 def count(diags, what: str = "error") -> str:

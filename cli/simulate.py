@@ -11,7 +11,7 @@ from typing import List, Optional
 import typer
 
 from .app import app
-from .output import check_writable, output_path, Sources, Status, count, diagnostics_of, emit, fail, load_graph, print_diagnostics, same_file
+from .output import PREFER_HELP, check_prefer, check_writable, output_path, Sources, Status, count, diagnostics_of, emit, fail, load_graph, print_diagnostics, same_file
 
 
 class TraceFormat(str, Enum):
@@ -30,6 +30,7 @@ def simulate(
     fact: List[str] = typer.Option([], "--fact", metavar="NAME=VALUE", help="A fact about the patient, NAME=VALUE (repeatable); wins over the timeline's."),
     plot: Optional[str] = typer.Option(None, "--plot", metavar="CHART", help="Also draw the patient's lab chart (whole or not at all): .png, .svg or .pdf (see docs/flowcharts.md)."),
     results: bool = typer.Option(False, "--results", help="json: each day's lab results as a `panel` step, for the lab chart of `rxwatch render --trace`."),
+    prefer: List[str] = typer.Option([], "--prefer", metavar="ACTION", help=PREFER_HELP + " The step says so (`preferred`)."),
 ) -> None:
     """Replay a timeline through a protocol: what the protocol recommends day by day, which
     orders are due and when, and where the care deviated from it.
@@ -57,6 +58,12 @@ def simulate(
     sources.allow(timeline)
     graph = load_graph(protocol, quiet_warnings=True, sources=sources)
     try:
+        machine = Machine(graph)
+    except SimulationError as e:
+        print_diagnostics(diagnostics_of(e), sources)
+        raise fail(f"{protocol}: cannot be simulated; no trace written", Status.INPUT_ERROR)
+    preferred = check_prefer(prefer, [(str(protocol), machine)])  # before the timeline is read
+    try:
         tl = _read_timeline(timeline, graph, start=start, until=until, facts=fact)
     except TimelineError as e:
         print_diagnostics(sorted([*e.warnings, *e.messages], key=lambda m: (m.path != str(timeline), m.line, m.column)), sources)
@@ -69,7 +76,7 @@ def simulate(
 
     inputs: list = []
     try:
-        trace = Machine(graph).run(tl, inputs=inputs)
+        trace = machine.run(tl, inputs=inputs, prefer=preferred)
     except SimulationError as e:
         print_diagnostics(diagnostics_of(e), sources)
         raise fail(f"{timeline}: simulation stopped; no trace written", Status.INPUT_ERROR)

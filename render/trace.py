@@ -167,7 +167,7 @@ _FIELD_TYPES: dict[str, tuple[type, str]] = {
     **dict.fromkeys(("window", "sources"), (list, "a list of texts")),
     **dict.fromkeys(("options", "withdrawn"), (list, "a list of action names")),
     "missing": (list, "a list of lab names"),
-    **dict.fromkeys(("stay", "repeat"), (bool, "true or false")),
+    **dict.fromkeys(("stay", "repeat", "preferred"), (bool, "true or false")),
 }
 _NAME_LISTS = ("window", "sources", "options", "withdrawn", "missing")  # lists of texts
 

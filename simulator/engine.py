@@ -1034,7 +1034,7 @@ def _one_of_action(options: tuple, state: str, window, labs_of: Mapping, sources
     programs: dict = {}  # the alternatives' own actions, compiled on first use
 
     def one_of(r: "_Run") -> None:
-        taken = r.choose(options)
+        taken, preferred = r.choose(options)
         if ons is None:
             s = steps[taken].copy()
             s["date"] = r.iso
@@ -1042,6 +1042,8 @@ def _one_of_action(options: tuple, state: str, window, labs_of: Mapping, sources
         else:
             s, order = ons[taken](r.today)
             s = s.copy()
+        if preferred:
+            s["preferred"] = True  # taken by the replay's preference, not by a recorded choice
         if effects and taken in effects:
             r.drug_act(effects[taken], s)
         r.emit(s)
@@ -2510,17 +2512,20 @@ class _Run(Ctx):
         self.orders[key] = order
         self.alarms[key] = order.late
 
-    def choose(self, options: tuple[str, ...]) -> str:
+    def choose(self, options: tuple[str, ...]) -> tuple[str, bool]:
+        """The option a `do one of` takes, and whether the replay's preference (`prefer`) took
+        it: today's first unused recorded choice among `options` (then used), else the first
+        preferred action offered, else the first option."""
         for c in self.choices:
             if c.action in options and (self.used is None or id(c) not in self.used):
                 if self.used is None:
                     self.used = set()
                 self.used.add(id(c))
-                return c.action
+                return c.action, False
         for a in self.prefer:
             if a in options:
-                return a
-        return options[0]
+                return a, True
+        return options[0], False
 
     # -- the result
 

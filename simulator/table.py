@@ -309,6 +309,8 @@ def _step_row(s: Mapping[str, Any], descriptions: Mapping[str, str], labs: Mappi
         if s.get("options"):
             others = [o for o in s["options"] if o != s["action"]]
             details += f" (alternatives: {', '.join(others)})" if others else ""
+            if s.get("preferred"):
+                details += ", the preferred option (no choice recorded)"
         if s.get("window"):
             details += f" due {_window(s['window'])}"
         if s.get("repeat"):

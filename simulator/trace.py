@@ -23,7 +23,7 @@ STEP_KEYS = {
     "transition": ("date", "type", "from", "to", "trigger", "because", "sources", "rule", "line", "stay", "event", "fact",
                    "track", "alternative", "preempted", "values", "citations", "withdrawn"),
     "action": ("date", "type", "action", "state", "options", "window", "sources", "line", "track", "drug", "repeat",
-               "citations"),
+               "citations", "preferred"),
     "deviation": ("date", "type", "kind", "action", "window", "ordered", "line", "missing", "track"),
     "unassessable": ("date", "type", "trigger", "missing", "state", "rule", "line", "event", "fact", "replaced",
                      "track", "values"),

@@ -168,5 +168,5 @@ def test_prefer_is_said_in_the_summary_and_the_report_and_a_misspelt_one_is_refu
     out, err = capsys.readouterr()
     assert status == 2
     assert "--prefer reduce_dos: no `do one of` of anakinra_hepatotoxicity offers it " \
-           "(their options: hold_anakinra, reduce_dose)" in err
+           "(its options: hold_anakinra, reduce_dose)" in err
     assert not (here / "s.html").exists() and leftovers(here) == []

@@ -179,6 +179,40 @@ def test_an_unused_choice_is_a_warning_on_stderr(capsys, tmp_path):
     assert json.loads(out)["warnings"][0]["line"] == 5
 
 
+def test_prefer_takes_an_option_where_no_choice_is_recorded_and_says_so(capsys, tmp_path):
+    shipped = REPO_ROOT / "protocols" / "anakinra_hepatotoxicity.rxw"
+    demo = REPO_ROOT / "docs" / "examples" / "anakinra-moderate.yaml"  # the shipped protocol's demo
+    # the demo without its recorded choice: the protocol's first option, hold, by default
+    text = "".join(line for line in demo.read_text(encoding="utf-8").splitlines(keepends=True)
+                   if "choice:" not in line)
+    tl = write(tmp_path, "no-choice.yaml", text)
+
+    def taken(out):
+        (step,) = [s for s in json.loads(out)["steps"] if s.get("options")]
+        return step["action"], step.get("preferred")
+
+    status, out, err = run(capsys, "simulate", shipped, tl, "-f", "json")
+    assert status == 0, err
+    assert taken(out) == ("hold_anakinra", None)
+    status, out, err = run(capsys, "simulate", shipped, tl, "-f", "json", "--prefer", "reduce_dose")
+    assert status == 0, err
+    assert taken(out) == ("reduce_dose", True)
+    trace = json.loads(out)
+    assert trace["drugs"]["anakinra"]["dose"] == "daily"  # back to the full dose at recovery
+    status, out, err = run(capsys, "simulate", shipped, tl, "-f", "table", "--prefer", "reduce_dose")
+    assert status == 0, err
+    assert "the preferred option (no choice recorded)" in " ".join(out.split())
+    # a recorded choice still decides its day, and is not marked
+    status, out, err = run(capsys, "simulate", shipped, demo, "-f", "json", "--prefer", "hold_anakinra")
+    assert status == 0, err
+    assert taken(out) == ("reduce_dose", None)
+    # a misspelt action is refused before the timeline is read: exit 2, and its options listed
+    bad = write(tmp_path, "bad.yaml", "events: [{date: 2025-13-01, lab: ALT}]\n")  # exit 1 if it were read
+    status, out, err = run(capsys, "simulate", shipped, bad, "--prefer", "reduce_dos")
+    assert status == 2 and out == "" and "bad.yaml" not in err
+    assert "--prefer reduce_dos: no `do one of` of" in err and "its options: hold_anakinra, reduce_dose" in err
+
+
 def test_a_fhir_bundle_replays(capsys):
     status, out, err = run(capsys, "simulate", ANAKINRA, FHIR, "--format", "json")
     assert status == 0, err

@@ -499,6 +499,13 @@ def test_a_preferred_option_is_taken_where_no_recorded_choice_decides():
     assert (a["action"], a["options"], a["window"]) == ("order_tbil", ["order_alt", "order_tbil"],
                                                         ["2025-01-13", "2025-01-20"])
     assert [o["action"] for o in trace["open_orders"]] == ["order_tbil"] and trace["warnings"] == []
+    # the step says the preference took it; the first option by default, or a recorded choice, does not
+    assert a["preferred"] is True
+    assert "preferred" not in steps(run(g, text), "action")[0]
+    chosen = text.replace("events: []", "events: [{date: 2025-01-06, choice: order_tbil}]")
+    (a,) = steps(Machine(g).run(timeline(g, chosen), prefer=("order_tbil",)), "action")
+    assert a["action"] == "order_tbil" and "preferred" not in a
+    assert '"preferred": true' in to_json(trace)
 
 
 def test_a_chosen_option_with_a_window_opens_its_order():
