@@ -601,8 +601,12 @@ def test_a_preferred_action_takes_its_alternative_unless_a_recorded_choice_decid
     m = Machine(g)
     assert {"reduce_drug", "hold_drug", "stop_drug"} <= m.offered
     # a clinic that holds where the protocol's first alternative reduces: the hold's target and actions
-    (t,) = steps(m.run(tl, prefer=("hold_drug",)), "transition")
+    trace = m.run(tl, prefer=("hold_drug",))
+    (t,) = steps(trace, "transition")
     assert (t["to"], t["rule"], t["alternative"]) == ("interrupted", "a/0/0@1", "hold_drug")
+    # the `do one of` step of the alternative says the preference took it
+    (a,) = [s for s in steps(trace, "action") if s.get("options")]
+    assert (a["action"], a.get("preferred")) == ("hold_drug", True)
     # the first preferred that is offered; a preferred action not offered here changes nothing
     (t,) = steps(m.run(tl, prefer=("note", "stop_drug", "hold_drug")), "transition")
     assert t["alternative"] == "stop_drug"
