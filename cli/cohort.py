@@ -32,7 +32,7 @@ def cohort_(
     scheduler: Optional[str] = typer.Option(None, "--scheduler", metavar="tcp://HOST:PORT", help="Run the chunks of patients on this Dask distributed scheduler instead of local processes."),
     start: Optional[str] = typer.Option(None, "--start", metavar="DATE", help="The first day of every patient's follow-up (YYYY-MM-DD; default 2025-01-06)."),
     resamples: int = typer.Option(1000, "--resamples", min=0, metavar="B", help="Bootstrap resamples for the 95% intervals (0: no intervals)."),
-    prefer: List[str] = typer.Option([], "--prefer", metavar="ACTION", help=PREFER_HELP),
+    prefer: List[str] = typer.Option([], "--prefer", metavar="[N:]ACTION", help=PREFER_HELP + " N:ACTION: for the Nth protocol only (1 the first), which then takes no other --prefer; the same protocol given twice with two policies compares them on the same patients."),
 ) -> None:
     """Simulate N synthetic patients through each protocol, closed loop: the protocol's orders
     decide when blood is drawn, its holds, dose reductions and stops change the patient. Prints
@@ -75,14 +75,16 @@ def cohort_(
         except ValueError:
             raise fail(f"--start {start}: not an ISO 8601 date (YYYY-MM-DD)")
 
+    shared, own = _policies(prefer, len(protocols))
     the_model = _load_model(model)
-    arms = _arms(protocols, the_model)
-    preferred = check_prefer(prefer, [(a.label, a.ready().machine) for a in arms])
+    arms = _arms(protocols, the_model, [own.get(i, shared) for i in range(len(protocols))])
+    check_prefer(list(shared), [(a.label, a.ready().machine) for a in arms])
+    for i, actions in own.items():
+        check_prefer([f"{i + 1}:{a}" for a in actions], [(arms[i].label, arms[i].ready().machine)], strip=True)
 
     from rxwatch.cohort.scale import Cohort, run_cohort
 
-    cohort = Cohort(arms, the_model, patients=patients, years=years, seed=seed, start=day0,
-                    prefer=preferred)
+    cohort = Cohort(arms, the_model, patients=patients, years=years, seed=seed, start=day0)
     from .progress import progress_bar
 
     with contextlib.ExitStack() as files:
@@ -151,24 +153,48 @@ def _text(path: Path) -> str | None:
         return None
 
 
-def _arms(protocols: list[Path], model) -> list:
-    """Each protocol compiled (exit 1 on errors), labelled by its name (the file's name when two
-    share one), and checked against the model (cohort.run.check_arm: E950 stops, W950 warns)."""
+def _policies(prefer: list[str], n: int) -> tuple[tuple[str, ...], dict[int, tuple[str, ...]]]:
+    """The --prefer options: the actions for every protocol, and those of protocol i (from 0)
+    given as `N:ACTION` (exit 2 for an N that is no protocol's position)."""
+    shared: list[str] = []
+    own: dict[int, list[str]] = {}
+    for entry in prefer:
+        if ":" not in entry:
+            shared.append(entry)
+            continue
+        number, action = entry.split(":", 1)
+        if not number.isdigit() or not 1 <= int(number) <= n or not action:
+            raise fail(f"--prefer {entry}: N:ACTION takes the position of a protocol of the command line "
+                       f"(1{' to ' + str(n) if n > 1 else ''}) and an action")
+        own.setdefault(int(number) - 1, []).append(action)
+    return tuple(dict.fromkeys(shared)), {i: tuple(dict.fromkeys(a)) for i, a in own.items()}
+
+
+def _arms(protocols: list[Path], model, policies: list[tuple[str, ...]]) -> list:
+    """Each protocol compiled (exit 1 on errors), labelled by its name (by its policy too when
+    one protocol runs under two; by the file's name when two files share a name), and checked
+    against the model (cohort.run.check_arm: E950 stops, W950 warns)."""
     from rxwatch.cohort.run import Arm, check_arm
 
+    sources = Sources()
+    graphs = [load_graph(path, quiet_warnings=True, sources=sources) for path in protocols]
+    names = [g.graph.get("name") or path.stem for g, path in zip(graphs, protocols)]
     arms = []
     seen: set[str] = set()
     problems = []
-    sources = Sources()
-    for path in protocols:
-        graph = load_graph(path, quiet_warnings=True, sources=sources)
-        label = graph.graph.get("name") or path.stem
+    for i, (path, graph, name, policy) in enumerate(zip(protocols, graphs, names, policies)):
+        if any(same_file(path, other) and policy == theirs for other, theirs in zip(protocols[:i], policies)):
+            raise fail(f"{path}: given twice" + (" with the same --prefer" if any(policies) else ""))
+        # one protocol under two policies: each arm of it says its policy
+        told = len({p for other, p in zip(names, policies) if other == name}) > 1
+        said = f" ({'prefer ' + ', '.join(policy) if policy else 'first option'})" if told else ""
+        label = name + said
         if label in seen:
-            label = str(path)
+            label = str(path) + said
         if label in seen:
-            raise fail(f"{path}: given twice")
+            raise fail(f"{path}: given twice" + (" with the same --prefer" if told else ""))
         seen.add(label)
-        arm = Arm.of(label, graph)
+        arm = Arm.of(label, graph, prefer=policy)
         problems += check_arm(arm, model, sources.get(str(path)) or "")
         arms.append(arm)
     print_diagnostics(problems, sources)

@@ -324,15 +324,15 @@ PREFER_HELP = ("Where a protocol's `do one of` offers ACTION and no recorded cho
                "reduce_dose: a clinic that reduces the dose where the protocol would hold it.")
 
 
-def check_prefer(prefer: list[str], protocols: list[tuple[str, Any]]) -> tuple[str, ...]:
+def check_prefer(prefer: list[str], protocols: list[tuple[str, Any]], *, strip: bool = False) -> tuple[str, ...]:
     """The --prefer actions, each checked to be an option of some `do one of` of the
     `(label, Machine)` pairs (exit 2 if not: a misspelt action would otherwise change nothing,
-    silently); duplicates dropped, the order kept."""
+    silently); duplicates dropped, the order kept. `strip`: each is `N:ACTION`, ACTION checked."""
     offered: set[str] = set()
     for _, machine in protocols:
         offered |= machine.offered
     for action in prefer:
-        if action not in offered:
+        if (action.split(":", 1)[1] if strip else action) not in offered:
             raise fail(f"--prefer {action}: no `do one of` of "
                        f"{' or '.join(label for label, _ in protocols)} offers it "
                        f"({'its' if len(protocols) == 1 else 'their'} options: {', '.join(sorted(offered)) or 'none'})")

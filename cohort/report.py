@@ -56,17 +56,27 @@ def command_line(result, model_name: str) -> str:
         "--model", model_name, "--patients", str(c.patients), "--years", f"{c.years:g}", "--seed", str(c.seed)]
     if c.start.isoformat() != "2025-01-06":
         parts += ["--start", c.start.isoformat()]
-    for action in c.prefer:
-        parts += ["--prefer", action]
+    policies = [a.prefer for a in c.arms]
+    if len(set(policies)) == 1:  # one policy for every protocol: --prefer ACTION
+        parts += [x for action in policies[0] for x in ("--prefer", action)]
+    else:  # each protocol its own: --prefer N:ACTION
+        parts += [x for i, policy in enumerate(policies, 1) for action in policy for x in ("--prefer", f"{i}:{action}")]
     return " ".join(shlex.quote(p) for p in parts)
 
 
-def choice_policy(c) -> str:
-    """What a protocol's `do one of` takes in this cohort."""
-    if not c.prefer:
+def _policy(prefer: tuple) -> str:
+    if not prefer:
         return "each `do one of` takes its first option"
-    return (f"a `do one of` takes {', else '.join(c.prefer)} where it offers "
-            f"{'it' if len(c.prefer) == 1 else 'one'}, else its first option")
+    return (f"a `do one of` takes {', else '.join(prefer)} where it offers "
+            f"{'it' if len(prefer) == 1 else 'one'}, else its first option")
+
+
+def choice_policy(c) -> str:
+    """What a protocol's `do one of` takes in this cohort (each protocol's, when they differ)."""
+    policies = [a.prefer for a in c.arms]
+    if len(set(policies)) == 1:
+        return _policy(policies[0])
+    return "; ".join(f"{a.label}: {_policy(a.prefer)}" for a in c.arms)
 
 
 def text_summary(result, *, model_name: str) -> str:
@@ -74,7 +84,7 @@ def text_summary(result, *, model_name: str) -> str:
     m = result.metrics
     c = result.cohort
     names = m.protocols
-    head = [f"{c.patients:,} patients x {c.years:g} years (seed {c.seed}), model {model_name}; "
+    head = [f"{c.patients:,} patient{'s' if c.patients != 1 else ''} x {c.years:g} year{'s' if c.years != 1 else ''} (seed {c.seed}), model {model_name}; "
             f"95% intervals: bootstrap over patients ({m.resamples:,} resamples)"]
     head.append(f"choices: {choice_policy(c)}")
     rows = [["metric"] + names + [f"{p} - {names[0]}" for p in names[1:]]]
@@ -156,7 +166,7 @@ figure {{ margin: 1em 0 2em; }} figure img {{ max-width: 100%; }}
 .small {{ color: #666; font-size: 12px; }}
 </style></head><body>
 <h1>Cohort simulation: {e(" vs ".join(names))}</h1>
-<p>{c.patients:,} synthetic patients, each followed {c.years:g} years from {c.start.isoformat()} through every
+<p>{c.patients:,} synthetic patients, each followed {c.years:g} year{'s' if c.years != 1 else ''} from {c.start.isoformat()} through every
 protocol (the same patients and the same random draws for each), patient model <code>{e(model_name)}</code>,
 seed {c.seed}. Choices: {e(choice_policy(c))}. Reproduce: <code>{e(command_line(result, model_name))}</code></p>
 <h2 id="conclusion">Conclusion</h2>

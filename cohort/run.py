@@ -59,15 +59,18 @@ class Arm:
     facts: dict = field(default_factory=dict)
     machine: Any = None
     ulns: dict = field(default_factory=dict)  # lab -> the protocol's default ULN
+    # the clinic's policy: the actions a `do one of` takes where it offers them (else its first
+    # option), e.g. ("reduce_dose",) where the protocol's first option holds the drug
+    prefer: tuple = ()
 
     @classmethod
-    def of(cls, label: str, graph, facts: dict | None = None) -> "Arm":
+    def of(cls, label: str, graph, facts: dict | None = None, prefer: tuple = ()) -> "Arm":
         drugs = graph.graph.get("drugs") or {}
         name = next(iter(drugs), None)
         decl = drugs.get(name) or {}
         ulns = {lab: d.get("uln") for lab, d in (graph.graph.get("labs") or {}).items() if d.get("uln") is not None}
         return cls(label, graph, name, tuple(decl.get("doses") or ()), decl.get("kind") or "name", dict(facts or {}),
-                   ulns=ulns)
+                   ulns=ulns, prefer=tuple(prefer))
 
     def ready(self) -> "Arm":
         if self.machine is None:
@@ -186,13 +189,16 @@ def failed_row(label: str, index: int, days: int, problem: str) -> dict:
 
 
 def run_patient(arm: Arm, model: Any, *, seed: int, index: int, start: datetime.date, days: int,
-                detail: bool = False, prefer: tuple = ()) -> tuple[dict, dict | None]:
+                detail: bool = False, prefer: tuple | None = None) -> tuple[dict, dict | None]:
     """Simulate patient `index` of the cohort `seed` through `arm` for `days` days from `start`;
     return its summary row (ROW_FIELDS) and, when `detail`, a function that gives what a picture
     of the patient needs (the results drawn, the noise-free ALT curve, the orders and the drug
-    steps), else None. `prefer`: the actions a `do one of` takes where this protocol offers
-    them, else its first option (the others of `prefer` may be another protocol's)."""
+    steps), else None. `prefer` (default: the arm's own policy, `Arm.prefer`): the actions a
+    `do one of` takes where this protocol offers them, else its first option (the others of
+    `prefer` may be another protocol's)."""
     arm.ready()
+    if prefer is None:
+        prefer = arm.prefer
     end = start + datetime.timedelta(days=days - 1)
     pt = model.patient(seed=seed, index=index, start=start, days=days)
     facts = dict(arm.facts)

@@ -41,9 +41,6 @@ class Cohort:
     years: float
     seed: int
     start: datetime.date = DEFAULT_START
-    # the actions a `do one of` takes where the protocol offers them (else its first option): a
-    # clinic's policy, e.g. ("reduce_dose",) where a protocol's first option holds the drug
-    prefer: tuple = ()
 
     @property
     def days(self) -> int:
@@ -76,10 +73,10 @@ def run_cohort(cohort: Cohort, *, jobs: int | None = None, scheduler: str | None
     jobs = jobs or os.cpu_count() or 1
     ranges = chunks_of(cohort.patients, 1 if scheduler is None and jobs <= 1 else jobs, chunk)
     base = {
-        "arms": pickle.dumps([(a.label, a.graph, a.facts) for a in cohort.arms], protocol=pickle.HIGHEST_PROTOCOL),
+        "arms": pickle.dumps([(a.label, a.graph, a.facts, a.prefer) for a in cohort.arms],
+                             protocol=pickle.HIGHEST_PROTOCOL),
         "model": pickle.dumps(cohort.model, protocol=pickle.HIGHEST_PROTOCOL),
         "seed": cohort.seed, "start": cohort.start.isoformat(), "days": cohort.days, "examples": examples,
-        "prefer": tuple(cohort.prefer),
     }
     job_list = [dict(base, index=i, lo=lo, hi=hi) for i, (lo, hi) in enumerate(ranges)]
     collector = Collector([a.label for a in cohort.arms], cohort.patients)
@@ -112,7 +109,7 @@ def run_cohort(cohort: Cohort, *, jobs: int | None = None, scheduler: str | None
 
 @functools.lru_cache(maxsize=4)
 def _arms(data: bytes) -> list:
-    return [Arm.of(label, graph, facts).ready() for label, graph, facts in pickle.loads(data)]
+    return [Arm.of(label, graph, facts, prefer).ready() for label, graph, facts, prefer in pickle.loads(data)]
 
 
 @functools.lru_cache(maxsize=4)
@@ -133,7 +130,6 @@ def run_chunk(job: dict) -> dict:
     days = job["days"]
     seed = job["seed"]
     keep = job.get("examples", 0)
-    prefer = tuple(job.get("prefer") or ())
     rows: list = []
     failed: list = []
     examples: list = []
@@ -143,7 +139,7 @@ def run_chunk(job: dict) -> dict:
         for arm in arms:
             try:
                 row, picture = run_patient(arm, model, seed=seed, index=index, start=start, days=days,
-                                           detail=len(examples) < keep, prefer=prefer)
+                                           detail=len(examples) < keep)
             except (SimulationError, CohortError) as e:
                 row, picture = failed_row(arm.label, index, days, str(e)), None
                 failed.append({"protocol": arm.label, "patient": index, "problem": str(e)})

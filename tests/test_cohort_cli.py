@@ -170,3 +170,36 @@ def test_prefer_is_said_in_the_summary_and_the_report_and_a_misspelt_one_is_refu
     assert "--prefer reduce_dos: no `do one of` of anakinra_hepatotoxicity offers it " \
            "(its options: hold_anakinra, reduce_dose)" in err
     assert not (here / "s.html").exists() and leftovers(here) == []
+
+
+def test_one_protocol_under_two_policies_is_compared_on_the_same_patients(here, capsys):
+    """`--prefer N:ACTION` gives the Nth protocol its own policy: the shipped anakinra protocol
+    twice, the second reducing the dose where the first holds it, patient 132 of seed 7 (a
+    moderate elevation) among them."""
+    import pyarrow.parquet as pq
+
+    status = run(ANAKINRA, ANAKINRA, "--model", "anakinra", "--patients", "133", "--years", "2", "--seed", "7",
+                 "--jobs", "1", "--resamples", "0", "--prefer", "2:reduce_dose", "-o", "r.html",
+                 "--table", "t.parquet")
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    first, second = "anakinra_hepatotoxicity (first option)", "anakinra_hepatotoxicity (prefer reduce_dose)"
+    assert (f"choices: {first}: each `do one of` takes its first option; {second}: a `do one of` takes "
+            "reduce_dose where it offers it, else its first option") in out
+    assert f"{second} - {first}" in out
+    rows = {(r["protocol"], r["patient"]): r for r in pq.read_table(here / "t.parquet").to_pylist()}
+    assert (rows[first, 132]["holds"], rows[first, 132]["reductions"]) == (1, 0)
+    assert (rows[second, 132]["holds"], rows[second, 132]["reductions"]) == (0, 1)
+    page = (here / "r.html").read_text(encoding="utf-8")
+    assert "--prefer 2:reduce_dose" in page
+    # the same file twice under one policy is refused, as is an N that names no protocol
+    for extra, says in ((), "given twice"), (("--prefer", "reduce_dose"), "given twice with the same --prefer"), \
+            (("--prefer", "3:reduce_dose"), "--prefer 3:reduce_dose: N:ACTION takes the position of a protocol "
+                                            "of the command line (1 to 2)"), \
+            (("--prefer", "2:reduce_dos"), "--prefer 2:reduce_dos: no `do one of` of anakinra_hepatotoxicity "
+                                           "(prefer reduce_dos) offers it (its options: hold_anakinra, reduce_dose)"):
+        status = run(ANAKINRA, ANAKINRA, "--model", "anakinra", "--patients", "2", "--years", "1", "--seed", "7",
+                     *extra, "-o", "s.html")
+        out, err = capsys.readouterr()
+        assert status == 2 and says in err, err
+        assert not (here / "s.html").exists() and leftovers(here) == []

@@ -257,8 +257,13 @@ def test_a_preferred_option_changes_what_the_clinic_does_and_only_that():
     # an action this protocol does not offer (another protocol's) changes nothing
     other, _ = run_patient(arm, shipped, seed=7, index=132, start=START, days=730, prefer=("increase_to_8mgkg",))
     assert other == default
-    job = {"arms": pickle.dumps([("anakinra", arm.graph, {})]), "model": pickle.dumps(shipped), "seed": 7,
-           "start": START.isoformat(), "days": 730, "examples": 0, "prefer": ("reduce_dose",),
+    # the arm's own policy (Arm.prefer), what a worker's chunk replays each arm under: one
+    # protocol under two policies is two arms, the same patient through both
+    policy = Arm.of("anakinra (prefer reduce_dose)", arm.graph, prefer=("reduce_dose",))
+    assert run_patient(policy, shipped, seed=7, index=132, start=START, days=730)[0] == dict(reduced, protocol=policy.label)
+    job = {"arms": pickle.dumps([("anakinra", arm.graph, {}, ()), (policy.label, arm.graph, {}, policy.prefer)]),
+           "model": pickle.dumps(shipped), "seed": 7, "start": START.isoformat(), "days": 730, "examples": 0,
            "index": 0, "lo": 132, "hi": 133}
-    (row,) = pa.ipc.open_file(pa.BufferReader(run_chunk(job)["table"])).read_all().to_pylist()
-    assert (row["holds"], row["reductions"]) == (0, 1)
+    first, preferred = pa.ipc.open_file(pa.BufferReader(run_chunk(job)["table"])).read_all().to_pylist()
+    assert (first["protocol"], first["holds"], first["reductions"]) == ("anakinra", 1, 0)
+    assert (preferred["protocol"], preferred["holds"], preferred["reductions"]) == (policy.label, 0, 1)
