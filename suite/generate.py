@@ -280,17 +280,24 @@ class Generator:
                 if lab in ex.ulns:
                     row["uln"] = _num(ex.ulns[lab])
                 rows.append(row)
+            rows += self.fulfilling(p, ex, rows, day)
             if trigger == "panel":
                 if not rows:  # a panel needs a result: one of a lab the guards do not read
                     lab = next(iter(self.labs))
                     rows.append({"date": _iso(day), "lab": lab, "value": 1})
                 yield p.extended(choice + rows, day)
+                if day == last + datetime.timedelta(days=1):
+                    partial = self.unfulfilling(p, ex, rows, last)
+                    if partial is not None:
+                        yield p.extended(choice + partial, day)
             elif trigger == "event":
                 events = h.get("events") or []
                 if events:
-                    yield p.extended(choice + [{"date": _iso(day), "event": events[0]}], day)
+                    event = [{"date": _iso(day), "event": events[0]}]
+                    yield p.extended(choice + event, day)
                     if rows:  # a guard that reads the panel: the day's results come before its events
-                        yield p.extended(choice + rows + [{"date": _iso(day), "event": events[0]}], day)
+                        yield p.extended(choice + rows + event, day)
+                        yield from self.read_before(p, rows, choice + event, last, day)
             elif trigger == "fact":
                 changes = [{"date": _iso(day), "fact": name, "value": ex.facts[name]}
                            for name in (h.get("facts") or list(ex.facts)) if name in ex.facts]
@@ -298,12 +305,94 @@ class Generator:
                     yield p.extended(choice + changes, day)
                     if rows:
                         yield p.extended(choice + rows + changes, day)
+                        yield from self.read_before(p, rows, choice + changes, last, day)
             elif trigger == "timer":
                 t = h.get("timer") or {}
                 n = _days_at_most(t)
                 yield Prefix(dict(p.facts), list(p.rows), max(p.until, last) + datetime.timedelta(days=n + 1),
                              moves=p.moves + 1)
                 return
+
+    def fulfilling(self, p: Prefix, ex: smt.Example, rows: list, day: datetime.date) -> list:
+        """Results to add to `rows` so that they fulfil each order the rule needs fulfilled
+        (`fulfilled(A)` true): the labs of its first alternative that `rows` lack (tocilizumab's
+        `order_cbc` wants ANC and PLT, where the platelet rule's model gives PLT alone), each at
+        its latest value in `p` (nothing changes for the rules that read it), else its ULN, else 1."""
+        actions = self.graph.graph.get("actions") or {}
+        have = {r["lab"] for r in rows}
+        out: list = []
+        for a, wanted in ex.fulfilled.items():
+            decl = actions.get(a)
+            if not wanted or decl is None:
+                continue
+            alts = [list(alt) for alt in decl.get("fulfilled_by") or [decl.get("orders") or []] if alt]
+            if not alts or any(set(alt) <= have for alt in alts):
+                continue
+            for lab in alts[0]:
+                if lab in have:
+                    continue
+                earlier = [r for r in p.rows if r.get("lab") == lab]
+                if earlier:
+                    value = earlier[-1]["value"]
+                else:
+                    uln = (self.labs.get(lab) or {}).get("uln")
+                    value = _num(uln) if uln is not None else 1
+                out.append({"date": _iso(day), "lab": lab, "value": value})
+                have.add(lab)
+        return out
+
+    def read_before(self, p: Prefix, rows: list, inputs: list, last: datetime.date,
+                    day: datetime.date) -> Iterable[Prefix]:
+        """An event's (or fact change's) guard that reads results the state itself would act on:
+        any panel in the state may leave it first (leflunomide's `other_cause` leaves on a
+        normal ALT, and its `leflunomide_stopped` rule wants one). So the results come on
+        `last`, before the event or fact change that entered the state that day, and `inputs`
+        the day after, reading them while they are still valid (`results valid for`)."""
+        valid = self.graph.graph.get("results_valid")
+        if not valid or int(valid.get("amount", 0)) < 1 or day != last + datetime.timedelta(days=1):
+            return
+        on_last = _iso(last)
+        n = 0
+        while n < len(p.rows) and p.rows[-1 - n]["date"] == on_last:
+            n += 1
+        tail = p.rows[len(p.rows) - n:]
+        if not tail or any(r.get("lab") for r in tail):  # the last day: events or fact changes only
+            return
+        moved = [dict(r, date=on_last) for r in rows]
+        yield Prefix(dict(p.facts), p.rows[:len(p.rows) - n] + moved + tail + inputs, max(day, p.until),
+                     moves=p.moves + 1)
+
+    def unfulfilling(self, p: Prefix, ex: smt.Example, rows: list, last: datetime.date) -> list | None:
+        """The day after `last`, a panel that leaves open an order the rule needs unfulfilled
+        (`fulfilled(A)` false) while the labs that would fulfil it are still read from the
+        results of `last` (`results valid for`): `rows` without those labs, else a result of a
+        lab the order names but that fulfils nothing alone (leflunomide's TBIL for an order
+        fulfilled by ALT or AST). None when the protocol reads results on their day only, or
+        no result came on `last`."""
+        valid = self.graph.graph.get("results_valid")
+        if not valid or int(valid.get("amount", 0)) < 1:
+            return None
+        if not any(r.get("lab") and r["date"] == _iso(last) for r in p.rows):
+            return None
+        actions = self.graph.graph.get("actions") or {}
+        unwanted = [a for a, v in ex.fulfilled.items() if v is False and a in actions]
+        if not unwanted:
+            return None
+        fulfilling = set()
+        named = []
+        for a in unwanted:
+            decl = actions[a]
+            fulfilling.update(lab for alt in decl.get("fulfilled_by") or [decl.get("orders") or []] for lab in alt)
+            named += [lab for lab in decl.get("orders") or () if lab not in named]
+        kept = [r for r in rows if r["lab"] not in fulfilling]
+        if kept:
+            return kept
+        day = _iso(last + datetime.timedelta(days=1))
+        for lab in named:
+            if lab not in fulfilling:
+                value = ex.panel.get(lab)
+                return [{"date": day, "lab": lab, "value": _num(value) if value is not None else 1}]
+        return None
 
     def variants(self, key: str) -> list[str]:
         """Rule `key` and its choice's later alternatives (their own edges, `key@1`, ...)."""
