@@ -252,6 +252,24 @@ def test_the_v2_steps_read_in_words_and_an_unassessable_day_shows_what_was_missi
     assert errors(driver) == []
 
 
+def test_an_option_a_preference_took_says_so(driver, tmp_path, anakinra_graph):
+    from selenium.webdriver.common.by import By
+
+    from rxwatch.inputs import yamlsrc
+    from rxwatch.inputs.yamljson import parse_timeline
+    from rxwatch.simulator.engine import Machine
+
+    tl = parse_timeline(yamlsrc.load(TIMELINE, "case-07.yaml"), "case-07.yaml", anakinra_graph.graph)
+    for prefer, says in (("reduce_dose",), True), ((), False):
+        trace = Machine(anakinra_graph).run(tl, prefer=prefer)
+        open_page(driver, tmp_path, render(anakinra_graph, "html", trace=trace))
+        texts = [s.text for s in driver.find_elements(By.CSS_SELECTOR, "#trace button.step")]
+        (chosen,) = [t for t in texts if "(one of hold_anakinra, reduce_dose" in t]
+        assert ("do reduce_dose" if says else "do hold_anakinra") in chosen
+        assert ("the preferred option, no choice recorded" in chosen) is says
+        assert errors(driver) == []
+
+
 def test_the_settings_and_what_fulfils_each_order_are_shown(driver, tmp_path, anakinra_graph):
     from selenium.webdriver.common.by import By
 

@@ -486,7 +486,7 @@
     if (s.type === "transition") return s.from + " → " + s.to + (s.because ? " (" + s.because + ")" : "") + " · " + s.trigger;
     if (s.type === "action") {
       var t = "do " + s.action + " in " + s.state;
-      if (isList(s.options)) t += " (one of " + s.options.join(", ") + ")";
+      if (isList(s.options)) t += " (one of " + s.options.join(", ") + (s.preferred === true ? "; the preferred option, no choice recorded" : "") + ")";
       if (isPair(s.window)) t += ", due " + s.window[0] + " to " + s.window[1];
       return t;
     }
