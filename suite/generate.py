@@ -286,10 +286,9 @@ class Generator:
                     lab = next(iter(self.labs))
                     rows.append({"date": _iso(day), "lab": lab, "value": 1})
                 yield p.extended(choice + rows, day)
-                if day == last + datetime.timedelta(days=1):
-                    partial = self.unfulfilling(p, ex, rows, last)
-                    if partial is not None:
-                        yield p.extended(choice + partial, day)
+                partial = self.unfulfilling(p, ex, rows, last, day)
+                if partial is not None:
+                    yield p.extended(choice + partial, day)
             elif trigger == "event":
                 events = h.get("events") or []
                 if events:
@@ -318,18 +317,14 @@ class Generator:
         (`fulfilled(A)` true): the labs of its first alternative that `rows` lack (tocilizumab's
         `order_cbc` wants ANC and PLT, where the platelet rule's model gives PLT alone), each at
         its latest value in `p` (nothing changes for the rules that read it), else its ULN, else 1."""
-        actions = self.graph.graph.get("actions") or {}
         have = {r["lab"] for r in rows}
         out: list = []
         for a, wanted in ex.fulfilled.items():
-            decl = actions.get(a)
-            if not wanted or decl is None:
+            alts = self.machine.fulfil.get(a) if wanted else None
+            if not alts or any(alt <= have for alt in alts):
                 continue
-            alts = [list(alt) for alt in decl.get("fulfilled_by") or [decl.get("orders") or []] if alt]
-            if not alts or any(set(alt) <= have for alt in alts):
-                continue
-            for lab in alts[0]:
-                if lab in have:
+            for lab in self.labs:  # (in the labs' declared order)
+                if lab not in alts[0] or lab in have:
                     continue
                 earlier = [r for r in p.rows if r.get("lab") == lab]
                 if earlier:
@@ -341,6 +336,12 @@ class Generator:
                 have.add(lab)
         return out
 
+    def reads_back(self, last: datetime.date, day: datetime.date) -> bool:
+        """`day` is the day after `last`, and the protocol still reads `last`'s results then
+        (`results valid for` a day or more)."""
+        lookback = self.machine.lookback
+        return lookback is not None and lookback[0] >= 1 and day == last + datetime.timedelta(days=1)
+
     def read_before(self, p: Prefix, rows: list, inputs: list, last: datetime.date,
                     day: datetime.date) -> Iterable[Prefix]:
         """An event's (or fact change's) guard that reads results the state itself would act on:
@@ -348,8 +349,7 @@ class Generator:
         normal ALT, and its `leflunomide_stopped` rule wants one). So the results come on
         `last`, before the event or fact change that entered the state that day, and `inputs`
         the day after, reading them while they are still valid (`results valid for`)."""
-        valid = self.graph.graph.get("results_valid")
-        if not valid or int(valid.get("amount", 0)) < 1 or day != last + datetime.timedelta(days=1):
+        if not self.reads_back(last, day):
             return
         on_last = _iso(last)
         n = 0
@@ -362,36 +362,28 @@ class Generator:
         yield Prefix(dict(p.facts), p.rows[:len(p.rows) - n] + moved + tail + inputs, max(day, p.until),
                      moves=p.moves + 1)
 
-    def unfulfilling(self, p: Prefix, ex: smt.Example, rows: list, last: datetime.date) -> list | None:
-        """The day after `last`, a panel that leaves open an order the rule needs unfulfilled
-        (`fulfilled(A)` false) while the labs that would fulfil it are still read from the
-        results of `last` (`results valid for`): `rows` without those labs, else a result of a
-        lab the order names but that fulfils nothing alone (leflunomide's TBIL for an order
-        fulfilled by ALT or AST). None when the protocol reads results on their day only, or
-        no result came on `last`."""
-        valid = self.graph.graph.get("results_valid")
-        if not valid or int(valid.get("amount", 0)) < 1:
+    def unfulfilling(self, p: Prefix, ex: smt.Example, rows: list, last: datetime.date,
+                     day: datetime.date) -> list | None:
+        """On `day`, the day after `last`, a panel that leaves open an order the rule needs
+        unfulfilled (`fulfilled(A)` false) while the labs that would fulfil it are still read
+        from the results of `last` (`results valid for`): `rows` without those labs, else a
+        result of a lab the order names but that fulfils nothing alone (leflunomide's TBIL for
+        an order fulfilled by ALT or AST). None when the protocol reads results on their day
+        only, or no result came on `last`."""
+        if not self.reads_back(last, day) or not any(r.get("lab") and r["date"] == _iso(last) for r in p.rows):
             return None
-        if not any(r.get("lab") and r["date"] == _iso(last) for r in p.rows):
-            return None
-        actions = self.graph.graph.get("actions") or {}
-        unwanted = [a for a, v in ex.fulfilled.items() if v is False and a in actions]
+        unwanted = [a for a, v in ex.fulfilled.items() if v is False and a in self.machine.fulfil]
         if not unwanted:
             return None
-        fulfilling = set()
-        named = []
-        for a in unwanted:
-            decl = actions[a]
-            fulfilling.update(lab for alt in decl.get("fulfilled_by") or [decl.get("orders") or []] for lab in alt)
-            named += [lab for lab in decl.get("orders") or () if lab not in named]
+        fulfilling = {lab for a in unwanted for alt in self.machine.fulfil[a] for lab in alt}
         kept = [r for r in rows if r["lab"] not in fulfilling]
         if kept:
             return kept
-        day = _iso(last + datetime.timedelta(days=1))
-        for lab in named:
-            if lab not in fulfilling:
+        named = {lab for a in unwanted for lab in self.machine.orders[a]}
+        for lab in self.labs:  # (in the labs' declared order)
+            if lab in named and lab not in fulfilling:
                 value = ex.panel.get(lab)
-                return [{"date": day, "lab": lab, "value": _num(value) if value is not None else 1}]
+                return [{"date": _iso(day), "lab": lab, "value": _num(value) if value is not None else 1}]
         return None
 
     def variants(self, key: str) -> list[str]:
