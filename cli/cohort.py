@@ -78,9 +78,9 @@ def cohort_(
     shared, own = _policies(prefer, len(protocols))
     the_model = _load_model(model)
     arms = _arms(protocols, the_model, [own.get(i, shared) for i in range(len(protocols))])
-    check_prefer(list(shared), [(a.label, a.ready().machine) for a in arms])
+    check_prefer(shared, [(a.label, a.ready().machine) for a in arms])
     for i, actions in own.items():
-        check_prefer([f"{i + 1}:{a}" for a in actions], [(arms[i].label, arms[i].ready().machine)], strip=True)
+        check_prefer(actions, [(arms[i].label, arms[i].ready().machine)], position=i + 1)
 
     from rxwatch.cohort.scale import Cohort, run_cohort
 

@@ -324,16 +324,19 @@ PREFER_HELP = ("Where a protocol's `do one of` offers ACTION and no recorded cho
                "reduce_dose: a clinic that reduces the dose where the protocol would hold it.")
 
 
-def check_prefer(prefer: list[str], protocols: list[tuple[str, Any]], *, strip: bool = False) -> tuple[str, ...]:
+def check_prefer(prefer: list[str] | tuple[str, ...], protocols: list[tuple[str, Any]], *,
+                 position: int | None = None) -> tuple[str, ...]:
     """The --prefer actions, each checked to be an option of some `do one of` of the
     `(label, Machine)` pairs (exit 2 if not: a misspelt action would otherwise change nothing,
-    silently); duplicates dropped, the order kept. `strip`: each is `N:ACTION`, ACTION checked."""
+    silently); duplicates dropped, the order kept. `position`: they were given as
+    `--prefer N:ACTION` for the Nth protocol, and the message says so."""
     offered: set[str] = set()
     for _, machine in protocols:
         offered |= machine.offered
     for action in prefer:
-        if (action.split(":", 1)[1] if strip else action) not in offered:
-            raise fail(f"--prefer {action}: no `do one of` of "
+        if action not in offered:
+            given = action if position is None else f"{position}:{action}"
+            raise fail(f"--prefer {given}: no `do one of` of "
                        f"{' or '.join(label for label, _ in protocols)} offers it "
                        f"({'its' if len(protocols) == 1 else 'their'} options: {', '.join(sorted(offered)) or 'none'})")
     return tuple(dict.fromkeys(prefer))

@@ -56,12 +56,18 @@ def command_line(result, model_name: str) -> str:
         "--model", model_name, "--patients", str(c.patients), "--years", f"{c.years:g}", "--seed", str(c.seed)]
     if c.start.isoformat() != "2025-01-06":
         parts += ["--start", c.start.isoformat()]
-    policies = [a.prefer for a in c.arms]
-    if len(set(policies)) == 1:  # one policy for every protocol: --prefer ACTION
-        parts += [x for action in policies[0] for x in ("--prefer", action)]
+    shared = _shared_policy(c)
+    if shared is not None:  # one policy for every protocol: --prefer ACTION
+        parts += [x for action in shared for x in ("--prefer", action)]
     else:  # each protocol its own: --prefer N:ACTION
-        parts += [x for i, policy in enumerate(policies, 1) for action in policy for x in ("--prefer", f"{i}:{action}")]
+        parts += [x for i, a in enumerate(c.arms, 1) for action in a.prefer for x in ("--prefer", f"{i}:{action}")]
     return " ".join(shlex.quote(p) for p in parts)
+
+
+def _shared_policy(c) -> tuple | None:
+    """The policy (`Arm.prefer`) every protocol of the cohort runs under, None when they differ."""
+    policies = {a.prefer for a in c.arms}
+    return next(iter(policies)) if len(policies) == 1 else None
 
 
 def _policy(prefer: tuple) -> str:
@@ -73,9 +79,9 @@ def _policy(prefer: tuple) -> str:
 
 def choice_policy(c) -> str:
     """What a protocol's `do one of` takes in this cohort (each protocol's, when they differ)."""
-    policies = [a.prefer for a in c.arms]
-    if len(set(policies)) == 1:
-        return _policy(policies[0])
+    shared = _shared_policy(c)
+    if shared is not None:
+        return _policy(shared)
     return "; ".join(f"{a.label}: {_policy(a.prefer)}" for a in c.arms)
 
 
