@@ -596,7 +596,8 @@ def question(graph, trace: Mapping, day: str, results: list[Mapping], facts: Map
                              **({"uln": str(r["uln"])} if r.get("uln") is not None else {})} for r in results},
         "facts": facts_out,
         **_history(graph, trace.get("steps") or ()),
-        "orders": [{"action": o["action"], "opens": (o.get("window") or [None])[0]} for o in trace.get("open_orders") or ()],
+        "orders": [{"action": o["action"], "opens": (o.get("window") or [None])[0], "track": o.get("track")}
+                   for o in trace.get("open_orders") or ()],
     }
 
 

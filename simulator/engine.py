@@ -250,7 +250,9 @@ class _Order:
         self.fulfil: tuple[frozenset, ...] = fulfil or (labs,)
         # the labs among those it orders whose result alone fulfils it (an alternative of one lab); the
         # orders of one action share the set (the replay reads it on every panel day)
-        single = frozenset(lab for alt in self.fulfil if len(alt) == 1 for lab in alt) & labs
+        # (none for an order in a track: `fulfil` records which region's order today's results fulfilled)
+        single = frozenset(lab for alt in self.fulfil if len(alt) == 1 for lab in alt) & labs if track is None \
+            else frozenset()
         self.single = _SINGLE.setdefault(single, single)
         self.opens = opens  # the window's first day: results before it do not fulfil
         self.ordered = ordered  # ISO date
@@ -1420,6 +1422,20 @@ def _reads(guard: Mapping | None, lets: Mapping, compiler: Compiler | None = Non
     return (*out, tuple(compiler.value({"op": "let", "name": n}, f"value_{n}") for n in names))
 
 
+def _regions(day: datetime.date, done: list) -> tuple:
+    """What `fulfilled(ACTION)` reads in each region of a statechart, the day the orders `done`
+    were fulfilled: (day, track -> the actions whose order in that track or at the top level
+    was fulfilled (None: a state outside the tracks, which reads every region's), the actions of
+    the top level's, the tracks whose own order was). A track answers for its own orders: a blood
+    count that fulfils the platelet track's order is not the neutrophil track's scheduled one."""
+    top = {o.action for o in done if o.track is None}
+    views: dict = {None: {o.action for o in done}}
+    for o in done:
+        if o.track is not None:
+            views.setdefault(o.track, set(top)).add(o.action)
+    return day, views, top, frozenset(t for t in views if t is not None)
+
+
 class _Program:
     """Writes, for every handler, the Python code that fires its rules (expr.py's dispatcher
     puts each after the guard that chooses it), and for every state the function that enters
@@ -1616,6 +1632,11 @@ class _Program:
                         out.add(depth + 1, f"del orders[{name}]")
                         out.add(depth, f"orders[{name}] = o")
                         out.add(depth, f"r.alarms[{name}] = o.late")
+                        if a.region is not None:  # it replaces the top level's open order too (see `open`)
+                            top = out.const(a.name)
+                            out.add(depth, f"if {top} in orders:")
+                            out.add(depth + 1, f"del orders[{top}]")
+                            out.add(depth + 1, f"r.alarms.pop({top}, None)")
                 out.add(depth, f"last[{out.const(a.name)}] = today")
             elif type(a) is _OneOf:
                 out.add(depth, f"{out.const(a.run)}(r)")
@@ -1702,7 +1723,7 @@ class _Run(Ctx):
     __slots__ = ("m", "path", "patient", "start", "until", "iso", "steps", "emit", "warnings", "orders", "overdue",
                  "alarms", "recent", "replaced", "timers", "state", "pending", "fired_today", "choices", "used",
                  "inputs", "today_inputs", "config", "entries", "sel", "begun", "fed", "reached", "day_events",
-                 "prefer")
+                 "prefer", "regions")
 
     def __init__(self, m: Machine, start: datetime.date, facts: Mapping, patient: str, path: str,
                  inputs: list | None, prefer: tuple = ()) -> None:
@@ -1751,6 +1772,9 @@ class _Run(Ctx):
             self.config: list[_State] = []  # the active atomic states, in document order: one per active region
             self.entries: dict[str, datetime.date] = {}  # active state -> the day it was entered
             self.pending = []  # (atomic state, its `on fact` rules) still to try on entry
+            # the orders today's results fulfilled, by region (`fulfil`): (day, track -> the actions whose
+            # order in that track or at the top level was fulfilled, the tracks whose own order was)
+            self.regions: tuple | None = None
 
     # -- the day loop
 
@@ -2018,8 +2042,13 @@ class _Run(Ctx):
                     if dup:
                         n = len(self.steps)
                     if chart:
+                        # a track reads the panel when today brings a result of a lab it is about, or
+                        # when today's results fulfilled its own order (a count split over two days)
+                        regions = self.regions
+                        answered = regions[3] if regions is not None and regions[0] == day else _NO_ORDERS
                         self.react_all([(st, st.panel) for st in self.config if st.panel is not None
-                                        and (st.about is None or not st.about.isdisjoint(brought))])
+                                        and (st.about is None or not st.about.isdisjoint(brought)
+                                             or st.track in answered)])
                     else:
                         state = self.state
                         handler = state.panel
@@ -2118,7 +2147,9 @@ class _Run(Ctx):
                     self.alarms.pop(key, None)
                     if fulfilled is None:
                         fulfilled = set()
+                        done = []
                     fulfilled.add(o.action)
+                    done.append(o)
                     if o.again is not None:
                         if repeats is None:
                             repeats = []
@@ -2134,6 +2165,8 @@ class _Run(Ctx):
                 self.emit(s)
         if fulfilled is not None:
             self.fulfilled = fulfilled
+            if self.m.chart:
+                self.regions = _regions(day, done)
         for o in repeats or ():
             self.repeat(o)
 
@@ -2269,12 +2302,20 @@ class _Run(Ctx):
         then fired together (`execute`)."""
         sel = self.sel = []
         for st, handler in cands:
-            self.state = st  # the state evaluated (its unassessable step names it)
+            self.focus(st)  # the state evaluated (its unassessable step names it)
             handler.react(self)
         if sel:
             self.execute(sel)
         if settle and (self.pending or self.timers):
             self.settle()
+
+    def focus(self, st: _State) -> None:
+        """Evaluate, or act, in `st`: the state the steps name, and what `fulfilled(...)` reads
+        there (the orders of its region that today's results fulfilled, `_regions`)."""
+        self.state = st
+        regions = self.regions
+        if regions is not None and regions[0] == self.today:
+            self.fulfilled = regions[1][None] if st.track is None else regions[1].get(st.track, regions[2])
 
     def select(self, rule: _Rule, step: dict, values: dict | None) -> None:
         """A region chose `rule` (its transition step `step`). A choice with alternatives that
@@ -2399,7 +2440,7 @@ class _Run(Ctx):
         for k in kept:
             rule = k[1]
             if rule.program is not None:
-                self.state = rule.to_state
+                self.focus(rule.to_state)
                 self.entered = entries.get(rule.to_state.name, self.today)
                 rule.program(self)
         if entered:
@@ -2427,7 +2468,7 @@ class _Run(Ctx):
         today = self.today
         for st in entered:
             if st.program is not None:
-                self.state = st
+                self.focus(st)
                 self.entered = today  # entered just now
                 st.program(self)
             if st.timers:
@@ -2506,11 +2547,16 @@ class _Run(Ctx):
 
     def open(self, order: _Order) -> None:
         """Open `order`; it replaces the open order of the same action in the same region (which
-        then goes last)."""
+        then goes last). An order in a track also replaces the top level's open order of its
+        action: the track takes over the test ordered before it began (the baseline's repeat,
+        once treatment starts), which would otherwise stay open, and overdue, beside it."""
         key = order.key
         self.orders.pop(key, None)
         self.orders[key] = order
         self.alarms[key] = order.late
+        if order.track is not None and order.action in self.orders:
+            del self.orders[order.action]
+            self.alarms.pop(order.action, None)
 
     def choose(self, options: tuple[str, ...]) -> tuple[str, bool]:
         """The option a `do one of` takes, and whether the replay's preference (`prefer`) took

@@ -304,7 +304,7 @@ def test_a_patients_history_from_a_trace():
     assert q["last"]["start_anakinra"] == "2025-01-08" and q["last"]["resume_anakinra"] is None
     assert q["entries"]["moderate_elevation"] == "2025-02-20"
     assert q["drugs"]["anakinra"] == {"started": True, "stopped": False, "holds": [], "asks": {"liver": 1}}
-    assert q["orders"] == [{"action": "order_lfts", "opens": "2025-03-06"}]
+    assert q["orders"] == [{"action": "order_lfts", "opens": "2025-03-06", "track": "liver"}]
     assert q["facts"]["indication"] == "rheumatoid_arthritis" and q["facts"]["liver_disease"] is False
     assert datetime.date.fromisoformat(q["today"])
 

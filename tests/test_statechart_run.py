@@ -295,6 +295,113 @@ def test_a_result_before_one_tracks_window_fulfils_the_other_only():
     assert (dev["kind"], dev["track"], dev["date"]) == ("overdue", "neutrophils", "2025-02-04")
 
 
+
+FULFILLED_PER_TRACK = """
+initial state treated "On the drug" {
+  track neutrophils "Neutrophils" {
+    initial state anc "ANC" {
+      on entry { do order_cbc due 2..4 weeks cite s }
+      on panel {
+        when fulfilled(order_cbc) stay cite s { do note cite s }
+        otherwise stay cite s
+      }
+    }
+  }
+  track platelets "Platelets" {
+    initial state plt "PLT" {
+      on entry { do order_cbc due 1..3 weeks cite s }
+      on panel {
+        when fulfilled(order_cbc) stay cite s { do note cite s }
+        otherwise stay cite s
+      }
+    }
+  }
+}
+"""
+
+
+def test_fulfilled_in_a_track_reads_the_tracks_own_order():
+    # a count that fulfils the platelet track's order (its window is open) is not the neutrophil
+    # track's, whose window opens a week later
+    g = chart(FULFILLED_PER_TRACK)
+    trace = run(g, """
+    patient: {id: p}
+    start: 2025-01-06
+    until: 2025-01-15
+    events:
+      - {date: 2025-01-14, lab: PLT, value: 200000}
+    """)
+    assert [s["track"] for s in steps(trace, "action", action="note")] == ["platelets"]
+    assert [(o["action"], o["track"]) for o in trace["open_orders"]] == [("order_cbc", "neutrophils")]
+
+
+def test_an_order_in_a_track_replaces_the_top_levels_open_order_of_its_action():
+    # the baseline's repeat, ordered before treatment began, is the track's to take over: it is
+    # not left open (and overdue) beside the track's own order
+    g = chart("""
+    initial state baseline "Baseline" {
+      on entry { do order_cbc due 2..4 weeks cite s }
+      on event ping { otherwise -> treated cite s }
+    }
+    state treated "On the drug" {
+      track neutrophils "Neutrophils" {
+        initial state anc "ANC" { on entry { do order_cbc due 4..8 weeks cite s } }
+      }
+      track liver "Liver" {
+        initial state alt "ALT" { on entry { do order_lfts due 4..8 weeks cite s } }
+      }
+    }
+    """)
+    trace = run(g, """
+    patient: {id: p}
+    start: 2025-01-06
+    until: 2025-02-28
+    events:
+      - {date: 2025-01-08, event: ping}
+    """)
+    assert [(o["action"], o.get("track"), o["window"]) for o in trace["open_orders"]] == [
+        ("order_cbc", "neutrophils", ["2025-02-05", "2025-03-05"]),
+        ("order_lfts", "liver", ["2025-02-05", "2025-03-05"])]
+    assert steps(trace, "deviation") == []
+
+
+def test_a_track_reads_a_panel_whose_results_fulfil_its_order_though_none_of_its_labs_came_today():
+    # neutrophils on Monday, platelets on Tuesday: read together (a 3-day lookback), they fulfil
+    # the neutrophil track's order on Tuesday, and that track reads Tuesday's panel
+    header = HEADER.replace("orders ANC, PLT fulfilled by ANC or PLT cite s", "orders ANC, PLT cite s") + \
+        "results valid for 3 days cite s\n"
+    g = graph_of("""
+    initial state treated "On the drug" {
+      track neutrophils "Neutrophils" {
+        initial state anc "ANC" {
+          on entry { do order_cbc due 1..4 weeks cite s }
+          on panel {
+            when ANC < 1000 stay cite s { do hold_drug cite s }
+            when fulfilled(order_cbc) stay cite s { do order_cbc due 11..13 weeks cite s }
+            otherwise stay cite s
+          }
+        }
+      }
+      track liver "Liver" {
+        initial state alt "ALT" { on panel { otherwise stay cite s } }
+      }
+    }
+    """, header)
+    trace = run(g, """
+    patient: {id: p}
+    start: 2025-01-06
+    until: 2025-01-31
+    events:
+      - {date: 2025-01-20, lab: ANC, value: 3000}
+      - {date: 2025-01-21, lab: PLT, value: 200000}
+    """)
+    (dev,) = steps(trace, "deviation")
+    assert (dev["kind"], dev["date"], dev["missing"]) == ("incomplete", "2025-01-20", ["PLT"])
+    assert [s["date"] for s in steps(trace, "transition", track="neutrophils")] == ["2025-01-20", "2025-01-21"]
+    assert [(o["action"], o["window"]) for o in trace["open_orders"]] == [
+        ("order_cbc", ["2025-04-08", "2025-04-22"])]
+
+
 # ---------------------------------------------------------------------------- nested states
 
 NESTED = """

@@ -143,7 +143,10 @@
     return c.L[a] === null ? null : { since: c.L[a] };
   }
   function $fulfilled(c, a) {
-    if (Object.prototype.hasOwnProperty.call(c.fulfilled, a)) return true;
+    // in a track: the track's own order, or the top level's (another track's does not count);
+    // outside the tracks: any region's (simulator/engine.py, _regions)
+    var f = c.fulfilled, own = function (r) { return !!f[r] && Object.prototype.hasOwnProperty.call(f[r], a); };
+    if (c.region === null ? Object.keys(f).some(own) : own(c.region) || own("")) return true;
     // not given whether an order of `a` is open: unknown, when the panel could fulfil one
     if (c.ordersUnknown.indexOf(a) >= 0 && fulfils(c, a)) { c.needs["order " + a] = 1; return null; }
     return false;
@@ -385,6 +388,7 @@
     c.sel = [];
     cands.forEach(function (pair) {
       c.state = pair[0];
+      c.region = pair[0].track;
       c.needs = {};
       c.fragile = {};
       var got = dispatch(c, pair[1], trigger);
@@ -473,6 +477,7 @@
 
   // the actions of a rule or an entry, in `st`
   function run(c, prog, st) {
+    c.region = st.track;  // what `fulfilled(...)` reads in its conditions
     prog.forEach(function (a) {
       if (a.k === "do") {
         var s = stepOf({ type: "action", action: a.action, state: st.name, text: a.text }, st);
@@ -569,7 +574,8 @@
 
   // One question: `q` = {config: [atomic states], today: ISO, panel: {LAB: {value: "2.4", unit: "mg/L" or
   // null (the lab's own), uln: "1.2" or null}}, facts, vars: {NAME: value}, last: {ACTION: ISO or null
-  // (never)}, entries: {STATE: ISO}, orders: [{action, opens: ISO or null}] (the open orders),
+  // (never)}, entries: {STATE: ISO}, orders: [{action, opens: ISO or null, track}] (the open orders,
+  // `track` null at the top level),
   // orders_unknown: [ACTION] (not given whether one is open), drugs: {D: {started, stopped, holds:
   // [regions], asks: {region: level}}}, choices: [ACTION]}; values are {q: [n, d]}, true/false, a member,
   // or null. A fact, variable, entry day, recommendation or drug left out is unknown. Returns {steps,
@@ -578,6 +584,7 @@
     var today = parseDay(q.today);
     var c = {
       P: {}, U: {}, F: {}, V: {}, L: {}, m: {}, needs: {}, fragile: {}, entries: {}, fulfilled: {}, drugs: {},
+      region: null, answered: {},
       today: today, entered: null, state: null, steps: [], regions: [], sel: [], pending: [], timers: [],
       fired: 0, choices: q.choices || [], used: {}, ordersUnknown: q.orders_unknown || [],
       config: (q.config || []).map(function (n) { return S[n]; })
@@ -626,17 +633,22 @@
       var e = c.entries[c.config[0].name];
       c.entered = e === undefined ? null : e;
     }
-    // the open orders today's results fulfil (before the rules run)
+    // the open orders today's results fulfil (before the rules run), by region ("": the top level)
     var labs = Object.keys(c.P);
     (q.orders || []).forEach(function (o) {
       var opens = o.opens ? parseDay(o.opens) : null;
       if (opens !== null && today < opens) return;
-      if (fulfils(c, o.action)) c.fulfilled[o.action] = true;
+      if (!fulfils(c, o.action)) return;
+      var r = o.track || "";
+      (c.fulfilled[r] = c.fulfilled[r] || {})[o.action] = true;
+      if (o.track) c.answered[o.track] = true;
     });
     try {
       if (today === null) throw new Error("no date for the panel");
       var cands = c.config.filter(function (st) {
-        return st.panel && (st.about === null || st.about.some(function (l) { return labs.indexOf(l) >= 0; }));
+        // a track reads the panel when it brings one of its labs, or fulfils the track's own order
+        return st.panel && (st.about === null || st.about.some(function (l) { return labs.indexOf(l) >= 0; }) ||
+                            (st.track !== null && c.answered[st.track] === true));
       });
       c.unseen = c.config.filter(function (st) { return st.panel && cands.indexOf(st) < 0; }).map(function (st) { return st.name; });
       reactAll(c, cands.map(function (st) { return [st, st.panel]; }), "panel");
