@@ -50,6 +50,13 @@ MAX_MOVES = 14  # moves in one timeline
 _FAR = 1 << 30  # no rule still to be found is reachable
 MAX_TRIES = 40  # timelines extended toward a missing rule before the search stops heading for it
 TRIES_PER_STEP = 4  # a missing rule tried this often in vain weighs as one more rule to fire
+Z3_RLIMIT = 2_000_000
+"""One z3 query's budget, in z3's resource units (`rlimit`), not in seconds: a query cut off by
+a wall-clock timeout stops wherever the machine's speed and load left it, and since all the
+queries share the encoder's z3 context, where it stopped changes the terms and models of every
+later query (tocilizumab's `PLT < 50000`, whose optimum z3 never finds, made about 20 boundary
+cases differ from run to run). Counted work stops at the same point on every run and machine.
+The largest query the shipped protocols answer takes under 0.9 million units."""
 
 
 @dataclass
@@ -237,7 +244,7 @@ class Generator:
         rules = [self.edges[k] for k in h.get("rules") or ()][: i + 1]
         enc = self.enc
         s = z3.Solver(ctx=enc.ctx)
-        s.set("timeout", 5000)
+        s.set("rlimit", Z3_RLIMIT)
         s.add(fires(enc, h, rules, i))
         s.add(*constraints)
         if h.get("trigger") == "panel":
@@ -794,7 +801,7 @@ def boundary_examples(gen: Generator, state: str, hi: int, i: int) -> list[tuple
 def _optimum(gen: Generator, enc: smt.Encoder, h: Mapping, ins, x: smt.Num, cond, goal: str, extra: list):
     """The model closest to the threshold on one side, with every lab on its precision grid."""
     opt = z3.Optimize(ctx=enc.ctx)
-    opt.set("timeout", 5000)
+    opt.set("rlimit", Z3_RLIMIT)
     if h.get("trigger") == "panel":
         opt.add(panel_context(enc))
     opt.add(x.k, cond, *extra)

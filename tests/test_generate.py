@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import datetime
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -296,3 +299,58 @@ def test_a_survivor_case_says_what_only_the_mutant_does():
     # traces that differ only where no expectation looks: no case kills that mutant
     enter = {"date": "2025-01-20", "type": "enter", "state": "watch"}
     assert _killing_lines(g, g, protocol, {**protocol, "steps": [stay, enter]}) is None
+
+
+STUCK = """\
+protocol stuck
+source s "a source"
+lab PLT unit "/mm3"
+lab ALT unit "U/L" uln 40
+lab AST unit "U/L" uln 40
+action order_labs "Order labs" orders ALT, AST, PLT
+let tx = max(xuln(ALT), xuln(AST))
+initial state watch {
+  on entry { do order_labs due 2..4 weeks cite s }
+  on panel {
+    when PLT < 50000 -> stopped cite s
+    when tx > 5 -> stopped cite s
+    when tx > 3 -> held cite s
+    otherwise stay cite s
+  }
+}
+state held {
+  on entry { do order_labs due 1..2 weeks cite s }
+  on panel {
+    when tx <= 1 -> watch cite s
+    when tx > 5 -> stopped cite s
+    otherwise stay cite s
+  }
+}
+terminal state stopped
+"""
+
+
+def test_generated_cases_are_the_same_byte_for_byte_run_after_run(tmp_path):
+    """z3's optimiser never finds the greatest platelet count below 50000 (tocilizumab's
+    discontinuation threshold): the boundary query runs out of its budget. With a budget in
+    seconds, where it stopped depended on the machine's speed and load, and it changed the models
+    of the later queries in the same z3 context (`tx > 5 (just above)`: ALT 201 with AST 0, or
+    with AST unknown, from one run to the next). Two runs at once, with different hash seeds,
+    write the same files."""
+    proto = tmp_path / "stuck.rxw"
+    proto.write_text(STUCK, encoding="utf-8")
+    runs = []
+    for seed in ("0", "1"):
+        out = tmp_path / f"seed{seed}"
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        cmd = [sys.executable, "-m", "rxwatch.cli.main", "cases", str(proto), "-o", str(out)]
+        runs.append((out, subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)))
+    for out, proc in runs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+    (a, _), (b, _) = runs
+    names = sorted(f.name for f in a.iterdir())
+    assert any(n.startswith("boundary-") for n in names)
+    assert names == sorted(f.name for f in b.iterdir())
+    differ = [n for n in names if (a / n).read_bytes() != (b / n).read_bytes()]
+    assert differ == [], differ
