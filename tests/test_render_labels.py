@@ -84,7 +84,8 @@ def test_ranges_timers_and_since(lef):
     g, L = lef
     assert let_lines(lef, "reduce_band") == ["ALT or AST > 2× ULN and both ≤ 3× ULN"]
     assert let_lines(lef, "first_phase") == ["less than 6 months after ‘Initiate leflunomide’"]
-    assert L.expr(edge(g, "reduced/0/2")["guard"]) == "ALT or AST > 2× ULN and at least 14 days after entering this state"
+    assert L.expr(edge(g, "reduced/0/2")["guard"]) == (
+        "ALT or AST > 2× ULN and at least 14 days after entering this state and the order for ALT and AST is fulfilled")
     assert L.trigger(edge(g, "first_six_months/0/0")) == "6 months after ‘Initiate leflunomide’"
     assert L.trigger(edge(g, "baseline/0/0")) == "Change in: pre-existing liver disease"
 

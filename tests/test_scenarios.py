@@ -129,8 +129,27 @@ MUTATIONS = [
     (LEFLUNOMIDE, "= max(xuln(ALT), xuln(AST))", "= xuln(ALT)", "14-ast-without-alt-interrupts"),
     (LEFLUNOMIDE, "= alt >= 3 and known(TBIL) and bili > 2", "= alt > 3 and known(TBIL) and bili > 2", "15-hys-law-in-first-six-months"),
     (LEFLUNOMIDE, "alt > 2 and since entry >= 14 days", "alt > 2 and since entry >= 7 days", "07-reduced-to-long-term-calendar"),
-    (LEFLUNOMIDE, "when alt <= 1 and since entry >= 14 days -> washout", "when alt <= 1 -> washout",
-     "09-reduced-persistent-interrupted-washout"),
+    (LEFLUNOMIDE, "when alt <= 1 and since entry >= 14 days and fulfilled(order_lfts) -> washout",
+     "when alt <= 1 and fulfilled(order_lfts) -> washout", "09-reduced-persistent-interrupted-washout"),
+    # the 14 days are counted to a new measurement, not to an older ALT read again with a bilirubin
+    (LEFLUNOMIDE, "when alt > 2 and since entry >= 14 days and fulfilled(order_lfts) -> interrupted",
+     "when alt > 2 and since entry >= 14 days -> interrupted", "59-reduced-persistence-needs-a-new-panel"),
+    (LEFLUNOMIDE, "when alt <= 1 and since entry >= 14 days and fulfilled(order_lfts) -> washout",
+     "when alt <= 1 and since entry >= 14 days -> washout", "60-interrupted-normal-needs-a-new-panel"),
+    # the weekly states end on a normal ALT taken in them, not on one read again with a bilirubin
+    (LEFLUNOMIDE, "when alt > 1 or (has_transaminases and not fulfilled(order_lfts)) stay\n        cite arava-us-pi, "
+                  "rxwatch-convention {\n      if fulfilled(order_lfts) {\n        do order_lfts due within 1 week cite "
+                  "arava-us-pi, rxwatch-convention\n      }\n    }\n    # normal, from a new panel\n",
+     "when alt > 1 stay\n        cite arava-us-pi, rxwatch-convention {\n      if fulfilled(order_lfts) {\n        "
+     "do order_lfts due within 1 week cite arava-us-pi, rxwatch-convention\n      }\n    }\n", "61-washout-needs-a-new-panel"),
+    (LEFLUNOMIDE, "when alt <= 1 and fulfilled(order_lfts) -> stopped_for_good", "when alt <= 1 -> stopped_for_good",
+     "62-followup-needs-a-new-panel"),
+    (LEFLUNOMIDE, "when alt > 1 or (has_transaminases and not fulfilled(order_lfts)) stay\n        cite arava-us-pi, "
+                  "rxwatch-convention {\n      if fulfilled(order_lfts) {\n        do order_lfts due within 1 week cite "
+                  "arava-us-pi, rxwatch-convention\n      }\n    }\n    # normal, from a new panel: resume\n",
+     "when alt > 1 stay\n        cite arava-us-pi, rxwatch-convention {\n      if fulfilled(order_lfts) {\n        "
+     "do order_lfts due within 1 week cite arava-us-pi, rxwatch-convention\n      }\n    }\n",
+     "64-long-term-other-cause-resume-needs-a-new-panel"),
     (LEFLUNOMIDE, "when alt > 3 and fulfilled(order_lfts) -> washout", "when alt > 3 -> washout",
      "21-reduced-severe-second-weekly-panel"),
     (LEFLUNOMIDE, "if mtx_or_immunosuppressant {", "if not mtx_or_immunosuppressant {", "19-methotrexate-throughout"),
