@@ -179,7 +179,7 @@ def test_an_unused_choice_is_a_warning_on_stderr(capsys, tmp_path):
     assert json.loads(out)["warnings"][0]["line"] == 5
 
 
-def test_prefer_takes_an_option_where_no_choice_is_recorded_and_says_so(capsys, tmp_path):
+def test_prefer_takes_an_option_where_no_choice_is_recorded_and_says_so(capsys, tmp_path, monkeypatch):
     shipped = REPO_ROOT / "protocols" / "anakinra_hepatotoxicity.rxw"
     demo = REPO_ROOT / "docs" / "examples" / "anakinra-moderate.yaml"  # the shipped protocol's demo
     # the demo without its recorded choice: the protocol's first option, hold, by default
@@ -199,6 +199,7 @@ def test_prefer_takes_an_option_where_no_choice_is_recorded_and_says_so(capsys, 
     assert taken(out) == ("reduce_dose", True)
     trace = json.loads(out)
     assert trace["drugs"]["anakinra"]["dose"] == "daily"  # back to the full dose at recovery
+    monkeypatch.setenv("COLUMNS", "200")  # the table's width: its details cell on one line, whatever the terminal
     status, out, err = run(capsys, "simulate", shipped, tl, "-f", "table", "--prefer", "reduce_dose")
     assert status == 0, err
     assert "the preferred option (no choice recorded)" in " ".join(out.split())
