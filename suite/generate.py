@@ -234,23 +234,18 @@ class Generator:
             self._set_vars = found
         return var in self._set_vars
 
-    def example(self, state: str, hi: int, i: int, trace: Mapping | None = None, facts: Mapping | None = None,
-                below: str | None = None) -> smt.Example | None:
-        """A model of "rule i of handler hi of `state` fires". `below`: the active state inside
-        `state` (a compound state's panel rule is tried there after the rules of that state and
-        of the states between, child first, as the replay tries them)."""
+    def example(self, state: str, hi: int, i: int, trace: Mapping | None = None, facts: Mapping | None = None) -> smt.Example | None:
         h = self.graph.nodes[state]["handlers"][hi]
         watched = frozenset(h.get("facts") or ()) if h.get("trigger") == "fact" else frozenset()
         ckey, constraints = self.context(trace, facts or {}, watched) if trace is not None else ((), [])
-        first = self.inner_rules(below, state, h)
-        key = (state, hi, i, ckey, tuple(r.get("id") for r in first))
+        key = (state, hi, i, ckey)
         if key in self._examples:
             return self._examples[key]
-        rules = first + [self.edges[k] for k in h.get("rules") or ()][: i + 1]
+        rules = [self.edges[k] for k in h.get("rules") or ()][: i + 1]
         enc = self.enc
         s = z3.Solver(ctx=enc.ctx)
         s.set("rlimit", Z3_RLIMIT)
-        s.add(fires(enc, {**h, "mode": "ordered"} if first else h, rules, len(first) + i))
+        s.add(fires(enc, h, rules, i))
         s.add(*constraints)
         if h.get("trigger") == "panel":
             s.add(panel_context(enc))
@@ -261,36 +256,12 @@ class Generator:
         self._examples[key] = ex
         return ex
 
-    def inner_rules(self, below: str | None, state: str, h: Mapping) -> list:
-        """The panel rules tried before those of `state`'s handler `h` when `below`, a state
-        inside `state`, is active: its own and those of the states between, child first."""
-        if below is None or below == state or h.get("trigger") != "panel":
-            return []
-        out: list = []
-        s = below
-        while s is not None and s != state and s in self.graph.nodes:
-            for hh in self.graph.nodes[s].get("handlers") or ():
-                if hh.get("trigger") == "panel":
-                    out += [self.edges[k] for k in hh.get("rules") or () if k in self.edges]
-            s = self.graph.nodes[s].get("parent")
-        return out if s == state else []
-
-    def inside(self, trace: Mapping, state: str) -> str | None:
-        """The active atomic state of `trace` inside `state` (None when `state` is atomic or not active)."""
-        for s in trace.get("final_states") or [trace.get("final_state")]:
-            x = s
-            while x is not None and x in self.graph.nodes:
-                x = self.graph.nodes[x].get("parent")
-                if x == state:
-                    return s
-        return None
-
     def moves(self, p: Prefix, trace: Mapping, state: str, hi: int, i: int, key: str | None = None) -> Iterable[Prefix]:
         """Candidate timelines that extend `p` so that rule i of handler hi of `state` fires
         (its alternative `key`, when given: a choice's later alternative, chosen that day)."""
         h = self.graph.nodes[state]["handlers"][hi]
         last = max([_date(r["date"]) for r in p.rows] + [START, p.until])
-        ex = self.example(state, hi, i, trace, p.facts, self.inside(trace, state))
+        ex = self.example(state, hi, i, trace, p.facts)
         if ex is None and p.rows:
             return
         if ex is None:  # at the start the facts are free: what the rule needs decides them

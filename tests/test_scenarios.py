@@ -100,7 +100,7 @@ MUTATIONS = [
     (ANAKINRA, "do order_lfts due 3..4 months", "do order_lfts due 2..4 months", "01-routine-normal-panels"),
     (ANAKINRA, "set urgent_panel = true", "set urgent_panel = false", "21-jaundice-in-maintenance"),
     # elevations
-    (ANAKINRA, "(moderate or mild or side_rise) and since entry >= 14 days", "(moderate or mild or side_rise) and since entry >= 7 days",
+    (ANAKINRA, "after 14 days {", "after 7 days {",
      "36-persistence-needs-14-days"),
     (ANAKINRA, "when moderate and resumed -> stopped", "when moderate and dose_modified -> stopped",
      "37-positive-rechallenge-in-maintenance"),
@@ -116,12 +116,15 @@ MUTATIONS = [
      "57-abnormal-baseline-then-neutrophils-low"),
     (ANAKINRA, "do order_anc every 1..2 weeks", "do order_anc due 1..2 weeks", "54-neutropenia-stops-both-tracks"),
     # v3: a held anakinra reaching mild_elevation is resumed when the tests are normal
-    (ANAKINRA, "otherwise \"normal\" -> maintenance cite seed-review {\n          if dose_modified {",
-     "otherwise \"normal\" -> maintenance cite seed-review {\n          if false {", "56-held-anakinra-resumed-from-mild-elevation"),
+    (ANAKINRA, "otherwise \"normal\" -> maintenance cite seed-review {\n            if dose_modified {",
+     "otherwise \"normal\" -> maintenance cite seed-review {\n            if false {", "56-held-anakinra-resumed-from-mild-elevation"),
     # after the clinical review of v3: the episode's 14 days, the work-up of a split panel, a low
     # count without a liver result, the Gilbert exemption at baseline, jaundice before the start
-    (ANAKINRA, "(moderate or mild or side_rise) and since entry >= 14 days", "(moderate or mild or side_rise) and since entry >= 18 days",
+    (ANAKINRA, "after 14 days {", "after 18 days {", "96-moderate-then-mild-persistent-after-14-days"),
+    (ANAKINRA, "when (moderate or mild or side_rise) and elevation_14_days", "when (moderate or mild or side_rise) and since entry >= 14 days",
      "96-moderate-then-mild-persistent-after-14-days"),
+    (ANAKINRA, "when (mild or side_rise) and elevation_14_days", "when (mild or side_rise) and since entry >= 14 days",
+     "95-persistence-counts-from-first-abnormal-panel"),
     (ANAKINRA, "= known(since_work_up) and since_work_up <= since entry", "= known(since_work_up)",
      "97-split-panel-bilirubin-rise-next-day"),
     (ANAKINRA, "when no_transaminases and not baseline_side_rise and ANC < 1.5 stay",

@@ -181,14 +181,10 @@ def test_corpus_unassessable_handlers_are_explained(path: Path):
 
 def test_the_shipped_protocols_have_no_finding_but_accepted_warnings(shipped):
     """Every shipped protocol checks clean: the only findings are W605 (rules resting on an AI
-    summary), which the protocol accepts with its reason, and, in anakinra, W640 (the rules of
-    `elevation` that persistent_elevation overrides with its own), accepted in `elevation`."""
+    summary), which the protocol accepts with its reason."""
     assert len(shipped) >= 3
     for name, fs in shipped.items():
-        allowed = {"W605", "W640"} if name == ANAKINRA.name else {"W605"}
-        assert {f.code for f in fs} <= allowed, (name, [(f.code, f.line, f.message) for f in fs])
-    assert [f.message.split(":")[0] for f in shipped[ANAKINRA.name] if f.code == "W640"] == [
-        "state elevation (for states mild_elevation, moderate_elevation, persistent_elevation)"] * 2
+        assert {f.code for f in fs} <= {"W605"}, (name, [(f.code, f.line, f.message) for f in fs])
     assert shipped[LEFLUNOMIDE.name] == []
 
 
