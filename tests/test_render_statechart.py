@@ -200,4 +200,7 @@ def test_the_shipped_anakinra_chart_with_its_two_tracks_fits_one_page():
     w, h = (float(root.get(k).rstrip("pt")) for k in ("width", "height"))
     assert w <= PAGE[0] + 1 and h <= PAGE[1] + 1
     scale = float(re.search(rb"scale\(([\d.]+)", svg).group(1))
-    assert scale >= 0.27, scale  # 0.29 when written, 0.30 with whole action texts (issue 14); the flat v2 chart 0.37
+    # 0.29 when written, 0.30 with whole action texts (issue 14), 0.26 with the rules of the
+    # clinical review (the count alone before the start, jaundice in baseline_abnormal, the
+    # elevation's 14-day timer); the flat v2 chart 0.37
+    assert scale >= 0.26, scale

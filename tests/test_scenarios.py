@@ -85,7 +85,8 @@ MUTATIONS = [
     (ANAKINRA, "when fulfilled(order_lfts) -> maintenance cite seed-review\n        otherwise stay cite rxwatch-convention",
      "otherwise -> maintenance cite seed-review", "30-early-result-stills"),
     (ANAKINRA, "= tx >= 3 and (not known(TBIL)", "= tx >= 4 and (not known(TBIL)", "17-tx4-without-bilirubin-then-inr"),
-    (ANAKINRA, "when tx <= 1 and known(TBIL) and bili <= 1", "when tx <= 1 and bili <= 1", "15-severe-at-first-check-recovery-needs-bilirubin"),
+    (ANAKINRA, "when tx <= 1 and known(TBIL) and (bili <= 1 or gilbert_exempt)", "when tx <= 1 and (bili <= 1 or gilbert_exempt)",
+     "15-severe-at-first-check-recovery-needs-bilirubin"),
     # baseline and schedules
     (ANAKINRA, "= tx >= 1.5 or severe", "= tx > 1.5 or severe", "35-exact-boundaries-v2"),
     (ANAKINRA, "when indication in {stills_disease, hlh_mas} and abnormal_baseline",
@@ -99,7 +100,7 @@ MUTATIONS = [
     (ANAKINRA, "do order_lfts due 3..4 months", "do order_lfts due 2..4 months", "01-routine-normal-panels"),
     (ANAKINRA, "set urgent_panel = true", "set urgent_panel = false", "21-jaundice-in-maintenance"),
     # elevations
-    (ANAKINRA, "(mild or side_rise) and since entry >= 14 days", "(mild or side_rise) and since entry >= 7 days",
+    (ANAKINRA, "after 14 days {", "after 7 days {",
      "36-persistence-needs-14-days"),
     (ANAKINRA, "when moderate and resumed -> stopped", "when moderate and dose_modified -> stopped",
      "37-positive-rechallenge-in-maintenance"),
@@ -117,6 +118,21 @@ MUTATIONS = [
     # v3: a held anakinra reaching mild_elevation is resumed when the tests are normal
     (ANAKINRA, "otherwise \"normal\" -> maintenance cite seed-review {\n            if dose_modified {",
      "otherwise \"normal\" -> maintenance cite seed-review {\n            if false {", "56-held-anakinra-resumed-from-mild-elevation"),
+    # after the clinical review of v3: the episode's 14 days, the work-up of a split panel, a low
+    # count without a liver result, the Gilbert exemption at baseline, jaundice before the start
+    (ANAKINRA, "after 14 days {", "after 18 days {", "96-moderate-then-mild-persistent-after-14-days"),
+    (ANAKINRA, "when (moderate or mild or side_rise) and elevation_14_days", "when (moderate or mild or side_rise) and since entry >= 14 days",
+     "96-moderate-then-mild-persistent-after-14-days"),
+    (ANAKINRA, "when (mild or side_rise) and elevation_14_days", "when (mild or side_rise) and since entry >= 14 days",
+     "95-persistence-counts-from-first-abnormal-panel"),
+    (ANAKINRA, "= known(since_work_up) and since_work_up <= since entry", "= known(since_work_up)",
+     "97-split-panel-bilirubin-rise-next-day"),
+    (ANAKINRA, "when no_transaminases and not baseline_side_rise and ANC < 1.5 stay",
+     "when no_transaminases and not baseline_side_rise and ANC < 1.0 stay", "98-baseline-neutrophils-low-without-liver-tests"),
+    (ANAKINRA, "= (known(TBIL) and bili > 2 and not gilbert_exempt) or inr_high", "= (known(TBIL) and bili > 2) or inr_high",
+     "100-gilbert-baseline-and-recovery"),
+    (ANAKINRA, "otherwise stay cite rxwatch-convention {\n      do urgent_assessment", "otherwise stay cite rxwatch-convention {\n      do defer_initiation",
+     "94-jaundice-in-baseline-abnormal"),
     (LEFLUNOMIDE, "after 6 months since start_leflunomide", "after 26 weeks since start_leflunomide",
      "08-six-months-by-the-calendar"),
     (LEFLUNOMIDE, "since(start_leflunomide) < 6 months", "since(start_leflunomide) < 7 months", "07-reduced-to-long-term-calendar"),
