@@ -45,7 +45,11 @@ from .equivalence import fires
 
 
 START = datetime.date(2025, 1, 6)
-MAX_PREFIXES = 1500  # timelines replayed by each pass of the search before it gives up
+# timelines replayed by each pass of the search before it gives up. 2500: anakinra's positive
+# rechallenge from persistent_elevation takes five panels (a moderate rise, a normal one that
+# resumes, a side rise, a mild one 14 days into the episode, a moderate one) and is found after
+# 3,052 replays in all; at 1500 the search gave up on it (3,000 replays, about the same time)
+MAX_PREFIXES = 2500
 MAX_MOVES = 14  # moves in one timeline
 _FAR = 1 << 30  # no rule still to be found is reachable
 MAX_TRIES = 40  # timelines extended toward a missing rule before the search stops heading for it
