@@ -1625,18 +1625,15 @@ class _Program:
                         out.add(depth, "emit(s)")
                     else:
                         out.add(depth, "emit(h[0].copy())")
-                    if a.opens:  # a new order of the same action replaces the open one (and goes last)
+                    if a.opens and a.region is not None:  # in a track: `open` (it replaces the top level's too)
+                        out.add(depth, "r.open(h[1])")
+                    elif a.opens:  # a new order of the same action replaces the open one (and goes last): `open`, inline
                         name = out.const(a.key)
                         out.add(depth, f"o = h[1]")
                         out.add(depth, f"if {name} in orders:")
                         out.add(depth + 1, f"del orders[{name}]")
                         out.add(depth, f"orders[{name}] = o")
                         out.add(depth, f"r.alarms[{name}] = o.late")
-                        if a.region is not None:  # it replaces the top level's open order too (see `open`)
-                            top = out.const(a.name)
-                            out.add(depth, f"if {top} in orders:")
-                            out.add(depth + 1, f"del orders[{top}]")
-                            out.add(depth + 1, f"r.alarms.pop({top}, None)")
                 out.add(depth, f"last[{out.const(a.name)}] = today")
             elif type(a) is _OneOf:
                 out.add(depth, f"{out.const(a.run)}(r)")
