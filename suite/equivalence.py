@@ -24,11 +24,11 @@ from typing import Any, Mapping
 import z3
 
 from rxwatch.compiler.verify import smt
-from rxwatch.compiler.verify.prover import describe
+from rxwatch.compiler.verify.prover import budget, describe
 from rxwatch.compiler.verify.tables import above, panel_context, stuck
 
-TIMEOUT_MS = 10_000
-"""One question's budget: a mutant z3 cannot decide in it counts as not equivalent (survived)."""
+# One question's budget is the verifier's (prover.Z3_RLIMIT, counted work, not seconds): a mutant
+# z3 cannot decide within it counts as not equivalent (survived), on every machine alike.
 
 
 @dataclass
@@ -128,9 +128,7 @@ class _Pair:
         return json.dumps([[_strip(t) for t in trees], [(n, _strip(enc.lets[n]["expr"])) for n in ins.lets]], sort_keys=True)
 
     def solver(self) -> z3.Solver:
-        s = z3.Solver(ctx=self.a.ctx)
-        s.set("timeout", TIMEOUT_MS)
-        return s
+        return budget(z3.Solver(ctx=self.a.ctx))
 
     def differ(self, original, mutant, ifs: bool = True) -> Verdict:
         ha, hb = _handlers(original), _handlers(mutant)
@@ -284,8 +282,7 @@ def witness(graph, line: int) -> Verdict:
                 continue
             fa, _ = _decisions(enc, h, rules[: i + 1])
             fire = fa.get(_does(r))
-            s = z3.Solver(ctx=enc.ctx)
-            s.set("timeout", TIMEOUT_MS)
+            s = budget(z3.Solver(ctx=enc.ctx))
             if h.get("trigger") == "panel":
                 s.add(panel_context(enc))
             s.add(fire)

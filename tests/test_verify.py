@@ -669,6 +669,18 @@ def test_analysis_that_the_solver_cannot_finish_is_reported(monkeypatch):
     assert [f.code for f in fs if f.code == "W609"] == ["W609"]
 
 
+def test_a_question_over_its_budget_of_work_is_reported_not_guessed(monkeypatch):
+    """The budget is counted work (z3's rlimit), not seconds: the same findings on any machine."""
+    from rxwatch.compiler.verify import prover
+
+    monkeypatch.setattr(prover, "Z3_RLIMIT", 1)
+    fs = findings(small("when alt > 3 -> b\nwhen alt <= 3 stay"))
+    w609 = [f for f in fs if f.code == "W609"]
+    assert w609 and all("its budget of work ran out" in f.message for f in w609)
+    monkeypatch.setattr(prover, "Z3_RLIMIT", 50_000_000)
+    assert not [f for f in findings(small("when alt > 3 -> b\nwhen alt <= 3 stay")) if f.code == "W609"]
+
+
 def test_findings_are_deterministic():
     text = (CORPUS / "W603-order-decides.rxw").read_text(encoding="utf-8")
     a = [(f.code, f.line, f.message) for f in findings(text)]

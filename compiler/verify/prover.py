@@ -18,7 +18,27 @@ import z3
 
 from . import smt
 
-TIMEOUT_MS = 10_000  # per query; a query that times out is reported as W609, never guessed
+Z3_RLIMIT = 50_000_000
+"""One query's budget, in z3's own resource units (`rlimit`), not in seconds: a wall-clock
+timeout stops wherever the machine's speed and load left it, so a busy machine could report a
+W609 (or, in `rxwatch test --mutants`, a survivor) that an idle one does not. Counted work stops
+at the same point on every run and machine. The largest query of the shipped protocols'
+verification and mutation runs takes under 0.3 million units (a few milliseconds); 50 million
+is about a second of z3's work on the 2-core VM. A query that runs out is reported as W609,
+never guessed."""
+
+
+def budget(solver):
+    """`solver` with the query budget set (every z3 solver of the verifier and of the mutants'
+    equivalence checks is made through this)."""
+    solver.set("rlimit", Z3_RLIMIT)
+    return solver
+
+
+def reason(solver) -> str:
+    """Why z3 gave up, in the report's words."""
+    why = solver.reason_unknown()
+    return "its budget of work ran out" if "resource limit" in why or why == "canceled" else why or "unknown"
 
 
 @dataclass
@@ -40,14 +60,13 @@ class Finding:
 
 
 class Unknown(Exception):
-    """z3 could not decide a query (a timeout, or non-linear arithmetic it gave up on)."""
+    """z3 could not decide a query (its budget ran out, or non-linear arithmetic it gave up on)."""
 
 
 class Prover:
     def __init__(self, enc: smt.Encoder) -> None:
         self.enc = enc
-        self.solver = z3.Solver(ctx=enc.ctx)
-        self.solver.set("timeout", TIMEOUT_MS)
+        self.solver = budget(z3.Solver(ctx=enc.ctx))
         self.queries = 0
         self._names = 0
 
@@ -80,7 +99,7 @@ class Prover:
         r = self.solver.check(*literals)
         self.queries += 1
         if r == z3.unknown:
-            raise Unknown(self.solver.reason_unknown())
+            raise Unknown(reason(self.solver))
         return r == z3.sat
 
     def model(self, *literals):
@@ -88,7 +107,7 @@ class Prover:
         r = self.solver.check(*literals)
         self.queries += 1
         if r == z3.unknown:
-            raise Unknown(self.solver.reason_unknown())
+            raise Unknown(reason(self.solver))
         return self.solver.model() if r == z3.sat else None
 
     def witness(self, formulas: list, ins: smt.Inputs, probes: list = ()) -> smt.Example | None:
@@ -104,7 +123,7 @@ class Prover:
             r = s.check()
             self.queries += 1
             if r == z3.unknown:
-                raise Unknown(s.reason_unknown())
+                raise Unknown(reason(s))
             if r == z3.unsat:
                 return None
             model = s.model()
