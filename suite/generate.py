@@ -238,11 +238,42 @@ class Generator:
             self._set_vars = found
         return var in self._set_vars
 
-    def example(self, state: str, hi: int, i: int, trace: Mapping | None = None, facts: Mapping | None = None) -> smt.Example | None:
+    def entry_conditions(self, key: str) -> list[Mapping]:
+        """The conditions of the `if`s, in the entry actions of the state rule `key` leads to
+        (and of the states around it), whose actions `set` a variable: what such an entry
+        remembers can decide later rules (anakinra's `stopped`, entered with neutrophils below
+        1.0, follows them: `follow_anc`), and only a move whose panel also makes the condition
+        true gets there."""
+        target = self.targets.get(key)
+        if target is None or self.edges[key].get("stay"):
+            return []
+        out: list[Mapping] = []
+
+        def sets(actions) -> bool:
+            return any(a.get("kind") == "set" or sets(a.get("then")) or sets(a.get("else"))
+                       for a in actions or ())
+
+        def walk(actions):
+            for a in actions or ():
+                if a.get("kind") == "if":
+                    if sets(a.get("then")) and a.get("cond") is not None:
+                        out.append(a["cond"])
+                    walk(a.get("then")), walk(a.get("else"))
+        node = target
+        while node is not None:
+            data = self.graph.nodes[node]
+            walk(data.get("entry"))
+            node = data.get("parent")
+        return out
+
+    def example(self, state: str, hi: int, i: int, trace: Mapping | None = None, facts: Mapping | None = None,
+                also: Mapping | None = None) -> smt.Example | None:
+        """A model of rule i of handler hi of `state` firing, in the context the replay so far
+        fixes (`trace`, `facts`); with `also`, a condition the model must make true too."""
         h = self.graph.nodes[state]["handlers"][hi]
         watched = frozenset(h.get("facts") or ()) if h.get("trigger") == "fact" else frozenset()
         ckey, constraints = self.context(trace, facts or {}, watched) if trace is not None else ((), [])
-        key = (state, hi, i, ckey)
+        key = (state, hi, i, ckey, None if also is None else json.dumps(also, sort_keys=True))
         if key in self._examples:
             return self._examples[key]
         rules = [self.edges[k] for k in h.get("rules") or ()][: i + 1]
@@ -250,13 +281,15 @@ class Generator:
         s = z3.Solver(ctx=enc.ctx)
         s.set("rlimit", Z3_RLIMIT)
         s.add(fires(enc, h, rules, i))
+        if also is not None:
+            s.add(enc.cond(also).t)
         s.add(*constraints)
         if h.get("trigger") == "panel":
             s.add(panel_context(enc))
         s.add(*enc.domain())  # every symbol's, those made for earlier solvers too
         ex = None
         if s.check() == z3.sat:
-            ex = enc.example(s.model(), enc.inputs_of(r.get("guard") for r in rules))
+            ex = enc.example(s.model(), enc.inputs_of([*(r.get("guard") for r in rules), also]))
         self._examples[key] = ex
         return ex
 
@@ -272,6 +305,16 @@ class Generator:
             ex = self.example(state, hi, i)
             if ex is None:
                 return
+        yield from self.placed(p, trace, state, h, ex, last, key or h["rules"][i])
+        # the same rule with a panel that also makes true an `if` of the entry it leads to
+        for cond in self.entry_conditions(key or h["rules"][i]):
+            also = self.example(state, hi, i, trace, p.facts, also=cond) if p.rows else None
+            if also is not None and also.panel != ex.panel:
+                yield from self.placed(p, trace, state, h, also, last, key or h["rules"][i])
+
+    def placed(self, p: Prefix, trace: Mapping, state: str, h: Mapping, ex: smt.Example, last: datetime.date,
+               key: str) -> Iterable[Prefix]:
+        """The candidates of `moves` for one model `ex` of the rule `key` firing."""
         watched = set(h.get("facts") or ()) if h.get("trigger") == "fact" else set()
         if any(p.facts.get(k, _default(self.facts_decl.get(k))) != v for k, v in ex.facts.items() if k not in watched):
             if not p.rows:  # facts are given at the start: a new root
@@ -279,7 +322,7 @@ class Generator:
             return
         days = self.dates(trace, state, ex, last)
         trigger = h.get("trigger")
-        chosen = self.chosen(key or h["rules"][i])
+        chosen = self.chosen(key)
         for day in days:
             # a choice's later alternative is taken when the day records the choice of its action
             choice = [{"date": _iso(day), "choice": chosen}] if chosen is not None else []
