@@ -136,10 +136,17 @@ def starting_in(path, state: str):
     """The protocol with a new initial state that an event `rxwatch_probe_go` on the first day
     leads to `state`: a panel on the next day meets that state's handler. On the way it
     recommends every action a `since(ACTION)` reads, as the pathway would have before reaching
-    the state (the chart takes `since` as known: see render/missing.py)."""
+    the state (the chart takes `since` as known: see render/missing.py), and it sets every bool
+    variable from a fact of its own (`rxwatch_probe_var_NAME`), so a panel meets the state with
+    any variable values."""
     text = path.read_text(encoding="utf-8")
     initial = re.search(r"^initial state (\w+)", text, flags=re.M).group(1)
     actions = " ".join(f"do {a}" for a in dict.fromkeys(re.findall(r"since\((\w+)\)", text)))
+    # a bool variable may hold either value in the state (anakinra's `follow_anc` in `stopped`):
+    # the probe sets each from a fact of its own, which `random_inputs` draws like the others
+    for var in re.findall(r"^var (\w+) .* bool\b", text, flags=re.M):
+        text += f'\nfact rxwatch_probe_var_{var} "the value of {var} on the way in" bool default false\n'
+        actions += f" set {var} = rxwatch_probe_var_{var}"
     text = re.sub(r"^initial state ", "state ", text, flags=re.M) + PROBE.format(state=state, initial=initial,
                                                                                   actions=actions)
     result = compile_source(text, path.name, verify=False)
