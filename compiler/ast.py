@@ -364,6 +364,7 @@ class Event:
     description: str | None
     cite: tuple[Name, ...]
     span: Span
+    effect: "Effect | None" = None  # `stops D`: the event means the drug has ended
 
 
 @dataclass(frozen=True, slots=True)

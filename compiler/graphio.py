@@ -244,6 +244,8 @@ def _upgrade(data: dict, edges: str) -> None:
             stack.extend(x for x in v.values() if isinstance(x, (dict, list)))
     for action in data["graph"]["actions"].values():
         action.setdefault("effect", None)
+    for event in data["graph"]["events"].values():
+        event.setdefault("effect", None)
     stack = [n["entry"] for n in data["nodes"]] + [e["actions"] for e in data[edges]]
     while stack:
         for a in stack.pop():
@@ -674,6 +676,12 @@ class _Checker:
     def decl_events(self, where: Where, d: dict) -> None:
         if "description" in d:
             self.text(where + ("description",), d["description"], optional=True)
+        # `stops D` (optional: a graph written before events could stop a drug has no `effect`)
+        e = d.get("effect")
+        if e is not None and self.version >= 3:
+            self.effect(where + ("effect",), e)
+            if isinstance(e, dict) and e.get("kind") in EFFECTS and e.get("kind") != "stop":
+                self.fail(where + ("effect", "kind"), "E914", f"an event can only stop a drug, not {_show(e.get('kind'))} it")
 
     def decl_actions(self, where: Where, d: dict) -> None:
         if "description" in d:

@@ -81,7 +81,10 @@ def lower(module: ast.Module, sym: Symbols, let_types: dict) -> nx.MultiDiGraph:
             "vars": {f.name.text: _fact(f) for f in module.vars},
             "events": {
                 e.name.text: {"description": e.description, "sources": _ids(e.cite), "citations": _citations(e.cite),
-                              "span": e.span.to_dict()}
+                              "span": e.span.to_dict(),
+                              # `stops D`: the event means the drug has ended ({kind: stop, drug, dose: null})
+                              "effect": None if e.effect is None else {
+                                  "kind": e.effect.kind, "drug": e.effect.drug.text, "dose": None}}
                 for e in module.events
             },
             "actions": {

@@ -455,7 +455,8 @@ class _Builder(Transformer):
 
     @v_args(meta=True)
     def event_decl(self, meta, children):
-        return ast.Event(self.name(children[0]), self._desc(children), self.tagged(children, "cite") or (), self.span(meta))
+        return ast.Event(self.name(children[0]), self._desc(children), self.tagged(children, "cite") or (), self.span(meta),
+                         self.first(children, ast.Effect))
 
     @v_args(meta=True)
     def action_decl(self, meta, children):

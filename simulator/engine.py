@@ -354,6 +354,10 @@ class Machine:
             # action -> (kind, drug, level index or None): what it does to a drug
             self.effects = {name: _effect(name, d.get("effect"), self.drugs) for name, d in actions.items()
                             if isinstance(d, Mapping) and d.get("effect")}
+            # event -> the drug it stops (`event anakinra_stopped "..." stops anakinra`)
+            self.event_stops: dict[str, _DrugDecl] = {
+                name: self.drugs[d["effect"]["drug"]] for name, d in (g.get("events") or {}).items()
+                if isinstance(d, Mapping) and d.get("effect") and _effect(name, d["effect"], self.drugs)[0] == "stop"}
         except (KeyError, TypeError, ValueError) as e:
             raise SimulationError(f"not a compiled protocol graph: {type(e).__name__}: {e}", path=self.path,
                                   code="E903") from None
@@ -2212,12 +2216,22 @@ class _Run(Ctx):
             if inputs is not None:
                 inputs.append((len(self.steps), ev))
             if type(ev) is ClinicalEvent:
+                stops = self.m.event_stops.get(ev.event)
+                if stops is not None:
+                    n = len(self.steps)
+                    drug = self.stop_by_event(stops)
                 if self.m.chart:
                     self.react_all([(st, st.events[ev.event]) for st in self.config if ev.event in st.events])
-                    continue
-                handler = self.state.events.get(ev.event)
-                if handler is not None:
-                    self.react(handler)
+                else:
+                    handler = self.state.events.get(ev.event)
+                    if handler is not None:
+                        self.react(handler)
+                if stops is not None:
+                    # the event's transition shows the drug's state after it (as an action's step does)
+                    for s in self.steps[n:]:
+                        if s["type"] == "transition" and s.get("event") == ev.event:
+                            s["drug"] = drug
+                            break
             elif type(ev) is FactChange:
                 old = ctx.facts.get(ev.fact)
                 new = _value(ev.value)
@@ -2506,6 +2520,16 @@ class _Run(Ctx):
     def drug_values(self, d: dict, drugs: tuple) -> None:
         for key, func, drug in drugs:
             _put_value(d, key, _drug(self, func, drug))
+
+    def stop_by_event(self, decl: "_DrugDecl") -> dict:
+        """An event that means the drug has ended (`stops D` on the event): the drug is stopped
+        before the protocol reacts to the event, so its rules read `stopped(D)` true and the
+        trace's `drugs` shows it; its state after, as an action's step shows it."""
+        d = self.drugs.get(decl.name)
+        if d is None:
+            d = self.drugs[decl.name] = _Drug(decl)
+        d.stopped = True
+        return d.to_dict()
 
     def drug_act(self, effect: tuple, s: dict) -> None:
         """An action on a drug (`effect`: kind, drug, level index or None, region) in the

@@ -283,6 +283,8 @@ def _step_row(s: Mapping[str, Any], descriptions: Mapping[str, str], labs: Mappi
             on += f" {s['fact']}"
         what = f"stay in {s['from']}" if s.get("stay") else f"{s['from']} -> {s['to']}"
         details = f"{what} on {on}: {guard}"
+        if s.get("drug"):  # an event that stops the drug
+            details += "; " + _drug(s["drug"], drugs or {})
         if s.get("alternative"):
             details += f"; chose {s['alternative']}"
         details += _read(s)

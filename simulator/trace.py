@@ -21,7 +21,7 @@ TOP_KEYS = ("protocol", "patient", "start", "until", "steps", "final_state", "op
 STEP_KEYS = {
     "enter": ("date", "type", "state", "line", "withdrawn", "track"),
     "transition": ("date", "type", "from", "to", "trigger", "because", "sources", "rule", "line", "stay", "event", "fact",
-                   "track", "alternative", "preempted", "values", "citations", "withdrawn"),
+                   "track", "alternative", "preempted", "values", "citations", "withdrawn", "drug"),
     "action": ("date", "type", "action", "state", "options", "window", "sources", "line", "track", "drug", "repeat",
                "citations", "preferred"),
     "deviation": ("date", "type", "kind", "action", "window", "ordered", "line", "missing", "track"),

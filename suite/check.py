@@ -284,14 +284,17 @@ def _drug_at(e: Expectation, trace: Mapping) -> tuple[str, Any, list, str]:
         final = (trace.get("drugs") or {}).get(e.name)
         if isinstance(final, Mapping) and e.held_by is None:
             return str(final.get("status")), trace_value(final, "dose"), [], "at the end"
-    acts = [s for s in trace.get("steps", ()) if s.get("type") == "action" and isinstance(s.get("drug"), Mapping)
-            and s["drug"].get("name") == e.name and (day is None or _day(s["date"]) <= day)]
+    # an action's step, or an event's transition (an event that stops the drug), shows its state after
+    acts = [s for s in trace.get("steps", ()) if s.get("type") in ("action", "transition")
+            and isinstance(s.get("drug"), Mapping) and s["drug"].get("name") == e.name
+            and (day is None or _day(s["date"]) <= day)]
     if not acts:
         return "not_started", e.default, [], "no action on it by then"
     last = acts[-1]
     d = last["drug"]
+    after = f"action {last.get('action')}" if last.get("type") == "action" else f"event {last.get('event')}"
     return (str(d.get("status")), trace_value(d, "dose"), list(d.get("held_by") or ()),
-            f"after action {last.get('action')} on {last['date']}")
+            f"after {after} on {last['date']}")
 
 
 def _check_drug(e: Expectation, trace: Mapping) -> Outcome:

@@ -1322,3 +1322,66 @@ def test_since_entry_in_actions_counts_from_their_own_state(labs):
     # back in a1 on 2025-04-20; a stay rule's actions on 04-25 read 5 days, on 06-01 42 days
     assert [s["action"] for s in steps(trace, "action", date="2025-04-25")] == ["note"]
     assert [s["action"] for s in steps(trace, "action", date="2025-06-01")] == ["other"]
+
+
+# ---------------------------------------------------------------------------- an event that stops a drug
+
+EVENT_STOPS = EXAMPLE_HEADER.replace('event stopped_otherwise "tocilizumab ended for another reason"',
+                                     'event stopped_otherwise "tocilizumab ended for another reason" stops toci') + """
+action start "Start tocilizumab" starts toci cite pi
+initial state on "On tocilizumab" {
+  on entry { do start cite pi }
+  on event stopped_otherwise { when stopped(toci) -> off cite pi  otherwise stay cite pi }
+}
+terminal state off "Off tocilizumab"
+"""
+
+
+def test_an_event_that_stops_a_drug_stops_it_before_the_rules_read_it():
+    g = compile_source(EVENT_STOPS, "t.rxw", verify=False).graph
+    assert g.graph["events"]["stopped_otherwise"]["effect"] == {"kind": "stop", "drug": "toci", "dose": None}
+    trace = run(g, """
+    patient: {id: p}
+    start: 2025-03-03
+    events:
+      - {date: 2025-04-14, event: stopped_otherwise}
+    """)
+    (t,) = steps(trace, "transition")
+    # the rule read stopped(toci) true; its step shows the drug after the event
+    assert t["to"] == "off" and t["event"] == "stopped_otherwise"
+    assert t["drug"] == {"name": "toci", "status": "stopped", "dose": None, "held_by": []}
+    assert trace["drugs"] == {"toci": {"status": "stopped", "dose": None}}
+    assert not trace["warnings"]
+
+
+def test_a_case_reads_the_drug_an_event_stopped_on_its_day(tmp_path):
+    from rxwatch.suite.cases import run_suite
+
+    g = compile_source(EVENT_STOPS, "t.rxw", verify=False).graph
+    case = tmp_path / "c.yaml"
+    case.write_text(textwrap.dedent("""\
+        patient: {id: p}
+        start: 2025-03-03
+        events:
+          - {date: 2025-04-14, event: stopped_otherwise}
+        expect:
+          - on 2025-04-13 drug toci on
+          - on 2025-04-14 drug toci stopped
+        """), encoding="utf-8")
+    (result,) = run_suite(g, [case]).cases
+    assert result.status == "pass", result
+
+
+def test_an_event_stops_only_a_declared_drug_and_only_stops_it():
+    bad = compile_source(EVENT_STOPS.replace("stops toci\n", "stops tocilizumab\n", 1), "t.rxw", verify=False)
+    assert [d.code for d in bad.diagnostics if d.is_error] == ["E214"]
+    from rxwatch.compiler import graphio
+
+    data = json.loads(graphio.to_json(compile_source(EVENT_STOPS, "t.rxw", verify=False).graph))
+    data["graph"]["events"]["stopped_otherwise"]["effect"]["kind"] = "hold"
+    with pytest.raises(graphio.GraphError) as e:
+        graphio.from_json(json.dumps(data), "g.json")
+    assert "an event can only stop a drug" in str(e.value.diagnostics[0].message)
+    # a graph written before events could stop a drug (no `effect`) still reads
+    del data["graph"]["events"]["stopped_otherwise"]["effect"]
+    assert graphio.from_json(json.dumps(data), "g.json").graph["events"]["stopped_otherwise"]["effect"] is None

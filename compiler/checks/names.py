@@ -27,13 +27,14 @@ def check(module: ast.Module, sym: Symbols, diags: Diagnostics) -> None:
         _cites(item.cite, sym, diags)
     for drug in module.drugs:
         _cites(drug.cite, sym, diags)
-    for action in module.actions:
-        _cites(action.cite, sym, diags)
-        e = action.effect
+    for owner in (*module.actions, *module.events):
+        e = owner.effect
         if e is not None and e.drug.text not in sym.drugs:
             hint = did_you_mean(e.drug.text, sym.drugs)
-            diags.error(e.drug.span, "E214", f"'{action.name.text}' acts on '{e.drug.text}', which is not a declared drug{hint}" if hint or sym.drugs
-                        else f"'{action.name.text}' acts on '{e.drug.text}', which is not a declared drug; declare it with 'drug {e.drug.text} doses ...'")
+            diags.error(e.drug.span, "E214", f"'{owner.name.text}' acts on '{e.drug.text}', which is not a declared drug{hint}" if hint or sym.drugs
+                        else f"'{owner.name.text}' acts on '{e.drug.text}', which is not a declared drug; declare it with 'drug {e.drug.text} doses ...'")
+    for action in module.actions:
+        _cites(action.cite, sym, diags)
         for lab in action.orders:
             if lab.text not in sym.labs:
                 diags.error(lab.span, "E205", f"action '{action.name.text}' orders '{lab.text}', which is not a declared lab{did_you_mean(lab.text, sym.labs)}")
