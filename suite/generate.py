@@ -222,20 +222,8 @@ class Generator:
     def sets_anywhere(self, var: str) -> bool:
         """Some `set` of the protocol assigns `var` (its value then depends on the path)."""
         if not hasattr(self, "_set_vars"):
-            found: set[str] = set()
-
-            def walk(actions):
-                for a in actions or ():
-                    if a.get("kind") == "set":
-                        found.add(a.get("var"))
-                    walk(a.get("then")), walk(a.get("else"))
-                    for alt in a.get("alternatives") or ():
-                        walk(alt.get("actions"))
-            for _, d in self.graph.nodes(data=True):
-                walk(d.get("entry"))
-            for d in self.edges.values():
-                walk(d.get("actions"))
-            self._set_vars = found
+            self._set_vars = {a.get("var") for actions in smt.all_action_lists(self.graph)
+                              for a in smt.walk_actions(actions) if a.get("kind") == "set"}
         return var in self._set_vars
 
     def entry_conditions(self, key: str) -> list[Mapping]:
@@ -248,21 +236,11 @@ class Generator:
         if target is None or self.edges[key].get("stay"):
             return []
         out: list[Mapping] = []
-
-        def sets(actions) -> bool:
-            return any(a.get("kind") == "set" or sets(a.get("then")) or sets(a.get("else"))
-                       for a in actions or ())
-
-        def walk(actions):
-            for a in actions or ():
-                if a.get("kind") == "if":
-                    if sets(a.get("then")) and a.get("cond") is not None:
-                        out.append(a["cond"])
-                    walk(a.get("then")), walk(a.get("else"))
         node = target
         while node is not None:
             data = self.graph.nodes[node]
-            walk(data.get("entry"))
+            out += [a["cond"] for a in smt.walk_actions(data.get("entry")) if a.get("kind") == "if"
+                    and a.get("cond") is not None and any(x.get("kind") == "set" for x in smt.walk_actions(a.get("then")))]
             node = data.get("parent")
         return out
 
