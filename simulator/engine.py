@@ -2220,6 +2220,8 @@ class _Run(Ctx):
                 if stops is not None:
                     n = len(self.steps)
                     drug = self.stop_by_event(stops)
+                    if drug is None:
+                        stops = None
                 if self.m.chart:
                     self.react_all([(st, st.events[ev.event]) for st in self.config if ev.event in st.events])
                 else:
@@ -2521,13 +2523,14 @@ class _Run(Ctx):
         for key, func, drug in drugs:
             _put_value(d, key, _drug(self, func, drug))
 
-    def stop_by_event(self, decl: "_DrugDecl") -> dict:
-        """An event that means the drug has ended (`stops D` on the event): the drug is stopped
-        before the protocol reacts to the event, so its rules read `stopped(D)` true and the
-        trace's `drugs` shows it; its state after, as an action's step shows it."""
+    def stop_by_event(self, decl: "_DrugDecl") -> dict | None:
+        """An event that means the drug has ended (`stops D` on the event): a started drug is
+        stopped before the protocol reacts to the event, so its rules read `stopped(D)` true
+        and the trace's `drugs` shows it; its state after, as an action's step shows it (None:
+        the drug was never started, and an end of what never began changes nothing)."""
         d = self.drugs.get(decl.name)
-        if d is None:
-            d = self.drugs[decl.name] = _Drug(decl)
+        if d is None or not d.started:
+            return None
         d.stopped = True
         return d.to_dict()
 

@@ -1352,6 +1352,18 @@ def test_an_event_that_stops_a_drug_stops_it_before_the_rules_read_it():
     assert t["drug"] == {"name": "toci", "status": "stopped", "dose": None, "held_by": []}
     assert trace["drugs"] == {"toci": {"status": "stopped", "dose": None}}
     assert not trace["warnings"]
+    # before the drug is started the event changes nothing of it (no stopped drug started later)
+    early = compile_source(EVENT_STOPS.replace("on entry { do start cite pi }", "on panel { otherwise stay cite pi { do start cite pi } }"),
+                           "t.rxw", verify=False).graph
+    trace = run(early, """
+    patient: {id: p}
+    start: 2025-03-03
+    events:
+      - {date: 2025-03-04, event: stopped_otherwise}
+      - {date: 2025-03-05, lab: ALT, value: 30}
+    """)
+    assert "drug" not in steps(trace, "transition")[0] and not trace["warnings"]
+    assert trace["drugs"] == {"toci": {"status": "on", "dose": 8}}
 
 
 def test_a_case_reads_the_drug_an_event_stopped_on_its_day(tmp_path):
