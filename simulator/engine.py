@@ -356,8 +356,8 @@ class Machine:
                             if isinstance(d, Mapping) and d.get("effect")}
             # event -> the drug it stops (`event anakinra_stopped "..." stops anakinra`)
             self.event_stops: dict[str, _DrugDecl] = {
-                name: self.drugs[d["effect"]["drug"]] for name, d in (g.get("events") or {}).items()
-                if isinstance(d, Mapping) and d.get("effect") and _effect(name, d["effect"], self.drugs)[0] == "stop"}
+                name: drug for name, d in (g.get("events") or {}).items() if isinstance(d, Mapping) and d.get("effect")
+                for kind, drug, _ in (_effect(name, d["effect"], self.drugs),) if kind == "stop"}
         except (KeyError, TypeError, ValueError) as e:
             raise SimulationError(f"not a compiled protocol graph: {type(e).__name__}: {e}", path=self.path,
                                   code="E903") from None
@@ -2217,18 +2217,15 @@ class _Run(Ctx):
                 inputs.append((len(self.steps), ev))
             if type(ev) is ClinicalEvent:
                 stops = self.m.event_stops.get(ev.event)
-                if stops is not None:
-                    n = len(self.steps)
-                    drug = self.stop_by_event(stops)
-                    if drug is None:
-                        stops = None
+                drug = None if stops is None else self.stop_by_event(stops)  # (None: nothing stopped)
+                n = len(self.steps)
                 if self.m.chart:
                     self.react_all([(st, st.events[ev.event]) for st in self.config if ev.event in st.events])
                 else:
                     handler = self.state.events.get(ev.event)
                     if handler is not None:
                         self.react(handler)
-                if stops is not None:
+                if drug is not None:
                     # the event's transition shows the drug's state after it (as an action's step does)
                     for s in self.steps[n:]:
                         if s["type"] == "transition" and s.get("event") == ev.event:

@@ -38,7 +38,7 @@ from typing import Any, Iterable, Mapping
 
 import z3
 
-from rxwatch.compiler.verify import smt
+from rxwatch.compiler.verify import prover, smt
 from rxwatch.compiler.verify.tables import panel_context
 
 from .equivalence import fires
@@ -55,12 +55,14 @@ _FAR = 1 << 30  # no rule still to be found is reachable
 MAX_TRIES = 40  # timelines extended toward a missing rule before the search stops heading for it
 TRIES_PER_STEP = 4  # a missing rule tried this often in vain weighs as one more rule to fire
 Z3_RLIMIT = 2_000_000
-"""One z3 query's budget, in z3's resource units (`rlimit`), not in seconds: a query cut off by
-a wall-clock timeout stops wherever the machine's speed and load left it, and since all the
-queries share the encoder's z3 context, where it stopped changes the terms and models of every
-later query (tocilizumab's `PLT < 50000`, whose optimum z3 never finds, made about 20 boundary
-cases differ from run to run). Counted work stops at the same point on every run and machine.
-The largest query the shipped protocols answer takes under 0.9 million units."""
+"""One z3 query's budget here, in z3's resource units (`rlimit`), not in seconds: a query cut
+off by a wall-clock timeout stops wherever the machine's speed and load left it, and since all
+the queries share the encoder's z3 context, where it stopped changes the terms and models of
+every later query (tocilizumab's `PLT < 50000`, whose optimum z3 never finds, made about 20
+boundary cases differ from run to run). Counted work stops at the same point on every run and
+machine. Smaller than the verifier's (prover.Z3_RLIMIT): a query that cannot be answered costs
+its whole budget, and ten of tocilizumab's never are. The largest query the shipped
+protocols answer takes under 0.9 million units."""
 
 
 @dataclass
@@ -256,8 +258,7 @@ class Generator:
             return self._examples[key]
         rules = [self.edges[k] for k in h.get("rules") or ()][: i + 1]
         enc = self.enc
-        s = z3.Solver(ctx=enc.ctx)
-        s.set("rlimit", Z3_RLIMIT)
+        s = prover.budget(z3.Solver(ctx=enc.ctx), Z3_RLIMIT)
         s.add(fires(enc, h, rules, i))
         if also is not None:
             s.add(enc.cond(also).t)
@@ -283,12 +284,13 @@ class Generator:
             ex = self.example(state, hi, i)
             if ex is None:
                 return
-        yield from self.placed(p, trace, state, h, ex, last, key or h["rules"][i])
+        key = key or h["rules"][i]
+        yield from self.placed(p, trace, state, h, ex, last, key)
         # the same rule with a panel that also makes true an `if` of the entry it leads to
-        for cond in self.entry_conditions(key or h["rules"][i]):
-            also = self.example(state, hi, i, trace, p.facts, also=cond) if p.rows else None
+        for cond in self.entry_conditions(key) if p.rows else ():
+            also = self.example(state, hi, i, trace, p.facts, also=cond)
             if also is not None and also.panel != ex.panel:
-                yield from self.placed(p, trace, state, h, also, last, key or h["rules"][i])
+                yield from self.placed(p, trace, state, h, also, last, key)
 
     def placed(self, p: Prefix, trace: Mapping, state: str, h: Mapping, ex: smt.Example, last: datetime.date,
                key: str) -> Iterable[Prefix]:
@@ -825,8 +827,7 @@ def boundary_examples(gen: Generator, state: str, hi: int, i: int) -> list[tuple
 
 def _optimum(gen: Generator, enc: smt.Encoder, h: Mapping, ins, x: smt.Num, cond, goal: str, extra: list):
     """The model closest to the threshold on one side, with every lab on its precision grid."""
-    opt = z3.Optimize(ctx=enc.ctx)
-    opt.set("rlimit", Z3_RLIMIT)
+    opt = prover.budget(z3.Optimize(ctx=enc.ctx), Z3_RLIMIT)
     if h.get("trigger") == "panel":
         opt.add(panel_context(enc))
     opt.add(x.k, cond, *extra)

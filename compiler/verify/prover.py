@@ -28,10 +28,11 @@ is about a second of z3's work on the 2-core VM. A query that runs out is report
 never guessed."""
 
 
-def budget(solver):
-    """`solver` with the query budget set (every z3 solver of the verifier and of the mutants'
-    equivalence checks is made through this)."""
-    solver.set("rlimit", Z3_RLIMIT)
+def budget(solver, units: int | None = None):
+    """`solver` (a z3 Solver or Optimize) with its query budget set: `units` of z3's work, by
+    default Z3_RLIMIT (every z3 solver of the verifier, of the mutants' equivalence checks and
+    of `rxwatch cases` is made through this)."""
+    solver.set("rlimit", Z3_RLIMIT if units is None else units)
     return solver
 
 
