@@ -23,8 +23,10 @@ The semantics, with worked examples, are in docs/simulation.md; in short:
 - An action with a due window whose declaration orders labs opens an order; a panel with one
   of its labs fulfils it (before the panel's rules run); a window that ends with no panel
   gives one `overdue` deviation, the day after its last day, and the order stays open.
-- More than `MAX_TRANSITIONS_PER_DAY` transitions on one day is a zero-time loop: the run
-  ends with a SimulationError naming the states in the loop and the rules that close it.
+- More than `MAX_TRANSITIONS_PER_DAY` transitions on one day that no input fired (`on fact`
+  rules tried on entry, timers) is a zero-time loop: the run ends with a SimulationError naming
+  the states in the loop and the rules that close it. (A panel or an event fires at most one
+  rule per input: it cannot loop.)
 
 Statecharts (graph format 3: nested states, parallel tracks, choices whose alternatives lead
 somewhere) are replayed by configurations: one active atomic state per active region; on a
@@ -59,6 +61,9 @@ from rxwatch.inputs.model import ClinicalEvent, Choice, FactChange, LabResult, T
 __all__ = ["MAX_TRANSITIONS_PER_DAY", "Machine", "Patient", "SimulationError", "simulate"]
 
 MAX_TRANSITIONS_PER_DAY = 1000
+
+_BY_INPUT = frozenset({"panel", "event"})
+"""The triggers an input fires (a rule each, at most): not counted against a zero-time loop."""
 """More transitions than this on one day can only be a loop that never lets time pass."""
 
 
@@ -416,7 +421,7 @@ class Machine:
         # the code that reacts (tries the rules, fires one) and that enters each state
         gen = _Program(any(st.timers for st in self.states.values()),
                        any(st.at_once is not None or st.at_once_from for st in self.states.values()),
-                       _reads_since_entry(graph), chart=self.chart)
+                       *_times_read(graph), chart=self.chart)
         self._gen = gen
         self.timed = gen.timers  # some state has timers (else no replay ever arms one)
         # some state has timers or `on fact` rules (else a replay never has anything to settle)
@@ -914,8 +919,10 @@ def put_number(d: dict, key: str, q) -> None:
     d[key + "_exact"] = ir.decimal_text(q) or f"{q.numerator}/{q.denominator}"
 
 
-def _reads_since_entry(graph) -> bool:
-    """Whether any expression of the graph reads `since entry`."""
+def _times_read(graph) -> tuple[bool, frozenset]:
+    """What the graph's expressions and timers read of time: whether any reads `since entry`,
+    and the actions whose last recommendation some `since(ACTION)` or timer counts from (a
+    replay keeps the day of those only)."""
     g = graph.graph
     trees = [d.get("expr") for d in (g.get("lets") or {}).values() if isinstance(d, Mapping)]
     trees += [d.get("guard") for _, _, d in graph.edges(data=True)]
@@ -931,7 +938,14 @@ def _reads_since_entry(graph) -> bool:
         trees += action_trees(data.get("entry"))
     for _, _, data in graph.edges(data=True):
         trees += action_trees(data.get("actions"))
-    return any(n.get("op") == "since_entry" for t in trees if t is not None for n in ir.walk(t))
+    nodes = [n for t in trees if t is not None for n in ir.walk(t)]
+    actions = {n["args"][0].get("name") for n in nodes if n.get("op") == "call" and n.get("func") == "since"}
+    for _, data in graph.nodes(data=True):
+        for h in data.get("handlers") or ():
+            if isinstance(h, Mapping) and h.get("trigger") == "timer":
+                actions.add((h.get("timer") or {}).get("since"))
+    actions.discard(None)
+    return any(n.get("op") == "since_entry" for n in nodes), frozenset(actions)
 
 
 def _validate_trees(graph, path: str) -> None:
@@ -1453,11 +1467,13 @@ class _Program:
 
     MAX_DEPTH = 12  # `if`s nested deeper go into a function of their own (Python limits nesting)
 
-    def __init__(self, timers: bool, at_once: bool, since_entry: bool = True, chart: bool = False) -> None:
+    def __init__(self, timers: bool, at_once: bool, since_entry: bool = True, since: frozenset | None = None,
+                 chart: bool = False) -> None:
         self.count = 0
         self.timers = timers  # some state has timers (else no replay ever arms one)
         self.at_once = at_once  # some state has `on fact` rules (else nothing is ever pending)
         self.since_entry = since_entry  # some expression reads `since entry` (else the day of entry is never read)
+        self.since = since  # the actions whose last day is read (`since(ACTION)`, timers); None: every action's
         self.chart = chart  # a statechart: a rule chosen is selected, fired with the other regions' (_Run.execute)
         self.rational = True  # the replay's panels hold runtime rationals (quotients shared by expr._xq)
         self.compiler: Compiler | None = None  # the protocol's expressions (an `if`'s condition is inlined)
@@ -1481,7 +1497,7 @@ class _Program:
             if self.chart:
                 out.add(0, f"r.select({out.const(rule)}, {out.const(step)}, {values})")
             else:
-                self.firing(out, rule, step, values)
+                self.firing(out, rule, step, values, counted=handler.trigger not in _BY_INPUT)
             branches.append(out.lines)
         self.known = ()
         unknown = out.const(_unassessable(handler, lets, compiler))
@@ -1528,13 +1544,15 @@ class _Program:
             out.add(0, f"r.drug_values(v, {out.const(drugs)})")
         return "v"
 
-    def firing(self, out: "_Source", rule: _Rule, step: dict, values: str = "None") -> None:
+    def firing(self, out: "_Source", rule: _Rule, step: dict, values: str = "None", counted: bool = True) -> None:
         """Fire `rule`: its transition step (`step`), then enter its target (or, for a stay
-        rule, its actions only)."""
-        out.add(0, "fired = r.fired_today")
-        out.add(0, f"fired.append({out.const(rule)})")
-        out.add(0, f"if len(fired) > {MAX_TRANSITIONS_PER_DAY}:")
-        out.add(1, "raise r.loop_error()")
+        rule, its actions only). `counted`: a rule no input fires, counted against a zero-time
+        loop (`fired_today`)."""
+        if counted:
+            out.add(0, "fired = r.fired_today")
+            out.add(0, f"fired.append({out.const(rule)})")
+            out.add(0, f"if len(fired) > {MAX_TRANSITIONS_PER_DAY}:")
+            out.add(1, "raise r.loop_error()")
         out.add(0, "iso = r.iso")
         out.add(0, "emit = r.emit")
         out.add(0, f"s = {out.const(step)}.copy()")
@@ -1638,7 +1656,8 @@ class _Program:
                         out.add(depth + 1, f"del orders[{name}]")
                         out.add(depth, f"orders[{name}] = o")
                         out.add(depth, f"r.alarms[{name}] = o.late")
-                out.add(depth, f"last[{out.const(a.name)}] = today")
+                if self.since is None or a.name in self.since:
+                    out.add(depth, f"last[{out.const(a.name)}] = today")
             elif type(a) is _OneOf:
                 out.add(depth, f"{out.const(a.run)}(r)")
             elif type(a) is _Set:
@@ -1978,13 +1997,12 @@ class _Run(Ctx):
             for ev in todays:
                 if type(ev) is result:
                     # the value as an exact rational (made when the result was read), its own ULN
+                    # (a later result of the lab without one: see `dup` below)
                     panel[ev.lab] = ev.q
                     if ev.uln is not None:
                         if ulns is None:
                             ulns = {}
                         ulns[ev.lab] = ev.uln_q
-                    elif ulns is not None:
-                        ulns.pop(ev.lab, None)
                 elif extra is None:
                     extra = [ev]
                 else:
@@ -2011,8 +2029,10 @@ class _Run(Ctx):
                     dup = len(panel) < len(todays) - (0 if extra is None else len(extra))  # two results of a lab
                     brought = panel if lookback is None else set(panel)  # the labs of today's results
                     if dup:
-                        self.replaced = [m.result_dict(r, day) for r in
-                                         latest_results([e for e in todays if type(e) is LabResult])[1]]
+                        kept, replaced = latest_results([e for e in todays if type(e) is LabResult])
+                        self.replaced = [m.result_dict(r, day) for r in replaced]
+                        if ulns is not None:  # the ULNs of the results kept (a later one may carry none)
+                            ulns = {lab: r.uln_q for lab, r in kept.items() if r.uln is not None} or None
                     if lookback is not None:
                         dated, ulns = self.lookback(panel, ulns, [e for e in todays if type(e) is LabResult], day,
                                                     lookback)
@@ -2023,7 +2043,8 @@ class _Run(Ctx):
                 if orders:
                     if dated is None and len(orders) == 1:
                         # the usual day: one open order, every result today's
-                        (key, o), = orders.items()
+                        key, = orders
+                        o = orders[key]
                         if o.opens is None or day >= o.opens:
                             if not o.single.isdisjoint(panel):  # a result that fulfils it alone (ALT or AST)
                                 orders.clear()
@@ -2410,9 +2431,10 @@ class _Run(Ctx):
         emit = self.emit
         entries = self.entries
         for k in kept:
-            fired.append(k[1])
-            if len(fired) > MAX_TRANSITIONS_PER_DAY:
-                raise self.loop_error()
+            if k[1].trigger not in _BY_INPUT:
+                fired.append(k[1])
+                if len(fired) > MAX_TRANSITIONS_PER_DAY:
+                    raise self.loop_error()
             s = k[2].copy()
             s["date"] = iso
             if k[5] is not None:
@@ -2606,6 +2628,9 @@ class _Run(Ctx):
                 break
             cycle.append(rule)
         cycle.reverse()
+        # shown from the rule of the loop that fired first that day (whatever the count stopped at)
+        k = min(range(len(cycle)), key=lambda i: fired.index(cycle[i]))
+        cycle = cycle[k:] + cycle[:k]
         states = [cycle[0].source] + [r.target for r in cycle]
         rules = ", ".join(f"{r.key} (line {r.line})" for r in cycle)
         return SimulationError(

@@ -945,6 +945,25 @@ def test_a_results_own_uln_wins_over_the_declared_default():
     assert run(g, inr.format(uln=", uln: 1.2"))["final_state"] == "c"
 
 
+def test_a_later_result_of_the_day_without_its_own_uln_is_graded_by_the_default():
+    # ALT 130 with its own ULN 50 (2.6 x), then, later that day, ALT 130 with none: the later
+    # result counts, with the declared ULN (40: 3.25 x); and the other way round
+    head = "initial state a \"A\" {{ on panel {{ when xuln(ALT) > 3 -> b cite s }} }}\nstate b \"B\"\n{extra}"
+    case = """
+    patient: {{id: p}}
+    start: 2025-01-06
+    events:
+      - {{date: 2025-01-07, time: "08:00", lab: ALT, value: 130{first}}}
+      - {{date: 2025-01-07, time: "09:00", lab: ALT, value: 130{second}}}
+    """
+    for extra in ("", "results valid for 3 days cite s"):  # the flat path, and a lookback
+        g = graph_of(head.format(extra=extra))
+        later = run(g, case.format(first=", uln: 50", second=""))
+        assert later["final_state"] == "b"
+        assert later["steps"][-2]["replaced"][0]["uln"] == 50
+        assert run(g, case.format(first="", second=", uln: 50"))["final_state"] == "a"
+
+
 def test_the_example_of_the_contract_grades_by_the_results_own_uln():
     g = shipped(ANAKINRA)
     tl = timeline(g, """
@@ -981,6 +1000,20 @@ def test_a_zero_time_loop_ends_with_an_error_naming_its_states():
     assert "zero-time loop on 2025-01-09: b -> c -> b" in text
     assert "b/0/0 (line 18), c/0/0 (line 19)" in text and e.line == 18
     assert str(MAX_TRANSITIONS_PER_DAY) in text
+
+
+def test_many_inputs_on_one_day_are_not_a_loop():
+    # each event fires one rule: more than MAX_TRANSITIONS_PER_DAY of them on a day is not a
+    # zero-time loop (only rules no input fires count: `on fact` rules on entry, timers)
+    g = graph_of("""
+    initial state a "A" { on event bleed { otherwise -> b cite s } }
+    state b "B" { on event bleed { otherwise -> a cite s } }
+    """)
+    n = MAX_TRANSITIONS_PER_DAY + 1
+    events = "\n".join("  - {date: 2025-01-07, event: bleed}" for _ in range(n))
+    trace = run(g, f"patient: {{id: p}}\nstart: 2025-01-06\nevents:\n{events}\n")
+    assert sum(s["type"] == "transition" for s in trace["steps"]) == n
+    assert trace["final_state"] == "b"
 
 
 def test_a_self_loop_on_entry_is_a_zero_time_loop_too():
