@@ -61,10 +61,10 @@ from rxwatch.inputs.model import ClinicalEvent, Choice, FactChange, LabResult, T
 __all__ = ["MAX_TRANSITIONS_PER_DAY", "Machine", "Patient", "SimulationError", "simulate"]
 
 MAX_TRANSITIONS_PER_DAY = 1000
+"""More transitions than this on one day can only be a loop that never lets time pass."""
 
 _BY_INPUT = frozenset({"panel", "event"})
 """The triggers an input fires (a rule each, at most): not counted against a zero-time loop."""
-"""More transitions than this on one day can only be a loop that never lets time pass."""
 
 
 class SimulationError(Exception):
